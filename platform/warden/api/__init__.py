@@ -1,0 +1,1 @@
+"""The web API (FastAPI): one router per domain, mounted under /v1."""

@@ -1,0 +1,51 @@
+"""Named dependencies, so routes read like sentences."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from warden.errors import Unauthenticated
+from warden.identity.service import Caller, authenticate
+
+if TYPE_CHECKING:
+    from warden.api.state import AppState
+
+
+def get_state(request: Request) -> AppState:
+    return request.app.state.warden  # type: ignore[no-any-return]
+
+
+State = Annotated["AppState", Depends(get_state)]
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    """One transaction per request: committed before the response, rolled back on error."""
+    session = get_state(request).sessions()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+DbSession = Annotated[Session, Depends(get_db, scope="function")]
+
+
+def get_caller(request: Request, db: DbSession) -> Caller:
+    header = request.headers.get("authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret:
+        raise Unauthenticated("missing bearer token")
+    caller = authenticate(db, secret.strip())
+    request.state.caller = caller
+    return caller
+
+
+CurrentCaller = Annotated[Caller, Depends(get_caller)]

@@ -1,0 +1,1 @@
+"""Audit: durable, hash-chained events, exported through OpenTelemetry."""

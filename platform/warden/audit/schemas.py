@@ -1,0 +1,53 @@
+"""What the audit API returns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class AuditEventOut(BaseModel):
+    seq: int
+    id: str
+    ts: str  # ISO-8601 UTC with microseconds, as hashed
+    actor: str
+    actor_kind: str
+    on_behalf_of: str | None
+    tenant: str | None
+    action: str
+    dataset: str | None
+    dataset_version: str | None
+    purpose: str | None
+    decision: str
+    rule: str | None
+    policy_version: int | None
+    columns: list[str]
+    masked_columns: list[str]
+    row_filter: list[dict[str, Any]]
+    rows: int | None
+    bytes: int | None
+    grant_ids: list[str]
+    trace_id: str | None
+    reason: str | None
+    details: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+class AuditEventsPage(BaseModel):
+    events: list[AuditEventOut]
+    next_cursor: str | None
+
+
+class BrokenLinkOut(BaseModel):
+    seq: int
+    id: str | None
+    reason: str
+
+
+class VerifyOut(BaseModel):
+    ok: bool
+    checked: int
+    first_broken: BrokenLinkOut | None
+    head_seq: int | None

@@ -1,0 +1,1 @@
+"""Catalog: datasets, their versions (content digests), columns and classes."""

@@ -1,0 +1,48 @@
+"""GET /v1/datasets and /v1/datasets/{name}: only what the caller may see."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from warden.api.deps import CurrentCaller, DbSession, State
+from warden.catalog.service import DatasetView, list_names, load_view
+from warden.errors import NotFound
+from warden.gateway.service import visible
+
+router = APIRouter(prefix="/v1/datasets", tags=["catalog"])
+
+
+def describe(view: DatasetView) -> dict[str, Any]:
+    return {
+        "name": view.name,
+        "tenant": view.tenant,
+        "owner": view.owner,
+        "description": view.description,
+        "classification": view.classification,
+        "version": view.version,
+        "rows": view.row_count,
+        "allowed_purposes": list(view.allowed_purposes),
+        "identifier_columns": list(view.identifier_columns),
+        "columns": [
+            {"name": c.name, "dtype": c.dtype, "classification": c.classification}
+            for c in view.columns
+        ],
+    }
+
+
+@router.get("", summary="Datasets the caller may read in some way")
+def list_datasets(caller: CurrentCaller, db: DbSession, state: State) -> dict[str, Any]:
+    state.policy.ensure_fresh()
+    views = [load_view(db, state.settings.datasets_dir, caller.tenant, n) for n in list_names(db, caller.tenant)]
+    return {"datasets": [describe(v) for v in views if visible(state, caller, v)]}
+
+
+@router.get("/{name}", summary="One dataset: schema, classes, version")
+def show_dataset(name: str, caller: CurrentCaller, db: DbSession, state: State) -> dict[str, Any]:
+    state.policy.ensure_fresh()
+    view = load_view(db, state.settings.datasets_dir, caller.tenant, name)
+    if not visible(state, caller, view):
+        raise NotFound(f"no dataset named {name!r}")
+    return describe(view)

@@ -1,0 +1,1 @@
+"""The `warden` command line: one small Typer app per command group."""

@@ -1,0 +1,80 @@
+"""How the CLI reaches the API: WARDEN_URL, and a token from WARDEN_TOKEN or the user config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, NoReturn
+
+import httpx
+import typer
+from rich.console import Console
+
+from warden.config import get_settings
+
+err_console = Console(stderr=True)
+console = Console()
+
+
+def config_file() -> Path:
+    return get_settings().config_dir / "credentials.json"
+
+
+def load_token() -> str | None:
+    settings = get_settings()
+    if settings.token:
+        return settings.token
+    path = config_file()
+    if path.exists():
+        data = json.loads(path.read_text())
+        token = data.get("token")
+        return str(token) if token else None
+    return None
+
+
+def save_token(token: str, url: str, principal: str) -> Path:
+    path = config_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"token": token, "url": url, "principal": principal}, indent=2))
+    path.chmod(0o600)
+    return path
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+class ApiClient:
+    """A thin httpx wrapper that turns the API's error shape into a clean CLI message."""
+
+    def __init__(self, url: str | None = None, token: str | None = None) -> None:
+        self.url = (url or get_settings().url).rstrip("/")
+        self.token = token or load_token()
+        headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
+        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=300.0)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        if not self.token:
+            fail("no token: run `warden init`, or set WARDEN_TOKEN")
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.ConnectError:
+            fail(f"cannot reach the Warden API at {self.url}: is `warden serve` running?")
+        if response.status_code >= 400:
+            fail(describe_error(response), code=2 if response.status_code < 500 else 3)
+        return response
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.request("GET", path, **kwargs).json()
+
+    def post(self, path: str, **kwargs: Any) -> Any:
+        return self.request("POST", path, **kwargs).json()
+
+
+def describe_error(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+        return f"{body['error']} ({response.status_code}): {body['detail']}"
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP {response.status_code}: {response.text[:200]}"

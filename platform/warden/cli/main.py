@@ -1,0 +1,28 @@
+"""The `warden` command: small Typer apps, one per command group."""
+
+from __future__ import annotations
+
+import typer
+
+from warden.cli import audit, data, demo, policy, principals
+from warden.cli.admin import init
+from warden.cli.read import read
+from warden.cli.serve import serve
+
+app = typer.Typer(
+    name="warden",
+    help="Governed data access and sandboxes for ML teams.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+app.command()(init)
+app.command()(serve)
+app.command()(read)
+app.command(name="demo")(demo.run_demo)
+app.add_typer(principals.app, name="principals")
+app.add_typer(data.app, name="data")
+app.add_typer(policy.app, name="policy")
+app.add_typer(audit.app, name="audit")
+
+if __name__ == "__main__":
+    app()

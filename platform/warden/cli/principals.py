@@ -1,0 +1,62 @@
+"""`warden principals …`: people and service accounts of your tenant."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from warden.cli.client import ApiClient, console
+from warden.cli.output import show
+
+app = typer.Typer(help="Manage people and service accounts (needs the admin role).", no_args_is_help=True)
+Format = Annotated[str, typer.Option("--format", help="table or json")]
+
+
+@app.command("list")
+def list_(fmt: Format = "table") -> None:
+    """List the principals of your tenant and their roles."""
+    rows = ApiClient().get("/v1/principals")["principals"]
+    show(rows, ["name", "kind", "roles", "disabled"], fmt, title="principals")
+
+
+@app.command()
+def create(
+    name: Annotated[str, typer.Argument(help="Lowercase name, e.g. alice")],
+    kind: Annotated[str, typer.Option(help="person or service")] = "person",
+    role: Annotated[list[str] | None, typer.Option(help="Role to give (repeatable), e.g. ml_engineer")] = None,
+    token: Annotated[bool, typer.Option(help="Also issue a token and print it once")] = False,
+    fmt: Format = "table",
+) -> None:
+    """Create a principal in your tenant."""
+    client = ApiClient()
+    created = client.post("/v1/principals", json={"name": name, "kind": kind, "roles": role or []})
+    show([created], ["name", "kind", "tenant", "roles"], fmt)
+    if token:
+        issued = client.post(f"/v1/principals/{name}/tokens", json={"label": "cli"})
+        console.print(f"token (shown once): [bold]{issued['token']}[/]")
+
+
+@app.command("token")
+def token_(
+    name: Annotated[str, typer.Argument(help="Principal to issue a token for")],
+    ttl_days: Annotated[int | None, typer.Option(min=1, max=3650, help="Expire after N days")] = None,
+    label: Annotated[str, typer.Option(help="A note to tell tokens apart")] = "",
+) -> None:
+    """Issue an API token; only its hash is stored, so it is shown once."""
+    issued = ApiClient().post(f"/v1/principals/{name}/tokens", json={"label": label, "ttl_days": ttl_days})
+    console.print(issued["token"])
+
+
+@app.command("grant-role")
+def grant_role(name: str, role: str) -> None:
+    """Give a principal a role (a policy change, audited)."""
+    out = ApiClient().post(f"/v1/principals/{name}/roles", json={"role": role})
+    console.print(f"{out['name']}: {', '.join(out['roles']) or 'no roles'}")
+
+
+@app.command("remove-role")
+def remove_role(name: str, role: str) -> None:
+    """Take a role away (a policy change, audited)."""
+    out = ApiClient().request("DELETE", f"/v1/principals/{name}/roles/{role}").json()
+    console.print(f"{out['name']}: {', '.join(out['roles']) or 'no roles'}")

@@ -1,0 +1,30 @@
+"""`warden serve`: run the API."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from warden.api.app import create_app
+from warden.config import get_settings
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port")] = 8765,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+) -> None:
+    """Run the Warden API (the CLI finds it through WARDEN_URL)."""
+    settings = get_settings()
+    typer.echo(f"warden API on http://{host}:{port} · database {_safe(settings.resolved_database_url)}")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+
+
+def _safe(url: str) -> str:
+    """Never print a password from a database URL."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url

@@ -1,0 +1,85 @@
+"""Warden's one error family; the API renders each as {"error": ClassName, "detail": message}.
+
+    WardenError (500)
+    ├── BadRequest (400)
+    │   └── InvalidFilter (400)
+    ├── Unauthenticated (401)
+    ├── Forbidden (403)
+    ├── NotFound (404)
+    ├── Conflict (409)
+    ├── PayloadTooLarge (413)
+    ├── Unprocessable (422)
+    └── Unavailable (503)
+        ├── AuditUnavailable (503)
+        └── PolicyUnavailable (503)
+"""
+
+from __future__ import annotations
+
+
+class WardenError(Exception):
+    status_code = 500
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class BadRequest(WardenError):
+    status_code = 400
+
+
+class InvalidFilter(BadRequest):
+    pass
+
+
+class Unauthenticated(WardenError):
+    status_code = 401
+
+
+class Forbidden(WardenError):
+    status_code = 403
+
+
+class NotFound(WardenError):
+    status_code = 404
+
+
+class Conflict(WardenError):
+    status_code = 409
+
+
+class PayloadTooLarge(WardenError):
+    status_code = 413
+
+
+class Unprocessable(WardenError):
+    status_code = 422
+
+
+class Unavailable(WardenError):
+    status_code = 503
+
+
+class AuditUnavailable(Unavailable):
+    pass
+
+
+class PolicyUnavailable(Unavailable):
+    pass
+
+
+__all__ = [
+    "AuditUnavailable",
+    "BadRequest",
+    "Conflict",
+    "Forbidden",
+    "InvalidFilter",
+    "NotFound",
+    "PayloadTooLarge",
+    "PolicyUnavailable",
+    "Unauthenticated",
+    "Unavailable",
+    "Unprocessable",
+    "WardenError",
+]

@@ -1,0 +1,1 @@
+"""Gateway: governed reads (decide, plan with polars, audit, stream Arrow IPC)."""

@@ -1,0 +1,100 @@
+"""Plan a governed read with polars (lazy): policy row filters, masks, caller filters, limit.
+
+Order matters: policy filters see raw values; the caller's filters see only what the caller
+may see (masked values, never raw ones), so a filter can't be used as an oracle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from warden.catalog.service import DatasetView
+from warden.errors import Forbidden, InvalidFilter
+from warden.gateway.filters import expression, typed_value
+from warden.gateway.masking import blank_expr, keyed_hash_expr
+from warden.gateway.schemas import FilterClause
+from warden.policy.engine import ReadDecision, RowFilter
+
+
+@dataclass(frozen=True)
+class Plan:
+    frame: pl.LazyFrame
+    columns: tuple[str, ...]
+    masked: tuple[str, ...]
+
+
+def policy_value(dataset: DatasetView, rf: RowFilter) -> Any:
+    info = dataset.column(rf.column)
+    if info is None:
+        # A rule naming a missing column must never widen a read: deny.
+        raise Forbidden(f"policy row filter names unknown column {rf.column!r}")
+    if rf.op in ("in", "not_in"):
+        return [_from_text(rf.column, info.dtype, v) for v in rf.value.split("|")]
+    return _from_text(rf.column, info.dtype, rf.value)
+
+
+def _from_text(column: str, dtype: str, raw: str) -> Any:
+    if dtype.startswith(("Int", "UInt")):
+        return typed_value(column, dtype, int(raw))
+    if dtype.startswith("Float"):
+        return typed_value(column, dtype, float(raw))
+    if dtype == "Boolean":
+        return raw.lower() == "true"
+    return typed_value(column, dtype, raw)
+
+
+def check_filters(where: list[FilterClause], decision: ReadDecision, dataset: DatasetView) -> None:
+    readable = set(decision.allowed_columns) | set(decision.masked_columns)
+    for clause in where:
+        if dataset.column(clause.column) is None:
+            raise InvalidFilter(f"filter names unknown column {clause.column!r}")
+        if clause.column not in readable:
+            raise Forbidden(f"filter on column {clause.column!r}, which this read may not see")
+
+
+def build(
+    dataset: DatasetView,
+    decision: ReadDecision,
+    columns: list[str],
+    where: list[FilterClause],
+    limit: int | None,
+    mask_key: bytes,
+) -> Plan:
+    source = pl.scan_parquet(dataset.path)
+    schema = source.collect_schema()
+    frame = source
+    for rf in decision.row_filters:
+        value = policy_value(dataset, rf)
+        frame = frame.filter(expression(rf.column, _dtype(dataset, rf.column), rf.op, value))
+
+    readable = set(decision.allowed_columns) | set(decision.masked_columns)
+    masked_all = set(decision.masked_columns)
+    visible = [c for c in columns if c in readable]
+    needed = list(dict.fromkeys(visible + [w.column for w in where]))
+    frame = frame.select(needed)
+
+    mask_exprs = []
+    for column in (c for c in needed if c in masked_all):
+        if column in dataset.identifier_columns:
+            mask_exprs.append(keyed_hash_expr(column, dataset.path, mask_key))
+        else:
+            mask_exprs.append(blank_expr(column, schema[column]))
+    if mask_exprs:
+        frame = frame.with_columns(mask_exprs)
+    for clause in where:
+        dtype = "Utf8" if clause.column in masked_all else _dtype(dataset, clause.column)
+        frame = frame.filter(expression(clause.column, dtype, clause.op, clause.value))
+    frame = frame.select(visible)
+    if limit is not None:
+        frame = frame.head(limit)
+    return Plan(frame=frame, columns=tuple(visible), masked=tuple(c for c in visible if c in masked_all))
+
+
+def _dtype(dataset: DatasetView, column: str) -> str:
+    info = dataset.column(column)
+    if info is None:
+        raise InvalidFilter(f"unknown column {column!r}")
+    return info.dtype

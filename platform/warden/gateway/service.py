@@ -1,0 +1,188 @@
+"""A governed read, end to end: decide → plan → audit (durably) → hand back Arrow IPC bytes.
+
+Every outcome is audited: an allowed read before its first byte leaves, a refused one with
+the reason it was refused. If the audit write fails, the read fails closed (503).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from opentelemetry.trace import Span
+from pydantic import ValidationError
+
+from warden.api.state import AppState
+from warden.audit.service import AuditRecord, record
+from warden.audit.telemetry import annotate_span, read_span
+from warden.catalog.service import PURPOSES, DatasetView, load_view
+from warden.db.session import unit_of_work
+from warden.errors import (
+    BadRequest,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    Unprocessable,
+    WardenError,
+)
+from warden.gateway import planner
+from warden.gateway.schemas import ReadRequest
+from warden.identity.service import Caller
+from warden.policy.engine import ReadDecision
+
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+
+
+@dataclass
+class ReadResult:
+    body: bytes
+    rows: int
+    event_id: str
+    columns: tuple[str, ...]
+    masked: tuple[str, ...]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Attempt:
+    """What is known so far about a read, for the audit event whatever the outcome."""
+
+    caller: Caller
+    dataset: str
+    purpose: str | None = None
+    version: str | None = None
+    columns: list[str] = field(default_factory=list)
+    decision: ReadDecision | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def audit(self, decision: str, reason: str | None = None, **extra: Any) -> AuditRecord:
+        d = self.decision
+        return AuditRecord(
+            action="dataset.read",
+            decision=decision,
+            actor=self.caller.name,
+            actor_kind=self.caller.kind,
+            on_behalf_of=self.caller.on_behalf_of,
+            tenant=self.caller.tenant,
+            dataset=self.dataset[:64],
+            dataset_version=self.version,
+            purpose=(self.purpose or "")[:32] or None,
+            rule=d.deciding_rule if d else None,
+            policy_version=d.policy_version if d else None,
+            columns=[c[:64] for c in self.columns[:256]],
+            masked_columns=list(d.masked_columns) if d else [],
+            row_filter=[{"column": f.column, "op": f.op, "value": f.value} for f in d.row_filters]
+            if d
+            else [],
+            grant_ids=list(d.grant_ids) if d else [],
+            reason=reason,
+            details=self.details,
+            **extra,
+        )
+
+
+def parse_request(raw: bytes, max_bytes: int) -> ReadRequest:
+    if len(raw) > max_bytes:
+        raise PayloadTooLarge(f"request body over {max_bytes} bytes")
+    try:
+        return ReadRequest.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:5]
+        )
+        raise Unprocessable(f"invalid read request: {problems}") from None
+
+
+def governed_read(state: AppState, caller: Caller, name: str, raw_body: bytes) -> ReadResult:
+    attempt = _Attempt(caller=caller, dataset=name)
+    with read_span("warden.read", {"warden.dataset": name[:64], "warden.actor": caller.name}) as span:
+        try:
+            result = _read(state, attempt, raw_body, span)
+        except WardenError as exc:
+            event = record(state.sessions, attempt.audit("deny", f"{type(exc).__name__}: {exc.detail}"))
+            annotate_span(span, event)
+            raise
+        return result
+
+
+def _read(state: AppState, attempt: _Attempt, raw_body: bytes, span: Span) -> ReadResult:
+    settings = state.settings
+    request = parse_request(raw_body, settings.max_request_bytes)
+    attempt.purpose = request.purpose
+    attempt.details["where"] = [c.model_dump() for c in request.where]
+    attempt.details["limit"] = request.limit
+    if request.limit is not None and request.limit > settings.max_read_rows:
+        raise BadRequest(f"limit {request.limit} is over the maximum of {settings.max_read_rows}")
+
+    caller = attempt.caller
+    with unit_of_work(state.sessions) as db:
+        dataset = load_view(db, settings.datasets_dir, caller.tenant, attempt.dataset)
+    attempt.version = dataset.version
+    state.policy.ensure_fresh()
+    columns = list(request.columns) if request.columns else list(dataset.column_names)
+    attempt.columns = columns
+    if unknown := [c for c in columns if dataset.column(c) is None]:
+        _hide_unless_visible(state, caller, dataset)
+        raise BadRequest(f"unknown columns {[c[:64] for c in unknown[:10]]}")
+    if len(set(columns)) != len(columns):
+        raise BadRequest("a column is named more than once")
+
+    now = datetime.now(UTC)
+    decision = state.policy.current().decide_read(
+        caller.name, caller.tenant, dataset.name, columns, request.purpose, now
+    )
+    attempt.decision = decision
+    if request.purpose not in PURPOSES:
+        _hide_unless_visible(state, caller, dataset)
+        raise BadRequest(f"unknown purpose {request.purpose[:32]!r}; known: {list(PURPOSES)}")
+    if not decision.allowed:
+        _hide_unless_visible(state, caller, dataset)
+        raise Forbidden(f"no column of {dataset.name!r} may be read for {request.purpose!r}")
+    if request.purpose not in dataset.allowed_purposes:
+        raise Forbidden(f"{dataset.name!r} may not be used for {request.purpose!r}")
+    if denied := [c for c in columns if c in decision.denied_columns]:
+        raise Forbidden(f"columns {denied} may not be read for {request.purpose!r}")
+    planner.check_filters(request.where, decision, dataset)
+
+    plan = planner.build(dataset, decision, columns, request.where, request.limit, state.mask_key)
+    frame = plan.frame.collect()
+    buffer = io.BytesIO()
+    frame.write_ipc_stream(buffer)
+    body = buffer.getvalue()
+
+    # Audit before data: the event is committed before the caller gets a byte.
+    event = record(state.sessions, attempt.audit("allow", rows=frame.height, bytes=len(body)))
+    annotate_span(span, event)
+    return ReadResult(
+        body=body,
+        rows=frame.height,
+        event_id=event.id,
+        columns=plan.columns,
+        masked=plan.masked,
+        headers={
+            "x-warden-audit-event": event.id,
+            "x-warden-dataset-version": dataset.version,
+            "x-warden-policy-version": str(decision.policy_version),
+            "x-warden-masked-columns": ",".join(plan.masked),
+            "x-warden-rows": str(frame.height),
+        },
+    )
+
+
+def _hide_unless_visible(state: AppState, caller: Caller, dataset: DatasetView) -> None:
+    """A dataset the caller has no right to see at all answers 404, not 403."""
+    if not visible(state, caller, dataset):
+        raise NotFound(f"no dataset named {dataset.name!r}")
+
+
+def visible(state: AppState, caller: Caller, dataset: DatasetView) -> bool:
+    snapshot = state.policy.current()
+    now = datetime.now(UTC)
+    return any(
+        snapshot.decide_read(
+            caller.name, caller.tenant, dataset.name, list(dataset.column_names), purpose, now
+        ).allowed
+        for purpose in dataset.allowed_purposes
+    )

@@ -1,0 +1,1 @@
+"""Identity: tenants (teams), principals (people, service accounts) and their API tokens."""

@@ -1,0 +1,38 @@
+"""Tables for tenants, principals and hashed API tokens."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, DateTime, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from warden.db.base import Base, IdMixin, TimestampMixin
+
+
+class Tenant(IdMixin, TimestampMixin, Base):
+    __tablename__ = "tenant"
+
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class Principal(IdMixin, TimestampMixin, Base):
+    __tablename__ = "principal"
+
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "person" | "service"
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenant.id"), index=True)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    tenant: Mapped[Tenant] = relationship(lazy="raise")
+
+
+class ApiToken(IdMixin, TimestampMixin, Base):
+    __tablename__ = "api_token"
+
+    principal_id: Mapped[str] = mapped_column(ForeignKey("principal.id"), index=True)
+    # Only a SHA-256 of the secret is stored; the secret is shown once at creation.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str] = mapped_column(String(64), default="")
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -1,0 +1,128 @@
+"""Principals and tokens. Services never commit; the caller's unit of work does."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from warden.errors import Conflict, NotFound, Unauthenticated, Unprocessable
+from warden.identity.models import ApiToken, Principal, Tenant
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+TOKEN_PREFIX = "wdn_"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: resolved from a token on every request."""
+
+    name: str
+    kind: str  # person | service | job
+    tenant: str
+    principal_id: str
+    on_behalf_of: str | None = None
+
+
+def check_name(value: str, what: str) -> str:
+    if not NAME_RE.fullmatch(value):
+        raise Unprocessable(
+            f"invalid {what} {value[:80]!r}: use 1-64 lowercase letters, digits, '_', '-' or '.',"
+            " starting with a letter"
+        )
+    return value
+
+
+def hash_token(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def get_or_create_tenant(db: Session, name: str) -> Tenant:
+    check_name(name, "tenant name")
+    tenant = db.scalar(select(Tenant).where(Tenant.name == name))
+    if tenant is None:
+        tenant = Tenant(name=name)
+        db.add(tenant)
+        db.flush()
+    return tenant
+
+
+def get_tenant(db: Session, name: str) -> Tenant:
+    tenant = db.scalar(select(Tenant).where(Tenant.name == name))
+    if tenant is None:
+        raise NotFound(f"no tenant named {name!r}")
+    return tenant
+
+
+def create_principal(db: Session, name: str, kind: str, tenant: Tenant) -> Principal:
+    check_name(name, "principal name")
+    if kind not in ("person", "service"):
+        raise Unprocessable(f"principal kind must be 'person' or 'service', not {kind!r}")
+    if db.scalar(select(Principal).where(Principal.name == name)) is not None:
+        raise Conflict(f"a principal named {name!r} already exists")
+    principal = Principal(name=name, kind=kind, tenant_id=tenant.id)
+    db.add(principal)
+    db.flush()
+    return principal
+
+
+def get_principal(db: Session, name: str, tenant_id: str | None = None) -> Principal:
+    query = select(Principal).where(Principal.name == name)
+    if tenant_id is not None:
+        query = query.where(Principal.tenant_id == tenant_id)
+    principal = db.scalar(query)
+    if principal is None:
+        raise NotFound(f"no principal named {name!r}")
+    return principal
+
+
+def list_principals(db: Session, tenant_id: str) -> list[Principal]:
+    query = select(Principal).where(Principal.tenant_id == tenant_id).order_by(Principal.name)
+    return list(db.scalars(query))
+
+
+def issue_token(
+    db: Session, principal: Principal, label: str = "", ttl: timedelta | None = None
+) -> str:
+    """Create a token and return its secret; only the hash is kept."""
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    expires = datetime.now(UTC) + ttl if ttl else None
+    db.add(
+        ApiToken(
+            principal_id=principal.id, token_hash=hash_token(secret), label=label, expires_at=expires
+        )
+    )
+    db.flush()
+    return secret
+
+
+def authenticate(db: Session, secret: str, now: datetime | None = None) -> Caller:
+    if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
+        raise Unauthenticated("invalid token")
+    row = db.execute(
+        select(ApiToken, Principal, Tenant)
+        .join(Principal, Principal.id == ApiToken.principal_id)
+        .join(Tenant, Tenant.id == Principal.tenant_id)
+        .where(ApiToken.token_hash == hash_token(secret))
+    ).first()
+    if row is None:
+        raise Unauthenticated("invalid token")
+    token, principal, tenant = row
+    now = now or datetime.now(UTC)
+    if token.revoked_at is not None:
+        raise Unauthenticated("token revoked")
+    if token.expires_at is not None and _aware(token.expires_at) <= now:
+        raise Unauthenticated("token expired")
+    if principal.disabled:
+        raise Unauthenticated("principal disabled")
+    return Caller(name=principal.name, kind=principal.kind, tenant=tenant.name, principal_id=principal.id)
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything stored is UTC.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

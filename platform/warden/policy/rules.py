@@ -1,0 +1,158 @@
+"""Casbin rule rows as Warden stores them: parsing, formatting and field-level validation.
+
+A rule is `(ptype, fields)`, e.g. `("p", ("role:analyst_eu", "acme", "engagements", "*",
+"analytics", "read", "allow", "", ""))`. Lines are parsed the way pycasbin's CSV loader
+parses them (split on commas, strip each token), so a field can never hold a comma, and
+brackets or parentheses would change how pycasbin splits: validation rejects both.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Final
+
+Rule = tuple[str, tuple[str, ...]]
+
+ARITY: Final = {"p": 9, "p2": 6, "g": 3}
+P_FIELDS: Final = ("sub", "dom", "obj", "col", "purpose", "act", "eft", "grant", "expires")
+P2_FIELDS: Final = ("sub", "dom", "obj", "col", "op", "value")
+G_FIELDS: Final = ("user", "role", "dom")
+FIELD_NAMES: Final = {"p": P_FIELDS, "p2": P2_FIELDS, "g": G_FIELDS}
+
+EFFECTS: Final = frozenset({"allow", "deny"})
+ACTIONS: Final = frozenset({"read", "mask", "review", "manage", "*"})
+SYSTEM_ACTIONS: Final = frozenset({"read", "manage", "*"})
+OPS: Final = frozenset({"eq", "ne", "in", "not_in", "lt", "le", "gt", "ge"})
+ROLE_PREFIX: Final = "role:"
+SYSTEM_PREFIX: Final = "sys:"
+MAX_FIELD_LEN: Final = 255
+
+FORBIDDEN_CHARS: Final = frozenset(',[]()"')
+EXPIRY_RE: Final = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+DOMAIN_RE: Final = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
+GRANT_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+
+
+class RuleError(ValueError):
+    """A rule (or rule row) that Warden refuses to store or compile."""
+
+
+def split_line(line: str) -> list[str] | None:
+    """Tokens of one CSV policy line, or None for a blank line or a comment."""
+    line = line.strip()
+    if not line or line.startswith("#"):
+        return None
+    return [token.strip() for token in line.split(",")]
+
+
+def format_rule(ptype: str, fields: Sequence[str]) -> str:
+    """The CSV line for a rule, as pycasbin writes it: `p, alice, acme, ...`."""
+    return ", ".join((ptype, *fields))
+
+
+def iter_csv(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """`(line number, tokens)` for each non-blank, non-comment line of a rule file."""
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            tokens = split_line(line)
+            if tokens is not None:
+                yield lineno, tokens
+
+
+def read_csv(paths: Sequence[Path]) -> list[Rule]:
+    """All rules of the files, in order; raises RuleError naming the first invalid line."""
+    rules: list[Rule] = []
+    for path in paths:
+        for lineno, tokens in iter_csv(path):
+            ptype, fields = tokens[0], tuple(tokens[1:])
+            problems = rule_problems(ptype, fields)
+            if problems:
+                raise RuleError(f"{path}:{lineno}: {problems[0]}")
+            rules.append((ptype, fields))
+    return rules
+
+
+def valid_expiry(value: str) -> bool:
+    """True for a fixed-width UTC timestamp like 2026-11-28T04:00:00Z that is a real date."""
+    if not EXPIRY_RE.fullmatch(value):
+        return False
+    try:
+        datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ")
+    except ValueError:
+        return False
+    return True
+
+
+def _field_problems(name: str, value: str) -> list[str]:
+    problems = []
+    bad = sorted({c for c in value if c in FORBIDDEN_CHARS or not c.isprintable()})
+    if bad:
+        problems.append(f"field {name!r} holds forbidden characters {''.join(bad)!r}")
+    if value != value.strip():
+        problems.append(f"field {name!r} has leading or trailing whitespace")
+    if len(value) > MAX_FIELD_LEN:
+        problems.append(f"field {name!r} is longer than {MAX_FIELD_LEN} characters")
+    return problems
+
+
+def rule_problems(ptype: str, fields: Sequence[str]) -> list[str]:
+    """Every reason the rule is invalid (empty when it is fine)."""
+    arity = ARITY.get(ptype)
+    if arity is None:
+        return [f"unknown ptype {ptype!r} (expected one of p, p2, g)"]
+    if len(fields) != arity:
+        return [f"{ptype} rule has {len(fields)} fields, expected {arity}"]
+    names = FIELD_NAMES[ptype]
+    problems: list[str] = []
+    for name, value in zip(names, fields, strict=True):
+        problems += _field_problems(name, value)
+    values = dict(zip(names, fields, strict=True))
+    optional = {"grant", "expires"} if ptype == "p" else set()
+    for name in names:
+        if name not in optional and values[name] == "":
+            problems.append(f"field {name!r} is empty")
+    dom = values["dom"]
+    if dom and not DOMAIN_RE.fullmatch(dom):
+        problems.append(f"domain {dom!r} is not a tenant name (lowercase letters, digits, _ . -)")
+    if ptype == "p":
+        problems += _p_problems(values)
+    elif ptype == "p2":
+        problems += _p2_problems(values)
+    else:
+        if values["role"] and not values["role"].startswith(ROLE_PREFIX):
+            problems.append(f"role link target {values['role']!r} must start with {ROLE_PREFIX!r}")
+        if values["user"] == values["role"]:
+            problems.append("role link from a subject to itself")
+    return problems
+
+
+def _p_problems(v: dict[str, str]) -> list[str]:
+    problems = []
+    if v["eft"] and v["eft"] not in EFFECTS:
+        problems.append(f"effect {v['eft']!r} is not allow or deny")
+    if v["act"] and v["act"] not in ACTIONS:
+        problems.append(f"action {v['act']!r} is not one of {', '.join(sorted(ACTIONS))}")
+    if v["expires"] and not valid_expiry(v["expires"]):
+        problems.append(f"expiry {v['expires']!r} is not a UTC time like 2026-11-28T04:00:00Z")
+    if v["grant"] and not GRANT_RE.fullmatch(v["grant"]):
+        problems.append(f"grant id {v['grant']!r} is malformed")
+    if v["obj"].startswith(SYSTEM_PREFIX):
+        if v["col"] != "*" or v["purpose"] != "*":
+            problems.append("system rules (obj sys:...) need col '*' and purpose '*'")
+        if v["act"] and v["act"] not in SYSTEM_ACTIONS:
+            problems.append(f"system rules allow act read, manage or *, not {v['act']!r}")
+    return problems
+
+
+def _p2_problems(v: dict[str, str]) -> list[str]:
+    problems = []
+    if v["op"] and v["op"] not in OPS:
+        problems.append(f"row filter op {v['op']!r} is not one of {', '.join(sorted(OPS))}")
+    if v["col"] == "*":
+        problems.append("row filter column cannot be '*'")
+    if v["op"] in ("in", "not_in") and "" in v["value"].split("|"):
+        problems.append(f"row filter value {v['value']!r} has an empty '|'-separated item")
+    return problems

@@ -1,0 +1,108 @@
+"""The policy service: the current snapshot, swapped atomically when the stored policy changes.
+
+Readers call `current()` (one attribute read, never blocks) or `ensure_fresh()` (one cheap
+version query; it waits only when the stored policy is newer than the snapshot, so a
+revocation holds from the very next read). A reload builds the new snapshot entirely off to
+the side and then replaces the reference; readers holding the old snapshot finish on it.
+Any database or policy failure raises `PolicyUnavailable`: callers deny (fail closed).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from warden.errors import PolicyUnavailable
+from warden.policy import store
+from warden.policy.engine import DEFAULT_MODEL_PATH, ModelMismatch, PolicySnapshot, check_model
+from warden.policy.rules import Rule
+
+__all__ = ["PolicyService", "PolicyUnavailable"]
+
+T = TypeVar("T")
+
+
+class PolicyService:
+    """Holds the current `PolicySnapshot` of the rules stored in one database."""
+
+    def __init__(self, engine: Engine, *, model_path: Path = DEFAULT_MODEL_PATH) -> None:
+        """Reads and checks the model file now (ModelMismatch if it isn't Warden's model);
+        touches the database only on the first `reload()` or `ensure_fresh()`."""
+        self._engine = engine
+        self._model_text = model_path.read_text(encoding="utf-8")
+        check_model(self._model_text)
+        self._snapshot: PolicySnapshot | None = None
+        self._reload_lock = threading.Lock()
+
+    def current(self) -> PolicySnapshot:
+        """The snapshot now in force; PolicyUnavailable if none was ever loaded."""
+        snapshot = self._snapshot
+        if snapshot is None:
+            raise PolicyUnavailable("policy not loaded")
+        return snapshot
+
+    def _in_session(self, work: Callable[[Session], T], *, write: bool = False) -> T:
+        try:
+            with Session(self._engine) as session:
+                result = work(session)
+                if write:
+                    session.commit()
+                return result
+        except SQLAlchemyError as exc:
+            raise PolicyUnavailable(f"policy store unreachable: {exc.__class__.__name__}") from exc
+
+    def stored_version(self) -> int:
+        """The version in the database (one query)."""
+        return self._in_session(store.current_version)
+
+    def reload(self) -> PolicySnapshot:
+        """Load and compile the stored rules, then swap them in; returns the new snapshot."""
+        with self._reload_lock:
+            return self._reload_locked()
+
+    def _reload_locked(self) -> PolicySnapshot:
+        try:
+            snapshot = self._in_session(lambda s: store.load_snapshot(s, self._model_text))
+        except (ValueError, ModelMismatch) as exc:
+            raise PolicyUnavailable(f"stored policy is invalid: {exc}") from exc
+        self._snapshot = snapshot
+        return snapshot
+
+    def ensure_fresh(self) -> PolicySnapshot:
+        """The current snapshot, reloaded first if the database holds another version.
+        Concurrent callers share one reload."""
+        version = self.stored_version()
+        snapshot = self._snapshot
+        if snapshot is not None and snapshot.version == version:
+            return snapshot
+        with self._reload_lock:
+            snapshot = self._snapshot
+            if snapshot is not None and snapshot.version == version:
+                return snapshot
+            return self._reload_locked()
+
+    def _change(self, work: Callable[[Session], store.Change]) -> PolicySnapshot:
+        self._in_session(work, write=True)
+        return self.reload()
+
+    def add_rules(self, rules: Iterable[Rule]) -> PolicySnapshot:
+        """Store rules (RuleError if any is invalid), bump the version, reload."""
+        return self._change(lambda s: store.add_rules(s, list(rules)))
+
+    def remove_rules(self, rules: Iterable[Rule]) -> PolicySnapshot:
+        """Delete rules, bump the version, reload."""
+        return self._change(lambda s: store.remove_rules(s, list(rules)))
+
+    def revoke_grant(self, grant_id: str) -> PolicySnapshot:
+        """Delete every rule of a grant, bump the version, reload."""
+        return self._change(lambda s: store.remove_grant(s, grant_id))
+
+    def seed_from_csv(self, paths: Sequence[Path]) -> PolicySnapshot:
+        """Add the rules of CSV files (skipping those already stored), then reload."""
+        return self._change(lambda s: store.seed_from_csv(s, paths))

@@ -1,0 +1,237 @@
+"""Policy rules in the database, in sqlalchemy-adapter's `casbin_rule` format, plus a version.
+
+Every function takes a SQLAlchemy `Session` and never commits: the caller's unit of work
+does, so a rule change and whatever caused it (a grant, an approval) land together. Every
+change bumps `policy_state.version` in that same transaction, so a replica that sees the new
+version also sees the new rules. Writes go through these functions, not through the
+adapter, because the adapter knows nothing of the version.
+
+`WardenAdapter` lets a stock `casbin.Enforcer` read the same table (ordered by id, which
+pycasbin's explanations depend on); `load_snapshot` reads it directly, faster, in the same
+order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+import casbin
+from casbin import persist
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    Integer,
+    String,
+    delete,
+    insert,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy_adapter import Adapter
+
+from warden.db.base import Base, utcnow
+from warden.policy.engine import DEFAULT_MODEL_PATH, PolicySnapshot
+from warden.policy.rules import ARITY, Rule, RuleError, format_rule, read_csv, rule_problems
+
+_VALUE_COLUMNS: Final = tuple(f"v{i}" for i in range(9))
+_STATE_ID: Final = 1
+_LOAD_ATTEMPTS: Final = 5
+_BULK_THRESHOLD: Final = 64
+
+
+class CasbinRule(Base):
+    """One Casbin rule row; sqlalchemy-adapter's layout, widened to nine values (v0..v8)."""
+
+    __tablename__ = "casbin_rule"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ptype: Mapped[str | None] = mapped_column(String(255))
+    v0: Mapped[str | None] = mapped_column(String(255))
+    v1: Mapped[str | None] = mapped_column(String(255))
+    v2: Mapped[str | None] = mapped_column(String(255))
+    v3: Mapped[str | None] = mapped_column(String(255))
+    v4: Mapped[str | None] = mapped_column(String(255))
+    v5: Mapped[str | None] = mapped_column(String(255))
+    v6: Mapped[str | None] = mapped_column(String(255))
+    v7: Mapped[str | None] = mapped_column(String(255))
+    v8: Mapped[str | None] = mapped_column(String(255))
+
+    def __str__(self) -> str:
+        # The adapter turns rows into CSV lines with str() and pycasbin parses them back.
+        values = (getattr(self, name) for name in ("ptype", *_VALUE_COLUMNS))
+        return ", ".join(v for v in values if v is not None)
+
+
+class PolicyState(Base):
+    """The single row holding the policy version, bumped with every rule change."""
+
+    __tablename__ = "policy_state"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What a write did: how many rules it added or removed, and the version after it."""
+
+    count: int
+    version: int
+
+
+class WardenAdapter(Adapter):  # type: ignore[misc]
+    """sqlalchemy-adapter on Warden's table, loading rules in id order (the stock one doesn't,
+    so on PostgreSQL pycasbin's explanations could name a different rule)."""
+
+    def __init__(self, engine: Any) -> None:
+        super().__init__(engine, db_class=CasbinRule, create_table=False)
+
+    def load_policy(self, model: Any) -> None:
+        with self._session_scope() as session:
+            for line in session.scalars(select(CasbinRule).order_by(CasbinRule.id)):
+                persist.load_policy_line(str(line), model)
+
+
+def stock_enforcer(engine: Any, model_path: Path = DEFAULT_MODEL_PATH) -> casbin.Enforcer:
+    """A plain pycasbin Enforcer over the stored rules (for cross-checks; slow at scale)."""
+    return casbin.Enforcer(str(model_path), WardenAdapter(engine))
+
+
+def _row_values(ptype: str, fields: Sequence[str]) -> dict[str, str]:
+    return {"ptype": ptype, **{f"v{i}": v for i, v in enumerate(fields)}}
+
+
+def _validate(rules: Iterable[Rule]) -> list[Rule]:
+    checked = []
+    for ptype, fields in rules:
+        fields = tuple(fields)
+        problems = rule_problems(ptype, fields)
+        if problems:
+            raise RuleError(f"{format_rule(ptype, fields)!r}: {'; '.join(problems)}")
+        checked.append((ptype, fields))
+    return checked
+
+
+def current_version(session: Session) -> int:
+    """The stored policy version (0 before the first change)."""
+    version = session.scalar(select(PolicyState.version).where(PolicyState.id == _STATE_ID))
+    return version or 0
+
+
+def _bump(session: Session) -> int:
+    now = utcnow()
+    result = session.execute(
+        update(PolicyState)
+        .where(PolicyState.id == _STATE_ID)
+        .values(version=PolicyState.version + 1, updated_at=now)
+    )
+    if getattr(result, "rowcount", 0) == 0:
+        session.add(PolicyState(id=_STATE_ID, version=1, updated_at=now))
+        session.flush()
+    return current_version(session)
+
+
+def _rule_filter(ptype: str, fields: Sequence[str]) -> Any:
+    columns = [CasbinRule.ptype, *(getattr(CasbinRule, f"v{i}") for i in range(len(fields)))]
+    return tuple_(*columns) == tuple_(ptype, *fields)
+
+
+def _stored_rules(session: Session) -> set[Rule]:
+    stored = set()
+    for row in session.execute(select(CasbinRule.ptype, *_value_columns())):
+        rule = _row_rule(tuple(row))
+        if rule is not None:
+            stored.add(rule)
+    return stored
+
+
+def _value_columns() -> list[Any]:
+    return [getattr(CasbinRule, name) for name in _VALUE_COLUMNS]
+
+
+def _row_rule(row: tuple[Any, ...]) -> Rule | None:
+    ptype, values = row[0], row[1:]
+    arity = ARITY.get(ptype)
+    if arity is None:
+        return None
+    return ptype, tuple(values[:arity])
+
+
+def add_rules(session: Session, rules: Iterable[Rule]) -> Change:
+    """Validate and append rules not already stored (RuleError if any is invalid); bumps the
+    version when something was added."""
+    checked = list(dict.fromkeys(_validate(rules)))
+    if len(checked) > _BULK_THRESHOLD:
+        stored = _stored_rules(session)
+        new = [r for r in checked if r not in stored]
+    else:
+        new = [
+            r
+            for r in checked
+            if session.scalar(select(CasbinRule.id).where(_rule_filter(*r)).limit(1)) is None
+        ]
+    if not new:
+        return Change(0, current_version(session))
+    session.execute(insert(CasbinRule), [_row_values(p, f) for p, f in new])
+    return Change(len(new), _bump(session))
+
+
+def remove_rules(session: Session, rules: Iterable[Rule]) -> Change:
+    """Delete every stored copy of the given rules; bumps the version when something went."""
+    removed = 0
+    for ptype, fields in rules:
+        result = session.execute(delete(CasbinRule).where(_rule_filter(ptype, tuple(fields))))
+        removed += getattr(result, "rowcount", 0)
+    return Change(removed, _bump(session) if removed else current_version(session))
+
+
+def remove_grant(session: Session, grant_id: str) -> Change:
+    """Delete every p rule carrying this grant id (revocation); bumps the version if any."""
+    if not grant_id:
+        raise RuleError("grant id is empty")
+    result = session.execute(
+        delete(CasbinRule).where(CasbinRule.ptype == "p", CasbinRule.v7 == grant_id)
+    )
+    removed = getattr(result, "rowcount", 0)
+    return Change(removed, _bump(session) if removed else current_version(session))
+
+
+def seed_from_csv(session: Session, paths: Sequence[Path]) -> Change:
+    """Add the rules of CSV files (RuleError naming file and line if one is invalid);
+    rules already stored are skipped, so seeding twice changes nothing."""
+    return add_rules(session, read_csv(paths))
+
+
+def load_rules(session: Session) -> tuple[int, list[Rule]]:
+    """The version and all rules in id order, consistent with each other: the version is
+    read before and after the rules, and the read is retried if it moved in between."""
+    query = select(CasbinRule.ptype, *_value_columns()).order_by(CasbinRule.id)
+    for _ in range(_LOAD_ATTEMPTS):
+        before = current_version(session)
+        rows = session.execute(query).all()
+        if current_version(session) == before:
+            rules = []
+            for row in rows:
+                rule = _row_rule(tuple(row))
+                if rule is None or None in rule[1]:
+                    raise RuleError(f"stored rule row {tuple(row)!r} is malformed")
+                rules.append(rule)
+            return before, rules
+    raise RuleError(f"policy kept changing during {_LOAD_ATTEMPTS} load attempts")
+
+
+def load_snapshot(session: Session, model_text: str | None = None) -> PolicySnapshot:
+    """A compiled snapshot of the stored rules, stamped with their version. `model_text`
+    (default: policies/model.conf) is checked against the engine's model."""
+    if model_text is None:
+        model_text = DEFAULT_MODEL_PATH.read_text(encoding="utf-8")
+    version, rules = load_rules(session)
+    return PolicySnapshot(rules, version=version, model_text=model_text)

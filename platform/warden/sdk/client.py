@@ -1,0 +1,111 @@
+"""`Client(...).read(dataset, columns=…, purpose=…, where=…) -> polars.DataFrame`."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import httpx
+import polars as pl
+
+DEFAULT_URL = "http://127.0.0.1:8765"
+Where = Iterable[Mapping[str, Any] | Sequence[Any]]
+
+
+class WardenAPIError(Exception):
+    """An error answer from the API, in its one shape: error class name and detail."""
+
+    def __init__(self, status: int, error: str, detail: Any) -> None:
+        super().__init__(f"{error} ({status}): {detail}")
+        self.status = status
+        self.error = error
+        self.detail = detail
+
+
+class Client:
+    """Talks to the Warden API over TCP, or over a unix socket inside an ML sandbox."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        socket: str | None = None,
+        timeout: float = 600.0,
+    ) -> None:
+        socket = socket or os.environ.get("WARDEN_SOCKET")
+        self.url = (url or os.environ.get("WARDEN_URL") or DEFAULT_URL).rstrip("/")
+        self.token = token or os.environ.get("WARDEN_TOKEN")
+        transport = httpx.HTTPTransport(uds=socket) if socket else None
+        headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
+        base = "http://warden" if socket else self.url
+        self._http = httpx.Client(base_url=base, headers=headers, timeout=timeout, transport=transport)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def read(
+        self,
+        dataset: str,
+        *,
+        purpose: str,
+        columns: Sequence[str] | None = None,
+        where: Where | None = None,
+        limit: int | None = None,
+    ) -> pl.DataFrame:
+        """Read through policy: masked columns come back masked, and the read is audited."""
+        frame, _ = self.read_with_info(
+            dataset, purpose=purpose, columns=columns, where=where, limit=limit
+        )
+        return frame
+
+    def read_with_info(
+        self,
+        dataset: str,
+        *,
+        purpose: str,
+        columns: Sequence[str] | None = None,
+        where: Where | None = None,
+        limit: int | None = None,
+    ) -> tuple[pl.DataFrame, dict[str, str]]:
+        """Like read, plus the audit event id, versions and masked columns from the headers."""
+        body = {
+            "purpose": purpose,
+            "columns": list(columns) if columns is not None else None,
+            "where": [_clause(c) for c in (where or [])],
+            "limit": limit,
+        }
+        response = self._http.post(f"/v1/datasets/{dataset}/read", json=body)
+        if response.status_code >= 400:
+            raise _error(response)
+        info = {k: v for k, v in response.headers.items() if k.startswith("x-warden-")}
+        return pl.read_ipc_stream(io.BytesIO(response.content)), info
+
+    def get(self, path: str, **params: Any) -> Any:
+        response = self._http.get(path, params={k: v for k, v in params.items() if v is not None})
+        if response.status_code >= 400:
+            raise _error(response)
+        return response.json()
+
+
+def _clause(clause: Mapping[str, Any] | Sequence[Any]) -> dict[str, Any]:
+    if isinstance(clause, Mapping):
+        return dict(clause)
+    column, op, *rest = clause
+    return {"column": column, "op": op, "value": rest[0] if rest else None}
+
+
+def _error(response: httpx.Response) -> WardenAPIError:
+    try:
+        body = response.json()
+        return WardenAPIError(response.status_code, body["error"], body["detail"])
+    except (ValueError, KeyError, TypeError):
+        return WardenAPIError(response.status_code, "HTTPError", response.text[:200])

@@ -1,0 +1,25 @@
+"""Synthetic taste graph (generated) whose pins carry real images (sklearn digits).
+
+See :mod:`warden.tastegraph.generator` for the model and the files it writes.
+"""
+
+from warden.tastegraph.generator import EPOCH, WINDOW_DAYS, generate, load_digit_images
+from warden.tastegraph.specs import (
+    SCALES,
+    ColumnSpec,
+    DatasetSpec,
+    ScaleConfig,
+    to_polars_dtype,
+)
+
+__all__ = [
+    "EPOCH",
+    "SCALES",
+    "WINDOW_DAYS",
+    "ColumnSpec",
+    "DatasetSpec",
+    "ScaleConfig",
+    "generate",
+    "load_digit_images",
+    "to_polars_dtype",
+]

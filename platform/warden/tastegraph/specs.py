@@ -1,0 +1,122 @@
+"""Dataset and scale descriptions for the synthetic taste graph."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+CLASSIFICATIONS = ("public", "internal", "pii")
+PURPOSES = ("training", "evaluation", "inference", "analytics")
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One column: its name, polars dtype string and data classification."""
+
+    name: str
+    dtype: str  # "Int64", "Utf8", "Datetime(us)", "Binary", "Float64"
+    classification: str  # "public" | "internal" | "pii"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One generated Parquet file and what the catalog needs to know about it."""
+
+    name: str
+    path: Path
+    description: str
+    columns: tuple[ColumnSpec, ...]
+    identifier_columns: tuple[str, ...]  # identify a person/account; masked by keyed hash
+    allowed_purposes: tuple[str, ...]
+    row_count: int
+
+    @property
+    def classification(self) -> str:
+        """The strictest column class in the dataset."""
+        return max(
+            (c.classification for c in self.columns), key=CLASSIFICATIONS.index, default="public"
+        )
+
+
+@dataclass(frozen=True)
+class ScaleConfig:
+    """Sizes of one generated graph.
+
+    ``n_engagements`` is the exact row count of the ``engagements`` file (the training
+    log). The generator draws ``n_engagements + holdout_rows`` events, moves at most
+    ``holdout_rows`` of them to ``gold`` and drops any surplus at random, so the
+    written count is always exactly ``n_engagements``.
+    """
+
+    name: str
+    n_users: int
+    n_boards: int
+    n_pins: int
+    n_engagements: int
+    walks_per_pin: int = 4
+    walk_length: int = 2
+    cold_start_fraction: float = 0.02  # pins with no engagement at all
+    holdout_fraction: float = 0.02  # extra events drawn, then held out as gold edges
+    next_pin_fraction: float = 0.10  # users whose last engagement becomes a next_pin target
+
+    @property
+    def holdout_rows(self) -> int:
+        return int(round(self.n_engagements * self.holdout_fraction))
+
+    @property
+    def generated_events(self) -> int:
+        return self.n_engagements + self.holdout_rows
+
+
+SCALES: dict[str, ScaleConfig] = {
+    "small": ScaleConfig(
+        name="small",
+        n_users=1_500,
+        n_boards=4_000,
+        n_pins=5_000,
+        n_engagements=80_000,
+        walks_per_pin=10,
+        walk_length=2,
+    ),
+    "medium": ScaleConfig(
+        name="medium",
+        n_users=60_000,
+        n_boards=150_000,
+        n_pins=200_000,
+        n_engagements=1_200_000,
+        walks_per_pin=4,
+        walk_length=2,
+    ),
+    "large": ScaleConfig(
+        name="large",
+        n_users=400_000,
+        n_boards=1_000_000,
+        n_pins=1_000_000,
+        n_engagements=12_000_000,
+        walks_per_pin=3,
+        walk_length=2,
+    ),
+}
+
+
+def to_polars_dtype(dtype: str) -> pl.DataType:
+    """Map a ColumnSpec dtype string to the polars dtype written to Parquet."""
+    simple: dict[str, pl.DataType] = {
+        "Int64": pl.Int64(),
+        "Float64": pl.Float64(),
+        "Utf8": pl.String(),
+        "Binary": pl.Binary(),
+        "Boolean": pl.Boolean(),
+    }
+    if dtype in simple:
+        return simple[dtype]
+    datetimes: dict[str, pl.DataType] = {
+        "Datetime(ms)": pl.Datetime("ms"),
+        "Datetime(us)": pl.Datetime("us"),
+        "Datetime(ns)": pl.Datetime("ns"),
+    }
+    if dtype in datetimes:
+        return datetimes[dtype]
+    raise ValueError(f"unsupported dtype string: {dtype!r}")

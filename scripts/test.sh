@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The test command: lint, types, then the whole suite on SQLite and (when present) PostgreSQL.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ -z "${WARDEN_TEST_POSTGRES_URL:-}" ]; then
+    WARDEN_TEST_POSTGRES_URL=$(bash scripts/postgres-up.sh || true)
+    export WARDEN_TEST_POSTGRES_URL
+fi
+if [ -z "$WARDEN_TEST_POSTGRES_URL" ]; then
+    echo "note: no PostgreSQL here; tests run on SQLite only" >&2
+    unset WARDEN_TEST_POSTGRES_URL
+fi
+.venv/bin/ruff check platform tests migrations
+.venv/bin/ruff format --check platform tests migrations
+.venv/bin/mypy
+.venv/bin/pytest "$@"

@@ -1,0 +1,147 @@
+"""`warden audit query|verify` against the real audit routes (in-process HTTP)."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+from typer.testing import CliRunner
+
+from warden.api.errors import install_error_handlers
+from warden.audit.routes import router
+from warden.audit.service import AuditRecord, record
+from warden.cli import audit as audit_cli
+from warden.cli.client import ApiClient, console
+from warden.config import REPO_ROOT
+from warden.db.session import unit_of_work
+from warden.identity.service import create_principal, get_or_create_tenant, issue_token
+from warden.policy.service import PolicyService
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def cli(
+    engine: Engine, sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> list[dict[str, Any]]:
+    """Logged in as an acme auditor; returns the GET params the CLI sent, page by page."""
+    with unit_of_work(sessions) as db:
+        principal = create_principal(db, "audrey", "person", get_or_create_tenant(db, "acme"))
+        token = issue_token(db, principal)
+    policy = PolicyService(engine)
+    policy.seed_from_csv([REPO_ROOT / "policies" / "seed.csv"])
+    policy.add_rules([("g", ("audrey", "role:auditor", "acme"))])
+    app = FastAPI()
+    install_error_handlers(app)
+    app.include_router(router)
+    app.state.warden = SimpleNamespace(sessions=sessions, policy=policy)
+    for i in range(7):
+        record(
+            sessions,
+            AuditRecord(
+                action="read",
+                decision="deny" if i == 2 else "allow",
+                actor=f"user{i}",
+                actor_kind="person",
+                tenant="acme",
+                dataset="engagements",
+                dataset_version="sha256:" + "c" * 64,
+                purpose="training",
+                columns=["pin_id", "user_id"],
+                masked_columns=["user_id"],
+                rows=i,
+            ),
+        )
+    sent: list[dict[str, Any]] = []
+
+    def make_client() -> ApiClient:
+        api = ApiClient(url="http://testserver", token=token)
+        http = TestClient(app, headers={"authorization": f"Bearer {token}"})
+        original = http.request
+
+        def spy(method: str, url: str, **kwargs: Any) -> Any:
+            if method == "GET":
+                sent.append(dict(kwargs.get("params") or {}))
+            return original(method, url, **kwargs)
+
+        http.request = spy  # type: ignore[method-assign]
+        api.http = http
+        return api
+
+    monkeypatch.setattr(audit_cli, "client", make_client)
+    return sent
+
+
+def test_query_prints_a_table_newest_first(
+    cli: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(console, "width", 220)
+    result = runner.invoke(audit_cli.app, ["query", "--dataset", "engagements"])
+    assert result.exit_code == 0, result.output
+    assert result.output.index("user6") < result.output.index("user0")
+    assert "user_id*" in result.output and "engagements@cccccccccccc" in result.output
+
+
+def test_query_json_follows_cursors_up_to_the_limit(
+    cli: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audit_cli, "PAGE_MAX", 3)
+    result = runner.invoke(
+        audit_cli.app, ["query", "--actor", "user6", "--limit", "1", "--format", "json"]
+    )
+    assert [e["actor"] for e in json.loads(result.output)] == ["user6"]
+
+    cli.clear()
+    result = runner.invoke(
+        audit_cli.app, ["query", "--action", "read", "--limit", "7", "--format", "json"]
+    )
+    events = json.loads(result.output)
+    assert [e["actor"] for e in events] == [f"user{i}" for i in range(6, -1, -1)]
+    assert [p["limit"] for p in cli] == [3, 3, 1]
+    assert "cursor" not in cli[0] and cli[1]["cursor"] and cli[2]["cursor"] != cli[1]["cursor"]
+
+
+def test_query_passes_filters_and_parses_times(cli: list[dict[str, Any]]) -> None:
+    result = runner.invoke(
+        audit_cli.app,
+        [
+            "query",
+            "--decision",
+            "deny",
+            "--since",
+            "2h",
+            "--until",
+            "2999-01-01",
+            "--format",
+            "json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert [e["actor"] for e in json.loads(result.output)] == ["user2"]
+    assert cli[0]["decision"] == "deny" and cli[0]["until"] == "2999-01-01T00:00:00+00:00"
+
+
+def test_a_bad_time_is_refused_before_any_request(cli: list[dict[str, Any]]) -> None:
+    result = runner.invoke(audit_cli.app, ["query", "--since", "last tuesday"])
+    assert result.exit_code == 1 and cli == []
+
+
+def test_verify_says_the_chain_is_intact(cli: list[dict[str, Any]]) -> None:
+    result = runner.invoke(audit_cli.app, ["verify"])
+    assert result.exit_code == 0
+    assert "chain intact: 7 events" in result.output
+
+
+def test_verify_names_the_broken_event_and_fails(cli: list[dict[str, Any]], engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE audit_event SET rows = 999 WHERE seq = 5"))
+        event_id = conn.execute(text("SELECT id FROM audit_event WHERE seq = 5")).scalar_one()
+    result = runner.invoke(audit_cli.app, ["verify"])
+    assert result.exit_code == 1
+    assert "seq 5" in result.output and event_id in result.output

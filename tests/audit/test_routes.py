@@ -1,0 +1,198 @@
+"""The audit API: auditors only, their tenant only, one error shape, and it audits itself."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, func, select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from warden.api.errors import install_error_handlers
+from warden.audit.models import AuditEvent
+from warden.audit.routes import router
+from warden.audit.service import AuditRecord, record
+from warden.config import REPO_ROOT
+from warden.db.session import unit_of_work
+from warden.identity.service import create_principal, get_or_create_tenant, issue_token
+from warden.policy.service import PolicyService
+
+PRINCIPALS = {"audrey": "acme", "alice": "acme", "gus": "globex"}
+
+
+@dataclass
+class Api:
+    app: FastAPI
+    sessions: sessionmaker[Session]
+    policy: PolicyService
+    tokens: dict[str, str]
+
+    def client(self, who: str) -> TestClient:
+        return TestClient(self.app, headers={"authorization": f"Bearer {self.tokens[who]}"})
+
+
+@pytest.fixture
+def api(engine: Engine, sessions: sessionmaker[Session]) -> Iterator[Api]:
+    tokens: dict[str, str] = {}
+    with unit_of_work(sessions) as db:
+        for name, tenant in PRINCIPALS.items():
+            principal = create_principal(db, name, "person", get_or_create_tenant(db, tenant))
+            tokens[name] = issue_token(db, principal)
+    policy = PolicyService(engine)
+    policy.seed_from_csv([REPO_ROOT / "policies" / "seed.csv"])
+    policy.add_rules(
+        [
+            ("g", ("audrey", "role:auditor", "acme")),
+            ("g", ("gus", "role:auditor", "globex")),
+            ("p", ("role:auditor", "globex", "sys:audit", "*", "*", "read", "allow", "", "")),
+        ]
+    )
+    app = FastAPI()
+    install_error_handlers(app)
+    app.include_router(router)
+    app.state.warden = SimpleNamespace(sessions=sessions, policy=policy)
+    for i in range(5):
+        record(
+            sessions,
+            AuditRecord(
+                action="read",
+                decision="allow" if i % 2 else "deny",
+                actor="alice",
+                actor_kind="person",
+                tenant="acme",
+                dataset="engagements",
+            ),
+        )
+    record(
+        sessions,
+        AuditRecord(
+            action="read", decision="allow", actor="gus", actor_kind="person", tenant="globex"
+        ),
+    )
+    yield Api(app, sessions, policy, tokens)
+
+
+def count_events(api: Api) -> int:
+    with unit_of_work(api.sessions) as db:
+        return db.scalar(select(func.count()).select_from(AuditEvent)) or 0
+
+
+def test_auditors_see_their_tenants_events_newest_first(api: Api) -> None:
+    response = api.client("audrey").get("/v1/audit/events", params={"actor": "alice"})
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [e["seq"] for e in body["events"]] == [5, 4, 3, 2, 1]
+    assert body["next_cursor"] is None
+    first = body["events"][0]
+    assert first["ts"].endswith("Z") and len(first["hash"]) == 64
+    assert {e["tenant"] for e in body["events"]} == {"acme"}
+
+
+def test_other_tenants_events_stay_hidden(api: Api) -> None:
+    acme = api.client("audrey").get("/v1/audit/events").json()["events"]
+    globex = api.client("gus").get("/v1/audit/events").json()["events"]
+    assert all(e["tenant"] == "acme" for e in acme)
+    assert [e["actor"] for e in globex] == ["gus"]
+
+
+def test_pages_follow_next_cursor(api: Api) -> None:
+    client = api.client("audrey")
+    first = client.get("/v1/audit/events", params={"actor": "alice", "limit": 2}).json()
+    second = client.get(
+        "/v1/audit/events", params={"actor": "alice", "limit": 2, "cursor": first["next_cursor"]}
+    ).json()
+    assert [e["seq"] for e in first["events"]] == [5, 4]
+    assert [e["seq"] for e in second["events"]] == [3, 2]
+
+
+def test_filters_by_decision_and_time(api: Api) -> None:
+    client = api.client("audrey")
+    denied = client.get("/v1/audit/events", params={"decision": "deny", "actor": "alice"})
+    future = client.get("/v1/audit/events", params={"since": "2999-01-01T00:00:00Z"})
+    assert [e["seq"] for e in denied.json()["events"]] == [5, 3, 1]
+    assert future.json()["events"] == []
+
+
+def test_non_auditors_are_refused_and_the_refusal_is_audited(api: Api) -> None:
+    response = api.client("alice").get("/v1/audit/events")
+
+    assert response.status_code == 403
+    assert response.json()["error"] == "Forbidden"
+    events = api.client("audrey").get("/v1/audit/events", params={"actor": "alice"}).json()
+    refusal = events["events"][0]
+    assert refusal["action"] == "audit.query" and refusal["decision"] == "deny"
+
+
+def test_audit_reads_are_themselves_audited(api: Api) -> None:
+    client = api.client("audrey")
+    client.get("/v1/audit/events", params={"dataset": "engagements", "limit": 3})
+    own = client.get("/v1/audit/events", params={"actor": "audrey"}).json()["events"]
+    assert own[-1]["action"] == "audit.query" and own[-1]["decision"] == "allow"
+    assert own[-1]["rows"] == 3
+    assert own[-1]["details"] == {"dataset": "engagements", "limit": 3}
+    assert isinstance(own[-1]["policy_version"], int)
+
+
+def test_a_revoked_auditor_is_refused_on_the_next_call(api: Api) -> None:
+    client = api.client("audrey")
+    assert client.get("/v1/audit/events").status_code == 200
+    api.policy.remove_rules([("g", ("audrey", "role:auditor", "acme"))])
+    assert client.get("/v1/audit/events").status_code == 403
+
+
+def test_no_token_is_unauthenticated(api: Api) -> None:
+    response = TestClient(api.app).get("/v1/audit/events")
+    assert response.status_code == 401 and response.json()["error"] == "Unauthenticated"
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "error"),
+    [
+        ({"since": "yesterday"}, 422, "ValidationError"),
+        ({"until": "2025-13-45T00:00:00"}, 422, "ValidationError"),
+        ({"limit": "0"}, 422, "ValidationError"),
+        ({"limit": "1001"}, 422, "ValidationError"),
+        ({"decision": "maybe"}, 422, "ValidationError"),
+        ({"cursor": "definitely-not-a-cursor"}, 400, "BadRequest"),
+    ],
+)
+def test_bad_input_gets_one_error_shape_and_changes_nothing(
+    api: Api, params: dict[str, str], status: int, error: str
+) -> None:
+    before = count_events(api)
+    response = api.client("audrey").get("/v1/audit/events", params=params)
+
+    assert response.status_code == status
+    assert set(response.json()) == {"error", "detail"} and response.json()["error"] == error
+    assert count_events(api) == before
+
+
+def test_verify_reports_an_intact_chain(api: Api) -> None:
+    response = api.client("audrey").post("/v1/audit/verify")
+    assert response.status_code == 200
+    assert response.json() == {"ok": True, "checked": 6, "first_broken": None, "head_seq": 6}
+
+
+def test_verify_names_the_broken_event(api: Api, engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE audit_event SET decision = 'allow' WHERE seq = 3"))
+    body = api.client("audrey").post("/v1/audit/verify").json()
+    assert body["ok"] is False and body["first_broken"]["seq"] == 3
+    assert body["first_broken"]["id"] and "altered" in body["first_broken"]["reason"]
+
+
+def test_verify_still_reports_when_the_head_is_gone(api: Api, engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_head"))
+    response = api.client("audrey").post("/v1/audit/verify")
+    assert response.status_code == 200
+    assert "head" in response.json()["first_broken"]["reason"]
+
+
+def test_verify_needs_an_auditor(api: Api) -> None:
+    assert api.client("alice").post("/v1/audit/verify").status_code == 403
