@@ -9,6 +9,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,94 @@ def engine(db_url: str) -> Iterator[Engine]:
     eng = make_engine(db_url)
     yield eng
     eng.dispose()
+
+
+# --- a running Warden: tenant acme, people with roles, the small taste graph --------------
+
+PEOPLE = {"alice": ["role:ml_engineer"], "erin": ["role:analyst_eu"], "mallory": []}
+
+
+@pytest.fixture(scope="session")
+def taste_graph(tmp_path_factory: pytest.TempPathFactory) -> list:
+    """The small taste graph, generated once per session (generated graph, real images)."""
+    from warden.tastegraph import generate
+
+    return generate(tmp_path_factory.mktemp("graph"), scale="small", seed=0)
+
+
+@pytest.fixture
+def warden(db_url: str, tmp_path: Path, taste_graph: list) -> Iterator[WardenHarness]:
+    from warden.config import Settings
+
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        config_dir=tmp_path / "config",
+        database_url=db_url,
+        mask_key="test-mask-key",
+    )
+    harness = WardenHarness.build(settings, taste_graph)
+    yield harness
+    harness.close()
+
+
+class WardenHarness:
+    """An API app over a real database, plus tokens for the admin and each demo person."""
+
+    def __init__(self, settings: object, app: object, tokens: dict[str, str]) -> None:
+        from fastapi.testclient import TestClient
+
+        self.settings = settings
+        self.app = app
+        self.tokens = tokens
+        self.http = TestClient(app)  # type: ignore[arg-type]
+
+    @classmethod
+    def build(cls, settings: object, specs: list) -> WardenHarness:
+        from warden.api.app import build_state, create_app
+        from warden.catalog.seeding import register_generated
+        from warden.db.session import unit_of_work
+        from warden.identity.bootstrap import initialize
+        from warden.identity.service import (
+            Caller,
+            create_principal,
+            get_principal,
+            get_tenant,
+            issue_token,
+        )
+        from warden.policy.changes import apply_change
+
+        done = initialize(settings, tenant="acme", admin="admin")  # type: ignore[arg-type]
+        state = build_state(settings)  # type: ignore[arg-type]
+        tokens = {"admin": done.token}
+        with unit_of_work(state.sessions) as db:
+            tenant = get_tenant(db, "acme")
+            admin = get_principal(db, "admin")
+            actor = Caller("admin", "person", "acme", admin.id)
+            links = []
+            for name, roles in PEOPLE.items():
+                principal = create_principal(db, name, "person", tenant)
+                tokens[name] = issue_token(db, principal)
+                links += [("g", (name, role, "acme")) for role in roles]
+            apply_change(db, actor, add=links, reason="test people")
+            register_generated(db, specs, settings.datasets_dir, "acme", "admin", {"test": True})  # type: ignore[attr-defined]
+        state.policy.reload()
+        return cls(settings, create_app(settings, state=state), tokens)
+
+    def as_(self, who: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.tokens[who]}"}
+
+    def read(self, who: str, dataset: str, **body: object) -> object:
+        return self.http.post(f"/v1/datasets/{dataset}/read", json=body, headers=self.as_(who))
+
+    @property
+    def state(self):  # type: ignore[no-untyped-def]
+        return self.app.state.warden  # type: ignore[attr-defined]
+
+    def audit_events(self, **filters: str) -> list[dict]:
+        response = self.http.get("/v1/audit/events", params=filters, headers=self.as_("admin"))
+        assert response.status_code == 200, response.text
+        return response.json()["events"]
+
+    def close(self) -> None:
+        self.http.close()
+        self.state.engine.dispose()

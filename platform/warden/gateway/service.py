@@ -130,8 +130,10 @@ def _read(state: AppState, attempt: _Attempt, raw_body: bytes, span: Span) -> Re
         raise BadRequest("a column is named more than once")
 
     now = datetime.now(UTC)
+    filter_columns = [c.column for c in request.where if dataset.column(c.column) is not None]
+    decided = list(dict.fromkeys(columns + filter_columns))
     decision = state.policy.current().decide_read(
-        caller.name, caller.tenant, dataset.name, columns, request.purpose, now
+        caller.name, caller.tenant, dataset.name, decided, request.purpose, now
     )
     attempt.decision = decision
     if request.purpose not in PURPOSES:
@@ -142,7 +144,11 @@ def _read(state: AppState, attempt: _Attempt, raw_body: bytes, span: Span) -> Re
         raise Forbidden(f"no column of {dataset.name!r} may be read for {request.purpose!r}")
     if request.purpose not in dataset.allowed_purposes:
         raise Forbidden(f"{dataset.name!r} may not be used for {request.purpose!r}")
-    if denied := [c for c in columns if c in decision.denied_columns]:
+    if not request.columns:
+        # No columns asked for: everything this read may see, nothing it may not.
+        columns = [c for c in columns if c not in set(decision.denied_columns)]
+        attempt.columns = columns
+    if denied := [c for c in columns if c in set(decision.denied_columns)]:
         raise Forbidden(f"columns {denied} may not be read for {request.purpose!r}")
     planner.check_filters(request.where, decision, dataset)
 

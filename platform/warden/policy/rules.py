@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Final
 
@@ -86,7 +87,9 @@ def valid_expiry(value: str) -> bool:
     return True
 
 
-def _field_problems(name: str, value: str) -> list[str]:
+@lru_cache(maxsize=1 << 16)
+def _value_problems(ptype: str, name: str, value: str) -> tuple[str, ...]:
+    """Problems of one field value on its own (cached: values repeat across many rules)."""
     problems = []
     bad = sorted({c for c in value if c in FORBIDDEN_CHARS or not c.isprintable()})
     if bad:
@@ -95,7 +98,24 @@ def _field_problems(name: str, value: str) -> list[str]:
         problems.append(f"field {name!r} has leading or trailing whitespace")
     if len(value) > MAX_FIELD_LEN:
         problems.append(f"field {name!r} is longer than {MAX_FIELD_LEN} characters")
-    return problems
+    if value == "":
+        if not (ptype == "p" and name in ("grant", "expires")):
+            problems.append(f"field {name!r} is empty")
+    elif name == "dom" and not DOMAIN_RE.fullmatch(value):
+        problems.append(f"domain {value!r} is not a tenant name (lowercase letters, digits, _ . -)")
+    elif name == "eft" and value not in EFFECTS:
+        problems.append(f"effect {value!r} is not allow or deny")
+    elif name == "act" and value not in ACTIONS:
+        problems.append(f"action {value!r} is not one of {', '.join(sorted(ACTIONS))}")
+    elif name == "expires" and not valid_expiry(value):
+        problems.append(f"expiry {value!r} is not a UTC time like 2026-11-28T04:00:00Z")
+    elif name == "grant" and not GRANT_RE.fullmatch(value):
+        problems.append(f"grant id {value!r} is malformed")
+    elif name == "op" and value not in OPS:
+        problems.append(f"row filter op {value!r} is not one of {', '.join(sorted(OPS))}")
+    elif name == "role" and not value.startswith(ROLE_PREFIX):
+        problems.append(f"role link target {value!r} must start with {ROLE_PREFIX!r}")
+    return tuple(problems)
 
 
 def rule_problems(ptype: str, fields: Sequence[str]) -> list[str]:
@@ -105,54 +125,22 @@ def rule_problems(ptype: str, fields: Sequence[str]) -> list[str]:
         return [f"unknown ptype {ptype!r} (expected one of p, p2, g)"]
     if len(fields) != arity:
         return [f"{ptype} rule has {len(fields)} fields, expected {arity}"]
-    names = FIELD_NAMES[ptype]
     problems: list[str] = []
-    for name, value in zip(names, fields, strict=True):
-        problems += _field_problems(name, value)
-    values = dict(zip(names, fields, strict=True))
-    optional = {"grant", "expires"} if ptype == "p" else set()
-    for name in names:
-        if name not in optional and values[name] == "":
-            problems.append(f"field {name!r} is empty")
-    dom = values["dom"]
-    if dom and not DOMAIN_RE.fullmatch(dom):
-        problems.append(f"domain {dom!r} is not a tenant name (lowercase letters, digits, _ . -)")
+    for name, value in zip(FIELD_NAMES[ptype], fields, strict=True):
+        problems += _value_problems(ptype, name, value)
     if ptype == "p":
-        problems += _p_problems(values)
+        obj, col, purpose, act = fields[2], fields[3], fields[4], fields[5]
+        if obj.startswith(SYSTEM_PREFIX):
+            if col != "*" or purpose != "*":
+                problems.append("system rules (obj sys:...) need col '*' and purpose '*'")
+            if act in ACTIONS and act not in SYSTEM_ACTIONS:
+                problems.append(f"system rules allow act read, manage or *, not {act!r}")
     elif ptype == "p2":
-        problems += _p2_problems(values)
-    else:
-        if values["role"] and not values["role"].startswith(ROLE_PREFIX):
-            problems.append(f"role link target {values['role']!r} must start with {ROLE_PREFIX!r}")
-        if values["user"] == values["role"]:
-            problems.append("role link from a subject to itself")
-    return problems
-
-
-def _p_problems(v: dict[str, str]) -> list[str]:
-    problems = []
-    if v["eft"] and v["eft"] not in EFFECTS:
-        problems.append(f"effect {v['eft']!r} is not allow or deny")
-    if v["act"] and v["act"] not in ACTIONS:
-        problems.append(f"action {v['act']!r} is not one of {', '.join(sorted(ACTIONS))}")
-    if v["expires"] and not valid_expiry(v["expires"]):
-        problems.append(f"expiry {v['expires']!r} is not a UTC time like 2026-11-28T04:00:00Z")
-    if v["grant"] and not GRANT_RE.fullmatch(v["grant"]):
-        problems.append(f"grant id {v['grant']!r} is malformed")
-    if v["obj"].startswith(SYSTEM_PREFIX):
-        if v["col"] != "*" or v["purpose"] != "*":
-            problems.append("system rules (obj sys:...) need col '*' and purpose '*'")
-        if v["act"] and v["act"] not in SYSTEM_ACTIONS:
-            problems.append(f"system rules allow act read, manage or *, not {v['act']!r}")
-    return problems
-
-
-def _p2_problems(v: dict[str, str]) -> list[str]:
-    problems = []
-    if v["op"] and v["op"] not in OPS:
-        problems.append(f"row filter op {v['op']!r} is not one of {', '.join(sorted(OPS))}")
-    if v["col"] == "*":
-        problems.append("row filter column cannot be '*'")
-    if v["op"] in ("in", "not_in") and "" in v["value"].split("|"):
-        problems.append(f"row filter value {v['value']!r} has an empty '|'-separated item")
+        col, op, value = fields[3], fields[4], fields[5]
+        if col == "*":
+            problems.append("row filter column cannot be '*'")
+        if op in ("in", "not_in") and "" in value.split("|"):
+            problems.append(f"row filter value {value!r} has an empty '|'-separated item")
+    elif fields[0] == fields[1]:
+        problems.append("role link from a subject to itself")
     return problems
