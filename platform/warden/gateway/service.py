@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import polars as pl
 from opentelemetry.trace import Span
 from pydantic import ValidationError
 
@@ -153,9 +154,10 @@ def _read(state: AppState, attempt: _Attempt, raw_body: bytes, span: Span) -> Re
     planner.check_filters(request.where, decision, dataset)
 
     plan = planner.build(dataset, decision, columns, request.where, request.limit, state.mask_key)
-    frame = plan.frame.collect()
+    frame = planner.collect(plan)
     buffer = io.BytesIO()
-    frame.write_ipc_stream(buffer)
+    # The oldest Arrow layout (no string views) is the cheapest for clients to decode.
+    frame.write_ipc_stream(buffer, compat_level=pl.CompatLevel.oldest())
     body = buffer.getvalue()
 
     # Audit before data: the event is committed before the caller gets a byte.

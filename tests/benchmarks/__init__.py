@@ -1,0 +1,1 @@
+"""Benchmarks (not timed tests): `make bench` prints a table and writes bench-results/*.json."""
