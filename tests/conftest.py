@@ -9,7 +9,6 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
-from typing import Any
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,9 @@ from sqlalchemy import Engine, create_engine, text
 from warden.db.migrate import upgrade
 from warden.db.session import make_engine
 
-PG_URL = os.environ.get("WARDEN_TEST_POSTGRES_URL")  # e.g. postgresql+psycopg:///postgres?host=/var/run/postgresql
+PG_URL = os.environ.get(
+    "WARDEN_TEST_POSTGRES_URL"
+)  # e.g. postgresql+psycopg:///postgres?host=/var/run/postgresql
 BACKENDS = ["sqlite", "postgres"]
 
 
@@ -193,7 +194,9 @@ def live_warden(warden: WardenHarness, monkeypatch: pytest.MonkeyPatch) -> Itera
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(warden.app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(warden.app, host="127.0.0.1", port=port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"

@@ -1,17 +1,17 @@
 """Warden's one error family; the API renders each as {"error": ClassName, "detail": message}.
 
-    WardenError (500)
-    ├── BadRequest (400)
-    │   └── InvalidFilter (400)
-    ├── Unauthenticated (401)
-    ├── Forbidden (403)
-    ├── NotFound (404)
-    ├── Conflict (409)
-    ├── PayloadTooLarge (413)
-    ├── Unprocessable (422)
-    └── Unavailable (503)
-        ├── AuditUnavailable (503)
-        └── PolicyUnavailable (503)
+WardenError (500)
+├── BadRequest (400)
+│   └── InvalidFilter (400)
+├── Unauthenticated (401)
+├── Forbidden (403)
+├── NotFound (404)
+├── Conflict (409)
+├── PayloadTooLarge (413)
+├── Unprocessable (422)
+└── Unavailable (503)
+    ├── AuditUnavailable (503)
+    └── PolicyUnavailable (503)
 """
 
 from __future__ import annotations

@@ -55,8 +55,8 @@ def test_since_and_until_bound_the_time(engine: Engine, log: sessionmaker[Sessio
         for seq in range(1, 13):
             # Rewriting ts breaks the chain, which this test does not look at.
             conn.execute(
-                update(AuditEvent.__table__)
-                .where(AuditEvent.__table__.c.seq == seq)
+                update(AuditEvent)
+                .where(AuditEvent.seq == seq)
                 .values(ts=base + timedelta(minutes=seq))
             )
     with unit_of_work(log) as db:

@@ -30,8 +30,13 @@ COLUMNS = ["user_id", "pin_id", "board_id", "action", "ts", "region", "dwell_ms"
 def _seed(settings: Any, scale: str) -> Path:
     engine = make_engine(settings.resolved_database_url)
     with unit_of_work(make_sessionmaker(engine)) as db:
-        seed_taste_graph(db, datasets_dir=settings.datasets_dir, tenant_name="acme",
-                         owner_name="admin", scale=scale)
+        seed_taste_graph(
+            db,
+            datasets_dir=settings.datasets_dir,
+            tenant_name="acme",
+            owner_name="admin",
+            scale=scale,
+        )
     with unit_of_work(make_sessionmaker(engine)) as db:
         path = load_view(db, settings.datasets_dir, "acme", "engagements").path
     engine.dispose()

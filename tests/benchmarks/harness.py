@@ -50,7 +50,9 @@ def postgres_database() -> Iterator[str]:
 
 def prepare(data_dir: Path, database_url: str | None) -> tuple[Settings, str]:
     """Initialise Warden and create alice (ml_engineer); returns settings and her token."""
-    settings = Settings(data_dir=data_dir, config_dir=data_dir / "config", database_url=database_url)
+    settings = Settings(
+        data_dir=data_dir, config_dir=data_dir / "config", database_url=database_url
+    )
     done = initialize(settings)
     engine = make_engine(settings.resolved_database_url)
     with unit_of_work(make_sessionmaker(engine)) as db:
@@ -76,7 +78,16 @@ def served(settings: Settings) -> Iterator[str]:
     if settings.database_url:
         env["WARDEN_DATABASE_URL"] = settings.database_url
     proc = subprocess.Popen(  # noqa: S603 - our own CLI
-        [sys.executable, "-m", "warden.cli.main", "serve", "--port", str(port), "--log-level", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "warden.cli.main",
+            "serve",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
     )

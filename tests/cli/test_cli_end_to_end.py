@@ -25,8 +25,18 @@ def warden_cli(live, who: str, *args: str):  # type: ignore[no-untyped-def]
 
 
 def test_read_prints_a_table_with_masked_column(live_warden) -> None:  # type: ignore[no-untyped-def]
-    result = warden_cli(live_warden, "alice", "read", "engagements", "--purpose", "training",
-                        "--columns", "user_id,pin_id", "--limit", "3")
+    result = warden_cli(
+        live_warden,
+        "alice",
+        "read",
+        "engagements",
+        "--purpose",
+        "training",
+        "--columns",
+        "user_id,pin_id",
+        "--limit",
+        "3",
+    )
     assert result.exit_code == 0, result.output
     assert "user_id (masked)" in result.output
     assert "h_" in result.output
@@ -35,13 +45,38 @@ def test_read_prints_a_table_with_masked_column(live_warden) -> None:  # type: i
 
 def test_read_writes_csv_and_parquet(live_warden, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "pins.parquet"
-    result = warden_cli(live_warden, "alice", "read", "pins", "--purpose", "training",
-                        "--columns", "pin_id,category", "--where", "pin_id:in:[1,2,3]",
-                        "--format", "parquet", "--out", str(out))
+    result = warden_cli(
+        live_warden,
+        "alice",
+        "read",
+        "pins",
+        "--purpose",
+        "training",
+        "--columns",
+        "pin_id,category",
+        "--where",
+        "pin_id:in:[1,2,3]",
+        "--format",
+        "parquet",
+        "--out",
+        str(out),
+    )
     assert result.exit_code == 0, result.output
     assert sorted(pl.read_parquet(out)["pin_id"].to_list()) == [1, 2, 3]
-    csv = warden_cli(live_warden, "alice", "read", "pins", "--purpose", "training",
-                     "--columns", "pin_id", "--where", "pin_id:eq:7", "--format", "csv")
+    csv = warden_cli(
+        live_warden,
+        "alice",
+        "read",
+        "pins",
+        "--purpose",
+        "training",
+        "--columns",
+        "pin_id",
+        "--where",
+        "pin_id:eq:7",
+        "--format",
+        "csv",
+    )
     assert csv.exit_code == 0
     assert csv.stdout.splitlines()[:2] == ["pin_id", "7"]
 
@@ -50,24 +85,44 @@ def test_read_refusals_exit_nonzero_with_the_api_error(live_warden) -> None:  # 
     denied = warden_cli(live_warden, "mallory", "read", "engagements", "--purpose", "training")
     assert denied.exit_code == 2
     assert "NotFound (404)" in denied.output
-    bad = warden_cli(live_warden, "alice", "read", "pins", "--purpose", "training", "--where", "pin_id")
+    bad = warden_cli(
+        live_warden, "alice", "read", "pins", "--purpose", "training", "--where", "pin_id"
+    )
     assert bad.exit_code == 1
     assert "COLUMN:OP" in bad.output
 
 
 def test_policy_check_names_the_deciding_rule(live_warden) -> None:  # type: ignore[no-untyped-def]
-    result = warden_cli(live_warden, "admin", "policy", "check", "alice", "engagements",
-                        "--purpose", "training", "--columns", "user_id,pin_id", "--format", "json")
+    result = warden_cli(
+        live_warden,
+        "admin",
+        "policy",
+        "check",
+        "alice",
+        "engagements",
+        "--purpose",
+        "training",
+        "--columns",
+        "user_id,pin_id",
+        "--format",
+        "json",
+    )
     assert result.exit_code == 0, result.output
     decision = json.loads(result.stdout)[0]
     effects = {c["column"]: (c["effect"], c["rule"]) for c in decision["columns"]}
     assert effects["user_id"][0] == "mask"
-    assert effects["pin_id"] == ("allow", "p, role:ml_engineer, acme, engagements, pin_id, training, read, allow, , ")
+    assert effects["pin_id"] == (
+        "allow",
+        "p, role:ml_engineer, acme, engagements, pin_id, training, read, allow, , ",
+    )
 
 
 def test_policy_lint_rejects_a_bad_rule_with_line_and_reason(live_warden, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     bad = tmp_path / "bad.csv"
-    bad.write_text("p, role:admin, acme, sys:*, *, *, manage, allow, ,\np, x, acme, pins, *, training, fly, allow, ,\n")
+    bad.write_text(
+        "p, role:admin, acme, sys:*, *, *, manage, allow, ,\n"
+        "p, x, acme, pins, *, training, fly, allow, ,\n"
+    )
     result = warden_cli(live_warden, "admin", "policy", "lint", str(bad))
     assert result.exit_code == 1
     assert f"{bad}:2:" in result.output
@@ -78,7 +133,9 @@ def test_policy_lint_rejects_a_bad_rule_with_line_and_reason(live_warden, tmp_pa
 
 
 def test_principals_create_and_list(live_warden) -> None:  # type: ignore[no-untyped-def]
-    created = warden_cli(live_warden, "admin", "principals", "create", "bob", "--role", "ml_engineer")
+    created = warden_cli(
+        live_warden, "admin", "principals", "create", "bob", "--role", "ml_engineer"
+    )
     assert created.exit_code == 0, created.output
     listed = warden_cli(live_warden, "admin", "principals", "list", "--format", "json")
     rows = {p["name"]: p for p in json.loads(listed.stdout)}
@@ -103,7 +160,9 @@ def test_cli_without_a_server_says_how_to_fix_it(monkeypatch) -> None:  # type: 
     assert "is `warden serve` running?" in " ".join(result.output.split())
 
 
-@pytest.mark.parametrize("args", [["--help"], ["read", "--help"], ["policy", "--help"], ["audit", "--help"]])
+@pytest.mark.parametrize(
+    "args", [["--help"], ["read", "--help"], ["policy", "--help"], ["audit", "--help"]]
+)
 def test_help_is_helpful(args: list[str]) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 0

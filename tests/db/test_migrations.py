@@ -1,4 +1,4 @@
-"""Migrations are the schema: upgrade head builds it, autogenerate finds no drift, downgrade works."""
+"""Migrations are the schema: upgrade head builds it, no autogenerate drift, downgrade works."""
 
 from __future__ import annotations
 

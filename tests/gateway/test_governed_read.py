@@ -18,7 +18,9 @@ def frame(response) -> pl.DataFrame:  # type: ignore[no-untyped-def]
 
 
 def test_allowed_read_masks_identifier_with_keyed_hash(warden) -> None:  # type: ignore[no-untyped-def]
-    r = warden.read("alice", "engagements", purpose="training", columns=["user_id", "pin_id"], limit=50)
+    r = warden.read(
+        "alice", "engagements", purpose="training", columns=["user_id", "pin_id"], limit=50
+    )
     df = frame(r)
     assert df.columns == ["user_id", "pin_id"]
     assert df.height == 50
@@ -35,7 +37,9 @@ def test_masked_identifiers_still_join_across_datasets(warden) -> None:  # type:
 
 
 def test_allowed_read_is_audited_before_data_with_its_details(warden) -> None:  # type: ignore[no-untyped-def]
-    r = warden.read("alice", "engagements", purpose="training", columns=["user_id", "action"], limit=7)
+    r = warden.read(
+        "alice", "engagements", purpose="training", columns=["user_id", "action"], limit=7
+    )
     df = frame(r)
     event_id = r.headers["x-warden-audit-event"]
     (event,) = [e for e in warden.audit_events(actor="alice") if e["id"] == event_id]
@@ -51,7 +55,9 @@ def test_allowed_read_is_audited_before_data_with_its_details(warden) -> None:  
 
 
 def test_policy_row_filter_limits_rows_to_region(warden) -> None:  # type: ignore[no-untyped-def]
-    df = frame(warden.read("erin", "engagements", purpose="analytics", columns=["pin_id", "region"]))
+    df = frame(
+        warden.read("erin", "engagements", purpose="analytics", columns=["pin_id", "region"])
+    )
     assert df.height > 0
     assert set(df["region"].unique()) == {"EU"}
     (event,) = warden.audit_events(actor="erin")[:1]
@@ -83,22 +89,43 @@ def test_dataset_without_any_right_answers_404_not_403(warden) -> None:  # type:
 
 
 def test_structured_filter_is_typed_by_schema(warden) -> None:  # type: ignore[no-untyped-def]
-    where = [{"column": "action", "op": "eq", "value": "save"}, {"column": "pin_id", "op": "lt", "value": 100}]
-    df = frame(warden.read("alice", "engagements", purpose="training", columns=["pin_id", "action"], where=where))
+    where = [
+        {"column": "action", "op": "eq", "value": "save"},
+        {"column": "pin_id", "op": "lt", "value": 100},
+    ]
+    df = frame(
+        warden.read(
+            "alice", "engagements", purpose="training", columns=["pin_id", "action"], where=where
+        )
+    )
     assert df.height > 0
     assert set(df["action"]) == {"save"}
     assert df["pin_id"].max() < 100
 
 
 def test_filter_on_masked_column_matches_tokens_never_raw_values(warden) -> None:  # type: ignore[no-untyped-def]
-    df = frame(warden.read("alice", "engagements", purpose="training", columns=["user_id"], limit=1))
+    df = frame(
+        warden.read("alice", "engagements", purpose="training", columns=["user_id"], limit=1)
+    )
     token = df["user_id"][0]
-    by_token = frame(warden.read("alice", "engagements", purpose="training", columns=["user_id"],
-                                 where=[{"column": "user_id", "op": "eq", "value": token}]))
+    by_token = frame(
+        warden.read(
+            "alice",
+            "engagements",
+            purpose="training",
+            columns=["user_id"],
+            where=[{"column": "user_id", "op": "eq", "value": token}],
+        )
+    )
     assert by_token.height >= 1 and set(by_token["user_id"]) == {token}
     # A raw id can't be used as an oracle against the masked column.
-    by_raw = warden.read("alice", "engagements", purpose="training", columns=["pin_id"],
-                         where=[{"column": "user_id", "op": "eq", "value": "1"}])
+    by_raw = warden.read(
+        "alice",
+        "engagements",
+        purpose="training",
+        columns=["pin_id"],
+        where=[{"column": "user_id", "op": "eq", "value": "1"}],
+    )
     assert frame(by_raw).height == 0
 
 
@@ -111,8 +138,17 @@ def test_filter_on_masked_column_matches_tokens_never_raw_values(warden) -> None
         ({"purpose": "training", "where": [{"column": "pin_id", "op": "like", "value": 1}]}, 422),
         ({"purpose": "training", "where": [{"column": "ghost", "op": "eq", "value": 1}]}, 400),
         ({"purpose": "training", "where": [{"column": "pin_id", "op": "in", "value": 5}]}, 400),
-        ({"purpose": "training", "where": [{"column": "ts", "op": "gt", "value": "yesterday"}]}, 400),
-        ({"purpose": "training", "where": [{"column": "pin_id; DROP TABLE audit_event", "op": "eq", "value": 1}]}, 400),
+        (
+            {"purpose": "training", "where": [{"column": "ts", "op": "gt", "value": "yesterday"}]},
+            400,
+        ),
+        (
+            {
+                "purpose": "training",
+                "where": [{"column": "pin_id; DROP TABLE audit_event", "op": "eq", "value": 1}],
+            },
+            400,
+        ),
         ({"purpose": "training", "limit": -1}, 422),
         ({"purpose": "training", "limit": 10**15}, 400),
         ({"purpose": "telepathy"}, 400),
@@ -134,23 +170,49 @@ def test_bad_read_requests_get_a_clear_4xx_and_are_audited(warden, body, status)
 
 def test_injection_strings_in_values_are_just_values(warden) -> None:  # type: ignore[no-untyped-def]
     hostile = "save' OR '1'='1'; DROP TABLE audit_event; --"
-    df = frame(warden.read("alice", "engagements", purpose="training", columns=["action"],
-                           where=[{"column": "action", "op": "eq", "value": hostile}]))
+    df = frame(
+        warden.read(
+            "alice",
+            "engagements",
+            purpose="training",
+            columns=["action"],
+            where=[{"column": "action", "op": "eq", "value": hostile}],
+        )
+    )
     assert df.height == 0
-    assert warden.http.get("/v1/audit/verify", headers=warden.as_("admin")).status_code in (200, 405)
+    assert warden.http.get("/v1/audit/verify", headers=warden.as_("admin")).status_code in (
+        200,
+        405,
+    )
 
 
-@pytest.mark.parametrize("name", ["../../etc/passwd", "..%2F..%2Fetc%2Fpasswd", "engagements%2F..%2Fusers", "ENGAGEMENTS", "eng*", "x" * 300])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../../etc/passwd",
+        "..%2F..%2Fetc%2Fpasswd",
+        "engagements%2F..%2Fusers",
+        "ENGAGEMENTS",
+        "eng*",
+        "x" * 300,
+    ],
+)
 def test_hostile_dataset_names_are_not_found(warden, name) -> None:  # type: ignore[no-untyped-def]
-    r = warden.http.post(f"/v1/datasets/{name}/read", json={"purpose": "training"}, headers=warden.as_("alice"))
+    r = warden.http.post(
+        f"/v1/datasets/{name}/read", json={"purpose": "training"}, headers=warden.as_("alice")
+    )
     assert r.status_code == 404
     assert r.json()["error"] == "NotFound"
 
 
-@pytest.mark.parametrize("header", [None, "Bearer nonsense", "Bearer wdn_not-a-real-token", "Basic abc"])
+@pytest.mark.parametrize(
+    "header", [None, "Bearer nonsense", "Bearer wdn_not-a-real-token", "Basic abc"]
+)
 def test_missing_or_invalid_tokens_get_401_and_the_attempt_is_audited(warden, header) -> None:  # type: ignore[no-untyped-def]
     headers = {"authorization": header} if header else {}
-    r = warden.http.post("/v1/datasets/engagements/read", json={"purpose": "training"}, headers=headers)
+    r = warden.http.post(
+        "/v1/datasets/engagements/read", json={"purpose": "training"}, headers=headers
+    )
     assert r.status_code == 401
     assert r.json()["error"] == "Unauthenticated"
     events = warden.audit_events(actor="anonymous")
@@ -182,10 +244,16 @@ def test_unreachable_policy_store_denies(warden) -> None:  # type: ignore[no-unt
 
 
 def test_role_removal_takes_effect_on_the_very_next_read(warden) -> None:  # type: ignore[no-untyped-def]
-    assert warden.read("alice", "pins", purpose="training", columns=["pin_id"], limit=1).status_code == 200
+    assert (
+        warden.read("alice", "pins", purpose="training", columns=["pin_id"], limit=1).status_code
+        == 200
+    )
     r = warden.http.delete("/v1/principals/alice/roles/ml_engineer", headers=warden.as_("admin"))
     assert r.status_code == 200, r.text
-    assert warden.read("alice", "pins", purpose="training", columns=["pin_id"], limit=1).status_code == 404
+    assert (
+        warden.read("alice", "pins", purpose="training", columns=["pin_id"], limit=1).status_code
+        == 404
+    )
 
 
 def test_second_api_process_sees_a_policy_change_on_its_next_read(warden) -> None:  # type: ignore[no-untyped-def]

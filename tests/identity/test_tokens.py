@@ -19,8 +19,14 @@ def test_tokens_are_stored_only_as_hashes(warden) -> None:  # type: ignore[no-un
 
 
 def test_every_api_call_is_authenticated(warden) -> None:  # type: ignore[no-untyped-def]
-    for method, path in [("GET", "/v1/me"), ("GET", "/v1/datasets"), ("GET", "/v1/principals"),
-                         ("GET", "/v1/audit/events"), ("POST", "/v1/policy/check"), ("GET", "/v1/policy")]:
+    for method, path in [
+        ("GET", "/v1/me"),
+        ("GET", "/v1/datasets"),
+        ("GET", "/v1/principals"),
+        ("GET", "/v1/audit/events"),
+        ("POST", "/v1/policy/check"),
+        ("GET", "/v1/policy"),
+    ]:
         r = warden.http.request(method, path)
         assert r.status_code == 401, (method, path, r.status_code)
         assert r.json()["error"] == "Unauthenticated"
@@ -45,8 +51,13 @@ def test_revoked_token_is_refused(warden) -> None:  # type: ignore[no-untyped-de
 
 def test_me_names_the_caller_and_roles(warden) -> None:  # type: ignore[no-untyped-def]
     me = warden.http.get("/v1/me", headers=warden.as_("alice")).json()
-    assert me == {"name": "alice", "kind": "person", "tenant": "acme",
-                  "roles": ["role:ml_engineer"], "disabled": False}
+    assert me == {
+        "name": "alice",
+        "kind": "person",
+        "tenant": "acme",
+        "roles": ["role:ml_engineer"],
+        "disabled": False,
+    }
 
 
 def test_only_admins_manage_principals(warden) -> None:  # type: ignore[no-untyped-def]
@@ -66,13 +77,18 @@ def test_bad_principal_names_change_nothing(warden) -> None:  # type: ignore[no-
         r = warden.http.post("/v1/principals", json={"name": name}, headers=warden.as_("admin"))
         assert r.status_code == 422, (name, r.text)
         assert set(r.json()) == {"error", "detail"}
-    names = [p["name"] for p in warden.http.get("/v1/principals", headers=warden.as_("admin")).json()["principals"]]
+    names = [
+        p["name"]
+        for p in warden.http.get("/v1/principals", headers=warden.as_("admin")).json()["principals"]
+    ]
     assert sorted(names) == ["admin", "alice", "erin", "mallory"]
 
 
 def test_role_changes_are_audited_policy_changes(warden) -> None:  # type: ignore[no-untyped-def]
     before = warden.http.get("/v1/policy", headers=warden.as_("admin")).json()["version"]
-    r = warden.http.post("/v1/principals/mallory/roles", json={"role": "auditor"}, headers=warden.as_("admin"))
+    r = warden.http.post(
+        "/v1/principals/mallory/roles", json={"role": "auditor"}, headers=warden.as_("admin")
+    )
     assert r.status_code == 200 and r.json()["roles"] == ["role:auditor"]
     after = warden.http.get("/v1/policy", headers=warden.as_("admin")).json()["version"]
     assert after == before + 1

@@ -1,4 +1,5 @@
-"""Fixtures for the policy tests (the database part is temporary, see _tmpdb.py)."""
+"""Fixtures for the policy tests. `policy_db` is the shared migrated database (tests/conftest.py
+`db_url`: SQLite, and PostgreSQL when WARDEN_TEST_POSTGRES_URL is set)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from ._tmpdb import temporary_policy_db
+from warden.db.session import make_engine
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = REPO / "policies" / "model.conf"
@@ -18,7 +19,7 @@ EXTRA = Path(__file__).resolve().parent / "data" / "extra.csv"
 
 
 @pytest.fixture
-def policy_db(tmp_path: Path) -> Iterator[Engine]:
-    engine = temporary_policy_db(tmp_path)
+def policy_db(db_url: str) -> Iterator[Engine]:
+    engine = make_engine(db_url)
     yield engine
     engine.dispose()

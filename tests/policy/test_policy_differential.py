@@ -44,23 +44,52 @@ def random_rules(rng: random.Random, n: int) -> list[Rule]:
     rules += [("g", (a, b, "d1")) for a, b in zip(CHAIN, CHAIN[1:], strict=False)]
     while len(rules) < n:
         if rng.random() < 0.03:
-            rules.append(("p2", (rng.choice(subjects), rng.choice(DOMAINS),
-                                 rng.choice(OBJ_PATTERNS), "c0", "eq", str(rng.randrange(3)))))
+            rules.append(
+                (
+                    "p2",
+                    (
+                        rng.choice(subjects),
+                        rng.choice(DOMAINS),
+                        rng.choice(OBJ_PATTERNS),
+                        "c0",
+                        "eq",
+                        str(rng.randrange(3)),
+                    ),
+                )
+            )
             continue
         eft = rng.choices(["allow", "deny", "maybe"], [70, 27, 3])[0]
-        rules.append(("p", (
-            rng.choice(subjects), rng.choice(DOMAINS), rng.choice(OBJ_PATTERNS),
-            rng.choice(COLS), rng.choice(PURPOSES), rng.choice(ACTS), eft,
-            rng.choice(["", "g1", "g2"]), rng.choice(EXPIRIES),
-        )))
+        rules.append(
+            (
+                "p",
+                (
+                    rng.choice(subjects),
+                    rng.choice(DOMAINS),
+                    rng.choice(OBJ_PATTERNS),
+                    rng.choice(COLS),
+                    rng.choice(PURPOSES),
+                    rng.choice(ACTS),
+                    eft,
+                    rng.choice(["", "g1", "g2"]),
+                    rng.choice(EXPIRIES),
+                ),
+            )
+        )
     rng.shuffle(rules)
     return rules
 
 
 def random_request(rng: random.Random) -> tuple[str, ...]:
     sub = rng.choice([*USERS, *ROLES, "u_chain", CHAIN[3], "nobody"])
-    return (sub, rng.choice(DOMAINS + ["d9"]), rng.choice(REQ_OBJS), rng.choice(COLS),
-            rng.choice(PURPOSES), rng.choice(ACTS), rng.choice(TIMES + ["2026-03-01T00:00:00Z"]))
+    return (
+        sub,
+        rng.choice(DOMAINS + ["d9"]),
+        rng.choice(REQ_OBJS),
+        rng.choice(COLS),
+        rng.choice(PURPOSES),
+        rng.choice(ACTS),
+        rng.choice(TIMES + ["2026-03-01T00:00:00Z"]),
+    )
 
 
 def stock_enforcer(rules: list[Rule], path: Path) -> casbin.Enforcer:
@@ -70,7 +99,9 @@ def stock_enforcer(rules: list[Rule], path: Path) -> casbin.Enforcer:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("seed", "n_rules", "n_requests"), [(1, 2000, 600), (2, 400, 2000)])
-def test_engine_matches_stock_pycasbin(tmp_path: Path, seed: int, n_rules: int, n_requests: int) -> None:
+def test_engine_matches_stock_pycasbin(
+    tmp_path: Path, seed: int, n_rules: int, n_requests: int
+) -> None:
     rng = random.Random(seed)
     rules = random_rules(rng, n_rules)
     stock = stock_enforcer(rules, tmp_path / "rules.csv")
@@ -118,5 +149,7 @@ def test_column_decisions_and_row_filters_match_stock(tmp_path: Path) -> None:
             effect = "allow" if read_ok else "mask" if mask_ok else "deny"
             why = read_why if read_ok else mask_why
             assert (decided.effect, decided.rule) == (effect, tuple(why) or None), request
-        expected = [f for f in p2 if f[1] == dom and rm.has_link(sub, f[0], dom) and key_match(obj, f[2])]
+        expected = [
+            f for f in p2 if f[1] == dom and rm.has_link(sub, f[0], dom) and key_match(obj, f[2])
+        ]
         assert [f.rule for f in read.row_filters] == expected

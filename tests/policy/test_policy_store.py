@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import random
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, delete, func, insert, select
+from sqlalchemy import Engine, create_engine, func, insert, select
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
-from warden.db.base import Base
+from warden.db.migrate import upgrade
 from warden.policy import store
 from warden.policy.engine import MODEL_TEXT, ModelMismatch, PolicySnapshot, format_now
 from warden.policy.rules import Rule, RuleError
@@ -51,8 +50,9 @@ def test_seed_loads_the_csv_rules_once(policy_db: Engine) -> None:
             )
     again = service.seed_from_csv([SEED, DEMO])
     assert again.version == 1
-    assert rule_count(policy_db) == snapshot.rule_counts["p"] + snapshot.rule_counts["p2"] + (
-        snapshot.rule_counts["g"]
+    assert (
+        rule_count(policy_db)
+        == snapshot.rule_counts["p"] + snapshot.rule_counts["p2"] + (snapshot.rule_counts["g"])
     )
 
 
@@ -85,7 +85,9 @@ def test_revoking_a_grant_holds_on_the_next_read(policy_db: Engine) -> None:
     writer.seed_from_csv([SEED])
     writer.add_rules([GRANT])
     snap = reader.ensure_fresh()
-    assert snap.decide_column("mallory", "acme", "pins", "image", "training", NOW).grant_id == "g-42"
+    assert (
+        snap.decide_column("mallory", "acme", "pins", "image", "training", NOW).grant_id == "g-42"
+    )
     writer.revoke_grant("g-42")
     assert reader.current() is snap  # a plain read never touches the database
     fresh = reader.ensure_fresh()
@@ -108,8 +110,8 @@ def test_unreachable_store_fails_closed(tmp_path: Path) -> None:
             raise sqlite3.OperationalError("unable to open database file")
         return sqlite3.connect(path)
 
+    upgrade(f"sqlite:///{path}")
     engine = create_engine("sqlite://", creator=connect, poolclass=NullPool)
-    Base.metadata.create_all(engine, tables=[store.CasbinRule.__table__, store.PolicyState.__table__])
     service = PolicyService(engine)
     service.seed_from_csv([SEED])
     reachable = False
@@ -158,12 +160,22 @@ def valid_random_rules(rng: random.Random, n: int) -> list[Rule]:
         ("g", ("u1", "role:b", "d2")),
     ]
     for _ in range(n):
-        rules.append(("p", (
-            rng.choice(subjects), rng.choice(["d1", "d2"]), rng.choice(["ds0", "ds1", "ds*", "*"]),
-            rng.choice(["c0", "c1", "*"]), rng.choice(["t", "e", "*"]),
-            rng.choice(["read", "mask", "*"]), rng.choice(["allow", "allow", "deny"]),
-            rng.choice(["", "g1"]), rng.choice(["", "2026-06-01T00:00:00Z"]),
-        )))
+        rules.append(
+            (
+                "p",
+                (
+                    rng.choice(subjects),
+                    rng.choice(["d1", "d2"]),
+                    rng.choice(["ds0", "ds1", "ds*", "*"]),
+                    rng.choice(["c0", "c1", "*"]),
+                    rng.choice(["t", "e", "*"]),
+                    rng.choice(["read", "mask", "*"]),
+                    rng.choice(["allow", "allow", "deny"]),
+                    rng.choice(["", "g1"]),
+                    rng.choice(["", "2026-06-01T00:00:00Z"]),
+                ),
+            )
+        )
     return rules
 
 
@@ -182,40 +194,31 @@ def test_stock_enforcer_on_the_table_agrees_after_edits(policy_db: Engine) -> No
     assert [tuple(r) for r in stock.get_policy()] == [f for p, f in expected if p == "p"]
     for _ in range(300):
         sub, _dom, obj, col, purpose, act, now = random_request(rng)
-        request = (rng.choice(["u1", "u2", "role:a"]), rng.choice(["d1", "d2"]),
-                   rng.choice(["ds0", "ds1", "x"]), rng.choice(["c0", "c1"]), rng.choice(["t", "e"]),
-                   rng.choice(["read", "mask"]), now)
+        request = (
+            rng.choice(["u1", "u2", "role:a"]),
+            rng.choice(["d1", "d2"]),
+            rng.choice(["ds0", "ds1", "x"]),
+            rng.choice(["c0", "c1"]),
+            rng.choice(["t", "e"]),
+            rng.choice(["read", "mask"]),
+            now,
+        )
         assert snapshot.enforce_ex(*request) == tuple(stock.enforce_ex(*request)), request
 
 
-@pytest.mark.postgres
-def test_postgres_loads_rules_in_id_order() -> None:
-    """The stock adapter reads in heap order; ours by id, which pycasbin's explanations need."""
-    url = os.environ.get("WARDEN_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("WARDEN_TEST_POSTGRES_URL not set")
-    engine = create_engine(url)
-    tables = [store.CasbinRule.__table__, store.PolicyState.__table__]
-    Base.metadata.drop_all(engine, tables=tables)
-    Base.metadata.create_all(engine, tables=tables)
-    try:
-        first = ("p", ("u1", "d1", "ds0", "*", "*", "read", "allow", "first", ""))
-        second = ("p", ("u1", "d1", "ds0", "*", "*", "read", "allow", "second", ""))
-        with Session(engine) as s:
-            store.add_rules(s, [first, second])
-            s.commit()
-            # rewrite the first row: PostgreSQL now returns it last in an unordered scan
-            row = s.scalars(select(store.CasbinRule).order_by(store.CasbinRule.id)).first()
-            assert row is not None
-            row.v5 = "*"
-            s.commit()
-            snapshot = store.load_snapshot(s)
-        request = ("u1", "d1", "ds0", "c", "t", "read", format_now(NOW))
-        stock = store.stock_enforcer(engine)
-        assert stock.enforce_ex(*request)[1][7] == snapshot.enforce_ex(*request)[1][7] == "second"
-    finally:
-        with Session(engine) as s:
-            s.execute(delete(store.CasbinRule))
-            s.commit()
-        Base.metadata.drop_all(engine, tables=tables)
-        engine.dispose()
+def test_rules_load_in_id_order_after_updates(policy_db: Engine) -> None:
+    """On PostgreSQL an updated row moves to the end of an unordered scan (the stock adapter's
+    order); Warden's adapter and loader read by id, which pycasbin's explanations need."""
+    first: Rule = ("p", ("u1", "d1", "ds0", "*", "*", "read", "allow", "first", ""))
+    second: Rule = ("p", ("u1", "d1", "ds0", "*", "*", "read", "allow", "second", ""))
+    with Session(policy_db) as s:
+        store.add_rules(s, [first, second])
+        s.commit()
+        row = s.scalars(select(store.CasbinRule).order_by(store.CasbinRule.id)).first()
+        assert row is not None
+        row.v5 = "*"
+        s.commit()
+        snapshot = store.load_snapshot(s)
+    request = ("u1", "d1", "ds0", "c", "t", "read", format_now(NOW))
+    stock = store.stock_enforcer(policy_db)
+    assert stock.enforce_ex(*request)[1][7] == snapshot.enforce_ex(*request)[1][7] == "second"

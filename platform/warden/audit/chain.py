@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,7 +43,13 @@ CHAIN_FIELDS: tuple[str, ...] = (
     "details",
     "prev_hash",
 )
-JSON_FIELDS = frozenset({"columns", "masked_columns", "row_filter", "grant_ids", "details"})
+_JSON_EMPTY: dict[str, Callable[[], Any]] = {
+    "columns": list,
+    "masked_columns": list,
+    "row_filter": list,
+    "grant_ids": list,
+    "details": dict,
+}
 
 
 def utc(value: datetime) -> datetime:
@@ -65,16 +71,18 @@ def normalise_json(value: Any) -> Any:
 
 
 def canonical(event: Mapping[str, Any] | Any) -> bytes:
-    """Sorted-key compact JSON of every chained field; `event` is an ORM object or a row mapping."""
-    doc: dict[str, Any] = {}
-    for name in CHAIN_FIELDS:
-        value = event[name] if isinstance(event, Mapping) else getattr(event, name)
-        if name == "ts":
-            value = iso_utc(value)
-        elif name in JSON_FIELDS:
-            empty: Any = {} if name == "details" else []
-            value = normalise_json(empty if value is None else value)
-        doc[name] = value
+    """Sorted-key compact JSON of every chained field; `event` is an ORM object or a row mapping.
+
+    JSON fields must already hold what a JSON column returns (`append` normalises them).
+    """
+    if isinstance(event, Mapping):
+        doc = {name: event[name] for name in CHAIN_FIELDS}
+    else:
+        doc = {name: getattr(event, name) for name in CHAIN_FIELDS}
+    doc["ts"] = iso_utc(doc["ts"])
+    for name, empty in _JSON_EMPTY.items():
+        if doc[name] is None:
+            doc[name] = empty()
     return json.dumps(
         doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode("utf-8")

@@ -35,7 +35,10 @@ def describe(view: DatasetView) -> dict[str, Any]:
 @router.get("", summary="Datasets the caller may read in some way")
 def list_datasets(caller: CurrentCaller, db: DbSession, state: State) -> dict[str, Any]:
     state.policy.ensure_fresh()
-    views = [load_view(db, state.settings.datasets_dir, caller.tenant, n) for n in list_names(db, caller.tenant)]
+    views = [
+        load_view(db, state.settings.datasets_dir, caller.tenant, n)
+        for n in list_names(db, caller.tenant)
+    ]
     return {"datasets": [describe(v) for v in views if visible(state, caller, v)]}
 
 

@@ -99,9 +99,7 @@ def register(
         shutil.copyfile(source, tmp)
         tmp.replace(target)  # atomic: a reader never sees half a file
 
-    dataset = db.scalar(
-        select(Dataset).where(Dataset.tenant_id == tenant.id, Dataset.name == name)
-    )
+    dataset = db.scalar(select(Dataset).where(Dataset.tenant_id == tenant.id, Dataset.name == name))
     classification = strictest([c.classification for c in columns])
     if dataset is None:
         dataset = Dataset(name=name, tenant_id=tenant.id, current_version=digest)

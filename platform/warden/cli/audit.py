@@ -94,32 +94,28 @@ def query_events(
 
 
 def events_table(events: list[dict[str, Any]]) -> Table:
-    table = Table(show_lines=False)
-    for name, justify in (
-        ("seq", "right"),
-        ("time (UTC)", "left"),
-        ("actor", "left"),
-        ("action", "left"),
-        ("decision", "left"),
-        ("dataset", "left"),
-        ("purpose", "left"),
-        ("columns (*masked)", "left"),
-        ("rows", "right"),
-        ("event id", "left"),
-    ):
-        # Fold rather than truncate: a clipped event id or column list is worse than a tall row.
-        table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    table = Table(caption="* masked column", caption_justify="left")
+    table.add_column("seq", justify="right", no_wrap=True)
+    table.add_column("time (UTC)", no_wrap=True)
+    for name in ("actor", "action"):
+        table.add_column(name, overflow="fold")
+    table.add_column("decision", no_wrap=True)
+    for name in ("dataset", "purpose", "columns"):
+        table.add_column(name, overflow="fold")
+    table.add_column("rows", justify="right", no_wrap=True)
+    # Fold rather than truncate: a clipped event id is useless.
+    table.add_column("event id", overflow="fold")
     for ev in events:
         masked = set(ev.get("masked_columns") or [])
         columns = ", ".join(f"{c}*" if c in masked else c for c in ev.get("columns") or [])
         dataset = ev.get("dataset") or ""
         if dataset and ev.get("dataset_version"):
-            dataset = f"{dataset}@{str(ev['dataset_version']).removeprefix('sha256:')[:12]}"
+            dataset = f"{dataset}@{str(ev['dataset_version']).removeprefix('sha256:')[:8]}"
         actor = ev["actor"] + (f" for {ev['on_behalf_of']}" if ev.get("on_behalf_of") else "")
         style = _DECISION_STYLE.get(ev["decision"], "")
         table.add_row(
             str(ev["seq"]),
-            ev["ts"].replace("T", " ").removesuffix("Z"),
+            ev["ts"].replace("T", " ")[:19],
             actor,
             ev["action"],
             f"[{style}]{ev['decision']}[/]" if style else ev["decision"],

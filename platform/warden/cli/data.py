@@ -17,7 +17,9 @@ app = typer.Typer(help="Seed and list governed datasets.", no_args_is_help=True)
 
 @app.command()
 def seed(
-    scale: Annotated[str, typer.Option(help="small (~80k engagements), medium (≥1M), large (≥10M)")] = "small",
+    scale: Annotated[
+        str, typer.Option(help="small (~80k engagements), medium (≥1M), large (≥10M)")
+    ] = "small",
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same files")] = 0,
     tenant: Annotated[str, typer.Option(help="Tenant that owns the datasets")] = "acme",
     owner: Annotated[str, typer.Option(help="Owner principal")] = "admin",
@@ -33,9 +35,10 @@ def seed(
     settings = get_settings()
     engine = make_engine(settings.resolved_database_url)
     try:
-        with console.status(f"generating the {scale} taste graph…") as status, unit_of_work(
-            make_sessionmaker(engine)
-        ) as db:
+        with (
+            console.status(f"generating the {scale} taste graph…") as status,
+            unit_of_work(make_sessionmaker(engine)) as db,
+        ):
             rows = seed_taste_graph(
                 db,
                 datasets_dir=settings.datasets_dir,
@@ -49,8 +52,12 @@ def seed(
         fail(exc.detail)
     finally:
         engine.dispose()
-    show(rows, ["dataset", "rows", "classification", "version"], "table", title="registered datasets")
-    console.print("note: the taste graph is generated; the pin images are real (scikit-learn digits)")
+    show(
+        rows, ["dataset", "rows", "classification", "version"], "table", title="registered datasets"
+    )
+    console.print(
+        "note: the taste graph is generated; the pin images are real (scikit-learn digits)"
+    )
 
 
 @app.command("list")
@@ -61,11 +68,15 @@ def list_(fmt: Annotated[str, typer.Option("--format", help="table or json")] = 
 
 
 @app.command("show")
-def show_(name: str, fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table") -> None:
+def show_(
+    name: str, fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table"
+) -> None:
     """One dataset's schema and column classes."""
     ds = ApiClient().get(f"/v1/datasets/{name}")
     if fmt == "json":
         show([ds], [], "json")
         return
-    console.print(f"[bold]{ds['name']}[/] {ds['version']} · {ds['rows']} rows · owner {ds['owner']}")
+    console.print(
+        f"[bold]{ds['name']}[/] {ds['version']} · {ds['rows']} rows · owner {ds['owner']}"
+    )
     show(ds["columns"], ["name", "dtype", "classification"], "table")

@@ -30,9 +30,9 @@ PEOPLE = {"alice": ["ml_engineer"], "erin": ["analyst_eu"], "mallory": []}
 
 
 def run_demo(
-    directory: Annotated[Path, typer.Option(help="Folder for the demo's data (wiped first)")] = Path(
-        ".warden-demo"
-    ),
+    directory: Annotated[
+        Path, typer.Option(help="Folder for the demo's data (wiped first)")
+    ] = Path(".warden-demo"),
     scale: Annotated[str, typer.Option(help="Taste graph scale: small, medium or large")] = "small",
 ) -> None:
     """Run the whole governed-read path end to end, on SQLite, in a fresh folder."""
@@ -72,32 +72,96 @@ def run_demo(
 
 
 def _run_story() -> None:
-    tokens = {"admin": None}
+    tokens: dict[str, str] = {}  # the admin uses the token `warden init` saved
     _step("4. the admin creates people with roles (policy changes, audited)")
     for name, roles in PEOPLE.items():
         args = ["principals", "create", name, *sum((["--role", r] for r in roles), [])]
         _cli("admin", *args)
         tokens[name] = _cli("admin", "principals", "token", name, capture=True).strip()
-    _cli("admin", "policy", "apply", str(REPO_ROOT / "policies" / "demo.csv"), "--reason", "demo rules")
-    cli_tokens = {k: v for k, v in tokens.items() if v}
+    _cli(
+        "admin",
+        "policy",
+        "apply",
+        str(REPO_ROOT / "policies" / "demo.csv"),
+        "--reason",
+        "demo rules",
+    )
+    cli_tokens = tokens
 
     _step("5. alice (ml_engineer) reads engagements for training: user_id comes back masked")
-    _cli("alice", "read", "engagements", "--purpose", "training",
-         "--columns", "user_id,pin_id,action,ts,region", "--limit", "5", env_tokens=cli_tokens)
+    _cli(
+        "alice",
+        "read",
+        "engagements",
+        "--purpose",
+        "training",
+        "--columns",
+        "user_id,pin_id,action,ts,region",
+        "--limit",
+        "5",
+        env_tokens=cli_tokens,
+    )
     _step("6. why? `warden policy check` names the deciding rule per column")
-    _cli("admin", "policy", "check", "alice", "engagements", "--purpose", "training",
-         "--columns", "user_id,pin_id,dwell_ms", env_tokens=cli_tokens)
+    _cli(
+        "admin",
+        "policy",
+        "check",
+        "alice",
+        "engagements",
+        "--purpose",
+        "training",
+        "--columns",
+        "user_id,pin_id,dwell_ms",
+        env_tokens=cli_tokens,
+    )
     _step("7. erin (analyst_eu) reads engagements for analytics: a policy row filter keeps EU rows")
-    _cli("erin", "read", "engagements", "--purpose", "analytics",
-         "--columns", "user_id,pin_id,region,action", "--limit", "5", env_tokens=cli_tokens)
+    _cli(
+        "erin",
+        "read",
+        "engagements",
+        "--purpose",
+        "analytics",
+        "--columns",
+        "user_id,pin_id,region,action",
+        "--limit",
+        "5",
+        env_tokens=cli_tokens,
+    )
     _step("8. denied: alice asks for the gold set for training (it is for evaluation only)")
-    _cli("alice", "read", "gold", "--purpose", "training", "--limit", "3",
-         env_tokens=cli_tokens, expect_failure=True)
+    _cli(
+        "alice",
+        "read",
+        "gold",
+        "--purpose",
+        "training",
+        "--limit",
+        "3",
+        env_tokens=cli_tokens,
+        expect_failure=True,
+    )
     _step("9. denied: mallory, with no role, cannot even see that engagements exists (404)")
-    _cli("mallory", "read", "engagements", "--purpose", "training", "--limit", "3",
-         env_tokens=cli_tokens, expect_failure=True)
+    _cli(
+        "mallory",
+        "read",
+        "engagements",
+        "--purpose",
+        "training",
+        "--limit",
+        "3",
+        env_tokens=cli_tokens,
+        expect_failure=True,
+    )
     _step("10. the audit log: every read, allowed or denied, and every policy change")
-    _cli("admin", "audit", "query", "--action", "dataset.read", "--limit", "10", env_tokens=cli_tokens)
+    _cli(
+        "admin",
+        "audit",
+        "query",
+        "--action",
+        "dataset.read",
+        "--limit",
+        "10",
+        env_tokens=cli_tokens,
+    )
     _step("11. warden audit verify: walk the hash chain")
     _cli("admin", "audit", "verify", env_tokens=cli_tokens)
 
@@ -141,7 +205,9 @@ def _free_port() -> int:
 def _start_server(port: int) -> uvicorn.Server:
     from warden.api.app import create_app
 
-    config = uvicorn.Config(create_app(get_settings()), host="127.0.0.1", port=port, log_level="warning")
+    config = uvicorn.Config(
+        create_app(get_settings()), host="127.0.0.1", port=port, log_level="warning"
+    )
     server = uvicorn.Server(config)
     threading.Thread(target=server.run, daemon=True).start()
     deadline = time.monotonic() + 30

@@ -21,7 +21,9 @@ def check(
     subject: Annotated[str, typer.Argument(help="Principal name, e.g. alice")],
     dataset: Annotated[str, typer.Argument(help="Dataset name")],
     purpose: Annotated[str, typer.Option(help="training, evaluation, inference or analytics")],
-    columns: Annotated[str | None, typer.Option(help="Comma-separated columns (default: all)")] = None,
+    columns: Annotated[
+        str | None, typer.Option(help="Comma-separated columns (default: all)")
+    ] = None,
     fmt: Format = "table",
 ) -> None:
     """Explain a read decision column by column, naming the rule that decided each."""
@@ -51,9 +53,11 @@ def lint(
     files: Annotated[
         list[Path] | None, typer.Argument(help="Rule CSV files (default: policies/*.csv)")
     ] = None,
-    model: Annotated[Path | None, typer.Option(help="Model file (default: policies/model.conf)")] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="Model file (default: policies/model.conf)")
+    ] = None,
 ) -> None:
-    """Check a model and rule files; print each problem with file, line and reason. Applies nothing."""
+    """Check the model and rule files: each problem with file, line and reason. Applies nothing."""
     policies = get_settings().policies_dir
     paths = files or sorted(policies.glob("*.csv"))
     problems = lint_files(model or policies / "model.conf", paths)
@@ -69,7 +73,9 @@ def lint(
 def rules(fmt: Format = "table") -> None:
     """List your tenant's rules in policy order."""
     result = ApiClient().get("/v1/policy/rules")
-    show([{"rule": r} for r in result["rules"]], ["rule"], fmt, title=f"policy v{result['version']}")
+    show(
+        [{"rule": r} for r in result["rules"]], ["rule"], fmt, title=f"policy v{result['version']}"
+    )
 
 
 @app.command()
@@ -89,7 +95,9 @@ def apply(
             err_console.print(f"{problem.file}:{problem.line}: {problem.reason}")
         fail("nothing applied")
     lines = [
-        line.strip() for line in file.read_text().splitlines() if line.strip() and not line.startswith("#")
+        line.strip()
+        for line in file.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
     ]
     out = ApiClient().post("/v1/policy/rules", json={"add": lines, "reason": reason})
     console.print(f"policy v{out['version']}: {out['added']} rule(s) applied")

@@ -9,7 +9,9 @@ import typer
 from warden.cli.client import ApiClient, console
 from warden.cli.output import show
 
-app = typer.Typer(help="Manage people and service accounts (needs the admin role).", no_args_is_help=True)
+app = typer.Typer(
+    help="Manage people and service accounts (needs the admin role).", no_args_is_help=True
+)
 Format = Annotated[str, typer.Option("--format", help="table or json")]
 
 
@@ -24,7 +26,9 @@ def list_(fmt: Format = "table") -> None:
 def create(
     name: Annotated[str, typer.Argument(help="Lowercase name, e.g. alice")],
     kind: Annotated[str, typer.Option(help="person or service")] = "person",
-    role: Annotated[list[str] | None, typer.Option(help="Role to give (repeatable), e.g. ml_engineer")] = None,
+    role: Annotated[
+        list[str] | None, typer.Option(help="Role to give (repeatable), e.g. ml_engineer")
+    ] = None,
     token: Annotated[bool, typer.Option(help="Also issue a token and print it once")] = False,
     fmt: Format = "table",
 ) -> None:
@@ -40,11 +44,15 @@ def create(
 @app.command("token")
 def token_(
     name: Annotated[str, typer.Argument(help="Principal to issue a token for")],
-    ttl_days: Annotated[int | None, typer.Option(min=1, max=3650, help="Expire after N days")] = None,
+    ttl_days: Annotated[
+        int | None, typer.Option(min=1, max=3650, help="Expire after N days")
+    ] = None,
     label: Annotated[str, typer.Option(help="A note to tell tokens apart")] = "",
 ) -> None:
     """Issue an API token; only its hash is stored, so it is shown once."""
-    issued = ApiClient().post(f"/v1/principals/{name}/tokens", json={"label": label, "ttl_days": ttl_days})
+    issued = ApiClient().post(
+        f"/v1/principals/{name}/tokens", json={"label": label, "ttl_days": ttl_days}
+    )
     console.print(issued["token"])
 
 

@@ -44,7 +44,9 @@ def read(
     ] = None,
     where: Annotated[
         list[str] | None,
-        typer.Option(help="Filter COLUMN:OP:VALUE (ops eq ne lt le gt ge in not_in is_null not_null)"),
+        typer.Option(
+            help="Filter COLUMN:OP:VALUE (ops eq ne lt le gt ge in not_in is_null not_null)"
+        ),
     ] = None,
     limit: Annotated[int | None, typer.Option(min=0, help="At most this many rows")] = 20,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or parquet")] = "table",

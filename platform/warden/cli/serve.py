@@ -18,7 +18,9 @@ def serve(
 ) -> None:
     """Run the Warden API (the CLI finds it through WARDEN_URL)."""
     settings = get_settings()
-    typer.echo(f"warden API on http://{host}:{port} · database {_safe(settings.resolved_database_url)}")
+    typer.echo(
+        f"warden API on http://{host}:{port} · database {_safe(settings.resolved_database_url)}"
+    )
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
 
 

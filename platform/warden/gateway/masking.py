@@ -20,7 +20,9 @@ def token(key: bytes, value: object) -> str:
 
 
 @lru_cache(maxsize=64)
-def token_table(path: Path, column: str, key: bytes) -> tuple[pl.Series, pl.Series, dict[object, str]]:
+def token_table(
+    path: Path, column: str, key: bytes
+) -> tuple[pl.Series, pl.Series, dict[object, str]]:
     """Raw → token for every distinct value of one column of an immutable dataset file."""
     distinct = pl.scan_parquet(path).select(pl.col(column).unique().drop_nulls()).collect()[column]
     raw = distinct.to_list()
@@ -44,5 +46,7 @@ def keyed_hash_frame(frame: pl.DataFrame, column: str, path: Path, key: bytes) -
 
 def blank_expr(column: str, dtype: pl.DataType) -> pl.Expr:
     if dtype == pl.Utf8:
-        return pl.when(pl.col(column).is_null()).then(None).otherwise(pl.lit(REDACTED)).alias(column)
+        return (
+            pl.when(pl.col(column).is_null()).then(None).otherwise(pl.lit(REDACTED)).alias(column)
+        )
     return pl.lit(None, dtype=dtype).alias(column)

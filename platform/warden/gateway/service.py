@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 from opentelemetry.trace import Span
@@ -34,6 +34,7 @@ from warden.identity.service import Caller
 from warden.policy.engine import ReadDecision
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
+Decision = Literal["allow", "deny", "error"]
 
 
 @dataclass
@@ -58,7 +59,7 @@ class _Attempt:
     decision: ReadDecision | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
-    def audit(self, decision: str, reason: str | None = None, **extra: Any) -> AuditRecord:
+    def audit(self, decision: Decision, reason: str | None = None, **extra: Any) -> AuditRecord:
         d = self.decision
         return AuditRecord(
             action="dataset.read",
@@ -98,11 +99,15 @@ def parse_request(raw: bytes, max_bytes: int) -> ReadRequest:
 
 def governed_read(state: AppState, caller: Caller, name: str, raw_body: bytes) -> ReadResult:
     attempt = _Attempt(caller=caller, dataset=name)
-    with read_span("warden.read", {"warden.dataset": name[:64], "warden.actor": caller.name}) as span:
+    with read_span(
+        "warden.read", {"warden.dataset": name[:64], "warden.actor": caller.name}
+    ) as span:
         try:
             result = _read(state, attempt, raw_body, span)
         except WardenError as exc:
-            event = record(state.sessions, attempt.audit("deny", f"{type(exc).__name__}: {exc.detail}"))
+            event = record(
+                state.sessions, attempt.audit("deny", f"{type(exc).__name__}: {exc.detail}")
+            )
             annotate_span(span, event)
             raise
         return result
@@ -121,6 +126,7 @@ def _read(state: AppState, attempt: _Attempt, raw_body: bytes, span: Span) -> Re
     with unit_of_work(state.sessions) as db:
         dataset = load_view(db, settings.datasets_dir, caller.tenant, attempt.dataset)
     attempt.version = dataset.version
+    check_job_scope(caller, dataset.name, request.purpose)
     state.policy.ensure_fresh()
     columns = list(request.columns) if request.columns else list(dataset.column_names)
     attempt.columns = columns
@@ -134,7 +140,7 @@ def _read(state: AppState, attempt: _Attempt, raw_body: bytes, span: Span) -> Re
     filter_columns = [c.column for c in request.where if dataset.column(c.column) is not None]
     decided = list(dict.fromkeys(columns + filter_columns))
     decision = state.policy.current().decide_read(
-        caller.name, caller.tenant, dataset.name, decided, request.purpose, now
+        policy_subject(caller), caller.tenant, dataset.name, decided, request.purpose, now
     )
     attempt.decision = decision
     if request.purpose not in PURPOSES:
@@ -179,6 +185,25 @@ def _read(state: AppState, attempt: _Attempt, raw_body: bytes, span: Span) -> Re
     )
 
 
+def policy_subject(caller: Caller) -> str:
+    """Jobs read with their launcher's rights (and never more: see check_job_scope)."""
+    if caller.kind == "job":
+        return caller.on_behalf_of or ""
+    return caller.name
+
+
+def check_job_scope(caller: Caller, dataset: str, purpose: str) -> None:
+    """A job reads only its own datasets, for its own purpose, from the ML segment."""
+    if caller.kind != "job":
+        return
+    if caller.segment != "ml":
+        raise Forbidden(f"reads from the {caller.segment!r} segment are refused")
+    if caller.scope_datasets is None or dataset not in caller.scope_datasets:
+        raise Forbidden(f"this job's token does not cover {dataset!r}")
+    if purpose != caller.scope_purpose:
+        raise Forbidden(f"this job's token is for {caller.scope_purpose!r}, not {purpose!r}")
+
+
 def _hide_unless_visible(state: AppState, caller: Caller, dataset: DatasetView) -> None:
     """A dataset the caller has no right to see at all answers 404, not 403."""
     if not visible(state, caller, dataset):
@@ -190,7 +215,12 @@ def visible(state: AppState, caller: Caller, dataset: DatasetView) -> bool:
     now = datetime.now(UTC)
     return any(
         snapshot.decide_read(
-            caller.name, caller.tenant, dataset.name, list(dataset.column_names), purpose, now
+            policy_subject(caller),
+            caller.tenant,
+            dataset.name,
+            list(dataset.column_names),
+            purpose,
+            now,
         ).allowed
         for purpose in dataset.allowed_purposes
     )

@@ -42,7 +42,9 @@ def _role(role: str) -> str:
 @router.get("/me", response_model=PrincipalOut, summary="The calling principal")
 def me(caller: CurrentCaller, db: DbSession) -> PrincipalOut:
     return PrincipalOut(
-        name=caller.name, kind=caller.kind, tenant=caller.tenant,
+        name=caller.name,
+        kind=caller.kind,
+        tenant=caller.tenant,
         roles=roles_of(db, caller.name, caller.tenant),
     )
 
@@ -54,7 +56,10 @@ def principals(caller: CurrentCaller, db: DbSession, state: State) -> dict[str, 
     return {
         "principals": [
             PrincipalOut(
-                name=p.name, kind=p.kind, tenant=caller.tenant, disabled=p.disabled,
+                name=p.name,
+                kind=p.kind,
+                tenant=caller.tenant,
+                disabled=p.disabled,
                 roles=roles_of(db, p.name, caller.tenant),
             )
             for p in list_principals(db, tenant.id)
@@ -100,7 +105,9 @@ def grant_role(
 
 
 @router.delete("/principals/{name}/roles/{role}", response_model=PrincipalOut)
-def remove_role(name: str, role: str, caller: CurrentCaller, db: DbSession, state: State) -> PrincipalOut:
+def remove_role(
+    name: str, role: str, caller: CurrentCaller, db: DbSession, state: State
+) -> PrincipalOut:
     return _change_role(name, role, caller, db, state, add=False)
 
 
@@ -112,14 +119,17 @@ def _change_role(
     link = [("g", (principal.name, _role(role), caller.tenant))]
     verb = "grant" if add else "remove"
     apply_change(
-        db, caller, add=link if add else (), remove=() if add else link,
+        db,
+        caller,
+        add=link if add else (),
+        remove=() if add else link,
         reason=f"{verb} {_role(role)} for {principal.name}",
     )
     db.commit()
     state.policy.reload()
     return PrincipalOut(
-        name=principal.name, kind=principal.kind, tenant=caller.tenant,
+        name=principal.name,
+        kind=principal.kind,
+        tenant=caller.tenant,
         roles=roles_of(db, principal.name, caller.tenant),
     )
-
-

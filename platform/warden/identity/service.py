@@ -15,7 +15,8 @@ from warden.errors import Conflict, NotFound, Unauthenticated, Unprocessable
 from warden.identity.models import ApiToken, Principal, Tenant
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
-TOKEN_PREFIX = "wdn_"
+TOKEN_PREFIX = "wdn_"  # noqa: S105 - a prefix, not a secret
+JOB_TOKEN_PREFIX = "wjt_"  # noqa: S105 - a prefix, not a secret
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,11 @@ class Caller:
     tenant: str
     principal_id: str
     on_behalf_of: str | None = None
+    # A job token is bound to one job, one segment, its datasets and its purpose.
+    job_id: str | None = None
+    segment: str | None = None
+    scope_datasets: tuple[str, ...] | None = None
+    scope_purpose: str | None = None
 
 
 def check_name(value: str, what: str) -> str:
@@ -94,7 +100,10 @@ def issue_token(
     expires = datetime.now(UTC) + ttl if ttl else None
     db.add(
         ApiToken(
-            principal_id=principal.id, token_hash=hash_token(secret), label=label, expires_at=expires
+            principal_id=principal.id,
+            token_hash=hash_token(secret),
+            label=label,
+            expires_at=expires,
         )
     )
     db.flush()
@@ -102,6 +111,10 @@ def issue_token(
 
 
 def authenticate(db: Session, secret: str, now: datetime | None = None) -> Caller:
+    if secret.startswith(JOB_TOKEN_PREFIX) and len(secret) <= 200:
+        from warden.sandbox.tokens import authenticate_job_token  # the sandbox domain owns them
+
+        return authenticate_job_token(db, secret, now or datetime.now(UTC))
     if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
         raise Unauthenticated("invalid token")
     row = db.execute(
@@ -120,7 +133,9 @@ def authenticate(db: Session, secret: str, now: datetime | None = None) -> Calle
         raise Unauthenticated("token expired")
     if principal.disabled:
         raise Unauthenticated("principal disabled")
-    return Caller(name=principal.name, kind=principal.kind, tenant=tenant.name, principal_id=principal.id)
+    return Caller(
+        name=principal.name, kind=principal.kind, tenant=tenant.name, principal_id=principal.id
+    )
 
 
 def _aware(value: datetime) -> datetime:

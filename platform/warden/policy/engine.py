@@ -101,7 +101,8 @@ def check_model(text: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class ColumnDecision:
-    """One column's effect and the rule that decided it (pycasbin's explanation)."""
+    """One column's effect, the rule that decided it (pycasbin's explanation) and, unless
+    denied, the grant id that rule carries."""
 
     column: str
     effect: Effect
@@ -233,8 +234,9 @@ class PolicySnapshot:
         model_text: str | None = None,
         strict: bool = True,
     ) -> None:
-        """Compile `rules` (in policy order). Raises ModelMismatch for any model text but
-        Warden's, and RuleError for a malformed rule (any invalid rule when `strict`)."""
+        """Compile `rules` (in policy order). `model_text` is the model file's text (None: the
+        built-in MODEL_TEXT); ModelMismatch unless it is Warden's model. RuleError for a
+        malformed rule, or with `strict` (the default) for any rule that fails validation."""
         if model_text is not None:
             check_model(model_text)
         self.version = version
@@ -389,7 +391,8 @@ class PolicySnapshot:
             allowed, index = _outcome(hits, "mask")
             effect = "mask" if allowed else "deny"
         rule = self._p[index] if index >= 0 else None
-        return ColumnDecision(column, effect, rule, (rule[7] or None) if rule else None)
+        grant = (rule[7] or None) if rule and effect != "deny" else None
+        return ColumnDecision(column, effect, rule, grant)
 
     def decide_column(
         self, subject: str, tenant: str, dataset: str, column: str, purpose: str, now: datetime

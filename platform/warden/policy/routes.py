@@ -87,7 +87,9 @@ def rules(caller: CurrentCaller, db: DbSession, state: State) -> dict[str, Any]:
 
 
 @router.post("/rules", summary="Add and remove rules; lint first, all or nothing")
-def change_rules(body: RuleChange, caller: CurrentCaller, db: DbSession, state: State) -> dict[str, Any]:
+def change_rules(
+    body: RuleChange, caller: CurrentCaller, db: DbSession, state: State
+) -> dict[str, Any]:
     require(state, caller, "sys:policy", "manage")
     add = [_parse(line, caller.tenant) for line in body.add]
     remove = [_parse(line, caller.tenant) for line in body.remove]

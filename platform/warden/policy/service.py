@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from warden.errors import PolicyUnavailable
 from warden.policy import store
-from warden.policy.engine import DEFAULT_MODEL_PATH, ModelMismatch, PolicySnapshot, check_model
+from warden.policy.engine import DEFAULT_MODEL_PATH, PolicySnapshot, check_model
 from warden.policy.rules import Rule
 
 __all__ = ["PolicyService", "PolicyUnavailable"]
@@ -69,7 +69,7 @@ class PolicyService:
     def _reload_locked(self) -> PolicySnapshot:
         try:
             snapshot = self._in_session(lambda s: store.load_snapshot(s, self._model_text))
-        except (ValueError, ModelMismatch) as exc:
+        except ValueError as exc:  # RuleError, ModelMismatch
             raise PolicyUnavailable(f"stored policy is invalid: {exc}") from exc
         self._snapshot = snapshot
         return snapshot

@@ -41,7 +41,9 @@ class Client:
         transport = httpx.HTTPTransport(uds=socket) if socket else None
         headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
         base = "http://warden" if socket else self.url
-        self._http = httpx.Client(base_url=base, headers=headers, timeout=timeout, transport=transport)
+        self._http = httpx.Client(
+            base_url=base, headers=headers, timeout=timeout, transport=transport
+        )
 
     def __enter__(self) -> Client:
         return self
