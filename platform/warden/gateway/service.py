@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 import polars as pl
@@ -136,7 +135,7 @@ def _read(state: AppState, attempt: _Attempt, raw_body: bytes, span: Span) -> Re
     if len(set(columns)) != len(columns):
         raise BadRequest("a column is named more than once")
 
-    now = datetime.now(UTC)
+    now = state.now()
     filter_columns = [c.column for c in request.where if dataset.column(c.column) is not None]
     decided = list(dict.fromkeys(columns + filter_columns))
     decision = state.policy.current().decide_read(
@@ -212,7 +211,7 @@ def _hide_unless_visible(state: AppState, caller: Caller, dataset: DatasetView) 
 
 def visible(state: AppState, caller: Caller, dataset: DatasetView) -> bool:
     snapshot = state.policy.current()
-    now = datetime.now(UTC)
+    now = state.now()
     return any(
         snapshot.decide_read(
             policy_subject(caller),

@@ -10,5 +10,5 @@ from warden.identity.service import Caller
 def require(state: AppState, caller: Caller, obj: str, act: str) -> None:
     """Forbidden unless Casbin allows `act` on `obj` (e.g. "sys:principals", "manage")."""
     snapshot = state.policy.ensure_fresh()
-    if caller.kind == "job" or not snapshot.can(caller.name, caller.tenant, obj, act):
+    if caller.kind == "job" or not snapshot.can(caller.name, caller.tenant, obj, act, state.now()):
         raise Forbidden(f"{caller.name} may not {act} {obj.removeprefix('sys:')}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter
@@ -52,7 +51,7 @@ def check(body: CheckRequest, caller: CurrentCaller, db: DbSession, state: State
     if unknown := [c for c in columns if view.column(c) is None]:
         raise Unprocessable(f"unknown columns {unknown[:10]}")
     decision = snapshot.decide_read(
-        body.subject, caller.tenant, view.name, columns, body.purpose, datetime.now(UTC)
+        body.subject, caller.tenant, view.name, columns, body.purpose, state.now()
     )
     return {
         "subject": body.subject,
