@@ -10,6 +10,7 @@ Run: .venv/bin/python -m tests.benchmarks.bench_read [--scale large]
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
@@ -115,9 +116,36 @@ def run(scale: str = "large") -> list[dict[str, Any]]:
     ]
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def print_table(rows: list[dict[str, Any]]) -> None:
+    t = rows[0]
+    print(
+        f"governed read of engagements ({t['scale']}: {t['rows']:,} rows, {t['columns']} columns,"
+        f" {t['masked']} masked) through HTTP into polars, vs polars.read_parquet, same run:"
+    )
+    print(
+        f"  governed {t['governed_s_median']:.3f}s  raw {t['raw_polars_s_median']:.3f}s  "
+        f"ratio {t['ratio']:.2f} (target >= {t['target_ratio']})"
+    )
+    print("small audited read (100 rows) over HTTP:")
+    print(f"  {'backend':<10} {'n':>5} {'p50':>9} {'p99':>9}   target p50<=10ms p99<=30ms")
+    for r in rows[1:]:
+        print(
+            f"  {r['backend']:<10} {r['requests']:>5} {r['p50_ms']:>7.2f}ms {r['p99_ms']:>7.2f}ms"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--scale", default="large", choices=["small", "medium", "large"])
-    args = parser.parse_args()
-    for row in run(args.scale):
-        print(row)
+    parser.add_argument("--json", type=Path, default=Path("bench-results/read.json"))
+    args = parser.parse_args(argv)
+    rows = run(args.scale)
+    print_table(rows)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"benchmark": "read", "results": rows}, indent=2))
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

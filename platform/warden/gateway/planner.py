@@ -6,8 +6,7 @@ may see (masked values, never raw ones), so a filter can't be used as an oracle.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
@@ -15,7 +14,7 @@ import polars as pl
 from warden.catalog.service import DatasetView
 from warden.errors import Forbidden, InvalidFilter
 from warden.gateway.filters import expression, typed_value
-from warden.gateway.masking import blank_expr, keyed_hash_expr, keyed_hash_frame
+from warden.gateway.masking import blank_expr, keyed_hash_expr, masked_dtype
 from warden.gateway.schemas import FilterClause
 from warden.policy.engine import ReadDecision, RowFilter
 
@@ -25,9 +24,6 @@ class Plan:
     frame: pl.LazyFrame
     columns: tuple[str, ...]
     masked: tuple[str, ...]
-    late_masks: tuple[str, ...]
-    path: Path
-    mask_key: bytes = field(repr=False)
 
 
 def policy_value(dataset: DatasetView, rf: RowFilter) -> Any:
@@ -80,43 +76,25 @@ def build(
     needed = list(dict.fromkeys(visible + [w.column for w in where]))
     frame = frame.select(needed)
 
-    # Masks go in before the caller's filters only when a filter needs masked values;
-    # otherwise they are applied after collection, to the rows actually returned.
-    early = {w.column for w in where} & masked_all
-    late: list[str] = []
     mask_exprs = []
     for column in (c for c in needed if c in masked_all):
         if column in dataset.identifier_columns:
-            if column in early:
-                mask_exprs.append(keyed_hash_expr(column, dataset.path, mask_key).alias(column))
-            else:
-                late.append(column)
+            mask_exprs.append(keyed_hash_expr(column, dataset.path, mask_key).alias(column))
         else:
             mask_exprs.append(blank_expr(column, schema[column]))
     if mask_exprs:
         frame = frame.with_columns(mask_exprs)
     for clause in where:
-        dtype = "Utf8" if clause.column in masked_all else _dtype(dataset, clause.column)
+        dtype = _dtype(dataset, clause.column)
+        if clause.column in masked_all:  # filters compare masked values, typed as masked
+            dtype = masked_dtype(dtype) if clause.column in dataset.identifier_columns else dtype
         frame = frame.filter(expression(clause.column, dtype, clause.op, clause.value))
     frame = frame.select(visible)
     if limit is not None:
         frame = frame.head(limit)
     return Plan(
-        frame=frame,
-        columns=tuple(visible),
-        masked=tuple(c for c in visible if c in masked_all),
-        late_masks=tuple(late),
-        path=dataset.path,
-        mask_key=mask_key,
+        frame=frame, columns=tuple(visible), masked=tuple(c for c in visible if c in masked_all)
     )
-
-
-def collect(plan: Plan) -> pl.DataFrame:
-    """Run the plan and apply the identifier masks left for after collection."""
-    frame = plan.frame.collect()
-    for column in plan.late_masks:
-        frame = keyed_hash_frame(frame, column, plan.path, plan.mask_key)
-    return frame
 
 
 def _dtype(dataset: DatasetView, column: str) -> str:

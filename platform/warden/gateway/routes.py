@@ -16,7 +16,6 @@ from warden.gateway.service import ARROW_STREAM, governed_read
 from warden.identity.service import Caller, authenticate
 
 router = APIRouter(prefix="/v1/datasets", tags=["gateway"])
-CHUNK = 4 << 20
 
 
 @router.post(
@@ -30,11 +29,8 @@ async def read_dataset(name: str, request: Request) -> StreamingResponse:
     raw = await request.body()
     caller = await run_in_threadpool(_caller_or_audit, request, name)
     result = await run_in_threadpool(governed_read, state, caller, name, raw)
-    body = memoryview(result.body)
-
-    def chunks() -> Iterator[bytes]:
-        for start in range(0, len(body), CHUNK):
-            yield bytes(body[start : start + CHUNK])
+    def chunks() -> Iterator[memoryview]:
+        yield from result.body
 
     return StreamingResponse(chunks(), media_type=ARROW_STREAM, headers=result.headers)
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import httpx
 import polars as pl
+import pyarrow.ipc as pa_ipc
 
 DEFAULT_URL = "http://127.0.0.1:8765"
 Where = Iterable[Mapping[str, Any] | Sequence[Any]]
@@ -89,13 +89,18 @@ class Client:
         if response.status_code >= 400:
             raise _error(response)
         info = {k: v for k, v in response.headers.items() if k.startswith("x-warden-")}
-        return pl.read_ipc_stream(io.BytesIO(response.content)), info
+        return decode(response.content), info
 
     def get(self, path: str, **params: Any) -> Any:
         response = self._http.get(path, params={k: v for k, v in params.items() if v is not None})
         if response.status_code >= 400:
             raise _error(response)
         return response.json()
+
+
+def decode(payload: bytes) -> pl.DataFrame:
+    """Arrow IPC stream → polars; pyarrow's reader plus a zero-copy hand-over is the fastest."""
+    return pl.DataFrame(pl.from_arrow(pa_ipc.open_stream(payload).read_all()))
 
 
 def _clause(clause: Mapping[str, Any] | Sequence[Any]) -> dict[str, Any]:
