@@ -39,7 +39,6 @@ def test_read_prints_a_table_with_masked_column(live_warden) -> None:  # type: i
     )
     assert result.exit_code == 0, result.output
     assert "user_id (masked)" in result.output
-    assert "h_" in result.output
     assert "3 rows" in result.output
 
 
