@@ -1,4 +1,4 @@
-"""Fixtures for the audit tests: the database (via `engine`), sessions, in-memory telemetry."""
+"""Fixtures for the audit tests: sessions on the shared (Alembic-built) `engine`, telemetry."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from warden.audit import telemetry
-from warden.db.models import Base
-from warden.db.session import make_engine, make_sessionmaker
+from warden.db.session import make_sessionmaker
 
 OTEL_VARS = (
     "OTEL_TRACES_EXPORTER",
@@ -26,17 +25,6 @@ OTEL_VARS = (
     "OTEL_SERVICE_NAME",
     "OTEL_RESOURCE_ATTRIBUTES",
 )
-
-
-# TEMPORARY (until migrations/versions builds the audit tables): this overrides the shared
-# `engine` fixture only to add `create_all` on top of the migrated database. Delete it and the
-# audit tests run on the shared, Alembic-built fixture unchanged (same name, same backends).
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    eng = make_engine(db_url)
-    Base.metadata.create_all(eng)
-    yield eng
-    eng.dispose()
 
 
 @pytest.fixture

@@ -270,7 +270,8 @@ def test_processes_append_one_linear_chain(
 def test_verify_walks_a_large_chain_in_bounded_memory(
     engine: Engine, sessions: sessionmaker[Session]
 ) -> None:
-    n = int(os.environ.get("WARDEN_AUDIT_VERIFY_N", "100000"))
+    # WARDEN_AUDIT_VERIFY_N=1000000 for the full-size run; the memory bound holds at any n.
+    n = int(os.environ.get("WARDEN_AUDIT_VERIFY_N", "10000"))
     t0 = datetime(2025, 1, 1, tzinfo=UTC)
     prev, batch = chain.GENESIS_HASH, []
     with engine.begin() as conn:
@@ -312,9 +313,9 @@ def test_verify_walks_a_large_chain_in_bounded_memory(
 
     tracemalloc.start()
     with unit_of_work(sessions) as db:
-        result = verify(db)
+        result = verify(db, batch_size=1000)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert result.ok and result.checked == n
-    # One batch of rows at a time: far below what n rows would take.
-    assert peak < 64 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB"
+    # One batch of rows at a time (about 4 MB); all 10k rows at once would take over 20 MB.
+    assert peak < 10 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB"

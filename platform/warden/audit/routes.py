@@ -94,6 +94,7 @@ def list_events(
         action=action,
         decision=decision,
         tenant=caller.tenant,
+        with_untenanted=True,
         since=since,
         until=until,
         cursor=cursor,

@@ -320,8 +320,12 @@ def query(
     until: datetime | None = None,
     cursor: str | None = None,
     limit: int = 100,
+    with_untenanted: bool = False,
 ) -> tuple[list[AuditEvent], str | None]:
-    """Events newest first, `since` inclusive and `until` exclusive; returns (page, next_cursor)."""
+    """Events newest first, `since` inclusive and `until` exclusive; returns (page, next_cursor).
+
+    `with_untenanted` adds events no tenant could be named for (unauthenticated attempts).
+    """
     if not 1 <= limit <= MAX_QUERY_LIMIT:
         raise Unprocessable(f"limit must be between 1 and {MAX_QUERY_LIMIT}")
     stmt = select(AuditEvent)
@@ -330,10 +334,12 @@ def query(
         (AuditEvent.dataset, dataset),
         (AuditEvent.action, action),
         (AuditEvent.decision, decision),
-        (AuditEvent.tenant, tenant),
     ):
         if value is not None:
             stmt = stmt.where(column == value)
+    if tenant is not None:
+        mine = AuditEvent.tenant == tenant
+        stmt = stmt.where(mine | AuditEvent.tenant.is_(None) if with_untenanted else mine)
     if since is not None:
         stmt = stmt.where(AuditEvent.ts >= utc(since))
     if until is not None:
