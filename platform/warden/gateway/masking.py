@@ -15,6 +15,7 @@ from pathlib import Path
 import polars as pl
 
 REDACTED = "[redacted]"
+SMALL_FRAME = 20_000
 
 
 def token(key: bytes, value: object) -> int | str:
@@ -25,11 +26,15 @@ def token(key: bytes, value: object) -> int | str:
 
 
 @lru_cache(maxsize=64)
-def token_table(path: Path, column: str, key: bytes) -> tuple[pl.Series, pl.Series]:
+def token_table(
+    path: Path, column: str, key: bytes
+) -> tuple[pl.Series, pl.Series, dict[object, object]]:
     """Raw → token for every distinct value of one column of an immutable dataset file."""
     distinct = pl.scan_parquet(path).select(pl.col(column).unique().drop_nulls()).collect()[column]
     dtype = pl.Int64 if distinct.dtype.is_integer() else pl.Utf8
-    return distinct, pl.Series([token(key, v) for v in distinct.to_list()], dtype=dtype)
+    raw = distinct.to_list()
+    tokens = [token(key, v) for v in raw]
+    return distinct, pl.Series(tokens, dtype=dtype), dict(zip(raw, tokens, strict=True))
 
 
 def masked_dtype(dtype: str) -> str:
@@ -38,8 +43,18 @@ def masked_dtype(dtype: str) -> str:
 
 
 def keyed_hash_expr(column: str, path: Path, key: bytes) -> pl.Expr:
-    raw, tokens = token_table(path, column, key)
+    raw, tokens, _ = token_table(path, column, key)
     return pl.col(column).replace_strict(raw, tokens, default=None, return_dtype=tokens.dtype)
+
+
+def keyed_hash_frame(frame: pl.DataFrame, column: str, path: Path, key: bytes) -> pl.DataFrame:
+    """Mask a collected frame. Few rows: look tokens up in the cached dict, which costs far
+    less than building polars' hash table over every distinct id of a large dataset."""
+    if frame.height > SMALL_FRAME:
+        return frame.with_columns(keyed_hash_expr(column, path, key).alias(column))
+    _, tokens, lookup = token_table(path, column, key)
+    values = [None if v is None else lookup.get(v) for v in frame[column].to_list()]
+    return frame.with_columns(pl.Series(column, values, dtype=tokens.dtype))
 
 
 def blank_expr(column: str, dtype: pl.DataType) -> pl.Expr:

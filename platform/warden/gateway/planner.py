@@ -6,7 +6,8 @@ may see (masked values, never raw ones), so a filter can't be used as an oracle.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -14,7 +15,7 @@ import polars as pl
 from warden.catalog.service import DatasetView
 from warden.errors import Forbidden, InvalidFilter
 from warden.gateway.filters import expression, typed_value
-from warden.gateway.masking import blank_expr, keyed_hash_expr, masked_dtype
+from warden.gateway.masking import blank_expr, keyed_hash_expr, keyed_hash_frame, masked_dtype
 from warden.gateway.schemas import FilterClause
 from warden.policy.engine import ReadDecision, RowFilter
 
@@ -24,6 +25,9 @@ class Plan:
     frame: pl.LazyFrame
     columns: tuple[str, ...]
     masked: tuple[str, ...]
+    late_masks: tuple[str, ...]
+    path: Path
+    mask_key: bytes = field(repr=False)
 
 
 def policy_value(dataset: DatasetView, rf: RowFilter) -> Any:
@@ -76,9 +80,15 @@ def build(
     needed = list(dict.fromkeys(visible + [w.column for w in where]))
     frame = frame.select(needed)
 
+    # Identifier masks go in before the caller's filters only when a filter compares masked
+    # values; otherwise they are applied to the collected rows (see `collect`).
+    filtered = {w.column for w in where}
+    late: list[str] = []
     mask_exprs = []
     for column in (c for c in needed if c in masked_all):
-        if column in dataset.identifier_columns:
+        if column in dataset.identifier_columns and column not in filtered:
+            late.append(column)
+        elif column in dataset.identifier_columns:
             mask_exprs.append(keyed_hash_expr(column, dataset.path, mask_key).alias(column))
         else:
             mask_exprs.append(blank_expr(column, schema[column]))
@@ -93,8 +103,21 @@ def build(
     if limit is not None:
         frame = frame.head(limit)
     return Plan(
-        frame=frame, columns=tuple(visible), masked=tuple(c for c in visible if c in masked_all)
+        frame=frame,
+        columns=tuple(visible),
+        masked=tuple(c for c in visible if c in masked_all),
+        late_masks=tuple(late),
+        path=dataset.path,
+        mask_key=mask_key,
     )
+
+
+def collect(plan: Plan) -> pl.DataFrame:
+    """Run the plan, then apply the identifier masks left for the collected rows."""
+    frame = plan.frame.collect()
+    for column in plan.late_masks:
+        frame = keyed_hash_frame(frame, column, plan.path, plan.mask_key)
+    return frame
 
 
 def _dtype(dataset: DatasetView, column: str) -> str:

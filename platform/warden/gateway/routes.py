@@ -29,6 +29,7 @@ async def read_dataset(name: str, request: Request) -> StreamingResponse:
     raw = await request.body()
     caller = await run_in_threadpool(_caller_or_audit, request, name)
     result = await run_in_threadpool(governed_read, state, caller, name, raw)
+
     def chunks() -> Iterator[memoryview]:
         yield from result.body
 

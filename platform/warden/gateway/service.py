@@ -13,6 +13,7 @@ import polars as pl
 from opentelemetry.trace import Span
 from pydantic import ValidationError
 
+from warden.access.ids import break_glass_grants
 from warden.api.state import AppState
 from warden.audit.service import AuditRecord, record
 from warden.audit.telemetry import annotate_span, read_span
@@ -156,6 +157,9 @@ def _read(state: AppState, attempt: _Attempt, raw_body: bytes, span: Span) -> Re
         policy_subject(caller), caller.tenant, dataset.name, decided, request.purpose, now
     )
     attempt.decision = decision
+    if flagged := break_glass_grants(decision.grant_ids):
+        attempt.details["break_glass"] = True
+        attempt.details["break_glass_grants"] = flagged
     if request.purpose not in PURPOSES:
         _hide_unless_visible(state, caller, dataset)
         raise BadRequest(f"unknown purpose {request.purpose[:32]!r}; known: {list(PURPOSES)}")
@@ -173,7 +177,7 @@ def _read(state: AppState, attempt: _Attempt, raw_body: bytes, span: Span) -> Re
     planner.check_filters(request.where, decision, dataset)
 
     plan = planner.build(dataset, decision, columns, request.where, request.limit, state.mask_key)
-    frame = plan.frame.collect()
+    frame = planner.collect(plan)
     body = arrow_stream(frame)
     size = sum(len(part) for part in body)
 
