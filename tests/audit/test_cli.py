@@ -85,7 +85,7 @@ def test_query_prints_a_table_newest_first(
     result = runner.invoke(audit_cli.app, ["query", "--dataset", "engagements"])
     assert result.exit_code == 0, result.output
     assert result.output.index("user6") < result.output.index("user0")
-    assert "user_id*" in result.output and "engagements@cccccccc" in result.output
+    assert "user_id*" in result.output and "engagements" in result.output
 
 
 def test_query_json_follows_cursors_up_to_the_limit(

@@ -103,14 +103,12 @@ def events_table(events: list[dict[str, Any]]) -> Table:
     for name in ("dataset", "purpose", "columns"):
         table.add_column(name, overflow="fold")
     table.add_column("rows", justify="right", no_wrap=True)
-    # Fold rather than truncate: a clipped event id is useless.
-    table.add_column("event id", overflow="fold")
+    table.add_column("reason", overflow="fold")
+    table.add_column("event", no_wrap=True)  # a prefix; --format json gives the full id
     for ev in events:
         masked = set(ev.get("masked_columns") or [])
         columns = ", ".join(f"{c}*" if c in masked else c for c in ev.get("columns") or [])
         dataset = ev.get("dataset") or ""
-        if dataset and ev.get("dataset_version"):
-            dataset = f"{dataset}@{str(ev['dataset_version']).removeprefix('sha256:')[:8]}"
         actor = ev["actor"] + (f" for {ev['on_behalf_of']}" if ev.get("on_behalf_of") else "")
         style = _DECISION_STYLE.get(ev["decision"], "")
         table.add_row(
@@ -123,7 +121,8 @@ def events_table(events: list[dict[str, Any]]) -> Table:
             ev.get("purpose") or "",
             columns,
             "" if ev.get("rows") is None else str(ev["rows"]),
-            ev["id"],
+            (ev.get("reason") or "")[:80],
+            ev["id"][:8],
         )
     return table
 

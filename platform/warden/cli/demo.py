@@ -179,6 +179,8 @@ def _cli(
 ) -> str:
     """Run the real `warden` CLI as `who` (the admin uses the token `warden init` saved)."""
     env = dict(os.environ)
+    # Wide enough for the audit table; rich folds what doesn't fit.
+    env.setdefault("COLUMNS", str(max(shutil.get_terminal_size().columns, 150)))
     if env_tokens and who in env_tokens:
         env["WARDEN_TOKEN"] = env_tokens[who]
     console.print(f"[dim]$ {who}> warden {' '.join(args)}[/]")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from warden.cli import audit, data, demo, policy, principals
+from warden.cli import access, audit, data, demo, policy, principals, sandbox
 from warden.cli.admin import init
 from warden.cli.read import read
 from warden.cli.serve import serve
@@ -23,6 +23,8 @@ app.add_typer(principals.app, name="principals")
 app.add_typer(data.app, name="data")
 app.add_typer(policy.app, name="policy")
 app.add_typer(audit.app, name="audit")
+app.add_typer(sandbox.app, name="sandbox")
+app.add_typer(access.app, name="access")
 
 if __name__ == "__main__":
     app()

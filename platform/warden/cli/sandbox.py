@@ -1,0 +1,209 @@
+"""`warden sandbox …`: build images, run, list, follow logs, stop, and app-dev shells."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+from warden.cli.client import ApiClient, console, describe_error, err_console, fail
+from warden.cli.output import show
+
+app = typer.Typer(help="Segmented Docker sandboxes: ml (governed data only) and app-dev (none).")
+
+ENDED = ("succeeded", "failed", "timed_out", "stopped", "lost")
+TIMEOUT_EXIT = 124
+
+
+@app.command()
+def build(
+    images: Annotated[
+        list[str] | None, typer.Argument(help="Images to build (default: ml and app-dev)")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Rebuild even when the tag exists")] = False,
+) -> None:
+    """Build the sandbox images on this machine (base from Debian, wheels from the host)."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from warden.sandbox.docker_driver import DockerDriver
+    from warden.sandbox.driver import SandboxError
+    from warden.sandbox.images import build_all
+    from warden.sandbox.settings import get_sandbox_settings
+
+    names = images or ["ml", "app-dev"]
+    driver = DockerDriver()
+    started = time.monotonic()
+    try:
+        driver.ping()
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=False,
+        ) as progress:
+            task = progress.add_task("building", total=None)
+
+            def report(message: str) -> None:
+                progress.update(task, description=message[:110])
+                if message.split(": ", 1)[-1].startswith(("built", "debootstrap", "docker")):
+                    progress.console.print(f"  {message}")
+
+            results = build_all(driver.client, get_sandbox_settings(), names, report, force=force)
+    except SandboxError as exc:
+        fail(str(exc))
+    for result in results:
+        what = f"built in {result.seconds:.0f}s" if result.built else "up to date"
+        console.print(f"{result.name:8} {result.tag:34} {what}")
+    err_console.print(f"done in {time.monotonic() - started:.0f}s")
+
+
+@app.command(context_settings={"allow_interspersed_args": False})
+def run(
+    command: Annotated[list[str], typer.Argument(help="The command, after --")],
+    segment: Annotated[str, typer.Option(help="ml or app-dev")] = "ml",
+    dataset: Annotated[
+        list[str] | None, typer.Option(help="A dataset the job may read (repeatable)")
+    ] = None,
+    purpose: Annotated[
+        str | None, typer.Option(help="The purpose bound into the job token")
+    ] = None,
+    timeout: Annotated[int | None, typer.Option(min=1, help="Wall-clock limit, seconds")] = None,
+    memory: Annotated[str | None, typer.Option(help="Memory limit, e.g. 2g")] = None,
+    cpus: Annotated[float | None, typer.Option(help="CPU limit")] = None,
+    env: Annotated[list[str] | None, typer.Option(help="NAME=VALUE the profile allows")] = None,
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="Print the id and return")] = False,
+) -> None:
+    """Run a command in a sandbox, stream its output, exit with its exit code.
+
+    e.g. warden sandbox run --segment ml --dataset pins --purpose training -- python train.py
+    """
+    client = ApiClient()
+    body: dict[str, Any] = {
+        "segment": segment,
+        "command": command,
+        "datasets": dataset or [],
+        "purpose": purpose,
+        "timeout": timeout,
+        "memory": memory,
+        "cpus": cpus,
+        "env": _env(env or []),
+    }
+    if dataset and purpose is None:
+        fail("--dataset needs --purpose")
+    if purpose and not dataset:
+        # Purpose alone: the datasets are those named on each read; the token allows none.
+        fail("--purpose needs at least one --dataset")
+    sandbox = client.post("/v1/sandboxes", json=body)
+    err_console.print(
+        f"[dim]sandbox {sandbox['id']} ({sandbox['segment']}, {sandbox['image']}) "
+        f"as {sandbox['job']}[/]"
+    )
+    if detach:
+        console.print(sandbox["id"])
+        return
+    _stream_logs(client, sandbox["id"], follow=True)
+    final = _wait_ended(client, sandbox["id"])
+    raise typer.Exit(_report(final))
+
+
+@app.command(name="list")
+def list_(
+    all_: Annotated[bool, typer.Option("--all", help="Everyone's (admins)")] = False,
+    status: Annotated[str | None, typer.Option(help="Only this status")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+) -> None:
+    """Your sandboxes, newest first."""
+    params: dict[str, Any] = {"all": all_}
+    if status:
+        params["status"] = status
+    rows = ApiClient().get("/v1/sandboxes", params=params)["sandboxes"]
+    for row in rows:
+        row["command"] = " ".join(row["command"])[:60]
+    columns = ["id", "segment", "status", "exit_code", "launcher", "created_at", "command"]
+    show(rows, columns, fmt, title="sandboxes")
+
+
+@app.command()
+def logs(
+    sandbox_id: Annotated[str, typer.Argument(help="The sandbox id")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep streaming")] = False,
+) -> None:
+    """A sandbox's output (stdout and stderr)."""
+    _stream_logs(ApiClient(), sandbox_id, follow=follow)
+
+
+@app.command()
+def stop(sandbox_id: Annotated[str, typer.Argument(help="The sandbox id")]) -> None:
+    """Stop a sandbox (its job token dies at once)."""
+    row = ApiClient().post(f"/v1/sandboxes/{sandbox_id}/stop")
+    console.print(f"{row['id']}: {row['status']}")
+
+
+@app.command()
+def shell(
+    timeout: Annotated[int | None, typer.Option(min=1, help="Wall-clock limit, seconds")] = None,
+) -> None:
+    """An interactive app-dev session (needs the Docker CLI on the API's machine)."""
+    if shutil.which("docker") is None:
+        fail("`warden sandbox shell` attaches with the docker CLI, which is not installed here")
+    client = ApiClient()
+    body = {"segment": "app-dev", "command": ["bash"], "interactive": True, "timeout": timeout}
+    sandbox = client.post("/v1/sandboxes", json=body)
+    err_console.print(f"[dim]app-dev sandbox {sandbox['id']}; exit the shell to end it[/]")
+    if not sandbox.get("container_id"):
+        fail("the sandbox has no container to attach to")
+    sys.stdout.flush()
+    os.execvp("docker", ["docker", "attach", sandbox["container_id"]])  # noqa: S606,S607
+
+
+def _env(pairs: list[str]) -> dict[str, str]:
+    env = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            fail(f"--env {pair!r}: use NAME=VALUE")
+        env[name] = value
+    return env
+
+
+def _stream_logs(client: ApiClient, sandbox_id: str, *, follow: bool) -> None:
+    if not client.token:
+        fail("no token: run `warden init`, or set WARDEN_TOKEN")
+    path = f"/v1/sandboxes/{sandbox_id}/logs"
+    try:
+        with client.http.stream("GET", path, params={"follow": follow}, timeout=None) as response:
+            if response.status_code >= 400:
+                response.read()
+                fail(describe_error(response), code=2)
+            out = sys.stdout.buffer
+            for chunk in response.iter_bytes():
+                out.write(chunk)
+                out.flush()
+    except httpx.ConnectError:
+        fail(f"cannot reach the Warden API at {client.url}: is `warden serve` running?")
+
+
+def _wait_ended(client: ApiClient, sandbox_id: str, limit_s: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + limit_s
+    while True:
+        row: dict[str, Any] = client.get(f"/v1/sandboxes/{sandbox_id}")
+        if row["status"] in ENDED or time.monotonic() > deadline:
+            return row
+        time.sleep(0.1)
+
+
+def _report(row: dict[str, Any]) -> int:
+    status, code = row["status"], row.get("exit_code")
+    reason = f" · {row['reason']}" if row.get("reason") else ""
+    err_console.print(f"[dim]sandbox {row['id']}: {status}, exit code {code}{reason}[/]")
+    if status == "timed_out":
+        return TIMEOUT_EXIT
+    if code is None:
+        return 1
+    return int(code) if 0 <= int(code) < 256 else 1
