@@ -182,37 +182,15 @@ class WardenHarness:
 @pytest.fixture
 def live_warden(warden: WardenHarness, monkeypatch: pytest.MonkeyPatch) -> Iterator[WardenHarness]:
     """The same Warden served by a real uvicorn on a free port; WARDEN_URL points at it."""
-    import socket
-    import threading
-    import time
-
-    import httpx
-    import uvicorn
-
+    from warden.api.background import serve_in_thread
     from warden.config import get_settings
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(warden.app, host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    monkeypatch.setenv("WARDEN_URL", url)
+    server = serve_in_thread(warden.app)  # type: ignore[arg-type]
+    monkeypatch.setenv("WARDEN_URL", server.url)
     monkeypatch.setenv("WARDEN_CONFIG_DIR", str(warden.settings.config_dir))  # type: ignore[attr-defined]
     monkeypatch.delenv("WARDEN_TOKEN", raising=False)
     get_settings.cache_clear()
-    warden.url = url  # type: ignore[attr-defined]
+    warden.url = server.url  # type: ignore[attr-defined]
     yield warden
-    server.should_exit = True
-    thread.join(timeout=10)
+    server.stop()
     get_settings.cache_clear()

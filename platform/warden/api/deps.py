@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from warden.db.session import unit_of_work
 from warden.errors import Unauthenticated
 from warden.identity.service import Caller, authenticate
 
@@ -24,15 +25,8 @@ State = Annotated["AppState", Depends(get_state)]
 
 def get_db(request: Request) -> Iterator[Session]:
     """One transaction per request: committed before the response, rolled back on error."""
-    session = get_state(request).sessions()
-    try:
+    with unit_of_work(get_state(request).sessions) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 DbSession = Annotated[Session, Depends(get_db, scope="function")]

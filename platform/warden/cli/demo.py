@@ -9,22 +9,19 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Annotated
 
-import httpx
 import typer
-import uvicorn
 from rich.panel import Panel
 from rich.rule import Rule
 
+from warden.api.background import BackgroundServer, serve_in_thread
 from warden.cli.client import console, fail
 from warden.config import REPO_ROOT, get_settings
+from warden.errors import Unavailable
 
 PEOPLE = {"alice": ["ml_engineer"], "erin": ["analyst_eu"], "mallory": []}
 
@@ -39,12 +36,10 @@ def run_demo(
     directory = directory.resolve()
     if directory.exists():
         shutil.rmtree(directory)
-    port = _free_port()
     os.environ.update(
         {
             "WARDEN_DATA_DIR": str(directory / "data"),
             "WARDEN_CONFIG_DIR": str(directory / "config"),
-            "WARDEN_URL": f"http://127.0.0.1:{port}",
         }
     )
     os.environ.pop("WARDEN_DATABASE_URL", None)
@@ -57,11 +52,12 @@ def run_demo(
     _cli("admin", "data", "seed", "--scale", scale)
 
     _step("3. warden serve (in the background)")
-    server = _start_server(port)
+    server = _start_server()
+    os.environ["WARDEN_URL"] = server.url
     try:
         _run_story()
     finally:
-        server.should_exit = True
+        server.stop()
     console.print(
         Panel(
             "Done. The taste graph is generated; the pin images are real (scikit-learn digits).\n"
@@ -198,25 +194,10 @@ def _cli(
     return proc.stdout or ""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _start_server(port: int) -> uvicorn.Server:
+def _start_server() -> BackgroundServer:
     from warden.api.app import create_app
 
-    config = uvicorn.Config(
-        create_app(get_settings()), host="127.0.0.1", port=port, log_level="warning"
-    )
-    server = uvicorn.Server(config)
-    threading.Thread(target=server.run, daemon=True).start()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    fail("the API did not start within 30 s")
+    try:
+        return serve_in_thread(create_app(get_settings()))
+    except Unavailable as exc:
+        fail(exc.detail)
