@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
@@ -30,10 +28,7 @@ async def read_dataset(name: str, request: Request) -> StreamingResponse:
     caller = await run_in_threadpool(_caller_or_audit, request, name)
     result = await run_in_threadpool(governed_read, state, caller, name, raw)
 
-    def chunks() -> Iterator[memoryview]:
-        yield from result.body
-
-    return StreamingResponse(chunks(), media_type=ARROW_STREAM, headers=result.headers)
+    return StreamingResponse(iter(result.body), media_type=ARROW_STREAM, headers=result.headers)
 
 
 def _caller_or_audit(request: Request, name: str) -> Caller:

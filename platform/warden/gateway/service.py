@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import polars as pl
 from opentelemetry.trace import Span
 from pydantic import ValidationError
 
@@ -28,19 +27,18 @@ from warden.errors import (
     WardenError,
 )
 from warden.gateway import planner
+from warden.gateway.arrow import ArrowStream
 from warden.gateway.schemas import ReadRequest
 from warden.identity.service import Caller
 from warden.policy.engine import ReadDecision
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 Decision = Literal["allow", "deny", "error"]
-BATCH_ROWS = 128 * 1024
-END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"  # continuation marker + zero length
 
 
 @dataclass
 class ReadResult:
-    body: list[memoryview]  # the Arrow IPC stream, message by message
+    body: ArrowStream
     rows: int
     event_id: str
     columns: tuple[str, ...]
@@ -84,19 +82,6 @@ class _Attempt:
             details=self.details,
             **extra,
         )
-
-
-def arrow_stream(frame: pl.DataFrame) -> list[memoryview]:
-    """The frame as Arrow IPC stream messages: schema, record batches, end-of-stream.
-
-    Serialised message by message (no growing buffer to copy), so the exact byte count is
-    known before anything is sent. The oldest layout (no string views) decodes fastest.
-    """
-    table = frame.to_arrow(compat_level=pl.CompatLevel.oldest())
-    parts = [memoryview(table.schema.serialize())]
-    parts += [memoryview(b.serialize()) for b in table.to_batches(max_chunksize=BATCH_ROWS)]
-    parts.append(memoryview(END_OF_STREAM))
-    return parts
 
 
 def parse_request(raw: bytes, max_bytes: int) -> ReadRequest:
@@ -178,8 +163,8 @@ def _read(state: AppState, attempt: _Attempt, raw_body: bytes, span: Span) -> Re
 
     plan = planner.build(dataset, decision, columns, request.where, request.limit, state.mask_key)
     frame = planner.collect(plan)
-    body = arrow_stream(frame)
-    size = sum(len(part) for part in body)
+    body = ArrowStream(frame)
+    size = body.size
 
     # Audit before data: the event is committed before the caller gets a byte.
     event = record(state.sessions, attempt.audit("allow", rows=frame.height, bytes=size))
