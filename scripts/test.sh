@@ -10,6 +10,7 @@ if [ -z "$WARDEN_TEST_POSTGRES_URL" ]; then
     echo "note: no PostgreSQL here; tests run on SQLite only" >&2
     unset WARDEN_TEST_POSTGRES_URL
 fi
+bash scripts/docker-up.sh >/dev/null 2>&1 || echo "note: no Docker Engine here; sandbox tests skip" >&2
 .venv/bin/ruff check platform tests migrations
 .venv/bin/ruff format --check platform tests migrations
 .venv/bin/mypy

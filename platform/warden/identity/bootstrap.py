@@ -49,7 +49,8 @@ def initialize(
             principal = create_principal(db, admin, "person", the_tenant)
             token = issue_token(db, principal, label="init")
             actor = Caller(admin, "person", tenant, principal.id)
-            files = [settings.policies_dir / "seed.csv", *(extra_policy_files or [])]
+            seeds = [settings.policies_dir / name for name in SEED_FILES]
+            files = [*seeds, *(extra_policy_files or [])]
             rules = [for_tenant(r, tenant) for r in read_csv(files)]
             rules.append(("g", (admin, "role:admin", tenant)))
             version = apply_change(db, actor, add=rules, reason="warden init: seed rules")
@@ -59,6 +60,8 @@ def initialize(
 
 
 SEED_TENANT = "acme"
+# Loaded by `warden init`, in this order: roles and data rules, then sandbox launch rights.
+SEED_FILES = ("seed.csv", "sandbox.csv")
 
 
 def for_tenant(rule: Rule, tenant: str) -> Rule:

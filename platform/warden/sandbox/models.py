@@ -1,0 +1,64 @@
+"""Tables for sandboxes (one row per launch) and their hashed job tokens."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from warden.db.base import Base, TimestampMixin, new_id
+
+LIVE_STATUSES = ("starting", "running")
+# succeeded: exit 0 · failed: non-zero (oom_killed says when the memory limit killed it)
+# timed_out: killed at its wall-clock limit · stopped: stopped by a person or the platform
+# lost: the platform found no container for it
+END_STATUSES = ("succeeded", "failed", "timed_out", "stopped", "lost")
+
+
+def new_sandbox_id() -> str:
+    return secrets.token_hex(6)
+
+
+class Sandbox(TimestampMixin, Base):
+    __tablename__ = "sandbox"
+
+    id: Mapped[str] = mapped_column(String(12), primary_key=True, default=new_sandbox_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenant.id"), index=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    launcher_id: Mapped[str] = mapped_column(ForeignKey("principal.id"), index=True)
+    launcher: Mapped[str] = mapped_column(String(64))
+    segment: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    image: Mapped[str] = mapped_column(String(128))
+    image_digest: Mapped[str] = mapped_column(String(80))
+    command: Mapped[list[str]] = mapped_column(JSON)
+    datasets: Mapped[list[str]] = mapped_column(JSON, default=list)
+    purpose: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    network: Mapped[str] = mapped_column(String(16))
+    limits: Mapped[dict[str, object]] = mapped_column(JSON)
+    mounts: Mapped[list[dict[str, object]]] = mapped_column(JSON, default=list)
+    interactive: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Which installation (database) owns its container; see settings.instance_label.
+    instance: Mapped[str] = mapped_column(String(16), index=True)
+    container_id: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    oom_killed: Mapped[bool] = mapped_column(Boolean, default=False)
+    timed_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    @property
+    def actor_name(self) -> str:
+        return f"job-{self.id}"
+
+
+class JobToken(TimestampMixin, Base):
+    __tablename__ = "job_token"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    sandbox_id: Mapped[str] = mapped_column(ForeignKey("sandbox.id"), index=True)
+    # Only a SHA-256 of the secret is stored; the secret exists only inside the sandbox.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)

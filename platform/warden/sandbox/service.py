@@ -1,0 +1,153 @@
+"""What callers may do with sandboxes: one place decides (Casbin), every launch is audited.
+
+Launching in segment S is the Casbin permission (`sandbox:S`, `manage`) in the caller's
+tenant; naming datasets also needs the launcher's own read rights on each, for the purpose.
+People see and stop their own sandboxes; `sys:sandboxes` (admins) sees and stops all of
+their tenant's.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from warden.audit.service import AuditRecord, record
+from warden.catalog.service import PURPOSES, load_view
+from warden.db.session import unit_of_work
+from warden.errors import Forbidden, NotFound, WardenError
+from warden.gateway.service import visible
+from warden.identity.service import Caller, get_tenant
+from warden.sandbox.models import Sandbox
+from warden.sandbox.profiles import LaunchRequest, resolve
+from warden.sandbox.runtime import SandboxRuntime
+
+ADMIN_OBJECT = "sys:sandboxes"
+_RUNTIME_LOCK = threading.Lock()
+
+
+def get_runtime(app: Any) -> SandboxRuntime:
+    """The app's sandbox runtime, made on first use (and by the start-up hook)."""
+    runtime: SandboxRuntime | None = getattr(app.state, "sandboxes", None)
+    if runtime is None:
+        with _RUNTIME_LOCK:
+            runtime = getattr(app.state, "sandboxes", None)
+            if runtime is None:
+                runtime = SandboxRuntime(app, app.state.warden)
+                app.state.sandboxes = runtime
+    return runtime
+
+
+def segment_object(segment: str) -> str:
+    return f"sandbox:{segment}"
+
+
+def launch(runtime: SandboxRuntime, caller: Caller, request: LaunchRequest) -> Sandbox:
+    """Check everything, then launch; a refusal is audited with its reason."""
+    try:
+        _refuse_jobs(caller)
+        resolved = resolve(runtime.profiles(), request, PURPOSES)
+        state = runtime.state
+        snapshot = state.policy.ensure_fresh()
+        if not snapshot.can(caller.name, caller.tenant, segment_object(request.segment), "manage"):
+            raise Forbidden(
+                f"{caller.name} may not launch sandboxes in the {request.segment!r} segment"
+            )
+        now = datetime.now(UTC)
+        with unit_of_work(state.sessions) as db:
+            tenant_id = get_tenant(db, caller.tenant).id
+            views = [
+                load_view(db, state.settings.datasets_dir, caller.tenant, name)
+                for name in resolved.datasets
+            ]
+        for view in views:
+            assert resolved.purpose is not None
+            decision = snapshot.decide_read(
+                caller.name,
+                caller.tenant,
+                view.name,
+                list(view.column_names),
+                resolved.purpose,
+                now,
+            )
+            if not visible(state, caller, view):
+                raise NotFound(f"no dataset named {view.name!r}")
+            if not decision.allowed or resolved.purpose not in view.allowed_purposes:
+                raise Forbidden(
+                    f"{caller.name} may not read {view.name!r} for {resolved.purpose!r}"
+                )
+        return runtime.launch(
+            caller, tenant_id, resolved, list(request.command), interactive=request.interactive
+        )
+    except WardenError as exc:
+        record(
+            runtime.state.sessions,
+            AuditRecord(
+                action="sandbox.launch",
+                decision="deny",
+                actor=caller.name,
+                actor_kind=caller.kind,
+                on_behalf_of=caller.on_behalf_of,
+                tenant=caller.tenant,
+                purpose=(request.purpose or "")[:32] or None,
+                reason=f"{type(exc).__name__}: {exc.detail}"[:1000],
+                details={
+                    "segment": request.segment[:32],
+                    "command": [a[:200] for a in list(request.command)[:32]],
+                    "datasets": [d[:64] for d in list(request.datasets)[:16]],
+                },
+            ),
+        )
+        raise
+
+
+def _refuse_jobs(caller: Caller) -> None:
+    if caller.kind == "job":
+        raise Forbidden("jobs cannot manage sandboxes")
+
+
+def _is_admin(runtime: SandboxRuntime, caller: Caller, act: str) -> bool:
+    return runtime.state.policy.ensure_fresh().can(caller.name, caller.tenant, ADMIN_OBJECT, act)
+
+
+def get_visible(
+    runtime: SandboxRuntime, caller: Caller, sandbox_id: str, act: str = "read"
+) -> Sandbox:
+    """The sandbox if the caller launched it or administers sandboxes; else NotFound."""
+    _refuse_jobs(caller)
+    with unit_of_work(runtime.state.sessions) as db:
+        row = db.get(Sandbox, sandbox_id[:12])
+    if row is None or row.tenant != caller.tenant:
+        raise NotFound(f"no sandbox {sandbox_id[:12]!r}")
+    if row.launcher != caller.name and not _is_admin(runtime, caller, act):
+        raise NotFound(f"no sandbox {sandbox_id[:12]!r}")
+    return row
+
+
+def list_sandboxes(
+    runtime: SandboxRuntime, caller: Caller, *, everyone: bool, status: str | None, limit: int
+) -> list[Sandbox]:
+    _refuse_jobs(caller)
+    query = select(Sandbox).where(Sandbox.tenant == caller.tenant)
+    if everyone:
+        if not _is_admin(runtime, caller, "read"):
+            raise Forbidden(f"{caller.name} may not list other people's sandboxes")
+    else:
+        query = query.where(Sandbox.launcher == caller.name)
+    if status:
+        query = query.where(Sandbox.status == status)
+    with unit_of_work(runtime.state.sessions) as db:
+        return list(db.scalars(query.order_by(Sandbox.created_at.desc()).limit(limit)))
+
+
+def stop(runtime: SandboxRuntime, caller: Caller, sandbox_id: str) -> Sandbox:
+    row = get_visible(runtime, caller, sandbox_id, act="manage")
+    return runtime.stop(row.id, caller, f"stopped by {caller.name}")
+
+
+def logs(runtime: SandboxRuntime, caller: Caller, sandbox_id: str, follow: bool) -> Iterator[bytes]:
+    row = get_visible(runtime, caller, sandbox_id)
+    return runtime.logs(row.id, follow=follow)

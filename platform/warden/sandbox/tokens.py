@@ -1,0 +1,56 @@
+"""Job tokens: bound to one sandbox, its segment, datasets and purpose; dead once it ends."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from warden.errors import Unauthenticated
+from warden.identity.models import Principal, Tenant
+from warden.identity.service import JOB_TOKEN_PREFIX, Caller, hash_token
+from warden.sandbox.models import LIVE_STATUSES, JobToken, Sandbox
+
+
+def issue_job_token(db: Session, sandbox: Sandbox) -> str:
+    """A new secret for this sandbox; only its hash is stored."""
+    secret = JOB_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    db.add(JobToken(sandbox_id=sandbox.id, token_hash=hash_token(secret)))
+    db.flush()
+    return secret
+
+
+def authenticate_job_token(db: Session, secret: str, now: datetime) -> Caller:
+    """The job's Caller while its sandbox runs; Unauthenticated ("job ended") after."""
+    del now  # a job token lives exactly as long as its sandbox, not by the clock
+    row = db.execute(
+        select(Sandbox, Principal, Tenant)
+        .join(JobToken, JobToken.sandbox_id == Sandbox.id)
+        .join(Principal, Principal.id == Sandbox.launcher_id)
+        .join(Tenant, Tenant.id == Sandbox.tenant_id)
+        .where(JobToken.token_hash == hash_token(secret))
+    ).first()
+    if row is None:
+        raise Unauthenticated("invalid token")
+    sandbox, launcher, tenant = row
+    if sandbox.status not in LIVE_STATUSES:
+        raise Unauthenticated("job ended")
+    if launcher.disabled:
+        raise Unauthenticated("principal disabled")
+    return caller_for(sandbox, tenant.name)
+
+
+def caller_for(sandbox: Sandbox, tenant: str) -> Caller:
+    return Caller(
+        name=sandbox.actor_name,
+        kind="job",
+        tenant=tenant,
+        principal_id=sandbox.launcher_id,
+        on_behalf_of=sandbox.launcher,
+        job_id=sandbox.id,
+        segment=sandbox.segment,
+        scope_datasets=tuple(sandbox.datasets or ()),
+        scope_purpose=sandbox.purpose,
+    )

@@ -1,0 +1,154 @@
+"""Sandbox fixtures: a real Docker Engine, the images built (cached by input hash), and a
+Warden whose API launches sandboxes. Runs on SQLite only: what is tested here is Docker's
+isolation, not the database.
+
+Without an engine these tests skip with the reason, unless WARDEN_REQUIRE_DOCKER is set (CI),
+when they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import WardenHarness
+
+REQUIRE = bool(os.environ.get("WARDEN_REQUIRE_DOCKER"))
+DEVELOPER = "dave"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "docker: needs a Docker Engine (WARDEN_REQUIRE_DOCKER)")
+
+
+@pytest.fixture(params=["sqlite"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """SQLite only for the sandbox suite (the shared fixture's copy of a migrated template)."""
+    import shutil
+
+    template = request.getfixturevalue("sqlite_template")
+    path = tmp_path / "warden.db"
+    shutil.copyfile(template, path)
+    yield f"sqlite:///{path}"
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Any:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=600)
+        client.ping()
+    except Exception as exc:
+        if REQUIRE:
+            pytest.fail(f"WARDEN_REQUIRE_DOCKER is set but no Docker Engine answers: {exc}")
+        pytest.skip(f"no Docker Engine answers ({exc}); run `bash scripts/docker-up.sh`")
+    return client
+
+
+@pytest.fixture(scope="session")
+def sandbox_images(docker_engine: Any) -> dict[str, str]:
+    """Build (or find) the ml and app-dev images; the first build takes a few minutes."""
+    from warden.sandbox.images import build_all
+    from warden.sandbox.settings import get_sandbox_settings
+
+    started = time.monotonic()
+    built = build_all(docker_engine, get_sandbox_settings(), ["ml", "app-dev"], lambda _: None)
+    took = time.monotonic() - started
+    if any(b.built for b in built):
+        print(f"\nbuilt sandbox images in {took:.0f}s: {[b.tag for b in built if b.built]}")
+    return {b.name: b.tag for b in built}
+
+
+class Sandboxes:
+    """Launch through the API as a person, wait, read logs; cleans up after itself."""
+
+    def __init__(self, warden: WardenHarness) -> None:
+        from warden.sandbox.service import get_runtime
+
+        self.warden = warden
+        self.runtime = get_runtime(warden.app)
+
+    def launch(self, who: str, command: list[str], **body: Any) -> Any:
+        return self.warden.http.post(
+            "/v1/sandboxes", json={"command": command, **body}, headers=self.warden.as_(who)
+        )
+
+    def start(self, who: str, command: list[str], **body: Any) -> dict[str, Any]:
+        response = self.launch(who, command, **body)
+        assert response.status_code == 201, response.text
+        return dict(response.json())
+
+    def show(self, sandbox_id: str, who: str = "admin") -> dict[str, Any]:
+        response = self.warden.http.get(f"/v1/sandboxes/{sandbox_id}", headers=self.warden.as_(who))
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    def wait(self, sandbox_id: str, timeout: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            row = self.show(sandbox_id)
+            if row["status"] not in ("starting", "running"):
+                return row
+            time.sleep(0.05)
+        raise AssertionError(f"sandbox {sandbox_id} still running after {timeout}s")
+
+    def logs(self, sandbox_id: str, who: str = "admin") -> str:
+        response = self.warden.http.get(
+            f"/v1/sandboxes/{sandbox_id}/logs", headers=self.warden.as_(who)
+        )
+        assert response.status_code == 200, response.text
+        return str(response.text)
+
+    def run(self, who: str, command: list[str], **body: Any) -> tuple[dict[str, Any], str]:
+        """Launch, wait for the end, return (final row, output)."""
+        started = self.start(who, command, **body)
+        row = self.wait(started["id"], timeout=float(body.get("timeout") or 60) + 30)
+        return row, self.logs(started["id"])
+
+    def py(self, who: str, code: str, **body: Any) -> tuple[dict[str, Any], str]:
+        return self.run(who, ["python3", "-c", code], **body)
+
+
+@pytest.fixture
+def sandboxes(warden: WardenHarness, sandbox_images: dict[str, str]) -> Iterator[Sandboxes]:
+    grant_sandbox_roles(warden)
+    harness = Sandboxes(warden)
+    yield harness
+    harness.runtime.shutdown()
+    harness.runtime.reconcile()
+
+
+def grant_sandbox_roles(warden: WardenHarness) -> None:
+    """policies/sandbox.csv (stored rules are skipped) and a developer, dave."""
+    from warden.config import REPO_ROOT
+    from warden.db.session import unit_of_work
+    from warden.identity.service import (
+        Caller,
+        create_principal,
+        get_principal,
+        get_tenant,
+        issue_token,
+    )
+    from warden.policy.changes import apply_change
+    from warden.policy.rules import read_csv
+
+    state = warden.state
+    rules = read_csv([REPO_ROOT / "policies" / "sandbox.csv"])
+    with unit_of_work(state.sessions) as db:
+        admin = get_principal(db, "admin")
+        actor = Caller("admin", "person", "acme", admin.id)
+        dave = create_principal(db, DEVELOPER, "person", get_tenant(db, "acme"))
+        warden.tokens[DEVELOPER] = issue_token(db, dave)
+        apply_change(
+            db,
+            actor,
+            add=[*rules, ("g", (DEVELOPER, "role:developer", "acme"))],
+            reason="sandbox test roles",
+        )
+    state.policy.reload()
