@@ -10,7 +10,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev]'
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev,ml]'
 	touch $(STAMP)
 
 demo: $(STAMP)
