@@ -26,6 +26,18 @@ class Settings(BaseSettings):
     max_read_rows: int = 50_000_000
     default_read_limit: int = 10_000_000
     max_request_bytes: int = 64 * 1024
+    # Access workflow: how long a request may stay pending, and a break-glass grant's length.
+    access_pending_ttl_hours: float = Field(default=168.0, gt=0)
+    access_break_glass_minutes: int = Field(default=60, ge=1)
+    # Background tidy-up (expire due requests and grants, drop expired grants' rules); 0: off.
+    access_tidy_interval_s: float = Field(default=300.0, ge=0)
+    # Webhooks for access requests: POSTed JSON, signed with HMAC-SHA256 of the body.
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    webhook_timeout_s: float = Field(default=5.0, gt=0)
+    webhook_max_attempts: int = Field(default=6, ge=1)
+    webhook_backoff_s: float = Field(default=2.0, gt=0)
+    webhook_poll_s: float = Field(default=1.0, gt=0)
 
     @property
     def resolved_database_url(self) -> str:

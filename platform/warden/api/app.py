@@ -8,6 +8,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from warden import __version__
+from warden.access.routes import router as access_router
 from warden.api.errors import install_error_handlers
 from warden.api.limits import BodySizeLimit
 from warden.api.state import AppState
@@ -20,6 +21,8 @@ from warden.gateway.routes import router as gateway_router
 from warden.identity.routes import router as identity_router
 from warden.policy.routes import router as policy_router
 from warden.policy.service import PolicyService
+from warden.sandbox.routes import install_lifecycle
+from warden.sandbox.routes import router as sandbox_router
 
 
 def load_mask_key(settings: Settings) -> bytes:
@@ -53,8 +56,17 @@ def create_app(settings: Settings | None = None, state: AppState | None = None) 
     # A hard cap for every route; reads check a tighter limit themselves, so they are audited.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes * 16)
     install_error_handlers(app)
-    for router in (identity_router, catalog_router, gateway_router, policy_router, audit_router):
+    for router in (
+        identity_router,
+        catalog_router,
+        gateway_router,
+        policy_router,
+        audit_router,
+        sandbox_router,
+        access_router,
+    ):
         app.include_router(router)
+    install_lifecycle(app)  # reap orphaned sandboxes at start-up, stop ours at shut-down
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

@@ -60,8 +60,8 @@ def initialize(
 
 
 SEED_TENANT = "acme"
-# Loaded by `warden init`, in this order: roles and data rules, then sandbox launch rights.
-SEED_FILES = ("seed.csv", "sandbox.csv")
+# Loaded by `warden init`, in order: roles and data rules, sandbox launch rights, access rights.
+SEED_FILES = ("seed.csv", "sandbox.csv", "access.csv")
 
 
 def for_tenant(rule: Rule, tenant: str) -> Rule:

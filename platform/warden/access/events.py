@@ -1,0 +1,144 @@
+"""Recording a transition: its row, its audit event (same transaction) and its span; and
+queueing the webhook that announces it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from warden.access import repository as repo
+from warden.access import webhooks
+from warden.access.models import AccessGrant, AccessRequest, AccessTransition
+from warden.access.present import grant_out, request_out
+from warden.access.rights import reviewers_of
+from warden.api.state import AppState
+from warden.audit.service import AuditRecord, append
+from warden.audit.telemetry import annotate_span, read_span
+from warden.catalog.service import DatasetView
+from warden.identity.models import Tenant
+from warden.identity.service import Caller
+
+SYSTEM = "system"
+
+
+@dataclass(frozen=True)
+class Actor:
+    name: str
+    kind: str
+    on_behalf_of: str | None = None
+
+
+SYSTEM_ACTOR = Actor(SYSTEM, SYSTEM)
+
+
+def actor_of(caller: Caller) -> Actor:
+    return Actor(caller.name, caller.kind, caller.on_behalf_of)
+
+
+def record(
+    db: Session,
+    state: AppState,
+    actor: Actor,
+    *,
+    tenant: str,
+    subject: str,
+    subject_id: str,
+    event: str,
+    from_state: str | None,
+    to_state: str,
+    action: str,
+    reason: str = "",
+    dataset: str | None = None,
+    purpose: str | None = None,
+    columns: Sequence[str] = (),
+    masked: Sequence[str] = (),
+    grant_ids: Sequence[str] = (),
+    policy_version: int | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> None:
+    attributes = {
+        "warden.access.subject": subject,
+        "warden.access.id": subject_id,
+        "warden.access.event": event,
+        "warden.access.from": from_state,
+        "warden.access.to": to_state,
+        "warden.actor": actor.name,
+    }
+    with read_span(f"warden.access.{subject}.{event}", attributes) as span:
+        audit = append(
+            db,
+            AuditRecord(
+                action=action,
+                decision="allow",
+                actor=actor.name,
+                actor_kind=actor.kind,
+                on_behalf_of=actor.on_behalf_of,
+                tenant=tenant,
+                dataset=dataset,
+                purpose=purpose,
+                columns=list(columns),
+                masked_columns=list(masked),
+                grant_ids=list(grant_ids),
+                policy_version=policy_version,
+                reason=reason or None,
+                details={
+                    f"{subject}_id": subject_id,
+                    "event": event,
+                    "from": from_state,
+                    "to": to_state,
+                    **(details or {}),
+                },
+            ),
+        )
+        annotate_span(span, audit)
+    db.add(
+        AccessTransition(
+            subject=subject,
+            subject_id=subject_id,
+            event=event,
+            from_state=from_state,
+            to_state=to_state,
+            actor=actor.name,
+            at=state.now(),
+            reason=reason,
+            audit_event_id=audit.id,
+        )
+    )
+
+
+def notify(
+    db: Session,
+    state: AppState,
+    tenant: Tenant,
+    event: str,
+    subject_id: str,
+    recipients: Iterable[str],
+    *,
+    request: AccessRequest | None = None,
+    grant: AccessGrant | None = None,
+) -> None:
+    payload: dict[str, Any] = {}
+    if request is not None:
+        reviews = repo.reviews_of(db, [request.id])[request.id]
+        payload["request"] = request_out(request, reviews, with_reviews=True).model_dump()
+    if grant is not None:
+        payload["grant"] = grant_out(grant).model_dump()
+    webhooks.enqueue(
+        db,
+        state.settings,
+        tenant_id=tenant.id,
+        tenant=tenant.name,
+        event=event,
+        subject_id=subject_id,
+        recipients=list(recipients),
+        payload=payload,
+    )
+
+
+def resolved_recipients(
+    db: Session, state: AppState, tenant: Tenant, view: DatasetView, requester: str
+) -> list[str]:
+    return [requester, *reviewers_of(db, state, tenant, view)]

@@ -1,0 +1,145 @@
+"""Expiry, applied lazily at the start of every access call and by the optional tidy-up;
+and pruning the stored rules of ended grants. Correctness never waits for either: an
+expired grant's rules stop allowing at their expiry, checked on every decision."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from warden.access import repository as repo
+from warden.access.events import SYSTEM, SYSTEM_ACTOR, notify, record, resolved_recipients
+from warden.access.models import AccessGrant, AccessRequest
+from warden.access.present import aware
+from warden.api.state import AppState
+from warden.audit.service import AuditRecord, append
+from warden.catalog.service import load_view
+from warden.db.session import unit_of_work
+from warden.identity.models import Tenant
+from warden.policy import store
+from warden.policy.engine import format_now
+
+PRUNE_BATCH = 500
+
+
+@dataclass
+class Tidied:
+    requests_expired: int = 0
+    grants_expired: int = 0
+    rules_pruned: int = 0
+
+    @property
+    def policy_changed(self) -> bool:
+        return self.rules_pruned > 0
+
+
+def expire_due(db: Session, state: AppState) -> Tidied:
+    """Mark requests pending too long, and grants past their expiry, as expired (each once,
+    whoever gets there first). Correctness never waits for this: expired rules never allow."""
+    now = state.now()
+    done = Tidied()
+    for request_id in repo.due_requests(db, now):
+        if not repo.move_request(db, request_id, "pending", "expired", now):
+            continue
+        req = db.get(AccessRequest, request_id)
+        assert req is not None
+        db.refresh(req)
+        tenant = db.get(Tenant, req.tenant_id)
+        assert tenant is not None
+        record(
+            db,
+            state,
+            SYSTEM_ACTOR,
+            tenant=tenant.name,
+            subject="request",
+            subject_id=req.id,
+            event="expired",
+            from_state="pending",
+            to_state="expired",
+            action="access.request.expired",
+            reason=f"pending for longer than {state.settings.access_pending_ttl_hours:g}h",
+            dataset=req.dataset,
+            purpose=req.purpose,
+        )
+        view = load_view(db, state.settings.datasets_dir, tenant.name, req.dataset)
+        recipients = resolved_recipients(db, state, tenant, view, req.requester)
+        notify(db, state, tenant, "access.request.resolved", req.id, recipients, request=req)
+        done.requests_expired += 1
+    for grant_id in repo.due_grants(db, now):
+        if not repo.move_grant(db, grant_id, "active", "expired", now):
+            continue
+        grant = db.get(AccessGrant, grant_id)
+        assert grant is not None
+        db.refresh(grant)
+        tenant = db.get(Tenant, grant.tenant_id)
+        assert tenant is not None
+        record(
+            db,
+            state,
+            SYSTEM_ACTOR,
+            tenant=tenant.name,
+            subject="grant",
+            subject_id=grant.id,
+            event="expired",
+            from_state="active",
+            to_state="expired",
+            action="access.grant.expired",
+            reason=f"expired at {format_now(aware(grant.expires_at))}",
+            dataset=grant.dataset,
+            purpose=grant.purpose,
+            grant_ids=[grant.id],
+            details={"principal": grant.principal},
+        )
+        done.grants_expired += 1
+    return done
+
+
+def prune_rules(db: Session, state: AppState) -> int:
+    """Drop the stored rules of grants that ended (they no longer allow anything, but every
+    snapshot would still carry them); one audit event per tenant and batch."""
+    grants = repo.grants_with_stale_rules(db, PRUNE_BATCH)
+    by_tenant: dict[str, list[str]] = {}
+    removed = 0
+    version: int | None = None
+    for grant in grants:
+        change = store.remove_grant(db, grant.id)
+        removed += change.count
+        version = change.version
+        grant.rules_present = False
+        by_tenant.setdefault(grant.tenant_id, []).append(grant.id)
+    for tenant_id, ids in by_tenant.items():
+        tenant = db.get(Tenant, tenant_id)
+        append(
+            db,
+            AuditRecord(
+                action="access.grants.pruned",
+                decision="allow",
+                actor=SYSTEM,
+                actor_kind=SYSTEM,
+                tenant=tenant.name if tenant else None,
+                grant_ids=ids,
+                policy_version=version,
+                reason="rules of ended grants removed by the tidy-up",
+            ),
+        )
+    return removed
+
+
+def tidy(state: AppState, *, prune: bool = True) -> Tidied:
+    """Expire what is due and drop ended grants' rules, in a transaction of its own; reloads
+    the policy when rules went."""
+    with unit_of_work(state.sessions) as db:
+        done = expire_due(db, state)
+        if prune:
+            done.rules_pruned = prune_rules(db, state)
+    if done.policy_changed:
+        state.policy.reload()
+    return done
+
+
+def expire_due_now(state: AppState) -> Tidied:
+    """The lazy part of expiry, run at the start of every access call in its own transaction
+    (so a refusal that follows does not roll it back). Two cheap queries when nothing is due."""
+    with unit_of_work(state.sessions) as db:
+        return expire_due(db, state)

@@ -1,0 +1,151 @@
+"""Tables for access requests, their reviews, the grants they produce, every transition of
+either, per-dataset access settings, and the webhook outbox. Nothing here is ever deleted."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from warden.db.base import Base, utcnow
+
+
+class AccessRequest(Base):
+    """Someone asks for columns of a dataset, for a purpose and a duration."""
+
+    __tablename__ = "access_request"
+    __table_args__ = (Index("ix_access_request_tenant_state", "tenant_id", "state"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenant.id"))
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("dataset.id"), index=True)
+    dataset: Mapped[str] = mapped_column(String(64))
+    requester_id: Mapped[str] = mapped_column(ForeignKey("principal.id"), index=True)
+    requester: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # request | break_glass
+    columns: Mapped[list[str]] = mapped_column(JSON)
+    purpose: Mapped[str] = mapped_column(String(32))
+    duration_s: Mapped[int] = mapped_column(Integer)
+    justification: Mapped[str] = mapped_column(Text)
+    classification: Mapped[str] = mapped_column(String(16))
+    # Fixed when the request is made, so a later settings change cannot move the goalposts.
+    quorum: Mapped[int] = mapped_column(Integer)
+    # pending | approved | denied | cancelled | expired
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    pending_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    grant_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class AccessReview(Base):
+    """One reviewer's decision on one request; a reviewer counts once per request."""
+
+    __tablename__ = "access_review"
+    __table_args__ = (
+        UniqueConstraint("request_id", "reviewer_id", name="uq_access_review_request_reviewer"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("access_request.id"), index=True)
+    reviewer_id: Mapped[str] = mapped_column(ForeignKey("principal.id"))
+    reviewer: Mapped[str] = mapped_column(String(64))
+    decision: Mapped[str] = mapped_column(String(16))  # approve | deny
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AccessGrant(Base):
+    """What an approval (or a break-glass) gave: the Casbin rules carrying this id."""
+
+    __tablename__ = "access_grant"
+    __table_args__ = (
+        Index("ix_access_grant_state_expires", "state", "expires_at"),
+        Index("ix_access_grant_tenant_state", "tenant_id", "state"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenant.id"))
+    request_id: Mapped[str] = mapped_column(ForeignKey("access_request.id"), index=True)
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("dataset.id"), index=True)
+    dataset: Mapped[str] = mapped_column(String(64))
+    principal_id: Mapped[str] = mapped_column(ForeignKey("principal.id"), index=True)
+    principal: Mapped[str] = mapped_column(String(64))
+    columns: Mapped[list[str]] = mapped_column(JSON)
+    masked_columns: Mapped[list[str]] = mapped_column(JSON)
+    purpose: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16))  # active | expired | revoked
+    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    revoke_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # False once the grant's Casbin rules are gone (revoked at once; expired ones by tidy-up).
+    rules_present: Mapped[bool] = mapped_column(Boolean, default=True)
+    break_glass: Mapped[bool] = mapped_column(Boolean, default=False)
+    needs_review: Mapped[bool] = mapped_column(Boolean, default=False)
+    signed_off_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    signed_off_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class AccessTransition(Base):
+    """One step in the life of a request or a grant: who, when, why (append-only)."""
+
+    __tablename__ = "access_transition"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject: Mapped[str] = mapped_column(String(16))  # request | grant
+    subject_id: Mapped[str] = mapped_column(String(32), index=True)
+    event: Mapped[str] = mapped_column(String(32))
+    from_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    to_state: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    audit_event_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class AccessSetting(Base):
+    """Per-dataset overrides of the classification defaults (quorum, maximum duration)."""
+
+    __tablename__ = "access_setting"
+
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("dataset.id"), primary_key=True)
+    quorum: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_duration_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    updated_by: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """The outbox: written in the transaction of the change it announces, sent after."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (Index("ix_webhook_delivery_state_next", "state", "next_attempt_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenant.id"), index=True)
+    event: Mapped[str] = mapped_column(String(64))
+    subject_id: Mapped[str] = mapped_column(String(32), index=True)
+    recipients: Mapped[list[str]] = mapped_column(JSON)
+    url: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16))  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Wall-clock times: delivery is about real elapsed time, not the decision clock.
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)

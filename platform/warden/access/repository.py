@@ -1,0 +1,295 @@
+"""Every query of the access domain. Nothing here commits; nothing here decides rights."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+
+from sqlalchemy import exists, func, select, update
+from sqlalchemy.orm import Session
+
+from warden.access.models import (
+    AccessGrant,
+    AccessRequest,
+    AccessReview,
+    AccessSetting,
+    AccessTransition,
+    WebhookDelivery,
+)
+from warden.catalog.models import Dataset
+from warden.identity.models import Principal
+
+MAX_LIST = 1000
+
+
+def _sqlite(db: Session) -> bool:
+    return db.get_bind().dialect.name == "sqlite"
+
+
+def lock_request(db: Session, request_id: str, tenant_id: str) -> AccessRequest | None:
+    """The request row, locked until the transaction ends (SELECT … FOR UPDATE).
+
+    SQLite has no row locks: a no-op write first takes the database write lock (waiting on the
+    busy timeout), so two reviews of one request run one after the other there too.
+    """
+    if _sqlite(db):
+        db.execute(
+            update(AccessRequest)
+            .where(AccessRequest.id == request_id)
+            .values(state=AccessRequest.state),
+            execution_options={"synchronize_session": False},
+        )
+    query = (
+        select(AccessRequest)
+        .where(AccessRequest.id == request_id, AccessRequest.tenant_id == tenant_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return db.scalar(query)
+
+
+def lock_grant(db: Session, grant_id: str, tenant_id: str) -> AccessGrant | None:
+    """The grant row, locked until the transaction ends (see lock_request)."""
+    if _sqlite(db):
+        db.execute(
+            update(AccessGrant).where(AccessGrant.id == grant_id).values(state=AccessGrant.state),
+            execution_options={"synchronize_session": False},
+        )
+    query = (
+        select(AccessGrant)
+        .where(AccessGrant.id == grant_id, AccessGrant.tenant_id == tenant_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return db.scalar(query)
+
+
+def get_request(db: Session, request_id: str, tenant_id: str) -> AccessRequest | None:
+    return db.scalar(
+        select(AccessRequest).where(
+            AccessRequest.id == request_id, AccessRequest.tenant_id == tenant_id
+        )
+    )
+
+
+def get_grant(db: Session, grant_id: str, tenant_id: str) -> AccessGrant | None:
+    return db.scalar(
+        select(AccessGrant).where(AccessGrant.id == grant_id, AccessGrant.tenant_id == tenant_id)
+    )
+
+
+def grant_of_request(db: Session, request_id: str) -> AccessGrant | None:
+    return db.scalar(select(AccessGrant).where(AccessGrant.request_id == request_id))
+
+
+def reviews_of(db: Session, request_ids: Collection[str]) -> dict[str, list[AccessReview]]:
+    """Reviews of each request, oldest first."""
+    found: dict[str, list[AccessReview]] = {rid: [] for rid in request_ids}
+    if not request_ids:
+        return found
+    query = (
+        select(AccessReview)
+        .where(AccessReview.request_id.in_(list(request_ids)))
+        .order_by(AccessReview.id)
+    )
+    for review in db.scalars(query):
+        found[review.request_id].append(review)
+    return found
+
+
+def transitions_of(db: Session, subject_ids: Sequence[str]) -> list[AccessTransition]:
+    """Every transition of these requests and grants, in the order they happened."""
+    query = (
+        select(AccessTransition)
+        .where(AccessTransition.subject_id.in_(list(subject_ids)))
+        .order_by(AccessTransition.id)
+    )
+    return list(db.scalars(query))
+
+
+def list_requests(
+    db: Session,
+    tenant_id: str,
+    *,
+    visible_to: str | None,
+    reviewable_datasets: Collection[str],
+    states: Collection[str] = (),
+    requester_id: str | None = None,
+    reviewable_by: str | None = None,
+    dataset: str | None = None,
+    limit: int = 100,
+) -> list[AccessRequest]:
+    """Requests of a tenant, newest first. `visible_to` (a principal id) keeps only its own
+    requests and those on `reviewable_datasets` (None: every request). `reviewable_by`
+    keeps pending requests on those datasets that this principal neither made nor reviewed."""
+    query = select(AccessRequest).where(AccessRequest.tenant_id == tenant_id)
+    if visible_to is not None:
+        query = query.where(
+            (AccessRequest.requester_id == visible_to)
+            | AccessRequest.dataset_id.in_(list(reviewable_datasets))
+        )
+    if states:
+        query = query.where(AccessRequest.state.in_(list(states)))
+    if requester_id is not None:
+        query = query.where(AccessRequest.requester_id == requester_id)
+    if dataset is not None:
+        query = query.where(AccessRequest.dataset == dataset)
+    if reviewable_by is not None:
+        reviewed = exists().where(
+            AccessReview.request_id == AccessRequest.id,
+            AccessReview.reviewer_id == reviewable_by,
+        )
+        query = query.where(
+            AccessRequest.state == "pending",
+            AccessRequest.requester_id != reviewable_by,
+            AccessRequest.dataset_id.in_(list(reviewable_datasets)),
+            ~reviewed,
+        )
+    query = query.order_by(AccessRequest.created_at.desc(), AccessRequest.id.desc())
+    return list(db.scalars(query.limit(min(limit, MAX_LIST))))
+
+
+def list_grants(
+    db: Session,
+    tenant_id: str,
+    *,
+    visible_to: str | None,
+    reviewable_datasets: Collection[str],
+    states: Collection[str] = (),
+    principal_id: str | None = None,
+    dataset: str | None = None,
+    needs_review: bool | None = None,
+    limit: int = 100,
+) -> list[AccessGrant]:
+    """Grants of a tenant, newest first, with the same visibility rule as requests."""
+    query = select(AccessGrant).where(AccessGrant.tenant_id == tenant_id)
+    if visible_to is not None:
+        query = query.where(
+            (AccessGrant.principal_id == visible_to)
+            | AccessGrant.dataset_id.in_(list(reviewable_datasets))
+        )
+    if states:
+        query = query.where(AccessGrant.state.in_(list(states)))
+    if principal_id is not None:
+        query = query.where(AccessGrant.principal_id == principal_id)
+    if dataset is not None:
+        query = query.where(AccessGrant.dataset == dataset)
+    if needs_review is not None:
+        query = query.where(AccessGrant.needs_review == needs_review)
+    query = query.order_by(AccessGrant.starts_at.desc(), AccessGrant.id.desc())
+    return list(db.scalars(query.limit(min(limit, MAX_LIST))))
+
+
+def tenant_datasets(db: Session, tenant_id: str) -> list[Dataset]:
+    return list(db.scalars(select(Dataset).where(Dataset.tenant_id == tenant_id)))
+
+
+def tenant_principals(db: Session, tenant_id: str) -> list[Principal]:
+    query = (
+        select(Principal)
+        .where(Principal.tenant_id == tenant_id, Principal.disabled.is_(False))
+        .order_by(Principal.name)
+    )
+    return list(db.scalars(query))
+
+
+def setting_of(db: Session, dataset_id: str) -> AccessSetting | None:
+    return db.get(AccessSetting, dataset_id)
+
+
+def due_requests(db: Session, now: datetime) -> list[str]:
+    query = select(AccessRequest.id).where(
+        AccessRequest.state == "pending", AccessRequest.pending_until <= now
+    )
+    return list(db.scalars(query.order_by(AccessRequest.pending_until)))
+
+
+def due_grants(db: Session, now: datetime) -> list[str]:
+    query = select(AccessGrant.id).where(
+        AccessGrant.state == "active", AccessGrant.expires_at <= now
+    )
+    return list(db.scalars(query.order_by(AccessGrant.expires_at)))
+
+
+def move_request(db: Session, request_id: str, src: str, dst: str, at: datetime) -> bool:
+    """Move a request from `src` to `dst` unless someone else moved it first."""
+    result = db.execute(
+        update(AccessRequest)
+        .where(AccessRequest.id == request_id, AccessRequest.state == src)
+        .values(state=dst, resolved_at=at),
+        execution_options={"synchronize_session": False},
+    )
+    return getattr(result, "rowcount", 0) == 1
+
+
+def move_grant(db: Session, grant_id: str, src: str, dst: str, at: datetime) -> bool:
+    """Move a grant from `src` to `dst` unless someone else moved it first."""
+    result = db.execute(
+        update(AccessGrant)
+        .where(AccessGrant.id == grant_id, AccessGrant.state == src)
+        .values(state=dst, ended_at=at),
+        execution_options={"synchronize_session": False},
+    )
+    return getattr(result, "rowcount", 0) == 1
+
+
+def grants_with_stale_rules(db: Session, limit: int) -> list[AccessGrant]:
+    """Grants that no longer allow anything but whose rules are still stored."""
+    query = (
+        select(AccessGrant)
+        .where(AccessGrant.state != "active", AccessGrant.rules_present.is_(True))
+        .order_by(AccessGrant.ended_at)
+        .limit(limit)
+    )
+    return list(db.scalars(query))
+
+
+def deliveries(
+    db: Session, tenant_id: str, states: Collection[str], limit: int
+) -> list[WebhookDelivery]:
+    query = select(WebhookDelivery).where(WebhookDelivery.tenant_id == tenant_id)
+    if states:
+        query = query.where(WebhookDelivery.state.in_(list(states)))
+    query = query.order_by(WebhookDelivery.created_at.desc()).limit(min(limit, MAX_LIST))
+    return list(db.scalars(query))
+
+
+def count_deliveries(db: Session, tenant_id: str, state: str) -> int:
+    query = select(func.count()).where(
+        WebhookDelivery.tenant_id == tenant_id, WebhookDelivery.state == state
+    )
+    return int(db.scalar(query) or 0)
+
+
+def get_delivery(db: Session, delivery_id: str, tenant_id: str) -> WebhookDelivery | None:
+    return db.scalar(
+        select(WebhookDelivery).where(
+            WebhookDelivery.id == delivery_id, WebhookDelivery.tenant_id == tenant_id
+        )
+    )
+
+
+def due_deliveries(db: Session, now: datetime, limit: int) -> list[WebhookDelivery]:
+    query = (
+        select(WebhookDelivery)
+        .where(WebhookDelivery.state == "pending", WebhookDelivery.next_attempt_at <= now)
+        .order_by(WebhookDelivery.next_attempt_at)
+        .limit(limit)
+    )
+    return list(db.scalars(query))
+
+
+def claim_delivery(db: Session, delivery: WebhookDelivery, lease_until: datetime) -> bool:
+    """Push the next attempt past the send, unless another process claimed it first."""
+    result = db.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.id == delivery.id,
+            WebhookDelivery.state == "pending",
+            WebhookDelivery.attempts == delivery.attempts,
+            WebhookDelivery.next_attempt_at == delivery.next_attempt_at,
+        )
+        .values(next_attempt_at=lease_until),
+        execution_options={"synchronize_session": False},
+    )
+    return getattr(result, "rowcount", 0) == 1

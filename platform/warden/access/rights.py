@@ -1,0 +1,74 @@
+"""Who may do what in the access workflow; Casbin decides every right."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from warden.access import repository as repo
+from warden.api.state import AppState
+from warden.catalog.service import DatasetView
+from warden.errors import Forbidden
+from warden.identity.models import Tenant
+from warden.identity.service import Caller
+
+ACCESS_OBJECT = "sys:access"
+BREAK_GLASS_OBJECT = "sys:break_glass"
+
+
+def require_person(caller: Caller) -> None:
+    if caller.kind == "job":
+        raise Forbidden("job tokens cannot request, review or change access")
+
+
+def may_review(state: AppState, caller: Caller, dataset: str, owner: str) -> bool:
+    """The dataset's owner, or whoever Casbin gives `review` on it (stewards, owners)."""
+    if caller.kind == "job":
+        return False
+    if caller.name == owner:
+        return True
+    snapshot = state.policy.ensure_fresh()
+    return snapshot.can(caller.name, caller.tenant, dataset, "review", state.now())
+
+
+def can(state: AppState, caller: Caller, obj: str, act: str) -> bool:
+    snapshot = state.policy.ensure_fresh()
+    return caller.kind != "job" and snapshot.can(caller.name, caller.tenant, obj, act, state.now())
+
+
+@dataclass(frozen=True)
+class Visibility:
+    """What a caller may see: everything (sys:access read), or its own plus what it reviews."""
+
+    see_all: bool
+    reviewable: frozenset[str]  # dataset ids
+
+    def visible_to(self, caller: Caller) -> str | None:
+        return None if self.see_all else caller.principal_id
+
+
+def visibility(db: Session, state: AppState, caller: Caller, tenant: Tenant) -> Visibility:
+    snapshot = state.policy.ensure_fresh()
+    now = state.now()
+    owned_or_reviewed = frozenset(
+        d.id
+        for d in repo.tenant_datasets(db, tenant.id)
+        if caller.kind != "job"
+        and (
+            d.owner_id == caller.principal_id
+            or snapshot.can(caller.name, caller.tenant, d.name, "review", now)
+        )
+    )
+    return Visibility(can(state, caller, ACCESS_OBJECT, "read"), owned_or_reviewed)
+
+
+def reviewers_of(db: Session, state: AppState, tenant: Tenant, view: DatasetView) -> list[str]:
+    """Everyone in the tenant who may review requests on the dataset."""
+    snapshot = state.policy.ensure_fresh()
+    now = state.now()
+    return [
+        p.name
+        for p in repo.tenant_principals(db, tenant.id)
+        if p.name == view.owner or snapshot.can(p.name, tenant.name, view.name, "review", now)
+    ]

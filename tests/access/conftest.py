@@ -1,0 +1,237 @@
+"""Fixtures for the access tests: reviewers, a controllable clock, a webhook receiver, and a
+fingerprint of everything a refused call must leave unchanged."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from sqlalchemy import func, select
+
+from warden.access.models import (
+    AccessGrant,
+    AccessRequest,
+    AccessReview,
+    AccessSetting,
+    AccessTransition,
+    WebhookDelivery,
+)
+from warden.audit.models import AuditEvent
+from warden.policy import store
+from warden.policy.rules import format_rule, read_csv
+
+ACCESS_CSV = Path(__file__).resolve().parents[2] / "policies" / "access.csv"
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+class Clock:
+    """The app's clock, moved by tests instead of sleeping."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+
+class Access:
+    """The `warden` harness plus reviewers and shortcuts for the access API."""
+
+    def __init__(self, warden: Any) -> None:
+        self.w = warden
+        self.http = warden.http
+        self.clock = Clock(T0)
+        warden.state.clock = self.clock
+        for name, roles in (("sam", ["steward"]), ("tess", ["steward"]), ("olga", ["owner"])):
+            self.add_person(name, roles)
+
+    def add_person(self, name: str, roles: list[str]) -> None:
+        r = self.http.post(
+            "/v1/principals", json={"name": name, "roles": roles}, headers=self.w.as_("admin")
+        )
+        assert r.status_code == 201, r.text
+        t = self.http.post(f"/v1/principals/{name}/tokens", json={}, headers=self.w.as_("admin"))
+        assert t.status_code == 201, t.text
+        self.w.tokens[name] = t.json()["token"]
+
+    def as_(self, who: str) -> dict[str, str]:
+        return self.w.as_(who)  # type: ignore[no-any-return]
+
+    def allow_break_glass(self) -> None:
+        """Load policies/access.csv (what `warden init` seeds) through the policy API."""
+        lines = [format_rule(p, f) for p, f in read_csv([ACCESS_CSV])]
+        r = self.http.post(
+            "/v1/policy/rules",
+            json={"add": lines, "reason": "access rules"},
+            headers=self.as_("admin"),
+        )
+        assert r.status_code == 200, r.text
+
+    # -- calls ---------------------------------------------------------------------------
+
+    def post(self, who: str, path: str, body: Any = None) -> Any:
+        return self.http.post(f"/v1/access{path}", json=body, headers=self.as_(who))
+
+    def get(self, who: str, path: str, **params: Any) -> Any:
+        return self.http.get(f"/v1/access{path}", params=params, headers=self.as_(who))
+
+    def request(self, who: str, **body: Any) -> Any:
+        body.setdefault("justification", "model work")
+        return self.post(who, "/requests", body)
+
+    def ask(self, who: str, **body: Any) -> dict[str, Any]:
+        r = self.request(who, **body)
+        assert r.status_code == 201, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    def review(self, who: str, request_id: str, decision: str, comment: str = "") -> Any:
+        return self.post(
+            who, f"/requests/{request_id}/review", {"decision": decision, "comment": comment}
+        )
+
+    def approve(self, who: str, request_id: str) -> dict[str, Any]:
+        r = self.review(who, request_id, "approve", "ok")
+        assert r.status_code == 200, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    def show(self, who: str, request_id: str) -> dict[str, Any]:
+        r = self.get(who, f"/requests/{request_id}")
+        assert r.status_code == 200, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    def grant(self, who: str, grant_id: str) -> dict[str, Any]:
+        r = self.get(who, f"/grants/{grant_id}")
+        assert r.status_code == 200, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    def read(self, who: str, dataset: str, **body: Any) -> Any:
+        return self.w.read(who, dataset, **body)
+
+    def frame(self, response: Any) -> pl.DataFrame:
+        assert response.status_code == 200, response.text
+        return pl.read_ipc_stream(io.BytesIO(response.content))
+
+    def event(self, event_id: str) -> dict[str, Any]:
+        """One audit event by id, read from the database (the audit API audits itself)."""
+        with self.w.state.sessions() as db:
+            row = db.scalar(select(AuditEvent).where(AuditEvent.id == event_id))
+            assert row is not None
+            from warden.audit.service import event_dict
+
+            return event_dict(row)
+
+    def events(self, prefix: str = "access.") -> list[dict[str, Any]]:
+        from warden.audit.service import event_dict
+
+        with self.w.state.sessions() as db:
+            rows = db.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.action.startswith(prefix))
+                .order_by(AuditEvent.seq)
+            )
+            return [event_dict(r) for r in rows]
+
+    def verify_chain(self) -> dict[str, Any]:
+        r = self.http.post("/v1/audit/verify", headers=self.as_("admin"))
+        assert r.status_code == 200, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Row counts of every access table, the audit head and the policy version."""
+        with self.w.state.sessions() as db:
+            counts = {
+                model.__tablename__: db.scalar(select(func.count()).select_from(model))
+                for model in (
+                    AccessRequest,
+                    AccessReview,
+                    AccessGrant,
+                    AccessTransition,
+                    AccessSetting,
+                    WebhookDelivery,
+                )
+            }
+            counts["audit_max_seq"] = db.scalar(select(func.max(AuditEvent.seq)))
+            counts["policy_version"] = store.current_version(db)
+            counts["rules"] = db.scalar(select(func.count()).select_from(store.CasbinRule))
+            counts["states"] = sorted(
+                (r.id, r.state) for r in db.scalars(select(AccessRequest))
+            ) + sorted((g.id, g.state) for g in db.scalars(select(AccessGrant)))
+            return counts
+
+
+@pytest.fixture
+def access(warden: Any) -> Access:
+    return Access(warden)
+
+
+# --- a local webhook receiver ----------------------------------------------------------
+
+
+@dataclass
+class Received:
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> dict[str, Any]:
+        return json.loads(self.body)  # type: ignore[no-any-return]
+
+
+@dataclass
+class Receiver:
+    url: str = ""
+    received: list[Received] = field(default_factory=list)
+    fail_next: int = 0  # answer 500 to this many requests first
+    always_fail: bool = False
+    attempts_at: list[float] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def events(self, name: str) -> list[Received]:
+        with self.lock:
+            return [r for r in self.received if r.headers.get("x-warden-event") == name]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    import time
+
+    box = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            length = int(self.headers.get("content-length", "0"))
+            body = self.rfile.read(length)
+            with box.lock:
+                box.attempts_at.append(time.monotonic())
+                failing = box.always_fail or box.fail_next > 0
+                if box.fail_next > 0:
+                    box.fail_next -= 1
+                if not failing:
+                    headers = {k.lower(): v for k, v in self.headers.items()}
+                    box.received.append(Received(headers, body))
+            self.send_response(500 if failing else 204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    box.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield box
+    server.shutdown()
+    server.server_close()

@@ -1,0 +1,217 @@
+"""`warden access …` against a real API server: the whole lifecycle, tables and JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from typer.testing import CliRunner
+
+from tests.access.conftest import Access
+from warden.cli.main import app
+from warden.config import get_settings
+
+runner = CliRunner()
+
+
+def cli(live: Any, who: str, *args: str) -> Any:
+    get_settings.cache_clear()
+    try:
+        return runner.invoke(
+            app, list(args), env={"WARDEN_TOKEN": live.tokens[who], "COLUMNS": "200"}
+        )
+    finally:
+        get_settings.cache_clear()
+
+
+def ok(result: Any) -> Any:
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def as_json(result: Any) -> Any:
+    return json.loads(ok(result).stdout)
+
+
+def test_request_review_read_revoke_through_the_cli(live_warden: Any, access: Access) -> None:
+    live = live_warden
+    (req,) = as_json(
+        cli(
+            live,
+            "erin",
+            "access",
+            "request",
+            "pins",
+            "--purpose",
+            "analytics",
+            "--duration",
+            "7d",
+            "--justification",
+            "weekly dashboards",
+            "--columns",
+            "pin_id,category",
+            "--format",
+            "json",
+        )
+    )
+    assert (req["state"], req["quorum"]) == ("pending", 1)
+
+    table = ok(cli(live, "sam", "access", "list", "--reviewable"))
+    assert req["id"] in table.stdout and "0/1" in table.stdout
+    mine = as_json(cli(live, "erin", "access", "list", "--mine", "--format", "json"))
+    assert [r["id"] for r in mine] == [req["id"]]
+
+    own = cli(live, "erin", "access", "approve", req["id"])
+    assert own.exit_code == 2 and "Forbidden (403)" in own.output
+    approved = ok(cli(live, "sam", "access", "approve", req["id"], "--comment", "fine"))
+    assert "approved" in approved.stdout
+    again = cli(live, "tess", "access", "approve", req["id"])
+    assert again.exit_code == 2 and "Conflict (409)" in again.output
+
+    shown = ok(cli(live, "erin", "access", "show", req["id"]))
+    for word in ("history", "created", "approved", "weekly dashboards", "fine"):
+        assert word in shown.stdout, word
+    (grant,) = as_json(cli(live, "erin", "access", "grants", "--mine", "--format", "json"))
+    assert grant["state"] == "active"
+
+    read = ok(
+        cli(
+            live,
+            "erin",
+            "read",
+            "pins",
+            "--purpose",
+            "analytics",
+            "--columns",
+            "pin_id",
+            "--limit",
+            "2",
+        )
+    )
+    assert "2 rows" in read.output
+
+    asked = cli(live, "sam", "access", "revoke", grant["id"], "--reason", "done")  # no --yes
+    assert asked.exit_code == 1 and "Aborted" in asked.output
+    assert access.grant("erin", grant["id"])["state"] == "active"
+    revoked = ok(cli(live, "sam", "access", "revoke", grant["id"], "--reason", "done", "--yes"))
+    assert "revoked" in revoked.stdout
+    denied = cli(live, "erin", "read", "pins", "--purpose", "analytics", "--columns", "pin_id")
+    assert denied.exit_code == 2
+    history = as_json(cli(live, "erin", "access", "show", req["id"], "--format", "json"))[0][
+        "history"
+    ]
+    assert history[-1]["event"] == "revoked" and history[-1]["actor"] == "sam"
+
+
+def test_deny_cancel_break_glass_sign_off_and_terms(live_warden: Any, access: Access) -> None:
+    live = live_warden
+    access.allow_break_glass()
+
+    def ask(who: str, dataset: str, purpose: str) -> str:
+        (r,) = as_json(
+            cli(
+                live,
+                who,
+                "access",
+                "request",
+                dataset,
+                "--purpose",
+                purpose,
+                "--duration",
+                "1d",
+                "--justification",
+                "x",
+                "--format",
+                "json",
+            )
+        )
+        return str(r["id"])
+
+    a = ask("alice", "users", "analytics")
+    assert "denied" in ok(cli(live, "sam", "access", "deny", a, "--comment", "no")).stdout
+    b = ask("alice", "users", "analytics")
+    assert "cancelled" in ok(cli(live, "alice", "access", "cancel", b, "--reason", "oops")).stdout
+    states = {
+        r["id"]: r["state"]
+        for r in as_json(cli(live, "alice", "access", "list", "--format", "json"))
+    }
+    assert states == {a: "denied", b: "cancelled"}
+
+    refused = cli(
+        live,
+        "mallory",
+        "access",
+        "break-glass",
+        "users",
+        "--purpose",
+        "analytics",
+        "--reason",
+        "x",
+        "--yes",
+    )
+    assert refused.exit_code == 2 and "Forbidden (403)" in refused.output
+    (bg,) = as_json(
+        cli(
+            live,
+            "alice",
+            "access",
+            "break-glass",
+            "users",
+            "--purpose",
+            "analytics",
+            "--reason",
+            "incident 7",
+            "--yes",
+            "--format",
+            "json",
+        )
+    )
+    assert bg["needs_review"] is True
+    flagged = ok(cli(live, "sam", "access", "grants", "--needs-review"))
+    assert bg["id"] in flagged.stdout and "break-glass" in flagged.stdout
+    own = cli(live, "alice", "access", "sign-off", bg["id"])
+    assert own.exit_code == 2 and "Forbidden (403)" in own.output
+    assert (
+        "signed off"
+        in ok(cli(live, "sam", "access", "sign-off", bg["id"], "--comment", "ok")).stdout
+    )
+
+    terms = as_json(
+        cli(live, "admin", "access", "terms", "users", "--max-duration", "3d", "--format", "json")
+    )
+    assert (terms[0]["quorum"], terms[0]["max_duration"]) == (2, "3d")
+    over = cli(
+        live,
+        "alice",
+        "access",
+        "request",
+        "users",
+        "--purpose",
+        "analytics",
+        "--duration",
+        "4d",
+        "--justification",
+        "x",
+    )
+    assert over.exit_code == 2 and "over the maximum of 3d" in " ".join(over.output.split())
+
+
+def test_access_help_lists_every_command() -> None:
+    result = runner.invoke(app, ["access", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for command in (
+        "request",
+        "list",
+        "show",
+        "approve",
+        "deny",
+        "cancel",
+        "grants",
+        "revoke",
+        "break-glass",
+        "sign-off",
+        "terms",
+        "deliveries",
+        "tidy",
+    ):
+        assert command in result.output, command

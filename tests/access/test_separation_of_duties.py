@@ -1,0 +1,98 @@
+"""Separation of duties, with no admin bypass: nobody reviews or signs off their own access,
+and only holders of the review right review at all. Every refusal changes nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.access.conftest import Access
+
+
+def test_a_requester_never_approves_their_own_request_even_as_steward(access: Access) -> None:
+    access.add_person("stella", ["steward", "ml_engineer"])
+    req = access.ask("stella", dataset="pins", purpose="analytics", duration="1d")
+    before = access.fingerprint()
+    for decision in ("approve", "deny"):
+        r = access.review("stella", req["id"], decision)
+        assert r.status_code == 403
+        assert r.json() == {
+            "error": "Forbidden",
+            "detail": "a requester never reviews their own request, whatever their roles",
+        }
+    assert access.fingerprint() == before
+    assert req["id"] not in {
+        x["id"] for x in access.get("stella", "/requests", reviewable=True).json()["requests"]
+    }
+
+
+def test_the_admin_who_owns_every_dataset_cannot_approve_their_own_request(
+    access: Access,
+) -> None:
+    req = access.ask("admin", dataset="users", purpose="analytics", duration="1d")
+    before = access.fingerprint()
+    assert access.review("admin", req["id"], "approve").status_code == 403
+    assert access.fingerprint() == before
+    # The admin is still a reviewer of everyone else's requests (as the datasets' owner).
+    other = access.ask("alice", dataset="users", purpose="analytics", duration="1d")
+    assert access.approve("admin", other["id"])["approvals"] == ["admin"]
+    # And two other reviewers can still approve the admin's own request.
+    access.approve("sam", req["id"])
+    assert access.approve("tess", req["id"])["state"] == "approved"
+
+
+def test_the_admin_cannot_sign_off_their_own_break_glass(access: Access) -> None:
+    r = access.post(
+        "admin", "/break-glass", {"dataset": "pins", "purpose": "training", "reason": "x"}
+    )
+    assert r.status_code == 201  # admins hold sys:* rights, break glass included
+    before = access.fingerprint()
+    refused = access.post("admin", f"/grants/{r.json()['id']}/sign-off", {})
+    assert refused.status_code == 403
+    assert access.fingerprint() == before
+
+
+def test_reviewing_without_the_review_right_is_forbidden(access: Access) -> None:
+    req = access.ask("admin", dataset="pins", purpose="analytics", duration="1d")
+    before = access.fingerprint()
+    for who in ("mallory", "erin", "alice"):
+        for decision in ("approve", "deny"):
+            r = access.review(who, req["id"], decision)
+            assert r.status_code == 403, (who, r.text)
+            assert r.json()["error"] == "Forbidden"
+    assert access.fingerprint() == before
+
+
+def test_a_reviewer_counts_once(access: Access) -> None:
+    req = access.ask("alice", dataset="users", purpose="analytics", duration="1d")
+    access.approve("sam", req["id"])
+    before = access.fingerprint()
+    again = access.review("sam", req["id"], "approve")
+    assert again.status_code == 409
+    assert "counts once" in again.json()["detail"]
+    assert access.review("sam", req["id"], "deny").status_code == 409
+    assert access.fingerprint() == before
+    assert access.show("alice", req["id"])["approvals"] == ["sam"]
+
+
+def test_a_dataset_specific_reviewer_reviews_only_that_dataset(access: Access) -> None:
+    access.add_person("rita", [])
+    rule = "p, rita, acme, pins, *, *, review, allow, ,"
+    r = access.http.post("/v1/policy/rules", json={"add": [rule]}, headers=access.as_("admin"))
+    assert r.status_code == 200
+    pins = access.ask("erin", dataset="pins", purpose="analytics", duration="1d")
+    users = access.ask("alice", dataset="users", purpose="analytics", duration="1d")
+    assert access.review("rita", users["id"], "approve").status_code == 403
+    assert access.approve("rita", pins["id"])["state"] == "approved"
+
+
+def test_job_tokens_take_no_part_in_access(access: Access) -> None:
+    from warden.identity.service import Caller
+
+    job = Caller("alice", "job", "acme", "x", on_behalf_of="alice", job_id="j1", segment="ml")
+    from warden.access import service
+    from warden.access.schemas import RequestCreate
+    from warden.errors import Forbidden
+
+    with access.w.state.sessions() as db, pytest.raises(Forbidden):
+        body = RequestCreate(dataset="pins", purpose="training", duration="1d", justification="x")
+        service.create_request(db, access.w.state, job, body)
