@@ -96,3 +96,17 @@ def test_role_changes_are_audited_policy_changes(warden) -> None:  # type: ignor
     assert changes[0]["policy_version"] == after
     # and mallory, now an auditor, may query the audit log
     assert warden.http.get("/v1/audit/events", headers=warden.as_("mallory")).status_code == 200
+
+
+def test_admins_cannot_grant_themselves_roles_or_rules(warden) -> None:  # type: ignore[no-untyped-def]
+    admin = warden.as_("admin")
+    r = warden.http.post("/v1/principals/admin/roles", json={"role": "ml_engineer"}, headers=admin)
+    assert r.status_code == 403
+    for line in [
+        "p, admin, acme, engagements, *, training, read, allow, ,",
+        "g, admin, role:ml_engineer, acme",
+        "p, alice, acme, gold, *, training, read, allow, gr-forged, 2030-01-01T00:00:00Z",
+    ]:
+        r = warden.http.post("/v1/policy/rules", json={"add": [line]}, headers=admin)
+        assert r.status_code == 403, line
+    assert warden.read("admin", "engagements", purpose="training").status_code == 404

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from sqlalchemy import select
 
 from warden.api.deps import CurrentCaller, DbSession, State
+from warden.errors import Forbidden
 from warden.identity.models import Principal
 from warden.identity.schemas import PrincipalCreate, PrincipalOut, RoleChange, TokenCreate, TokenOut
 from warden.identity.service import (
@@ -115,6 +116,8 @@ def _change_role(
     name: str, role: str, caller: Caller, db: DbSession, state: State, *, add: bool
 ) -> PrincipalOut:
     require(state, caller, "sys:principals", "manage")
+    if name == caller.name:
+        raise Forbidden("changing your own roles needs another admin")
     principal: Principal = get_principal(db, name, get_tenant(db, caller.tenant).id)
     link = [("g", (principal.name, _role(role), caller.tenant))]
     verb = "grant" if add else "remove"

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from warden.api.deps import CurrentCaller, DbSession, State
 from warden.catalog.service import load_view
-from warden.errors import Unprocessable
+from warden.errors import Forbidden, Unprocessable
 from warden.policy.authz import require
 from warden.policy.changes import apply_change
 from warden.policy.rules import Rule, format_rule, rule_problems, split_line
@@ -92,10 +92,21 @@ def change_rules(
     require(state, caller, "sys:policy", "manage")
     add = [_parse(line, caller.tenant) for line in body.add]
     remove = [_parse(line, caller.tenant) for line in body.remove]
+    for rule in add + remove:
+        _refuse_bypass(rule, caller.name)
     new_version = apply_change(db, caller, add=add, remove=remove, reason=body.reason)
     db.commit()
     state.policy.reload()
     return {"version": new_version, "added": len(add), "removed": len(remove)}
+
+
+def _refuse_bypass(rule: Rule, actor: str) -> None:
+    """Rule editing is no way around reviews: no grants, and nothing for the editor."""
+    ptype, fields = rule
+    if ptype == "p" and (fields[7] or fields[8]):
+        raise Forbidden("grants come only from reviewed access requests (/v1/access)")
+    if ptype == "p" and fields[0] == actor or ptype == "g" and fields[0] == actor:
+        raise Forbidden("a rule for yourself needs someone else: no self-granted rights")
 
 
 def _domain(ptype: str, fields: tuple[str, ...]) -> str:
