@@ -7,6 +7,7 @@ read filtered by a policy row filter, refused reads, the audit log and its chain
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -23,7 +24,13 @@ from warden.cli.client import console, fail
 from warden.config import REPO_ROOT, get_settings
 from warden.errors import Unavailable
 
-PEOPLE = {"alice": ["ml_engineer"], "erin": ["analyst_eu"], "mallory": []}
+PEOPLE = {
+    "alice": ["ml_engineer"],
+    "erin": ["analyst_eu"],
+    "mallory": [],
+    "sam": ["steward"],
+    "olive": ["steward"],
+}
 
 
 def run_demo(
@@ -147,19 +154,98 @@ def _run_story() -> None:
         env_tokens=cli_tokens,
         expect_failure=True,
     )
-    _step("10. the audit log: every read, allowed or denied, and every policy change")
+    _access_story(cli_tokens)
+    _step("16. the audit log: every read, allowed or denied, every access and policy change")
+    _cli("admin", "audit", "query", "--limit", "12", env_tokens=cli_tokens)
+    _step("17. warden audit verify: walk the hash chain")
+    _cli("admin", "audit", "verify", env_tokens=cli_tokens)
+
+
+def _access_story(tokens: dict[str, str]) -> None:
+    columns = "user_id,pin_id,action"
+    _step("10. mallory asks for engagements for training (pii: two distinct approvals needed)")
+    out = _cli(
+        "mallory",
+        "access",
+        "request",
+        "engagements",
+        "--purpose",
+        "training",
+        "--columns",
+        columns,
+        "--duration",
+        "7d",
+        "--justification",
+        "offline evaluation of the ranking fix",
+        "--format",
+        "json",
+        env_tokens=tokens,
+        capture=True,
+    )
+    request = json.loads(out)[0]
+    console.print(f"request {request['id']}: {request['state']}, quorum {request['quorum']}")
+    _step("11. separation of duties: mallory cannot approve her own request")
+    _cli("mallory", "access", "approve", request["id"], env_tokens=tokens, expect_failure=True)
+    _step("12. two stewards approve; the last approval creates a time-bound grant")
+    _cli(
+        "sam",
+        "access",
+        "approve",
+        request["id"],
+        "--comment",
+        "scoped and masked",
+        env_tokens=tokens,
+    )
+    _cli("olive", "access", "approve", request["id"], "--comment", "ok", env_tokens=tokens)
+    _step("13. mallory reads engagements: allowed by the grant, user_id masked")
+    _cli(
+        "mallory",
+        "read",
+        "engagements",
+        "--purpose",
+        "training",
+        "--columns",
+        columns,
+        "--limit",
+        "3",
+        env_tokens=tokens,
+    )
+    shown = _cli(
+        "admin",
+        "access",
+        "show",
+        request["id"],
+        "--format",
+        "json",
+        env_tokens=tokens,
+        capture=True,
+    )
+    grant = json.loads(shown)[0]["grant_id"]
+    _step(f"14. the grant {grant} is revoked")
     _cli(
         "admin",
-        "audit",
-        "query",
-        "--action",
-        "dataset.read",
-        "--limit",
-        "10",
-        env_tokens=cli_tokens,
+        "access",
+        "revoke",
+        grant,
+        "--reason",
+        "demo: no longer needed",
+        "--yes",
+        env_tokens=tokens,
     )
-    _step("11. warden audit verify: walk the hash chain")
-    _cli("admin", "audit", "verify", env_tokens=cli_tokens)
+    _step("15. mallory's very next read is denied")
+    _cli(
+        "mallory",
+        "read",
+        "engagements",
+        "--purpose",
+        "training",
+        "--columns",
+        columns,
+        "--limit",
+        "3",
+        env_tokens=tokens,
+        expect_failure=True,
+    )
 
 
 def _step(title: str) -> None:
