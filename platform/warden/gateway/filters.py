@@ -65,7 +65,7 @@ def expression(column: str, dtype: str, op: str, value: Any) -> pl.Expr:
         if len(value) > MAX_IN_VALUES:
             raise InvalidFilter(f"{column}: {op} takes at most {MAX_IN_VALUES} values")
         values = [typed_value(column, dtype, v) for v in value]
-        member = col.is_in(pl.Series(values, dtype=None))
+        member = col.is_in(values)  # a plain list: the values, not a column to compare with
         return member if op == "in" else ~member
     if isinstance(value, list):
         raise InvalidFilter(f"{column}: {op} takes one value, not a list")
