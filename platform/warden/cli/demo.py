@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -31,6 +32,7 @@ PEOPLE = {
     "sam": ["steward"],
     "olive": ["steward"],
 }
+TOKENS: dict[str, str] = {}  # filled as the admin issues tokens; the admin's own is saved
 
 
 def run_demo(
@@ -56,7 +58,7 @@ def run_demo(
     _step("1. warden init: schema, tenant acme, first admin, seed policy")
     _cli("admin", "init")
     _step("2. warden data seed: the taste graph, registered in the catalog")
-    _cli("admin", "data", "seed", "--scale", scale)
+    _cli("admin", f"data seed --scale {scale}")
 
     _step("3. warden serve (in the background)")
     server = _start_server()
@@ -75,197 +77,78 @@ def run_demo(
 
 
 def _run_story() -> None:
-    tokens: dict[str, str] = {}  # the admin uses the token `warden init` saved
     _step("4. the admin creates people with roles (policy changes, audited)")
     for name, roles in PEOPLE.items():
-        args = ["principals", "create", name, *sum((["--role", r] for r in roles), [])]
-        _cli("admin", *args)
-        tokens[name] = _cli("admin", "principals", "token", name, capture=True).strip()
-    _cli(
-        "admin",
-        "policy",
-        "apply",
-        str(REPO_ROOT / "policies" / "demo.csv"),
-        "--reason",
-        "demo rules",
-    )
-    cli_tokens = tokens
+        _cli("admin", f"principals create {name}" + "".join(f" --role {r}" for r in roles))
+        TOKENS[name] = _cli("admin", f"principals token {name}", capture=True).strip()
+    _cli("admin", f"policy apply {REPO_ROOT / 'policies' / 'demo.csv'} --reason 'demo rules'")
 
     _step("5. alice (ml_engineer) reads engagements for training: user_id comes back masked")
     _cli(
         "alice",
-        "read",
-        "engagements",
-        "--purpose",
-        "training",
-        "--columns",
-        "user_id,pin_id,action,ts,region",
-        "--limit",
-        "5",
-        env_tokens=cli_tokens,
+        "read engagements --purpose training --columns user_id,pin_id,action,ts,region --limit 5",
     )
     _step("6. why? `warden policy check` names the deciding rule per column")
     _cli(
         "admin",
-        "policy",
-        "check",
-        "alice",
-        "engagements",
-        "--purpose",
-        "training",
-        "--columns",
-        "user_id,pin_id,dwell_ms",
-        env_tokens=cli_tokens,
+        "policy check alice engagements --purpose training --columns user_id,pin_id,dwell_ms",
     )
     _step("7. erin (analyst_eu) reads engagements for analytics: a policy row filter keeps EU rows")
     _cli(
         "erin",
-        "read",
-        "engagements",
-        "--purpose",
-        "analytics",
-        "--columns",
-        "user_id,pin_id,region,action",
-        "--limit",
-        "5",
-        env_tokens=cli_tokens,
+        "read engagements --purpose analytics --columns user_id,pin_id,region,action --limit 5",
     )
     _step("8. denied: alice asks for the gold set for training (it is for evaluation only)")
-    _cli(
-        "alice",
-        "read",
-        "gold",
-        "--purpose",
-        "training",
-        "--limit",
-        "3",
-        env_tokens=cli_tokens,
-        expect_failure=True,
-    )
+    _cli("alice", "read gold --purpose training --limit 3", refused=True)
     _step("9. denied: mallory, with no role, cannot even see that engagements exists (404)")
-    _cli(
-        "mallory",
-        "read",
-        "engagements",
-        "--purpose",
-        "training",
-        "--limit",
-        "3",
-        env_tokens=cli_tokens,
-        expect_failure=True,
-    )
-    _access_story(cli_tokens)
+    _cli("mallory", "read engagements --purpose training --limit 3", refused=True)
+    _access_story()
     _step("16. the audit log: every read, allowed or denied, every access and policy change")
-    _cli("admin", "audit", "query", "--limit", "12", env_tokens=cli_tokens)
+    _cli("admin", "audit query --limit 12")
     _step("17. warden audit verify: walk the hash chain")
-    _cli("admin", "audit", "verify", env_tokens=cli_tokens)
+    _cli("admin", "audit verify")
 
 
-def _access_story(tokens: dict[str, str]) -> None:
-    columns = "user_id,pin_id,action"
+def _access_story() -> None:
+    read = "read engagements --purpose training --columns user_id,pin_id,action --limit 3"
     _step("10. mallory asks for engagements for training (pii: two distinct approvals needed)")
     out = _cli(
         "mallory",
-        "access",
-        "request",
-        "engagements",
-        "--purpose",
-        "training",
-        "--columns",
-        columns,
-        "--duration",
-        "7d",
-        "--justification",
-        "offline evaluation of the ranking fix",
-        "--format",
-        "json",
-        env_tokens=tokens,
+        "access request engagements --purpose training"
+        " --columns user_id,pin_id,action --duration 7d"
+        " --justification 'offline evaluation of the ranking fix' --format json",
         capture=True,
     )
     request = json.loads(out)[0]
     console.print(f"request {request['id']}: {request['state']}, quorum {request['quorum']}")
     _step("11. separation of duties: mallory cannot approve her own request")
-    _cli("mallory", "access", "approve", request["id"], env_tokens=tokens, expect_failure=True)
+    _cli("mallory", f"access approve {request['id']}", refused=True)
     _step("12. two stewards approve; the last approval creates a time-bound grant")
-    _cli(
-        "sam",
-        "access",
-        "approve",
-        request["id"],
-        "--comment",
-        "scoped and masked",
-        env_tokens=tokens,
-    )
-    _cli("olive", "access", "approve", request["id"], "--comment", "ok", env_tokens=tokens)
+    _cli("sam", f"access approve {request['id']} --comment 'scoped and masked'")
+    _cli("olive", f"access approve {request['id']} --comment ok")
     _step("13. mallory reads engagements: allowed by the grant, user_id masked")
-    _cli(
-        "mallory",
-        "read",
-        "engagements",
-        "--purpose",
-        "training",
-        "--columns",
-        columns,
-        "--limit",
-        "3",
-        env_tokens=tokens,
-    )
-    shown = _cli(
-        "admin",
-        "access",
-        "show",
-        request["id"],
-        "--format",
-        "json",
-        env_tokens=tokens,
-        capture=True,
-    )
+    _cli("mallory", read)
+    shown = _cli("admin", f"access show {request['id']} --format json", capture=True)
     grant = json.loads(shown)[0]["grant_id"]
     _step(f"14. the grant {grant} is revoked")
-    _cli(
-        "admin",
-        "access",
-        "revoke",
-        grant,
-        "--reason",
-        "demo: no longer needed",
-        "--yes",
-        env_tokens=tokens,
-    )
+    _cli("admin", f"access revoke {grant} --reason 'demo: no longer needed' --yes")
     _step("15. mallory's very next read is denied")
-    _cli(
-        "mallory",
-        "read",
-        "engagements",
-        "--purpose",
-        "training",
-        "--columns",
-        columns,
-        "--limit",
-        "3",
-        env_tokens=tokens,
-        expect_failure=True,
-    )
+    _cli("mallory", read, refused=True)
 
 
 def _step(title: str) -> None:
     console.print(Rule(f"[bold cyan]{title}"))
 
 
-def _cli(
-    who: str,
-    *args: str,
-    env_tokens: dict[str, str] | None = None,
-    capture: bool = False,
-    expect_failure: bool = False,
-) -> str:
+def _cli(who: str, command: str, *, capture: bool = False, refused: bool = False) -> str:
     """Run the real `warden` CLI as `who` (the admin uses the token `warden init` saved)."""
+    args = shlex.split(command)
     env = dict(os.environ)
     # Wide enough for the audit table; rich folds what doesn't fit.
     env.setdefault("COLUMNS", str(max(shutil.get_terminal_size().columns, 150)))
-    if env_tokens and who in env_tokens:
-        env["WARDEN_TOKEN"] = env_tokens[who]
-    console.print(f"[dim]$ {who}> warden {' '.join(args)}[/]")
+    if who in TOKENS:
+        env["WARDEN_TOKEN"] = TOKENS[who]
+    console.print(f"[dim]$ {who}> warden {command}[/]")
     proc = subprocess.run(  # noqa: S603 - our own CLI, fixed arguments
         [sys.executable, "-m", "warden.cli.main", *args],
         env=env,
@@ -273,10 +156,10 @@ def _cli(
         capture_output=capture,
         check=False,
     )
-    if expect_failure and proc.returncode == 0:
-        fail(f"`warden {' '.join(args)}` should have been refused")
-    if not expect_failure and proc.returncode != 0:
-        fail(f"`warden {' '.join(args)}` failed ({proc.returncode}): {proc.stderr or ''}")
+    if refused and proc.returncode == 0:
+        fail(f"`warden {command}` should have been refused")
+    if not refused and proc.returncode != 0:
+        fail(f"`warden {command}` failed ({proc.returncode}): {proc.stderr or ''}")
     return proc.stdout or ""
 
 
