@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 05:13:31.787294
+Create Date: 2026-11-28 05:42:15.984317
 """
 
 from collections.abc import Sequence
@@ -96,6 +96,26 @@ def upgrade() -> None:
         sa.Column("v8", sa.String(length=255), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_casbin_rule")),
     )
+    op.create_table(
+        "policy_change",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("op", sa.String(length=8), nullable=False),
+        sa.Column("ptype", sa.String(length=255), nullable=True),
+        sa.Column("v0", sa.String(length=255), nullable=True),
+        sa.Column("v1", sa.String(length=255), nullable=True),
+        sa.Column("v2", sa.String(length=255), nullable=True),
+        sa.Column("v3", sa.String(length=255), nullable=True),
+        sa.Column("v4", sa.String(length=255), nullable=True),
+        sa.Column("v5", sa.String(length=255), nullable=True),
+        sa.Column("v6", sa.String(length=255), nullable=True),
+        sa.Column("v7", sa.String(length=255), nullable=True),
+        sa.Column("v8", sa.String(length=255), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_policy_change")),
+    )
+    with op.batch_alter_table("policy_change", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_policy_change_version"), ["version"], unique=False)
+
     op.create_table(
         "policy_state",
         sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),
@@ -498,6 +518,10 @@ def downgrade() -> None:
     op.drop_table("principal")
     op.drop_table("tenant")
     op.drop_table("policy_state")
+    with op.batch_alter_table("policy_change", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_policy_change_version"))
+
+    op.drop_table("policy_change")
     op.drop_table("casbin_rule")
     op.drop_table("audit_head")
     with op.batch_alter_table("audit_event", schema=None) as batch_op:

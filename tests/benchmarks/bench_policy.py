@@ -130,7 +130,12 @@ def _pct(values: list[float], q: float) -> float:
 def _reload_from_sqlite(rules: list[Rule], directory: Path) -> float:
     engine = make_engine(f"sqlite:///{directory / 'policy.db'}")
     Base.metadata.create_all(
-        engine, tables=[store.CasbinRule.__table__, store.PolicyState.__table__]
+        engine,
+        tables=[
+            store.CasbinRule.__table__,
+            store.PolicyState.__table__,
+            store.PolicyChange.__table__,
+        ],
     )
     with Session(engine) as session:
         store.add_rules(session, rules)

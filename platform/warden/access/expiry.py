@@ -134,7 +134,7 @@ def tidy(state: AppState, *, prune: bool = True) -> Tidied:
         if prune:
             done.rules_pruned = prune_rules(db, state)
     if done.policy_changed:
-        state.policy.reload()
+        state.policy.ensure_fresh()
     return done
 
 

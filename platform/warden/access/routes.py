@@ -49,7 +49,7 @@ def _finish(request: Request, db: DbSession, state: AppState, outcome: Outcome) 
     """Commit, then make the change visible: reload rules, wake the webhook sender."""
     db.commit()
     if outcome.policy_changed:
-        state.policy.reload()
+        state.policy.ensure_fresh()
     worker = worker_of(request.app)
     if worker is not None:
         worker.wake()

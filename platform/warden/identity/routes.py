@@ -80,7 +80,7 @@ def add_principal(
         links = [("g", (principal.name, r, caller.tenant)) for r in roles]
         apply_change(db, caller, add=links, reason=f"create principal {principal.name}")
     db.commit()
-    state.policy.reload()
+    state.policy.ensure_fresh()
     return PrincipalOut(name=principal.name, kind=principal.kind, tenant=caller.tenant, roles=roles)
 
 
@@ -129,7 +129,7 @@ def _change_role(
         reason=f"{verb} {_role(role)} for {principal.name}",
     )
     db.commit()
-    state.policy.reload()
+    state.policy.ensure_fresh()
     return PrincipalOut(
         name=principal.name,
         kind=principal.kind,

@@ -293,6 +293,95 @@ class PolicySnapshot:
             raise RuleError(f"row filter op {op!r} is unknown in {format_rule('p2', fields)!r}")
         self._p2.setdefault((dom, sub), []).append((index, obj, col, op, value, fields))
 
+    def with_changes(self, delta: Sequence[tuple[str, Rule]], *, version: int) -> PolicySnapshot:
+        """A new snapshot: this one plus `delta` ("add" | "remove", rule), in order.
+
+        Copy on write: only the buckets, filter lists and role links a change touches are
+        copied, so a small change to a 100k-rule policy costs microseconds, not a rebuild,
+        and readers of this snapshot are never disturbed. Added rules come last in policy
+        order, as their new rows do in the database, so explanations match a full reload.
+        """
+        new = object.__new__(PolicySnapshot)
+        new.version = version
+        new._p = list(self._p)
+        new._buckets = dict(self._buckets)
+        new._p2 = dict(self._p2)
+        new._links = dict(self._links)
+        new._roles_memo = {}
+        counts = dict(self.rule_counts)
+        owned: set[tuple[str, str]] = set()  # buckets already copied for this change set
+        for op, (ptype, fields) in delta:
+            fields = tuple(fields)
+            if ptype not in ARITY or len(fields) != ARITY[ptype] or op not in ("add", "remove"):
+                raise RuleError(f"malformed change {op} {format_rule(ptype, fields)!r}")
+            if op == "add" and (problems := rule_problems(ptype, fields)):
+                raise RuleError(f"{format_rule(ptype, fields)!r}: {'; '.join(problems)}")
+            counts[ptype] += 1 if op == "add" else -1
+            if ptype == "p":
+                new._change_p(op, fields, owned)
+            elif ptype == "p2":
+                new._change_p2(op, fields, counts["p2"])
+            else:
+                new._change_g(op, fields)
+        for key in owned:
+            bucket = new._buckets[key]
+            bucket.lengths = tuple(sorted({len(p) for p in bucket.prefixes}))
+        new.rule_counts = counts
+        return new
+
+    def _change_p(self, op: str, fields: tuple[str, ...], owned: set[tuple[str, str]]) -> None:
+        sub, dom, obj = fields[0], fields[1], fields[2]
+        key = (dom, sub)
+        if key not in owned:
+            old = self._buckets.get(key) or _Bucket()
+            self._buckets[key] = _Bucket(dict(old.exact), dict(old.prefixes), old.lengths)
+            owned.add(key)
+        bucket = self._buckets[key]
+        star = obj.find("*")
+        table, slot = (bucket.exact, obj) if star < 0 else (bucket.prefixes, obj[:star])
+        if op == "add":
+            compiled: _PRule = (
+                len(self._p),
+                fields[3],
+                fields[4],
+                fields[5],
+                fields[6],
+                fields[8],
+                fields,
+            )
+            self._p.append(fields)
+            table[slot] = [*table.get(slot, ()), compiled]
+            return
+        kept = [r for r in table.get(slot, ()) if r[6] != fields]
+        if kept:
+            table[slot] = kept
+        else:
+            table.pop(slot, None)
+
+    def _change_p2(self, op: str, fields: tuple[str, ...], index: int) -> None:
+        key = (fields[1], fields[0])
+        current = self._p2.get(key, [])
+        if op == "add":
+            sub, dom, obj, col, filter_op, value = fields
+            if filter_op not in OPS:
+                raise RuleError(f"row filter op {filter_op!r} is unknown")
+            # Indexes only order filters; a fresh one above all others keeps policy order.
+            after = max((r[0] for rules in self._p2.values() for r in rules), default=-1) + 1
+            self._p2[key] = [*current, (max(after, index), obj, col, filter_op, value, fields)]
+        else:
+            self._p2[key] = [r for r in current if r[5] != fields]
+
+    def _change_g(self, op: str, fields: tuple[str, ...]) -> None:
+        user, role, dom = fields
+        links = dict(self._links.get(dom, {}))
+        targets = list(links.get(user, []))
+        if op == "add" and role not in targets:
+            targets.append(role)
+        elif op == "remove" and role in targets:
+            targets.remove(role)
+        links[user] = targets
+        self._links[dom] = links
+
     # -- roles and candidates -------------------------------------------------------------
 
     def subjects(self, subject: str, tenant: str) -> tuple[str, ...]:

@@ -96,7 +96,7 @@ def change_rules(
         _refuse_bypass(rule, caller.name)
     new_version = apply_change(db, caller, add=add, remove=remove, reason=body.reason)
     db.commit()
-    state.policy.reload()
+    state.policy.ensure_fresh()
     return {"version": new_version, "added": len(add), "removed": len(remove)}
 
 

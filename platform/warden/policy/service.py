@@ -39,6 +39,8 @@ class PolicyService:
         check_model(self._model_text)
         self._snapshot: PolicySnapshot | None = None
         self._reload_lock = threading.Lock()
+        self.full_reloads = 0  # counters, for tests and operators
+        self.replays = 0
 
     def current(self) -> PolicySnapshot:
         """The snapshot now in force; PolicyUnavailable if none was ever loaded."""
@@ -72,24 +74,40 @@ class PolicyService:
         except ValueError as exc:  # RuleError, ModelMismatch
             raise PolicyUnavailable(f"stored policy is invalid: {exc}") from exc
         self._snapshot = snapshot
+        self.full_reloads += 1
         return snapshot
 
     def ensure_fresh(self) -> PolicySnapshot:
-        """The current snapshot, reloaded first if the database holds another version.
-        Concurrent callers share one reload."""
+        """The current snapshot, brought up to the database's version first if it is behind:
+        by replaying the change log when it can (microseconds), else by a full reload.
+        Concurrent callers share one catch-up."""
         version = self.stored_version()
         snapshot = self._snapshot
         if snapshot is not None and snapshot.version == version:
             return snapshot
         with self._reload_lock:
             snapshot = self._snapshot
-            if snapshot is not None and snapshot.version == version:
+            if snapshot is not None and snapshot.version >= version:
                 return snapshot
+            if snapshot is not None and (caught_up := self._replay(snapshot)) is not None:
+                self._snapshot = caught_up
+                self.replays += 1
+                return caught_up
             return self._reload_locked()
+
+    def _replay(self, snapshot: PolicySnapshot) -> PolicySnapshot | None:
+        found = self._in_session(lambda s: store.changes_since(s, snapshot.version))
+        if found is None:
+            return None
+        version, delta = found
+        try:
+            return snapshot.with_changes(delta, version=version)
+        except ValueError:  # RuleError: a full reload will say what is wrong
+            return None
 
     def _change(self, work: Callable[[Session], store.Change]) -> PolicySnapshot:
         self._in_session(work, write=True)
-        return self.reload()
+        return self.ensure_fresh()
 
     def add_rules(self, rules: Iterable[Rule]) -> PolicySnapshot:
         """Store rules (RuleError if any is invalid), bump the version, reload."""

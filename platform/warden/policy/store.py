@@ -43,6 +43,10 @@ _VALUE_COLUMNS: Final = tuple(f"v{i}" for i in range(9))
 _STATE_ID: Final = 1
 _LOAD_ATTEMPTS: Final = 5
 _BULK_THRESHOLD: Final = 64
+# Changes bigger than this are not replayed rule by rule; replicas reload instead.
+MAX_LOGGED_RULES: Final = 1_000
+# Versions of change log kept; a replica further behind than this reloads everything.
+LOG_VERSIONS_KEPT: Final = 10_000
 
 
 class CasbinRule(Base):
@@ -66,6 +70,33 @@ class CasbinRule(Base):
         # The adapter turns rows into CSV lines with str() and pycasbin parses them back.
         values = (getattr(self, name) for name in ("ptype", *_VALUE_COLUMNS))
         return ", ".join(v for v in values if v is not None)
+
+
+class PolicyChange(Base):
+    """What each version changed, so replicas can apply a delta instead of reloading all.
+
+    A change too big to replay (a seed, a bulk import) is logged as one "reset" row: readers
+    of the log then reload everything.
+    """
+
+    __tablename__ = "policy_change"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, index=True)
+    op: Mapped[str] = mapped_column(String(8))  # add | remove | reset
+    ptype: Mapped[str | None] = mapped_column(String(255))
+    v0: Mapped[str | None] = mapped_column(String(255))
+    v1: Mapped[str | None] = mapped_column(String(255))
+    v2: Mapped[str | None] = mapped_column(String(255))
+    v3: Mapped[str | None] = mapped_column(String(255))
+    v4: Mapped[str | None] = mapped_column(String(255))
+    v5: Mapped[str | None] = mapped_column(String(255))
+    v6: Mapped[str | None] = mapped_column(String(255))
+    v7: Mapped[str | None] = mapped_column(String(255))
+    v8: Mapped[str | None] = mapped_column(String(255))
+
+
+Delta = list[tuple[str, Rule]]  # ("add" | "remove", rule), in the order they happened
 
 
 class PolicyState(Base):
@@ -181,27 +212,69 @@ def add_rules(session: Session, rules: Iterable[Rule]) -> Change:
     if not new:
         return Change(0, current_version(session))
     session.execute(insert(CasbinRule), [_row_values(p, f) for p, f in new])
-    return Change(len(new), _bump(session))
+    return _logged(session, "add", new)
 
 
 def remove_rules(session: Session, rules: Iterable[Rule]) -> Change:
     """Delete every stored copy of the given rules; bumps the version when something went."""
-    removed = 0
+    removed: list[Rule] = []
     for ptype, fields in rules:
         result = session.execute(delete(CasbinRule).where(_rule_filter(ptype, tuple(fields))))
-        removed += getattr(result, "rowcount", 0)
-    return Change(removed, _bump(session) if removed else current_version(session))
+        if getattr(result, "rowcount", 0):
+            removed.append((ptype, tuple(fields)))
+    if not removed:
+        return Change(0, current_version(session))
+    return _logged(session, "remove", removed)
 
 
 def remove_grant(session: Session, grant_id: str) -> Change:
     """Delete every p rule carrying this grant id (revocation); bumps the version if any."""
     if not grant_id:
         raise RuleError("grant id is empty")
-    result = session.execute(
-        delete(CasbinRule).where(CasbinRule.ptype == "p", CasbinRule.v7 == grant_id)
-    )
-    removed = getattr(result, "rowcount", 0)
-    return Change(removed, _bump(session) if removed else current_version(session))
+    of_grant = (CasbinRule.ptype == "p", CasbinRule.v7 == grant_id)
+    rows = session.execute(select(CasbinRule.ptype, *_value_columns()).where(*of_grant)).all()
+    removed = [rule for row in rows if (rule := _row_rule(tuple(row))) is not None]
+    if not removed:
+        return Change(0, current_version(session))
+    session.execute(delete(CasbinRule).where(*of_grant))
+    return _logged(session, "remove", removed)
+
+
+def _logged(session: Session, op: str, rules: list[Rule]) -> Change:
+    """Bump the version and log what this version did (or a reset, when it is too big)."""
+    version = _bump(session)
+    if len(rules) > MAX_LOGGED_RULES:
+        session.execute(insert(PolicyChange), [{"version": version, "op": "reset"}])
+    else:
+        rows = [{"version": version, "op": op, **_row_values(p, f)} for p, f in rules]
+        session.execute(insert(PolicyChange), rows)
+    session.execute(delete(PolicyChange).where(PolicyChange.version <= version - LOG_VERSIONS_KEPT))
+    return Change(len(rules), version)
+
+
+def changes_since(session: Session, version: int) -> tuple[int, Delta] | None:
+    """(current version, every rule change after `version`), or None when the log can't
+    bring a snapshot at `version` up to date (a reset, or versions missing from the log)."""
+    current = current_version(session)
+    rows = session.execute(
+        select(PolicyChange.version, PolicyChange.op, PolicyChange.ptype, *_log_columns())
+        .where(PolicyChange.version > version, PolicyChange.version <= current)
+        .order_by(PolicyChange.id)
+    ).all()
+    seen = {row[0] for row in rows}
+    if seen != set(range(version + 1, current + 1)):
+        return None
+    delta: Delta = []
+    for row in rows:
+        rule = _row_rule(tuple(row[2:]))
+        if row[1] == "reset" or rule is None:
+            return None
+        delta.append((row[1], rule))
+    return current, delta
+
+
+def _log_columns() -> list[Any]:
+    return [getattr(PolicyChange, name) for name in _VALUE_COLUMNS]
 
 
 def seed_from_csv(session: Session, paths: Sequence[Path]) -> Change:
