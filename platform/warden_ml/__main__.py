@@ -1,0 +1,5 @@
+import sys
+
+from warden_ml.cli import main
+
+sys.exit(main())

@@ -1,0 +1,191 @@
+"""The towers, the projector and the small sequence model ("language model" side).
+
+* ``ViTTower``: the generic vision tower, a small ViT (~0.8M parameters) on 8x8 images.
+* ``CNNTower``: the domain tower, a CLIP-style small CNN (~31k parameters).
+* ``Projector``: tower embedding -> the sequence model's width.
+* ``SeqModel``: a tiny transformer over a user's recent pins; its output scores next pins
+  by dot product with projected pin embeddings (tied input/output item embeddings).
+* ``Stack``: tower + projector + sequence model, the model that is evaluated and served.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+IMAGE_SIDE = 8
+
+
+class ViTTower(nn.Module):
+    def __init__(
+        self, dim: int = 128, depth: int = 6, heads: int = 4, mlp: int = 256, out_dim: int = 64
+    ) -> None:
+        super().__init__()
+        self.config = {"dim": dim, "depth": depth, "heads": heads, "mlp": mlp, "out_dim": out_dim}
+        self.out_dim = out_dim
+        self.patch = nn.Conv2d(1, dim, kernel_size=2, stride=2)  # 16 patches of 2x2
+        self.cls = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos = nn.Parameter(torch.randn(1, 17, dim) * 0.02)
+        layer = nn.TransformerEncoderLayer(
+            dim, heads, mlp, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+        )
+        self.blocks = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.patch(x).flatten(2).transpose(1, 2)
+        cls = self.cls.expand(tokens.shape[0], -1, -1)
+        h = self.blocks(torch.cat([cls, tokens], dim=1) + self.pos)
+        return F.normalize(self.head(self.norm(h[:, 0])), dim=-1)
+
+
+class CNNTower(nn.Module):
+    def __init__(self, c1: int = 16, c2: int = 32, c3: int = 48, out_dim: int = 64) -> None:
+        super().__init__()
+        self.config = {"c1": c1, "c2": c2, "c3": c3, "out_dim": out_dim}
+        self.out_dim = out_dim
+        self.net = nn.Sequential(
+            nn.Conv2d(1, c1, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(c1, c2, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),  # 4x4
+            nn.Conv2d(c2, c3, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),  # 2x2
+            nn.Flatten(),
+            nn.Linear(c3 * 4, out_dim),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.net(x), dim=-1)
+
+
+TOWERS: dict[str, type[nn.Module]] = {"vit": ViTTower, "cnn": CNNTower}
+
+
+def make_tower(kind: str, config: dict[str, Any] | None = None) -> nn.Module:
+    return TOWERS[kind](**(config or {}))
+
+
+class Projector(nn.Module):
+    def __init__(self, in_dim: int, d_model: int = 64) -> None:
+        super().__init__()
+        self.config = {"in_dim": in_dim, "d_model": d_model}
+        self.proj = nn.Sequential(
+            nn.Linear(in_dim, d_model), nn.GELU(), nn.Linear(d_model, d_model)
+        )
+        self.norm = nn.LayerNorm(d_model)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.proj(z))
+
+
+class SeqModel(nn.Module):
+    """Tiny transformer over the last ``max_len`` pins (left-padded; pad = masked)."""
+
+    def __init__(
+        self, d_model: int = 64, depth: int = 2, heads: int = 4, ff: int = 128, max_len: int = 8
+    ) -> None:
+        super().__init__()
+        self.config = {"d_model": d_model, "depth": depth, "heads": heads, "ff": ff}
+        self.config["max_len"] = max_len
+        self.max_len = max_len
+        self.pos = nn.Parameter(torch.randn(1, max_len, d_model) * 0.02)
+        self.blocks = nn.ModuleList(
+            nn.TransformerEncoderLayer(
+                d_model,
+                heads,
+                ff,
+                dropout=0.0,
+                activation="gelu",
+                batch_first=True,
+                norm_first=True,
+            )
+            for _ in range(depth)
+        )
+        self.norm = nn.LayerNorm(d_model)
+        self.out = nn.Linear(d_model, d_model)
+
+    def last_block_parameters(self) -> list[nn.Parameter]:
+        return [*self.blocks[-1].parameters(), *self.norm.parameters(), *self.out.parameters()]
+
+    def forward(self, items: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+        """items (B, L, d) projected pin embeddings; pad (B, L) True where padding."""
+        h = items + self.pos[:, -items.shape[1] :]
+        for block in self.blocks:
+            h = block(h, src_key_padding_mask=pad)
+        return self.out(self.norm(h[:, -1]))
+
+
+class Stack(nn.Module):
+    """tower -> projector -> sequence model; scores candidates by dot product."""
+
+    def __init__(self, tower_kind: str, tower: nn.Module, projector: Projector, seq: SeqModel):
+        super().__init__()
+        self.tower_kind = tower_kind
+        self.tower = tower
+        self.projector = projector
+        self.seq = seq
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Images (B, 1, 8, 8) -> item embeddings (B, d_model): what serving encodes."""
+        return self.projector(self.tower(images))
+
+    def user_state(self, items: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+        return self.seq(items, pad)
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "tower_kind": self.tower_kind,
+            "tower": dict(self.tower.config),  # type: ignore[arg-type]
+            "projector": dict(self.projector.config),
+            "seq": dict(self.seq.config),
+        }
+
+
+def stack_from_blob(blob: dict[str, Any]) -> Stack:
+    if blob["kind"] != "stack":
+        raise ValueError(f"expected a stack artifact, got {blob['kind']!r}")
+    cfg = blob["config"]
+    tower = make_tower(cfg["tower_kind"], cfg["tower"])
+    tower.load_state_dict(blob["tower"])
+    projector = Projector(**cfg["projector"])
+    projector.load_state_dict(blob["projector"])
+    seq = SeqModel(**cfg["seq"])
+    seq.load_state_dict(blob["seq"])
+    return Stack(cfg["tower_kind"], tower, projector, seq).eval()
+
+
+def tower_from_blob(blob: dict[str, Any]) -> tuple[str, nn.Module]:
+    if blob["kind"] == "stack":
+        stack = stack_from_blob(blob)
+        return stack.tower_kind, stack.tower
+    if blob["kind"] != "tower":
+        raise ValueError(f"expected a tower artifact, got {blob['kind']!r}")
+    cfg = blob["config"]
+    tower = make_tower(cfg["tower_kind"], cfg["tower"])
+    tower.load_state_dict(blob["tower"])
+    return cfg["tower_kind"], tower.eval()
+
+
+def n_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def flops(module: nn.Module, *inputs: torch.Tensor) -> int:
+    """FLOPs of one forward pass, counted by torch's FlopCounterMode (matmul, conv, sdpa).
+
+    Gradients stay enabled so that nn.TransformerEncoderLayer takes its decomposed path
+    (its fused inference kernel is invisible to the counter); nothing is backpropagated.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.enable_grad(), counter:
+        module(*inputs)
+    return int(counter.get_total_flops())

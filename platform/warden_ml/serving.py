@@ -1,0 +1,106 @@
+"""The two serving paths and their measurement at batch size 1 on one thread.
+
+* ``tower_only``: the image encoder alone (the number the encoder comparison quotes).
+* ``encode``: the request carries the query pin's image; the tower (+ projector) encodes it
+  at request time, then the sequence model scores the catalog.
+* ``lookup``: the query pin's embedding is looked up in the precomputed table.
+
+Latency is wall time per request (perf_counter); CPU-seconds per request is process time
+over the whole loop divided by the number of requests; cost per 1k requests prices those
+CPU-seconds at ``price_per_cpu_hour``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from warden_ml.data import gather_items
+from warden_ml.metrics import percentile
+from warden_ml.models import Stack
+
+
+class Server:
+    def __init__(self, stack: Stack, images: torch.Tensor, k: int = 10) -> None:
+        self.stack = stack.eval()
+        self.images = images
+        self.k = k
+        with torch.inference_mode():
+            self.table = torch.cat(
+                [stack.encode(images[i : i + 1024]) for i in range(0, images.shape[0], 1024)]
+            )
+
+    def encode_one(self, image: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.stack.encode(image)
+
+    def tower_one(self, image: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.stack.tower(image)
+
+    def recommend(self, window: torch.Tensor, fresh: torch.Tensor | None) -> torch.Tensor:
+        """Top-k pin rows for one request (window (1, L) of rows, last = query pin)."""
+        with torch.inference_mode():
+            items, pad = gather_items(self.table, window)
+            if fresh is not None:
+                items = items.clone()
+                items[:, -1] = fresh
+            q = self.stack.user_state(items, pad)
+            scores = q @ self.table.T
+            scores[0, window[0, -1]] = -torch.inf
+            return torch.topk(scores, self.k, dim=1).indices
+
+    def request_encode(self, window: torch.Tensor) -> torch.Tensor:
+        query = int(window[0, -1])
+        return self.recommend(window, self.encode_one(self.images[query : query + 1]))
+
+    def request_lookup(self, window: torch.Tensor) -> torch.Tensor:
+        return self.recommend(window, None)
+
+
+def measure(
+    fns: dict[str, Callable[[int], Any]],
+    n: int,
+    warmup: int = 20,
+    price_per_cpu_hour: float = 0.05,
+) -> dict[str, dict[str, float]]:
+    """Run each fn(i) for n requests on one thread, interleaved request by request so that
+    every arm sees the same machine state; per-request wall latency and CPU-seconds."""
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(1)
+    # Serving does not need bitwise-reproducible kernels; give every arm the fast ones.
+    torch.use_deterministic_algorithms(False)
+    lat: dict[str, list[float]] = {name: [] for name in fns}
+    cpu: dict[str, float] = {name: 0.0 for name in fns}
+    try:
+        for i in range(warmup):
+            for fn in fns.values():
+                fn(i)
+        for i in range(n):
+            for name, fn in fns.items():
+                c0 = time.process_time()
+                t0 = time.perf_counter()
+                fn(i)
+                lat[name].append(time.perf_counter() - t0)
+                cpu[name] += time.process_time() - c0
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+    out: dict[str, dict[str, float]] = {}
+    for name in fns:
+        per = cpu[name] / max(n, 1)
+        out[name] = {
+            "p50_ms": round(percentile(lat[name], 50) * 1e3, 5),
+            "p95_ms": round(percentile(lat[name], 95) * 1e3, 5),
+            "mean_ms": round(sum(lat[name]) / max(n, 1) * 1e3, 5),
+            "cpu_s_per_request": per,
+            "cost_per_1k_usd": per * 1000.0 / 3600.0 * price_per_cpu_hour,
+            "requests": n,
+            "threads": 1,
+            "batch_size": 1,
+        }
+    return out

@@ -1,0 +1,356 @@
+"""Training steps: the generic tower (+ its stack), the domain tower, and the swap."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from warden_ml.common import (
+    Reader,
+    Spec,
+    Timer,
+    load_model,
+    save_model,
+    say,
+    seed_everything,
+    write_metrics,
+)
+from warden_ml.data import (
+    Histories,
+    Pins,
+    gather_items,
+    next_pin_examples,
+    read_engagements,
+    read_pairs,
+    read_pins,
+)
+from warden_ml.dist import World, close_world, domain_step, init_world
+from warden_ml.losses import nt_xent
+from warden_ml.models import (
+    CNNTower,
+    Projector,
+    SeqModel,
+    Stack,
+    ViTTower,
+    n_params,
+    stack_from_blob,
+    tower_from_blob,
+)
+
+# --------------------------------------------------------------------------- helpers
+
+
+def augment(x: torch.Tensor, gen: torch.Generator, noise: float = 0.1) -> torch.Tensor:
+    """Generic image augmentations on (B, 1, 8, 8) in [0, 1]: random shift by up to one
+    pixel (pad + crop), intensity jitter, pixel dropout and Gaussian noise."""
+    b = x.shape[0]
+    padded = F.pad(x, (1, 1, 1, 1))
+    oy = torch.randint(0, 3, (b,), generator=gen)
+    ox = torch.randint(0, 3, (b,), generator=gen)
+    ar = torch.arange(8)
+    rows = (oy[:, None] + ar)[:, :, None]
+    cols = (ox[:, None] + ar)[:, None, :]
+    out = padded[torch.arange(b)[:, None, None], 0, rows, cols].unsqueeze(1)
+    scale = 0.8 + 0.4 * torch.rand(b, 1, 1, 1, generator=gen)
+    keep = (torch.rand(out.shape, generator=gen) > 0.1).to(out.dtype)
+    out = out * scale * keep + noise * torch.randn(out.shape, generator=gen)
+    return out.clamp(0.0, 1.5)
+
+
+@torch.no_grad()
+def embed_all(tower: nn.Module, images: torch.Tensor, batch: int = 1024) -> torch.Tensor:
+    tower.eval()
+    parts = [tower(images[i : i + batch]) for i in range(0, images.shape[0], batch)]
+    return torch.cat(parts, dim=0)
+
+
+@torch.no_grad()
+def digit_knn_accuracy(emb: torch.Tensor, digits: np.ndarray | None) -> float:
+    """Leave-one-out 1-NN digit accuracy of an embedding (a diagnostic, never a target)."""
+    if digits is None or emb.shape[0] < 2:
+        return float("nan")
+    n = min(emb.shape[0], 3000)
+    e = F.normalize(emb[:n], dim=-1)
+    sim = e @ e.T
+    sim.fill_diagonal_(-math.inf)
+    nn_idx = sim.argmax(dim=1).numpy()
+    return float(np.mean(digits[:n][nn_idx] == digits[:n]))
+
+
+def _every(total: int) -> int:
+    return max(1, total // 10)
+
+
+# --------------------------------------------------------------------------- stack training
+
+
+def train_stack(
+    stack: Stack,
+    pins: Pins,
+    hist: Histories,
+    steps: int,
+    trainable: list[nn.Parameter],
+    seed: int,
+    batch: int = 256,
+    lr: float = 2e-3,
+    label: str = "stack",
+) -> dict[str, float]:
+    """Next-pin training over the whole catalog (full softmax) with the tower frozen.
+
+    The tower's embeddings are computed once; only ``trainable`` parameters move.
+    """
+    windows, targets = next_pin_examples(hist, stack.seq.max_len)
+    if targets.shape[0] == 0:
+        raise ValueError("no next-pin training examples (engagements are empty)")
+    feats = embed_all(stack.tower, pins.images)
+    for p in stack.parameters():
+        p.requires_grad_(False)
+    for p in trainable:
+        p.requires_grad_(True)
+    stack.train()
+    opt = torch.optim.AdamW(trainable, lr=lr, weight_decay=1e-4)
+    rng = np.random.default_rng(seed)
+    w_t, t_t = torch.from_numpy(windows), torch.from_numpy(targets)
+    losses: list[float] = []
+    for step in range(1, steps + 1):
+        pick = torch.from_numpy(rng.integers(0, targets.shape[0], batch))
+        table = stack.projector(feats)
+        items, pad = gather_items(table, w_t[pick])
+        q = stack.seq(items, pad)
+        loss = F.cross_entropy(q @ table.T, t_t[pick])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+        if step % _every(steps) == 0 or step == steps:
+            say(f"{label} step {step}/{steps} loss {np.mean(losses[-_every(steps) :]):.4f}")
+    stack.eval()
+    for p in stack.parameters():
+        p.requires_grad_(False)
+    return {
+        f"{label}_loss_first": round(losses[0], 5),
+        f"{label}_loss_last": round(float(np.mean(losses[-_every(steps) :])), 5),
+        f"{label}_steps": steps,
+        f"{label}_examples": int(targets.shape[0]),
+    }
+
+
+def _seq_config(spec: Spec) -> dict[str, Any]:
+    return {
+        "d_model": int(spec.p("d_model", 64)),
+        "depth": int(spec.p("seq_depth", 2)),
+        "heads": 4,
+        "ff": int(spec.p("seq_ff", 128)),
+        "max_len": int(spec.p("max_len", 8)),
+    }
+
+
+def save_stack(path: Path, stack: Stack) -> None:
+    save_model(
+        path,
+        "stack",
+        stack.config(),
+        {"tower": stack.tower, "projector": stack.projector, "seq": stack.seq},
+    )
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def train_generic(spec: Spec, out: Path, client: Reader) -> dict[str, Any]:
+    """SimCLR-style augmentation invariance on pin images only (never the graph); then the
+    "language model" side (projector + sequence model) on next-pin, the tower frozen."""
+    timer = Timer()
+    seed_everything(spec.seed, spec.p("threads", None))
+    pins = read_pins(client, spec, "training")
+    cfg = {k: spec.p(k, v) for k, v in {"dim": 128, "depth": 6, "heads": 4, "mlp": 256}.items()}
+    tower = ViTTower(**cfg, out_dim=int(spec.p("out_dim", 64)))
+    say(f"generic tower: ViT {n_params(tower):,} parameters")
+    gen = torch.Generator().manual_seed(spec.seed)
+    opt = torch.optim.AdamW(tower.parameters(), lr=float(spec.p("lr", 1e-3)), weight_decay=1e-4)
+    batch = int(spec.p("batch", 128))
+    steps = int(spec.p("steps", 50))
+    n = pins.images.shape[0]
+    losses: list[float] = []
+    tower.train()
+    for step in range(1, steps + 1):
+        idx = torch.randint(0, n, (batch,), generator=gen)
+        x = pins.images[idx]
+        loss = nt_xent(tower(augment(x, gen)), tower(augment(x, gen)))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+        if step % _every(steps) == 0 or step == steps:
+            say(f"generic step {step}/{steps} loss {np.mean(losses[-_every(steps) :]):.4f}")
+    tower.eval()
+    knn = digit_knn_accuracy(embed_all(tower, pins.images), pins.digits)
+    save_model(out / "generic_tower.pt", "tower", {"tower_kind": "vit", "tower": tower.config},
+               {"tower": tower})  # fmt: skip
+    metrics: dict[str, Any] = {
+        "tower": "vit",
+        "tower_params": n_params(tower),
+        "objective": "simclr_nt_xent (augmentation invariance; no graph)",
+        "loss_first": round(losses[0], 5),
+        "loss_last": round(float(np.mean(losses[-_every(steps) :])), 5),
+        "steps": steps,
+        "batch": batch,
+        "digit_1nn_acc": round(knn, 4),
+        "artifacts": ["generic_tower.pt"],
+    }
+    stack_steps = int(spec.p("stack_steps", 200))
+    if stack_steps > 0:
+        hist = Histories.build(read_engagements(client, spec, "training"), pins)
+        seq_cfg = _seq_config(spec)
+        stack = Stack("vit", tower, Projector(tower.out_dim, seq_cfg["d_model"]),
+                      SeqModel(**seq_cfg))  # fmt: skip
+        trainable = [*stack.projector.parameters(), *stack.seq.parameters()]
+        metrics |= train_stack(stack, pins, hist, stack_steps, trainable, spec.seed + 1,
+                               batch=int(spec.p("stack_batch", 256)), label="stack")  # fmt: skip
+        save_stack(out / "generic_stack.pt", stack)
+        metrics["stack_params"] = n_params(stack)
+        metrics["artifacts"].append("generic_stack.pt")
+    metrics |= timer.done()
+    return write_metrics(out, "train-generic", metrics)
+
+
+def _mine_hard(
+    tower: nn.Module,
+    pins: Pins,
+    linked: set[int],
+    rng: np.random.Generator,
+    lo: int,
+    hi: int,
+) -> np.ndarray:
+    """For every pin, one hard negative: a random neighbour ranked in [lo, hi) under the
+    current tower that pin_pairs does not link to it (falls back to a random pin)."""
+    emb = embed_all(tower, pins.images)
+    n = emb.shape[0]
+    hi = min(hi, n - 1)
+    out = rng.integers(0, n, n)
+    if hi <= lo:
+        return out
+    for s in range(0, n, 1024):
+        sim = emb[s : s + 1024] @ emb.T
+        top: np.ndarray = torch.topk(sim, hi + 1, dim=1).indices[:, lo + 1 :].numpy()
+        pick = rng.integers(0, top.shape[1], top.shape[0])
+        chosen = top[np.arange(top.shape[0]), pick]
+        for r in range(top.shape[0]):
+            i = s + r
+            j = int(chosen[r])
+            if j != i and (min(i, j) * n + max(i, j)) not in linked:
+                out[i] = j
+    return out
+
+
+def train_domain(spec: Spec, out: Path, client: Reader) -> dict[str, Any]:
+    """CLIP-style contrastive training of the small CNN on graph positives (pin_pairs,
+    sampled by weight) with in-batch and mined hard negatives. Runs under torchrun."""
+    timer = Timer()
+    world = init_world()
+    try:
+        return _train_domain(spec, out, client, world, timer)
+    finally:
+        close_world(world)
+
+
+def _train_domain(
+    spec: Spec, out: Path, client: Reader, world: World, timer: Timer
+) -> dict[str, Any]:
+    seed_everything(spec.seed, spec.p("threads", None))
+    pins = read_pins(client, spec, "training")
+    pairs = read_pairs(client, spec, pins, "training")
+    if pairs.shape[0] == 0:
+        raise ValueError("pin_pairs is empty: nothing to learn from")
+    a_idx, b_idx = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
+    prob = pairs[:, 2] / pairs[:, 2].sum()
+    n = pins.images.shape[0]
+    linked = set((np.minimum(a_idx, b_idx) * n + np.maximum(a_idx, b_idx)).tolist())
+    cfg = {k: int(spec.p(k, v)) for k, v in {"c1": 16, "c2": 32, "c3": 48, "out_dim": 64}.items()}
+    tower = CNNTower(**cfg)
+    say(f"domain tower: CNN {n_params(tower):,} parameters; world size {world.size}")
+    rng = np.random.default_rng(spec.seed)
+    opt = torch.optim.AdamW(tower.parameters(), lr=float(spec.p("lr", 3e-3)), weight_decay=1e-4)
+    batch = int(spec.p("batch", 256))
+    steps = int(spec.p("steps", 200))
+    n_hard = int(spec.p("hard_negatives", batch // 2))
+    mine_every = int(spec.p("mine_every", 100))
+    band = spec.p("hard_band", [20, 100])
+    temperature = float(spec.p("temperature", 0.1))
+    hard_of = rng.integers(0, n, n)
+    losses: list[float] = []
+    for step in range(1, steps + 1):
+        if n_hard and (step - 1) % mine_every == 0 and step > 1:
+            hard_of = _mine_hard(tower, pins, linked, rng, int(band[0]), int(band[1]))
+        tower.train()
+        pick = rng.choice(pairs.shape[0], size=batch, p=prob)
+        flip = rng.random(batch) < 0.5
+        a = np.where(flip, b_idx[pick], a_idx[pick])
+        b = np.where(flip, a_idx[pick], b_idx[pick])
+        hard = pins.images[torch.from_numpy(hard_of[a[:n_hard]])] if n_hard else None
+        loss = domain_step(tower, opt, pins.images[torch.from_numpy(a)],
+                           pins.images[torch.from_numpy(b)], hard, world, temperature)  # fmt: skip
+        losses.append(loss)
+        if step % _every(steps) == 0 or step == steps:
+            say(f"domain step {step}/{steps} loss {np.mean(losses[-_every(steps) :]):.4f}")
+    tower.eval()
+    metrics: dict[str, Any] = {
+        "tower": "cnn",
+        "tower_params": n_params(tower),
+        "objective": "info_nce (in-batch + mined hard negatives) on pin_pairs, weight-sampled",
+        "loss_first": round(losses[0], 5),
+        "loss_last": round(float(np.mean(losses[-_every(steps) :])), 5),
+        "steps": steps,
+        "batch": batch,
+        "hard_negatives": n_hard,
+        "world_size": world.size,
+        "pairs": int(pairs.shape[0]),
+        "digit_1nn_acc": round(digit_knn_accuracy(embed_all(tower, pins.images), pins.digits), 4),
+        "artifacts": ["domain_tower.pt"],
+    }
+    metrics |= timer.done()
+    if world.rank == 0:
+        save_model(out / "domain_tower.pt", "tower", {"tower_kind": "cnn", "tower": tower.config},
+                   {"tower": tower})  # fmt: skip
+        return write_metrics(out, "train-domain", metrics)
+    return metrics
+
+
+def swap(spec: Spec, out: Path, client: Reader) -> dict[str, Any]:
+    """Replace the stack's tower with the domain tower; re-align a fresh projector with
+    everything else frozen; then post-train projector + last block on next-pin."""
+    timer = Timer()
+    seed_everything(spec.seed, spec.p("threads", None))
+    model_in = spec.model_in or {}
+    if not isinstance(model_in, dict) or "stack" not in model_in or "tower" not in model_in:
+        raise ValueError('swap needs model_in = {"stack": generic_stack.pt, "tower": domain.pt}')
+    base = stack_from_blob(load_model(model_in["stack"]))
+    kind, tower = tower_from_blob(load_model(model_in["tower"]))
+    pins = read_pins(client, spec, "training", with_digits=False)
+    hist = Histories.build(read_engagements(client, spec, "training"), pins)
+    d_model = base.seq.config["d_model"]
+    stack = Stack(kind, tower, Projector(tower.out_dim, d_model), base.seq)  # type: ignore[arg-type]
+    batch = int(spec.p("batch", 256))
+    metrics: dict[str, Any] = {"tower": kind, "tower_params": n_params(tower)}
+    align = int(spec.p("align_steps", 100))
+    post = int(spec.p("post_steps", 100))
+    metrics |= train_stack(stack, pins, hist, align, list(stack.projector.parameters()),
+                           spec.seed + 1, batch=batch, label="align")  # fmt: skip
+    trainable = [*stack.projector.parameters(), *stack.seq.last_block_parameters()]
+    metrics |= train_stack(stack, pins, hist, post, trainable, spec.seed + 2, batch=batch,
+                           lr=float(spec.p("post_lr", 1e-3)), label="post")  # fmt: skip
+    save_stack(out / "swapped_stack.pt", stack)
+    metrics |= {
+        "stack_params": n_params(stack),
+        "frozen_in_align": "tower, sequence model",
+        "trained_in_post": "projector, last sequence block, final norm/output",
+        "artifacts": ["swapped_stack.pt"],
+    }
+    metrics |= timer.done()
+    return write_metrics(out, "swap", metrics)

@@ -1,0 +1,88 @@
+"""Models, losses and metrics on small hand-made cases."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from warden_ml.data import gather_items, images_from_binary
+from warden_ml.losses import info_nce, nt_xent
+from warden_ml.metrics import all_metrics, mean_ci, mrr, ndcg_at_k, recall_at_k, target_ranks
+from warden_ml.models import CNNTower, Projector, SeqModel, Stack, ViTTower, flops, n_params
+
+
+def test_tower_sizes_and_shapes() -> None:
+    vit, cnn = ViTTower(), CNNTower()
+    assert 700_000 <= n_params(vit) <= 900_000
+    assert 20_000 <= n_params(cnn) <= 40_000
+    x = torch.rand(5, 1, 8, 8)
+    for tower in (vit.eval(), cnn.eval()):
+        z = tower(x)
+        assert z.shape == (5, 64)
+        assert torch.allclose(z.norm(dim=-1), torch.ones(5), atol=1e-5)
+    assert flops(vit, x[:1]) > 10 * flops(cnn, x[:1]) > 0
+
+
+def test_stack_scores_catalog() -> None:
+    stack = Stack("cnn", CNNTower(), Projector(64, 32), SeqModel(d_model=32, max_len=4)).eval()
+    table = stack.encode(torch.rand(10, 1, 8, 8))
+    windows = torch.tensor([[-1, -1, 3, 4], [-1, -1, -1, -1]])
+    items, pad = gather_items(table, windows)
+    assert not pad[:, -1].any() and pad[0, :2].all()
+    q = stack.user_state(items, pad)
+    assert q.shape == (2, 32) and torch.isfinite(q @ table.T).all()
+
+
+def test_images_from_binary() -> None:
+    import polars as pl
+
+    raw = bytes(range(16)) * 4
+    t = images_from_binary(pl.Series([raw, bytes(64)], dtype=pl.Binary))
+    assert t.shape == (2, 1, 8, 8) and float(t.max()) == pytest.approx(15 / 16)
+
+
+def test_info_nce_prefers_aligned_pairs() -> None:
+    g = torch.Generator().manual_seed(0)
+    a = F.normalize(torch.randn(32, 16, generator=g), dim=-1)
+    aligned = info_nce(a, a)
+    shuffled = info_nce(a, a[torch.randperm(32, generator=g)])
+    assert aligned < shuffled
+    # uniform logits: loss is log(batch)
+    zeros = torch.zeros(8, 4)
+    assert float(info_nce(zeros, zeros)) == pytest.approx(math.log(8), rel=1e-5)
+    # hard negatives that copy the positives make the anchor side harder
+    assert info_nce(a, a, hard=a[:8]) > aligned
+    w = torch.ones(32)
+    assert float(info_nce(a, a, weights=w)) == pytest.approx(float(aligned), rel=1e-6)
+
+
+def test_nt_xent_prefers_invariant_views() -> None:
+    g = torch.Generator().manual_seed(0)
+    z = F.normalize(torch.randn(16, 8, generator=g), dim=-1)
+    other = F.normalize(torch.randn(16, 8, generator=g), dim=-1)
+    assert nt_xent(z, z) < nt_xent(z, other)
+
+
+def test_ranking_metrics_by_hand() -> None:
+    scores = np.array([[0.9, 0.1, 0.5], [0.2, 0.3, 0.1], [0.5, 0.5, 0.0]])
+    ranks = target_ranks(scores, np.array([0, 0, 0]))
+    assert ranks.tolist() == [0, 1, 1]  # the tie counts against the target
+    assert recall_at_k(ranks, 1) == pytest.approx(1 / 3)
+    assert mrr(ranks) == pytest.approx((1 + 0.5 + 0.5) / 3)
+    assert ndcg_at_k(ranks, 10) == pytest.approx((1 + 2 / math.log2(3)) / 3)
+    far = np.array([0, 10, 20])
+    assert recall_at_k(far, 10) == pytest.approx(1 / 3)
+    assert ndcg_at_k(far, 10) == pytest.approx(1 / 3)
+    m = all_metrics(far, 10)
+    assert m["n"] == 3 and set(m) == {"recall@10", "mrr", "ndcg@10", "n"}
+
+
+def test_mean_ci() -> None:
+    ci = mean_ci([0.1, 0.2, 0.3])
+    assert ci["mean"] == pytest.approx(0.2)
+    assert ci["ci95"] == pytest.approx(4.303 * 0.1 / math.sqrt(3))
+    assert math.isnan(mean_ci([0.5])["ci95"])
