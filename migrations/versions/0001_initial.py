@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 05:42:15.984317
+Create Date: 2026-11-28 06:40:05.784041
 """
 
 from collections.abc import Sequence
@@ -226,6 +226,48 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_dataset_tenant_id"), ["tenant_id"], unique=False)
 
     op.create_table(
+        "job",
+        sa.Column("id", sa.String(length=12), nullable=False),
+        sa.Column("tenant_id", sa.String(length=32), nullable=False),
+        sa.Column("tenant", sa.String(length=64), nullable=False),
+        sa.Column("launcher_id", sa.String(length=32), nullable=False),
+        sa.Column("launcher", sa.String(length=64), nullable=False),
+        sa.Column("kind", sa.String(length=8), nullable=False),
+        sa.Column("step", sa.String(length=32), nullable=False),
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("spec", sa.JSON(), nullable=False),
+        sa.Column("datasets", sa.JSON(), nullable=False),
+        sa.Column("purpose", sa.String(length=32), nullable=False),
+        sa.Column("model_in", sa.JSON(), nullable=False),
+        sa.Column("timeout_s", sa.Integer(), nullable=True),
+        sa.Column("memory", sa.String(length=16), nullable=True),
+        sa.Column("cpus", sa.Double(), nullable=True),
+        sa.Column("decisions", sa.JSON(), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=True),
+        sa.Column("sandbox_id", sa.String(length=12), nullable=True),
+        sa.Column("worker_id", sa.String(length=64), nullable=True),
+        sa.Column("attempt", sa.Integer(), nullable=False),
+        sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("model_id", sa.String(length=12), nullable=True),
+        sa.Column("outputs", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["launcher_id"], ["principal.id"], name=op.f("fk_job_launcher_id_principal")
+        ),
+        sa.ForeignKeyConstraint(["tenant_id"], ["tenant.id"], name=op.f("fk_job_tenant_id_tenant")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_job")),
+    )
+    with op.batch_alter_table("job", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_job_launcher"), ["launcher"], unique=False)
+        batch_op.create_index(batch_op.f("ix_job_launcher_id"), ["launcher_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_job_sandbox_id"), ["sandbox_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_job_state"), ["state"], unique=False)
+        batch_op.create_index(batch_op.f("ix_job_tenant_id"), ["tenant_id"], unique=False)
+
+    op.create_table(
         "sandbox",
         sa.Column("id", sa.String(length=12), nullable=False),
         sa.Column("tenant_id", sa.String(length=32), nullable=False),
@@ -377,6 +419,33 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_job_token_sandbox_id"), ["sandbox_id"], unique=False)
 
     op.create_table(
+        "model",
+        sa.Column("id", sa.String(length=12), nullable=False),
+        sa.Column("tenant_id", sa.String(length=32), nullable=False),
+        sa.Column("tenant", sa.String(length=64), nullable=False),
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("job_id", sa.String(length=12), nullable=False),
+        sa.Column("launcher", sa.String(length=64), nullable=False),
+        sa.Column("kind", sa.String(length=8), nullable=False),
+        sa.Column("step", sa.String(length=32), nullable=False),
+        sa.Column("metrics", sa.JSON(), nullable=False),
+        sa.Column("artifacts", sa.JSON(), nullable=False),
+        sa.Column("reports", sa.JSON(), nullable=False),
+        sa.Column("lineage", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["job_id"], ["job.id"], name=op.f("fk_model_job_id_job")),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenant.id"], name=op.f("fk_model_tenant_id_tenant")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_model")),
+        sa.UniqueConstraint("tenant_id", "name", "version", name="uq_model_tenant_name_version"),
+    )
+    with op.batch_alter_table("model", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_model_job_id"), ["job_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_model_tenant_id"), ["tenant_id"], unique=False)
+
+    op.create_table(
         "access_grant",
         sa.Column("id", sa.String(length=32), nullable=False),
         sa.Column("tenant_id", sa.String(length=32), nullable=False),
@@ -472,6 +541,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_access_grant_dataset_id"))
 
     op.drop_table("access_grant")
+    with op.batch_alter_table("model", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_model_tenant_id"))
+        batch_op.drop_index(batch_op.f("ix_model_job_id"))
+
+    op.drop_table("model")
     with op.batch_alter_table("job_token", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_job_token_sandbox_id"))
 
@@ -498,6 +572,14 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_sandbox_instance"))
 
     op.drop_table("sandbox")
+    with op.batch_alter_table("job", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_job_tenant_id"))
+        batch_op.drop_index(batch_op.f("ix_job_state"))
+        batch_op.drop_index(batch_op.f("ix_job_sandbox_id"))
+        batch_op.drop_index(batch_op.f("ix_job_launcher_id"))
+        batch_op.drop_index(batch_op.f("ix_job_launcher"))
+
+    op.drop_table("job")
     with op.batch_alter_table("dataset", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_dataset_tenant_id"))
 

@@ -137,35 +137,13 @@ def test_deny_cancel_break_glass_sign_off_and_terms(live_warden: Any, access: Ac
     }
     assert states == {a: "denied", b: "cancelled"}
 
-    refused = cli(
-        live,
-        "mallory",
-        "access",
-        "break-glass",
-        "users",
-        "--purpose",
-        "analytics",
-        "--reason",
-        "x",
-        "--yes",
-    )
+    def break_glass(who: str, reason: str, *more: str) -> Any:
+        args = ("break-glass", "users", "--purpose", "analytics", "--reason", reason, "--yes")
+        return cli(live, who, "access", *args, *more)
+
+    refused = break_glass("mallory", "x")
     assert refused.exit_code == 2 and "Forbidden (403)" in refused.output
-    (bg,) = as_json(
-        cli(
-            live,
-            "alice",
-            "access",
-            "break-glass",
-            "users",
-            "--purpose",
-            "analytics",
-            "--reason",
-            "incident 7",
-            "--yes",
-            "--format",
-            "json",
-        )
-    )
+    (bg,) = as_json(break_glass("alice", "incident 7", "--format", "json"))
     assert bg["needs_review"] is True
     flagged = ok(cli(live, "sam", "access", "grants", "--needs-review"))
     assert bg["id"] in flagged.stdout and "break-glass" in flagged.stdout

@@ -42,26 +42,29 @@ def record(
     db: Session,
     state: AppState,
     actor: Actor,
-    *,
-    tenant: str,
-    subject: str,
-    subject_id: str,
+    tenant: Tenant,
+    row: AccessRequest | AccessGrant,
     event: str,
     from_state: str | None,
     to_state: str,
-    action: str,
+    *,
+    action: str | None = None,
     reason: str = "",
-    dataset: str | None = None,
-    purpose: str | None = None,
     columns: Sequence[str] = (),
     masked: Sequence[str] = (),
-    grant_ids: Sequence[str] = (),
     policy_version: int | None = None,
     details: Mapping[str, Any] | None = None,
 ) -> None:
+    """Record `row` moving from `from_state` to `to_state`; the action is
+    access.<subject>.<event> unless named, and a grant's event carries its id and holder."""
+    if isinstance(row, AccessGrant):
+        subject, grant_ids = "grant", [row.id]
+        details = {"principal": row.principal, **(details or {})}
+    else:
+        subject, grant_ids = "request", []
     attributes = {
         "warden.access.subject": subject,
-        "warden.access.id": subject_id,
+        "warden.access.id": row.id,
         "warden.access.event": event,
         "warden.access.from": from_state,
         "warden.access.to": to_state,
@@ -71,21 +74,21 @@ def record(
         audit = append(
             db,
             AuditRecord(
-                action=action,
+                action=action or f"access.{subject}.{event}",
                 decision="allow",
                 actor=actor.name,
                 actor_kind=actor.kind,
                 on_behalf_of=actor.on_behalf_of,
-                tenant=tenant,
-                dataset=dataset,
-                purpose=purpose,
+                tenant=tenant.name,
+                dataset=row.dataset,
+                purpose=row.purpose,
                 columns=list(columns),
                 masked_columns=list(masked),
-                grant_ids=list(grant_ids),
+                grant_ids=grant_ids,
                 policy_version=policy_version,
                 reason=reason or None,
                 details={
-                    f"{subject}_id": subject_id,
+                    f"{subject}_id": row.id,
                     "event": event,
                     "from": from_state,
                     "to": to_state,
@@ -97,7 +100,7 @@ def record(
     db.add(
         AccessTransition(
             subject=subject,
-            subject_id=subject_id,
+            subject_id=row.id,
             event=event,
             from_state=from_state,
             to_state=to_state,
@@ -138,7 +141,22 @@ def notify(
     )
 
 
-def resolved_recipients(
-    db: Session, state: AppState, tenant: Tenant, view: DatasetView, requester: str
+def holder_and_reviewers(
+    db: Session, state: AppState, tenant: Tenant, view: DatasetView, holder: str
 ) -> list[str]:
-    return [requester, *reviewers_of(db, state, tenant, view)]
+    return [holder, *reviewers_of(db, state, tenant, view)]
+
+
+def notify_resolved(
+    db: Session,
+    state: AppState,
+    tenant: Tenant,
+    view: DatasetView,
+    req: AccessRequest,
+    grant: AccessGrant | None = None,
+) -> None:
+    """Tell the requester and the dataset's reviewers how a request ended."""
+    recipients = holder_and_reviewers(db, state, tenant, view, req.requester)
+    notify(
+        db, state, tenant, "access.request.resolved", req.id, recipients, request=req, grant=grant
+    )

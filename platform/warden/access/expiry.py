@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from warden.access import repository as repo
-from warden.access.events import SYSTEM, SYSTEM_ACTOR, notify, record, resolved_recipients
-from warden.access.models import AccessGrant, AccessRequest
+from warden.access.events import SYSTEM, SYSTEM_ACTOR, notify_resolved, record
+from warden.access.models import AccessGrant, AccessRequest, Subject
 from warden.access.present import aware
 from warden.api.state import AppState
 from warden.audit.service import AuditRecord, append
@@ -42,57 +42,32 @@ def expire_due(db: Session, state: AppState) -> Tidied:
     for request_id in repo.due_requests(db, now):
         if not repo.move_request(db, request_id, "pending", "expired", now):
             continue
-        req = db.get(AccessRequest, request_id)
-        assert req is not None
-        db.refresh(req)
-        tenant = db.get(Tenant, req.tenant_id)
-        assert tenant is not None
-        record(
-            db,
-            state,
-            SYSTEM_ACTOR,
-            tenant=tenant.name,
-            subject="request",
-            subject_id=req.id,
-            event="expired",
-            from_state="pending",
-            to_state="expired",
-            action="access.request.expired",
-            reason=f"pending for longer than {state.settings.access_pending_ttl_hours:g}h",
-            dataset=req.dataset,
-            purpose=req.purpose,
-        )
+        tenant, req = _reloaded(db, AccessRequest, request_id)
+        reason = f"pending for longer than {state.settings.access_pending_ttl_hours:g}h"
+        record(db, state, SYSTEM_ACTOR, tenant, req, "expired", "pending", "expired", reason=reason)
         view = load_view(db, state.settings.datasets_dir, tenant.name, req.dataset)
-        recipients = resolved_recipients(db, state, tenant, view, req.requester)
-        notify(db, state, tenant, "access.request.resolved", req.id, recipients, request=req)
+        notify_resolved(db, state, tenant, view, req)
         done.requests_expired += 1
     for grant_id in repo.due_grants(db, now):
         if not repo.move_grant(db, grant_id, "active", "expired", now):
             continue
-        grant = db.get(AccessGrant, grant_id)
-        assert grant is not None
-        db.refresh(grant)
-        tenant = db.get(Tenant, grant.tenant_id)
-        assert tenant is not None
+        tenant, grant = _reloaded(db, AccessGrant, grant_id)
+        reason = f"expired at {format_now(aware(grant.expires_at))}"
         record(
-            db,
-            state,
-            SYSTEM_ACTOR,
-            tenant=tenant.name,
-            subject="grant",
-            subject_id=grant.id,
-            event="expired",
-            from_state="active",
-            to_state="expired",
-            action="access.grant.expired",
-            reason=f"expired at {format_now(aware(grant.expires_at))}",
-            dataset=grant.dataset,
-            purpose=grant.purpose,
-            grant_ids=[grant.id],
-            details={"principal": grant.principal},
+            db, state, SYSTEM_ACTOR, tenant, grant, "expired", "active", "expired", reason=reason
         )
         done.grants_expired += 1
     return done
+
+
+def _reloaded(db: Session, model: type[Subject], subject_id: str) -> tuple[Tenant, Subject]:
+    """A row just moved by an UPDATE (which left the session's copy stale), with its tenant."""
+    row = db.get(model, subject_id)
+    assert row is not None
+    db.refresh(row)
+    tenant = db.get(Tenant, row.tenant_id)
+    assert tenant is not None
+    return tenant, row
 
 
 def prune_rules(db: Session, state: AppState) -> int:

@@ -4,6 +4,7 @@ either, per-dataset access settings, and the webhook outbox. Nothing here is eve
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -97,6 +98,10 @@ class AccessGrant(Base):
     needs_review: Mapped[bool] = mapped_column(Boolean, default=False)
     signed_off_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     signed_off_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+# The two things a transition is about; functions over either keep the row's own type.
+Subject = TypeVar("Subject", AccessRequest, AccessGrant)
 
 
 class AccessTransition(Base):

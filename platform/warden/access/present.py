@@ -27,14 +27,12 @@ def aware(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return aware(value).isoformat().replace("+00:00", "Z")
-
-
 def _iso(value: datetime) -> str:
     return aware(value).isoformat().replace("+00:00", "Z")
+
+
+def iso(value: datetime | None) -> str | None:
+    return None if value is None else _iso(value)
 
 
 def transition_out(t: AccessTransition) -> TransitionOut:
@@ -49,6 +47,10 @@ def transition_out(t: AccessTransition) -> TransitionOut:
         reason=t.reason,
         audit_event_id=t.audit_event_id,
     )
+
+
+def _history(history: Sequence[AccessTransition] | None) -> list[TransitionOut] | None:
+    return [transition_out(t) for t in history] if history is not None else None
 
 
 def request_out(
@@ -84,7 +86,7 @@ def request_out(
         ]
         if with_reviews
         else None,
-        history=[transition_out(t) for t in history] if history is not None else None,
+        history=_history(history),
     )
 
 
@@ -107,7 +109,7 @@ def grant_out(grant: AccessGrant, *, history: Sequence[AccessTransition] | None 
         needs_review=grant.needs_review,
         signed_off_by=grant.signed_off_by,
         signed_off_at=iso(grant.signed_off_at),
-        history=[transition_out(t) for t in history] if history is not None else None,
+        history=_history(history),
     )
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from sqlalchemy import exists, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, exists, func, select, update
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from warden.access.models import (
     AccessGrant,
@@ -14,6 +14,7 @@ from warden.access.models import (
     AccessReview,
     AccessSetting,
     AccessTransition,
+    Subject,
     WebhookDelivery,
 )
 from warden.catalog.models import Dataset
@@ -26,56 +27,24 @@ def _sqlite(db: Session) -> bool:
     return db.get_bind().dialect.name == "sqlite"
 
 
-def lock_request(db: Session, request_id: str, tenant_id: str) -> AccessRequest | None:
-    """The request row, locked until the transaction ends (SELECT … FOR UPDATE).
+def find(
+    db: Session, model: type[Subject], subject_id: str, tenant_id: str, *, lock: bool = False
+) -> Subject | None:
+    """A tenant's request or grant; `lock` holds its row until the transaction ends
+    (SELECT … FOR UPDATE).
 
     SQLite has no row locks: a no-op write first takes the database write lock (waiting on the
     busy timeout), so two reviews of one request run one after the other there too.
     """
-    if _sqlite(db):
+    if lock and _sqlite(db):
         db.execute(
-            update(AccessRequest)
-            .where(AccessRequest.id == request_id)
-            .values(state=AccessRequest.state),
+            update(model).where(model.id == subject_id).values(state=model.state),
             execution_options={"synchronize_session": False},
         )
-    query = (
-        select(AccessRequest)
-        .where(AccessRequest.id == request_id, AccessRequest.tenant_id == tenant_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    query = select(model).where(model.id == subject_id, model.tenant_id == tenant_id)
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
     return db.scalar(query)
-
-
-def lock_grant(db: Session, grant_id: str, tenant_id: str) -> AccessGrant | None:
-    """The grant row, locked until the transaction ends (see lock_request)."""
-    if _sqlite(db):
-        db.execute(
-            update(AccessGrant).where(AccessGrant.id == grant_id).values(state=AccessGrant.state),
-            execution_options={"synchronize_session": False},
-        )
-    query = (
-        select(AccessGrant)
-        .where(AccessGrant.id == grant_id, AccessGrant.tenant_id == tenant_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    return db.scalar(query)
-
-
-def get_request(db: Session, request_id: str, tenant_id: str) -> AccessRequest | None:
-    return db.scalar(
-        select(AccessRequest).where(
-            AccessRequest.id == request_id, AccessRequest.tenant_id == tenant_id
-        )
-    )
-
-
-def get_grant(db: Session, grant_id: str, tenant_id: str) -> AccessGrant | None:
-    return db.scalar(
-        select(AccessGrant).where(AccessGrant.id == grant_id, AccessGrant.tenant_id == tenant_id)
-    )
 
 
 def grant_of_request(db: Session, request_id: str) -> AccessGrant | None:
@@ -107,6 +76,33 @@ def transitions_of(db: Session, subject_ids: Sequence[str]) -> list[AccessTransi
     return list(db.scalars(query))
 
 
+def _visible(
+    model: type[Subject],
+    holder: InstrumentedAttribute[str],
+    tenant_id: str,
+    *,
+    visible_to: str | None,
+    reviewable_datasets: Collection[str],
+    states: Collection[str],
+    holder_id: str | None,
+    dataset: str | None,
+) -> Select[Subject]:
+    """A tenant's requests or grants. `visible_to` (a principal id) keeps only those it holds
+    and those on `reviewable_datasets` (None: all of them); `holder_id` keeps only its own."""
+    query = select(model).where(model.tenant_id == tenant_id)
+    if visible_to is not None:
+        query = query.where(
+            (holder == visible_to) | model.dataset_id.in_(list(reviewable_datasets))
+        )
+    if states:
+        query = query.where(model.state.in_(list(states)))
+    if holder_id is not None:
+        query = query.where(holder == holder_id)
+    if dataset is not None:
+        query = query.where(model.dataset == dataset)
+    return query
+
+
 def list_requests(
     db: Session,
     tenant_id: str,
@@ -119,21 +115,18 @@ def list_requests(
     dataset: str | None = None,
     limit: int = 100,
 ) -> list[AccessRequest]:
-    """Requests of a tenant, newest first. `visible_to` (a principal id) keeps only its own
-    requests and those on `reviewable_datasets` (None: every request). `reviewable_by`
-    keeps pending requests on those datasets that this principal neither made nor reviewed."""
-    query = select(AccessRequest).where(AccessRequest.tenant_id == tenant_id)
-    if visible_to is not None:
-        query = query.where(
-            (AccessRequest.requester_id == visible_to)
-            | AccessRequest.dataset_id.in_(list(reviewable_datasets))
-        )
-    if states:
-        query = query.where(AccessRequest.state.in_(list(states)))
-    if requester_id is not None:
-        query = query.where(AccessRequest.requester_id == requester_id)
-    if dataset is not None:
-        query = query.where(AccessRequest.dataset == dataset)
+    """Requests of a tenant, newest first, as `_visible` filters them. `reviewable_by` keeps
+    pending requests on `reviewable_datasets` that this principal neither made nor reviewed."""
+    query = _visible(
+        AccessRequest,
+        AccessRequest.requester_id,
+        tenant_id,
+        visible_to=visible_to,
+        reviewable_datasets=reviewable_datasets,
+        states=states,
+        holder_id=requester_id,
+        dataset=dataset,
+    )
     if reviewable_by is not None:
         reviewed = exists().where(
             AccessReview.request_id == AccessRequest.id,
@@ -161,19 +154,17 @@ def list_grants(
     needs_review: bool | None = None,
     limit: int = 100,
 ) -> list[AccessGrant]:
-    """Grants of a tenant, newest first, with the same visibility rule as requests."""
-    query = select(AccessGrant).where(AccessGrant.tenant_id == tenant_id)
-    if visible_to is not None:
-        query = query.where(
-            (AccessGrant.principal_id == visible_to)
-            | AccessGrant.dataset_id.in_(list(reviewable_datasets))
-        )
-    if states:
-        query = query.where(AccessGrant.state.in_(list(states)))
-    if principal_id is not None:
-        query = query.where(AccessGrant.principal_id == principal_id)
-    if dataset is not None:
-        query = query.where(AccessGrant.dataset == dataset)
+    """Grants of a tenant, newest first, as `_visible` filters them."""
+    query = _visible(
+        AccessGrant,
+        AccessGrant.principal_id,
+        tenant_id,
+        visible_to=visible_to,
+        reviewable_datasets=reviewable_datasets,
+        states=states,
+        holder_id=principal_id,
+        dataset=dataset,
+    )
     if needs_review is not None:
         query = query.where(AccessGrant.needs_review == needs_review)
     query = query.order_by(AccessGrant.starts_at.desc(), AccessGrant.id.desc())

@@ -6,7 +6,7 @@ the request's transaction; a call that changed rules commits, then reloads the p
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from fastapi import APIRouter, Query, Request
 
@@ -43,22 +43,30 @@ GrantState = Literal["active", "expired", "revoked"]
 DeliveryState = Literal["pending", "delivered", "failed"]
 Limit = Annotated[int, Query(ge=1, le=repo.MAX_LIST)]
 DatasetName = Annotated[str | None, Query(max_length=64)]
+Body = TypeVar("Body", RequestOut, GrantOut, DeliveryOut)
 
 
-def _finish(request: Request, db: DbSession, state: AppState, outcome: Outcome) -> None:
-    """Commit, then make the change visible: reload rules, wake the webhook sender."""
+def _finish(request: Request, db: DbSession, state: AppState, outcome: Outcome, body: Body) -> Body:
+    """Commit, then make the change visible: reload rules, wake the webhook sender. The
+    response `body` is built by the caller before the commit."""
     db.commit()
     if outcome.policy_changed:
         state.policy.ensure_fresh()
     worker = worker_of(request.app)
     if worker is not None:
         worker.wake()
+    return body
 
 
 def _request_body(db: DbSession, outcome: Outcome) -> RequestOut:
     assert outcome.request is not None
     req = outcome.request
     return request_out(req, repo.reviews_of(db, [req.id])[req.id], with_reviews=True)
+
+
+def _grant_body(outcome: Outcome) -> GrantOut:
+    assert outcome.grant is not None
+    return grant_out(outcome.grant)
 
 
 @router.post("/requests", status_code=201, response_model=RequestOut, summary="Ask for access")
@@ -68,9 +76,7 @@ def create_request(
     """{dataset, columns (optional subset), purpose, duration (e.g. 7d), justification}."""
     expiry.expire_due_now(state)
     outcome = service.create_request(db, state, caller, body)
-    out = _request_body(db, outcome)
-    _finish(request, db, state, outcome)
-    return out
+    return _finish(request, db, state, outcome, _request_body(db, outcome))
 
 
 @router.get(
@@ -121,9 +127,7 @@ def review_request(
     """A reviewer's {decision: approve | deny, comment}; the quorum's last approval grants."""
     expiry.expire_due_now(state)
     outcome = service.review(db, state, caller, request_id, body.decision, body.comment)
-    out = _request_body(db, outcome)
-    _finish(request, db, state, outcome)
-    return out
+    return _finish(request, db, state, outcome, _request_body(db, outcome))
 
 
 @router.post(
@@ -139,9 +143,7 @@ def cancel_request(
 ) -> RequestOut:
     expiry.expire_due_now(state)
     outcome = service.cancel(db, state, caller, request_id, body.reason)
-    out = _request_body(db, outcome)
-    _finish(request, db, state, outcome)
-    return out
+    return _finish(request, db, state, outcome, _request_body(db, outcome))
 
 
 @router.get("/grants", summary="Grants you hold or may review")
@@ -188,10 +190,7 @@ def revoke_grant(
     """{reason}: the grant's rules go at once; the very next read on any replica is denied."""
     expiry.expire_due_now(state)
     outcome = service.revoke(db, state, caller, grant_id, body.reason)
-    assert outcome.grant is not None
-    out = grant_out(outcome.grant)
-    _finish(request, db, state, outcome)
-    return out
+    return _finish(request, db, state, outcome, _grant_body(outcome))
 
 
 @router.post(
@@ -207,10 +206,7 @@ def sign_off_grant(
 ) -> GrantOut:
     expiry.expire_due_now(state)
     outcome = service.sign_off(db, state, caller, grant_id, body.comment)
-    assert outcome.grant is not None
-    out = grant_out(outcome.grant)
-    _finish(request, db, state, outcome)
-    return out
+    return _finish(request, db, state, outcome, _grant_body(outcome))
 
 
 @router.post("/break-glass", status_code=201, response_model=GrantOut, summary="Emergency access")
@@ -221,10 +217,7 @@ def break_glass(
     "needs review" until a reviewer signs it off."""
     expiry.expire_due_now(state)
     outcome = service.break_glass(db, state, caller, body)
-    assert outcome.grant is not None
-    out = grant_out(outcome.grant)
-    _finish(request, db, state, outcome)
-    return out
+    return _finish(request, db, state, outcome, _grant_body(outcome))
 
 
 @router.get("/settings/{dataset}", response_model=SettingsOut, summary="A dataset's access terms")
@@ -274,9 +267,7 @@ def retry_delivery(
     if delivery.state != "failed":
         raise Conflict(f"delivery {delivery.id} is {delivery.state}; only a failed one is retried")
     webhooks.retry(db, delivery)
-    out = delivery_out(delivery)
-    _finish(request, db, state, Outcome())
-    return out
+    return _finish(request, db, state, Outcome(), delivery_out(delivery))
 
 
 @router.post("/tidy", summary="Expire what is due and drop ended grants' rules now")

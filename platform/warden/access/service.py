@@ -27,12 +27,19 @@ from warden.access.events import (
     SYSTEM_ACTOR,
     Actor,
     actor_of,
+    holder_and_reviewers,
     notify,
+    notify_resolved,
     record,
-    resolved_recipients,
 )
 from warden.access.ids import BREAK_GLASS_PREFIX, GRANT_PREFIX, REQUEST_PREFIX, new_id
-from warden.access.models import AccessGrant, AccessRequest, AccessReview, AccessTransition
+from warden.access.models import (
+    AccessGrant,
+    AccessRequest,
+    AccessReview,
+    AccessTransition,
+    Subject,
+)
 from warden.access.present import aware
 from warden.access.rights import (
     ACCESS_OBJECT,
@@ -76,6 +83,57 @@ def create_request(db: Session, state: AppState, caller: Caller, body: RequestCr
             f"duration {format_duration(body.duration)} is over the maximum of"
             f" {format_duration(terms.max_duration_s)} for {view.name!r} ({view.classification})"
         )
+    req = _add_request(
+        db,
+        state,
+        caller,
+        tenant,
+        view,
+        kind="request",
+        columns=columns,
+        purpose=body.purpose,
+        duration_s=body.duration,
+        justification=body.justification,
+        quorum=terms.quorum,
+    )
+    record(
+        db,
+        state,
+        actor_of(caller),
+        tenant,
+        req,
+        "created",
+        None,
+        "pending",
+        reason=body.justification,
+        columns=columns,
+        details={"duration_s": body.duration, "quorum": terms.quorum},
+    )
+    if terms.quorum == 0:
+        reason = f"{view.classification} data: granted at once"
+        grant = _approve(db, state, tenant, req, view, SYSTEM_ACTOR, reason)
+        notify_resolved(db, state, tenant, view, req, grant)
+        return Outcome(req, grant, policy_changed=True)
+    reviewers = _other_reviewers(db, state, caller, tenant, view)
+    notify(db, state, tenant, "access.request.created", req.id, reviewers, request=req)
+    return Outcome(req)
+
+
+def _add_request(
+    db: Session,
+    state: AppState,
+    caller: Caller,
+    tenant: Tenant,
+    view: DatasetView,
+    *,
+    kind: str,
+    columns: list[str],
+    purpose: str,
+    duration_s: int,
+    justification: str,
+    quorum: int,
+) -> AccessRequest:
+    """A new request row by `caller`; a break-glass one is approved as it is made."""
     now = state.now()
     req = AccessRequest(
         id=new_id(REQUEST_PREFIX),
@@ -84,61 +142,46 @@ def create_request(db: Session, state: AppState, caller: Caller, body: RequestCr
         dataset=view.name,
         requester_id=caller.principal_id,
         requester=caller.name,
-        kind="request",
+        kind=kind,
         columns=columns,
-        purpose=body.purpose,
-        duration_s=body.duration,
-        justification=body.justification,
+        purpose=purpose,
+        duration_s=duration_s,
+        justification=justification,
         classification=view.classification,
-        quorum=terms.quorum,
+        quorum=quorum,
         state="pending",
         created_at=now,
         pending_until=now + timedelta(hours=state.settings.access_pending_ttl_hours),
     )
+    if kind == "break_glass":
+        req.state, req.pending_until, req.resolved_at = "approved", now, now
     db.add(req)
     db.flush()
+    return req
+
+
+def _other_reviewers(
+    db: Session, state: AppState, caller: Caller, tenant: Tenant, view: DatasetView
+) -> list[str]:
+    return [r for r in reviewers_of(db, state, tenant, view) if r != caller.name]
+
+
+def _close(
+    db: Session,
+    state: AppState,
+    actor: Actor,
+    tenant: Tenant,
+    req: AccessRequest,
+    to_state: str,
+    reason: str,
+    columns: Sequence[str] = (),
+) -> None:
+    """Move a pending request to its final state, and record it."""
+    req.state = to_state
+    req.resolved_at = state.now()
     record(
-        db,
-        state,
-        actor_of(caller),
-        tenant=tenant.name,
-        subject="request",
-        subject_id=req.id,
-        event="created",
-        from_state=None,
-        to_state="pending",
-        action="access.request.created",
-        reason=body.justification,
-        dataset=view.name,
-        purpose=body.purpose,
-        columns=columns,
-        details={"duration_s": body.duration, "quorum": terms.quorum},
+        db, state, actor, tenant, req, to_state, "pending", to_state, reason=reason, columns=columns
     )
-    if terms.quorum == 0:
-        grant = _approve(
-            db,
-            state,
-            tenant,
-            req,
-            view,
-            SYSTEM_ACTOR,
-            f"{view.classification} data: granted at once",
-        )
-        recipients = resolved_recipients(db, state, tenant, view, req.requester)
-        notify(
-            db,
-            state,
-            tenant,
-            "access.request.resolved",
-            req.id,
-            recipients,
-            request=req,
-            grant=grant,
-        )
-        return Outcome(req, grant, policy_changed=True)
-    reviewers = [r for r in reviewers_of(db, state, tenant, view) if r != caller.name]
-    notify(db, state, tenant, "access.request.created", req.id, reviewers, request=req)
-    return Outcome(req)
 
 
 def _approve(
@@ -151,25 +194,7 @@ def _approve(
     reason: str,
 ) -> AccessGrant:
     """Close a pending request as approved and create its grant (duration starts now)."""
-    now = state.now()
-    req.state = "approved"
-    req.resolved_at = now
-    record(
-        db,
-        state,
-        actor,
-        tenant=tenant.name,
-        subject="request",
-        subject_id=req.id,
-        event="approved",
-        from_state="pending",
-        to_state="approved",
-        action="access.request.approved",
-        reason=reason,
-        dataset=req.dataset,
-        purpose=req.purpose,
-        columns=req.columns,
-    )
+    _close(db, state, actor, tenant, req, "approved", reason, columns=req.columns)
     return _grant(db, state, tenant, req, view, actor, reason, break_glass=False)
 
 
@@ -215,22 +240,16 @@ def _grant(
         db,
         state,
         actor,
-        tenant=tenant.name,
-        subject="grant",
-        subject_id=grant.id,
-        event="created",
-        from_state=None,
-        to_state="active",
-        action="access.grant.created",
+        tenant,
+        grant,
+        "created",
+        None,
+        "active",
         reason=reason,
-        dataset=view.name,
-        purpose=req.purpose,
         columns=grant.columns,
         masked=masked,
-        grant_ids=[grant.id],
         policy_version=change.version,
         details={
-            "principal": grant.principal,
             "request_id": req.id,
             "expires_at": format_now(aware(expires)),
             "rules": len(rules),
@@ -264,12 +283,29 @@ def grant_rules(grant: AccessGrant, tenant: str) -> list[Rule]:
     ]
 
 
-def _locked_request(db: Session, caller: Caller, request_id: str) -> tuple[Tenant, AccessRequest]:
+def _find(
+    db: Session, caller: Caller, model: type[Subject], subject_id: str, *, lock: bool = False
+) -> tuple[Tenant, Subject]:
     tenant = get_tenant(db, caller.tenant)
-    req = repo.lock_request(db, request_id[:32], tenant.id)
-    if req is None:
-        raise NotFound(f"no access request {request_id[:40]!r}")
-    return tenant, req
+    row = repo.find(db, model, subject_id[:32], tenant.id, lock=lock)
+    if row is None:
+        raise _not_found(model, subject_id)
+    return tenant, row
+
+
+def _not_found(model: type[Subject], subject_id: str) -> NotFound:
+    what = "access request" if model is AccessRequest else "grant"
+    return NotFound(f"no {what} {subject_id[:40]!r}")
+
+
+def _visible(
+    db: Session, state: AppState, caller: Caller, tenant: Tenant, holder_id: str, dataset_id: str
+) -> bool:
+    """Its holder sees a request or grant; so do those who review or see all of them."""
+    if holder_id == caller.principal_id:
+        return True
+    vis = visibility(db, state, caller, tenant)
+    return vis.see_all or dataset_id in vis.reviewable
 
 
 def _check_pending(state: AppState, req: AccessRequest, verb: str) -> None:
@@ -285,7 +321,7 @@ def review(
     """Approve or deny. The request row is locked first, so concurrent reviews run one after
     another: quorum is counted once, and a reviewer counts once (unique per request)."""
     require_person(caller)
-    tenant, req = _locked_request(db, caller, request_id)
+    tenant, req = _find(db, caller, AccessRequest, request_id, lock=True)
     view = load_view(db, state.settings.datasets_dir, caller.tenant, req.dataset)
     if req.requester_id == caller.principal_id:
         raise Forbidden("a requester never reviews their own request, whatever their roles")
@@ -317,80 +353,40 @@ def review(
         db,
         state,
         actor,
-        tenant=tenant.name,
-        subject="request",
-        subject_id=req.id,
-        event=decision,
-        from_state="pending",
-        to_state="pending",
+        tenant,
+        req,
+        decision,
+        "pending",
+        "pending",
         action="access.request.reviewed",
         reason=comment,
-        dataset=req.dataset,
-        purpose=req.purpose,
         details={"decision": decision, "approvals": len(approvals), "quorum": req.quorum},
     )
     if decision == "deny":
-        req.state = "denied"
-        req.resolved_at = state.now()
-        record(
-            db,
-            state,
-            actor,
-            tenant=tenant.name,
-            subject="request",
-            subject_id=req.id,
-            event="denied",
-            from_state="pending",
-            to_state="denied",
-            action="access.request.denied",
-            reason=comment or "denied",
-            dataset=req.dataset,
-            purpose=req.purpose,
-        )
-        recipients = resolved_recipients(db, state, tenant, view, req.requester)
-        notify(db, state, tenant, "access.request.resolved", req.id, recipients, request=req)
+        _close(db, state, actor, tenant, req, "denied", comment or "denied")
+        notify_resolved(db, state, tenant, view, req)
         return Outcome(req)
     if len(approvals) < req.quorum:
         return Outcome(req)
     reason = f"{len(approvals)} of {req.quorum} approvals"
     grant = _approve(db, state, tenant, req, view, actor, reason)
-    recipients = resolved_recipients(db, state, tenant, view, req.requester)
-    notify(
-        db, state, tenant, "access.request.resolved", req.id, recipients, request=req, grant=grant
-    )
+    notify_resolved(db, state, tenant, view, req, grant)
     return Outcome(req, grant, policy_changed=True)
 
 
 def cancel(db: Session, state: AppState, caller: Caller, request_id: str, reason: str) -> Outcome:
     """The requester withdraws a pending request."""
     require_person(caller)
-    tenant, req = _locked_request(db, caller, request_id)
+    tenant, req = _find(db, caller, AccessRequest, request_id, lock=True)
     if req.requester_id != caller.principal_id:
-        vis = visibility(db, state, caller, tenant)
-        if not vis.see_all and req.dataset_id not in vis.reviewable:
-            raise NotFound(f"no access request {request_id[:40]!r}")
+        if not _visible(db, state, caller, tenant, req.requester_id, req.dataset_id):
+            raise _not_found(AccessRequest, request_id)
         raise Forbidden("only the requester may cancel a request")
     _check_pending(state, req, "cancelled")
-    req.state = "cancelled"
-    req.resolved_at = state.now()
-    record(
-        db,
-        state,
-        actor_of(caller),
-        tenant=tenant.name,
-        subject="request",
-        subject_id=req.id,
-        event="cancelled",
-        from_state="pending",
-        to_state="cancelled",
-        action="access.request.cancelled",
-        reason=reason or "cancelled by the requester",
-        dataset=req.dataset,
-        purpose=req.purpose,
-    )
+    reason = reason or "cancelled by the requester"
+    _close(db, state, actor_of(caller), tenant, req, "cancelled", reason)
     view = load_view(db, state.settings.datasets_dir, caller.tenant, req.dataset)
-    recipients = resolved_recipients(db, state, tenant, view, req.requester)
-    notify(db, state, tenant, "access.request.resolved", req.id, recipients, request=req)
+    notify_resolved(db, state, tenant, view, req)
     return Outcome(req)
 
 
@@ -399,14 +395,9 @@ def show_request(
 ) -> tuple[AccessRequest, list[AccessReview], list[AccessTransition]]:
     """One request with its reviews and full history (its grant's too); 404 unless visible."""
     require_person(caller)
-    tenant = get_tenant(db, caller.tenant)
-    req = repo.get_request(db, request_id[:32], tenant.id)
-    if req is None:
-        raise NotFound(f"no access request {request_id[:40]!r}")
-    if req.requester_id != caller.principal_id:
-        vis = visibility(db, state, caller, tenant)
-        if not vis.see_all and req.dataset_id not in vis.reviewable:
-            raise NotFound(f"no access request {request_id[:40]!r}")
+    tenant, req = _find(db, caller, AccessRequest, request_id)
+    if not _visible(db, state, caller, tenant, req.requester_id, req.dataset_id):
+        raise _not_found(AccessRequest, request_id)
     reviews = repo.reviews_of(db, [req.id])[req.id]
     subjects = [req.id, *([req.grant_id] if req.grant_id else [])]
     return req, reviews, repo.transitions_of(db, subjects)
@@ -444,14 +435,6 @@ def list_requests(
 # Grants
 
 
-def _locked_grant(db: Session, caller: Caller, grant_id: str) -> tuple[Tenant, AccessGrant]:
-    tenant = get_tenant(db, caller.tenant)
-    grant = repo.lock_grant(db, grant_id[:32], tenant.id)
-    if grant is None:
-        raise NotFound(f"no grant {grant_id[:40]!r}")
-    return tenant, grant
-
-
 def list_grants(
     db: Session,
     state: AppState,
@@ -483,14 +466,9 @@ def show_grant(
     db: Session, state: AppState, caller: Caller, grant_id: str
 ) -> tuple[AccessGrant, list[AccessTransition]]:
     require_person(caller)
-    tenant = get_tenant(db, caller.tenant)
-    grant = repo.get_grant(db, grant_id[:32], tenant.id)
-    if grant is None:
-        raise NotFound(f"no grant {grant_id[:40]!r}")
-    if grant.principal_id != caller.principal_id:
-        vis = visibility(db, state, caller, tenant)
-        if not vis.see_all and grant.dataset_id not in vis.reviewable:
-            raise NotFound(f"no grant {grant_id[:40]!r}")
+    tenant, grant = _find(db, caller, AccessGrant, grant_id)
+    if not _visible(db, state, caller, tenant, grant.principal_id, grant.dataset_id):
+        raise _not_found(AccessGrant, grant_id)
     return grant, repo.transitions_of(db, [grant.request_id, grant.id])
 
 
@@ -498,7 +476,7 @@ def revoke(db: Session, state: AppState, caller: Caller, grant_id: str, reason: 
     """End a grant now: its rules go in this transaction, so the next read is denied.
     The holder, the dataset's reviewers and access admins may revoke."""
     require_person(caller)
-    tenant, grant = _locked_grant(db, caller, grant_id)
+    tenant, grant = _find(db, caller, AccessGrant, grant_id, lock=True)
     view = load_view(db, state.settings.datasets_dir, caller.tenant, grant.dataset)
     allowed = (
         grant.principal_id == caller.principal_id
@@ -508,7 +486,7 @@ def revoke(db: Session, state: AppState, caller: Caller, grant_id: str, reason: 
     if not allowed:
         if can(state, caller, ACCESS_OBJECT, "read"):
             raise Forbidden(f"{caller.name} may not revoke grants on {view.name!r}")
-        raise NotFound(f"no grant {grant_id[:40]!r}")
+        raise _not_found(AccessGrant, grant_id)
     now = state.now()
     if grant.state == "active" and now >= aware(grant.expires_at):
         raise Conflict(f"grant {grant.id} has already expired")
@@ -524,21 +502,16 @@ def revoke(db: Session, state: AppState, caller: Caller, grant_id: str, reason: 
         db,
         state,
         actor_of(caller),
-        tenant=tenant.name,
-        subject="grant",
-        subject_id=grant.id,
-        event="revoked",
-        from_state="active",
-        to_state="revoked",
-        action="access.grant.revoked",
+        tenant,
+        grant,
+        "revoked",
+        "active",
+        "revoked",
         reason=reason,
-        dataset=grant.dataset,
-        purpose=grant.purpose,
-        grant_ids=[grant.id],
         policy_version=change.version,
-        details={"principal": grant.principal, "rules_removed": change.count},
+        details={"rules_removed": change.count},
     )
-    recipients = [grant.principal, *reviewers_of(db, state, tenant, view)]
+    recipients = holder_and_reviewers(db, state, tenant, view, grant.principal)
     notify(db, state, tenant, "access.grant.revoked", grant.id, recipients, grant=grant)
     return Outcome(grant=grant, policy_changed=True)
 
@@ -554,47 +527,35 @@ def break_glass(db: Session, state: AppState, caller: Caller, body: BreakGlassCr
     columns = check_columns(view, body.columns, body.purpose)
     terms = terms_of(db, view)
     duration = min(state.settings.access_break_glass_minutes * 60, terms.max_duration_s)
-    now = state.now()
-    req = AccessRequest(
-        id=new_id(REQUEST_PREFIX),
-        tenant_id=tenant.id,
-        dataset_id=view.id,
-        dataset=view.name,
-        requester_id=caller.principal_id,
-        requester=caller.name,
+    req = _add_request(
+        db,
+        state,
+        caller,
+        tenant,
+        view,
         kind="break_glass",
         columns=columns,
         purpose=body.purpose,
         duration_s=duration,
         justification=body.reason,
-        classification=view.classification,
         quorum=0,
-        state="approved",
-        created_at=now,
-        pending_until=now,
-        resolved_at=now,
     )
-    db.add(req)
-    db.flush()
     record(
         db,
         state,
         actor_of(caller),
-        tenant=tenant.name,
-        subject="request",
-        subject_id=req.id,
-        event="break_glass",
-        from_state=None,
-        to_state="approved",
+        tenant,
+        req,
+        "break_glass",
+        None,
+        "approved",
         action="access.break_glass",
         reason=body.reason,
-        dataset=view.name,
-        purpose=body.purpose,
         columns=columns,
         details={"duration_s": duration, "break_glass": True},
     )
     grant = _grant(db, state, tenant, req, view, actor_of(caller), body.reason, break_glass=True)
-    reviewers = [r for r in reviewers_of(db, state, tenant, view) if r != caller.name]
+    reviewers = _other_reviewers(db, state, caller, tenant, view)
     notify(
         db,
         state,
@@ -611,7 +572,7 @@ def break_glass(db: Session, state: AppState, caller: Caller, body: BreakGlassCr
 def sign_off(db: Session, state: AppState, caller: Caller, grant_id: str, comment: str) -> Outcome:
     """A reviewer (never the holder) signs off a break-glass grant, during or after it."""
     require_person(caller)
-    tenant, grant = _locked_grant(db, caller, grant_id)
+    tenant, grant = _find(db, caller, AccessGrant, grant_id, lock=True)
     view = load_view(db, state.settings.datasets_dir, caller.tenant, grant.dataset)
     if grant.principal_id == caller.principal_id:
         raise Forbidden("the holder of a break-glass grant never signs it off")
@@ -628,19 +589,14 @@ def sign_off(db: Session, state: AppState, caller: Caller, grant_id: str, commen
         db,
         state,
         actor_of(caller),
-        tenant=tenant.name,
-        subject="grant",
-        subject_id=grant.id,
-        event="signed_off",
-        from_state=grant.state,
-        to_state=grant.state,
-        action="access.grant.signed_off",
+        tenant,
+        grant,
+        "signed_off",
+        grant.state,
+        grant.state,
         reason=comment or "signed off",
-        dataset=grant.dataset,
-        purpose=grant.purpose,
-        grant_ids=[grant.id],
-        details={"principal": grant.principal, "break_glass": True},
+        details={"break_glass": True},
     )
-    recipients = [grant.principal, *reviewers_of(db, state, tenant, view)]
+    recipients = holder_and_reviewers(db, state, tenant, view, grant.principal)
     notify(db, state, tenant, "access.break_glass.signed_off", grant.id, recipients, grant=grant)
     return Outcome(grant=grant)

@@ -19,8 +19,10 @@ from warden.config import Settings, get_settings
 from warden.db.session import make_engine, make_sessionmaker
 from warden.gateway.routes import router as gateway_router
 from warden.identity.routes import router as identity_router
+from warden.jobs.routes import router as jobs_router
 from warden.policy.routes import router as policy_router
 from warden.policy.service import PolicyService
+from warden.registry.routes import router as registry_router
 from warden.sandbox.routes import install_lifecycle
 from warden.sandbox.routes import router as sandbox_router
 
@@ -64,6 +66,8 @@ def create_app(settings: Settings | None = None, state: AppState | None = None) 
         audit_router,
         sandbox_router,
         access_router,
+        jobs_router,  # its lifespan runs the in-process job worker (WARDEN_JOBS_WORKER)
+        registry_router,
     ):
         app.include_router(router)
     install_lifecycle(app)  # reap orphaned sandboxes at start-up, stop ours at shut-down

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from warden.cli import access, audit, data, demo, policy, principals, sandbox
+from warden.cli import access, audit, data, demo, jobs, models, policy, principals, sandbox
 from warden.cli.admin import init
 from warden.cli.read import read
 from warden.cli.serve import serve
@@ -19,12 +19,15 @@ app.command()(init)
 app.command()(serve)
 app.command()(read)
 app.command(name="demo")(demo.run_demo)
+app.command(name="worker")(jobs.worker)
 app.add_typer(principals.app, name="principals")
 app.add_typer(data.app, name="data")
 app.add_typer(policy.app, name="policy")
 app.add_typer(audit.app, name="audit")
 app.add_typer(sandbox.app, name="sandbox")
 app.add_typer(access.app, name="access")
+app.add_typer(jobs.app, name="jobs")
+app.add_typer(models.app, name="models")
 
 if __name__ == "__main__":
     app()

@@ -5,7 +5,9 @@ from warden.audit import models as audit_models
 from warden.catalog import models as catalog_models
 from warden.db.base import Base
 from warden.identity import models as identity_models
+from warden.jobs import models as jobs_models
 from warden.policy import store as policy_store
+from warden.registry import models as registry_models
 from warden.sandbox import models as sandbox_models
 
 __all__ = [
@@ -14,6 +16,8 @@ __all__ = [
     "audit_models",
     "catalog_models",
     "identity_models",
+    "jobs_models",
     "policy_store",
+    "registry_models",
     "sandbox_models",
 ]

@@ -12,7 +12,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -118,8 +118,12 @@ class SandboxRuntime:
         resolved: Resolved,
         command: list[str],
         interactive: bool = False,
+        prepare: Callable[[Path], None] | None = None,
     ) -> Sandbox:
-        """Row and launch event (one transaction), then socket, container, start, watcher."""
+        """Row and launch event (one transaction), then socket, container, start, watcher.
+
+        `prepare(output_dir)`, when given, fills the output mount before the container starts
+        (a job's spec and input models)."""
         if self._closed:
             raise Unavailable("the platform is shutting down")
         profile = resolved.profile
@@ -153,6 +157,8 @@ class SandboxRuntime:
             append(db, _launch_event(sandbox, caller, spec))
         try:
             self._prepare_dirs(sandbox, profile)
+            if prepare is not None:
+                prepare(self.output_dir(sandbox.id))
             socket = None
             if token is not None:
                 socket = GatewaySocket(self.app, self._socket_dir(sandbox.id), sandbox.id, token)

@@ -9,8 +9,9 @@ their tenant's.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -45,8 +46,14 @@ def segment_object(segment: str) -> str:
     return f"sandbox:{segment}"
 
 
-def launch(runtime: SandboxRuntime, caller: Caller, request: LaunchRequest) -> Sandbox:
-    """Check everything, then launch; a refusal is audited with its reason."""
+def launch(
+    runtime: SandboxRuntime,
+    caller: Caller,
+    request: LaunchRequest,
+    prepare: Callable[[Path], None] | None = None,
+) -> Sandbox:
+    """Check everything, then launch; a refusal is audited with its reason. `prepare` fills
+    the output mount before the container starts (see SandboxRuntime.launch)."""
     try:
         _refuse_jobs(caller)
         resolved = resolve(runtime.profiles(), request, PURPOSES)
@@ -80,7 +87,12 @@ def launch(runtime: SandboxRuntime, caller: Caller, request: LaunchRequest) -> S
                     f"{caller.name} may not read {view.name!r} for {resolved.purpose!r}"
                 )
         return runtime.launch(
-            caller, tenant_id, resolved, list(request.command), interactive=request.interactive
+            caller,
+            tenant_id,
+            resolved,
+            list(request.command),
+            interactive=request.interactive,
+            prepare=prepare,
         )
     except WardenError as exc:
         record(

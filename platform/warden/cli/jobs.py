@@ -1,0 +1,262 @@
+"""`warden jobs …`: run governed train / infer / eval jobs, list, show, follow logs, cancel;
+and `warden worker`, which runs queued jobs on this machine."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+from warden.cli.client import ApiClient, console, describe_error, err_console, fail
+from warden.cli.output import check_format, show
+
+app = typer.Typer(help="Governed ML jobs: train, infer and eval in ML sandboxes.")
+
+ENDED = ("succeeded", "failed", "cancelled", "timed_out")
+EXIT_CODES = {"succeeded": 0, "failed": 1, "cancelled": 130, "timed_out": 124}
+
+
+@app.command()
+def run(
+    kind: Annotated[str, typer.Argument(help="train, infer or eval")],
+    command: Annotated[
+        list[str] | None,
+        typer.Argument(help="After --: a command to run instead of `python -m warden_ml`"),
+    ] = None,
+    step: Annotated[
+        str | None,
+        typer.Option(help="train-generic, train-domain or swap (train); infer; eval"),
+    ] = None,
+    dataset: Annotated[
+        list[str] | None,
+        typer.Option("--dataset", "-d", help="ROLE=NAME or NAME (repeatable)"),
+    ] = None,
+    purpose: Annotated[
+        str | None, typer.Option(help="training / inference / evaluation (default: by kind)")
+    ] = None,
+    spec: Annotated[
+        Path | None,
+        typer.Option(help="A spec JSON file (seed, datasets, params, model_in, purpose)"),
+    ] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="NAME=VALUE (JSON or text)")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed")] = None,
+    model_in: Annotated[
+        list[str] | None,
+        typer.Option("--model-in", "-m", help="REF or ROLE=REF; REF is NAME[@V][:FILE] or an id"),
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Register the result under this name")] = None,
+    timeout: Annotated[int | None, typer.Option(min=1, help="Wall-clock limit, seconds")] = None,
+    memory: Annotated[str | None, typer.Option(help="Memory limit, e.g. 4g")] = None,
+    cpus: Annotated[float | None, typer.Option(help="CPU limit")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the end; exit with it")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Stream the log until the end (implies --wait)")
+    ] = False,
+) -> None:
+    """Queue a job; prints its id. e.g.
+
+    warden jobs run train --step train-domain -d pins -d pin_pairs -p epochs=2 --wait
+    """
+    if kind not in ("train", "infer", "eval"):
+        fail("KIND must be train, infer or eval")
+    body = _body(kind, spec, dataset or [], param or [], model_in or [], seed, purpose)
+    body.update({"step": step, "name": name, "timeout": timeout, "memory": memory, "cpus": cpus})
+    if command:
+        body["command"] = command
+    client = ApiClient()
+    job = client.post("/v1/jobs", json={k: v for k, v in body.items() if v is not None})
+    err_console.print(
+        f"[dim]job {job['id']} queued: {job['kind']} {job['step']} on "
+        f"{', '.join(job['datasets']) or 'no datasets'} for {job['purpose']}[/]"
+    )
+    console.print(job["id"])
+    if follow:
+        _stream(client, job["id"], follow=True)
+    if follow or wait:
+        final = _wait(client, job["id"])
+        raise typer.Exit(_report(final))
+
+
+def _body(
+    kind: str,
+    spec_file: Path | None,
+    datasets: list[str],
+    params: list[str],
+    model_in: list[str],
+    seed: int | None,
+    purpose: str | None,
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {}
+    if spec_file is not None:
+        try:
+            spec = json.loads(spec_file.read_text())
+        except (OSError, ValueError) as exc:
+            fail(f"--spec {spec_file}: {exc}")
+        if not isinstance(spec, dict):
+            fail(f"--spec {spec_file}: not a JSON object")
+    body: dict[str, Any] = {"kind": kind}
+    named = dict(spec.get("datasets") or {})
+    for entry in datasets:
+        role, sep, dataset_name = entry.partition("=")
+        named[role] = dataset_name if sep else role
+    body["datasets"] = {k: (v["name"] if isinstance(v, dict) else v) for k, v in named.items()}
+    body["params"] = dict(spec.get("params") or {})
+    for pair in params:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            fail(f"--param {pair!r}: use NAME=VALUE")
+        try:
+            body["params"][key] = json.loads(value)
+        except ValueError:
+            body["params"][key] = value
+    body["seed"] = seed if seed is not None else spec.get("seed", 0)
+    body["purpose"] = purpose or spec.get("purpose")
+    body["model_in"] = _model_in(model_in) if model_in else spec.get("model_in")
+    return body
+
+
+def _model_in(values: list[str]) -> Any:
+    """REF… → one ref or a list; ROLE=REF… → {role: ref, or a list when a role repeats}."""
+    roles = [v.partition("=") for v in values]
+    if not any(sep for _, sep, _ in roles):
+        return values[0] if len(values) == 1 else values
+    if not all(sep for _, sep, _ in roles):
+        fail("--model-in: use ROLE=REF for every model, or REF for all")
+    out: dict[str, Any] = {}
+    for role, _, ref in roles:
+        if role in out:
+            out[role] = [*out[role], ref] if isinstance(out[role], list) else [out[role], ref]
+        else:
+            out[role] = ref
+    return out
+
+
+@app.command(name="list")
+def list_(
+    all_: Annotated[bool, typer.Option("--all", help="Everyone's (admins)")] = False,
+    state: Annotated[str | None, typer.Option(help="Only this state")] = None,
+    kind: Annotated[str | None, typer.Option(help="Only this kind")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+) -> None:
+    """Your jobs, newest first."""
+    params: dict[str, Any] = {"all": all_}
+    if state:
+        params["state"] = state
+    if kind:
+        params["kind"] = kind
+    rows = ApiClient().get("/v1/jobs", params=params)["jobs"]
+    columns = ["id", "kind", "step", "state", "launcher", "datasets", "model_id", "created_at"]
+    if fmt == "table":
+        for row in rows:
+            row["state"] = row["state"] + (f" ({row['reason'][:60]})" if row["reason"] else "")
+    show(rows, columns, fmt, title="jobs")
+
+
+@app.command(name="show")
+def show_(
+    job_id: Annotated[str, typer.Argument(help="The job id")],
+    fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+) -> None:
+    """One job: spec, state and reason, sandbox, worker, result."""
+    check_format(fmt)
+    row = ApiClient().get(f"/v1/jobs/{job_id}")
+    if fmt == "json":
+        console.print_json(json.dumps(row, default=str))
+        return
+    from rich.table import Table
+
+    table = Table(show_header=False, title=f"job {row['id']}")
+    for key, value in row.items():
+        text = json.dumps(value) if isinstance(value, dict | list) else str(value or "")
+        table.add_row(key, text)
+    console.print(table)
+
+
+@app.command()
+def logs(
+    job_id: Annotated[str, typer.Argument(help="The job id")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep streaming")] = False,
+) -> None:
+    """A job's log: the worker's notes and the workload's progress lines."""
+    _stream(ApiClient(), job_id, follow=follow)
+
+
+@app.command()
+def cancel(
+    job_id: Annotated[str, typer.Argument(help="The job id")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask")] = False,
+) -> None:
+    """Cancel a job (a running one's sandbox is stopped)."""
+    if not yes and not typer.confirm(f"cancel job {job_id}?"):
+        raise typer.Exit(1)
+    row = ApiClient().post(f"/v1/jobs/{job_id}/cancel")
+    console.print(f"{row['id']}: {row['state']}" + (f" ({row['reason']})" if row["reason"] else ""))
+
+
+def worker(
+    once: Annotated[
+        bool, typer.Option(help="Run queued jobs until none is left, then exit")
+    ] = False,
+    poll: Annotated[float, typer.Option(min=0.05, help="Seconds between queue polls")] = 1.0,
+) -> None:
+    """Run queued jobs on this machine (beside, or instead of, `warden serve`'s own worker)."""
+    from warden.api.app import create_app
+    from warden.config import get_settings
+    from warden.jobs.worker import JobSettings, JobWorker
+    from warden.sandbox.service import get_runtime
+
+    settings = get_settings()
+    app = create_app(settings)  # not served: its routes answer the job sockets only
+    job_settings = JobSettings(poll_s=poll)
+    runner = JobWorker(app, settings=job_settings)
+    err_console.print(f"[dim]worker {runner.worker_id} on {settings.resolved_database_url}[/]")
+    try:
+        if once:
+            while runner.run_once() is not None:
+                pass
+        else:
+            runner.run()
+    except KeyboardInterrupt:
+        err_console.print("[dim]stopping: running sandboxes are stopped and recorded[/]")
+    finally:
+        get_runtime(app).shutdown()
+
+
+def _stream(client: ApiClient, job_id: str, *, follow: bool) -> None:
+    if not client.token:
+        fail("no token: run `warden init`, or set WARDEN_TOKEN")
+    path = f"/v1/jobs/{job_id}/logs"
+    try:
+        with client.http.stream("GET", path, params={"follow": follow}, timeout=None) as response:
+            if response.status_code >= 400:
+                response.read()
+                fail(describe_error(response), code=2)
+            out = sys.stdout.buffer
+            for chunk in response.iter_bytes():
+                out.write(chunk)
+                out.flush()
+    except httpx.ConnectError:
+        fail(f"cannot reach the Warden API at {client.url}: is `warden serve` running?")
+
+
+def _wait(client: ApiClient, job_id: str) -> dict[str, Any]:
+    while True:
+        row: dict[str, Any] = client.get(f"/v1/jobs/{job_id}")
+        if row["state"] in ENDED:
+            return row
+        time.sleep(0.5)
+
+
+def _report(row: dict[str, Any]) -> int:
+    reason = f": {row['reason']}" if row.get("reason") else ""
+    model = f" · model {row['model_id']}" if row.get("model_id") else ""
+    outputs = f" · datasets {', '.join(row['outputs'])}" if row.get("outputs") else ""
+    err_console.print(f"job {row['id']} {row['state']}{reason}{model}{outputs}")
+    return EXIT_CODES.get(row["state"], 1)

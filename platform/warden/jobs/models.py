@@ -1,0 +1,56 @@
+"""The job table: one row per job, and the queue itself (workers claim `queued` rows)."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from warden.db.base import Base, TimestampMixin
+
+KINDS = ("train", "infer", "eval")
+# queued → running → succeeded | failed | cancelled | timed_out (queued may go to cancelled)
+LIVE_STATES = ("queued", "running")
+END_STATES = ("succeeded", "failed", "cancelled", "timed_out")
+STATES = LIVE_STATES + END_STATES
+
+
+def new_job_id() -> str:
+    return secrets.token_hex(6)
+
+
+class Job(TimestampMixin, Base):
+    __tablename__ = "job"
+
+    id: Mapped[str] = mapped_column(String(12), primary_key=True, default=new_job_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenant.id"), index=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    launcher_id: Mapped[str] = mapped_column(ForeignKey("principal.id"), index=True)
+    launcher: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    step: Mapped[str] = mapped_column(String(32))
+    # The model name its result is registered under (a new version each time).
+    name: Mapped[str] = mapped_column(String(64))
+    # What the workload gets as /out/spec.json, with model_in still as registry references.
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    datasets: Mapped[list[str]] = mapped_column(JSON)
+    purpose: Mapped[str] = mapped_column(String(32))
+    model_in: Mapped[list[str]] = mapped_column(JSON, default=list)  # parent model ids
+    timeout_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    memory: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    cpus: Mapped[float | None] = mapped_column(nullable=True)
+    # Launch-time decisions: policy version and grant ids per dataset (lineage uses them).
+    decisions: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    sandbox_id: Mapped[str | None] = mapped_column(String(12), nullable=True, index=True)
+    worker_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    model_id: Mapped[str | None] = mapped_column(String(12), nullable=True)
+    outputs: Mapped[list[str]] = mapped_column(JSON, default=list)  # datasets it registered

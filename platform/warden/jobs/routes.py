@@ -1,0 +1,65 @@
+"""/v1/jobs: create (a policy decision first), list, show, logs (follow), cancel."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+
+from warden.api.deps import CurrentCaller, State
+from warden.jobs import service
+from warden.jobs.models import STATES
+from warden.jobs.schemas import JobCreate, JobOut
+from warden.jobs.worker import lifespan, worker_of
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], lifespan=lifespan)
+
+
+@router.post("", status_code=201, response_model=JobOut, summary="Queue a job")
+def create(body: JobCreate, caller: CurrentCaller, state: State, request: Request) -> JobOut:
+    job = service.create(state, caller, body)
+    worker = worker_of(request.app)
+    if worker is not None:
+        worker.wake()
+    return JobOut.of(job)
+
+
+@router.get("", summary="Your jobs (everyone's in the tenant with all=true, for admins)")
+def list_(
+    caller: CurrentCaller,
+    state: State,
+    all: Annotated[bool, Query()] = False,  # noqa: A002 - the query parameter's name
+    job_state: Annotated[str | None, Query(alias="state", max_length=16)] = None,
+    kind: Annotated[str | None, Query(max_length=8)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, list[JobOut]]:
+    if job_state is not None and job_state not in STATES:
+        job_state = "none"
+    rows = service.list_jobs(
+        state, caller, everyone=all, job_state=job_state, kind=kind, limit=limit
+    )
+    return {"jobs": [JobOut.of(r) for r in rows]}
+
+
+@router.get("/{job_id}", response_model=JobOut, summary="One job")
+def show(job_id: str, caller: CurrentCaller, state: State) -> JobOut:
+    return JobOut.of(service.get_visible(state, caller, job_id))
+
+
+@router.get("/{job_id}/logs", summary="Its log: worker notes and workload output; follow streams")
+def logs(
+    job_id: str,
+    caller: CurrentCaller,
+    state: State,
+    follow: Annotated[bool, Query()] = False,
+) -> StreamingResponse:
+    job = service.get_visible(state, caller, job_id)
+    chunks = service.follow_logs(state, job.id, follow)
+    return StreamingResponse(chunks, media_type="text/plain; charset=utf-8")
+
+
+@router.post("/{job_id}/cancel", response_model=JobOut, summary="Cancel a job")
+def cancel(job_id: str, caller: CurrentCaller, state: State, request: Request) -> JobOut:
+    runtime = getattr(request.app.state, "sandboxes", None)
+    return JobOut.of(service.cancel(state, caller, job_id, runtime))

@@ -1,0 +1,87 @@
+"""Request and response bodies of /v1/jobs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from warden.jobs.models import Job
+
+Kind = Literal["train", "infer", "eval"]
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Kind
+    step: str | None = Field(None, max_length=32, description="Default: the kind's only step")
+    name: str | None = Field(None, max_length=64, description="Model name to register under")
+    datasets: dict[str, str] = Field(
+        default_factory=dict, max_length=8, description="Role → catalog dataset name"
+    )
+    purpose: str | None = Field(None, max_length=32, description="Default: by kind")
+    params: dict[str, Any] = Field(default_factory=dict, max_length=64)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    model_in: Any = Field(
+        None,
+        description='Registry references: "NAME[@V][:FILE]", a list, or {role: ref | [refs]}',
+    )
+    command: list[str] | None = Field(
+        None,
+        max_length=64,
+        description="Run this instead of `python -m warden_ml STEP --spec /out/spec.json --out"
+        " /out` (the same rights apply)",
+    )
+    timeout: int | None = Field(None, ge=1, description="Wall-clock limit in seconds")
+    memory: str | None = Field(None, max_length=16)
+    cpus: float | None = Field(None, gt=0)
+
+
+class JobOut(BaseModel):
+    id: str
+    kind: str
+    step: str
+    name: str
+    state: str
+    reason: str | None
+    launcher: str
+    datasets: list[str]
+    purpose: str
+    spec: dict[str, Any]
+    model_in: list[str]
+    sandbox_id: str | None
+    actor: str | None
+    worker_id: str | None
+    attempt: int
+    model_id: str | None
+    outputs: list[str]
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+
+    @classmethod
+    def of(cls, row: Job) -> JobOut:
+        return cls(
+            id=row.id,
+            kind=row.kind,
+            step=row.step,
+            name=row.name,
+            state=row.state,
+            reason=row.reason,
+            launcher=row.launcher,
+            datasets=list(row.datasets),
+            purpose=row.purpose,
+            spec=dict(row.spec),
+            model_in=list(row.model_in or []),
+            sandbox_id=row.sandbox_id,
+            actor=f"job-{row.sandbox_id}" if row.sandbox_id else None,
+            worker_id=row.worker_id,
+            attempt=row.attempt,
+            model_id=row.model_id,
+            outputs=list(row.outputs or []),
+            created_at=row.created_at,
+            started_at=row.started_at,
+            ended_at=row.ended_at,
+        )

@@ -1,0 +1,335 @@
+"""What callers may do with jobs; one place decides, every decision is audited.
+
+Creating a job is a policy decision made before anything exists: the launcher may run ML
+sandboxes in the tenant (Casbin `sandbox:ml`, `manage`), their rights cover every dataset
+for the job's purpose, and they may see the data behind every parent model. A refusal
+leaves no row and no container, only its audit event. People see and cancel their own
+jobs; `sys:jobs` (admins) sees and cancels all of their tenant's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from warden.api.state import AppState
+from warden.audit.service import AuditRecord, append, record
+from warden.catalog.service import DATASET_NAME_RE, PURPOSES, load_view
+from warden.db.session import unit_of_work
+from warden.errors import Forbidden, NotFound, Unprocessable, WardenError
+from warden.gateway.service import visible
+from warden.identity.service import Caller, check_name, get_tenant
+from warden.jobs import repository as repo
+from warden.jobs.models import END_STATES, Job
+from warden.jobs.schemas import JobCreate
+from warden.registry import service as registry
+from warden.registry.models import Model
+
+ADMIN_OBJECT = "sys:jobs"
+ML_OBJECT = "sandbox:ml"
+STEPS = {
+    "train": ("train-generic", "train-domain", "swap"),
+    "infer": ("infer",),
+    "eval": ("eval",),
+}
+DEFAULT_STEP = {"train": "train-domain", "infer": "infer", "eval": "eval"}
+DEFAULT_PURPOSE = {"train": "training", "infer": "inference", "eval": "evaluation"}
+DEFAULT_NAME = {
+    "train-generic": "generic-tower",
+    "train-domain": "domain-tower",
+    "swap": "swapped-stack",
+    "infer": "inference",
+    "eval": "eval-report",
+}
+SPEC_IN_SANDBOX = "/out/spec.json"
+
+
+def jobs_dir(state: AppState) -> Path:
+    return Path(state.settings.data_dir) / "jobs"
+
+
+def log_path(state: AppState, job_id: str) -> Path:
+    return jobs_dir(state) / job_id / "logs.txt"
+
+
+def default_command(step: str) -> list[str]:
+    return ["python3", "-m", "warden_ml", step, "--spec", SPEC_IN_SANDBOX, "--out", "/out"]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    step: str
+    name: str
+    purpose: str
+    datasets: list[str]
+    spec: dict[str, Any]
+    parents: list[Model]
+
+
+def create(state: AppState, caller: Caller, body: JobCreate) -> Job:
+    """Decide, then queue; a refusal is audited with its reason and changes nothing else."""
+    try:
+        _refuse_jobs(caller)
+        plan = _plan(state, caller, body)
+        decisions = _decide(state, caller, plan)
+        with unit_of_work(state.sessions) as db:
+            tenant = get_tenant(db, caller.tenant)
+            job = Job(
+                tenant_id=tenant.id,
+                tenant=caller.tenant,
+                launcher_id=caller.principal_id,
+                launcher=caller.name,
+                kind=body.kind,
+                step=plan.step,
+                name=plan.name,
+                spec=plan.spec,
+                datasets=plan.datasets,
+                purpose=plan.purpose,
+                model_in=[p.id for p in plan.parents],
+                timeout_s=body.timeout,
+                memory=body.memory,
+                cpus=body.cpus,
+                decisions=decisions,
+                state="queued",
+            )
+            db.add(job)
+            db.flush()
+            append(db, _event(job, "job.create", "allow", caller=caller))
+        return job
+    except WardenError as exc:
+        record(
+            state.sessions,
+            AuditRecord(
+                action="job.create",
+                decision="deny",
+                actor=caller.name,
+                actor_kind=caller.kind,
+                on_behalf_of=caller.on_behalf_of,
+                tenant=caller.tenant,
+                purpose=(body.purpose or DEFAULT_PURPOSE.get(body.kind, ""))[:32] or None,
+                reason=f"{type(exc).__name__}: {exc.detail}"[:1000],
+                details={
+                    "kind": body.kind,
+                    "step": (body.step or "")[:32],
+                    "datasets": [d[:64] for d in list(body.datasets.values())[:16]],
+                },
+            ),
+        )
+        raise
+
+
+def _plan(state: AppState, caller: Caller, body: JobCreate) -> _Plan:
+    step = body.step or DEFAULT_STEP[body.kind]
+    if step not in STEPS[body.kind]:
+        raise Unprocessable(
+            f"a {body.kind} job runs one of {', '.join(STEPS[body.kind])}, not {step!r}"
+        )
+    purpose = body.purpose or DEFAULT_PURPOSE[body.kind]
+    if purpose not in PURPOSES:
+        raise Unprocessable(f"unknown purpose {purpose[:32]!r}; known: {list(PURPOSES)}")
+    name = check_name(body.name or DEFAULT_NAME[step], "model name")
+    for role, dataset in body.datasets.items():
+        if not DATASET_NAME_RE.fullmatch(role) or not DATASET_NAME_RE.fullmatch(dataset):
+            raise Unprocessable(f"invalid dataset role or name {role[:64]!r}={dataset[:64]!r}")
+    datasets = list(dict.fromkeys(body.datasets.values()))
+    if not datasets and body.command is None:
+        raise Unprocessable("a job needs at least one dataset (role=name)")
+    with unit_of_work(state.sessions) as db:
+        model_in, parents = _resolve_model_in(db, caller.tenant, body.model_in)
+    spec: dict[str, Any] = {
+        "seed": body.seed,
+        "datasets": dict(body.datasets),
+        "params": dict(body.params),
+        "model_in": model_in,
+        "purpose": purpose,
+    }
+    if body.command is not None:
+        if not body.command or any(len(a) > 4096 for a in body.command):
+            raise Unprocessable("command must be 1-64 arguments of at most 4096 characters")
+        spec["command"] = list(body.command)
+    return _Plan(step, name, purpose, datasets, spec, parents)
+
+
+def _resolve_model_in(db: Session, tenant: str, value: Any) -> tuple[Any, list[Model]]:
+    """Pin every reference to a model id (so "latest" cannot move under a queued job)."""
+    parents: dict[str, Model] = {}
+
+    def pin(ref: Any, role: str | None) -> str:
+        if not isinstance(ref, str):
+            raise Unprocessable("model_in holds model references (strings)")
+        model = registry.resolve(db, tenant, ref)
+        _, wanted = registry.parse_ref(ref)
+        artifact = registry.pick_artifact(model, wanted, role)
+        parents[model.id] = model
+        return f"{model.id}:{artifact['name']}"
+
+    def walk(node: Any, role: str | None) -> Any:
+        if node is None:
+            return None
+        if isinstance(node, list):
+            return [pin(r, role) for r in node[:32]]
+        if isinstance(node, dict):
+            return {str(k)[:32]: walk(v, str(k)) for k, v in list(node.items())[:16]}
+        return pin(node, role)
+
+    return walk(value, None), list(parents.values())
+
+
+def _decide(state: AppState, caller: Caller, plan: _Plan) -> dict[str, Any]:
+    snapshot = state.policy.ensure_fresh()
+    if not snapshot.can(caller.name, caller.tenant, ML_OBJECT, "manage"):
+        raise Forbidden(f"{caller.name} may not run ML jobs in tenant {caller.tenant!r}")
+    now = state.now()
+    decided: dict[str, Any] = {}
+    with unit_of_work(state.sessions) as db:
+        views = [
+            load_view(db, state.settings.datasets_dir, caller.tenant, n) for n in plan.datasets
+        ]
+        parent_data = sorted(
+            {d["name"] for p in plan.parents for d in p.lineage.get("datasets", []) if d["name"]}
+        )
+        parent_views = [
+            load_view(db, state.settings.datasets_dir, caller.tenant, n) for n in parent_data
+        ]
+    version = None
+    for view in views:
+        decision = snapshot.decide_read(
+            caller.name, caller.tenant, view.name, list(view.column_names), plan.purpose, now
+        )
+        if not visible(state, caller, view):
+            raise NotFound(f"no dataset named {view.name!r}")
+        if not decision.allowed or plan.purpose not in view.allowed_purposes:
+            raise Forbidden(f"{caller.name} may not read {view.name!r} for {plan.purpose!r}")
+        version = decision.policy_version
+        decided[view.name] = {
+            "version": view.version,
+            "classification": view.classification,
+            "grant_ids": list(decision.grant_ids),
+            "rule": decision.deciding_rule,
+        }
+    for view in parent_views:
+        if not visible(state, caller, view):
+            raise Forbidden(f"{caller.name} may not use models trained on {view.name!r}")
+    return {"policy_version": version or snapshot.version, "datasets": decided}
+
+
+def _refuse_jobs(caller: Caller) -> None:
+    if caller.kind == "job":
+        raise Forbidden("jobs cannot launch jobs")
+
+
+def _is_admin(state: AppState, caller: Caller, act: str) -> bool:
+    return state.policy.ensure_fresh().can(caller.name, caller.tenant, ADMIN_OBJECT, act)
+
+
+def get_visible(state: AppState, caller: Caller, job_id: str, act: str = "read") -> Job:
+    """The job if the caller launched it or administers jobs; else NotFound."""
+    _refuse_jobs(caller)
+    with unit_of_work(state.sessions) as db:
+        row = db.get(Job, job_id[:12])
+    if row is None or row.tenant != caller.tenant:
+        raise NotFound(f"no job {job_id[:12]!r}")
+    if row.launcher != caller.name and not _is_admin(state, caller, act):
+        raise NotFound(f"no job {job_id[:12]!r}")
+    return row
+
+
+def list_jobs(
+    state: AppState,
+    caller: Caller,
+    *,
+    everyone: bool,
+    job_state: str | None,
+    kind: str | None,
+    limit: int,
+) -> list[Job]:
+    _refuse_jobs(caller)
+    if everyone and not _is_admin(state, caller, "read"):
+        raise Forbidden(f"{caller.name} may not list other people's jobs")
+    with unit_of_work(state.sessions) as db:
+        return repo.list_jobs(
+            db, caller.tenant, None if everyone else caller.name, job_state, kind, limit
+        )
+
+
+def cancel(state: AppState, caller: Caller, job_id: str, runtime: Any | None) -> Job:
+    """Queued: cancelled at once. Running: cancelled now, and its sandbox stopped by whoever
+    runs it (this process at once, another worker at its next heartbeat)."""
+    row = get_visible(state, caller, job_id, act="manage")
+    reason = f"cancelled by {caller.name}"
+    with unit_of_work(state.sessions) as db:
+        job = db.get(Job, row.id, with_for_update=True)
+        assert job is not None
+        if job.state in END_STATES:
+            return job
+        job.state, job.reason, job.ended_at = "cancelled", reason, datetime.now(UTC)
+        append(db, _event(job, "job.cancel", "allow", caller=caller, reason=reason))
+    if runtime is not None and job.sandbox_id and runtime.is_live_here(job.sandbox_id):
+        runtime.stop(job.sandbox_id, caller, reason)
+    return job
+
+
+def follow_logs(state: AppState, job_id: str, follow: bool, poll_s: float = 0.2) -> Iterator[bytes]:
+    """The job's log (its worker's notes and the workload's output); following ends when the
+    job has ended and everything it wrote has been sent."""
+    path = log_path(state, job_id)
+    offset = 0
+    while True:
+        chunk = b""
+        if path.exists():
+            with path.open("rb") as fh:
+                fh.seek(offset)
+                chunk = fh.read()
+        if chunk:
+            offset += len(chunk)
+            yield chunk
+            continue
+        if not follow or _ended(state, job_id):
+            if path.exists() and path.stat().st_size > offset:
+                continue
+            return
+        time.sleep(poll_s)
+
+
+def _ended(state: AppState, job_id: str) -> bool:
+    with unit_of_work(state.sessions) as db:
+        job = db.get(Job, job_id)
+        return job is None or job.state in END_STATES
+
+
+def _event(
+    job: Job,
+    action: str,
+    decision: str,
+    *,
+    caller: Caller | None = None,
+    reason: str | None = None,
+    **details: Any,
+) -> AuditRecord:
+    return AuditRecord(
+        action=action,
+        decision=decision,  # type: ignore[arg-type]
+        actor=caller.name if caller else "warden",
+        actor_kind=caller.kind if caller else "system",
+        tenant=job.tenant,
+        purpose=job.purpose,
+        reason=reason,
+        details={
+            "job": job.id,
+            "kind": job.kind,
+            "step": job.step,
+            "launcher": job.launcher,
+            "datasets": list(job.datasets),
+            "state": job.state,
+            **details,
+        },
+    )
+
+
+job_event = _event

@@ -1,0 +1,477 @@
+"""The worker: claim a queued job → ML sandbox → stream its log → collect metrics and
+artifacts from the output mount → register the result with lineage → end it, saying why.
+
+A worker drives sandboxes through the sandbox service of the app it was given (its gateway
+sockets are served by that app), so each sandbox it launches is re-checked by policy and
+audited as any launch is. Many workers may share one database: claiming is in repository.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import polars as pl
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from warden.api.state import AppState
+from warden.audit.service import append
+from warden.catalog.service import ColumnInfo, file_digest, load_view, register, strictest
+from warden.db.session import unit_of_work
+from warden.errors import WardenError
+from warden.identity.models import Principal, Tenant
+from warden.identity.service import Caller
+from warden.jobs import repository as repo
+from warden.jobs.models import Job
+from warden.jobs.service import default_command, job_event, jobs_dir, log_path
+from warden.registry import service as registry
+from warden.registry.models import Model
+from warden.sandbox import service as sandboxes
+from warden.sandbox.models import LIVE_STATUSES, Sandbox
+from warden.sandbox.profiles import LaunchRequest
+
+log = logging.getLogger("warden.jobs")
+SKIPPED = {"spec.json", "inputs"}
+MAX_ARTIFACT_BYTES = 2 << 30
+
+
+class JobSettings(BaseSettings):
+    """Environment prefix WARDEN_JOBS_."""
+
+    model_config = SettingsConfigDict(env_prefix="WARDEN_JOBS_", extra="ignore")
+
+    # `warden serve` runs a worker in the API process unless this is false.
+    worker: bool = True
+    poll_s: float = 1.0
+    heartbeat_s: float = 5.0
+    # A running job not heard from for this long is failed (its worker is gone).
+    stale_after_s: float = 120.0
+
+
+class JobWorker:
+    def __init__(
+        self, app: Any, worker_id: str | None = None, settings: JobSettings | None = None
+    ) -> None:
+        self.app = app
+        self.state: AppState = app.state.warden
+        self.settings = settings or JobSettings()
+        self.worker_id = (
+            worker_id or f"{socket.gethostname()[:32]}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        )
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_sweep = 0.0
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self.run, name="warden-jobs", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def run(self) -> None:
+        log.info("job worker %s started", self.worker_id)
+        while not self._stop.is_set():
+            try:
+                if self.run_once() is not None:
+                    continue
+            except Exception:
+                log.exception("job worker round failed")  # outlive a database blip
+            self._wake.wait(self.settings.poll_s)
+            self._wake.clear()
+
+    def run_once(self) -> str | None:
+        """Claim and run one job to its end; its id, or None when the queue is empty."""
+        self._sweep()
+        job = self.claim()
+        if job is None:
+            return None
+        self.execute(job)
+        return job.id
+
+    def claim(self) -> Job | None:
+        with unit_of_work(self.state.sessions) as db:
+            job = repo.claim(db, self.worker_id, datetime.now(UTC))
+            if job is not None:
+                append(db, job_event(job, "job.start", "allow", worker=self.worker_id))
+            return job
+
+    def _sweep(self) -> None:
+        if time.monotonic() - self._last_sweep < self.settings.stale_after_s / 4:
+            return
+        self._last_sweep = time.monotonic()
+        with unit_of_work(self.state.sessions) as db:
+            for job in repo.stale(db, datetime.now(UTC), self.settings.stale_after_s):
+                reason = f"its worker ({job.worker_id}) stopped answering; not retried"
+                if repo.finish(
+                    db, job.id, job.worker_id or "", "failed", reason, ended_at=datetime.now(UTC)
+                ):
+                    job.state, job.reason = "failed", reason
+                    append(db, job_event(job, "job.end", "error", reason=reason))
+
+    # --- one job -------------------------------------------------------------------------------
+
+    def execute(self, job: Job) -> None:
+        path = log_path(self.state, job.id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("ab") as out:
+            note = _Notes(out)
+            note(f"job {job.id} ({job.kind} {job.step}) claimed by worker {self.worker_id}")
+            try:
+                state, reason, values = self._run(job, note)
+            except Exception as exc:  # a bug here must still end the job, saying why
+                log.exception("job %s failed in its worker", job.id)
+                state, reason, values = "failed", f"worker error: {type(exc).__name__}: {exc}", {}
+            with unit_of_work(self.state.sessions) as db:
+                ended = repo.finish(
+                    db, job.id, self.worker_id, state, reason, ended_at=datetime.now(UTC), **values
+                )
+                final = db.get(Job, job.id, populate_existing=True)
+                assert final is not None
+                if ended:
+                    decision = "allow" if state == "succeeded" else "error"
+                    append(db, job_event(final, "job.end", decision, reason=reason))
+            note(f"job {job.id} {final.state}" + (f": {final.reason}" if final.reason else ""))
+
+    def _run(self, job: Job, note: _Notes) -> tuple[str, str | None, dict[str, Any]]:
+        caller = self._launcher(job)
+        if caller is None:
+            return "failed", f"its launcher {job.launcher!r} is disabled or gone", {}
+        command = list(job.spec.get("command") or default_command(job.step))
+        request = LaunchRequest(
+            segment="ml",
+            command=command,
+            datasets=list(job.datasets),
+            purpose=job.purpose if job.datasets else None,
+            timeout=job.timeout_s,
+            memory=job.memory,
+            cpus=job.cpus,
+            env={"WARDEN_RUN_NAME": f"job-{job.id}"},
+        )
+        runtime = sandboxes.get_runtime(self.app)
+        try:
+            sandbox = sandboxes.launch(
+                runtime, caller, request, prepare=lambda out: self._prepare(job, out)
+            )
+        except WardenError as exc:
+            return "failed", f"refused at launch: {type(exc).__name__}: {exc.detail}", {}
+        with unit_of_work(self.state.sessions) as db:
+            repo.heartbeat(db, job.id, self.worker_id, datetime.now(UTC), sandbox_id=sandbox.id)
+        note(f"sandbox {sandbox.id} ({sandbox.image}) runs as {sandbox.actor_name}")
+        note(f"$ {' '.join(command)}")
+        streamer = threading.Thread(
+            target=self._stream, args=(runtime, sandbox.id, note), daemon=True
+        )
+        streamer.start()
+        cancelled = self._wait(runtime, job, sandbox.id, caller)
+        streamer.join(timeout=60)
+        with unit_of_work(self.state.sessions) as db:
+            ended = db.get(Sandbox, sandbox.id)
+            assert ended is not None
+        out = runtime.output_dir(sandbox.id)
+        if cancelled:
+            return "cancelled", None, {}
+        artifacts = self._collect(job, out)
+        return self._outcome(job, ended, out, artifacts, note)
+
+    def _launcher(self, job: Job) -> Caller | None:
+        with unit_of_work(self.state.sessions) as db:
+            principal = db.get(Principal, job.launcher_id)
+            tenant = db.get(Tenant, job.tenant_id)
+        if principal is None or tenant is None or principal.disabled:
+            return None
+        return Caller(principal.name, principal.kind, tenant.name, principal.id)
+
+    def _prepare(self, job: Job, out: Path) -> None:
+        """spec.json with model references turned into files under /out/inputs."""
+        spec = {k: v for k, v in job.spec.items() if k != "command"}
+        with unit_of_work(self.state.sessions) as db:
+            spec["model_in"] = _materialise(db, job.spec.get("model_in"), self._data_dir, out)
+        (out / "spec.json").write_text(json.dumps(spec, indent=2, sort_keys=True))
+        (out / "spec.json").chmod(0o644)
+
+    @property
+    def _data_dir(self) -> Path:
+        return Path(self.state.settings.data_dir)
+
+    def _stream(self, runtime: Any, sandbox_id: str, note: _Notes) -> None:
+        try:
+            for chunk in runtime.logs(sandbox_id, follow=True):
+                note.raw(chunk)
+        except Exception:
+            log.warning("job log stream for sandbox %s broke", sandbox_id, exc_info=True)
+
+    def _wait(self, runtime: Any, job: Job, sandbox_id: str, caller: Caller) -> bool:
+        """Until the sandbox ends; True when the job was cancelled (its sandbox stopped)."""
+        beat = 0.0
+        while True:
+            with unit_of_work(self.state.sessions) as db:
+                status = db.scalar(_sandbox_status(sandbox_id))
+                state = "running"
+                if time.monotonic() - beat >= self.settings.heartbeat_s:
+                    beat = time.monotonic()
+                    state = repo.heartbeat(db, job.id, self.worker_id, datetime.now(UTC))
+                else:
+                    state = str(db.scalar(_job_state(job.id)))
+            if state == "cancelled":
+                if status in LIVE_STATUSES:
+                    runtime.stop(sandbox_id, caller, "its job was cancelled")
+                return True
+            if self._stop.is_set() and status in LIVE_STATUSES:
+                runtime.stop(sandbox_id, None, "its worker shut down")
+                continue
+            if status not in LIVE_STATUSES:
+                return False
+            time.sleep(0.2)
+
+    def _collect(self, job: Job, out: Path) -> list[dict[str, Any]]:
+        """Copy what the workload wrote (not its spec or inputs) into jobs/<id>/artifacts."""
+        target = jobs_dir(self.state) / job.id / "artifacts"
+        target.mkdir(parents=True, exist_ok=True)
+        found: list[dict[str, Any]] = []
+        if not out.is_dir():
+            return found
+        for path in sorted(out.rglob("*")):
+            relative = path.relative_to(out)
+            if relative.parts[0] in SKIPPED or not path.is_file() or path.is_symlink():
+                continue
+            size = path.stat().st_size
+            if size > MAX_ARTIFACT_BYTES:
+                continue
+            dest = target / relative
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, dest)
+            found.append(
+                {
+                    "name": str(relative),
+                    "path": str(dest.relative_to(self._data_dir)),
+                    "bytes": size,
+                    "sha256": file_digest(dest).removeprefix("sha256:"),
+                }
+            )
+        return found
+
+    def _outcome(
+        self,
+        job: Job,
+        sandbox: Sandbox,
+        out: Path,
+        artifacts: list[dict[str, Any]],
+        note: _Notes,
+    ) -> tuple[str, str | None, dict[str, Any]]:
+        if sandbox.status == "timed_out":
+            return "timed_out", sandbox.reason, {}
+        if sandbox.status != "succeeded":
+            return "failed", _why(sandbox, log_path(self.state, job.id)), {}
+        metrics_file = out / "metrics.json"
+        try:
+            metrics = json.loads(metrics_file.read_text())
+            if not isinstance(metrics, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as exc:
+            return "failed", f"the workload exited 0 but wrote no usable metrics.json ({exc})", {}
+        with unit_of_work(self.state.sessions) as db:
+            row = db.get(Job, job.id)
+            assert row is not None
+            parents = [m for m in (db.get(Model, i) for i in row.model_in) if m is not None]
+            lineage = registry.lineage_for(db, row, sandbox, parents)
+            outputs: list[dict[str, Any]] = []
+            if row.kind == "infer":
+                outputs = _register_outputs(self.state, db, row, artifacts, lineage)
+                lineage["outputs"] = outputs
+            lineage["provenance"] = metrics.get("provenance")
+            reports = [
+                a["name"] for a in artifacts if Path(a["name"]).stem.startswith("report")
+            ] + [str(p) for p in metrics.get("plots", []) if isinstance(p, str)]
+            model = registry.register(
+                db,
+                row,
+                metrics=metrics,
+                artifacts=artifacts,
+                reports=list(dict.fromkeys(reports)),
+                lineage=lineage,
+            )
+            append(
+                db,
+                job_event(
+                    row,
+                    "model.register",
+                    "allow",
+                    model=model.id,
+                    ref=model.ref,
+                    outputs=[o["dataset"] for o in outputs],
+                ),
+            )
+        note(f"registered {model.ref} ({model.id})")
+        for o in outputs:
+            note(f"registered dataset {o['dataset']} ({o['classification']})")
+        return "succeeded", None, {"model_id": model.id, "outputs": [o["dataset"] for o in outputs]}
+
+
+class _Notes:
+    """Appends to the job's log file: the worker's own lines, and the workload's output."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.lock = threading.Lock()
+
+    def __call__(self, line: str) -> None:
+        stamp = datetime.now(UTC).strftime("%H:%M:%S")
+        self.raw(f"[warden {stamp}] {line}\n".encode())
+
+    def raw(self, data: bytes) -> None:
+        with self.lock:
+            self.out.write(data)
+            self.out.flush()
+
+
+def _sandbox_status(sandbox_id: str) -> Any:
+    from sqlalchemy import select
+
+    return select(Sandbox.status).where(Sandbox.id == sandbox_id)
+
+
+def _job_state(job_id: str) -> Any:
+    from sqlalchemy import select
+
+    return select(Job.state).where(Job.id == job_id)
+
+
+def _materialise(db: Any, node: Any, data_dir: Path, out: Path) -> Any:
+    """Pinned references ("ID:FILE") → copies under out/inputs, named as the sandbox sees them."""
+    if node is None:
+        return None
+    if isinstance(node, list):
+        return [_materialise(db, n, data_dir, out) for n in node]
+    if isinstance(node, dict):
+        return {k: _materialise(db, v, data_dir, out) for k, v in node.items()}
+    model_id, _, name = str(node).partition(":")
+    model = db.get(Model, model_id)
+    if model is None:
+        raise FileNotFoundError(f"model {model_id} is gone")
+    artifact = next(a for a in model.artifacts if a["name"] == name)
+    dest = out / "inputs" / model_id / name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(data_dir / artifact["path"], dest)
+    for folder in (dest.parent, dest.parent.parent):
+        folder.chmod(0o755)
+    dest.chmod(0o644)
+    return f"/out/inputs/{model_id}/{name}"
+
+
+def _why(sandbox: Sandbox, logs: Path) -> str:
+    """A failed sandbox's reason, with the workload's own last word when it left one."""
+    base = sandbox.reason or f"the workload exited with code {sandbox.exit_code}"
+    if sandbox.status == "stopped":
+        base = f"its sandbox was stopped: {sandbox.reason}"
+    elif sandbox.status == "lost":
+        base = f"its sandbox was lost: {sandbox.reason}"
+    last = _last_error(logs)
+    return f"{base}: {last}" if last else base
+
+
+def _last_error(logs: Path) -> str | None:
+    try:
+        lines = logs.read_bytes()[-64_000:].decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    lines = [ln.strip() for ln in lines if ln.strip() and not ln.startswith("[warden ")]
+    flagged = [ln for ln in lines if ln.startswith("error:")]
+    if flagged:
+        return flagged[-1][:500]
+    return lines[-1][:500] if lines else None
+
+
+def _register_outputs(
+    state: AppState,
+    db: Any,
+    job: Job,
+    artifacts: list[dict[str, Any]],
+    lineage: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """Each parquet an inference job wrote becomes a catalog dataset: classified as the
+    strictest of its inputs, usable for what all its inputs allow, its lineage in its
+    description."""
+    views = [load_view(db, state.settings.datasets_dir, job.tenant, n) for n in job.datasets]
+    classification = strictest([v.classification for v in views])
+    purposes = [p for p in views[0].allowed_purposes if all(p in v.allowed_purposes for v in views)]
+    owner = db.get(Principal, job.launcher_id)
+    tenant = db.get(Tenant, job.tenant_id)
+    inputs = ", ".join(f"{v.name}@{v.version[:19]}" for v in views)
+    parents = ", ".join(p["ref"] for p in lineage.get("parents", [])) or "none"
+    registered = []
+    for artifact in artifacts:
+        name = Path(artifact["name"])
+        if name.suffix != ".parquet" or len(name.parts) != 1:
+            continue
+        source = Path(state.settings.data_dir) / artifact["path"]
+        schema = pl.read_parquet_schema(source)
+        columns = [ColumnInfo(c, str(t), classification) for c, t in schema.items()]
+        dataset_name = f"{name.stem[:40]}_{job.id}"
+        dataset, version = register(
+            db,
+            datasets_dir=state.settings.datasets_dir,
+            tenant=tenant,
+            owner=owner,
+            name=dataset_name,
+            source=source,
+            columns=columns,
+            identifier_columns=[c for c in schema if c.endswith("_id")],
+            allowed_purposes=purposes,
+            description=(
+                f"Output of inference job {job.id} ({name.name}) by {job.launcher}; "
+                f"inputs: {inputs}; model: {parents}; classification: strictest of its inputs"
+            ),
+        )
+        registered.append(
+            {
+                "dataset": dataset.name,
+                "version": version.digest,
+                "classification": classification,
+                "inputs": [{"name": v.name, "version": v.version} for v in views],
+            }
+        )
+    return registered
+
+
+def worker_of(app: Any) -> JobWorker | None:
+    worker = getattr(app.state, "jobs_worker", None)
+    return worker if isinstance(worker, JobWorker) else None
+
+
+@asynccontextmanager
+async def lifespan(app: Any) -> AsyncIterator[None]:
+    """The in-process worker, started with the app unless WARDEN_JOBS_WORKER=false."""
+    settings = JobSettings()
+    worker = JobWorker(app, settings=settings) if settings.worker else None
+    app.state.jobs_worker = worker
+    if worker is not None:
+        worker.start()
+    try:
+        yield
+    finally:
+        if worker is not None:
+            worker.stop()
+        app.state.jobs_worker = None

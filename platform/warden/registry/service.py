@@ -1,0 +1,212 @@
+"""Registering a finished job's result, resolving model references, and lineage.
+
+Lineage is assembled from records, never from what the workload says about itself: the
+datasets, versions, grants and policy versions come from the audit events of the job's own
+reads (its actor is the sandbox's job name), the image digest from the sandbox launch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from warden.audit.models import AuditEvent
+from warden.config import REPO_ROOT
+from warden.errors import NotFound, Unprocessable
+from warden.jobs.models import Job
+from warden.registry.models import Model
+from warden.sandbox.models import Sandbox
+
+# A reference: a model id, NAME (the latest version) or NAME@VERSION; ":FILE" picks an artifact.
+REF_RE = re.compile(
+    r"^(?P<model>[a-z0-9][a-z0-9_.-]{0,63}(?:@[0-9]{1,9})?)(?::(?P<file>[\w.-]+))?$"
+)
+CODE_DIRS = ("platform/warden_ml", "platform/warden/sdk")
+
+
+def parse_ref(ref: str) -> tuple[str, str | None]:
+    match = REF_RE.fullmatch(ref)
+    if match is None:
+        raise Unprocessable(f"{ref[:80]!r} is not a model reference (ID, NAME or NAME@VERSION)")
+    return match.group("model"), match.group("file")
+
+
+def resolve(db: Session, tenant: str, ref: str) -> Model:
+    """The model an id, NAME or NAME@VERSION names in the tenant, or NotFound."""
+    model_ref, _ = parse_ref(ref)
+    row = db.get(Model, model_ref) if "@" not in model_ref else None
+    if row is not None and row.tenant == tenant:
+        return row
+    name, _, version = model_ref.partition("@")
+    query = select(Model).where(Model.tenant == tenant, Model.name == name)
+    if version:
+        query = query.where(Model.version == int(version))
+    row = db.scalars(query.order_by(Model.version.desc()).limit(1)).first()
+    if row is None:
+        raise NotFound(f"no model {ref[:80]!r}")
+    return row
+
+
+def pick_artifact(model: Model, wanted: str | None, role: str | None) -> dict[str, Any]:
+    """The artifact a reference means: the named file, else the model's only .pt file, else
+    its *stack* (a *tower* where the role is `tower`)."""
+    files = list(model.artifacts)
+    if wanted is not None:
+        for artifact in files:
+            if artifact["name"] == wanted:
+                return artifact
+        raise NotFound(f"model {model.ref} has no artifact {wanted!r}")
+    weights = [a for a in files if str(a["name"]).endswith(".pt")]
+    if len(weights) == 1:
+        return weights[0]
+    hint = "tower" if role == "tower" else "stack"
+    preferred = [a for a in weights if hint in str(a["name"])]
+    if len(preferred) == 1:
+        return preferred[0]
+    names = ", ".join(str(a["name"]) for a in weights) or "none"
+    raise Unprocessable(f"model {model.ref} has several weights files ({names}); name one")
+
+
+def next_version(db: Session, tenant_id: str, name: str) -> int:
+    current = db.scalar(
+        select(func.max(Model.version)).where(Model.tenant_id == tenant_id, Model.name == name)
+    )
+    return int(current or 0) + 1
+
+
+def register(
+    db: Session,
+    job: Job,
+    *,
+    metrics: dict[str, Any],
+    artifacts: list[dict[str, Any]],
+    reports: list[str],
+    lineage: dict[str, Any],
+) -> Model:
+    model = Model(
+        tenant_id=job.tenant_id,
+        tenant=job.tenant,
+        name=job.name,
+        version=next_version(db, job.tenant_id, job.name),
+        job_id=job.id,
+        launcher=job.launcher,
+        kind=job.kind,
+        step=job.step,
+        metrics=metrics,
+        artifacts=artifacts,
+        reports=reports,
+        lineage=lineage,
+    )
+    db.add(model)
+    db.flush()
+    return model
+
+
+def code_version(root: Path = REPO_ROOT) -> dict[str, Any]:
+    """A hash of the workload's sources (what the ML image carries besides its wheels)."""
+    sha = hashlib.sha256()
+    files = 0
+    for folder in CODE_DIRS:
+        for path in sorted((root / folder).rglob("*.py")):
+            if "__pycache__" in path.parts:
+                continue
+            sha.update(str(path.relative_to(root)).encode() + b"\0")
+            sha.update(path.read_bytes())
+            files += 1
+    return {"sha256": sha.hexdigest(), "files": files, "sources": list(CODE_DIRS)}
+
+
+def lineage_for(
+    db: Session, job: Job, sandbox: Sandbox | None, parents: list[Model]
+) -> dict[str, Any]:
+    """Datasets (versions read), grants, rules and policy versions from the job's audited
+    reads; image digest from its sandbox; parents from its model_in."""
+    reads: list[AuditEvent] = []
+    if sandbox is not None:
+        reads = list(
+            db.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.actor == sandbox.actor_name, AuditEvent.action == "dataset.read")
+                .order_by(AuditEvent.seq)
+            )
+        )
+    declared = dict(job.decisions.get("datasets", {}))
+    datasets: dict[str, dict[str, Any]] = {}
+    for name in job.datasets:
+        datasets[name] = {
+            "name": name,
+            "versions": [],
+            "launch_version": declared.get(name, {}).get("version"),
+            "reads": 0,
+            "denied_reads": 0,
+            "rows": 0,
+            "grant_ids": [],
+            "rules": [],
+        }
+    for event in reads:
+        entry = datasets.setdefault(
+            event.dataset or "?",
+            {
+                "name": event.dataset,
+                "versions": [],
+                "launch_version": None,
+                "reads": 0,
+                "denied_reads": 0,
+                "rows": 0,
+                "grant_ids": [],
+                "rules": [],
+            },
+        )
+        if event.decision != "allow":
+            entry["denied_reads"] += 1
+            continue
+        entry["reads"] += 1
+        entry["rows"] += int(event.rows or 0)
+        _add(entry["versions"], event.dataset_version)
+        for grant in event.grant_ids or []:
+            _add(entry["grant_ids"], grant)
+        _add(entry["rules"], event.rule)
+    allowed = [e for e in reads if e.decision == "allow"]
+    policy_versions = sorted({e.policy_version for e in allowed if e.policy_version is not None})
+    return {
+        "job": job.id,
+        "kind": job.kind,
+        "step": job.step,
+        "launcher": job.launcher,
+        "actor": sandbox.actor_name if sandbox else None,
+        "purpose": job.purpose,
+        "datasets": list(datasets.values()),
+        "grant_ids": sorted({g for e in allowed for g in (e.grant_ids or [])}),
+        "policy_version": policy_versions[-1] if policy_versions else None,
+        "policy_versions": policy_versions,
+        "launch_policy_version": job.decisions.get("policy_version"),
+        "audit_events": [e.id for e in reads],
+        "image": sandbox.image if sandbox else None,
+        "image_digest": sandbox.image_digest if sandbox else None,
+        "sandbox": sandbox.id if sandbox else None,
+        "code_version": code_version(),
+        "parents": [{"id": p.id, "ref": p.ref, "job": p.job_id} for p in parents],
+        "seed": job.spec.get("seed"),
+    }
+
+
+def _add(values: list[Any], value: Any) -> None:
+    if value is not None and value not in values:
+        values.append(value)
+
+
+def list_models(db: Session, tenant: str, name: str | None, limit: int) -> list[Model]:
+    query = select(Model).where(Model.tenant == tenant)
+    if name:
+        query = query.where(Model.name == name)
+    return list(db.scalars(query.order_by(Model.created_at.desc()).limit(limit)))
+
+
+def parents_of(db: Session, model: Model) -> list[Model]:
+    ids = [p["id"] for p in model.lineage.get("parents", [])]
+    return [m for m in (db.get(Model, i) for i in ids) if m is not None]

@@ -1,0 +1,80 @@
+"""The real workload through jobs: train both towers, swap, evaluate, infer; lineage complete.
+Skipped, saying why, when platform/warden_ml is not there."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.conftest import WardenHarness
+from tests.jobs.conftest import queue, show
+from warden.config import REPO_ROOT
+from warden.jobs.worker import JobWorker
+
+pytestmark = pytest.mark.skipif(
+    not (REPO_ROOT / "platform" / "warden_ml" / "__main__.py").exists(),
+    reason="platform/warden_ml (the ML workload package) is not in this checkout yet",
+)
+TRAIN = {"pins": "pins", "pin_pairs": "pin_pairs", "engagements": "engagements"}
+TINY = {
+    "train-generic": {"steps": 3, "batch": 32, "stack_steps": 5, "stack_batch": 64,
+                      "threads": 1, "dim": 32, "depth": 1, "mlp": 64},
+    "train-domain": {"steps": 6, "batch": 32, "mine_every": 3, "threads": 1},
+    "swap": {"align_steps": 3, "post_steps": 3, "batch": 64, "threads": 1},
+    "eval": {"latency_requests": 20, "max_queries": 60, "threads": 1,
+             "name_a": "domain", "name_b": "generic"},
+    "infer": {"latency_requests": 10, "threads": 1},
+}  # fmt: skip
+
+
+def run(warden: WardenHarness, worker: JobWorker, **body: Any) -> dict[str, Any]:
+    job = queue(warden, **body)
+    assert worker.run_once() == job["id"]
+    final = show(warden, job["id"])
+    logs = warden.http.get(f"/v1/jobs/{job['id']}/logs", headers=warden.as_("alice")).text
+    assert final["state"] == "succeeded", (final, logs[-3000:])
+    return final
+
+
+def test_train_swap_eval_infer_with_complete_lineage(
+    ml_warden: WardenHarness, worker: JobWorker
+) -> None:
+    def step(kind: str, name: str, datasets: dict[str, str], **body: Any) -> dict[str, Any]:
+        return run(ml_warden, worker, kind=kind, step=name, datasets=datasets,
+                   params=TINY[name], seed=0, **body)  # fmt: skip
+
+    step("train", "train-generic", TRAIN)
+    step("train", "train-domain", TRAIN)
+    step("train", "swap", TRAIN,
+         model_in={"stack": "generic-tower:generic_stack.pt", "tower": "domain-tower"})  # fmt: skip
+    evaluation = {**TRAIN, "gold": "gold"}
+    step("eval", "eval", evaluation,
+         model_in={"A": ["swapped-stack"], "B": ["generic-tower:generic_stack.pt"]})  # fmt: skip
+    infer = step("infer", "infer", {"pins": "pins"}, model_in="swapped-stack")
+
+    headers = ml_warden.as_("alice")
+    body = ml_warden.http.get("/v1/models/eval-report/lineage", headers=headers).json()
+    report = body["model"]
+    assert {"report.json", "report.md"} <= set(report["reports"])
+    assert report["metrics"]["provenance"].startswith("The taste graph")
+    lineage = report["lineage"]
+    read = {d["name"]: d for d in lineage["datasets"]}
+    assert read["gold"]["reads"] >= 1 and read["gold"]["versions"][0].startswith("sha256:")
+    assert lineage["image_digest"] and lineage["code_version"]["files"] > 0
+    assert lineage["policy_version"] is not None
+    ancestors = {a["ref"] for a in body["ancestors"]}
+    assert ancestors == {"swapped-stack@1", "generic-tower@1", "domain-tower@1"}
+
+    # inference output is a new dataset, as strict as its input, its lineage named
+    outputs = sorted(infer["outputs"])
+    assert [o.rsplit("_", 1)[0] for o in outputs] == ["pin_embeddings", "related_pins"]
+    output = outputs[0]
+    from warden.catalog.service import load_view
+    from warden.db.session import unit_of_work
+
+    with unit_of_work(ml_warden.state.sessions) as db:
+        view = load_view(db, ml_warden.settings.datasets_dir, "acme", output)  # type: ignore[attr-defined]
+        pins = load_view(db, ml_warden.settings.datasets_dir, "acme", "pins")  # type: ignore[attr-defined]
+    assert view.classification == pins.classification
+    assert "pins@" in view.description and infer["id"] in view.description
