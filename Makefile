@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
+	@bash scripts/docker-up.sh || echo "note: no Docker Engine; the demo skips its sandboxed ML jobs" >&2
 	$(VENV)/bin/warden demo
 
 test: $(STAMP)

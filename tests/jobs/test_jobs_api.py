@@ -48,6 +48,12 @@ def test_unknown_dataset_is_not_found_and_bad_step_is_422(ml_warden: WardenHarne
     assert missing.status_code == 404
     bad = submit(ml_warden, "alice", kind="eval", step="train-domain", datasets={"gold": "gold"})
     assert bad.status_code == 422
+    # torchrun only for the data-parallel step, and within bounds
+    for body in ({"kind": "eval", "datasets": {"gold": "gold"}, "nproc": 2},
+                 {"kind": "train", "step": "swap", "datasets": {"pins": "pins"}, "nproc": 2},
+                 {"kind": "train", "datasets": {"pins": "pins"}, "nproc": 99}):  # fmt: skip
+        refused = submit(ml_warden, "alice", **body)
+        assert refused.status_code == 422 and "nproc" in refused.text, refused.text
     assert _count(ml_warden, Job) == 0
 
 

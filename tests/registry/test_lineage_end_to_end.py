@@ -63,6 +63,11 @@ def test_train_swap_eval_infer_with_complete_lineage(
     assert read["gold"]["reads"] >= 1 and read["gold"]["versions"][0].startswith("sha256:")
     assert lineage["image_digest"] and lineage["code_version"]["files"] > 0
     assert lineage["policy_version"] is not None
+    md = ml_warden.http.get("/v1/models/eval-report/reports/report.md", headers=headers)
+    assert md.status_code == 200 and "A/B report" in md.text and "generated" in md.text
+    for hidden in ("swapped_stack.pt", "../../warden.db", "nope.md"):  # weights are not reports
+        refused = ml_warden.http.get(f"/v1/models/swapped-stack/reports/{hidden}", headers=headers)
+        assert refused.status_code == 404, (hidden, refused.text)
     ancestors = {a["ref"] for a in body["ancestors"]}
     assert ancestors == {"swapped-stack@1", "generic-tower@1", "domain-tower@1"}
 
@@ -78,3 +83,15 @@ def test_train_swap_eval_infer_with_complete_lineage(
         pins = load_view(db, ml_warden.settings.datasets_dir, "acme", "pins")  # type: ignore[attr-defined]
     assert view.classification == pins.classification
     assert "pins@" in view.description and infer["id"] in view.description
+
+
+def test_train_domain_runs_data_parallel_under_torchrun(
+    ml_warden: WardenHarness, worker: JobWorker
+) -> None:
+    job = run(ml_warden, worker, kind="train", step="train-domain", datasets=TRAIN,
+              params=TINY["train-domain"], seed=0, nproc=2)  # fmt: skip
+    assert job["spec"]["nproc"] == 2
+    model = ml_warden.http.get("/v1/models/domain-tower", headers=ml_warden.as_("alice")).json()
+    assert model["metrics"]["world_size"] == 2
+    logs = ml_warden.http.get(f"/v1/jobs/{job['id']}/logs", headers=ml_warden.as_("alice")).text
+    assert "torch.distributed.run" in logs and "world size 2" in logs

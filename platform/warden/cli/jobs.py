@@ -52,6 +52,12 @@ def run(
         typer.Option("--model-in", "-m", help="REF or ROLE=REF; REF is NAME[@V][:FILE] or an id"),
     ] = None,
     name: Annotated[str | None, typer.Option(help="Register the result under this name")] = None,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            min=1, max=8, help="train-domain: data-parallel CPU processes (torchrun, gloo)"
+        ),
+    ] = 1,
     timeout: Annotated[int | None, typer.Option(min=1, help="Wall-clock limit, seconds")] = None,
     memory: Annotated[str | None, typer.Option(help="Memory limit, e.g. 4g")] = None,
     cpus: Annotated[float | None, typer.Option(help="CPU limit")] = None,
@@ -67,7 +73,16 @@ def run(
     if kind not in ("train", "infer", "eval"):
         fail("KIND must be train, infer or eval")
     body = _body(kind, spec, dataset or [], param or [], model_in or [], seed, purpose)
-    body.update({"step": step, "name": name, "timeout": timeout, "memory": memory, "cpus": cpus})
+    body.update(
+        {
+            "step": step,
+            "name": name,
+            "nproc": nproc,
+            "timeout": timeout,
+            "memory": memory,
+            "cpus": cpus,
+        }
+    )
     if command:
         body["command"] = command
     client = ApiClient()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markdown import Markdown
 from rich.table import Table
 
-from warden.cli.client import ApiClient, console
+from warden.cli.client import ApiClient, console, fail
 from warden.cli.output import check_format, show
 
 app = typer.Typer(help="Registered models, their metrics, reports and lineage.")
@@ -49,6 +51,26 @@ def show_(
     for a in row["artifacts"]:
         artifacts.add_row(a["name"], str(a["bytes"]), a["sha256"][:16], a["path"])
     console.print(artifacts)
+
+
+@app.command()
+def report(
+    model: Annotated[str, typer.Argument(help="ID, NAME or NAME@VERSION")],
+    name: Annotated[str, typer.Argument(help="Which report (see `models show`)")] = "report.md",
+    out: Annotated[Path | None, typer.Option(help="Save it here instead of printing it")] = None,
+    raw: Annotated[bool, typer.Option("--raw", help="Print Markdown as text")] = False,
+) -> None:
+    """An evaluation report: the A/B Markdown by default, or report.json or a plot (--out)."""
+    body = ApiClient().request("GET", f"/v1/models/{model}/reports/{name}").content
+    if out is not None:
+        out.write_bytes(body)
+        console.print(f"wrote {out} ({len(body):,} bytes)")
+    elif name.endswith(".png"):
+        fail(f"{name} is an image: save it with --out FILE")
+    elif name.endswith(".md") and not raw:
+        console.print(Markdown(body.decode()))
+    else:
+        print(body.decode())
 
 
 @app.command()

@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from warden.jobs.models import Job
 
 Kind = Literal["train", "infer", "eval"]
+# torchrun processes in one sandbox; more than the CPUs given only adds contention.
+MAX_NPROC = 8
 
 
 class JobCreate(BaseModel):
@@ -33,6 +35,9 @@ class JobCreate(BaseModel):
         max_length=64,
         description="Run this instead of `python -m warden_ml STEP --spec /out/spec.json --out"
         " /out` (the same rights apply)",
+    )
+    nproc: int = Field(
+        1, ge=1, le=MAX_NPROC, description="train-domain only: data-parallel CPU processes"
     )
     timeout: int | None = Field(None, ge=1, description="Wall-clock limit in seconds")
     memory: str | None = Field(None, max_length=16)

@@ -58,8 +58,24 @@ def log_path(state: AppState, job_id: str) -> Path:
     return jobs_dir(state) / job_id / "logs.txt"
 
 
-def default_command(step: str) -> list[str]:
-    return ["python3", "-m", "warden_ml", step, "--spec", SPEC_IN_SANDBOX, "--out", "/out"]
+# The steps whose training loop is data-parallel (warden_ml.dist): `nproc` > 1 allowed.
+DISTRIBUTED_STEPS = ("train-domain",)
+
+
+DIST_ENV = {"GLOO_SOCKET_IFNAME": "lo"}
+
+
+def default_command(step: str, nproc: int = 1) -> list[str]:
+    workload = ["-m", "warden_ml", step, "--spec", SPEC_IN_SANDBOX, "--out", "/out"]
+    if nproc <= 1:
+        return ["python3", *workload]
+    # A network-less sandbox has loopback only and cannot resolve its own host name, so the
+    # rendezvous is static on 127.0.0.1 (not --standalone) and gloo binds `lo` (DIST_ENV).
+    launcher = [
+        *("-m", "torch.distributed.run", "--nnodes=1", "--node-rank=0"),
+        *("--master-addr=127.0.0.1", "--master-port=29500", f"--nproc-per-node={nproc}"),
+    ]
+    return ["python3", *launcher, *workload]
 
 
 @dataclass(frozen=True)
@@ -153,6 +169,13 @@ def _plan(state: AppState, caller: Caller, body: JobCreate) -> _Plan:
         if not body.command or any(len(a) > 4096 for a in body.command):
             raise Unprocessable("command must be 1-64 arguments of at most 4096 characters")
         spec["command"] = list(body.command)
+    if body.nproc > 1:
+        if body.command is not None or step not in DISTRIBUTED_STEPS:
+            raise Unprocessable(
+                f"--nproc runs the data-parallel steps ({', '.join(DISTRIBUTED_STEPS)}), "
+                f"not {'a custom command' if body.command is not None else step}"
+            )
+        spec["nproc"] = body.nproc
     return _Plan(step, name, purpose, datasets, spec, parents)
 
 

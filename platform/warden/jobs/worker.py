@@ -34,7 +34,7 @@ from warden.identity.models import Principal, Tenant
 from warden.identity.service import Caller
 from warden.jobs import repository as repo
 from warden.jobs.models import Job
-from warden.jobs.service import default_command, job_event, jobs_dir, log_path
+from warden.jobs.service import DIST_ENV, default_command, job_event, jobs_dir, log_path
 from warden.registry import service as registry
 from warden.registry.models import Model
 from warden.sandbox import service as sandboxes
@@ -159,7 +159,8 @@ class JobWorker:
         caller = self._launcher(job)
         if caller is None:
             return "failed", f"its launcher {job.launcher!r} is disabled or gone", {}
-        command = list(job.spec.get("command") or default_command(job.step))
+        nproc = int(job.spec.get("nproc", 1))
+        command = list(job.spec.get("command") or default_command(job.step, nproc))
         request = LaunchRequest(
             segment="ml",
             command=command,
@@ -167,8 +168,9 @@ class JobWorker:
             purpose=job.purpose if job.datasets else None,
             timeout=job.timeout_s,
             memory=job.memory,
-            cpus=job.cpus,
-            env={"WARDEN_RUN_NAME": f"job-{job.id}"},
+            # one CPU per process unless asked otherwise (the profile caps it)
+            cpus=job.cpus or (float(nproc) if nproc > 1 else None),
+            env={"WARDEN_RUN_NAME": f"job-{job.id}", **(DIST_ENV if nproc > 1 else {})},
         )
         runtime = sandboxes.get_runtime(self.app)
         try:
@@ -206,7 +208,7 @@ class JobWorker:
 
     def _prepare(self, job: Job, out: Path) -> None:
         """spec.json with model references turned into files under /out/inputs."""
-        spec = {k: v for k, v in job.spec.items() if k != "command"}
+        spec = {k: v for k, v in job.spec.items() if k not in ("command", "nproc")}
         with unit_of_work(self.state.sessions) as db:
             spec["model_in"] = _materialise(db, job.spec.get("model_in"), self._data_dir, out)
         (out / "spec.json").write_text(json.dumps(spec, indent=2, sort_keys=True))

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi.responses import FileResponse
 
-from warden.api.deps import CurrentCaller, DbSession
+from warden.api.deps import CurrentCaller, DbSession, State
 from warden.errors import Forbidden
 from warden.identity.service import Caller
 from warden.registry import service
@@ -51,3 +52,12 @@ def lineage(ref: str, caller: CurrentCaller, db: DbSession) -> LineageOut:
         ancestors += parents
         frontier = parents
     return LineageOut(model=ModelOut.of(model), ancestors=[ModelOut.of(a) for a in ancestors])
+
+
+@router.get("/{ref}/reports/{name:path}", summary="A report: Markdown, JSON or a plot")
+def report(ref: str, name: str, caller: CurrentCaller, db: DbSession, state: State) -> FileResponse:
+    _people_only(caller)
+    model = service.resolve(db, caller.tenant, ref[:80])
+    path = service.report_path(model, name[:128], state.settings.data_dir)
+    media = {".md": "text/markdown", ".json": "application/json", ".png": "image/png"}
+    return FileResponse(path, media_type=media.get(path.suffix, "application/octet-stream"))

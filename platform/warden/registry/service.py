@@ -72,6 +72,20 @@ def pick_artifact(model: Model, wanted: str | None, role: str | None) -> dict[st
     raise Unprocessable(f"model {model.ref} has several weights files ({names}); name one")
 
 
+def report_path(model: Model, name: str, data_dir: Path | str) -> Path:
+    """A report file of the model, by its name; only files the job listed as reports (never
+    weights, which may memorise governed data)."""
+    if name not in model.reports:
+        listed = ", ".join(model.reports) or "none"
+        raise NotFound(f"model {model.ref} has no report {name!r} (reports: {listed})")
+    for artifact in model.artifacts:
+        if artifact["name"] == name:
+            path = (Path(data_dir) / artifact["path"]).resolve()
+            if path.is_relative_to(Path(data_dir).resolve()) and path.is_file():
+                return path
+    raise NotFound(f"the report {name!r} of {model.ref} is no longer on disk")
+
+
 def next_version(db: Session, tenant_id: str, name: str) -> int:
     current = db.scalar(
         select(func.max(Model.version)).where(Model.tenant_id == tenant_id, Model.name == name)
