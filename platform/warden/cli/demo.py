@@ -168,7 +168,8 @@ def _ml_story(seeds: int) -> None:
         for v in range(1, seeds + 1)
     )
     _step("18. the A/B evaluation: swapped (A) against generic (B) on the gold slices")
-    _cli("alice", f"jobs run eval {data} -d gold{arms} --follow")
+    names = "-p name_a=swapped -p name_b=generic"
+    _cli("alice", f"jobs run eval -d pins -d engagements -d gold{arms} {names} --follow")
     took = time.monotonic() - started
     _step("19. the report: recall@10, latency P50/P95, cost per 1k requests, side by side")
     _cli("alice", "models report eval-report")
