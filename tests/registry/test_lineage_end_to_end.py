@@ -64,7 +64,7 @@ def test_train_swap_eval_infer_with_complete_lineage(
     assert lineage["image_digest"] and lineage["code_version"]["files"] > 0
     assert lineage["policy_version"] is not None
     md = ml_warden.http.get("/v1/models/eval-report/reports/report.md", headers=headers)
-    assert md.status_code == 200 and "A/B report" in md.text and "generated" in md.text
+    assert md.status_code == 200 and "A/B report" in md.text and "GENERATED" in md.text
     for hidden in ("swapped_stack.pt", "../../warden.db", "nope.md"):  # weights are not reports
         refused = ml_warden.http.get(f"/v1/models/swapped-stack/reports/{hidden}", headers=headers)
         assert refused.status_code == 404, (hidden, refused.text)
