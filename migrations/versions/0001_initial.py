@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 06:40:05.784041
+Create Date: 2026-11-28 14:37:08.542474
 """
 
 from collections.abc import Sequence
@@ -287,6 +287,8 @@ def upgrade() -> None:
         sa.Column("interactive", sa.Boolean(), nullable=False),
         sa.Column("instance", sa.String(length=16), nullable=False),
         sa.Column("container_id", sa.String(length=80), nullable=True),
+        sa.Column("owner", sa.String(length=64), nullable=True),
+        sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("exit_code", sa.Integer(), nullable=True),
         sa.Column("oom_killed", sa.Boolean(), nullable=False),
         sa.Column("timed_out", sa.Boolean(), nullable=False),

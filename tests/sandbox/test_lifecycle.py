@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from tests.sandbox import probes
 from tests.sandbox.conftest import DEVELOPER, Sandboxes
+from warden.sandbox.liveness import HOST
 
 pytestmark = pytest.mark.docker
 
@@ -114,6 +117,7 @@ def test_orphans_of_a_dead_platform_are_stopped_and_recorded_at_start_up(
     started = sandboxes.start("alice", ["sleep", "60"])
     # The process that launched it dies: a new one over the same database finds the container.
     sandboxes.runtime._live.clear()
+    _owned_by(sandboxes, started["id"], f"{HOST}:{_dead_pid()}:000000")
     fresh = SandboxRuntime(sandboxes.warden.app, sandboxes.warden.state)
     assert started["id"] in fresh.reconcile()
     row = sandboxes.show(started["id"])
@@ -121,6 +125,55 @@ def test_orphans_of_a_dead_platform_are_stopped_and_recorded_at_start_up(
     (stop,) = events(sandboxes, "sandbox.stop", started["id"])
     assert stop["actor"] == "warden" and stop["actor_kind"] == "system"
     assert fresh.driver.list({"warden.sandbox": started["id"]}) == []
+
+
+def test_sandboxes_another_live_process_watches_are_left_alone(sandboxes: Sandboxes) -> None:
+    """`warden serve` restarting beside a `warden worker` (or a replica) must not reap the
+    worker's running sandboxes; once that owner falls silent, they are reaped."""
+    from warden.sandbox.runtime import SandboxRuntime
+
+    started = sandboxes.start("alice", ["sleep", "60"])
+    other = SandboxRuntime(sandboxes.warden.app, sandboxes.warden.state)  # a second process
+    assert other.owner != sandboxes.runtime.owner
+    assert other.reconcile() == []
+    assert sandboxes.show(started["id"])["status"] == "running"
+    assert sandboxes.runtime.driver.list({"warden.sandbox": started["id"]})
+
+    # The owner is on another machine and its heartbeat is old: gone.
+    sandboxes.runtime._live.clear()
+    _owned_by(sandboxes, started["id"], "elsewhere:1:abcdef", beat_age=timedelta(minutes=5))
+    assert other.reconcile() == [started["id"]]
+    row = sandboxes.show(started["id"])
+    assert row["status"] == "stopped" and "orphaned" in row["reason"]
+
+
+def test_a_live_heartbeat_from_another_machine_keeps_it(sandboxes: Sandboxes) -> None:
+    from warden.sandbox.runtime import SandboxRuntime
+
+    started = sandboxes.start("alice", ["sleep", "60"])
+    _owned_by(sandboxes, started["id"], "elsewhere:1:abcdef", beat_age=timedelta(seconds=1))
+    other = SandboxRuntime(sandboxes.warden.app, sandboxes.warden.state)
+    assert other.reconcile() == []
+    assert sandboxes.show(started["id"])["status"] == "running"
+    _owned_by(sandboxes, started["id"], sandboxes.runtime.owner)  # ours again, for clean-up
+
+
+def _owned_by(
+    sandboxes: Sandboxes, sandbox_id: str, owner: str, beat_age: timedelta = timedelta(0)
+) -> None:
+    from warden.db.session import unit_of_work
+    from warden.sandbox.models import Sandbox
+
+    with unit_of_work(sandboxes.warden.state.sessions) as db:
+        row = db.get(Sandbox, sandbox_id)
+        assert row is not None
+        row.owner, row.heartbeat_at = owner, datetime.now(UTC) - beat_age
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen(["true"])  # noqa: S607 - a pid that has just ended
+    child.wait()
+    return child.pid
 
 
 def test_logs_are_kept_after_the_container_is_gone(sandboxes: Sandboxes) -> None:

@@ -43,6 +43,9 @@ class Sandbox(TimestampMixin, Base):
     # Which installation (database) owns its container; see settings.instance_label.
     instance: Mapped[str] = mapped_column(String(16), index=True)
     container_id: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    # The process that watches it (sandbox/liveness.py) and when it last said so.
+    owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     oom_killed: Mapped[bool] = mapped_column(Boolean, default=False)
     timed_out: Mapped[bool] = mapped_column(Boolean, default=False)

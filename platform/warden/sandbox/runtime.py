@@ -1,8 +1,9 @@
 """The sandboxes one API process runs: launch, watch, stop, reap; every step audited.
 
-A sandbox's gateway socket and its watcher (wall-clock timeout, exit, OOM) live in the API
-process that launched it. When that process starts again, containers it labelled whose
-sandbox it no longer watches are stopped and recorded (`reconcile`).
+A sandbox's gateway socket and its watcher (wall-clock timeout, exit, OOM) live in the
+process that launched it, which keeps its heartbeat fresh. At start-up and then every
+`orphan_after_s`, containers this installation labelled whose owner is gone (liveness.py)
+are stopped and recorded (`reconcile`).
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from warden.api.state import AppState
 from warden.audit.service import AuditRecord, append
@@ -28,6 +29,7 @@ from warden.identity.service import Caller
 from warden.sandbox import images
 from warden.sandbox.driver import ContainerSpec, ExitInfo, Mount, SandboxDriver, SandboxError
 from warden.sandbox.gateway_socket import MOUNT_DIR, SOCKET_PATH_IN_SANDBOX, GatewaySocket
+from warden.sandbox.liveness import new_owner, owner_alive
 from warden.sandbox.models import LIVE_STATUSES, Sandbox
 from warden.sandbox.profiles import Resolved, SegmentProfile, load_profiles
 from warden.sandbox.settings import SandboxSettings, get_sandbox_settings, instance_label
@@ -89,6 +91,9 @@ class SandboxRuntime:
         self._lock = threading.Lock()
         self._live: dict[str, _Live] = {}
         self._closed = False
+        self.owner = new_owner()
+        self._heartbeat: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     # --- data ----------------------------------------------------------------------------------
 
@@ -145,6 +150,8 @@ class SandboxRuntime:
                 limits=resolved.limits.as_dict(),
                 interactive=interactive,
                 instance=self.instance,
+                owner=self.owner,
+                heartbeat_at=datetime.now(UTC),
             )
             db.add(sandbox)
             db.flush()
@@ -166,6 +173,7 @@ class SandboxRuntime:
             live = _Live(container_id="", socket=socket)
             with self._lock:
                 self._live[sandbox.id] = live
+                self._start_heartbeat()
             live.container_id = self.driver.create(spec)
             self._set(sandbox.id, container_id=live.container_id)
             started = time.monotonic()
@@ -355,6 +363,43 @@ class SandboxRuntime:
     def is_live_here(self, sandbox_id: str) -> bool:
         return sandbox_id in self._live
 
+    def _watched(self, row: Sandbox | None) -> bool:
+        """Ours (our watcher or launch deals with it), or its owner still answers for it."""
+        if row is None:
+            return False
+        if row.owner == self.owner:
+            return True
+        stale = timedelta(seconds=self.settings.orphan_after_s)
+        return owner_alive(row.owner, row.heartbeat_at, datetime.now(UTC), stale)
+
+    # --- heartbeat -----------------------------------------------------------------------------
+
+    def _start_heartbeat(self) -> None:
+        """Called under the lock; one thread per runtime, from its first launch on."""
+        if self._heartbeat is None:
+            self._heartbeat = threading.Thread(
+                target=self._beat, name="sandbox-heartbeat", daemon=True
+            )
+            self._heartbeat.start()
+
+    def _beat(self) -> None:
+        last_reconcile = time.monotonic()
+        while not self._stopping.wait(self.settings.heartbeat_s):
+            try:
+                live = list(self._live)
+                if live:
+                    with unit_of_work(self.state.sessions) as db:
+                        db.execute(
+                            update(Sandbox)
+                            .where(Sandbox.id.in_(live), Sandbox.owner == self.owner)
+                            .values(heartbeat_at=datetime.now(UTC))
+                        )
+                if time.monotonic() - last_reconcile >= self.settings.orphan_after_s:
+                    last_reconcile = time.monotonic()
+                    self.reconcile()
+            except Exception:  # a missed beat is retried; the thread must not die
+                log.warning("sandbox heartbeat failed", exc_info=True)
+
     # --- start-up and shut-down ----------------------------------------------------------------
 
     def reconcile(self) -> list[str]:
@@ -363,6 +408,7 @@ class SandboxRuntime:
         handled: list[str] = []
         containers = self.driver.list({LABEL_MANAGED: "1", LABEL_INSTANCE: self.instance})
         seen: set[str] = set()
+        kept = set(self._live)
         for container in containers:
             sandbox_id = container.labels.get(LABEL_SANDBOX, "")
             seen.add(sandbox_id)
@@ -371,7 +417,10 @@ class SandboxRuntime:
             # The row first: its token dies before the container goes.
             with unit_of_work(self.state.sessions) as db:
                 row = db.get(Sandbox, sandbox_id)
-                reason = "orphaned: its platform process is gone; stopped at start-up"
+                if self._watched(row):
+                    kept.add(sandbox_id)
+                    continue
+                reason = "orphaned: the platform process watching it is gone"
                 if row is not None and row.status in LIVE_STATUSES:
                     row.status, row.reason, row.ended_at = "stopped", reason, datetime.now(UTC)
                     append(db, _stop_event(row, None, reason, container=container.id))
@@ -393,18 +442,22 @@ class SandboxRuntime:
             for row in rows:
                 if row.id in seen or self.is_live_here(row.id):
                     continue
+                if self._watched(row):  # e.g. still starting in its own process
+                    kept.add(row.id)
+                    continue
                 row.status, row.ended_at = "lost", datetime.now(UTC)
-                row.reason = "no container found for it at start-up"
+                row.reason = "no container found for it"
                 append(db, _exit_event(row, "error", reason=row.reason))
                 handled.append(row.id)
         reap_networks = getattr(self.driver, "reap_networks", None)
         if reap_networks is not None:
-            reap_networks({LABEL_MANAGED: "1", LABEL_INSTANCE: self.instance}, set(self._live))
+            reap_networks({LABEL_MANAGED: "1", LABEL_INSTANCE: self.instance}, kept)
         return handled
 
     def shutdown(self) -> None:
         """Stop every sandbox this process runs (recorded as stopped by the platform)."""
         self._closed = True
+        self._stopping.set()
         for sandbox_id in list(self._live):
             try:
                 self.stop(sandbox_id, None, "the platform shut down")

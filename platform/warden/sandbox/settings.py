@@ -28,6 +28,10 @@ class SandboxSettings(BaseSettings):
     mirror: str | None = None
     # How long `stop` waits for a container to exit before killing it.
     stop_grace_s: float = 3.0
+    # Each process refreshes its sandboxes' heartbeat this often; a sandbox whose owner has
+    # been silent for orphan_after_s is reaped by any other process (checked that often).
+    heartbeat_s: float = 5.0
+    orphan_after_s: float = 30.0
     # Logs kept per sandbox once its container is gone.
     max_saved_log_bytes: int = 8 << 20
 
