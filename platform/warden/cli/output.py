@@ -24,10 +24,15 @@ def show(rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: str, title
         console.print_json(json.dumps(list(rows), default=str))
         return
     table = Table(title=title or None)
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*[_text(row.get(c)) for c in columns])
+    cells = [[_text(row.get(c)) for c in columns] for row in rows]
+    for i, column in enumerate(columns):
+        if i == 0:  # the key (an id, a name): never folded, people copy it into commands
+            widest = max([len(column), *(len(r[0]) for r in cells)])
+            table.add_column(column, no_wrap=True, min_width=min(widest, 40))
+        else:
+            table.add_column(column)
+    for cell in cells:
+        table.add_row(*cell)
     console.print(table)
 
 
