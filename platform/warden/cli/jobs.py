@@ -49,7 +49,11 @@ def run(
     seed: Annotated[int | None, typer.Option(help="Random seed")] = None,
     model_in: Annotated[
         list[str] | None,
-        typer.Option("--model-in", "-m", help="REF or ROLE=REF; REF is NAME[@V][:FILE] or an id"),
+        typer.Option(
+            "--model-in",
+            "-m",
+            help="REF or ROLE=REF; REF is NAME or NAME@VERSION (with :FILE), or an id",
+        ),
     ] = None,
     name: Annotated[str | None, typer.Option(help="Register the result under this name")] = None,
     nproc: Annotated[
@@ -68,7 +72,9 @@ def run(
 ) -> None:
     """Queue a job; prints its id. e.g.
 
-    warden jobs run train --step train-domain -d pins -d pin_pairs -p epochs=2 --wait
+    warden jobs run train --step train-domain -d pins -d pin_pairs -p steps=100 --follow
+
+    warden jobs run eval -d pins -d engagements -d gold -m A=swapped-stack -m B=generic-tower
     """
     if kind not in ("train", "infer", "eval"):
         fail("KIND must be train, infer or eval")
