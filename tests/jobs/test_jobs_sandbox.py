@@ -184,3 +184,32 @@ def test_rights_lost_while_queued_fail_the_job_at_launch(
     final = show(ml_warden, job["id"])
     assert final["state"] == "failed" and final["reason"].startswith("refused at launch: ")
     assert final["sandbox_id"] is None
+
+
+def test_a_worker_with_two_slots_runs_two_jobs_at_once(ml_warden: WardenHarness) -> None:
+    from warden.jobs.worker import JobSettings
+    from warden.sandbox.service import get_runtime
+
+    # Each job sleeps 4 s; overlapping start/end times show they ran side by side.
+    both = (
+        "import os, time\n"
+        "print('threads', os.environ['OMP_NUM_THREADS'], flush=True)\n"
+        "time.sleep(4)\n"
+        "open('/out/metrics.json', 'w').write('{\"loss\": 1.0}')\n"
+    )
+    jobs = [queue(ml_warden, command=["python3", "-c", both]) for _ in range(2)]
+    runner = JobWorker(ml_warden.app, worker_id="two-slots", settings=JobSettings(slots=2))
+    runner.start()
+    try:
+        for job in jobs:
+            wait_for(lambda j=job: show(ml_warden, j["id"])["state"] in ("succeeded", "failed"),
+                     timeout=120, what="the job to end")  # fmt: skip
+    finally:
+        runner.stop()
+        get_runtime(ml_warden.app).shutdown()
+    rows = [show(ml_warden, job["id"]) for job in jobs]
+    assert [r["state"] for r in rows] == ["succeeded", "succeeded"], rows
+    first, second = sorted(rows, key=lambda r: r["started_at"])
+    assert second["started_at"] < first["ended_at"], "the second job waited for the first"
+    logs = ml_warden.http.get(f"/v1/jobs/{first['id']}/logs", headers=ml_warden.as_("alice"))
+    assert "threads 1" in logs.text  # one compute thread per CPU the sandbox has

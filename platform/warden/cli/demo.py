@@ -61,6 +61,8 @@ def run_demo(
             "WARDEN_CONFIG_DIR": str(directory / "config"),
         }
     )
+    # One job per CPU at once (each sandbox gets one CPU): the seeds train side by side.
+    os.environ.setdefault("WARDEN_JOBS_SLOTS", str(max(1, min(4, os.cpu_count() or 1))))
     os.environ.pop("WARDEN_DATABASE_URL", None)
     os.environ.pop("WARDEN_TOKEN", None)
     get_settings.cache_clear()
@@ -153,34 +155,54 @@ def _ml_story(seeds: int) -> None:
     _cli("admin", "sandbox build")
     started = time.monotonic()
     data = "-d pins -d pin_pairs -d engagements"
-    for seed in range(seeds):
-        v = seed + 1  # a fresh registry: seed N's models are version N+1
-        _step(f"17.{v} alice trains, seed {seed}: generic tower, domain tower, then the swap")
-        _cli("alice", f"jobs run train --step train-generic {data} --seed {seed} --follow")
-        _cli("alice", f"jobs run train --step train-domain {data} --seed {seed} --follow")
-        _cli(
-            "alice",
-            f"jobs run train --step swap {data} --seed {seed} --follow"
-            f" -m stack=generic-tower@{v}:generic_stack.pt -m tower=domain-tower@{v}",
-        )
+    _step(f"17. alice queues both towers for {seeds} seeds; the worker runs them side by side")
+    run = "jobs run train --step"
+    generic = [_queue(f"{run} train-generic {data} --seed {seed}") for seed in range(seeds)]
+    domain = [_queue(f"{run} train-domain {data} --seed {seed}") for seed in range(seeds)]
+    _cli("alice", "jobs wait " + " ".join(generic + domain))
+    _cli("alice", "jobs list")
+    _step("18. one of them, as it ran: a sandbox per job, reads through the gateway, progress")
+    _cli("alice", f"jobs logs {domain[0]}")
+    _step("19. the swap per seed: domain tower in, projector re-aligned, last block post-trained")
+    # Models by id: jobs that ran side by side got their versions in the order they finished.
+    stacks = [_model_of(job) for job in generic]
+    swaps = [
+        _queue(f"jobs run train --step swap {data} --seed {seed}"
+               f" -m stack={stacks[seed]}:generic_stack.pt -m tower={_model_of(domain[seed])}")
+        for seed in range(seeds)
+    ]  # fmt: skip
+    _cli("alice", "jobs wait " + " ".join(swaps))
     arms = "".join(
-        f" -m A=swapped-stack@{v} -m B=generic-tower@{v}:generic_stack.pt"
-        for v in range(1, seeds + 1)
+        f" -m A={_model_of(swap)} -m B={stack}:generic_stack.pt"
+        for swap, stack in zip(swaps, stacks, strict=True)
     )
-    _step("18. the A/B evaluation: swapped (A) against generic (B) on the gold slices")
+    _step("20. the A/B evaluation: swapped (A) against generic (B) on the gold slices")
     names = "-p name_a=swapped -p name_b=generic"
     _cli("alice", f"jobs run eval -d pins -d engagements -d gold{arms} {names} --follow")
     took = time.monotonic() - started
-    _step("19. the report: recall@10, latency P50/P95, cost per 1k requests, side by side")
+    _step("21. the report: recall@10, latency P50/P95, cost per 1k requests, side by side")
     _cli("alice", "models report eval-report")
-    _step("20. warden models lineage: data versions, grants, policy, image and code per model")
+    _step("22. warden models lineage: data versions, grants, policy, image and code per model")
     _cli("alice", "models lineage eval-report")
-    _step("21. every read the jobs made, with the job as actor on behalf of alice")
+    _step("23. every read the jobs made, with the job as actor on behalf of alice")
     _cli("admin", "audit query --action dataset.read --since 1h --limit 8")
     console.print(
         f"[bold]train-and-evaluate path: {seeds * 3 + 1} jobs in {took:.0f} s[/]"
         " (images built beforehand; target: 5 minutes on 2 cores)"
     )
+
+
+def _model_of(job_id: str) -> str:
+    """The id of the model a finished job registered."""
+    shown = json.loads(_cli("alice", f"jobs show {job_id} --format json", capture=True))
+    return str(shown["model_id"])
+
+
+def _queue(command: str) -> str:
+    """Queue a job as alice; its id."""
+    job_id = _cli("alice", command, capture=True).strip().splitlines()[-1]
+    console.print(f"[dim]queued job {job_id}[/]")
+    return job_id
 
 
 def _docker_answers() -> bool:

@@ -226,6 +226,7 @@ def worker(
         bool, typer.Option(help="Run queued jobs until none is left, then exit")
     ] = False,
     poll: Annotated[float, typer.Option(min=0.05, help="Seconds between queue polls")] = 1.0,
+    slots: Annotated[int, typer.Option(min=1, max=64, help="Jobs run at once")] = 1,
 ) -> None:
     """Run queued jobs on this machine (beside, or instead of, `warden serve`'s own worker)."""
     from warden.api.app import create_app
@@ -235,7 +236,7 @@ def worker(
 
     settings = get_settings()
     app = create_app(settings)  # not served: its routes answer the job sockets only
-    job_settings = JobSettings(poll_s=poll)
+    job_settings = JobSettings(poll_s=poll, slots=slots)
     runner = JobWorker(app, settings=job_settings)
     err_console.print(f"[dim]worker {runner.worker_id} on {settings.resolved_database_url}[/]")
     try:
@@ -243,11 +244,14 @@ def worker(
             while runner.run_once() is not None:
                 pass
         else:
-            runner.run()
+            runner.start()
+            while True:
+                time.sleep(3600)
     except KeyboardInterrupt:
         err_console.print("[dim]stopping: running sandboxes are stopped and recorded[/]")
     finally:
-        get_runtime(app).shutdown()
+        get_runtime(app).shutdown()  # its sandboxes stop first, so the slots' jobs can end
+        runner.stop()
 
 
 def _stream(client: ApiClient, job_id: str, *, follow: bool) -> None:
@@ -265,6 +269,36 @@ def _stream(client: ApiClient, job_id: str, *, follow: bool) -> None:
                 out.flush()
     except httpx.ConnectError:
         fail(f"cannot reach the Warden API at {client.url}: is `warden serve` running?")
+
+
+@app.command()
+def wait(
+    job_ids: Annotated[list[str], typer.Argument(help="Job ids")],
+    timeout: Annotated[float | None, typer.Option(min=1, help="Give up after seconds")] = None,
+) -> None:
+    """Wait until every job has ended; exit 0 only when all succeeded."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    client = ApiClient()
+    rows = {job_id: client.get(f"/v1/jobs/{job_id}") for job_id in job_ids}  # unknown: fail now
+    deadline = None if timeout is None else time.monotonic() + timeout
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True) as progress:
+        task = progress.add_task("", total=None)
+        while True:
+            states = [row["state"] for row in rows.values()]
+            ended = sum(state in ENDED for state in states)
+            running = states.count("running")
+            progress.update(task, description=f"{ended}/{len(rows)} ended, {running} running")
+            if ended == len(rows):
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                fail(f"{len(rows) - ended} job(s) still not ended after {timeout:.0f}s")
+            time.sleep(1.0)
+            rows = {i: r if r["state"] in ENDED else client.get(f"/v1/jobs/{i}")
+                    for i, r in rows.items()}  # fmt: skip
+    codes = [_report(row) for row in rows.values()]
+    raise typer.Exit(max(codes, default=0) and 1)
 
 
 def _wait(client: ApiClient, job_id: str) -> dict[str, Any]:

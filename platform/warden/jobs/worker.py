@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import polars as pl
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from warden.api.state import AppState
@@ -53,6 +54,8 @@ class JobSettings(BaseSettings):
 
     # `warden serve` runs a worker in the API process unless this is false.
     worker: bool = True
+    # Jobs one worker runs at once (each in its own sandbox, one CPU each unless asked).
+    slots: int = Field(default=1, ge=1, le=64)
     poll_s: float = 1.0
     heartbeat_s: float = 5.0
     # A running job not heard from for this long is failed (its worker is gone).
@@ -71,22 +74,27 @@ class JobWorker:
         )
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._last_sweep = 0.0
 
     # --- the loop ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self.run, name="warden-jobs", daemon=True)
-            self._thread.start()
+        """One thread per slot; each claims and runs jobs until stopped."""
+        if not self._threads:
+            self._threads = [
+                threading.Thread(target=self.run, name=f"warden-jobs-{i}", daemon=True)
+                for i in range(self.settings.slots)
+            ]
+            for thread in self._threads:
+                thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads = []
 
     def wake(self) -> None:
         self._wake.set()
@@ -170,7 +178,7 @@ class JobWorker:
             memory=job.memory,
             # one CPU per process unless asked otherwise (the profile caps it)
             cpus=job.cpus or (float(nproc) if nproc > 1 else None),
-            env={"WARDEN_RUN_NAME": f"job-{job.id}", **(DIST_ENV if nproc > 1 else {})},
+            env={"WARDEN_RUN_NAME": f"job-{job.id}", **_thread_env(job.cpus, nproc)},
         )
         runtime = sandboxes.get_runtime(self.app)
         try:
@@ -456,6 +464,13 @@ def _register_outputs(
             }
         )
     return registered
+
+
+def _thread_env(cpus: float | None, nproc: int) -> dict[str, str]:
+    """As many compute threads as the sandbox has CPUs: more only fight over its CPU quota."""
+    if nproc > 1:
+        return dict(DIST_ENV)  # torchrun gives each rank one thread
+    return {"OMP_NUM_THREADS": str(max(1, int(cpus or 1)))}
 
 
 def worker_of(app: Any) -> JobWorker | None:
