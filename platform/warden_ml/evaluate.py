@@ -186,7 +186,10 @@ def evaluate(spec: Spec, out: Path, client: Reader) -> dict[str, Any]:
             "candidate_sets": "sampled: target + n-1 uniform random pins (same for A and B); "
             "full: whole catalog minus the query pin; ties count against the target",
             "request": f"last {max_len - 1} engagements before the gold ts + the query pin",
-            "latency": "batch size 1, torch.set_num_threads(1), A and B interleaved per request",
+            "latency": "batch size 1, torch.set_num_threads(1), encoders served traced +"
+            " frozen for A and B alike; all arms interleaved in blocks of"
+            f" {int(spec.p('latency_block', 50))} requests per arm, order shuffled every round"
+            " (1 = per request: a small model then always runs right after another one)",
             "price_per_cpu_hour_usd": price,
             "seeds_per_arm": {arm: len(arms[arm]) for arm in ("A", "B")},
         },
@@ -242,8 +245,9 @@ def _serving(
         fns[f"{arm}:encode_only"] = lambda i, srv=srv: srv.encode_one(single[i])
         fns[f"{arm}:request_encode"] = lambda i, srv=srv: srv.request_encode(w[i])
         fns[f"{arm}:request_lookup"] = lambda i, srv=srv: srv.request_lookup(w[i])
-    say(f"measuring serving latency: {n} requests per path, batch 1, one thread")
-    raw = measure(fns, n, warmup=50, price_per_cpu_hour=price)
+    block = int(spec.p("latency_block", 50))
+    say(f"measuring serving latency: {n} requests per path, batch 1, one thread, block {block}")
+    raw = measure(fns, n, warmup=50, price_per_cpu_hour=price, block=block)
     out: dict[str, Any] = {}
     for key, value in raw.items():
         arm, path = key.split(":")
@@ -379,7 +383,7 @@ def render_markdown(report: dict[str, Any], names: dict[str, str], k: int) -> st
     if report["serving"]:
         lines += [
             "",
-            "## Serving (batch 1, one thread, A and B interleaved per request)",
+            "## Serving (batch 1, one thread, A and B interleaved; see the protocol)",
             "",
             "| arm | path | P50 ms | P95 ms | CPU-s / request | USD per 1k |",
             "| --- | --- | --- | --- | --- | --- |",

@@ -2,6 +2,7 @@
 
 * ``ViTTower``: the generic vision tower, a small ViT (~0.8M parameters) on 8x8 images.
 * ``CNNTower``: the domain tower, a CLIP-style small CNN (~31k parameters).
+* ``served``: the traced, frozen form both towers are served in.
 * ``Projector``: tower embedding -> the sequence model's width.
 * ``SeqModel``: a tiny transformer over a user's recent pins; its output scores next pins
   by dot product with projected pin embeddings (tied input/output item embeddings).
@@ -10,6 +11,8 @@
 
 from __future__ import annotations
 
+import inspect
+import warnings
 from typing import Any
 
 import torch
@@ -44,21 +47,28 @@ class ViTTower(nn.Module):
 
 
 class CNNTower(nn.Module):
-    def __init__(self, c1: int = 16, c2: int = 32, c3: int = 48, out_dim: int = 64) -> None:
+    """conv 3x3 (1 -> c1) -> ReLU -> conv 3x3 stride 2 (c1 -> c2, 8x8 -> 4x4) -> ReLU ->
+    flatten -> linear -> L2-normalise.
+
+    Shaped for batch-1 serving, where a tower this small is dominated by per-op overhead,
+    not arithmetic: the stride-2 conv does the downsampling (no pooling ops), the head is a
+    single flatten + linear and the ReLUs work in place: two convs, two ReLUs, one linear.
+    The previous layout (conv, conv, pool, conv, pool, linear; 31k parameters, 5.6x the
+    FLOPs) took about twice the time at batch 1 for about the same held-out recall.
+    """
+
+    def __init__(self, c1: int = 16, c2: int = 26, out_dim: int = 64) -> None:
         super().__init__()
-        self.config = {"c1": c1, "c2": c2, "c3": c3, "out_dim": out_dim}
+        self.config = {"c1": c1, "c2": c2, "out_dim": out_dim}
         self.out_dim = out_dim
+        side = IMAGE_SIDE // 2
         self.net = nn.Sequential(
             nn.Conv2d(1, c1, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(c1, c2, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),  # 4x4
-            nn.Conv2d(c2, c3, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),  # 2x2
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c1, c2, 3, stride=2, padding=1),  # 4x4
+            nn.ReLU(inplace=True),
             nn.Flatten(),
-            nn.Linear(c3 * 4, out_dim),
+            nn.Linear(c2 * side * side, out_dim),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -69,7 +79,36 @@ TOWERS: dict[str, type[nn.Module]] = {"vit": ViTTower, "cnn": CNNTower}
 
 
 def make_tower(kind: str, config: dict[str, Any] | None = None) -> nn.Module:
-    return TOWERS[kind](**(config or {}))
+    cls = TOWERS[kind]
+    config = config or {}
+    params = inspect.signature(cls.__init__).parameters
+    known = set(params) - {"self"}
+    open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    if not open_ended and (unknown := sorted(set(config) - known)):
+        raise ValueError(
+            f"{kind} tower config has {unknown}, which this version's {cls.__name__} does not"
+            f" take ({sorted(known)}): the artifact comes from another layout; retrain it"
+        )
+    return cls(**config)
+
+
+def served(module: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:
+    """The serving form of a module, the same treatment for every tower: traced in eval
+    mode without autograd, then frozen (weights and attributes folded in as constants,
+    dead code and Python-side module dispatch gone). Batch-agnostic; outputs equal the
+    eager module's. Parameters and FLOPs are counted on the eager module it came from
+    (the frozen one has no parameters, and FlopCounterMode cannot see inside the fused
+    transformer kernel the ViT traces to).
+
+    ``torch.jit.optimize_for_inference`` on top was measured and not used: at batch 1 it
+    moves the CNN onto MKL-DNN with layout conversions around every conv (slower) and
+    leaves the ViT where it was.
+    """
+    module = module.eval()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit.* is deprecated")
+        with torch.no_grad():
+            return torch.jit.freeze(torch.jit.trace(module, example))
 
 
 class Projector(nn.Module):

@@ -272,7 +272,7 @@ def _train_domain(
     prob = pairs[:, 2] / pairs[:, 2].sum()
     n = pins.images.shape[0]
     linked = set((np.minimum(a_idx, b_idx) * n + np.maximum(a_idx, b_idx)).tolist())
-    cfg = {k: int(spec.p(k, v)) for k, v in {"c1": 16, "c2": 32, "c3": 48, "out_dim": 64}.items()}
+    cfg = {k: int(spec.p(k, v)) for k, v in {"c1": 16, "c2": 26, "out_dim": 64}.items()}
     tower = CNNTower(**cfg)
     say(f"domain tower: CNN {n_params(tower):,} parameters; world size {world.size}")
     rng = np.random.default_rng(spec.seed)

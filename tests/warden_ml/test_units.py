@@ -12,7 +12,17 @@ import torch.nn.functional as F
 from warden_ml.data import gather_items, images_from_binary
 from warden_ml.losses import info_nce, nt_xent
 from warden_ml.metrics import all_metrics, mean_ci, mrr, ndcg_at_k, recall_at_k, target_ranks
-from warden_ml.models import CNNTower, Projector, SeqModel, Stack, ViTTower, flops, n_params
+from warden_ml.models import (
+    CNNTower,
+    Projector,
+    SeqModel,
+    Stack,
+    ViTTower,
+    flops,
+    make_tower,
+    n_params,
+    served,
+)
 
 
 def test_tower_sizes_and_shapes() -> None:
@@ -25,6 +35,33 @@ def test_tower_sizes_and_shapes() -> None:
         assert z.shape == (5, 64)
         assert torch.allclose(z.norm(dim=-1), torch.ones(5), atol=1e-5)
     assert flops(vit, x[:1]) > 10 * flops(cnn, x[:1]) > 0
+
+
+def test_served_towers_match_eager() -> None:
+    """The served (traced, frozen) form computes what the eager tower computes, at batch 1
+    and at other batch sizes; size is counted on the eager module, and for the CNN the
+    served graph's FLOPs are the eager count (nothing hidden, nothing dropped)."""
+    torch.manual_seed(0)
+    x = torch.rand(1, 1, 8, 8)
+    for tower in (ViTTower().eval(), CNNTower().eval()):
+        fn = served(tower, x)
+        assert list(fn.parameters()) == []  # weights are constants now: count the eager one
+        with torch.inference_mode():
+            for batch in (x, torch.rand(7, 1, 8, 8)):
+                assert torch.allclose(fn(batch), tower(batch), atol=1e-5, rtol=1e-4)
+    cnn = CNNTower().eval()
+    from torch.utils.flop_counter import FlopCounterMode
+
+    fn, counter = served(cnn, x), FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        fn(x)
+    assert counter.get_total_flops() == flops(cnn, x)
+
+
+def test_old_tower_layout_is_refused_clearly() -> None:
+    with pytest.raises(ValueError, match="another layout"):
+        make_tower("cnn", {"c1": 16, "c2": 32, "c3": 48, "out_dim": 64})
+    assert make_tower("cnn", {"c1": 8, "c2": 16, "out_dim": 32}).out_dim == 32
 
 
 def test_stack_scores_catalog() -> None:
@@ -86,3 +123,24 @@ def test_mean_ci() -> None:
     assert ci["mean"] == pytest.approx(0.2)
     assert ci["ci95"] == pytest.approx(4.303 * 0.1 / math.sqrt(3))
     assert math.isnan(mean_ci([0.5])["ci95"])
+
+
+def test_measure_interleaves_in_shuffled_blocks() -> None:
+    from warden_ml.serving import measure
+
+    calls: list[tuple[str, int]] = []
+    fns = {name: (lambda i, name=name: calls.append((name, i))) for name in ("a", "b", "c")}
+    out = measure(fns, 7, warmup=0, block=3)
+    assert {name: m["requests"] for name, m in out.items()} == {"a": 7, "b": 7, "c": 7}
+    for name in fns:  # every arm sees every request once, in order
+        assert [i for n, i in calls if n == name] == list(range(7))
+    rounds = [calls[0:9], calls[9:18], calls[18:21]]  # blocks of 3, 3 and 1 requests
+    for r, size in zip(rounds, (3, 3, 1), strict=True):
+        chunks = [r[j : j + size] for j in range(0, len(r), size)]
+        assert sorted(c[0][0] for c in chunks) == ["a", "b", "c"]  # each arm once per round
+        assert all(len({n for n, _ in c}) == 1 for c in chunks)  # one arm's block, unbroken
+    assert len({tuple(c[0] for c in r[:: len(r) // 3]) for r in rounds}) > 1  # order varies
+    calls.clear()
+    measure(fns, 4, warmup=0, block=1)
+    assert len(calls) == 12 and all(sorted(n for n, _ in calls[j : j + 3]) == ["a", "b", "c"]
+                                    for j in range(0, 12, 3))  # fmt: skip
