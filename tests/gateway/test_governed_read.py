@@ -270,3 +270,22 @@ def test_second_api_process_sees_a_policy_change_on_its_next_read(warden) -> Non
     warden.http.delete("/v1/principals/alice/roles/ml_engineer", headers=warden.as_("admin"))
     assert replica.post("/v1/datasets/pins/read", json=body, headers=headers).status_code == 404
     replica.close()
+
+
+@pytest.mark.parametrize("limit", [10, None])  # one write, and a streamed answer
+def test_sdk_read_is_the_same_frame_as_the_plain_arrow_answer(live_warden, limit) -> None:  # type: ignore[no-untyped-def]
+    from warden.sdk import Client
+
+    plain = frame(live_warden.read("alice", "engagements", purpose="training", limit=limit))
+    with Client(url=live_warden.url, token=live_warden.tokens["alice"]) as client:
+        got, info = client.read_with_info("engagements", purpose="training", limit=limit)
+    assert got.equals(plain)
+    assert got.schema == plain.schema
+    assert info["x-warden-masked-columns"] == "user_id"
+    (event,) = [
+        e
+        for e in live_warden.audit_events(actor="alice")
+        if e["id"] == info["x-warden-audit-event"]
+    ]
+    assert event["rows"] == got.height
+    assert event["bytes"] > 0

@@ -9,51 +9,93 @@ import pyarrow as pa
 import pyarrow.ipc as pa_ipc
 
 BATCH_ROWS = 128 * 1024
-# Uncompressed: LZ4 halves the bytes but costs two compressions (one only to count them),
-# which measured slower end to end on loopback.
+# Uncompressed: LZ4 halves the bytes but costs more CPU than it saves on loopback and on a
+# unix socket, where the gateway's callers are.
 IPC_OPTIONS = pa_ipc.IpcWriteOptions()
+# Pieces this small are copied together, so the transport makes few large writes.
+COALESCE_BELOW = 64 * 1024
+_VIEW_TYPES = (pa.string_view(), pa.binary_view())
 
 
 class ArrowStream:
-    """A frame as an Arrow IPC stream whose exact length is known before any byte is made.
+    """A frame as an Arrow IPC stream whose exact length is known before any byte is sent.
 
-    The length comes from a dry run into a counting sink (no copy), so the audit event can
-    name the bytes, be committed, and only then are messages serialised, batch by batch,
-    while earlier ones are already on the wire.
+    The stream is written once, into pieces that mostly point at the table's own buffers
+    (no copy), so the length is their sum; the audit event names it, is committed, and only
+    then are the pieces handed to the transport.
+
+    With `views`, text columns whose strings are all inline (12 bytes or less) go out in
+    Arrow's view layout, which polars reads without a copy; any other column keeps the
+    classic layout (large_string), the one every Arrow reader knows.
     """
 
-    def __init__(self, frame: pl.DataFrame) -> None:
-        # The oldest layout (no string views) is the one clients decode fastest.
-        self.table = frame.to_arrow(compat_level=pl.CompatLevel.oldest())
-        counter = pa.MockOutputStream()
-        self._write(counter)
-        self.size = counter.size()
-
-    def _write(self, sink: pa.NativeFile) -> None:
+    def __init__(self, frame: pl.DataFrame, *, views: bool = False) -> None:
+        self.table = _to_arrow(frame, views=views)
+        pieces: list[memoryview] = []
+        sink = pa.PythonFile(_Collector(pieces), mode="w")
         with pa_ipc.new_stream(sink, self.table.schema, options=IPC_OPTIONS) as writer:
             for batch in self.table.to_batches(max_chunksize=BATCH_ROWS):
                 writer.write_batch(batch)
+        self.pieces = _coalesce(pieces)
+        self.size = sum(len(p) for p in self.pieces)
 
     def __iter__(self) -> Iterator[memoryview]:
-        chunks: list[memoryview] = []
-        sink = pa.PythonFile(_Collector(chunks), mode="w")
-        with pa_ipc.new_stream(sink, self.table.schema, options=IPC_OPTIONS) as writer:
-            for batch in self.table.to_batches(max_chunksize=BATCH_ROWS):
-                writer.write_batch(batch)
-                yield from chunks
-                chunks.clear()
-        yield from chunks
+        return iter(self.pieces)
+
+
+def _to_arrow(frame: pl.DataFrame, *, views: bool) -> pa.Table:
+    classic = pl.CompatLevel.oldest()
+    if not views:
+        return frame.to_arrow(compat_level=classic)
+    table = frame.to_arrow(compat_level=pl.CompatLevel.newest())  # polars' own layout: no copy
+    wanted = frame.head(0).to_arrow(compat_level=classic).schema
+    for i, name in enumerate(table.column_names):
+        column = table.column(i)
+        if column.type == wanted.field(i).type or _inline_views(column):
+            continue
+        table = table.set_column(i, name, frame.select(name).to_arrow(compat_level=classic)[0])
+    return table
+
+
+def _inline_views(column: pa.ChunkedArray) -> bool:
+    """A text/binary view column that carries no out-of-line data buffers.
+
+    Out-of-line buffers are written whole with every batch that points into them, so a
+    sliced or filtered column could send far more than its rows; inline views cannot.
+    """
+    if column.type not in _VIEW_TYPES:
+        return False
+    return all(
+        all(b is None or b.size == 0 for b in chunk.buffers()[2:]) for chunk in column.chunks
+    )
+
+
+def _coalesce(pieces: list[memoryview]) -> list[memoryview]:
+    """Join runs of small pieces (message headers, padding, short buffers) into one."""
+    out: list[memoryview] = []
+    run = bytearray()
+    for piece in pieces:
+        if len(piece) < COALESCE_BELOW:
+            run += piece
+            continue
+        if run:
+            out.append(memoryview(bytes(run)))
+            run.clear()
+        out.append(piece)
+    if run:
+        out.append(memoryview(bytes(run)))
+    return out
 
 
 class _Collector:
-    """A write-only file object that keeps what pyarrow writes, for the stream to hand on."""
+    """A write-only file object that keeps what pyarrow writes (its buffers, not copies)."""
 
-    def __init__(self, chunks: list[memoryview]) -> None:
-        self.chunks = chunks
+    def __init__(self, pieces: list[memoryview]) -> None:
+        self.pieces = pieces
         self.closed = False
 
     def write(self, data: bytes) -> int:
-        self.chunks.append(memoryview(data))
+        self.pieces.append(memoryview(data))
         return len(data)
 
     def flush(self) -> None:

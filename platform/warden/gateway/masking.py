@@ -3,19 +3,29 @@
 Identifier masks keep the column's type: an integer id becomes a 64-bit keyed hash (an
 integer), a text id becomes "h_" + 16 hex digits. Same key, same token, so masked columns
 still join across datasets; without the key, a token can't be turned back into an id.
+
+The tokens of a column are computed once per (file, column, key) — dataset files are
+immutable — and looked up vectorised: compact integer ids index a dense array of tokens
+(a gather, tens of milliseconds for millions of rows); other ids go through a hash join.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from functools import lru_cache
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 REDACTED = "[redacted]"
 SMALL_FRAME = 20_000
+# A dense table costs 9 bytes per slot of the id range: used while the range is compact.
+DENSE_MAX_SLOTS = 1 << 25
+DENSE_MAX_SPREAD = 4
+_MASKED = "__warden_masked"
 
 
 def token(key: bytes, value: object) -> int | str:
@@ -25,16 +35,79 @@ def token(key: bytes, value: object) -> int | str:
     return "h_" + digest[:8].hex()
 
 
-@lru_cache(maxsize=64)
-def token_table(
-    path: Path, column: str, key: bytes
-) -> tuple[pl.Series, pl.Series, dict[object, object]]:
+@dataclass(frozen=True, eq=False)
+class TokenTable:
     """Raw → token for every distinct value of one column of an immutable dataset file."""
+
+    raw: pl.Series
+    tokens: pl.Series
+    # tokens by (value - offset) when the column holds compact integer ids; null in gaps
+    dense: pl.Series | None = field(default=None, repr=False)
+    offset: int = 0
+
+    @cached_property
+    def lookup(self) -> dict[object, object]:
+        return dict(zip(self.raw.to_list(), self.tokens.to_list(), strict=True))
+
+    def expr(self, column: str) -> pl.Expr:
+        """The masked column as an expression (unknown values become null)."""
+        if self.dense is None:
+            return pl.col(column).replace_strict(
+                self.raw, self.tokens, default=None, return_dtype=self.tokens.dtype
+            )
+        slot = pl.col(column).cast(pl.Int64, strict=False) - self.offset
+        last = len(self.dense) - 1
+        inside = (slot >= 0) & (slot <= last)
+        return pl.when(inside).then(pl.lit(self.dense).gather(slot.clip(0, last)))
+
+    def apply(self, frame: pl.DataFrame, column: str) -> pl.DataFrame:
+        """Mask one column of a collected frame."""
+        if self.dense is not None:
+            slots = frame[column].cast(pl.Int64, strict=False) - self.offset
+            if slots.null_count() or not _within(slots, len(self.dense)):
+                return frame.with_columns(self.expr(column).alias(column))
+            # A plain gather, chunk by chunk: the masked column keeps the frame's chunk layout,
+            # so handing the frame to Arrow later needs no copy to realign chunks.
+            parts = [self.dense.gather(part) for part in slots.get_chunks()]
+            masked = pl.concat(parts, rechunk=False) if parts else self.dense.clear()
+            return frame.with_columns(masked.alias(column))
+        if frame.height <= SMALL_FRAME:
+            # Few rows: a dict lookup costs far less than hashing every distinct id.
+            lookup = self.lookup
+            values = [None if v is None else lookup.get(v) for v in frame[column].to_list()]
+            return frame.with_columns(pl.Series(column, values, dtype=self.tokens.dtype))
+        mapping = pl.DataFrame({column: self.raw, _MASKED: self.tokens})
+        joined = frame.join(mapping, on=column, how="left", maintain_order="left")
+        return joined.with_columns(pl.col(_MASKED).alias(column)).drop(_MASKED)
+
+
+def _within(slots: pl.Series, size: int) -> bool:
+    low, high = slots.min(), slots.max()
+    return slots.is_empty() or (
+        isinstance(low, int) and isinstance(high, int) and low >= 0 and high < size
+    )
+
+
+@lru_cache(maxsize=64)
+def token_table(path: Path, column: str, key: bytes) -> TokenTable:
     distinct = pl.scan_parquet(path).select(pl.col(column).unique().drop_nulls()).collect()[column]
     dtype = pl.Int64 if distinct.dtype.is_integer() else pl.Utf8
-    raw = distinct.to_list()
-    tokens = [token(key, v) for v in raw]
-    return distinct, pl.Series(tokens, dtype=dtype), dict(zip(raw, tokens, strict=True))
+    tokens = pl.Series([token(key, v) for v in distinct.to_list()], dtype=dtype)
+    if not distinct.dtype.is_integer() or distinct.is_empty():
+        return TokenTable(distinct, tokens)
+    low, high = int(distinct.min()), int(distinct.max())  # type: ignore[arg-type]
+    slots = high - low + 1
+    if high >= 2**63 or slots > DENSE_MAX_SLOTS or slots > DENSE_MAX_SPREAD * len(distinct) + 1024:
+        return TokenTable(distinct, tokens)
+    values = np.zeros(slots, dtype=np.int64)
+    present = np.zeros(slots, dtype=bool)
+    at = distinct.cast(pl.Int64).to_numpy() - low
+    values[at] = tokens.to_numpy()
+    present[at] = True
+    dense = pl.select(
+        pl.when(pl.lit(pl.Series(present))).then(pl.lit(pl.Series(values)))
+    ).to_series()
+    return TokenTable(distinct, tokens, dense, low)
 
 
 def masked_dtype(dtype: str) -> str:
@@ -43,18 +116,12 @@ def masked_dtype(dtype: str) -> str:
 
 
 def keyed_hash_expr(column: str, path: Path, key: bytes) -> pl.Expr:
-    raw, tokens, _ = token_table(path, column, key)
-    return pl.col(column).replace_strict(raw, tokens, default=None, return_dtype=tokens.dtype)
+    return token_table(path, column, key).expr(column)
 
 
 def keyed_hash_frame(frame: pl.DataFrame, column: str, path: Path, key: bytes) -> pl.DataFrame:
-    """Mask a collected frame. Few rows: look tokens up in the cached dict, which costs far
-    less than building polars' hash table over every distinct id of a large dataset."""
-    if frame.height > SMALL_FRAME:
-        return frame.with_columns(keyed_hash_expr(column, path, key).alias(column))
-    _, tokens, lookup = token_table(path, column, key)
-    values = [None if v is None else lookup.get(v) for v in frame[column].to_list()]
-    return frame.with_columns(pl.Series(column, values, dtype=tokens.dtype))
+    """Mask a collected frame."""
+    return token_table(path, column, key).apply(frame, column)
 
 
 def blank_expr(column: str, dtype: pl.DataType) -> pl.Expr:

@@ -33,6 +33,8 @@ from warden.identity.service import Caller
 from warden.policy.engine import ReadDecision
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
+# A caller that sends `x-warden-arrow-layout: view` gets inline text in Arrow's view layout.
+ARROW_LAYOUT_HEADER = "x-warden-arrow-layout"
 Decision = Literal["allow", "deny", "error"]
 
 
@@ -96,13 +98,16 @@ def parse_request(raw: bytes, max_bytes: int) -> ReadRequest:
         raise Unprocessable(f"invalid read request: {problems}") from None
 
 
-def governed_read(state: AppState, caller: Caller, name: str, raw_body: bytes) -> ReadResult:
+def governed_read(
+    state: AppState, caller: Caller, name: str, raw_body: bytes, *, views: bool = False
+) -> ReadResult:
+    """`views`: the caller reads Arrow's view layout (see ArrowStream); the rows are the same."""
     attempt = _Attempt(caller=caller, dataset=name)
     with read_span(
         "warden.read", {"warden.dataset": name[:64], "warden.actor": caller.name}
     ) as span:
         try:
-            result = _read(state, attempt, raw_body, span)
+            result = _read(state, attempt, raw_body, span, views)
         except WardenError as exc:
             event = record(
                 state.sessions, attempt.audit("deny", f"{type(exc).__name__}: {exc.detail}")
@@ -112,7 +117,9 @@ def governed_read(state: AppState, caller: Caller, name: str, raw_body: bytes) -
         return result
 
 
-def _read(state: AppState, attempt: _Attempt, raw_body: bytes, span: Span) -> ReadResult:
+def _read(
+    state: AppState, attempt: _Attempt, raw_body: bytes, span: Span, views: bool
+) -> ReadResult:
     settings = state.settings
     request = parse_request(raw_body, settings.max_request_bytes)
     attempt.purpose = request.purpose
@@ -163,7 +170,7 @@ def _read(state: AppState, attempt: _Attempt, raw_body: bytes, span: Span) -> Re
 
     plan = planner.build(dataset, decision, columns, request.where, request.limit, state.mask_key)
     frame = planner.collect(plan)
-    body = ArrowStream(frame)
+    body = ArrowStream(frame, views=views)
     size = body.size
 
     # Audit before data: the event is committed before the caller gets a byte.

@@ -1,0 +1,115 @@
+"""Masks and Arrow streams, without the API: every fast path gives the tokens and bytes of
+the plain definitions (one HMAC per value; one IPC stream written in one go)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.ipc as pa_ipc
+import pytest
+
+from warden.gateway import masking
+from warden.gateway.arrow import IPC_OPTIONS, ArrowStream
+
+KEY = b"k" * 32
+
+
+def _write(tmp_path: Path, name: str, frame: pl.DataFrame) -> Path:
+    path = tmp_path / f"{name}.parquet"
+    frame.write_parquet(path)
+    return path
+
+
+def _expected(values: list[object]) -> list[object]:
+    return [None if v is None else masking.token(KEY, v) for v in values]
+
+
+@pytest.mark.parametrize(
+    ("name", "ids", "dense"),
+    [
+        ("compact", [5, 6, 7, 9, 5, None, 12, 6], True),
+        ("negative", [-3, -1, 0, 2, -3], True),
+        ("sparse", [1, 10**12, 7, 10**12, None], False),
+        ("text", ["u1", "u2", None, "u1", "zz"], False),
+    ],
+)
+@pytest.mark.parametrize("rows", [1, 30_000])  # the small-frame and the large-frame paths
+def test_masks_equal_one_keyed_hash_per_value(
+    tmp_path: Path, name: str, ids: list[object], dense: bool, rows: int
+) -> None:
+    repeated = (ids * (rows // len(ids) + 1))[: max(rows, len(ids))]
+    frame = pl.DataFrame({"id": repeated, "n": range(len(repeated))})
+    path = _write(tmp_path, name, frame)
+    masking.token_table.cache_clear()
+    assert (masking.token_table(path, "id", KEY).dense is not None) is dense
+    expected = _expected(repeated)
+
+    assert masking.keyed_hash_frame(frame, "id", path, KEY)["id"].to_list() == expected
+    lazy = pl.scan_parquet(path).with_columns(masking.keyed_hash_expr("id", path, KEY).alias("id"))
+    assert lazy.collect()["id"].to_list() == expected
+    # A frame of many chunks keeps its order (and, on the dense path, its chunk layout).
+    chunked = pl.concat([frame.slice(0, 3), frame.slice(3)], rechunk=False)
+    masked = masking.keyed_hash_frame(chunked, "id", path, KEY)
+    assert masked["id"].to_list() == expected
+    if dense:
+        assert masked["id"].n_chunks() == chunked["n"].n_chunks() == 2
+
+
+def test_values_missing_from_the_file_mask_to_null(tmp_path: Path) -> None:
+    path = _write(tmp_path, "ids", pl.DataFrame({"id": [10, 11, 12, 14]}))
+    masking.token_table.cache_clear()
+    other = pl.DataFrame({"id": [10, 13, 15, 9, -(2**63), 2**63 - 1, None]})
+    masked = masking.keyed_hash_frame(other, "id", path, KEY)["id"].to_list()
+    assert masked == [masking.token(KEY, 10), None, None, None, None, None, None]
+    expr = other.with_columns(masking.keyed_hash_expr("id", path, KEY).alias("id"))
+    assert expr["id"].to_list() == masked
+
+
+def _reference(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa_ipc.new_stream(sink, table.schema, options=IPC_OPTIONS) as writer:
+        for batch in table.to_batches(max_chunksize=128 * 1024):
+            writer.write_batch(batch)
+    return bytes(sink.getvalue())
+
+
+def _frame(rows: int) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "id": range(rows),
+            "short": [("save", "click", None)[i % 3] for i in range(rows)],
+            "long": [f"a string well past twelve bytes {i}" for i in range(rows)],
+            "x": [float(i) for i in range(rows)],
+        }
+    )
+
+
+@pytest.mark.parametrize("rows", [0, 5, 300_000])
+def test_stream_is_exactly_the_ipc_stream_and_its_size(rows: int) -> None:
+    frame = _frame(rows)
+    stream = ArrowStream(frame)
+    body = b"".join(stream)
+    assert len(body) == stream.size
+    assert body == _reference(frame.to_arrow(compat_level=pl.CompatLevel.oldest()))
+
+
+@pytest.mark.parametrize("rows", [5, 300_000])
+def test_view_layout_only_for_inline_text_and_the_rows_are_the_same(rows: int) -> None:
+    frame = pl.concat([_frame(rows), _frame(rows)], rechunk=False)
+    stream = ArrowStream(frame, views=True)
+    body = b"".join(stream)
+    assert len(body) == stream.size
+    table = pa_ipc.open_stream(body).read_all()
+    assert table.schema.field("short").type == pa.string_view()
+    assert table.schema.field("long").type == pa.large_string()  # never whole shared buffers
+    assert table.schema.field("id").type == pa.int64()
+    assert pl.DataFrame(pl.from_arrow(table)).equals(frame)
+
+
+def test_a_sliced_frame_never_sends_the_strings_it_left_out() -> None:
+    frame = _frame(200_000)
+    small = frame.head(10)
+    assert ArrowStream(small, views=True).size < 10_000
+    assert ArrowStream(frame.filter(pl.col("id") < 10), views=True).size < 10_000
