@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from sqlalchemy import bindparam, func, insert, inspect, select, update
 from sqlalchemy import event as sa_event
-from sqlalchemy import func, inspect, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -91,6 +91,11 @@ def ensure_head(db: Session) -> AuditHead:
     if head is not None:
         return head
     if db.scalar(select(AuditEvent.seq).limit(1)) is not None:
+        # A head and its first event commit together: under READ COMMITTED both may have
+        # landed between the two reads above, so look once more before calling it lost.
+        head = _load_head(db, lock=False)
+        if head is not None:
+            return head
         # Re-creating a lost head would hide a truncation; verify() reports it instead.
         raise AuditUnavailable("audit chain head is missing while events exist; run audit verify")
     values = {"id": HEAD_ID, "seq": 0, "hash": GENESIS_HASH}
@@ -116,20 +121,92 @@ def append(db: Session, rec: AuditRecord) -> AuditEvent:
     Appends are serialised on the head row: a row lock on PostgreSQL, and on SQLite the
     database write lock, taken by a write to the head before it is read.
     """
+    fields = _checked(rec)
+    head = _lock_head(db)
+    event = _chained(rec, fields, head.seq + 1, head.hash)
+    head.seq = event.seq
+    head.hash = event.hash
+    db.add(event)
+    db.flush()
+    _log_after_commit(db, event)
+    return event
+
+
+def record(sessions: sessionmaker[Session], rec: AuditRecord) -> AuditEvent:
+    """Append in a transaction of its own, durable on return; any failure is AuditUnavailable.
+
+    The same chain step as `append`, in three statements: advance the head (which takes the
+    head's row lock, or SQLite's write lock) and read the previous hash in one, insert the
+    event, store the new hash.
+    """
+    try:
+        db = sessions()
+    except Exception as exc:
+        raise _unavailable(exc) from exc
+    try:
+        fields = _checked(rec)
+        conn = db.connection()
+        advanced = conn.execute(_ADVANCE_HEAD).first()
+        if advanced is None:
+            ensure_head(db)
+            advanced = conn.execute(_ADVANCE_HEAD).first()
+            assert advanced is not None
+        seq, prev_hash = advanced
+        event = _chained(rec, fields, seq, prev_hash)
+        conn.execute(_INSERT_EVENT, {c: getattr(event, c) for c in _EVENT_COLUMNS})
+        conn.execute(_STORE_HASH, {"new_hash": event.hash})
+        db.commit()
+    except Exception as exc:
+        _rollback_quietly(db)
+        raise _unavailable(exc) from exc
+    finally:
+        db.close()
+    try:
+        emit_audit_log(event)
+    except Exception:
+        log.exception("could not emit the OTel log record for audit event %s", event.id)
+    return event
+
+
+_EVENT_COLUMNS = tuple(c.key for c in AuditEvent.__table__.columns)
+_ADVANCE_HEAD = (
+    update(AuditHead)
+    .where(AuditHead.id == HEAD_ID)
+    .values(seq=AuditHead.seq + 1)
+    .returning(AuditHead.seq, AuditHead.hash)
+)
+_INSERT_EVENT = insert(AuditEvent)
+_STORE_HASH = update(AuditHead).where(AuditHead.id == HEAD_ID).values(hash=bindparam("new_hash"))
+
+
+@dataclass(frozen=True)
+class _Fields:
+    columns: Any
+    masked: Any
+    row_filter: Any
+    grant_ids: Any
+    details: Any
+
+
+def _checked(rec: AuditRecord) -> _Fields:
+    """The record's JSON fields as a JSON column gives them back (Unprocessable if it can't)."""
     if rec.decision not in DECISIONS:
         raise Unprocessable(f"audit decision must be one of {', '.join(DECISIONS)}")
     try:
-        columns = normalise_json(list(rec.columns))
-        masked = normalise_json(list(rec.masked_columns))
-        row_filter = normalise_json([dict(f) for f in rec.row_filter])
-        grant_ids = normalise_json(list(rec.grant_ids))
-        details = normalise_json(dict(rec.details))
+        return _Fields(
+            columns=normalise_json(list(rec.columns)),
+            masked=normalise_json(list(rec.masked_columns)),
+            row_filter=normalise_json([dict(f) for f in rec.row_filter]),
+            grant_ids=normalise_json(list(rec.grant_ids)),
+            details=normalise_json(dict(rec.details)),
+        )
     except (TypeError, ValueError) as exc:
         raise Unprocessable(f"audit record is not JSON-serialisable: {exc}") from exc
 
-    head = _lock_head(db)
+
+def _chained(rec: AuditRecord, fields: _Fields, seq: int, prev_hash: str) -> AuditEvent:
     event = AuditEvent(
-        seq=head.seq + 1,
+        seq=seq,
         id=uuid.uuid4().hex,
         ts=datetime.now(UTC),
         actor=rec.actor,
@@ -143,42 +220,18 @@ def append(db: Session, rec: AuditRecord) -> AuditEvent:
         decision=rec.decision,
         rule=rec.rule,
         policy_version=None if rec.policy_version is None else int(rec.policy_version),
-        columns=columns,
-        masked_columns=masked,
-        row_filter=row_filter,
+        columns=fields.columns,
+        masked_columns=fields.masked,
+        row_filter=fields.row_filter,
         rows=None if rec.rows is None else int(rec.rows),
         bytes=None if rec.bytes is None else int(rec.bytes),
-        grant_ids=grant_ids,
+        grant_ids=fields.grant_ids,
         trace_id=current_trace_id(),
         reason=rec.reason,
-        details=details,
-        prev_hash=head.hash,
+        details=fields.details,
+        prev_hash=prev_hash,
     )
-    event.hash = chain_hash(event.prev_hash, canonical(event))
-    head.seq = event.seq
-    head.hash = event.hash
-    db.add(event)
-    db.flush()
-    _log_after_commit(db, event)
-    return event
-
-
-def record(sessions: sessionmaker[Session], rec: AuditRecord) -> AuditEvent:
-    """Append in a transaction of its own, durable on return; any failure is AuditUnavailable."""
-    try:
-        db = sessions()
-    except Exception as exc:
-        raise _unavailable(exc) from exc
-    # The event is read after the session closes (attributes, telemetry): keep it loaded.
-    db.expire_on_commit = False
-    try:
-        event = append(db, rec)
-        db.commit()
-    except Exception as exc:
-        _rollback_quietly(db)
-        raise _unavailable(exc) from exc
-    finally:
-        db.close()
+    event.hash = chain_hash(prev_hash, canonical(event))
     return event
 
 

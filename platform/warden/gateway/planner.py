@@ -6,6 +6,8 @@ may see (masked values, never raw ones), so a filter can't be used as an oracle.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,51 @@ from warden.gateway.filters import expression, typed_value
 from warden.gateway.masking import blank_expr, keyed_hash_expr, keyed_hash_frame, masked_dtype
 from warden.gateway.schemas import FilterClause
 from warden.policy.engine import ReadDecision, RowFilter
+
+# Small dataset files are kept decoded in memory: a file is immutable (named by its content
+# digest), and decoding one costs milliseconds even when a read wants 100 rows of it.
+SMALL_FILE_BYTES = 8 << 20
+FRAME_CACHE_BYTES = 256 << 20
+
+
+class _FrameCache:
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._frames: OrderedDict[tuple[Path, int, int], pl.DataFrame] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def source(self, path: Path) -> pl.LazyFrame:
+        try:
+            stat = path.stat()
+        except OSError:
+            return pl.scan_parquet(path)  # fails as it always did
+        if stat.st_size > SMALL_FILE_BYTES:
+            return pl.scan_parquet(path)
+        key = (path, stat.st_size, stat.st_mtime_ns)
+        with self._lock:
+            frame = self._frames.get(key)
+            if frame is not None:
+                self._frames.move_to_end(key)
+                return frame.lazy()
+        frame = pl.read_parquet(path)
+        size = int(frame.estimated_size())
+        with self._lock:
+            if key not in self._frames and size <= self.max_bytes:
+                self._frames[key] = frame
+                self._bytes += size
+                while self._bytes > self.max_bytes:
+                    _, dropped = self._frames.popitem(last=False)
+                    self._bytes -= int(dropped.estimated_size())
+        return frame.lazy()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._frames.clear()
+            self._bytes = 0
+
+
+frames = _FrameCache(FRAME_CACHE_BYTES)
 
 
 @dataclass(frozen=True)
@@ -67,7 +114,7 @@ def build(
     limit: int | None,
     mask_key: bytes,
 ) -> Plan:
-    source = pl.scan_parquet(dataset.path)
+    source = frames.source(dataset.path)
     schema = source.collect_schema()
     frame = source
     for rf in decision.row_filters:
