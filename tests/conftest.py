@@ -129,8 +129,9 @@ class WardenHarness:
 
     @classmethod
     def build(cls, settings: object, specs: list) -> WardenHarness:
-        from warden.api.app import build_state, create_app
+        from warden.api.app import create_app
         from warden.catalog.seeding import register_generated
+        from warden.core.platform import build_platform
         from warden.db.session import unit_of_work
         from warden.identity.bootstrap import initialize
         from warden.identity.service import (
@@ -143,7 +144,7 @@ class WardenHarness:
         from warden.policy.changes import apply_change
 
         done = initialize(settings, tenant="acme", admin="admin")  # type: ignore[arg-type]
-        state = build_state(settings)  # type: ignore[arg-type]
+        state = build_platform(settings)  # type: ignore[arg-type]
         tokens = {"admin": done.token}
         with unit_of_work(state.sessions) as db:
             tenant = get_tenant(db, "acme")

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from warden.api.errors import install_error_handlers
-from warden.audit.routes import router
+from warden.api.routes.audit import router
 from warden.audit.service import AuditRecord, record
 from warden.cli import audit as audit_cli
 from warden.cli.client import ApiClient, console

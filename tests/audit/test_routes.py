@@ -13,8 +13,8 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from warden.api.errors import install_error_handlers
+from warden.api.routes.audit import router
 from warden.audit.models import AuditEvent
-from warden.audit.routes import router
 from warden.audit.service import AuditRecord, record
 from warden.config import REPO_ROOT
 from warden.db.session import unit_of_work

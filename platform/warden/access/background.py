@@ -12,13 +12,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from warden.access import expiry, webhooks
-from warden.api.state import AppState
+from warden.core.platform import Platform
 
 log = logging.getLogger("warden.access.worker")
 
 
 class AccessWorker:
-    def __init__(self, state: AppState) -> None:
+    def __init__(self, state: Platform) -> None:
         self.state = state
         self._wake = threading.Event()
         self._stop = threading.Event()

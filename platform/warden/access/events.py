@@ -14,10 +14,10 @@ from warden.access import webhooks
 from warden.access.models import AccessGrant, AccessRequest, AccessTransition
 from warden.access.present import grant_out, request_out
 from warden.access.rights import reviewers_of
-from warden.api.state import AppState
 from warden.audit.service import AuditRecord, append
 from warden.audit.telemetry import annotate_span, read_span
 from warden.catalog.service import DatasetView
+from warden.core.platform import Platform
 from warden.identity.models import Tenant
 from warden.identity.service import Caller
 
@@ -40,7 +40,7 @@ def actor_of(caller: Caller) -> Actor:
 
 def record(
     db: Session,
-    state: AppState,
+    state: Platform,
     actor: Actor,
     tenant: Tenant,
     row: AccessRequest | AccessGrant,
@@ -114,7 +114,7 @@ def record(
 
 def notify(
     db: Session,
-    state: AppState,
+    state: Platform,
     tenant: Tenant,
     event: str,
     subject_id: str,
@@ -142,14 +142,14 @@ def notify(
 
 
 def holder_and_reviewers(
-    db: Session, state: AppState, tenant: Tenant, view: DatasetView, holder: str
+    db: Session, state: Platform, tenant: Tenant, view: DatasetView, holder: str
 ) -> list[str]:
     return [holder, *reviewers_of(db, state, tenant, view)]
 
 
 def notify_resolved(
     db: Session,
-    state: AppState,
+    state: Platform,
     tenant: Tenant,
     view: DatasetView,
     req: AccessRequest,

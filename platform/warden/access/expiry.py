@@ -12,9 +12,9 @@ from warden.access import repository as repo
 from warden.access.events import SYSTEM, SYSTEM_ACTOR, notify_resolved, record
 from warden.access.models import AccessGrant, AccessRequest, Subject
 from warden.access.present import aware
-from warden.api.state import AppState
 from warden.audit.service import AuditRecord, append
 from warden.catalog.service import load_view
+from warden.core.platform import Platform
 from warden.db.session import unit_of_work
 from warden.identity.models import Tenant
 from warden.policy import store
@@ -34,7 +34,7 @@ class Tidied:
         return self.rules_pruned > 0
 
 
-def expire_due(db: Session, state: AppState) -> Tidied:
+def expire_due(db: Session, state: Platform) -> Tidied:
     """Mark requests pending too long, and grants past their expiry, as expired (each once,
     whoever gets there first). Correctness never waits for this: expired rules never allow."""
     now = state.now()
@@ -70,7 +70,7 @@ def _reloaded(db: Session, model: type[Subject], subject_id: str) -> tuple[Tenan
     return tenant, row
 
 
-def prune_rules(db: Session, state: AppState) -> int:
+def prune_rules(db: Session, state: Platform) -> int:
     """Drop the stored rules of grants that ended (they no longer allow anything, but every
     snapshot would still carry them); one audit event per tenant and batch."""
     grants = repo.grants_with_stale_rules(db, PRUNE_BATCH)
@@ -101,7 +101,7 @@ def prune_rules(db: Session, state: AppState) -> int:
     return removed
 
 
-def tidy(state: AppState, *, prune: bool = True) -> Tidied:
+def tidy(state: Platform, *, prune: bool = True) -> Tidied:
     """Expire what is due and drop ended grants' rules, in a transaction of its own; reloads
     the policy when rules went."""
     with unit_of_work(state.sessions) as db:
@@ -113,7 +113,7 @@ def tidy(state: AppState, *, prune: bool = True) -> Tidied:
     return done
 
 
-def expire_due_now(state: AppState) -> Tidied:
+def expire_due_now(state: Platform) -> Tidied:
     """The lazy part of expiry, run at the start of every access call in its own transaction
     (so a refusal that follows does not roll it back). Two cheap queries when nothing is due."""
     with unit_of_work(state.sessions) as db:

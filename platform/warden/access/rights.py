@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from warden.access import repository as repo
-from warden.api.state import AppState
 from warden.catalog.service import DatasetView
+from warden.core.platform import Platform
 from warden.errors import Forbidden
 from warden.identity.models import Tenant
 from warden.identity.service import Caller
@@ -22,7 +22,7 @@ def require_person(caller: Caller) -> None:
         raise Forbidden("job tokens cannot request, review or change access")
 
 
-def may_review(state: AppState, caller: Caller, dataset: str, owner: str) -> bool:
+def may_review(state: Platform, caller: Caller, dataset: str, owner: str) -> bool:
     """The dataset's owner, or whoever Casbin gives `review` on it (stewards, owners)."""
     if caller.kind == "job":
         return False
@@ -32,7 +32,7 @@ def may_review(state: AppState, caller: Caller, dataset: str, owner: str) -> boo
     return snapshot.can(caller.name, caller.tenant, dataset, "review", state.now())
 
 
-def can(state: AppState, caller: Caller, obj: str, act: str) -> bool:
+def can(state: Platform, caller: Caller, obj: str, act: str) -> bool:
     snapshot = state.policy.ensure_fresh()
     return caller.kind != "job" and snapshot.can(caller.name, caller.tenant, obj, act, state.now())
 
@@ -48,7 +48,7 @@ class Visibility:
         return None if self.see_all else caller.principal_id
 
 
-def visibility(db: Session, state: AppState, caller: Caller, tenant: Tenant) -> Visibility:
+def visibility(db: Session, state: Platform, caller: Caller, tenant: Tenant) -> Visibility:
     snapshot = state.policy.ensure_fresh()
     now = state.now()
     owned_or_reviewed = frozenset(
@@ -63,7 +63,7 @@ def visibility(db: Session, state: AppState, caller: Caller, tenant: Tenant) -> 
     return Visibility(can(state, caller, ACCESS_OBJECT, "read"), owned_or_reviewed)
 
 
-def reviewers_of(db: Session, state: AppState, tenant: Tenant, view: DatasetView) -> list[str]:
+def reviewers_of(db: Session, state: Platform, tenant: Tenant, view: DatasetView) -> list[str]:
     """Everyone in the tenant who may review requests on the dataset."""
     snapshot = state.policy.ensure_fresh()
     now = state.now()

@@ -52,8 +52,8 @@ from warden.access.rights import (
 )
 from warden.access.schemas import BreakGlassCreate, RequestCreate, format_duration
 from warden.access.terms import check_columns, terms_of
-from warden.api.state import AppState
 from warden.catalog.service import DatasetView, load_view
+from warden.core.platform import Platform
 from warden.errors import Conflict, Forbidden, NotFound, Unprocessable
 from warden.identity.models import Tenant
 from warden.identity.service import Caller, get_tenant
@@ -71,7 +71,7 @@ class Outcome:
     policy_changed: bool = False
 
 
-def create_request(db: Session, state: AppState, caller: Caller, body: RequestCreate) -> Outcome:
+def create_request(db: Session, state: Platform, caller: Caller, body: RequestCreate) -> Outcome:
     """Ask for access. Public data (quorum 0) is granted at once, and audited as such."""
     require_person(caller)
     tenant = get_tenant(db, caller.tenant)
@@ -121,7 +121,7 @@ def create_request(db: Session, state: AppState, caller: Caller, body: RequestCr
 
 def _add_request(
     db: Session,
-    state: AppState,
+    state: Platform,
     caller: Caller,
     tenant: Tenant,
     view: DatasetView,
@@ -161,14 +161,14 @@ def _add_request(
 
 
 def _other_reviewers(
-    db: Session, state: AppState, caller: Caller, tenant: Tenant, view: DatasetView
+    db: Session, state: Platform, caller: Caller, tenant: Tenant, view: DatasetView
 ) -> list[str]:
     return [r for r in reviewers_of(db, state, tenant, view) if r != caller.name]
 
 
 def _close(
     db: Session,
-    state: AppState,
+    state: Platform,
     actor: Actor,
     tenant: Tenant,
     req: AccessRequest,
@@ -186,7 +186,7 @@ def _close(
 
 def _approve(
     db: Session,
-    state: AppState,
+    state: Platform,
     tenant: Tenant,
     req: AccessRequest,
     view: DatasetView,
@@ -200,7 +200,7 @@ def _approve(
 
 def _grant(
     db: Session,
-    state: AppState,
+    state: Platform,
     tenant: Tenant,
     req: AccessRequest,
     view: DatasetView,
@@ -299,7 +299,7 @@ def _not_found(model: type[Subject], subject_id: str) -> NotFound:
 
 
 def _visible(
-    db: Session, state: AppState, caller: Caller, tenant: Tenant, holder_id: str, dataset_id: str
+    db: Session, state: Platform, caller: Caller, tenant: Tenant, holder_id: str, dataset_id: str
 ) -> bool:
     """Its holder sees a request or grant; so do those who review or see all of them."""
     if holder_id == caller.principal_id:
@@ -308,7 +308,7 @@ def _visible(
     return vis.see_all or dataset_id in vis.reviewable
 
 
-def _check_pending(state: AppState, req: AccessRequest, verb: str) -> None:
+def _check_pending(state: Platform, req: AccessRequest, verb: str) -> None:
     if req.state == "pending" and state.now() >= aware(req.pending_until):
         raise Conflict(f"request {req.id} expired while pending; it can no longer be {verb}")
     if req.state != "pending":
@@ -316,7 +316,7 @@ def _check_pending(state: AppState, req: AccessRequest, verb: str) -> None:
 
 
 def review(
-    db: Session, state: AppState, caller: Caller, request_id: str, decision: str, comment: str
+    db: Session, state: Platform, caller: Caller, request_id: str, decision: str, comment: str
 ) -> Outcome:
     """Approve or deny. The request row is locked first, so concurrent reviews run one after
     another: quorum is counted once, and a reviewer counts once (unique per request)."""
@@ -374,7 +374,7 @@ def review(
     return Outcome(req, grant, policy_changed=True)
 
 
-def cancel(db: Session, state: AppState, caller: Caller, request_id: str, reason: str) -> Outcome:
+def cancel(db: Session, state: Platform, caller: Caller, request_id: str, reason: str) -> Outcome:
     """The requester withdraws a pending request."""
     require_person(caller)
     tenant, req = _find(db, caller, AccessRequest, request_id, lock=True)
@@ -391,7 +391,7 @@ def cancel(db: Session, state: AppState, caller: Caller, request_id: str, reason
 
 
 def show_request(
-    db: Session, state: AppState, caller: Caller, request_id: str
+    db: Session, state: Platform, caller: Caller, request_id: str
 ) -> tuple[AccessRequest, list[AccessReview], list[AccessTransition]]:
     """One request with its reviews and full history (its grant's too); 404 unless visible."""
     require_person(caller)
@@ -405,7 +405,7 @@ def show_request(
 
 def list_requests(
     db: Session,
-    state: AppState,
+    state: Platform,
     caller: Caller,
     *,
     states: Sequence[str],
@@ -437,7 +437,7 @@ def list_requests(
 
 def list_grants(
     db: Session,
-    state: AppState,
+    state: Platform,
     caller: Caller,
     *,
     states: Sequence[str],
@@ -463,7 +463,7 @@ def list_grants(
 
 
 def show_grant(
-    db: Session, state: AppState, caller: Caller, grant_id: str
+    db: Session, state: Platform, caller: Caller, grant_id: str
 ) -> tuple[AccessGrant, list[AccessTransition]]:
     require_person(caller)
     tenant, grant = _find(db, caller, AccessGrant, grant_id)
@@ -472,7 +472,7 @@ def show_grant(
     return grant, repo.transitions_of(db, [grant.request_id, grant.id])
 
 
-def revoke(db: Session, state: AppState, caller: Caller, grant_id: str, reason: str) -> Outcome:
+def revoke(db: Session, state: Platform, caller: Caller, grant_id: str, reason: str) -> Outcome:
     """End a grant now: its rules go in this transaction, so the next read is denied.
     The holder, the dataset's reviewers and access admins may revoke."""
     require_person(caller)
@@ -516,7 +516,7 @@ def revoke(db: Session, state: AppState, caller: Caller, grant_id: str, reason: 
     return Outcome(grant=grant, policy_changed=True)
 
 
-def break_glass(db: Session, state: AppState, caller: Caller, body: BreakGlassCreate) -> Outcome:
+def break_glass(db: Session, state: Platform, caller: Caller, body: BreakGlassCreate) -> Outcome:
     """Immediate, short access in an emergency: needs the `sys:break_glass` right, is flagged
     in every read it allows, and stays "needs review" until a reviewer signs it off."""
     require_person(caller)
@@ -569,7 +569,7 @@ def break_glass(db: Session, state: AppState, caller: Caller, body: BreakGlassCr
     return Outcome(req, grant, policy_changed=True)
 
 
-def sign_off(db: Session, state: AppState, caller: Caller, grant_id: str, comment: str) -> Outcome:
+def sign_off(db: Session, state: Platform, caller: Caller, grant_id: str, comment: str) -> Outcome:
     """A reviewer (never the holder) signs off a break-glass grant, during or after it."""
     require_person(caller)
     tenant, grant = _find(db, caller, AccessGrant, grant_id, lock=True)

@@ -12,9 +12,9 @@ from warden.access import repository as repo
 from warden.access.models import AccessSetting
 from warden.access.rights import ACCESS_OBJECT, can, require_person
 from warden.access.schemas import SettingsOut, SettingsUpdate, format_duration
-from warden.api.state import AppState
 from warden.audit.service import AuditRecord, append
 from warden.catalog.service import DatasetView, load_view
+from warden.core.platform import Platform
 from warden.errors import Forbidden, Unprocessable
 from warden.identity.service import Caller
 from warden.policy.rules import rule_problems
@@ -83,7 +83,7 @@ def check_columns(view: DatasetView, columns: Sequence[str] | None, purpose: str
 
 
 def update_terms(
-    db: Session, state: AppState, caller: Caller, name: str, body: SettingsUpdate
+    db: Session, state: Platform, caller: Caller, name: str, body: SettingsUpdate
 ) -> Terms:
     """Set a dataset's overrides (its owner, or sys:access manage); audited."""
     require_person(caller)

@@ -13,14 +13,14 @@ from warden.errors import Unauthenticated
 from warden.identity.service import Caller, authenticate
 
 if TYPE_CHECKING:
-    from warden.api.state import AppState
+    from warden.core.platform import Platform
 
 
-def get_state(request: Request) -> AppState:
+def get_state(request: Request) -> Platform:
     return request.app.state.warden  # type: ignore[no-any-return]
 
 
-State = Annotated["AppState", Depends(get_state)]
+State = Annotated["Platform", Depends(get_state)]
 
 
 def get_db(request: Request) -> Iterator[Session]:

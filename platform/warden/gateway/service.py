@@ -13,10 +13,10 @@ from opentelemetry.trace import Span
 from pydantic import ValidationError
 
 from warden.access.ids import break_glass_grants
-from warden.api.state import AppState
 from warden.audit.service import AuditRecord, record
 from warden.audit.telemetry import annotate_span, read_span
 from warden.catalog.service import PURPOSES, DatasetView, load_view
+from warden.core.platform import Platform
 from warden.db.session import unit_of_work
 from warden.errors import (
     BadRequest,
@@ -99,7 +99,7 @@ def parse_request(raw: bytes, max_bytes: int) -> ReadRequest:
 
 
 def governed_read(
-    state: AppState, caller: Caller, name: str, raw_body: bytes, *, views: bool = False
+    state: Platform, caller: Caller, name: str, raw_body: bytes, *, views: bool = False
 ) -> ReadResult:
     """`views`: the caller reads Arrow's view layout (see ArrowStream); the rows are the same."""
     attempt = _Attempt(caller=caller, dataset=name)
@@ -118,7 +118,7 @@ def governed_read(
 
 
 def _read(
-    state: AppState, attempt: _Attempt, raw_body: bytes, span: Span, views: bool
+    state: Platform, attempt: _Attempt, raw_body: bytes, span: Span, views: bool
 ) -> ReadResult:
     settings = state.settings
     request = parse_request(raw_body, settings.max_request_bytes)
@@ -212,13 +212,13 @@ def check_job_scope(caller: Caller, dataset: str, purpose: str) -> None:
         raise Forbidden(f"this job's token is for {caller.scope_purpose!r}, not {purpose!r}")
 
 
-def _hide_unless_visible(state: AppState, caller: Caller, dataset: DatasetView) -> None:
+def _hide_unless_visible(state: Platform, caller: Caller, dataset: DatasetView) -> None:
     """A dataset the caller has no right to see at all answers 404, not 403."""
     if not visible(state, caller, dataset):
         raise NotFound(f"no dataset named {dataset.name!r}")
 
 
-def visible(state: AppState, caller: Caller, dataset: DatasetView) -> bool:
+def visible(state: Platform, caller: Caller, dataset: DatasetView) -> bool:
     snapshot = state.policy.current()
     now = state.now()
     return any(

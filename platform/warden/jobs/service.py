@@ -18,9 +18,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from warden.api.state import AppState
 from warden.audit.service import AuditRecord, append, record
 from warden.catalog.service import DATASET_NAME_RE, PURPOSES, load_view
+from warden.core.platform import Platform
 from warden.db.session import unit_of_work
 from warden.errors import Forbidden, NotFound, Unprocessable, WardenError
 from warden.gateway.service import visible
@@ -50,11 +50,11 @@ DEFAULT_NAME = {
 SPEC_IN_SANDBOX = "/out/spec.json"
 
 
-def jobs_dir(state: AppState) -> Path:
+def jobs_dir(state: Platform) -> Path:
     return Path(state.settings.data_dir) / "jobs"
 
 
-def log_path(state: AppState, job_id: str) -> Path:
+def log_path(state: Platform, job_id: str) -> Path:
     return jobs_dir(state) / job_id / "logs.txt"
 
 
@@ -88,7 +88,7 @@ class _Plan:
     parents: list[Model]
 
 
-def create(state: AppState, caller: Caller, body: JobCreate) -> Job:
+def create(state: Platform, caller: Caller, body: JobCreate) -> Job:
     """Decide, then queue; a refusal is audited with its reason and changes nothing else."""
     try:
         _refuse_jobs(caller)
@@ -140,7 +140,7 @@ def create(state: AppState, caller: Caller, body: JobCreate) -> Job:
         raise
 
 
-def _plan(state: AppState, caller: Caller, body: JobCreate) -> _Plan:
+def _plan(state: Platform, caller: Caller, body: JobCreate) -> _Plan:
     step = body.step or DEFAULT_STEP[body.kind]
     if step not in STEPS[body.kind]:
         raise Unprocessable(
@@ -204,7 +204,7 @@ def _resolve_model_in(db: Session, tenant: str, value: Any) -> tuple[Any, list[M
     return walk(value, None), list(parents.values())
 
 
-def _decide(state: AppState, caller: Caller, plan: _Plan) -> dict[str, Any]:
+def _decide(state: Platform, caller: Caller, plan: _Plan) -> dict[str, Any]:
     snapshot = state.policy.ensure_fresh()
     if not snapshot.can(caller.name, caller.tenant, ML_OBJECT, "manage"):
         raise Forbidden(f"{caller.name} may not run ML jobs in tenant {caller.tenant!r}")
@@ -247,11 +247,11 @@ def _refuse_jobs(caller: Caller) -> None:
         raise Forbidden("jobs cannot launch jobs")
 
 
-def _is_admin(state: AppState, caller: Caller, act: str) -> bool:
+def _is_admin(state: Platform, caller: Caller, act: str) -> bool:
     return state.policy.ensure_fresh().can(caller.name, caller.tenant, ADMIN_OBJECT, act)
 
 
-def get_visible(state: AppState, caller: Caller, job_id: str, act: str = "read") -> Job:
+def get_visible(state: Platform, caller: Caller, job_id: str, act: str = "read") -> Job:
     """The job if the caller launched it or administers jobs; else NotFound."""
     _refuse_jobs(caller)
     with unit_of_work(state.sessions) as db:
@@ -264,7 +264,7 @@ def get_visible(state: AppState, caller: Caller, job_id: str, act: str = "read")
 
 
 def list_jobs(
-    state: AppState,
+    state: Platform,
     caller: Caller,
     *,
     everyone: bool,
@@ -281,7 +281,7 @@ def list_jobs(
         )
 
 
-def cancel(state: AppState, caller: Caller, job_id: str, runtime: Any | None) -> Job:
+def cancel(state: Platform, caller: Caller, job_id: str, runtime: Any | None) -> Job:
     """Queued: cancelled at once. Running: cancelled now, and its sandbox stopped by whoever
     runs it (this process at once, another worker at its next heartbeat)."""
     row = get_visible(state, caller, job_id, act="manage")
@@ -298,7 +298,7 @@ def cancel(state: AppState, caller: Caller, job_id: str, runtime: Any | None) ->
     return job
 
 
-def follow_logs(state: AppState, job_id: str, follow: bool, poll_s: float = 0.2) -> Iterator[bytes]:
+def follow_logs(state: Platform, job_id: str, follow: bool, poll_s: float = 0.2) -> Iterator[bytes]:
     """The job's log (its worker's notes and the workload's output); following ends when the
     job has ended and everything it wrote has been sent."""
     path = log_path(state, job_id)
@@ -320,7 +320,7 @@ def follow_logs(state: AppState, job_id: str, follow: bool, poll_s: float = 0.2)
         time.sleep(poll_s)
 
 
-def _ended(state: AppState, job_id: str) -> bool:
+def _ended(state: Platform, job_id: str) -> bool:
     with unit_of_work(state.sessions) as db:
         job = db.get(Job, job_id)
         return job is None or job.state in END_STATES

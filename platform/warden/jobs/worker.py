@@ -26,9 +26,9 @@ import polars as pl
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from warden.api.state import AppState
 from warden.audit.service import append
 from warden.catalog.service import ColumnInfo, file_digest, load_view, register, strictest
+from warden.core.platform import Platform
 from warden.db.session import unit_of_work
 from warden.errors import WardenError
 from warden.identity.models import Principal, Tenant
@@ -67,7 +67,7 @@ class JobWorker:
         self, app: Any, worker_id: str | None = None, settings: JobSettings | None = None
     ) -> None:
         self.app = app
-        self.state: AppState = app.state.warden
+        self.state: Platform = app.state.warden
         self.settings = settings or JobSettings()
         self.worker_id = (
             worker_id or f"{socket.gethostname()[:32]}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -415,7 +415,7 @@ def _last_error(logs: Path) -> str | None:
 
 
 def _register_outputs(
-    state: AppState,
+    state: Platform,
     db: Any,
     job: Job,
     artifacts: list[dict[str, Any]],

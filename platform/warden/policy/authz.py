@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from warden.api.state import AppState
+from warden.core.platform import Platform
 from warden.errors import Forbidden
 from warden.identity.service import Caller
 
 
-def require(state: AppState, caller: Caller, obj: str, act: str) -> None:
+def require(state: Platform, caller: Caller, obj: str, act: str) -> None:
     """Forbidden unless Casbin allows `act` on `obj` (e.g. "sys:principals", "manage")."""
     snapshot = state.policy.ensure_fresh()
     if caller.kind == "job" or not snapshot.can(caller.name, caller.tenant, obj, act, state.now()):

@@ -21,8 +21,8 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from warden.api.state import AppState
 from warden.audit.service import AuditRecord, append
+from warden.core.platform import Platform
 from warden.db.session import unit_of_work
 from warden.errors import Unavailable
 from warden.identity.service import Caller
@@ -77,7 +77,7 @@ class SandboxRuntime:
     def __init__(
         self,
         app: Any,
-        state: AppState,
+        state: Platform,
         *,
         driver: SandboxDriver | None = None,
         settings: SandboxSettings | None = None,

@@ -30,8 +30,8 @@ from warden.access.schemas import (
 )
 from warden.access.service import Outcome
 from warden.api.deps import CurrentCaller, DbSession, State
-from warden.api.state import AppState
 from warden.catalog.service import load_view
+from warden.core.platform import Platform
 from warden.errors import Conflict, NotFound
 from warden.identity.service import get_tenant
 from warden.policy.authz import require
@@ -46,7 +46,7 @@ DatasetName = Annotated[str | None, Query(max_length=64)]
 Body = TypeVar("Body", RequestOut, GrantOut, DeliveryOut)
 
 
-def _finish(request: Request, db: DbSession, state: AppState, outcome: Outcome, body: Body) -> Body:
+def _finish(request: Request, db: DbSession, state: Platform, outcome: Outcome, body: Body) -> Body:
     """Commit, then make the change visible: reload rules, wake the webhook sender. The
     response `body` is built by the caller before the commit."""
     db.commit()

@@ -1,0 +1,1 @@
+"""One router per domain; the app factory (api/app.py) includes them all."""

@@ -1,0 +1,54 @@
+"""What one Warden process holds: settings, the database, the policy service, the clock, the
+mask key. The API, `warden worker`, the CLI's local commands and the demo all build it here."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from warden.config import Settings
+from warden.db.session import make_engine, make_sessionmaker
+from warden.policy.service import PolicyService
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    policy: PolicyService
+    mask_key: bytes
+    # Every decision reads time from here, so tests can move the clock instead of sleeping.
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+    def now(self) -> datetime:
+        return self.clock()
+
+
+def load_mask_key(settings: Settings) -> bytes:
+    """The masking key: from WARDEN_MASK_KEY, else a random one kept in the data directory."""
+    if settings.mask_key:
+        return settings.mask_key.encode()
+    path = Path(settings.data_dir) / "mask.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip().encode()
+
+
+def build_platform(settings: Settings) -> Platform:
+    engine = make_engine(settings.resolved_database_url)
+    return Platform(
+        settings=settings,
+        engine=engine,
+        sessions=make_sessionmaker(engine),
+        policy=PolicyService(engine),
+        mask_key=load_mask_key(settings),
+    )
