@@ -23,11 +23,12 @@ from warden.catalog.service import DATASET_NAME_RE, PURPOSES, load_view
 from warden.core.platform import Platform
 from warden.db.session import unit_of_work
 from warden.errors import Forbidden, NotFound, Unprocessable, WardenError
-from warden.gateway.service import visible
 from warden.identity.service import Caller, check_name, get_tenant
 from warden.jobs import repository as repo
 from warden.jobs.models import END_STATES, Job
 from warden.jobs.schemas import JobCreate
+from warden.policy.authz import allowed, require
+from warden.policy.reads import authorize_read, visible
 from warden.registry import service as registry
 from warden.registry.models import Model
 
@@ -206,9 +207,13 @@ def _resolve_model_in(db: Session, tenant: str, value: Any) -> tuple[Any, list[M
 
 def _decide(state: Platform, caller: Caller, plan: _Plan) -> dict[str, Any]:
     snapshot = state.policy.ensure_fresh()
-    if not snapshot.can(caller.name, caller.tenant, ML_OBJECT, "manage"):
-        raise Forbidden(f"{caller.name} may not run ML jobs in tenant {caller.tenant!r}")
-    now = state.now()
+    require(
+        state,
+        caller,
+        ML_OBJECT,
+        "manage",
+        f"{caller.name} may not run ML jobs in {caller.tenant!r}",
+    )
     decided: dict[str, Any] = {}
     with unit_of_work(state.sessions) as db:
         views = [
@@ -222,13 +227,7 @@ def _decide(state: Platform, caller: Caller, plan: _Plan) -> dict[str, Any]:
         ]
     version = None
     for view in views:
-        decision = snapshot.decide_read(
-            caller.name, caller.tenant, view.name, list(view.column_names), plan.purpose, now
-        )
-        if not visible(state, caller, view):
-            raise NotFound(f"no dataset named {view.name!r}")
-        if not decision.allowed or plan.purpose not in view.allowed_purposes:
-            raise Forbidden(f"{caller.name} may not read {view.name!r} for {plan.purpose!r}")
+        decision = authorize_read(state, caller, view, plan.purpose).decision
         version = decision.policy_version
         decided[view.name] = {
             "version": view.version,
@@ -248,7 +247,7 @@ def _refuse_jobs(caller: Caller) -> None:
 
 
 def _is_admin(state: Platform, caller: Caller, act: str) -> bool:
-    return state.policy.ensure_fresh().can(caller.name, caller.tenant, ADMIN_OBJECT, act)
+    return allowed(state, caller, ADMIN_OBJECT, act)
 
 
 def get_visible(state: Platform, caller: Caller, job_id: str, act: str = "read") -> Job:

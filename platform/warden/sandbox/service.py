@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +19,9 @@ from warden.audit.service import AuditRecord, record
 from warden.catalog.service import PURPOSES, load_view
 from warden.db.session import unit_of_work
 from warden.errors import Forbidden, NotFound, WardenError
-from warden.gateway.service import visible
 from warden.identity.service import Caller, get_tenant
+from warden.policy.authz import allowed, require
+from warden.policy.reads import authorize_read
 from warden.sandbox.models import Sandbox
 from warden.sandbox.profiles import LaunchRequest, resolve
 from warden.sandbox.runtime import SandboxRuntime
@@ -58,12 +58,13 @@ def launch(
         _refuse_jobs(caller)
         resolved = resolve(runtime.profiles(), request, PURPOSES)
         state = runtime.state
-        snapshot = state.policy.ensure_fresh()
-        if not snapshot.can(caller.name, caller.tenant, segment_object(request.segment), "manage"):
-            raise Forbidden(
-                f"{caller.name} may not launch sandboxes in the {request.segment!r} segment"
-            )
-        now = datetime.now(UTC)
+        require(
+            state,
+            caller,
+            segment_object(request.segment),
+            "manage",
+            f"{caller.name} may not launch sandboxes in the {request.segment!r} segment",
+        )
         with unit_of_work(state.sessions) as db:
             tenant_id = get_tenant(db, caller.tenant).id
             views = [
@@ -72,20 +73,7 @@ def launch(
             ]
         for view in views:
             assert resolved.purpose is not None
-            decision = snapshot.decide_read(
-                caller.name,
-                caller.tenant,
-                view.name,
-                list(view.column_names),
-                resolved.purpose,
-                now,
-            )
-            if not visible(state, caller, view):
-                raise NotFound(f"no dataset named {view.name!r}")
-            if not decision.allowed or resolved.purpose not in view.allowed_purposes:
-                raise Forbidden(
-                    f"{caller.name} may not read {view.name!r} for {resolved.purpose!r}"
-                )
+            authorize_read(state, caller, view, resolved.purpose)
         return runtime.launch(
             caller,
             tenant_id,
@@ -122,7 +110,7 @@ def _refuse_jobs(caller: Caller) -> None:
 
 
 def _is_admin(runtime: SandboxRuntime, caller: Caller, act: str) -> bool:
-    return runtime.state.policy.ensure_fresh().can(caller.name, caller.tenant, ADMIN_OBJECT, act)
+    return allowed(runtime.state, caller, ADMIN_OBJECT, act)
 
 
 def get_visible(
