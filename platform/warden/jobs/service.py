@@ -18,11 +18,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from warden.audit.service import AuditRecord, append, record
+from warden.audit.outcomes import refusals_audited
+from warden.audit.service import AuditRecord, append
 from warden.catalog.service import DATASET_NAME_RE, PURPOSES, load_view
 from warden.core.platform import Platform
 from warden.db.session import unit_of_work
-from warden.errors import Forbidden, NotFound, Unprocessable, WardenError
+from warden.errors import Forbidden, NotFound, Unprocessable
 from warden.identity.service import Caller, check_name, get_tenant
 from warden.jobs import repository as repo
 from warden.jobs.models import END_STATES, Job
@@ -90,12 +91,20 @@ class _Plan:
 
 
 def create(state: Platform, caller: Caller, body: JobCreate) -> Job:
-    """Decide, then queue; a refusal is audited with its reason and changes nothing else."""
-    try:
+    """Decide, then queue, in one transaction; a refusal is audited and changes nothing."""
+    refused = {
+        "purpose": (body.purpose or DEFAULT_PURPOSE.get(body.kind, ""))[:32] or None,
+        "details": {
+            "kind": body.kind,
+            "step": (body.step or "")[:32],
+            "datasets": [d[:64] for d in list(body.datasets.values())[:16]],
+        },
+    }
+    with refusals_audited(state.sessions, caller, "job.create", **refused):
         _refuse_jobs(caller)
-        plan = _plan(state, caller, body)
-        decisions = _decide(state, caller, plan)
         with unit_of_work(state.sessions) as db:
+            plan = _plan(db, state, caller, body)
+            decisions = _decide(db, state, caller, plan)
             tenant = get_tenant(db, caller.tenant)
             job = Job(
                 tenant_id=tenant.id,
@@ -119,29 +128,9 @@ def create(state: Platform, caller: Caller, body: JobCreate) -> Job:
             db.flush()
             append(db, _event(job, "job.create", "allow", caller=caller))
         return job
-    except WardenError as exc:
-        record(
-            state.sessions,
-            AuditRecord(
-                action="job.create",
-                decision="deny",
-                actor=caller.name,
-                actor_kind=caller.kind,
-                on_behalf_of=caller.on_behalf_of,
-                tenant=caller.tenant,
-                purpose=(body.purpose or DEFAULT_PURPOSE.get(body.kind, ""))[:32] or None,
-                reason=f"{type(exc).__name__}: {exc.detail}"[:1000],
-                details={
-                    "kind": body.kind,
-                    "step": (body.step or "")[:32],
-                    "datasets": [d[:64] for d in list(body.datasets.values())[:16]],
-                },
-            ),
-        )
-        raise
 
 
-def _plan(state: Platform, caller: Caller, body: JobCreate) -> _Plan:
+def _plan(db: Session, state: Platform, caller: Caller, body: JobCreate) -> _Plan:
     step = body.step or DEFAULT_STEP[body.kind]
     if step not in STEPS[body.kind]:
         raise Unprocessable(
@@ -157,8 +146,7 @@ def _plan(state: Platform, caller: Caller, body: JobCreate) -> _Plan:
     datasets = list(dict.fromkeys(body.datasets.values()))
     if not datasets and body.command is None:
         raise Unprocessable("a job needs at least one dataset (role=name)")
-    with unit_of_work(state.sessions) as db:
-        model_in, parents = _resolve_model_in(db, caller.tenant, body.model_in)
+    model_in, parents = _resolve_model_in(db, caller.tenant, body.model_in)
     spec: dict[str, Any] = {
         "seed": body.seed,
         "datasets": dict(body.datasets),
@@ -205,7 +193,7 @@ def _resolve_model_in(db: Session, tenant: str, value: Any) -> tuple[Any, list[M
     return walk(value, None), list(parents.values())
 
 
-def _decide(state: Platform, caller: Caller, plan: _Plan) -> dict[str, Any]:
+def _decide(db: Session, state: Platform, caller: Caller, plan: _Plan) -> dict[str, Any]:
     snapshot = state.policy.ensure_fresh()
     require(
         state,
@@ -215,16 +203,13 @@ def _decide(state: Platform, caller: Caller, plan: _Plan) -> dict[str, Any]:
         f"{caller.name} may not run ML jobs in {caller.tenant!r}",
     )
     decided: dict[str, Any] = {}
-    with unit_of_work(state.sessions) as db:
-        views = [
-            load_view(db, state.settings.datasets_dir, caller.tenant, n) for n in plan.datasets
-        ]
-        parent_data = sorted(
-            {d["name"] for p in plan.parents for d in p.lineage.get("datasets", []) if d["name"]}
-        )
-        parent_views = [
-            load_view(db, state.settings.datasets_dir, caller.tenant, n) for n in parent_data
-        ]
+    views = [load_view(db, state.settings.datasets_dir, caller.tenant, n) for n in plan.datasets]
+    parent_data = sorted(
+        {d["name"] for p in plan.parents for d in p.lineage.get("datasets", []) if d["name"]}
+    )
+    parent_views = [
+        load_view(db, state.settings.datasets_dir, caller.tenant, n) for n in parent_data
+    ]
     version = None
     for view in views:
         decision = authorize_read(state, caller, view, plan.purpose).decision

@@ -28,11 +28,10 @@ from warden.errors import Unavailable
 from warden.identity.service import Caller
 from warden.sandbox import images
 from warden.sandbox.driver import ContainerSpec, ExitInfo, Mount, SandboxDriver, SandboxError
-from warden.sandbox.gateway_socket import MOUNT_DIR, SOCKET_PATH_IN_SANDBOX, GatewaySocket
+from warden.sandbox.gateway_socket import MOUNT_DIR, SOCKET_PATH_IN_SANDBOX, ASGIApp, GatewaySocket
 from warden.sandbox.liveness import new_owner, owner_alive
 from warden.sandbox.models import LIVE_STATUSES, Sandbox
 from warden.sandbox.profiles import Resolved, SegmentProfile, load_profiles
-from warden.sandbox.settings import SandboxSettings, get_sandbox_settings, instance_label
 from warden.sandbox.tokens import issue_job_token
 
 log = logging.getLogger("warden.sandbox")
@@ -76,17 +75,17 @@ class _NoDriver:
 class SandboxRuntime:
     def __init__(
         self,
-        app: Any,
         state: Platform,
+        socket_app: ASGIApp,
         *,
         driver: SandboxDriver | None = None,
-        settings: SandboxSettings | None = None,
     ) -> None:
-        self.app = app
         self.state = state
-        self.settings = settings or get_sandbox_settings()
+        # Serves each ML sandbox's gateway socket: the API app, or the worker's gateway-only app.
+        self.socket_app = socket_app
+        self.settings = state.settings.sandbox
         self.driver: SandboxDriver = driver or default_driver()
-        self.instance = instance_label(state.settings.resolved_database_url)
+        self.instance = state.settings.instance
         self.work_dir = Path(state.settings.data_dir) / "sandboxes"
         self._lock = threading.Lock()
         self._live: dict[str, _Live] = {}
@@ -168,7 +167,9 @@ class SandboxRuntime:
                 prepare(self.output_dir(sandbox.id))
             socket = None
             if token is not None:
-                socket = GatewaySocket(self.app, self._socket_dir(sandbox.id), sandbox.id, token)
+                socket = GatewaySocket(
+                    self.socket_app, self._socket_dir(sandbox.id), sandbox.id, token
+                )
                 socket.start()
             live = _Live(container_id="", socket=socket)
             with self._lock:

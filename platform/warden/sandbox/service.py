@@ -8,17 +8,15 @@ their tenant's.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import select
 
-from warden.audit.service import AuditRecord, record
+from warden.audit.outcomes import refusals_audited
 from warden.catalog.service import PURPOSES, load_view
 from warden.db.session import unit_of_work
-from warden.errors import Forbidden, NotFound, WardenError
+from warden.errors import Forbidden, NotFound
 from warden.identity.service import Caller, get_tenant
 from warden.policy.authz import allowed, require
 from warden.policy.reads import authorize_read
@@ -27,19 +25,6 @@ from warden.sandbox.profiles import LaunchRequest, resolve
 from warden.sandbox.runtime import SandboxRuntime
 
 ADMIN_OBJECT = "sys:sandboxes"
-_RUNTIME_LOCK = threading.Lock()
-
-
-def get_runtime(app: Any) -> SandboxRuntime:
-    """The app's sandbox runtime, made on first use (and by the start-up hook)."""
-    runtime: SandboxRuntime | None = getattr(app.state, "sandboxes", None)
-    if runtime is None:
-        with _RUNTIME_LOCK:
-            runtime = getattr(app.state, "sandboxes", None)
-            if runtime is None:
-                runtime = SandboxRuntime(app, app.state.warden)
-                app.state.sandboxes = runtime
-    return runtime
 
 
 def segment_object(segment: str) -> str:
@@ -54,10 +39,18 @@ def launch(
 ) -> Sandbox:
     """Check everything, then launch; a refusal is audited with its reason. `prepare` fills
     the output mount before the container starts (see SandboxRuntime.launch)."""
-    try:
+    refused = {
+        "purpose": (request.purpose or "")[:32] or None,
+        "details": {
+            "segment": request.segment[:32],
+            "command": [a[:200] for a in list(request.command)[:32]],
+            "datasets": [d[:64] for d in list(request.datasets)[:16]],
+        },
+    }
+    state = runtime.state
+    with refusals_audited(state.sessions, caller, "sandbox.launch", **refused):
         _refuse_jobs(caller)
         resolved = resolve(runtime.profiles(), request, PURPOSES)
-        state = runtime.state
         require(
             state,
             caller,
@@ -82,26 +75,6 @@ def launch(
             interactive=request.interactive,
             prepare=prepare,
         )
-    except WardenError as exc:
-        record(
-            runtime.state.sessions,
-            AuditRecord(
-                action="sandbox.launch",
-                decision="deny",
-                actor=caller.name,
-                actor_kind=caller.kind,
-                on_behalf_of=caller.on_behalf_of,
-                tenant=caller.tenant,
-                purpose=(request.purpose or "")[:32] or None,
-                reason=f"{type(exc).__name__}: {exc.detail}"[:1000],
-                details={
-                    "segment": request.segment[:32],
-                    "command": [a[:200] for a in list(request.command)[:32]],
-                    "datasets": [d[:64] for d in list(request.datasets)[:16]],
-                },
-            ),
-        )
-        raise
 
 
 def _refuse_jobs(caller: Caller) -> None:
