@@ -13,6 +13,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_POLICIES_DIR = REPO_ROOT / "policies"
 
 
 class SandboxSettings(BaseSettings):
@@ -73,7 +74,8 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=lambda: user_data_path("warden"))
     config_dir: Path = Field(default_factory=lambda: user_config_path("warden"))
     database_url: str | None = None
-    policies_dir: Path = REPO_ROOT / "policies"
+    # The Casbin model (model.conf, read once at start-up) and the seed rules `init` loads.
+    policies_dir: Path = DEFAULT_POLICIES_DIR
     url: str = "http://127.0.0.1:8765"
     token: str | None = None
     # Key for the masking hash of identifiers; generated into the data dir when unset.

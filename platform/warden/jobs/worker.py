@@ -198,13 +198,13 @@ class JobWorker(BackgroundLoop):
         beat = 0.0
         while True:
             with unit_of_work(self.state.sessions) as db:
-                status = db.scalar(_sandbox_status(sandbox_id))
+                status = repo.sandbox_status(db, sandbox_id)
                 state = "running"
                 if time.monotonic() - beat >= self.settings.heartbeat_s:
                     beat = time.monotonic()
                     state = repo.heartbeat(db, job.id, self.worker_id, datetime.now(UTC))
                 else:
-                    state = str(db.scalar(_job_state(job.id)))
+                    state = repo.job_state(db, job.id)
             if state == "cancelled":
                 if status in LIVE_STATUSES:
                     runtime.stop(sandbox_id, caller, "its job was cancelled")
@@ -315,18 +315,6 @@ class _Notes:
         with self.lock:
             self.out.write(data)
             self.out.flush()
-
-
-def _sandbox_status(sandbox_id: str) -> Any:
-    from sqlalchemy import select
-
-    return select(Sandbox.status).where(Sandbox.id == sandbox_id)
-
-
-def _job_state(job_id: str) -> Any:
-    from sqlalchemy import select
-
-    return select(Job.state).where(Job.id == job_id)
 
 
 def _materialise(db: Any, node: Any, data_dir: Path, out: Path) -> Any:

@@ -1,4 +1,6 @@
 """The sandboxes one API process runs: launch, watch, stop, reap; every step audited.
+(Kept over 500 lines: launch, watch, stop and reap share one lock and one table of live
+sandboxes.)
 
 A sandbox's gateway socket and its watcher (wall-clock timeout, exit, OOM) live in the
 process that launched it, which keeps its heartbeat fresh. At start-up and then every
@@ -19,14 +21,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
-
 from warden.audit.service import AuditRecord, append
 from warden.core.platform import Platform
 from warden.db.session import unit_of_work
 from warden.errors import Unavailable
 from warden.identity.service import Caller
 from warden.sandbox import images
+from warden.sandbox import repository as repo
 from warden.sandbox.driver import ContainerSpec, ExitInfo, Mount, SandboxDriver, SandboxError
 from warden.sandbox.gateway_socket import MOUNT_DIR, SOCKET_PATH_IN_SANDBOX, ASGIApp, GatewaySocket
 from warden.sandbox.liveness import new_owner, owner_alive
@@ -390,11 +391,7 @@ class SandboxRuntime:
                 live = list(self._live)
                 if live:
                     with unit_of_work(self.state.sessions) as db:
-                        db.execute(
-                            update(Sandbox)
-                            .where(Sandbox.id.in_(live), Sandbox.owner == self.owner)
-                            .values(heartbeat_at=datetime.now(UTC))
-                        )
+                        repo.heartbeat(db, live, self.owner, datetime.now(UTC))
                 if time.monotonic() - last_reconcile >= self.settings.orphan_after_s:
                     last_reconcile = time.monotonic()
                     self.reconcile()
@@ -435,11 +432,7 @@ class SandboxRuntime:
             shutil.rmtree(self._socket_dir(sandbox_id), ignore_errors=True)
             handled.append(sandbox_id)
         with unit_of_work(self.state.sessions) as db:
-            rows = db.scalars(
-                select(Sandbox).where(
-                    Sandbox.instance == self.instance, Sandbox.status.in_(LIVE_STATUSES)
-                )
-            ).all()
+            rows = repo.live_rows(db, self.instance)
             for row in rows:
                 if row.id in seen or self.is_live_here(row.id):
                     continue

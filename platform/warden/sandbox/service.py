@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from sqlalchemy import select
-
 from warden.audit.outcomes import refusals_audited
 from warden.catalog.service import PURPOSES, load_view
 from warden.db.session import unit_of_work
@@ -20,6 +18,7 @@ from warden.errors import Forbidden, NotFound
 from warden.identity.service import Caller, get_tenant
 from warden.policy.authz import allowed, require
 from warden.policy.reads import authorize_read
+from warden.sandbox import repository as repo
 from warden.sandbox.models import Sandbox
 from warden.sandbox.profiles import LaunchRequest, resolve
 from warden.sandbox.runtime import SandboxRuntime
@@ -104,16 +103,11 @@ def list_sandboxes(
     runtime: SandboxRuntime, caller: Caller, *, everyone: bool, status: str | None, limit: int
 ) -> list[Sandbox]:
     _refuse_jobs(caller)
-    query = select(Sandbox).where(Sandbox.tenant == caller.tenant)
-    if everyone:
-        if not _is_admin(runtime, caller, "read"):
-            raise Forbidden(f"{caller.name} may not list other people's sandboxes")
-    else:
-        query = query.where(Sandbox.launcher == caller.name)
-    if status:
-        query = query.where(Sandbox.status == status)
+    if everyone and not _is_admin(runtime, caller, "read"):
+        raise Forbidden(f"{caller.name} may not list other people's sandboxes")
     with unit_of_work(runtime.state.sessions) as db:
-        return list(db.scalars(query.order_by(Sandbox.created_at.desc()).limit(limit)))
+        launcher = None if everyone else caller.name
+        return repo.tenant_sandboxes(db, caller.tenant, launcher, status, limit)
 
 
 def stop(runtime: SandboxRuntime, caller: Caller, sandbox_id: str) -> Sandbox:
