@@ -4,15 +4,13 @@ and `warden worker`, which runs queued jobs on this machine."""
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 
-from warden.cli.client import ApiClient, console, describe_error, err_console, fail
+from warden.cli.client import ApiClient, console, err_console, fail
 from warden.cli.output import check_format, show
 
 app = typer.Typer(help="Governed ML jobs: train, infer and eval in ML sandboxes.")
@@ -99,7 +97,7 @@ def run(
     )
     console.print(job["id"])
     if follow:
-        _stream(client, job["id"], follow=True)
+        client.stream_logs(f"/v1/jobs/{job['id']}/logs", follow=True)
     if follow or wait:
         final = _wait(client, job["id"])
         raise typer.Exit(_report(final))
@@ -206,7 +204,7 @@ def logs(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep streaming")] = False,
 ) -> None:
     """A job's log: the worker's notes and the workload's progress lines."""
-    _stream(ApiClient(), job_id, follow=follow)
+    ApiClient().stream_logs(f"/v1/jobs/{job_id}/logs", follow=follow)
 
 
 @app.command()
@@ -255,23 +253,6 @@ def worker(
         err_console.print("[dim]stopping: running sandboxes are stopped and recorded[/]")
     finally:
         process.stop()
-
-
-def _stream(client: ApiClient, job_id: str, *, follow: bool) -> None:
-    if not client.token:
-        fail("no token: run `warden init`, or set WARDEN_TOKEN")
-    path = f"/v1/jobs/{job_id}/logs"
-    try:
-        with client.http.stream("GET", path, params={"follow": follow}, timeout=None) as response:
-            if response.status_code >= 400:
-                response.read()
-                fail(describe_error(response), code=2)
-            out = sys.stdout.buffer
-            for chunk in response.iter_bytes():
-                out.write(chunk)
-                out.flush()
-    except httpx.ConnectError:
-        fail(f"cannot reach the Warden API at {client.url}: is `warden serve` running?")
 
 
 @app.command()

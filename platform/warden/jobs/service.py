@@ -28,7 +28,7 @@ from warden.identity.service import Caller, check_name, get_tenant
 from warden.jobs import repository as repo
 from warden.jobs.models import END_STATES, Job
 from warden.jobs.schemas import JobCreate
-from warden.policy.authz import allowed, require
+from warden.policy.authz import allowed, require, sees_launched
 from warden.policy.reads import authorize_read, visible
 from warden.registry import service as registry
 from warden.registry.models import Model
@@ -242,7 +242,7 @@ def get_visible(state: Platform, caller: Caller, job_id: str, act: str = "read")
         row = db.get(Job, job_id[:12])
     if row is None or row.tenant != caller.tenant:
         raise NotFound(f"no job {job_id[:12]!r}")
-    if row.launcher != caller.name and not _is_admin(state, caller, act):
+    if not sees_launched(state, caller, row.launcher, ADMIN_OBJECT, act):
         raise NotFound(f"no job {job_id[:12]!r}")
     return row
 

@@ -24,3 +24,10 @@ def require(
     """Forbidden unless `allowed`."""
     if not allowed(platform, caller, obj, act):
         raise Forbidden(message or f"{caller.name} may not {act} {obj.removeprefix('sys:')}")
+
+
+def sees_launched(
+    platform: Platform, caller: Caller, launcher: str, admin_obj: str, act: str
+) -> bool:
+    """What a person launched (a job, a sandbox) is theirs; its administrators see everyone's."""
+    return launcher == caller.name or allowed(platform, caller, admin_obj, act)

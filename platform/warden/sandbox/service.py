@@ -16,7 +16,7 @@ from warden.catalog.service import PURPOSES, load_view
 from warden.db.session import unit_of_work
 from warden.errors import Forbidden, NotFound
 from warden.identity.service import Caller, get_tenant
-from warden.policy.authz import allowed, require
+from warden.policy.authz import allowed, require, sees_launched
 from warden.policy.reads import authorize_read
 from warden.sandbox import repository as repo
 from warden.sandbox.models import Sandbox
@@ -94,7 +94,7 @@ def get_visible(
         row = db.get(Sandbox, sandbox_id[:12])
     if row is None or row.tenant != caller.tenant:
         raise NotFound(f"no sandbox {sandbox_id[:12]!r}")
-    if row.launcher != caller.name and not _is_admin(runtime, caller, act):
+    if not sees_launched(runtime.state, caller, row.launcher, ADMIN_OBJECT, act):
         raise NotFound(f"no sandbox {sandbox_id[:12]!r}")
     return row
 
