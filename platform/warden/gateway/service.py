@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from warden.access.ids import break_glass_grants
 from warden.access.repository import last_grant_of
+from warden.audit.outcomes import by
 from warden.audit.service import AuditRecord, record
 from warden.audit.telemetry import annotate_span, read_span
 from warden.catalog.service import DatasetView, load_view
@@ -64,13 +65,10 @@ class _Attempt:
 
     def audit(self, decision: Decision, reason: str | None = None, **extra: Any) -> AuditRecord:
         d = self.decision
-        return AuditRecord(
-            action="dataset.read",
-            decision=decision,
-            actor=self.caller.name,
-            actor_kind=self.caller.kind,
-            on_behalf_of=self.caller.on_behalf_of,
-            tenant=self.caller.tenant,
+        return by(
+            self.caller,
+            "dataset.read",
+            decision,
             dataset=self.dataset[:64],
             dataset_version=self.version,
             purpose=(self.purpose or "")[:32] or None,

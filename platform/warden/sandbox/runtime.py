@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from warden.audit.outcomes import by
 from warden.audit.service import AuditRecord, append
 from warden.core.platform import Platform
 from warden.db.session import unit_of_work
@@ -470,12 +471,10 @@ def _outcome(info: ExitInfo, limits: dict[str, Any]) -> tuple[str, str | None]:
 
 
 def _launch_event(sandbox: Sandbox, caller: Caller, spec: ContainerSpec) -> AuditRecord:
-    return AuditRecord(
-        action="sandbox.launch",
-        decision="allow",
-        actor=caller.name,
-        actor_kind=caller.kind,
-        tenant=caller.tenant,
+    return by(
+        caller,
+        "sandbox.launch",
+        "allow",
         purpose=sandbox.purpose,
         details={
             "sandbox": sandbox.id,
