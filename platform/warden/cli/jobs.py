@@ -230,11 +230,13 @@ def worker(
 ) -> None:
     """Run queued jobs on this machine (beside, or instead of, `warden serve`'s own worker)."""
     from warden.api.app import create_app
+    from warden.cli.serve import refuse_unsafe_data_dir
     from warden.config import get_settings
     from warden.jobs.worker import JobSettings, JobWorker
     from warden.sandbox.service import get_runtime
 
     settings = get_settings()
+    refuse_unsafe_data_dir(settings)
     app = create_app(settings)  # not served: its routes answer the job sockets only
     job_settings = JobSettings(poll_s=poll, slots=slots)
     runner = JobWorker(app, settings=job_settings)

@@ -5,14 +5,19 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session
 
 from warden.errors import Conflict, NotFound, Unauthenticated, Unprocessable
 from warden.identity.models import ApiToken, Principal, Tenant
+
+if TYPE_CHECKING:
+    from warden.config import Settings
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 TOKEN_PREFIX = "wdn_"  # noqa: S105 - a prefix, not a secret
@@ -92,22 +97,176 @@ def list_principals(db: Session, tenant_id: str) -> list[Principal]:
     return list(db.scalars(query))
 
 
-def issue_token(
-    db: Session, principal: Principal, label: str = "", ttl: timedelta | None = None
-) -> str:
-    """Create a token and return its secret; only the hash is kept."""
-    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    expires = datetime.now(UTC) + ttl if ttl else None
-    db.add(
-        ApiToken(
-            principal_id=principal.id,
-            token_hash=hash_token(secret),
-            label=label,
-            expires_at=expires,
-        )
+def token_lifetime(settings: Settings, kind: str, ttl: timedelta | None) -> timedelta:
+    """The lifetime a new token gets: the kind's default, or the asked one up to its maximum."""
+    default_days = getattr(
+        settings, f"token_{kind}_default_days", settings.token_service_default_days
     )
+    max_days = getattr(settings, f"token_{kind}_max_days", settings.token_service_max_days)
+    if ttl is None:
+        return timedelta(days=default_days)
+    if ttl <= timedelta(0):
+        raise Unprocessable("a token's lifetime must be positive")
+    if ttl > timedelta(days=max_days):
+        raise Unprocessable(
+            f"a {kind} token lives at most {max_days} days (WARDEN_TOKEN_{kind.upper()}_MAX_DAYS);"
+            f" asked for {ttl.days} days"
+        )
+    return ttl
+
+
+def live_token_filter(now: datetime) -> list[ColumnElement[bool]]:
+    return [
+        ApiToken.revoked_at.is_(None),
+        ApiToken.expires_at.is_not(None),
+        ApiToken.expires_at > now,
+    ]
+
+
+def lock_principal(db: Session, principal: Principal) -> None:
+    """Take the principal's row lock (PostgreSQL) or the write lock (SQLite) before counting,
+    so two concurrent requests cannot both pass a count-based check."""
+    db.execute(
+        update(Principal)
+        .where(Principal.id == principal.id)
+        .values(disabled=Principal.disabled)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def issue_token(
+    db: Session,
+    principal: Principal,
+    label: str = "",
+    ttl: timedelta | None = None,
+    *,
+    settings: Settings | None = None,
+    now: datetime | None = None,
+) -> str:
+    """Create a token and return its secret; only the hash is kept (see `mint_token`)."""
+    return mint_token(db, principal, label, ttl, settings=settings, now=now)[0]
+
+
+def mint_token(
+    db: Session,
+    principal: Principal,
+    label: str = "",
+    ttl: timedelta | None = None,
+    *,
+    settings: Settings | None = None,
+    now: datetime | None = None,
+) -> tuple[str, ApiToken]:
+    """Create a token: its secret (shown once) and row. Every token expires: no ttl means the
+    kind's default lifetime; above the kind's maximum, or beyond the principal's cap of live
+    tokens, is refused."""
+    if settings is None:
+        from warden.config import get_settings
+
+        settings = get_settings()
+    now = now or datetime.now(UTC)
+    lifetime = token_lifetime(settings, principal.kind, ttl)
+    lock_principal(db, principal)
+    live = db.scalar(
+        select(func.count())
+        .select_from(ApiToken)
+        .where(ApiToken.principal_id == principal.id, *live_token_filter(now))
+    )
+    cap = settings.token_max_live_per_principal
+    if (live or 0) >= cap:
+        raise Conflict(
+            f"{principal.name} already holds {live} live tokens (the most is {cap},"
+            " WARDEN_TOKEN_MAX_LIVE_PER_PRINCIPAL); revoke one first"
+            f" (`warden principals revoke-token {principal.name} TOKEN_ID`)"
+        )
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(
+        principal_id=principal.id,
+        token_hash=hash_token(secret),
+        label=label,
+        created_at=now,
+        expires_at=now + lifetime,
+    )
+    db.add(token)
     db.flush()
-    return secret
+    return secret, token
+
+
+def list_tokens(db: Session, principal: Principal) -> list[ApiToken]:
+    query = (
+        select(ApiToken)
+        .where(ApiToken.principal_id == principal.id)
+        .order_by(ApiToken.created_at.desc(), ApiToken.id)
+    )
+    return list(db.scalars(query))
+
+
+def token_state(token: ApiToken, now: datetime) -> str:
+    if token.revoked_at is not None:
+        return "revoked"
+    if token.expires_at is None or _aware(token.expires_at) <= now:
+        return "expired"
+    return "live"
+
+
+def revoke_token(
+    db: Session, principal: Principal, token_id: str, by: str, now: datetime
+) -> tuple[ApiToken, bool]:
+    """Revoke one of the principal's tokens; (token, whether this call revoked it)."""
+    token = db.scalar(
+        select(ApiToken).where(ApiToken.id == token_id, ApiToken.principal_id == principal.id)
+    )
+    if token is None:
+        raise NotFound(f"{principal.name} has no token {token_id[:40]!r}")
+    if token.revoked_at is not None:
+        return token, False
+    # Conditional, so two concurrent revocations record one revoker.
+    result = db.execute(
+        update(ApiToken)
+        .where(ApiToken.id == token.id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=now, revoked_by=by)
+        .execution_options(synchronize_session=False)
+    )
+    db.refresh(token)
+    return token, bool(getattr(result, "rowcount", 0))
+
+
+def set_disabled(
+    db: Session,
+    principal: Principal,
+    disabled: bool,
+    *,
+    can_manage: Callable[[str], bool],
+) -> bool:
+    """Disable or enable a principal; returns whether anything changed. Refuses to disable the
+    last enabled person of the tenant who may still manage principals (`can_manage(name)`),
+    which would leave nobody able to enable anyone again."""
+    # One tenant's disables run one at a time, so two admins cannot disable each other at once.
+    db.execute(
+        update(Tenant)
+        .where(Tenant.id == principal.tenant_id)
+        .values(name=Tenant.name)
+        .execution_options(synchronize_session=False)
+    )
+    db.refresh(principal)
+    if principal.disabled == disabled:
+        return False
+    if disabled and principal.kind == "person" and can_manage(principal.name):
+        others = db.scalars(
+            select(Principal.name).where(
+                Principal.tenant_id == principal.tenant_id,
+                Principal.kind == "person",
+                Principal.disabled.is_(False),
+                Principal.id != principal.id,
+            )
+        )
+        if not any(can_manage(name) for name in others):
+            raise Conflict(
+                f"{principal.name} is the last enabled admin of the tenant; make someone else an"
+                " admin first, or nobody could enable anyone again"
+            )
+    principal.disabled = disabled
+    db.flush()
+    return True
 
 
 def authenticate(db: Session, secret: str, now: datetime | None = None) -> Caller:
@@ -129,7 +288,8 @@ def authenticate(db: Session, secret: str, now: datetime | None = None) -> Calle
     now = now or datetime.now(UTC)
     if token.revoked_at is not None:
         raise Unauthenticated("token revoked")
-    if token.expires_at is not None and _aware(token.expires_at) <= now:
+    # A token without an expiry is treated as expired: every token is issued with one.
+    if token.expires_at is None or _aware(token.expires_at) <= now:
         raise Unauthenticated("token expired")
     if principal.disabled:
         raise Unauthenticated("principal disabled")
