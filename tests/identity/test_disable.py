@@ -44,7 +44,9 @@ def test_disable_is_refused_by_another_instance_on_the_next_request(warden, seco
     listed = warden.http.get("/v1/principals", headers=warden.as_("admin")).json()["principals"]
     assert {p["name"]: p["disabled"] for p in listed}["alice"] is True
     # enabled again through the second instance: the first accepts her on the next request
-    assert second.post("/v1/principals/alice/enable", headers=warden.as_("admin")).status_code == 200
+    assert (
+        second.post("/v1/principals/alice/enable", headers=warden.as_("admin")).status_code == 200
+    )
     assert warden.http.get("/v1/me", headers=alice).status_code == 200
     actions = [e["action"] for e in warden.audit_events()]
     assert "principal.disable" in actions and "principal.enable" in actions
@@ -110,9 +112,7 @@ def test_job_token_of_a_disabled_launcher_is_refused(warden) -> None:  # type: i
     assert refused.status_code == 401
     assert refused.json()["detail"] == "principal disabled"
     assert warden.read("alice", "engagements", purpose="training").status_code == 401
-    r = warden.http.post(
-        "/v1/datasets/engagements/read", json={"purpose": "training"}, headers=job
-    )
+    r = warden.http.post("/v1/datasets/engagements/read", json={"purpose": "training"}, headers=job)
     assert r.status_code == 401
 
 

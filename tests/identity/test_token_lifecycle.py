@@ -44,7 +44,10 @@ def test_tokens_always_expire_with_the_kinds_default(warden) -> None:  # type: i
         "/v1/principals", json={"name": "svc", "kind": "service"}, headers=warden.as_("admin")
     )
     assert made.status_code == 201
-    for name, days in [("alice", s.token_person_default_days), ("svc", s.token_service_default_days)]:
+    for name, days in [
+        ("alice", s.token_person_default_days),
+        ("svc", s.token_service_default_days),
+    ]:
         before = datetime.now(UTC)
         r = _mint(warden, "admin", name)
         assert r.status_code == 201, r.text
