@@ -152,3 +152,41 @@ def test_only_admins_disable_and_only_in_their_tenant(warden) -> None:  # type: 
     # idempotent: enabling an enabled principal changes nothing and records nothing
     assert _post(warden, "admin", "/v1/principals/alice/enable").status_code == 200
     assert warden.audit_events(action="principal.enable") == []
+
+
+def test_two_admins_disabling_each_other_at_once_leave_one(warden) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    from warden.errors import Conflict
+    from warden.identity.service import set_disabled
+
+    warden.http.post(
+        "/v1/principals/erin/roles", json={"role": "admin"}, headers=warden.as_("admin")
+    )
+    snapshot = warden.state.policy.ensure_fresh()
+    now = warden.state.now()
+
+    def can_manage(who: str) -> bool:
+        return snapshot.can(who, "acme", "sys:principals", "manage", now)
+
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def disable(name: str) -> None:
+        try:
+            with unit_of_work(warden.state.sessions) as db:
+                target = get_principal(db, name)
+                barrier.wait(timeout=30)
+                set_disabled(db, target, True, can_manage=can_manage)
+            outcomes.append("ok")
+        except Conflict:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=disable, args=(n,)) for n in ("admin", "erin")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert sorted(outcomes) == ["ok", "refused"]
+    with warden.state.sessions() as db:
+        assert [get_principal(db, n).disabled for n in ("admin", "erin")].count(False) == 1

@@ -183,3 +183,36 @@ def test_others_tokens_need_manage_and_stay_in_the_tenant(warden) -> None:  # ty
     bad = _revoke(warden, "admin", "alice", "0" * 32)
     assert bad.status_code == 404 and set(bad.json()) == {"error", "detail"}
     assert _revoke(warden, "admin", "alice", "x" * 5000).status_code == 404
+
+
+def test_a_burst_of_concurrent_mints_cannot_pass_the_cap(warden) -> None:  # type: ignore[no-untyped-def]
+    """Twelve mints at once, each in its own transaction: the cap still holds exactly."""
+    import threading
+
+    from warden.db.session import unit_of_work
+    from warden.errors import Conflict
+    from warden.identity.service import get_principal, mint_token
+
+    cap = warden.settings.token_max_live_per_principal
+    tries = cap + 2
+    barrier = threading.Barrier(tries)
+    outcomes: list[str] = []
+
+    def mint() -> None:
+        try:
+            with unit_of_work(warden.state.sessions) as db:
+                alice = get_principal(db, "alice")
+                barrier.wait(timeout=30)
+                mint_token(db, alice, settings=warden.settings)
+            outcomes.append("ok")
+        except Conflict:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=mint) for _ in range(tries)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert sorted(outcomes) == sorted(["ok"] * (cap - 1) + ["refused"] * 3)
+    listed = _tokens(warden, "alice", "alice").json()["tokens"]
+    assert sum(t["state"] == "live" for t in listed) == cap
