@@ -20,12 +20,11 @@ LEGACY_TOKEN_GRACE = timedelta(days=30)
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("tenant", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("installation", sa.Boolean(), server_default=sa.false(), nullable=False)
-        )
-    with op.batch_alter_table("api_token", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("revoked_by", sa.String(length=64), nullable=True))
+    # Plain ADD COLUMN (no batch copy): SQLite cannot drop a table others reference.
+    op.add_column(
+        "tenant", sa.Column("installation", sa.Boolean(), server_default=sa.false(), nullable=False)
+    )
+    op.add_column("api_token", sa.Column("revoked_by", sa.String(length=64), nullable=True))
     tenant = sa.table(
         "tenant",
         sa.column("id", sa.String()),
@@ -48,7 +47,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("api_token", schema=None) as batch_op:
-        batch_op.drop_column("revoked_by")
-    with op.batch_alter_table("tenant", schema=None) as batch_op:
-        batch_op.drop_column("installation")
+    op.drop_column("api_token", "revoked_by")
+    op.drop_column("tenant", "installation")
