@@ -1,4 +1,5 @@
-"""identity lifecycle: the installation tenant, who revoked a token, no token without expiry
+"""identity lifecycle: the installation tenant, who revoked a token and when it was last used,
+no token without expiry
 
 Revision ID: 0003_identity_lifecycle
 Revises: 0001
@@ -25,6 +26,7 @@ def upgrade() -> None:
         "tenant", sa.Column("installation", sa.Boolean(), server_default=sa.false(), nullable=False)
     )
     op.add_column("api_token", sa.Column("revoked_by", sa.String(length=64), nullable=True))
+    op.add_column("api_token", sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True))
     tenant = sa.table(
         "tenant",
         sa.column("id", sa.String()),
@@ -47,5 +49,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_column("api_token", "last_used_at")
     op.drop_column("api_token", "revoked_by")
     op.drop_column("tenant", "installation")

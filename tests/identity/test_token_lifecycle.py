@@ -216,3 +216,29 @@ def test_a_burst_of_concurrent_mints_cannot_pass_the_cap(warden) -> None:  # typ
     assert sorted(outcomes) == sorted(["ok"] * (cap - 1) + ["refused"] * 3)
     listed = _tokens(warden, "alice", "alice").json()["tokens"]
     assert sum(t["state"] == "live" for t in listed) == cap
+
+
+def test_last_use_is_kept_to_the_hour(warden) -> None:  # type: ignore[no-untyped-def]
+    minted = _mint(warden, "admin", "alice", label="unused").json()
+    assert warden.http.get("/v1/me", headers=warden.as_("alice")).status_code == 200
+    listed = {t["label"]: t for t in _tokens(warden, "alice", "alice").json()["tokens"]}
+    first = listed[""]["last_used_at"]
+    assert first is not None and listed["unused"]["last_used_at"] is None
+    # within the hour: no new write
+    warden.http.get("/v1/me", headers=warden.as_("alice"))
+    again = {t["label"]: t for t in _tokens(warden, "alice", "alice").json()["tokens"]}
+    assert again[""]["last_used_at"] == first
+    # an hour later (moved in the database): noted again
+    stale = datetime.now(UTC) - timedelta(hours=2)
+    with warden.state.sessions() as db:
+        db.execute(update(ApiToken).values(last_used_at=stale))
+        db.commit()
+    warden.http.get("/v1/me", headers=warden.as_("alice"))
+    later = {t["label"]: t for t in _tokens(warden, "alice", "alice").json()["tokens"]}
+    assert datetime.fromisoformat(later[""]["last_used_at"]) > stale + timedelta(hours=1)
+    # a refused (revoked) token's use is not noted
+    _revoke(warden, "alice", "alice", minted["id"])
+    bad = {"authorization": f"Bearer {minted['token']}"}
+    assert warden.http.get("/v1/me", headers=bad).status_code == 401
+    final = {t["label"]: t for t in _tokens(warden, "alice", "alice").json()["tokens"]}
+    assert datetime.fromisoformat(final["unused"]["last_used_at"]) == stale

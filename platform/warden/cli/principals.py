@@ -77,6 +77,18 @@ def remove_role(name: str, role: str) -> None:
     console.print(f"{out['name']}: {', '.join(out['roles']) or 'no roles'}")
 
 
+TOKEN_COLUMNS = (
+    "id",
+    "label",
+    "state",
+    "created_at",
+    "expires_at",
+    "last_used_at",
+    "revoked_at",
+    "revoked_by",
+)
+
+
 @app.command("tokens")
 def tokens(
     name: Annotated[
@@ -87,11 +99,12 @@ def tokens(
     ],
     fmt: Format = "table",
 ) -> None:
-    """List a principal's tokens: id, label, created, expires, revoked; never the secrets."""
+    """List a principal's tokens: id, label, state, created, expires, last used (to the hour),
+    revoked; never the secrets."""
     out = ApiClient().get(f"/v1/principals/{_seg(name)}/tokens")
     show(
         out["tokens"],
-        ["id", "label", "state", "created_at", "expires_at", "revoked_at", "revoked_by"],
+        TOKEN_COLUMNS,
         fmt,
         title=f"tokens of {out['principal']}",
     )

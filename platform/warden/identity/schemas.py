@@ -47,6 +47,7 @@ class TokenInfo(BaseModel):
     expires_at: str | None
     revoked_at: str | None
     revoked_by: str | None
+    last_used_at: str | None  # to the hour
     state: Literal["live", "expired", "revoked"]
 
 

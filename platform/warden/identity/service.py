@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import secrets
 from collections.abc import Callable
@@ -10,7 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from warden.errors import Conflict, NotFound, Unauthenticated, Unprocessable
@@ -22,6 +24,10 @@ if TYPE_CHECKING:
 NAME_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 TOKEN_PREFIX = "wdn_"  # noqa: S105 - a prefix, not a secret
 JOB_TOKEN_PREFIX = "wjt_"  # noqa: S105 - a prefix, not a secret
+# How precisely a token's last use is kept: at most one write per token per this interval.
+LAST_USED_RESOLUTION = timedelta(hours=1)
+
+log = logging.getLogger("warden.identity")
 
 
 @dataclass(frozen=True)
@@ -293,9 +299,36 @@ def authenticate(db: Session, secret: str, now: datetime | None = None) -> Calle
         raise Unauthenticated("token expired")
     if principal.disabled:
         raise Unauthenticated("principal disabled")
+    _touch(db, token, now)
     return Caller(
         name=principal.name, kind=principal.kind, tenant=tenant.name, principal_id=principal.id
     )
+
+
+def _touch(db: Session, token: ApiToken, now: datetime) -> None:
+    """Note when a token was last used, to the hour, in a transaction of its own (the request's
+    own transaction may run long, and SQLite would hold its write lock all that time)."""
+    last = token.last_used_at
+    if last is not None and now - _aware(last) < LAST_USED_RESOLUTION:
+        return
+    try:
+        with Session(bind=db.get_bind()) as own:
+            own.execute(
+                update(ApiToken)
+                .where(
+                    ApiToken.id == token.id,
+                    or_(
+                        ApiToken.last_used_at.is_(None),
+                        ApiToken.last_used_at < now - LAST_USED_RESOLUTION,
+                    ),
+                )
+                .values(last_used_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            own.commit()
+    except SQLAlchemyError:
+        # Bookkeeping only: the decision above stands, and the next request tries again.
+        log.warning("could not note the use of token %s", token.id, exc_info=True)
 
 
 def _aware(value: datetime) -> datetime:

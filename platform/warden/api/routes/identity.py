@@ -207,6 +207,7 @@ def _token_info(token: ApiToken, now: datetime) -> TokenInfo:
         expires_at=_iso(token.expires_at) if token.expires_at else None,
         revoked_at=_iso(token.revoked_at) if token.revoked_at else None,
         revoked_by=token.revoked_by,
+        last_used_at=_iso(token.last_used_at) if token.last_used_at else None,
         state=token_state(token, now),  # type: ignore[arg-type]
     )
 
