@@ -159,3 +159,23 @@ def test_tenant_isolation_holds_through_the_api(globex) -> None:  # type: ignore
     assert "gadmin" not in names
     assert w.http.get("/v1/principals/gadmin/tokens", headers=w.as_("admin")).status_code == 404
     assert w.http.post("/v1/principals/gadmin/disable", headers=w.as_("admin")).status_code == 404
+
+
+def test_service_accounts_jobs_and_disabled_admins_of_the_installation_are_refused(warden) -> None:  # type: ignore[no-untyped-def]
+    w = warden
+    made = w.http.post(
+        "/v1/principals",
+        json={"name": "ops-bot", "kind": "service", "roles": ["admin"]},
+        headers=w.as_("admin"),
+    )
+    assert made.status_code == 201, made.text
+    bot = w.http.post("/v1/principals/ops-bot/tokens", json={}, headers=w.as_("admin"))
+    w.tokens["ops-bot"] = bot.json()["token"]
+    assert _create(w, "ops-bot", name="botco", admin="botco-admin").status_code == 403
+    # a second acme admin is a platform admin until disabled
+    w.http.post("/v1/principals/erin/roles", json={"role": "admin"}, headers=w.as_("admin"))
+    assert _create(w, "erin", name="initech", admin="iadmin").status_code == 201
+    assert w.http.post("/v1/principals/erin/disable", headers=w.as_("admin")).status_code == 200
+    assert _create(w, "erin", name="hooli", admin="hadmin").status_code == 401
+    with w.state.sessions() as db:
+        assert sorted(db.scalars(select(Tenant.name))) == ["acme", "initech"]
