@@ -45,6 +45,11 @@ def test_platform_admin_creates_a_tenant_with_admin_and_seed_rules(globex) -> No
         r for r in mine if r[1].startswith("role:")
     }
     assert tenants == {"acme": True, "globex": False}
+    # only role rules, plus its admin's link: no rules naming acme's people
+    assert {r[1] for r in mine if not r[1].startswith("role:")} == set()
+    with w.state.sessions() as db:
+        links = db.scalars(select(CasbinRule).where(CasbinRule.ptype == "g"))
+        assert [(r.v0, r.v1) for r in links if r.v2 == "globex"] == [("gadmin", "role:admin")]
     # the new admin can work in their tenant: add a person, mint them a token
     made = w.http.post(
         "/v1/principals", json={"name": "gina", "roles": ["ml_engineer"]}, headers=w.as_("gadmin")
