@@ -121,6 +121,14 @@ def test_revoked_token_is_refused_on_the_next_request(warden) -> None:  # type: 
     used = warden.http.get("/v1/me", headers=spare)
     assert used.status_code == 401
     assert used.json() == {"error": "Unauthenticated", "detail": "token revoked"}
+    # nor read data (the gateway authenticates on its own path, and audits the refusal)
+    read = warden.http.post(
+        "/v1/datasets/pins/read", json={"purpose": "training", "limit": 1}, headers=spare
+    )
+    assert read.status_code == 401
+    assert (
+        warden.audit_events(action="dataset.read")[0]["reason"] == "Unauthenticated: token revoked"
+    )
     # the revoked token cannot list, mint, or revoke anything either
     for method, path in [
         ("GET", "/v1/principals/alice/tokens"),
