@@ -154,3 +154,25 @@ def test_files_written_under_the_private_umask_are_0600(
     assert "mask.key" in files and "warden.db" in files
     assert set(files.values()) == {"0600"}, files
     assert set(dirs.values()) == {"0700"}, dirs
+
+
+def test_sandbox_images_are_built_under_a_shared_umask(private_umask: None, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Image files (the SDK the sandbox's non-root user imports) are not Warden data: building
+    them under the private umask would make them unreadable inside the image."""
+    from warden.sandbox import images
+    from warden.sandbox.settings import SandboxSettings
+
+    seen: list[int] = []
+
+    def record(*_args: object, **_kw: object) -> images.Built:
+        current = os.umask(0o077)
+        os.umask(current)
+        seen.append(current)
+        return images.Built("x", "x:y", False, 0.0)
+
+    monkeypatch.setattr(images, "_ensure_base", record)
+    monkeypatch.setattr(images, "_ensure_image", record)
+    images.build_all(None, SandboxSettings(), ["ml"], lambda _line: None)
+    assert seen == [0o022, 0o022]
+    current = os.umask(0o077)
+    assert current == 0o077  # restored

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from warden.config import Settings
 from warden.errors import WardenError
 
 PRIVATE_UMASK = 0o077
+SHARED_UMASK = 0o022
 
 
 class UnsafeDataDir(WardenError):
@@ -27,6 +30,17 @@ class UnsafeDataDir(WardenError):
 def restrict_umask() -> int:
     """Set the process umask to 0o077; returns the previous one."""
     return os.umask(PRIVATE_UMASK)
+
+
+@contextmanager
+def shared_umask() -> Iterator[None]:
+    """For building sandbox images only: their files (the SDK the image's non-root user
+    imports, the debootstrapped root) must be world-readable, and are no Warden data."""
+    previous = os.umask(SHARED_UMASK)
+    try:
+        yield
+    finally:
+        os.umask(previous)
 
 
 def ensure_private_dir(path: Path) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from warden.config import REPO_ROOT
+from warden.core.filesystem import shared_umask
 from warden.sandbox.driver import SandboxError
 from warden.sandbox.settings import SandboxSettings
 
@@ -170,9 +171,13 @@ def build_all(
     names = list(names)
     for name in names:
         _image(defs, name)
-    results = [_ensure_base(driver_client, settings, defs, progress, force=force)]
-    for name in names:
-        results.append(_ensure_image(driver_client, settings, defs, name, progress, force=force))
+    # The process umask is private (core/filesystem.py); image files must be readable inside.
+    with shared_umask():
+        results = [_ensure_base(driver_client, settings, defs, progress, force=force)]
+        for name in names:
+            results.append(
+                _ensure_image(driver_client, settings, defs, name, progress, force=force)
+            )
     return results
 
 
