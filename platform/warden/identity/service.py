@@ -105,10 +105,11 @@ def list_principals(db: Session, tenant_id: str) -> list[Principal]:
 
 def token_lifetime(settings: Settings, kind: str, ttl: timedelta | None) -> timedelta:
     """The lifetime a new token gets: the kind's default, or the asked one up to its maximum."""
-    default_days = getattr(
-        settings, f"token_{kind}_default_days", settings.token_service_default_days
-    )
-    max_days = getattr(settings, f"token_{kind}_max_days", settings.token_service_max_days)
+    # Anything that is not a person gets the (shorter) service lifetimes.
+    person = kind == "person"
+    s = settings
+    default_days = s.token_person_default_days if person else s.token_service_default_days
+    max_days = s.token_person_max_days if person else s.token_service_max_days
     if ttl is None:
         return timedelta(days=default_days)
     if ttl <= timedelta(0):
