@@ -159,8 +159,8 @@ def test_files_written_under_the_private_umask_are_0600(
 def test_sandbox_images_are_built_under_a_shared_umask(private_umask: None, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Image files (the SDK the sandbox's non-root user imports) are not Warden data: building
     them under the private umask would make them unreadable inside the image."""
+    from warden.config import SandboxSettings
     from warden.sandbox import images
-    from warden.sandbox.settings import SandboxSettings
 
     seen: list[int] = []
 

@@ -229,31 +229,34 @@ def worker(
     slots: Annotated[int, typer.Option(min=1, max=64, help="Jobs run at once")] = 1,
 ) -> None:
     """Run queued jobs on this machine (beside, or instead of, `warden serve`'s own worker)."""
-    from warden.api.app import create_app
+    from warden.api.app import create_gateway_app
     from warden.cli.serve import refuse_unsafe_data_dir
     from warden.config import get_settings
-    from warden.jobs.worker import JobSettings, JobWorker
-    from warden.sandbox.service import get_runtime
+    from warden.core.platform import build_platform
+    from warden.core.process import WardenProcess
 
     settings = get_settings()
     refuse_unsafe_data_dir(settings)
-    app = create_app(settings)  # not served: its routes answer the job sockets only
-    job_settings = JobSettings(poll_s=poll, slots=slots)
-    runner = JobWorker(app, settings=job_settings)
+    platform = build_platform(settings)
+    # Its sandboxes' sockets are served by a gateway-only app: the governed read path.
+    process = WardenProcess.build(
+        platform, create_gateway_app(platform), jobs=True, access=False, slots=slots, poll_s=poll
+    )
+    runner = process.jobs
+    assert runner is not None
     err_console.print(f"[dim]worker {runner.worker_id} on {settings.resolved_database_url}[/]")
     try:
         if once:
             while runner.run_once() is not None:
                 pass
         else:
-            runner.start()
+            process.start()
             while True:
                 time.sleep(3600)
     except KeyboardInterrupt:
         err_console.print("[dim]stopping: running sandboxes are stopped and recorded[/]")
     finally:
-        get_runtime(app).shutdown()  # its sandboxes stop first, so the slots' jobs can end
-        runner.stop()
+        process.stop()
 
 
 def _stream(client: ApiClient, job_id: str, *, follow: bool) -> None:
