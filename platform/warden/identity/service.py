@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -16,34 +14,21 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from warden.errors import Conflict, NotFound, Unauthenticated, Unprocessable
+from warden.identity.caller import JOB_TOKEN_PREFIX, TOKEN_PREFIX, Caller, hash_token
 from warden.identity.models import ApiToken, Principal, Tenant
 
 if TYPE_CHECKING:
     from warden.config import Settings
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
-TOKEN_PREFIX = "wdn_"  # noqa: S105 - a prefix, not a secret
-JOB_TOKEN_PREFIX = "wjt_"  # noqa: S105 - a prefix, not a secret
 # How precisely a token's last use is kept: at most one write per token per this interval.
 LAST_USED_RESOLUTION = timedelta(hours=1)
 
 log = logging.getLogger("warden.identity")
 
-
-@dataclass(frozen=True)
-class Caller:
-    """Who is calling: resolved from a token on every request."""
-
-    name: str
-    kind: str  # person | service | job
-    tenant: str
-    principal_id: str
-    on_behalf_of: str | None = None
-    # A job token is bound to one job, one segment, its datasets and its purpose.
-    job_id: str | None = None
-    segment: str | None = None
-    scope_datasets: tuple[str, ...] | None = None
-    scope_purpose: str | None = None
+# Caller and the token helpers live in identity/caller.py (the sandbox's job tokens use them
+# without importing this module); they stay importable from here.
+__all__ = ["JOB_TOKEN_PREFIX", "TOKEN_PREFIX", "Caller", "hash_token"]
 
 
 def check_name(value: str, what: str) -> str:
@@ -53,10 +38,6 @@ def check_name(value: str, what: str) -> str:
             " starting with a letter"
         )
     return value
-
-
-def hash_token(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def get_or_create_tenant(db: Session, name: str) -> Tenant:
