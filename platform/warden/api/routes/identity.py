@@ -7,10 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from warden.api.deps import CurrentCaller, DbSession, State
 from warden.audit.service import AuditRecord, append
-from warden.errors import Forbidden
+from warden.errors import Conflict, Forbidden
 from warden.identity.bootstrap import create_tenant
 from warden.identity.models import ApiToken, Principal, Tenant
 from warden.identity.schemas import (
@@ -252,8 +253,11 @@ def add_tenant(
     """Create a tenant with its first admin (a person) and the seed role rules; the new admin's
     token is shown once. Platform admins only."""
     require_platform_admin(state, caller, db)
-    done = create_tenant(db, state.settings, caller, body.name, body.admin)
-    db.commit()
+    try:
+        done = create_tenant(db, state.settings, caller, body.name, body.admin)
+        db.commit()
+    except IntegrityError:  # a concurrent create took the tenant's or the admin's name
+        raise Conflict(f"tenant {body.name!r} or principal {body.admin!r} already exists") from None
     state.policy.ensure_fresh()
     return TenantCreated(
         tenant=done.tenant, admin=done.admin, token=done.token, policy_version=done.policy_version
