@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from warden import __version__
+from warden.api.edge import install_edge
 from warden.api.errors import install_error_handlers
 from warden.api.limits import BodySizeLimit
 from warden.api.routes.access import router as access_router
@@ -27,7 +28,7 @@ def create_app(settings: Settings | None = None, state: Platform | None = None) 
     setup_telemetry()
     app = FastAPI(title="Warden", version=__version__, docs_url="/docs", redoc_url=None)
     app.state.warden = state or build_platform(settings)
-    # A hard cap for every route; reads check a tighter limit themselves, so they are audited.
+    # A hard cap for every route (the edge audits what it refuses); reads check a tighter one.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes * 16)
     install_error_handlers(app)
     for router in (
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None, state: Platform | None = None) 
     ):
         app.include_router(router)
     install_lifecycle(app)  # reap orphaned sandboxes at start-up, stop ours at shut-down
+    install_edge(app, settings)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
