@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 from sqlalchemy import select
 
 from warden.api.deps import CurrentCaller, DbSession, State
 from warden.errors import Forbidden
 from warden.identity.models import Principal
-from warden.identity.schemas import PrincipalCreate, PrincipalOut, RoleChange, TokenCreate, TokenOut
+from warden.identity.schemas import (
+    ROLE_PATTERN,
+    PrincipalCreate,
+    PrincipalOut,
+    RoleChange,
+    TokenCreate,
+    TokenOut,
+)
 from warden.identity.service import (
     Caller,
     check_name,
@@ -107,7 +115,11 @@ def grant_role(
 
 @router.delete("/principals/{name}/roles/{role}", response_model=PrincipalOut)
 def remove_role(
-    name: str, role: str, caller: CurrentCaller, db: DbSession, state: State
+    name: str,
+    role: Annotated[str, Path(json_schema_extra={"pattern": ROLE_PATTERN})],
+    caller: CurrentCaller,
+    db: DbSession,
+    state: State,
 ) -> PrincipalOut:
     return _change_role(name, role, caller, db, state, add=False)
 
