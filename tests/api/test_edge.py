@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import string
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -237,17 +238,22 @@ def test_a_flood_against_a_live_server_is_counted_exactly_when_it_stops(
 
     warden, _ = edged
     server = serve_in_thread(warden.app)  # type: ignore[arg-type]
-    sent = 0
+
+    def one(i: int) -> int:
+        if i % 3:
+            return client.post(READ, json={"purpose": "training"}).status_code
+        return client.get("/v1/audit/events").status_code
+
     try:
-        with httpx.Client(base_url=server.url) as client:
-            for i in range(300):
-                path = READ if i % 3 else "/v1/audit/events"
-                method = client.post if i % 3 else client.get
-                kwargs: dict[str, Any] = {"json": {"purpose": "training"}} if i % 3 else {}
-                assert method(path, **kwargs).status_code == 401
-                sent += 1
+        with (
+            httpx.Client(base_url=server.url) as client,
+            ThreadPoolExecutor(max_workers=8) as pool,
+        ):
+            statuses = list(pool.map(one, range(300)))  # concurrently, as a flood comes
     finally:
         server.stop()  # a clean stop: the lifespan's shut-down writes the open window's count
+    assert statuses == [401] * 300
+    sent = len(statuses)
     rows = refused(warden, "dataset.read", "http.refused")
     assert total(rows) == sent == 300
     assert len(rows) == 5 + 1
@@ -364,3 +370,19 @@ def test_a_refusal_the_audit_store_cannot_take_fails_closed(warden: WardenHarnes
     error_shape(r, 503, "AuditUnavailable")
     r = warden.http.get("/v1/no/such/route", headers=warden.as_("alice"))
     error_shape(r, 503, "AuditUnavailable")
+
+
+def test_sources_past_the_cap_share_one_overflow_source(
+    edged: tuple[WardenHarness, Clock],
+) -> None:
+    warden, clock = edged
+    edge_of(warden).settings = edge_of(warden).settings.model_copy(update={"edge_max_sources": 3})
+    for i in range(40):
+        client = TestClient(warden.app, client=(f"192.0.2.{i}", 1000))  # type: ignore[arg-type]
+        assert client.get("/v1/audit/events").status_code == 401
+    clock.advance(seconds=60)
+    edge_of(warden).flush()
+    rows = refused(warden)
+    assert total(rows) == 40
+    assert {e.details["source"] for e in rows} == {"192.0.2.0", "192.0.2.1", "192.0.2.2", "*"}
+    assert len(rows) == 3 + 5 + 1  # memory and rows stay bounded however many addresses
