@@ -386,3 +386,28 @@ def test_sources_past_the_cap_share_one_overflow_source(
     assert total(rows) == 40
     assert {e.details["source"] for e in rows} == {"192.0.2.0", "192.0.2.1", "192.0.2.2", "*"}
     assert len(rows) == 3 + 5 + 1  # memory and rows stay bounded however many addresses
+
+
+def test_minted_tokens_do_not_multiply_one_address_rows(
+    edged: tuple[WardenHarness, Clock],
+) -> None:
+    from warden.api.edge import TOKENS_PER_ADDRESS
+    from warden.db.session import unit_of_work
+    from warden.identity.service import get_principal, issue_token
+
+    warden, clock = edged
+    with unit_of_work(warden.state.sessions) as db:
+        mallory = get_principal(db, "mallory")
+        tokens = [issue_token(db, mallory) for _ in range(30)]
+    for token in tokens:
+        for _ in range(3):
+            r = warden.http.get("/v1/no-such-route", headers={"authorization": f"Bearer {token}"})
+            assert r.status_code == 404
+    clock.advance(seconds=60)
+    edge_of(warden).flush()
+    rows = refused(warden)
+    assert total(rows) == 90
+    assert {e.actor for e in rows if not e.details.get("folded")} == {"mallory"}
+    with_token = {e.details["token"] for e in rows if "token" in e.details}
+    assert len(with_token) == TOKENS_PER_ADDRESS
+    assert len(rows) <= (TOKENS_PER_ADDRESS + 1) * (5 + 1)

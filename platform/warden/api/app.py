@@ -8,6 +8,7 @@ from warden import __version__
 from warden.api.edge import install_edge
 from warden.api.errors import install_error_handlers
 from warden.api.limits import BodySizeLimit
+from warden.api.openapi import install_openapi
 from warden.api.routes.access import router as access_router
 from warden.api.routes.audit import router as audit_router
 from warden.api.routes.catalog import router as catalog_router
@@ -44,7 +45,11 @@ def create_app(settings: Settings | None = None, state: Platform | None = None) 
     ):
         app.include_router(router)
     install_lifecycle(app)  # reap orphaned sandboxes at start-up, stop ours at shut-down
+
+    # Edge and contract: every refused request is audited and floods are folded (api/edge.py);
+    # the OpenAPI document declares every error the server gives (api/openapi.py).
     install_edge(app, settings)
+    install_openapi(app)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

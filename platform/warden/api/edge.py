@@ -9,7 +9,8 @@ Sources. A source is the client's address (an IPv6 address by its /64; X-Forward
 believed only from a peer listed in `edge_trusted_proxies`), plus the fingerprint of the
 request's token when that token authenticates. A missing, unknown or revoked token counts
 against the address alone, so neither forged forwarding headers nor random tokens split one
-source into many.
+source into many; nor do minted ones: past `TOKENS_PER_ADDRESS` token sources in a window,
+an address's further tokens count against the address alone.
 
 Windows and folding. Time (the platform's clock) is cut into fixed windows of
 `edge_window_s`. Per source and window the first `edge_record_per_window` refusals are audited
@@ -63,6 +64,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("warden.edge")
 
 ACTION = "http.refused"
+TOKENS_PER_ADDRESS = 8
 OVERFLOW = "*"
 MAX_PATH = 256
 MAX_TEXT = 64
@@ -112,6 +114,7 @@ class Edge:
         self._closed: list[tuple[Source, _Window]] = []
         self._vouched: dict[str, int] = {}  # token fingerprint -> window it authenticated in
         self._swept = -1
+        self._tokens: dict[str, set[str]] = {}  # address -> token sources it has this window
 
     @property
     def settings(self) -> Settings:
@@ -236,6 +239,15 @@ class Edge:
         index = self.index(now)
         with self._lock:
             self._sweep(index)
+            token = source.token
+            if token is not None:
+                # Minting tokens must not multiply one address's rows: a few token sources per
+                # address and window; further tokens count against the address alone.
+                tokens = self._tokens.setdefault(source.address, set())
+                if token not in tokens and len(tokens) >= TOKENS_PER_ADDRESS:
+                    source = Source(source.address)
+                else:
+                    tokens.add(token)
             window = self._window(source, index)
             source = window[0]
             current = window[1]
@@ -291,6 +303,7 @@ class Edge:
         for source in [s for s, w in self._open.items() if w.index < index]:
             self._closed.append((source, self._open.pop(source)))
         self._vouched = {f: i for f, i in self._vouched.items() if i == index}
+        self._tokens.clear()
 
     # -- writing --------------------------------------------------------------------------
 
@@ -624,11 +637,7 @@ def _clip(text: str, limit: int) -> str:
 
 
 def install_edge(app: Any, settings: Settings) -> None:
-    """Wire the edge into an app: outermost middleware, counters on `app.state.edge`, and the
-    OpenAPI document that declares every refusal (api/openapi.py)."""
-    from warden.api.openapi import install_openapi
-
+    """Wire the edge into an app: outermost middleware, its counters on `app.state.edge`."""
     edge = Edge(app.state.warden, settings, app)
     app.state.edge = edge
     app.add_middleware(EdgeMiddleware, edge=edge)
-    install_openapi(app)
