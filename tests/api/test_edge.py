@@ -411,3 +411,32 @@ def test_minted_tokens_do_not_multiply_one_address_rows(
     with_token = {e.details["token"] for e in rows if "token" in e.details}
     assert len(with_token) == TOKENS_PER_ADDRESS
     assert len(rows) <= (TOKENS_PER_ADDRESS + 1) * (5 + 1)
+
+
+def test_refusals_are_still_counted_when_their_record_could_not_be_written(
+    edged: tuple[WardenHarness, Clock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store fails for a moment (fault injected into the edge's writes only): those
+    requests are answered 503, and their refusals land in the next counted record."""
+    import warden.api.edge as edge_module
+    from warden.errors import AuditUnavailable
+
+    warden, clock = edged
+    real_record = edge_module.record
+    failing = {"left": 2}
+
+    def flaky(sessions: Any, rec: Any) -> Any:
+        if failing["left"] > 0:
+            failing["left"] -= 1
+            raise AuditUnavailable("the audit store is unavailable; nothing was done")
+        return real_record(sessions, rec)
+
+    monkeypatch.setattr(edge_module, "record", flaky)
+    statuses = [warden.http.get("/v1/audit/events").status_code for _ in range(10)]
+    assert statuses == [503, 503] + [401] * 8
+    clock.advance(seconds=60)
+    edge_of(warden).flush()
+    rows = refused(warden)
+    assert total(rows) == 10
+    [folded] = [e for e in rows if e.details.get("folded")]
+    assert folded.details["count"] == 2 + (10 - 5)

@@ -252,20 +252,19 @@ class Edge:
             source = window[0]
             current = window[1]
             current.refusals += 1
-            if caller is not None:
-                current.caller = caller
+            if caller is not None and source.token is not None:
+                current.caller = caller  # names the token source's folded record
+            who = caller or (current.caller if source.token is not None else None)
             one_by_one = current.refusals <= self.settings.edge_record_per_window
             if not one_by_one:
                 self._fold(current, refusal, now)
         try:
             if one_by_one:
                 try:
-                    record(
-                        self.state.sessions, self._one(source, refusal, caller or current.caller)
-                    )
+                    record(self.state.sessions, self._one(source, refusal, who))
                 except AuditUnavailable:
-                    with self._lock:
-                        self._fold(current, refusal, now)
+                    with self._lock:  # its window may have been written meanwhile: count it now
+                        self._fold(self._window(source, self.index(self.now()))[1], refusal, now)
                     raise
         finally:
             self.flush()
