@@ -396,9 +396,9 @@ def test_minted_tokens_do_not_multiply_one_address_rows(
     from warden.identity.service import get_principal, issue_token
 
     warden, clock = edged
-    with unit_of_work(warden.state.sessions) as db:
-        mallory = get_principal(db, "mallory")
-        tokens = [issue_token(db, mallory) for _ in range(30)]
+    people = ("alice", "erin", "mallory")
+    with unit_of_work(warden.state.sessions) as db:  # each may hold 10 live tokens
+        tokens = [issue_token(db, get_principal(db, who)) for who in people for _ in range(9)]
     for token in tokens:
         for _ in range(3):
             r = warden.http.get("/v1/no-such-route", headers={"authorization": f"Bearer {token}"})
@@ -406,8 +406,8 @@ def test_minted_tokens_do_not_multiply_one_address_rows(
     clock.advance(seconds=60)
     edge_of(warden).flush()
     rows = refused(warden)
-    assert total(rows) == 90
-    assert {e.actor for e in rows if not e.details.get("folded")} == {"mallory"}
+    assert total(rows) == 3 * 27
+    assert {e.actor for e in rows if not e.details.get("folded")} <= set(people)
     with_token = {e.details["token"] for e in rows if "token" in e.details}
     assert len(with_token) == TOKENS_PER_ADDRESS
     assert len(rows) <= (TOKENS_PER_ADDRESS + 1) * (5 + 1)

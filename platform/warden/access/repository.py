@@ -284,3 +284,14 @@ def claim_delivery(db: Session, delivery: WebhookDelivery, lease_until: datetime
         execution_options={"synchronize_session": False},
     )
     return getattr(result, "rowcount", 0) == 1
+
+
+def last_grant_of(db: Session, principal_id: str, dataset_id: str) -> AccessGrant | None:
+    """The principal's newest grant on the dataset, in any state."""
+    query = (
+        select(AccessGrant)
+        .where(AccessGrant.principal_id == principal_id, AccessGrant.dataset_id == dataset_id)
+        .order_by(AccessGrant.starts_at.desc())
+        .limit(1)
+    )
+    return db.scalar(query)

@@ -32,8 +32,6 @@ is back.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import hmac
 import ipaddress
@@ -41,17 +39,14 @@ import logging
 import math
 import threading
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
-from starlette.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
-from warden.api.errors import error_response, route_table
-from warden.api.limits import SCOPE_REFUSAL  # set by what refuses before a route: (error, detail)
+from warden.api.errors import route_table
 from warden.audit.service import AuditRecord, record
 from warden.db.session import unit_of_work
 from warden.errors import AuditUnavailable, Unauthenticated
@@ -68,7 +63,7 @@ TOKENS_PER_ADDRESS = 8
 OVERFLOW = "*"
 MAX_PATH = 256
 MAX_TEXT = 64
-# Set once a refusal has been counted, so the safety net below does not count it twice.
+# Set once a refusal is counted, so the middleware's safety net does not count it twice.
 SCOPE_COUNTED = "warden.edge.counted"
 
 
@@ -125,8 +120,6 @@ class Edge:
         proxies = settings.edge_trusted_proxies
         self._trusted = [ipaddress.ip_network(p, strict=False) for p in proxies]
         self._settings = settings
-
-    # -- time -----------------------------------------------------------------------------
 
     def now(self) -> datetime:
         return self.state.now()
@@ -434,139 +427,10 @@ def report_unauthenticated(
     )
 
 
-# -- the middleware -----------------------------------------------------------------------
-
-
-class EdgeMiddleware:
-    """Outermost: admits or answers 429, caps headers, and audits refusals made below it."""
-
-    def __init__(self, app: ASGIApp, edge: Edge) -> None:
-        self.app = app
-        self.edge = edge
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self._lifespan(scope, receive, send)
-            return
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        edge = self.edge
-        secret = bearer_secret(scope)
-        header_bytes = sum(len(k) + len(v) for k, v in scope.get("headers", []))
-        if header_bytes > edge.settings.edge_max_header_bytes:
-            detail = f"request headers over {edge.settings.edge_max_header_bytes} bytes"
-            await self._answer(
-                scope,
-                receive,
-                send,
-                Refusal(431, "HeadersTooLarge", detail, *_where(scope, self.edge.app)),
-                None,
-            )
-            return
-        limited = edge.limited(scope, secret)
-        if limited is True and secret is not None:
-            limited = await run_in_threadpool(edge.vouch, scope, secret)
-        if isinstance(limited, tuple):
-            source, retry_after = limited
-            detail = f"too many refused requests from this source; retry in {retry_after} s"
-            refusal = Refusal(429, "TooManyRequests", detail, *_where(scope, edge.app))
-            headers = {"Retry-After": str(retry_after)}
-            await self._answer(scope, receive, send, refusal, source, headers)
-            return
-        await self.app(scope, receive, self._watching(scope, receive, send, secret))
-
-    def _watching(self, scope: Scope, receive: Receive, send: Send, secret: str | None) -> Send:
-        replaced = False
-
-        async def watch(message: Message) -> None:
-            nonlocal replaced
-            if replaced:
-                return
-            if message["type"] == "http.response.start":
-                refusal = _refusal_in(scope, message["status"], self.edge.app)
-                if refusal is not None:
-                    try:
-                        await run_in_threadpool(self.edge.report, scope, refusal, secret)
-                    except AuditUnavailable as exc:
-                        replaced = True
-                        response = error_response(503, type(exc).__name__, exc.detail)
-                        await response(scope, receive, send)
-                        return
-            await send(message)
-
-        return watch
-
-    async def _answer(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        refusal: Refusal,
-        source: Source | None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        status, error, detail = refusal.status, refusal.error, refusal.detail
-        try:
-            secret = None if source is not None or status == 431 else bearer_secret(scope)
-            await run_in_threadpool(self.edge.report, scope, refusal, secret, source=source)
-        except AuditUnavailable as exc:
-            status, error, detail, headers = 503, type(exc).__name__, exc.detail, None
-        await error_response(status, error, detail, headers)(scope, receive, send)
-
-    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Write the folded counts every `edge_flush_interval_s`, and all of them at shut-down."""
-        sweeper: asyncio.Task[None] | None = None
-
-        async def tell(message: Message) -> None:
-            nonlocal sweeper
-            kind = message["type"]
-            interval = self.edge.settings.edge_flush_interval_s
-            if kind == "lifespan.startup.complete" and interval > 0:
-                sweeper = asyncio.create_task(_every(interval, self._flush))
-            if kind in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
-                if sweeper is not None:
-                    sweeper.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await sweeper
-                await self._flush(everything=True)
-            await send(message)
-
-        await self.app(scope, receive, tell)
-
-    async def _flush(self, *, everything: bool = False) -> None:
-        try:
-            await run_in_threadpool(lambda: self.edge.flush(everything=everything))
-        except Exception:
-            log.exception("edge flush failed")
-
-
-async def _every(seconds: float, job: Callable[[], Awaitable[None]]) -> None:
-    while True:
-        await asyncio.sleep(seconds)
-        await job()
-
-
 # -- reading the request ------------------------------------------------------------------
 
 
-def _refusal_in(scope: Scope, status: int, app: Any) -> Refusal | None:
-    """The refusal an answer from below is, if it is one the edge must count."""
-    flagged = scope.get(SCOPE_REFUSAL)
-    if flagged is not None:
-        error, detail = flagged
-    elif status == 404 and "route" not in scope:
-        error, detail = "NotFound", "no route serves this path"
-    elif status == 405:
-        error, detail = "MethodNotAllowed", "the path does not take this method"
-    elif status == 401 and not scope.get(SCOPE_COUNTED):
-        error, detail = "Unauthenticated", "refused without a record"
-    else:
-        return None
-    return Refusal(status, error, detail, *_where(scope, app))
-
-
-def _where(scope: Scope, app: Any) -> tuple[str, str, str | None]:
+def where(scope: Scope, app: Any) -> tuple[str, str, str | None]:
     return _clip(str(scope.get("method", "")), 16), scope_path(scope), _route(scope, app)
 
 
@@ -633,10 +497,3 @@ def _clip(text: str, limit: int) -> str:
             break
     escaped = "".join(out)
     return escaped if len(escaped) <= limit else escaped[: limit - 1] + "~"
-
-
-def install_edge(app: Any, settings: Settings) -> None:
-    """Wire the edge into an app: outermost middleware, its counters on `app.state.edge`."""
-    edge = Edge(app.state.warden, settings, app)
-    app.state.edge = edge
-    app.add_middleware(EdgeMiddleware, edge=edge)
