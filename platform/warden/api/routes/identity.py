@@ -4,8 +4,9 @@ tokens; tenants, created by platform admins."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -15,6 +16,7 @@ from warden.errors import Conflict, Forbidden
 from warden.identity.bootstrap import create_tenant
 from warden.identity.models import ApiToken, Principal, Tenant
 from warden.identity.schemas import (
+    ROLE_PATTERN,
     PrincipalCreate,
     PrincipalOut,
     RoleChange,
@@ -285,7 +287,11 @@ def grant_role(
 
 @router.delete("/principals/{name}/roles/{role}", response_model=PrincipalOut)
 def remove_role(
-    name: str, role: str, caller: CurrentCaller, db: DbSession, state: State
+    name: str,
+    role: Annotated[str, Path(json_schema_extra={"pattern": ROLE_PATTERN})],
+    caller: CurrentCaller,
+    db: DbSession,
+    state: State,
 ) -> PrincipalOut:
     return _change_role(name, role, caller, db, state, add=False)
 
