@@ -61,3 +61,17 @@ def captured(otel_env: pytest.MonkeyPatch) -> Iterator[Captured]:
     )
     yield cap
     telemetry.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def audit_keys_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """The process-default audit keys (engines nobody bound) in a folder of this test's own;
+    subprocesses inherit it through the environment."""
+    from warden.audit import keys
+
+    folder = tmp_path_factory.mktemp("audit-keys")
+    monkeypatch.setenv("WARDEN_AUDIT_KEYS_DIR", str(folder))
+    monkeypatch.delenv("WARDEN_AUDIT_CHAIN_KEY", raising=False)
+    keys.reset_default()
+    yield folder
+    keys.reset_default()

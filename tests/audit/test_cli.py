@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,7 +19,7 @@ from warden.api.routes.audit import router
 from warden.audit.service import AuditRecord, record
 from warden.cli import audit as audit_cli
 from warden.cli.client import ApiClient, console
-from warden.config import REPO_ROOT
+from warden.config import REPO_ROOT, Settings
 from warden.db.session import unit_of_work
 from warden.identity.service import create_principal, get_or_create_tenant, issue_token
 from warden.policy.service import PolicyService
@@ -28,7 +29,10 @@ runner = CliRunner()
 
 @pytest.fixture
 def cli(
-    engine: Engine, sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> list[dict[str, Any]]:
     """Logged in as an acme auditor; returns the GET params the CLI sent, page by page."""
     with unit_of_work(sessions) as db:
@@ -40,7 +44,11 @@ def cli(
     app = FastAPI()
     install_error_handlers(app)
     app.include_router(router)
-    app.state.warden = SimpleNamespace(sessions=sessions, policy=policy)
+    app.state.warden = SimpleNamespace(
+        sessions=sessions,
+        policy=policy,
+        settings=Settings(data_dir=tmp_path / "data", config_dir=tmp_path / "config"),
+    )
     for i in range(7):
         record(
             sessions,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -16,7 +17,7 @@ from warden.api.errors import install_error_handlers
 from warden.api.routes.audit import router
 from warden.audit.models import AuditEvent
 from warden.audit.service import AuditRecord, record
-from warden.config import REPO_ROOT
+from warden.config import REPO_ROOT, Settings
 from warden.db.session import unit_of_work
 from warden.identity.service import create_principal, get_or_create_tenant, issue_token
 from warden.policy.service import PolicyService
@@ -36,7 +37,7 @@ class Api:
 
 
 @pytest.fixture
-def api(engine: Engine, sessions: sessionmaker[Session]) -> Iterator[Api]:
+def api(engine: Engine, sessions: sessionmaker[Session], tmp_path: Path) -> Iterator[Api]:
     tokens: dict[str, str] = {}
     with unit_of_work(sessions) as db:
         for name, tenant in PRINCIPALS.items():
@@ -54,7 +55,11 @@ def api(engine: Engine, sessions: sessionmaker[Session]) -> Iterator[Api]:
     app = FastAPI()
     install_error_handlers(app)
     app.include_router(router)
-    app.state.warden = SimpleNamespace(sessions=sessions, policy=policy)
+    app.state.warden = SimpleNamespace(
+        sessions=sessions,
+        policy=policy,
+        settings=Settings(data_dir=tmp_path / "data", config_dir=tmp_path / "config"),
+    )
     for i in range(5):
         record(
             sessions,
@@ -175,7 +180,16 @@ def test_bad_input_gets_one_error_shape_and_changes_nothing(
 def test_verify_reports_an_intact_chain(api: Api) -> None:
     response = api.client("audrey").post("/v1/audit/verify")
     assert response.status_code == 200
-    assert response.json() == {"ok": True, "checked": 6, "first_broken": None, "head_seq": 6}
+    body = response.json()
+    assert (body["ok"], body["checked"], body["first_broken"], body["head_seq"]) == (
+        True,
+        6,
+        None,
+        6,
+    )
+    # No checkpoint yet: said as a note, and the whole chain is the unprotected tail.
+    assert [f["kind"] for f in body["findings"]] == ["no_checkpoint"]
+    assert body["unprotected_events"] == 6 and body["unprotected_since"].endswith("Z")
 
 
 def test_verify_names_the_broken_event(api: Api, engine: Engine) -> None:

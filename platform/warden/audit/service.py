@@ -17,16 +17,28 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import bindparam, func, insert, inspect, select, update
+from sqlalchemy import bindparam, insert, inspect, select, update
 from sqlalchemy import event as sa_event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from warden.audit.chain import GENESIS_HASH, canonical, chain_hash, iso_utc, normalise_json, utc
+from warden.audit import verify as _verify
+from warden.audit.chain import (
+    CURRENT_CHAIN_V,
+    GENESIS_HASH,
+    canonical,
+    iso_utc,
+    keyed_hash,
+    normalise_json,
+    utc,
+)
+from warden.audit.checkpoints import CheckpointLog
+from warden.audit.keys import ChainKeyring, keys_for
 from warden.audit.models import AuditEvent, AuditHead
 from warden.audit.telemetry import current_trace_id, emit_audit_log
+from warden.audit.verify import BrokenLink, Finding, VerifyResult
 from warden.errors import AuditUnavailable, BadRequest, Unprocessable
 
 log = logging.getLogger("warden.audit")
@@ -34,11 +46,49 @@ log = logging.getLogger("warden.audit")
 HEAD_ID = 1
 DECISIONS = ("allow", "deny", "error")
 MAX_QUERY_LIMIT = 1000
-VERIFY_BATCH = 5000
+VERIFY_BATCH = _verify.VERIFY_BATCH
 _PENDING_KEY = "warden.audit.pending"
 _CURSOR_RE = re.compile(r"^v1:([1-9][0-9]{0,17})$")
 
 Decision = Literal["allow", "deny", "error"]
+
+# Free text (rule, reason) is kept to this many characters; lists to MAX_LIST items of at
+# most MAX_ITEM characters each (column names, grant ids).
+MAX_TEXT = 4000
+MAX_LIST = 1000
+MAX_ITEM = 256
+_LISTS = ("columns", "masked_columns", "row_filter", "grant_ids")
+
+
+def _column_widths() -> dict[str, int]:
+    widths: dict[str, int] = {}
+    for column in AuditEvent.__table__.columns:
+        length = getattr(column.type, "length", None)
+        if column.key in {"rule", "reason"}:
+            widths[column.key] = MAX_TEXT
+        elif isinstance(length, int) and column.key not in {"id", "prev_hash", "hash", "key_id"}:
+            widths[column.key] = length
+    return widths
+
+
+_WIDTHS = {
+    k: v
+    for k, v in _column_widths().items()
+    if k
+    in {
+        "actor",
+        "actor_kind",
+        "on_behalf_of",
+        "tenant",
+        "action",
+        "dataset",
+        "dataset_version",
+        "purpose",
+        "decision",
+        "rule",
+        "reason",
+    }
+}
 
 
 @dataclass
@@ -65,20 +115,40 @@ class AuditRecord:
     reason: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.clip()
 
-@dataclass(frozen=True)
-class BrokenLink:
-    seq: int
-    id: str | None  # None where the break is a missing event (a gap, a truncated tail)
-    reason: str
-
-
-@dataclass(frozen=True)
-class VerifyResult:
-    ok: bool
-    checked: int
-    first_broken: BrokenLink | None
-    head_seq: int | None
+    def clip(self) -> AuditRecord:
+        """Fit every field to its column, here and only here, so callers never slice: strings
+        to their column's width, free text to MAX_TEXT, lists to MAX_LIST items of at most
+        MAX_ITEM characters. What was cut is noted in `details["clipped"]` (field: length).
+        Idempotent; returns self."""
+        clipped: dict[str, int] = {}
+        for name, width in _WIDTHS.items():
+            value = getattr(self, name)
+            if isinstance(value, str) and len(value) > width:
+                clipped[name] = len(value)
+                setattr(self, name, value[:width])
+        for name in _LISTS:
+            value = getattr(self, name)
+            if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+                continue
+            items = list(value)
+            cut = [
+                v[:MAX_ITEM] if isinstance(v, str) and len(v) > MAX_ITEM else v
+                for v in items[:MAX_LIST]
+            ]
+            if len(items) > MAX_LIST or cut != items[: len(cut)]:
+                clipped[name] = len(items)
+                setattr(self, name, cut)
+        if clipped:
+            details = dict(self.details)
+            previous = details.get("clipped")
+            if isinstance(previous, dict):
+                clipped = {**previous, **clipped}
+            details["clipped"] = clipped
+            self.details = details
+        return self
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,8 +192,9 @@ def append(db: Session, rec: AuditRecord) -> AuditEvent:
     database write lock, taken by a write to the head before it is read.
     """
     fields = _checked(rec)
+    keyring = keys_for(db.get_bind())
     head = _lock_head(db)
-    event = _chained(rec, fields, head.seq + 1, head.hash)
+    event = _chained(rec, fields, head.seq + 1, head.hash, keyring)
     head.seq = event.seq
     head.hash = event.hash
     db.add(event)
@@ -145,6 +216,7 @@ def record(sessions: sessionmaker[Session], rec: AuditRecord) -> AuditEvent:
         raise _unavailable(exc) from exc
     try:
         fields = _checked(rec)
+        keyring = keys_for(db.get_bind())
         conn = db.connection()
         advanced = conn.execute(_ADVANCE_HEAD).first()
         if advanced is None:
@@ -152,7 +224,7 @@ def record(sessions: sessionmaker[Session], rec: AuditRecord) -> AuditEvent:
             advanced = conn.execute(_ADVANCE_HEAD).first()
             assert advanced is not None
         seq, prev_hash = advanced
-        event = _chained(rec, fields, seq, prev_hash)
+        event = _chained(rec, fields, seq, prev_hash, keyring)
         conn.execute(_INSERT_EVENT, {c: getattr(event, c) for c in _EVENT_COLUMNS})
         conn.execute(_STORE_HASH, {"new_hash": event.hash})
         db.commit()
@@ -190,6 +262,7 @@ class _Fields:
 
 def _checked(rec: AuditRecord) -> _Fields:
     """The record's JSON fields as a JSON column gives them back (Unprocessable if it can't)."""
+    rec.clip()
     if rec.decision not in DECISIONS:
         raise Unprocessable(f"audit decision must be one of {', '.join(DECISIONS)}")
     try:
@@ -204,7 +277,9 @@ def _checked(rec: AuditRecord) -> _Fields:
         raise Unprocessable(f"audit record is not JSON-serialisable: {exc}") from exc
 
 
-def _chained(rec: AuditRecord, fields: _Fields, seq: int, prev_hash: str) -> AuditEvent:
+def _chained(
+    rec: AuditRecord, fields: _Fields, seq: int, prev_hash: str, keyring: ChainKeyring
+) -> AuditEvent:
     event = AuditEvent(
         seq=seq,
         id=uuid.uuid4().hex,
@@ -230,8 +305,10 @@ def _chained(rec: AuditRecord, fields: _Fields, seq: int, prev_hash: str) -> Aud
         reason=rec.reason,
         details=fields.details,
         prev_hash=prev_hash,
+        chain_v=CURRENT_CHAIN_V,
+        key_id=keyring.current.id,
     )
-    event.hash = chain_hash(prev_hash, canonical(event))
+    event.hash = keyed_hash(keyring.current.secret, prev_hash, canonical(event))
     return event
 
 
@@ -301,60 +378,17 @@ def _rollback_quietly(db: Session) -> None:
 # Verifying
 
 
-def verify(db: Session, *, batch_size: int = VERIFY_BATCH) -> VerifyResult:
-    """Walk the chain in seq order, a batch at a time, and report the first broken link.
-
-    The head is read first and the walk stops at its seq, so appends made meanwhile neither
-    break nor lengthen the check.
-    """
-    head = _load_head(db, lock=False)
-    head_seq = head.seq if head is not None else None
-    head_hash = head.hash if head is not None else None
-    table = AuditEvent.__table__
-    prev_seq, prev_hash, checked = 0, GENESIS_HASH, 0
-
-    def broken(seq: int, event_id: str | None, reason: str) -> VerifyResult:
-        return VerifyResult(False, checked, BrokenLink(seq, event_id, reason), head_seq)
-
-    while True:
-        query = select(table).where(table.c.seq > prev_seq).order_by(table.c.seq).limit(batch_size)
-        if head_seq is not None:
-            query = query.where(table.c.seq <= head_seq)
-        rows = db.execute(query).mappings().all()
-        if not rows:
-            break
-        for row in rows:
-            seq, event_id = row["seq"], row["id"]
-            if seq != prev_seq + 1:
-                missing = f"{prev_seq + 1}" if seq == prev_seq + 2 else f"{prev_seq + 1}-{seq - 1}"
-                return broken(seq, event_id, f"sequence gap: event(s) {missing} missing")
-            if row["prev_hash"] != prev_hash:
-                return broken(seq, event_id, "prev_hash does not match the previous event's hash")
-            if chain_hash(row["prev_hash"], canonical(row)) != row["hash"]:
-                return broken(seq, event_id, "hash mismatch: the event was altered")
-            prev_seq, prev_hash = seq, row["hash"]
-            checked += 1
-
-    if head is None:
-        return broken(prev_seq + 1, None, "the chain head row is missing")
-    if head_seq != prev_seq:
-        return broken(
-            prev_seq + 1,
-            None,
-            f"the chain ends at seq {prev_seq} but the head says {head_seq}:"
-            " events were removed from the tail",
-        )
-    if head_hash != prev_hash:
-        return broken(prev_seq, None, "the head hash does not match the last event's hash")
-    # An append commits its event and the head together, so an event the head has not reached
-    # (read after the event was seen) was written around the chain.
-    last_seq = db.scalar(select(func.max(table.c.seq)))
-    if last_seq is not None and last_seq > head_seq:
-        head_now = _load_head(db, lock=False)
-        if head_now is None or head_now.seq < last_seq:
-            stray = db.scalar(select(table.c.id).where(table.c.seq == last_seq))
-            return broken(last_seq, stray, "event beyond the chain head: written around the chain")
-    return VerifyResult(True, checked, None, head_seq)
+def verify(
+    db: Session,
+    *,
+    batch_size: int = VERIFY_BATCH,
+    keyring: ChainKeyring | None = None,
+    checkpoints: CheckpointLog | None = None,
+) -> VerifyResult:
+    """Check the chain with its keys (those bound to the session's engine unless given), and,
+    given the checkpoint file as read, against every signed checkpoint; see verify.py."""
+    keys = keyring if keyring is not None else keys_for(db.get_bind())
+    return _verify.verify(db, keys, checkpoints=checkpoints, batch_size=batch_size)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -457,6 +491,7 @@ def event_dict(event: AuditEvent) -> dict[str, Any]:
 __all__ = [
     "AuditRecord",
     "BrokenLink",
+    "Finding",
     "VerifyResult",
     "append",
     "decode_cursor",
