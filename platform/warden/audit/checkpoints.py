@@ -348,6 +348,7 @@ class Checkpointer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._written = threading.Event()
 
     def start(self) -> Checkpointer:
         if self.interval_s <= 0 or self._thread is not None:
@@ -362,6 +363,10 @@ class Checkpointer:
         thread, self._thread = self._thread, None
         if thread is not None:
             thread.join(timeout)
+
+    def wait_for_checkpoint(self, timeout: float | None = None) -> bool:
+        """Block until this checkpointer has written a checkpoint (True) or `timeout` passed."""
+        return self._written.wait(timeout)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -408,6 +413,7 @@ class Checkpointer:
                     },
                 ),
             )
+            self._written.set()
             return CheckpointOutcome(cp, event_seq=event.seq)
 
     def _checkpoint_locked(self) -> CheckpointOutcome:
