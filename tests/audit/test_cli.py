@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from warden.api.errors import install_error_handlers
 from warden.api.routes.audit import router
+from warden.audit.admins import platform_admin_rules
 from warden.audit.service import AuditRecord, record
 from warden.cli import audit as audit_cli
 from warden.cli.client import ApiClient, console
@@ -46,6 +47,7 @@ def cli(
     app.include_router(router)
     app.state.warden = SimpleNamespace(
         sessions=sessions,
+        engine=engine,
         policy=policy,
         settings=Settings(data_dir=tmp_path / "data", config_dir=tmp_path / "config"),
     )
@@ -153,3 +155,33 @@ def test_verify_names_the_broken_event_and_fails(cli: list[dict[str, Any]], engi
     result = runner.invoke(audit_cli.app, ["verify"])
     assert result.exit_code == 1
     assert "seq 5" in result.output and event_id in result.output
+
+
+def test_checkpoint_then_verify_reports_what_it_checked(
+    cli: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(console, "width", 220)
+    refused = runner.invoke(audit_cli.app, ["checkpoint"])
+    assert refused.exit_code == 2 and "platform admins" in refused.output
+
+    policy = audit_cli.client().http.app.state.warden.policy  # type: ignore[attr-defined]
+    policy.add_rules(platform_admin_rules("audrey"))
+    written = runner.invoke(audit_cli.app, ["checkpoint"])
+    assert written.exit_code == 0, written.output
+    # 7 reads and the refused checkpoint call: the checkpoint covers seq 8, its record is 9
+    assert "checkpoint #1 at seq 8" in written.output and "event 9" in written.output
+
+    again = runner.invoke(audit_cli.app, ["checkpoint"])
+    assert again.exit_code == 0 and "no checkpoint written" in again.output
+
+    checked = runner.invoke(audit_cli.app, ["verify"])
+    assert checked.exit_code == 0, checked.output
+    assert "checked 10 events" in checked.output  # and the skipped call, audited too
+    assert "1 signed checkpoint(s)" in checked.output and "newest: #1 at seq 8" in checked.output
+    assert "unprotected tail: 2 event(s)" in checked.output
+
+    path = tmp_path / "data" / "audit-checkpoints" / "checkpoints.jsonl"
+    path.write_text(path.read_text().replace('"seq":8', '"seq":7'))
+    broken = runner.invoke(audit_cli.app, ["verify"])
+    assert broken.exit_code == 1
+    assert "checkpoint_forged" in broken.output and "signature" in broken.output

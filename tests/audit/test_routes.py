@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from warden.api.errors import install_error_handlers
 from warden.api.routes.audit import router
+from warden.audit.admins import platform_admin_rules
 from warden.audit.models import AuditEvent
 from warden.audit.service import AuditRecord, record
 from warden.config import REPO_ROOT, Settings
@@ -57,6 +58,7 @@ def api(engine: Engine, sessions: sessionmaker[Session], tmp_path: Path) -> Iter
     app.include_router(router)
     app.state.warden = SimpleNamespace(
         sessions=sessions,
+        engine=engine,
         policy=policy,
         settings=Settings(data_dir=tmp_path / "data", config_dir=tmp_path / "config"),
     )
@@ -210,3 +212,62 @@ def test_verify_still_reports_when_the_head_is_gone(api: Api, engine: Engine) ->
 
 def test_verify_needs_an_auditor(api: Api) -> None:
     assert api.client("alice").post("/v1/audit/verify").status_code == 403
+
+
+def test_anonymous_events_are_shown_to_platform_admins_only(api: Api) -> None:
+    record(
+        api.sessions,
+        AuditRecord(
+            action="auth", decision="deny", actor="anonymous", actor_kind="anonymous", tenant=None
+        ),
+    )
+    for who in ("audrey", "gus"):  # tenant auditors: their tenant's events, no one else's
+        events = api.client(who).get("/v1/audit/events").json()["events"]
+        assert events and all(e["tenant"] is not None for e in events), who
+
+    api.policy.add_rules(platform_admin_rules("audrey"))
+    events = api.client("audrey").get("/v1/audit/events").json()["events"]
+    assert {e["tenant"] for e in events} == {"acme", None}
+    assert any(e["actor"] == "anonymous" for e in events)
+    # Platform admin of the platform domain, not an admin of another tenant's:
+    assert all(e["tenant"] != "globex" for e in events)
+
+
+def test_a_tenant_right_on_sys_platform_does_not_make_a_platform_admin(api: Api) -> None:
+    record(
+        api.sessions,
+        AuditRecord(action="auth", decision="deny", actor="anonymous", actor_kind="anonymous"),
+    )
+    api.policy.add_rules(
+        [("p", ("role:auditor", "acme", "sys:platform", "*", "*", "manage", "allow", "", ""))]
+    )
+    events = api.client("audrey").get("/v1/audit/events").json()["events"]
+    assert all(e["tenant"] == "acme" for e in events)
+    assert api.client("audrey").post("/v1/audit/checkpoint").status_code == 403
+
+
+def test_checkpoints_are_for_platform_admins_and_refusals_are_audited(api: Api) -> None:
+    response = api.client("audrey").post("/v1/audit/checkpoint")
+    assert response.status_code == 403 and response.json()["error"] == "Forbidden"
+    with unit_of_work(api.sessions) as db:
+        last = db.scalar(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1))
+    assert last is not None and (last.action, last.decision) == ("audit.checkpoint", "deny")
+
+    api.policy.add_rules(platform_admin_rules("audrey"))
+    body = api.client("audrey").post("/v1/audit/checkpoint").json()
+    assert body["written"] and body["seq"] == 7 and body["event_seq"] == 8
+    verified = api.client("audrey").post("/v1/audit/verify").json()
+    assert verified["ok"] and verified["newest_checkpoint"]["seq"] == 7
+    assert verified["checkpoints_checked"] == 1 and verified["unprotected_events"] == 1
+
+
+def test_verify_reports_truncation_past_a_checkpoint(api: Api, engine: Engine) -> None:
+    api.policy.add_rules(platform_admin_rules("audrey"))
+    assert api.client("audrey").post("/v1/audit/checkpoint").json()["written"]
+    with engine.begin() as conn:
+        row = conn.execute(text("SELECT hash FROM audit_event WHERE seq = 3")).one()
+        conn.execute(text("DELETE FROM audit_event WHERE seq > 3"))
+        conn.execute(text("UPDATE audit_head SET seq = 3, hash = :h"), {"h": row.hash})
+    body = api.client("audrey").post("/v1/audit/verify").json()
+    assert body["ok"] is False
+    assert "truncation" in {f["kind"] for f in body["findings"]}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import logging
 import re
 import uuid
@@ -375,6 +376,62 @@ def _rollback_quietly(db: Session) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Streamed reads: an intent before the first byte, a completion after the last (issue 10)
+
+STREAM_INTENT = "intent"
+STREAM_COMPLETION = "completion"
+
+
+def stream_intent(rec: AuditRecord) -> AuditRecord:
+    """`rec` (the read's decision: who, what, columns, masks, filters, policy version) marked
+    as the intent of a stream: `record()` it before the first byte leaves."""
+    details = dict(rec.details)
+    details["stream"] = {"phase": STREAM_INTENT, "id": uuid.uuid4().hex}
+    return dataclasses.replace(rec, details=details)
+
+
+def stream_completion(
+    intent: AuditEvent,
+    *,
+    rows: int,
+    bytes: int,
+    sha256: str | None,
+    complete: bool,
+    reason: str | None = None,
+) -> AuditRecord:
+    """How the stream `intent` opened ended: rows and bytes sent, the SHA-256 of the bytes, and
+    whether the client got all of it (`complete`) or went away (`reason`). `record()` it
+    after the last byte; `verify` reports an intent with no completion as an open_intent note."""
+    stream = dict((intent.details or {}).get("stream") or {})
+    if stream.get("phase") != STREAM_INTENT or not isinstance(stream.get("id"), str):
+        raise ValueError("not a stream intent event")
+    return AuditRecord(
+        action=f"{intent.action}.completion",
+        decision="allow" if complete else "error",
+        actor=intent.actor,
+        actor_kind=intent.actor_kind,
+        on_behalf_of=intent.on_behalf_of,
+        tenant=intent.tenant,
+        dataset=intent.dataset,
+        dataset_version=intent.dataset_version,
+        purpose=intent.purpose,
+        policy_version=intent.policy_version,
+        rows=rows,
+        bytes=bytes,
+        reason=reason,
+        details={
+            "stream": {
+                "phase": STREAM_COMPLETION,
+                "id": stream["id"],
+                "intent_seq": intent.seq,
+                "status": "complete" if complete else "incomplete",
+                "sha256": sha256,
+            }
+        },
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # Verifying
 
 
@@ -500,5 +557,7 @@ __all__ = [
     "event_dict",
     "query",
     "record",
+    "stream_completion",
+    "stream_intent",
     "verify",
 ]
