@@ -402,7 +402,8 @@ def stream_completion(
     """How the stream `intent` opened ended: rows and bytes sent, the SHA-256 of the bytes, and
     whether the client got all of it (`complete`) or went away (`reason`). `record()` it
     after the last byte; `verify` reports an intent with no completion as an open_intent note."""
-    stream = dict((intent.details or {}).get("stream") or {})
+    raw = (intent.details or {}).get("stream")
+    stream: dict[str, Any] = dict(raw) if isinstance(raw, Mapping) else {}
     if stream.get("phase") != STREAM_INTENT or not isinstance(stream.get("id"), str):
         raise ValueError("not a stream intent event")
     return AuditRecord(
