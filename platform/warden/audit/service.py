@@ -12,13 +12,15 @@ import binascii
 import dataclasses
 import logging
 import re
+import threading
 import uuid
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import bindparam, insert, inspect, select, update
+from sqlalchemy import BigInteger, bindparam, insert, inspect, select, update
 from sqlalchemy import event as sa_event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -193,7 +195,10 @@ def append(db: Session, rec: AuditRecord) -> AuditEvent:
     database write lock, taken by a write to the head before it is read.
     """
     fields = _checked(rec)
-    keyring = keys_for(db.get_bind())
+    try:
+        keyring = keys_for(db.get_bind())
+    except Exception as exc:
+        raise _unavailable(exc) from exc
     head = _lock_head(db)
     event = _chained(rec, fields, head.seq + 1, head.hash, keyring)
     head.seq = event.seq
@@ -207,45 +212,129 @@ def append(db: Session, rec: AuditRecord) -> AuditEvent:
 def record(sessions: sessionmaker[Session], rec: AuditRecord) -> AuditEvent:
     """Append in a transaction of its own, durable on return; any failure is AuditUnavailable.
 
-    The same chain step as `append`, in three statements: advance the head (which takes the
-    head's row lock, or SQLite's write lock) and read the previous hash in one, insert the
-    event, store the new hash.
+    Group commit: callers of one sessionmaker that arrive while an append is being written
+    queue up, and the next of them writes the whole queue in one transaction (advance the head
+    by N, which takes the head's row lock or SQLite's write lock, and read the previous hash;
+    insert the N events; store the new hash; commit). Each caller returns only once the
+    transaction holding its event has committed; if it fails, every caller in it gets
+    AuditUnavailable and none of their events exists.
     """
     try:
-        db = sessions()
-    except Exception as exc:
-        raise _unavailable(exc) from exc
-    try:
         fields = _checked(rec)
-        keyring = keys_for(db.get_bind())
-        conn = db.connection()
-        advanced = conn.execute(_ADVANCE_HEAD).first()
-        if advanced is None:
-            ensure_head(db)
-            advanced = conn.execute(_ADVANCE_HEAD).first()
-            assert advanced is not None
-        seq, prev_hash = advanced
-        event = _chained(rec, fields, seq, prev_hash, keyring)
-        conn.execute(_INSERT_EVENT, {c: getattr(event, c) for c in _EVENT_COLUMNS})
-        conn.execute(_STORE_HASH, {"new_hash": event.hash})
-        db.commit()
     except Exception as exc:
-        _rollback_quietly(db)
         raise _unavailable(exc) from exc
-    finally:
-        db.close()
-    try:
-        emit_audit_log(event)
-    except Exception:
-        log.exception("could not emit the OTel log record for audit event %s", event.id)
-    return event
+    return _batcher_for(sessions).submit(rec, fields)
+
+
+MAX_GROUP = 256
+
+
+@dataclass
+class _Pending:
+    rec: AuditRecord
+    fields: _Fields
+    event: AuditEvent | None = None
+    error: AuditUnavailable | None = None
+    finished: bool = False
+
+
+class _Batcher:
+    """The group-commit queue of one sessionmaker; the leader is whichever waiting caller
+    finds nobody writing (no thread of its own)."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+        self.cond = threading.Condition(threading.Lock())
+        self.queue: list[_Pending] = []
+        self.leading = False
+        self.batches = 0  # transactions written, for tests and operators
+
+    def submit(self, rec: AuditRecord, fields: _Fields) -> AuditEvent:
+        pending = _Pending(rec, fields)
+        with self.cond:
+            self.queue.append(pending)
+            while not pending.finished:
+                if self.leading:
+                    self.cond.wait()
+                    continue
+                self.leading = True
+                batch, self.queue = self.queue[:MAX_GROUP], self.queue[MAX_GROUP:]
+                self.cond.release()
+                try:
+                    self._write(batch)
+                finally:
+                    self.cond.acquire()
+                    self.leading = False
+                    self.cond.notify_all()
+        if pending.error is not None:
+            raise pending.error
+        assert pending.event is not None
+        return pending.event
+
+    def _write(self, batch: list[_Pending]) -> None:
+        events: list[AuditEvent] = []
+        error: AuditUnavailable | None = None
+        try:
+            db = self.sessions()
+        except Exception as exc:
+            error = _unavailable(exc)
+        else:
+            try:
+                keyring = keys_for(db.get_bind())
+                conn = db.connection()
+                advanced = conn.execute(_ADVANCE_HEAD, {"n": len(batch)}).first()
+                if advanced is None:
+                    ensure_head(db)
+                    advanced = conn.execute(_ADVANCE_HEAD, {"n": len(batch)}).first()
+                    assert advanced is not None
+                last_seq, prev_hash = advanced
+                seq = last_seq - len(batch) + 1
+                for pending in batch:
+                    event = _chained(pending.rec, pending.fields, seq, prev_hash, keyring)
+                    events.append(event)
+                    prev_hash, seq = event.hash, seq + 1
+                conn.execute(
+                    _INSERT_EVENT, [{c: getattr(e, c) for c in _EVENT_COLUMNS} for e in events]
+                )
+                conn.execute(_STORE_HASH, {"new_hash": prev_hash})
+                db.commit()
+                self.batches += 1
+            except Exception as exc:
+                _rollback_quietly(db)
+                error = _unavailable(exc)
+            finally:
+                db.close()
+        for i, pending in enumerate(batch):
+            if error is None:
+                pending.event = events[i]
+            else:
+                pending.error = error
+            pending.finished = True
+        if error is None:
+            for event in events:
+                try:
+                    emit_audit_log(event)
+                except Exception:
+                    log.exception("could not emit the OTel log record for audit event %s", event.id)
+
+
+_batchers: weakref.WeakKeyDictionary[sessionmaker[Session], _Batcher] = weakref.WeakKeyDictionary()
+_batchers_lock = threading.Lock()
+
+
+def _batcher_for(sessions: sessionmaker[Session]) -> _Batcher:
+    with _batchers_lock:
+        batcher = _batchers.get(sessions)
+        if batcher is None:
+            batcher = _batchers[sessions] = _Batcher(sessions)
+        return batcher
 
 
 _EVENT_COLUMNS = tuple(c.key for c in AuditEvent.__table__.columns)
 _ADVANCE_HEAD = (
     update(AuditHead)
     .where(AuditHead.id == HEAD_ID)
-    .values(seq=AuditHead.seq + 1)
+    .values(seq=AuditHead.seq + bindparam("n", type_=BigInteger))
     .returning(AuditHead.seq, AuditHead.hash)
 )
 _INSERT_EVENT = insert(AuditEvent)

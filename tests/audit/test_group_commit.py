@@ -1,0 +1,109 @@
+"""Group commit behind `record()`: appends that arrive while one is being written share the
+next transaction; each caller returns only once its event is durable, and a failed group
+fails every caller in it and writes none of them."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from warden.audit import service
+from warden.audit.models import AuditEvent
+from warden.audit.service import AuditRecord, record, verify
+from warden.db.session import unit_of_work
+from warden.errors import AuditUnavailable
+
+
+def rec(actor: str) -> AuditRecord:
+    return AuditRecord(action="read", decision="allow", actor=actor, actor_kind="person")
+
+
+def wait_until(batcher: Any, predicate: Callable[[], bool]) -> None:
+    with batcher.cond:
+        while not predicate():
+            batcher.cond.wait(0.05)
+
+
+def held_first_write(batcher: Any, gate: threading.Event, after: Callable[[], None] | None = None):  # type: ignore[no-untyped-def]
+    original = batcher._write
+    sizes: list[int] = []
+
+    def write(batch: list[Any]) -> None:
+        sizes.append(len(batch))
+        if len(sizes) == 1:
+            gate.wait(120)
+        elif len(sizes) == 2 and after is not None:
+            after()
+        original(batch)
+
+    batcher._write = write
+    return sizes
+
+
+def run(n: int, results: dict[int, Any], sessions: sessionmaker[Session]) -> threading.Thread:
+    def work() -> None:
+        try:
+            results[n] = record(sessions, rec(f"u{n}"))
+        except Exception as exc:
+            results[n] = exc
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    return thread
+
+
+def test_waiting_appends_share_one_commit(sessions: sessionmaker[Session]) -> None:
+    batcher = service._batcher_for(sessions)
+    gate = threading.Event()
+    sizes = held_first_write(batcher, gate)
+    results: dict[int, Any] = {}
+    threads = [run(0, results, sessions)]
+    wait_until(batcher, lambda: batcher.leading)
+    threads += [run(n, results, sessions) for n in range(1, 8)]
+    wait_until(batcher, lambda: len(batcher.queue) == 7)
+    assert results == {}  # nobody is released before their event is durable
+    gate.set()
+    for t in threads:
+        t.join()
+
+    assert sizes == [1, 7] and batcher.batches == 2
+    assert sorted(e.seq for e in results.values()) == list(range(1, 9))
+    with unit_of_work(sessions) as db:
+        assert verify(db).ok
+        assert db.scalar(select(func.count()).select_from(AuditEvent)) == 8
+
+
+def test_a_failed_group_fails_every_caller_and_writes_none(
+    sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batcher = service._batcher_for(sessions)
+    gate = threading.Event()
+
+    def break_the_store() -> None:
+        def boom(_engine: object) -> None:
+            raise RuntimeError("the key store went away")
+
+        monkeypatch.setattr(service, "keys_for", boom)
+
+    held_first_write(batcher, gate, after=break_the_store)
+    results: dict[int, Any] = {}
+    threads = [run(0, results, sessions)]
+    wait_until(batcher, lambda: batcher.leading)
+    threads += [run(n, results, sessions) for n in range(1, 4)]
+    wait_until(batcher, lambda: len(batcher.queue) == 3)
+    gate.set()
+    for t in threads:
+        t.join()
+
+    assert isinstance(results[0], AuditEvent)
+    assert all(isinstance(results[n], AuditUnavailable) for n in range(1, 4))
+    monkeypatch.undo()
+    with unit_of_work(sessions) as db:
+        assert db.scalar(select(func.count()).select_from(AuditEvent)) == 1
+        assert verify(db).ok
+    assert record(sessions, rec("after")).seq == 2  # the chain carries on
