@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from warden.audit import service
+from warden.audit.checkpoints import Checkpointer
+from warden.audit.keys import bind_settings
 from warden.audit.models import AuditEvent
 from warden.audit.service import AuditRecord, record, verify
+from warden.config import Settings
 from warden.db.session import unit_of_work
 from warden.errors import AuditUnavailable
 
@@ -107,3 +112,59 @@ def test_a_failed_group_fails_every_caller_and_writes_none(
         assert db.scalar(select(func.count()).select_from(AuditEvent)) == 1
         assert verify(db).ok
     assert record(sessions, rec("after")).seq == 2  # the chain carries on
+
+
+def test_concurrent_appends_and_checkpoints_chain_and_verify(
+    engine: Engine, sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path / "data", config_dir=tmp_path / "config", audit_checkpoint_interval_s=0
+    )
+    bind_settings(engine, settings)
+    platform = SimpleNamespace(settings=settings, sessions=sessions, engine=engine)
+    checkpointer = Checkpointer(platform)  # type: ignore[arg-type]
+    start = threading.Barrier(9)
+    errors: list[BaseException] = []
+    written: list[int] = []
+
+    def append(n: int) -> None:
+        try:
+            start.wait()
+            for i in range(15):
+                record(sessions, rec(f"t{n}-{i}"))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    appended = threading.Event()
+
+    def checkpoints() -> None:
+        try:
+            start.wait()
+            while not appended.wait(0.01):
+                outcome = checkpointer.checkpoint_now()
+                assert not outcome.findings, outcome.findings
+                if outcome.checkpoint is not None:
+                    written.append(outcome.checkpoint.seq)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    appenders = [threading.Thread(target=append, args=(n,)) for n in range(8)]
+    ticker = threading.Thread(target=checkpoints)
+    for t in [*appenders, ticker]:
+        t.start()
+    for t in appenders:
+        t.join()
+    appended.set()
+    ticker.join()
+    final = checkpointer.checkpoint_now()
+    if final.checkpoint is not None:
+        written.append(final.checkpoint.seq)
+
+    assert errors == []
+    assert written
+    with unit_of_work(sessions) as db:
+        result = verify(db, checkpoints=checkpointer.store.read())
+        versions = set(db.scalars(select(AuditEvent.chain_v)))
+    assert result.ok, result.findings
+    assert result.checked == 8 * 15 + len(written)  # reads plus one record per checkpoint
+    assert result.checkpoints_checked == len(written) and versions == {2}
