@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from warden.audit import service
+from warden.audit import service, telemetry
 from warden.audit.checkpoints import Checkpointer
 from warden.audit.keys import bind_settings
 from warden.audit.models import AuditEvent
@@ -168,3 +168,41 @@ def test_concurrent_appends_and_checkpoints_chain_and_verify(
     assert result.ok, result.findings
     assert result.checked == 8 * 15 + len(written)  # reads plus one record per checkpoint
     assert result.checkpoints_checked == len(written) and versions == {2}
+
+
+def test_each_event_keeps_its_own_callers_trace(
+    sessions: sessionmaker[Session], captured: Any
+) -> None:
+    batcher = service._batcher_for(sessions)
+    gate = threading.Event()
+    held_first_write(batcher, gate)
+    results: dict[int, Any] = {}
+    spans: dict[int, int] = {}
+
+    def traced(n: int) -> threading.Thread:
+        def work() -> None:
+            with telemetry.read_span("warden.read") as span:
+                spans[n] = span.get_span_context().trace_id
+                results[n] = record(sessions, rec(f"u{n}"))
+
+        thread = threading.Thread(target=work)
+        thread.start()
+        return thread
+
+    threads = [traced(0)]
+    wait_until(batcher, lambda: batcher.leading)
+    threads += [traced(1), traced(2)]
+    wait_until(batcher, lambda: len(batcher.queue) == 2)
+    gate.set()
+    for t in threads:
+        t.join()
+
+    assert batcher.batches == 2  # 1 and 2 were written together, by one of them
+    logs = {
+        dict(r.log_record.attributes or {})["warden.audit.event_id"]: r.log_record.trace_id
+        for r in captured.logs.get_finished_logs()
+    }
+    for n in range(3):
+        event = results[n]
+        assert event.trace_id == f"{spans[n]:032x}"
+        assert logs[event.id] == spans[n]

@@ -233,6 +233,7 @@ MAX_GROUP = 256
 class _Pending:
     rec: AuditRecord
     fields: _Fields
+    trace_id: str | None  # the caller's, read in the caller's thread
     event: AuditEvent | None = None
     error: AuditUnavailable | None = None
     finished: bool = False
@@ -250,7 +251,7 @@ class _Batcher:
         self.batches = 0  # transactions written, for tests and operators
 
     def submit(self, rec: AuditRecord, fields: _Fields) -> AuditEvent:
-        pending = _Pending(rec, fields)
+        pending = _Pending(rec, fields, current_trace_id())
         with self.cond:
             self.queue.append(pending)
             while not pending.finished:
@@ -262,14 +263,26 @@ class _Batcher:
                 self.cond.release()
                 try:
                     self._write(batch)
+                except BaseException:
+                    for other in batch:  # never leave a waiter behind
+                        if not other.finished:
+                            other.error = AuditUnavailable("the audit writer was interrupted")
+                            other.finished = True
+                    raise
                 finally:
                     self.cond.acquire()
                     self.leading = False
                     self.cond.notify_all()
         if pending.error is not None:
             raise pending.error
-        assert pending.event is not None
-        return pending.event
+        event = pending.event
+        assert event is not None
+        # In the caller's thread, so the log record correlates with the caller's own span.
+        try:
+            emit_audit_log(event)
+        except Exception:
+            log.exception("could not emit the OTel log record for audit event %s", event.id)
+        return event
 
     def _write(self, batch: list[_Pending]) -> None:
         events: list[AuditEvent] = []
@@ -290,7 +303,9 @@ class _Batcher:
                 last_seq, prev_hash = advanced
                 seq = last_seq - len(batch) + 1
                 for pending in batch:
-                    event = _chained(pending.rec, pending.fields, seq, prev_hash, keyring)
+                    event = _chained(
+                        pending.rec, pending.fields, seq, prev_hash, keyring, pending.trace_id
+                    )
                     events.append(event)
                     prev_hash, seq = event.hash, seq + 1
                 conn.execute(
@@ -310,12 +325,6 @@ class _Batcher:
             else:
                 pending.error = error
             pending.finished = True
-        if error is None:
-            for event in events:
-                try:
-                    emit_audit_log(event)
-                except Exception:
-                    log.exception("could not emit the OTel log record for audit event %s", event.id)
 
 
 _batchers: weakref.WeakKeyDictionary[sessionmaker[Session], _Batcher] = weakref.WeakKeyDictionary()
@@ -368,7 +377,12 @@ def _checked(rec: AuditRecord) -> _Fields:
 
 
 def _chained(
-    rec: AuditRecord, fields: _Fields, seq: int, prev_hash: str, keyring: ChainKeyring
+    rec: AuditRecord,
+    fields: _Fields,
+    seq: int,
+    prev_hash: str,
+    keyring: ChainKeyring,
+    trace_id: str | None = None,
 ) -> AuditEvent:
     event = AuditEvent(
         seq=seq,
@@ -391,7 +405,7 @@ def _chained(
         rows=None if rec.rows is None else int(rec.rows),
         bytes=None if rec.bytes is None else int(rec.bytes),
         grant_ids=fields.grant_ids,
-        trace_id=current_trace_id(),
+        trace_id=trace_id if trace_id is not None else current_trace_id(),
         reason=rec.reason,
         details=fields.details,
         prev_hash=prev_hash,
