@@ -486,3 +486,25 @@ def test_keys_and_checkpoints_are_private_files(c: Chain) -> None:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     for folder in (keys_dir, keys_dir / "audit-chain", c.store.folder):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+
+
+def test_a_rotated_signing_key_keeps_old_checkpoints_verifiable(c: Chain) -> None:
+    c.fill(2)
+    c.checkpoint()
+    keys_dir = c.settings.resolved_audit_keys_dir
+    (keys_dir / "audit-signing.pub").rename(keys_dir / "audit-signing-2026-01.pub")
+    (keys_dir / "audit-signing.key").unlink()
+    platform = SimpleNamespace(settings=c.settings, sessions=c.sessions, engine=c.engine)
+    rotated = Checkpointer(platform)  # type: ignore[arg-type]
+    assert rotated.store.store != c.store.store
+    c.fill(2)
+    outcome = rotated.checkpoint_now()
+    assert outcome.checkpoint is not None and outcome.checkpoint.n == 1
+    result = c.verify()
+    assert result.ok, result.findings
+    assert result.checkpoints_checked == 2
+    assert not [f for f in result.findings if f.kind == "other_store"]
+    # Drop the old checkpoint's line: still caught, under the old key's store.
+    lines = c.store.path.read_text().splitlines(keepends=True)
+    c.store.path.write_text(lines[1])
+    assert c.kinds(c.verify()) == {"checkpoint_missing"}

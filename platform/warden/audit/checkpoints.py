@@ -120,6 +120,7 @@ class CheckpointLog:
     checkpoints: list[Checkpoint] = field(default_factory=list)
     problems: list[Finding] = field(default_factory=list)
     forged_numbers: set[int] = field(default_factory=set)
+    known_stores: set[str] = field(default_factory=set)  # every signing key id we can check
 
     def newest(self, store: str | None = None) -> Checkpoint | None:
         mine = [c for c in self.checkpoints if store is None or c.store == store]
@@ -168,7 +169,9 @@ class CheckpointStore:
     # --- reading -------------------------------------------------------------------------
 
     def read(self) -> CheckpointLog:
-        result = CheckpointLog(self.path, self.path.exists(), self.store)
+        result = CheckpointLog(
+            self.path, self.path.exists(), self.store, known_stores=set(self.public_keys)
+        )
         if not result.exists:
             return result
         seen: dict[str, set[int]] = {}

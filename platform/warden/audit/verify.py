@@ -451,9 +451,12 @@ def _check_recorded(walk: _Walk, log: CheckpointLog, findings: _Findings) -> Non
     """Every checkpoint the chain records for this store is in the file, unaltered."""
     in_file = {(c.store, c.n): c for c in log.checkpoints}
     forged = {(log.store, n) for n in log.forged_numbers}
+    # This folder's stores: the signing key now, and every key whose checkpoints it holds or
+    # whose public key is kept (a rotated signing key).
+    local = {log.store, *(c.store for c in log.checkpoints), *log.known_stores}
     others: set[str] = set()
     for (store, n), (seq, digest) in sorted(walk.recorded.items(), key=lambda kv: kv[1][0]):
-        if store != log.store:
+        if store not in local:
             others.add(store)
             continue
         cp = in_file.get((store, n))
