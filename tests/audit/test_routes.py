@@ -271,3 +271,18 @@ def test_verify_reports_truncation_past_a_checkpoint(api: Api, engine: Engine) -
     body = api.client("audrey").post("/v1/audit/verify").json()
     assert body["ok"] is False
     assert "truncation" in {f["kind"] for f in body["findings"]}
+
+
+def test_a_platform_admin_cannot_get_a_tampered_chain_signed(api: Api, engine: Engine) -> None:
+    """An insider with an admin token and database access edits an event, then asks for a
+    checkpoint to bless it: refused, nothing signed, and the refusal is itself audited."""
+    api.policy.add_rules(platform_admin_rules("audrey"))
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE audit_event SET decision = 'allow' WHERE seq = 1"))
+    body = api.client("audrey").post("/v1/audit/checkpoint").json()
+    assert body["written"] is False and body["findings"][0]["kind"] == "rewritten"
+    with unit_of_work(api.sessions) as db:
+        last = db.scalar(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1))
+    assert last is not None and (last.action, last.decision) == ("audit.checkpoint", "error")
+    verified = api.client("audrey").post("/v1/audit/verify").json()
+    assert verified["checkpoints_checked"] == 0 and not verified["ok"]
