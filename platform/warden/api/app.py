@@ -13,8 +13,8 @@ from warden.api.errors import install_error_handlers
 from warden.api.limits import BodySizeLimit
 from warden.api.openapi import install_openapi
 from warden.api.routes.access import router as access_router
-from warden.api.routes.audit import start_checkpointer, stop_checkpointer
 from warden.api.routes.audit import router as audit_router
+from warden.api.routes.audit import start_checkpointer, stop_checkpointer
 from warden.api.routes.catalog import router as catalog_router
 from warden.api.routes.gateway import router as gateway_router
 from warden.api.routes.identity import router as identity_router

@@ -1,4 +1,6 @@
 """Signed checkpoints of the audit chain head, kept where the database's writers cannot go.
+(It runs over 500 lines: the line format, its reader, its writer and the checkpointer that verifies
+before it signs belong together.)
 
 A checkpoint says "event `event_id` is at seq `seq` with hash `hash`", with the time, the
 chain key ids and how far unkeyed (v1) events reach, signed with Ed25519 by a key outside the

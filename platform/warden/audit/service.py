@@ -1,8 +1,10 @@
-"""Appending, verifying and querying the hash-chained audit log.
+"""Appending, verifying and querying the keyed, hash-chained audit log (see docs/audit.md).
 
 `append()` writes inside the caller's transaction (for events that must commit atomically with
-a change); `record()` writes in a transaction of its own and fails closed. Either way the
-event's OTel log record goes out only once its transaction has committed.
+a change); `record()` writes in a transaction of its own (group commit) and fails closed.
+Either way the event's OTel log record goes out only once its transaction has committed.
+It runs over 500 lines: the record's shape, its two write paths and the query share the chain
+step and column helpers; the checks live in verify.py, checkpoints in checkpoints.py.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import BigInteger, bindparam, insert, inspect, select, update
 from sqlalchemy import event as sa_event
@@ -37,11 +39,13 @@ from warden.audit.chain import (
     normalise_json,
     utc,
 )
-from warden.audit.checkpoints import CheckpointLog
 from warden.audit.keys import ChainKeyring, keys_for
 from warden.audit.models import AuditEvent, AuditHead
 from warden.audit.telemetry import current_trace_id, emit_audit_log
 from warden.audit.verify import BrokenLink, Finding, VerifyResult
+
+if TYPE_CHECKING:
+    from warden.audit.checkpoints import CheckpointLog
 from warden.errors import AuditUnavailable, BadRequest, Unprocessable
 
 log = logging.getLogger("warden.audit")
