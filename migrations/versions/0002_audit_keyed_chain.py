@@ -4,7 +4,7 @@ Existing events keep chain version 1 (unkeyed SHA-256) and verify as before; new
 version 2 (HMAC-SHA256 under a chain key that is not in the database).
 
 Revision ID: 0002_audit_keyed_chain
-Revises: 0001
+Revises: 0003_identity_lifecycle
 """
 
 from collections.abc import Sequence
@@ -13,18 +13,20 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0002_audit_keyed_chain"
-down_revision: str | None = "0001"
+# Chained after the head on main when this branch was rebased; the lead re-chains at merge.
+down_revision: str | None = "0003_identity_lifecycle"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("audit_event", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("chain_v", sa.Integer(), server_default="1", nullable=False))
-        batch_op.add_column(sa.Column("key_id", sa.String(length=32), nullable=True))
+    # Plain ADD COLUMN (no batch copy of what may be a large table).
+    op.add_column(
+        "audit_event", sa.Column("chain_v", sa.Integer(), server_default="1", nullable=False)
+    )
+    op.add_column("audit_event", sa.Column("key_id", sa.String(length=32), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("audit_event", schema=None) as batch_op:
-        batch_op.drop_column("key_id")
-        batch_op.drop_column("chain_v")
+    op.drop_column("audit_event", "key_id")
+    op.drop_column("audit_event", "chain_v")

@@ -75,3 +75,22 @@ def audit_keys_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     keys.reset_default()
     yield folder
     keys.reset_default()
+
+
+def _make_platform_admin(sessions: sessionmaker[Session], policy: object, name: str) -> None:
+    """Make `name` (a person of tenant acme) a platform admin: acme becomes the installation
+    tenant and `name` may manage sys:tenants there (what `warden init` gives its admin)."""
+    from sqlalchemy import update
+
+    from warden.db.session import unit_of_work
+    from warden.identity.models import Tenant
+
+    with unit_of_work(sessions) as db:
+        db.execute(update(Tenant).where(Tenant.name == "acme").values(installation=True))
+    rule = ("p", (name, "acme", "sys:tenants", "*", "*", "manage", "allow", "", ""))
+    policy.add_rules([rule])  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def make_platform_admin():  # type: ignore[no-untyped-def]
+    return _make_platform_admin

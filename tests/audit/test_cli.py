@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 
 from warden.api.errors import install_error_handlers
 from warden.api.routes.audit import router
-from warden.audit.admins import platform_admin_rules
 from warden.audit.service import AuditRecord, record
 from warden.cli import audit as audit_cli
 from warden.cli.client import ApiClient, console
@@ -158,14 +157,17 @@ def test_verify_names_the_broken_event_and_fails(cli: list[dict[str, Any]], engi
 
 
 def test_checkpoint_then_verify_reports_what_it_checked(
-    cli: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    make_platform_admin: Any,
+    cli: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     monkeypatch.setattr(console, "width", 220)
     refused = runner.invoke(audit_cli.app, ["checkpoint"])
     assert refused.exit_code == 2 and "platform admins" in refused.output
 
-    policy = audit_cli.client().http.app.state.warden.policy  # type: ignore[attr-defined]
-    policy.add_rules(platform_admin_rules("audrey"))
+    state = audit_cli.client().http.app.state.warden  # type: ignore[attr-defined]
+    make_platform_admin(state.sessions, state.policy, "audrey")
     written = runner.invoke(audit_cli.app, ["checkpoint"])
     assert written.exit_code == 0, written.output
     # 7 reads and the refused checkpoint call: the checkpoint covers seq 8, its record is 9

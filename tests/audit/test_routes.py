@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -15,7 +16,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from warden.api.errors import install_error_handlers
 from warden.api.routes.audit import router
-from warden.audit.admins import platform_admin_rules
 from warden.audit.models import AuditEvent
 from warden.audit.service import AuditRecord, record
 from warden.config import REPO_ROOT, Settings
@@ -214,7 +214,9 @@ def test_verify_needs_an_auditor(api: Api) -> None:
     assert api.client("alice").post("/v1/audit/verify").status_code == 403
 
 
-def test_anonymous_events_are_shown_to_platform_admins_only(api: Api) -> None:
+def test_anonymous_events_are_shown_to_platform_admins_only(
+    make_platform_admin: Any, api: Api
+) -> None:
     record(
         api.sessions,
         AuditRecord(
@@ -225,7 +227,7 @@ def test_anonymous_events_are_shown_to_platform_admins_only(api: Api) -> None:
         events = api.client(who).get("/v1/audit/events").json()["events"]
         assert events and all(e["tenant"] is not None for e in events), who
 
-    api.policy.add_rules(platform_admin_rules("audrey"))
+    make_platform_admin(api.sessions, api.policy, "audrey")
     events = api.client("audrey").get("/v1/audit/events").json()["events"]
     assert {e["tenant"] for e in events} == {"acme", None}
     assert any(e["actor"] == "anonymous" for e in events)
@@ -233,27 +235,43 @@ def test_anonymous_events_are_shown_to_platform_admins_only(api: Api) -> None:
     assert all(e["tenant"] != "globex" for e in events)
 
 
-def test_a_tenant_right_on_sys_platform_does_not_make_a_platform_admin(api: Api) -> None:
+def test_admins_of_another_tenant_are_no_platform_admins(
+    make_platform_admin: Any, api: Api
+) -> None:
     record(
         api.sessions,
         AuditRecord(action="auth", decision="deny", actor="anonymous", actor_kind="anonymous"),
     )
+    make_platform_admin(api.sessions, api.policy, "audrey")  # acme is the installation
     api.policy.add_rules(
-        [("p", ("role:auditor", "acme", "sys:platform", "*", "*", "manage", "allow", "", ""))]
+        [("p", ("role:auditor", "globex", "sys:*", "*", "*", "manage", "allow", "", ""))]
+    )
+    events = api.client("gus").get("/v1/audit/events").json()["events"]
+    assert events and all(e["tenant"] == "globex" for e in events)
+    assert api.client("gus").post("/v1/audit/checkpoint").status_code == 403
+
+
+def test_people_of_the_installation_need_the_right_too(make_platform_admin: Any, api: Api) -> None:
+    make_platform_admin(api.sessions, api.policy, "someone-else")
+    record(
+        api.sessions,
+        AuditRecord(action="auth", decision="deny", actor="anonymous", actor_kind="anonymous"),
     )
     events = api.client("audrey").get("/v1/audit/events").json()["events"]
     assert all(e["tenant"] == "acme" for e in events)
     assert api.client("audrey").post("/v1/audit/checkpoint").status_code == 403
 
 
-def test_checkpoints_are_for_platform_admins_and_refusals_are_audited(api: Api) -> None:
+def test_checkpoints_are_for_platform_admins_and_refusals_are_audited(
+    make_platform_admin: Any, api: Api
+) -> None:
     response = api.client("audrey").post("/v1/audit/checkpoint")
     assert response.status_code == 403 and response.json()["error"] == "Forbidden"
     with unit_of_work(api.sessions) as db:
         last = db.scalar(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1))
     assert last is not None and (last.action, last.decision) == ("audit.checkpoint", "deny")
 
-    api.policy.add_rules(platform_admin_rules("audrey"))
+    make_platform_admin(api.sessions, api.policy, "audrey")
     body = api.client("audrey").post("/v1/audit/checkpoint").json()
     assert body["written"] and body["seq"] == 7 and body["event_seq"] == 8
     verified = api.client("audrey").post("/v1/audit/verify").json()
@@ -261,8 +279,10 @@ def test_checkpoints_are_for_platform_admins_and_refusals_are_audited(api: Api) 
     assert verified["checkpoints_checked"] == 1 and verified["unprotected_events"] == 1
 
 
-def test_verify_reports_truncation_past_a_checkpoint(api: Api, engine: Engine) -> None:
-    api.policy.add_rules(platform_admin_rules("audrey"))
+def test_verify_reports_truncation_past_a_checkpoint(
+    make_platform_admin: Any, api: Api, engine: Engine
+) -> None:
+    make_platform_admin(api.sessions, api.policy, "audrey")
     assert api.client("audrey").post("/v1/audit/checkpoint").json()["written"]
     with engine.begin() as conn:
         row = conn.execute(text("SELECT hash FROM audit_event WHERE seq = 3")).one()
@@ -273,10 +293,12 @@ def test_verify_reports_truncation_past_a_checkpoint(api: Api, engine: Engine) -
     assert "truncation" in {f["kind"] for f in body["findings"]}
 
 
-def test_a_platform_admin_cannot_get_a_tampered_chain_signed(api: Api, engine: Engine) -> None:
+def test_a_platform_admin_cannot_get_a_tampered_chain_signed(
+    make_platform_admin: Any, api: Api, engine: Engine
+) -> None:
     """An insider with an admin token and database access edits an event, then asks for a
     checkpoint to bless it: refused, nothing signed, and the refusal is itself audited."""
-    api.policy.add_rules(platform_admin_rules("audrey"))
+    make_platform_admin(api.sessions, api.policy, "audrey")
     with engine.begin() as conn:
         conn.execute(text("UPDATE audit_event SET decision = 'allow' WHERE seq = 1"))
     body = api.client("audrey").post("/v1/audit/checkpoint").json()

@@ -1,48 +1,37 @@
-"""Platform admins: who may see what no tenant owns (anonymous audit events) and act on the
-audit log as a whole (checkpoints).
+"""Platform admins: who may see what no tenant owns (anonymous audit events, checkpoint
+records) and act on the audit log as a whole (checkpoints).
 
-A platform admin is a principal the policy lets `manage` the object `sys:platform` in the
-reserved policy domain `platform`. `warden init` makes its bootstrap admin one:
-
-    p, role:platform_admin, platform, sys:platform, *, *, manage, allow, ,
-    g, <admin>, role:platform_admin, platform
-
-Tenant admins do not qualify: their `sys:*` rules live in their tenant's domain, and a
-policy change may only add rules in the changer's own tenant. The tenant name `platform` is
-reserved for this (a tenant by that name would own the domain).
+The same rule as tenant creation (api/routes/identity.py `require_platform_admin`): a person
+of the installation tenant (the one `warden init` made) whom the policy lets `manage`
+`sys:tenants`. Admins of any other tenant are not, whatever rules their own tenant holds, and
+job tokens and service accounts never are.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
-from warden.policy.rules import Rule
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-PLATFORM_DOMAIN = "platform"
-PLATFORM_OBJECT = "sys:platform"
-PLATFORM_ROLE = "role:platform_admin"
+from warden.identity.caller import Caller
+from warden.identity.models import Tenant
 
-
-def platform_admin_rules(admin: str) -> list[Rule]:
-    right = (PLATFORM_ROLE, PLATFORM_DOMAIN, PLATFORM_OBJECT, "*", "*", "manage", "allow", "", "")
-    return [
-        ("p", right),
-        ("g", (admin, PLATFORM_ROLE, PLATFORM_DOMAIN)),
-    ]
+PLATFORM_OBJECT = "sys:tenants"
+PLATFORM_ACT = "manage"
 
 
-def is_platform_admin(snapshot: object, name: str, now: datetime) -> bool:
-    """Whether the policy `snapshot` (a PolicySnapshot) makes `name` a platform admin."""
-    can = getattr(snapshot, "can", None)
-    if can is None:
+def is_platform_admin(db: Session, platform: Any, caller: Caller) -> bool:
+    """Whether `caller` is a platform admin, on the freshest policy (fails closed)."""
+    if caller.kind != "person":
         return False
-    return bool(can(name, PLATFORM_DOMAIN, PLATFORM_OBJECT, "manage", now))
+    installation = db.scalar(select(Tenant.installation).where(Tenant.name == caller.tenant))
+    if not installation:
+        return False
+    now = platform.now() if callable(getattr(platform, "now", None)) else datetime.now(UTC)
+    snapshot = platform.policy.ensure_fresh()
+    return bool(snapshot.can(caller.name, caller.tenant, PLATFORM_OBJECT, PLATFORM_ACT, now))
 
 
-__all__ = [
-    "PLATFORM_DOMAIN",
-    "PLATFORM_OBJECT",
-    "PLATFORM_ROLE",
-    "is_platform_admin",
-    "platform_admin_rules",
-]
+__all__ = ["PLATFORM_ACT", "PLATFORM_OBJECT", "is_platform_admin"]

@@ -118,7 +118,7 @@ def list_events(
     }
     filters = {k: v for k, v in filters.items() if v is not None}
     authorise_auditor(state, caller, "audit.query", filters)
-    platform_admin = is_platform_admin(state.policy.current(), caller.name, datetime.now(UTC))
+    platform_admin = is_platform_admin(db, state, caller)
     events, next_cursor = service.query(
         db,
         actor=actor,
@@ -185,10 +185,11 @@ def verify_chain(db: DbSession, caller: CurrentCaller, state: State) -> VerifyOu
 
 
 @router.post("/checkpoint", response_model=CheckpointOut)
-def write_checkpoint(request: Request, caller: CurrentCaller, state: State) -> CheckpointOut:
+def write_checkpoint(
+    request: Request, db: DbSession, caller: CurrentCaller, state: State
+) -> CheckpointOut:
     """Verify the chain since the last checkpoint and sign its head now (platform admins)."""
-    now = datetime.now(UTC)
-    if not is_platform_admin(state.policy.ensure_fresh(), caller.name, now):
+    if not is_platform_admin(db, state, caller):
         _audit(state, caller, "audit.checkpoint", "deny", {}, reason="not a platform admin")
         raise Forbidden("only platform admins may write audit checkpoints")
     checkpointer = checkpointer_of(request.app, state)
