@@ -162,7 +162,7 @@ def test_checkpoint_then_verify_reports_what_it_checked(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    monkeypatch.setattr(console, "width", 220)
+    monkeypatch.setattr(console, "_width", 220)
     refused = runner.invoke(audit_cli.app, ["checkpoint"])
     assert refused.exit_code == 2 and "platform admins" in refused.output
 
