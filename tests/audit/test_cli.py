@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -20,6 +19,7 @@ from warden.audit.service import AuditRecord, record
 from warden.cli import audit as audit_cli
 from warden.cli.client import ApiClient, console
 from warden.config import REPO_ROOT, Settings
+from warden.core.platform import Platform
 from warden.db.session import unit_of_work
 from warden.identity.service import create_principal, get_or_create_tenant, issue_token
 from warden.policy.service import PolicyService
@@ -44,11 +44,12 @@ def cli(
     app = FastAPI()
     install_error_handlers(app)
     app.include_router(router)
-    app.state.warden = SimpleNamespace(
-        sessions=sessions,
-        engine=engine,
-        policy=policy,
+    app.state.warden = Platform(
         settings=Settings(data_dir=tmp_path / "data", config_dir=tmp_path / "config"),
+        engine=engine,
+        sessions=sessions,
+        policy=policy,
+        mask_key=b"test-mask-key",
     )
     for i in range(7):
         record(

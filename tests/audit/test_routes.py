@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -19,6 +18,7 @@ from warden.api.routes.audit import router
 from warden.audit.models import AuditEvent
 from warden.audit.service import AuditRecord, record
 from warden.config import REPO_ROOT, Settings
+from warden.core.platform import Platform
 from warden.db.session import unit_of_work
 from warden.identity.service import create_principal, get_or_create_tenant, issue_token
 from warden.policy.service import PolicyService
@@ -56,11 +56,12 @@ def api(engine: Engine, sessions: sessionmaker[Session], tmp_path: Path) -> Iter
     app = FastAPI()
     install_error_handlers(app)
     app.include_router(router)
-    app.state.warden = SimpleNamespace(
-        sessions=sessions,
-        engine=engine,
-        policy=policy,
+    app.state.warden = Platform(
         settings=Settings(data_dir=tmp_path / "data", config_dir=tmp_path / "config"),
+        engine=engine,
+        sessions=sessions,
+        policy=policy,
+        mask_key=b"test-mask-key",
     )
     for i in range(5):
         record(

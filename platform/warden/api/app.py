@@ -14,7 +14,6 @@ from warden.api.limits import BodySizeLimit
 from warden.api.openapi import install_openapi
 from warden.api.routes.access import router as access_router
 from warden.api.routes.audit import router as audit_router
-from warden.api.routes.audit import start_checkpointer, stop_checkpointer
 from warden.api.routes.catalog import router as catalog_router
 from warden.api.routes.gateway import router as gateway_router
 from warden.api.routes.identity import router as identity_router
@@ -39,11 +38,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.process.start()
-        start_checkpointer(app)  # signed audit checkpoints on a cadence (until the core owns it)
         try:
             yield
         finally:
-            stop_checkpointer(app)
             app.state.process.stop()
 
     app = FastAPI(

@@ -47,6 +47,7 @@ from warden.audit.keys import (
     public_key_id,
 )
 from warden.audit.models import AuditEvent
+from warden.audit.service import AuditRecord, record
 from warden.audit.telemetry import emit_checkpoint_log
 from warden.audit.verify import (
     CHECKPOINT_ACTION,
@@ -399,8 +400,6 @@ class Checkpointer:
             cp = outcome.checkpoint
             self.store.append(cp)
             emit_checkpoint_log(cp.as_dict())
-            from warden.audit.service import AuditRecord, record
-
             event = record(
                 self.sessions,
                 AuditRecord(

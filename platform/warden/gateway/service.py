@@ -69,12 +69,12 @@ class _Attempt:
             self.caller,
             "dataset.read",
             decision,
-            dataset=self.dataset[:64],
+            dataset=self.dataset,
             dataset_version=self.version,
-            purpose=(self.purpose or "")[:32] or None,
+            purpose=self.purpose,
             rule=d.deciding_rule if d else None,
             policy_version=d.policy_version if d else None,
-            columns=[c[:64] for c in self.columns[:256]],
+            columns=self.columns,
             masked_columns=list(d.masked_columns) if d else [],
             row_filter=[{"column": f.column, "op": f.op, "value": f.value} for f in d.row_filters]
             if d

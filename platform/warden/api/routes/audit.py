@@ -1,6 +1,6 @@
 """The audit API: query the log, verify the chain, write a signed checkpoint. Reading the log
 is itself audited. Events no tenant owns (unauthenticated attempts) are shown to platform
-admins only (see warden.audit.admins)."""
+admins only (see warden.policy.authz.is_platform_admin)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from pydantic import BeforeValidator
 
 from warden.api.deps import CurrentCaller, DbSession, State
 from warden.audit import service
-from warden.audit.admins import is_platform_admin
 from warden.audit.checkpoints import Checkpointer, CheckpointStore
 from warden.audit.keys import AuditKeyError
 from warden.audit.schemas import (
@@ -30,6 +29,7 @@ from warden.audit.service import AuditRecord, Decision, record
 from warden.audit.verify import result_findings
 from warden.errors import AuditUnavailable, Forbidden, Unavailable
 from warden.identity.service import Caller
+from warden.policy.authz import is_platform_admin
 
 log = logging.getLogger("warden.audit")
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
@@ -232,28 +232,13 @@ def write_checkpoint(
 
 
 def checkpointer_of(app: Any, state: Any) -> Checkpointer:
-    """The app's checkpointer (started with the app), made on first use if there is none."""
-    existing = getattr(app.state, "audit_checkpointer", None)
+    """The process's checkpointer, or an on-demand one where it has none (its keys unreadable
+    at start-up: this one then says why)."""
+    process = getattr(app.state, "process", None)
+    existing = getattr(process, "checkpointer", None)
     if isinstance(existing, Checkpointer):
         return existing
     made = Checkpointer(state, interval_s=0)
-    app.state.audit_checkpointer = made
+    if process is not None:
+        process.checkpointer = made
     return made
-
-
-def start_checkpointer(app: Any) -> None:
-    """Start the periodic checkpointer of the app's platform (the API's lifespan calls this).
-
-    Temporary wiring: the core lifecycle will own this (Checkpointer(platform).start/stop)."""
-    try:
-        checkpointer = Checkpointer(app.state.warden)
-    except Exception as exc:  # keys unreadable: verify reports it; reads still audit
-        log.error("audit checkpointer not started: %s", exc)
-        return
-    app.state.audit_checkpointer = checkpointer.start()
-
-
-def stop_checkpointer(app: Any) -> None:
-    checkpointer = getattr(app.state, "audit_checkpointer", None)
-    if isinstance(checkpointer, Checkpointer):
-        checkpointer.stop()
