@@ -543,7 +543,7 @@ def _specs(out: Path, rows: dict[str, int]) -> list[DatasetSpec]:
             path=out / "users.parquet",
             description=f"{synthetic} One row per user: region and signup day.",
             columns=(
-                c("user_id", "Int64", "pii"),
+                c("user_id", "Int64", "pii", "user"),
                 c("region", "Utf8", "internal"),
                 c("signup_day", "Datetime(us)", "public"),
             ),
@@ -559,8 +559,8 @@ def _specs(out: Path, rows: dict[str, int]) -> list[DatasetSpec]:
                 "8x8 handwritten-digit image (64 bytes, values 0-16, row-major) with its label."
             ),
             columns=(
-                c("pin_id", "Int64", "public"),
-                c("board_id", "Int64", "internal"),
+                c("pin_id", "Int64", "public", "pin"),
+                c("board_id", "Int64", "internal", "board"),
                 c("category", "Utf8", "public"),
                 c("merchant", "Utf8", "internal"),
                 c("digit", "Int64", "public"),
@@ -579,10 +579,10 @@ def _specs(out: Path, rows: dict[str, int]) -> list[DatasetSpec]:
                 "sorted by ts; gold edges are already removed."
             ),
             columns=(
-                c("engagement_id", "Int64", "internal"),
-                c("user_id", "Int64", "pii"),
-                c("pin_id", "Int64", "public"),
-                c("board_id", "Int64", "internal"),
+                c("engagement_id", "Int64", "internal", "engagement"),
+                c("user_id", "Int64", "pii", "user"),
+                c("pin_id", "Int64", "public", "pin"),
+                c("board_id", "Int64", "internal", "board"),
                 c("action", "Utf8", "public"),
                 c("ts", "Datetime(us)", "public"),
                 c("region", "Utf8", "internal"),
@@ -603,13 +603,15 @@ def _specs(out: Path, rows: dict[str, int]) -> list[DatasetSpec]:
                 "frequencies."
             ),
             columns=(
-                c("pin_a", "Int64", "public"),
-                c("pin_b", "Int64", "public"),
+                c("pin_a", "Int64", "public", "pin"),
+                c("pin_b", "Int64", "public", "pin"),
                 c("weight", "Float64", "public"),
             ),
             identifier_columns=(),
             allowed_purposes=ALL_PURPOSES,
             row_count=rows["pin_pairs"],
+            # random walks over the graph of users' engagements: as strict as engagements
+            derived_from=("engagements",),
         ),
         DatasetSpec(
             name="gold",
@@ -622,16 +624,25 @@ def _specs(out: Path, rows: dict[str, int]) -> list[DatasetSpec]:
             ),
             columns=(
                 c("slice", "Utf8", "public"),
-                c("user_id", "Int64", "pii"),
-                c("query_pin_id", "Int64", "public"),
-                c("target_pin_id", "Int64", "public"),
+                c("user_id", "Int64", "pii", "user"),
+                c("query_pin_id", "Int64", "public", "pin"),
+                c("target_pin_id", "Int64", "public", "pin"),
                 c("ts", "Datetime(us)", "public"),
             ),
             identifier_columns=("user_id",),
             allowed_purposes=("evaluation",),
             row_count=rows["gold"],
+            # held-out engagements: the same users' events
+            derived_from=("engagements",),
         ),
     ]
+
+
+def described_specs() -> list[DatasetSpec]:
+    """The datasets `generate` writes, described without generating anything (paths are
+    placeholders, row counts 0): what policy lint checks rule files against."""
+    names = ("users", "pins", "engagements", "pin_pairs", "gold")
+    return _specs(Path("."), dict.fromkeys(names, 0))
 
 
 # --------------------------------------------------------------------------- entry point

@@ -1,0 +1,54 @@
+"""masking: per-tenant mask key versions, column entities, dataset lineage (derived_from)
+
+Revision ID: 0004_masking
+Revises: 0001
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0004_masking"
+down_revision: str | None = "0001"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "mask_key_version",
+        sa.Column("tenant_id", sa.String(length=32), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("effective_from", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("created_by", sa.String(length=64), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenant.id"], name=op.f("fk_mask_key_version_tenant_id_tenant")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_mask_key_version")),
+        sa.UniqueConstraint("tenant_id", "version", name="uq_mask_key_version_tenant_version"),
+    )
+    with op.batch_alter_table("mask_key_version", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_mask_key_version_tenant_id"), ["tenant_id"], unique=False
+        )
+    with op.batch_alter_table("dataset", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("derived_from", sa.JSON(), nullable=True))
+    op.execute("UPDATE dataset SET derived_from = '[]'")
+    with op.batch_alter_table("dataset", schema=None) as batch_op:
+        batch_op.alter_column("derived_from", existing_type=sa.JSON(), nullable=False)
+    with op.batch_alter_table("dataset_column", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("entity", sa.String(length=32), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("dataset_column", schema=None) as batch_op:
+        batch_op.drop_column("entity")
+    with op.batch_alter_table("dataset", schema=None) as batch_op:
+        batch_op.drop_column("derived_from")
+    with op.batch_alter_table("mask_key_version", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_mask_key_version_tenant_id"))
+    op.drop_table("mask_key_version")
