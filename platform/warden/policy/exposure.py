@@ -154,32 +154,46 @@ def mixed_exposure(
             names = set(subjects.get(tenant, ()))
         else:
             names = tenant_subjects(rules, tenant)
+        # Subjects holding the same rule-bearing names decide alike: decide once per such set
+        # (a role held by thousands of people costs one evaluation, not thousands).
+        bearers = {f[0] for p, f in rules if p == "p" and f[1] == tenant}
+        memo: dict[frozenset[str], list[tuple[str, tuple[Place, ...], tuple[Place, ...]]]] = {}
         for subject in sorted(names):
             held = snap.subjects(subject, tenant)
-            raw: dict[str, list[Place]] = {}
-            masked: dict[str, list[Place]] = {}
-            for dataset, cols in sorted(by_dataset.items()):
-                for purpose in PURPOSES:
-                    decision = snap.decide_read(
-                        subject, tenant, dataset, [c.column for c in cols], purpose, now
-                    )
-                    for c, d in zip(cols, decision.columns, strict=True):
-                        place = Place(dataset, c.column, purpose, d.rule)
-                        if d.effect == "allow":
-                            raw.setdefault(c.entity, []).append(place)
-                        elif d.effect == "mask" and c.pseudonymised:
-                            masked.setdefault(c.entity, []).append(place)
-            for entity in sorted(set(raw) & set(masked)):
+            signature = frozenset(h for h in held if h in bearers)
+            if signature not in memo:
+                memo[signature] = _mixed_places(snap, subject, tenant, by_dataset, now)
+            for entity, raw, masked in memo[signature]:
                 excepted = any((tenant, h, entity) in allows for h in held) and not any(
                     (tenant, h, entity) in denies for h in held
                 )
                 if not excepted:
-                    found.append(
-                        MixedExposure(
-                            tenant, subject, entity, tuple(raw[entity]), tuple(masked[entity])
-                        )
-                    )
+                    found.append(MixedExposure(tenant, subject, entity, raw, masked))
     return found
+
+
+def _mixed_places(
+    snap: PolicySnapshot,
+    subject: str,
+    tenant: str,
+    by_dataset: Mapping[str, Sequence[IdColumn]],
+    now: datetime,
+) -> list[tuple[str, tuple[Place, ...], tuple[Place, ...]]]:
+    """(entity, raw places, pseudonymised places) for each entity the subject sees both ways."""
+    raw: dict[str, list[Place]] = {}
+    masked: dict[str, list[Place]] = {}
+    for dataset, cols in sorted(by_dataset.items()):
+        for purpose in PURPOSES:
+            decision = snap.decide_read(
+                subject, tenant, dataset, [c.column for c in cols], purpose, now
+            )
+            for c, d in zip(cols, decision.columns, strict=True):
+                place = Place(dataset, c.column, purpose, d.rule)
+                if d.effect == "allow":
+                    raw.setdefault(c.entity, []).append(place)
+                elif d.effect == "mask" and c.pseudonymised:
+                    masked.setdefault(c.entity, []).append(place)
+    return [(e, tuple(raw[e]), tuple(masked[e])) for e in sorted(set(raw) & set(masked))]
 
 
 def affected_subjects(
@@ -210,6 +224,58 @@ def catalog_from_db(db: Session, tenants: Iterable[str]) -> dict[str, list[IdCol
     return out
 
 
+def _relevant(rule: Rule, datasets: set[str]) -> bool:
+    """Whether a rule can bear on reading these datasets or on an exception."""
+    ptype, f = rule
+    if ptype == "g":
+        return True
+    if ptype != "p":
+        return False
+    obj = f[2]
+    star = obj.find("*")
+    if obj.startswith(ENTITY_PREFIX):
+        return True
+    if star < 0:
+        return obj in datasets
+    return any(d.startswith(obj[:star]) for d in datasets)
+
+
+def relevant_rules(db: Session, tenants: set[str], datasets: set[str]) -> list[Rule]:
+    """The stored rules of these tenants that can bear on reading these datasets: role links,
+    rules naming one of them or a pattern, and exceptions (in policy order)."""
+    from sqlalchemy import and_, or_
+
+    from warden.policy.store import CasbinRule
+
+    r = CasbinRule
+    query = (
+        select(r.ptype, r.v0, r.v1, r.v2, r.v3, r.v4, r.v5, r.v6, r.v7, r.v8)
+        .where(
+            or_(
+                and_(r.ptype == "g", r.v2.in_(sorted(tenants))),
+                and_(
+                    r.ptype == "p",
+                    r.v1.in_(sorted(tenants)),
+                    or_(
+                        r.v2.in_(sorted(datasets)),
+                        r.v2.contains("*"),
+                        r.v2.startswith(ENTITY_PREFIX),
+                    ),
+                ),
+            )
+        )
+        .order_by(r.id)
+    )
+    rules: list[Rule] = []
+    for row in db.execute(query):
+        ptype = str(row[0])
+        fields = tuple(v or "" for v in row[1 : 1 + (3 if ptype == "g" else 9)])
+        rule = (ptype, fields)
+        if _relevant(rule, datasets):
+            rules.append(rule)
+    return rules
+
+
 def change_problems(
     db: Session,
     add: Sequence[Rule] = (),
@@ -219,8 +285,6 @@ def change_problems(
 ) -> list[MixedExposure]:
     """After rules were added and removed in `db`'s transaction: the mixed exposures the
     change creates or widens for the subjects it touches (empty when it is fine)."""
-    from warden.policy import store
-
     touched: dict[str, set[str]] = {}
     for ptype, fields in (*add, *remove):
         if ptype in ("p", "g") and len(fields) in (3, 9):
@@ -230,11 +294,13 @@ def change_problems(
     catalog = catalog_from_db(db, touched)
     if not any(c.pseudonymised for cols in catalog.values() for c in cols):
         return []
-    _version, stored = store.load_rules(db)
-    after = [r for r in stored if _domain(r) in catalog]
+    datasets = {c.dataset for cols in catalog.values() for c in cols}
+    after = relevant_rules(db, set(catalog), datasets)
     added = {(p, tuple(f)) for p, f in add}
     before = [r for r in after if r not in added] + [
-        (p, tuple(f)) for p, f in remove if _domain((p, tuple(f))) in catalog
+        (p, tuple(f))
+        for p, f in remove
+        if _domain((p, tuple(f))) in catalog and _relevant((p, tuple(f)), datasets)
     ]
     now = now or datetime.now(UTC)
     snap_after = PolicySnapshot(after, strict=False)
