@@ -278,3 +278,50 @@ def test_pure_function_expiry_blank_masks_and_tenants() -> None:
     # rules of another tenant do not mix with acme's catalog
     other = [_rule(masked.replace("acme", "globex")), _rule(raw)]
     assert mixed_exposure(other, CATALOG, now=now) == []
+
+
+def test_policy_lint_live_checks_the_registered_catalog(
+    warden: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dataset only the database knows (a job's output with user ids) is checked with
+    --live; the seeded catalog alone cannot see it."""
+    from typer.testing import CliRunner
+
+    from warden.catalog.service import ColumnInfo, register
+    from warden.cli.main import app
+    from warden.config import get_settings
+    from warden.db.session import unit_of_work
+    from warden.identity.service import get_principal, get_tenant
+
+    source = tmp_path / "recs.parquet"
+    pl.DataFrame({"user_id": [1, 2], "score": [0.1, 0.2]}).write_parquet(source)
+    with unit_of_work(warden.state.sessions) as db:
+        register(
+            db,
+            datasets_dir=warden.state.settings.datasets_dir,
+            tenant=get_tenant(db, "acme"),
+            owner=get_principal(db, "admin"),
+            name="recs",
+            source=source,
+            columns=[
+                ColumnInfo("user_id", "Int64", "pii", "user"),
+                ColumnInfo("score", "Float64", "internal"),
+            ],
+            identifier_columns=["user_id"],
+            allowed_purposes=["inference"],
+            derived_from=["engagements"],
+        )
+    rules = tmp_path / "r.csv"
+    rules.write_text(
+        "p, role:crm, acme, users, user_id, analytics, read, allow, ,\n"
+        "p, role:crm, acme, recs, user_id, inference, mask, allow, ,\n"
+    )
+    monkeypatch.setenv("WARDEN_DATABASE_URL", warden.settings.database_url)
+    get_settings.cache_clear()
+    try:
+        assert CliRunner().invoke(app, ["policy", "lint", str(rules)]).exit_code == 0
+        live = CliRunner().invoke(app, ["policy", "lint", "--live", str(rules)])
+        assert live.exit_code != 0
+        assert f"{rules}:1:" in live.output and "recs.user_id" in live.output
+    finally:
+        get_settings.cache_clear()
