@@ -90,6 +90,8 @@ def test_a_pin_pairs_request_now_needs_the_pii_quorum(warden: Any) -> None:
         ("engagements", "user_id public"),
         ("users", "every column public"),
         ("gold", "drop the source and user_id public"),
+        ("gold", "user_id identifies a customer"),  # would dodge the mixed-exposure check
+        ("engagements", "user_id identifies nothing"),
     ],
 )
 def test_lowering_a_class_is_refused_and_changes_nothing(
@@ -103,6 +105,12 @@ def test_lowering_a_class_is_refused_and_changes_nothing(
     if "user_id public" in change:
         columns = [
             ColumnInfo(c.name, c.dtype, "public", c.entity) if c.name == "user_id" else c
+            for c in columns
+        ]
+    if "identifies" in change:
+        entity = "customer" if "customer" in change else None
+        columns = [
+            ColumnInfo(c.name, c.dtype, c.classification, entity) if c.name == "user_id" else c
             for c in columns
         ]
     if "every column public" in change:

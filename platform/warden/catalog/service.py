@@ -87,23 +87,29 @@ def strictest(classes: list[str]) -> str:
 
 def check_not_lowered(
     dataset: Dataset,
-    old_columns: dict[str, str],
+    old_columns: dict[str, tuple[str, str | None]],
     classification: str,
     columns: list[ColumnInfo],
     derived_from: list[str],
     *,
     reviewed_change: str | None = None,
 ) -> None:
-    """Refuse (403) a registration that lowers a dataset's class, a column's class, or drops
-    a source it derives from, unless `reviewed_change` names the approved reviewed change
-    that permits it (the reviewed-change workflow passes it; no API path does otherwise)."""
+    """Refuse (403) a registration that lowers a dataset's class, a column's class, drops a
+    source it derives from, or changes the entity an identifier column identifies (which
+    would take it out of the mixed-exposure check and change its pseudonyms), unless
+    `reviewed_change` names the approved reviewed change that permits it (the reviewed-change
+    workflow passes it; no API path does otherwise). `old_columns`: name -> (class, entity)."""
     lowered: list[str] = []
     if CLASS_ORDER[classification] < CLASS_ORDER.get(dataset.classification, 0):
         lowered.append(f"class {dataset.classification} -> {classification}")
     for c in columns:
-        old = old_columns.get(c.name)
-        if old is not None and CLASS_ORDER[c.classification] < CLASS_ORDER.get(old, 0):
+        if c.name not in old_columns:
+            continue
+        old, entity = old_columns[c.name]
+        if CLASS_ORDER[c.classification] < CLASS_ORDER.get(old, 0):
             lowered.append(f"column {c.name!r} {old} -> {c.classification}")
+        if entity is not None and c.entity != entity:
+            lowered.append(f"column {c.name!r} identifies {entity}, not {c.entity}")
     if dropped := sorted(set(dataset.derived_from or []) - set(derived_from)):
         lowered.append(f"no longer derived from {dropped}")
     if lowered and not reviewed_change:
@@ -185,7 +191,7 @@ def register(
         db.add(dataset)
     else:
         old_columns = {
-            c.name: c.classification
+            c.name: (c.classification, c.entity)
             for c in db.scalars(select(DatasetColumn).where(DatasetColumn.dataset_id == dataset.id))
         }
         check_not_lowered(
