@@ -152,7 +152,7 @@ def test_rotation_rekeys_reads_from_its_time_and_the_audit_names_the_version(
     at = T0 + timedelta(hours=1)
     out = CliRunner().invoke(
         app,
-        ["data", "rotate-mask-key", "--tenant", "acme", "--from", "2026-12-01T10:00:00Z",
+        ["data", "rotate-mask-key", "--tenant", "acme", "--from", "2026-12-01T11:00:00+01:00",
          "--actor", "ops", "--reason", "yearly"],
     )  # fmt: skip
     assert out.exit_code == 0, out.output

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
+from sqlalchemy.exc import IntegrityError
 
 from warden.cli.client import ApiClient, console, fail
 from warden.cli.output import show
@@ -138,6 +139,8 @@ def rotate_mask_key(
             version, start = row.version, row.effective_from
     except WardenError as exc:
         fail(exc.detail)
+    except IntegrityError:
+        fail("another rotation of this tenant's key committed first; look, then retry")
     finally:
         engine.dispose()
     console.print(f"tenant {tenant}: mask key version {version} from {start.isoformat()}")

@@ -51,14 +51,15 @@ class TenantMask:
 
 
 def _aware(at: datetime) -> datetime:
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    """UTC, so SQLite (which stores no offset) and PostgreSQL compare the same instants."""
+    return at.astimezone(UTC) if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def current_version(db: Session, tenant_id: str, now: datetime) -> int:
     """The key version in effect for the tenant at `now` (the latest that has started)."""
     found = db.scalar(
         select(MaskKeyVersion.version)
-        .where(MaskKeyVersion.tenant_id == tenant_id, MaskKeyVersion.effective_from <= now)
+        .where(MaskKeyVersion.tenant_id == tenant_id, MaskKeyVersion.effective_from <= _aware(now))
         .order_by(MaskKeyVersion.version.desc())
         .limit(1)
     )
