@@ -116,7 +116,7 @@ def test_lowering_a_class_is_refused_and_changes_nothing(
     if "every column public" in change:
         columns = [ColumnInfo(c.name, c.dtype, "public", c.entity) for c in columns]
     before = _view(warden, dataset)
-    with unit_of_work(warden.state.sessions) as db, pytest.raises(Forbidden) as refused:
+    with pytest.raises(Forbidden) as refused, unit_of_work(warden.state.sessions) as db:
         register(
             db,
             datasets_dir=warden.state.settings.datasets_dir,
@@ -249,3 +249,47 @@ def test_job_outputs_derive_from_their_inputs_and_inherit_entities(warden: Any) 
         "pin_id": "pin",
         "score": None,
     }
+
+
+def test_registration_that_would_mix_exposure_is_refused(warden: Any, taste_graph: list) -> None:
+    """The rules stay, the catalog moves: a user id column added where a role reads every
+    column (pin_pairs, `*` for ml_engineer), or a new dataset matching a pattern rule, would
+    put raw user ids beside the pseudonymised ones."""
+    spec = next(s for s in taste_graph if s.name == "pin_pairs")
+    data_dir = Path(warden.state.settings.data_dir)
+    frame = pl.read_parquet(spec.path).with_columns(pl.col("pin_a").alias("user_id"))
+    frame.write_parquet(data_dir / "pairs-with-users.parquet")
+    before = _view(warden, "pin_pairs")
+    columns = [ColumnInfo(c.name, c.dtype, c.classification, c.entity) for c in spec.columns]
+    # the refusal propagates out of the unit of work, which rolls everything back
+    with pytest.raises(Forbidden) as refused, unit_of_work(warden.state.sessions) as db:
+        register(
+            db,
+            datasets_dir=warden.state.settings.datasets_dir,
+            tenant=get_tenant(db, "acme"),
+            owner=get_principal(db, "admin"),
+            name="pin_pairs",
+            source=data_dir / "pairs-with-users.parquet",
+            columns=[*columns, ColumnInfo("user_id", "Int64", "pii", "user")],
+            identifier_columns=["user_id"],
+            allowed_purposes=list(spec.allowed_purposes),
+            derived_from=["engagements"],
+        )
+    assert "mixed exposure" in refused.value.detail and "pin_pairs.user_id" in refused.value.detail
+    assert _view(warden, "pin_pairs") == before
+
+    r = warden.http.post(
+        "/v1/policy/rules",
+        json={"add": ["p, role:ml_engineer, acme, recs*, *, *, read, allow, ,"], "reason": "t"},
+        headers=warden.as_("admin"),
+    )
+    assert r.status_code == 200, r.text
+    with pytest.raises(Forbidden):
+        _register(
+            warden,
+            "recs_1",
+            [ColumnInfo("user_id", "Int64", "pii", "user")],
+            identifier_columns=["user_id"],
+        )
+    # the same file with no user entity declared mixes nothing: registered
+    _register(warden, "recs_2", [ColumnInfo("score", "Int64", "internal")])

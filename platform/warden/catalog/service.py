@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from warden.catalog.models import Dataset, DatasetColumn, DatasetVersion
 from warden.errors import Forbidden, NotFound, Unprocessable
 from warden.identity.models import Principal, Tenant
+from warden.policy import exposure
 
 DATASET_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 CLASS_ORDER = {"public": 0, "internal": 1, "pii": 2}
@@ -169,6 +170,7 @@ def register(
         raise Unprocessable(f"unknown purposes {bad}; known: {list(PURPOSES)}")
     derived = list(dict.fromkeys(derived_from))
     sources = _sources(db, tenant, name, derived)
+    exposed_before = exposure.catalog_from_db(db, [tenant.name])
     file_schema = pl.read_parquet_schema(source)
     if missing := [c.name for c in columns if c.name not in file_schema]:
         raise Unprocessable(f"columns {missing} are not in {source.name}")
@@ -241,6 +243,8 @@ def register(
         db.add(version)
     db.flush()
     raise_derived(db, tenant.id, dataset)
+    if mixed := exposure.catalog_problems(db, tenant.name, exposed_before):
+        raise Forbidden(exposure.describe(mixed))
     return dataset, version
 
 

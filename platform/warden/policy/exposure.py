@@ -318,6 +318,27 @@ def change_problems(
     return [e for e in now_found if not any(e.covered_by(old) for old in was)]
 
 
+def catalog_problems(
+    db: Session, tenant: str, before: Catalog, *, now: datetime | None = None
+) -> list[MixedExposure]:
+    """After a dataset was registered in `db`'s transaction: the mixed exposures the catalog
+    change creates or widens under the tenant's rules (a new identifier column under a
+    pattern or `*` rule, a raw column added beside a pseudonymised one…). `before`: the
+    tenant's identifier columns as they were."""
+    after = catalog_from_db(db, [tenant])
+    if not any(c.pseudonymised for cols in after.values() for c in cols):
+        return []
+    datasets = {c.dataset for cols in (*after.values(), *before.values()) for c in cols}
+    rules = relevant_rules(db, {tenant}, datasets)
+    snap = PolicySnapshot(rules, strict=False)
+    now = now or datetime.now(UTC)
+    found = mixed_exposure(rules, after, now=now, snapshot=snap)
+    if not found:
+        return []
+    was = mixed_exposure(rules, before, now=now, snapshot=snap)
+    return [e for e in found if not any(e.covered_by(old) for old in was)]
+
+
 def describe(problems: Sequence[MixedExposure]) -> str:
     head = "; ".join(p.reason for p in problems[:3])
     more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
