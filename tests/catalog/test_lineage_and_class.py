@@ -293,3 +293,18 @@ def test_registration_that_would_mix_exposure_is_refused(warden: Any, taste_grap
         )
     # the same file with no user entity declared mixes nothing: registered
     _register(warden, "recs_2", [ColumnInfo("score", "Int64", "internal")])
+
+
+@pytest.mark.parametrize("dataset", ["pin_pairs", "users"])
+def test_a_class_written_down_in_the_database_does_not_lower_it(warden: Any, dataset: str) -> None:
+    """An insider with database write access sets the class to public: the columns (users)
+    and the sources (pin_pairs) still say pii, and that is what the access terms use."""
+    from sqlalchemy import update
+
+    with unit_of_work(warden.state.sessions) as db:
+        db.execute(update(Dataset).where(Dataset.name == dataset).values(classification="public"))
+    terms = warden.http.get(f"/v1/access/settings/{dataset}", headers=warden.as_("admin")).json()
+    assert (terms["classification"], terms["quorum"]) == ("pii", 2)
+    body = {"dataset": dataset, "purpose": "training", "duration": "1d", "justification": "x"}
+    req = warden.http.post("/v1/access/requests", json=body, headers=warden.as_("mallory")).json()
+    assert (req["quorum"], req["state"]) == (2, "pending")

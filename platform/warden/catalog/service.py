@@ -281,17 +281,28 @@ def load_view(db: Session, datasets_dir: Path, tenant_name: str, name: str) -> D
     if row is None:
         raise NotFound(f"no dataset named {name!r}")
     dataset, tenant, owner, version = row
-    cols = db.scalars(
-        select(DatasetColumn)
-        .where(DatasetColumn.dataset_id == dataset.id)
-        .order_by(DatasetColumn.position)
+    cols = list(
+        db.scalars(
+            select(DatasetColumn)
+            .where(DatasetColumn.dataset_id == dataset.id)
+            .order_by(DatasetColumn.position)
+        )
     )
+    # Recomputed on every load, never only trusted from the row: a class written down by hand
+    # in the database does not lower what its columns and sources say.
+    classes = [dataset.classification, *(c.classification for c in cols)]
+    if dataset.derived_from:
+        classes += db.scalars(
+            select(Dataset.classification).where(
+                Dataset.tenant_id == dataset.tenant_id, Dataset.name.in_(dataset.derived_from)
+            )
+        )
     return DatasetView(
         id=dataset.id,
         name=dataset.name,
         tenant=tenant.name,
         owner=owner.name,
-        classification=dataset.classification,
+        classification=strictest([c for c in classes if c in CLASS_ORDER] or ["pii"]),
         allowed_purposes=tuple(dataset.allowed_purposes),
         identifier_columns=tuple(dataset.identifier_columns),
         version=version.digest,
