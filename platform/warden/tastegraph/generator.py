@@ -28,6 +28,12 @@ co-occurrence over the pin-board graph of the training log only) and ``gold``
 (held-out user-pin edges, next-pin targets and cold-start pins, guaranteed disjoint
 from ``pin_pairs`` and from the training log).
 
+Catalog metadata in the specs: every id column names the entity it identifies (user, pin,
+board, engagement), so one user is one entity across datasets (pseudonyms and the
+mixed-exposure check depend on it); ``pin_pairs`` and ``gold`` declare that they derive
+from ``engagements``, so the catalog classes them at least as strictly (pii), however
+public their own columns look.
+
 Determinism: every component draws from its own ``SeedSequence([seed, component])``;
 there is no wall-clock dependence (timestamps are offsets from ``EPOCH``). The same
 (scale, seed) gives byte-identical files with the same library versions.
