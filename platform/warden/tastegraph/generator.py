@@ -1,5 +1,8 @@
 """Deterministic generator of a synthetic taste graph whose pins carry real images.
 
+(One module, over 500 lines: the latent model, each file's sampler and the specs share
+seeded generators and constants; split, they would pass them all around.)
+
 The *graph* is generated: users, boards, pins, engagements and their timestamps are
 drawn from seeded numpy generators from a latent "taste" model. The *images* are
 real: every pin carries one of the 1,797 handwritten-digit scans bundled with
