@@ -1,7 +1,7 @@
 """masking: per-tenant mask key versions, column entities, dataset lineage (derived_from)
 
 Revision ID: 0004_masking
-Revises: 0001
+Revises: 0003_identity_lifecycle
 """
 
 from collections.abc import Sequence
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004_masking"
-down_revision: str | None = "0001"
+down_revision: str | None = "0003_identity_lifecycle"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
