@@ -163,7 +163,7 @@ def mask_keys(
             rows = [{"version": 1, "effective_from": "-", "created_by": "-", "reason": ""}] + [
                 {
                     "version": v.version,
-                    "effective_from": v.effective_from.isoformat(),
+                    "effective_from": _when(v.effective_from.isoformat()).isoformat(),
                     "created_by": v.created_by,
                     "reason": v.reason,
                 }
