@@ -23,6 +23,10 @@ class Principal(IdMixin, TimestampMixin, Base):
     kind: Mapped[str] = mapped_column(String(16))  # "person" | "service"
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenant.id"), index=True)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The person answerable for a service account (required for those); who created it.
+    # Approvals from principals the requester owns or created never count.
+    owner_id: Mapped[str | None] = mapped_column(ForeignKey("principal.id"), nullable=True)
+    created_by_id: Mapped[str | None] = mapped_column(ForeignKey("principal.id"), nullable=True)
 
     tenant: Mapped[Tenant] = relationship(lazy="raise")
 
