@@ -13,6 +13,8 @@ class PrincipalCreate(BaseModel):
     name: str = Field(max_length=64)
     kind: Literal["person", "service"] = "person"
     roles: list[str] = Field(default_factory=list, max_length=32)
+    # Service accounts: the owning person (default: the creator). People have none.
+    owner: str | None = Field(default=None, max_length=64)
 
 
 class PrincipalOut(BaseModel):
@@ -21,6 +23,11 @@ class PrincipalOut(BaseModel):
     tenant: str
     roles: list[str]
     disabled: bool = False
+    owner: str | None = None
+    created_by: str | None = None
+    # Roles proposed but not yet in force, and the reviewed change that carries them.
+    pending_roles: list[str] = Field(default_factory=list)
+    change_id: str | None = None
 
 
 class TokenCreate(BaseModel):

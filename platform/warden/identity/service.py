@@ -65,13 +65,37 @@ def get_tenant(db: Session, name: str) -> Tenant:
     return tenant
 
 
-def create_principal(db: Session, name: str, kind: str, tenant: Tenant) -> Principal:
+def create_principal(
+    db: Session,
+    name: str,
+    kind: str,
+    tenant: Tenant,
+    *,
+    owner: Principal | None = None,
+    created_by: Principal | None = None,
+) -> Principal:
+    """A new principal; `created_by` None only at bootstrap. A service account has an
+    owning person (its creator unless named), who answers for it and never approves for it."""
     check_name(name, "principal name")
     if kind not in ("person", "service"):
         raise Unprocessable(f"principal kind must be 'person' or 'service', not {kind!r}")
     if db.scalar(select(Principal).where(Principal.name == name)) is not None:
         raise Conflict(f"a principal named {name!r} already exists")
-    principal = Principal(name=name, kind=kind, tenant_id=tenant.id)
+    if kind == "service":
+        owner = owner or created_by
+        if owner is None or owner.kind != "person" or owner.tenant_id != tenant.id:
+            raise Unprocessable(
+                f"service account {name!r} needs an owning person of tenant {tenant.name!r}"
+            )
+    elif owner is not None:
+        raise Unprocessable("only service accounts have an owner; a person answers for themself")
+    principal = Principal(
+        name=name,
+        kind=kind,
+        tenant_id=tenant.id,
+        owner_id=owner.id if owner else None,
+        created_by_id=created_by.id if created_by else None,
+    )
     db.add(principal)
     db.flush()
     return principal

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
+from warden.access import changes
 from warden.api.deps import CurrentCaller, DbSession, State
-from warden.errors import Forbidden
+from warden.errors import Conflict, Forbidden
 from warden.identity.models import Principal
 from warden.identity.schemas import PrincipalCreate, PrincipalOut, RoleChange, TokenCreate, TokenOut
 from warden.identity.service import (
@@ -21,7 +24,6 @@ from warden.identity.service import (
     list_principals,
 )
 from warden.policy.authz import require
-from warden.policy.changes import apply_change
 from warden.policy.store import CasbinRule
 
 router = APIRouter(prefix="/v1", tags=["identity"])
@@ -50,38 +52,86 @@ def me(caller: CurrentCaller, db: DbSession) -> PrincipalOut:
     )
 
 
+def _out(db: DbSession, p: Principal, tenant: str, names: dict[str, str]) -> PrincipalOut:
+    return PrincipalOut(
+        name=p.name,
+        kind=p.kind,
+        tenant=tenant,
+        disabled=p.disabled,
+        roles=roles_of(db, p.name, tenant),
+        owner=names.get(p.owner_id) if p.owner_id else None,
+        created_by=names.get(p.created_by_id) if p.created_by_id else None,
+    )
+
+
 @router.get("/principals", summary="Principals of the caller's tenant")
 def principals(caller: CurrentCaller, db: DbSession, state: State) -> dict[str, list[PrincipalOut]]:
     require(state, caller, "sys:principals", "read")
     tenant = get_tenant(db, caller.tenant)
-    return {
-        "principals": [
-            PrincipalOut(
-                name=p.name,
-                kind=p.kind,
-                tenant=caller.tenant,
-                disabled=p.disabled,
-                roles=roles_of(db, p.name, caller.tenant),
-            )
-            for p in list_principals(db, tenant.id)
-        ]
-    }
+    everyone = list_principals(db, tenant.id)
+    names = {p.id: p.name for p in everyone}
+    return {"principals": [_out(db, p, caller.tenant, names) for p in everyone]}
 
 
-@router.post("/principals", status_code=201, response_model=PrincipalOut)
-def add_principal(
-    body: PrincipalCreate, caller: CurrentCaller, db: DbSession, state: State
-) -> PrincipalOut:
-    """Create a person or service account in the caller's tenant, with roles."""
+@router.post(
+    "/principals",
+    status_code=201,
+    response_model=PrincipalOut,
+    responses={202: {"description": "Created; its roles are proposed for review"}},
+)
+def add_principal(body: PrincipalCreate, caller: CurrentCaller, db: DbSession, state: State) -> Any:
+    """Create a person or service account in the caller's tenant (a service account has an
+    owning person: `owner`, else its creator). Roles widen access, so they are proposed as a
+    reviewed change (202) and take effect once a different person approves them."""
     require(state, caller, "sys:principals", "manage")
     roles = [_role(r) for r in body.roles]
-    principal = create_principal(db, body.name, body.kind, get_tenant(db, caller.tenant))
-    if roles:
-        links = [("g", (principal.name, r, caller.tenant)) for r in roles]
-        apply_change(db, caller, add=links, reason=f"create principal {principal.name}")
+    tenant = get_tenant(db, caller.tenant)
+    check_name(body.name, "principal name")
+    if db.scalar(select(CasbinRule.id).where(CasbinRule.v0 == body.name).limit(1)) is not None:
+        raise Conflict(
+            f"rules already name {body.name!r}; a new principal would inherit them unreviewed."
+            " Remove those rules first, or choose another name"
+        )
+    creator = db.get(Principal, caller.principal_id)
+    owner = get_principal(db, body.owner, tenant.id) if body.owner else None
+    principal = create_principal(db, body.name, body.kind, tenant, owner=owner, created_by=creator)
+    names = {p.id: p.name for p in (creator, owner) if p is not None}
+    out = _out(db, principal, caller.tenant, names)
+    if not roles:
+        db.commit()
+        return out
+    links = [("g", (principal.name, r, caller.tenant)) for r in roles]
+    outcome = changes.change_rules(
+        db,
+        state,
+        caller,
+        add=links,
+        remove=(),
+        reason=f"create principal {principal.name} with {', '.join(roles)}",
+        right=changes.PRINCIPALS_OBJECT,
+    )
+    return _role_answer(db, state, principal, out, outcome, roles)
+
+
+def _role_answer(
+    db: DbSession,
+    state: State,
+    principal: Principal,
+    out: PrincipalOut,
+    outcome: changes.ChangeOutcome,
+    pending: list[str],
+) -> Any:
+    """Commit; 200/201 with the roles in force, or 202 with the roles awaiting review."""
     db.commit()
-    state.policy.ensure_fresh()
-    return PrincipalOut(name=principal.name, kind=principal.kind, tenant=caller.tenant, roles=roles)
+    if outcome.policy_changed:
+        state.policy.ensure_fresh()
+    out.roles = roles_of(db, principal.name, out.tenant)
+    if outcome.applied:
+        return out
+    assert outcome.change is not None
+    out.pending_roles = pending
+    out.change_id = outcome.change.id
+    return JSONResponse(status_code=202, content=out.model_dump())
 
 
 @router.post("/principals/{name}/tokens", status_code=201, response_model=TokenOut)
@@ -98,41 +148,45 @@ def add_token(
     return TokenOut(token=secret, principal=principal.name, expires_at=expires)
 
 
-@router.post("/principals/{name}/roles", response_model=PrincipalOut)
+@router.post(
+    "/principals/{name}/roles",
+    response_model=PrincipalOut,
+    responses={202: {"description": "Proposed: a different person must approve it"}},
+)
 def grant_role(
     name: str, body: RoleChange, caller: CurrentCaller, db: DbSession, state: State
-) -> PrincipalOut:
+) -> Any:
+    """Giving a role widens access: it is proposed (202) and applies once approved."""
     return _change_role(name, body.role, caller, db, state, add=True)
 
 
-@router.delete("/principals/{name}/roles/{role}", response_model=PrincipalOut)
-def remove_role(
-    name: str, role: str, caller: CurrentCaller, db: DbSession, state: State
-) -> PrincipalOut:
+@router.delete(
+    "/principals/{name}/roles/{role}",
+    response_model=PrincipalOut,
+    responses={202: {"description": "Proposed: the role lifts a deny or row filter"}},
+)
+def remove_role(name: str, role: str, caller: CurrentCaller, db: DbSession, state: State) -> Any:
+    """Taking a role away applies at once, unless the role restricts (a deny, a row filter)."""
     return _change_role(name, role, caller, db, state, add=False)
 
 
 def _change_role(
     name: str, role: str, caller: Caller, db: DbSession, state: State, *, add: bool
-) -> PrincipalOut:
+) -> Any:
     require(state, caller, "sys:principals", "manage")
     if name == caller.name:
         raise Forbidden("changing your own roles needs another admin")
     principal: Principal = get_principal(db, name, get_tenant(db, caller.tenant).id)
     link = [("g", (principal.name, _role(role), caller.tenant))]
     verb = "grant" if add else "remove"
-    apply_change(
+    outcome = changes.change_rules(
         db,
+        state,
         caller,
         add=link if add else (),
         remove=() if add else link,
         reason=f"{verb} {_role(role)} for {principal.name}",
+        right=changes.PRINCIPALS_OBJECT,
     )
-    db.commit()
-    state.policy.ensure_fresh()
-    return PrincipalOut(
-        name=principal.name,
-        kind=principal.kind,
-        tenant=caller.tenant,
-        roles=roles_of(db, principal.name, caller.tenant),
-    )
+    out = PrincipalOut(name=principal.name, kind=principal.kind, tenant=caller.tenant, roles=[])
+    return _role_answer(db, state, principal, out, outcome, [_role(role)] if add else [])
