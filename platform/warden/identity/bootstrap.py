@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -24,6 +25,8 @@ class Initialized:
     admin: str
     token: str
     policy_version: int
+    # Further founding admins and their tokens (shown once).
+    founders: dict[str, str] = field(default_factory=dict)
 
 
 def initialize(
@@ -32,8 +35,14 @@ def initialize(
     tenant: str = "acme",
     admin: str = "admin",
     extra_policy_files: list[Path] | None = None,
+    founders: Sequence[str] = (),
 ) -> Initialized:
-    """Build the schema, create the tenant and its admin, seed the rules; returns the token."""
+    """Build the schema, create the tenant and its admin, seed the rules; returns the token.
+
+    The one change nobody reviews, audited as `policy.bootstrap`. `founders` are further
+    admins created here, by nobody: widening changes need a second person who is not a
+    principal their proposer created, so a deployment that wants reviewed changes from day
+    one names its founding admins at init."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     url = settings.resolved_database_url
     upgrade(url)
@@ -53,10 +62,24 @@ def initialize(
             files = [*seeds, *(extra_policy_files or [])]
             rules = [for_tenant(r, tenant) for r in read_csv(files)]
             rules.append(("g", (admin, "role:admin", tenant)))
-            version = apply_change(db, actor, add=rules, reason="warden init: seed rules")
+            tokens: dict[str, str] = {}
+            for name in founders:
+                founder = create_principal(db, name, "person", the_tenant)
+                tokens[name] = issue_token(db, founder, label="init")
+                rules.append(("g", (name, "role:admin", tenant)))
+            version = apply_change(
+                db,
+                actor,
+                add=rules,
+                reason="warden init: seed rules (bootstrap, unreviewed by design)",
+                action="policy.bootstrap",
+                details={"bootstrap": True, "founders": list(founders)},
+            )
     finally:
         engine.dispose()
-    return Initialized(tenant=tenant, admin=admin, token=token, policy_version=version)
+    return Initialized(
+        tenant=tenant, admin=admin, token=token, policy_version=version, founders=tokens
+    )
 
 
 SEED_TENANT = "acme"
