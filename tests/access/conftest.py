@@ -51,8 +51,13 @@ def bootstrap_people(warden: Any, people: dict[str, list[str]]) -> None:
     """People created by nobody (as `warden init` creates its founders), with roles, and a
     token each: independent reviewers, unlike principals an admin creates through the API."""
     from warden.db.session import unit_of_work
-    from warden.identity.service import Caller, create_principal, get_principal, get_tenant
-    from warden.identity.service import issue_token
+    from warden.identity.service import (
+        Caller,
+        create_principal,
+        get_principal,
+        get_tenant,
+        issue_token,
+    )
     from warden.policy.changes import apply_change
 
     state = warden.state

@@ -25,7 +25,11 @@ class PrincipalOut(BaseModel):
     disabled: bool = False
     owner: str | None = None
     created_by: str | None = None
-    # Roles proposed but not yet in force, and the reviewed change that carries them.
+
+
+class PrincipalChangeOut(PrincipalOut):
+    """A principal with roles proposed but not yet in force, and the change carrying them."""
+
     pending_roles: list[str] = Field(default_factory=list)
     change_id: str | None = None
 

@@ -13,7 +13,14 @@ from warden.access import changes
 from warden.api.deps import CurrentCaller, DbSession, State
 from warden.errors import Conflict, Forbidden
 from warden.identity.models import Principal
-from warden.identity.schemas import PrincipalCreate, PrincipalOut, RoleChange, TokenCreate, TokenOut
+from warden.identity.schemas import (
+    PrincipalChangeOut,
+    PrincipalCreate,
+    PrincipalOut,
+    RoleChange,
+    TokenCreate,
+    TokenOut,
+)
 from warden.identity.service import (
     Caller,
     check_name,
@@ -42,7 +49,12 @@ def _role(role: str) -> str:
     return f"role:{bare}"
 
 
-@router.get("/me", response_model=PrincipalOut, summary="The calling principal")
+@router.get(
+    "/me",
+    response_model=PrincipalOut,
+    response_model_exclude_none=True,
+    summary="The calling principal",
+)
 def me(caller: CurrentCaller, db: DbSession) -> PrincipalOut:
     return PrincipalOut(
         name=caller.name,
@@ -76,7 +88,7 @@ def principals(caller: CurrentCaller, db: DbSession, state: State) -> dict[str, 
 @router.post(
     "/principals",
     status_code=201,
-    response_model=PrincipalOut,
+    response_model=PrincipalChangeOut,
     responses={202: {"description": "Created; its roles are proposed for review"}},
 )
 def add_principal(body: PrincipalCreate, caller: CurrentCaller, db: DbSession, state: State) -> Any:
@@ -96,7 +108,7 @@ def add_principal(body: PrincipalCreate, caller: CurrentCaller, db: DbSession, s
     owner = get_principal(db, body.owner, tenant.id) if body.owner else None
     principal = create_principal(db, body.name, body.kind, tenant, owner=owner, created_by=creator)
     names = {p.id: p.name for p in (creator, owner) if p is not None}
-    out = _out(db, principal, caller.tenant, names)
+    out = PrincipalChangeOut(**_out(db, principal, caller.tenant, names).model_dump())
     if not roles:
         db.commit()
         return out
@@ -117,7 +129,7 @@ def _role_answer(
     db: DbSession,
     state: State,
     principal: Principal,
-    out: PrincipalOut,
+    out: PrincipalChangeOut,
     outcome: changes.ChangeOutcome,
     pending: list[str],
 ) -> Any:
@@ -150,7 +162,7 @@ def add_token(
 
 @router.post(
     "/principals/{name}/roles",
-    response_model=PrincipalOut,
+    response_model=PrincipalChangeOut,
     responses={202: {"description": "Proposed: a different person must approve it"}},
 )
 def grant_role(
@@ -162,7 +174,7 @@ def grant_role(
 
 @router.delete(
     "/principals/{name}/roles/{role}",
-    response_model=PrincipalOut,
+    response_model=PrincipalChangeOut,
     responses={202: {"description": "Proposed: the role lifts a deny or row filter"}},
 )
 def remove_role(name: str, role: str, caller: CurrentCaller, db: DbSession, state: State) -> Any:
@@ -188,5 +200,7 @@ def _change_role(
         reason=f"{verb} {_role(role)} for {principal.name}",
         right=changes.PRINCIPALS_OBJECT,
     )
-    out = PrincipalOut(name=principal.name, kind=principal.kind, tenant=caller.tenant, roles=[])
+    out = PrincipalChangeOut(
+        name=principal.name, kind=principal.kind, tenant=caller.tenant, roles=[]
+    )
     return _role_answer(db, state, principal, out, outcome, [_role(role)] if add else [])
