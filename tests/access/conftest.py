@@ -23,6 +23,8 @@ from warden.access.models import (
     AccessReview,
     AccessSetting,
     AccessTransition,
+    ChangeReview,
+    ReviewedChange,
     WebhookDelivery,
 )
 from warden.audit.models import AuditEvent
@@ -208,6 +210,8 @@ class Access:
                     AccessTransition,
                     AccessSetting,
                     WebhookDelivery,
+                    ReviewedChange,
+                    ChangeReview,
                 )
             }
             counts["audit_max_seq"] = db.scalar(select(func.max(AuditEvent.seq)))

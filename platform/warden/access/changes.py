@@ -25,13 +25,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from warden.access import repository as repo
 from warden.access import terms as terms_mod
 from warden.access import webhooks
 from warden.access.duties import (
+    counting,
     reached_by,
     refuse_conflict,
     require_human,
@@ -47,7 +48,7 @@ from warden.audit.service import AuditRecord, append
 from warden.audit.telemetry import annotate_span, read_span
 from warden.catalog.service import load_view
 from warden.core.platform import Platform
-from warden.errors import Conflict, Forbidden, NotFound, Unprocessable
+from warden.errors import Conflict, Forbidden, NotFound, PolicyUnavailable, Unprocessable
 from warden.identity.models import Principal, Tenant
 from warden.identity.service import Caller, get_tenant
 from warden.policy import store
@@ -134,7 +135,7 @@ def change_rules(
     for rule in [*add, *remove]:
         _refuse_bypass(rule, caller.name)
     snapshot = state.policy.ensure_fresh()
-    _, stored = store.load_rules(db)
+    stored = _stored_rules(db)
     assessment = assess(stored, add, remove)
     run_checks(db, add, remove)
     lines = {"add": [format_rule(*r) for r in add], "remove": [format_rule(*r) for r in remove]}
@@ -167,6 +168,14 @@ def change_rules(
         return ChangeOutcome(change)
     applied = _apply(db, state, caller, change)
     return ChangeOutcome(change, True, applied, True, len(add), len(remove))
+
+
+def _stored_rules(db: Session) -> list[Rule]:
+    """Every stored rule; PolicyUnavailable (deny, change nothing) if the store can't say."""
+    try:
+        return store.load_rules(db)[1]
+    except (SQLAlchemyError, ValueError) as exc:
+        raise PolicyUnavailable(f"policy store unreachable: {exc.__class__.__name__}") from None
 
 
 def _apply_rules(db: Session, state: Platform, actor: Caller, change: ReviewedChange) -> int:
@@ -352,10 +361,9 @@ def _apply(db: Session, state: Platform, actor: Caller, change: ReviewedChange) 
 
 
 def may_review_changes(state: Platform, caller: Caller) -> bool:
-    """Holders of sys:policy review (or manage); only ever people."""
-    return caller.kind == "person" and (
-        can(state, caller, POLICY_OBJECT, "review") or can(state, caller, POLICY_OBJECT, "manage")
-    )
+    """Holders of sys:policy manage (not "review": stewards review every object by wildcard,
+    datasets and sys:* alike); only ever people."""
+    return caller.kind == "person" and can(state, caller, POLICY_OBJECT, "manage")
 
 
 def _load(
@@ -384,8 +392,7 @@ def _current_beneficiaries(
     if change.kind == "rules":
         add = parse_rules(change.payload.get("add", []), tenant.name)
         remove = parse_rules(change.payload.get("remove", []), tenant.name)
-        _, stored = store.load_rules(db)
-        subjects = assess(stored, add, remove).subjects
+        subjects = assess(_stored_rules(db), add, remove).subjects
         snapshot = state.policy.ensure_fresh()
         found |= reached_by(db, snapshot, tenant.id, tenant.name, subjects)
     return widen_to_keepers(db, found)
@@ -432,6 +439,7 @@ def review(
     approvals = {r.reviewer_id for r in reviews if r.decision == "approve"}
     if decision == "approve":
         approvals.add(caller.principal_id)
+    approvals &= counting(db, approvals, change.proposer_id, beneficiaries)
     actor = actor_of(caller)
     record_change(db, state, actor, tenant, change, decision, "pending", "pending",
                   action="policy.change.reviewed", reason=comment,
@@ -610,8 +618,7 @@ def change_reviewers(db: Session, state: Platform, tenant: Tenant) -> list[str]:
         p.name
         for p in repo.tenant_principals(db, tenant.id)
         if p.kind == "person"
-        and any(snapshot.can(p.name, tenant.name, POLICY_OBJECT, act, now)
-                for act in ("review", "manage"))
+        and snapshot.can(p.name, tenant.name, POLICY_OBJECT, "manage", now)
     ]  # fmt: skip
 
 

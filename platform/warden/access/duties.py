@@ -94,3 +94,19 @@ def eligible(
     except Forbidden:
         return False
     return True
+
+
+def counting(
+    db: Session, reviewer_ids: Iterable[str], origin_id: str, beneficiary_ids: Iterable[str]
+) -> set[str]:
+    """Of these reviewers, those whose approval counts now: people, not the origin, not a
+    beneficiary, not created or owned by either. Checked again when a quorum is counted, so
+    a review row written past the API (or a reviewer since made a beneficiary) never counts."""
+    involved = {origin_id, *beneficiary_ids}
+    return {
+        p.id
+        for p in _parties(db, reviewer_ids).values()
+        if p.kind == "person"
+        and p.id not in involved
+        and not ({p.owner_id, p.created_by_id} & involved)
+    }

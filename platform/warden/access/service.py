@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from warden.access import repository as repo
-from warden.access.duties import refuse_conflict, require_human, widen_to_keepers
+from warden.access.duties import counting, refuse_conflict, require_human, widen_to_keepers
 from warden.access.events import (
     SYSTEM_ACTOR,
     Actor,
@@ -352,6 +352,7 @@ def review(
     approvals = {r.reviewer_id for r in reviews if r.decision == "approve"}
     if decision == "approve":
         approvals.add(caller.principal_id)
+    approvals &= counting(db, approvals, req.requester_id, beneficiaries)
     actor = actor_of(caller)
     record(
         db,
