@@ -1,4 +1,5 @@
-"""reviewed changes: proposals that widen access, their reviews; principal owner and creator
+"""reviewed changes: proposals that widen access, their reviews; principal owner and creator;
+token issuer
 
 Revision ID: 0005_reviewed_changes
 Revises: 0001
@@ -28,6 +29,12 @@ def upgrade() -> None:
             "principal",
             ["created_by_id"],
             ["id"],
+        )
+
+    with op.batch_alter_table("api_token", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("issued_by_id", sa.String(length=32), nullable=True))
+        batch_op.create_foreign_key(
+            batch_op.f("fk_api_token_issued_by_id_principal"), "principal", ["issued_by_id"], ["id"]
         )
 
     op.create_table(
@@ -100,6 +107,11 @@ def downgrade() -> None:
         batch_op.drop_index("ix_reviewed_change_tenant_state")
         batch_op.drop_index(batch_op.f("ix_reviewed_change_proposer_id"))
     op.drop_table("reviewed_change")
+    with op.batch_alter_table("api_token", schema=None) as batch_op:
+        batch_op.drop_constraint(
+            batch_op.f("fk_api_token_issued_by_id_principal"), type_="foreignkey"
+        )
+        batch_op.drop_column("issued_by_id")
     with op.batch_alter_table("principal", schema=None) as batch_op:
         batch_op.drop_constraint(
             batch_op.f("fk_principal_created_by_id_principal"), type_="foreignkey"

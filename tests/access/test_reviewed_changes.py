@@ -237,6 +237,29 @@ def test_a_person_the_requester_created_then_handed_over_never_counts(access: Ac
     assert access.approve("pat", other["id"])["state"] == "approved"
 
 
+def test_a_token_the_admin_mints_for_another_admin_never_approves_the_admins_change(
+    access: Access,
+) -> None:
+    """The admin may issue tokens for anyone; such a token speaks for the admin too."""
+    minted = access.http.post("/v1/principals/ada/tokens", json={}, headers=access.as_("admin"))
+    assert minted.status_code == 201
+    change = _proposed(access.propose("admin", ["p, mallory, acme, pins, *, *, read, allow, ,"]))
+    req = access.ask("admin", dataset="users", purpose="analytics", duration="1d")
+    sam = access.http.post("/v1/principals/sam/tokens", json={}, headers=access.as_("admin"))
+    before = access.fingerprint()
+    as_ada = {"authorization": f"Bearer {minted.json()['token']}"}
+    r = access.http.post(f"/v1/policy/changes/{change['id']}/approve", json={}, headers=as_ada)
+    assert r.status_code == 403 and "issued by someone" in r.json()["detail"]
+    as_sam = {"authorization": f"Bearer {sam.json()['token']}"}
+    r = access.http.post(
+        f"/v1/access/requests/{req['id']}/review", json={"decision": "approve"}, headers=as_sam
+    )
+    assert r.status_code == 403 and "issued by someone" in r.json()["detail"]
+    assert access.fingerprint() == before
+    # Her own token (from bootstrap) still approves.
+    assert access.approve_change("ada", change["id"])["state"] == "applied"
+
+
 def test_a_service_account_needs_an_owning_person(access: Access) -> None:
     r = access.http.post(
         "/v1/principals", json={"name": "etl", "kind": "service"}, headers=access.as_("admin")

@@ -4,7 +4,7 @@ Whose reading a request or change widens are its *beneficiaries*: the requester 
 principals a rule reaches, directly or through a role they hold), plus whoever owns or
 created any of them, since a principal you created or own is a way to read for yourself.
 An approval (or a sign-off) never counts when it comes from
-- the requester or proposer;
+- the requester or proposer, or a token either of them (or a beneficiary) issued;
 - a beneficiary;
 - a principal the requester, the proposer or a beneficiary owns or created;
 - anything that is not a person (service accounts and job tokens never review).
@@ -84,16 +84,12 @@ def refuse_conflict(
             f"{caller.name} was created or is owned by someone this {what} benefits;"
             " such approvals never count"
         )
-
-
-def eligible(
-    db: Session, caller: Caller, origin_id: str, beneficiary_ids: Iterable[str], what: str
-) -> bool:
-    try:
-        refuse_conflict(db, caller, origin_id, beneficiary_ids, what)
-    except Forbidden:
-        return False
-    return True
+    issuer = caller.token_issuer_id
+    if issuer is not None and issuer != caller.principal_id and issuer in involved:
+        raise Forbidden(
+            f"this token of {caller.name} was issued by someone this {what} benefits; approve"
+            " with a token you issued yourself"
+        )
 
 
 def counting(

@@ -103,7 +103,8 @@ def _run_story(ml: bool, seeds: int) -> None:
     _step("4. the admins create people; roles widen access, so each is a proposed change")
     for name, (creator, roles) in PEOPLE.items():
         _cli(creator, f"principals create {name}" + "".join(f" --role {r}" for r in roles))
-        TOKENS[name] = _cli("admin", f"principals token {name}", capture=True).strip()
+        # Issued by their creator: a token someone mints for you speaks for them too.
+        TOKENS[name] = _cli(creator, f"principals token {name}", capture=True).strip()
     _reviewed_policy_change()
 
     _step("5. alice (ml_engineer) reads engagements for training: user_id comes back masked")

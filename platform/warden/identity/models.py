@@ -40,3 +40,6 @@ class ApiToken(IdMixin, TimestampMixin, Base):
     label: Mapped[str] = mapped_column(String(64), default="")
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Who issued it (None: the bootstrap). A token someone else minted speaks for its issuer
+    # as much as for its principal, so it never approves what its issuer asked for.
+    issued_by_id: Mapped[str | None] = mapped_column(ForeignKey("principal.id"), nullable=True)

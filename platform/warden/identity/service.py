@@ -33,6 +33,8 @@ class Caller:
     segment: str | None = None
     scope_datasets: tuple[str, ...] | None = None
     scope_purpose: str | None = None
+    # Who issued the API token in use (None: the bootstrap, or not an API token).
+    token_issuer_id: str | None = None
 
 
 def check_name(value: str, what: str) -> str:
@@ -117,9 +119,15 @@ def list_principals(db: Session, tenant_id: str) -> list[Principal]:
 
 
 def issue_token(
-    db: Session, principal: Principal, label: str = "", ttl: timedelta | None = None
+    db: Session,
+    principal: Principal,
+    label: str = "",
+    ttl: timedelta | None = None,
+    *,
+    issued_by: Principal | None = None,
 ) -> str:
-    """Create a token and return its secret; only the hash is kept."""
+    """Create a token and return its secret; only the hash is kept. `issued_by` None only
+    at bootstrap."""
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     expires = datetime.now(UTC) + ttl if ttl else None
     db.add(
@@ -128,6 +136,7 @@ def issue_token(
             token_hash=hash_token(secret),
             label=label,
             expires_at=expires,
+            issued_by_id=issued_by.id if issued_by else None,
         )
     )
     db.flush()
@@ -158,7 +167,11 @@ def authenticate(db: Session, secret: str, now: datetime | None = None) -> Calle
     if principal.disabled:
         raise Unauthenticated("principal disabled")
     return Caller(
-        name=principal.name, kind=principal.kind, tenant=tenant.name, principal_id=principal.id
+        name=principal.name,
+        kind=principal.kind,
+        tenant=tenant.name,
+        principal_id=principal.id,
+        token_issuer_id=token.issued_by_id,
     )
 
 

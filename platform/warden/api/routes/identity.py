@@ -155,7 +155,8 @@ def add_token(
         require(state, caller, "sys:principals", "manage")
     principal = get_principal(db, name, get_tenant(db, caller.tenant).id)
     ttl = timedelta(days=body.ttl_days) if body.ttl_days else None
-    secret = issue_token(db, principal, label=body.label, ttl=ttl)
+    issuer = db.get(Principal, caller.principal_id)
+    secret = issue_token(db, principal, label=body.label, ttl=ttl, issued_by=issuer)
     expires = (datetime.now(UTC) + ttl).isoformat() if ttl else None
     return TokenOut(token=secret, principal=principal.name, expires_at=expires)
 
