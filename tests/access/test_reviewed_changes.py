@@ -39,9 +39,10 @@ def _service_account(access: Access, name: str, roles: list[str], owner: str = "
     """A service account the admin creates (owned by `owner`), its roles approved by ada."""
     body = {"name": name, "kind": "service", "roles": roles, "owner": owner}
     r = access.http.post("/v1/principals", json=body, headers=access.as_("admin"))
-    assert r.status_code == 202, r.text
+    assert r.status_code == (202 if roles else 201), r.text
     assert r.json()["owner"] == owner and r.json()["created_by"] == "admin"
-    access.approve_change("ada", r.json()["change_id"])
+    if roles:
+        access.approve_change("ada", r.json()["change_id"])
     t = access.http.post(f"/v1/principals/{name}/tokens", json={}, headers=access.as_("admin"))
     access.w.tokens[name] = t.json()["token"]
 
@@ -223,6 +224,19 @@ def test_a_service_account_the_requester_owns_never_counts(access: Access) -> No
     before = access.fingerprint()
     assert access.review("erin-bot", req["id"], "approve").status_code == 403
     assert access.fingerprint() == before
+
+
+def test_nobody_approves_a_request_of_a_service_account_they_own_or_created(
+    access: Access,
+) -> None:
+    _service_account(access, "etl-bot", [], owner="sam")  # created by the admin, owned by sam
+    req = access.ask("etl-bot", dataset="pins", purpose="analytics", duration="1d")
+    before = access.fingerprint()
+    for keeper in ("sam", "admin"):
+        r = access.review(keeper, req["id"], "approve")
+        assert r.status_code == 403 and "benefits" in r.json()["detail"], r.text
+    assert access.fingerprint() == before
+    assert access.approve("tess", req["id"])["state"] == "approved"
 
 
 def test_a_person_the_requester_created_then_handed_over_never_counts(access: Access) -> None:
