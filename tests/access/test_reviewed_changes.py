@@ -461,3 +461,69 @@ def test_bootstrap_is_the_one_unreviewed_change_and_says_so(access: Access) -> N
     assert actions[0] == "policy.bootstrap"
     first = access.events("policy.bootstrap")[0]
     assert first["details"]["bootstrap"] is True and first["actor"] == "admin"
+
+
+# --- hooks for other areas, and expiry ----------------------------------------------------
+
+
+def test_a_pending_change_expires_and_can_no_longer_be_approved(access: Access) -> None:
+    change = _proposed(access.propose("admin", ["p, mallory, acme, pins, *, *, read, allow, ,"]))
+    access.clock.advance(hours=access.w.state.settings.access_pending_ttl_hours + 1)
+    r = _act(access, "ada", change["id"], "approve")
+    assert r.status_code == 409 and "expired" in r.json()["detail"]
+    assert access.read("mallory", "pins", purpose="analytics").status_code == 404
+    assert _changes(access)[0]["state"] == "expired"
+
+
+def test_registered_change_checks_refuse_proposals_and_approvals_alike(
+    access: Access, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from warden.errors import Unprocessable
+    from warden.policy import changes as policy_changes
+
+    rule = "p, mallory, acme, pins, *, *, read, allow, ,"
+    pending = _proposed(access.propose("admin", [rule]))
+    refusing: list[bool] = []
+
+    def check(db: Any, add: Any, remove: Any) -> None:
+        if refusing:
+            raise Unprocessable("mixed raw and masked exposure")
+
+    monkeypatch.setattr(policy_changes, "CHANGE_CHECKS", [check])
+    refusing.append(True)
+    before = access.fingerprint()
+    assert access.propose("admin", [rule]).status_code == 422
+    assert _act(access, "ada", pending["id"], "approve").status_code == 422
+    assert access.fingerprint() == before
+
+
+def test_class_lowering_is_a_reviewed_change_once_the_catalog_registers_it(
+    access: Access, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from warden.access import changes
+    from warden.errors import Conflict
+    from warden.identity.service import Caller
+
+    state = access.w.state
+    with state.sessions() as db:
+        ids = dict(db.execute(text("SELECT name, id FROM principal")).all())
+    admin = Caller("admin", "person", "acme", ids["admin"])
+    ada = Caller("ada", "person", "acme", ids["ada"])
+    with state.sessions() as db, pytest.raises(Conflict):
+        changes.propose_classification(db, state, admin, "users", "internal", "x")
+    applied: list[str] = []
+    monkeypatch.setitem(
+        changes._APPLIERS, "classification", lambda db, st, who, c: applied.append(who.name)
+    )
+    with state.sessions() as db:
+        outcome = changes.propose_classification(db, state, admin, "users", "internal", "why")
+        assert outcome.change is not None and outcome.change.state == "pending"
+        change_id = outcome.change.id
+        db.commit()
+    with state.sessions() as db:
+        with pytest.raises(Exception, match="proposer never approves"):
+            changes.review(db, state, admin, change_id, "approve", "")
+        db.rollback()
+        done = changes.review(db, state, ada, change_id, "approve", "ok")
+        db.commit()
+    assert done.applied and applied == ["ada"]
