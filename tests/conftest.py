@@ -170,6 +170,10 @@ class WardenHarness:
     def state(self):  # type: ignore[no-untyped-def]
         return self.app.state.warden  # type: ignore[attr-defined]
 
+    @property
+    def process(self):  # type: ignore[no-untyped-def]
+        return self.app.state.process  # type: ignore[attr-defined]
+
     def audit_events(self, **filters: str) -> list[dict]:
         response = self.http.get("/v1/audit/events", params=filters, headers=self.as_("admin"))
         assert response.status_code == 200, response.text

@@ -2,29 +2,85 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-from platformdirs import user_config_path, user_data_path
+from platformdirs import user_cache_path, user_config_path, user_data_path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_POLICIES_DIR = REPO_ROOT / "policies"
+
+
+class SandboxSettings(BaseSettings):
+    """The sandbox section (environment prefix WARDEN_SANDBOX_)."""
+
+    model_config = SettingsConfigDict(env_prefix="WARDEN_SANDBOX_", extra="ignore")
+
+    # Image definitions and segment profiles, as data.
+    definitions_dir: Path = REPO_ROOT / "sandboxes"
+    # Gateway sockets live here, one folder per sandbox (kept short: a socket path must fit
+    # in 107 bytes).
+    run_dir: Path = Path(tempfile.gettempdir()) / f"warden-sbx-{os.getuid()}"
+    # Wheelhouses downloaded on the host for the image builds.
+    cache_dir: Path = Field(default_factory=lambda: user_cache_path("warden") / "images")
+    # The Debian mirror for debootstrap; read from the machine's apt sources when unset.
+    mirror: str | None = None
+    # How long `stop` waits for a container to exit before killing it.
+    stop_grace_s: float = 3.0
+    # Each process refreshes its sandboxes' heartbeat this often; a sandbox whose owner has
+    # been silent for orphan_after_s is reaped by any other process (checked that often).
+    heartbeat_s: float = 5.0
+    orphan_after_s: float = 30.0
+    # Logs kept per sandbox once its container is gone.
+    max_saved_log_bytes: int = 8 << 20
+
+    @property
+    def profiles_path(self) -> Path:
+        return self.definitions_dir / "profiles.toml"
+
+    @property
+    def images_path(self) -> Path:
+        return self.definitions_dir / "images.toml"
+
+
+class JobSettings(BaseSettings):
+    """The jobs section (environment prefix WARDEN_JOBS_)."""
+
+    model_config = SettingsConfigDict(env_prefix="WARDEN_JOBS_", extra="ignore")
+
+    # `warden serve` runs a worker in the API process unless this is false.
+    worker: bool = True
+    # Jobs one worker runs at once (each in its own sandbox, one CPU each unless asked).
+    slots: int = Field(default=1, ge=1, le=64)
+    poll_s: float = 1.0
+    heartbeat_s: float = 5.0
+    # A running job not heard from for this long is failed (its worker is gone).
+    stale_after_s: float = 120.0
 
 
 class Settings(BaseSettings):
+    """Every setting of a Warden process; sections read their own environment prefixes."""
+
     model_config = SettingsConfigDict(env_prefix="WARDEN_", extra="ignore")
+
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    jobs: JobSettings = Field(default_factory=JobSettings)
 
     data_dir: Path = Field(default_factory=lambda: user_data_path("warden"))
     config_dir: Path = Field(default_factory=lambda: user_config_path("warden"))
     database_url: str | None = None
-    policies_dir: Path = REPO_ROOT / "policies"
+    # The Casbin model (model.conf, read once at start-up) and the seed rules `init` loads.
+    policies_dir: Path = DEFAULT_POLICIES_DIR
     url: str = "http://127.0.0.1:8765"
     token: str | None = None
     # Key for the masking hash of identifiers; generated into the data dir when unset.
     mask_key: str | None = None
     max_read_rows: int = 50_000_000
-    default_read_limit: int = 10_000_000
     max_request_bytes: int = 64 * 1024
     # Access workflow: how long a request may stay pending, and a break-glass grant's length.
     access_pending_ttl_hours: float = Field(default=168.0, gt=0)
@@ -53,6 +109,15 @@ class Settings(BaseSettings):
     @property
     def datasets_dir(self) -> Path:
         return self.data_dir / "datasets"
+
+    @property
+    def model_path(self) -> Path:
+        return self.policies_dir / "model.conf"
+
+    @property
+    def instance(self) -> str:
+        """Which installation labelled a container: one per database."""
+        return hashlib.sha256(self.resolved_database_url.encode()).hexdigest()[:16]
 
 
 @lru_cache(maxsize=1)

@@ -124,7 +124,10 @@ def test_expired_grant_denies_the_next_read_with_no_job_running(access: Access) 
 
     access.clock.advance(hours=2)  # exactly at expiry: no longer valid
     denied = access.read("erin", "pins", purpose="analytics", columns=["pin_id"])
-    assert denied.status_code == 404
+    # erin knew the dataset through her grant: she is told it ended, and how to ask again
+    assert denied.status_code == 403, denied.text
+    assert f"your access to 'pins' ended ({grant_id} active)" in denied.json()["detail"]
+    assert "warden access request pins --purpose analytics" in denied.json()["detail"]
 
     grant = access.grant("erin", grant_id)  # the state catches up lazily on access
     assert grant["state"] == "expired"
@@ -161,7 +164,8 @@ def test_revocation_between_two_reads(access: Access) -> None:
     assert (revoked.json()["state"], revoked.json()["revoked_by"]) == ("revoked", "sam")
 
     second = access.read("erin", "pins", purpose="analytics", columns=["pin_id"])
-    assert second.status_code == 404
+    assert second.status_code == 403
+    assert f"your access to 'pins' ended ({grant_id} revoked)" in second.json()["detail"]
     assert access.event(first.headers["x-warden-audit-event"])["grant_ids"] == [grant_id]
     assert access.post("sam", f"/grants/{grant_id}/revoke", {"reason": "again"}).status_code == 409
     # Nothing is deleted: the request stays approved, the grant stays, revoked.

@@ -33,7 +33,7 @@ def drain(worker: AccessWorker, until: Any, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not until():
         assert time.monotonic() < deadline, "webhook not delivered in time"
-        worker.run_once()
+        worker.deliver_due()
         time.sleep(0.02)
 
 
@@ -42,7 +42,7 @@ def test_created_goes_to_reviewers_and_resolved_to_requester_and_reviewers(
 ) -> None:
     worker = configure(access, receiver)
     req = access.ask("erin", dataset="pins", purpose="analytics", duration="1d")
-    assert worker.run_once() == 1
+    assert worker.deliver_due() == 1
     (created,) = receiver.events("access.request.created")
     assert verify_signature(SECRET, created.body, created.headers[SIGNATURE_HEADER.lower()])
     assert created.json["recipients"] == PINS_REVIEWERS
@@ -50,7 +50,7 @@ def test_created_goes_to_reviewers_and_resolved_to_requester_and_reviewers(
     assert created.headers["x-warden-delivery"] == created.json["id"]
 
     access.approve("sam", req["id"])
-    worker.run_once()
+    worker.deliver_due()
     (resolved,) = receiver.events("access.request.resolved")
     assert verify_signature(SECRET, resolved.body, resolved.headers[SIGNATURE_HEADER.lower()])
     assert resolved.json["recipients"] == sorted(["erin", *PINS_REVIEWERS])
@@ -73,7 +73,7 @@ def test_denied_cancelled_and_expired_requests_are_announced_as_resolved(
     c = access.ask("erin", dataset="pins", purpose="analytics", duration="1d")
     access.clock.advance(days=8)
     access.get("erin", "/requests")
-    worker.run_once()
+    worker.deliver_due()
     states = {
         r.json["request"]["id"]: r.json["request"]["state"]
         for r in receiver.events("access.request.resolved")
@@ -85,11 +85,11 @@ def test_a_failing_receiver_is_retried_with_backoff(access: Access, receiver: Re
     worker = configure(access, receiver)
     receiver.fail_next = 2
     access.ask("erin", dataset="pins", purpose="analytics", duration="1d")
-    worker.run_once()
+    worker.deliver_due()
     deliveries = access.get("admin", "/webhooks/deliveries").json()
     (first,) = deliveries["deliveries"]
     assert (first["state"], first["attempts"], first["last_status"]) == ("pending", 1, 500)
-    assert worker.run_once() == 0  # not due yet: backing off
+    assert worker.deliver_due() == 0  # not due yet: backing off
     drain(worker, lambda: receiver.events("access.request.created"))
     (done,) = access.get("admin", "/webhooks/deliveries").json()["deliveries"]
     assert (done["state"], done["attempts"], done["last_error"]) == ("delivered", 3, None)
@@ -123,7 +123,7 @@ def test_failed_deliveries_are_visible_and_can_be_retried(
 def test_nothing_is_sent_unsigned(access: Access, receiver: Receiver) -> None:
     worker = configure(access, receiver, webhook_secret=None, webhook_max_attempts=1)
     access.ask("erin", dataset="pins", purpose="analytics", duration="1d")
-    worker.run_once()
+    worker.deliver_due()
     (failed,) = access.get("admin", "/webhooks/deliveries").json()["deliveries"]
     assert failed["state"] == "failed"
     assert "WARDEN_WEBHOOK_SECRET" in failed["last_error"]

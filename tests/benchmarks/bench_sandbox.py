@@ -78,12 +78,12 @@ def main() -> None:
 
     import docker
 
+    from warden.config import get_settings
     from warden.sandbox.images import build_all
-    from warden.sandbox.settings import get_sandbox_settings
 
     built = build_all(
         docker.from_env(timeout=600),
-        get_sandbox_settings(),
+        get_settings().sandbox,
         ["ml", "app-dev"],
         lambda m: print(f"  {m}", flush=True),
     )

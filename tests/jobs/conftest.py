@@ -35,11 +35,9 @@ def sqlite_only(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]
 @pytest.fixture
 def worker(ml_warden: WardenHarness, sandbox_images: dict[str, str]) -> Iterator[JobWorker]:
     """A job worker on the test's app (run it with run_once); stops its sandboxes after."""
-    from warden.sandbox.service import get_runtime
-
-    runner = JobWorker(ml_warden.app, worker_id="test-worker")
+    runtime = ml_warden.process.sandboxes
+    runner = JobWorker(ml_warden.state, runtime, worker_id="test-worker")
     yield runner
-    runtime = get_runtime(ml_warden.app)
     runtime.shutdown()
     runtime.reconcile()
 

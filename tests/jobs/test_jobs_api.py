@@ -34,7 +34,7 @@ def test_grants_must_cover_every_dataset_for_the_purpose(ml_warden: WardenHarnes
     # alice may read gold for evaluation, not for training
     response = submit(ml_warden, "alice", kind="train", datasets={"pins": "pins", "gold": "gold"})
     assert response.status_code == 403, response.text
-    assert "'gold' for 'training'" in response.json()["detail"]
+    assert "of 'gold' may be read for 'training'" in response.json()["detail"]
     ok = submit(ml_warden, "alice", kind="eval", datasets={"pins": "pins", "gold": "gold"})
     assert ok.status_code == 201, ok.text
     assert ok.json()["purpose"] == "evaluation"

@@ -137,12 +137,10 @@ def test_cancelled_job_has_its_container_removed(
 def test_revoked_right_denies_the_next_read_and_fails_the_job(
     ml_warden: WardenHarness, worker: JobWorker
 ) -> None:
-    from warden.sandbox.service import get_runtime
-
     job = queue(ml_warden, command=["python3", "-c", READ_TWICE])
     thread = run_in_thread(worker)
     sandbox_id = wait_for(lambda: show(ml_warden, job["id"]).get("sandbox_id"), what="a sandbox")
-    out = get_runtime(ml_warden.app).output_dir(sandbox_id)
+    out = ml_warden.process.sandboxes.output_dir(sandbox_id)
     wait_for(lambda: (out / "first").exists(), what="the first read")
     revoke = ml_warden.http.delete(
         "/v1/principals/alice/roles/ml_engineer", headers=ml_warden.as_("admin")
@@ -163,9 +161,7 @@ def test_revoked_right_denies_the_next_read_and_fails_the_job(
 def test_refused_launch_starts_no_container(
     ml_warden: WardenHarness, worker: JobWorker, docker_engine: Any
 ) -> None:
-    from warden.sandbox.service import get_runtime
-
-    instance = get_runtime(ml_warden.app).instance
+    instance = ml_warden.process.sandboxes.instance
     response = submit(ml_warden, "mallory", kind="train", datasets={"pins": "pins"})
     assert response.status_code == 403
     assert worker.run_once() is None
@@ -187,9 +183,6 @@ def test_rights_lost_while_queued_fail_the_job_at_launch(
 
 
 def test_a_worker_with_two_slots_runs_two_jobs_at_once(ml_warden: WardenHarness) -> None:
-    from warden.jobs.worker import JobSettings
-    from warden.sandbox.service import get_runtime
-
     # Each job sleeps 4 s; overlapping start/end times show they ran side by side.
     both = (
         "import os, time\n"
@@ -198,7 +191,7 @@ def test_a_worker_with_two_slots_runs_two_jobs_at_once(ml_warden: WardenHarness)
         "open('/out/metrics.json', 'w').write('{\"loss\": 1.0}')\n"
     )
     jobs = [queue(ml_warden, command=["python3", "-c", both]) for _ in range(2)]
-    runner = JobWorker(ml_warden.app, worker_id="two-slots", settings=JobSettings(slots=2))
+    runner = JobWorker(ml_warden.state, ml_warden.process.sandboxes, worker_id="two-slots", slots=2)
     runner.start()
     try:
         for job in jobs:
@@ -206,7 +199,7 @@ def test_a_worker_with_two_slots_runs_two_jobs_at_once(ml_warden: WardenHarness)
                      timeout=120, what="the job to end")  # fmt: skip
     finally:
         runner.stop()
-        get_runtime(ml_warden.app).shutdown()
+        ml_warden.process.sandboxes.shutdown()
     rows = [show(ml_warden, job["id"]) for job in jobs]
     assert [r["state"] for r in rows] == ["succeeded", "succeeded"], rows
     first, second = sorted(rows, key=lambda r: r["started_at"])

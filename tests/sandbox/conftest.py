@@ -54,11 +54,11 @@ def docker_engine() -> Any:
 @pytest.fixture(scope="session")
 def sandbox_images(docker_engine: Any) -> dict[str, str]:
     """Build (or find) the ml and app-dev images; the first build takes a few minutes."""
+    from warden.config import get_settings
     from warden.sandbox.images import build_all
-    from warden.sandbox.settings import get_sandbox_settings
 
     started = time.monotonic()
-    built = build_all(docker_engine, get_sandbox_settings(), ["ml", "app-dev"], lambda _: None)
+    built = build_all(docker_engine, get_settings().sandbox, ["ml", "app-dev"], lambda _: None)
     took = time.monotonic() - started
     if any(b.built for b in built):
         print(f"\nbuilt sandbox images in {took:.0f}s: {[b.tag for b in built if b.built]}")
@@ -69,10 +69,8 @@ class Sandboxes:
     """Launch through the API as a person, wait, read logs; cleans up after itself."""
 
     def __init__(self, warden: WardenHarness) -> None:
-        from warden.sandbox.service import get_runtime
-
         self.warden = warden
-        self.runtime = get_runtime(warden.app)
+        self.runtime = warden.process.sandboxes
 
     def launch(self, who: str, command: list[str], **body: Any) -> Any:
         return self.warden.http.post(

@@ -66,10 +66,10 @@ def host_postgres() -> Iterator[str]:
 def test_service_image_answers_healthz_against_host_postgres(
     docker_engine: Any, host_postgres: str
 ) -> None:
+    from warden.config import get_settings
     from warden.sandbox.images import build_all
-    from warden.sandbox.settings import get_sandbox_settings
 
-    built = build_all(docker_engine, get_sandbox_settings(), ["service"], lambda _: None)
+    built = build_all(docker_engine, get_settings().sandbox, ["service"], lambda _: None)
     socket_dir = host_postgres.split("host=", 1)[1].split("&")[0]
     container = docker_engine.containers.run(
         built[-1].tag,

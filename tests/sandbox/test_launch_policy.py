@@ -26,9 +26,9 @@ def api(warden: WardenHarness) -> Iterator[WardenHarness]:
     from warden.sandbox.runtime import SandboxRuntime
 
     grant_sandbox_roles(warden)
-    warden.app.state.sandboxes = SandboxRuntime(  # type: ignore[attr-defined]
-        warden.app,
+    warden.process.sandboxes = SandboxRuntime(
         warden.state,
+        warden.app,
         driver=NoEngine(),  # type: ignore[arg-type]
     )
     yield warden
@@ -55,7 +55,13 @@ def launch(api: WardenHarness, who: str, **body: Any) -> Any:
         ("alice", "ml", {"interactive": True}, 403, "interactive"),
         ("alice", "ml", {"datasets": ["pins"]}, 422, "datasets and a purpose"),
         ("alice", "ml", {"datasets": ["pins"], "purpose": "fun"}, 422, "unknown purpose"),
-        ("alice", "ml", {"datasets": ["gold"], "purpose": "training"}, 403, "may not read 'gold'"),
+        (
+            "alice",
+            "ml",
+            {"datasets": ["gold"], "purpose": "training"},
+            403,
+            "no column of 'gold' may be read",
+        ),
         ("alice", "ml", {"datasets": ["nope"], "purpose": "training"}, 404, "no dataset"),
         ("mallory", "ml", {"datasets": ["pins"], "purpose": "training"}, 403, "may not launch"),
         (DEVELOPER, "app-dev", {"datasets": ["pins"], "purpose": "training"}, 403, "never gets"),
@@ -90,7 +96,7 @@ def test_job_tokens_cannot_manage_sandboxes(api: WardenHarness) -> None:
     from warden.sandbox.profiles import LaunchRequest
 
     job = Caller("job-x", "job", "acme", "p", on_behalf_of="alice", job_id="x", segment="ml")
-    runtime = service.get_runtime(api.app)
+    runtime = api.process.sandboxes
     with pytest.raises(Exception, match="jobs cannot manage sandboxes"):
         service.launch(runtime, job, LaunchRequest(segment="ml", command=["true"]))
 

@@ -118,7 +118,7 @@ def test_orphans_of_a_dead_platform_are_stopped_and_recorded_at_start_up(
     # The process that launched it dies: a new one over the same database finds the container.
     sandboxes.runtime._live.clear()
     _owned_by(sandboxes, started["id"], f"{HOST}:{_dead_pid()}:000000")
-    fresh = SandboxRuntime(sandboxes.warden.app, sandboxes.warden.state)
+    fresh = SandboxRuntime(sandboxes.warden.state, sandboxes.warden.app)
     assert started["id"] in fresh.reconcile()
     row = sandboxes.show(started["id"])
     assert row["status"] == "stopped" and "orphaned" in row["reason"]
@@ -133,7 +133,7 @@ def test_sandboxes_another_live_process_watches_are_left_alone(sandboxes: Sandbo
     from warden.sandbox.runtime import SandboxRuntime
 
     started = sandboxes.start("alice", ["sleep", "60"])
-    other = SandboxRuntime(sandboxes.warden.app, sandboxes.warden.state)  # a second process
+    other = SandboxRuntime(sandboxes.warden.state, sandboxes.warden.app)  # a second process
     assert other.owner != sandboxes.runtime.owner
     assert other.reconcile() == []
     assert sandboxes.show(started["id"])["status"] == "running"
@@ -152,7 +152,7 @@ def test_a_live_heartbeat_from_another_machine_keeps_it(sandboxes: Sandboxes) ->
 
     started = sandboxes.start("alice", ["sleep", "60"])
     _owned_by(sandboxes, started["id"], "elsewhere:1:abcdef", beat_age=timedelta(seconds=1))
-    other = SandboxRuntime(sandboxes.warden.app, sandboxes.warden.state)
+    other = SandboxRuntime(sandboxes.warden.state, sandboxes.warden.app)
     assert other.reconcile() == []
     assert sandboxes.show(started["id"])["status"] == "running"
     _owned_by(sandboxes, started["id"], sandboxes.runtime.owner)  # ours again, for clean-up

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from warden.config import REPO_ROOT
+from warden.config import REPO_ROOT, SandboxSettings
 from warden.errors import Forbidden, Unprocessable
 from warden.sandbox import images
 from warden.sandbox.profiles import LaunchRequest, load_profiles, resolve
-from warden.sandbox.settings import SandboxSettings
 
 PROFILES = REPO_ROOT / "sandboxes" / "profiles.toml"
 

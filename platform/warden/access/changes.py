@@ -1,5 +1,7 @@
 """Reviewed changes: whatever widens what anyone can read is proposed by one person and takes
 effect only once someone else approves it; narrowing changes take effect at once, audited.
+(Kept over 500 lines: proposing, reviewing, applying and recording a change share one state
+machine and one set of separation-of-duties checks; split, they would drift apart.)
 
 Kinds of change (each applied by its own function when approved):
 - rules: Casbin rules to add and remove (policy rules, role links, role assignments, the roles

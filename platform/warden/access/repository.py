@@ -340,3 +340,14 @@ def list_changes(
         query = query.where(ReviewedChange.needs_review.is_(needs_review))
     query = query.order_by(ReviewedChange.created_at.desc(), ReviewedChange.id).limit(limit)
     return list(db.scalars(query))
+
+
+def last_grant_of(db: Session, principal_id: str, dataset_id: str) -> AccessGrant | None:
+    """The principal's newest grant on the dataset, in any state."""
+    query = (
+        select(AccessGrant)
+        .where(AccessGrant.principal_id == principal_id, AccessGrant.dataset_id == dataset_id)
+        .order_by(AccessGrant.starts_at.desc())
+        .limit(1)
+    )
+    return db.scalar(query)

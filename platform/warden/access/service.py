@@ -1,4 +1,5 @@
 """The access workflow: requests → reviews → grants, break-glass, revocation and expiry.
+(Kept over 500 lines: requests, reviews and grants share one lifecycle and its rules.)
 
 Rules this module enforces, with no bypass for anyone:
 - a requester never reviews (or signs off) their own request, whatever their roles;

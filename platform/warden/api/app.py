@@ -1,6 +1,9 @@
-"""The API application: state, error handlers and one router per domain."""
+"""The API application: the platform core, error handlers and one router per domain."""
 
 from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
@@ -15,18 +18,35 @@ from warden.api.routes.identity import router as identity_router
 from warden.api.routes.jobs import router as jobs_router
 from warden.api.routes.policy import router as policy_router
 from warden.api.routes.registry import router as registry_router
-from warden.api.routes.sandbox import install_lifecycle
 from warden.api.routes.sandbox import router as sandbox_router
 from warden.audit.telemetry import setup_telemetry
 from warden.config import Settings, get_settings
 from warden.core.platform import Platform, build_platform
+from warden.core.process import WardenProcess
 
 
-def create_app(settings: Settings | None = None, state: Platform | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, state: Platform | None = None, *, jobs: bool | None = None
+) -> FastAPI:
+    """The API over `state` (built from `settings` when absent). Its lifespan starts and stops
+    the process's background work; `jobs` None runs a job worker as WARDEN_JOBS_WORKER says."""
     settings = settings or get_settings()
     setup_telemetry()
-    app = FastAPI(title="Warden", version=__version__, docs_url="/docs", redoc_url=None)
-    app.state.warden = state or build_platform(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.process.start()
+        try:
+            yield
+        finally:
+            app.state.process.stop()
+
+    app = FastAPI(
+        title="Warden", version=__version__, docs_url="/docs", redoc_url=None, lifespan=lifespan
+    )
+    platform = state or build_platform(settings)
+    app.state.warden = platform
+    app.state.process = WardenProcess.build(platform, socket_app=app, jobs=jobs)
     # A hard cap for every route; reads check a tighter limit themselves, so they are audited.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes * 16)
     install_error_handlers(app)
@@ -38,14 +58,22 @@ def create_app(settings: Settings | None = None, state: Platform | None = None) 
         audit_router,
         sandbox_router,
         access_router,
-        jobs_router,  # its lifespan runs the in-process job worker (WARDEN_JOBS_WORKER)
+        jobs_router,
         registry_router,
     ):
         app.include_router(router)
-    install_lifecycle(app)  # reap orphaned sandboxes at start-up, stop ours at shut-down
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
+    return app
+
+
+def create_gateway_app(platform: Platform) -> FastAPI:
+    """Only the governed read path: what `warden worker` serves on its sandboxes' sockets."""
+    app = FastAPI(title="Warden gateway", version=__version__, docs_url=None, redoc_url=None)
+    app.state.warden = platform
+    install_error_handlers(app)
+    app.include_router(gateway_router)
     return app

@@ -14,6 +14,7 @@ from warden.identity.service import Caller, authenticate
 
 if TYPE_CHECKING:
     from warden.core.platform import Platform
+    from warden.core.process import WardenProcess
 
 
 def get_state(request: Request) -> Platform:
@@ -21,6 +22,13 @@ def get_state(request: Request) -> Platform:
 
 
 State = Annotated["Platform", Depends(get_state)]
+
+
+def get_process(request: Request) -> WardenProcess:
+    return request.app.state.process  # type: ignore[no-any-return]
+
+
+Process = Annotated["WardenProcess", Depends(get_process)]
 
 
 def get_db(request: Request) -> Iterator[Session]:

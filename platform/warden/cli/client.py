@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -70,6 +71,22 @@ class ApiClient:
 
     def post(self, path: str, **kwargs: Any) -> Any:
         return self.request("POST", path, **kwargs).json()
+
+    def stream_logs(self, path: str, *, follow: bool) -> None:
+        """Copy a log (a job's, a sandbox's) to stdout as it arrives; `follow` until it ends."""
+        if not self.token:
+            fail("no token: run `warden init`, or set WARDEN_TOKEN")
+        try:
+            with self.http.stream("GET", path, params={"follow": follow}, timeout=None) as got:
+                if got.status_code >= 400:
+                    got.read()
+                    fail(describe_error(got), code=2)
+                out = sys.stdout.buffer
+                for chunk in got.iter_bytes():
+                    out.write(chunk)
+                    out.flush()
+        except httpx.ConnectError:
+            fail(f"cannot reach the Warden API at {self.url}: is `warden serve` running?")
 
 
 def describe_error(response: httpx.Response) -> str:

@@ -4,15 +4,13 @@ and `warden worker`, which runs queued jobs on this machine."""
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 
-from warden.cli.client import ApiClient, console, describe_error, err_console, fail
+from warden.cli.client import ApiClient, console, err_console, fail
 from warden.cli.output import check_format, show
 
 app = typer.Typer(help="Governed ML jobs: train, infer and eval in ML sandboxes.")
@@ -99,7 +97,7 @@ def run(
     )
     console.print(job["id"])
     if follow:
-        _stream(client, job["id"], follow=True)
+        client.stream_logs(f"/v1/jobs/{job['id']}/logs", follow=True)
     if follow or wait:
         final = _wait(client, job["id"])
         raise typer.Exit(_report(final))
@@ -206,7 +204,7 @@ def logs(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep streaming")] = False,
 ) -> None:
     """A job's log: the worker's notes and the workload's progress lines."""
-    _stream(ApiClient(), job_id, follow=follow)
+    ApiClient().stream_logs(f"/v1/jobs/{job_id}/logs", follow=follow)
 
 
 @app.command()
@@ -229,46 +227,32 @@ def worker(
     slots: Annotated[int, typer.Option(min=1, max=64, help="Jobs run at once")] = 1,
 ) -> None:
     """Run queued jobs on this machine (beside, or instead of, `warden serve`'s own worker)."""
-    from warden.api.app import create_app
+    from warden.api.app import create_gateway_app
     from warden.config import get_settings
-    from warden.jobs.worker import JobSettings, JobWorker
-    from warden.sandbox.service import get_runtime
+    from warden.core.platform import build_platform
+    from warden.core.process import WardenProcess
 
     settings = get_settings()
-    app = create_app(settings)  # not served: its routes answer the job sockets only
-    job_settings = JobSettings(poll_s=poll, slots=slots)
-    runner = JobWorker(app, settings=job_settings)
+    platform = build_platform(settings)
+    # Its sandboxes' sockets are served by a gateway-only app: the governed read path.
+    process = WardenProcess.build(
+        platform, create_gateway_app(platform), jobs=True, access=False, slots=slots, poll_s=poll
+    )
+    runner = process.jobs
+    assert runner is not None
     err_console.print(f"[dim]worker {runner.worker_id} on {settings.resolved_database_url}[/]")
     try:
         if once:
             while runner.run_once() is not None:
                 pass
         else:
-            runner.start()
+            process.start()
             while True:
                 time.sleep(3600)
     except KeyboardInterrupt:
         err_console.print("[dim]stopping: running sandboxes are stopped and recorded[/]")
     finally:
-        get_runtime(app).shutdown()  # its sandboxes stop first, so the slots' jobs can end
-        runner.stop()
-
-
-def _stream(client: ApiClient, job_id: str, *, follow: bool) -> None:
-    if not client.token:
-        fail("no token: run `warden init`, or set WARDEN_TOKEN")
-    path = f"/v1/jobs/{job_id}/logs"
-    try:
-        with client.http.stream("GET", path, params={"follow": follow}, timeout=None) as response:
-            if response.status_code >= 400:
-                response.read()
-                fail(describe_error(response), code=2)
-            out = sys.stdout.buffer
-            for chunk in response.iter_bytes():
-                out.write(chunk)
-                out.flush()
-    except httpx.ConnectError:
-        fail(f"cannot reach the Warden API at {client.url}: is `warden serve` running?")
+        process.stop()
 
 
 @app.command()

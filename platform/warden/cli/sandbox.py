@@ -8,10 +8,9 @@ import sys
 import time
 from typing import Annotated, Any
 
-import httpx
 import typer
 
-from warden.cli.client import ApiClient, console, describe_error, err_console, fail
+from warden.cli.client import ApiClient, console, err_console, fail
 from warden.cli.output import show
 
 app = typer.Typer(help="Segmented Docker sandboxes: ml (governed data only) and app-dev (none).")
@@ -107,7 +106,7 @@ def run(
     if detach:
         console.print(sandbox["id"])
         return
-    _stream_logs(client, sandbox["id"], follow=True)
+    client.stream_logs(f"/v1/sandboxes/{sandbox['id']}/logs", follow=True)
     final = _wait_ended(client, sandbox["id"])
     raise typer.Exit(_report(final))
 
@@ -135,7 +134,7 @@ def logs(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep streaming")] = False,
 ) -> None:
     """A sandbox's output (stdout and stderr)."""
-    _stream_logs(ApiClient(), sandbox_id, follow=follow)
+    ApiClient().stream_logs(f"/v1/sandboxes/{sandbox_id}/logs", follow=follow)
 
 
 @app.command()
@@ -170,23 +169,6 @@ def _env(pairs: list[str]) -> dict[str, str]:
             fail(f"--env {pair!r}: use NAME=VALUE")
         env[name] = value
     return env
-
-
-def _stream_logs(client: ApiClient, sandbox_id: str, *, follow: bool) -> None:
-    if not client.token:
-        fail("no token: run `warden init`, or set WARDEN_TOKEN")
-    path = f"/v1/sandboxes/{sandbox_id}/logs"
-    try:
-        with client.http.stream("GET", path, params={"follow": follow}, timeout=None) as response:
-            if response.status_code >= 400:
-                response.read()
-                fail(describe_error(response), code=2)
-            out = sys.stdout.buffer
-            for chunk in response.iter_bytes():
-                out.write(chunk)
-                out.flush()
-    except httpx.ConnectError:
-        fail(f"cannot reach the Warden API at {client.url}: is `warden serve` running?")
 
 
 def _wait_ended(client: ApiClient, sandbox_id: str, limit_s: float = 120) -> dict[str, Any]:

@@ -49,6 +49,6 @@ def build_platform(settings: Settings) -> Platform:
         settings=settings,
         engine=engine,
         sessions=make_sessionmaker(engine),
-        policy=PolicyService(engine),
+        policy=PolicyService(engine, model_path=settings.model_path),
         mask_key=load_mask_key(settings),
     )

@@ -13,9 +13,11 @@ from opentelemetry.trace import Span
 from pydantic import ValidationError
 
 from warden.access.ids import break_glass_grants
+from warden.access.repository import last_grant_of
+from warden.audit.outcomes import by
 from warden.audit.service import AuditRecord, record
 from warden.audit.telemetry import annotate_span, read_span
-from warden.catalog.service import PURPOSES, DatasetView, load_view
+from warden.catalog.service import DatasetView, load_view
 from warden.core.platform import Platform
 from warden.db.session import unit_of_work
 from warden.errors import (
@@ -31,6 +33,7 @@ from warden.gateway.arrow import ArrowStream
 from warden.gateway.schemas import ReadRequest
 from warden.identity.service import Caller
 from warden.policy.engine import ReadDecision
+from warden.policy.reads import authorize_read
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 # A caller that sends `x-warden-arrow-layout: view` gets inline text in Arrow's view layout.
@@ -62,13 +65,10 @@ class _Attempt:
 
     def audit(self, decision: Decision, reason: str | None = None, **extra: Any) -> AuditRecord:
         d = self.decision
-        return AuditRecord(
-            action="dataset.read",
-            decision=decision,
-            actor=self.caller.name,
-            actor_kind=self.caller.kind,
-            on_behalf_of=self.caller.on_behalf_of,
-            tenant=self.caller.tenant,
+        return by(
+            self.caller,
+            "dataset.read",
+            decision,
             dataset=self.dataset[:64],
             dataset_version=self.version,
             purpose=(self.purpose or "")[:32] or None,
@@ -132,40 +132,29 @@ def _read(
     with unit_of_work(state.sessions) as db:
         dataset = load_view(db, settings.datasets_dir, caller.tenant, attempt.dataset)
     attempt.version = dataset.version
-    check_job_scope(caller, dataset.name, request.purpose)
-    state.policy.ensure_fresh()
-    columns = list(request.columns) if request.columns else list(dataset.column_names)
-    attempt.columns = columns
-    if unknown := [c for c in columns if dataset.column(c) is None]:
-        _hide_unless_visible(state, caller, dataset)
-        raise BadRequest(f"unknown columns {[c[:64] for c in unknown[:10]]}")
-    if len(set(columns)) != len(columns):
-        raise BadRequest("a column is named more than once")
+    attempt.columns = list(request.columns or dataset.column_names)
 
-    now = state.now()
-    filter_columns = [c.column for c in request.where if dataset.column(c.column) is not None]
-    decided = list(dict.fromkeys(columns + filter_columns))
-    decision = state.policy.current().decide_read(
-        policy_subject(caller), caller.tenant, dataset.name, decided, request.purpose, now
-    )
-    attempt.decision = decision
-    if flagged := break_glass_grants(decision.grant_ids):
-        attempt.details["break_glass"] = True
-        attempt.details["break_glass_grants"] = flagged
-    if request.purpose not in PURPOSES:
-        _hide_unless_visible(state, caller, dataset)
-        raise BadRequest(f"unknown purpose {request.purpose[:32]!r}; known: {list(PURPOSES)}")
-    if not decision.allowed:
-        _hide_unless_visible(state, caller, dataset)
-        raise Forbidden(f"no column of {dataset.name!r} may be read for {request.purpose!r}")
-    if request.purpose not in dataset.allowed_purposes:
-        raise Forbidden(f"{dataset.name!r} may not be used for {request.purpose!r}")
-    if not request.columns:
-        # No columns asked for: everything this read may see, nothing it may not.
-        columns = [c for c in columns if c not in set(decision.denied_columns)]
-        attempt.columns = columns
-    if denied := [c for c in columns if c in set(decision.denied_columns)]:
-        raise Forbidden(f"columns {denied} may not be read for {request.purpose!r}")
+    def observe(decision: ReadDecision) -> None:
+        attempt.decision = decision
+        if flagged := break_glass_grants(decision.grant_ids):
+            attempt.details["break_glass"] = True
+            attempt.details["break_glass_grants"] = flagged
+
+    try:
+        allowed = authorize_read(
+            state,
+            caller,
+            dataset,
+            request.purpose,
+            request.columns or None,
+            filter_columns=[c.column for c in request.where],
+            observe=observe,
+        )
+    except NotFound:
+        _refuse_ended_grant(state, caller, dataset, request.purpose)
+        raise
+    decision, columns = allowed.decision, allowed.columns
+    attempt.columns = columns
     planner.check_filters(request.where, decision, dataset)
 
     plan = planner.build(dataset, decision, columns, request.where, request.limit, state.mask_key)
@@ -193,42 +182,12 @@ def _read(
     )
 
 
-def policy_subject(caller: Caller) -> str:
-    """Jobs read with their launcher's rights (and never more: see check_job_scope)."""
-    if caller.kind == "job":
-        return caller.on_behalf_of or ""
-    return caller.name
-
-
-def check_job_scope(caller: Caller, dataset: str, purpose: str) -> None:
-    """A job reads only its own datasets, for its own purpose, from the ML segment."""
-    if caller.kind != "job":
-        return
-    if caller.segment != "ml":
-        raise Forbidden(f"reads from the {caller.segment!r} segment are refused")
-    if caller.scope_datasets is None or dataset not in caller.scope_datasets:
-        raise Forbidden(f"this job's token does not cover {dataset!r}")
-    if purpose != caller.scope_purpose:
-        raise Forbidden(f"this job's token is for {caller.scope_purpose!r}, not {purpose!r}")
-
-
-def _hide_unless_visible(state: Platform, caller: Caller, dataset: DatasetView) -> None:
-    """A dataset the caller has no right to see at all answers 404, not 403."""
-    if not visible(state, caller, dataset):
-        raise NotFound(f"no dataset named {dataset.name!r}")
-
-
-def visible(state: Platform, caller: Caller, dataset: DatasetView) -> bool:
-    snapshot = state.policy.current()
-    now = state.now()
-    return any(
-        snapshot.decide_read(
-            policy_subject(caller),
-            caller.tenant,
-            dataset.name,
-            list(dataset.column_names),
-            purpose,
-            now,
-        ).allowed
-        for purpose in dataset.allowed_purposes
-    )
+def _refuse_ended_grant(state: Platform, caller: Caller, view: DatasetView, purpose: str) -> None:
+    """Someone whose grant on the dataset ended knows it exists: say so, and how to ask again."""
+    with unit_of_work(state.sessions) as db:
+        ended = last_grant_of(db, caller.principal_id, view.id)
+    if ended is not None:
+        raise Forbidden(
+            f"your access to {view.name!r} ended ({ended.id} {ended.state});"
+            f" ask again with `warden access request {view.name} --purpose {purpose}`"
+        )

@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from warden.jobs.models import Job
+from warden.sandbox.models import Sandbox
 
 CLAIM_TRIES = 5
 
@@ -92,3 +93,12 @@ def list_jobs(
     if kind:
         query = query.where(Job.kind == kind)
     return list(db.scalars(query.order_by(Job.created_at.desc(), Job.id).limit(limit)))
+
+
+def job_state(db: Session, job_id: str) -> str:
+    return str(db.scalar(select(Job.state).where(Job.id == job_id)))
+
+
+def sandbox_status(db: Session, sandbox_id: str) -> str | None:
+    """The status of the sandbox a job runs in (the worker watches it end)."""
+    return db.scalar(select(Sandbox.status).where(Sandbox.id == sandbox_id))

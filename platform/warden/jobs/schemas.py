@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
-from warden.jobs.models import Job
+from warden.db.rows import Mapping, RowOut, Strings
 
 Kind = Literal["train", "infer", "eval"]
 # torchrun processes in one sandbox; more than the CPUs given only adds contention.
@@ -44,7 +44,7 @@ class JobCreate(BaseModel):
     cpus: float | None = Field(None, gt=0)
 
 
-class JobOut(BaseModel):
+class JobOut(RowOut):
     id: str
     kind: str
     step: str
@@ -52,41 +52,21 @@ class JobOut(BaseModel):
     state: str
     reason: str | None
     launcher: str
-    datasets: list[str]
+    datasets: Strings
     purpose: str
-    spec: dict[str, Any]
-    model_in: list[str]
+    spec: Mapping
+    model_in: Strings
     sandbox_id: str | None
-    actor: str | None
     worker_id: str | None
     attempt: int
     model_id: str | None
-    outputs: list[str]
+    outputs: Strings
     created_at: datetime
     started_at: datetime | None
     ended_at: datetime | None
 
-    @classmethod
-    def of(cls, row: Job) -> JobOut:
-        return cls(
-            id=row.id,
-            kind=row.kind,
-            step=row.step,
-            name=row.name,
-            state=row.state,
-            reason=row.reason,
-            launcher=row.launcher,
-            datasets=list(row.datasets),
-            purpose=row.purpose,
-            spec=dict(row.spec),
-            model_in=list(row.model_in or []),
-            sandbox_id=row.sandbox_id,
-            actor=f"job-{row.sandbox_id}" if row.sandbox_id else None,
-            worker_id=row.worker_id,
-            attempt=row.attempt,
-            model_id=row.model_id,
-            outputs=list(row.outputs or []),
-            created_at=row.created_at,
-            started_at=row.started_at,
-            ended_at=row.ended_at,
-        )
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def actor(self) -> str | None:
+        """Who the job's reads are audited as."""
+        return f"job-{self.sandbox_id}" if self.sandbox_id else None

@@ -18,16 +18,18 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from warden.audit.service import AuditRecord, append, record
+from warden.audit.outcomes import refusals_audited
+from warden.audit.service import AuditRecord, append
 from warden.catalog.service import DATASET_NAME_RE, PURPOSES, load_view
 from warden.core.platform import Platform
 from warden.db.session import unit_of_work
-from warden.errors import Forbidden, NotFound, Unprocessable, WardenError
-from warden.gateway.service import visible
+from warden.errors import Forbidden, NotFound, Unprocessable
 from warden.identity.service import Caller, check_name, get_tenant
 from warden.jobs import repository as repo
 from warden.jobs.models import END_STATES, Job
 from warden.jobs.schemas import JobCreate
+from warden.policy.authz import allowed, require, sees_launched
+from warden.policy.reads import authorize_read, visible
 from warden.registry import service as registry
 from warden.registry.models import Model
 
@@ -89,12 +91,20 @@ class _Plan:
 
 
 def create(state: Platform, caller: Caller, body: JobCreate) -> Job:
-    """Decide, then queue; a refusal is audited with its reason and changes nothing else."""
-    try:
+    """Decide, then queue, in one transaction; a refusal is audited and changes nothing."""
+    refused = {
+        "purpose": (body.purpose or DEFAULT_PURPOSE.get(body.kind, ""))[:32] or None,
+        "details": {
+            "kind": body.kind,
+            "step": (body.step or "")[:32],
+            "datasets": [d[:64] for d in list(body.datasets.values())[:16]],
+        },
+    }
+    with refusals_audited(state.sessions, caller, "job.create", **refused):
         _refuse_jobs(caller)
-        plan = _plan(state, caller, body)
-        decisions = _decide(state, caller, plan)
         with unit_of_work(state.sessions) as db:
+            plan = _plan(db, state, caller, body)
+            decisions = _decide(db, state, caller, plan)
             tenant = get_tenant(db, caller.tenant)
             job = Job(
                 tenant_id=tenant.id,
@@ -118,29 +128,9 @@ def create(state: Platform, caller: Caller, body: JobCreate) -> Job:
             db.flush()
             append(db, _event(job, "job.create", "allow", caller=caller))
         return job
-    except WardenError as exc:
-        record(
-            state.sessions,
-            AuditRecord(
-                action="job.create",
-                decision="deny",
-                actor=caller.name,
-                actor_kind=caller.kind,
-                on_behalf_of=caller.on_behalf_of,
-                tenant=caller.tenant,
-                purpose=(body.purpose or DEFAULT_PURPOSE.get(body.kind, ""))[:32] or None,
-                reason=f"{type(exc).__name__}: {exc.detail}"[:1000],
-                details={
-                    "kind": body.kind,
-                    "step": (body.step or "")[:32],
-                    "datasets": [d[:64] for d in list(body.datasets.values())[:16]],
-                },
-            ),
-        )
-        raise
 
 
-def _plan(state: Platform, caller: Caller, body: JobCreate) -> _Plan:
+def _plan(db: Session, state: Platform, caller: Caller, body: JobCreate) -> _Plan:
     step = body.step or DEFAULT_STEP[body.kind]
     if step not in STEPS[body.kind]:
         raise Unprocessable(
@@ -156,8 +146,7 @@ def _plan(state: Platform, caller: Caller, body: JobCreate) -> _Plan:
     datasets = list(dict.fromkeys(body.datasets.values()))
     if not datasets and body.command is None:
         raise Unprocessable("a job needs at least one dataset (role=name)")
-    with unit_of_work(state.sessions) as db:
-        model_in, parents = _resolve_model_in(db, caller.tenant, body.model_in)
+    model_in, parents = _resolve_model_in(db, caller.tenant, body.model_in)
     spec: dict[str, Any] = {
         "seed": body.seed,
         "datasets": dict(body.datasets),
@@ -204,31 +193,26 @@ def _resolve_model_in(db: Session, tenant: str, value: Any) -> tuple[Any, list[M
     return walk(value, None), list(parents.values())
 
 
-def _decide(state: Platform, caller: Caller, plan: _Plan) -> dict[str, Any]:
+def _decide(db: Session, state: Platform, caller: Caller, plan: _Plan) -> dict[str, Any]:
     snapshot = state.policy.ensure_fresh()
-    if not snapshot.can(caller.name, caller.tenant, ML_OBJECT, "manage"):
-        raise Forbidden(f"{caller.name} may not run ML jobs in tenant {caller.tenant!r}")
-    now = state.now()
+    require(
+        state,
+        caller,
+        ML_OBJECT,
+        "manage",
+        f"{caller.name} may not run ML jobs in {caller.tenant!r}",
+    )
     decided: dict[str, Any] = {}
-    with unit_of_work(state.sessions) as db:
-        views = [
-            load_view(db, state.settings.datasets_dir, caller.tenant, n) for n in plan.datasets
-        ]
-        parent_data = sorted(
-            {d["name"] for p in plan.parents for d in p.lineage.get("datasets", []) if d["name"]}
-        )
-        parent_views = [
-            load_view(db, state.settings.datasets_dir, caller.tenant, n) for n in parent_data
-        ]
+    views = [load_view(db, state.settings.datasets_dir, caller.tenant, n) for n in plan.datasets]
+    parent_data = sorted(
+        {d["name"] for p in plan.parents for d in p.lineage.get("datasets", []) if d["name"]}
+    )
+    parent_views = [
+        load_view(db, state.settings.datasets_dir, caller.tenant, n) for n in parent_data
+    ]
     version = None
     for view in views:
-        decision = snapshot.decide_read(
-            caller.name, caller.tenant, view.name, list(view.column_names), plan.purpose, now
-        )
-        if not visible(state, caller, view):
-            raise NotFound(f"no dataset named {view.name!r}")
-        if not decision.allowed or plan.purpose not in view.allowed_purposes:
-            raise Forbidden(f"{caller.name} may not read {view.name!r} for {plan.purpose!r}")
+        decision = authorize_read(state, caller, view, plan.purpose).decision
         version = decision.policy_version
         decided[view.name] = {
             "version": view.version,
@@ -248,7 +232,7 @@ def _refuse_jobs(caller: Caller) -> None:
 
 
 def _is_admin(state: Platform, caller: Caller, act: str) -> bool:
-    return state.policy.ensure_fresh().can(caller.name, caller.tenant, ADMIN_OBJECT, act)
+    return allowed(state, caller, ADMIN_OBJECT, act)
 
 
 def get_visible(state: Platform, caller: Caller, job_id: str, act: str = "read") -> Job:
@@ -258,7 +242,7 @@ def get_visible(state: Platform, caller: Caller, job_id: str, act: str = "read")
         row = db.get(Job, job_id[:12])
     if row is None or row.tenant != caller.tenant:
         raise NotFound(f"no job {job_id[:12]!r}")
-    if row.launcher != caller.name and not _is_admin(state, caller, act):
+    if not sees_launched(state, caller, row.launcher, ADMIN_OBJECT, act):
         raise NotFound(f"no job {job_id[:12]!r}")
     return row
 

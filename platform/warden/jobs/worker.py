@@ -1,9 +1,9 @@
 """The worker: claim a queued job → ML sandbox → stream its log → collect metrics and
 artifacts from the output mount → register the result with lineage → end it, saying why.
 
-A worker drives sandboxes through the sandbox service of the app it was given (its gateway
-sockets are served by that app), so each sandbox it launches is re-checked by policy and
-audited as any launch is. Many workers may share one database: claiming is in repository.
+A worker drives sandboxes through the sandbox service and the process's sandbox runtime (whose
+gateway sockets serve the governed read path), so each sandbox it launches is re-checked by
+policy and audited as any launch is. Many workers may share one database: claiming is in repository.
 """
 
 from __future__ import annotations
@@ -16,18 +16,15 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import polars as pl
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from warden.audit.service import append
 from warden.catalog.service import ColumnInfo, file_digest, load_view, register, strictest
+from warden.core.loop import BackgroundLoop
 from warden.core.platform import Platform
 from warden.db.session import unit_of_work
 from warden.errors import WardenError
@@ -38,77 +35,40 @@ from warden.jobs.models import Job
 from warden.jobs.service import DIST_ENV, default_command, job_event, jobs_dir, log_path
 from warden.registry import service as registry
 from warden.registry.models import Model
-from warden.sandbox import service as sandboxes
+from warden.sandbox import service as sandbox_service
 from warden.sandbox.models import LIVE_STATUSES, Sandbox
 from warden.sandbox.profiles import LaunchRequest
+from warden.sandbox.runtime import SandboxRuntime
 
 log = logging.getLogger("warden.jobs")
 SKIPPED = {"spec.json", "inputs"}
 MAX_ARTIFACT_BYTES = 2 << 30
 
 
-class JobSettings(BaseSettings):
-    """Environment prefix WARDEN_JOBS_."""
+class JobWorker(BackgroundLoop):
+    """Claims queued jobs and runs each in an ML sandbox of `sandboxes`, one per slot thread."""
 
-    model_config = SettingsConfigDict(env_prefix="WARDEN_JOBS_", extra="ignore")
+    name = "warden-jobs"
 
-    # `warden serve` runs a worker in the API process unless this is false.
-    worker: bool = True
-    # Jobs one worker runs at once (each in its own sandbox, one CPU each unless asked).
-    slots: int = Field(default=1, ge=1, le=64)
-    poll_s: float = 1.0
-    heartbeat_s: float = 5.0
-    # A running job not heard from for this long is failed (its worker is gone).
-    stale_after_s: float = 120.0
-
-
-class JobWorker:
     def __init__(
-        self, app: Any, worker_id: str | None = None, settings: JobSettings | None = None
+        self,
+        state: Platform,
+        sandboxes: SandboxRuntime,
+        *,
+        worker_id: str | None = None,
+        slots: int | None = None,
+        poll_s: float | None = None,
     ) -> None:
-        self.app = app
-        self.state: Platform = app.state.warden
-        self.settings = settings or JobSettings()
+        self.settings = state.settings.jobs
+        super().__init__(
+            poll_s=poll_s or self.settings.poll_s, threads=slots or self.settings.slots
+        )
+        self.state = state
+        self.sandboxes = sandboxes
         self.worker_id = (
             worker_id or f"{socket.gethostname()[:32]}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         )
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
         self._last_sweep = 0.0
-
-    # --- the loop ------------------------------------------------------------------------------
-
-    def start(self) -> None:
-        """One thread per slot; each claims and runs jobs until stopped."""
-        if not self._threads:
-            self._threads = [
-                threading.Thread(target=self.run, name=f"warden-jobs-{i}", daemon=True)
-                for i in range(self.settings.slots)
-            ]
-            for thread in self._threads:
-                thread.start()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        for thread in self._threads:
-            thread.join(timeout)
-        self._threads = []
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def run(self) -> None:
-        log.info("job worker %s started", self.worker_id)
-        while not self._stop.is_set():
-            try:
-                if self.run_once() is not None:
-                    continue
-            except Exception:
-                log.exception("job worker round failed")  # outlive a database blip
-            self._wake.wait(self.settings.poll_s)
-            self._wake.clear()
 
     def run_once(self) -> str | None:
         """Claim and run one job to its end; its id, or None when the queue is empty."""
@@ -180,9 +140,9 @@ class JobWorker:
             cpus=job.cpus or (float(nproc) if nproc > 1 else None),
             env={"WARDEN_RUN_NAME": f"job-{job.id}", **_thread_env(job.cpus, nproc)},
         )
-        runtime = sandboxes.get_runtime(self.app)
+        runtime = self.sandboxes
         try:
-            sandbox = sandboxes.launch(
+            sandbox = sandbox_service.launch(
                 runtime, caller, request, prepare=lambda out: self._prepare(job, out)
             )
         except WardenError as exc:
@@ -238,18 +198,18 @@ class JobWorker:
         beat = 0.0
         while True:
             with unit_of_work(self.state.sessions) as db:
-                status = db.scalar(_sandbox_status(sandbox_id))
+                status = repo.sandbox_status(db, sandbox_id)
                 state = "running"
                 if time.monotonic() - beat >= self.settings.heartbeat_s:
                     beat = time.monotonic()
                     state = repo.heartbeat(db, job.id, self.worker_id, datetime.now(UTC))
                 else:
-                    state = str(db.scalar(_job_state(job.id)))
+                    state = repo.job_state(db, job.id)
             if state == "cancelled":
                 if status in LIVE_STATUSES:
                     runtime.stop(sandbox_id, caller, "its job was cancelled")
                 return True
-            if self._stop.is_set() and status in LIVE_STATUSES:
+            if self.stopping and status in LIVE_STATUSES:
                 runtime.stop(sandbox_id, None, "its worker shut down")
                 continue
             if status not in LIVE_STATUSES:
@@ -357,18 +317,6 @@ class _Notes:
             self.out.flush()
 
 
-def _sandbox_status(sandbox_id: str) -> Any:
-    from sqlalchemy import select
-
-    return select(Sandbox.status).where(Sandbox.id == sandbox_id)
-
-
-def _job_state(job_id: str) -> Any:
-    from sqlalchemy import select
-
-    return select(Job.state).where(Job.id == job_id)
-
-
 def _materialise(db: Any, node: Any, data_dir: Path, out: Path) -> Any:
     """Pinned references ("ID:FILE") → copies under out/inputs, named as the sandbox sees them."""
     if node is None:
@@ -471,24 +419,3 @@ def _thread_env(cpus: float | None, nproc: int) -> dict[str, str]:
     if nproc > 1:
         return dict(DIST_ENV)  # torchrun gives each rank one thread
     return {"OMP_NUM_THREADS": str(max(1, int(cpus or 1)))}
-
-
-def worker_of(app: Any) -> JobWorker | None:
-    worker = getattr(app.state, "jobs_worker", None)
-    return worker if isinstance(worker, JobWorker) else None
-
-
-@asynccontextmanager
-async def lifespan(app: Any) -> AsyncIterator[None]:
-    """The in-process worker, started with the app unless WARDEN_JOBS_WORKER=false."""
-    settings = JobSettings()
-    worker = JobWorker(app, settings=settings) if settings.worker else None
-    app.state.jobs_worker = worker
-    if worker is not None:
-        worker.start()
-    try:
-        yield
-    finally:
-        if worker is not None:
-            worker.stop()
-        app.state.jobs_worker = None

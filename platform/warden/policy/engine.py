@@ -1,4 +1,6 @@
 """Compiled, indexed policy snapshots that decide exactly as pycasbin does on Warden's model.
+(Kept over 500 lines: the snapshot, its indexes and its change replay must agree with
+pycasbin rule for rule, so the differential tests cover them as one unit.)
 
 Stock pycasbin evaluates its matcher against every rule on each request. A `PolicySnapshot`
 compiles the rules once into indexes keyed by (domain, subject-or-role) and object (exact
@@ -25,12 +27,15 @@ from typing import Final, Literal
 
 from casbin.model import Model
 
+from warden.config import DEFAULT_POLICIES_DIR
 from warden.policy.rules import ARITY, OPS, Rule, RuleError, format_rule, read_csv, rule_problems
 
 Effect = Literal["allow", "mask", "deny"]
 
-DEFAULT_MODEL_PATH: Final = Path(__file__).resolve().parents[3] / "policies" / "model.conf"
+DEFAULT_MODEL_PATH: Final = DEFAULT_POLICIES_DIR / "model.conf"
 
+# The model this engine implements (its matcher is compiled into Python below); the model file
+# an installation runs with (Settings.model_path) is read once and must equal it (check_model).
 MODEL_TEXT: Final = """\
 [request_definition]
 r = sub, dom, obj, col, purpose, act, now

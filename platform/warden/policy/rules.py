@@ -24,7 +24,7 @@ G_FIELDS: Final = ("user", "role", "dom")
 FIELD_NAMES: Final = {"p": P_FIELDS, "p2": P2_FIELDS, "g": G_FIELDS}
 
 EFFECTS: Final = frozenset({"allow", "deny"})
-ACTIONS: Final = frozenset({"read", "mask", "review", "manage", "*"})
+ACTIONS: Final = frozenset({"read", "mask", "browse", "review", "manage", "*"})
 SYSTEM_ACTIONS: Final = frozenset({"read", "manage", "*"})
 OPS: Final = frozenset({"eq", "ne", "in", "not_in", "lt", "le", "gt", "ge"})
 ROLE_PREFIX: Final = "role:"

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from pydantic import BaseModel
 
-from warden.registry.models import Model
+from warden.db.rows import Mapping, Records, RowOut, Strings
 
 
-class ModelOut(BaseModel):
+class ModelOut(RowOut):
     id: str
     name: str
     version: int
@@ -19,29 +18,11 @@ class ModelOut(BaseModel):
     launcher: str
     kind: str
     step: str
-    metrics: dict[str, Any]
-    artifacts: list[dict[str, Any]]
-    reports: list[str]
-    lineage: dict[str, Any]
+    metrics: Mapping
+    artifacts: Records
+    reports: Strings
+    lineage: Mapping
     created_at: datetime
-
-    @classmethod
-    def of(cls, row: Model) -> ModelOut:
-        return cls(
-            id=row.id,
-            name=row.name,
-            version=row.version,
-            ref=row.ref,
-            job_id=row.job_id,
-            launcher=row.launcher,
-            kind=row.kind,
-            step=row.step,
-            metrics=dict(row.metrics),
-            artifacts=list(row.artifacts),
-            reports=list(row.reports),
-            lineage=dict(row.lineage),
-            created_at=row.created_at,
-        )
 
 
 class LineageOut(BaseModel):

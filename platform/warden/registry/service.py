@@ -12,13 +12,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from warden.audit.models import AuditEvent
 from warden.config import REPO_ROOT
 from warden.errors import NotFound, Unprocessable
 from warden.jobs.models import Job
+from warden.registry import repository as repo
 from warden.registry.models import Model
 from warden.sandbox.models import Sandbox
 
@@ -43,10 +43,7 @@ def resolve(db: Session, tenant: str, ref: str) -> Model:
     if row is not None and row.tenant == tenant:
         return row
     name, _, version = model_ref.partition("@")
-    query = select(Model).where(Model.tenant == tenant, Model.name == name)
-    if version:
-        query = query.where(Model.version == int(version))
-    row = db.scalars(query.order_by(Model.version.desc()).limit(1)).first()
+    row = repo.by_name(db, tenant, name, int(version) if version else None)
     if row is None:
         raise NotFound(f"no model {ref[:80]!r}")
     return row
@@ -87,10 +84,7 @@ def report_path(model: Model, name: str, data_dir: Path | str) -> Path:
 
 
 def next_version(db: Session, tenant_id: str, name: str) -> int:
-    current = db.scalar(
-        select(func.max(Model.version)).where(Model.tenant_id == tenant_id, Model.name == name)
-    )
-    return int(current or 0) + 1
+    return repo.newest_version(db, tenant_id, name) + 1
 
 
 def register(
@@ -142,13 +136,7 @@ def lineage_for(
     reads; image digest from its sandbox; parents from its model_in."""
     reads: list[AuditEvent] = []
     if sandbox is not None:
-        reads = list(
-            db.scalars(
-                select(AuditEvent)
-                .where(AuditEvent.actor == sandbox.actor_name, AuditEvent.action == "dataset.read")
-                .order_by(AuditEvent.seq)
-            )
-        )
+        reads = repo.reads_by(db, sandbox.actor_name)
     declared = dict(job.decisions.get("datasets", {}))
     datasets: dict[str, dict[str, Any]] = {}
     for name in job.datasets:
@@ -215,10 +203,7 @@ def _add(values: list[Any], value: Any) -> None:
 
 
 def list_models(db: Session, tenant: str, name: str | None, limit: int) -> list[Model]:
-    query = select(Model).where(Model.tenant == tenant)
-    if name:
-        query = query.where(Model.name == name)
-    return list(db.scalars(query.order_by(Model.created_at.desc()).limit(limit)))
+    return repo.models(db, tenant, name, limit)
 
 
 def parents_of(db: Session, model: Model) -> list[Model]:

@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from warden.config import REPO_ROOT
+from warden.config import REPO_ROOT, SandboxSettings
 from warden.sandbox.driver import SandboxError
-from warden.sandbox.settings import SandboxSettings
 
 BUILDER_VERSION = "1"  # bump to rebuild everything after a change to how images are made
 REPO_PREFIX = "warden-"

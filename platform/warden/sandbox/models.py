@@ -40,7 +40,7 @@ class Sandbox(TimestampMixin, Base):
     limits: Mapped[dict[str, object]] = mapped_column(JSON)
     mounts: Mapped[list[dict[str, object]]] = mapped_column(JSON, default=list)
     interactive: Mapped[bool] = mapped_column(Boolean, default=False)
-    # Which installation (database) owns its container; see settings.instance_label.
+    # Which installation (database) owns its container; see Settings.instance.
     instance: Mapped[str] = mapped_column(String(16), index=True)
     container_id: Mapped[str | None] = mapped_column(String(80), nullable=True)
     # The process that watches it (sandbox/liveness.py) and when it last said so.

@@ -1,4 +1,6 @@
 """The sandboxes one API process runs: launch, watch, stop, reap; every step audited.
+(Kept over 500 lines: launch, watch, stop and reap share one lock and one table of live
+sandboxes.)
 
 A sandbox's gateway socket and its watcher (wall-clock timeout, exit, OOM) live in the
 process that launched it, which keeps its heartbeat fresh. At start-up and then every
@@ -19,20 +21,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
-
+from warden.audit.outcomes import by
 from warden.audit.service import AuditRecord, append
 from warden.core.platform import Platform
 from warden.db.session import unit_of_work
 from warden.errors import Unavailable
 from warden.identity.service import Caller
 from warden.sandbox import images
+from warden.sandbox import repository as repo
 from warden.sandbox.driver import ContainerSpec, ExitInfo, Mount, SandboxDriver, SandboxError
-from warden.sandbox.gateway_socket import MOUNT_DIR, SOCKET_PATH_IN_SANDBOX, GatewaySocket
+from warden.sandbox.gateway_socket import MOUNT_DIR, SOCKET_PATH_IN_SANDBOX, ASGIApp, GatewaySocket
 from warden.sandbox.liveness import new_owner, owner_alive
 from warden.sandbox.models import LIVE_STATUSES, Sandbox
 from warden.sandbox.profiles import Resolved, SegmentProfile, load_profiles
-from warden.sandbox.settings import SandboxSettings, get_sandbox_settings, instance_label
 from warden.sandbox.tokens import issue_job_token
 
 log = logging.getLogger("warden.sandbox")
@@ -76,17 +77,17 @@ class _NoDriver:
 class SandboxRuntime:
     def __init__(
         self,
-        app: Any,
         state: Platform,
+        socket_app: ASGIApp,
         *,
         driver: SandboxDriver | None = None,
-        settings: SandboxSettings | None = None,
     ) -> None:
-        self.app = app
         self.state = state
-        self.settings = settings or get_sandbox_settings()
+        # Serves each ML sandbox's gateway socket: the API app, or the worker's gateway-only app.
+        self.socket_app = socket_app
+        self.settings = state.settings.sandbox
         self.driver: SandboxDriver = driver or default_driver()
-        self.instance = instance_label(state.settings.resolved_database_url)
+        self.instance = state.settings.instance
         self.work_dir = Path(state.settings.data_dir) / "sandboxes"
         self._lock = threading.Lock()
         self._live: dict[str, _Live] = {}
@@ -168,7 +169,9 @@ class SandboxRuntime:
                 prepare(self.output_dir(sandbox.id))
             socket = None
             if token is not None:
-                socket = GatewaySocket(self.app, self._socket_dir(sandbox.id), sandbox.id, token)
+                socket = GatewaySocket(
+                    self.socket_app, self._socket_dir(sandbox.id), sandbox.id, token
+                )
                 socket.start()
             live = _Live(container_id="", socket=socket)
             with self._lock:
@@ -389,11 +392,7 @@ class SandboxRuntime:
                 live = list(self._live)
                 if live:
                     with unit_of_work(self.state.sessions) as db:
-                        db.execute(
-                            update(Sandbox)
-                            .where(Sandbox.id.in_(live), Sandbox.owner == self.owner)
-                            .values(heartbeat_at=datetime.now(UTC))
-                        )
+                        repo.heartbeat(db, live, self.owner, datetime.now(UTC))
                 if time.monotonic() - last_reconcile >= self.settings.orphan_after_s:
                     last_reconcile = time.monotonic()
                     self.reconcile()
@@ -434,11 +433,7 @@ class SandboxRuntime:
             shutil.rmtree(self._socket_dir(sandbox_id), ignore_errors=True)
             handled.append(sandbox_id)
         with unit_of_work(self.state.sessions) as db:
-            rows = db.scalars(
-                select(Sandbox).where(
-                    Sandbox.instance == self.instance, Sandbox.status.in_(LIVE_STATUSES)
-                )
-            ).all()
+            rows = repo.live_rows(db, self.instance)
             for row in rows:
                 if row.id in seen or self.is_live_here(row.id):
                     continue
@@ -476,12 +471,10 @@ def _outcome(info: ExitInfo, limits: dict[str, Any]) -> tuple[str, str | None]:
 
 
 def _launch_event(sandbox: Sandbox, caller: Caller, spec: ContainerSpec) -> AuditRecord:
-    return AuditRecord(
-        action="sandbox.launch",
-        decision="allow",
-        actor=caller.name,
-        actor_kind=caller.kind,
-        tenant=caller.tenant,
+    return by(
+        caller,
+        "sandbox.launch",
+        "allow",
         purpose=sandbox.purpose,
         details={
             "sandbox": sandbox.id,

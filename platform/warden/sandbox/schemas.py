@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from warden.sandbox.models import Sandbox
+from warden.db.rows import Mapping, Records, RowOut, Strings
 
 
 class SandboxCreate(BaseModel):
@@ -24,20 +23,20 @@ class SandboxCreate(BaseModel):
     interactive: bool = Field(False, description="A TTY for `warden sandbox shell` (app-dev)")
 
 
-class SandboxOut(BaseModel):
+class SandboxOut(RowOut):
     id: str
-    job: str
+    job: str = Field(validation_alias="actor_name")
     segment: str
     status: str
     launcher: str
     image: str
     image_digest: str
-    command: list[str]
-    datasets: list[str]
+    command: Strings
+    datasets: Strings
     purpose: str | None
     network: str
-    limits: dict[str, Any]
-    mounts: list[dict[str, Any]]
+    limits: Mapping
+    mounts: Records
     interactive: bool
     container_id: str | None
     exit_code: int | None
@@ -47,30 +46,3 @@ class SandboxOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     ended_at: datetime | None
-
-    @classmethod
-    def of(cls, row: Sandbox) -> SandboxOut:
-        return cls(
-            id=row.id,
-            job=row.actor_name,
-            segment=row.segment,
-            status=row.status,
-            launcher=row.launcher,
-            image=row.image,
-            image_digest=row.image_digest,
-            command=list(row.command),
-            datasets=list(row.datasets or []),
-            purpose=row.purpose,
-            network=row.network,
-            limits=dict(row.limits or {}),
-            mounts=list(row.mounts or []),
-            interactive=row.interactive,
-            container_id=row.container_id,
-            exit_code=row.exit_code,
-            oom_killed=row.oom_killed,
-            timed_out=row.timed_out,
-            reason=row.reason,
-            created_at=row.created_at,
-            started_at=row.started_at,
-            ended_at=row.ended_at,
-        )

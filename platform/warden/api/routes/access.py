@@ -13,7 +13,6 @@ from fastapi.responses import JSONResponse
 
 from warden.access import changes, expiry, service, terms, webhooks
 from warden.access import repository as repo
-from warden.access.background import lifespan, worker_of
 from warden.access.present import delivery_out, grant_out, request_out
 from warden.access.rights import ACCESS_OBJECT
 from warden.access.schemas import (
@@ -30,14 +29,14 @@ from warden.access.schemas import (
     SignOffBody,
 )
 from warden.access.service import Outcome
-from warden.api.deps import CurrentCaller, DbSession, State
+from warden.api.deps import CurrentCaller, DbSession, State, get_process
 from warden.catalog.service import load_view
 from warden.core.platform import Platform
 from warden.errors import Conflict, NotFound
 from warden.identity.service import get_tenant
 from warden.policy.authz import require
 
-router = APIRouter(prefix="/v1/access", tags=["access"], lifespan=lifespan)
+router = APIRouter(prefix="/v1/access", tags=["access"])
 
 RequestState = Literal["pending", "approved", "denied", "cancelled", "expired"]
 GrantState = Literal["active", "expired", "revoked"]
@@ -53,7 +52,7 @@ def _finish(request: Request, db: DbSession, state: Platform, outcome: Outcome, 
     db.commit()
     if outcome.policy_changed:
         state.policy.ensure_fresh()
-    worker = worker_of(request.app)
+    worker = get_process(request).access
     if worker is not None:
         worker.wake()
     return body

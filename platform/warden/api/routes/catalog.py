@@ -8,8 +8,7 @@ from fastapi import APIRouter
 
 from warden.api.deps import CurrentCaller, DbSession, State
 from warden.catalog.service import DatasetView, list_names, load_view
-from warden.errors import NotFound
-from warden.gateway.service import visible
+from warden.policy.reads import require_visible, visible
 
 router = APIRouter(prefix="/v1/datasets", tags=["catalog"])
 
@@ -34,7 +33,6 @@ def describe(view: DatasetView) -> dict[str, Any]:
 
 @router.get("", summary="Datasets the caller may read in some way")
 def list_datasets(caller: CurrentCaller, db: DbSession, state: State) -> dict[str, Any]:
-    state.policy.ensure_fresh()
     views = [
         load_view(db, state.settings.datasets_dir, caller.tenant, n)
         for n in list_names(db, caller.tenant)
@@ -44,8 +42,6 @@ def list_datasets(caller: CurrentCaller, db: DbSession, state: State) -> dict[st
 
 @router.get("/{name}", summary="One dataset: schema, classes, version")
 def show_dataset(name: str, caller: CurrentCaller, db: DbSession, state: State) -> dict[str, Any]:
-    state.policy.ensure_fresh()
     view = load_view(db, state.settings.datasets_dir, caller.tenant, name)
-    if not visible(state, caller, view):
-        raise NotFound(f"no dataset named {name!r}")
+    require_visible(state, caller, view)
     return describe(view)

@@ -7,19 +7,18 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
-from warden.api.deps import CurrentCaller, State
+from warden.api.deps import CurrentCaller, Process, State, get_process
 from warden.jobs import service
 from warden.jobs.models import STATES
 from warden.jobs.schemas import JobCreate, JobOut
-from warden.jobs.worker import lifespan, worker_of
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"], lifespan=lifespan)
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 
 @router.post("", status_code=201, response_model=JobOut, summary="Queue a job")
-def create(body: JobCreate, caller: CurrentCaller, state: State, request: Request) -> JobOut:
+def create(body: JobCreate, caller: CurrentCaller, state: State, process: Process) -> JobOut:
     job = service.create(state, caller, body)
-    worker = worker_of(request.app)
+    worker = process.jobs
     if worker is not None:
         worker.wake()
     return JobOut.of(job)
@@ -61,5 +60,4 @@ def logs(
 
 @router.post("/{job_id}/cancel", response_model=JobOut, summary="Cancel a job")
 def cancel(job_id: str, caller: CurrentCaller, state: State, request: Request) -> JobOut:
-    runtime = getattr(request.app.state, "sandboxes", None)
-    return JobOut.of(service.cancel(state, caller, job_id, runtime))
+    return JobOut.of(service.cancel(state, caller, job_id, get_process(request).sandboxes))

@@ -16,6 +16,7 @@ from warden.api.deps import CurrentCaller, DbSession, State
 from warden.catalog.service import load_view
 from warden.errors import Unprocessable
 from warden.policy.authz import require
+from warden.policy.reads import require_visible
 from warden.policy.rules import format_rule
 from warden.policy.store import load_rules
 
@@ -44,8 +45,9 @@ def version(caller: CurrentCaller, state: State) -> dict[str, Any]:
 def check(body: CheckRequest, caller: CurrentCaller, db: DbSession, state: State) -> dict[str, Any]:
     if body.subject != caller.name:
         require(state, caller, "sys:policy", "read")
-    snapshot = state.policy.ensure_fresh()
     view = load_view(db, state.settings.datasets_dir, caller.tenant, body.dataset)
+    require_visible(state, caller, view)
+    snapshot = state.policy.ensure_fresh()
     columns = body.columns or list(view.column_names)
     if unknown := [c for c in columns if view.column(c) is None]:
         raise Unprocessable(f"unknown columns {unknown[:10]}")

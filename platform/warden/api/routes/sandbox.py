@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
-from warden.api.deps import CurrentCaller
+from warden.api.deps import CurrentCaller, get_process
 from warden.sandbox import service
 from warden.sandbox.models import END_STATUSES, LIVE_STATUSES
 from warden.sandbox.profiles import LaunchRequest
@@ -21,7 +21,7 @@ STATUSES = LIVE_STATUSES + END_STATUSES
 
 @router.post("", status_code=201, response_model=SandboxOut, summary="Launch a sandbox")
 def create(body: SandboxCreate, caller: CurrentCaller, request: Request) -> SandboxOut:
-    runtime = service.get_runtime(request.app)
+    runtime = get_process(request).sandboxes
     launch = LaunchRequest(
         segment=body.segment,
         command=body.command,
@@ -44,14 +44,14 @@ def list_(
     status: Annotated[str | None, Query(max_length=16)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, list[SandboxOut]]:
-    runtime = service.get_runtime(request.app)
+    runtime = get_process(request).sandboxes
     rows = service.list_sandboxes(runtime, caller, everyone=all, status=status, limit=limit)
     return {"sandboxes": [SandboxOut.of(r) for r in rows]}
 
 
 @router.get("/{sandbox_id}", response_model=SandboxOut, summary="One sandbox")
 def show(sandbox_id: str, caller: CurrentCaller, request: Request) -> SandboxOut:
-    runtime = service.get_runtime(request.app)
+    runtime = get_process(request).sandboxes
     return SandboxOut.of(service.get_visible(runtime, caller, sandbox_id))
 
 
@@ -62,33 +62,12 @@ def logs(
     request: Request,
     follow: Annotated[bool, Query()] = False,
 ) -> StreamingResponse:
-    runtime = service.get_runtime(request.app)
+    runtime = get_process(request).sandboxes
     chunks = service.logs(runtime, caller, sandbox_id, follow)
     return StreamingResponse(chunks, media_type="text/plain; charset=utf-8")
 
 
 @router.post("/{sandbox_id}/stop", response_model=SandboxOut, summary="Stop a sandbox")
 def stop(sandbox_id: str, caller: CurrentCaller, request: Request) -> SandboxOut:
-    runtime = service.get_runtime(request.app)
+    runtime = get_process(request).sandboxes
     return SandboxOut.of(service.stop(runtime, caller, sandbox_id))
-
-
-def install_lifecycle(app: Any) -> None:
-    """Start-up: reap what a previous process left behind. Shut-down: stop what this one runs."""
-
-    def startup() -> None:
-        try:
-            reaped = service.get_runtime(app).reconcile()
-        except Exception as exc:  # no engine here: the API still serves reads
-            log.warning("sandbox start-up check skipped: %s", exc)
-            return
-        if reaped:
-            log.warning("stopped and recorded %d orphaned sandbox(es): %s", len(reaped), reaped)
-
-    def shutdown() -> None:
-        runtime = getattr(app.state, "sandboxes", None)
-        if runtime is not None:
-            runtime.shutdown()
-
-    app.router.on_startup.append(startup)
-    app.router.on_shutdown.append(shutdown)

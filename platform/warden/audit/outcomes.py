@@ -1,0 +1,46 @@
+"""One way for a domain to audit what a caller did, or was refused: the caller's identity is
+filled in once here, and a refusal's reason is the error the caller gets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from warden.audit.service import AuditRecord, Decision, record
+from warden.errors import WardenError
+
+if TYPE_CHECKING:
+    from warden.identity.service import Caller
+
+
+def by(caller: Caller, action: str, decision: Decision, **fields: Any) -> AuditRecord:
+    """A record of `action` by `caller` (who, as whom, in which tenant) plus `fields`."""
+    return AuditRecord(
+        action=action,
+        decision=decision,
+        actor=caller.name,
+        actor_kind=caller.kind,
+        on_behalf_of=caller.on_behalf_of,
+        tenant=caller.tenant,
+        **fields,
+    )
+
+
+def refusal(caller: Caller, action: str, exc: WardenError, **fields: Any) -> AuditRecord:
+    """A denied `action`, its reason the error the caller is answered with."""
+    return by(caller, action, "deny", reason=f"{type(exc).__name__}: {exc.detail}", **fields)
+
+
+@contextmanager
+def refusals_audited(
+    sessions: sessionmaker[Session], caller: Caller, action: str, **fields: Any
+) -> Iterator[None]:
+    """Audit any WardenError raised inside (durably, in its own transaction), then re-raise."""
+    try:
+        yield
+    except WardenError as exc:
+        record(sessions, refusal(caller, action, exc, **fields))
+        raise

@@ -1,0 +1,71 @@
+"""Everything a Warden process runs beside its requests, started and stopped in one place: the
+sandbox runtime (its gateway sockets serve the governed read path), the job worker and the
+access worker. `warden serve` (through the API's lifespan), `warden worker` and the demo all
+run a `WardenProcess`; domains never import this module.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from warden.access.background import AccessWorker
+from warden.core.platform import Platform
+from warden.jobs.worker import JobWorker
+from warden.sandbox.gateway_socket import ASGIApp
+from warden.sandbox.runtime import SandboxRuntime
+
+log = logging.getLogger("warden.process")
+
+
+@dataclass
+class WardenProcess:
+    platform: Platform
+    sandboxes: SandboxRuntime
+    jobs: JobWorker | None = None
+    access: AccessWorker | None = None
+    started: bool = field(default=False, init=False)
+
+    @classmethod
+    def build(
+        cls,
+        platform: Platform,
+        socket_app: ASGIApp,
+        *,
+        jobs: bool | None = None,
+        access: bool = True,
+        slots: int | None = None,
+        poll_s: float | None = None,
+    ) -> WardenProcess:
+        """`jobs` None: as WARDEN_JOBS_WORKER says. The access worker sends webhooks and tidies."""
+        sandboxes = SandboxRuntime(platform, socket_app)
+        run_jobs = platform.settings.jobs.worker if jobs is None else jobs
+        return cls(
+            platform,
+            sandboxes,
+            JobWorker(platform, sandboxes, slots=slots, poll_s=poll_s) if run_jobs else None,
+            AccessWorker(platform) if access else None,
+        )
+
+    def start(self) -> None:
+        if self.started:
+            return
+        self.started = True
+        try:
+            reaped = self.sandboxes.reconcile()
+            if reaped:
+                log.warning("stopped and recorded %d orphaned sandbox(es): %s", len(reaped), reaped)
+        except Exception as exc:  # no engine here: the process still serves reads
+            log.warning("sandbox start-up check skipped: %s", exc)
+        for loop in (self.access, self.jobs):
+            if loop is not None:
+                loop.start()
+
+    def stop(self) -> None:
+        """Sandboxes stop first (recorded), so the job slots waiting on them can end."""
+        self.started = False
+        if self.access is not None:
+            self.access.stop()
+        self.sandboxes.shutdown()
+        if self.jobs is not None:
+            self.jobs.stop()

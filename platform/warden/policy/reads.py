@@ -1,0 +1,117 @@
+"""The one read decision: may this caller read these columns of dataset D for purpose P?
+
+Governed reads, job launches, sandbox launches, the catalog and `policy check` all ask here,
+with the platform's clock, the same refusals, and one rule for whether a caller may know a
+dataset exists at all: without it every answer is the 404 a missing name gets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from warden.catalog.service import PURPOSES, DatasetView
+from warden.core.platform import Platform
+from warden.errors import BadRequest, Forbidden, NotFound
+from warden.identity.service import Caller
+from warden.policy.engine import ReadDecision
+
+# Knowing that a dataset exists (its name, schema, classes, access settings) is this right.
+BROWSE = "browse"
+
+
+@dataclass(frozen=True)
+class ReadAuthorization:
+    decision: ReadDecision
+    columns: list[str]  # what the read returns: asked for, or everything not denied
+
+
+def policy_subject(caller: Caller) -> str:
+    """Jobs read with their launcher's rights (and never more: see check_job_scope)."""
+    if caller.kind == "job":
+        return caller.on_behalf_of or ""
+    return caller.name
+
+
+def check_job_scope(caller: Caller, dataset: str, purpose: str) -> None:
+    """A job reads only its own datasets, for its own purpose, from the ML segment."""
+    if caller.kind != "job":
+        return
+    if caller.segment != "ml":
+        raise Forbidden(f"reads from the {caller.segment!r} segment are refused")
+    if caller.scope_datasets is None or dataset not in caller.scope_datasets:
+        raise Forbidden(f"this job's token does not cover {dataset!r}")
+    if purpose != caller.scope_purpose:
+        raise Forbidden(f"this job's token is for {caller.scope_purpose!r}, not {purpose!r}")
+
+
+def visible(platform: Platform, caller: Caller, view: DatasetView) -> bool:
+    """The visibility rule: the dataset's owner, whoever Casbin gives `browse` or `review` on
+    it, and whoever may read some column of it for one of its purposes."""
+    subject = policy_subject(caller)
+    if subject == view.owner:
+        return True
+    snapshot = platform.policy.ensure_fresh()
+    now = platform.now()
+    if any(snapshot.can(subject, caller.tenant, view.name, act, now) for act in (BROWSE, "review")):
+        return True
+    columns = list(view.column_names)
+    return any(
+        snapshot.decide_read(subject, caller.tenant, view.name, columns, purpose, now).allowed
+        for purpose in view.allowed_purposes
+    )
+
+
+def require_visible(platform: Platform, caller: Caller, view: DatasetView) -> None:
+    if not visible(platform, caller, view):
+        raise NotFound(f"no dataset named {view.name!r}")
+
+
+def authorize_read(
+    platform: Platform,
+    caller: Caller,
+    view: DatasetView,
+    purpose: str,
+    columns: Sequence[str] | None = None,
+    *,
+    filter_columns: Sequence[str] = (),
+    observe: Callable[[ReadDecision], None] | None = None,
+) -> ReadAuthorization:
+    """Allow, or raise NotFound (hidden), BadRequest (unknown names) or Forbidden.
+
+    `columns` None reads every column the caller may see; `filter_columns` are decided too
+    (a filter on a column is a read of it). `observe` sees the decision before any refusal
+    that follows it, so the caller's audit event can carry the deciding rule.
+    """
+    check_job_scope(caller, view.name, purpose)
+    require_visible(platform, caller, view)
+    if purpose not in PURPOSES:
+        raise BadRequest(f"unknown purpose {purpose[:32]!r}; known: {list(PURPOSES)}")
+    wanted = list(columns) if columns else list(view.column_names)
+    if unknown := [c for c in wanted if view.column(c) is None]:
+        raise BadRequest(f"unknown columns {[c[:64] for c in unknown[:10]]}")
+    if len(set(wanted)) != len(wanted):
+        raise BadRequest("a column is named more than once")
+    known_filters = [c for c in filter_columns if view.column(c) is not None]
+    snapshot = platform.policy.ensure_fresh()
+    decision = snapshot.decide_read(
+        policy_subject(caller),
+        caller.tenant,
+        view.name,
+        list(dict.fromkeys(wanted + known_filters)),
+        purpose,
+        platform.now(),
+    )
+    if observe is not None:
+        observe(decision)
+    if not decision.allowed:
+        raise Forbidden(f"no column of {view.name!r} may be read for {purpose!r}")
+    if purpose not in view.allowed_purposes:
+        raise Forbidden(f"{view.name!r} may not be used for {purpose!r}")
+    denied = set(decision.denied_columns)
+    if not columns:
+        # No columns asked for: everything this read may see, nothing it may not.
+        wanted = [c for c in wanted if c not in denied]
+    elif refused := [c for c in wanted if c in denied]:
+        raise Forbidden(f"columns {refused} may not be read for {purpose!r}")
+    return ReadAuthorization(decision, wanted)
