@@ -2,7 +2,7 @@
 token issuer
 
 Revision ID: 0005_reviewed_changes
-Revises: 0001
+Revises: 0003_identity_lifecycle
 Create Date: 2026-12-02 06:40:00
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005_reviewed_changes"
-down_revision: str | None = "0001"
+down_revision: str | None = "0003_identity_lifecycle"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

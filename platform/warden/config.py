@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from platformdirs import user_cache_path, user_config_path, user_data_path
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -99,6 +99,26 @@ class Settings(BaseSettings):
     change_quorum: int = Field(default=1, ge=1, le=10)
     access_pii_max_duration_days: int = Field(default=90, ge=1, le=3650)
     access_internal_max_duration_days: int = Field(default=365, ge=1, le=3650)
+    # Identity: every API token expires. Lifetimes in days per principal kind (a request above
+    # the maximum is refused), and how many live (unexpired, unrevoked) tokens one principal
+    # may hold at once.
+    token_person_default_days: int = Field(default=30, ge=1)
+    token_person_max_days: int = Field(default=90, ge=1)
+    token_service_default_days: int = Field(default=7, ge=1)
+    token_service_max_days: int = Field(default=30, ge=1)
+    token_max_live_per_principal: int = Field(default=10, ge=1)
+
+    @model_validator(mode="after")
+    def _token_defaults_within_max(self) -> Settings:
+        for kind in ("person", "service"):
+            default = getattr(self, f"token_{kind}_default_days")
+            ceiling = getattr(self, f"token_{kind}_max_days")
+            if default > ceiling:
+                raise ValueError(
+                    f"WARDEN_TOKEN_{kind.upper()}_DEFAULT_DAYS ({default}) is above "
+                    f"WARDEN_TOKEN_{kind.upper()}_MAX_DAYS ({ceiling})"
+                )
+        return self
 
     @property
     def resolved_database_url(self) -> str:

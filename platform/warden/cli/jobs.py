@@ -228,11 +228,13 @@ def worker(
 ) -> None:
     """Run queued jobs on this machine (beside, or instead of, `warden serve`'s own worker)."""
     from warden.api.app import create_gateway_app
+    from warden.cli.serve import refuse_unsafe_data_dir
     from warden.config import get_settings
     from warden.core.platform import build_platform
     from warden.core.process import WardenProcess
 
     settings = get_settings()
+    refuse_unsafe_data_dir(settings)
     platform = build_platform(settings)
     # Its sandboxes' sockets are served by a gateway-only app: the governed read path.
     process = WardenProcess.build(

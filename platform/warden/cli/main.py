@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import typer
 
-from warden.cli import access, audit, data, demo, jobs, models, policy, principals, sandbox
+from warden.cli import (
+    access,
+    audit,
+    data,
+    demo,
+    jobs,
+    models,
+    policy,
+    principals,
+    sandbox,
+    tenants,
+)
 from warden.cli.admin import init
 from warden.cli.read import read
 from warden.cli.serve import serve
+from warden.core.filesystem import restrict_umask
 
 app = typer.Typer(
     name="warden",
@@ -15,12 +27,22 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="rich",
 )
+
+
+@app.callback()
+def _private_files() -> None:
+    """Governed data access and sandboxes for ML teams."""
+    # Everything a warden process writes (database, datasets, keys, artifacts) is 0600 in 0700.
+    restrict_umask()
+
+
 app.command()(init)
 app.command()(serve)
 app.command()(read)
 app.command(name="demo")(demo.run_demo)
 app.command(name="worker")(jobs.worker)
 app.add_typer(principals.app, name="principals")
+app.add_typer(tenants.app, name="tenants")
 app.add_typer(data.app, name="data")
 app.add_typer(policy.app, name="policy")
 app.add_typer(audit.app, name="audit")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 
@@ -53,7 +54,13 @@ def create(
 def token_(
     name: Annotated[str, typer.Argument(help="Principal to issue a token for")],
     ttl_days: Annotated[
-        int | None, typer.Option(min=1, max=3650, help="Expire after N days")
+        int | None,
+        typer.Option(
+            min=1,
+            max=3650,
+            help="Expire after N days (default: 30 for people, 7 for services; above the"
+            " kind's maximum, 90 or 30 by default, is refused)",
+        ),
     ] = None,
     label: Annotated[str, typer.Option(help="A note to tell tokens apart")] = "",
 ) -> None:
@@ -86,3 +93,65 @@ def _pending(out: dict[str, Any]) -> None:
             f"{', '.join(out['pending_roles']) or 'role change'}: proposed, awaiting review"
             f" (change {out['change_id']})"
         )
+
+
+TOKEN_COLUMNS = (
+    "id",
+    "label",
+    "state",
+    "created_at",
+    "expires_at",
+    "last_used_at",
+    "revoked_at",
+    "revoked_by",
+)
+
+
+@app.command("tokens")
+def tokens(
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="Principal whose tokens to list (yourself, or any of your tenant's as an admin)"
+        ),
+    ],
+    fmt: Format = "table",
+) -> None:
+    """List a principal's tokens: id, label, state, created, expires, last used (to the hour),
+    revoked; never the secrets."""
+    out = ApiClient().get(f"/v1/principals/{_seg(name)}/tokens")
+    show(
+        out["tokens"],
+        TOKEN_COLUMNS,
+        fmt,
+        title=f"tokens of {out['principal']}",
+    )
+
+
+@app.command("revoke-token")
+def revoke_token(
+    name: Annotated[str, typer.Argument(help="Principal the token belongs to")],
+    token_id: Annotated[str, typer.Argument(help="Token id, from `warden principals tokens`")],
+) -> None:
+    """Revoke a token: refused from the very next request."""
+    out = ApiClient().post(f"/v1/principals/{_seg(name)}/tokens/{_seg(token_id)}/revoke")
+    console.print(f"token {out['id']} of {name}: {out['state']} (at {out['revoked_at']})")
+
+
+@app.command()
+def disable(name: Annotated[str, typer.Argument(help="Principal to disable")]) -> None:
+    """Disable a principal: its tokens and its jobs' tokens are refused from the next request."""
+    out = ApiClient().post(f"/v1/principals/{_seg(name)}/disable")
+    console.print(f"{out['name']}: disabled")
+
+
+@app.command()
+def enable(name: Annotated[str, typer.Argument(help="Principal to enable again")]) -> None:
+    """Enable a disabled principal; its unexpired, unrevoked tokens work again."""
+    out = ApiClient().post(f"/v1/principals/{_seg(name)}/enable")
+    console.print(f"{out['name']}: {'disabled' if out['disabled'] else 'enabled'}")
+
+
+def _seg(value: str) -> str:
+    """One URL path segment, whatever the argument holds."""
+    return quote(value, safe="")

@@ -8,7 +8,9 @@ import typer
 import uvicorn
 
 from warden.api.app import create_app
-from warden.config import get_settings
+from warden.cli.client import fail
+from warden.config import Settings, get_settings
+from warden.core.filesystem import UnsafeDataDir, check_data_at_rest, restrict_umask
 
 
 def serve(
@@ -18,6 +20,7 @@ def serve(
 ) -> None:
     """Run the Warden API (the CLI finds it through WARDEN_URL)."""
     settings = get_settings()
+    refuse_unsafe_data_dir(settings)
     typer.echo(
         f"warden API on http://{host}:{port} · database {_safe(settings.resolved_database_url)}"
     )
@@ -30,3 +33,12 @@ def _safe(url: str) -> str:
         scheme, rest = url.split("://", 1)
         return f"{scheme}://***@{rest.split('@', 1)[1]}"
     return url
+
+
+def refuse_unsafe_data_dir(settings: Settings) -> None:
+    """Private umask, then exit with the fix when others can reach the data folder."""
+    restrict_umask()
+    try:
+        check_data_at_rest(settings)
+    except UnsafeDataDir as exc:
+        fail(exc.detail)

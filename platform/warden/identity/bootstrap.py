@@ -1,4 +1,5 @@
-"""`warden init`: schema, the first tenant and admin, seed policy rules; idempotence refused."""
+"""`warden init`: schema, the first tenant and admin, seed policy rules; idempotence refused.
+`create_tenant`: the same seeding for every later tenant, by a platform admin."""
 
 from __future__ import annotations
 
@@ -7,14 +8,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
-from warden.audit.service import ensure_head
+from warden.audit.service import AuditRecord, append, ensure_head
 from warden.config import Settings
+from warden.core.filesystem import ensure_private_dir
 from warden.db.migrate import upgrade
 from warden.db.session import make_engine, make_sessionmaker, unit_of_work
 from warden.errors import Conflict
-from warden.identity.models import Principal
-from warden.identity.service import Caller, create_principal, get_or_create_tenant, issue_token
+from warden.identity.models import Principal, Tenant
+from warden.identity.service import Caller, check_name, create_principal, issue_token
 from warden.policy.changes import apply_change
 from warden.policy.rules import Rule, read_csv
 
@@ -38,12 +41,13 @@ def initialize(
     founders: Sequence[str] = (),
 ) -> Initialized:
     """Build the schema, create the tenant and its admin, seed the rules; returns the token.
+    The data folder is made 0700 (the CLI's umask makes what it holds 0600).
 
     The one change nobody reviews, audited as `policy.bootstrap`. `founders` are further
     admins created here, by nobody: widening changes need a second person who is not a
     principal their proposer created, so a deployment that wants reviewed changes from day
     one names its founding admins at init."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_private_dir(settings.data_dir)
     url = settings.resolved_database_url
     upgrade(url)
     engine = make_engine(url)
@@ -54,29 +58,96 @@ def initialize(
                     f"Warden is already initialised at {url}; use `warden principals` to add people"
                 )
             ensure_head(db)
-            the_tenant = get_or_create_tenant(db, tenant)
-            principal = create_principal(db, admin, "person", the_tenant)
-            token = issue_token(db, principal, label="init")
-            actor = Caller(admin, "person", tenant, principal.id)
-            seeds = [settings.policies_dir / name for name in SEED_FILES]
-            files = [*seeds, *(extra_policy_files or [])]
-            rules = [for_tenant(r, tenant) for r in read_csv(files)]
-            rules.append(("g", (admin, "role:admin", tenant)))
-            tokens: dict[str, str] = {}
-            for name in founders:
-                founder = create_principal(db, name, "person", the_tenant)
-                tokens[name] = issue_token(db, founder, label="init")
-                rules.append(("g", (name, "role:admin", tenant)))
-            version = apply_change(
+            done = seed_tenant(
                 db,
-                actor,
-                add=rules,
-                reason="warden init: seed rules (bootstrap, unreviewed by design)",
-                action="policy.bootstrap",
-                details={"bootstrap": True, "founders": list(founders)},
+                settings,
+                tenant,
+                admin,
+                actor=None,
+                installation=True,
+                extra_policy_files=extra_policy_files,
+                founders=founders,
             )
     finally:
         engine.dispose()
+    return done
+
+
+def create_tenant(
+    db: Session, settings: Settings, actor: Caller, tenant: str, admin: str
+) -> Initialized:
+    """A new tenant with its first admin (a person) and the seed role rules, created by a
+    platform admin; returns the new admin's token (shown once). The caller checks the right."""
+    check_name(tenant, "tenant name")
+    check_name(admin, "principal name")
+    if db.scalar(select(Tenant).where(Tenant.name == tenant)) is not None:
+        raise Conflict(f"a tenant named {tenant!r} already exists")
+    done = seed_tenant(db, settings, tenant, admin, actor=actor, installation=False)
+    append(
+        db,
+        AuditRecord(
+            action="tenant.create",
+            decision="allow",
+            actor=actor.name,
+            actor_kind=actor.kind,
+            tenant=actor.tenant,
+            policy_version=done.policy_version,
+            details={"tenant": tenant, "admin": admin},
+        ),
+    )
+    return done
+
+
+def seed_tenant(
+    db: Session,
+    settings: Settings,
+    tenant: str,
+    admin: str,
+    *,
+    actor: Caller | None,
+    installation: bool,
+    extra_policy_files: list[Path] | None = None,
+    founders: Sequence[str] = (),
+) -> Initialized:
+    """Create the tenant, its first admin and token, and load the seed rules re-homed to it."""
+    check_name(tenant, "tenant name")
+    the_tenant = Tenant(name=tenant, installation=installation)
+    db.add(the_tenant)
+    db.flush()
+    principal = create_principal(db, admin, "person", the_tenant)
+    token = issue_token(
+        db, principal, label="init" if actor is None else "tenant-create", settings=settings
+    )
+    # The policy change is recorded in the new tenant, so its own auditors see how it began.
+    if actor is None:
+        who = Caller(admin, "person", tenant, principal.id)
+        reason = "warden init: seed rules"
+    else:
+        who = Caller(actor.name, actor.kind, tenant, actor.principal_id)
+        reason = (
+            f"tenant {tenant} created by platform admin {actor.name} ({actor.tenant}): seed rules"
+        )
+    seeds = [settings.policies_dir / name for name in SEED_FILES]
+    files = [*seeds, *(extra_policy_files or [])]
+    rules = [for_tenant(r, tenant) for r in read_csv(files)]
+    if actor is not None:
+        # A later tenant gets the seed's roles, not the rules it names for the demo's people.
+        rules = [r for r in rules if r[1][0].startswith("role:")]
+    rules.append(("g", (admin, "role:admin", tenant)))
+    tokens: dict[str, str] = {}
+    for name in founders:
+        founder = create_principal(db, name, "person", the_tenant)
+        tokens[name] = issue_token(db, founder, label="init", settings=settings)
+        rules.append(("g", (name, "role:admin", tenant)))
+    # Seeding is the one unreviewed change; its audit action says so.
+    version = apply_change(
+        db,
+        who,
+        add=rules,
+        reason=f"{reason} (bootstrap, unreviewed by design)",
+        action="policy.bootstrap",
+        details={"bootstrap": True, "installation": installation, "founders": list(founders)},
+    )
     return Initialized(
         tenant=tenant, admin=admin, token=token, policy_version=version, founders=tokens
     )

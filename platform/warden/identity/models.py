@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, String
+from sqlalchemy import Boolean, DateTime, ForeignKey, String, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from warden.db.base import Base, IdMixin, TimestampMixin
@@ -14,6 +14,8 @@ class Tenant(IdMixin, TimestampMixin, Base):
     __tablename__ = "tenant"
 
     name: Mapped[str] = mapped_column(String(64), unique=True)
+    # The tenant `warden init` created: its admins are the platform admins who create tenants.
+    installation: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Principal(IdMixin, TimestampMixin, Base):
@@ -43,3 +45,6 @@ class ApiToken(IdMixin, TimestampMixin, Base):
     # Who issued it (None: the bootstrap). A token someone else minted speaks for its issuer
     # as much as for its principal, so it never approves what its issuer asked for.
     issued_by_id: Mapped[str | None] = mapped_column(ForeignKey("principal.id"), nullable=True)
+    revoked_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # To the hour (identity.service.LAST_USED_RESOLUTION): one write per token per hour at most.
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -38,13 +38,53 @@ class TokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     label: str = Field(default="", max_length=64)
+    # Above the principal kind's maximum (settings) is refused; none: the kind's default.
     ttl_days: int | None = Field(default=None, ge=1, le=3650)
 
 
 class TokenOut(BaseModel):
     token: str
+    id: str
     principal: str
+    expires_at: str
+
+
+class TokenInfo(BaseModel):
+    """A token as listed: never its secret or hash."""
+
+    id: str
+    label: str
+    created_at: str
     expires_at: str | None
+    revoked_at: str | None
+    revoked_by: str | None
+    last_used_at: str | None  # to the hour
+    state: Literal["live", "expired", "revoked"]
+
+
+class TokenList(BaseModel):
+    principal: str
+    tokens: list[TokenInfo]
+
+
+class TenantCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(max_length=64)
+    admin: str = Field(max_length=64)
+
+
+class TenantCreated(BaseModel):
+    tenant: str
+    admin: str
+    token: str
+    policy_version: int
+
+
+class TenantOut(BaseModel):
+    name: str
+    installation: bool
+    created_at: str
 
 
 class RoleChange(BaseModel):

@@ -2,39 +2,33 @@
 
 from __future__ import annotations
 
-import hashlib
+import logging
 import re
 import secrets
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from warden.errors import Conflict, NotFound, Unauthenticated, Unprocessable
+from warden.identity.caller import JOB_TOKEN_PREFIX, TOKEN_PREFIX, Caller, hash_token
 from warden.identity.models import ApiToken, Principal, Tenant
 
+if TYPE_CHECKING:
+    from warden.config import Settings
+
 NAME_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
-TOKEN_PREFIX = "wdn_"  # noqa: S105 - a prefix, not a secret
-JOB_TOKEN_PREFIX = "wjt_"  # noqa: S105 - a prefix, not a secret
+# How precisely a token's last use is kept: at most one write per token per this interval.
+LAST_USED_RESOLUTION = timedelta(hours=1)
 
+log = logging.getLogger("warden.identity")
 
-@dataclass(frozen=True)
-class Caller:
-    """Who is calling: resolved from a token on every request."""
-
-    name: str
-    kind: str  # person | service | job
-    tenant: str
-    principal_id: str
-    on_behalf_of: str | None = None
-    # A job token is bound to one job, one segment, its datasets and its purpose.
-    job_id: str | None = None
-    segment: str | None = None
-    scope_datasets: tuple[str, ...] | None = None
-    scope_purpose: str | None = None
-    # Who issued the API token in use (None: the bootstrap, or not an API token).
-    token_issuer_id: str | None = None
+# Caller and the token helpers live in identity/caller.py (the sandbox's job tokens use them
+# without importing this module); they stay importable from here.
+__all__ = ["JOB_TOKEN_PREFIX", "TOKEN_PREFIX", "Caller", "hash_token"]
 
 
 def check_name(value: str, what: str) -> str:
@@ -44,10 +38,6 @@ def check_name(value: str, what: str) -> str:
             " starting with a letter"
         )
     return value
-
-
-def hash_token(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def get_or_create_tenant(db: Session, name: str) -> Tenant:
@@ -118,29 +108,181 @@ def list_principals(db: Session, tenant_id: str) -> list[Principal]:
     return list(db.scalars(query))
 
 
+def token_lifetime(settings: Settings, kind: str, ttl: timedelta | None) -> timedelta:
+    """The lifetime a new token gets: the kind's default, or the asked one up to its maximum."""
+    # Anything that is not a person gets the (shorter) service lifetimes.
+    person = kind == "person"
+    s = settings
+    default_days = s.token_person_default_days if person else s.token_service_default_days
+    max_days = s.token_person_max_days if person else s.token_service_max_days
+    if ttl is None:
+        return timedelta(days=default_days)
+    if ttl <= timedelta(0):
+        raise Unprocessable("a token's lifetime must be positive")
+    if ttl > timedelta(days=max_days):
+        raise Unprocessable(
+            f"a {kind} token lives at most {max_days} days (WARDEN_TOKEN_{kind.upper()}_MAX_DAYS);"
+            f" asked for {ttl.days} days"
+        )
+    return ttl
+
+
+def live_token_filter(now: datetime) -> list[ColumnElement[bool]]:
+    return [
+        ApiToken.revoked_at.is_(None),
+        ApiToken.expires_at.is_not(None),
+        ApiToken.expires_at > now,
+    ]
+
+
+def lock_principal(db: Session, principal: Principal) -> None:
+    """Take the principal's row lock (PostgreSQL) or the write lock (SQLite) before counting,
+    so two concurrent requests cannot both pass a count-based check."""
+    db.execute(
+        update(Principal)
+        .where(Principal.id == principal.id)
+        .values(disabled=Principal.disabled)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def issue_token(
     db: Session,
     principal: Principal,
     label: str = "",
     ttl: timedelta | None = None,
     *,
+    settings: Settings | None = None,
+    now: datetime | None = None,
     issued_by: Principal | None = None,
 ) -> str:
-    """Create a token and return its secret; only the hash is kept. `issued_by` None only
-    at bootstrap."""
-    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    expires = datetime.now(UTC) + ttl if ttl else None
-    db.add(
-        ApiToken(
-            principal_id=principal.id,
-            token_hash=hash_token(secret),
-            label=label,
-            expires_at=expires,
-            issued_by_id=issued_by.id if issued_by else None,
-        )
+    """Create a token and return its secret; only the hash is kept (see `mint_token`)."""
+    return mint_token(db, principal, label, ttl, settings=settings, now=now, issued_by=issued_by)[0]
+
+
+def mint_token(
+    db: Session,
+    principal: Principal,
+    label: str = "",
+    ttl: timedelta | None = None,
+    *,
+    settings: Settings | None = None,
+    now: datetime | None = None,
+    issued_by: Principal | None = None,
+) -> tuple[str, ApiToken]:
+    """Create a token: its secret (shown once) and row. Every token expires: no ttl means the
+    kind's default lifetime; above the kind's maximum, or beyond the principal's cap of live
+    tokens, is refused. `issued_by` None only at bootstrap: a token someone else mints never
+    approves what its issuer asked for."""
+    if settings is None:
+        from warden.config import get_settings
+
+        settings = get_settings()
+    now = now or datetime.now(UTC)
+    lifetime = token_lifetime(settings, principal.kind, ttl)
+    lock_principal(db, principal)
+    live = db.scalar(
+        select(func.count())
+        .select_from(ApiToken)
+        .where(ApiToken.principal_id == principal.id, *live_token_filter(now))
     )
+    cap = settings.token_max_live_per_principal
+    if (live or 0) >= cap:
+        raise Conflict(
+            f"{principal.name} already holds {live} live tokens (the most is {cap},"
+            " WARDEN_TOKEN_MAX_LIVE_PER_PRINCIPAL); revoke one first"
+            f" (`warden principals revoke-token {principal.name} TOKEN_ID`)"
+        )
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(
+        principal_id=principal.id,
+        token_hash=hash_token(secret),
+        label=label,
+        created_at=now,
+        expires_at=now + lifetime,
+        issued_by_id=issued_by.id if issued_by else None,
+    )
+    db.add(token)
     db.flush()
-    return secret
+    return secret, token
+
+
+def list_tokens(db: Session, principal: Principal) -> list[ApiToken]:
+    query = (
+        select(ApiToken)
+        .where(ApiToken.principal_id == principal.id)
+        .order_by(ApiToken.created_at.desc(), ApiToken.id)
+    )
+    return list(db.scalars(query))
+
+
+def token_state(token: ApiToken, now: datetime) -> str:
+    if token.revoked_at is not None:
+        return "revoked"
+    if token.expires_at is None or _aware(token.expires_at) <= now:
+        return "expired"
+    return "live"
+
+
+def revoke_token(
+    db: Session, principal: Principal, token_id: str, by: str, now: datetime
+) -> tuple[ApiToken, bool]:
+    """Revoke one of the principal's tokens; (token, whether this call revoked it)."""
+    token = db.scalar(
+        select(ApiToken).where(ApiToken.id == token_id, ApiToken.principal_id == principal.id)
+    )
+    if token is None:
+        raise NotFound(f"{principal.name} has no token {token_id[:40]!r}")
+    if token.revoked_at is not None:
+        return token, False
+    # Conditional, so two concurrent revocations record one revoker.
+    result = db.execute(
+        update(ApiToken)
+        .where(ApiToken.id == token.id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=now, revoked_by=by)
+        .execution_options(synchronize_session=False)
+    )
+    db.refresh(token)
+    return token, bool(getattr(result, "rowcount", 0))
+
+
+def set_disabled(
+    db: Session,
+    principal: Principal,
+    disabled: bool,
+    *,
+    can_manage: Callable[[str], bool],
+) -> bool:
+    """Disable or enable a principal; returns whether anything changed. Refuses to disable the
+    last enabled person of the tenant who may still manage principals (`can_manage(name)`),
+    which would leave nobody able to enable anyone again."""
+    # One tenant's disables run one at a time, so two admins cannot disable each other at once.
+    db.execute(
+        update(Tenant)
+        .where(Tenant.id == principal.tenant_id)
+        .values(name=Tenant.name)
+        .execution_options(synchronize_session=False)
+    )
+    db.refresh(principal)
+    if principal.disabled == disabled:
+        return False
+    if disabled and principal.kind == "person" and can_manage(principal.name):
+        others = db.scalars(
+            select(Principal.name).where(
+                Principal.tenant_id == principal.tenant_id,
+                Principal.kind == "person",
+                Principal.disabled.is_(False),
+                Principal.id != principal.id,
+            )
+        )
+        if not any(can_manage(name) for name in others):
+            raise Conflict(
+                f"{principal.name} is the last enabled admin of the tenant; make someone else an"
+                " admin first, or nobody could enable anyone again"
+            )
+    principal.disabled = disabled
+    db.flush()
+    return True
 
 
 def authenticate(db: Session, secret: str, now: datetime | None = None) -> Caller:
@@ -162,10 +304,12 @@ def authenticate(db: Session, secret: str, now: datetime | None = None) -> Calle
     now = now or datetime.now(UTC)
     if token.revoked_at is not None:
         raise Unauthenticated("token revoked")
-    if token.expires_at is not None and _aware(token.expires_at) <= now:
+    # A token without an expiry is treated as expired: every token is issued with one.
+    if token.expires_at is None or _aware(token.expires_at) <= now:
         raise Unauthenticated("token expired")
     if principal.disabled:
         raise Unauthenticated("principal disabled")
+    _touch(db, token, now)
     return Caller(
         name=principal.name,
         kind=principal.kind,
@@ -173,6 +317,32 @@ def authenticate(db: Session, secret: str, now: datetime | None = None) -> Calle
         principal_id=principal.id,
         token_issuer_id=token.issued_by_id,
     )
+
+
+def _touch(db: Session, token: ApiToken, now: datetime) -> None:
+    """Note when a token was last used, to the hour, in a transaction of its own (the request's
+    own transaction may run long, and SQLite would hold its write lock all that time)."""
+    last = token.last_used_at
+    if last is not None and now - _aware(last) < LAST_USED_RESOLUTION:
+        return
+    try:
+        with Session(bind=db.get_bind()) as own:
+            own.execute(
+                update(ApiToken)
+                .where(
+                    ApiToken.id == token.id,
+                    or_(
+                        ApiToken.last_used_at.is_(None),
+                        ApiToken.last_used_at < now - LAST_USED_RESOLUTION,
+                    ),
+                )
+                .values(last_used_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            own.commit()
+    except SQLAlchemyError:
+        # Bookkeeping only: the decision above stands, and the next request tries again.
+        log.warning("could not note the use of token %s", token.id, exc_info=True)
 
 
 def _aware(value: datetime) -> datetime:

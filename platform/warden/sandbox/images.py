@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from warden.config import REPO_ROOT, SandboxSettings
+from warden.core.filesystem import shared_umask
 from warden.sandbox.driver import SandboxError
 
 BUILDER_VERSION = "1"  # bump to rebuild everything after a change to how images are made
@@ -169,9 +170,13 @@ def build_all(
     names = list(names)
     for name in names:
         _image(defs, name)
-    results = [_ensure_base(driver_client, settings, defs, progress, force=force)]
-    for name in names:
-        results.append(_ensure_image(driver_client, settings, defs, name, progress, force=force))
+    # The process umask is private (core/filesystem.py); image files must be readable inside.
+    with shared_umask():
+        results = [_ensure_base(driver_client, settings, defs, progress, force=force)]
+        for name in names:
+            results.append(
+                _ensure_image(driver_client, settings, defs, name, progress, force=force)
+            )
     return results
 
 

@@ -9,8 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from warden.errors import Unauthenticated
+from warden.identity.caller import JOB_TOKEN_PREFIX, Caller, hash_token
 from warden.identity.models import Principal, Tenant
-from warden.identity.service import JOB_TOKEN_PREFIX, Caller, hash_token
 from warden.sandbox.models import LIVE_STATUSES, JobToken, Sandbox
 
 

@@ -1,4 +1,5 @@
-"""/v1/me and /v1/principals: who is calling, and managing people and service accounts."""
+"""/v1/me, /v1/principals and /v1/tenants: who is calling; people, service accounts and their
+tokens; tenants, created by platform admins."""
 
 from __future__ import annotations
 
@@ -8,17 +9,25 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from warden.access import changes
 from warden.api.deps import CurrentCaller, DbSession, State
+from warden.audit.service import AuditRecord, append
 from warden.errors import Conflict, Forbidden
-from warden.identity.models import Principal
+from warden.identity.bootstrap import create_tenant
+from warden.identity.models import ApiToken, Principal, Tenant
 from warden.identity.schemas import (
     PrincipalChangeOut,
     PrincipalCreate,
     PrincipalOut,
     RoleChange,
+    TenantCreate,
+    TenantCreated,
+    TenantOut,
     TokenCreate,
+    TokenInfo,
+    TokenList,
     TokenOut,
 )
 from warden.identity.service import (
@@ -27,8 +36,12 @@ from warden.identity.service import (
     create_principal,
     get_principal,
     get_tenant,
-    issue_token,
     list_principals,
+    list_tokens,
+    mint_token,
+    revoke_token,
+    set_disabled,
+    token_state,
 )
 from warden.policy.authz import require
 from warden.policy.store import CasbinRule
@@ -150,15 +163,175 @@ def _role_answer(
 def add_token(
     name: str, body: TokenCreate, caller: CurrentCaller, db: DbSession, state: State
 ) -> TokenOut:
-    """Issue an API token (shown once; only its hash is kept). Yourself, or with manage."""
+    """Issue an API token (shown once; only its hash is kept). Yourself, or with manage. Every
+    token expires: the principal kind's default lifetime, or `ttl_days` up to its maximum."""
+    principal = _own_or_managed(name, caller, db, state)
+    now = state.now()
+    ttl = timedelta(days=body.ttl_days) if body.ttl_days else None
+    # Who minted it: a token someone else issued never approves what its issuer asked for.
+    issuer = db.get(Principal, caller.principal_id)
+    secret, token = mint_token(
+        db, principal, label=body.label, ttl=ttl, settings=state.settings, now=now, issued_by=issuer
+    )
+    assert token.expires_at is not None
+    _audit(
+        db,
+        caller,
+        "token.issue",
+        principal,
+        token_id=token.id,
+        label=body.label,
+        expires_at=_iso(token.expires_at),
+    )
+    return TokenOut(
+        token=secret, id=token.id, principal=principal.name, expires_at=_iso(token.expires_at)
+    )
+
+
+@router.get("/principals/{name}/tokens", response_model=TokenList)
+def tokens(name: str, caller: CurrentCaller, db: DbSession, state: State) -> TokenList:
+    """A principal's tokens (never their secrets): your own, or your tenant's with manage."""
+    principal = _own_or_managed(name, caller, db, state)
+    now = state.now()
+    return TokenList(
+        principal=principal.name, tokens=[_token_info(t, now) for t in list_tokens(db, principal)]
+    )
+
+
+@router.post("/principals/{name}/tokens/{token_id}/revoke", response_model=TokenInfo)
+def revoke(
+    name: str, token_id: str, caller: CurrentCaller, db: DbSession, state: State
+) -> TokenInfo:
+    """Revoke a token: refused from the very next request, on every replica."""
+    principal = _own_or_managed(name, caller, db, state)
+    now = state.now()
+    token, changed = revoke_token(db, principal, token_id, caller.name, now)
+    if changed:
+        _audit(db, caller, "token.revoke", principal, token_id=token.id, label=token.label)
+    return _token_info(token, now)
+
+
+@router.post("/principals/{name}/disable", response_model=PrincipalOut)
+def disable(name: str, caller: CurrentCaller, db: DbSession, state: State) -> PrincipalOut:
+    """Disable a principal: all its tokens, and the job tokens of jobs it launched, are refused
+    from the next request. Refused for the tenant's last enabled admin."""
+    return _set_disabled(name, True, caller, db, state)
+
+
+@router.post("/principals/{name}/enable", response_model=PrincipalOut)
+def enable(name: str, caller: CurrentCaller, db: DbSession, state: State) -> PrincipalOut:
+    """Enable a disabled principal again; its unexpired, unrevoked tokens work again."""
+    return _set_disabled(name, False, caller, db, state)
+
+
+def _set_disabled(
+    name: str, disabled: bool, caller: Caller, db: DbSession, state: State
+) -> PrincipalOut:
+    require(state, caller, "sys:principals", "manage")
+    principal = get_principal(db, name, get_tenant(db, caller.tenant).id)
+    snapshot = state.policy.ensure_fresh()
+    now = state.now()
+    changed = set_disabled(
+        db,
+        principal,
+        disabled,
+        can_manage=lambda who: snapshot.can(who, caller.tenant, "sys:principals", "manage", now),
+    )
+    if changed:
+        _audit(db, caller, "principal.disable" if disabled else "principal.enable", principal)
+    return PrincipalOut(
+        name=principal.name,
+        kind=principal.kind,
+        tenant=caller.tenant,
+        disabled=principal.disabled,
+        roles=roles_of(db, principal.name, caller.tenant),
+    )
+
+
+def _own_or_managed(name: str, caller: Caller, db: DbSession, state: State) -> Principal:
+    """The named principal of the caller's tenant: the caller itself, or any with manage.
+    Jobs never touch tokens; another tenant's principal is a 404 like a missing one."""
+    if caller.kind == "job":
+        raise Forbidden("jobs may not manage tokens")
     if name != caller.name:
         require(state, caller, "sys:principals", "manage")
-    principal = get_principal(db, name, get_tenant(db, caller.tenant).id)
-    ttl = timedelta(days=body.ttl_days) if body.ttl_days else None
-    issuer = db.get(Principal, caller.principal_id)
-    secret = issue_token(db, principal, label=body.label, ttl=ttl, issued_by=issuer)
-    expires = (datetime.now(UTC) + ttl).isoformat() if ttl else None
-    return TokenOut(token=secret, principal=principal.name, expires_at=expires)
+    return get_principal(db, name, get_tenant(db, caller.tenant).id)
+
+
+def _token_info(token: ApiToken, now: datetime) -> TokenInfo:
+    return TokenInfo(
+        id=token.id,
+        label=token.label,
+        created_at=_iso(token.created_at),
+        expires_at=_iso(token.expires_at) if token.expires_at else None,
+        revoked_at=_iso(token.revoked_at) if token.revoked_at else None,
+        revoked_by=token.revoked_by,
+        last_used_at=_iso(token.last_used_at) if token.last_used_at else None,
+        state=token_state(token, now),  # type: ignore[arg-type]
+    )
+
+
+def _iso(value: datetime) -> str:
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+
+
+def _audit(
+    db: DbSession, caller: Caller, action: str, principal: Principal, **details: str
+) -> None:
+    append(
+        db,
+        AuditRecord(
+            action=action,
+            decision="allow",
+            actor=caller.name,
+            actor_kind=caller.kind,
+            on_behalf_of=caller.on_behalf_of,
+            tenant=caller.tenant,
+            details={"principal": principal.name, **details},
+        ),
+    )
+
+
+# --- tenants: created by platform admins ------------------------------------------------------
+
+
+def require_platform_admin(state: State, caller: Caller, db: DbSession) -> None:
+    """Platform admins are people of the installation tenant (the one `warden init` made) whom
+    Casbin allows to manage sys:tenants; any other tenant's admins are refused."""
+    home = get_tenant(db, caller.tenant)
+    if caller.kind != "person" or not home.installation:
+        raise Forbidden(f"{caller.name} may not manage tenants")
+    require(state, caller, "sys:tenants", "manage")
+
+
+@router.post("/tenants", status_code=201, response_model=TenantCreated, tags=["tenants"])
+def add_tenant(
+    body: TenantCreate, caller: CurrentCaller, db: DbSession, state: State
+) -> TenantCreated:
+    """Create a tenant with its first admin (a person) and the seed role rules; the new admin's
+    token is shown once. Platform admins only."""
+    require_platform_admin(state, caller, db)
+    try:
+        done = create_tenant(db, state.settings, caller, body.name, body.admin)
+        db.commit()
+    except IntegrityError:  # a concurrent create took the tenant's or the admin's name
+        raise Conflict(f"tenant {body.name!r} or principal {body.admin!r} already exists") from None
+    state.policy.ensure_fresh()
+    return TenantCreated(
+        tenant=done.tenant, admin=done.admin, token=done.token, policy_version=done.policy_version
+    )
+
+
+@router.get("/tenants", tags=["tenants"])
+def tenants(caller: CurrentCaller, db: DbSession, state: State) -> dict[str, list[TenantOut]]:
+    """Every tenant of the installation. Platform admins only."""
+    require_platform_admin(state, caller, db)
+    return {
+        "tenants": [
+            TenantOut(name=t.name, installation=t.installation, created_at=_iso(t.created_at))
+            for t in db.scalars(select(Tenant).order_by(Tenant.name))
+        ]
+    }
 
 
 @router.post(

@@ -1,0 +1,35 @@
+"""`warden tenants …`: tenants of the installation (platform admins only)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from warden.cli.client import ApiClient, console
+from warden.cli.output import show
+
+app = typer.Typer(
+    help="Create and list tenants (platform admins: admins of the tenant `warden init` made).",
+    no_args_is_help=True,
+)
+
+
+@app.command()
+def create(
+    name: Annotated[str, typer.Argument(help="Lowercase tenant name, e.g. globex")],
+    admin: Annotated[str, typer.Option("--admin", help="Name of the tenant's first admin")],
+) -> None:
+    """Create a tenant, its first admin and its seed role rules; print the admin's token once."""
+    out = ApiClient().post("/v1/tenants", json={"name": name, "admin": admin})
+    console.print(
+        f"created tenant [bold]{out['tenant']}[/] with admin [bold]{out['admin']}[/]"
+        f" (policy v{out['policy_version']})"
+    )
+    console.print(f"token of {out['admin']} (shown once): [bold]{out['token']}[/]")
+
+
+@app.command("list")
+def list_(fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table") -> None:
+    """List the installation's tenants."""
+    show(ApiClient().get("/v1/tenants")["tenants"], ["name", "installation", "created_at"], fmt)

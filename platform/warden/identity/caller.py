@@ -1,0 +1,32 @@
+"""Who is calling, and how token secrets are kept: shared by API tokens (identity/service.py)
+and job tokens (sandbox/tokens.py) without either importing the other's module."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+TOKEN_PREFIX = "wdn_"  # noqa: S105 - a prefix, not a secret
+JOB_TOKEN_PREFIX = "wjt_"  # noqa: S105 - a prefix, not a secret
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: resolved from a token on every request."""
+
+    name: str
+    kind: str  # person | service | job
+    tenant: str
+    principal_id: str
+    on_behalf_of: str | None = None
+    # A job token is bound to one job, one segment, its datasets and its purpose.
+    job_id: str | None = None
+    segment: str | None = None
+    scope_datasets: tuple[str, ...] | None = None
+    scope_purpose: str | None = None
+    # Who issued the API token in use (None: the bootstrap, or not an API token).
+    token_issuer_id: str | None = None
+
+
+def hash_token(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()

@@ -1,0 +1,186 @@
+"""Tenants: platform admins (admins of the tenant `warden init` made) create tenants with a first
+admin and the seed role rules; nobody else can; and tenants stay apart through the API."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from warden.catalog.service import list_names
+from warden.identity.models import Principal, Tenant
+from warden.policy.store import CasbinRule
+
+
+def _create(warden, who: str, name: str = "globex", admin: str = "gadmin"):  # type: ignore[no-untyped-def]
+    return warden.http.post(
+        "/v1/tenants", json={"name": name, "admin": admin}, headers=warden.as_(who)
+    )
+
+
+@pytest.fixture
+def globex(warden):  # type: ignore[no-untyped-def]
+    r = _create(warden, "admin")
+    assert r.status_code == 201, r.text
+    warden.tokens["gadmin"] = r.json()["token"]
+    return warden
+
+
+def test_platform_admin_creates_a_tenant_with_admin_and_seed_rules(globex) -> None:  # type: ignore[no-untyped-def]
+    w = globex
+    me = w.http.get("/v1/me", headers=w.as_("gadmin")).json()
+    assert me["tenant"] == "globex" and me["roles"] == ["role:admin"]
+    with w.state.sessions() as db:
+        acme = {
+            (r.ptype, r.v0, r.v2)
+            for r in db.scalars(select(CasbinRule).where(CasbinRule.v1 == "acme"))
+        }
+        mine = {
+            (r.ptype, r.v0, r.v2)
+            for r in db.scalars(select(CasbinRule).where(CasbinRule.v1 == "globex"))
+        }
+        tenants = {t.name: t.installation for t in db.scalars(select(Tenant))}
+    # the same role rules as warden init seeds, re-homed to the new tenant
+    assert ("p", "role:admin", "sys:*") in mine
+    assert {r for r in acme if r[1].startswith("role:")} == {
+        r for r in mine if r[1].startswith("role:")
+    }
+    assert tenants == {"acme": True, "globex": False}
+    # only role rules, plus its admin's link: no rules naming acme's people
+    assert {r[1] for r in mine if not r[1].startswith("role:")} == set()
+    with w.state.sessions() as db:
+        links = db.scalars(select(CasbinRule).where(CasbinRule.ptype == "g"))
+        assert [(r.v0, r.v1) for r in links if r.v2 == "globex"] == [("gadmin", "role:admin")]
+    # the new admin can work in their tenant: add a person, mint them a token
+    made = w.http.post(
+        "/v1/principals", json={"name": "gina", "roles": ["ml_engineer"]}, headers=w.as_("gadmin")
+    )
+    assert made.status_code == 201, made.text
+    assert (
+        w.http.post("/v1/principals/gina/tokens", json={}, headers=w.as_("gadmin")).status_code
+        == 201
+    )
+    listed = w.http.get("/v1/tenants", headers=w.as_("admin")).json()["tenants"]
+    assert [t["name"] for t in listed] == ["acme", "globex"]
+    created = w.audit_events(action="tenant.create")
+    assert created[0]["details"] == {"tenant": "globex", "admin": "gadmin"}
+
+
+def test_other_tenants_admins_and_non_admins_cannot_create_tenants(globex) -> None:  # type: ignore[no-untyped-def]
+    w = globex
+    # gadmin holds sys:* manage (so sys:tenants) in globex, but globex is not the installation
+    for who in ("gadmin", "alice", "mallory"):
+        r = _create(w, who, name=f"evil-{who}", admin=f"evil-{who}-admin")
+        assert r.status_code == 403, (who, r.text)
+        assert w.http.get("/v1/tenants", headers=w.as_(who)).status_code == 403
+    # gadmin grants his own tenant an explicit sys:tenants rule through a role: still refused
+    r = w.http.post(
+        "/v1/policy/rules",
+        json={"add": ["p, role:admin, globex, sys:tenants, *, *, manage, allow, ,"]},
+        headers=w.as_("gadmin"),
+    )
+    assert _create(w, "gadmin", name="evil", admin="evil-admin").status_code == 403
+    with w.state.sessions() as db:
+        assert sorted(db.scalars(select(Tenant.name))) == ["acme", "globex"]
+        assert db.scalar(select(Principal).where(Principal.name.like("evil%"))) is None
+
+
+def test_bad_or_clashing_tenants_change_nothing(globex) -> None:  # type: ignore[no-untyped-def]
+    w = globex
+    with w.state.sessions() as db:
+        rules = len(list(db.scalars(select(CasbinRule.id))))
+    for body, status in [
+        ({"name": "globex", "admin": "other"}, 409),
+        ({"name": "initech", "admin": "alice"}, 409),  # principal names are global
+        ({"name": "Bad Name", "admin": "x"}, 422),
+        ({"name": "initech", "admin": "../root"}, 422),
+        ({"name": "initech"}, 422),
+        ({"name": "initech", "admin": "pat", "installation": True}, 422),
+        ({"name": "x" * 65, "admin": "pat"}, 422),
+    ]:
+        r = w.http.post("/v1/tenants", json=body, headers=w.as_("admin"))
+        assert r.status_code == status, (body, r.text)
+        assert set(r.json()) == {"error", "detail"}
+    with w.state.sessions() as db:
+        assert sorted(db.scalars(select(Tenant.name))) == ["acme", "globex"]
+        assert len(list(db.scalars(select(CasbinRule.id)))) == rules
+        assert db.scalar(select(Principal).where(Principal.name == "pat")) is None
+
+
+def test_tenant_isolation_holds_through_the_api(globex) -> None:  # type: ignore[no-untyped-def]
+    w = globex
+    g = w.as_("gadmin")
+    with w.state.sessions() as db:
+        acme_sets = set(list_names(db, "acme"))
+    assert "engagements" in acme_sets
+    # datasets: none listed, none shown, none read, settings and policy check hide them
+    assert w.http.get("/v1/datasets", headers=g).json()["datasets"] == []
+    for name in sorted(acme_sets):
+        assert w.http.get(f"/v1/datasets/{name}", headers=g).status_code == 404
+        assert w.read("gadmin", name, purpose="training").status_code == 404
+        assert w.http.get(f"/v1/access/settings/{name}", headers=g).status_code in (403, 404)
+    # principals: only globex's; acme's people are 404s for tokens, revoke, disable, enable
+    names = [p["name"] for p in w.http.get("/v1/principals", headers=g).json()["principals"]]
+    assert names == ["gadmin"]
+    alice_token = w.http.get("/v1/principals/alice/tokens", headers=w.as_("admin")).json()
+    token_id = alice_token["tokens"][0]["id"]
+    for method, path in [
+        ("GET", "/v1/principals/alice/tokens"),
+        ("POST", "/v1/principals/alice/tokens"),
+        ("POST", f"/v1/principals/alice/tokens/{token_id}/revoke"),
+        ("POST", f"/v1/principals/gadmin/tokens/{token_id}/revoke"),
+        ("POST", "/v1/principals/alice/disable"),
+        ("POST", "/v1/principals/admin/disable"),
+        ("POST", "/v1/principals/alice/enable"),
+        ("POST", "/v1/principals/alice/roles"),
+    ]:
+        r = w.http.request(
+            method, path, json={"role": "admin"} if "roles" in path else {}, headers=g
+        )
+        assert r.status_code == 404, (method, path, r.text)
+        assert "acme" not in r.text and token_id not in r.text.replace(token_id[:40], "")
+    assert w.http.get("/v1/me", headers=w.as_("alice")).status_code == 200
+    after = w.http.get("/v1/principals/alice/tokens", headers=w.as_("admin")).json()["tokens"]
+    assert [(t["id"], t["state"]) for t in after] == [(token_id, "live")]
+    # audit: nothing of acme's, though acme has plenty
+    assert w.read("alice", "engagements", purpose="training").status_code in (200, 403, 404)
+    events = w.http.get("/v1/audit/events", params={"limit": 1000}, headers=g).json()["events"]
+    assert all(e["tenant"] in ("globex", None) for e in events), {e["tenant"] for e in events}
+    assert {e["actor"] for e in events} <= {"gadmin", "admin"}  # gadmin's own refused reads
+    # the platform admin appears once: the seed rules of globex, recorded in globex
+    assert [e["action"] for e in events if e["actor"] == "admin"] == ["policy.change"]
+    # policy: acme's rules neither listed nor writable from globex
+    rules = w.http.get("/v1/policy/rules", headers=g).json()
+    assert "acme" not in str(rules)
+    r = w.http.post(
+        "/v1/policy/rules",
+        json={"add": ["g, gadmin, role:admin, acme"]},
+        headers=g,
+    )
+    assert r.status_code in (403, 422)
+    # and the other way round: acme's admin sees nothing of globex's
+    names = [
+        p["name"] for p in w.http.get("/v1/principals", headers=w.as_("admin")).json()["principals"]
+    ]
+    assert "gadmin" not in names
+    assert w.http.get("/v1/principals/gadmin/tokens", headers=w.as_("admin")).status_code == 404
+    assert w.http.post("/v1/principals/gadmin/disable", headers=w.as_("admin")).status_code == 404
+
+
+def test_service_accounts_jobs_and_disabled_admins_of_the_installation_are_refused(warden) -> None:  # type: ignore[no-untyped-def]
+    w = warden
+    made = w.http.post(
+        "/v1/principals",
+        json={"name": "ops-bot", "kind": "service", "roles": ["admin"]},
+        headers=w.as_("admin"),
+    )
+    assert made.status_code == 201, made.text
+    bot = w.http.post("/v1/principals/ops-bot/tokens", json={}, headers=w.as_("admin"))
+    w.tokens["ops-bot"] = bot.json()["token"]
+    assert _create(w, "ops-bot", name="botco", admin="botco-admin").status_code == 403
+    # a second acme admin is a platform admin until disabled
+    w.http.post("/v1/principals/erin/roles", json={"role": "admin"}, headers=w.as_("admin"))
+    assert _create(w, "erin", name="initech", admin="iadmin").status_code == 201
+    assert w.http.post("/v1/principals/erin/disable", headers=w.as_("admin")).status_code == 200
+    assert _create(w, "erin", name="hooli", admin="hadmin").status_code == 401
+    with w.state.sessions() as db:
+        assert sorted(db.scalars(select(Tenant.name))) == ["acme", "initech"]
