@@ -18,24 +18,15 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("principal", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("owner_id", sa.String(length=32), nullable=True))
-        batch_op.add_column(sa.Column("created_by_id", sa.String(length=32), nullable=True))
-        batch_op.create_foreign_key(
-            batch_op.f("fk_principal_owner_id_principal"), "principal", ["owner_id"], ["id"]
-        )
-        batch_op.create_foreign_key(
-            batch_op.f("fk_principal_created_by_id_principal"),
-            "principal",
-            ["created_by_id"],
-            ["id"],
-        )
-
-    with op.batch_alter_table("api_token", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("issued_by_id", sa.String(length=32), nullable=True))
-        batch_op.create_foreign_key(
-            batch_op.f("fk_api_token_issued_by_id_principal"), "principal", ["issued_by_id"], ["id"]
-        )
+    # Plain ADD COLUMN, no foreign key (no batch copy): SQLite cannot drop a table that others
+    # reference, and adding a constraint there means copying principal. Principals are never
+    # deleted, so these ids always name one.
+    for table, column in (
+        ("principal", "owner_id"),
+        ("principal", "created_by_id"),
+        ("api_token", "issued_by_id"),
+    ):
+        op.add_column(table, sa.Column(column, sa.String(length=32), nullable=True))
 
     op.create_table(
         "reviewed_change",
@@ -107,15 +98,9 @@ def downgrade() -> None:
         batch_op.drop_index("ix_reviewed_change_tenant_state")
         batch_op.drop_index(batch_op.f("ix_reviewed_change_proposer_id"))
     op.drop_table("reviewed_change")
-    with op.batch_alter_table("api_token", schema=None) as batch_op:
-        batch_op.drop_constraint(
-            batch_op.f("fk_api_token_issued_by_id_principal"), type_="foreignkey"
-        )
-        batch_op.drop_column("issued_by_id")
-    with op.batch_alter_table("principal", schema=None) as batch_op:
-        batch_op.drop_constraint(
-            batch_op.f("fk_principal_created_by_id_principal"), type_="foreignkey"
-        )
-        batch_op.drop_constraint(batch_op.f("fk_principal_owner_id_principal"), type_="foreignkey")
-        batch_op.drop_column("created_by_id")
-        batch_op.drop_column("owner_id")
+    for table, column in (
+        ("api_token", "issued_by_id"),
+        ("principal", "created_by_id"),
+        ("principal", "owner_id"),
+    ):
+        op.drop_column(table, column)
