@@ -76,6 +76,21 @@ def bootstrap_people(warden: Any, people: dict[str, list[str]]) -> None:
     state.policy.ensure_fresh()
 
 
+def link_role(warden: Any, name: str, role: str) -> None:
+    """Give an existing principal a role the way bootstrap does (no review): for tests about
+    something else that need, say, a second admin."""
+    from warden.db.session import unit_of_work
+    from warden.identity.service import Caller, get_principal
+    from warden.policy.changes import apply_change
+
+    with unit_of_work(warden.state.sessions) as db:
+        admin = get_principal(db, "admin")
+        actor = Caller("admin", "person", "acme", admin.id)
+        link = ("g", (name, f"role:{role.removeprefix('role:')}", "acme"))
+        apply_change(db, actor, add=[link], reason="test setup", action="policy.bootstrap")
+    warden.state.policy.ensure_fresh()
+
+
 class Access:
     """The `warden` harness plus reviewers and shortcuts for the access API. `ada` is a second
     admin created at bootstrap: she approves the changes the admin proposes."""
