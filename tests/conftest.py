@@ -14,8 +14,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
+from warden.core.filesystem import restrict_umask
 from warden.db.migrate import upgrade
 from warden.db.session import make_engine
+
+# Tests run as every Warden process does (core/filesystem.py): what they write is private.
+restrict_umask()
 
 PG_URL = os.environ.get(
     "WARDEN_TEST_POSTGRES_URL"
@@ -112,8 +116,17 @@ def warden(db_url: str, tmp_path: Path, taste_graph: list) -> Iterator[WardenHar
         mask_key="test-mask-key",
     )
     harness = WardenHarness.build(settings, taste_graph)
+    # as `warden init` leaves them: `warden serve` refuses data others can reach
+    _make_private(settings.data_dir)
+    if db_url.startswith("sqlite:///"):
+        _make_private(Path(db_url.removeprefix("sqlite:///")))
     yield harness
     harness.close()
+
+
+def _make_private(folder: Path) -> None:
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(path.stat().st_mode & 0o700)
 
 
 class WardenHarness:

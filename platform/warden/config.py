@@ -108,6 +108,22 @@ class Settings(BaseSettings):
     token_service_max_days: int = Field(default=30, ge=1)
     token_max_live_per_principal: int = Field(default=10, ge=1)
 
+    # Edge (api/edge.py): refused requests (no or bad token, body or headers over the cap, no
+    # such route or method) are audited. Per source (client address, or an authenticated
+    # token) and fixed window, the first `edge_record_per_window` refusals are recorded one by
+    # one and the rest folded into one counted record per window; past `edge_refusals_per_window`
+    # the source gets 429 until its window ends. Counters live in this process's memory.
+    edge_window_s: float = Field(default=60.0, gt=0)
+    edge_record_per_window: int = Field(default=20, ge=0)
+    edge_refusals_per_window: int = Field(default=120, ge=1)
+    edge_max_sources: int = Field(default=10_000, ge=1)
+    edge_max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    # Peers (addresses or networks) whose X-Forwarded-For is believed; none by default.
+    edge_trusted_proxies: list[str] = Field(default_factory=list)
+    # How often the edge writes the counted records of windows that have ended; 0: only when
+    # the next refusal arrives and at shut-down.
+    edge_flush_interval_s: float = Field(default=30.0, ge=0)
+
     @model_validator(mode="after")
     def _token_defaults_within_max(self) -> Settings:
         for kind in ("person", "service"):

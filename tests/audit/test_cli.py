@@ -81,7 +81,7 @@ def cli(
 def test_query_prints_a_table_newest_first(
     cli: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(console, "width", 220)
+    monkeypatch.setattr(console, "_width", 220)  # undone to None: the width follows COLUMNS again
     result = runner.invoke(audit_cli.app, ["query", "--dataset", "engagements"])
     assert result.exit_code == 0, result.output
     assert result.output.index("user6") < result.output.index("user0")

@@ -6,7 +6,7 @@ import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 _SPAN = re.compile(r"^(\d{1,6})([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -48,7 +48,20 @@ def format_duration(seconds: int) -> str:
     return f"{seconds}s"
 
 
-Duration = Annotated[int, BeforeValidator(parse_duration)]
+# Documents what parse_duration accepts: seconds, or a span within the same bounds (it also
+# takes ISO-8601 and larger counts of a unit, up to ten years).
+DURATION_SCHEMA = {
+    "anyOf": [
+        {"type": "integer", "minimum": 60, "maximum": MAX_DURATION_S},
+        {
+            "type": "string",
+            "pattern": r"^(?:(?:[6-9][0-9]|[1-9][0-9]{2,5})s|[1-9][0-9]{0,5}m|[1-9][0-9]{0,3}h"
+            r"|[1-9][0-9]{0,2}d|[1-9][0-9]?w)$",
+        },
+    ],
+    "description": 'Seconds, or a span like "90m", "12h", "7d", "2w" (one minute to ten years)',
+}
+Duration = Annotated[int, BeforeValidator(parse_duration), WithJsonSchema(DURATION_SCHEMA)]
 Name = Annotated[str, Field(min_length=1, max_length=64)]
 Purpose = Annotated[str, Field(min_length=1, max_length=32)]
 

@@ -8,8 +8,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from warden import __version__
+from warden.api.edge_middleware import install_edge
 from warden.api.errors import install_error_handlers
 from warden.api.limits import BodySizeLimit
+from warden.api.openapi import install_openapi
 from warden.api.routes.access import router as access_router
 from warden.api.routes.audit import router as audit_router
 from warden.api.routes.catalog import router as catalog_router
@@ -47,7 +49,7 @@ def create_app(
     platform = state or build_platform(settings)
     app.state.warden = platform
     app.state.process = WardenProcess.build(platform, socket_app=app, jobs=jobs)
-    # A hard cap for every route; reads check a tighter limit themselves, so they are audited.
+    # A hard cap for every route (the edge audits what it refuses); reads check a tighter one.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes * 16)
     install_error_handlers(app)
     for router in (
@@ -62,6 +64,11 @@ def create_app(
         registry_router,
     ):
         app.include_router(router)
+
+    # Edge and contract: every refused request is audited and floods are folded (api/edge.py);
+    # the OpenAPI document declares every error the server gives (api/openapi.py).
+    install_edge(app, settings)
+    install_openapi(app)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

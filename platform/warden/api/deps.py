@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from warden.api.edge import report_unauthenticated
 from warden.db.session import unit_of_work
 from warden.errors import Unauthenticated
 from warden.identity.service import Caller, authenticate
@@ -41,11 +42,16 @@ DbSession = Annotated[Session, Depends(get_db, scope="function")]
 
 
 def get_caller(request: Request, db: DbSession) -> Caller:
+    """The authenticated caller; a refused token is audited (folded in a flood) by the edge."""
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
-    if scheme.lower() != "bearer" or not secret:
-        raise Unauthenticated("missing bearer token")
-    caller = authenticate(db, secret.strip())
+    try:
+        if scheme.lower() != "bearer" or not secret:
+            raise Unauthenticated("missing bearer token")
+        caller = authenticate(db, secret.strip())
+    except Unauthenticated as exc:
+        report_unauthenticated(request, exc)
+        raise
     request.state.caller = caller
     return caller
 

@@ -1,10 +1,16 @@
-"""Refuse oversized request bodies before anything reads them."""
+"""Refuse oversized request bodies before anything reads them.
+
+The refusal is flagged in the ASGI scope, so the edge (api/edge.py) audits it like any other.
+"""
 
 from __future__ import annotations
 
 import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# The key api/edge.py reads; spelled here too so this module imports nothing of the API's.
+SCOPE_REFUSAL = "warden.edge.refusal"
 
 
 class BodySizeLimit:
@@ -18,7 +24,7 @@ class BodySizeLimit:
             return
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await _too_large(send, self.max_bytes)
+            await _too_large(scope, send, self.max_bytes)
             return
         seen = 0
 
@@ -34,17 +40,17 @@ class BodySizeLimit:
         try:
             await self.app(scope, limited, send)
         except _TooLarge:
-            await _too_large(send, self.max_bytes)
+            await _too_large(scope, send, self.max_bytes)
 
 
 class _TooLarge(Exception):
     pass
 
 
-async def _too_large(send: Send, limit: int) -> None:
-    body = json.dumps(
-        {"error": "PayloadTooLarge", "detail": f"request body over {limit} bytes"}
-    ).encode()
+async def _too_large(scope: Scope, send: Send, limit: int) -> None:
+    detail = f"request body over {limit} bytes"
+    scope[SCOPE_REFUSAL] = ("PayloadTooLarge", detail)
+    body = json.dumps({"error": "PayloadTooLarge", "detail": detail}).encode()
     await send(
         {
             "type": "http.response.start",

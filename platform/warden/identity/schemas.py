@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+# The names identity.service.check_name accepts (it still checks: these only document them).
+NAME_PATTERN = r"^[a-z][a-z0-9_.-]{0,63}$"
+ROLE_PATTERN = r"^(role:)?[a-z][a-z0-9_.-]{0,63}$"
+RoleName = Annotated[str, Field(json_schema_extra={"pattern": ROLE_PATTERN})]
 
 
 class PrincipalCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(max_length=64)
+    name: str = Field(max_length=64, json_schema_extra={"pattern": NAME_PATTERN})
     kind: Literal["person", "service"] = "person"
-    roles: list[str] = Field(default_factory=list, max_length=32)
+    roles: list[RoleName] = Field(default_factory=list, max_length=32)
     # Service accounts: the owning person (default: the creator). People have none.
-    owner: str | None = Field(default=None, max_length=64)
+    owner: str | None = Field(
+        default=None, max_length=64, json_schema_extra={"pattern": NAME_PATTERN}
+    )
 
 
 class PrincipalOut(BaseModel):
@@ -90,4 +97,4 @@ class TenantOut(BaseModel):
 class RoleChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    role: str = Field(max_length=64)
+    role: str = Field(max_length=64, json_schema_extra={"pattern": ROLE_PATTERN})

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
+from pydantic import BeforeValidator
 
 from warden.api.deps import CurrentCaller, DbSession, State
 from warden.audit import service
@@ -18,6 +20,19 @@ router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
 AUDIT_OBJECT = "sys:audit"
 Name = Annotated[str | None, Query(max_length=64)]
+
+
+_NUMBER = re.compile(r"\s*[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\s*")
+
+
+def _iso_8601(value: Any) -> Any:
+    # pydantic would read a bare number as a Unix time; the API documents ISO-8601 only.
+    if isinstance(value, str) and _NUMBER.fullmatch(value):
+        raise ValueError("expected an ISO-8601 date or date-time, not a number")
+    return value
+
+
+When = Annotated[datetime | None, BeforeValidator(_iso_8601)]
 
 
 def authorise_auditor(state: Any, caller: Caller, action: str, details: dict[str, Any]) -> None:
@@ -69,8 +84,8 @@ def list_events(
     dataset: Name = None,
     action: Name = None,
     decision: Annotated[Literal["allow", "deny", "error"] | None, Query()] = None,
-    since: Annotated[datetime | None, Query(description="ISO-8601, inclusive")] = None,
-    until: Annotated[datetime | None, Query(description="ISO-8601, exclusive")] = None,
+    since: Annotated[When, Query(description="ISO-8601, inclusive")] = None,
+    until: Annotated[When, Query(description="ISO-8601, exclusive")] = None,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=service.MAX_QUERY_LIMIT)] = 100,
 ) -> AuditEventsPage:

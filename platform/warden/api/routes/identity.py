@@ -4,9 +4,9 @@ tokens; tenants, created by platform admins."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -18,6 +18,7 @@ from warden.errors import Conflict, Forbidden
 from warden.identity.bootstrap import create_tenant
 from warden.identity.models import ApiToken, Principal, Tenant
 from warden.identity.schemas import (
+    ROLE_PATTERN,
     PrincipalChangeOut,
     PrincipalCreate,
     PrincipalOut,
@@ -351,7 +352,13 @@ def grant_role(
     response_model=PrincipalChangeOut,
     responses={202: {"description": "Proposed: the role lifts a deny or row filter"}},
 )
-def remove_role(name: str, role: str, caller: CurrentCaller, db: DbSession, state: State) -> Any:
+def remove_role(
+    name: str,
+    role: Annotated[str, Path(json_schema_extra={"pattern": ROLE_PATTERN})],
+    caller: CurrentCaller,
+    db: DbSession,
+    state: State,
+) -> Any:
     """Taking a role away applies at once, unless the role restricts (a deny, a row filter)."""
     return _change_role(name, role, caller, db, state, add=False)
 

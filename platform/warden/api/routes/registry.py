@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import FileResponse
 
 from warden.api.deps import CurrentCaller, DbSession, State
@@ -15,6 +15,8 @@ from warden.registry.models import Model
 from warden.registry.schemas import LineageOut, ModelOut
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
+# Documents the form service.parse_ref accepts (anything else is 422); validation stays there.
+Ref = Annotated[str, Path(json_schema_extra={"pattern": service.REF_RE.pattern})]
 MAX_DEPTH = 32
 
 
@@ -35,13 +37,13 @@ def list_(
 
 
 @router.get("/{ref}", response_model=ModelOut, summary="One model: ID, NAME or NAME@VERSION")
-def show(ref: str, caller: CurrentCaller, db: DbSession) -> ModelOut:
+def show(ref: Ref, caller: CurrentCaller, db: DbSession) -> ModelOut:
     _people_only(caller)
     return ModelOut.of(service.resolve(db, caller.tenant, ref[:80]))
 
 
 @router.get("/{ref}/lineage", response_model=LineageOut, summary="A model and its ancestors")
-def lineage(ref: str, caller: CurrentCaller, db: DbSession) -> LineageOut:
+def lineage(ref: Ref, caller: CurrentCaller, db: DbSession) -> LineageOut:
     _people_only(caller)
     model = service.resolve(db, caller.tenant, ref[:80])
     ancestors: list[Model] = []
@@ -55,7 +57,7 @@ def lineage(ref: str, caller: CurrentCaller, db: DbSession) -> LineageOut:
 
 
 @router.get("/{ref}/reports/{name:path}", summary="A report: Markdown, JSON or a plot")
-def report(ref: str, name: str, caller: CurrentCaller, db: DbSession, state: State) -> FileResponse:
+def report(ref: Ref, name: str, caller: CurrentCaller, db: DbSession, state: State) -> FileResponse:
     _people_only(caller)
     model = service.resolve(db, caller.tenant, ref[:80])
     path = service.report_path(model, name[:128], state.settings.data_dir)
