@@ -119,7 +119,9 @@ def add_principal(body: PrincipalCreate, caller: CurrentCaller, db: DbSession, s
             " Remove those rules first, or choose another name"
         )
     creator = db.get(Principal, caller.principal_id)
-    owner = get_principal(db, body.owner, tenant.id) if body.owner else None
+    owner = None
+    if body.owner is not None:
+        owner = get_principal(db, check_name(body.owner, "owner name"), tenant.id)
     principal = create_principal(db, body.name, body.kind, tenant, owner=owner, created_by=creator)
     names = {p.id: p.name for p in (creator, owner) if p is not None}
     out = PrincipalChangeOut(**_out(db, principal, caller.tenant, names).model_dump())
