@@ -12,6 +12,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from warden.audit.keys import bind_settings
 from warden.config import Settings
 from warden.db.session import make_engine, make_sessionmaker
 from warden.policy.service import PolicyService
@@ -45,6 +46,7 @@ def load_mask_key(settings: Settings) -> bytes:
 
 def build_platform(settings: Settings) -> Platform:
     engine = make_engine(settings.resolved_database_url)
+    bind_settings(engine, settings)  # the audit chain keys, kept outside the database
     return Platform(
         settings=settings,
         engine=engine,

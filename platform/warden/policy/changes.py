@@ -15,9 +15,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from warden.audit.service import AuditRecord, append
-from warden.errors import Unprocessable
+from warden.errors import Forbidden, Unprocessable
 from warden.identity.service import Caller
-from warden.policy import store
+from warden.policy import exposure, store
 from warden.policy.rules import Rule, RuleError, format_rule
 
 # Checks every rule change must pass before it is stored (proposals, approvals, narrowing
@@ -53,6 +53,8 @@ def apply_change(
         removed = store.remove_rules(db, remove) if remove else None
     except RuleError as exc:
         raise Unprocessable(f"invalid rule: {exc}") from None
+    if mixed := exposure.change_problems(db, add, remove):
+        raise Forbidden(exposure.describe(mixed))
     version = store.current_version(db)
     append(
         db,
