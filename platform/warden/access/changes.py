@@ -53,9 +53,9 @@ from warden.core.platform import Platform
 from warden.errors import Conflict, Forbidden, NotFound, PolicyUnavailable, Unprocessable
 from warden.identity.models import Principal, Tenant
 from warden.identity.service import Caller, get_tenant
-from warden.policy import store
+from warden.policy import exposure, store
 from warden.policy.changes import apply_change, assess, run_checks
-from warden.policy.rules import Rule, format_rule, rule_problems, split_line
+from warden.policy.rules import Rule, RuleError, format_rule, rule_problems, split_line
 
 POLICY_OBJECT = "sys:policy"
 PRINCIPALS_OBJECT = "sys:principals"
@@ -146,6 +146,7 @@ def change_rules(
             db, caller, add=add, remove=remove, reason=reason, details={"mode": "narrowing"}
         )
         return ChangeOutcome(None, True, version, True, len(add), len(remove))
+    _refuse_mixed_exposure(db, add, remove)
     tenant = get_tenant(db, caller.tenant)
     after = snapshot.with_changes(
         [*(("remove", r) for r in remove), *(("add", r) for r in add)], version=snapshot.version
@@ -178,6 +179,22 @@ def _stored_rules(db: Session) -> list[Rule]:
         return store.load_rules(db)[1]
     except (SQLAlchemyError, ValueError) as exc:
         raise PolicyUnavailable(f"policy store unreachable: {exc.__class__.__name__}") from None
+
+
+def _refuse_mixed_exposure(db: Session, add: Sequence[Rule], remove: Sequence[Rule]) -> None:
+    """Refuse a proposal now, not at approval, if applying it would expose one entity's
+    identifiers raw and masked to one subject: tried in a savepoint that is rolled back."""
+    trial = db.begin_nested()
+    try:
+        store.add_rules(db, add)
+        store.remove_rules(db, remove)
+        mixed = exposure.change_problems(db, add, remove)
+    except RuleError as exc:
+        raise Unprocessable(f"invalid rule: {exc}") from None
+    finally:
+        trial.rollback()
+    if mixed:
+        raise Forbidden(exposure.describe(mixed))
 
 
 def _apply_rules(db: Session, state: Platform, actor: Caller, change: ReviewedChange) -> int:
