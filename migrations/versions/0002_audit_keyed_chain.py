@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0002_audit_keyed_chain"
-# Chained after the head on main when this branch was rebased; the lead re-chains at merge.
+# Follows 0003 (identity landed first); 0004_masking follows this one.
 down_revision: str | None = "0003_identity_lifecycle"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004_masking"
-down_revision: str | None = "0003_identity_lifecycle"
+down_revision: str | None = "0002_audit_keyed_chain"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
