@@ -2,7 +2,7 @@
 token issuer
 
 Revision ID: 0005_reviewed_changes
-Revises: 0002_audit_keyed_chain, 0004_masking
+Revises: 0004_masking
 Create Date: 2026-12-02 06:40:00
 """
 
@@ -12,8 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005_reviewed_changes"
-# Also the merge point of the two heads after 0003 (audit's 0002 and masking's 0004).
-down_revision: str | tuple[str, ...] | None = ("0002_audit_keyed_chain", "0004_masking")
+down_revision: str | None = "0004_masking"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
