@@ -193,3 +193,35 @@ def test_access_help_lists_every_command() -> None:
         "tidy",
     ):
         assert command in result.output, command
+
+
+def test_a_reviewed_policy_change_through_the_cli(live_warden: Any, access: Access) -> None:
+    live = live_warden
+    rule = "p, mallory, acme, pins, *, analytics, read, allow, ,"
+    proposed = ok(cli(live, "admin", "policy", "propose", "--add", rule, "--reason", "pins work"))
+    assert "proposed, awaiting review" in proposed.stdout
+    (change,) = as_json(cli(live, "ada", "policy", "changes", "list", "--format", "json"))
+    assert (change["state"], change["proposer"]) == ("pending", "admin")
+    own = cli(live, "admin", "policy", "changes", "approve", change["id"])
+    assert own.exit_code == 2 and "Forbidden (403)" in own.output
+    shown = ok(cli(live, "ada", "policy", "changes", "show", change["id"]))
+    assert "mallory" in shown.stdout and "widens" in shown.stdout
+    done = ok(cli(live, "ada", "policy", "changes", "approve", change["id"], "--comment", "ok"))
+    assert "applied" in done.stdout
+    read = cli(live, "mallory", "read", "pins", "--purpose", "analytics", "--limit", "1")
+    assert read.exit_code == 0, read.output
+
+    narrowing = ok(cli(live, "admin", "policy", "propose", "--remove", rule))
+    assert "1 removed" in narrowing.stdout
+
+    created = ok(cli(live, "admin", "principals", "create", "bob", "--role", "ml_engineer"))
+    assert "proposed, awaiting review" in created.stdout
+    ok(cli(live, "admin", "access", "terms", "users", "--quorum", "3"))
+    lowered = ok(cli(live, "admin", "access", "terms", "users", "--quorum", "2"))
+    assert "proposed, awaiting review" in lowered.stdout
+    floor = cli(live, "admin", "access", "terms", "users", "--quorum", "1")
+    assert floor.exit_code == 2 and "floor of 2" in floor.output
+    pending = as_json(
+        cli(live, "ada", "policy", "changes", "list", "--state", "pending", "--format", "json")
+    )
+    assert len(pending) == 2

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from tests.access.conftest import bootstrap_people
 from typer.testing import CliRunner
 
 from warden.cli.main import app
@@ -136,6 +137,11 @@ def test_principals_create_and_list(live_warden) -> None:  # type: ignore[no-unt
         live_warden, "admin", "principals", "create", "bob", "--role", "ml_engineer"
     )
     assert created.exit_code == 0, created.output
+    assert "proposed, awaiting review" in created.output  # a role widens: a second admin
+    bootstrap_people(live_warden, {"ada": ["admin"]})
+    change = " ".join(created.output.split()).split("(change ")[1].split(")")[0]
+    approved = warden_cli(live_warden, "ada", "policy", "changes", "approve", change)
+    assert approved.exit_code == 0, approved.output
     listed = warden_cli(live_warden, "admin", "principals", "list", "--format", "json")
     rows = {p["name"]: p for p in json.loads(listed.stdout)}
     assert rows["bob"]["roles"] == ["role:ml_engineer"]

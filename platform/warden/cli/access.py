@@ -269,6 +269,12 @@ def terms(
         body["max_duration"] = max_duration
     path = f"/v1/access/settings/{dataset}"
     out = client.request("PUT", path, json=body).json() if body else client.get(path)
+    if out.get("state") == "pending":
+        change = out["change"]
+        console.print(
+            f"proposed, awaiting review: change [bold]{change['id']}[/] ({change['summary']})"
+        )
+        out = out["terms"]
     show([out], ["dataset", "classification", "quorum", "max_duration", "overridden"], fmt)
 
 
