@@ -55,6 +55,7 @@ from warden.identity.models import Principal, Tenant
 from warden.identity.service import Caller, get_tenant
 from warden.policy import exposure, store
 from warden.policy.changes import apply_change, assess, run_checks
+from warden.policy.reads import require_visible
 from warden.policy.rules import Rule, RuleError, format_rule, rule_problems, split_line
 
 POLICY_OBJECT = "sys:policy"
@@ -222,6 +223,7 @@ def update_terms(
     if caller.kind == "job":
         raise Forbidden("job tokens cannot request, review or change access")
     view = load_view(db, state.settings.datasets_dir, caller.tenant, name)
+    require_visible(state, caller, view)
     if caller.name != view.owner and not can(state, caller, ACCESS_OBJECT, "manage"):
         raise Forbidden(f"only the owner of {view.name!r} or an access admin may change its terms")
     values: dict[str, int | None] = {}
@@ -281,6 +283,7 @@ def propose_classification(
     if "classification" not in _APPLIERS:
         raise Conflict("lowering a dataset's class is not available on this server")
     view = load_view(db, state.settings.datasets_dir, caller.tenant, dataset)
+    require_visible(state, caller, view)
     tenant = get_tenant(db, caller.tenant)
     change = _new_change(
         db,

@@ -61,6 +61,7 @@ from warden.identity.models import Tenant
 from warden.identity.service import Caller, get_tenant
 from warden.policy import exposure, store
 from warden.policy.engine import format_now
+from warden.policy.reads import require_visible
 from warden.policy.rules import Rule
 
 
@@ -78,6 +79,7 @@ def create_request(db: Session, state: Platform, caller: Caller, body: RequestCr
     require_person(caller)
     tenant = get_tenant(db, caller.tenant)
     view = load_view(db, state.settings.datasets_dir, caller.tenant, body.dataset)
+    require_visible(state, caller, view)
     columns = check_columns(view, body.columns, body.purpose)
     terms = terms_of(db, view, state.settings)
     if body.duration > terms.max_duration_s:
@@ -533,6 +535,7 @@ def break_glass(db: Session, state: Platform, caller: Caller, body: BreakGlassCr
         raise Forbidden(f"{caller.name} may not break glass")
     tenant = get_tenant(db, caller.tenant)
     view = load_view(db, state.settings.datasets_dir, caller.tenant, body.dataset)
+    require_visible(state, caller, view)
     columns = check_columns(view, body.columns, body.purpose)
     terms = terms_of(db, view, state.settings)
     duration = min(state.settings.access_break_glass_minutes * 60, terms.max_duration_s)

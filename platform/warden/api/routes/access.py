@@ -35,6 +35,7 @@ from warden.core.platform import Platform
 from warden.errors import Conflict, NotFound
 from warden.identity.service import get_tenant
 from warden.policy.authz import require
+from warden.policy.reads import require_visible
 
 router = APIRouter(prefix="/v1/access", tags=["access"])
 
@@ -223,6 +224,7 @@ def break_glass(
 @router.get("/settings/{dataset}", response_model=SettingsOut, summary="A dataset's access terms")
 def show_terms(dataset: str, caller: CurrentCaller, db: DbSession, state: State) -> SettingsOut:
     view = load_view(db, state.settings.datasets_dir, caller.tenant, dataset)
+    require_visible(state, caller, view)
     return terms.terms_of(db, view, state.settings).out()
 
 
