@@ -8,7 +8,7 @@ from urllib.parse import quote
 import typer
 
 from warden.cli.client import ApiClient, console
-from warden.cli.output import show
+from warden.cli.output import show, show_one
 
 app = typer.Typer(
     help="Manage people and service accounts (needs the admin role).", no_args_is_help=True
@@ -36,7 +36,7 @@ def create(
     """Create a principal in your tenant."""
     client = ApiClient()
     created = client.post("/v1/principals", json={"name": name, "kind": kind, "roles": role or []})
-    show([created], ["name", "kind", "tenant", "roles"], fmt)
+    show_one(created, ["name", "kind", "tenant", "roles"], fmt)
     if token:
         issued = client.post(f"/v1/principals/{name}/tokens", json={"label": "cli"})
         console.print(f"token (shown once): [bold]{issued['token']}[/]")
