@@ -133,7 +133,7 @@ def _access_story() -> None:
         " --justification 'offline evaluation of the ranking fix' --format json",
         capture=True,
     )
-    request = json.loads(out)[0]
+    request = json.loads(out)
     console.print(f"request {request['id']}: {request['state']}, quorum {request['quorum']}")
     _step("11. separation of duties: mallory cannot approve her own request")
     _cli("mallory", f"access approve {request['id']}", refused=True)
@@ -143,7 +143,7 @@ def _access_story() -> None:
     _step("13. mallory reads engagements: allowed by the grant, user_id masked")
     _cli("mallory", read)
     shown = _cli("admin", f"access show {request['id']} --format json", capture=True)
-    grant = json.loads(shown)[0]["grant_id"]
+    grant = json.loads(shown)["grant_id"]
     _step(f"14. the grant {grant} is revoked")
     _cli("admin", f"access revoke {grant} --reason 'demo: no longer needed' --yes")
     _step("15. mallory's very next read is denied")
