@@ -9,7 +9,6 @@ import typer
 from warden.cli.client import console, fail, save_token
 from warden.config import get_settings
 from warden.errors import WardenError
-from warden.identity.bootstrap import initialize
 
 
 def init(
@@ -17,6 +16,8 @@ def init(
     admin: Annotated[str, typer.Option(help="Name of the first admin")] = "admin",
 ) -> None:
     """Create the schema, the first tenant and admin, and seed policy; save the admin token."""
+    from warden.identity.bootstrap import initialize  # the database layer, for this command only
+
     settings = get_settings()
     try:
         done = initialize(settings, tenant=tenant, admin=admin)

@@ -18,16 +18,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.panel import Panel
 from rich.rule import Rule
 
-from warden.api.background import BackgroundServer, serve_in_thread
 from warden.cli.client import console, fail
 from warden.config import REPO_ROOT, get_settings
 from warden.errors import Unavailable
+
+if TYPE_CHECKING:
+    from warden.api.background import BackgroundServer
 
 PEOPLE = {
     "alice": ["ml_engineer"],
@@ -253,6 +255,7 @@ def _cli(who: str, command: str, *, capture: bool = False, refused: bool = False
 
 def _start_server() -> BackgroundServer:
     from warden.api.app import create_app
+    from warden.api.background import serve_in_thread  # the API: only the demo's own server
 
     try:
         return serve_in_thread(create_app(get_settings()))
