@@ -29,8 +29,9 @@ install_missing() {
 }
 
 if docker info >/dev/null 2>&1; then
+    # The engine answers: what is missing besides it only skips some tests, so say so and go on.
     if can_apt; then
-        install_missing
+        install_missing || echo "warning: could not install $(missing_packages | tr '\n' ' ')" >&2
     fi
     exit 0
 fi
