@@ -167,6 +167,7 @@ class Seeded:
 
     tokens: dict[str, str]
     data_dir: Path
+    config_dir: Path  # the audit chain keys live here
     sqlite: Path | None = None  # the SQLite file to copy
     pg: str | None = None  # the PostgreSQL template database
 
@@ -191,7 +192,7 @@ def seeded_sqlite(
     shutil.copyfile(sqlite_template, path)
     settings = _seed_settings(root, f"sqlite:///{path}")
     tokens = WardenHarness.seed(settings, taste_graph)
-    return Seeded(tokens=tokens, data_dir=settings.data_dir, sqlite=path)
+    return Seeded(tokens, settings.data_dir, settings.config_dir, sqlite=path)
 
 
 @pytest.fixture(scope="session")
@@ -204,7 +205,7 @@ def seeded_postgres(
         conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"'))
     settings = _seed_settings(tmp_path_factory.mktemp("seeded-postgres"), _pg_url(name))
     tokens = WardenHarness.seed(settings, taste_graph)  # disposes its engines: a template
-    yield Seeded(tokens=tokens, data_dir=settings.data_dir, pg=name)
+    yield Seeded(tokens, settings.data_dir, settings.config_dir, pg=name)
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
@@ -223,6 +224,8 @@ def warden(
         shutil.copyfile(seed.sqlite, db_url.removeprefix("sqlite:///"))
     if seed is not None:  # the database is a copy of the seeded one: copy its files too
         shutil.copytree(seed.data_dir, settings.data_dir)
+        if seed.config_dir.exists():
+            shutil.copytree(seed.config_dir, settings.config_dir)
         harness = WardenHarness.open(settings, dict(seed.tokens))
     else:
         harness = WardenHarness.build(settings, taste_graph)
