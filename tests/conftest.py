@@ -167,7 +167,9 @@ class Seeded:
 
     tokens: dict[str, str]
     data_dir: Path
-    config_dir: Path  # the audit chain keys live here
+    config_dir: Path
+    keys_dir: Path  # the audit keys its chain was written with (WARDEN_AUDIT_KEYS_DIR or config)
+    chain_key: str | None  # WARDEN_AUDIT_CHAIN_KEY when it was seeded
     sqlite: Path | None = None  # the SQLite file to copy
     pg: str | None = None  # the PostgreSQL template database
 
@@ -183,6 +185,29 @@ def _seed_settings(root: Path, database_url: str) -> Any:
     )
 
 
+def _seeded_dirs(settings: Any) -> tuple[Path, Path, Path, str | None]:
+    dirs = (settings.data_dir, settings.config_dir, settings.resolved_audit_keys_dir)
+    return (*dirs, settings.audit_chain_key)
+
+
+def _copy_audit_keys(seed: Seeded, settings: Any) -> None:
+    """The seeded chain's keys into this test's key folder (a suite may point each test's
+    WARDEN_AUDIT_KEYS_DIR at a folder of its own): the copied chain must verify."""
+    if settings.audit_chain_key != seed.chain_key:
+        pytest.fail("WARDEN_AUDIT_CHAIN_KEY changed since the harness database was seeded")
+    target = settings.resolved_audit_keys_dir
+    if not seed.keys_dir.is_dir() or target.resolve() == seed.keys_dir.resolve():
+        return
+    for source in sorted(seed.keys_dir.rglob("*")):
+        dest = target / source.relative_to(seed.keys_dir)
+        if source.is_dir():
+            dest.mkdir(mode=0o700, parents=True, exist_ok=True)
+        elif not dest.exists():
+            shutil.copy2(source, dest)
+        elif dest.read_bytes() != source.read_bytes():
+            pytest.fail(f"{dest} differs from the key the harness database was seeded with")
+
+
 @pytest.fixture(scope="session")
 def seeded_sqlite(
     sqlite_template: Path, taste_graph: list, tmp_path_factory: pytest.TempPathFactory
@@ -192,7 +217,7 @@ def seeded_sqlite(
     shutil.copyfile(sqlite_template, path)
     settings = _seed_settings(root, f"sqlite:///{path}")
     tokens = WardenHarness.seed(settings, taste_graph)
-    return Seeded(tokens, settings.data_dir, settings.config_dir, sqlite=path)
+    return Seeded(tokens, *_seeded_dirs(settings), sqlite=path)
 
 
 @pytest.fixture(scope="session")
@@ -205,7 +230,7 @@ def seeded_postgres(
         conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"'))
     settings = _seed_settings(tmp_path_factory.mktemp("seeded-postgres"), _pg_url(name))
     tokens = WardenHarness.seed(settings, taste_graph)  # disposes its engines: a template
-    yield Seeded(tokens, settings.data_dir, settings.config_dir, pg=name)
+    yield Seeded(tokens, *_seeded_dirs(settings), pg=name)
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
@@ -226,6 +251,7 @@ def warden(
         shutil.copytree(seed.data_dir, settings.data_dir)
         if seed.config_dir.exists():
             shutil.copytree(seed.config_dir, settings.config_dir)
+        _copy_audit_keys(seed, settings)
         harness = WardenHarness.open(settings, dict(seed.tokens))
     else:
         harness = WardenHarness.build(settings, taste_graph)
