@@ -13,7 +13,7 @@ def _iso(value: datetime) -> str:
 
 def test_internal_request_needs_one_approval_and_reads_name_the_grant(access: Access) -> None:
     before = access.read("erin", "pins", purpose="analytics", columns=["pin_id"])
-    assert before.status_code == 404  # erin has no right to pins at all
+    assert before.status_code == 403  # erin may browse the catalog, not read pins
 
     req = access.ask(
         "erin", dataset="pins", columns=["pin_id", "category"], purpose="analytics", duration="7d"

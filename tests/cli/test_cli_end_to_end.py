@@ -108,7 +108,7 @@ def test_policy_check_names_the_deciding_rule(live_warden) -> None:  # type: ign
         "json",
     )
     assert result.exit_code == 0, result.output
-    decision = json.loads(result.stdout)[0]
+    decision = json.loads(result.stdout)
     effects = {c["column"]: (c["effect"], c["rule"]) for c in decision["columns"]}
     assert effects["user_id"][0] == "mask"
     assert effects["pin_id"] == (

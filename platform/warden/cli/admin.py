@@ -9,7 +9,6 @@ import typer
 from warden.cli.client import console, fail, save_token
 from warden.config import get_settings
 from warden.errors import WardenError
-from warden.identity.bootstrap import initialize
 
 
 def init(
@@ -22,6 +21,8 @@ def init(
 ) -> None:
     """Create the schema, the first tenant and admin, and seed policy; save the admin token.
     Widening changes need a second admin the first did not create: name founders here."""
+    from warden.identity.bootstrap import initialize  # the database layer, for this command only
+
     settings = get_settings()
     try:
         done = initialize(settings, tenant=tenant, admin=admin, founders=founder or [])

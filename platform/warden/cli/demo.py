@@ -20,16 +20,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.panel import Panel
 from rich.rule import Rule
 
-from warden.api.background import BackgroundServer, serve_in_thread
 from warden.cli.client import console, fail
 from warden.config import REPO_ROOT, get_settings
 from warden.errors import Unavailable
+
+if TYPE_CHECKING:
+    from warden.api.background import BackgroundServer
 
 # Who creates whom: reviewers (the stewards) come from a different admin than the people
 # whose requests they review, since approvals from principals the requester's creator made
@@ -163,7 +165,7 @@ def _access_story() -> None:
         " --justification 'offline evaluation of the ranking fix' --format json",
         capture=True,
     )
-    request = json.loads(out)[0]
+    request = json.loads(out)
     console.print(f"request {request['id']}: {request['state']}, quorum {request['quorum']}")
     _step("11. separation of duties: mallory cannot approve her own request")
     _cli("mallory", f"access approve {request['id']}", refused=True)
@@ -173,7 +175,7 @@ def _access_story() -> None:
     _step("13. mallory reads engagements: allowed by the grant, user_id masked")
     _cli("mallory", read)
     shown = _cli("admin", f"access show {request['id']} --format json", capture=True)
-    grant = json.loads(shown)[0]["grant_id"]
+    grant = json.loads(shown)["grant_id"]
     _step(f"14. the grant {grant} is revoked")
     _cli("admin", f"access revoke {grant} --reason 'demo: no longer needed' --yes")
     _step("15. mallory's very next read is denied")
@@ -283,6 +285,7 @@ def _cli(who: str, command: str, *, capture: bool = False, refused: bool = False
 
 def _start_server() -> BackgroundServer:
     from warden.api.app import create_app
+    from warden.api.background import serve_in_thread  # the API: only the demo's own server
 
     try:
         return serve_in_thread(create_app(get_settings()))

@@ -10,7 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from warden.cli.client import ApiClient, console, err_console, fail
-from warden.cli.output import show
+from warden.cli.output import show, show_one
 from warden.config import get_settings
 from warden.policy.exposure import IdColumn, catalog_from_db
 from warden.policy.lint import lint as lint_files
@@ -45,7 +45,7 @@ def check(
     }
     result = ApiClient().post("/v1/policy/check", json=body)
     if fmt == "json":
-        show([result], [], "json")
+        show_one(result, [], "json")
         return
     console.print(
         f"[bold]{subject}[/] on [bold]{result['dataset']}[/] for [bold]{purpose}[/] · policy "

@@ -8,7 +8,7 @@ from urllib.parse import quote
 import typer
 
 from warden.cli.client import ApiClient, console
-from warden.cli.output import show
+from warden.cli.output import show, show_one
 
 app = typer.Typer(
     help="Manage people and service accounts (needs the admin role).", no_args_is_help=True
@@ -43,7 +43,7 @@ def create(
     client = ApiClient()
     body = {"name": name, "kind": kind, "roles": role or [], "owner": owner}
     created = client.post("/v1/principals", json=body)
-    show([created], ["name", "kind", "tenant", "roles", "owner"], fmt)
+    show_one(created, ["name", "kind", "tenant", "roles", "owner"], fmt)
     _pending(created)
     if token:
         issued = client.post(f"/v1/principals/{name}/tokens", json={"label": "cli"})

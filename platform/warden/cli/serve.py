@@ -5,9 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-import uvicorn
 
-from warden.api.app import create_app
 from warden.cli.client import fail
 from warden.config import Settings, get_settings
 from warden.core.filesystem import UnsafeDataDir, check_data_at_rest, restrict_umask
@@ -19,6 +17,10 @@ def serve(
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
 ) -> None:
     """Run the Warden API (the CLI finds it through WARDEN_URL)."""
+    import uvicorn  # here, not at the top: every other command starts without the API
+
+    from warden.api.app import create_app
+
     settings = get_settings()
     refuse_unsafe_data_dir(settings)
     typer.echo(
