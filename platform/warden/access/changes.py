@@ -24,17 +24,19 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from warden.access import repository as repo
 from warden.access import terms as terms_mod
 from warden.access import webhooks
 from warden.access.duties import (
-    counting,
+    add_review,
+    check_pending,
     reached_by,
     refuse_conflict,
     require_human,
@@ -421,10 +423,7 @@ def _current_beneficiaries(
 
 
 def _check_pending(state: Platform, change: ReviewedChange, verb: str) -> None:
-    if change.state == "pending" and state.now() >= aware(change.pending_until):
-        raise Conflict(f"change {change.id} expired while pending; it can no longer be {verb}")
-    if change.state != "pending":
-        raise Conflict(f"change {change.id} is {change.state}; only a pending one can be {verb}")
+    check_pending(state.now(), change, f"change {change.id}", verb, "one")
 
 
 def review(
@@ -442,26 +441,18 @@ def review(
     beneficiaries = _current_beneficiaries(db, state, tenant, change)
     refuse_conflict(db, caller, change.proposer_id, beneficiaries, "change")
     reviews = repo.change_reviews_of(db, [change.id])[change.id]
-    if any(r.reviewer_id == caller.principal_id for r in reviews):
-        raise Conflict(f"{caller.name} already reviewed change {change.id}; a reviewer counts once")
-    db.add(
-        ChangeReview(
-            change_id=change.id,
-            reviewer_id=caller.principal_id,
-            reviewer=caller.name,
-            decision=decision,
-            comment=comment,
-            created_at=state.now(),
-        )
+    approvals = add_review(
+        db,
+        caller,
+        reviews,
+        partial(ChangeReview, change_id=change.id),
+        f"change {change.id}",
+        change.proposer_id,
+        beneficiaries,
+        decision,
+        comment,
+        state.now(),
     )
-    try:
-        db.flush()
-    except IntegrityError:
-        raise Conflict(f"{caller.name} already reviewed change {change.id}") from None
-    approvals = {r.reviewer_id for r in reviews if r.decision == "approve"}
-    if decision == "approve":
-        approvals.add(caller.principal_id)
-    approvals &= counting(db, approvals, change.proposer_id, beneficiaries)
     actor = actor_of(caller)
     record_change(db, state, actor, tenant, change, decision, "pending", "pending",
                   action="policy.change.reviewed", reason=comment,

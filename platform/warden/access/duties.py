@@ -12,13 +12,17 @@ An approval (or a sign-off) never counts when it comes from
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from warden.errors import Forbidden
+from warden.access.present import aware
+from warden.errors import Conflict, Forbidden
 from warden.identity.models import Principal
 from warden.identity.service import Caller
 from warden.policy.engine import PolicySnapshot
@@ -106,3 +110,47 @@ def counting(
         and p.id not in involved
         and not ({p.owner_id, p.created_by_id} & involved)
     }
+
+
+def add_review(
+    db: Session,
+    caller: Caller,
+    reviews: Sequence[Any],
+    review_of: Any,
+    what: str,
+    origin_id: str,
+    beneficiary_ids: Iterable[str],
+    decision: str,
+    comment: str,
+    now: datetime,
+) -> set[str]:
+    """Write `caller`'s review of `what` (e.g. "request ar_1"), built by `review_of(**fields)`;
+    a reviewer counts once. Returns the approvals that count towards the quorum now."""
+    if any(r.reviewer_id == caller.principal_id for r in reviews):
+        raise Conflict(f"{caller.name} already reviewed {what}; a reviewer counts once")
+    db.add(
+        review_of(
+            reviewer_id=caller.principal_id,
+            reviewer=caller.name,
+            decision=decision,
+            comment=comment,
+            created_at=now,
+        )
+    )
+    try:
+        db.flush()
+    except IntegrityError:
+        raise Conflict(f"{caller.name} already reviewed {what}") from None
+    approvals = {r.reviewer_id for r in reviews if r.decision == "approve"}
+    if decision == "approve":
+        approvals.add(caller.principal_id)
+    return approvals & counting(db, approvals, origin_id, beneficiary_ids)
+
+
+def check_pending(now: datetime, row: Any, what: str, verb: str, one: str) -> None:
+    """Conflict unless `row` (`what`, e.g. "request ar_1") is pending and not yet expired;
+    `one` names it in "only a pending <one> can be <verb>"."""
+    if row.state == "pending" and now >= aware(row.pending_until):
+        raise Conflict(f"{what} expired while pending; it can no longer be {verb}")
+    if row.state != "pending":
+        raise Conflict(f"{what} is {row.state}; only a pending {one} can be {verb}")

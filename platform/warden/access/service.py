@@ -19,12 +19,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from warden.access import repository as repo
-from warden.access.duties import counting, refuse_conflict, require_human, widen_to_keepers
+from warden.access.duties import (
+    add_review,
+    check_pending,
+    refuse_conflict,
+    require_human,
+    widen_to_keepers,
+)
 from warden.access.events import (
     SYSTEM_ACTOR,
     Actor,
@@ -314,11 +320,36 @@ def _visible(
     return vis.see_all or dataset_id in vis.reviewable
 
 
+def _reviewable(
+    db: Session,
+    state: Platform,
+    caller: Caller,
+    model: type[Subject],
+    subject_id: str,
+    own: str,
+    verb: str,
+    scope: str,
+    what: str,
+) -> tuple[Tenant, Subject, DatasetView, set[str]]:
+    """Lock a request or grant for review by `caller`: a person who may review its dataset
+    and neither holds nor benefits from it. Returns its tenant, row, dataset and
+    beneficiaries (its holder widened to their keepers)."""
+    require_person(caller)
+    tenant, row = _find(db, caller, model, subject_id, lock=True)
+    view = load_view(db, state.settings.datasets_dir, caller.tenant, row.dataset)
+    holder = row.requester_id if isinstance(row, AccessRequest) else row.principal_id
+    if holder == caller.principal_id:
+        raise Forbidden(own)
+    require_human(caller, verb)
+    if not may_review(state, caller, view.name, view.owner):
+        raise Forbidden(f"{caller.name} may not review {scope} {view.name!r}")
+    beneficiaries = widen_to_keepers(db, [holder])
+    refuse_conflict(db, caller, holder, beneficiaries, what)
+    return tenant, row, view, beneficiaries
+
+
 def _check_pending(state: Platform, req: AccessRequest, verb: str) -> None:
-    if req.state == "pending" and state.now() >= aware(req.pending_until):
-        raise Conflict(f"request {req.id} expired while pending; it can no longer be {verb}")
-    if req.state != "pending":
-        raise Conflict(f"request {req.id} is {req.state}; only a pending request can be {verb}")
+    check_pending(state.now(), req, f"request {req.id}", verb, "request")
 
 
 def review(
@@ -326,38 +357,32 @@ def review(
 ) -> Outcome:
     """Approve or deny. The request row is locked first, so concurrent reviews run one after
     another: quorum is counted once, and a reviewer counts once (unique per request)."""
-    require_person(caller)
-    tenant, req = _find(db, caller, AccessRequest, request_id, lock=True)
-    view = load_view(db, state.settings.datasets_dir, caller.tenant, req.dataset)
-    if req.requester_id == caller.principal_id:
-        raise Forbidden("a requester never reviews their own request, whatever their roles")
-    require_human(caller, "review access requests")
-    if not may_review(state, caller, view.name, view.owner):
-        raise Forbidden(f"{caller.name} may not review access requests for {view.name!r}")
-    beneficiaries = widen_to_keepers(db, [req.requester_id])
-    refuse_conflict(db, caller, req.requester_id, beneficiaries, "access request")
+    tenant, req, view, beneficiaries = _reviewable(
+        db,
+        state,
+        caller,
+        AccessRequest,
+        request_id,
+        "a requester never reviews their own request, whatever their roles",
+        "review access requests",
+        "access requests for",
+        "access request",
+    )
     _check_pending(state, req, "reviewed")
     reviews = repo.reviews_of(db, [req.id])[req.id]
-    if any(r.reviewer_id == caller.principal_id for r in reviews):
-        raise Conflict(f"{caller.name} already reviewed request {req.id}; a reviewer counts once")
-    db.add(
-        AccessReview(
-            request_id=req.id,
-            reviewer_id=caller.principal_id,
-            reviewer=caller.name,
-            decision=decision,
-            comment=comment,
-            created_at=state.now(),
-        )
+    review_of = partial(AccessReview, request_id=req.id)
+    approvals = add_review(
+        db,
+        caller,
+        reviews,
+        review_of,
+        f"request {req.id}",
+        req.requester_id,
+        beneficiaries,
+        decision,
+        comment,
+        state.now(),
     )
-    try:
-        db.flush()
-    except IntegrityError:
-        raise Conflict(f"{caller.name} already reviewed request {req.id}") from None
-    approvals = {r.reviewer_id for r in reviews if r.decision == "approve"}
-    if decision == "approve":
-        approvals.add(caller.principal_id)
-    approvals &= counting(db, approvals, req.requester_id, beneficiaries)
     actor = actor_of(caller)
     record(
         db,
@@ -583,16 +608,17 @@ def break_glass(db: Session, state: Platform, caller: Caller, body: BreakGlassCr
 
 def sign_off(db: Session, state: Platform, caller: Caller, grant_id: str, comment: str) -> Outcome:
     """A reviewer (never the holder) signs off a break-glass grant, during or after it."""
-    require_person(caller)
-    tenant, grant = _find(db, caller, AccessGrant, grant_id, lock=True)
-    view = load_view(db, state.settings.datasets_dir, caller.tenant, grant.dataset)
-    if grant.principal_id == caller.principal_id:
-        raise Forbidden("the holder of a break-glass grant never signs it off")
-    require_human(caller, "sign off break-glass grants")
-    if not may_review(state, caller, view.name, view.owner):
-        raise Forbidden(f"{caller.name} may not review access to {view.name!r}")
-    beneficiaries = widen_to_keepers(db, [grant.principal_id])
-    refuse_conflict(db, caller, grant.principal_id, beneficiaries, "break-glass grant")
+    tenant, grant, view, beneficiaries = _reviewable(
+        db,
+        state,
+        caller,
+        AccessGrant,
+        grant_id,
+        "the holder of a break-glass grant never signs it off",
+        "sign off break-glass grants",
+        "access to",
+        "break-glass grant",
+    )
     if not grant.break_glass:
         raise Conflict(f"grant {grant.id} is not a break-glass grant")
     if not grant.needs_review:
