@@ -26,10 +26,8 @@ GENESIS_HASH = "0" * 64
 
 # The fields the hash covers. Fixed on purpose: chaining a new column changes every old
 # event's canonical form, so that needs a versioned canonical form, not an edit here.
-CHAIN_FIELDS: tuple[str, ...] = (
-    "seq",
-    "id",
-    "ts",
+# Who did what, on what and under which rule: the event's free-text description.
+DESCRIPTION_FIELDS: tuple[str, ...] = (
     "actor",
     "actor_kind",
     "on_behalf_of",
@@ -40,6 +38,12 @@ CHAIN_FIELDS: tuple[str, ...] = (
     "purpose",
     "decision",
     "rule",
+)
+CHAIN_FIELDS: tuple[str, ...] = (
+    "seq",
+    "id",
+    "ts",
+    *DESCRIPTION_FIELDS,
     "policy_version",
     "columns",
     "masked_columns",

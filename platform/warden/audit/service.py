@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from warden.audit import verify as _verify
 from warden.audit.chain import (
     CURRENT_CHAIN_V,
+    DESCRIPTION_FIELDS,
     GENESIS_HASH,
     canonical,
     iso_utc,
@@ -78,24 +79,7 @@ def _column_widths() -> dict[str, int]:
     return widths
 
 
-_WIDTHS = {
-    k: v
-    for k, v in _column_widths().items()
-    if k
-    in {
-        "actor",
-        "actor_kind",
-        "on_behalf_of",
-        "tenant",
-        "action",
-        "dataset",
-        "dataset_version",
-        "purpose",
-        "decision",
-        "rule",
-        "reason",
-    }
-}
+_WIDTHS = {k: v for k, v in _column_widths().items() if k in {*DESCRIPTION_FIELDS, "reason"}}
 
 
 @dataclass
