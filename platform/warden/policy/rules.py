@@ -73,12 +73,19 @@ def read_csv(paths: Sequence[Path]) -> list[Rule]:
     rules: list[Rule] = []
     for path in paths:
         for lineno, tokens in iter_csv(path):
-            ptype, fields = tokens[0], tuple(tokens[1:])
-            problems = rule_problems(ptype, fields)
-            if problems:
-                raise RuleError(f"{path}:{lineno}: {problems[0]}")
-            rules.append((ptype, fields))
+            rules.append(require_valid(tokens[0], tokens[1:], f"{path}:{lineno}", first_only=True))
     return rules
+
+
+def require_valid(
+    ptype: str, fields: Sequence[str], where: str, *, first_only: bool = False
+) -> Rule:
+    """The rule, or RuleError naming `where` and its problems (or only the first)."""
+    fields = tuple(fields)
+    problems = rule_problems(ptype, fields)
+    if problems:
+        raise RuleError(f"{where}: {problems[0] if first_only else '; '.join(problems)}")
+    return ptype, fields
 
 
 def valid_expiry(value: str) -> bool:

@@ -37,7 +37,7 @@ from sqlalchemy_adapter import Adapter
 
 from warden.db.base import Base, utcnow
 from warden.policy.engine import DEFAULT_MODEL_PATH, PolicySnapshot
-from warden.policy.rules import ARITY, Rule, RuleError, format_rule, read_csv, rule_problems
+from warden.policy.rules import ARITY, Rule, RuleError, format_rule, read_csv, require_valid
 
 _VALUE_COLUMNS: Final = tuple(f"v{i}" for i in range(9))
 _STATE_ID: Final = 1
@@ -49,12 +49,9 @@ MAX_LOGGED_RULES: Final = 1_000
 LOG_VERSIONS_KEPT: Final = 10_000
 
 
-class CasbinRule(Base):
-    """One Casbin rule row; sqlalchemy-adapter's layout, widened to nine values (v0..v8)."""
+class _RuleColumns:
+    """A rule as sqlalchemy-adapter stores it: its ptype and up to nine values (v0..v8)."""
 
-    __tablename__ = "casbin_rule"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ptype: Mapped[str | None] = mapped_column(String(255))
     v0: Mapped[str | None] = mapped_column(String(255))
     v1: Mapped[str | None] = mapped_column(String(255))
@@ -66,13 +63,21 @@ class CasbinRule(Base):
     v7: Mapped[str | None] = mapped_column(String(255))
     v8: Mapped[str | None] = mapped_column(String(255))
 
+
+class CasbinRule(_RuleColumns, Base):
+    """One Casbin rule row; sqlalchemy-adapter's layout, widened to nine values (v0..v8)."""
+
+    __tablename__ = "casbin_rule"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+
     def __str__(self) -> str:
         # The adapter turns rows into CSV lines with str() and pycasbin parses them back.
         values = (getattr(self, name) for name in ("ptype", *_VALUE_COLUMNS))
         return ", ".join(v for v in values if v is not None)
 
 
-class PolicyChange(Base):
+class PolicyChange(_RuleColumns, Base):
     """What each version changed, so replicas can apply a delta instead of reloading all.
 
     A change too big to replay (a seed, a bulk import) is logged as one "reset" row: readers
@@ -84,16 +89,6 @@ class PolicyChange(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     version: Mapped[int] = mapped_column(Integer, index=True)
     op: Mapped[str] = mapped_column(String(8))  # add | remove | reset
-    ptype: Mapped[str | None] = mapped_column(String(255))
-    v0: Mapped[str | None] = mapped_column(String(255))
-    v1: Mapped[str | None] = mapped_column(String(255))
-    v2: Mapped[str | None] = mapped_column(String(255))
-    v3: Mapped[str | None] = mapped_column(String(255))
-    v4: Mapped[str | None] = mapped_column(String(255))
-    v5: Mapped[str | None] = mapped_column(String(255))
-    v6: Mapped[str | None] = mapped_column(String(255))
-    v7: Mapped[str | None] = mapped_column(String(255))
-    v8: Mapped[str | None] = mapped_column(String(255))
 
 
 Delta = list[tuple[str, Rule]]  # ("add" | "remove", rule), in the order they happened
@@ -144,10 +139,7 @@ def _validate(rules: Iterable[Rule]) -> list[Rule]:
     checked = []
     for ptype, fields in rules:
         fields = tuple(fields)
-        problems = rule_problems(ptype, fields)
-        if problems:
-            raise RuleError(f"{format_rule(ptype, fields)!r}: {'; '.join(problems)}")
-        checked.append((ptype, fields))
+        checked.append(require_valid(ptype, fields, repr(format_rule(ptype, fields))))
     return checked
 
 
