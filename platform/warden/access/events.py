@@ -14,7 +14,8 @@ from warden.access import webhooks
 from warden.access.models import AccessGrant, AccessRequest, AccessTransition
 from warden.access.present import grant_out, request_out
 from warden.access.rights import reviewers_of
-from warden.audit.service import AuditRecord, append
+from warden.audit.outcomes import by_actor
+from warden.audit.service import append
 from warden.audit.telemetry import annotate_span, read_span
 from warden.catalog.service import DatasetView
 from warden.core.platform import Platform
@@ -70,37 +71,51 @@ def record(
         "warden.access.to": to_state,
         "warden.actor": actor.name,
     }
-    with read_span(f"warden.access.{subject}.{event}", attributes) as span:
-        audit = append(
-            db,
-            AuditRecord(
-                action=action or f"access.{subject}.{event}",
-                decision="allow",
-                actor=actor.name,
-                actor_kind=actor.kind,
-                on_behalf_of=actor.on_behalf_of,
-                tenant=tenant.name,
-                dataset=row.dataset,
-                purpose=row.purpose,
-                columns=list(columns),
-                masked_columns=list(masked),
-                grant_ids=grant_ids,
-                policy_version=policy_version,
-                reason=reason or None,
-                details={
-                    f"{subject}_id": row.id,
-                    "event": event,
-                    "from": from_state,
-                    "to": to_state,
-                    **(details or {}),
-                },
-            ),
-        )
+    transition(db, state, actor, tenant, subject, row.id, event, from_state, to_state, reason,
+               f"access.{subject}.{event}", attributes, action,
+        dataset=row.dataset,
+        purpose=row.purpose,
+        columns=list(columns),
+        masked_columns=list(masked),
+        grant_ids=grant_ids,
+        policy_version=policy_version,
+        details={
+            f"{subject}_id": row.id,
+            "event": event,
+            "from": from_state,
+            "to": to_state,
+            **(details or {}),
+        },
+    )  # fmt: skip
+
+
+def transition(
+    db: Session,
+    state: Platform,
+    actor: Actor,
+    tenant: Tenant,
+    subject: str,
+    subject_id: str,
+    event: str,
+    from_state: str | None,
+    to_state: str,
+    reason: str,
+    name: str,
+    attributes: dict[str, Any],
+    action: str | None,
+    **fields: Any,
+) -> None:
+    """The transition row of `subject` `subject_id` and its audit event (same transaction,
+    action `action` or else `name`, with `fields`), inside the span warden.<name>."""
+    with read_span(f"warden.{name}", attributes) as span:
+        what = action or name
+        entry = by_actor(actor, tenant.name, what, "allow", reason=reason or None, **fields)
+        audit = append(db, entry)
         annotate_span(span, audit)
     db.add(
         AccessTransition(
             subject=subject,
-            subject_id=row.id,
+            subject_id=subject_id,
             event=event,
             from_state=from_state,
             to_state=to_state,
@@ -122,8 +137,11 @@ def notify(
     *,
     request: AccessRequest | None = None,
     grant: AccessGrant | None = None,
+    payload: Mapping[str, Any] | None = None,
 ) -> None:
-    payload: dict[str, Any] = {}
+    """Queue the webhook announcing `event` of `subject_id` to `recipients`: `payload` plus
+    the request and grant, as the API shows them."""
+    payload = dict(payload or {})
     if request is not None:
         reviews = repo.reviews_of(db, [request.id])[request.id]
         payload["request"] = request_out(request, reviews, with_reviews=True).model_dump()

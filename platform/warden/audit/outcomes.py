@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -16,17 +16,35 @@ if TYPE_CHECKING:
     from warden.identity.service import Caller
 
 
-def by(caller: Caller, action: str, decision: Decision, **fields: Any) -> AuditRecord:
-    """A record of `action` by `caller` (who, as whom, in which tenant) plus `fields`."""
+class Acting(Protocol):
+    """Whoever acts: a caller, or a service's own actor (the system, a reviewer)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def on_behalf_of(self) -> str | None: ...
+
+
+def by_actor(
+    actor: Acting, tenant: str | None, action: str, decision: Decision, **fields: Any
+) -> AuditRecord:
+    """A record of `action` by `actor` (who, as whom) in `tenant` plus `fields`."""
     return AuditRecord(
         action=action,
         decision=decision,
-        actor=caller.name,
-        actor_kind=caller.kind,
-        on_behalf_of=caller.on_behalf_of,
-        tenant=caller.tenant,
+        actor=actor.name,
+        actor_kind=actor.kind,
+        on_behalf_of=actor.on_behalf_of,
+        tenant=tenant,
         **fields,
     )
+
+
+def by(caller: Caller, action: str, decision: Decision, **fields: Any) -> AuditRecord:
+    """A record of `action` by `caller` (who, as whom, in which tenant) plus `fields`."""
+    return by_actor(caller, caller.tenant, action, decision, **fields)
 
 
 def refusal(caller: Caller, action: str, exc: WardenError, **fields: Any) -> AuditRecord:
