@@ -33,7 +33,6 @@ from sqlalchemy.orm import Session
 
 from warden.access import repository as repo
 from warden.access import terms as terms_mod
-from warden.access import webhooks
 from warden.access.duties import (
     add_review,
     check_pending,
@@ -42,14 +41,12 @@ from warden.access.duties import (
     require_human,
     widen_to_keepers,
 )
-from warden.access.events import Actor, actor_of
+from warden.access.events import Actor, actor_of, notify, transition
 from warden.access.ids import CHANGE_PREFIX, new_id
 from warden.access.models import AccessTransition, ChangeReview, ReviewedChange
-from warden.access.present import aware, iso, transition_out
+from warden.access.present import approvers, aware, history_out, iso, reviews_out
 from warden.access.rights import ACCESS_OBJECT, can
-from warden.access.schemas import ChangeOut, ReviewOut, SettingsUpdate, format_duration
-from warden.audit.service import AuditRecord, append
-from warden.audit.telemetry import annotate_span, read_span
+from warden.access.schemas import ChangeOut, SettingsUpdate, format_duration
 from warden.catalog.service import load_view
 from warden.core.platform import Platform
 from warden.errors import Conflict, Forbidden, NotFound, PolicyUnavailable, Unprocessable
@@ -581,46 +578,22 @@ def record_change(
         "warden.change.event": event,
         "warden.actor": actor.name,
     }
-    with read_span(f"warden.policy.change.{event}", attributes) as span:
-        audit = append(
-            db,
-            AuditRecord(
-                action=action or f"policy.change.{event}",
-                decision="allow",
-                actor=actor.name,
-                actor_kind=actor.kind,
-                on_behalf_of=actor.on_behalf_of,
-                tenant=tenant.name,
-                dataset=change.payload.get("dataset") if change.kind != "rules" else None,
-                policy_version=policy_version,
-                reason=reason or None,
-                details={
-                    "change_id": change.id,
-                    "kind": change.kind,
-                    "event": event,
-                    "from": from_state,
-                    "to": to_state,
-                    "break_glass": change.break_glass,
-                    "proposed_by": change.proposer,
-                    "summary": change.summary[:500],
-                    **(details or {}),
-                },
-            ),
-        )
-        annotate_span(span, audit)
-    db.add(
-        AccessTransition(
-            subject="change",
-            subject_id=change.id,
-            event=event,
-            from_state=from_state,
-            to_state=to_state,
-            actor=actor.name,
-            at=state.now(),
-            reason=reason,
-            audit_event_id=audit.id,
-        )
-    )
+    transition(db, state, actor, tenant, "change", change.id, event, from_state, to_state, reason,
+               f"policy.change.{event}", attributes, action,
+        dataset=change.payload.get("dataset") if change.kind != "rules" else None,
+        policy_version=policy_version,
+        details={
+            "change_id": change.id,
+            "kind": change.kind,
+            "event": event,
+            "from": from_state,
+            "to": to_state,
+            "break_glass": change.break_glass,
+            "proposed_by": change.proposer,
+            "summary": change.summary[:500],
+            **(details or {}),
+        },
+    )  # fmt: skip
 
 
 def change_reviewers(db: Session, state: Platform, tenant: Tenant) -> list[str]:
@@ -639,16 +612,8 @@ def _notify(
     db: Session, state: Platform, tenant: Tenant, event: str, change: ReviewedChange, also: str
 ) -> None:
     recipients = sorted({also, *change_reviewers(db, state, tenant)})
-    webhooks.enqueue(
-        db,
-        state.settings,
-        tenant_id=tenant.id,
-        tenant=tenant.name,
-        event=event,
-        subject_id=change.id,
-        recipients=recipients,
-        payload={"change": change_out(db, change, state.now()).model_dump()},
-    )
+    payload = {"change": change_out(db, change, state.now()).model_dump()}
+    notify(db, state, tenant, event, change.id, recipients, payload=payload)
 
 
 def change_out(
@@ -678,7 +643,7 @@ def change_out(
         proposer=change.proposer,
         reason=change.reason,
         quorum=change.quorum,
-        approvals=[r.reviewer for r in reviews if r.decision == "approve"],
+        approvals=approvers(reviews),
         state=state,
         created_at=iso(change.created_at) or "",
         pending_until=iso(change.pending_until) or "",
@@ -688,16 +653,6 @@ def change_out(
         needs_review=change.needs_review,
         signed_off_by=change.signed_off_by,
         signed_off_at=iso(change.signed_off_at),
-        reviews=[
-            ReviewOut(
-                reviewer=r.reviewer,
-                decision=r.decision,
-                comment=r.comment,
-                at=iso(r.created_at) or "",
-            )
-            for r in reviews
-        ]
-        if with_reviews
-        else None,  # fmt: skip
-        history=[transition_out(t) for t in history] if history is not None else None,
+        reviews=reviews_out(reviews) if with_reviews else None,
+        history=history_out(history),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Protocol
 
 from warden.access.models import (
     AccessGrant,
@@ -49,8 +50,29 @@ def transition_out(t: AccessTransition) -> TransitionOut:
     )
 
 
-def _history(history: Sequence[AccessTransition] | None) -> list[TransitionOut] | None:
+def history_out(history: Sequence[AccessTransition] | None) -> list[TransitionOut] | None:
     return [transition_out(t) for t in history] if history is not None else None
+
+
+class Review(Protocol):
+    reviewer: str
+    decision: str
+    comment: str
+    created_at: datetime
+
+
+def approvers(reviews: Sequence[Review]) -> list[str]:
+    """Who approved, in review order."""
+    return [r.reviewer for r in reviews if r.decision == "approve"]
+
+
+def reviews_out(reviews: Sequence[Review]) -> list[ReviewOut]:
+    return [
+        ReviewOut(
+            reviewer=r.reviewer, decision=r.decision, comment=r.comment, at=_iso(r.created_at)
+        )
+        for r in reviews
+    ]
 
 
 def request_out(
@@ -72,21 +94,14 @@ def request_out(
         justification=req.justification,
         classification=req.classification,
         quorum=req.quorum,
-        approvals=[r.reviewer for r in reviews if r.decision == "approve"],
+        approvals=approvers(reviews),
         state=req.state,
         created_at=_iso(req.created_at),
         pending_until=_iso(req.pending_until),
         resolved_at=iso(req.resolved_at),
         grant_id=req.grant_id,
-        reviews=[
-            ReviewOut(
-                reviewer=r.reviewer, decision=r.decision, comment=r.comment, at=_iso(r.created_at)
-            )
-            for r in reviews
-        ]
-        if with_reviews
-        else None,
-        history=_history(history),
+        reviews=reviews_out(reviews) if with_reviews else None,
+        history=history_out(history),
     )
 
 
@@ -109,7 +124,7 @@ def grant_out(grant: AccessGrant, *, history: Sequence[AccessTransition] | None 
         needs_review=grant.needs_review,
         signed_off_by=grant.signed_off_by,
         signed_off_at=iso(grant.signed_off_at),
-        history=_history(history),
+        history=history_out(history),
     )
 
 
