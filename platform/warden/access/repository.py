@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Select, exists, func, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -38,12 +39,17 @@ def find(
     SQLite has no row locks: a no-op write first takes the database write lock (waiting on the
     busy timeout), so two reviews of one request run one after the other there too.
     """
+    found: Subject | None = _find_row(db, model, subject_id, tenant_id, lock=lock)
+    return found
+
+
+def _find_row(db: Session, model: Any, row_id: str, tenant_id: str, *, lock: bool) -> Any:
     if lock and _sqlite(db):
         db.execute(
-            update(model).where(model.id == subject_id).values(state=model.state),
+            update(model).where(model.id == row_id).values(state=model.state),
             execution_options={"synchronize_session": False},
         )
-    query = select(model).where(model.id == subject_id, model.tenant_id == tenant_id)
+    query = select(model).where(model.id == row_id, model.tenant_id == tenant_id)
     if lock:
         query = query.with_for_update().execution_options(populate_existing=True)
     return db.scalar(query)
@@ -55,16 +61,21 @@ def grant_of_request(db: Session, request_id: str) -> AccessGrant | None:
 
 def reviews_of(db: Session, request_ids: Collection[str]) -> dict[str, list[AccessReview]]:
     """Reviews of each request, oldest first."""
-    found: dict[str, list[AccessReview]] = {rid: [] for rid in request_ids}
-    if not request_ids:
+    found: dict[str, list[AccessReview]] = _by_parent(db, AccessReview.request_id, request_ids)
+    return found
+
+
+def _by_parent(
+    db: Session, parent: InstrumentedAttribute[str], ids: Collection[str]
+) -> dict[str, list[Any]]:
+    """Rows whose `parent` column is one of `ids`, grouped by it, oldest first."""
+    found: dict[str, list[Any]] = {i: [] for i in ids}
+    if not ids:
         return found
-    query = (
-        select(AccessReview)
-        .where(AccessReview.request_id.in_(list(request_ids)))
-        .order_by(AccessReview.id)
-    )
-    for review in db.scalars(query):
-        found[review.request_id].append(review)
+    model = parent.class_
+    query = select(model).where(parent.in_(list(ids))).order_by(model.id)
+    for row in db.scalars(query):
+        found[getattr(row, parent.key)].append(row)
     return found
 
 
@@ -293,32 +304,12 @@ def find_change(
 ) -> ReviewedChange | None:
     """A tenant's reviewed change; `lock` holds its row until the transaction ends (on
     SQLite a no-op write takes the database write lock first, as `find` does)."""
-    if lock and _sqlite(db):
-        db.execute(
-            update(ReviewedChange)
-            .where(ReviewedChange.id == change_id)
-            .values(state=ReviewedChange.state),
-            execution_options={"synchronize_session": False},
-        )
-    query = select(ReviewedChange).where(
-        ReviewedChange.id == change_id, ReviewedChange.tenant_id == tenant_id
-    )
-    if lock:
-        query = query.with_for_update().execution_options(populate_existing=True)
-    return db.scalar(query)
+    found: ReviewedChange | None = _find_row(db, ReviewedChange, change_id, tenant_id, lock=lock)
+    return found
 
 
 def change_reviews_of(db: Session, change_ids: Collection[str]) -> dict[str, list[ChangeReview]]:
-    found: dict[str, list[ChangeReview]] = {cid: [] for cid in change_ids}
-    if not change_ids:
-        return found
-    query = (
-        select(ChangeReview)
-        .where(ChangeReview.change_id.in_(list(change_ids)))
-        .order_by(ChangeReview.id)
-    )
-    for review in db.scalars(query):
-        found[review.change_id].append(review)
+    found: dict[str, list[ChangeReview]] = _by_parent(db, ChangeReview.change_id, change_ids)
     return found
 
 
