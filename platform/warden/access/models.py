@@ -50,7 +50,18 @@ class AccessRequest(Base):
     grant_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
-class AccessReview(Base):
+class _ReviewColumns:
+    """One reviewer's decision (approve or deny) and comment, and when."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    reviewer_id: Mapped[str] = mapped_column(ForeignKey("principal.id"))
+    reviewer: Mapped[str] = mapped_column(String(64))
+    decision: Mapped[str] = mapped_column(String(16))  # approve | deny
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AccessReview(_ReviewColumns, Base):
     """One reviewer's decision on one request; a reviewer counts once per request."""
 
     __tablename__ = "access_review"
@@ -58,13 +69,7 @@ class AccessReview(Base):
         UniqueConstraint("request_id", "reviewer_id", name="uq_access_review_request_reviewer"),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
     request_id: Mapped[str] = mapped_column(ForeignKey("access_request.id"), index=True)
-    reviewer_id: Mapped[str] = mapped_column(ForeignKey("principal.id"))
-    reviewer: Mapped[str] = mapped_column(String(64))
-    decision: Mapped[str] = mapped_column(String(16))  # approve | deny
-    comment: Mapped[str] = mapped_column(Text, default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class AccessGrant(Base):
@@ -188,7 +193,7 @@ class ReviewedChange(Base):
     signed_off_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
-class ChangeReview(Base):
+class ChangeReview(_ReviewColumns, Base):
     """One reviewer's decision on one reviewed change; a reviewer counts once per change."""
 
     __tablename__ = "change_review"
@@ -196,10 +201,4 @@ class ChangeReview(Base):
         UniqueConstraint("change_id", "reviewer_id", name="uq_change_review_change_reviewer"),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
     change_id: Mapped[str] = mapped_column(ForeignKey("reviewed_change.id"), index=True)
-    reviewer_id: Mapped[str] = mapped_column(ForeignKey("principal.id"))
-    reviewer: Mapped[str] = mapped_column(String(64))
-    decision: Mapped[str] = mapped_column(String(16))  # approve | deny
-    comment: Mapped[str] = mapped_column(Text, default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
