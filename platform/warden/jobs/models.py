@@ -6,10 +6,10 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, DateTime, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from warden.db.base import Base, TimestampMixin
+from warden.db.base import Base, LaunchedMixin, TimestampMixin
 
 KINDS = ("train", "infer", "eval")
 # queued → running → succeeded | failed | cancelled | timed_out (queued may go to cancelled)
@@ -22,13 +22,10 @@ def new_job_id() -> str:
     return secrets.token_hex(6)
 
 
-class Job(TimestampMixin, Base):
+class Job(LaunchedMixin, TimestampMixin, Base):
     __tablename__ = "job"
 
     id: Mapped[str] = mapped_column(String(12), primary_key=True, default=new_job_id)
-    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenant.id"), index=True)
-    tenant: Mapped[str] = mapped_column(String(64))
-    launcher_id: Mapped[str] = mapped_column(ForeignKey("principal.id"), index=True)
     launcher: Mapped[str] = mapped_column(String(64), index=True)
     kind: Mapped[str] = mapped_column(String(8))
     step: Mapped[str] = mapped_column(String(32))

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from warden.db.base import Base, TimestampMixin, new_id
+from warden.db.base import Base, LaunchedMixin, TimestampMixin, new_id
 
 LIVE_STATUSES = ("starting", "running")
 # succeeded: exit 0 · failed: non-zero (oom_killed says when the memory limit killed it)
@@ -21,13 +21,10 @@ def new_sandbox_id() -> str:
     return secrets.token_hex(6)
 
 
-class Sandbox(TimestampMixin, Base):
+class Sandbox(LaunchedMixin, TimestampMixin, Base):
     __tablename__ = "sandbox"
 
     id: Mapped[str] = mapped_column(String(12), primary_key=True, default=new_sandbox_id)
-    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenant.id"), index=True)
-    tenant: Mapped[str] = mapped_column(String(64))
-    launcher_id: Mapped[str] = mapped_column(ForeignKey("principal.id"), index=True)
     launcher: Mapped[str] = mapped_column(String(64))
     segment: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16), index=True)
