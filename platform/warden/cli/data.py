@@ -9,7 +9,7 @@ import typer
 from sqlalchemy.exc import IntegrityError
 
 from warden.cli.client import ApiClient, console, fail
-from warden.cli.output import show, show_one
+from warden.cli.output import Format, show, show_one
 from warden.config import get_settings
 from warden.db.session import make_engine, make_sessionmaker, unit_of_work
 from warden.errors import WardenError
@@ -63,16 +63,14 @@ def seed(
 
 
 @app.command("list")
-def list_(fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table") -> None:
+def list_(fmt: Format = "table") -> None:
     """Datasets you may read in some way."""
     rows = ApiClient().get("/v1/datasets")["datasets"]
     show(rows, ["name", "classification", "rows", "allowed_purposes", "version"], fmt)
 
 
 @app.command("show")
-def show_(
-    name: str, fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table"
-) -> None:
+def show_(name: str, fmt: Format = "table") -> None:
     """One dataset's schema and column classes."""
     ds = ApiClient().get(f"/v1/datasets/{name}")
     if fmt == "json":
@@ -149,7 +147,7 @@ def rotate_mask_key(
 @app.command("mask-keys")
 def mask_keys(
     tenant: Annotated[str, typer.Option(help="Tenant")],
-    fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    fmt: Format = "table",
 ) -> None:
     """A tenant's mask key versions and when each took effect (version 1: from the start)."""
     from warden.gateway.keys import versions

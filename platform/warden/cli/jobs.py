@@ -11,12 +11,13 @@ from typing import Annotated, Any
 import typer
 
 from warden.cli.client import ApiClient, console, err_console, fail
-from warden.cli.output import check_format, show
+from warden.cli.output import Format, fetch_one, show
 
 app = typer.Typer(help="Governed ML jobs: train, infer and eval in ML sandboxes.")
 
 ENDED = ("succeeded", "failed", "cancelled", "timed_out")
 EXIT_CODES = {"succeeded": 0, "failed": 1, "cancelled": 130, "timed_out": 124}
+JobId = Annotated[str, typer.Argument(help="The job id")]
 
 
 @app.command()
@@ -162,7 +163,7 @@ def list_(
     all_: Annotated[bool, typer.Option("--all", help="Everyone's (admins)")] = False,
     state: Annotated[str | None, typer.Option(help="Only this state")] = None,
     kind: Annotated[str | None, typer.Option(help="Only this kind")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    fmt: Format = "table",
 ) -> None:
     """Your jobs, newest first."""
     params: dict[str, Any] = {"all": all_}
@@ -180,14 +181,12 @@ def list_(
 
 @app.command(name="show")
 def show_(
-    job_id: Annotated[str, typer.Argument(help="The job id")],
-    fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    job_id: JobId,
+    fmt: Format = "table",
 ) -> None:
     """One job: spec, state and reason, sandbox, worker, result."""
-    check_format(fmt)
-    row = ApiClient().get(f"/v1/jobs/{job_id}")
-    if fmt == "json":
-        console.print_json(json.dumps(row, default=str))
+    row = fetch_one(f"/v1/jobs/{job_id}", fmt)
+    if row is None:
         return
     from rich.table import Table
 
@@ -200,7 +199,7 @@ def show_(
 
 @app.command()
 def logs(
-    job_id: Annotated[str, typer.Argument(help="The job id")],
+    job_id: JobId,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep streaming")] = False,
 ) -> None:
     """A job's log: the worker's notes and the workload's progress lines."""
@@ -209,7 +208,7 @@ def logs(
 
 @app.command()
 def cancel(
-    job_id: Annotated[str, typer.Argument(help="The job id")],
+    job_id: JobId,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask")] = False,
 ) -> None:
     """Cancel a job (a running one's sandbox is stopped)."""

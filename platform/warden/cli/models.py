@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,16 +10,17 @@ from rich.markdown import Markdown
 from rich.table import Table
 
 from warden.cli.client import ApiClient, console, fail
-from warden.cli.output import check_format, show
+from warden.cli.output import Format, fetch_one, show
 
 app = typer.Typer(help="Registered models, their metrics, reports and lineage.")
 MAX_METRICS = 24
+ModelRef = Annotated[str, typer.Argument(help="ID, NAME or NAME@VERSION")]
 
 
 @app.command(name="list")
 def list_(
     name: Annotated[str | None, typer.Option(help="Only this model name")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    fmt: Format = "table",
 ) -> None:
     """Registered models, newest first."""
     params = {"name": name} if name else {}
@@ -34,14 +34,12 @@ def list_(
 
 @app.command(name="show")
 def show_(
-    model: Annotated[str, typer.Argument(help="ID, NAME or NAME@VERSION")],
-    fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    model: ModelRef,
+    fmt: Format = "table",
 ) -> None:
     """One model: its job, metrics, artifacts and reports."""
-    check_format(fmt)
-    row = ApiClient().get(f"/v1/models/{model}")
-    if fmt == "json":
-        console.print_json(json.dumps(row, default=str))
+    row = fetch_one(f"/v1/models/{model}", fmt)
+    if row is None:
         return
     _summary(row)
     _metrics(row)
@@ -55,7 +53,7 @@ def show_(
 
 @app.command()
 def report(
-    model: Annotated[str, typer.Argument(help="ID, NAME or NAME@VERSION")],
+    model: ModelRef,
     name: Annotated[str, typer.Argument(help="Which report (see `models show`)")] = "report.md",
     out: Annotated[Path | None, typer.Option(help="Save it here instead of printing it")] = None,
     raw: Annotated[bool, typer.Option("--raw", help="Print Markdown as text")] = False,
@@ -75,14 +73,12 @@ def report(
 
 @app.command()
 def lineage(
-    model: Annotated[str, typer.Argument(help="ID, NAME or NAME@VERSION")],
-    fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    model: ModelRef,
+    fmt: Format = "table",
 ) -> None:
     """Data → job → model: dataset versions, grants, policy version, image and code, parents."""
-    check_format(fmt)
-    body = ApiClient().get(f"/v1/models/{model}/lineage")
-    if fmt == "json":
-        console.print_json(json.dumps(body, default=str))
+    body = fetch_one(f"/v1/models/{model}/lineage", fmt)
+    if body is None:
         return
     for row in [body["model"], *body["ancestors"]]:
         _summary(row)

@@ -4,18 +4,31 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.table import Table
 
-from warden.cli.client import console, fail
+from warden.cli.client import ApiClient, console, fail
 
 FORMATS = ("table", "json")
+Format = Annotated[str, typer.Option("--format", help="table or json")]
 
 
 def check_format(fmt: str) -> None:
     if fmt not in FORMATS:
         fail(f"--format must be one of {', '.join(FORMATS)}")
+
+
+def fetch_one(path: str, fmt: str) -> dict[str, Any] | None:
+    """GET one object for a command with --format: printed as JSON there (and None
+    returned) for json, else returned to be printed as tables."""
+    check_format(fmt)
+    body: dict[str, Any] = ApiClient().get(path)
+    if fmt == "json":
+        console.print_json(json.dumps(body, default=str))
+        return None
+    return body
 
 
 def show(rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: str, title: str = "") -> None:

@@ -10,13 +10,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from warden.cli.client import ApiClient, console, err_console, fail
-from warden.cli.output import show, show_one
+from warden.cli.output import Format, show, show_one
 from warden.config import get_settings
 from warden.policy.exposure import IdColumn, catalog_from_db
 from warden.policy.lint import lint as lint_files
 
 app = typer.Typer(help="Explain, lint and change Casbin policy.", no_args_is_help=True)
-Format = Annotated[str, typer.Option("--format", help="table or json")]
 BreakGlass = Annotated[
     bool,
     typer.Option(

@@ -8,12 +8,11 @@ from urllib.parse import quote
 import typer
 
 from warden.cli.client import ApiClient, console
-from warden.cli.output import show, show_one
+from warden.cli.output import Format, show, show_one
 
 app = typer.Typer(
     help="Manage people and service accounts (needs the admin role).", no_args_is_help=True
 )
-Format = Annotated[str, typer.Option("--format", help="table or json")]
 
 
 @app.command("list")

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from warden.cli.client import ApiClient, console, err_console, fail
-from warden.cli.output import show
+from warden.cli.output import Format, show
 
 app = typer.Typer(help="Segmented Docker sandboxes: ml (governed data only) and app-dev (none).")
 
@@ -115,7 +115,7 @@ def run(
 def list_(
     all_: Annotated[bool, typer.Option("--all", help="Everyone's (admins)")] = False,
     status: Annotated[str | None, typer.Option(help="Only this status")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    fmt: Format = "table",
 ) -> None:
     """Your sandboxes, newest first."""
     params: dict[str, Any] = {"all": all_}

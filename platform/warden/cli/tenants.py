@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from warden.cli.client import ApiClient, console
-from warden.cli.output import show
+from warden.cli.output import Format, show
 
 app = typer.Typer(
     help="Create and list tenants (platform admins: admins of the tenant `warden init` made).",
@@ -30,6 +30,6 @@ def create(
 
 
 @app.command("list")
-def list_(fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table") -> None:
+def list_(fmt: Format = "table") -> None:
     """List the installation's tenants."""
     show(ApiClient().get("/v1/tenants")["tenants"], ["name", "installation", "created_at"], fmt)
