@@ -14,7 +14,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from warden.audit.service import AuditRecord, append
+from warden.audit.outcomes import by
+from warden.audit.service import append
 from warden.errors import Forbidden, Unprocessable
 from warden.identity.service import Caller
 from warden.policy import exposure, store
@@ -58,13 +59,10 @@ def apply_change(
     version = store.current_version(db)
     append(
         db,
-        AuditRecord(
-            action=action,
-            decision="allow",
-            actor=actor.name,
-            actor_kind=actor.kind,
-            on_behalf_of=actor.on_behalf_of,
-            tenant=actor.tenant,
+        by(
+            actor,
+            action,
+            "allow",
             policy_version=version,
             reason=reason or None,
             details={

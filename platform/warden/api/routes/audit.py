@@ -16,6 +16,7 @@ from warden.api.deps import CurrentCaller, DbSession, State
 from warden.audit import service
 from warden.audit.checkpoints import Checkpointer, CheckpointStore
 from warden.audit.keys import AuditKeyError
+from warden.audit.outcomes import by
 from warden.audit.schemas import (
     AuditEventOut,
     AuditEventsPage,
@@ -25,7 +26,7 @@ from warden.audit.schemas import (
     FindingOut,
     VerifyOut,
 )
-from warden.audit.service import AuditRecord, Decision, record
+from warden.audit.service import Decision, record
 from warden.audit.verify import result_findings
 from warden.errors import AuditUnavailable, Forbidden, Unavailable
 from warden.identity.service import Caller
@@ -74,21 +75,12 @@ def _audit(
     reason: str | None = None,
 ) -> None:
     version = getattr(state.policy.current(), "version", None)
+    policy_version = version if isinstance(version, int) else None
     record(
         state.sessions,
-        AuditRecord(
-            action=action,
-            decision=decision,
-            actor=caller.name,
-            actor_kind=caller.kind,
-            on_behalf_of=caller.on_behalf_of,
-            tenant=caller.tenant,
-            policy_version=version if isinstance(version, int) else None,
-            rows=rows,
-            reason=reason,
-            details=details,
-        ),
-    )
+        by(caller, action, decision, policy_version=policy_version, rows=rows, reason=reason,
+           details=details),
+    )  # fmt: skip
 
 
 @router.get("/events", response_model=AuditEventsPage)

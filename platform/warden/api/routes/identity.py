@@ -13,7 +13,8 @@ from sqlalchemy.exc import IntegrityError
 
 from warden.access import changes
 from warden.api.deps import CurrentCaller, DbSession, State
-from warden.audit.service import AuditRecord, append
+from warden.audit.outcomes import by
+from warden.audit.service import append
 from warden.errors import Conflict, Forbidden
 from warden.identity.bootstrap import create_tenant
 from warden.identity.models import ApiToken, Principal, Tenant
@@ -281,18 +282,7 @@ def _iso(value: datetime) -> str:
 def _audit(
     db: DbSession, caller: Caller, action: str, principal: Principal, **details: str
 ) -> None:
-    append(
-        db,
-        AuditRecord(
-            action=action,
-            decision="allow",
-            actor=caller.name,
-            actor_kind=caller.kind,
-            on_behalf_of=caller.on_behalf_of,
-            tenant=caller.tenant,
-            details={"principal": principal.name, **details},
-        ),
-    )
+    append(db, by(caller, action, "allow", details={"principal": principal.name, **details}))
 
 
 # --- tenants: created by platform admins ------------------------------------------------------
