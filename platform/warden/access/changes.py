@@ -45,7 +45,7 @@ from warden.access.events import Actor, actor_of, notify, transition
 from warden.access.ids import CHANGE_PREFIX, new_id
 from warden.access.models import AccessTransition, ChangeReview, ReviewedChange
 from warden.access.present import approvers, aware, history_out, iso, reviews_out
-from warden.access.rights import ACCESS_OBJECT, can
+from warden.access.rights import ACCESS_OBJECT, can, people_who
 from warden.access.schemas import ChangeOut, SettingsUpdate, format_duration
 from warden.catalog.service import load_view
 from warden.core.platform import Platform
@@ -598,14 +598,12 @@ def record_change(
 
 def change_reviewers(db: Session, state: Platform, tenant: Tenant) -> list[str]:
     """Every person of the tenant who may review policy changes."""
-    snapshot = state.policy.ensure_fresh()
-    now = state.now()
-    return [
-        p.name
-        for p in repo.tenant_principals(db, tenant.id)
-        if p.kind == "person"
-        and snapshot.can(p.name, tenant.name, POLICY_OBJECT, "manage", now)
-    ]  # fmt: skip
+    return people_who(
+        db,
+        state,
+        tenant,
+        lambda snapshot, name, now: snapshot.can(name, tenant.name, POLICY_OBJECT, "manage", now),
+    )
 
 
 def _notify(

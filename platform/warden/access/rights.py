@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
@@ -12,6 +14,7 @@ from warden.core.platform import Platform
 from warden.errors import Forbidden
 from warden.identity.models import Tenant
 from warden.identity.service import Caller
+from warden.policy.engine import PolicySnapshot
 
 ACCESS_OBJECT = "sys:access"
 BREAK_GLASS_OBJECT = "sys:break_glass"
@@ -66,11 +69,27 @@ def visibility(db: Session, state: Platform, caller: Caller, tenant: Tenant) -> 
 
 def reviewers_of(db: Session, state: Platform, tenant: Tenant, view: DatasetView) -> list[str]:
     """Every person in the tenant who may review requests on the dataset."""
+    return people_who(
+        db,
+        state,
+        tenant,
+        lambda snapshot, name, now: (
+            name == view.owner or snapshot.can(name, tenant.name, view.name, "review", now)
+        ),
+    )
+
+
+def people_who(
+    db: Session,
+    state: Platform,
+    tenant: Tenant,
+    may: Callable[[PolicySnapshot, str, datetime], bool],
+) -> list[str]:
+    """The names of the tenant's people for whom `may(snapshot, name, now)` holds."""
     snapshot = state.policy.ensure_fresh()
     now = state.now()
     return [
         p.name
         for p in repo.tenant_principals(db, tenant.id)
-        if p.kind == "person"
-        and (p.name == view.owner or snapshot.can(p.name, tenant.name, view.name, "review", now))
+        if p.kind == "person" and may(snapshot, p.name, now)
     ]
