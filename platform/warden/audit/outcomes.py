@@ -47,6 +47,23 @@ def by(caller: Caller, action: str, decision: Decision, **fields: Any) -> AuditR
     return by_actor(caller, caller.tenant, action, decision, **fields)
 
 
+WARDEN = "warden"
+
+
+def by_caller_or_warden(
+    caller: Caller | None, action: str, decision: Decision, **fields: Any
+) -> AuditRecord:
+    """A record of `action` by `caller` (name and kind), or by Warden itself (a system
+    actor) when there is none, plus `fields`."""
+    return AuditRecord(
+        action=action,
+        decision=decision,
+        actor=caller.name if caller else WARDEN,
+        actor_kind=caller.kind if caller else "system",
+        **fields,
+    )
+
+
 def refusal(caller: Caller, action: str, exc: WardenError, **fields: Any) -> AuditRecord:
     """A denied `action`, its reason the error the caller is answered with."""
     return by(caller, action, "deny", reason=f"{type(exc).__name__}: {exc.detail}", **fields)

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from warden.audit.outcomes import refusals_audited
+from warden.audit.outcomes import by_caller_or_warden, refusals_audited
 from warden.audit.service import AuditRecord, append
 from warden.catalog.service import DATASET_NAME_RE, PURPOSES, load_view
 from warden.core.platform import Platform
@@ -315,11 +315,10 @@ def _event(
     reason: str | None = None,
     **details: Any,
 ) -> AuditRecord:
-    return AuditRecord(
-        action=action,
-        decision=decision,  # type: ignore[arg-type]
-        actor=caller.name if caller else "warden",
-        actor_kind=caller.kind if caller else "system",
+    return by_caller_or_warden(
+        caller,
+        action,
+        decision,  # type: ignore[arg-type]
         tenant=job.tenant,
         purpose=job.purpose,
         reason=reason,

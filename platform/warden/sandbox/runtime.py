@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from warden.audit.outcomes import by
+from warden.audit.outcomes import WARDEN, by, by_caller_or_warden
 from warden.audit.service import AuditRecord, append
 from warden.core.platform import Platform
 from warden.db.session import unit_of_work
@@ -42,7 +42,7 @@ LABEL_MANAGED = "warden.managed"
 LABEL_INSTANCE = "warden.instance"
 LABEL_SANDBOX = "warden.sandbox"
 LABEL_SEGMENT = "warden.segment"
-SYSTEM_ACTOR = "warden"
+SYSTEM_ACTOR = WARDEN
 
 
 @dataclass
@@ -525,11 +525,10 @@ def _exit_event(
 def _stop_event(
     row: Sandbox, by: Caller | None, reason: str, container: str | None = None
 ) -> AuditRecord:
-    return AuditRecord(
-        action="sandbox.stop",
-        decision="allow",
-        actor=by.name if by else SYSTEM_ACTOR,
-        actor_kind=by.kind if by else "system",
+    return by_caller_or_warden(
+        by,
+        "sandbox.stop",
+        "allow",
         tenant=row.tenant,
         reason=reason,
         details={
@@ -543,11 +542,10 @@ def _stop_event(
 
 
 def _orphan_event(sandbox_id: str, container_id: str) -> AuditRecord:
-    return AuditRecord(
-        action="sandbox.stop",
-        decision="allow",
-        actor=SYSTEM_ACTOR,
-        actor_kind="system",
+    return by_caller_or_warden(
+        None,
+        "sandbox.stop",
+        "allow",
         reason="a container labelled by this installation with no sandbox row; removed",
         details={"sandbox": sandbox_id, "container": container_id},
     )
