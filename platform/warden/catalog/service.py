@@ -147,8 +147,27 @@ def load_view(db: Session, datasets_dir: Path, tenant_name: str, name: str) -> D
     """The current version of a dataset in a tenant, or NotFound (names are never paths)."""
     if not DATASET_NAME_RE.fullmatch(name):
         raise NotFound(f"no dataset named {name[:80]!r}")
-    row = db.execute(
-        select(Dataset, Tenant, Principal, DatasetVersion)
+    # Hot path (every governed read): one core statement, one round trip, no ORM objects. The
+    # columns come in the same answer (an outer join), so the view is always the stored one:
+    # a new version, a reclassified column or a new owner shows on the very next read.
+    rows = db.execute(
+        select(
+            Dataset.id,
+            Dataset.name,
+            Tenant.name,
+            Principal.name,
+            Dataset.classification,
+            Dataset.allowed_purposes,
+            Dataset.identifier_columns,
+            DatasetVersion.digest,
+            DatasetVersion.path,
+            DatasetVersion.row_count,
+            Dataset.description,
+            DatasetColumn.name,
+            DatasetColumn.dtype,
+            DatasetColumn.classification,
+        )
+        .select_from(Dataset)
         .join(Tenant, Tenant.id == Dataset.tenant_id)
         .join(Principal, Principal.id == Dataset.owner_id)
         .join(
@@ -156,29 +175,26 @@ def load_view(db: Session, datasets_dir: Path, tenant_name: str, name: str) -> D
             (DatasetVersion.dataset_id == Dataset.id)
             & (DatasetVersion.digest == Dataset.current_version),
         )
+        .outerjoin(DatasetColumn, DatasetColumn.dataset_id == Dataset.id)
         .where(Tenant.name == tenant_name, Dataset.name == name)
-    ).first()
-    if row is None:
-        raise NotFound(f"no dataset named {name!r}")
-    dataset, tenant, owner, version = row
-    cols = db.scalars(
-        select(DatasetColumn)
-        .where(DatasetColumn.dataset_id == dataset.id)
         .order_by(DatasetColumn.position)
-    )
+    ).all()
+    if not rows:
+        raise NotFound(f"no dataset named {name!r}")
+    first = rows[0]
     return DatasetView(
-        id=dataset.id,
-        name=dataset.name,
-        tenant=tenant.name,
-        owner=owner.name,
-        classification=dataset.classification,
-        allowed_purposes=tuple(dataset.allowed_purposes),
-        identifier_columns=tuple(dataset.identifier_columns),
-        version=version.digest,
-        path=datasets_dir / version.path,
-        row_count=version.row_count,
-        columns=tuple(ColumnInfo(c.name, c.dtype, c.classification) for c in cols),
-        description=dataset.description,
+        id=first[0],
+        name=first[1],
+        tenant=first[2],
+        owner=first[3],
+        classification=first[4],
+        allowed_purposes=tuple(first[5]),
+        identifier_columns=tuple(first[6]),
+        version=first[7],
+        path=datasets_dir / first[8],
+        row_count=first[9],
+        columns=tuple(ColumnInfo(r[11], r[12], r[13]) for r in rows if r[11] is not None),
+        description=first[10],
     )
 
 

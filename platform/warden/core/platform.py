@@ -44,7 +44,9 @@ def load_mask_key(settings: Settings) -> bytes:
 
 
 def build_platform(settings: Settings) -> Platform:
-    engine = make_engine(settings.resolved_database_url)
+    engine = make_engine(
+        settings.resolved_database_url, sqlite_busy_timeout_s=settings.sqlite_busy_timeout_s
+    )
     return Platform(
         settings=settings,
         engine=engine,
