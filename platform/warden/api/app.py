@@ -14,6 +14,7 @@ from warden.api.edge_middleware import install_edge
 from warden.api.errors import install_error_handlers, unavailable_response
 from warden.api.limits import BodySizeLimit
 from warden.api.openapi import install_openapi
+from warden.api.primary import elect
 from warden.api.routes.access import router as access_router
 from warden.api.routes.audit import router as audit_router
 from warden.api.routes.catalog import router as catalog_router
@@ -51,7 +52,12 @@ def create_app(
     )
     platform = state or build_platform(settings)
     app.state.warden = platform
-    app.state.process = WardenProcess.build(platform, socket_app=app, jobs=jobs)
+    # Background loops run in one process only (see api/primary.py); the lock lives with the app.
+    primary, app.state.primary_lock = elect(settings)
+    app.state.primary = primary
+    app.state.process = WardenProcess.build(
+        platform, socket_app=app, jobs=jobs if primary else False, access=primary
+    )
     # A hard cap for every route (the edge audits what it refuses); reads check a tighter one.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes * 16)
     install_error_handlers(app)
