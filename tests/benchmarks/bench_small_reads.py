@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         [int(c) for c in args.clients.split(",")],
     )
     unequal = [r for r in rows if not r["audited_equals_served"]]
-    print("audited events == reads served:", "yes, every run" if not unequal else unequal)
+    print("audited events == reads served:", unequal if unequal else "yes, every run")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"benchmark": "small_reads", "results": rows}, indent=2))
     print(f"wrote {args.json}")

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -189,9 +189,7 @@ def own_postgres(tmp_path: Path) -> Iterator[OwnPostgres]:
         try:
             yield pg
         finally:
-            try:
+            with suppress(subprocess.CalledProcessError):
                 pg.stop()
-            except subprocess.CalledProcessError:
-                pass
     finally:
         shutil.rmtree(root, ignore_errors=True)
