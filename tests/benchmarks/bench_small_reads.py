@@ -33,6 +33,7 @@ from sqlalchemy import text
 from tests.benchmarks.bench_read import COLUMNS, _seed
 from tests.benchmarks.harness import free_port, postgres_database, prepare
 from warden.config import Settings
+from warden.core.filesystem import restrict_umask
 from warden.db.session import make_engine
 
 REPO = Path(__file__).resolve().parents[2]
@@ -261,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", default="16")
     parser.add_argument("--json", type=Path, default=Path("bench-results/small_reads.json"))
     args = parser.parse_args(argv)
+    restrict_umask()  # as every Warden process: `warden serve` refuses a data folder others reach
     before = args.before or _merge_base()
     print("small governed reads (100 rows of engagements, 7 columns, user_id masked):")
     print(HEADER)

@@ -150,35 +150,39 @@ def load_view(db: Session, datasets_dir: Path, tenant_name: str, name: str) -> D
     # Hot path (every governed read): one core statement, one round trip, no ORM objects. The
     # columns come in the same answer (an outer join), so the view is always the stored one:
     # a new version, a reclassified column or a new owner shows on the very next read.
-    rows = db.execute(
-        select(
-            Dataset.id,
-            Dataset.name,
-            Tenant.name,
-            Principal.name,
-            Dataset.classification,
-            Dataset.allowed_purposes,
-            Dataset.identifier_columns,
-            DatasetVersion.digest,
-            DatasetVersion.path,
-            DatasetVersion.row_count,
-            Dataset.description,
-            DatasetColumn.name,
-            DatasetColumn.dtype,
-            DatasetColumn.classification,
+    rows = (
+        db.connection()
+        .execute(
+            select(
+                Dataset.id,
+                Dataset.name,
+                Tenant.name,
+                Principal.name,
+                Dataset.classification,
+                Dataset.allowed_purposes,
+                Dataset.identifier_columns,
+                DatasetVersion.digest,
+                DatasetVersion.path,
+                DatasetVersion.row_count,
+                Dataset.description,
+                DatasetColumn.name,
+                DatasetColumn.dtype,
+                DatasetColumn.classification,
+            )
+            .select_from(Dataset)
+            .join(Tenant, Tenant.id == Dataset.tenant_id)
+            .join(Principal, Principal.id == Dataset.owner_id)
+            .join(
+                DatasetVersion,
+                (DatasetVersion.dataset_id == Dataset.id)
+                & (DatasetVersion.digest == Dataset.current_version),
+            )
+            .outerjoin(DatasetColumn, DatasetColumn.dataset_id == Dataset.id)
+            .where(Tenant.name == tenant_name, Dataset.name == name)
+            .order_by(DatasetColumn.position)
         )
-        .select_from(Dataset)
-        .join(Tenant, Tenant.id == Dataset.tenant_id)
-        .join(Principal, Principal.id == Dataset.owner_id)
-        .join(
-            DatasetVersion,
-            (DatasetVersion.dataset_id == Dataset.id)
-            & (DatasetVersion.digest == Dataset.current_version),
-        )
-        .outerjoin(DatasetColumn, DatasetColumn.dataset_id == Dataset.id)
-        .where(Tenant.name == tenant_name, Dataset.name == name)
-        .order_by(DatasetColumn.position)
-    ).all()
+        .all()
+    )
     if not rows:
         raise NotFound(f"no dataset named {name!r}")
     first = rows[0]

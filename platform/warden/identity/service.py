@@ -267,22 +267,26 @@ def authenticate(db: Session, secret: str, now: datetime | None = None) -> Calle
     # Hot path (every request): one core statement, no ORM objects, nothing cached. The token,
     # its principal and tenant are read from the database each time, so a revocation or a
     # disable committed by any process is refused on the very next request everywhere.
-    row = db.execute(
-        select(
-            ApiToken.id,
-            ApiToken.revoked_at,
-            ApiToken.expires_at,
-            ApiToken.last_used_at,
-            Principal.id,
-            Principal.name,
-            Principal.kind,
-            Principal.disabled,
-            Tenant.name,
+    row = (
+        db.connection()
+        .execute(
+            select(
+                ApiToken.id,
+                ApiToken.revoked_at,
+                ApiToken.expires_at,
+                ApiToken.last_used_at,
+                Principal.id,
+                Principal.name,
+                Principal.kind,
+                Principal.disabled,
+                Tenant.name,
+            )
+            .join(Principal, Principal.id == ApiToken.principal_id)
+            .join(Tenant, Tenant.id == Principal.tenant_id)
+            .where(ApiToken.token_hash == hash_token(secret))
         )
-        .join(Principal, Principal.id == ApiToken.principal_id)
-        .join(Tenant, Tenant.id == Principal.tenant_id)
-        .where(ApiToken.token_hash == hash_token(secret))
-    ).first()
+        .first()
+    )
     if row is None:
         raise Unauthenticated("invalid token")
     token_id, revoked_at, expires_at, last_used_at, principal_id, name, kind, disabled, tenant = row

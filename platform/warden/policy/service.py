@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -27,6 +27,7 @@ from warden.policy.rules import Rule
 __all__ = ["PolicyService", "PolicyUnavailable"]
 
 T = TypeVar("T")
+_VERSION = select(store.PolicyState.version).where(store.PolicyState.id == 1)
 
 
 class PolicyService:
@@ -67,7 +68,8 @@ class PolicyService:
         if session is None:
             return self._in_session(store.current_version)
         try:
-            return store.current_version(session)
+            # Core, on the session's connection: the hot path skips the ORM execution layer.
+            return session.connection().scalar(_VERSION) or 0
         except SQLAlchemyError as exc:
             raise PolicyUnavailable(f"policy store unreachable: {exc.__class__.__name__}") from exc
 
