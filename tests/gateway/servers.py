@@ -95,7 +95,7 @@ def serve(settings: Settings, *, workers: int = 1, **env_extra: str) -> Iterator
     if settings.database_url:
         env["WARDEN_DATABASE_URL"] = settings.database_url
     cmd = [sys.executable, "-m", "warden.cli.main", "serve", "--port", str(port)]
-    cmd += ["--log-level", "info", "--workers", str(workers)]
+    cmd += ["--log-level", "info"] + (["--workers", str(workers)] if workers > 1 else [])
     log = settings.data_dir / f"serve-{port}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
