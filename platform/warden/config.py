@@ -139,6 +139,16 @@ class Settings(BaseSettings):
                 )
         return self
 
+    # Audit: the chain key (HMAC) and the checkpoint signing key live outside the database, in
+    # audit_keys_dir (default: config_dir/keys); WARDEN_AUDIT_CHAIN_KEY gives chain keys
+    # instead (comma-separated secrets, the last one current). Signed checkpoints of the chain
+    # head go to audit_checkpoint_dir (default: data_dir/audit-checkpoints) every
+    # audit_checkpoint_interval_s seconds (0: only on demand).
+    audit_chain_key: str | None = None
+    audit_keys_dir: Path | None = None
+    audit_checkpoint_dir: Path | None = None
+    audit_checkpoint_interval_s: float = Field(default=60.0, ge=0)
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -157,6 +167,14 @@ class Settings(BaseSettings):
     def instance(self) -> str:
         """Which installation labelled a container: one per database."""
         return hashlib.sha256(self.resolved_database_url.encode()).hexdigest()[:16]
+
+    @property
+    def resolved_audit_keys_dir(self) -> Path:
+        return self.audit_keys_dir or self.config_dir / "keys"
+
+    @property
+    def resolved_audit_checkpoint_dir(self) -> Path:
+        return self.audit_checkpoint_dir or self.data_dir / "audit-checkpoints"
 
 
 @lru_cache(maxsize=1)

@@ -92,13 +92,38 @@ def test_one_deny_rejects_even_after_an_approval(access: Access) -> None:
     assert history[-1]["event"] == "denied" and history[-1]["reason"] == "no analytics on users"
 
 
+def _public_dataset(access: Access, name: str) -> None:
+    """A public dataset derived from nothing (the seeded ones are all internal or pii now:
+    pin_pairs derives from engagements)."""
+    import polars as pl
+
+    from warden.catalog.service import ColumnInfo, register
+    from warden.db.session import unit_of_work
+    from warden.identity.service import get_principal, get_tenant
+
+    state = access.w.state
+    source = state.settings.data_dir / f"{name}.parquet"
+    pl.DataFrame({"digit": list(range(10))}).write_parquet(source)
+    with unit_of_work(state.sessions) as db:
+        register(
+            db,
+            datasets_dir=state.settings.datasets_dir,
+            tenant=get_tenant(db, "acme"),
+            owner=get_principal(db, "admin"),
+            name=name,
+            source=source,
+            columns=[ColumnInfo("digit", "Int64", "public")],
+            identifier_columns=[],
+            allowed_purposes=["training"],
+        )
+
+
 def test_public_data_is_granted_at_once_and_audited(access: Access) -> None:
-    req = access.ask("mallory", dataset="pin_pairs", purpose="training", duration="30d")
+    _public_dataset(access, "digits")
+    req = access.ask("mallory", dataset="digits", purpose="training", duration="30d")
     assert (req["state"], req["quorum"]) == ("approved", 0)
     assert req["grant_id"]
-    assert (
-        access.frame(access.read("mallory", "pin_pairs", purpose="training", limit=3)).height == 3
-    )
+    assert access.frame(access.read("mallory", "digits", purpose="training", limit=3)).height == 3
     actions = [(e["action"], e["actor"]) for e in access.events() if req["id"] in str(e["details"])]
     assert actions == [
         ("access.request.created", "mallory"),

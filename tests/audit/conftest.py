@@ -61,3 +61,36 @@ def captured(otel_env: pytest.MonkeyPatch) -> Iterator[Captured]:
     )
     yield cap
     telemetry.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def audit_keys_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """The process-default audit keys (engines nobody bound) in a folder of this test's own;
+    subprocesses inherit it through the environment."""
+    from warden.audit import keys
+
+    folder = tmp_path_factory.mktemp("audit-keys")
+    monkeypatch.setenv("WARDEN_AUDIT_KEYS_DIR", str(folder))
+    monkeypatch.delenv("WARDEN_AUDIT_CHAIN_KEY", raising=False)
+    keys.reset_default()
+    yield folder
+    keys.reset_default()
+
+
+def _make_platform_admin(sessions: sessionmaker[Session], policy: object, name: str) -> None:
+    """Make `name` (a person of tenant acme) a platform admin: acme becomes the installation
+    tenant and `name` may manage sys:tenants there (what `warden init` gives its admin)."""
+    from sqlalchemy import update
+
+    from warden.db.session import unit_of_work
+    from warden.identity.models import Tenant
+
+    with unit_of_work(sessions) as db:
+        db.execute(update(Tenant).where(Tenant.name == "acme").values(installation=True))
+    rule = ("p", (name, "acme", "sys:tenants", "*", "*", "manage", "allow", "", ""))
+    policy.add_rules([rule])  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def make_platform_admin():  # type: ignore[no-untyped-def]
+    return _make_platform_admin

@@ -15,8 +15,10 @@ from sqlalchemy import Engine, func, insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from warden.audit import chain
+from warden.audit.keys import keys_for
 from warden.audit.models import AuditEvent, AuditHead
 from warden.audit.service import AuditRecord, append, ensure_head, record, verify
+from warden.audit.verify import expected_hash
 from warden.db.session import unit_of_work
 from warden.errors import AuditUnavailable, Unprocessable
 
@@ -80,7 +82,8 @@ def test_canonical_form_survives_the_database_round_trip(sessions: sessionmaker[
         loaded = db.get(AuditEvent, written.seq)
         assert loaded is not None
         assert chain.canonical(loaded) == chain.canonical(written)
-        assert chain.event_hash(loaded) == written.hash
+        assert loaded.chain_v == 2 and loaded.key_id == keys_for(db.get_bind()).current.id
+        assert expected_hash(loaded, keys_for(db.get_bind())) == written.hash
         row = db.execute(select(AuditEvent.__table__).where(AuditEvent.seq == 1)).mappings().one()
         assert chain.canonical(row) == chain.canonical(written)
 
@@ -95,8 +98,8 @@ def test_timestamps_hash_the_same_naive_or_in_any_zone() -> None:
 
 def test_every_column_but_the_hash_is_chained() -> None:
     columns = {c.name for c in AuditEvent.__table__.columns}
-    assert columns - set(chain.CHAIN_FIELDS) == {"hash"}
-    assert set(chain.CHAIN_FIELDS) <= columns
+    assert columns - set(chain.CHAIN_FIELDS_V2) == {"hash"}
+    assert set(chain.CHAIN_FIELDS_V2) <= columns
 
 
 def test_unserialisable_details_are_refused_before_anything_is_written(
@@ -119,7 +122,10 @@ def test_an_altered_row_is_named(engine: Engine, sessions: sessionmaker[Session]
     assert not result.ok and result.first_broken is not None
     assert result.first_broken.seq == 4 and result.first_broken.id == events[3].id
     assert "altered" in result.first_broken.reason
-    assert result.checked == 3
+    assert [(f.kind, f.seq) for f in result.findings if f.severity == "tampering"] == [
+        ("rewritten", 4)
+    ]
+    assert result.checked == 6  # the walk goes on past a break, to report every kind
 
 
 def test_an_altered_json_column_is_named(engine: Engine, sessions: sessionmaker[Session]) -> None:
@@ -142,9 +148,12 @@ def test_a_rehashed_forgery_breaks_the_next_link(
         forged.hash = chain.event_hash(forged)
 
     with unit_of_work(sessions) as db:
-        broken = verify(db).first_broken
-    assert broken is not None and broken.seq == 3 and broken.id == events[2].id
-    assert "prev_hash" in broken.reason
+        result = verify(db)
+    # Re-hashed without the chain key: the forged event itself fails, and the next link.
+    broken = result.first_broken
+    assert broken is not None and broken.seq == 2 and broken.id == events[1].id
+    kinds = [(f.kind, f.seq) for f in result.findings if f.severity == "tampering"]
+    assert kinds == [("rewritten", 2), ("relinked", 3)]
 
 
 def test_a_deleted_middle_row_is_detected(engine: Engine, sessions: sessionmaker[Session]) -> None:
@@ -158,7 +167,7 @@ def test_a_deleted_middle_row_is_detected(engine: Engine, sessions: sessionmaker
     assert result.first_broken is not None
     assert result.first_broken.seq == 4 and result.first_broken.id == events[3].id
     assert "3 missing" in result.first_broken.reason
-    assert result.checked == 2
+    assert result.checked == 5
 
 
 def test_a_truncated_tail_is_detected(engine: Engine, sessions: sessionmaker[Session]) -> None:

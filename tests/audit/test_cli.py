@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +18,8 @@ from warden.api.routes.audit import router
 from warden.audit.service import AuditRecord, record
 from warden.cli import audit as audit_cli
 from warden.cli.client import ApiClient, console
-from warden.config import REPO_ROOT
+from warden.config import REPO_ROOT, Settings
+from warden.core.platform import Platform
 from warden.db.session import unit_of_work
 from warden.identity.service import create_principal, get_or_create_tenant, issue_token
 from warden.policy.service import PolicyService
@@ -28,7 +29,10 @@ runner = CliRunner()
 
 @pytest.fixture
 def cli(
-    engine: Engine, sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> list[dict[str, Any]]:
     """Logged in as an acme auditor; returns the GET params the CLI sent, page by page."""
     with unit_of_work(sessions) as db:
@@ -40,7 +44,13 @@ def cli(
     app = FastAPI()
     install_error_handlers(app)
     app.include_router(router)
-    app.state.warden = SimpleNamespace(sessions=sessions, policy=policy)
+    app.state.warden = Platform(
+        settings=Settings(data_dir=tmp_path / "data", config_dir=tmp_path / "config"),
+        engine=engine,
+        sessions=sessions,
+        policy=policy,
+        mask_key=b"test-mask-key",
+    )
     for i in range(7):
         record(
             sessions,
@@ -145,3 +155,36 @@ def test_verify_names_the_broken_event_and_fails(cli: list[dict[str, Any]], engi
     result = runner.invoke(audit_cli.app, ["verify"])
     assert result.exit_code == 1
     assert "seq 5" in result.output and event_id in result.output
+
+
+def test_checkpoint_then_verify_reports_what_it_checked(
+    make_platform_admin: Any,
+    cli: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setattr(console, "_width", 220)
+    refused = runner.invoke(audit_cli.app, ["checkpoint"])
+    assert refused.exit_code == 2 and "platform admins" in refused.output
+
+    state = audit_cli.client().http.app.state.warden  # type: ignore[attr-defined]
+    make_platform_admin(state.sessions, state.policy, "audrey")
+    written = runner.invoke(audit_cli.app, ["checkpoint"])
+    assert written.exit_code == 0, written.output
+    # 7 reads and the refused checkpoint call: the checkpoint covers seq 8, its record is 9
+    assert "checkpoint #1 at seq 8" in written.output and "event 9" in written.output
+
+    again = runner.invoke(audit_cli.app, ["checkpoint"])
+    assert again.exit_code == 0 and "no checkpoint written" in again.output
+
+    checked = runner.invoke(audit_cli.app, ["verify"])
+    assert checked.exit_code == 0, checked.output
+    assert "checked 10 events" in checked.output  # and the skipped call, audited too
+    assert "1 signed checkpoint(s)" in checked.output and "newest: #1 at seq 8" in checked.output
+    assert "unprotected tail: 2 event(s)" in checked.output
+
+    path = tmp_path / "data" / "audit-checkpoints" / "checkpoints.jsonl"
+    path.write_text(path.read_text().replace('"seq":8', '"seq":7'))
+    broken = runner.invoke(audit_cli.app, ["verify"])
+    assert broken.exit_code == 1
+    assert "checkpoint_forged" in broken.output and "signature" in broken.output

@@ -14,8 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-from tests.conftest import WardenHarness
 
+from tests.conftest import WardenHarness
 from warden.api.background import free_port
 from warden.audit.models import AuditEvent
 from warden.audit.service import verify

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from types import SimpleNamespace
+from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -16,7 +17,8 @@ from warden.api.errors import install_error_handlers
 from warden.api.routes.audit import router
 from warden.audit.models import AuditEvent
 from warden.audit.service import AuditRecord, record
-from warden.config import REPO_ROOT
+from warden.config import REPO_ROOT, Settings
+from warden.core.platform import Platform
 from warden.db.session import unit_of_work
 from warden.identity.service import create_principal, get_or_create_tenant, issue_token
 from warden.policy.service import PolicyService
@@ -36,7 +38,7 @@ class Api:
 
 
 @pytest.fixture
-def api(engine: Engine, sessions: sessionmaker[Session]) -> Iterator[Api]:
+def api(engine: Engine, sessions: sessionmaker[Session], tmp_path: Path) -> Iterator[Api]:
     tokens: dict[str, str] = {}
     with unit_of_work(sessions) as db:
         for name, tenant in PRINCIPALS.items():
@@ -54,7 +56,13 @@ def api(engine: Engine, sessions: sessionmaker[Session]) -> Iterator[Api]:
     app = FastAPI()
     install_error_handlers(app)
     app.include_router(router)
-    app.state.warden = SimpleNamespace(sessions=sessions, policy=policy)
+    app.state.warden = Platform(
+        settings=Settings(data_dir=tmp_path / "data", config_dir=tmp_path / "config"),
+        engine=engine,
+        sessions=sessions,
+        policy=policy,
+        mask_key=b"test-mask-key",
+    )
     for i in range(5):
         record(
             sessions,
@@ -175,7 +183,16 @@ def test_bad_input_gets_one_error_shape_and_changes_nothing(
 def test_verify_reports_an_intact_chain(api: Api) -> None:
     response = api.client("audrey").post("/v1/audit/verify")
     assert response.status_code == 200
-    assert response.json() == {"ok": True, "checked": 6, "first_broken": None, "head_seq": 6}
+    body = response.json()
+    assert (body["ok"], body["checked"], body["first_broken"], body["head_seq"]) == (
+        True,
+        6,
+        None,
+        6,
+    )
+    # No checkpoint yet: said as a note, and the whole chain is the unprotected tail.
+    assert [f["kind"] for f in body["findings"]] == ["no_checkpoint"]
+    assert body["unprotected_events"] == 6 and body["unprotected_since"].endswith("Z")
 
 
 def test_verify_names_the_broken_event(api: Api, engine: Engine) -> None:
@@ -196,3 +213,99 @@ def test_verify_still_reports_when_the_head_is_gone(api: Api, engine: Engine) ->
 
 def test_verify_needs_an_auditor(api: Api) -> None:
     assert api.client("alice").post("/v1/audit/verify").status_code == 403
+
+
+def test_anonymous_events_are_shown_to_platform_admins_only(
+    make_platform_admin: Any, api: Api
+) -> None:
+    record(
+        api.sessions,
+        AuditRecord(
+            action="auth", decision="deny", actor="anonymous", actor_kind="anonymous", tenant=None
+        ),
+    )
+    for who in ("audrey", "gus"):  # tenant auditors: their tenant's events, no one else's
+        events = api.client(who).get("/v1/audit/events").json()["events"]
+        assert events and all(e["tenant"] is not None for e in events), who
+
+    make_platform_admin(api.sessions, api.policy, "audrey")
+    events = api.client("audrey").get("/v1/audit/events").json()["events"]
+    assert {e["tenant"] for e in events} == {"acme", None}
+    assert any(e["actor"] == "anonymous" for e in events)
+    # Platform admin of the platform domain, not an admin of another tenant's:
+    assert all(e["tenant"] != "globex" for e in events)
+
+
+def test_admins_of_another_tenant_are_no_platform_admins(
+    make_platform_admin: Any, api: Api
+) -> None:
+    record(
+        api.sessions,
+        AuditRecord(action="auth", decision="deny", actor="anonymous", actor_kind="anonymous"),
+    )
+    make_platform_admin(api.sessions, api.policy, "audrey")  # acme is the installation
+    api.policy.add_rules(
+        [("p", ("role:auditor", "globex", "sys:*", "*", "*", "manage", "allow", "", ""))]
+    )
+    events = api.client("gus").get("/v1/audit/events").json()["events"]
+    assert events and all(e["tenant"] == "globex" for e in events)
+    assert api.client("gus").post("/v1/audit/checkpoint").status_code == 403
+
+
+def test_people_of_the_installation_need_the_right_too(make_platform_admin: Any, api: Api) -> None:
+    make_platform_admin(api.sessions, api.policy, "someone-else")
+    record(
+        api.sessions,
+        AuditRecord(action="auth", decision="deny", actor="anonymous", actor_kind="anonymous"),
+    )
+    events = api.client("audrey").get("/v1/audit/events").json()["events"]
+    assert all(e["tenant"] == "acme" for e in events)
+    assert api.client("audrey").post("/v1/audit/checkpoint").status_code == 403
+
+
+def test_checkpoints_are_for_platform_admins_and_refusals_are_audited(
+    make_platform_admin: Any, api: Api
+) -> None:
+    response = api.client("audrey").post("/v1/audit/checkpoint")
+    assert response.status_code == 403 and response.json()["error"] == "Forbidden"
+    with unit_of_work(api.sessions) as db:
+        last = db.scalar(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1))
+    assert last is not None and (last.action, last.decision) == ("audit.checkpoint", "deny")
+
+    make_platform_admin(api.sessions, api.policy, "audrey")
+    body = api.client("audrey").post("/v1/audit/checkpoint").json()
+    assert body["written"] and body["seq"] == 7 and body["event_seq"] == 8
+    verified = api.client("audrey").post("/v1/audit/verify").json()
+    assert verified["ok"] and verified["newest_checkpoint"]["seq"] == 7
+    assert verified["checkpoints_checked"] == 1 and verified["unprotected_events"] == 1
+
+
+def test_verify_reports_truncation_past_a_checkpoint(
+    make_platform_admin: Any, api: Api, engine: Engine
+) -> None:
+    make_platform_admin(api.sessions, api.policy, "audrey")
+    assert api.client("audrey").post("/v1/audit/checkpoint").json()["written"]
+    with engine.begin() as conn:
+        row = conn.execute(text("SELECT hash FROM audit_event WHERE seq = 3")).one()
+        conn.execute(text("DELETE FROM audit_event WHERE seq > 3"))
+        conn.execute(text("UPDATE audit_head SET seq = 3, hash = :h"), {"h": row.hash})
+    body = api.client("audrey").post("/v1/audit/verify").json()
+    assert body["ok"] is False
+    assert "truncation" in {f["kind"] for f in body["findings"]}
+
+
+def test_a_platform_admin_cannot_get_a_tampered_chain_signed(
+    make_platform_admin: Any, api: Api, engine: Engine
+) -> None:
+    """An insider with an admin token and database access edits an event, then asks for a
+    checkpoint to bless it: refused, nothing signed, and the refusal is itself audited."""
+    make_platform_admin(api.sessions, api.policy, "audrey")
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE audit_event SET decision = 'allow' WHERE seq = 1"))
+    body = api.client("audrey").post("/v1/audit/checkpoint").json()
+    assert body["written"] is False and body["findings"][0]["kind"] == "rewritten"
+    with unit_of_work(api.sessions) as db:
+        last = db.scalar(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1))
+    assert last is not None and (last.action, last.decision) == ("audit.checkpoint", "error")
+    verified = api.client("audrey").post("/v1/audit/verify").json()
+    assert verified["checkpoints_checked"] == 0 and not verified["ok"]

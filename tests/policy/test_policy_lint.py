@@ -86,3 +86,67 @@ def test_model_must_be_the_engines(tmp_path: Path) -> None:
     model.write_text(MODEL_TEXT.replace("p2 = sub, dom, obj, col, op, value\n", ""))
     [problem] = lint_model(model)
     assert "'p2'" in problem.reason and problem.line == 0
+
+
+# --- mixed exposure: raw in one place, pseudonymised in another -----------------------------
+
+MASKED_ENG = "p, role:ml_engineer, acme, engagements, user_id, training, mask, allow, ,"
+OLD_GOLD = "p, role:ml_engineer, acme, gold, *, evaluation, read, allow, ,"
+
+
+def test_the_old_seed_rule_is_refused_at_its_line(tmp_path: Path) -> None:
+    """The seed used to give raw gold.user_id beside masked engagements.user_id."""
+    rules = tmp_path / "seed.csv"
+    rules.write_text(f"# old seed\n{MASKED_ENG}\n{OLD_GOLD}\ng, alice, role:ml_engineer, acme\n")
+    problems = lint_rules([rules])
+    assert {(p.file, p.line) for p in problems} == {(str(rules), 3)}
+    subjects = sorted(p.reason.split("'")[1] for p in problems)
+    assert subjects == ["alice", "role:ml_engineer"]
+    assert all("raw in gold.user_id (evaluation)" in p.reason for p in problems)
+    assert all("engagements.user_id (training)" in p.reason for p in problems)
+
+
+def test_through_role_links_across_files_and_with_exceptions(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    first.write_text(f"{MASKED_ENG}\n")
+    second.write_text(
+        "p, role:x, acme, users, user_id, analytics, read, allow, ,\n"
+        "g, role:z, role:x, acme\ng, role:z, role:ml_engineer, acme\n"
+    )
+    [problem] = lint_rules([first, second])
+    assert (problem.file, problem.line) == (str(second), 1)
+    assert problem.reason.startswith("'role:z' in 'acme'")
+    # an explicit exception, for role:z or a role it holds, makes it a deliberate choice
+    second.write_text(
+        second.read_text() + "p, role:x, acme, entity:user, *, *, expose_mixed, allow, ,\n"
+    )
+    assert lint_rules([first, second]) == []
+
+
+def test_lint_checks_against_a_given_catalog(tmp_path: Path) -> None:
+    from warden.policy.exposure import IdColumn
+
+    rules = tmp_path / "r.csv"
+    rules.write_text(
+        "p, role:a, acme, boards, owner_id, training, mask, allow, ,\n"
+        "p, role:a, acme, owners, id, training, read, allow, ,\n"
+    )
+    assert lint_rules([rules]) == []  # the seeded catalog has no such columns
+    owners = [IdColumn("boards", "owner_id", "user", True), IdColumn("owners", "id", "user", False)]
+    catalog = {"acme": owners}
+    [problem] = lint_rules([rules], catalog)
+    assert problem.line == 2 and "owners.id" in problem.reason
+
+
+def test_policy_lint_cli_fails_on_mixed_exposure(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from warden.cli.main import app
+
+    rules = tmp_path / "rules.csv"
+    rules.write_text(f"{MASKED_ENG}\n{OLD_GOLD}\n")
+    out = CliRunner().invoke(app, ["policy", "lint", str(rules)])
+    assert out.exit_code != 0
+    assert f"{rules}:2:" in out.output and "re-identify" in out.output
+    rules.write_text(f"{MASKED_ENG}\n{OLD_GOLD.replace('*', 'query_pin_id', 1)}\n")
+    assert CliRunner().invoke(app, ["policy", "lint", str(rules)]).exit_code == 0

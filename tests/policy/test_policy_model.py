@@ -55,8 +55,12 @@ TABLE = [
     # purpose binding
     ("alice", "acme", "engagements", "pin_id", "analytics", NOW, "deny", None),
     ("erin", "acme", "engagements", "pin_id", "training", NOW, "deny", None),
-    ("alice", "acme", "gold", "label", "evaluation", NOW, "allow",
-     f"p, {ML}, gold, *, evaluation, read, allow, ,"),
+    ("alice", "acme", "gold", "query_pin_id", "evaluation", NOW, "allow",
+     f"p, {ML}, gold, query_pin_id, evaluation, read, allow, ,"),
+    # gold's user_id is masked as engagements' is: never raw beside a pseudonymised copy
+    ("alice", "acme", "gold", "user_id", "evaluation", NOW, "mask",
+     f"p, {ML}, gold, user_id, evaluation, mask, allow, ,"),
+    ("alice", "acme", "gold", "label", "evaluation", NOW, "deny", None),
     ("alice", "acme", "pins", "image", "inference", NOW, "allow",
      f"p, {ML}, pins, *, inference, read, allow, ,"),
     ("alice", "acme", "pin_pairs", "score", "analytics", NOW, "deny", None),

@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import WardenHarness
 
-HIDDEN = "pins"  # erin (analyst_eu) holds no right at all on pins
+HIDDEN = "pins"  # mallory holds no role, so no right at all on pins
 
 
 def add_rules(warden: WardenHarness, *rules: tuple[str, tuple[str, ...]]) -> None:
@@ -28,23 +28,23 @@ def p(*fields: str) -> tuple[str, tuple[str, ...]]:
 
 
 def probes(warden: WardenHarness, dataset: str) -> dict[str, Any]:
-    """Every route that names a dataset, as erin."""
-    erin = warden.as_("erin")
+    """Every route that names a dataset, as mallory."""
+    mallory = warden.as_("mallory")
     http = warden.http
     return {
         "read": http.post(
-            f"/v1/datasets/{dataset}/read", json={"purpose": "analytics"}, headers=erin
+            f"/v1/datasets/{dataset}/read", json={"purpose": "analytics"}, headers=mallory
         ),
-        "show": http.get(f"/v1/datasets/{dataset}", headers=erin),
+        "show": http.get(f"/v1/datasets/{dataset}", headers=mallory),
         "check": http.post(
             "/v1/policy/check",
-            json={"subject": "erin", "dataset": dataset, "purpose": "analytics"},
-            headers=erin,
+            json={"subject": "mallory", "dataset": dataset, "purpose": "analytics"},
+            headers=mallory,
         ),
         "job": http.post(
             "/v1/jobs",
             json={"kind": "eval", "datasets": {"d": dataset}, "purpose": "analytics"},
-            headers=erin,
+            headers=mallory,
         ),
         "sandbox": http.post(
             "/v1/sandboxes",
@@ -54,22 +54,22 @@ def probes(warden: WardenHarness, dataset: str) -> dict[str, Any]:
                 "datasets": [dataset],
                 "purpose": "analytics",
             },
-            headers=erin,
+            headers=mallory,
         ),
     }
 
 
 @pytest.fixture
-def erin_runs_ml(warden: WardenHarness, monkeypatch: pytest.MonkeyPatch) -> WardenHarness:
-    """erin may launch ML sandboxes and jobs, so only visibility stands between her and pins."""
-    add_rules(warden, p("erin", "acme", "sandbox:ml", "*", "*", "manage"))
+def mallory_runs_ml(warden: WardenHarness, monkeypatch: pytest.MonkeyPatch) -> WardenHarness:
+    """mallory may launch ML sandboxes and jobs: only visibility stands between her and pins."""
+    add_rules(warden, p("mallory", "acme", "sandbox:ml", "*", "*", "manage"))
     return warden
 
 
 def test_a_hidden_dataset_answers_like_a_missing_one_on_every_route(
-    erin_runs_ml: WardenHarness,
+    mallory_runs_ml: WardenHarness,
 ) -> None:
-    hidden, missing = probes(erin_runs_ml, HIDDEN), probes(erin_runs_ml, "no_such_set")
+    hidden, missing = probes(mallory_runs_ml, HIDDEN), probes(mallory_runs_ml, "no_such_set")
     for route in hidden:
         got, want = hidden[route], missing[route]
         assert got.status_code == want.status_code == 404, (route, got.text, want.text)
@@ -77,22 +77,22 @@ def test_a_hidden_dataset_answers_like_a_missing_one_on_every_route(
             "error": "NotFound",
             "detail": want.json()["detail"].replace("no_such_set", HIDDEN),
         }, route
-    listed = erin_runs_ml.http.get("/v1/datasets", headers=erin_runs_ml.as_("erin")).json()
-    assert [d["name"] for d in listed["datasets"]] == ["engagements"]
+    listed = mallory_runs_ml.http.get("/v1/datasets", headers=mallory_runs_ml.as_("mallory")).json()
+    assert listed["datasets"] == []
 
 
-def test_hidden_refusals_are_audited(erin_runs_ml: WardenHarness) -> None:
-    probes(erin_runs_ml, HIDDEN)
+def test_hidden_refusals_are_audited(mallory_runs_ml: WardenHarness) -> None:
+    probes(mallory_runs_ml, HIDDEN)
     for action in ("dataset.read", "job.create", "sandbox.launch"):
-        [event] = erin_runs_ml.audit_events(action=action, actor="erin")
+        [event] = mallory_runs_ml.audit_events(action=action, actor="mallory")
         assert event["decision"] == "deny" and "NotFound" in event["reason"], action
 
 
 def test_browse_reveals_that_a_dataset_exists_but_none_of_its_data(
-    erin_runs_ml: WardenHarness,
+    mallory_runs_ml: WardenHarness,
 ) -> None:
-    add_rules(erin_runs_ml, p("erin", "acme", HIDDEN, "*", "*", "browse"))
-    seen = probes(erin_runs_ml, HIDDEN)
+    add_rules(mallory_runs_ml, p("mallory", "acme", HIDDEN, "*", "*", "browse"))
+    seen = probes(mallory_runs_ml, HIDDEN)
     assert seen["show"].status_code == 200 and seen["show"].json()["name"] == HIDDEN
     assert seen["check"].status_code == 200
     assert {c["effect"] for c in seen["check"].json()["columns"]} == {"deny"}
@@ -102,8 +102,15 @@ def test_browse_reveals_that_a_dataset_exists_but_none_of_its_data(
 
 
 def test_stewards_and_owners_see_what_they_review(warden: WardenHarness) -> None:
-    add_rules(warden, ("g", ("erin", "role:steward", "acme")))
+    add_rules(warden, ("g", ("mallory", "role:steward", "acme")))
+    shown = warden.http.get(f"/v1/datasets/{HIDDEN}", headers=warden.as_("mallory"))
+    assert shown.status_code == 200
+    read = warden.read("mallory", HIDDEN, purpose="analytics")
+    assert read.status_code == 403  # reviewing a dataset is not reading it
+
+
+def test_the_seed_lets_working_roles_discover_the_catalog(warden: WardenHarness) -> None:
+    """erin (analyst_eu) reads only engagements, but may know pins exists and ask for it."""
     shown = warden.http.get(f"/v1/datasets/{HIDDEN}", headers=warden.as_("erin"))
     assert shown.status_code == 200
-    read = warden.read("erin", HIDDEN, purpose="analytics")
-    assert read.status_code == 403  # reviewing a dataset is not reading it
+    assert warden.read("erin", HIDDEN, purpose="analytics").status_code == 403

@@ -15,6 +15,8 @@ from warden.tastegraph import (
     SCALES,
     WINDOW_DAYS,
     DatasetSpec,
+    dataset_classes,
+    described_specs,
     generate,
     load_digit_images,
     to_polars_dtype,
@@ -136,7 +138,46 @@ def test_classes_identifiers_and_purposes(small: tuple[Path, list[DatasetSpec], 
     assert eng["region"].classification == "internal"
     assert eng["dwell_ms"].classification == "internal"
     assert by_name["gold"].classification == "pii"
+    # pin_pairs' own columns are public, but it is built from users' engagements (pii)
     assert by_name["pin_pairs"].classification == "public"
+    assert by_name["pin_pairs"].derived_from == ("engagements",)
+    assert by_name["gold"].derived_from == ("engagements",)
+    assert dataset_classes(specs) == {
+        "users": "pii",
+        "pins": "internal",
+        "engagements": "pii",
+        "pin_pairs": "pii",
+        "gold": "pii",
+    }
+
+
+def test_identifier_columns_declare_their_entity(
+    small: tuple[Path, list[DatasetSpec], list[str]],
+) -> None:
+    _, specs, _ = small
+    entities = {(s.name, c.name): c.entity for s in specs for c in s.columns if c.entity}
+    assert entities == {
+        ("users", "user_id"): "user",
+        ("pins", "pin_id"): "pin",
+        ("pins", "board_id"): "board",
+        ("engagements", "engagement_id"): "engagement",
+        ("engagements", "user_id"): "user",
+        ("engagements", "pin_id"): "pin",
+        ("engagements", "board_id"): "board",
+        ("pin_pairs", "pin_a"): "pin",
+        ("pin_pairs", "pin_b"): "pin",
+        ("gold", "user_id"): "user",
+        ("gold", "query_pin_id"): "pin",
+        ("gold", "target_pin_id"): "pin",
+    }
+    # every masked identifier names its entity; described_specs agrees without generating
+    for spec in specs:
+        cols = {c.name: c for c in spec.columns}
+        assert all(cols[i].entity for i in spec.identifier_columns)
+    described = {s.name: s for s in described_specs()}
+    for spec in specs:
+        assert described[spec.name].columns == spec.columns
+        assert described[spec.name].derived_from == spec.derived_from
 
 
 def test_to_polars_dtype_rejects_unknown() -> None:

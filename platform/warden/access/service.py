@@ -57,7 +57,7 @@ from warden.core.platform import Platform
 from warden.errors import Conflict, Forbidden, NotFound, Unprocessable
 from warden.identity.models import Tenant
 from warden.identity.service import Caller, get_tenant
-from warden.policy import store
+from warden.policy import exposure, store
 from warden.policy.engine import format_now
 from warden.policy.rules import Rule
 
@@ -235,6 +235,8 @@ def _grant(
     req.grant_id = grant.id
     rules = grant_rules(grant, tenant.name)
     change = store.add_rules(db, rules)
+    if mixed := exposure.change_problems(db, rules):  # a grant may not unmask a pseudonym
+        raise Forbidden(exposure.describe(mixed))
     db.flush()
     record(
         db,

@@ -1,4 +1,12 @@
-"""The hash chain: a canonical byte form of an event and `hash = sha256(prev_hash + canonical)`.
+"""The hash chain: a canonical byte form of an event, and its hash linked to the previous one.
+
+Two versions of the chain step, recorded per event in `chain_v`:
+
+- v1 (events written before keyed chaining): `hash = sha256(prev_hash || canonical_v1)`.
+  Anyone who can write the database can recompute it, so v1 events are trusted only as far
+  as a later keyed event (whose HMAC covers their last hash) or a signed checkpoint vouches.
+- v2: `hash = HMAC-SHA256(chain_key, prev_hash || canonical_v2)`, where canonical_v2 also
+  covers `chain_v` and `key_id` (the id of the chain key, which lives outside the database).
 
 The canonical form must come out byte-identical whether the event is still in memory or has
 been read back from SQLite (naive datetimes, JSON stored as text) or PostgreSQL (aware
@@ -8,6 +16,7 @@ datetimes in the session's zone), so every value is normalised before it is writ
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -43,6 +52,12 @@ CHAIN_FIELDS: tuple[str, ...] = (
     "details",
     "prev_hash",
 )
+# v2 also chains its own version and key id, so neither can be swapped without the key.
+CHAIN_FIELDS_V2: tuple[str, ...] = (*CHAIN_FIELDS, "chain_v", "key_id")
+CHAIN_V1 = 1
+CHAIN_V2 = 2
+CURRENT_CHAIN_V = CHAIN_V2
+
 _JSON_EMPTY: dict[str, Callable[[], Any]] = {
     "columns": list,
     "masked_columns": list,
@@ -70,15 +85,25 @@ def normalise_json(value: Any) -> Any:
     return json.loads(json.dumps(value, allow_nan=False))
 
 
-def canonical(event: Mapping[str, Any] | Any) -> bytes:
+def _get(event: Mapping[str, Any] | Any, name: str) -> Any:
+    return event[name] if isinstance(event, Mapping) else getattr(event, name)
+
+
+def chain_version(event: Mapping[str, Any] | Any) -> int:
+    """The event's chain version; rows without one (v1-era dicts) are v1."""
+    value = event.get("chain_v") if isinstance(event, Mapping) else getattr(event, "chain_v", None)
+    return CHAIN_V1 if value is None else int(value)
+
+
+def canonical(event: Mapping[str, Any] | Any, version: int | None = None) -> bytes:
     """Sorted-key compact JSON of every chained field; `event` is an ORM object or a row mapping.
 
-    JSON fields must already hold what a JSON column returns (`append` normalises them).
+    The fields are those of the event's chain version (or `version`). JSON fields must already
+    hold what a JSON column returns (`append` normalises them).
     """
-    if isinstance(event, Mapping):
-        doc = {name: event[name] for name in CHAIN_FIELDS}
-    else:
-        doc = {name: getattr(event, name) for name in CHAIN_FIELDS}
+    version = chain_version(event) if version is None else version
+    names = CHAIN_FIELDS if version == CHAIN_V1 else CHAIN_FIELDS_V2
+    doc = {name: _get(event, name) for name in names}
     doc["ts"] = iso_utc(doc["ts"])
     for name, empty in _JSON_EMPTY.items():
         if doc[name] is None:
@@ -89,17 +114,29 @@ def canonical(event: Mapping[str, Any] | Any) -> bytes:
 
 
 def chain_hash(prev_hash: str, canonical_bytes: bytes) -> str:
+    """The v1 (unkeyed) chain step."""
     return hashlib.sha256(prev_hash.encode("ascii") + canonical_bytes).hexdigest()
 
 
+def keyed_hash(secret: bytes, prev_hash: str, canonical_bytes: bytes) -> str:
+    """The v2 chain step: HMAC-SHA256 under the chain key."""
+    return hmac.new(secret, prev_hash.encode("ascii") + canonical_bytes, hashlib.sha256).hexdigest()
+
+
 def event_hash(event: Mapping[str, Any] | Any) -> str:
-    """The hash an event should carry, given its own prev_hash."""
-    prev = event["prev_hash"] if isinstance(event, Mapping) else event.prev_hash
-    return chain_hash(prev, canonical(event))
+    """The unkeyed (v1) hash of an event, given its own prev_hash: what someone without the
+    chain key can compute (tests forge with it)."""
+    return chain_hash(_get(event, "prev_hash"), canonical(event, CHAIN_V1))
 
 
 __all__ = [
     "CHAIN_FIELDS",
+    "CHAIN_FIELDS_V2",
+    "CHAIN_V1",
+    "CHAIN_V2",
+    "CURRENT_CHAIN_V",
+    "chain_version",
+    "keyed_hash",
     "GENESIS_HASH",
     "canonical",
     "chain_hash",

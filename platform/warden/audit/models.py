@@ -38,6 +38,9 @@ class AuditEvent(Base):
     details: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    # The chain step's version (1: unkeyed SHA-256, 2: HMAC under key `key_id`); see chain.py.
+    chain_v: Mapped[int] = mapped_column(Integer, server_default="1")
+    key_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class AuditHead(Base):

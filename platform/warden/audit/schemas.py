@@ -46,8 +46,44 @@ class BrokenLinkOut(BaseModel):
     reason: str
 
 
+class FindingOut(BaseModel):
+    kind: str  # gap, relinked, rewritten, unknown_key, downgrade, truncation, deletion, …
+    severity: str  # tampering | note
+    seq: int | None
+    last_seq: int | None  # a run of `count` events from seq to last_seq
+    count: int
+    id: str | None
+    detail: str
+
+
+class CheckpointSummaryOut(BaseModel):
+    n: int
+    seq: int
+    ts: str
+    store: str
+
+
 class VerifyOut(BaseModel):
     ok: bool
     checked: int
     first_broken: BrokenLinkOut | None
     head_seq: int | None
+    findings: list[FindingOut] = []
+    key_ids: list[str] = []
+    checkpoints_checked: int = 0
+    checkpoint_file: str | None = None
+    newest_checkpoint: CheckpointSummaryOut | None = None
+    unprotected_events: int = 0
+    unprotected_since: str | None = None
+
+
+class CheckpointOut(BaseModel):
+    written: bool
+    n: int | None = None
+    seq: int | None = None
+    hash: str | None = None
+    ts: str | None = None
+    store: str | None = None
+    event_seq: int | None = None
+    skipped: str | None = None
+    findings: list[FindingOut] = []

@@ -1,32 +1,51 @@
-"""Appending, verifying and querying the hash-chained audit log.
+"""Appending, verifying and querying the keyed, hash-chained audit log (see docs/audit.md).
 
 `append()` writes inside the caller's transaction (for events that must commit atomically with
-a change); `record()` writes in a transaction of its own and fails closed. Either way the
-event's OTel log record goes out only once its transaction has committed.
+a change); `record()` writes in a transaction of its own (group commit) and fails closed.
+Either way the event's OTel log record goes out only once its transaction has committed.
+It runs over 500 lines: the record's shape, its two write paths and the query share the chain
+step and column helpers; the checks live in verify.py, checkpoints in checkpoints.py.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import logging
 import re
+import threading
 import uuid
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import bindparam, func, insert, inspect, select, update
+from sqlalchemy import BigInteger, bindparam, insert, inspect, select, update
 from sqlalchemy import event as sa_event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from warden.audit.chain import GENESIS_HASH, canonical, chain_hash, iso_utc, normalise_json, utc
+from warden.audit import verify as _verify
+from warden.audit.chain import (
+    CURRENT_CHAIN_V,
+    GENESIS_HASH,
+    canonical,
+    iso_utc,
+    keyed_hash,
+    normalise_json,
+    utc,
+)
+from warden.audit.keys import ChainKeyring, keys_for
 from warden.audit.models import AuditEvent, AuditHead
 from warden.audit.telemetry import current_trace_id, emit_audit_log
+from warden.audit.verify import BrokenLink, Finding, VerifyResult
+
+if TYPE_CHECKING:
+    from warden.audit.checkpoints import CheckpointLog
 from warden.errors import AuditUnavailable, BadRequest, Unprocessable
 
 log = logging.getLogger("warden.audit")
@@ -34,11 +53,49 @@ log = logging.getLogger("warden.audit")
 HEAD_ID = 1
 DECISIONS = ("allow", "deny", "error")
 MAX_QUERY_LIMIT = 1000
-VERIFY_BATCH = 5000
+VERIFY_BATCH = _verify.VERIFY_BATCH
 _PENDING_KEY = "warden.audit.pending"
 _CURSOR_RE = re.compile(r"^v1:([1-9][0-9]{0,17})$")
 
 Decision = Literal["allow", "deny", "error"]
+
+# Free text (rule, reason) is kept to this many characters; lists to MAX_LIST items of at
+# most MAX_ITEM characters each (column names, grant ids).
+MAX_TEXT = 4000
+MAX_LIST = 1000
+MAX_ITEM = 256
+_LISTS = ("columns", "masked_columns", "row_filter", "grant_ids")
+
+
+def _column_widths() -> dict[str, int]:
+    widths: dict[str, int] = {}
+    for column in AuditEvent.__table__.columns:
+        length = getattr(column.type, "length", None)
+        if column.key in {"rule", "reason"}:
+            widths[column.key] = MAX_TEXT
+        elif isinstance(length, int) and column.key not in {"id", "prev_hash", "hash", "key_id"}:
+            widths[column.key] = length
+    return widths
+
+
+_WIDTHS = {
+    k: v
+    for k, v in _column_widths().items()
+    if k
+    in {
+        "actor",
+        "actor_kind",
+        "on_behalf_of",
+        "tenant",
+        "action",
+        "dataset",
+        "dataset_version",
+        "purpose",
+        "decision",
+        "rule",
+        "reason",
+    }
+}
 
 
 @dataclass
@@ -65,20 +122,40 @@ class AuditRecord:
     reason: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.clip()
 
-@dataclass(frozen=True)
-class BrokenLink:
-    seq: int
-    id: str | None  # None where the break is a missing event (a gap, a truncated tail)
-    reason: str
-
-
-@dataclass(frozen=True)
-class VerifyResult:
-    ok: bool
-    checked: int
-    first_broken: BrokenLink | None
-    head_seq: int | None
+    def clip(self) -> AuditRecord:
+        """Fit every field to its column, here and only here, so callers never slice: strings
+        to their column's width, free text to MAX_TEXT, lists to MAX_LIST items of at most
+        MAX_ITEM characters. What was cut is noted in `details["clipped"]` (field: length).
+        Idempotent; returns self."""
+        clipped: dict[str, int] = {}
+        for name, width in _WIDTHS.items():
+            value = getattr(self, name)
+            if isinstance(value, str) and len(value) > width:
+                clipped[name] = len(value)
+                setattr(self, name, value[:width])
+        for name in _LISTS:
+            value = getattr(self, name)
+            if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+                continue
+            items = list(value)
+            cut = [
+                v[:MAX_ITEM] if isinstance(v, str) and len(v) > MAX_ITEM else v
+                for v in items[:MAX_LIST]
+            ]
+            if len(items) > MAX_LIST or cut != items[: len(cut)]:
+                clipped[name] = len(items)
+                setattr(self, name, cut)
+        if clipped:
+            details = dict(self.details)
+            previous = details.get("clipped")
+            if isinstance(previous, dict):
+                clipped = {**previous, **clipped}
+            details["clipped"] = clipped
+            self.details = details
+        return self
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,8 +199,12 @@ def append(db: Session, rec: AuditRecord) -> AuditEvent:
     database write lock, taken by a write to the head before it is read.
     """
     fields = _checked(rec)
+    try:
+        keyring = keys_for(db.get_bind())
+    except Exception as exc:
+        raise _unavailable(exc) from exc
     head = _lock_head(db)
-    event = _chained(rec, fields, head.seq + 1, head.hash)
+    event = _chained(rec, fields, head.seq + 1, head.hash, keyring)
     head.seq = event.seq
     head.hash = event.hash
     db.add(event)
@@ -135,44 +216,138 @@ def append(db: Session, rec: AuditRecord) -> AuditEvent:
 def record(sessions: sessionmaker[Session], rec: AuditRecord) -> AuditEvent:
     """Append in a transaction of its own, durable on return; any failure is AuditUnavailable.
 
-    The same chain step as `append`, in three statements: advance the head (which takes the
-    head's row lock, or SQLite's write lock) and read the previous hash in one, insert the
-    event, store the new hash.
+    Group commit: callers of one sessionmaker that arrive while an append is being written
+    queue up, and the next of them writes the whole queue in one transaction (advance the head
+    by N, which takes the head's row lock or SQLite's write lock, and read the previous hash;
+    insert the N events; store the new hash; commit). Each caller returns only once the
+    transaction holding its event has committed; if it fails, every caller in it gets
+    AuditUnavailable and none of their events exists.
     """
     try:
-        db = sessions()
-    except Exception as exc:
-        raise _unavailable(exc) from exc
-    try:
         fields = _checked(rec)
-        conn = db.connection()
-        advanced = conn.execute(_ADVANCE_HEAD).first()
-        if advanced is None:
-            ensure_head(db)
-            advanced = conn.execute(_ADVANCE_HEAD).first()
-            assert advanced is not None
-        seq, prev_hash = advanced
-        event = _chained(rec, fields, seq, prev_hash)
-        conn.execute(_INSERT_EVENT, {c: getattr(event, c) for c in _EVENT_COLUMNS})
-        conn.execute(_STORE_HASH, {"new_hash": event.hash})
-        db.commit()
     except Exception as exc:
-        _rollback_quietly(db)
         raise _unavailable(exc) from exc
-    finally:
-        db.close()
-    try:
-        emit_audit_log(event)
-    except Exception:
-        log.exception("could not emit the OTel log record for audit event %s", event.id)
-    return event
+    return _batcher_for(sessions).submit(rec, fields)
+
+
+MAX_GROUP = 256
+
+
+@dataclass
+class _Pending:
+    rec: AuditRecord
+    fields: _Fields
+    trace_id: str | None  # the caller's, read in the caller's thread
+    event: AuditEvent | None = None
+    error: AuditUnavailable | None = None
+    finished: bool = False
+
+
+class _Batcher:
+    """The group-commit queue of one sessionmaker; the leader is whichever waiting caller
+    finds nobody writing (no thread of its own)."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+        self.cond = threading.Condition(threading.Lock())
+        self.queue: list[_Pending] = []
+        self.leading = False
+        self.batches = 0  # transactions written, for tests and operators
+
+    def submit(self, rec: AuditRecord, fields: _Fields) -> AuditEvent:
+        pending = _Pending(rec, fields, current_trace_id())
+        with self.cond:
+            self.queue.append(pending)
+            while not pending.finished:
+                if self.leading:
+                    self.cond.wait()
+                    continue
+                self.leading = True
+                batch, self.queue = self.queue[:MAX_GROUP], self.queue[MAX_GROUP:]
+                self.cond.release()
+                try:
+                    self._write(batch)
+                except BaseException:
+                    for other in batch:  # never leave a waiter behind
+                        if not other.finished:
+                            other.error = AuditUnavailable("the audit writer was interrupted")
+                            other.finished = True
+                    raise
+                finally:
+                    self.cond.acquire()
+                    self.leading = False
+                    self.cond.notify_all()
+        if pending.error is not None:
+            raise pending.error
+        event = pending.event
+        assert event is not None
+        # In the caller's thread, so the log record correlates with the caller's own span.
+        try:
+            emit_audit_log(event)
+        except Exception:
+            log.exception("could not emit the OTel log record for audit event %s", event.id)
+        return event
+
+    def _write(self, batch: list[_Pending]) -> None:
+        events: list[AuditEvent] = []
+        error: AuditUnavailable | None = None
+        try:
+            db = self.sessions()
+        except Exception as exc:
+            error = _unavailable(exc)
+        else:
+            try:
+                keyring = keys_for(db.get_bind())
+                conn = db.connection()
+                advanced = conn.execute(_ADVANCE_HEAD, {"n": len(batch)}).first()
+                if advanced is None:
+                    ensure_head(db)
+                    advanced = conn.execute(_ADVANCE_HEAD, {"n": len(batch)}).first()
+                    assert advanced is not None
+                last_seq, prev_hash = advanced
+                seq = last_seq - len(batch) + 1
+                for pending in batch:
+                    event = _chained(
+                        pending.rec, pending.fields, seq, prev_hash, keyring, pending.trace_id
+                    )
+                    events.append(event)
+                    prev_hash, seq = event.hash, seq + 1
+                conn.execute(
+                    _INSERT_EVENT, [{c: getattr(e, c) for c in _EVENT_COLUMNS} for e in events]
+                )
+                conn.execute(_STORE_HASH, {"new_hash": prev_hash})
+                db.commit()
+                self.batches += 1
+            except Exception as exc:
+                _rollback_quietly(db)
+                error = _unavailable(exc)
+            finally:
+                db.close()
+        for i, pending in enumerate(batch):
+            if error is None:
+                pending.event = events[i]
+            else:
+                pending.error = error
+            pending.finished = True
+
+
+_batchers: weakref.WeakKeyDictionary[sessionmaker[Session], _Batcher] = weakref.WeakKeyDictionary()
+_batchers_lock = threading.Lock()
+
+
+def _batcher_for(sessions: sessionmaker[Session]) -> _Batcher:
+    with _batchers_lock:
+        batcher = _batchers.get(sessions)
+        if batcher is None:
+            batcher = _batchers[sessions] = _Batcher(sessions)
+        return batcher
 
 
 _EVENT_COLUMNS = tuple(c.key for c in AuditEvent.__table__.columns)
 _ADVANCE_HEAD = (
     update(AuditHead)
     .where(AuditHead.id == HEAD_ID)
-    .values(seq=AuditHead.seq + 1)
+    .values(seq=AuditHead.seq + bindparam("n", type_=BigInteger))
     .returning(AuditHead.seq, AuditHead.hash)
 )
 _INSERT_EVENT = insert(AuditEvent)
@@ -190,6 +365,7 @@ class _Fields:
 
 def _checked(rec: AuditRecord) -> _Fields:
     """The record's JSON fields as a JSON column gives them back (Unprocessable if it can't)."""
+    rec.clip()
     if rec.decision not in DECISIONS:
         raise Unprocessable(f"audit decision must be one of {', '.join(DECISIONS)}")
     try:
@@ -204,7 +380,14 @@ def _checked(rec: AuditRecord) -> _Fields:
         raise Unprocessable(f"audit record is not JSON-serialisable: {exc}") from exc
 
 
-def _chained(rec: AuditRecord, fields: _Fields, seq: int, prev_hash: str) -> AuditEvent:
+def _chained(
+    rec: AuditRecord,
+    fields: _Fields,
+    seq: int,
+    prev_hash: str,
+    keyring: ChainKeyring,
+    trace_id: str | None = None,
+) -> AuditEvent:
     event = AuditEvent(
         seq=seq,
         id=uuid.uuid4().hex,
@@ -226,12 +409,14 @@ def _chained(rec: AuditRecord, fields: _Fields, seq: int, prev_hash: str) -> Aud
         rows=None if rec.rows is None else int(rec.rows),
         bytes=None if rec.bytes is None else int(rec.bytes),
         grant_ids=fields.grant_ids,
-        trace_id=current_trace_id(),
+        trace_id=trace_id if trace_id is not None else current_trace_id(),
         reason=rec.reason,
         details=fields.details,
         prev_hash=prev_hash,
+        chain_v=CURRENT_CHAIN_V,
+        key_id=keyring.current.id,
     )
-    event.hash = chain_hash(prev_hash, canonical(event))
+    event.hash = keyed_hash(keyring.current.secret, prev_hash, canonical(event))
     return event
 
 
@@ -298,63 +483,77 @@ def _rollback_quietly(db: Session) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Streamed reads: an intent before the first byte, a completion after the last (issue 10)
+
+STREAM_INTENT = "intent"
+STREAM_COMPLETION = "completion"
+
+
+def stream_intent(rec: AuditRecord) -> AuditRecord:
+    """`rec` (the read's decision: who, what, columns, masks, filters, policy version) marked
+    as the intent of a stream: `record()` it before the first byte leaves."""
+    details = dict(rec.details)
+    details["stream"] = {"phase": STREAM_INTENT, "id": uuid.uuid4().hex}
+    return dataclasses.replace(rec, details=details)
+
+
+def stream_completion(
+    intent: AuditEvent,
+    *,
+    rows: int,
+    bytes: int,
+    sha256: str | None,
+    complete: bool,
+    reason: str | None = None,
+) -> AuditRecord:
+    """How the stream `intent` opened ended: rows and bytes sent, the SHA-256 of the bytes, and
+    whether the client got all of it (`complete`) or went away (`reason`). `record()` it
+    after the last byte; `verify` reports an intent with no completion as an open_intent note."""
+    raw = (intent.details or {}).get("stream")
+    stream: dict[str, Any] = dict(raw) if isinstance(raw, Mapping) else {}
+    if stream.get("phase") != STREAM_INTENT or not isinstance(stream.get("id"), str):
+        raise ValueError("not a stream intent event")
+    return AuditRecord(
+        action=f"{intent.action}.completion",
+        decision="allow" if complete else "error",
+        actor=intent.actor,
+        actor_kind=intent.actor_kind,
+        on_behalf_of=intent.on_behalf_of,
+        tenant=intent.tenant,
+        dataset=intent.dataset,
+        dataset_version=intent.dataset_version,
+        purpose=intent.purpose,
+        policy_version=intent.policy_version,
+        rows=rows,
+        bytes=bytes,
+        reason=reason,
+        details={
+            "stream": {
+                "phase": STREAM_COMPLETION,
+                "id": stream["id"],
+                "intent_seq": intent.seq,
+                "status": "complete" if complete else "incomplete",
+                "sha256": sha256,
+            }
+        },
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # Verifying
 
 
-def verify(db: Session, *, batch_size: int = VERIFY_BATCH) -> VerifyResult:
-    """Walk the chain in seq order, a batch at a time, and report the first broken link.
-
-    The head is read first and the walk stops at its seq, so appends made meanwhile neither
-    break nor lengthen the check.
-    """
-    head = _load_head(db, lock=False)
-    head_seq = head.seq if head is not None else None
-    head_hash = head.hash if head is not None else None
-    table = AuditEvent.__table__
-    prev_seq, prev_hash, checked = 0, GENESIS_HASH, 0
-
-    def broken(seq: int, event_id: str | None, reason: str) -> VerifyResult:
-        return VerifyResult(False, checked, BrokenLink(seq, event_id, reason), head_seq)
-
-    while True:
-        query = select(table).where(table.c.seq > prev_seq).order_by(table.c.seq).limit(batch_size)
-        if head_seq is not None:
-            query = query.where(table.c.seq <= head_seq)
-        rows = db.execute(query).mappings().all()
-        if not rows:
-            break
-        for row in rows:
-            seq, event_id = row["seq"], row["id"]
-            if seq != prev_seq + 1:
-                missing = f"{prev_seq + 1}" if seq == prev_seq + 2 else f"{prev_seq + 1}-{seq - 1}"
-                return broken(seq, event_id, f"sequence gap: event(s) {missing} missing")
-            if row["prev_hash"] != prev_hash:
-                return broken(seq, event_id, "prev_hash does not match the previous event's hash")
-            if chain_hash(row["prev_hash"], canonical(row)) != row["hash"]:
-                return broken(seq, event_id, "hash mismatch: the event was altered")
-            prev_seq, prev_hash = seq, row["hash"]
-            checked += 1
-
-    if head is None:
-        return broken(prev_seq + 1, None, "the chain head row is missing")
-    if head_seq != prev_seq:
-        return broken(
-            prev_seq + 1,
-            None,
-            f"the chain ends at seq {prev_seq} but the head says {head_seq}:"
-            " events were removed from the tail",
-        )
-    if head_hash != prev_hash:
-        return broken(prev_seq, None, "the head hash does not match the last event's hash")
-    # An append commits its event and the head together, so an event the head has not reached
-    # (read after the event was seen) was written around the chain.
-    last_seq = db.scalar(select(func.max(table.c.seq)))
-    if last_seq is not None and last_seq > head_seq:
-        head_now = _load_head(db, lock=False)
-        if head_now is None or head_now.seq < last_seq:
-            stray = db.scalar(select(table.c.id).where(table.c.seq == last_seq))
-            return broken(last_seq, stray, "event beyond the chain head: written around the chain")
-    return VerifyResult(True, checked, None, head_seq)
+def verify(
+    db: Session,
+    *,
+    batch_size: int = VERIFY_BATCH,
+    keyring: ChainKeyring | None = None,
+    checkpoints: CheckpointLog | None = None,
+) -> VerifyResult:
+    """Check the chain with its keys (those bound to the session's engine unless given), and,
+    given the checkpoint file as read, against every signed checkpoint; see verify.py."""
+    keys = keyring if keyring is not None else keys_for(db.get_bind())
+    return _verify.verify(db, keys, checkpoints=checkpoints, batch_size=batch_size)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -457,6 +656,7 @@ def event_dict(event: AuditEvent) -> dict[str, Any]:
 __all__ = [
     "AuditRecord",
     "BrokenLink",
+    "Finding",
     "VerifyResult",
     "append",
     "decode_cursor",
@@ -465,5 +665,7 @@ __all__ = [
     "event_dict",
     "query",
     "record",
+    "stream_completion",
+    "stream_intent",
     "verify",
 ]

@@ -223,6 +223,29 @@ def emit_audit_log(event: AuditEvent) -> None:
     )
 
 
+CHECKPOINT_EVENT_NAME = "warden.audit.checkpoint"
+
+
+def emit_checkpoint_log(checkpoint: Mapping[str, Any], *, refused: bool = False) -> None:
+    """One log record per signed checkpoint (or refusal to sign), so a copy of every checkpoint
+    leaves the host in the OTel log stream, beside the checkpoint file."""
+    telemetry = _current
+    if telemetry is None:
+        return
+    attributes = clean_attributes(
+        {f"warden.checkpoint.{key}": value for key, value in checkpoint.items()}
+    )
+    telemetry.logger.emit(
+        severity_number=SeverityNumber.ERROR if refused else SeverityNumber.INFO,
+        severity_text="ERROR" if refused else "INFO",
+        body="audit checkpoint refused: the chain does not verify"
+        if refused
+        else f"audit checkpoint {checkpoint.get('n')} at seq {checkpoint.get('seq')}",
+        attributes=attributes,
+        event_name=CHECKPOINT_EVENT_NAME,
+    )
+
+
 def clean_attributes(raw: Mapping[str, Any]) -> dict[str, AttributeValue]:
     """OTel-legal attributes: None dropped, mappings and mixed lists sent as JSON text."""
     out: dict[str, AttributeValue] = {}

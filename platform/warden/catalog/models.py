@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint
+from datetime import datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from warden.db.base import Base, IdMixin, TimestampMixin
@@ -16,10 +27,13 @@ class Dataset(IdMixin, TimestampMixin, Base):
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenant.id"), index=True)
     owner_id: Mapped[str] = mapped_column(ForeignKey("principal.id"))
     description: Mapped[str] = mapped_column(Text, default="")
-    classification: Mapped[str] = mapped_column(String(16))  # strictest column class
+    # strictest of its columns' classes and of the classes of the datasets it derives from
+    classification: Mapped[str] = mapped_column(String(16))
     allowed_purposes: Mapped[list[str]] = mapped_column(JSON)
     identifier_columns: Mapped[list[str]] = mapped_column(JSON)
     current_version: Mapped[str] = mapped_column(String(71))  # "sha256:<hex>"
+    # names of the datasets (same tenant) this one was built from; their class flows down
+    derived_from: Mapped[list[str]] = mapped_column(JSON, default=list)
 
 
 class DatasetVersion(IdMixin, TimestampMixin, Base):
@@ -43,3 +57,21 @@ class DatasetColumn(IdMixin, Base):
     dtype: Mapped[str] = mapped_column(String(64))
     classification: Mapped[str] = mapped_column(String(16))  # public | internal | pii
     position: Mapped[int] = mapped_column(Integer)
+    # the entity an identifier column identifies (user, pin, board…); null for other columns
+    entity: Mapped[str | None] = mapped_column(String(32), default=None)
+
+
+class MaskKeyVersion(IdMixin, TimestampMixin, Base):
+    """A tenant's mask key version and the time from which reads use it. Only the version is
+    stored: the key itself is derived from the master key (see warden.gateway.keys)."""
+
+    __tablename__ = "mask_key_version"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "version", name="uq_mask_key_version_tenant_version"),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenant.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    effective_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text, default="")

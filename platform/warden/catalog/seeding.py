@@ -44,7 +44,7 @@ def register_generated(
     tenant = get_tenant(db, tenant_name)
     owner = get_principal(db, owner_name, tenant.id)
     summaries: list[dict[str, object]] = []
-    for spec in specs:
+    for spec in _sources_first(specs):
         dataset, version = register(
             db,
             datasets_dir=datasets_dir,
@@ -52,10 +52,11 @@ def register_generated(
             owner=owner,
             name=spec.name,
             source=spec.path,
-            columns=[ColumnInfo(c.name, c.dtype, c.classification) for c in spec.columns],
+            columns=[ColumnInfo(c.name, c.dtype, c.classification, c.entity) for c in spec.columns],
             identifier_columns=list(spec.identifier_columns),
             allowed_purposes=list(spec.allowed_purposes),
             description=spec.description,
+            derived_from=list(spec.derived_from),
         )
         append(
             db,
@@ -69,7 +70,11 @@ def register_generated(
                 dataset_version=version.digest,
                 rows=version.row_count,
                 bytes=version.byte_size,
-                details=details,
+                details={
+                    **details,
+                    "classification": dataset.classification,
+                    "derived_from": list(dataset.derived_from),
+                },
             ),
         )
         summaries.append(
@@ -82,3 +87,23 @@ def register_generated(
             }
         )
     return summaries
+
+
+def _sources_first(specs: list[DatasetSpec]) -> list[DatasetSpec]:
+    """Specs ordered so each comes after the generated datasets it derives from."""
+    by_name = {s.name: s for s in specs}
+    ordered: list[DatasetSpec] = []
+    placed: set[str] = set()
+
+    def place(spec: DatasetSpec, path: frozenset[str]) -> None:
+        if spec.name in placed or spec.name in path:
+            return
+        for source in spec.derived_from:
+            if source in by_name:
+                place(by_name[source], path | {spec.name})
+        placed.add(spec.name)
+        ordered.append(spec)
+
+    for spec in specs:
+        place(spec, frozenset())
+    return ordered

@@ -1,4 +1,11 @@
-"""Register datasets (content-addressed Parquet files) and look them up by name."""
+"""Register datasets (content-addressed Parquet files) and look them up by name.
+
+A dataset's class is the strictest of its columns' classes and of the classes of the datasets
+it derives from (`derived_from`, same tenant): data built from pii is pii, however public its
+own columns look. A class never goes down silently: re-registering a dataset with a lower
+class, a lower column class, or fewer sources is refused (403) unless a reviewed change
+permits it (see `check_not_lowered`).
+"""
 
 from __future__ import annotations
 
@@ -13,12 +20,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from warden.catalog.models import Dataset, DatasetColumn, DatasetVersion
-from warden.errors import NotFound, Unprocessable
+from warden.errors import Forbidden, NotFound, Unprocessable
 from warden.identity.models import Principal, Tenant
+from warden.policy import exposure
 
 DATASET_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 CLASS_ORDER = {"public": 0, "internal": 1, "pii": 2}
 PURPOSES = ("training", "evaluation", "inference", "analytics")
+ENTITY_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 
 @dataclass(frozen=True)
@@ -26,6 +35,8 @@ class ColumnInfo:
     name: str
     dtype: str
     classification: str
+    # the entity an identifier column identifies (user, pin, board…), None for other columns
+    entity: str | None = None
 
 
 @dataclass(frozen=True)
@@ -44,9 +55,19 @@ class DatasetView:
     row_count: int
     columns: tuple[ColumnInfo, ...]
     description: str = ""
+    tenant_id: str = ""
+    derived_from: tuple[str, ...] = ()
 
     def column(self, name: str) -> ColumnInfo | None:
         return next((c for c in self.columns if c.name == name), None)
+
+    def entity_of(self, column: str) -> str:
+        """The entity a column identifies; an identifier without a declared entity is its
+        own (masked consistently wherever a column of that name is)."""
+        info = self.column(column)
+        if info is not None and info.entity:
+            return info.entity
+        return f"column:{column}"
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -65,6 +86,54 @@ def strictest(classes: list[str]) -> str:
     return max(classes, key=lambda c: CLASS_ORDER[c]) if classes else "public"
 
 
+def check_not_lowered(
+    dataset: Dataset,
+    old_columns: dict[str, tuple[str, str | None]],
+    classification: str,
+    columns: list[ColumnInfo],
+    derived_from: list[str],
+    *,
+    reviewed_change: str | None = None,
+) -> None:
+    """Refuse (403) a registration that lowers a dataset's class, a column's class, drops a
+    source it derives from, or changes the entity an identifier column identifies (which
+    would take it out of the mixed-exposure check and change its pseudonyms), unless
+    `reviewed_change` names the approved reviewed change that permits it (the reviewed-change
+    workflow passes it; no API path does otherwise). `old_columns`: name -> (class, entity)."""
+    lowered: list[str] = []
+    if CLASS_ORDER[classification] < CLASS_ORDER.get(dataset.classification, 0):
+        lowered.append(f"class {dataset.classification} -> {classification}")
+    for c in columns:
+        if c.name not in old_columns:
+            continue
+        old, entity = old_columns[c.name]
+        if CLASS_ORDER[c.classification] < CLASS_ORDER.get(old, 0):
+            lowered.append(f"column {c.name!r} {old} -> {c.classification}")
+        if entity is not None and c.entity != entity:
+            lowered.append(f"column {c.name!r} identifies {entity}, not {c.entity}")
+    if dropped := sorted(set(dataset.derived_from or []) - set(derived_from)):
+        lowered.append(f"no longer derived from {dropped}")
+    if lowered and not reviewed_change:
+        raise Forbidden(
+            f"lowering the class of {dataset.name!r} ({'; '.join(lowered)}) needs a reviewed "
+            "change approved by another person"
+        )
+
+
+def _sources(db: Session, tenant: Tenant, name: str, derived_from: list[str]) -> list[Dataset]:
+    if name in derived_from:
+        raise Unprocessable(f"dataset {name!r} cannot derive from itself")
+    found = {
+        d.name: d
+        for d in db.scalars(
+            select(Dataset).where(Dataset.tenant_id == tenant.id, Dataset.name.in_(derived_from))
+        )
+    }
+    if missing := [s for s in derived_from if s not in found]:
+        raise Unprocessable(f"derived from unknown datasets {missing[:10]}")
+    return [found[s] for s in derived_from]
+
+
 def register(
     db: Session,
     *,
@@ -77,15 +146,31 @@ def register(
     identifier_columns: list[str],
     allowed_purposes: list[str],
     description: str = "",
+    derived_from: list[str] | tuple[str, ...] = (),
+    reviewed_change: str | None = None,
 ) -> tuple[Dataset, DatasetVersion]:
-    """Copy `source` into the content-addressed store and make it the current version."""
+    """Copy `source` into the content-addressed store and make it the current version.
+
+    `derived_from`: the datasets of the same tenant it was built from; its class is the
+    strictest of its columns' and theirs, and datasets derived from it are raised to match.
+    """
     if not DATASET_NAME_RE.fullmatch(name):
         raise Unprocessable(f"invalid dataset name {name!r}")
+    names = [c.name for c in columns]
+    if len(set(names)) != len(names):
+        raise Unprocessable("a column is declared more than once")
     for c in columns:
         if c.classification not in CLASS_ORDER:
             raise Unprocessable(f"column {c.name!r}: unknown class {c.classification!r}")
+        if c.entity is not None and not ENTITY_RE.fullmatch(c.entity):
+            raise Unprocessable(f"column {c.name!r}: invalid entity {c.entity!r}")
+    if bad := [i for i in identifier_columns if i not in names]:
+        raise Unprocessable(f"identifier columns {bad} are not columns of {name!r}")
     if bad := [p for p in allowed_purposes if p not in PURPOSES]:
         raise Unprocessable(f"unknown purposes {bad}; known: {list(PURPOSES)}")
+    derived = list(dict.fromkeys(derived_from))
+    sources = _sources(db, tenant, name, derived)
+    exposed_before = exposure.catalog_from_db(db, [tenant.name])
     file_schema = pl.read_parquet_schema(source)
     if missing := [c.name for c in columns if c.name not in file_schema]:
         raise Unprocessable(f"columns {missing} are not in {source.name}")
@@ -100,15 +185,31 @@ def register(
         tmp.replace(target)  # atomic: a reader never sees half a file
 
     dataset = db.scalar(select(Dataset).where(Dataset.tenant_id == tenant.id, Dataset.name == name))
-    classification = strictest([c.classification for c in columns])
+    classification = strictest(
+        [c.classification for c in columns] + [s.classification for s in sources]
+    )
     if dataset is None:
         dataset = Dataset(name=name, tenant_id=tenant.id, current_version=digest)
         db.add(dataset)
+    else:
+        old_columns = {
+            c.name: (c.classification, c.entity)
+            for c in db.scalars(select(DatasetColumn).where(DatasetColumn.dataset_id == dataset.id))
+        }
+        check_not_lowered(
+            dataset,
+            old_columns,
+            classification,
+            columns,
+            derived,
+            reviewed_change=reviewed_change,
+        )
     dataset.owner_id = owner.id
     dataset.description = description
     dataset.classification = classification
     dataset.allowed_purposes = list(allowed_purposes)
     dataset.identifier_columns = list(identifier_columns)
+    dataset.derived_from = derived
     dataset.current_version = digest
     db.flush()
 
@@ -123,6 +224,7 @@ def register(
                 dtype=c.dtype,
                 classification=c.classification,
                 position=position,
+                entity=c.entity,
             )
         )
     version = db.scalar(
@@ -140,7 +242,25 @@ def register(
         )
         db.add(version)
     db.flush()
+    raise_derived(db, tenant.id, dataset)
+    if mixed := exposure.catalog_problems(db, tenant.name, exposed_before):
+        raise Forbidden(exposure.describe(mixed))
     return dataset, version
+
+
+def raise_derived(db: Session, tenant_id: str, source: Dataset) -> None:
+    """Datasets derived (transitively) from `source` take its class when it is stricter."""
+    everything = list(db.scalars(select(Dataset).where(Dataset.tenant_id == tenant_id)))
+    queue, seen = [source], {source.name}
+    while queue:
+        parent = queue.pop()
+        for child in everything:
+            if parent.name in (child.derived_from or []) and child.name not in seen:
+                if CLASS_ORDER[parent.classification] > CLASS_ORDER[child.classification]:
+                    child.classification = parent.classification
+                seen.add(child.name)
+                queue.append(child)
+    db.flush()
 
 
 def load_view(db: Session, datasets_dir: Path, tenant_name: str, name: str) -> DatasetView:
@@ -156,8 +276,8 @@ def load_view(db: Session, datasets_dir: Path, tenant_name: str, name: str) -> D
             select(
                 Dataset.id,
                 Dataset.name,
-                Tenant.name,
-                Principal.name,
+                Tenant.name.label("tenant"),
+                Principal.name.label("owner"),
                 Dataset.classification,
                 Dataset.allowed_purposes,
                 Dataset.identifier_columns,
@@ -165,9 +285,12 @@ def load_view(db: Session, datasets_dir: Path, tenant_name: str, name: str) -> D
                 DatasetVersion.path,
                 DatasetVersion.row_count,
                 Dataset.description,
-                DatasetColumn.name,
+                Dataset.tenant_id,
+                Dataset.derived_from,
+                DatasetColumn.name.label("column"),
                 DatasetColumn.dtype,
-                DatasetColumn.classification,
+                DatasetColumn.classification.label("column_class"),
+                DatasetColumn.entity,
             )
             .select_from(Dataset)
             .join(Tenant, Tenant.id == Dataset.tenant_id)
@@ -186,19 +309,31 @@ def load_view(db: Session, datasets_dir: Path, tenant_name: str, name: str) -> D
     if not rows:
         raise NotFound(f"no dataset named {name!r}")
     first = rows[0]
+    cols = [r for r in rows if r.column is not None]
+    # Recomputed on every load, never only trusted from the row: a class written down by hand
+    # in the database does not lower what its columns and sources say.
+    classes = [first.classification, *(c.column_class for c in cols)]
+    if first.derived_from:
+        classes += db.connection().scalars(
+            select(Dataset.classification).where(
+                Dataset.tenant_id == first.tenant_id, Dataset.name.in_(first.derived_from)
+            )
+        )
     return DatasetView(
-        id=first[0],
-        name=first[1],
-        tenant=first[2],
-        owner=first[3],
-        classification=first[4],
-        allowed_purposes=tuple(first[5]),
-        identifier_columns=tuple(first[6]),
-        version=first[7],
-        path=datasets_dir / first[8],
-        row_count=first[9],
-        columns=tuple(ColumnInfo(r[11], r[12], r[13]) for r in rows if r[11] is not None),
-        description=first[10],
+        id=first.id,
+        name=first.name,
+        tenant=first.tenant,
+        owner=first.owner,
+        classification=strictest([c for c in classes if c in CLASS_ORDER] or ["pii"]),
+        allowed_purposes=tuple(first.allowed_purposes),
+        identifier_columns=tuple(first.identifier_columns),
+        version=first.digest,
+        path=datasets_dir / first.path,
+        row_count=first.row_count,
+        columns=tuple(ColumnInfo(c.column, c.dtype, c.column_class, c.entity) for c in cols),
+        description=first.description,
+        tenant_id=first.tenant_id,
+        derived_from=tuple(first.derived_from or ()),
     )
 
 

@@ -13,7 +13,9 @@ from rich.table import Table
 
 from warden.cli.client import ApiClient, console, fail
 
-app = typer.Typer(help="Query the audit log and verify its hash chain.", no_args_is_help=True)
+app = typer.Typer(
+    help="Query the audit log, verify its keyed chain, sign checkpoints.", no_args_is_help=True
+)
 
 PAGE_MAX = 1000
 _RELATIVE = re.compile(r"^(\d{1,6})([smhdw])$")
@@ -128,9 +130,49 @@ def events_table(events: list[dict[str, Any]]) -> Table:
 
 
 @app.command("verify")
-def verify_chain() -> None:
-    """Check every link of the audit hash chain; exits non-zero at the first broken one."""
+def verify_chain(
+    output: Annotated[Format, typer.Option("--format", help="table or json.")] = Format.table,
+) -> None:
+    """Check the chain with its keys and against every signed checkpoint; exits 1 on tampering.
+
+    Reports every finding by kind (truncation, rewritten, rechained, deletion, gap, relinked,
+    unknown_key, downgrade, checkpoint_forged, checkpoint_missing, …) and since when the tail
+    is unprotected (events after the newest checkpoint)."""
     result = client().post("/v1/audit/verify")
+    if output is Format.json:
+        typer.echo(json.dumps(result, indent=2))
+        if not result["ok"]:
+            raise typer.Exit(1)
+        return
+    keys = ", ".join(result.get("key_ids") or []) or "none"
+    console.print(
+        f"checked {result['checked']} events (head seq {result.get('head_seq')})"
+        f" with chain key(s) {keys}"
+    )
+    newest = result.get("newest_checkpoint")
+    where = result.get("checkpoint_file") or "no checkpoint file"
+    if newest:
+        console.print(
+            f"against {result.get('checkpoints_checked', 0)} signed checkpoint(s) in {where};"
+            f" newest: #{newest['n']} at seq {newest['seq']}, {newest['ts']}"
+        )
+    else:
+        console.print(f"no valid signed checkpoint ({where})")
+    tail = result.get("unprotected_events", 0)
+    if tail:
+        console.print(
+            f"unprotected tail: {tail} event(s) since {result.get('unprotected_since')}"
+            " (after the newest checkpoint)"
+        )
+    findings = result.get("findings") or []
+    for f in findings:
+        span = f"seq {f['seq']}" if f.get("seq") is not None else ""
+        if f.get("count", 1) > 1:
+            span = f"seq {f['seq']}-{f['last_seq']} ({f['count']} events)"
+        if f.get("id"):
+            span += f" (event {f['id']})"
+        style = "red" if f["severity"] == "tampering" else "yellow"
+        console.print(f"[{style}]{f['kind']}[/] {span}: {f['detail']}".replace("  ", " "))
     if result["ok"]:
         console.print(f"chain intact: {result['checked']} events")
         return
@@ -138,7 +180,37 @@ def verify_chain() -> None:
     where = f"seq {broken.get('seq')}"
     if broken.get("id"):
         where += f" (event {broken['id']})"
-    fail(
-        f"chain broken at {where}: {broken.get('reason')};"
-        f" {result['checked']} events before it are intact"
-    )
+    kinds = sorted({f["kind"] for f in findings if f["severity"] == "tampering"})
+    fail(f"chain broken at {where}: {broken.get('reason')}; tampering found: {', '.join(kinds)}")
+
+
+@app.command("checkpoint")
+def checkpoint() -> None:
+    """Sign the chain head now (platform admins): verified since the last checkpoint first."""
+    result = client().post("/v1/audit/checkpoint")
+    if result.get("written"):
+        console.print(
+            f"checkpoint #{result['n']} at seq {result['seq']} ({result['hash'][:16]}…),"
+            f" signed by {result['store']}, recorded as event {result.get('event_seq')}"
+        )
+        return
+    if result.get("findings"):
+        details = "; ".join(f"{f['kind']}: {f['detail']}" for f in result["findings"])
+        fail(f"checkpoint refused, the chain does not verify: {details}")
+    console.print(f"no checkpoint written: {result.get('skipped')}")
+
+
+@app.command("rotate-key")
+def rotate_key() -> None:
+    """Add a new current audit chain key on this host (old keys stay, for verifying).
+
+    Run it where the server's key folder is (WARDEN_AUDIT_KEYS_DIR), then restart the
+    server(s); copy the new key file to every replica first."""
+    from warden.audit.keys import AuditKeyError, rotate_chain_key
+    from warden.config import get_settings
+
+    try:
+        key = rotate_chain_key(get_settings())
+    except AuditKeyError as exc:
+        fail(str(exc))
+    console.print(f"new audit chain key {key.id}; restart the server(s) to use it")

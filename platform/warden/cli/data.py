@@ -1,10 +1,12 @@
-"""`warden data …`: seed the taste graph; list what you may read."""
+"""`warden data …`: seed the taste graph; list what you may read; rotate mask keys."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
+from sqlalchemy.exc import IntegrityError
 
 from warden.cli.client import ApiClient, console, fail
 from warden.cli.output import show
@@ -80,3 +82,95 @@ def show_(
         f"[bold]{ds['name']}[/] {ds['version']} · {ds['rows']} rows · owner {ds['owner']}"
     )
     show(ds["columns"], ["name", "dtype", "classification"], "table")
+
+
+def _when(text: str | None) -> datetime:
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        fail(f"--from {text!r} is not a time like 2026-12-01T00:00:00Z")
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+@app.command("rotate-mask-key")
+def rotate_mask_key(
+    tenant: Annotated[str, typer.Option(help="Tenant whose pseudonyms change")],
+    from_: Annotated[
+        str | None,
+        typer.Option("--from", help="When reads start using the new key (UTC; default: now)"),
+    ] = None,
+    actor: Annotated[str, typer.Option(help="Who rotates, for the audit log")] = "operator",
+    reason: Annotated[str, typer.Option(help="Why, for the audit log")] = "",
+) -> None:
+    """Start a new mask key version for a tenant: every read from --from on pseudonymises
+    identifiers with a key derived for that version, unrelated to the previous one.
+
+    Runs against the database directly (an operator command, like `warden init`); only the
+    version and its start time are stored, never a key.
+    """
+    from warden.audit.service import AuditRecord, append
+    from warden.gateway.keys import rotate
+    from warden.identity.service import get_tenant
+
+    when = _when(from_)
+    settings = get_settings()
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        with unit_of_work(make_sessionmaker(engine)) as db:
+            the_tenant = get_tenant(db, tenant)
+            row = rotate(db, the_tenant.id, effective_from=when, actor=actor, reason=reason)
+            append(
+                db,
+                AuditRecord(
+                    action="mask_key.rotate",
+                    decision="allow",
+                    actor=actor[:64],
+                    actor_kind="operator",
+                    tenant=the_tenant.name,
+                    reason=reason or None,
+                    details={
+                        "key_version": row.version,
+                        "effective_from": row.effective_from.isoformat(),
+                    },
+                ),
+            )
+            version, start = row.version, row.effective_from
+    except WardenError as exc:
+        fail(exc.detail)
+    except IntegrityError:
+        fail("another rotation of this tenant's key committed first; look, then retry")
+    finally:
+        engine.dispose()
+    console.print(f"tenant {tenant}: mask key version {version} from {start.isoformat()}")
+
+
+@app.command("mask-keys")
+def mask_keys(
+    tenant: Annotated[str, typer.Option(help="Tenant")],
+    fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+) -> None:
+    """A tenant's mask key versions and when each took effect (version 1: from the start)."""
+    from warden.gateway.keys import versions
+    from warden.identity.service import get_tenant
+
+    settings = get_settings()
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        with unit_of_work(make_sessionmaker(engine)) as db:
+            the_tenant = get_tenant(db, tenant)
+            rows = [{"version": 1, "effective_from": "-", "created_by": "-", "reason": ""}] + [
+                {
+                    "version": v.version,
+                    "effective_from": _when(v.effective_from.isoformat()).isoformat(),
+                    "created_by": v.created_by,
+                    "reason": v.reason,
+                }
+                for v in versions(db, the_tenant.id)
+            ]
+    except WardenError as exc:
+        fail(exc.detail)
+    finally:
+        engine.dispose()
+    show(rows, ["version", "effective_from", "created_by", "reason"], fmt)

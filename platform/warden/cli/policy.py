@@ -6,10 +6,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from warden.cli.client import ApiClient, console, err_console, fail
 from warden.cli.output import show
 from warden.config import get_settings
+from warden.policy.exposure import IdColumn, catalog_from_db
 from warden.policy.lint import lint as lint_files
 
 app = typer.Typer(help="Explain, lint and change Casbin policy.", no_args_is_help=True)
@@ -56,17 +59,47 @@ def lint(
     model: Annotated[
         Path | None, typer.Option(help="Model file (default: policies/model.conf)")
     ] = None,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="Check identifiers against the datasets registered in the database "
+            "(default: the seeded taste graph's)",
+        ),
+    ] = False,
 ) -> None:
-    """Check the model and rule files: each problem with file, line and reason. Applies nothing."""
-    policies = get_settings().policies_dir
+    """Check the model and rule files: each problem with file, line and reason. Applies nothing.
+
+    Also refuses rules under which a subject could see one entity's identifiers raw in one
+    place and masked in another (unless an `entity:NAME ... expose_mixed` exception says so).
+    """
+    settings = get_settings()
+    policies = settings.policies_dir
     paths = files or sorted(policies.glob("*.csv"))
-    problems = lint_files(model or policies / "model.conf", paths)
+    catalog = _live_catalog() if live else None
+    problems = lint_files(model or policies / "model.conf", paths, catalog)
     if not problems:
         console.print(f"ok: {len(paths)} rule file(s) and the model are valid")
         return
     for problem in problems:
         err_console.print(f"{problem.file}:{problem.line}: {problem.reason}")
     fail(f"{len(problems)} problem(s); nothing applied")
+
+
+def _live_catalog() -> dict[str, list[IdColumn]]:
+    from sqlalchemy import select
+
+    from warden.db.session import make_engine
+    from warden.identity.models import Tenant
+
+    engine = make_engine(get_settings().resolved_database_url)
+    try:
+        with Session(engine) as db:
+            return catalog_from_db(db, db.scalars(select(Tenant.name)).all())
+    except SQLAlchemyError as exc:
+        fail(f"cannot read the catalog: {exc.__class__.__name__}")
+    finally:
+        engine.dispose()
 
 
 @app.command()

@@ -12,6 +12,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from warden.audit.keys import bind_settings
 from warden.config import Settings
 from warden.db.session import make_engine, make_sessionmaker
 from warden.policy.service import PolicyService
@@ -47,6 +48,7 @@ def build_platform(settings: Settings) -> Platform:
     engine = make_engine(
         settings.resolved_database_url, sqlite_busy_timeout_s=settings.sqlite_busy_timeout_s
     )
+    bind_settings(engine, settings)  # the audit chain keys, kept outside the database
     return Platform(
         settings=settings,
         engine=engine,

@@ -1,7 +1,7 @@
 """Everything a Warden process runs beside its requests, started and stopped in one place: the
-sandbox runtime (its gateway sockets serve the governed read path), the job worker and the
-access worker. `warden serve` (through the API's lifespan), `warden worker` and the demo all
-run a `WardenProcess`; domains never import this module.
+sandbox runtime (its gateway sockets serve the governed read path), the job worker, the
+access worker and the audit checkpointer. `warden serve` (through the API's lifespan),
+`warden worker` and the demo all run a `WardenProcess`; domains never import this module.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass, field
 
 from warden.access.background import AccessWorker
+from warden.audit.checkpoints import Checkpointer
 from warden.core.platform import Platform
 from warden.jobs.worker import JobWorker
 from warden.sandbox.gateway_socket import ASGIApp
@@ -24,6 +25,7 @@ class WardenProcess:
     sandboxes: SandboxRuntime
     jobs: JobWorker | None = None
     access: AccessWorker | None = None
+    checkpointer: Checkpointer | None = None
     started: bool = field(default=False, init=False)
 
     @classmethod
@@ -37,7 +39,8 @@ class WardenProcess:
         slots: int | None = None,
         poll_s: float | None = None,
     ) -> WardenProcess:
-        """`jobs` None: as WARDEN_JOBS_WORKER says. The access worker sends webhooks and tidies."""
+        """`jobs` None: as WARDEN_JOBS_WORKER says. `access`: the webhook sender and tidy-up,
+        and the audit checkpointer (signed checkpoints every WARDEN_AUDIT_CHECKPOINT_INTERVAL_S)."""
         sandboxes = SandboxRuntime(platform, socket_app)
         run_jobs = platform.settings.jobs.worker if jobs is None else jobs
         return cls(
@@ -45,6 +48,7 @@ class WardenProcess:
             sandboxes,
             JobWorker(platform, sandboxes, slots=slots, poll_s=poll_s) if run_jobs else None,
             AccessWorker(platform) if access else None,
+            _checkpointer(platform) if access else None,
         )
 
     def start(self) -> None:
@@ -57,15 +61,24 @@ class WardenProcess:
                 log.warning("stopped and recorded %d orphaned sandbox(es): %s", len(reaped), reaped)
         except Exception as exc:  # no engine here: the process still serves reads
             log.warning("sandbox start-up check skipped: %s", exc)
-        for loop in (self.access, self.jobs):
+        for loop in (self.access, self.jobs, self.checkpointer):
             if loop is not None:
                 loop.start()
 
     def stop(self) -> None:
         """Sandboxes stop first (recorded), so the job slots waiting on them can end."""
         self.started = False
-        if self.access is not None:
-            self.access.stop()
+        for loop in (self.checkpointer, self.access):
+            if loop is not None:
+                loop.stop()
         self.sandboxes.shutdown()
         if self.jobs is not None:
             self.jobs.stop()
+
+
+def _checkpointer(platform: Platform) -> Checkpointer | None:
+    try:
+        return Checkpointer(platform)
+    except Exception as exc:  # keys unreadable: verify reports it, reads still audit
+        log.error("audit checkpointer not started: %s", exc)
+        return None

@@ -2,7 +2,10 @@
 
 Identifier masks keep the column's type: an integer id becomes a 64-bit keyed hash (an
 integer), a text id becomes "h_" + 16 hex digits. Same key, same token, so masked columns
-still join across datasets; without the key, a token can't be turned back into an id.
+still join across datasets; without the key, a token can't be turned back into an id. The
+key is the reading tenant's, for the entity the column identifies, under the tenant's current
+key version (warden.gateway.keys): one user has one pseudonym across a tenant's datasets,
+and unrelated ones in other tenants, for other entities, and after a rotation.
 
 The tokens of a column are computed once per (file, column, key) — dataset files are
 immutable — and looked up vectorised: compact integer ids index a dense array of tokens

@@ -17,6 +17,7 @@ import polars as pl
 from warden.catalog.service import DatasetView
 from warden.errors import Forbidden, InvalidFilter
 from warden.gateway.filters import expression, typed_value
+from warden.gateway.keys import TenantMask
 from warden.gateway.masking import blank_expr, keyed_hash_expr, keyed_hash_frame, masked_dtype
 from warden.gateway.schemas import FilterClause
 from warden.policy.engine import ReadDecision, RowFilter
@@ -74,7 +75,9 @@ class Plan:
     masked: tuple[str, ...]
     late_masks: tuple[str, ...]
     path: Path
-    mask_key: bytes = field(repr=False)
+    # the key of each masked identifier column: the tenant's, for that column's entity
+    keys: dict[str, bytes] = field(repr=False)
+    key_version: int = 0
 
 
 def policy_value(dataset: DatasetView, rf: RowFilter) -> Any:
@@ -112,8 +115,13 @@ def build(
     columns: list[str],
     where: list[FilterClause],
     limit: int | None,
-    mask_key: bytes,
+    mask: TenantMask,
 ) -> Plan:
+    """`mask`: the reading tenant's current key; each identifier column is masked with the
+    key of the entity it identifies, so one user has one pseudonym in every dataset of the
+    tenant and another in every other tenant."""
+    if mask.tenant_id != dataset.tenant_id:
+        raise Forbidden("the mask key is not the dataset's tenant's")
     source = frames.source(dataset.path)
     schema = source.collect_schema()
     frame = source
@@ -132,11 +140,14 @@ def build(
     filtered = {w.column for w in where}
     late: list[str] = []
     mask_exprs = []
+    keys: dict[str, bytes] = {}
     for column in (c for c in needed if c in masked_all):
+        if column in dataset.identifier_columns:
+            keys[column] = mask.key(dataset.entity_of(column))
         if column in dataset.identifier_columns and column not in filtered:
             late.append(column)
         elif column in dataset.identifier_columns:
-            mask_exprs.append(keyed_hash_expr(column, dataset.path, mask_key).alias(column))
+            mask_exprs.append(keyed_hash_expr(column, dataset.path, keys[column]).alias(column))
         else:
             mask_exprs.append(blank_expr(column, schema[column]))
     if mask_exprs:
@@ -155,7 +166,8 @@ def build(
         masked=tuple(c for c in visible if c in masked_all),
         late_masks=tuple(late),
         path=dataset.path,
-        mask_key=mask_key,
+        keys=keys,
+        key_version=mask.version,
     )
 
 
@@ -163,7 +175,7 @@ def collect(plan: Plan) -> pl.DataFrame:
     """Run the plan, then apply the identifier masks left for the collected rows."""
     frame = plan.frame.collect()
     for column in plan.late_masks:
-        frame = keyed_hash_frame(frame, column, plan.path, plan.mask_key)
+        frame = keyed_hash_frame(frame, column, plan.path, plan.keys[column])
     return frame
 
 

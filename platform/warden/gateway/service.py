@@ -31,6 +31,7 @@ from warden.errors import (
 )
 from warden.gateway import planner
 from warden.gateway.arrow import ArrowStream
+from warden.gateway.keys import tenant_mask
 from warden.gateway.schemas import ReadRequest
 from warden.identity.service import Caller
 from warden.policy.engine import ReadDecision
@@ -70,12 +71,12 @@ class _Attempt:
             self.caller,
             "dataset.read",
             decision,
-            dataset=self.dataset[:64],
+            dataset=self.dataset,
             dataset_version=self.version,
-            purpose=(self.purpose or "")[:32] or None,
+            purpose=self.purpose,
             rule=d.deciding_rule if d else None,
             policy_version=d.policy_version if d else None,
-            columns=[c[:64] for c in self.columns[:256]],
+            columns=self.columns,
             masked_columns=list(d.masked_columns) if d else [],
             row_filter=[{"column": f.column, "op": f.op, "value": f.value} for f in d.row_filters]
             if d
@@ -147,10 +148,13 @@ def _read(
     caller = attempt.caller
     if session is not None:
         dataset = load_view(session, settings.datasets_dir, caller.tenant, attempt.dataset)
+        mask = tenant_mask(session, state.mask_key, dataset.tenant_id, state.now())
     else:
         with unit_of_work(state.sessions) as db:
             dataset = load_view(db, settings.datasets_dir, caller.tenant, attempt.dataset)
+            mask = tenant_mask(db, state.mask_key, dataset.tenant_id, state.now())
     attempt.version = dataset.version
+    attempt.details["mask_key_version"] = mask.version
     attempt.columns = list(request.columns or dataset.column_names)
 
     def observe(decision: ReadDecision) -> None:
@@ -178,7 +182,7 @@ def _read(
     attempt.columns = columns
     planner.check_filters(request.where, decision, dataset)
 
-    plan = planner.build(dataset, decision, columns, request.where, request.limit, state.mask_key)
+    plan = planner.build(dataset, decision, columns, request.where, request.limit, mask)
     frame = planner.collect(plan)
     body = ArrowStream(frame, views=views)
     size = body.size

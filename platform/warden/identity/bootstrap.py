@@ -9,6 +9,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from warden.audit.keys import bind_settings
 from warden.audit.service import AuditRecord, append, ensure_head
 from warden.config import Settings
 from warden.core.filesystem import ensure_private_dir
@@ -42,6 +43,7 @@ def initialize(
     url = settings.resolved_database_url
     upgrade(url)
     engine = make_engine(url)
+    bind_settings(engine, settings)  # the audit chain keys, kept outside the database
     try:
         with unit_of_work(make_sessionmaker(engine)) as db:
             if db.scalar(select(func.count()).select_from(Principal)):

@@ -330,3 +330,8 @@ def _touch(db: Session, token_id: str, last: datetime | None, now: datetime) -> 
 def _aware(value: datetime) -> datetime:
     # SQLite hands back naive datetimes; everything stored is UTC.
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def is_installation_tenant(db: Session, name: str) -> bool:
+    """The tenant `warden init` made, whose admins administer the platform."""
+    return bool(db.scalar(select(Tenant.installation).where(Tenant.name == name)))

@@ -93,12 +93,8 @@ class _Plan:
 def create(state: Platform, caller: Caller, body: JobCreate) -> Job:
     """Decide, then queue, in one transaction; a refusal is audited and changes nothing."""
     refused = {
-        "purpose": (body.purpose or DEFAULT_PURPOSE.get(body.kind, ""))[:32] or None,
-        "details": {
-            "kind": body.kind,
-            "step": (body.step or "")[:32],
-            "datasets": [d[:64] for d in list(body.datasets.values())[:16]],
-        },
+        "purpose": body.purpose or DEFAULT_PURPOSE.get(body.kind),
+        "details": {"kind": body.kind, "step": body.step, "datasets": list(body.datasets.values())},
     }
     with refusals_audited(state.sessions, caller, "job.create", **refused):
         _refuse_jobs(caller)

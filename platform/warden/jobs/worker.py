@@ -386,7 +386,10 @@ def _register_outputs(
             continue
         source = Path(state.settings.data_dir) / artifact["path"]
         schema = pl.read_parquet_schema(source)
-        columns = [ColumnInfo(c, str(t), classification) for c, t in schema.items()]
+        entities = {c.name: c.entity for v in views for c in v.columns if c.entity}
+        columns = [
+            ColumnInfo(c, str(t), classification, entities.get(c)) for c, t in schema.items()
+        ]
         dataset_name = f"{name.stem[:40]}_{job.id}"
         dataset, version = register(
             db,
@@ -398,6 +401,7 @@ def _register_outputs(
             columns=columns,
             identifier_columns=[c for c in schema if c.endswith("_id")],
             allowed_purposes=purposes,
+            derived_from=[v.name for v in views],
             description=(
                 f"Output of inference job {job.id} ({name.name}) by {job.launcher}; "
                 f"inputs: {inputs}; model: {parents}; classification: strictest of its inputs"

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from sqlalchemy.orm import Session
 
 from warden.audit.service import AuditRecord, append
-from warden.errors import Unprocessable
+from warden.errors import Forbidden, Unprocessable
 from warden.identity.service import Caller
-from warden.policy import store
+from warden.policy import exposure, store
 from warden.policy.rules import Rule, RuleError, format_rule
 
 
@@ -28,6 +28,8 @@ def apply_change(
         removed = store.remove_rules(db, remove) if remove else None
     except RuleError as exc:
         raise Unprocessable(f"invalid rule: {exc}") from None
+    if mixed := exposure.change_problems(db, add, remove):
+        raise Forbidden(exposure.describe(mixed))
     version = store.current_version(db)
     append(
         db,

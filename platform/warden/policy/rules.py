@@ -24,11 +24,16 @@ G_FIELDS: Final = ("user", "role", "dom")
 FIELD_NAMES: Final = {"p": P_FIELDS, "p2": P2_FIELDS, "g": G_FIELDS}
 
 EFFECTS: Final = frozenset({"allow", "deny"})
-ACTIONS: Final = frozenset({"read", "mask", "browse", "review", "manage", "*"})
+ACTIONS: Final = frozenset({"read", "mask", "browse", "review", "manage", "expose_mixed", "*"})
 SYSTEM_ACTIONS: Final = frozenset({"read", "manage", "*"})
 OPS: Final = frozenset({"eq", "ne", "in", "not_in", "lt", "le", "gt", "ge"})
 ROLE_PREFIX: Final = "role:"
 SYSTEM_PREFIX: Final = "sys:"
+# `p, SUBJECT, TENANT, entity:user, *, *, expose_mixed, allow, ,`: the audited exception that
+# lets a subject see one entity's identifiers raw somewhere and masked elsewhere.
+ENTITY_PREFIX: Final = "entity:"
+EXPOSE_MIXED: Final = "expose_mixed"
+ENTITY_OBJ_RE: Final = re.compile(r"entity:[a-z][a-z0-9_]{0,31}")
 MAX_FIELD_LEN: Final = 255
 
 FORBIDDEN_CHARS: Final = frozenset(',[]()"')
@@ -135,6 +140,11 @@ def rule_problems(ptype: str, fields: Sequence[str]) -> list[str]:
                 problems.append("system rules (obj sys:...) need col '*' and purpose '*'")
             if act in ACTIONS and act not in SYSTEM_ACTIONS:
                 problems.append(f"system rules allow act read, manage or *, not {act!r}")
+        elif obj.startswith(ENTITY_PREFIX) or act == EXPOSE_MIXED:
+            if not ENTITY_OBJ_RE.fullmatch(obj) or act != EXPOSE_MIXED:
+                problems.append(f"exceptions need obj entity:NAME and act {EXPOSE_MIXED}")
+            if col != "*" or purpose != "*":
+                problems.append("exceptions (obj entity:...) need col '*' and purpose '*'")
     elif ptype == "p2":
         col, op, value = fields[3], fields[4], fields[5]
         if col == "*":

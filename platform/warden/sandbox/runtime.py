@@ -482,7 +482,7 @@ def _launch_event(sandbox: Sandbox, caller: Caller, spec: ContainerSpec) -> Audi
             "segment": sandbox.segment,
             "image": sandbox.image,
             "image_digest": sandbox.image_digest,
-            "command": list(sandbox.command)[:64],
+            "command": list(sandbox.command),
             "datasets": list(sandbox.datasets),
             "network": sandbox.network,
             "mounts": sandbox.mounts,
@@ -531,13 +531,13 @@ def _stop_event(
         actor=by.name if by else SYSTEM_ACTOR,
         actor_kind=by.kind if by else "system",
         tenant=row.tenant,
-        reason=reason[:1000],
+        reason=reason,
         details={
             "sandbox": row.id,
             "job": row.actor_name,
             "launcher": row.launcher,
             "segment": row.segment,
-            "container": (container or row.container_id or "")[:64],
+            "container": container or row.container_id or "",
         },
     )
 
@@ -549,5 +549,5 @@ def _orphan_event(sandbox_id: str, container_id: str) -> AuditRecord:
         actor=SYSTEM_ACTOR,
         actor_kind="system",
         reason="a container labelled by this installation with no sandbox row; removed",
-        details={"sandbox": sandbox_id[:64], "container": container_id[:64]},
+        details={"sandbox": sandbox_id, "container": container_id},
     )

@@ -39,11 +39,11 @@ def launch(
     """Check everything, then launch; a refusal is audited with its reason. `prepare` fills
     the output mount before the container starts (see SandboxRuntime.launch)."""
     refused = {
-        "purpose": (request.purpose or "")[:32] or None,
+        "purpose": request.purpose,
         "details": {
-            "segment": request.segment[:32],
-            "command": [a[:200] for a in list(request.command)[:32]],
-            "datasets": [d[:64] for d in list(request.datasets)[:16]],
+            "segment": request.segment,
+            "command": list(request.command),
+            "datasets": list(request.datasets),
         },
     }
     state = runtime.state

@@ -3,12 +3,19 @@
 See :mod:`warden.tastegraph.generator` for the model and the files it writes.
 """
 
-from warden.tastegraph.generator import EPOCH, WINDOW_DAYS, generate, load_digit_images
+from warden.tastegraph.generator import (
+    EPOCH,
+    WINDOW_DAYS,
+    described_specs,
+    generate,
+    load_digit_images,
+)
 from warden.tastegraph.specs import (
     SCALES,
     ColumnSpec,
     DatasetSpec,
     ScaleConfig,
+    dataset_classes,
     to_polars_dtype,
 )
 
@@ -19,6 +26,8 @@ __all__ = [
     "ColumnSpec",
     "DatasetSpec",
     "ScaleConfig",
+    "dataset_classes",
+    "described_specs",
     "generate",
     "load_digit_images",
     "to_polars_dtype",

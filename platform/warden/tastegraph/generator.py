@@ -1,5 +1,8 @@
 """Deterministic generator of a synthetic taste graph whose pins carry real images.
 
+(One module, over 500 lines: the latent model, each file's sampler and the specs share
+seeded generators and constants; split, they would pass them all around.)
+
 The *graph* is generated: users, boards, pins, engagements and their timestamps are
 drawn from seeded numpy generators from a latent "taste" model. The *images* are
 real: every pin carries one of the 1,797 handwritten-digit scans bundled with
@@ -27,6 +30,12 @@ training log, exactly ``ScaleConfig.n_engagements`` rows), ``pin_pairs`` (random
 co-occurrence over the pin-board graph of the training log only) and ``gold``
 (held-out user-pin edges, next-pin targets and cold-start pins, guaranteed disjoint
 from ``pin_pairs`` and from the training log).
+
+Catalog metadata in the specs: every id column names the entity it identifies (user, pin,
+board, engagement), so one user is one entity across datasets (pseudonyms and the
+mixed-exposure check depend on it); ``pin_pairs`` and ``gold`` declare that they derive
+from ``engagements``, so the catalog classes them at least as strictly (pii), however
+public their own columns look.
 
 Determinism: every component draws from its own ``SeedSequence([seed, component])``;
 there is no wall-clock dependence (timestamps are offsets from ``EPOCH``). The same
@@ -543,7 +552,7 @@ def _specs(out: Path, rows: dict[str, int]) -> list[DatasetSpec]:
             path=out / "users.parquet",
             description=f"{synthetic} One row per user: region and signup day.",
             columns=(
-                c("user_id", "Int64", "pii"),
+                c("user_id", "Int64", "pii", "user"),
                 c("region", "Utf8", "internal"),
                 c("signup_day", "Datetime(us)", "public"),
             ),
@@ -559,8 +568,8 @@ def _specs(out: Path, rows: dict[str, int]) -> list[DatasetSpec]:
                 "8x8 handwritten-digit image (64 bytes, values 0-16, row-major) with its label."
             ),
             columns=(
-                c("pin_id", "Int64", "public"),
-                c("board_id", "Int64", "internal"),
+                c("pin_id", "Int64", "public", "pin"),
+                c("board_id", "Int64", "internal", "board"),
                 c("category", "Utf8", "public"),
                 c("merchant", "Utf8", "internal"),
                 c("digit", "Int64", "public"),
@@ -579,10 +588,10 @@ def _specs(out: Path, rows: dict[str, int]) -> list[DatasetSpec]:
                 "sorted by ts; gold edges are already removed."
             ),
             columns=(
-                c("engagement_id", "Int64", "internal"),
-                c("user_id", "Int64", "pii"),
-                c("pin_id", "Int64", "public"),
-                c("board_id", "Int64", "internal"),
+                c("engagement_id", "Int64", "internal", "engagement"),
+                c("user_id", "Int64", "pii", "user"),
+                c("pin_id", "Int64", "public", "pin"),
+                c("board_id", "Int64", "internal", "board"),
                 c("action", "Utf8", "public"),
                 c("ts", "Datetime(us)", "public"),
                 c("region", "Utf8", "internal"),
@@ -603,13 +612,15 @@ def _specs(out: Path, rows: dict[str, int]) -> list[DatasetSpec]:
                 "frequencies."
             ),
             columns=(
-                c("pin_a", "Int64", "public"),
-                c("pin_b", "Int64", "public"),
+                c("pin_a", "Int64", "public", "pin"),
+                c("pin_b", "Int64", "public", "pin"),
                 c("weight", "Float64", "public"),
             ),
             identifier_columns=(),
             allowed_purposes=ALL_PURPOSES,
             row_count=rows["pin_pairs"],
+            # random walks over the graph of users' engagements: as strict as engagements
+            derived_from=("engagements",),
         ),
         DatasetSpec(
             name="gold",
@@ -622,16 +633,25 @@ def _specs(out: Path, rows: dict[str, int]) -> list[DatasetSpec]:
             ),
             columns=(
                 c("slice", "Utf8", "public"),
-                c("user_id", "Int64", "pii"),
-                c("query_pin_id", "Int64", "public"),
-                c("target_pin_id", "Int64", "public"),
+                c("user_id", "Int64", "pii", "user"),
+                c("query_pin_id", "Int64", "public", "pin"),
+                c("target_pin_id", "Int64", "public", "pin"),
                 c("ts", "Datetime(us)", "public"),
             ),
             identifier_columns=("user_id",),
             allowed_purposes=("evaluation",),
             row_count=rows["gold"],
+            # held-out engagements: the same users' events
+            derived_from=("engagements",),
         ),
     ]
+
+
+def described_specs() -> list[DatasetSpec]:
+    """The datasets `generate` writes, described without generating anything (paths are
+    placeholders, row counts 0): what policy lint checks rule files against."""
+    names = ("users", "pins", "engagements", "pin_pairs", "gold")
+    return _specs(Path("."), dict.fromkeys(names, 0))
 
 
 # --------------------------------------------------------------------------- entry point

@@ -13,11 +13,13 @@ PURPOSES = ("training", "evaluation", "inference", "analytics")
 
 @dataclass(frozen=True)
 class ColumnSpec:
-    """One column: its name, polars dtype string and data classification."""
+    """One column: its name, polars dtype string, data classification and, for a column of
+    ids, the entity it identifies (so a user's id is the same entity in every dataset)."""
 
     name: str
     dtype: str  # "Int64", "Utf8", "Datetime(us)", "Binary", "Float64"
     classification: str  # "public" | "internal" | "pii"
+    entity: str | None = None  # "user" | "pin" | "board" | "engagement" | None
 
 
 @dataclass(frozen=True)
@@ -31,13 +33,36 @@ class DatasetSpec:
     identifier_columns: tuple[str, ...]  # identify a person/account; masked by keyed hash
     allowed_purposes: tuple[str, ...]
     row_count: int
+    # the generated datasets it is built from: it is at least as strictly classed as they are
+    derived_from: tuple[str, ...] = ()
 
     @property
     def classification(self) -> str:
-        """The strictest column class in the dataset."""
+        """The strictest column class in the dataset (its sources' not counted: see
+        `dataset_classes`, which the catalog agrees with)."""
         return max(
             (c.classification for c in self.columns), key=CLASSIFICATIONS.index, default="public"
         )
+
+
+def dataset_classes(specs: list[DatasetSpec]) -> dict[str, str]:
+    """Each dataset's class: the strictest of its columns' and (transitively) its sources'."""
+    by_name = {s.name: s for s in specs}
+    out: dict[str, str] = {}
+
+    def resolve(name: str, seen: frozenset[str]) -> str:
+        if name in out:
+            return out[name]
+        spec = by_name[name]
+        classes = [spec.classification] + [
+            resolve(src, seen | {name}) for src in spec.derived_from if src not in seen
+        ]
+        out[name] = max(classes, key=CLASSIFICATIONS.index)
+        return out[name]
+
+    for spec in specs:
+        resolve(spec.name, frozenset())
+    return out
 
 
 @dataclass(frozen=True)

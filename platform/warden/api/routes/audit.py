@@ -1,21 +1,37 @@
-"""The audit API: query the log and verify the chain. Reading the log is itself audited."""
+"""The audit API: query the log, verify the chain, write a signed checkpoint. Reading the log
+is itself audited. Events no tenant owns (unauthenticated attempts) are shown to platform
+admins only (see warden.policy.authz.is_platform_admin)."""
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BeforeValidator
 
 from warden.api.deps import CurrentCaller, DbSession, State
 from warden.audit import service
-from warden.audit.schemas import AuditEventOut, AuditEventsPage, BrokenLinkOut, VerifyOut
+from warden.audit.checkpoints import Checkpointer, CheckpointStore
+from warden.audit.keys import AuditKeyError
+from warden.audit.schemas import (
+    AuditEventOut,
+    AuditEventsPage,
+    BrokenLinkOut,
+    CheckpointOut,
+    CheckpointSummaryOut,
+    FindingOut,
+    VerifyOut,
+)
 from warden.audit.service import AuditRecord, Decision, record
-from warden.errors import AuditUnavailable, Forbidden
+from warden.audit.verify import result_findings
+from warden.errors import AuditUnavailable, Forbidden, Unavailable
 from warden.identity.service import Caller
+from warden.policy.authz import is_platform_admin
 
+log = logging.getLogger("warden.audit")
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
 AUDIT_OBJECT = "sys:audit"
@@ -102,6 +118,7 @@ def list_events(
     }
     filters = {k: v for k, v in filters.items() if v is not None}
     authorise_auditor(state, caller, "audit.query", filters)
+    platform_admin = is_platform_admin(db, state, caller)
     events, next_cursor = service.query(
         db,
         actor=actor,
@@ -109,7 +126,7 @@ def list_events(
         action=action,
         decision=decision,
         tenant=caller.tenant,
-        with_untenanted=True,
+        with_untenanted=platform_admin,
         since=since,
         until=until,
         cursor=cursor,
@@ -124,10 +141,21 @@ def list_events(
 
 @router.post("/verify", response_model=VerifyOut)
 def verify_chain(db: DbSession, caller: CurrentCaller, state: State) -> VerifyOut:
-    """Walk the whole chain (all tenants: it is one chain) and report the first broken link."""
+    """Walk the whole chain (all tenants: it is one chain) with its keys, hold it against every
+    signed checkpoint, and report every finding by kind, plus the unprotected tail."""
     authorise_auditor(state, caller, "audit.verify", {})
-    result = service.verify(db)
-    outcome = {"ok": result.ok, "checked": result.checked, "head_seq": result.head_seq}
+    try:
+        checkpoints = CheckpointStore.for_settings(state.settings).read()
+    except (AuditKeyError, OSError) as exc:
+        raise Unavailable(f"cannot read the audit checkpoints: {exc}") from exc
+    result = service.verify(db, checkpoints=checkpoints)
+    outcome: dict[str, Any] = {
+        "ok": result.ok,
+        "checked": result.checked,
+        "head_seq": result.head_seq,
+        "kinds": sorted({f.kind for f in result.findings}),
+        "unprotected_events": result.unprotected_events,
+    }
     if result.first_broken is not None:
         outcome["broken_seq"] = result.first_broken.seq
     try:
@@ -144,4 +172,73 @@ def verify_chain(db: DbSession, caller: CurrentCaller, state: State) -> VerifyOu
         if broken
         else None,
         head_seq=result.head_seq,
+        findings=[FindingOut(**f) for f in result_findings(result)],
+        key_ids=result.key_ids,
+        checkpoints_checked=result.checkpoints_checked,
+        checkpoint_file=result.checkpoint_file,
+        newest_checkpoint=CheckpointSummaryOut(**vars(result.newest_checkpoint))
+        if result.newest_checkpoint
+        else None,
+        unprotected_events=result.unprotected_events,
+        unprotected_since=result.unprotected_since,
     )
+
+
+@router.post("/checkpoint", response_model=CheckpointOut)
+def write_checkpoint(
+    request: Request, db: DbSession, caller: CurrentCaller, state: State
+) -> CheckpointOut:
+    """Verify the chain since the last checkpoint and sign its head now (platform admins)."""
+    if not is_platform_admin(db, state, caller):
+        _audit(state, caller, "audit.checkpoint", "deny", {}, reason="not a platform admin")
+        raise Forbidden("only platform admins may write audit checkpoints")
+    checkpointer = checkpointer_of(request.app, state)
+    try:
+        outcome = checkpointer.checkpoint_now(
+            actor=caller.name, actor_kind=caller.kind, tenant=None
+        )
+    except (AuditKeyError, OSError) as exc:
+        raise Unavailable(f"cannot write the audit checkpoint: {exc}") from exc
+    cp = outcome.checkpoint
+    findings = [
+        FindingOut(
+            kind=f.kind,
+            severity=f.severity,
+            seq=f.seq,
+            last_seq=f.last_seq,
+            count=f.count,
+            id=f.id,
+            detail=f.detail,
+        )
+        for f in outcome.findings
+    ]
+    if cp is None:
+        decision: Decision = "error" if findings else "allow"
+        details: dict[str, Any] = {"skipped": outcome.skipped} if outcome.skipped else {}
+        if findings:
+            details["refused"] = [f.kind for f in findings]
+        _audit(state, caller, "audit.checkpoint", decision, details, reason=outcome.skipped)
+    return CheckpointOut(
+        written=cp is not None,
+        n=cp.n if cp else None,
+        seq=cp.seq if cp else None,
+        hash=cp.hash if cp else None,
+        ts=cp.ts if cp else None,
+        store=cp.store if cp else None,
+        event_seq=outcome.event_seq,
+        skipped=outcome.skipped,
+        findings=findings,
+    )
+
+
+def checkpointer_of(app: Any, state: Any) -> Checkpointer:
+    """The process's checkpointer, or an on-demand one where it has none (its keys unreadable
+    at start-up: this one then says why)."""
+    process = getattr(app.state, "process", None)
+    existing = getattr(process, "checkpointer", None)
+    if isinstance(existing, Checkpointer):
+        return existing
+    made = Checkpointer(state, interval_s=0)
+    if process is not None:
+        process.checkpointer = made
+    return made

@@ -24,8 +24,14 @@ def describe(view: DatasetView) -> dict[str, Any]:
         "rows": view.row_count,
         "allowed_purposes": list(view.allowed_purposes),
         "identifier_columns": list(view.identifier_columns),
+        "derived_from": list(view.derived_from),
         "columns": [
-            {"name": c.name, "dtype": c.dtype, "classification": c.classification}
+            {
+                "name": c.name,
+                "dtype": c.dtype,
+                "classification": c.classification,
+                "entity": c.entity,
+            }
             for c in view.columns
         ],
     }

@@ -68,5 +68,5 @@ def _caller_or_audit(request: Request, name: str, db: Session) -> Caller:
         return authenticate(db, secret.strip())
     except Unauthenticated as exc:
         # Audited by the edge: one by one, or folded into a counted record in a flood.
-        report_unauthenticated(request, exc, action="dataset.read", dataset=name[:64])
+        report_unauthenticated(request, exc, action="dataset.read", dataset=name)
         raise

@@ -41,7 +41,7 @@ from warden.identity.service import (
     set_disabled,
     token_state,
 )
-from warden.policy.authz import require
+from warden.policy.authz import require, require_platform_admin
 from warden.policy.changes import apply_change
 from warden.policy.store import CasbinRule
 
@@ -239,22 +239,13 @@ def _audit(
 # --- tenants: created by platform admins ------------------------------------------------------
 
 
-def require_platform_admin(state: State, caller: Caller, db: DbSession) -> None:
-    """Platform admins are people of the installation tenant (the one `warden init` made) whom
-    Casbin allows to manage sys:tenants; any other tenant's admins are refused."""
-    home = get_tenant(db, caller.tenant)
-    if caller.kind != "person" or not home.installation:
-        raise Forbidden(f"{caller.name} may not manage tenants")
-    require(state, caller, "sys:tenants", "manage")
-
-
 @router.post("/tenants", status_code=201, response_model=TenantCreated, tags=["tenants"])
 def add_tenant(
     body: TenantCreate, caller: CurrentCaller, db: DbSession, state: State
 ) -> TenantCreated:
     """Create a tenant with its first admin (a person) and the seed role rules; the new admin's
     token is shown once. Platform admins only."""
-    require_platform_admin(state, caller, db)
+    require_platform_admin(db, state, caller)
     try:
         done = create_tenant(db, state.settings, caller, body.name, body.admin)
         db.commit()
@@ -269,7 +260,7 @@ def add_tenant(
 @router.get("/tenants", tags=["tenants"])
 def tenants(caller: CurrentCaller, db: DbSession, state: State) -> dict[str, list[TenantOut]]:
     """Every tenant of the installation. Platform admins only."""
-    require_platform_admin(state, caller, db)
+    require_platform_admin(db, state, caller)
     return {
         "tenants": [
             TenantOut(name=t.name, installation=t.installation, created_at=_iso(t.created_at))

@@ -1,0 +1,118 @@
+"""Per-tenant, versioned mask keys, derived from the deployment's master key.
+
+A pseudonym must be consistent for one entity within one tenant (so masked columns still
+join across that tenant's datasets) and unrelated across tenants, entities and key versions
+(so a dictionary built in one place unmasks nothing elsewhere). Each (tenant, version,
+entity) key is derived from the master key with HMAC-SHA256 (an HKDF-Expand step with a
+fixed, labelled info string); the derived secret is never stored. The database holds only
+the versions and the time each takes effect: a rotation re-keys every read from then on.
+Version 1 is implicit: a tenant without rotations reads with version 1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from warden.catalog.models import MaskKeyVersion
+from warden.errors import Unprocessable
+
+FIRST_VERSION = 1
+_LABEL = b"warden mask key v1"
+
+
+def derive(master: bytes, tenant_id: str, version: int, entity: str | None) -> bytes:
+    """The key that masks `entity` identifiers of a tenant under one key version."""
+    if not master:
+        raise ValueError("the master mask key is empty")
+    info = b"\x00".join(
+        (_LABEL, tenant_id.encode(), str(version).encode(), (entity or "").encode())
+    )
+    prk = hmac.new(b"warden-mask-salt", master, hashlib.sha256).digest()  # HKDF-Extract
+    return hmac.new(prk, info + b"\x01", hashlib.sha256).digest()  # HKDF-Expand, one block
+
+
+@dataclass(frozen=True)
+class TenantMask:
+    """What a read needs to mask identifiers: the tenant, its current key version, and a way
+    to derive the key for one entity (the master key itself never leaves this object)."""
+
+    tenant_id: str
+    version: int
+    master: bytes = field(repr=False)
+
+    def key(self, entity: str | None) -> bytes:
+        return derive(self.master, self.tenant_id, self.version, entity)
+
+
+def _aware(at: datetime) -> datetime:
+    """UTC, so SQLite (which stores no offset) and PostgreSQL compare the same instants."""
+    return at.astimezone(UTC) if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def current_version(db: Session, tenant_id: str, now: datetime) -> int:
+    """The key version in effect for the tenant at `now` (the latest that has started)."""
+    found = db.scalar(
+        select(MaskKeyVersion.version)
+        .where(MaskKeyVersion.tenant_id == tenant_id, MaskKeyVersion.effective_from <= _aware(now))
+        .order_by(MaskKeyVersion.version.desc())
+        .limit(1)
+    )
+    return int(found) if found is not None else FIRST_VERSION
+
+
+def tenant_mask(db: Session, master: bytes, tenant_id: str, now: datetime) -> TenantMask:
+    return TenantMask(tenant_id, current_version(db, tenant_id, now), master)
+
+
+def rotate(
+    db: Session,
+    tenant_id: str,
+    *,
+    effective_from: datetime,
+    actor: str,
+    reason: str = "",
+) -> MaskKeyVersion:
+    """Add the tenant's next key version, used by reads from `effective_from` on.
+
+    Versions only move forward: the new one may not start before the latest one does, so a
+    rotation can never put an older key back in force.
+    """
+    effective_from = _aware(effective_from)
+    latest = db.execute(
+        select(MaskKeyVersion.version, MaskKeyVersion.effective_from)
+        .where(MaskKeyVersion.tenant_id == tenant_id)
+        .order_by(MaskKeyVersion.version.desc())
+        .limit(1)
+    ).first()
+    if latest is not None and effective_from < _aware(latest[1]):
+        raise Unprocessable(
+            f"key version {latest[0]} takes effect at {_aware(latest[1]).isoformat()}; "
+            "a rotation cannot start before it"
+        )
+    version = (latest[0] if latest is not None else FIRST_VERSION) + 1
+    row = MaskKeyVersion(
+        tenant_id=tenant_id,
+        version=version,
+        effective_from=effective_from,
+        created_by=actor[:64],
+        reason=reason,
+    )
+    db.add(row)
+    db.flush()
+    return row
+
+
+def versions(db: Session, tenant_id: str) -> list[MaskKeyVersion]:
+    return list(
+        db.scalars(
+            select(MaskKeyVersion)
+            .where(MaskKeyVersion.tenant_id == tenant_id)
+            .order_by(MaskKeyVersion.version)
+        )
+    )

@@ -1,0 +1,345 @@
+"""Mixed exposure: a subject who sees one entity's identifiers raw somewhere and pseudonymised
+elsewhere can join the two (on the other columns they share) and re-identify the pseudonyms.
+
+`mixed_exposure` is a pure function of a rule set and the catalog's identifier columns: for
+every subject of a tenant (each person and each role, with its role links resolved as the
+engine resolves them), every dataset, every identifier column and every purpose, it asks the
+policy engine what that subject would get (grants are rules, so they count), and reports each
+entity the subject could read raw in one place and as a keyed-hash pseudonym in another.
+Only keyed-hash masks count as pseudonyms: a masked column that is not an identifier column is
+blanked, and a blank links nothing.
+
+An exception is itself a rule, reviewed and audited like any other:
+`p, SUBJECT, TENANT, entity:user, *, *, expose_mixed, allow, ,` (held by the subject or by a
+role it holds; a matching deny takes it away; wildcards never grant it).
+
+`change_problems` is what every policy change runs: it refuses a change that gives any
+affected subject a mixed exposure it did not already have (so cleaning up an old exposure is
+never blocked by the exposure being cleaned up).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from warden.policy.engine import PolicySnapshot, format_now
+from warden.policy.rules import ENTITY_PREFIX, EXPOSE_MIXED, Rule, format_rule
+
+PURPOSES = ("training", "evaluation", "inference", "analytics")
+
+
+@dataclass(frozen=True)
+class IdColumn:
+    """A catalog column that identifies an entity; `pseudonymised`: masked by keyed hash."""
+
+    dataset: str
+    column: str
+    entity: str
+    pseudonymised: bool
+
+
+# tenant -> its identifier columns
+Catalog = Mapping[str, Sequence[IdColumn]]
+
+
+@dataclass(frozen=True)
+class Place:
+    dataset: str
+    column: str
+    purpose: str
+    rule: tuple[str, ...] | None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.dataset, self.column, self.purpose)
+
+    def __str__(self) -> str:
+        return f"{self.dataset}.{self.column} ({self.purpose})"
+
+
+@dataclass(frozen=True)
+class MixedExposure:
+    tenant: str
+    subject: str
+    entity: str
+    raw: tuple[Place, ...]
+    masked: tuple[Place, ...]
+
+    @property
+    def reason(self) -> str:
+        raw = ", ".join(str(p) for p in self.raw[:3]) + (" …" if len(self.raw) > 3 else "")
+        masked = ", ".join(str(p) for p in self.masked[:3]) + (" …" if len(self.masked) > 3 else "")
+        rule = next((p.rule for p in self.raw if p.rule), None)
+        by = f" (raw by rule {format_rule('p', rule)!r})" if rule else ""
+        return (
+            f"{self.subject!r} in {self.tenant!r} could see {self.entity} identifiers raw in "
+            f"{raw}{by} and pseudonymised in {masked}, and re-identify the pseudonyms; mask "
+            f"them everywhere, or add the exception 'p, {self.subject}, {self.tenant}, "
+            f"{ENTITY_PREFIX}{self.entity}, *, *, {EXPOSE_MIXED}, allow, ,'"
+        )
+
+    def covered_by(self, other: MixedExposure) -> bool:
+        """True when `other` already exposed at least all of this."""
+        return (
+            (self.tenant, self.subject, self.entity) == (other.tenant, other.subject, other.entity)
+            and {p.key for p in self.raw} <= {p.key for p in other.raw}
+            and {p.key for p in self.masked} <= {p.key for p in other.masked}
+        )
+
+
+def _domain(rule: Rule) -> str:
+    ptype, fields = rule
+    return fields[2] if ptype == "g" else fields[1]
+
+
+def tenant_subjects(rules: Iterable[Rule], tenant: str) -> set[str]:
+    """Every name a rule of the tenant mentions as a subject or role."""
+    found: set[str] = set()
+    for ptype, fields in rules:
+        if ptype == "g" and fields[2] == tenant:
+            found.update((fields[0], fields[1]))
+        elif ptype in ("p", "p2") and fields[1] == tenant:
+            found.add(fields[0])
+    return found
+
+
+def _exceptions(rules: Iterable[Rule], now: str) -> tuple[set[tuple[str, str, str]], set[tuple]]:
+    """(tenant, holder, entity) of live exception allows, and of live exception denies."""
+    allows: set[tuple[str, str, str]] = set()
+    denies: set[tuple[str, str, str]] = set()
+    for ptype, f in rules:
+        if ptype != "p" or f[5] != EXPOSE_MIXED or not f[2].startswith(ENTITY_PREFIX):
+            continue
+        if f[8] and not now < f[8]:
+            continue
+        entry = (f[1], f[0], f[2].removeprefix(ENTITY_PREFIX))
+        (allows if f[6] == "allow" else denies).add(entry)
+    return allows, denies
+
+
+def mixed_exposure(
+    rules: Sequence[Rule],
+    catalog: Catalog,
+    *,
+    now: datetime | None = None,
+    subjects: Mapping[str, Iterable[str]] | None = None,
+    snapshot: PolicySnapshot | None = None,
+) -> list[MixedExposure]:
+    """Every (tenant, subject, entity) whose identifiers the subject could read both raw and
+    pseudonymised, without an exception. `subjects`: per tenant, only these subjects (default:
+    every name the tenant's rules mention). `snapshot`: the compiled `rules`, if at hand."""
+    now = now or datetime.now(UTC)
+    now_s = format_now(now)
+    snap = snapshot if snapshot is not None else PolicySnapshot(rules, strict=False)
+    allows, denies = _exceptions(rules, now_s)
+    found: list[MixedExposure] = []
+    for tenant, columns in sorted(catalog.items()):
+        by_entity: dict[str, list[IdColumn]] = {}
+        for c in columns:
+            by_entity.setdefault(c.entity, []).append(c)
+        # only entities that are pseudonymised somewhere can be re-identified
+        entities = {e for e, cs in by_entity.items() if any(c.pseudonymised for c in cs)}
+        if not entities:
+            continue
+        by_dataset: dict[str, list[IdColumn]] = {}
+        for c in columns:
+            if c.entity in entities:
+                by_dataset.setdefault(c.dataset, []).append(c)
+        if subjects is not None:
+            names = set(subjects.get(tenant, ()))
+        else:
+            names = tenant_subjects(rules, tenant)
+        # Subjects holding the same rule-bearing names decide alike: decide once per such set
+        # (a role held by thousands of people costs one evaluation, not thousands).
+        bearers = {f[0] for p, f in rules if p == "p" and f[1] == tenant}
+        memo: dict[frozenset[str], list[tuple[str, tuple[Place, ...], tuple[Place, ...]]]] = {}
+        for subject in sorted(names):
+            held = snap.subjects(subject, tenant)
+            signature = frozenset(h for h in held if h in bearers)
+            if signature not in memo:
+                memo[signature] = _mixed_places(snap, subject, tenant, by_dataset, now)
+            for entity, raw, masked in memo[signature]:
+                excepted = any((tenant, h, entity) in allows for h in held) and not any(
+                    (tenant, h, entity) in denies for h in held
+                )
+                if not excepted:
+                    found.append(MixedExposure(tenant, subject, entity, raw, masked))
+    return found
+
+
+def _mixed_places(
+    snap: PolicySnapshot,
+    subject: str,
+    tenant: str,
+    by_dataset: Mapping[str, Sequence[IdColumn]],
+    now: datetime,
+) -> list[tuple[str, tuple[Place, ...], tuple[Place, ...]]]:
+    """(entity, raw places, pseudonymised places) for each entity the subject sees both ways."""
+    raw: dict[str, list[Place]] = {}
+    masked: dict[str, list[Place]] = {}
+    for dataset, cols in sorted(by_dataset.items()):
+        for purpose in PURPOSES:
+            decision = snap.decide_read(
+                subject, tenant, dataset, [c.column for c in cols], purpose, now
+            )
+            for c, d in zip(cols, decision.columns, strict=True):
+                place = Place(dataset, c.column, purpose, d.rule)
+                if d.effect == "allow":
+                    raw.setdefault(c.entity, []).append(place)
+                elif d.effect == "mask" and c.pseudonymised:
+                    masked.setdefault(c.entity, []).append(place)
+    return [(e, tuple(raw[e]), tuple(masked[e])) for e in sorted(set(raw) & set(masked))]
+
+
+def affected_subjects(
+    snapshot: PolicySnapshot, rules: Iterable[Rule], tenant: str, named: set[str]
+) -> set[str]:
+    """The tenant's subjects that are, or hold (transitively), one of the `named` ones."""
+    return {s for s in tenant_subjects(rules, tenant) if named & set(snapshot.subjects(s, tenant))}
+
+
+def catalog_from_db(db: Session, tenants: Iterable[str]) -> dict[str, list[IdColumn]]:
+    """The identifier columns the catalog declares in these tenants."""
+    from warden.catalog.models import Dataset, DatasetColumn
+    from warden.identity.models import Tenant
+
+    rows = db.execute(
+        select(Tenant.name, Dataset.name, Dataset.identifier_columns, DatasetColumn)
+        .join(Dataset, Dataset.tenant_id == Tenant.id)
+        .join(DatasetColumn, DatasetColumn.dataset_id == Dataset.id)
+        .where(Tenant.name.in_(sorted(set(tenants))))
+    ).all()
+    out: dict[str, list[IdColumn]] = {}
+    for tenant, dataset, identifiers, column in rows:
+        pseudonymised = column.name in (identifiers or [])
+        if column.entity is None and not pseudonymised:
+            continue
+        entity = column.entity or f"column:{column.name}"
+        out.setdefault(tenant, []).append(IdColumn(dataset, column.name, entity, pseudonymised))
+    return out
+
+
+def _relevant(rule: Rule, datasets: set[str]) -> bool:
+    """Whether a rule can bear on reading these datasets or on an exception."""
+    ptype, f = rule
+    if ptype == "g":
+        return True
+    if ptype != "p":
+        return False
+    obj = f[2]
+    star = obj.find("*")
+    if obj.startswith(ENTITY_PREFIX):
+        return True
+    if star < 0:
+        return obj in datasets
+    return any(d.startswith(obj[:star]) for d in datasets)
+
+
+def relevant_rules(db: Session, tenants: set[str], datasets: set[str]) -> list[Rule]:
+    """The stored rules of these tenants that can bear on reading these datasets: role links,
+    rules naming one of them or a pattern, and exceptions (in policy order)."""
+    from sqlalchemy import and_, or_
+
+    from warden.policy.store import CasbinRule
+
+    r = CasbinRule
+    query = (
+        select(r.ptype, r.v0, r.v1, r.v2, r.v3, r.v4, r.v5, r.v6, r.v7, r.v8)
+        .where(
+            or_(
+                and_(r.ptype == "g", r.v2.in_(sorted(tenants))),
+                and_(
+                    r.ptype == "p",
+                    r.v1.in_(sorted(tenants)),
+                    or_(
+                        r.v2.in_(sorted(datasets)),
+                        r.v2.contains("*"),
+                        r.v2.startswith(ENTITY_PREFIX),
+                    ),
+                ),
+            )
+        )
+        .order_by(r.id)
+    )
+    rules: list[Rule] = []
+    for row in db.execute(query):
+        ptype = str(row[0])
+        fields = tuple(v or "" for v in row[1 : 1 + (3 if ptype == "g" else 9)])
+        rule = (ptype, fields)
+        if _relevant(rule, datasets):
+            rules.append(rule)
+    return rules
+
+
+def change_problems(
+    db: Session,
+    add: Sequence[Rule] = (),
+    remove: Sequence[Rule] = (),
+    *,
+    now: datetime | None = None,
+) -> list[MixedExposure]:
+    """After rules were added and removed in `db`'s transaction: the mixed exposures the
+    change creates or widens for the subjects it touches (empty when it is fine)."""
+    touched: dict[str, set[str]] = {}
+    for ptype, fields in (*add, *remove):
+        if ptype in ("p", "g") and len(fields) in (3, 9):
+            touched.setdefault(_domain((ptype, fields)), set()).add(fields[0])
+    if not touched:
+        return []
+    catalog = catalog_from_db(db, touched)
+    if not any(c.pseudonymised for cols in catalog.values() for c in cols):
+        return []
+    datasets = {c.dataset for cols in catalog.values() for c in cols}
+    after = relevant_rules(db, set(catalog), datasets)
+    added = {(p, tuple(f)) for p, f in add}
+    before = [r for r in after if r not in added] + [
+        (p, tuple(f))
+        for p, f in remove
+        if _domain((p, tuple(f))) in catalog and _relevant((p, tuple(f)), datasets)
+    ]
+    now = now or datetime.now(UTC)
+    snap_after = PolicySnapshot(after, strict=False)
+    snap_before = PolicySnapshot(before, strict=False)
+    subjects = {
+        t: affected_subjects(snap_after, after, t, named)
+        | affected_subjects(snap_before, before, t, named)
+        for t, named in touched.items()
+        if t in catalog
+    }
+    now_found = mixed_exposure(after, catalog, now=now, subjects=subjects, snapshot=snap_after)
+    if not now_found:
+        return []
+    was = mixed_exposure(before, catalog, now=now, subjects=subjects, snapshot=snap_before)
+    return [e for e in now_found if not any(e.covered_by(old) for old in was)]
+
+
+def catalog_problems(
+    db: Session, tenant: str, before: Catalog, *, now: datetime | None = None
+) -> list[MixedExposure]:
+    """After a dataset was registered in `db`'s transaction: the mixed exposures the catalog
+    change creates or widens under the tenant's rules (a new identifier column under a
+    pattern or `*` rule, a raw column added beside a pseudonymised one…). `before`: the
+    tenant's identifier columns as they were."""
+    after = catalog_from_db(db, [tenant])
+    if not any(c.pseudonymised for cols in after.values() for c in cols):
+        return []
+    datasets = {c.dataset for cols in (*after.values(), *before.values()) for c in cols}
+    rules = relevant_rules(db, {tenant}, datasets)
+    snap = PolicySnapshot(rules, strict=False)
+    now = now or datetime.now(UTC)
+    found = mixed_exposure(rules, after, now=now, snapshot=snap)
+    if not found:
+        return []
+    was = mixed_exposure(rules, before, now=now, snapshot=snap)
+    return [e for e in found if not any(e.covered_by(old) for old in was)]
+
+
+def describe(problems: Sequence[MixedExposure]) -> str:
+    head = "; ".join(p.reason for p in problems[:3])
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    return f"refused: mixed exposure of identifiers: {head}{more}"
