@@ -6,10 +6,14 @@ so tests that use several connections (the API, the audit writer) see real trans
 from __future__ import annotations
 
 import os
+import queue
 import shutil
+import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
@@ -25,6 +29,7 @@ PG_URL = os.environ.get(
     "WARDEN_TEST_POSTGRES_URL"
 )  # e.g. postgresql+psycopg:///postgres?host=/var/run/postgresql
 BACKENDS = ["sqlite", "postgres"]
+MASK_KEY = "test-mask-key"
 
 
 def _pg_admin() -> Engine:
@@ -63,26 +68,75 @@ def pg_template() -> Iterator[str]:
     admin.dispose()
 
 
+class _Dropper:
+    """Drops finished tests' PostgreSQL databases on a background thread: DROP DATABASE waits
+    for a checkpoint (hundreds of ms on a busy machine) that no test needs to wait for."""
+
+    def __init__(self) -> None:
+        self.queue: queue.Queue[str | None] = queue.Queue()
+        self.thread = threading.Thread(target=self._run, name="pg-dropper", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        admin = _pg_admin()
+        try:
+            while (name := self.queue.get()) is not None:
+                with admin.connect() as conn:
+                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        finally:
+            admin.dispose()
+
+    def drop(self, name: str) -> None:
+        self.queue.put(name)
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+
+
+@pytest.fixture(scope="session")
+def pg_dropper() -> Iterator[_Dropper]:
+    dropper = _Dropper()
+    yield dropper
+    dropper.close()
+
+
+# Databases created already seeded for the `warden` harness (see `seeded`), by URL.
+_SEEDED: dict[str, Seeded] = {}
+
+
 @pytest.fixture(params=BACKENDS)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A freshly migrated, empty database on each backend."""
+    """A freshly migrated, empty database on each backend. For a test that uses the `warden`
+    harness, a copy of one already initialised and seeded the same way (built once)."""
+    seed: Seeded | None = None
+    if "warden" in request.fixturenames:
+        seed = request.getfixturevalue(f"seeded_{request.param}")
     if request.param == "sqlite":
-        template = request.getfixturevalue("sqlite_template")
+        template = seed.sqlite if seed else request.getfixturevalue("sqlite_template")
         path = tmp_path / "warden.db"
         shutil.copyfile(template, path)
-        yield f"sqlite:///{path}"
+        url = f"sqlite:///{path}"
+        if seed:
+            _SEEDED[url] = seed
+        yield url
+        _SEEDED.pop(url, None)
         return
-    template = request.getfixturevalue("pg_template")
+    template = seed.pg if seed else request.getfixturevalue("pg_template")
+    dropper = request.getfixturevalue("pg_dropper")
     name = f"warden_t_{uuid.uuid4().hex[:10]}"
     admin = _pg_admin()
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    admin.dispose()
+    url = _pg_url(name)
+    if seed:
+        _SEEDED[url] = seed
     try:
-        yield _pg_url(name)
+        yield url
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        _SEEDED.pop(url, None)
+        dropper.drop(name)
 
 
 @pytest.fixture
@@ -105,17 +159,102 @@ def taste_graph(tmp_path_factory: pytest.TempPathFactory) -> list:
     return generate(tmp_path_factory.mktemp("graph"), scale="small", seed=0)
 
 
-@pytest.fixture
-def warden(db_url: str, tmp_path: Path, taste_graph: list) -> Iterator[WardenHarness]:
+@dataclass(frozen=True)
+class Seeded:
+    """A database initialised and seeded as WardenHarness.build does it, and its data folder:
+    built once per session and backend, copied for each test (the same state, without
+    redoing `warden init`, the people and the catalog for every test)."""
+
+    tokens: dict[str, str]
+    data_dir: Path
+    config_dir: Path
+    keys_dir: Path  # the audit keys its chain was written with (WARDEN_AUDIT_KEYS_DIR or config)
+    chain_key: str | None  # WARDEN_AUDIT_CHAIN_KEY when it was seeded
+    sqlite: Path | None = None  # the SQLite file to copy
+    pg: str | None = None  # the PostgreSQL template database
+
+
+def _seed_settings(root: Path, database_url: str) -> Any:
     from warden.config import Settings
 
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        config_dir=tmp_path / "config",
-        database_url=db_url,
-        mask_key="test-mask-key",
+    return Settings(
+        data_dir=root / "data",
+        config_dir=root / "config",
+        database_url=database_url,
+        mask_key=MASK_KEY,
     )
-    harness = WardenHarness.build(settings, taste_graph)
+
+
+def _seeded_dirs(settings: Any) -> tuple[Path, Path, Path, str | None]:
+    dirs = (settings.data_dir, settings.config_dir, settings.resolved_audit_keys_dir)
+    return (*dirs, settings.audit_chain_key)
+
+
+def _copy_audit_keys(seed: Seeded, settings: Any) -> None:
+    """The seeded chain's keys into this test's key folder (a suite may point each test's
+    WARDEN_AUDIT_KEYS_DIR at a folder of its own): the copied chain must verify."""
+    if settings.audit_chain_key != seed.chain_key:
+        pytest.fail("WARDEN_AUDIT_CHAIN_KEY changed since the harness database was seeded")
+    target = settings.resolved_audit_keys_dir
+    if not seed.keys_dir.is_dir() or target.resolve() == seed.keys_dir.resolve():
+        return
+    for source in sorted(seed.keys_dir.rglob("*")):
+        dest = target / source.relative_to(seed.keys_dir)
+        if source.is_dir():
+            dest.mkdir(mode=0o700, parents=True, exist_ok=True)
+        elif not dest.exists():
+            shutil.copy2(source, dest)
+        elif dest.read_bytes() != source.read_bytes():
+            pytest.fail(f"{dest} differs from the key the harness database was seeded with")
+
+
+@pytest.fixture(scope="session")
+def seeded_sqlite(
+    sqlite_template: Path, taste_graph: list, tmp_path_factory: pytest.TempPathFactory
+) -> Seeded:
+    root = tmp_path_factory.mktemp("seeded-sqlite")
+    path = root / "seeded.db"
+    shutil.copyfile(sqlite_template, path)
+    settings = _seed_settings(root, f"sqlite:///{path}")
+    tokens = WardenHarness.seed(settings, taste_graph)
+    return Seeded(tokens, *_seeded_dirs(settings), sqlite=path)
+
+
+@pytest.fixture(scope="session")
+def seeded_postgres(
+    pg_template: str, taste_graph: list, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Seeded]:
+    name = f"warden_seed_{uuid.uuid4().hex[:8]}"
+    admin = _pg_admin()
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"'))
+    settings = _seed_settings(tmp_path_factory.mktemp("seeded-postgres"), _pg_url(name))
+    tokens = WardenHarness.seed(settings, taste_graph)  # disposes its engines: a template
+    yield Seeded(tokens, *_seeded_dirs(settings), pg=name)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def warden(
+    request: pytest.FixtureRequest, db_url: str, tmp_path: Path, taste_graph: list
+) -> Iterator[WardenHarness]:
+    settings = _seed_settings(tmp_path, db_url)
+    seed = _SEEDED.get(db_url)
+    if seed is None and db_url.startswith("sqlite:///"):
+        # A suite's own SQLite db_url (sandbox, jobs): not opened yet, so replace the file.
+        seed = request.getfixturevalue("seeded_sqlite")
+        assert seed.sqlite is not None
+        shutil.copyfile(seed.sqlite, db_url.removeprefix("sqlite:///"))
+    if seed is not None:  # the database is a copy of the seeded one: copy its files too
+        shutil.copytree(seed.data_dir, settings.data_dir)
+        if seed.config_dir.exists():
+            shutil.copytree(seed.config_dir, settings.config_dir)
+        _copy_audit_keys(seed, settings)
+        harness = WardenHarness.open(settings, dict(seed.tokens))
+    else:
+        harness = WardenHarness.build(settings, taste_graph)
     # as `warden init` leaves them: `warden serve` refuses data others can reach
     _make_private(settings.data_dir)
     if db_url.startswith("sqlite:///"):
@@ -142,7 +281,13 @@ class WardenHarness:
 
     @classmethod
     def build(cls, settings: object, specs: list) -> WardenHarness:
-        from warden.api.app import create_app
+        tokens = cls.seed(settings, specs)
+        return cls.open(settings, tokens)
+
+    @staticmethod
+    def seed(settings: object, specs: list) -> dict[str, str]:
+        """`warden init`, the people with their roles and tokens, the taste graph in the
+        catalog: everything the harness writes (database and data folder); returns tokens."""
         from warden.catalog.seeding import register_generated
         from warden.core.platform import build_platform
         from warden.db.session import unit_of_work
@@ -159,17 +304,31 @@ class WardenHarness:
         done = initialize(settings, tenant="acme", admin="admin")  # type: ignore[arg-type]
         state = build_platform(settings)  # type: ignore[arg-type]
         tokens = {"admin": done.token}
-        with unit_of_work(state.sessions) as db:
-            tenant = get_tenant(db, "acme")
-            admin = get_principal(db, "admin")
-            actor = Caller("admin", "person", "acme", admin.id)
-            links = []
-            for name, roles in PEOPLE.items():
-                principal = create_principal(db, name, "person", tenant)
-                tokens[name] = issue_token(db, principal)
-                links += [("g", (name, role, "acme")) for role in roles]
-            apply_change(db, actor, add=links, reason="test people")
-            register_generated(db, specs, settings.datasets_dir, "acme", "admin", {"test": True})  # type: ignore[attr-defined]
+        try:
+            with unit_of_work(state.sessions) as db:
+                tenant = get_tenant(db, "acme")
+                admin = get_principal(db, "admin")
+                actor = Caller("admin", "person", "acme", admin.id)
+                links = []
+                for name, roles in PEOPLE.items():
+                    principal = create_principal(db, name, "person", tenant)
+                    tokens[name] = issue_token(db, principal)
+                    links += [("g", (name, role, "acme")) for role in roles]
+                apply_change(db, actor, add=links, reason="test people")
+                register_generated(
+                    db, specs, settings.datasets_dir, "acme", "admin", {"test": True}
+                )  # type: ignore[attr-defined]
+        finally:
+            state.engine.dispose()
+        return tokens
+
+    @classmethod
+    def open(cls, settings: object, tokens: dict[str, str]) -> WardenHarness:
+        """The API app over a seeded database (its policy loaded)."""
+        from warden.api.app import create_app
+        from warden.core.platform import build_platform
+
+        state = build_platform(settings)  # type: ignore[arg-type]
         state.policy.reload()
         return cls(settings, create_app(settings, state=state), tokens)
 

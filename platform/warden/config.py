@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(default=6, ge=1)
     webhook_backoff_s: float = Field(default=2.0, gt=0)
     webhook_poll_s: float = Field(default=1.0, gt=0)
+    # Reviewed changes: approvals a widening change needs (never fewer than one other
+    # person), and the longest grant each class may ever allow, whatever a dataset says.
+    change_quorum: int = Field(default=1, ge=1, le=10)
+    access_pii_max_duration_days: int = Field(default=90, ge=1, le=3650)
+    access_internal_max_duration_days: int = Field(default=365, ge=1, le=3650)
     # Identity: every API token expires. Lifetimes in days per principal kind (a request above
     # the maximum is refused), and how many live (unexpired, unrevoked) tokens one principal
     # may hold at once.

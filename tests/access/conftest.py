@@ -23,6 +23,8 @@ from warden.access.models import (
     AccessReview,
     AccessSetting,
     AccessTransition,
+    ChangeReview,
+    ReviewedChange,
     WebhookDelivery,
 )
 from warden.audit.models import AuditEvent
@@ -47,22 +49,70 @@ class Clock:
         return self.now
 
 
+def bootstrap_people(warden: Any, people: dict[str, list[str]]) -> None:
+    """People created by nobody (as `warden init` creates its founders), with roles, and a
+    token each: independent reviewers, unlike principals an admin creates through the API."""
+    from warden.db.session import unit_of_work
+    from warden.identity.service import (
+        Caller,
+        create_principal,
+        get_principal,
+        get_tenant,
+        issue_token,
+    )
+    from warden.policy.changes import apply_change
+
+    state = warden.state
+    with unit_of_work(state.sessions) as db:
+        tenant = get_tenant(db, "acme")
+        admin = get_principal(db, "admin")
+        links = []
+        for name, roles in people.items():
+            principal = create_principal(db, name, "person", tenant)
+            warden.tokens[name] = issue_token(db, principal)
+            links += [("g", (name, f"role:{r.removeprefix('role:')}", "acme")) for r in roles]
+        actor = Caller("admin", "person", "acme", admin.id)
+        apply_change(db, actor, add=links, reason="test people", action="policy.bootstrap")
+    state.policy.ensure_fresh()
+
+
+def link_role(warden: Any, name: str, role: str) -> None:
+    """Give an existing principal a role the way bootstrap does (no review): for tests about
+    something else that need, say, a second admin."""
+    from warden.db.session import unit_of_work
+    from warden.identity.service import Caller, get_principal
+    from warden.policy.changes import apply_change
+
+    with unit_of_work(warden.state.sessions) as db:
+        admin = get_principal(db, "admin")
+        actor = Caller("admin", "person", "acme", admin.id)
+        link = ("g", (name, f"role:{role.removeprefix('role:')}", "acme"))
+        apply_change(db, actor, add=[link], reason="test setup", action="policy.bootstrap")
+    warden.state.policy.ensure_fresh()
+
+
 class Access:
-    """The `warden` harness plus reviewers and shortcuts for the access API."""
+    """The `warden` harness plus reviewers and shortcuts for the access API. `ada` is a second
+    admin created at bootstrap: she approves the changes the admin proposes."""
 
     def __init__(self, warden: Any) -> None:
         self.w = warden
         self.http = warden.http
         self.clock = Clock(T0)
         warden.state.clock = self.clock
-        for name, roles in (("sam", ["steward"]), ("tess", ["steward"]), ("olga", ["owner"])):
-            self.add_person(name, roles)
+        bootstrap_people(
+            warden,
+            {"sam": ["steward"], "tess": ["steward"], "olga": ["owner"], "ada": ["admin"]},
+        )
 
     def add_person(self, name: str, roles: list[str]) -> None:
+        """Created by the admin through the API; roles proposed by the admin, approved by ada."""
         r = self.http.post(
             "/v1/principals", json={"name": name, "roles": roles}, headers=self.w.as_("admin")
         )
-        assert r.status_code == 201, r.text
+        assert r.status_code == (202 if roles else 201), r.text
+        if roles:
+            self.approve_change("ada", r.json()["change_id"])
         t = self.http.post(f"/v1/principals/{name}/tokens", json={}, headers=self.w.as_("admin"))
         assert t.status_code == 201, t.text
         self.w.tokens[name] = t.json()["token"]
@@ -70,15 +120,29 @@ class Access:
     def as_(self, who: str) -> dict[str, str]:
         return self.w.as_(who)  # type: ignore[no-any-return]
 
-    def allow_break_glass(self) -> None:
-        """Load policies/access.csv (what `warden init` seeds) through the policy API."""
-        lines = [format_rule(p, f) for p, f in read_csv([ACCESS_CSV])]
+    def propose(self, who: str, add: list[str] = [], remove: list[str] = [], **more: Any) -> Any:  # noqa: B006
+        body = {"add": add, "remove": remove, **more}
+        return self.http.post("/v1/policy/rules", json=body, headers=self.as_(who))
+
+    def approve_change(self, who: str, change_id: str) -> dict[str, Any]:
         r = self.http.post(
-            "/v1/policy/rules",
-            json={"add": lines, "reason": "access rules"},
-            headers=self.as_("admin"),
+            f"/v1/policy/changes/{change_id}/approve", json={"comment": "ok"}, headers=self.as_(who)
         )
         assert r.status_code == 200, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    def reviewed_rules(self, add: list[str], reason: str = "") -> dict[str, Any]:
+        """Rules proposed by the admin and approved by ada: in force on return."""
+        r = self.propose("admin", add, reason=reason)
+        assert r.status_code == 202, r.text
+        done = self.approve_change("ada", r.json()["change"]["id"])
+        assert done["state"] == "applied", done
+        return done
+
+    def allow_break_glass(self) -> None:
+        """Load policies/access.csv (what `warden init` seeds) through a reviewed change."""
+        lines = [format_rule(p, f) for p, f in read_csv([ACCESS_CSV])]
+        self.reviewed_rules(lines, reason="access rules")
 
     # -- calls ---------------------------------------------------------------------------
 
@@ -161,6 +225,8 @@ class Access:
                     AccessTransition,
                     AccessSetting,
                     WebhookDelivery,
+                    ReviewedChange,
+                    ChangeReview,
                 )
             }
             counts["audit_max_seq"] = db.scalar(select(func.max(AuditEvent.seq)))

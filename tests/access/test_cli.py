@@ -35,7 +35,7 @@ def as_json(result: Any) -> Any:
 
 def test_request_review_read_revoke_through_the_cli(live_warden: Any, access: Access) -> None:
     live = live_warden
-    (req,) = as_json(
+    req = as_json(
         cli(
             live,
             "erin",
@@ -97,9 +97,7 @@ def test_request_review_read_revoke_through_the_cli(live_warden: Any, access: Ac
     assert "revoked" in revoked.stdout
     denied = cli(live, "erin", "read", "pins", "--purpose", "analytics", "--columns", "pin_id")
     assert denied.exit_code == 2
-    history = as_json(cli(live, "erin", "access", "show", req["id"], "--format", "json"))[0][
-        "history"
-    ]
+    history = as_json(cli(live, "erin", "access", "show", req["id"], "--format", "json"))["history"]
     assert history[-1]["event"] == "revoked" and history[-1]["actor"] == "sam"
 
 
@@ -108,7 +106,7 @@ def test_deny_cancel_break_glass_sign_off_and_terms(live_warden: Any, access: Ac
     access.allow_break_glass()
 
     def ask(who: str, dataset: str, purpose: str) -> str:
-        (r,) = as_json(
+        r = as_json(
             cli(
                 live,
                 who,
@@ -143,7 +141,7 @@ def test_deny_cancel_break_glass_sign_off_and_terms(live_warden: Any, access: Ac
 
     refused = break_glass("mallory", "x")
     assert refused.exit_code == 2 and "Forbidden (403)" in refused.output
-    (bg,) = as_json(break_glass("alice", "incident 7", "--format", "json"))
+    bg = as_json(break_glass("alice", "incident 7", "--format", "json"))
     assert bg["needs_review"] is True
     flagged = ok(cli(live, "sam", "access", "grants", "--needs-review"))
     assert bg["id"] in flagged.stdout and "break-glass" in flagged.stdout
@@ -157,7 +155,7 @@ def test_deny_cancel_break_glass_sign_off_and_terms(live_warden: Any, access: Ac
     terms = as_json(
         cli(live, "admin", "access", "terms", "users", "--max-duration", "3d", "--format", "json")
     )
-    assert (terms[0]["quorum"], terms[0]["max_duration"]) == (2, "3d")
+    assert (terms["quorum"], terms["max_duration"]) == (2, "3d")
     over = cli(
         live,
         "alice",
@@ -193,3 +191,91 @@ def test_access_help_lists_every_command() -> None:
         "tidy",
     ):
         assert command in result.output, command
+
+
+def test_a_reviewed_policy_change_through_the_cli(live_warden: Any, access: Access) -> None:
+    live = live_warden
+    rule = "p, mallory, acme, pins, *, analytics, read, allow, ,"
+    proposed = ok(cli(live, "admin", "policy", "propose", "--add", rule, "--reason", "pins work"))
+    assert "proposed, awaiting review" in proposed.stdout
+    (change,) = as_json(cli(live, "ada", "policy", "changes", "list", "--format", "json"))
+    assert (change["state"], change["proposer"]) == ("pending", "admin")
+    own = cli(live, "admin", "policy", "changes", "approve", change["id"])
+    assert own.exit_code == 2 and "Forbidden (403)" in own.output
+    shown = ok(cli(live, "ada", "policy", "changes", "show", change["id"]))
+    assert "mallory" in shown.stdout and "widens" in shown.stdout
+    done = ok(cli(live, "ada", "policy", "changes", "approve", change["id"], "--comment", "ok"))
+    assert "applied" in done.stdout
+    read = cli(live, "mallory", "read", "pins", "--purpose", "analytics", "--limit", "1")
+    assert read.exit_code == 0, read.output
+
+    narrowing = ok(cli(live, "admin", "policy", "propose", "--remove", rule))
+    assert "1 removed" in narrowing.stdout
+
+    created = ok(cli(live, "admin", "principals", "create", "bob", "--role", "ml_engineer"))
+    assert "proposed, awaiting review" in created.stdout
+    ok(cli(live, "admin", "access", "terms", "users", "--quorum", "3"))
+    lowered = ok(cli(live, "admin", "access", "terms", "users", "--quorum", "2"))
+    assert "proposed, awaiting review" in lowered.stdout
+    floor = cli(live, "admin", "access", "terms", "users", "--quorum", "1")
+    assert floor.exit_code == 2 and "floor of 2" in floor.output
+    pending = as_json(
+        cli(live, "ada", "policy", "changes", "list", "--state", "pending", "--format", "json")
+    )
+    assert len(pending) == 2
+
+
+def test_one_object_prints_as_one_json_object(live_warden: Any, access: Access) -> None:
+    """`--format json` of a command about one thing prints an object; lists stay lists."""
+    live = live_warden
+    access.allow_break_glass()
+    ask = "access request pins --purpose analytics --duration 1d --justification x --format json"
+    req = as_json(cli(live, "erin", *ask.split()))
+    assert isinstance(req, dict) and req["state"] == "pending"
+    singles = {
+        "show": cli(live, "erin", "access", "show", req["id"], "--format", "json"),
+        "approve": cli(live, "sam", "access", "approve", req["id"], "--format", "json"),
+        "terms": cli(live, "admin", "access", "terms", "pins", "--format", "json"),
+        "break-glass": cli(
+            live,
+            "alice",
+            "access",
+            "break-glass",
+            "users",
+            "--purpose",
+            "analytics",
+            "--reason",
+            "incident",
+            "--yes",
+            "--format",
+            "json",
+        ),  # fmt: skip
+        "data show": cli(live, "erin", "data", "show", "pins", "--format", "json"),
+        "policy check": cli(
+            live,
+            "admin",
+            "policy",
+            "check",
+            "erin",
+            "pins",
+            "--purpose",
+            "analytics",
+            "--format",
+            "json",
+        ),  # fmt: skip
+        "principals create": cli(
+            live, "admin", "principals", "create", "newbie", "--format", "json"
+        ),
+    }
+    shapes = {name: type(as_json(result)).__name__ for name, result in singles.items()}
+    assert shapes == dict.fromkeys(singles, "dict")
+    approved = as_json(singles["approve"])
+    grant = approved["grant_id"]
+    revoked = as_json(cli(live, "sam", "access", "revoke", grant, "--reason", "x", "-y",
+                          "--format", "json"))  # fmt: skip
+    assert isinstance(revoked, dict) and revoked["state"] == "revoked"
+    bg = as_json(singles["break-glass"])
+    signed = as_json(cli(live, "sam", "access", "sign-off", bg["id"], "--format", "json"))
+    assert isinstance(signed, dict) and signed["needs_review"] is False
+    listed = as_json(cli(live, "erin", "access", "list", "--mine", "--format", "json"))
+    assert isinstance(listed, list) and [r["id"] for r in listed] == [req["id"]]

@@ -76,9 +76,7 @@ def test_a_reviewer_counts_once(access: Access) -> None:
 
 def test_a_dataset_specific_reviewer_reviews_only_that_dataset(access: Access) -> None:
     access.add_person("rita", [])
-    rule = "p, rita, acme, pins, *, *, review, allow, ,"
-    r = access.http.post("/v1/policy/rules", json={"add": [rule]}, headers=access.as_("admin"))
-    assert r.status_code == 200
+    access.reviewed_rules(["p, rita, acme, pins, *, *, review, allow, ,"])
     pins = access.ask("erin", dataset="pins", purpose="analytics", duration="1d")
     users = access.ask("alice", dataset="users", purpose="analytics", duration="1d")
     assert access.review("rita", users["id"], "approve").status_code == 403

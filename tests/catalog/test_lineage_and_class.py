@@ -284,7 +284,14 @@ def test_registration_that_would_mix_exposure_is_refused(warden: Any, taste_grap
         json={"add": ["p, role:ml_engineer, acme, recs*, *, *, read, allow, ,"], "reason": "t"},
         headers=warden.as_("admin"),
     )
-    assert r.status_code == 200, r.text
+    assert r.status_code == 202, r.text  # widening: reviewed, approved by a second admin
+    from tests.access.conftest import bootstrap_people
+
+    bootstrap_people(warden, {"ada": ["admin"]})
+    done = warden.http.post(
+        f"/v1/policy/changes/{r.json()['change']['id']}/approve", json={}, headers=warden.as_("ada")
+    )
+    assert done.status_code == 200 and done.json()["state"] == "applied", done.text
     with pytest.raises(Forbidden):
         _register(
             warden,

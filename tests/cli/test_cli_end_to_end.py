@@ -7,6 +7,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from tests.access.conftest import bootstrap_people
 from typer.testing import CliRunner
 
 from warden.cli.main import app
@@ -107,7 +108,7 @@ def test_policy_check_names_the_deciding_rule(live_warden) -> None:  # type: ign
         "json",
     )
     assert result.exit_code == 0, result.output
-    decision = json.loads(result.stdout)[0]
+    decision = json.loads(result.stdout)
     effects = {c["column"]: (c["effect"], c["rule"]) for c in decision["columns"]}
     assert effects["user_id"][0] == "mask"
     assert effects["pin_id"] == (
@@ -136,6 +137,11 @@ def test_principals_create_and_list(live_warden) -> None:  # type: ignore[no-unt
         live_warden, "admin", "principals", "create", "bob", "--role", "ml_engineer"
     )
     assert created.exit_code == 0, created.output
+    assert "proposed, awaiting review" in created.output  # a role widens: a second admin
+    bootstrap_people(live_warden, {"ada": ["admin"]})
+    change = " ".join(created.output.split()).split("(change ")[1].split(")")[0]
+    approved = warden_cli(live_warden, "ada", "policy", "changes", "approve", change)
+    assert approved.exit_code == 0, approved.output
     listed = warden_cli(live_warden, "admin", "principals", "list", "--format", "json")
     rows = {p["name"]: p for p in json.loads(listed.stdout)}
     assert rows["bob"]["roles"] == ["role:ml_engineer"]

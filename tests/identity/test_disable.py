@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from tests.access.conftest import link_role
 
 from warden.api.app import create_app
 from warden.core.platform import build_platform
@@ -64,10 +65,7 @@ def test_every_token_of_a_disabled_principal_is_refused(warden) -> None:  # type
 
 def test_a_disabled_person_cannot_reenable_themselves(warden) -> None:  # type: ignore[no-untyped-def]
     # make erin an admin, then disable her: her old token cannot undo it, nor mint a new one
-    r = warden.http.post(
-        "/v1/principals/erin/roles", json={"role": "admin"}, headers=warden.as_("admin")
-    )
-    assert r.status_code == 200
+    link_role(warden, "erin", "admin")  # roles by API are reviewed changes (tests/access)
     assert _post(warden, "admin", "/v1/principals/erin/disable").status_code == 200
     for path in [
         "/v1/principals/erin/enable",
@@ -122,9 +120,7 @@ def test_the_last_enabled_admin_cannot_be_disabled(warden) -> None:  # type: ign
     assert "last enabled admin" in r.json()["detail"]
     assert warden.http.get("/v1/me", headers=warden.as_("admin")).status_code == 200
     # with a second admin, one may go; then the other is the last one
-    warden.http.post(
-        "/v1/principals/erin/roles", json={"role": "admin"}, headers=warden.as_("admin")
-    )
+    link_role(warden, "erin", "admin")
     assert _post(warden, "erin", "/v1/principals/admin/disable").status_code == 200
     assert _post(warden, "erin", "/v1/principals/erin/disable").status_code == 409
     # a disabled admin does not count as the other admin
@@ -135,9 +131,7 @@ def test_the_last_enabled_admin_cannot_be_disabled(warden) -> None:  # type: ign
 
 
 def test_admin_may_disable_themselves_when_another_admin_remains(warden) -> None:  # type: ignore[no-untyped-def]
-    warden.http.post(
-        "/v1/principals/erin/roles", json={"role": "admin"}, headers=warden.as_("admin")
-    )
+    link_role(warden, "erin", "admin")
     assert _post(warden, "admin", "/v1/principals/admin/disable").status_code == 200
     assert warden.http.get("/v1/me", headers=warden.as_("admin")).status_code == 401
 
@@ -160,9 +154,7 @@ def test_two_admins_disabling_each_other_at_once_leave_one(warden) -> None:  # t
     from warden.errors import Conflict
     from warden.identity.service import set_disabled
 
-    warden.http.post(
-        "/v1/principals/erin/roles", json={"role": "admin"}, headers=warden.as_("admin")
-    )
+    link_role(warden, "erin", "admin")
     snapshot = warden.state.policy.ensure_fresh()
     now = warden.state.now()
 

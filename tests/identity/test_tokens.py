@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, text, update
+from tests.access.conftest import bootstrap_people
 
 from warden.identity.models import ApiToken
 
@@ -65,8 +66,13 @@ def test_only_admins_manage_principals(warden) -> None:  # type: ignore[no-untyp
     r = warden.http.post("/v1/principals", json=body, headers=warden.as_("alice"))
     assert r.status_code == 403
     r = warden.http.post("/v1/principals", json=body, headers=warden.as_("admin"))
-    assert r.status_code == 201, r.text
-    assert r.json()["roles"] == ["role:ml_engineer"]
+    assert r.status_code == 202, r.text  # created; its role waits for a second admin
+    assert (r.json()["roles"], r.json()["pending_roles"]) == ([], ["role:ml_engineer"])
+    bootstrap_people(warden, {"ada": ["admin"]})
+    approved = warden.http.post(
+        f"/v1/policy/changes/{r.json()['change_id']}/approve", json={}, headers=warden.as_("ada")
+    )
+    assert approved.status_code == 200 and approved.json()["state"] == "applied"
     again = warden.http.post("/v1/principals", json=body, headers=warden.as_("admin"))
     assert again.status_code == 409
     assert again.json()["error"] == "Conflict"
@@ -89,7 +95,13 @@ def test_role_changes_are_audited_policy_changes(warden) -> None:  # type: ignor
     r = warden.http.post(
         "/v1/principals/mallory/roles", json={"role": "auditor"}, headers=warden.as_("admin")
     )
-    assert r.status_code == 200 and r.json()["roles"] == ["role:auditor"]
+    assert r.status_code == 202 and r.json()["pending_roles"] == ["role:auditor"]
+    bootstrap_people(warden, {"ada": ["admin"]})
+    before = warden.http.get("/v1/policy", headers=warden.as_("admin")).json()["version"]
+    approved = warden.http.post(
+        f"/v1/policy/changes/{r.json()['change_id']}/approve", json={}, headers=warden.as_("ada")
+    )
+    assert approved.status_code == 200 and approved.json()["state"] == "applied"
     after = warden.http.get("/v1/policy", headers=warden.as_("admin")).json()["version"]
     assert after == before + 1
     changes = warden.audit_events(action="policy.change")

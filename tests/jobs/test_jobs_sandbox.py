@@ -206,3 +206,36 @@ def test_a_worker_with_two_slots_runs_two_jobs_at_once(ml_warden: WardenHarness)
     assert second["started_at"] < first["ended_at"], "the second job waited for the first"
     logs = ml_warden.http.get(f"/v1/jobs/{first['id']}/logs", headers=ml_warden.as_("alice"))
     assert "threads 1" in logs.text  # one compute thread per CPU the sandbox has
+
+
+def test_custom_command_that_exits_0_without_metrics_succeeds(
+    ml_warden: WardenHarness, worker: JobWorker
+) -> None:
+    """Exit status decides; metrics.json is optional (`warden jobs run train -- python -c …`)."""
+    read = (
+        "from warden.sdk import Client\n"
+        "with Client() as c:\n"
+        "    print('rows', c.read('pins', purpose='training', columns=['pin_id']).height)\n"
+    )
+    job = queue(ml_warden, command=["python3", "-c", read])
+    assert worker.run_once() == job["id"]
+    done = show(ml_warden, job["id"])
+    assert done["state"] == "succeeded", done
+    assert done["reason"] is None and done["model_id"]
+    logs = ml_warden.http.get(f"/v1/jobs/{job['id']}/logs", headers=ml_warden.as_("alice")).text
+    assert "rows " in logs and "wrote no metrics.json; none recorded" in logs
+    model = ml_warden.http.get("/v1/models/domain-tower", headers=ml_warden.as_("alice")).json()
+    assert model["job_id"] == job["id"] and model["metrics"] == {}
+
+    # an unusable metrics.json does not fail a job that exited 0 either
+    bad = queue(ml_warden, command=["python3", "-c", "open('/out/metrics.json','w').write('[1')"])
+    assert worker.run_once() == bad["id"]
+    assert show(ml_warden, bad["id"])["state"] == "succeeded"
+    # and exit status still fails a job that wrote metrics
+    failed = queue(
+        ml_warden,
+        command=["python3", "-c", "open('/out/metrics.json','w').write('{}'); raise SystemExit(3)"],
+    )
+    assert worker.run_once() == failed["id"]
+    final = show(ml_warden, failed["id"])
+    assert final["state"] == "failed" and "exited with code 3" in final["reason"], final

@@ -47,8 +47,23 @@ def refused(w: Any, add: list[str] = (), remove: list[str] = ()) -> dict[str, An
 
 
 def ok(w: Any, add: list[str] = (), remove: list[str] = ()) -> None:  # type: ignore[assignment]
+    """Applied: at once if narrowing, else proposed and approved by a second admin."""
     r = change(w, add, remove)
+    if r.status_code == 202:
+        approve(w, r.json()["change"]["id"])
+        return
     assert r.status_code == 200, r.text
+
+
+def approve(w: Any, change_id: str) -> None:
+    """Widening changes are reviewed (tests/access/test_reviewed_changes.py): ada, a second
+    admin from bootstrap, approves what the admin proposed."""
+    from tests.access.conftest import bootstrap_people
+
+    if "ada" not in w.tokens:
+        bootstrap_people(w, {"ada": ["admin"]})
+    r = w.http.post(f"/v1/policy/changes/{change_id}/approve", json={}, headers=w.as_("ada"))
+    assert r.status_code == 200 and r.json()["state"] == "applied", r.text
 
 
 def gold_user_ids(w: Any, who: str = "alice") -> pl.Series:
@@ -114,7 +129,8 @@ def test_through_principal_creation_with_roles(warden: Any) -> None:
     r = warden.http.post(
         "/v1/principals", json={"name": "bob", "roles": ["support"]}, headers=warden.as_("admin")
     )
-    assert r.status_code == 201, r.text
+    assert r.status_code == 202, r.text  # created; the role is a reviewed change
+    approve(warden, r.json()["change_id"])
     r = warden.http.post(
         "/v1/principals/bob/roles", json={"role": "ml_engineer"}, headers=warden.as_("admin")
     )
@@ -187,11 +203,17 @@ def test_a_grant_that_would_add_the_masked_side_is_refused_at_approval(warden: A
     """bob reads users.user_id raw (support); a reviewed grant on engagements would hand him
     the pseudonymised side: the approval is refused and leaves nothing behind."""
     ok(warden, ["p, role:support, acme, users, user_id, analytics, read, allow, ,"])
-    for name, roles in (("bob", ["support"]), ("sam", ["steward"]), ("tess", ["steward"])):
+    from tests.access.conftest import bootstrap_people
+
+    # The stewards come from bootstrap: ones the admin created never approve for bob, whom
+    # the admin created too (separation of duties, tests/access/test_reviewed_changes.py).
+    bootstrap_people(warden, {"sam": ["steward"], "tess": ["steward"]})
+    for name, roles in (("bob", ["support"]),):
         r = warden.http.post(
             "/v1/principals", json={"name": name, "roles": roles}, headers=warden.as_("admin")
         )
-        assert r.status_code == 201, r.text
+        assert r.status_code == 202, r.text  # created; the role is a reviewed change
+        approve(warden, r.json()["change_id"])
         t = warden.http.post(f"/v1/principals/{name}/tokens", json={}, headers=warden.as_("admin"))
         warden.tokens[name] = t.json()["token"]
     body = {

@@ -46,6 +46,18 @@ def probes(warden: WardenHarness, dataset: str) -> dict[str, Any]:
             json={"kind": "eval", "datasets": {"d": dataset}, "purpose": "analytics"},
             headers=mallory,
         ),
+        "request": http.post(
+            "/v1/access/requests",
+            json={
+                "dataset": dataset,
+                "purpose": "analytics",
+                "columns": ["pin_id", "no_such_column"],
+                "duration": "1d",
+                "justification": "curious",
+            },
+            headers=mallory,
+        ),
+        "settings": http.get(f"/v1/access/settings/{dataset}", headers=mallory),
         "sandbox": http.post(
             "/v1/sandboxes",
             json={
@@ -77,6 +89,7 @@ def test_a_hidden_dataset_answers_like_a_missing_one_on_every_route(
             "error": "NotFound",
             "detail": want.json()["detail"].replace("no_such_set", HIDDEN),
         }, route
+    assert "pin_id" not in str(hidden["request"].json())  # no column name leaks
     listed = mallory_runs_ml.http.get("/v1/datasets", headers=mallory_runs_ml.as_("mallory")).json()
     assert listed["datasets"] == []
 

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 REQUEST_PREFIX = "req-"
 GRANT_PREFIX = "grant-"
 BREAK_GLASS_PREFIX = "bg-"
+CHANGE_PREFIX = "chg-"
 
 
 def new_id(prefix: str) -> str:

@@ -4,7 +4,7 @@ either, per-dataset access settings, and the webhook outbox. Nothing here is eve
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -154,3 +154,52 @@ class WebhookDelivery(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     last_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class ReviewedChange(Base):
+    """A change that widens what someone can read (policy rules, role links, a dataset's
+    access terms, a class lowering): proposed by one person, applied only once others
+    approve it, or applied at once as a flagged break-glass that stays "needs review"."""
+
+    __tablename__ = "reviewed_change"
+    __table_args__ = (Index("ix_reviewed_change_tenant_state", "tenant_id", "state"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenant.id"))
+    kind: Mapped[str] = mapped_column(String(16))  # rules | settings | classification
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    summary: Mapped[str] = mapped_column(Text)
+    # Why it is a widening, item by item; and whose reading it widens (principal ids).
+    widening: Mapped[list[str]] = mapped_column(JSON)
+    beneficiary_ids: Mapped[list[str]] = mapped_column(JSON)
+    proposer_id: Mapped[str] = mapped_column(ForeignKey("principal.id"), index=True)
+    proposer: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    quorum: Mapped[int] = mapped_column(Integer)
+    # pending | applied | denied | cancelled | expired
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    pending_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    policy_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    break_glass: Mapped[bool] = mapped_column(Boolean, default=False)
+    needs_review: Mapped[bool] = mapped_column(Boolean, default=False)
+    signed_off_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    signed_off_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ChangeReview(Base):
+    """One reviewer's decision on one reviewed change; a reviewer counts once per change."""
+
+    __tablename__ = "change_review"
+    __table_args__ = (
+        UniqueConstraint("change_id", "reviewer_id", name="uq_change_review_change_reviewer"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    change_id: Mapped[str] = mapped_column(ForeignKey("reviewed_change.id"), index=True)
+    reviewer_id: Mapped[str] = mapped_column(ForeignKey("principal.id"))
+    reviewer: Mapped[str] = mapped_column(String(64))
+    decision: Mapped[str] = mapped_column(String(16))  # approve | deny
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

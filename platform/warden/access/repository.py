@@ -14,6 +14,8 @@ from warden.access.models import (
     AccessReview,
     AccessSetting,
     AccessTransition,
+    ChangeReview,
+    ReviewedChange,
     Subject,
     WebhookDelivery,
 )
@@ -284,6 +286,60 @@ def claim_delivery(db: Session, delivery: WebhookDelivery, lease_until: datetime
         execution_options={"synchronize_session": False},
     )
     return getattr(result, "rowcount", 0) == 1
+
+
+def find_change(
+    db: Session, change_id: str, tenant_id: str, *, lock: bool = False
+) -> ReviewedChange | None:
+    """A tenant's reviewed change; `lock` holds its row until the transaction ends (on
+    SQLite a no-op write takes the database write lock first, as `find` does)."""
+    if lock and _sqlite(db):
+        db.execute(
+            update(ReviewedChange)
+            .where(ReviewedChange.id == change_id)
+            .values(state=ReviewedChange.state),
+            execution_options={"synchronize_session": False},
+        )
+    query = select(ReviewedChange).where(
+        ReviewedChange.id == change_id, ReviewedChange.tenant_id == tenant_id
+    )
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    return db.scalar(query)
+
+
+def change_reviews_of(db: Session, change_ids: Collection[str]) -> dict[str, list[ChangeReview]]:
+    found: dict[str, list[ChangeReview]] = {cid: [] for cid in change_ids}
+    if not change_ids:
+        return found
+    query = (
+        select(ChangeReview)
+        .where(ChangeReview.change_id.in_(list(change_ids)))
+        .order_by(ChangeReview.id)
+    )
+    for review in db.scalars(query):
+        found[review.change_id].append(review)
+    return found
+
+
+def list_changes(
+    db: Session,
+    tenant_id: str,
+    *,
+    proposer_id: str | None,
+    states: Collection[str],
+    needs_review: bool | None,
+    limit: int,
+) -> list[ReviewedChange]:
+    query = select(ReviewedChange).where(ReviewedChange.tenant_id == tenant_id)
+    if proposer_id is not None:
+        query = query.where(ReviewedChange.proposer_id == proposer_id)
+    if states:
+        query = query.where(ReviewedChange.state.in_(list(states)))
+    if needs_review is not None:
+        query = query.where(ReviewedChange.needs_review.is_(needs_review))
+    query = query.order_by(ReviewedChange.created_at.desc(), ReviewedChange.id).limit(limit)
+    return list(db.scalars(query))
 
 
 def last_grant_of(db: Session, principal_id: str, dataset_id: str) -> AccessGrant | None:

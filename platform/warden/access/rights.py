@@ -23,8 +23,9 @@ def require_person(caller: Caller) -> None:
 
 
 def may_review(state: Platform, caller: Caller, dataset: str, owner: str) -> bool:
-    """The dataset's owner, or whoever Casbin gives `review` on it (stewards, owners)."""
-    if caller.kind == "job":
+    """The dataset's owner, or whoever Casbin gives `review` on it (stewards, owners); only
+    ever a person: service accounts and job tokens never review."""
+    if caller.kind != "person":
         return False
     if caller.name == owner:
         return True
@@ -54,7 +55,7 @@ def visibility(db: Session, state: Platform, caller: Caller, tenant: Tenant) -> 
     owned_or_reviewed = frozenset(
         d.id
         for d in repo.tenant_datasets(db, tenant.id)
-        if caller.kind != "job"
+        if caller.kind == "person"
         and (
             d.owner_id == caller.principal_id
             or snapshot.can(caller.name, caller.tenant, d.name, "review", now)
@@ -64,11 +65,12 @@ def visibility(db: Session, state: Platform, caller: Caller, tenant: Tenant) -> 
 
 
 def reviewers_of(db: Session, state: Platform, tenant: Tenant, view: DatasetView) -> list[str]:
-    """Everyone in the tenant who may review requests on the dataset."""
+    """Every person in the tenant who may review requests on the dataset."""
     snapshot = state.policy.ensure_fresh()
     now = state.now()
     return [
         p.name
         for p in repo.tenant_principals(db, tenant.id)
-        if p.name == view.owner or snapshot.can(p.name, tenant.name, view.name, "review", now)
+        if p.kind == "person"
+        and (p.name == view.owner or snapshot.can(p.name, tenant.name, view.name, "review", now))
     ]

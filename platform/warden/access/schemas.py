@@ -203,3 +203,45 @@ class DeliveryOut(BaseModel):
     delivered_at: str | None
     last_status: int | None
     last_error: str | None
+
+
+class RulesChange(BaseModel):
+    """Rules to add and remove, as one change: all or nothing. A change that could widen
+    what anyone reads is proposed (202) unless `break_glass` applies it now, flagged."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    add: list[str] = Field(default_factory=list, max_length=10_000)
+    remove: list[str] = Field(default_factory=list, max_length=10_000)
+    reason: str = Field(default="", max_length=500)
+    break_glass: bool = False
+
+
+class ChangeDecision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    comment: str = Field(default="", max_length=2000)
+
+
+class ChangeOut(BaseModel):
+    id: str
+    kind: str
+    summary: str
+    payload: dict[str, Any]
+    widening: list[str]
+    beneficiaries: list[str]
+    proposer: str
+    reason: str
+    quorum: int
+    approvals: list[str]
+    state: str
+    created_at: str
+    pending_until: str
+    resolved_at: str | None
+    policy_version: int | None
+    break_glass: bool
+    needs_review: bool
+    signed_off_by: str | None
+    signed_off_at: str | None
+    reviews: list[ReviewOut] | None = None
+    history: list[TransitionOut] | None = None

@@ -1,4 +1,5 @@
 """The access workflow: requests → reviews → grants, break-glass, revocation and expiry.
+(Kept over 500 lines: requests, reviews and grants share one lifecycle and its rules.)
 
 Rules this module enforces, with no bypass for anyone:
 - a requester never reviews (or signs off) their own request, whatever their roles;
@@ -23,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from warden.access import repository as repo
+from warden.access.duties import counting, refuse_conflict, require_human, widen_to_keepers
 from warden.access.events import (
     SYSTEM_ACTOR,
     Actor,
@@ -59,6 +61,7 @@ from warden.identity.models import Tenant
 from warden.identity.service import Caller, get_tenant
 from warden.policy import exposure, store
 from warden.policy.engine import format_now
+from warden.policy.reads import require_visible
 from warden.policy.rules import Rule
 
 
@@ -76,8 +79,9 @@ def create_request(db: Session, state: Platform, caller: Caller, body: RequestCr
     require_person(caller)
     tenant = get_tenant(db, caller.tenant)
     view = load_view(db, state.settings.datasets_dir, caller.tenant, body.dataset)
+    require_visible(state, caller, view)
     columns = check_columns(view, body.columns, body.purpose)
-    terms = terms_of(db, view)
+    terms = terms_of(db, view, state.settings)
     if body.duration > terms.max_duration_s:
         raise Unprocessable(
             f"duration {format_duration(body.duration)} is over the maximum of"
@@ -327,8 +331,11 @@ def review(
     view = load_view(db, state.settings.datasets_dir, caller.tenant, req.dataset)
     if req.requester_id == caller.principal_id:
         raise Forbidden("a requester never reviews their own request, whatever their roles")
+    require_human(caller, "review access requests")
     if not may_review(state, caller, view.name, view.owner):
         raise Forbidden(f"{caller.name} may not review access requests for {view.name!r}")
+    beneficiaries = widen_to_keepers(db, [req.requester_id])
+    refuse_conflict(db, caller, req.requester_id, beneficiaries, "access request")
     _check_pending(state, req, "reviewed")
     reviews = repo.reviews_of(db, [req.id])[req.id]
     if any(r.reviewer_id == caller.principal_id for r in reviews):
@@ -350,6 +357,7 @@ def review(
     approvals = {r.reviewer_id for r in reviews if r.decision == "approve"}
     if decision == "approve":
         approvals.add(caller.principal_id)
+    approvals &= counting(db, approvals, req.requester_id, beneficiaries)
     actor = actor_of(caller)
     record(
         db,
@@ -522,12 +530,14 @@ def break_glass(db: Session, state: Platform, caller: Caller, body: BreakGlassCr
     """Immediate, short access in an emergency: needs the `sys:break_glass` right, is flagged
     in every read it allows, and stays "needs review" until a reviewer signs it off."""
     require_person(caller)
+    require_human(caller, "break glass")
     if not can(state, caller, BREAK_GLASS_OBJECT, "manage"):
         raise Forbidden(f"{caller.name} may not break glass")
     tenant = get_tenant(db, caller.tenant)
     view = load_view(db, state.settings.datasets_dir, caller.tenant, body.dataset)
+    require_visible(state, caller, view)
     columns = check_columns(view, body.columns, body.purpose)
-    terms = terms_of(db, view)
+    terms = terms_of(db, view, state.settings)
     duration = min(state.settings.access_break_glass_minutes * 60, terms.max_duration_s)
     req = _add_request(
         db,
@@ -578,8 +588,11 @@ def sign_off(db: Session, state: Platform, caller: Caller, grant_id: str, commen
     view = load_view(db, state.settings.datasets_dir, caller.tenant, grant.dataset)
     if grant.principal_id == caller.principal_id:
         raise Forbidden("the holder of a break-glass grant never signs it off")
+    require_human(caller, "sign off break-glass grants")
     if not may_review(state, caller, view.name, view.owner):
         raise Forbidden(f"{caller.name} may not review access to {view.name!r}")
+    beneficiaries = widen_to_keepers(db, [grant.principal_id])
+    refuse_conflict(db, caller, grant.principal_id, beneficiaries, "break-glass grant")
     if not grant.break_glass:
         raise Conflict(f"grant {grant.id} is not a break-glass grant")
     if not grant.needs_review:

@@ -5,21 +5,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from warden.access import repository as repo
 from warden.access.models import AccessSetting
-from warden.access.rights import ACCESS_OBJECT, can, require_person
-from warden.access.schemas import SettingsOut, SettingsUpdate, format_duration
+from warden.access.schemas import MAX_DURATION_S, SettingsOut, format_duration
 from warden.audit.service import AuditRecord, append
-from warden.catalog.service import DatasetView, load_view
+from warden.catalog.service import DatasetView
+from warden.config import Settings
 from warden.core.platform import Platform
-from warden.errors import Forbidden, Unprocessable
+from warden.errors import Unprocessable
 from warden.identity.service import Caller
 from warden.policy.rules import rule_problems
 
 DAY = 86_400
+# Floors no setting can go below: pii needs two approvers, internal one; public is
+# immediate. Unknown classes are treated as pii.
+FLOOR_QUORUM: Mapping[str, int] = {"public": 0, "internal": 1, "pii": 2}
 DEFAULT_QUORUM: Mapping[str, int] = {"public": 0, "internal": 1, "pii": 2}
 DEFAULT_MAX_DURATION_S: Mapping[str, int] = {
     "public": 90 * DAY,
@@ -49,18 +53,76 @@ class Terms:
         )
 
 
-def terms_of(db: Session, view: DatasetView) -> Terms:
-    setting = repo.setting_of(db, view.id)
-    quorum = DEFAULT_QUORUM.get(view.classification, 2)
-    max_duration = DEFAULT_MAX_DURATION_S.get(view.classification, 7 * DAY)
+def floor_quorum(classification: str) -> int:
+    return FLOOR_QUORUM.get(classification, FLOOR_QUORUM["pii"])
+
+
+def ceiling_duration_s(classification: str, settings: Settings | None = None) -> int:
+    """The longest grant a class may ever allow (pii 90 days, internal a year by default)."""
+    if classification == "public":
+        return MAX_DURATION_S
+    if classification == "internal":
+        days = settings.access_internal_max_duration_days if settings else 365
+    else:
+        days = settings.access_pii_max_duration_days if settings else 90
+    return days * DAY
+
+
+def _compose(
+    view: DatasetView, settings: Settings | None, quorum: int | None, max_duration: int | None
+) -> Terms:
+    """Class defaults, then the dataset's own values; a stored value outside the floors
+    (written past the API) is held to the floor."""
+    cls = view.classification
     overridden: list[str] = []
-    if setting is not None and setting.quorum is not None:
-        quorum = setting.quorum
+    q = DEFAULT_QUORUM.get(cls, 2)
+    if quorum is not None:
+        q = quorum
         overridden.append("quorum")
-    if setting is not None and setting.max_duration_s is not None:
-        max_duration = setting.max_duration_s
+    d = DEFAULT_MAX_DURATION_S.get(cls, 7 * DAY)
+    if max_duration is not None:
+        d = max_duration
         overridden.append("max_duration")
-    return Terms(view.name, view.classification, quorum, max_duration, tuple(overridden))
+    q = max(q, floor_quorum(cls))
+    d = min(d, ceiling_duration_s(cls, settings))
+    return Terms(view.name, cls, q, d, tuple(overridden))
+
+
+def terms_of(db: Session, view: DatasetView, settings: Settings | None = None) -> Terms:
+    setting = repo.setting_of(db, view.id)
+    if setting is None:
+        return _compose(view, settings, None, None)
+    return _compose(view, settings, setting.quorum, setting.max_duration_s)
+
+
+def preview(
+    db: Session, view: DatasetView, settings: Settings, values: Mapping[str, int | None]
+) -> Terms:
+    """The terms `values` would give (null: back to the class default); 422 naming the floor
+    when a value is outside it."""
+    cls = view.classification
+    quorum = values.get("quorum")
+    if quorum is not None and quorum < floor_quorum(cls):
+        raise Unprocessable(
+            f"quorum {quorum} is below the floor of {floor_quorum(cls)} for {cls} data"
+            f" ({view.name!r})"
+        )
+    duration = values.get("max_duration_s")
+    ceiling = ceiling_duration_s(cls, settings)
+    if duration is not None and duration > ceiling:
+        raise Unprocessable(
+            f"maximum duration {format_duration(duration)} is over the floor of"
+            f" {format_duration(ceiling)} for {cls} data ({view.name!r})"
+        )
+    setting = repo.setting_of(db, view.id)
+    stored_q = setting.quorum if setting is not None else None
+    stored_d = setting.max_duration_s if setting is not None else None
+    return _compose(
+        view,
+        settings,
+        quorum if "quorum" in values else stored_q,
+        duration if "max_duration_s" in values else stored_d,
+    )
 
 
 def check_columns(view: DatasetView, columns: Sequence[str] | None, purpose: str) -> list[str]:
@@ -82,40 +144,43 @@ def check_columns(view: DatasetView, columns: Sequence[str] | None, purpose: str
     return chosen
 
 
-def update_terms(
-    db: Session, state: Platform, caller: Caller, name: str, body: SettingsUpdate
+def set_terms(
+    db: Session,
+    state: Platform,
+    actor: Caller,
+    view: DatasetView,
+    values: Mapping[str, int | None],
+    details: Mapping[str, Any],
 ) -> Terms:
-    """Set a dataset's overrides (its owner, or sys:access manage); audited."""
-    require_person(caller)
-    view = load_view(db, state.settings.datasets_dir, caller.tenant, name)
-    if caller.name != view.owner and not can(state, caller, ACCESS_OBJECT, "manage"):
-        raise Forbidden(f"only the owner of {view.name!r} or an access admin may change its terms")
+    """Store a dataset's overrides (floors checked again), audited. Callers decide first
+    whether this may apply now (narrowing) or only once approved (warden.access.changes)."""
+    preview(db, view, state.settings, values)
     setting = repo.setting_of(db, view.id)
     if setting is None:
-        setting = AccessSetting(dataset_id=view.id, updated_by=caller.name)
+        setting = AccessSetting(dataset_id=view.id, updated_by=actor.name)
         db.add(setting)
-    before = terms_of(db, view)
-    fields = body.model_fields_set
-    if "quorum" in fields:
-        setting.quorum = body.quorum
-    if "max_duration" in fields:
-        setting.max_duration_s = body.max_duration
-    setting.updated_by = caller.name
+    before = terms_of(db, view, state.settings)
+    if "quorum" in values:
+        setting.quorum = values["quorum"]
+    if "max_duration_s" in values:
+        setting.max_duration_s = values["max_duration_s"]
+    setting.updated_by = actor.name
     setting.updated_at = state.now()
     db.flush()
-    after = terms_of(db, view)
+    after = terms_of(db, view, state.settings)
     append(
         db,
         AuditRecord(
             action="access.settings.changed",
             decision="allow",
-            actor=caller.name,
-            actor_kind=caller.kind,
-            tenant=caller.tenant,
+            actor=actor.name,
+            actor_kind=actor.kind,
+            tenant=actor.tenant,
             dataset=view.name,
             details={
                 "before": {"quorum": before.quorum, "max_duration_s": before.max_duration_s},
                 "after": {"quorum": after.quorum, "max_duration_s": after.max_duration_s},
+                **details,
             },
         ),
     )

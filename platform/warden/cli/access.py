@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from warden.cli.client import ApiClient, console, fail
-from warden.cli.output import check_format, show
+from warden.cli.output import check_format, show, show_one
 
 app = typer.Typer(
     help="Request, review and revoke time-bound access to datasets.", no_args_is_help=True
@@ -58,7 +58,7 @@ def _grant_row(g: dict[str, Any]) -> dict[str, Any]:
 def _one_request(r: dict[str, Any], fmt: str, verb: str = "") -> None:
     check_format(fmt)
     if fmt == "json":
-        show([r], [], "json")
+        show_one(r, [], "json")
         return
     style = _STATE_STYLE.get(r["state"], "")
     console.print(
@@ -71,7 +71,7 @@ def _one_request(r: dict[str, Any], fmt: str, verb: str = "") -> None:
 def _one_grant(g: dict[str, Any], fmt: str, verb: str = "") -> None:
     check_format(fmt)
     if fmt == "json":
-        show([g], [], "json")
+        show_one(g, [], "json")
         return
     style = _STATE_STYLE.get(g["state"], "")
     flags = ", ".join(_grant_row(g)["flags"])
@@ -137,7 +137,7 @@ def show_(
     """One request: its terms, reviews and full history."""
     r = ApiClient().get(f"/v1/access/requests/{request_id}")
     if fmt == "json":
-        show([r], [], "json")
+        show_one(r, [], "json")
         return
     _one_request(r, fmt)
     console.print(f"requester {r['requester']} · columns {', '.join(r['columns'])}")
@@ -269,7 +269,13 @@ def terms(
         body["max_duration"] = max_duration
     path = f"/v1/access/settings/{dataset}"
     out = client.request("PUT", path, json=body).json() if body else client.get(path)
-    show([out], ["dataset", "classification", "quorum", "max_duration", "overridden"], fmt)
+    if out.get("state") == "pending":
+        change = out["change"]
+        console.print(
+            f"proposed, awaiting review: change [bold]{change['id']}[/] ({change['summary']})"
+        )
+        out = out["terms"]
+    show_one(out, ["dataset", "classification", "quorum", "max_duration", "overridden"], fmt)
 
 
 @app.command()

@@ -9,7 +9,7 @@ import typer
 from sqlalchemy.exc import IntegrityError
 
 from warden.cli.client import ApiClient, console, fail
-from warden.cli.output import show
+from warden.cli.output import show, show_one
 from warden.config import get_settings
 from warden.db.session import make_engine, make_sessionmaker, unit_of_work
 from warden.errors import WardenError
@@ -76,7 +76,7 @@ def show_(
     """One dataset's schema and column classes."""
     ds = ApiClient().get(f"/v1/datasets/{name}")
     if fmt == "json":
-        show([ds], [], "json")
+        show_one(ds, [], "json")
         return
     console.print(
         f"[bold]{ds['name']}[/] {ds['version']} · {ds['rows']} rows · owner {ds['owner']}"

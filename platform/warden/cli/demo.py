@@ -1,7 +1,8 @@
 """`warden demo`: the end-to-end path on embedded defaults, in a fresh folder.
 
 Seeds a taste graph (generated; the pin images are real scikit-learn digits), starts the API,
-then runs the real CLI as different people: an allowed read with a masked identifier, a
+then runs the real CLI as different people: a reviewed policy change (proposed by one admin,
+refused self-approval, approved by the other), an allowed read with a masked identifier, a
 read filtered by a policy row filter, refused reads, an access request through review,
 grant and revocation, then (with a Docker Engine) governed ML jobs in sandboxes: both
 towers trained per seed, the swap, an A/B evaluation and the lineage behind it; last, the
@@ -12,30 +13,37 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.panel import Panel
 from rich.rule import Rule
 
-from warden.api.background import BackgroundServer, serve_in_thread
 from warden.cli.client import console, fail
 from warden.config import REPO_ROOT, get_settings
 from warden.errors import Unavailable
 
+if TYPE_CHECKING:
+    from warden.api.background import BackgroundServer
+
+# Who creates whom: reviewers (the stewards) come from a different admin than the people
+# whose requests they review, since approvals from principals the requester's creator made
+# never count.
 PEOPLE = {
-    "alice": ["ml_engineer"],
-    "erin": ["analyst_eu"],
-    "mallory": [],
-    "sam": ["steward"],
-    "olive": ["steward"],
+    "alice": ("admin", ["ml_engineer"]),
+    "erin": ("admin", ["analyst_eu"]),
+    "mallory": ("admin", []),
+    "sam": ("ada", ["steward"]),
+    "olive": ("ada", ["steward"]),
 }
+FOUNDER = "ada"  # a second admin, created by `warden init`: she and the admin review each other
 TOKENS: dict[str, str] = {}  # filled as the admin issues tokens; the admin's own is saved
 
 
@@ -67,8 +75,13 @@ def run_demo(
     os.environ.pop("WARDEN_TOKEN", None)
     get_settings.cache_clear()
 
-    _step("1. warden init: schema, tenant acme, first admin, seed policy")
-    _cli("admin", "init")
+    _step("1. warden init: schema, tenant acme, two founding admins, seed policy")
+    out = _cli("admin", f"init --founder {FOUNDER}", capture=True)
+    console.print(out.rstrip())
+    match = re.search(r"token \(shown once\): (\S+)", " ".join(out.split()))
+    if match is None:
+        fail("`warden init` printed no token for the founding admin")
+    TOKENS[FOUNDER] = match.group(1)
     _step("2. warden data seed: the taste graph, registered in the catalog")
     _cli("admin", f"data seed --scale {scale}")
 
@@ -89,11 +102,12 @@ def run_demo(
 
 
 def _run_story(ml: bool, seeds: int) -> None:
-    _step("4. the admin creates people with roles (policy changes, audited)")
-    for name, roles in PEOPLE.items():
-        _cli("admin", f"principals create {name}" + "".join(f" --role {r}" for r in roles))
-        TOKENS[name] = _cli("admin", f"principals token {name}", capture=True).strip()
-    _cli("admin", f"policy apply {REPO_ROOT / 'policies' / 'demo.csv'} --reason 'demo rules'")
+    _step("4. the admins create people; roles widen access, so each is a proposed change")
+    for name, (creator, roles) in PEOPLE.items():
+        _cli(creator, f"principals create {name}" + "".join(f" --role {r}" for r in roles))
+        # Issued by their creator: a token someone mints for you speaks for them too.
+        TOKENS[name] = _cli(creator, f"principals token {name}", capture=True).strip()
+    _reviewed_policy_change()
 
     _step("5. alice (ml_engineer) reads engagements for training: user_id comes back masked")
     _cli(
@@ -123,6 +137,24 @@ def _run_story(ml: bool, seeds: int) -> None:
     _cli("admin", "audit verify")
 
 
+def _reviewed_policy_change() -> None:
+    _step("4a. a reviewed policy change: the admin proposes the demo rules")
+    _cli("admin", f"policy apply {REPO_ROOT / 'policies' / 'demo.csv'} --reason 'demo rules'")
+    pending = json.loads(
+        _cli(FOUNDER, "policy changes list --state pending --format json", capture=True)
+    )
+    demo = next(c for c in pending if "dwell_ms" in " ".join(c["payload"].get("add", [])))
+    _cli(FOUNDER, f"policy changes show {demo['id']}")
+    _step("4b. separation of duties: the admin cannot approve the change they proposed")
+    _cli("admin", f"policy changes approve {demo['id']}", refused=True)
+    _step("4c. the other admin approves each change the first proposed, and vice versa")
+    for change in pending:
+        approver = FOUNDER if change["proposer"] == "admin" else "admin"
+        _cli(approver, f"policy changes approve {change['id']} --comment 'reviewed'")
+    _step("4d. now in force: every role and rule, each approved by a second person")
+    _cli("admin", "principals list")
+
+
 def _access_story() -> None:
     read = "read engagements --purpose training --columns user_id,pin_id,action --limit 3"
     _step("10. mallory asks for engagements for training (pii: two distinct approvals needed)")
@@ -133,7 +165,7 @@ def _access_story() -> None:
         " --justification 'offline evaluation of the ranking fix' --format json",
         capture=True,
     )
-    request = json.loads(out)[0]
+    request = json.loads(out)
     console.print(f"request {request['id']}: {request['state']}, quorum {request['quorum']}")
     _step("11. separation of duties: mallory cannot approve her own request")
     _cli("mallory", f"access approve {request['id']}", refused=True)
@@ -143,7 +175,7 @@ def _access_story() -> None:
     _step("13. mallory reads engagements: allowed by the grant, user_id masked")
     _cli("mallory", read)
     shown = _cli("admin", f"access show {request['id']} --format json", capture=True)
-    grant = json.loads(shown)[0]["grant_id"]
+    grant = json.loads(shown)["grant_id"]
     _step(f"14. the grant {grant} is revoked")
     _cli("admin", f"access revoke {grant} --reason 'demo: no longer needed' --yes")
     _step("15. mallory's very next read is denied")
@@ -253,6 +285,7 @@ def _cli(who: str, command: str, *, capture: bool = False, refused: bool = False
 
 def _start_server() -> BackgroundServer:
     from warden.api.app import create_app
+    from warden.api.background import serve_in_thread  # the API: only the demo's own server
 
     try:
         return serve_in_thread(create_app(get_settings()))

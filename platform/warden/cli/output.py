@@ -36,6 +36,15 @@ def show(rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: str, title
     console.print(table)
 
 
+def show_one(row: dict[str, Any], columns: Sequence[str], fmt: str, title: str = "") -> None:
+    """One object: a JSON object (never a one-element list) for scripts, a one-row table."""
+    check_format(fmt)
+    if fmt == "json":
+        console.print_json(json.dumps(row, default=str))
+        return
+    show([row], columns, fmt, title)
+
+
 def _text(value: Any) -> str:
     if value is None:
         return ""

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from warden.cli.client import ApiClient, console, err_console, fail
-from warden.cli.output import show
+from warden.cli.output import show, show_one
 from warden.config import get_settings
 from warden.policy.exposure import IdColumn, catalog_from_db
 from warden.policy.lint import lint as lint_files
 
 app = typer.Typer(help="Explain, lint and change Casbin policy.", no_args_is_help=True)
 Format = Annotated[str, typer.Option("--format", help="table or json")]
+BreakGlass = Annotated[
+    bool,
+    typer.Option(
+        "--break-glass",
+        help="Apply a widening change now (needs --reason); flagged until someone signs it off",
+    ),
+]
 
 
 @app.command()
@@ -38,7 +45,7 @@ def check(
     }
     result = ApiClient().post("/v1/policy/check", json=body)
     if fmt == "json":
-        show([result], [], "json")
+        show_one(result, [], "json")
         return
     console.print(
         f"[bold]{subject}[/] on [bold]{result['dataset']}[/] for [bold]{purpose}[/] · policy "
@@ -115,8 +122,10 @@ def rules(fmt: Format = "table") -> None:
 def apply(
     file: Annotated[Path, typer.Argument(help="CSV of rules to add (linted first)")],
     reason: Annotated[str, typer.Option(help="Why, for the audit log")] = "",
+    break_glass: BreakGlass = False,
 ) -> None:
-    """Add the rules of a CSV file (all or nothing; audited)."""
+    """Add the rules of a CSV file (all or nothing; audited). Rules that widen access are
+    proposed for review; they apply once a different person approves them."""
     policies = get_settings().policies_dir
     context = [p for p in sorted(policies.glob("*.csv")) if p.resolve() != file.resolve()]
     # Lint with the seed rules as context (roles are defined there), report this file only.
@@ -132,5 +141,131 @@ def apply(
         for line in file.read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    out = ApiClient().post("/v1/policy/rules", json={"add": lines, "reason": reason})
-    console.print(f"policy v{out['version']}: {out['added']} rule(s) applied")
+    _submit({"add": lines, "reason": reason, "break_glass": break_glass}, "table")
+
+
+@app.command()
+def propose(
+    add: Annotated[list[str] | None, typer.Option("--add", help="A rule line to add")] = None,
+    remove: Annotated[
+        list[str] | None, typer.Option("--remove", help="A rule line to remove")
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Why, for the reviewers and the audit log")] = "",
+    break_glass: BreakGlass = False,
+    fmt: Format = "table",
+) -> None:
+    """Propose a rules change. Narrowing ones (a deny, a row filter, removing an allow) apply
+    at once; anything that could widen access waits for another person's approval."""
+    body = {"add": add or [], "remove": remove or [], "reason": reason, "break_glass": break_glass}
+    _submit(body, fmt)
+
+
+def _submit(body: dict[str, Any], fmt: str) -> None:
+    out = ApiClient().post("/v1/policy/rules", json=body)
+    change = out.get("change")
+    if out["state"] == "pending":
+        if fmt == "json":
+            show([change], [], "json")
+            return
+        console.print(
+            f"proposed, awaiting review: change [bold]{change['id']}[/] ({change['summary']});"
+            f" it needs {change['quorum']} approval(s) by someone else"
+        )
+        for why in change["widening"][:20]:
+            console.print(f"  widens: {why}")
+        return
+    if fmt == "json":
+        show([out], [], "json")
+        return
+    flag = ""
+    if change is not None and change["break_glass"]:
+        flag = f" as break-glass change {change['id']}: flagged, needs review by someone else"
+    console.print(
+        f"policy v{out['version']}: {out['added']} rule(s) added, {out['removed']} removed{flag}"
+    )
+
+
+changes_app = typer.Typer(
+    help="Reviewed changes: list, show, approve, deny, cancel, sign off.", no_args_is_help=True
+)
+app.add_typer(changes_app, name="changes")
+CHANGE_COLUMNS = ["id", "kind", "summary", "proposer", "state", "approvals", "flags"]
+Comment = Annotated[str, typer.Option(help="A note for the proposer and the audit log")]
+
+
+def _row(c: dict[str, Any]) -> dict[str, Any]:
+    flags = [f for f, on in (("break-glass", c["break_glass"]), ("needs review",
+             c["needs_review"])) if on]  # fmt: skip
+    return {**c, "approvals": f"{len(c['approvals'])}/{c['quorum']}", "flags": flags}
+
+
+@changes_app.command("list")
+def list_changes(
+    state: Annotated[
+        list[str] | None, typer.Option(help="pending, applied, denied, cancelled, expired")
+    ] = None,
+    mine: Annotated[bool, typer.Option(help="Only changes you proposed")] = False,
+    needs_review: Annotated[
+        bool, typer.Option("--needs-review", help="Only break-glass changes not signed off")
+    ] = False,
+    fmt: Format = "table",
+) -> None:
+    """Changes you proposed, or every change of your tenant if you review policy."""
+    params: dict[str, Any] = {"mine": mine}
+    if state:
+        params["state"] = state
+    if needs_review:
+        params["needs_review"] = True
+    rows = ApiClient().get("/v1/policy/changes", params=params)["changes"]
+    show([_row(c) for c in rows], CHANGE_COLUMNS, fmt, title="policy changes")
+
+
+@changes_app.command("show")
+def show_change(change_id: str, fmt: Format = "table") -> None:
+    """One change: what it does, why it widens, whom it benefits, reviews and history."""
+    c = ApiClient().get(f"/v1/policy/changes/{change_id}")
+    if fmt == "json":
+        show([c], [], "json")
+        return
+    show([_row(c)], CHANGE_COLUMNS, "table")
+    for key in ("add", "remove"):
+        for line in c["payload"].get(key, []):
+            console.print(f"  {key}: {line}")
+    for why in c["widening"]:
+        console.print(f"  widens: {why}")
+    console.print(f"  benefits: {', '.join(c['beneficiaries']) or 'nobody named'}")
+    if c["history"]:
+        show(c["history"], ["at", "event", "from_state", "to_state", "actor", "reason"], "table")
+
+
+def _act(change_id: str, verb: str, comment: str, fmt: str) -> None:
+    c = ApiClient().post(f"/v1/policy/changes/{change_id}/{verb}", json={"comment": comment})
+    if fmt == "json":
+        show([c], [], "json")
+        return
+    version = f" (policy v{c['policy_version']})" if c["policy_version"] else ""
+    console.print(f"change {c['id']}: {c['state']}{version}")
+
+
+@changes_app.command()
+def approve(change_id: str, comment: Comment = "", fmt: Format = "table") -> None:
+    """Approve a change someone else proposed; the quorum's last approval applies it."""
+    _act(change_id, "approve", comment, fmt)
+
+
+@changes_app.command()
+def deny(change_id: str, comment: Comment = "", fmt: Format = "table") -> None:
+    """Deny a pending change: one deny rejects it."""
+    _act(change_id, "deny", comment, fmt)
+
+
+@changes_app.command()
+def cancel(change_id: str, comment: Comment = "", fmt: Format = "table") -> None:
+    """Withdraw a change you proposed."""
+    _act(change_id, "cancel", comment, fmt)
+
+
+@changes_app.command("sign-off")
+def sign_off(change_id: str, comment: Comment = "", fmt: Format = "table") -> None:
+    """Sign off a break-glass change someone else applied."""
+    _act(change_id, "sign-off", comment, fmt)

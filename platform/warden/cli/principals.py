@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote
 
 import typer
 
 from warden.cli.client import ApiClient, console
-from warden.cli.output import show
+from warden.cli.output import show, show_one
 
 app = typer.Typer(
     help="Manage people and service accounts (needs the admin role).", no_args_is_help=True
@@ -20,7 +20,9 @@ Format = Annotated[str, typer.Option("--format", help="table or json")]
 def list_(fmt: Format = "table") -> None:
     """List the principals of your tenant and their roles."""
     rows = ApiClient().get("/v1/principals")["principals"]
-    show(rows, ["name", "kind", "roles", "disabled"], fmt, title="principals")
+    show(
+        rows, ["name", "kind", "roles", "owner", "created_by", "disabled"], fmt, title="principals"
+    )
 
 
 @app.command()
@@ -30,13 +32,19 @@ def create(
     role: Annotated[
         list[str] | None, typer.Option(help="Role to give (repeatable), e.g. ml_engineer")
     ] = None,
+    owner: Annotated[
+        str | None, typer.Option(help="Owning person of a service account (default: you)")
+    ] = None,
     token: Annotated[bool, typer.Option(help="Also issue a token and print it once")] = False,
     fmt: Format = "table",
 ) -> None:
-    """Create a principal in your tenant."""
+    """Create a principal in your tenant. Its roles widen access: they are proposed, and
+    take effect once a different person approves (`warden policy changes approve`)."""
     client = ApiClient()
-    created = client.post("/v1/principals", json={"name": name, "kind": kind, "roles": role or []})
-    show([created], ["name", "kind", "tenant", "roles"], fmt)
+    body = {"name": name, "kind": kind, "roles": role or [], "owner": owner}
+    created = client.post("/v1/principals", json=body)
+    show_one(created, ["name", "kind", "tenant", "roles", "owner"], fmt)
+    _pending(created)
     if token:
         issued = client.post(f"/v1/principals/{name}/tokens", json={"label": "cli"})
         console.print(f"token (shown once): [bold]{issued['token']}[/]")
@@ -68,6 +76,7 @@ def grant_role(name: str, role: str) -> None:
     """Give a principal a role (a policy change, audited)."""
     out = ApiClient().post(f"/v1/principals/{name}/roles", json={"role": role})
     console.print(f"{out['name']}: {', '.join(out['roles']) or 'no roles'}")
+    _pending(out)
 
 
 @app.command("remove-role")
@@ -75,6 +84,15 @@ def remove_role(name: str, role: str) -> None:
     """Take a role away (a policy change, audited)."""
     out = ApiClient().request("DELETE", f"/v1/principals/{name}/roles/{role}").json()
     console.print(f"{out['name']}: {', '.join(out['roles']) or 'no roles'}")
+    _pending(out)
+
+
+def _pending(out: dict[str, Any]) -> None:
+    if out.get("change_id"):
+        console.print(
+            f"{', '.join(out['pending_roles']) or 'role change'}: proposed, awaiting review"
+            f" (change {out['change_id']})"
+        )
 
 
 TOKEN_COLUMNS = (

@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import polars as pl
 import typer
 from rich.table import Table
 
 from warden.cli.client import console, err_console, fail, load_token
 from warden.config import get_settings
-from warden.sdk import Client, WardenAPIError
+
+if TYPE_CHECKING:
+    import polars as pl
 
 FORMATS = ("table", "csv", "parquet")
 
@@ -57,6 +58,8 @@ def read(
         fail(f"--format must be one of {', '.join(FORMATS)}")
     if fmt == "parquet" and out is None:
         fail("--format parquet needs --out FILE")
+    from warden.sdk import Client, WardenAPIError  # polars and pyarrow: only when reading
+
     client = Client(url=get_settings().url, token=load_token())
     try:
         frame, info = client.read_with_info(

@@ -6,10 +6,7 @@ import os
 from typing import Annotated
 
 import typer
-import uvicorn
 
-from warden.api.app import create_app
-from warden.api.primary import WORKERS_ENV
 from warden.cli.client import fail
 from warden.config import Settings, get_settings
 from warden.core.filesystem import UnsafeDataDir, check_data_at_rest, restrict_umask
@@ -30,6 +27,11 @@ def serve(
     ] = 1,
 ) -> None:
     """Run the Warden API (the CLI finds it through WARDEN_URL)."""
+    import uvicorn  # here, not at the top: every other command starts without the API
+
+    from warden.api.app import create_app
+    from warden.api.primary import WORKERS_ENV
+
     settings = get_settings()
     refuse_unsafe_data_dir(settings)
     typer.echo(

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -28,6 +29,8 @@ class Initialized:
     admin: str
     token: str
     policy_version: int
+    # Further founding admins and their tokens (shown once).
+    founders: dict[str, str] = field(default_factory=dict)
 
 
 def initialize(
@@ -36,9 +39,15 @@ def initialize(
     tenant: str = "acme",
     admin: str = "admin",
     extra_policy_files: list[Path] | None = None,
+    founders: Sequence[str] = (),
 ) -> Initialized:
     """Build the schema, create the tenant and its admin, seed the rules; returns the token.
-    The data folder is made 0700 (the CLI's umask makes what it holds 0600)."""
+    The data folder is made 0700 (the CLI's umask makes what it holds 0600).
+
+    The one change nobody reviews, audited as `policy.bootstrap`. `founders` are further
+    admins created here, by nobody: widening changes need a second person who is not a
+    principal their proposer created, so a deployment that wants reviewed changes from day
+    one names its founding admins at init."""
     ensure_private_dir(settings.data_dir)
     url = settings.resolved_database_url
     upgrade(url)
@@ -59,6 +68,7 @@ def initialize(
                 actor=None,
                 installation=True,
                 extra_policy_files=extra_policy_files,
+                founders=founders,
             )
     finally:
         engine.dispose()
@@ -99,6 +109,7 @@ def seed_tenant(
     actor: Caller | None,
     installation: bool,
     extra_policy_files: list[Path] | None = None,
+    founders: Sequence[str] = (),
 ) -> Initialized:
     """Create the tenant, its first admin and token, and load the seed rules re-homed to it."""
     check_name(tenant, "tenant name")
@@ -125,8 +136,23 @@ def seed_tenant(
         # A later tenant gets the seed's roles, not the rules it names for the demo's people.
         rules = [r for r in rules if r[1][0].startswith("role:")]
     rules.append(("g", (admin, "role:admin", tenant)))
-    version = apply_change(db, who, add=rules, reason=reason)
-    return Initialized(tenant=tenant, admin=admin, token=token, policy_version=version)
+    tokens: dict[str, str] = {}
+    for name in founders:
+        founder = create_principal(db, name, "person", the_tenant)
+        tokens[name] = issue_token(db, founder, label="init", settings=settings)
+        rules.append(("g", (name, "role:admin", tenant)))
+    # Seeding is the one unreviewed change; its audit action says so.
+    version = apply_change(
+        db,
+        who,
+        add=rules,
+        reason=f"{reason} (bootstrap, unreviewed by design)",
+        action="policy.bootstrap",
+        details={"bootstrap": True, "installation": installation, "founders": list(founders)},
+    )
+    return Initialized(
+        tenant=tenant, admin=admin, token=token, policy_version=version, founders=tokens
+    )
 
 
 SEED_TENANT = "acme"

@@ -24,6 +24,8 @@ class Caller:
     segment: str | None = None
     scope_datasets: tuple[str, ...] | None = None
     scope_purpose: str | None = None
+    # Who issued the API token in use (None: the bootstrap, or not an API token).
+    token_issuer_id: str | None = None
 
 
 def hash_token(secret: str) -> str:

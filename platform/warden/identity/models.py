@@ -25,6 +25,12 @@ class Principal(IdMixin, TimestampMixin, Base):
     kind: Mapped[str] = mapped_column(String(16))  # "person" | "service"
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenant.id"), index=True)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The person answerable for a service account (required for those); who created it.
+    # Approvals from principals the requester owns or created never count.
+    # Principal ids with no foreign key (SQLite could add one only by copying this table);
+    # principals are never deleted.
+    owner_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created_by_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
     tenant: Mapped[Tenant] = relationship(lazy="raise")
 
@@ -38,6 +44,9 @@ class ApiToken(IdMixin, TimestampMixin, Base):
     label: Mapped[str] = mapped_column(String(64), default="")
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Who issued it (None: the bootstrap). A token someone else minted speaks for its issuer
+    # as much as for its principal, so it never approves what its issuer asked for.
+    issued_by_id: Mapped[str | None] = mapped_column(String(32), nullable=True)  # a principal id
     revoked_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # To the hour (identity.service.LAST_USED_RESOLUTION): one write per token per hour at most.
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

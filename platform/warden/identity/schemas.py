@@ -18,6 +18,10 @@ class PrincipalCreate(BaseModel):
     name: str = Field(max_length=64, json_schema_extra={"pattern": NAME_PATTERN})
     kind: Literal["person", "service"] = "person"
     roles: list[RoleName] = Field(default_factory=list, max_length=32)
+    # Service accounts: the owning person (default: the creator). People have none.
+    owner: str | None = Field(
+        default=None, max_length=64, json_schema_extra={"pattern": NAME_PATTERN}
+    )
 
 
 class PrincipalOut(BaseModel):
@@ -26,6 +30,15 @@ class PrincipalOut(BaseModel):
     tenant: str
     roles: list[str]
     disabled: bool = False
+    owner: str | None = None
+    created_by: str | None = None
+
+
+class PrincipalChangeOut(PrincipalOut):
+    """A principal with roles proposed but not yet in force, and the change carrying them."""
+
+    pending_roles: list[str] = Field(default_factory=list)
+    change_id: str | None = None
 
 
 class TokenCreate(BaseModel):

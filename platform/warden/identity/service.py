@@ -57,13 +57,37 @@ def get_tenant(db: Session, name: str) -> Tenant:
     return tenant
 
 
-def create_principal(db: Session, name: str, kind: str, tenant: Tenant) -> Principal:
+def create_principal(
+    db: Session,
+    name: str,
+    kind: str,
+    tenant: Tenant,
+    *,
+    owner: Principal | None = None,
+    created_by: Principal | None = None,
+) -> Principal:
+    """A new principal; `created_by` None only at bootstrap. A service account has an
+    owning person (its creator unless named), who answers for it and never approves for it."""
     check_name(name, "principal name")
     if kind not in ("person", "service"):
         raise Unprocessable(f"principal kind must be 'person' or 'service', not {kind!r}")
     if db.scalar(select(Principal).where(Principal.name == name)) is not None:
         raise Conflict(f"a principal named {name!r} already exists")
-    principal = Principal(name=name, kind=kind, tenant_id=tenant.id)
+    if kind == "service":
+        owner = owner or created_by
+        if owner is None or owner.kind != "person" or owner.tenant_id != tenant.id:
+            raise Unprocessable(
+                f"service account {name!r} needs an owning person of tenant {tenant.name!r}"
+            )
+    elif owner is not None:
+        raise Unprocessable("only service accounts have an owner; a person answers for themself")
+    principal = Principal(
+        name=name,
+        kind=kind,
+        tenant_id=tenant.id,
+        owner_id=owner.id if owner else None,
+        created_by_id=created_by.id if created_by else None,
+    )
     db.add(principal)
     db.flush()
     return principal
@@ -130,9 +154,10 @@ def issue_token(
     *,
     settings: Settings | None = None,
     now: datetime | None = None,
+    issued_by: Principal | None = None,
 ) -> str:
     """Create a token and return its secret; only the hash is kept (see `mint_token`)."""
-    return mint_token(db, principal, label, ttl, settings=settings, now=now)[0]
+    return mint_token(db, principal, label, ttl, settings=settings, now=now, issued_by=issued_by)[0]
 
 
 def mint_token(
@@ -143,10 +168,12 @@ def mint_token(
     *,
     settings: Settings | None = None,
     now: datetime | None = None,
+    issued_by: Principal | None = None,
 ) -> tuple[str, ApiToken]:
     """Create a token: its secret (shown once) and row. Every token expires: no ttl means the
     kind's default lifetime; above the kind's maximum, or beyond the principal's cap of live
-    tokens, is refused."""
+    tokens, is refused. `issued_by` None only at bootstrap: a token someone else mints never
+    approves what its issuer asked for."""
     if settings is None:
         from warden.config import get_settings
 
@@ -173,6 +200,7 @@ def mint_token(
         label=label,
         created_at=now,
         expires_at=now + lifetime,
+        issued_by_id=issued_by.id if issued_by else None,
     )
     db.add(token)
     db.flush()
@@ -275,6 +303,7 @@ def authenticate(db: Session, secret: str, now: datetime | None = None) -> Calle
                 ApiToken.revoked_at,
                 ApiToken.expires_at,
                 ApiToken.last_used_at,
+                ApiToken.issued_by_id,
                 Principal.id,
                 Principal.name,
                 Principal.kind,
@@ -289,7 +318,8 @@ def authenticate(db: Session, secret: str, now: datetime | None = None) -> Calle
     )
     if row is None:
         raise Unauthenticated("invalid token")
-    token_id, revoked_at, expires_at, last_used_at, principal_id, name, kind, disabled, tenant = row
+    token_id, revoked_at, expires_at, last_used_at, issued_by_id = row[:5]
+    principal_id, name, kind, disabled, tenant = row[5:]
     now = now or datetime.now(UTC)
     if revoked_at is not None:
         raise Unauthenticated("token revoked")
@@ -299,7 +329,13 @@ def authenticate(db: Session, secret: str, now: datetime | None = None) -> Calle
     if disabled:
         raise Unauthenticated("principal disabled")
     _touch(db, token_id, last_used_at, now)
-    return Caller(name=name, kind=kind, tenant=tenant, principal_id=principal_id)
+    return Caller(
+        name=name,
+        kind=kind,
+        tenant=tenant,
+        principal_id=principal_id,
+        token_issuer_id=issued_by_id,
+    )
 
 
 def _touch(db: Session, token_id: str, last: datetime | None, now: datetime) -> None:

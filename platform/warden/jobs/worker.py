@@ -255,13 +255,8 @@ class JobWorker(BackgroundLoop):
             return "timed_out", sandbox.reason, {}
         if sandbox.status != "succeeded":
             return "failed", _why(sandbox, log_path(self.state, job.id)), {}
-        metrics_file = out / "metrics.json"
-        try:
-            metrics = json.loads(metrics_file.read_text())
-            if not isinstance(metrics, dict):
-                raise ValueError("not a JSON object")
-        except (OSError, ValueError) as exc:
-            return "failed", f"the workload exited 0 but wrote no usable metrics.json ({exc})", {}
+        # The exit status decides; metrics are optional (a custom command need not write any).
+        metrics = _metrics(out / "metrics.json", note)
         with unit_of_work(self.state.sessions) as db:
             row = db.get(Job, job.id)
             assert row is not None
@@ -337,6 +332,22 @@ def _materialise(db: Any, node: Any, data_dir: Path, out: Path) -> Any:
         folder.chmod(0o755)
     dest.chmod(0o644)
     return f"/out/inputs/{model_id}/{name}"
+
+
+def _metrics(path: Path, note: _Notes) -> dict[str, Any]:
+    """The workload's metrics.json, or {} (noted in the job's log) when it wrote none usable."""
+    if not path.is_file():
+        note("the workload wrote no metrics.json; none recorded")
+        return {}
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        note(f"metrics.json is not valid JSON ({exc}); none recorded")
+        return {}
+    if not isinstance(metrics, dict):
+        note("metrics.json is not a JSON object; none recorded")
+        return {}
+    return metrics
 
 
 def _why(sandbox: Sandbox, logs: Path) -> str:

@@ -46,7 +46,8 @@ class BaseDef:
 class ImageDef:
     name: str
     dockerfile: Path
-    requirements: str  # a path relative to sandboxes/, or "pyproject" (the project's deps)
+    # A path relative to sandboxes/, "pyproject" (the project's deps), or "" (no Python wheels).
+    requirements: str
     sources: tuple[str, ...]
     extra: tuple[str, ...] = ()  # requirements added to "pyproject" ones the project lacks
 
@@ -76,7 +77,7 @@ def load_defs(settings: SandboxSettings, repo: Path = REPO_ROOT) -> ImageDefs:
             name: ImageDef(
                 name=name,
                 dockerfile=settings.definitions_dir / body["dockerfile"],
-                requirements=str(body["requirements"]),
+                requirements=str(body.get("requirements", "")),
                 sources=tuple(body.get("sources", ())),
                 extra=tuple(body.get("extra_requirements", ())),
             )
@@ -127,6 +128,8 @@ def _image(defs: ImageDefs, name: str) -> ImageDef:
 
 
 def requirements_text(defs: ImageDefs, image: ImageDef) -> str:
+    if not image.requirements:
+        return ""
     if image.requirements == "pyproject":
         project = tomllib.loads((defs.repo / "pyproject.toml").read_text(encoding="utf-8"))
         deps = list(project["project"]["dependencies"])
@@ -267,14 +270,14 @@ def _ensure_image(
         return Built(name, tag, False, 0.0)
     started = time.monotonic()
     requirements = requirements_text(defs, image)
-    wheels = wheelhouse(settings, defs, requirements, progress, name)
+    wheels = wheelhouse(settings, defs, requirements, progress, name) if requirements else None
     settings.cache_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=settings.cache_dir, prefix=f"ctx-{name}-") as tmp:
         ctx = Path(tmp)
         shutil.copyfile(image.dockerfile, ctx / "Dockerfile")
         (ctx / "requirements.txt").write_text(requirements, encoding="utf-8")
         (ctx / "wheels").mkdir()
-        for wheel in wheels.glob("*.whl"):
+        for wheel in wheels.glob("*.whl") if wheels else ():
             _link_or_copy(wheel, ctx / "wheels" / wheel.name)
         for rel, path in _source_files(defs, image):
             if path is not None:

@@ -6,11 +6,12 @@ the request's transaction; a call that changed rules commits, then reloads the p
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
 
-from warden.access import expiry, service, terms, webhooks
+from warden.access import changes, expiry, service, terms, webhooks
 from warden.access import repository as repo
 from warden.access.present import delivery_out, grant_out, request_out
 from warden.access.rights import ACCESS_OBJECT
@@ -34,6 +35,7 @@ from warden.core.platform import Platform
 from warden.errors import Conflict, NotFound
 from warden.identity.service import get_tenant
 from warden.policy.authz import require
+from warden.policy.reads import require_visible
 
 router = APIRouter(prefix="/v1/access", tags=["access"])
 
@@ -222,17 +224,36 @@ def break_glass(
 @router.get("/settings/{dataset}", response_model=SettingsOut, summary="A dataset's access terms")
 def show_terms(dataset: str, caller: CurrentCaller, db: DbSession, state: State) -> SettingsOut:
     view = load_view(db, state.settings.datasets_dir, caller.tenant, dataset)
-    return terms.terms_of(db, view).out()
+    require_visible(state, caller, view)
+    return terms.terms_of(db, view, state.settings).out()
 
 
 @router.put(
-    "/settings/{dataset}", response_model=SettingsOut, summary="Override quorum or max duration"
+    "/settings/{dataset}",
+    response_model=SettingsOut,
+    summary="Override quorum or max duration",
+    responses={202: {"description": "Proposed: a different person must approve it"}},
 )
 def update_terms(
     dataset: str, body: SettingsUpdate, caller: CurrentCaller, db: DbSession, state: State
-) -> SettingsOut:
-    """{quorum, max_duration}; null puts a value back to its classification default."""
-    return terms.update_terms(db, state, caller, dataset, body).out()
+) -> Any:
+    """{quorum, max_duration}; null puts a value back to its classification default. Never
+    below the class floors (pii: quorum 2, at most 90 days). Raising a quorum or shortening
+    a maximum applies now; lowering or lengthening is proposed (202) for another's review."""
+    current, outcome = changes.update_terms(db, state, caller, dataset, body)
+    if outcome.applied:
+        return current.out()
+    assert outcome.change is not None
+    change = changes.change_out(db, outcome.change, state.now(), with_reviews=True)
+    db.commit()
+    return JSONResponse(
+        status_code=202,
+        content={
+            "state": "pending",
+            "change": change.model_dump(),
+            "terms": current.out().model_dump(),
+        },
+    )
 
 
 @router.get("/webhooks/deliveries", summary="Webhook deliveries (failed ones stay visible)")

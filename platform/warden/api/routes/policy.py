@@ -1,19 +1,23 @@
-"""/v1/policy: explain decisions, list and change rules (every change audited)."""
+"""/v1/policy: explain decisions, list rules, change them: narrowing changes apply at once,
+widening ones are proposed and reviewed (/v1/policy/changes); every step audited."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from warden.access import changes
+from warden.access.changes import ChangeOutcome, change_out, parse_rules
+from warden.access.schemas import ChangeDecision, ChangeOut, RulesChange
 from warden.api.deps import CurrentCaller, DbSession, State
 from warden.catalog.service import load_view
-from warden.errors import Forbidden, Unprocessable
+from warden.errors import Unprocessable
 from warden.policy.authz import require
-from warden.policy.changes import apply_change
 from warden.policy.reads import require_visible
-from warden.policy.rules import Rule, format_rule, rule_problems, split_line
+from warden.policy.rules import format_rule
 from warden.policy.store import load_rules
 
 router = APIRouter(prefix="/v1/policy", tags=["policy"])
@@ -28,12 +32,7 @@ class CheckRequest(BaseModel):
     columns: list[str] | None = Field(default=None, max_length=256)
 
 
-class RuleChange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    add: list[str] = Field(default_factory=list, max_length=10_000)
-    remove: list[str] = Field(default_factory=list, max_length=10_000)
-    reason: str = Field(default="", max_length=500)
+ChangeState = Literal["pending", "applied", "denied", "cancelled", "expired"]
 
 
 @router.get("", summary="The policy version now in force")
@@ -87,41 +86,124 @@ def rules(caller: CurrentCaller, db: DbSession, state: State) -> dict[str, Any]:
     return {"version": version, "rules": mine}
 
 
-@router.post("/rules", summary="Add and remove rules; lint first, all or nothing")
-def change_rules(
-    body: RuleChange, caller: CurrentCaller, db: DbSession, state: State
-) -> dict[str, Any]:
-    require(state, caller, "sys:policy", "manage")
-    add = [_parse(line, caller.tenant) for line in body.add]
-    remove = [_parse(line, caller.tenant) for line in body.remove]
-    for rule in add + remove:
-        _refuse_bypass(rule, caller.name)
-    new_version = apply_change(db, caller, add=add, remove=remove, reason=body.reason)
+def _change_body(db: DbSession, state: State, outcome: ChangeOutcome) -> dict[str, Any]:
+    assert outcome.change is not None
+    return change_out(db, outcome.change, state.now(), with_reviews=True).model_dump()
+
+
+@router.post(
+    "/rules",
+    summary="Change rules: narrowing applies now; widening is proposed (202) for review",
+    responses={202: {"description": "Proposed: a different person must approve it"}},
+)
+def change_rules(body: RulesChange, caller: CurrentCaller, db: DbSession, state: State) -> Any:
+    """{add, remove, reason, break_glass}. A change that could widen what anyone reads (an
+    allow, a role link, lifting a deny or a row filter) waits for another person's approval;
+    `break_glass` (with a reason) applies it now, flagged and listed as needing review."""
+    add = parse_rules(body.add, caller.tenant)
+    remove = parse_rules(body.remove, caller.tenant)
+    outcome = changes.change_rules(
+        db, state, caller, add=add, remove=remove, reason=body.reason, break_glass=body.break_glass
+    )
+    return _answer(db, state, outcome)
+
+
+def _answer(db: DbSession, state: State, outcome: ChangeOutcome) -> Any:
+    """200 with what was applied, or 202 with the proposed change; commit, then reload."""
+    change = _change_body(db, state, outcome) if outcome.change is not None else None
     db.commit()
-    state.policy.ensure_fresh()
-    return {"version": new_version, "added": len(add), "removed": len(remove)}
+    if outcome.policy_changed:
+        state.policy.ensure_fresh()
+    if not outcome.applied:
+        return JSONResponse(status_code=202, content={"state": "pending", "change": change})
+    return {
+        "state": "applied",
+        "version": outcome.policy_version,
+        "added": outcome.added,
+        "removed": outcome.removed,
+        "change": change,
+    }
 
 
-def _refuse_bypass(rule: Rule, actor: str) -> None:
-    """Rule editing is no way around reviews: no grants, and nothing for the editor."""
-    ptype, fields = rule
-    if ptype == "p" and (fields[7] or fields[8]):
-        raise Forbidden("grants come only from reviewed access requests (/v1/access)")
-    if ptype == "p" and fields[0] == actor or ptype == "g" and fields[0] == actor:
-        raise Forbidden("a rule for yourself needs someone else: no self-granted rights")
+@router.post(
+    "/changes",
+    summary="Propose a rules change (same as POST /rules)",
+    responses={202: {"description": "Proposed: a different person must approve it"}},
+)
+def propose(body: RulesChange, caller: CurrentCaller, db: DbSession, state: State) -> Any:
+    return change_rules(body, caller, db, state)
+
+
+@router.get("/changes", summary="Reviewed changes: yours, or all with the policy read right")
+def list_changes(
+    caller: CurrentCaller,
+    db: DbSession,
+    state: State,
+    state_: Annotated[list[ChangeState] | None, Query(alias="state")] = None,
+    mine: bool = False,
+    needs_review: bool | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, list[ChangeOut]]:
+    rows = changes.list_changes(
+        db, state, caller, states=state_ or [], mine=mine, needs_review=needs_review, limit=limit
+    )
+    now = state.now()
+    return {"changes": [change_out(db, c, now) for c in rows]}
+
+
+@router.get("/changes/{change_id}", response_model=ChangeOut, summary="One change and its history")
+def show_change(change_id: str, caller: CurrentCaller, db: DbSession, state: State) -> ChangeOut:
+    change, _, history = changes.show(db, state, caller, change_id)
+    return change_out(db, change, state.now(), with_reviews=True, history=history)
+
+
+def _decide(
+    change_id: str, decision: str, comment: str, caller: Any, db: DbSession, state: State
+) -> ChangeOut:
+    outcome = changes.review(db, state, caller, change_id, decision, comment)
+    return _finish(db, state, outcome)
+
+
+def _finish(db: DbSession, state: State, outcome: ChangeOutcome) -> ChangeOut:
+    assert outcome.change is not None
+    out = change_out(db, outcome.change, state.now(), with_reviews=True)
+    db.commit()
+    if outcome.policy_changed:
+        state.policy.ensure_fresh()
+    return out
+
+
+@router.post("/changes/{change_id}/approve", response_model=ChangeOut, summary="Approve")
+def approve_change(
+    change_id: str, body: ChangeDecision, caller: CurrentCaller, db: DbSession, state: State
+) -> ChangeOut:
+    """The quorum's last approval applies the change. Never the proposer, a beneficiary, a
+    principal either owns or created, a service account or a job."""
+    return _decide(change_id, "approve", body.comment, caller, db, state)
+
+
+@router.post("/changes/{change_id}/deny", response_model=ChangeOut, summary="Deny")
+def deny_change(
+    change_id: str, body: ChangeDecision, caller: CurrentCaller, db: DbSession, state: State
+) -> ChangeOut:
+    return _decide(change_id, "deny", body.comment, caller, db, state)
+
+
+@router.post("/changes/{change_id}/cancel", response_model=ChangeOut, summary="Withdraw")
+def cancel_change(
+    change_id: str, body: ChangeDecision, caller: CurrentCaller, db: DbSession, state: State
+) -> ChangeOut:
+    return _finish(db, state, changes.cancel(db, state, caller, change_id, body.comment))
+
+
+@router.post(
+    "/changes/{change_id}/sign-off", response_model=ChangeOut, summary="Sign off a break-glass"
+)
+def sign_off_change(
+    change_id: str, body: ChangeDecision, caller: CurrentCaller, db: DbSession, state: State
+) -> ChangeOut:
+    return _finish(db, state, changes.sign_off(db, state, caller, change_id, body.comment))
 
 
 def _domain(ptype: str, fields: tuple[str, ...]) -> str:
     return fields[2] if ptype == "g" else fields[1]
-
-
-def _parse(line: str, tenant: str) -> Rule:
-    tokens = split_line(line)
-    if not tokens:
-        raise Unprocessable(f"empty rule line {line[:80]!r}")
-    ptype, fields = tokens[0], tuple(tokens[1:])
-    if problems := rule_problems(ptype, fields):
-        raise Unprocessable(f"rule {line[:120]!r}: {'; '.join(problems)}")
-    if _domain(ptype, fields) != tenant:
-        raise Unprocessable(f"rule {line[:120]!r} is for another tenant than {tenant!r}")
-    return ptype, fields

@@ -1,0 +1,108 @@
+"""Separation of duties, for access requests and reviewed changes alike.
+
+Whose reading a request or change widens are its *beneficiaries*: the requester (or the
+principals a rule reaches, directly or through a role they hold), plus whoever owns or
+created any of them, since a principal you created or own is a way to read for yourself.
+An approval (or a sign-off) never counts when it comes from
+- the requester or proposer, or a token either of them (or a beneficiary) issued;
+- a beneficiary;
+- a principal the requester, the proposer or a beneficiary owns or created;
+- anything that is not a person (service accounts and job tokens never review).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from warden.errors import Forbidden
+from warden.identity.models import Principal
+from warden.identity.service import Caller
+from warden.policy.engine import PolicySnapshot
+
+
+def require_human(caller: Caller, verb: str) -> None:
+    """Reviewers are people: service accounts and job tokens never review, approve, sign
+    off or break glass."""
+    if caller.kind != "person":
+        raise Forbidden(f"reviewers are people: a {caller.kind} principal may not {verb}")
+
+
+@dataclass(frozen=True)
+class Party:
+    id: str
+    name: str
+    kind: str
+    owner_id: str | None
+    created_by_id: str | None
+
+
+def _parties(db: Session, ids: Iterable[str]) -> dict[str, Party]:
+    wanted = list(set(ids))
+    if not wanted:
+        return {}
+    rows = db.scalars(select(Principal).where(Principal.id.in_(wanted)))
+    return {p.id: Party(p.id, p.name, p.kind, p.owner_id, p.created_by_id) for p in rows}
+
+
+def widen_to_keepers(db: Session, direct_ids: Iterable[str]) -> set[str]:
+    """The direct beneficiaries plus the owners and creators of each (one level: whoever
+    holds a principal's keys benefits from what it may read)."""
+    direct = set(direct_ids)
+    keepers = {k for p in _parties(db, direct).values() for k in (p.owner_id, p.created_by_id) if k}
+    return direct | keepers
+
+
+def reached_by(
+    db: Session, snapshot: PolicySnapshot, tenant_id: str, tenant: str, subjects: Iterable[str]
+) -> set[str]:
+    """Ids of the tenant's principals that are, or hold (transitively), one of `subjects`."""
+    wanted = set(subjects)
+    if not wanted:
+        return set()
+    rows = db.execute(select(Principal.id, Principal.name).where(Principal.tenant_id == tenant_id))
+    return {pid for pid, name in rows if wanted.intersection(snapshot.subjects(name, tenant))}
+
+
+def refuse_conflict(
+    db: Session, caller: Caller, origin_id: str, beneficiary_ids: Iterable[str], what: str
+) -> None:
+    """Forbidden unless `caller` may approve `what`, raised by `origin_id` (requester or
+    proposer) and benefiting `beneficiary_ids` (already widened to their keepers)."""
+    require_human(caller, f"approve or sign off {what}")
+    if caller.principal_id == origin_id:
+        raise Forbidden(f"whoever asks never approves their own {what}, whatever their roles")
+    involved = {origin_id, *beneficiary_ids}
+    if caller.principal_id in involved:
+        raise Forbidden(f"{caller.name} benefits from this {what} and may not approve it")
+    me = _parties(db, [caller.principal_id]).get(caller.principal_id)
+    if me is not None and ({me.owner_id, me.created_by_id} & involved):
+        raise Forbidden(
+            f"{caller.name} was created or is owned by someone this {what} benefits;"
+            " such approvals never count"
+        )
+    issuer = caller.token_issuer_id
+    if issuer is not None and issuer != caller.principal_id and issuer in involved:
+        raise Forbidden(
+            f"this token of {caller.name} was issued by someone this {what} benefits; approve"
+            " with a token you issued yourself"
+        )
+
+
+def counting(
+    db: Session, reviewer_ids: Iterable[str], origin_id: str, beneficiary_ids: Iterable[str]
+) -> set[str]:
+    """Of these reviewers, those whose approval counts now: people, not the origin, not a
+    beneficiary, not created or owned by either. Checked again when a quorum is counted, so
+    a review row written past the API (or a reviewer since made a beneficiary) never counts."""
+    involved = {origin_id, *beneficiary_ids}
+    return {
+        p.id
+        for p in _parties(db, reviewer_ids).values()
+        if p.kind == "person"
+        and p.id not in involved
+        and not ({p.owner_id, p.created_by_id} & involved)
+    }
