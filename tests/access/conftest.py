@@ -301,3 +301,18 @@ def receiver() -> Iterator[Receiver]:
     yield box
     server.shutdown()
     server.server_close()
+
+
+def allow_browse(warden: Any, name: str) -> None:
+    """Let a principal with no role know the tenant's datasets exist (and so ask for access),
+    the way bootstrap does (no review)."""
+    from warden.db.session import unit_of_work
+    from warden.identity.service import Caller, get_principal
+    from warden.policy.changes import apply_change
+
+    with unit_of_work(warden.state.sessions) as db:
+        admin = get_principal(db, "admin")
+        actor = Caller("admin", "person", "acme", admin.id)
+        rule = ("p", (name, "acme", "*", "*", "*", "browse", "allow", "", ""))
+        apply_change(db, actor, add=[rule], reason="test setup", action="policy.bootstrap")
+    warden.state.policy.ensure_fresh()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from tests.access.conftest import T0, Access
+from tests.access.conftest import T0, Access, allow_browse
 
 
 def _iso(value: datetime) -> str:
@@ -120,6 +120,7 @@ def _public_dataset(access: Access, name: str) -> None:
 
 def test_public_data_is_granted_at_once_and_audited(access: Access) -> None:
     _public_dataset(access, "digits")
+    allow_browse(access.w, "mallory")  # no role: she must at least know the dataset exists
     req = access.ask("mallory", dataset="digits", purpose="training", duration="30d")
     assert (req["state"], req["quorum"]) == ("approved", 0)
     assert req["grant_id"]

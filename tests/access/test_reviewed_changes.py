@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from tests.access.conftest import Access
+from tests.access.conftest import Access, allow_browse
 
 USERS_RAW = "p, role:admin, acme, users, *, *, read, allow, ,"
 
@@ -230,6 +230,7 @@ def test_nobody_approves_a_request_of_a_service_account_they_own_or_created(
     access: Access,
 ) -> None:
     _service_account(access, "etl-bot", [], owner="sam")  # created by the admin, owned by sam
+    allow_browse(access.w, "etl-bot")
     req = access.ask("etl-bot", dataset="pins", purpose="analytics", duration="1d")
     before = access.fingerprint()
     for keeper in ("sam", "admin"):

@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 from sqlalchemy import select
 
+from tests.access.conftest import allow_browse
 from warden.catalog.models import Dataset
 from warden.catalog.service import ColumnInfo, load_view, register
 from warden.db.session import unit_of_work
@@ -71,6 +72,7 @@ def test_a_pin_pairs_request_now_needs_the_pii_quorum(warden: Any) -> None:
     assert (terms["classification"], terms["quorum"]) == ("pii", 2)
     assert terms["max_duration_s"] == 7 * 86400
     body = {"dataset": "pin_pairs", "purpose": "training", "duration": "7d", "justification": "x"}
+    allow_browse(warden, "mallory")  # no role: she must at least know the dataset exists
     r = warden.http.post("/v1/access/requests", json=body, headers=warden.as_("mallory"))
     assert r.status_code == 201, r.text
     req = r.json()
@@ -314,5 +316,6 @@ def test_a_class_written_down_in_the_database_does_not_lower_it(warden: Any, dat
     terms = warden.http.get(f"/v1/access/settings/{dataset}", headers=warden.as_("admin")).json()
     assert (terms["classification"], terms["quorum"]) == ("pii", 2)
     body = {"dataset": dataset, "purpose": "training", "duration": "1d", "justification": "x"}
+    allow_browse(warden, "mallory")
     req = warden.http.post("/v1/access/requests", json=body, headers=warden.as_("mallory")).json()
     assert (req["quorum"], req["state"]) == (2, "pending")

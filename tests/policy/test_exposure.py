@@ -203,7 +203,7 @@ def test_a_grant_that_would_add_the_masked_side_is_refused_at_approval(warden: A
     """bob reads users.user_id raw (support); a reviewed grant on engagements would hand him
     the pseudonymised side: the approval is refused and leaves nothing behind."""
     ok(warden, ["p, role:support, acme, users, user_id, analytics, read, allow, ,"])
-    from tests.access.conftest import bootstrap_people
+    from tests.access.conftest import allow_browse, bootstrap_people
 
     # The stewards come from bootstrap: ones the admin created never approve for bob, whom
     # the admin created too (separation of duties, tests/access/test_reviewed_changes.py).
@@ -216,6 +216,7 @@ def test_a_grant_that_would_add_the_masked_side_is_refused_at_approval(warden: A
         approve(warden, r.json()["change_id"])
         t = warden.http.post(f"/v1/principals/{name}/tokens", json={}, headers=warden.as_("admin"))
         warden.tokens[name] = t.json()["token"]
+    allow_browse(warden, "bob")
     body = {
         "dataset": "engagements",
         "columns": ["user_id", "pin_id"],

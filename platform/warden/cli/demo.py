@@ -157,9 +157,12 @@ def _reviewed_policy_change() -> None:
 
 def _access_story() -> None:
     read = "read engagements --purpose training --columns user_id,pin_id,action --limit 3"
-    _step("10. mallory asks for engagements for training (pii: two distinct approvals needed)")
+    _step(
+        "10. erin (analytics only) asks for engagements for training:"
+        " pii, two distinct approvals needed"
+    )
     out = _cli(
-        "mallory",
+        "erin",
         "access request engagements --purpose training"
         " --columns user_id,pin_id,action --duration 7d"
         " --justification 'offline evaluation of the ranking fix' --format json",
@@ -167,19 +170,19 @@ def _access_story() -> None:
     )
     request = json.loads(out)
     console.print(f"request {request['id']}: {request['state']}, quorum {request['quorum']}")
-    _step("11. separation of duties: mallory cannot approve her own request")
-    _cli("mallory", f"access approve {request['id']}", refused=True)
+    _step("11. separation of duties: erin cannot approve her own request")
+    _cli("erin", f"access approve {request['id']}", refused=True)
     _step("12. two stewards approve; the last approval creates a time-bound grant")
     _cli("sam", f"access approve {request['id']} --comment 'scoped and masked'")
     _cli("olive", f"access approve {request['id']} --comment ok")
-    _step("13. mallory reads engagements: allowed by the grant, user_id masked")
-    _cli("mallory", read)
+    _step("13. erin reads engagements for training: allowed by the grant, user_id masked")
+    _cli("erin", read)
     shown = _cli("admin", f"access show {request['id']} --format json", capture=True)
     grant = json.loads(shown)["grant_id"]
     _step(f"14. the grant {grant} is revoked")
     _cli("admin", f"access revoke {grant} --reason 'demo: no longer needed' --yes")
-    _step("15. mallory's very next read is denied")
-    _cli("mallory", read, refused=True)
+    _step("15. erin's very next read is denied, and says her access ended")
+    _cli("erin", read, refused=True)
 
 
 def _ml_story(seeds: int) -> None:

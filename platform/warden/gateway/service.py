@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from warden.access.ids import break_glass_grants
 from warden.access.repository import last_grant_of
+from warden.audit.chain import utc
 from warden.audit.outcomes import by
 from warden.audit.service import AuditRecord, record
 from warden.audit.telemetry import annotate_span, read_span
@@ -176,6 +177,10 @@ def _read(
     except NotFound:
         _refuse_ended_grant(state, caller, dataset, request.purpose)
         raise
+    except Forbidden:
+        if attempt.decision is not None and not attempt.decision.allowed:
+            _refuse_ended_grant(state, caller, dataset, request.purpose)
+        raise
     if session is not None:
         session.commit()  # the lookups are done: hand the connection back before the plan runs
     decision, columns = allowed.decision, allowed.columns
@@ -211,7 +216,7 @@ def _refuse_ended_grant(state: Platform, caller: Caller, view: DatasetView, purp
     """Someone whose grant on the dataset ended knows it exists: say so, and how to ask again."""
     with unit_of_work(state.sessions) as db:
         ended = last_grant_of(db, caller.principal_id, view.id)
-    if ended is not None:
+    if ended is not None and (ended.state != "active" or utc(ended.expires_at) <= state.now()):
         raise Forbidden(
             f"your access to {view.name!r} ended ({ended.id} {ended.state});"
             f" ask again with `warden access request {view.name} --purpose {purpose}`"
