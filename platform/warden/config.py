@@ -123,6 +123,14 @@ class Settings(BaseSettings):
     # How often the edge writes the counted records of windows that have ended; 0: only when
     # the next refusal arrives and at shut-down.
     edge_flush_interval_s: float = Field(default=30.0, ge=0)
+    # Small reads: what a client is told to wait (Retry-After) when the database is out; how
+    # long a SQLite connection waits for the write lock before giving up (bounded, so a stuck
+    # writer becomes a clean 503, not a pile of waiting requests); and whether this process may
+    # run the background loops (job and access workers, sandbox reconciling). `warden serve
+    # --workers N` elects one worker per data folder on top of this (a lock file).
+    unavailable_retry_after_s: int = Field(default=2, ge=1, le=3600)
+    sqlite_busy_timeout_s: float = Field(default=5.0, gt=0, le=600)
+    primary: bool = True
 
     @model_validator(mode="after")
     def _token_defaults_within_max(self) -> Settings:

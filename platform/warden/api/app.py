@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
 
 from warden import __version__
 from warden.api.edge_middleware import install_edge
-from warden.api.errors import install_error_handlers
+from warden.api.errors import install_error_handlers, unavailable_response
 from warden.api.limits import BodySizeLimit
 from warden.api.openapi import install_openapi
+from warden.api.primary import elect
 from warden.api.routes.access import router as access_router
 from warden.api.routes.audit import router as audit_router
 from warden.api.routes.catalog import router as catalog_router
@@ -25,6 +28,7 @@ from warden.audit.telemetry import setup_telemetry
 from warden.config import Settings, get_settings
 from warden.core.platform import Platform, build_platform
 from warden.core.process import WardenProcess
+from warden.errors import Unavailable
 
 
 def create_app(
@@ -48,7 +52,12 @@ def create_app(
     )
     platform = state or build_platform(settings)
     app.state.warden = platform
-    app.state.process = WardenProcess.build(platform, socket_app=app, jobs=jobs)
+    # Background loops run in one process only (see api/primary.py); the lock lives with the app.
+    primary, app.state.primary_lock = elect(settings)
+    app.state.primary = primary
+    app.state.process = WardenProcess.build(
+        platform, socket_app=app, jobs=jobs if primary else False, access=primary
+    )
     # A hard cap for every route (the edge audits what it refuses); reads check a tighter one.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes * 16)
     install_error_handlers(app)
@@ -73,6 +82,22 @@ def create_app(
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
+
+    # Liveness above (the process answers); readiness here, for load balancers: the database
+    # answers and this process holds a current policy snapshot. 503 + Retry-After otherwise.
+    @app.get("/readyz", tags=["health"])
+    def readyz(request: Request) -> JSONResponse:
+        try:
+            with platform.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            policy = platform.policy.ensure_fresh()
+        except Unavailable as exc:
+            return unavailable_response(request, f"not ready: {exc.detail}")
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready", said plainly
+            return unavailable_response(request, f"not ready: database {type(exc).__name__}")
+        return JSONResponse(
+            {"status": "ready", "version": __version__, "policy_version": policy.version}
+        )
 
     return app
 

@@ -1,7 +1,9 @@
 """One error shape across the API: {"error": ClassName, "detail": message}.
 
 Every error response also carries the headers HTTP asks for: `WWW-Authenticate` on 401,
-`Allow` on 405 (Starlette names the methods), `Retry-After` on 429 (the edge sets it).
+`Allow` on 405 (Starlette names the methods), `Retry-After` on 429 (the edge sets it) and on
+503. A database that cannot be reached (connection refused or lost, pool exhausted, SQLite's
+write lock not free in time) is a 503 `Unavailable` with `Retry-After`, never a 500.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import iter_route_contexts
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
@@ -40,6 +43,38 @@ HTTP_ERROR_NAMES = {
 }
 
 
+# What "the database is out" looks like from here; anything else from the database is a bug.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.DisconnectionError,
+    sa_exc.TimeoutError,
+)
+DEFAULT_RETRY_AFTER_S = 2
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` (or what it was raised from) says the database cannot be reached now."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, DATABASE_UNAVAILABLE):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def retry_after(request: Request | None) -> str:
+    state = getattr(getattr(request, "app", None), "state", None)
+    settings = getattr(getattr(state, "warden", None), "settings", None)
+    return str(getattr(settings, "unavailable_retry_after_s", DEFAULT_RETRY_AFTER_S))
+
+
+def unavailable_response(request: Request | None, detail: str) -> JSONResponse:
+    return error_response(503, "Unavailable", detail, {"Retry-After": retry_after(request)})
+
+
 def error_response(
     status: int, error: str, detail: object, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
@@ -51,8 +86,16 @@ def error_response(
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(WardenError)
-    async def _warden(_: Request, exc: WardenError) -> JSONResponse:
-        return error_response(exc.status_code, type(exc).__name__, exc.detail)
+    async def _warden(request: Request, exc: WardenError) -> JSONResponse:
+        headers = {"Retry-After": retry_after(request)} if exc.status_code == 503 else None
+        return error_response(exc.status_code, type(exc).__name__, exc.detail, headers)
+
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable: %s", type(exc).__name__)
+        return unavailable_response(request, "the database is unavailable; try again shortly")
+
+    for kind in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(kind, _database)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -72,7 +115,9 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc.status_code, name, exc.detail, headers)
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if database_unavailable(exc):  # raised outside the routes (middleware, the edge)
+            return await _database(request, exc)
         log.exception("unhandled error", exc_info=exc)
         return error_response(500, "InternalError", "internal error; see the server log")
 

@@ -267,51 +267,73 @@ def load_view(db: Session, datasets_dir: Path, tenant_name: str, name: str) -> D
     """The current version of a dataset in a tenant, or NotFound (names are never paths)."""
     if not DATASET_NAME_RE.fullmatch(name):
         raise NotFound(f"no dataset named {name[:80]!r}")
-    row = db.execute(
-        select(Dataset, Tenant, Principal, DatasetVersion)
-        .join(Tenant, Tenant.id == Dataset.tenant_id)
-        .join(Principal, Principal.id == Dataset.owner_id)
-        .join(
-            DatasetVersion,
-            (DatasetVersion.dataset_id == Dataset.id)
-            & (DatasetVersion.digest == Dataset.current_version),
-        )
-        .where(Tenant.name == tenant_name, Dataset.name == name)
-    ).first()
-    if row is None:
-        raise NotFound(f"no dataset named {name!r}")
-    dataset, tenant, owner, version = row
-    cols = list(
-        db.scalars(
-            select(DatasetColumn)
-            .where(DatasetColumn.dataset_id == dataset.id)
+    # Hot path (every governed read): one core statement, one round trip, no ORM objects. The
+    # columns come in the same answer (an outer join), so the view is always the stored one:
+    # a new version, a reclassified column or a new owner shows on the very next read.
+    rows = (
+        db.connection()
+        .execute(
+            select(
+                Dataset.id,
+                Dataset.name,
+                Tenant.name.label("tenant"),
+                Principal.name.label("owner"),
+                Dataset.classification,
+                Dataset.allowed_purposes,
+                Dataset.identifier_columns,
+                DatasetVersion.digest,
+                DatasetVersion.path,
+                DatasetVersion.row_count,
+                Dataset.description,
+                Dataset.tenant_id,
+                Dataset.derived_from,
+                DatasetColumn.name.label("column"),
+                DatasetColumn.dtype,
+                DatasetColumn.classification.label("column_class"),
+                DatasetColumn.entity,
+            )
+            .select_from(Dataset)
+            .join(Tenant, Tenant.id == Dataset.tenant_id)
+            .join(Principal, Principal.id == Dataset.owner_id)
+            .join(
+                DatasetVersion,
+                (DatasetVersion.dataset_id == Dataset.id)
+                & (DatasetVersion.digest == Dataset.current_version),
+            )
+            .outerjoin(DatasetColumn, DatasetColumn.dataset_id == Dataset.id)
+            .where(Tenant.name == tenant_name, Dataset.name == name)
             .order_by(DatasetColumn.position)
         )
+        .all()
     )
+    if not rows:
+        raise NotFound(f"no dataset named {name!r}")
+    first = rows[0]
+    cols = [r for r in rows if r.column is not None]
     # Recomputed on every load, never only trusted from the row: a class written down by hand
     # in the database does not lower what its columns and sources say.
-    classes = [dataset.classification, *(c.classification for c in cols)]
-    if dataset.derived_from:
-        classes += db.scalars(
+    classes = [first.classification, *(c.column_class for c in cols)]
+    if first.derived_from:
+        classes += db.connection().scalars(
             select(Dataset.classification).where(
-                Dataset.tenant_id == dataset.tenant_id, Dataset.name.in_(dataset.derived_from)
+                Dataset.tenant_id == first.tenant_id, Dataset.name.in_(first.derived_from)
             )
         )
     return DatasetView(
-        id=dataset.id,
-        name=dataset.name,
-        tenant=tenant.name,
-        owner=owner.name,
+        id=first.id,
+        name=first.name,
+        tenant=first.tenant,
+        owner=first.owner,
         classification=strictest([c for c in classes if c in CLASS_ORDER] or ["pii"]),
-        allowed_purposes=tuple(dataset.allowed_purposes),
-        identifier_columns=tuple(dataset.identifier_columns),
-        version=version.digest,
-        path=datasets_dir / version.path,
-        row_count=version.row_count,
-        columns=tuple(ColumnInfo(c.name, c.dtype, c.classification, c.entity) for c in cols),
-        description=dataset.description,
-        tenant_id=dataset.tenant_id,
-        derived_from=tuple(dataset.derived_from or ()),
+        allowed_purposes=tuple(first.allowed_purposes),
+        identifier_columns=tuple(first.identifier_columns),
+        version=first.digest,
+        path=datasets_dir / first.path,
+        row_count=first.row_count,
+        columns=tuple(ColumnInfo(c.column, c.dtype, c.column_class, c.entity) for c in cols),
+        description=first.description,
+        tenant_id=first.tenant_id,
+        derived_from=tuple(first.derived_from or ()),
     )
 
 

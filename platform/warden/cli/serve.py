@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -15,18 +16,41 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port")] = 8765,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Server processes (uvicorn workers), each with its own policy snapshot; one of"
+            " them runs the job and access workers",
+        ),
+    ] = 1,
 ) -> None:
     """Run the Warden API (the CLI finds it through WARDEN_URL)."""
     import uvicorn  # here, not at the top: every other command starts without the API
 
     from warden.api.app import create_app
+    from warden.api.primary import WORKERS_ENV
 
     settings = get_settings()
     refuse_unsafe_data_dir(settings)
     typer.echo(
         f"warden API on http://{host}:{port} · database {_safe(settings.resolved_database_url)}"
+        + (f" · {workers} workers" if workers > 1 else "")
     )
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+        return
+    # Each worker builds its own app (and platform) from the same environment.
+    os.environ[WORKERS_ENV] = str(workers)
+    uvicorn.run(
+        "warden.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        log_level=log_level,
+        workers=workers,
+    )
 
 
 def _safe(url: str) -> str:

@@ -45,7 +45,9 @@ def load_mask_key(settings: Settings) -> bytes:
 
 
 def build_platform(settings: Settings) -> Platform:
-    engine = make_engine(settings.resolved_database_url)
+    engine = make_engine(
+        settings.resolved_database_url, sqlite_busy_timeout_s=settings.sqlite_busy_timeout_s
+    )
     bind_settings(engine, settings)  # the audit chain keys, kept outside the database
     return Platform(
         settings=settings,

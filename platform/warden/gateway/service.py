@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from opentelemetry.trace import Span
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
 from warden.access.ids import break_glass_grants
 from warden.access.repository import last_grant_of
@@ -101,15 +102,25 @@ def parse_request(raw: bytes, max_bytes: int) -> ReadRequest:
 
 
 def governed_read(
-    state: Platform, caller: Caller, name: str, raw_body: bytes, *, views: bool = False
+    state: Platform,
+    caller: Caller,
+    name: str,
+    raw_body: bytes,
+    *,
+    views: bool = False,
+    session: Session | None = None,
 ) -> ReadResult:
-    """`views`: the caller reads Arrow's view layout (see ArrowStream); the rows are the same."""
+    """`views`: the caller reads Arrow's view layout (see ArrowStream); the rows are the same.
+    `session`: the request's open session (it authenticated the caller); the dataset and the
+    policy version are read on it too, then its transaction ends before the plan runs."""
     attempt = _Attempt(caller=caller, dataset=name)
     with read_span(
         "warden.read", {"warden.dataset": name[:64], "warden.actor": caller.name}
     ) as span:
         try:
-            result = _read(state, attempt, raw_body, span, views)
+            # One policy version query per read, one snapshot for all its decisions.
+            with state.policy.one_check(session):
+                result = _read(state, attempt, raw_body, span, views, session)
         except WardenError as exc:
             event = record(
                 state.sessions, attempt.audit("deny", f"{type(exc).__name__}: {exc.detail}")
@@ -120,7 +131,12 @@ def governed_read(
 
 
 def _read(
-    state: Platform, attempt: _Attempt, raw_body: bytes, span: Span, views: bool
+    state: Platform,
+    attempt: _Attempt,
+    raw_body: bytes,
+    span: Span,
+    views: bool,
+    session: Session | None,
 ) -> ReadResult:
     settings = state.settings
     request = parse_request(raw_body, settings.max_request_bytes)
@@ -131,9 +147,13 @@ def _read(
         raise BadRequest(f"limit {request.limit} is over the maximum of {settings.max_read_rows}")
 
     caller = attempt.caller
-    with unit_of_work(state.sessions) as db:
-        dataset = load_view(db, settings.datasets_dir, caller.tenant, attempt.dataset)
-        mask = tenant_mask(db, state.mask_key, dataset.tenant_id, state.now())
+    if session is not None:
+        dataset = load_view(session, settings.datasets_dir, caller.tenant, attempt.dataset)
+        mask = tenant_mask(session, state.mask_key, dataset.tenant_id, state.now())
+    else:
+        with unit_of_work(state.sessions) as db:
+            dataset = load_view(db, settings.datasets_dir, caller.tenant, attempt.dataset)
+            mask = tenant_mask(db, state.mask_key, dataset.tenant_id, state.now())
     attempt.version = dataset.version
     attempt.details["mask_key_version"] = mask.version
     attempt.columns = list(request.columns or dataset.column_names)
@@ -161,6 +181,8 @@ def _read(
         if attempt.decision is not None and not attempt.decision.allowed:
             _refuse_ended_grant(state, caller, dataset, request.purpose)
         raise
+    if session is not None:
+        session.commit()  # the lookups are done: hand the connection back before the plan runs
     decision, columns = allowed.decision, allowed.columns
     attempt.columns = columns
     planner.check_filters(request.where, decision, dataset)

@@ -292,37 +292,55 @@ def authenticate(db: Session, secret: str, now: datetime | None = None) -> Calle
         return authenticate_job_token(db, secret, now or datetime.now(UTC))
     if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
         raise Unauthenticated("invalid token")
-    row = db.execute(
-        select(ApiToken, Principal, Tenant)
-        .join(Principal, Principal.id == ApiToken.principal_id)
-        .join(Tenant, Tenant.id == Principal.tenant_id)
-        .where(ApiToken.token_hash == hash_token(secret))
-    ).first()
+    # Hot path (every request): one core statement, no ORM objects, nothing cached. The token,
+    # its principal and tenant are read from the database each time, so a revocation or a
+    # disable committed by any process is refused on the very next request everywhere.
+    row = (
+        db.connection()
+        .execute(
+            select(
+                ApiToken.id,
+                ApiToken.revoked_at,
+                ApiToken.expires_at,
+                ApiToken.last_used_at,
+                ApiToken.issued_by_id,
+                Principal.id,
+                Principal.name,
+                Principal.kind,
+                Principal.disabled,
+                Tenant.name,
+            )
+            .join(Principal, Principal.id == ApiToken.principal_id)
+            .join(Tenant, Tenant.id == Principal.tenant_id)
+            .where(ApiToken.token_hash == hash_token(secret))
+        )
+        .first()
+    )
     if row is None:
         raise Unauthenticated("invalid token")
-    token, principal, tenant = row
+    token_id, revoked_at, expires_at, last_used_at, issued_by_id = row[:5]
+    principal_id, name, kind, disabled, tenant = row[5:]
     now = now or datetime.now(UTC)
-    if token.revoked_at is not None:
+    if revoked_at is not None:
         raise Unauthenticated("token revoked")
     # A token without an expiry is treated as expired: every token is issued with one.
-    if token.expires_at is None or _aware(token.expires_at) <= now:
+    if expires_at is None or _aware(expires_at) <= now:
         raise Unauthenticated("token expired")
-    if principal.disabled:
+    if disabled:
         raise Unauthenticated("principal disabled")
-    _touch(db, token, now)
+    _touch(db, token_id, last_used_at, now)
     return Caller(
-        name=principal.name,
-        kind=principal.kind,
-        tenant=tenant.name,
-        principal_id=principal.id,
-        token_issuer_id=token.issued_by_id,
+        name=name,
+        kind=kind,
+        tenant=tenant,
+        principal_id=principal_id,
+        token_issuer_id=issued_by_id,
     )
 
 
-def _touch(db: Session, token: ApiToken, now: datetime) -> None:
+def _touch(db: Session, token_id: str, last: datetime | None, now: datetime) -> None:
     """Note when a token was last used, to the hour, in a transaction of its own (the request's
     own transaction may run long, and SQLite would hold its write lock all that time)."""
-    last = token.last_used_at
     if last is not None and now - _aware(last) < LAST_USED_RESOLUTION:
         return
     try:
@@ -330,7 +348,7 @@ def _touch(db: Session, token: ApiToken, now: datetime) -> None:
             own.execute(
                 update(ApiToken)
                 .where(
-                    ApiToken.id == token.id,
+                    ApiToken.id == token_id,
                     or_(
                         ApiToken.last_used_at.is_(None),
                         ApiToken.last_used_at < now - LAST_USED_RESOLUTION,
@@ -342,7 +360,7 @@ def _touch(db: Session, token: ApiToken, now: datetime) -> None:
             own.commit()
     except SQLAlchemyError:
         # Bookkeeping only: the decision above stands, and the next request tries again.
-        log.warning("could not note the use of token %s", token.id, exc_info=True)
+        log.warning("could not note the use of token %s", token_id, exc_info=True)
 
 
 def _aware(value: datetime) -> datetime:

@@ -10,11 +10,12 @@ Any database or policy failure raises `PolicyUnavailable`: callers deny (fail cl
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -26,6 +27,7 @@ from warden.policy.rules import Rule
 __all__ = ["PolicyService", "PolicyUnavailable"]
 
 T = TypeVar("T")
+_VERSION = select(store.PolicyState.version).where(store.PolicyState.id == 1)
 
 
 class PolicyService:
@@ -41,6 +43,8 @@ class PolicyService:
         self._reload_lock = threading.Lock()
         self.full_reloads = 0  # counters, for tests and operators
         self.replays = 0
+        self.version_checks = 0
+        self._pinned = threading.local()  # see `one_check`
 
     def current(self) -> PolicySnapshot:
         """The snapshot now in force; PolicyUnavailable if none was ever loaded."""
@@ -59,9 +63,15 @@ class PolicyService:
         except SQLAlchemyError as exc:
             raise PolicyUnavailable(f"policy store unreachable: {exc.__class__.__name__}") from exc
 
-    def stored_version(self) -> int:
-        """The version in the database (one query)."""
-        return self._in_session(store.current_version)
+    def stored_version(self, session: Session | None = None) -> int:
+        """The version in the database (one query; on `session` when given)."""
+        if session is None:
+            return self._in_session(store.current_version)
+        try:
+            # Core, on the session's connection: the hot path skips the ORM execution layer.
+            return session.connection().scalar(_VERSION) or 0
+        except SQLAlchemyError as exc:
+            raise PolicyUnavailable(f"policy store unreachable: {exc.__class__.__name__}") from exc
 
     def reload(self) -> PolicySnapshot:
         """Load and compile the stored rules, then swap them in; returns the new snapshot."""
@@ -77,11 +87,40 @@ class PolicyService:
         self.full_reloads += 1
         return snapshot
 
+    @contextmanager
+    def one_check(self, session: Session | None = None) -> Iterator[None]:
+        """Within this block (on this thread), the first `ensure_fresh()` checks the stored
+        version as usual and the later ones reuse its snapshot: one request, one version query,
+        one consistent snapshot for all its decisions. A change committed before the block
+        began is always seen; nothing outlives the block. `session`: ask the version on the
+        request's own connection (one round trip, no extra pool checkout)."""
+        outer = getattr(self._pinned, "active", False)
+        if not outer:
+            self._pinned.active = True
+            self._pinned.session = session
+        try:
+            yield
+        finally:
+            if not outer:
+                self._pinned.active = False
+                self._pinned.snapshot = None
+                self._pinned.session = None
+
     def ensure_fresh(self) -> PolicySnapshot:
         """The current snapshot, brought up to the database's version first if it is behind:
         by replaying the change log when it can (microseconds), else by a full reload.
         Concurrent callers share one catch-up."""
-        version = self.stored_version()
+        pinned = self._pinned
+        if getattr(pinned, "active", False):
+            if (held := getattr(pinned, "snapshot", None)) is not None:
+                return held  # type: ignore[no-any-return]
+            pinned.snapshot = self._ensure_fresh()
+            return pinned.snapshot  # type: ignore[no-any-return]
+        return self._ensure_fresh()
+
+    def _ensure_fresh(self) -> PolicySnapshot:
+        self.version_checks += 1
+        version = self.stored_version(getattr(self._pinned, "session", None))
         snapshot = self._snapshot
         if snapshot is not None and snapshot.version == version:
             return snapshot
@@ -107,7 +146,10 @@ class PolicyService:
 
     def _change(self, work: Callable[[Session], store.Change]) -> PolicySnapshot:
         self._in_session(work, write=True)
-        return self.ensure_fresh()
+        snapshot = self._ensure_fresh()
+        if getattr(self._pinned, "active", False):
+            self._pinned.snapshot = snapshot  # a change made inside a block holds in it
+        return snapshot
 
     def add_rules(self, rules: Iterable[Rule]) -> PolicySnapshot:
         """Store rules (RuleError if any is invalid), bump the version, reload."""

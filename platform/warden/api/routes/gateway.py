@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
+from sqlalchemy.orm import Session
 
 from warden.api.deps import get_state
 from warden.api.edge import report_unauthenticated
@@ -44,24 +45,27 @@ async def _pieces(body: ArrowStream) -> AsyncIterator[memoryview]:
 
 
 def _read(request: Request, name: str, raw: bytes) -> tuple[ReadResult, bytes | None]:
-    """Authenticate and read in one worker-thread hop; small answers go out in one piece."""
-    caller = _caller_or_audit(request, name)
+    """Authenticate and read in one worker-thread hop; small answers go out in one piece.
+    The token, the dataset and the policy version are read in one transaction on one pooled
+    connection (three statements); the audit append takes its own, and nothing is cached, so
+    a revocation, a disable or a new dataset version holds from the next read in any process."""
+    state = get_state(request)
     views = request.headers.get(ARROW_LAYOUT_HEADER, "").strip().lower() == "view"
-    result = governed_read(get_state(request), caller, name, raw, views=views)
+    with unit_of_work(state.sessions) as db:
+        caller = _caller_or_audit(request, name, db)
+        result = governed_read(state, caller, name, raw, views=views, session=db)
     small = b"".join(result.body) if result.body.size <= SMALL_BODY else None
     return result, small
 
 
-def _caller_or_audit(request: Request, name: str) -> Caller:
+def _caller_or_audit(request: Request, name: str, db: Session) -> Caller:
     """Authenticate; a read attempt with a bad token is still audited, as 'anonymous'."""
-    state = get_state(request)
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
     try:
         if scheme.lower() != "bearer" or not secret:
             raise Unauthenticated("missing bearer token")
-        with unit_of_work(state.sessions) as db:
-            return authenticate(db, secret.strip())
+        return authenticate(db, secret.strip())
     except Unauthenticated as exc:
         # Audited by the edge: one by one, or folded into a counted record in a flood.
         report_unauthenticated(request, exc, action="dataset.read", dataset=name)

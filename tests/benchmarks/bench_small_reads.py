@@ -1,0 +1,284 @@
+"""Many small governed reads under concurrent load, before and after, in one run.
+
+Each client reads 100 rows of `engagements` (7 columns, `user_id` masked; every other read
+with a filter) as fast as it can over loopback HTTP. "before" is the code of a git commit
+(default: the merge base with main, checked out into a temporary worktree); "after" is this
+tree. Per configuration: reads/s, p50, p99, server CPU per read (every server process,
+workers included, from /proc), the load average of the machine beside it (the machine is
+shared), and the audited `dataset.read` events counted against the reads served: they must be
+equal. Bounded: a fixed number of reads per configuration and a time limit.
+
+Run: .venv/bin/python -m tests.benchmarks.bench_small_reads [--reads 800] [--before REV]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+
+from tests.benchmarks.bench_read import COLUMNS, _seed
+from tests.benchmarks.harness import free_port, postgres_database, prepare
+from warden.config import Settings
+from warden.core.filesystem import restrict_umask
+from warden.db.session import make_engine
+
+REPO = Path(__file__).resolve().parents[2]
+TICKS = os.sysconf("SC_CLK_TCK")
+TIME_LIMIT_S = 90.0
+
+
+def _tree_cpu_s(root: int) -> float:
+    """CPU seconds (user + system) of `root` and every process below it."""
+    children: dict[int, list[int]] = {}
+    stats: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid = int(entry.name), int(fields[1])
+        children.setdefault(ppid, []).append(pid)
+        stats[pid] = (int(fields[11]) + int(fields[12])) / TICKS
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += stats.get(pid, 0.0)
+        todo.extend(children.get(pid, []))
+    return total
+
+
+@contextmanager
+def serve(settings: Settings, pythonpath: str, workers: int) -> Iterator[tuple[str, int]]:
+    port = free_port()
+    env = dict(os.environ)
+    env.update(
+        PYTHONPATH=pythonpath,
+        WARDEN_DATA_DIR=str(settings.data_dir),
+        WARDEN_CONFIG_DIR=str(settings.config_dir),
+        WARDEN_JOBS_WORKER="false",
+        OTEL_TRACES_EXPORTER="none",
+        OTEL_LOGS_EXPORTER="none",
+    )
+    if settings.database_url:
+        env["WARDEN_DATABASE_URL"] = settings.database_url
+    args = ["serve", "--port", str(port), "--log-level", "warning"]
+    if workers > 1:
+        args += ["--workers", str(workers)]
+    proc = subprocess.Popen(  # noqa: S603 - our own CLI
+        [sys.executable, "-m", "warden.cli.main", *args], env=env, stdout=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("the API did not start")
+            time.sleep(0.2)
+        yield url, proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _audited_reads(settings: Settings) -> int:
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        with engine.connect() as conn:
+            return int(
+                conn.execute(
+                    text(
+                        "SELECT count(*) FROM audit_event"
+                        " WHERE action = 'dataset.read' AND decision = 'allow'"
+                    )
+                ).scalar_one()
+            )
+    finally:
+        engine.dispose()
+
+
+def load(url: str, token: str, clients: int, reads: int) -> tuple[list[float], float, int]:
+    """(latencies in ms of the reads served, wall seconds, failures)."""
+    counter = iter(range(reads))
+    lock = threading.Lock()
+    latencies: list[float] = []
+    failures = [0]
+    start = threading.Barrier(clients + 1)
+    deadline = time.monotonic() + TIME_LIMIT_S
+
+    def client() -> None:
+        with httpx.Client(
+            base_url=url, headers={"authorization": f"Bearer {token}"}, timeout=30
+        ) as http:
+            http.get("/healthz")  # connected before the clock starts
+            start.wait()
+            while time.monotonic() < deadline:
+                with lock:
+                    i = next(counter, None)
+                if i is None:
+                    return
+                body: dict[str, Any] = {"purpose": "training", "columns": COLUMNS, "limit": 100}
+                if i % 2:
+                    body["where"] = [{"column": "region", "op": "ne", "value": "zz"}]
+                t0 = time.perf_counter()
+                answer = http.post("/v1/datasets/engagements/read", json=body)
+                elapsed = (time.perf_counter() - t0) * 1000
+                with lock:
+                    if answer.status_code == 200 and answer.headers.get("x-warden-rows") == "100":
+                        latencies.append(elapsed)
+                    else:
+                        failures[0] += 1
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    return latencies, time.perf_counter() - t0, failures[0]
+
+
+def measure(
+    version: str, pythonpath: str, backend: str, clients: int, workers: int, reads: int
+) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="warden-bench-") as tmp:
+        database = postgres_database() if backend == "postgres" else nullcontext(None)
+        with database as url:
+            settings, token = prepare(Path(tmp), url)
+            _seed(settings, "small")
+            with serve(settings, pythonpath, workers) as (api, pid):
+                load(api, token, min(clients, 4), 40)  # warm up (caches, pools, every worker)
+                before_events = _audited_reads(settings)
+                cpu0, load0 = _tree_cpu_s(pid), os.getloadavg()[0]
+                latencies, wall, failures = load(api, token, clients, reads)
+                cpu = _tree_cpu_s(pid) - cpu0
+                load1 = os.getloadavg()[0]
+            events = _audited_reads(settings) - before_events
+    served = len(latencies)
+    latencies.sort()
+    return {
+        "version": version,
+        "backend": backend,
+        "clients": clients,
+        "workers": workers,
+        "reads": served,
+        "failures": failures,
+        "audited": events,
+        "audited_equals_served": events == served,
+        "reads_per_s": round(served / wall, 1) if wall else 0.0,
+        "p50_ms": round(statistics.median(latencies), 1) if latencies else None,
+        "p99_ms": round(latencies[max(0, int(served * 0.99) - 1)], 1) if latencies else None,
+        "server_cpu_ms_per_read": round(cpu * 1000 / served, 2) if served else None,
+        "load_avg": round(max(load0, load1), 2),
+    }
+
+
+@contextmanager
+def before_tree(rev: str) -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="warden-before-") as tmp:
+        path = Path(tmp) / "tree"
+        subprocess.run(  # noqa: S603
+            ["git", "-C", str(REPO), "worktree", "add", "--detach", str(path), rev],  # noqa: S607
+            check=True,
+            capture_output=True,
+        )
+        try:
+            yield path
+        finally:
+            subprocess.run(  # noqa: S603
+                ["git", "-C", str(REPO), "worktree", "remove", "--force", str(path)],  # noqa: S607
+                check=False,
+                capture_output=True,
+            )
+
+
+def run(before: str, reads: int, backends: list[str], clients: list[int]) -> list[dict[str, Any]]:
+    rows = []
+    with before_tree(before) as old:
+        versions = [(f"before {before[:10]}", str(old / "platform"), 1)]
+        versions.append(("after", str(REPO / "platform"), 1))
+        versions.append(("after", str(REPO / "platform"), 2))
+        for backend in backends:
+            for n in clients:
+                for version, path, workers in versions:
+                    row = measure(version, path, backend, n, workers, reads)
+                    rows.append(row)
+                    print_row(row, flush=True)
+    return rows
+
+
+HEADER = (
+    f"{'version':<18} {'backend':<10} {'clients':>7} {'workers':>7} {'reads/s':>8} {'p50':>8}"
+    f" {'p99':>9} {'CPU/read':>9} {'served':>6} {'audited':>7} {'load':>5}"
+)
+
+
+def print_row(r: dict[str, Any], flush: bool = False) -> None:
+    print(
+        f"{r['version']:<18} {r['backend']:<10} {r['clients']:>7} {r['workers']:>7}"
+        f" {r['reads_per_s']:>8.1f} {r['p50_ms']:>6.1f}ms {r['p99_ms']:>7.1f}ms"
+        f" {r['server_cpu_ms_per_read']:>7.2f}ms {r['reads']:>6} {r['audited']:>7}"
+        f" {r['load_avg']:>5.2f}",
+        flush=flush,
+    )
+
+
+def _merge_base() -> str:
+    out = subprocess.run(  # noqa: S603
+        ["git", "-C", str(REPO), "merge-base", "HEAD", "main"],  # noqa: S607
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--before", default=None, help="git revision for 'before' (merge base)")
+    parser.add_argument("--reads", type=int, default=800)
+    parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--clients", default="16")
+    parser.add_argument("--json", type=Path, default=Path("bench-results/small_reads.json"))
+    args = parser.parse_args(argv)
+    restrict_umask()  # as every Warden process: `warden serve` refuses a data folder others reach
+    before = args.before or _merge_base()
+    print("small governed reads (100 rows of engagements, 7 columns, user_id masked):")
+    print(HEADER)
+    rows = run(
+        before,
+        args.reads,
+        args.backends.split(","),
+        [int(c) for c in args.clients.split(",")],
+    )
+    unequal = [r for r in rows if not r["audited_equals_served"]]
+    print("audited events == reads served:", unequal if unequal else "yes, every run")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"benchmark": "small_reads", "results": rows}, indent=2))
+    print(f"wrote {args.json}")
+    return 0 if not unequal else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

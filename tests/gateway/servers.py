@@ -1,0 +1,195 @@
+"""Real `warden serve` processes (one or several workers) on one data folder and database, for
+the multi-process read tests; and a PostgreSQL of the test's own that it may stop and start."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from tests.benchmarks.bench_read import _seed
+from tests.benchmarks.harness import free_port, postgres_database, prepare
+from warden.config import Settings
+from warden.db.session import make_engine, make_sessionmaker, unit_of_work
+from warden.identity.service import get_principal, issue_token
+
+REPO = Path(__file__).resolve().parents[2]
+PG_URL = os.environ.get("WARDEN_TEST_POSTGRES_URL")
+READ_BODY = {"purpose": "training", "columns": ["user_id", "pin_id", "region"], "limit": 100}
+
+
+@dataclass
+class Warden:
+    settings: Settings
+    alice: str  # ml_engineer: may read engagements for training
+    admin: str
+
+    def audited_reads(self) -> set[str]:
+        """Ids of every allowed dataset.read event."""
+        engine = make_engine(self.settings.resolved_database_url)
+        try:
+            with engine.connect() as conn:
+                rows = conn.execute(
+                    text(
+                        "SELECT id FROM audit_event"
+                        " WHERE action = 'dataset.read' AND decision = 'allow'"
+                    )
+                )
+                return {r[0] for r in rows}
+        finally:
+            engine.dispose()
+
+
+def build(data_dir: Path, database_url: str | None) -> Warden:
+    settings, alice = prepare(data_dir, database_url)
+    _seed(settings, "small")
+    engine = make_engine(settings.resolved_database_url)
+    with unit_of_work(make_sessionmaker(engine)) as db:
+        admin = issue_token(db, get_principal(db, "admin"))
+    engine.dispose()
+    return Warden(settings, alice, admin)
+
+
+@contextmanager
+def warden_on(backend: str, tmp_path: Path) -> Iterator[Warden]:
+    if backend == "postgres":
+        if not PG_URL:
+            pytest.skip("PostgreSQL not configured (set WARDEN_TEST_POSTGRES_URL)")
+        with postgres_database() as url:
+            yield build(tmp_path, url)
+    else:
+        yield build(tmp_path, None)
+
+
+@dataclass
+class Server:
+    url: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+
+@contextmanager
+def serve(settings: Settings, *, workers: int = 1, **env_extra: str) -> Iterator[Server]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "WARDEN_DATA_DIR": str(settings.data_dir),
+        "WARDEN_CONFIG_DIR": str(settings.config_dir),
+        "WARDEN_JOBS_WORKER": "false",
+        "PYTHONPATH": f"{REPO / 'platform'}{os.pathsep}{REPO}",
+        "OTEL_TRACES_EXPORTER": "none",
+        "OTEL_LOGS_EXPORTER": "none",
+        **env_extra,
+    }
+    if settings.database_url:
+        env["WARDEN_DATABASE_URL"] = settings.database_url
+    cmd = [sys.executable, "-m", "warden.cli.main", "serve", "--port", str(port)]
+    cmd += ["--log-level", "info"] + (["--workers", str(workers)] if workers > 1 else [])
+    log = settings.data_dir / f"serve-{port}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
+    server = Server(f"http://127.0.0.1:{port}", proc, log)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, f"warden serve exited: {log.read_text()[-2000:]}"
+            assert time.monotonic() < deadline, "warden serve did not start"
+            time.sleep(0.1)
+        yield server
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def read(http: httpx.Client, token: str, dataset: str = "engagements") -> httpx.Response:
+    return http.post(
+        f"/v1/datasets/{dataset}/read",
+        json=READ_BODY,
+        headers={"authorization": f"Bearer {token}"},
+    )
+
+
+# --- a PostgreSQL of the test's own, to stop and start (never the machine's shared one) ---
+
+
+def _pg_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    return found[-1].parent if found else None
+
+
+def _as_postgres(args: list[str]) -> list[str]:
+    if os.geteuid() != 0:
+        return args
+    runuser = shutil.which("runuser")
+    if runuser is None:
+        pytest.skip("running as root without runuser: cannot start a PostgreSQL of our own")
+    return [runuser, "-u", "postgres", "--", *args]
+
+
+@dataclass
+class OwnPostgres:
+    bin: Path
+    data: Path
+    sockets: Path
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@/postgres?host={self.sockets}&port={self.port}"
+
+    def ctl(self, *args: str) -> None:
+        cmd = [str(self.bin / "pg_ctl"), "-D", str(self.data), "-w", "-t", "60", *args]
+        subprocess.run(_as_postgres(cmd), check=True, capture_output=True)  # noqa: S603
+
+    def start(self) -> None:
+        opts = f"-k {self.sockets} -p {self.port} -c listen_addresses='' -c fsync=off"
+        self.ctl("-o", opts, "-l", str(self.data.parent / "pg.log"), "start")
+
+    def stop(self) -> None:
+        self.ctl("-m", "fast", "stop")
+
+
+@contextmanager
+def own_postgres(tmp_path: Path) -> Iterator[OwnPostgres]:
+    bin_dir = _pg_bin()
+    if bin_dir is None:
+        pytest.skip("no PostgreSQL binaries under /usr/lib/postgresql")
+    root = Path(f"/tmp/wpg-{os.getpid()}-{free_port()}")  # short: socket paths are limited
+    root.mkdir(mode=0o700)
+    try:
+        if os.geteuid() == 0:
+            shutil.chown(root, "postgres", "postgres")
+        data, sockets = root / "data", root / "s"
+        for d in (data, sockets):
+            subprocess.run(_as_postgres(["mkdir", "-m", "700", str(d)]), check=True)  # noqa: S603
+        init = [str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"]
+        subprocess.run(_as_postgres(init), check=True, capture_output=True)  # noqa: S603
+        pg = OwnPostgres(bin_dir, data, sockets, free_port())
+        pg.start()
+        try:
+            yield pg
+        finally:
+            with suppress(subprocess.CalledProcessError):
+                pg.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,210 @@
+"""Governed reads served by several processes at once (`warden serve --workers N`, and two
+servers on one database): a change made anywhere holds on the next read everywhere, every read
+served has its durable audit event, and exactly one process runs the background loops."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.gateway.servers import Warden, read, serve, warden_on
+from warden.api.primary import LOCK_NAME
+from warden.db.session import make_engine, make_sessionmaker, unit_of_work
+from warden.identity.service import Caller, get_principal
+from warden.policy.changes import apply_change
+
+BACKENDS = ["sqlite", "postgres"]
+
+
+class Load:
+    """Clients reading as alice against several servers until stopped; every answer kept as
+    (server, start, end, status, audit event id)."""
+
+    def __init__(self, urls: list[str], token: str, per_server: int = 2) -> None:
+        self.answers: list[tuple[str, float, float, int, str | None]] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [
+            threading.Thread(target=self._run, args=(url, token))
+            for url in urls
+            for _ in range(per_server)
+        ]
+
+    def _run(self, url: str, token: str) -> None:
+        with httpx.Client(base_url=url, timeout=60) as http:
+            while not self._stop.is_set():
+                start = time.monotonic()
+                try:
+                    answer = read(http, token)
+                except httpx.HTTPError as exc:
+                    with self._lock:
+                        self.errors.append(f"{url}: {type(exc).__name__}: {exc}")
+                    continue
+                with self._lock:
+                    self.answers.append(
+                        (
+                            url,
+                            start,
+                            time.monotonic(),
+                            answer.status_code,
+                            answer.headers.get("x-warden-audit-event"),
+                        )
+                    )
+
+    def __enter__(self) -> Load:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=120)
+
+    def wait_for(self, count: int, after: float = 0.0, url: str | None = None) -> None:
+        """Until `count` answers that started after `after` (from `url`) are in; no clock."""
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with self._lock:
+                got = [a for a in self.answers if a[1] > after and (url is None or a[0] == url)]
+            if len(got) >= count:
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"the load made no progress ({len(self.answers)} answers)")
+
+
+def _served_all_audited(w: Warden, load: Load) -> None:
+    served = {a[4] for a in load.answers if a[3] == 200}
+    assert None not in served, "a read was served without naming its audit event"
+    missing = served - w.audited_reads()
+    assert not missing, f"{len(missing)} reads served without their durable event"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_revoked_role_is_refused_on_the_next_read_in_every_process(
+    backend: str, tmp_path: Path
+) -> None:
+    with warden_on(backend, tmp_path) as w, serve(w.settings) as a, serve(w.settings) as b:
+        with Load([a.url, b.url], w.alice) as load:
+            for url in (a.url, b.url):
+                load.wait_for(5, url=url)
+            engine = make_engine(w.settings.resolved_database_url)
+            with unit_of_work(make_sessionmaker(engine)) as db:
+                admin = Caller("admin", "person", "acme", get_principal(db, "admin").id)
+                apply_change(db, admin, remove=[("g", ("alice", "role:ml_engineer", "acme"))])
+            engine.dispose()
+            revoked = time.monotonic()  # the change is committed: every later read is refused
+            for url in (a.url, b.url):
+                load.wait_for(10, after=revoked, url=url)
+        assert not load.errors, load.errors[:3]
+        before = [a for a in load.answers if a[2] < revoked]
+        after = [a for a in load.answers if a[1] > revoked]
+        assert {s for *_x, s, _e in before} == {200}
+        served_late = [a for a in after if a[3] == 200]
+        assert not served_late, f"{len(served_late)} reads served after the revocation"
+        assert {s for *_x, s, _e in after} <= {403, 404}
+        _served_all_audited(w, load)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_principal_disabled_through_one_process_is_refused_by_the_others(
+    backend: str, tmp_path: Path
+) -> None:
+    with warden_on(backend, tmp_path) as w, serve(w.settings) as a, serve(w.settings) as b:
+        with Load([b.url], w.alice, per_server=3) as load:
+            load.wait_for(5)
+            answer = httpx.post(
+                f"{a.url}/v1/principals/alice/disable",
+                headers={"authorization": f"Bearer {w.admin}"},
+                timeout=30,
+            )
+            assert answer.status_code == 200, answer.text
+            disabled = time.monotonic()
+            load.wait_for(10, after=disabled)
+        assert not load.errors, load.errors[:3]
+        after = [a for a in load.answers if a[1] > disabled]
+        assert after and {a[3] for a in after} == {401}
+        _served_all_audited(w, load)
+
+
+def _lock_holders(lock: Path) -> list[int]:
+    """Pids holding an flock on `lock` (from /proc/locks)."""
+    inode = lock.stat().st_ino
+    holders = []
+    for line in Path("/proc/locks").read_text().splitlines():
+        parts = line.split()
+        if len(parts) > 5 and parts[1] == "FLOCK" and parts[5].endswith(f":{inode}"):
+            holders.append(int(parts[4]))
+    return holders
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def _wait(predicate: object, what: str) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_workers_serve_reads_and_exactly_one_runs_the_background_loops(tmp_path: Path) -> None:
+    with warden_on("sqlite", tmp_path) as w, serve(w.settings, workers=3) as server:
+        lock = w.settings.data_dir / LOCK_NAME
+        workers: set[int] = set()
+
+        def three_workers() -> bool:
+            workers.clear()
+            workers.update(_children(server.proc.pid) - {server.proc.pid})
+            return len(workers) >= 3 and lock.exists() and len(_lock_holders(lock)) == 1
+
+        _wait(three_workers, "three workers and one elected")
+        (primary,) = _lock_holders(lock)
+        assert primary in workers
+        with Load([server.url], w.alice, per_server=4) as load:
+            load.wait_for(30)
+            # The elected worker dies: uvicorn starts another, which takes the loops over.
+            os.kill(primary, signal.SIGKILL)
+            _wait(
+                lambda: (held := _lock_holders(lock)) != [] and held != [primary],
+                "a new primary",
+            )
+            assert len(_lock_holders(lock)) == 1
+            restarted = time.monotonic()
+            load.wait_for(30, after=restarted)
+        statuses = {a[3] for a in load.answers if a[1] > restarted}
+        assert statuses == {200}
+        _served_all_audited(w, load)
+
+
+def test_primary_off_runs_no_loops_even_when_elected(tmp_path: Path) -> None:
+    with (
+        warden_on("sqlite", tmp_path) as w,
+        serve(w.settings, workers=2, WARDEN_PRIMARY="false") as server,
+    ):
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            assert read(http, w.alice).status_code == 200
+        assert _lock_holders_or_none(w.settings.data_dir / LOCK_NAME) == []
+
+
+def _lock_holders_or_none(lock: Path) -> list[int]:
+    return _lock_holders(lock) if lock.exists() else []
