@@ -4,10 +4,7 @@ its policy is current refuses rather than serves."""
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +17,7 @@ import httpx
 import pytest
 
 from tests.access.conftest import Access
+from tests.serving import warden_serve
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -41,46 +39,11 @@ def _free_port() -> int:
 @contextmanager
 def replica(access: Access, database_url: str) -> Iterator[str]:
     """`warden serve` in a process of its own, on the harness's database and data."""
-    settings = access.w.settings
-    port = _free_port()
-    env = {
-        **os.environ,
-        "WARDEN_DATABASE_URL": database_url,
-        "WARDEN_DATA_DIR": str(settings.data_dir),
-        "WARDEN_CONFIG_DIR": str(settings.config_dir),
-        "WARDEN_MASK_KEY": "test-mask-key",
-        "WARDEN_ACCESS_TIDY_INTERVAL_S": "0",
-        "PYTHONPATH": str(REPO / "platform"),
-        "OTEL_TRACES_EXPORTER": "none",
-        "OTEL_LOGS_EXPORTER": "none",
-    }
-    cmd = [
-        sys.executable,
-        "-m",
-        "warden.cli.main",
-        "serve",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    ]
-    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL)  # noqa: S603
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, "the replica exited"
-            assert time.monotonic() < deadline, "the replica did not start"
-            time.sleep(0.1)
+    with warden_serve(access.w.settings, database_url, WARDEN_ACCESS_TIDY_INTERVAL_S="0") as (
+        _,
+        url,
+    ):
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def _read(url: str, token: str) -> httpx.Response:

@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from tests.conftest import WardenHarness
-from warden.api.background import free_port
+from tests.serving import warden_serve
 from warden.audit.models import AuditEvent
 from warden.audit.service import verify
 from warden.db.session import unit_of_work
@@ -25,40 +21,10 @@ REPO = Path(__file__).resolve().parents[2]
 ROUNDS, READS = 3, 5
 
 
-@contextmanager
-def server(warden: WardenHarness) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+def server(warden: WardenHarness) -> Any:
     settings = warden.settings
-    port = free_port()
-    env = {
-        **os.environ,
-        "WARDEN_DATABASE_URL": settings.resolved_database_url,  # type: ignore[attr-defined]
-        "WARDEN_DATA_DIR": str(settings.data_dir),  # type: ignore[attr-defined]
-        "WARDEN_CONFIG_DIR": str(settings.config_dir),  # type: ignore[attr-defined]
-        "WARDEN_MASK_KEY": "test-mask-key",
-        "WARDEN_JOBS_WORKER": "false",
-        "PYTHONPATH": str(REPO / "platform"),
-        "OTEL_TRACES_EXPORTER": "none",
-        "OTEL_LOGS_EXPORTER": "none",
-    }
-    cmd = [sys.executable, "-m", "warden.cli.main", "serve", "--port", str(port)]
-    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL)  # noqa: S603
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, "warden serve exited"
-            assert time.monotonic() < deadline, "warden serve did not start"
-            time.sleep(0.1)
-        yield proc, url
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=30)
+    url = settings.resolved_database_url  # type: ignore[attr-defined]
+    return warden_serve(settings, url, WARDEN_JOBS_WORKER="false")
 
 
 def _read_until_killed(
