@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -212,7 +213,14 @@ def test_compose_deployment_serves_a_governed_read_and_runs_a_governed_job(
     d = deployment
     seeded = d.compose("exec", "-T", "api", "python3", "-m", "warden.cli.main", "data", "seed")
     assert "pins" in seeded.stdout
-    d.api("admin", "POST", "/v1/principals", json={"name": "alice", "roles": ["ml_engineer"]})
+    # alice's role widens access: the admin proposes it and the founding admin approves it.
+    founder = re.search(r"founding admin ada, token \(shown once\): (\S+)", d.logs("api"))
+    assert founder, d.logs("api")[-3000:]
+    d.tokens["ada"] = founder.group(1)
+    made = d.api(
+        "admin", "POST", "/v1/principals", json={"name": "alice", "roles": ["ml_engineer"]}
+    )
+    d.api("ada", "POST", f"/v1/policy/changes/{made['change_id']}/approve", json={})
     issued = d.api("admin", "POST", "/v1/principals/alice/tokens", json={"label": "compose"})
     d.tokens["alice"] = issued["token"]
     d.api("admin", "POST", "/v1/principals", json={"name": "mallory"})
