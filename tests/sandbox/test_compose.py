@@ -214,7 +214,8 @@ def test_compose_deployment_serves_a_governed_read_and_runs_a_governed_job(
     seeded = d.compose("exec", "-T", "api", "python3", "-m", "warden.cli.main", "data", "seed")
     assert "pins" in seeded.stdout
     # alice's role widens access: the admin proposes it and the founding admin approves it.
-    founder = re.search(r"founding admin ada, token \(shown once\): (\S+)", d.logs("api"))
+    shown = r"founding admin ada, token \(shown once\):.*?(wdn_[\w-]+)"  # may wrap in the log
+    founder = re.search(shown, d.logs("api"), re.S)
     assert founder, d.logs("api")[-3000:]
     d.tokens["ada"] = founder.group(1)
     made = d.api(
