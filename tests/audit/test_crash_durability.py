@@ -40,12 +40,13 @@ def _read_until_killed(
         with httpx.stream(
             "POST", f"{url}/v1/datasets/engagements/read", json=body, headers=headers, timeout=60
         ) as response:
-            first = next(response.iter_raw(4096), b"")
+            chunks = response.iter_raw(4096)  # one iterator: httpx streams a body only once
+            first = next(chunks, b"")
             if response.status_code == 200 and first:
                 delivered.append(response.headers["x-warden-audit-event"])
             started.release()
             killed.wait(60)
-            for _ in response.iter_raw(1 << 16):
+            for _ in chunks:
                 pass
     except httpx.HTTPError:
         started.release()  # the kill cut it off: fine, only delivered bytes count

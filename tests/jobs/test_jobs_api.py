@@ -13,6 +13,7 @@ from tests.jobs.conftest import queue, show, submit
 from warden.db.session import make_engine, make_sessionmaker, unit_of_work
 from warden.jobs import repository as repo
 from warden.jobs.models import Job
+from warden.jobs.worker import record_result
 from warden.sandbox.models import Sandbox
 
 
@@ -132,3 +133,32 @@ def test_concurrent_workers_never_claim_one_job_twice(
         assert all(r.state == "running" and r.attempt == 1 for r in rows)
         assert all(r.worker_id == owner[r.id] for r in rows)
     assert len({name for _, name in claims}) > 1  # the work really was shared
+
+
+def test_jobs_of_one_name_ending_at_once_each_get_their_own_version(
+    ml_warden: WardenHarness,
+) -> None:
+    """Found by CI: two worker slots ended two `domain-tower` jobs together, both read the same
+    newest version, and the second insert failed the job. Eight at once must give 1..8."""
+    jobs = [queue(ml_warden, name="domain-tower")["id"] for _ in range(8)]
+    barrier = threading.Barrier(len(jobs))
+    refs: list[str] = []
+    errors: list[BaseException] = []
+
+    def end(job_id: str) -> None:
+        try:
+            barrier.wait()
+            model, _ = record_result(ml_warden.state, job_id, None, {"loss": 1.0}, [])
+            refs.append(model.ref)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=end, args=(j,)) for j in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    assert sorted(refs) == sorted(f"domain-tower@{v}" for v in range(1, 9))
+    registered = ml_warden.audit_events(action="model.register")
+    assert sorted(e["details"]["job"] for e in registered) == sorted(jobs)

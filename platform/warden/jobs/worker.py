@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import polars as pl
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from warden.audit.service import append
 from warden.catalog.service import ColumnInfo, file_digest, load_view, register, strictest
@@ -257,42 +259,76 @@ class JobWorker(BackgroundLoop):
             return "failed", _why(sandbox, log_path(self.state, job.id)), {}
         # The exit status decides; metrics are optional (a custom command need not write any).
         metrics = _metrics(out / "metrics.json", note)
-        with unit_of_work(self.state.sessions) as db:
-            row = db.get(Job, job.id)
-            assert row is not None
-            parents = [m for m in (db.get(Model, i) for i in row.model_in) if m is not None]
-            lineage = registry.lineage_for(db, row, sandbox, parents)
-            outputs: list[dict[str, Any]] = []
-            if row.kind == "infer":
-                outputs = _register_outputs(self.state, db, row, artifacts, lineage)
-                lineage["outputs"] = outputs
-            lineage["provenance"] = metrics.get("provenance")
-            reports = [
-                a["name"] for a in artifacts if Path(a["name"]).stem.startswith("report")
-            ] + [str(p) for p in metrics.get("plots", []) if isinstance(p, str)]
-            model = registry.register(
-                db,
-                row,
-                metrics=metrics,
-                artifacts=artifacts,
-                reports=list(dict.fromkeys(reports)),
-                lineage=lineage,
-            )
-            append(
-                db,
-                job_event(
-                    row,
-                    "model.register",
-                    "allow",
-                    model=model.id,
-                    ref=model.ref,
-                    outputs=[o["dataset"] for o in outputs],
-                ),
-            )
+        model, outputs = record_result(self.state, job.id, sandbox, metrics, artifacts)
         note(f"registered {model.ref} ({model.id})")
         for o in outputs:
             note(f"registered dataset {o['dataset']} ({o['classification']})")
         return "succeeded", None, {"model_id": model.id, "outputs": [o["dataset"] for o in outputs]}
+
+
+REGISTER_ATTEMPTS = 5
+
+
+def record_result(
+    state: Platform,
+    job_id: str,
+    sandbox: Sandbox | None,
+    metrics: dict[str, Any],
+    artifacts: list[dict[str, Any]],
+) -> tuple[Model, list[dict[str, Any]]]:
+    """Register a succeeded job's model (and an inference job's datasets) with its lineage and
+    audit it, in one transaction. Versions are taken in turns (registry.next_version); should a
+    unique version still be broken (a registration outside that rule), the whole transaction
+    is tried again."""
+    for attempt in range(1, REGISTER_ATTEMPTS + 1):
+        try:
+            with unit_of_work(state.sessions) as db:
+                return _record_result(state, db, job_id, sandbox, metrics, artifacts)
+        except IntegrityError:
+            if attempt == REGISTER_ATTEMPTS:
+                raise
+            log.info("job %s: model version taken by a concurrent job; retrying", job_id)
+    raise AssertionError("unreachable")
+
+
+def _record_result(
+    state: Platform,
+    db: Session,
+    job_id: str,
+    sandbox: Sandbox | None,
+    metrics: dict[str, Any],
+    artifacts: list[dict[str, Any]],
+) -> tuple[Model, list[dict[str, Any]]]:
+    row = db.get(Job, job_id)
+    assert row is not None
+    parents = [m for m in (db.get(Model, i) for i in row.model_in) if m is not None]
+    lineage = registry.lineage_for(db, row, sandbox, parents)
+    outputs: list[dict[str, Any]] = []
+    if row.kind == "infer":
+        outputs = _register_outputs(state, db, row, artifacts, lineage)
+        lineage["outputs"] = outputs
+    lineage["provenance"] = metrics.get("provenance")
+    reports = [a["name"] for a in artifacts if Path(a["name"]).stem.startswith("report")] + [
+        str(p) for p in metrics.get("plots", []) if isinstance(p, str)
+    ]
+    model = registry.register(
+        db,
+        row,
+        metrics=metrics,
+        artifacts=artifacts,
+        reports=list(dict.fromkeys(reports)),
+        lineage=lineage,
+    )
+    event = job_event(
+        row,
+        "model.register",
+        "allow",
+        model=model.id,
+        ref=model.ref,
+        outputs=[o["dataset"] for o in outputs],
+    )
+    append(db, event)
+    return model, outputs
 
 
 class _Notes:

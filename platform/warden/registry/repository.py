@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from warden.audit.models import AuditEvent
+from warden.identity.models import Tenant
 from warden.registry.models import Model
 
 
@@ -18,6 +19,10 @@ def by_name(db: Session, tenant: str, name: str, version: int | None) -> Model |
 
 
 def newest_version(db: Session, tenant_id: str, name: str) -> int:
+    """The newest version, read under a lock on the tenant's row so that two registrations in
+    one tenant take turns: a row lock on PostgreSQL (whose next statement then sees the other's
+    committed row), SQLite's write lock (taken by this write before the read)."""
+    db.execute(update(Tenant).where(Tenant.id == tenant_id).values(name=Tenant.name))
     query = select(func.max(Model.version)).where(Model.tenant_id == tenant_id, Model.name == name)
     return int(db.scalar(query) or 0)
 
