@@ -52,16 +52,15 @@ def test_platform_admin_creates_a_tenant_with_admin_and_seed_rules(globex) -> No
         links = db.scalars(select(CasbinRule).where(CasbinRule.ptype == "g"))
         assert [(r.v0, r.v1) for r in links if r.v2 == "globex"] == [("gadmin", "role:admin")]
     # the new admin can work in their tenant: add a person (her role is a reviewed change,
-    # proposed for a second person), mint them a token
+    # proposed for a second person), mint them a token (which lets the admin act as gina:
+    # a reviewed change too, held until a second person approves)
     made = w.http.post(
         "/v1/principals", json={"name": "gina", "roles": ["ml_engineer"]}, headers=w.as_("gadmin")
     )
     assert made.status_code == 202, made.text
     assert made.json()["pending_roles"] == ["role:ml_engineer"]
-    assert (
-        w.http.post("/v1/principals/gina/tokens", json={}, headers=w.as_("gadmin")).status_code
-        == 201
-    )
+    minted = w.http.post("/v1/principals/gina/tokens", json={}, headers=w.as_("gadmin"))
+    assert minted.status_code == 202 and minted.json()["change_id"], minted.text
     listed = w.http.get("/v1/tenants", headers=w.as_("admin")).json()["tenants"]
     assert [t["name"] for t in listed] == ["acme", "globex"]
     created = w.audit_events(action="tenant.create")

@@ -54,6 +54,8 @@ class TokenOut(BaseModel):
     id: str
     principal: str
     expires_at: str
+    # Set when the token was minted for someone else: it works once another person approves.
+    change_id: str | None = None
 
 
 class TokenInfo(BaseModel):
@@ -66,7 +68,7 @@ class TokenInfo(BaseModel):
     revoked_at: str | None
     revoked_by: str | None
     last_used_at: str | None  # to the hour
-    state: Literal["live", "expired", "revoked"]
+    state: Literal["live", "pending", "expired", "revoked"]  # pending: awaits a second person
 
 
 class TokenList(BaseModel):

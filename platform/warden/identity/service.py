@@ -169,6 +169,7 @@ def mint_token(
     settings: Settings | None = None,
     now: datetime | None = None,
     issued_by: Principal | None = None,
+    pending_change_id: str | None = None,
 ) -> tuple[str, ApiToken]:
     """Create a token: its secret (shown once) and row. Every token expires: no ttl means the
     kind's default lifetime; above the kind's maximum, or beyond the principal's cap of live
@@ -201,6 +202,7 @@ def mint_token(
         created_at=now,
         expires_at=now + lifetime,
         issued_by_id=issued_by.id if issued_by else None,
+        pending_change_id=pending_change_id,
     )
     db.add(token)
     db.flush()
@@ -219,6 +221,8 @@ def list_tokens(db: Session, principal: Principal) -> list[ApiToken]:
 def token_state(token: ApiToken, now: datetime) -> str:
     if token.revoked_at is not None:
         return "revoked"
+    if token.pending_change_id is not None:
+        return "pending"
     if token.expires_at is None or _aware(token.expires_at) <= now:
         return "expired"
     return "live"
@@ -304,6 +308,7 @@ def authenticate(db: Session, secret: str, now: datetime | None = None) -> Calle
                 ApiToken.expires_at,
                 ApiToken.last_used_at,
                 ApiToken.issued_by_id,
+                ApiToken.pending_change_id,
                 Principal.id,
                 Principal.name,
                 Principal.kind,
@@ -318,8 +323,8 @@ def authenticate(db: Session, secret: str, now: datetime | None = None) -> Calle
     )
     if row is None:
         raise Unauthenticated("invalid token")
-    token_id, revoked_at, expires_at, last_used_at, issued_by_id = row[:5]
-    principal_id, name, kind, disabled, tenant = row[5:]
+    token_id, revoked_at, expires_at, last_used_at, issued_by_id, pending = row[:6]
+    principal_id, name, kind, disabled, tenant = row[6:]
     now = now or datetime.now(UTC)
     if revoked_at is not None:
         raise Unauthenticated("token revoked")
@@ -328,6 +333,11 @@ def authenticate(db: Session, secret: str, now: datetime | None = None) -> Calle
         raise Unauthenticated("token expired")
     if disabled:
         raise Unauthenticated("principal disabled")
+    if pending is not None:
+        raise Unauthenticated(
+            f"this token was issued for {name} by someone else and works once a second person"
+            f" approves change {pending} (`warden policy changes approve {pending}`)"
+        )
     _touch(db, token_id, last_used_at, now)
     return Caller(
         name=name,
