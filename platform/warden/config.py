@@ -185,3 +185,14 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+def safe_url(url: str) -> str:
+    """A database URL fit to print: its password, if any, replaced by ***."""
+    from sqlalchemy.engine import make_url  # here: the CLI starts without SQLAlchemy
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(a database URL that does not parse)"
