@@ -54,7 +54,7 @@ def test_an_outage_logs_one_traceback_then_one_line_a_round(
         ),
         (
             "postgresql+psycopg:///warden?host=/var/run/postgresql",
-            "postgresql+psycopg:///warden?host=/var/run/postgresql",
+            "postgresql+psycopg:///warden?host=%2Fvar%2Frun%2Fpostgresql",
         ),
         ("sqlite:////var/lib/warden/warden.db", "sqlite:////var/lib/warden/warden.db"),
         ("not a url with s3cret", "(a database URL that does not parse)"),
