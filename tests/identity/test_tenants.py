@@ -98,6 +98,9 @@ def test_bad_or_clashing_tenants_change_nothing(globex) -> None:  # type: ignore
         ({"name": "initech"}, 422),
         ({"name": "initech", "admin": "pat", "installation": True}, 422),
         ({"name": "x" * 65, "admin": "pat"}, 422),
+        ({"name": "initech", "admin": "pat", "founder": "pat"}, 422),
+        ({"name": "initech", "admin": "pat", "founder": "alice"}, 409),
+        ({"name": "initech", "admin": "pat", "founder": "<script>"}, 422),
     ]:
         r = w.http.post("/v1/tenants", json=body, headers=w.as_("admin"))
         assert r.status_code == status, (body, r.text)
@@ -186,3 +189,37 @@ def test_service_accounts_jobs_and_disabled_admins_of_the_installation_are_refus
     assert _create(w, "erin", name="hooli", admin="hadmin").status_code == 401
     with w.state.sessions() as db:
         assert sorted(db.scalars(select(Tenant.name))) == ["acme", "initech"]
+
+
+def test_a_tenant_with_a_founding_admin_can_widen_access_through_review(warden) -> None:  # type: ignore[no-untyped-def]
+    """With one admin nobody could approve a widening change in the new tenant; `founder`
+    names a second, and the two review each other (a token for someone else included)."""
+    w = warden
+    r = w.http.post(
+        "/v1/tenants",
+        json={"name": "globex", "admin": "gadmin", "founder": "gfounder"},
+        headers=w.as_("admin"),
+    )
+    assert r.status_code == 201, r.text
+    w.tokens["gadmin"] = r.json()["token"]
+    w.tokens["gfounder"] = r.json()["founders"]["gfounder"]
+    made = w.http.post(
+        "/v1/principals", json={"name": "gina", "roles": ["ml_engineer"]}, headers=w.as_("gadmin")
+    )
+    assert made.status_code == 202, made.text
+    minted = w.http.post("/v1/principals/gina/tokens", json={}, headers=w.as_("gadmin"))
+    assert minted.status_code == 202, minted.text
+    for change_id in (made.json()["change_id"], minted.json()["change_id"]):
+        own = w.http.post(
+            f"/v1/policy/changes/{change_id}/approve", json={}, headers=w.as_("gadmin")
+        )
+        assert own.status_code == 403, own.text  # never the proposer
+        ok = w.http.post(
+            f"/v1/policy/changes/{change_id}/approve", json={}, headers=w.as_("gfounder")
+        )
+        assert ok.status_code == 200 and ok.json()["state"] == "applied", ok.text
+    w.tokens["gina"] = minted.json()["token"]
+    me = w.http.get("/v1/principals/gina/tokens", headers=w.as_("gina"))
+    assert me.status_code == 200, me.text
+    created = [e for e in w.audit_events(action="tenant.create")]
+    assert created[-1]["details"] == {"tenant": "globex", "admin": "gadmin", "founder": "gfounder"}

@@ -81,6 +81,9 @@ class TenantCreate(BaseModel):
 
     name: str = Field(max_length=64)
     admin: str = Field(max_length=64)
+    # A second founding admin: widening changes need a different person to approve them, so a
+    # tenant with one admin could never widen anything.
+    founder: str | None = Field(default=None, max_length=64)
 
 
 class TenantCreated(BaseModel):
@@ -88,6 +91,7 @@ class TenantCreated(BaseModel):
     admin: str
     token: str
     policy_version: int
+    founders: dict[str, str] = {}  # the founder's token, shown once
 
 
 class TenantOut(BaseModel):

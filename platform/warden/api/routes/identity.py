@@ -320,17 +320,23 @@ def _audit(
 def add_tenant(
     body: TenantCreate, caller: CurrentCaller, db: DbSession, state: State
 ) -> TenantCreated:
-    """Create a tenant with its first admin (a person) and the seed role rules; the new admin's
-    token is shown once. Platform admins only."""
+    """Create a tenant with its first admin (a person), a second founding admin when `founder`
+    names one (without one, nobody in the tenant can approve a widening change), and the seed
+    role rules; their tokens are shown once. Platform admins only."""
     require_platform_admin(db, state, caller)
     try:
-        done = create_tenant(db, state.settings, caller, body.name, body.admin)
+        done = create_tenant(db, state.settings, caller, body.name, body.admin, body.founder)
         db.commit()
-    except IntegrityError:  # a concurrent create took the tenant's or the admin's name
-        raise Conflict(f"tenant {body.name!r} or principal {body.admin!r} already exists") from None
+    except IntegrityError:  # a concurrent create took the tenant's or an admin's name
+        names = " or ".join(repr(n) for n in (body.admin, body.founder) if n)
+        raise Conflict(f"tenant {body.name!r} or principal {names} already exists") from None
     state.policy.ensure_fresh()
     return TenantCreated(
-        tenant=done.tenant, admin=done.admin, token=done.token, policy_version=done.policy_version
+        tenant=done.tenant,
+        admin=done.admin,
+        token=done.token,
+        policy_version=done.policy_version,
+        founders=done.founders,
     )
 
 
