@@ -6,13 +6,19 @@ console's channel."""
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 from sqlalchemy import select
 
 from tests.access.conftest import Access
 from tests.console.conftest import Person, csrf_in
+from tests.sandbox.conftest import grant_sandbox_roles
+from warden.db.session import unit_of_work
 from warden.identity.console_sessions import ConsoleSession
+from warden.jobs import service as jobs
+from warden.jobs.models import Job
+from warden.registry import service as registry
 
 SELF_REVIEW = "a requester never reviews their own request, whatever their roles"
 
@@ -322,10 +328,83 @@ def test_an_auditor_searches_opens_an_event_and_verifies_the_chain(
     assert denied[-1]["actor"] == "mallory" and denied[-1]["details"]["channel"] == "console"
 
 
-def test_engineer_pages_render_jobs_and_models(access: Access, people: Any) -> None:
+def test_engineer_pages_show_a_job_its_log_and_a_models_report_and_lineage(
+    access: Access, people: Any
+) -> None:
     alice = people("alice")
     alice.sign_in()
     assert "No jobs yet" in alice.get("/console/jobs").text
     assert "No models registered yet" in alice.get("/console/models").text
     assert alice.get("/console/jobs/nope").status_code == 404
     assert alice.get("/console/models/nope").status_code == 404
+
+    grant_sandbox_roles(access.w)
+    queued = access.http.post(
+        "/v1/jobs", json={"kind": "eval", "datasets": {"gold": "gold"}}, headers=access.as_("alice")
+    )
+    assert queued.status_code == 201, queued.text
+    job = queued.json()
+    state = access.w.state
+    log = jobs.log_path(state, job["id"])
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("reading gold\nepoch 2/3 <b>loss</b> 0.41\n")
+    # Registered as the worker registers a finished job's model, with two reports.
+    folder = state.settings.data_dir / "models-test"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "report.md").write_text("# A/B\nrecall@10: A 0.61, B 0.52 <script>x</script>\n")
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
+    (folder / "recall.png").write_bytes(png)
+    with unit_of_work(state.sessions) as db:
+        row = db.get(Job, job["id"])
+        assert row is not None
+        model = registry.register(
+            db, row, metrics={"recall@10": 0.61},
+            artifacts=[{"name": n, "path": f"models-test/{n}"} for n in ("report.md",
+                                                                         "recall.png")],
+            reports=["report.md", "recall.png"], lineage={"datasets": {"gold": "sha256:abc"}},
+        )  # fmt: skip
+        ref = model.ref
+    page = alice.get(f"/console/jobs/{job['id']}")
+    assert page.status_code == 200
+    assert "epoch 2/3 &lt;b&gt;loss&lt;/b&gt; 0.41" in page.text  # the progress line, escaped
+    assert '<meta http-equiv="refresh"' in page.text  # queued: the page refreshes itself
+    shown = alice.get(f"/console/models/{ref}")
+    assert shown.status_code == 200
+    assert "recall@10: A 0.61" in shown.text and "&lt;script&gt;x" in shown.text
+    assert f'src="/console/models/{ref}/reports/recall.png"' in shown.text
+    assert "sha256:abc" in shown.text  # lineage
+    plot = alice.get(f"/console/models/{ref}/reports/recall.png")
+    assert plot.status_code == 200 and plot.content == png
+    assert plot.headers["content-type"] == "image/png"
+    assert alice.get(f"/console/models/{ref}/reports/weights.pt").status_code == 404
+    assert people("erin").get(f"/console/jobs/{job['id']}").status_code == 303  # not signed in
+
+
+_CONTROL = re.compile(r"<(input|select|textarea)\b([^>]*)>")
+
+
+def test_every_control_is_labelled(access: Access, people: Any) -> None:
+    req = access.ask("alice", dataset="pins", purpose="analytics", duration="1d")
+    access.approve("sam", req["id"])
+    access.ask("erin", dataset="pins", purpose="analytics", duration="1d")
+    sam = people("sam")
+    pages = [sam.get("/console/sign-in").text]
+    sam.sign_in()
+    pages += [
+        sam.get(p).text
+        for p in ("/console/reviews", "/console/grants", "/console/requests/new",
+                  f"/console/requests/{req['id']}", "/console/my-access")
+    ]  # fmt: skip
+    admin = people("admin")
+    admin.sign_in()
+    pages.append(admin.get("/console/audit").text)
+    checked = 0
+    for html in pages:
+        for _, attributes in _CONTROL.findall(html):
+            if 'type="hidden"' in attributes:
+                continue
+            control_id = re.search(r'id="([^"]+)"', attributes)
+            assert control_id, attributes
+            assert f'for="{control_id.group(1)}"' in html, attributes
+            checked += 1
+    assert checked >= 10
