@@ -317,6 +317,17 @@ def test_an_auditor_searches_opens_an_event_and_verifies_the_chain(
     assert event.status_code == 200 and req["id"] in event.text and "prev_hash" in event.text
     verified = admin.post("/console/audit/verify", {}, page="/console/audit")
     assert verified.status_code == 200 and "Verified:" in verified.text
+    # Paging: 50 a page, newest first; the link goes on below the last one shown.
+    for _ in range(40):  # each query is itself an audited event
+        assert access.w.audit_events(limit="1")
+    first = admin.get("/console/audit")
+    seqs = [int(x) for x in re.findall(r'href="/console/audit/events/(\d+)"', first.text)]
+    assert len(seqs) == 50 and seqs == sorted(seqs, reverse=True)
+    older = re.search(r'id="older" href="([^"]+)"', first.text)
+    assert older, "no link to older events"
+    second = admin.get(older.group(1).replace("&amp;", "&"))
+    more = [int(x) for x in re.findall(r'href="/console/audit/events/(\d+)"', second.text)]
+    assert more and max(more) < min(seqs)
     bad_time = admin.get("/console/audit", since="yesterday")
     assert bad_time.status_code == 422
     # Not an auditor: refused as the API refuses, and audited.
