@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -99,9 +100,15 @@ class Page:
         self.url = url
 
     def wait(self, condition: Any, timeout: float = WAIT_S) -> Any:
+        from selenium.common.exceptions import (
+            NoSuchElementException,
+            StaleElementReferenceException,
+        )
         from selenium.webdriver.support.ui import WebDriverWait
 
-        return WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(condition)
+        ignored = (NoSuchElementException, StaleElementReferenceException)
+        waiting = WebDriverWait(self.driver, timeout, 0.1, ignored_exceptions=ignored)
+        return waiting.until(condition)
 
     def find(self, css: str) -> Any:
         from selenium.webdriver.common.by import By
@@ -121,18 +128,41 @@ class Page:
     def text(self) -> str:
         return str(self.find("body").text)
 
+    def _mark(self) -> str:
+        """Tag the current document, so the next one can be told from it."""
+        marker = uuid.uuid4().hex
+        self.driver.execute_script("window.__wardenMark = arguments[0];", marker)
+        return marker
+
+    def _new_page(self, marker: str) -> None:
+        """Wait until a different document has loaded (the old one's nodes are gone)."""
+        from selenium.common.exceptions import WebDriverException
+
+        def loaded(driver: Any) -> bool:
+            try:  # mid-navigation, the driver may answer with any error: not yet
+                return bool(
+                    driver.execute_script(
+                        "return document.readyState === 'complete'"
+                        " && window.__wardenMark !== arguments[0];",
+                        marker,
+                    )
+                )
+            except WebDriverException:
+                return False
+
+        self.wait(loaded)
+        self.find("main")
+
     def submit_and_wait(self, button: Any, *, keys: bool = False) -> None:
         """Press a submit button (by mouse, or Enter when `keys`), then wait for the next page."""
         from selenium.webdriver.common.keys import Keys
-        from selenium.webdriver.support import expected_conditions as ec
 
-        old = self.find("html")
+        marker = self._mark()
         if keys:
             button.send_keys(Keys.ENTER)
         else:
             button.click()
-        self.wait(ec.staleness_of(old))
-        self.find("main")
+        self._new_page(marker)
 
     def sign_in(self, token: str, path: str = "/console") -> None:
         """A fresh session: forget any cookie, then the sign-in form (typed, Enter to send)."""
@@ -143,11 +173,9 @@ class Page:
         self.driver.get(f"{self.url}/console/sign-in?next={path}")
         field = self.find("#token")
         field.send_keys(token)
-        old = self.find("html")
+        marker = self._mark()
         field.send_keys(Keys.ENTER)
-        from selenium.webdriver.support import expected_conditions as ec
-
-        self.wait(ec.staleness_of(old))
+        self._new_page(marker)
         self.find("#signed-in-as")
 
     def sign_out(self) -> None:
