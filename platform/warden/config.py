@@ -153,6 +153,10 @@ class Settings(BaseSettings):
     audit_keys_dir: Path | None = None
     audit_checkpoint_dir: Path | None = None
     audit_checkpoint_interval_s: float = Field(default=60.0, ge=0)
+    # The browser console (/console): a session ends after this long unused, and after this
+    # long whatever happens (WARDEN_CONSOLE_IDLE_TIMEOUT_S, WARDEN_CONSOLE_ABSOLUTE_TIMEOUT_S).
+    console_idle_timeout_s: float = Field(default=30 * 60, gt=0)
+    console_absolute_timeout_s: float = Field(default=12 * 3600, gt=0)
 
     @property
     def resolved_database_url(self) -> str:

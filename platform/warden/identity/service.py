@@ -296,6 +296,16 @@ def authenticate(db: Session, secret: str, now: datetime | None = None) -> Calle
         return authenticate_job_token(db, secret, now or datetime.now(UTC))
     if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
         raise Unauthenticated("invalid token")
+    return _authenticate_where(db, ApiToken.token_hash == hash_token(secret), now)
+
+
+def authenticate_token_id(db: Session, token_id: str, now: datetime | None = None) -> Caller:
+    """The caller of an API token known by its id (a console session holds one), with every
+    check `authenticate` makes: revoked, expired or disabled is refused here too."""
+    return _authenticate_where(db, ApiToken.id == token_id, now)
+
+
+def _authenticate_where(db: Session, which: ColumnElement[bool], now: datetime | None) -> Caller:
     # Hot path (every request): one core statement, no ORM objects, nothing cached. The token,
     # its principal and tenant are read from the database each time, so a revocation or a
     # disable committed by any process is refused on the very next request everywhere.
@@ -317,7 +327,7 @@ def authenticate(db: Session, secret: str, now: datetime | None = None) -> Calle
             )
             .join(Principal, Principal.id == ApiToken.principal_id)
             .join(Tenant, Tenant.id == Principal.tenant_id)
-            .where(ApiToken.token_hash == hash_token(secret))
+            .where(which)
         )
         .first()
     )
