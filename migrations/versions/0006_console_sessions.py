@@ -1,7 +1,7 @@
 """console sessions: an API token exchanged for a server-side browser session
 
 Revision ID: 0006_console_sessions
-Revises: 0005_reviewed_changes
+Revises: 0006_token_review
 Create Date: 2026-12-02 12:20:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006_console_sessions"
-down_revision: str | None = "0005_reviewed_changes"
+down_revision: str | None = "0006_token_review"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
