@@ -19,6 +19,9 @@ from __future__ import annotations
 
 class WardenError(Exception):
     status_code = 500
+    # Set once the refusal has its own audit event (a read's deny, a refused launch), so the
+    # API's edge does not count it a second time (api/errors.py).
+    audited = False
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)

@@ -216,7 +216,8 @@ class Access:
         return r.json()  # type: ignore[no-any-return]
 
     def fingerprint(self) -> dict[str, Any]:
-        """Row counts of every access table, the audit head and the policy version."""
+        """Row counts of every access table, the audit events other than refusals (a refusal
+        changes nothing but is audited: `http.refused`), and the policy version."""
         with self.w.state.sessions() as db:
             counts = {
                 model.__tablename__: db.scalar(select(func.count()).select_from(model))
@@ -231,7 +232,11 @@ class Access:
                     ChangeReview,
                 )
             }
-            counts["audit_max_seq"] = db.scalar(select(func.max(AuditEvent.seq)))
+            counts["audited_besides_refusals"] = db.scalar(
+                select(func.count())
+                .select_from(AuditEvent)
+                .where(AuditEvent.action != "http.refused")
+            )
             counts["policy_version"] = store.current_version(db)
             counts["rules"] = db.scalar(select(func.count()).select_from(store.CasbinRule))
             counts["states"] = sorted(

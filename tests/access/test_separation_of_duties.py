@@ -94,3 +94,20 @@ def test_job_tokens_take_no_part_in_access(access: Access) -> None:
     with access.w.state.sessions() as db, pytest.raises(Forbidden):
         body = RequestCreate(dataset="pins", purpose="training", duration="1d", justification="x")
         service.create_request(db, access.w.state, job, body)
+
+
+def test_every_refused_review_is_audited_with_who_and_where(access: Access) -> None:
+    """A self-approval or a review without the right changes nothing but leaves a record:
+    the requester, the route, the status and why (the edge's `http.refused`)."""
+    req = access.ask("alice", dataset="users", purpose="analytics", duration="1d")
+    assert access.review("alice", req["id"], "approve").status_code == 403
+    assert access.review("mallory", req["id"], "approve").status_code == 403
+    refused = [
+        e for e in access.w.audit_events(action="http.refused") if e["details"].get("status") == 403
+    ]
+    by_actor = {e["actor"]: e for e in refused}
+    assert set(by_actor) >= {"alice", "mallory"}
+    alice = by_actor["alice"]
+    assert alice["decision"] == "deny" and alice["reason"].startswith("Forbidden: ")
+    assert alice["details"]["route"] == "/v1/access/requests/{request_id}/review"
+    assert alice["details"]["method"] == "POST"

@@ -30,7 +30,7 @@ def _cookie_header(response: Any, name: str) -> str:
 
 
 def _without_audit(fingerprint: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in fingerprint.items() if k != "audit_max_seq"}
+    return {k: v for k, v in fingerprint.items() if k != "audited_besides_refusals"}
 
 
 def test_sign_in_gives_a_strict_httponly_cookie_and_keeps_only_its_hash(

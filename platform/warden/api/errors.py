@@ -21,6 +21,7 @@ from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
+from warden.api.limits import SCOPE_REFUSAL
 from warden.errors import WardenError
 
 log = logging.getLogger("warden.api")
@@ -84,9 +85,18 @@ def error_response(
     return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=all_headers)
 
 
+# Refusals of authority or state: each leaves an audit record (bad input, 4xx otherwise,
+# changes nothing and is answered, not audited, unless the route audits it itself).
+AUDITED_REFUSALS = (403, 409)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(WardenError)
     async def _warden(request: Request, exc: WardenError) -> JSONResponse:
+        if exc.status_code in AUDITED_REFUSALS and not exc.audited:
+            # A route's refusal with no event of its own (a self-approval, an action without
+            # the right, a conflicting state): the edge audits it like its own (folded floods).
+            request.scope[SCOPE_REFUSAL] = (type(exc).__name__, exc.detail)
         headers = {"Retry-After": retry_after(request)} if exc.status_code == 503 else None
         return error_response(exc.status_code, type(exc).__name__, exc.detail, headers)
 

@@ -78,4 +78,5 @@ def refusals_audited(
         yield
     except WardenError as exc:
         record(sessions, refusal(caller, action, exc, **fields))
+        exc.audited = True
         raise

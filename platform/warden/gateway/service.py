@@ -125,6 +125,7 @@ def governed_read(
             event = record(
                 state.sessions, attempt.audit("deny", f"{type(exc).__name__}: {exc.detail}")
             )
+            exc.audited = True
             annotate_span(span, event)
             raise
         return result

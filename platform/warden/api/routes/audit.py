@@ -28,7 +28,7 @@ from warden.audit.schemas import (
 )
 from warden.audit.service import Decision, record
 from warden.audit.verify import result_findings
-from warden.errors import AuditUnavailable, Forbidden, Unavailable
+from warden.errors import AuditUnavailable, Forbidden, Unavailable, WardenError
 from warden.identity.service import Caller
 from warden.policy.authz import is_platform_admin
 
@@ -61,7 +61,12 @@ def authorise_auditor(state: Any, caller: Caller, action: str, details: dict[str
     )
     if not allowed:
         _audit(state, caller, action, "deny", details, reason="not an auditor")
-        raise Forbidden("you may not read the audit log")
+        raise _audited(Forbidden("you may not read the audit log"))
+
+
+def _audited(exc: WardenError) -> WardenError:
+    exc.audited = True  # the refusal's own event is written: the edge does not count it again
+    return exc
 
 
 def _audit(
@@ -183,7 +188,7 @@ def write_checkpoint(
     """Verify the chain since the last checkpoint and sign its head now (platform admins)."""
     if not is_platform_admin(db, state, caller):
         _audit(state, caller, "audit.checkpoint", "deny", {}, reason="not a platform admin")
-        raise Forbidden("only platform admins may write audit checkpoints")
+        raise _audited(Forbidden("only platform admins may write audit checkpoints"))
     checkpointer = checkpointer_of(request.app, state)
     try:
         outcome = checkpointer.checkpoint_now(
