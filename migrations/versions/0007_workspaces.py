@@ -1,0 +1,49 @@
+"""workspaces: a person's named project trees for app-dev sandboxes
+
+Revision ID: 0007_workspaces
+Revises: 0005_reviewed_changes
+Create Date: 2026-12-02 12:10:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0007_workspaces"
+down_revision: str | None = "0005_reviewed_changes"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "workspace",
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("tenant_id", sa.String(length=32), nullable=False),
+        sa.Column("tenant", sa.String(length=64), nullable=False),
+        sa.Column("owner_id", sa.String(length=32), nullable=False),
+        sa.Column("owner", sa.String(length=64), nullable=False),
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("shared", sa.Boolean(), nullable=False),
+        sa.Column("file_count", sa.Integer(), nullable=False),
+        sa.Column("byte_size", sa.BigInteger(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["owner_id"], ["principal.id"], name=op.f("fk_workspace_owner_id_principal")
+        ),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenant.id"], name=op.f("fk_workspace_tenant_id_tenant")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_workspace")),
+        sa.UniqueConstraint("tenant_id", "owner_id", "name", name="uq_workspace_tenant_owner_name"),
+    )
+    op.create_index(op.f("ix_workspace_owner_id"), "workspace", ["owner_id"], unique=False)
+    op.create_index(op.f("ix_workspace_tenant_id"), "workspace", ["tenant_id"], unique=False)
+
+
+def downgrade() -> None:
+    op.drop_index(op.f("ix_workspace_tenant_id"), table_name="workspace")
+    op.drop_index(op.f("ix_workspace_owner_id"), table_name="workspace")
+    op.drop_table("workspace")
