@@ -76,11 +76,16 @@ def run(
     memory: Annotated[str | None, typer.Option(help="Memory limit, e.g. 2g")] = None,
     cpus: Annotated[float | None, typer.Option(help="CPU limit")] = None,
     env: Annotated[list[str] | None, typer.Option(help="NAME=VALUE the profile allows")] = None,
+    workspace: Annotated[
+        str | None,
+        typer.Option(help="Mount this workspace read-write at /workspace and run there (app-dev)"),
+    ] = None,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Print the id and return")] = False,
 ) -> None:
     """Run a command in a sandbox, stream its output, exit with its exit code.
 
     e.g. warden sandbox run --segment ml --dataset pins --purpose training -- python train.py
+    or   warden sandbox run --segment app-dev --workspace myapp -- make check
     """
     client = ApiClient()
     body: dict[str, Any] = {
@@ -93,6 +98,8 @@ def run(
         "cpus": cpus,
         "env": _env(env or []),
     }
+    if workspace:
+        body["workspace"] = workspace
     if dataset and purpose is None:
         fail("--dataset needs --purpose")
     if purpose and not dataset:
@@ -147,12 +154,22 @@ def stop(sandbox_id: Annotated[str, typer.Argument(help="The sandbox id")]) -> N
 @app.command()
 def shell(
     timeout: Annotated[int | None, typer.Option(min=1, help="Wall-clock limit, seconds")] = None,
+    workspace: Annotated[
+        str | None, typer.Option(help="Open the shell in this workspace (/workspace)")
+    ] = None,
 ) -> None:
     """An interactive app-dev session (needs the Docker CLI on the API's machine)."""
     if shutil.which("docker") is None:
         fail("`warden sandbox shell` attaches with the docker CLI, which is not installed here")
     client = ApiClient()
-    body = {"segment": "app-dev", "command": ["bash"], "interactive": True, "timeout": timeout}
+    body: dict[str, Any] = {
+        "segment": "app-dev",
+        "command": ["bash"],
+        "interactive": True,
+        "timeout": timeout,
+    }
+    if workspace:
+        body["workspace"] = workspace
     sandbox = client.post("/v1/sandboxes", json=body)
     err_console.print(f"[dim]app-dev sandbox {sandbox['id']}; exit the shell to end it[/]")
     if not sandbox.get("container_id"):

@@ -125,11 +125,13 @@ class SandboxRuntime:
         command: list[str],
         interactive: bool = False,
         prepare: Callable[[Path], None] | None = None,
+        workspace: tuple[str, Path] | None = None,
     ) -> Sandbox:
         """Row and launch event (one transaction), then socket, container, start, watcher.
 
         `prepare(output_dir)`, when given, fills the output mount before the container starts
-        (a job's spec and input models)."""
+        (a job's spec and input models). `workspace` (its name and folder) is mounted read-write
+        at the profile's workspace mount, the working directory."""
         if self._closed:
             raise Unavailable("the platform is shutting down")
         profile = resolved.profile
@@ -157,14 +159,16 @@ class SandboxRuntime:
             db.add(sandbox)
             db.flush()
             token = issue_job_token(db, sandbox) if profile.gateway_socket else None
-            spec = self._spec(sandbox, profile, resolved, token)
+            spec = self._spec(sandbox, profile, resolved, token, workspace)
             sandbox.mounts = [
                 {"source": m.source, "target": m.target, "read_only": m.read_only}
                 for m in spec.mounts
             ] + [{"tmpfs": path, "options": opts} for path, opts in spec.tmpfs.items()]
-            append(db, _launch_event(sandbox, caller, spec))
+            append(db, _launch_event(sandbox, caller, spec, workspace))
         try:
             self._prepare_dirs(sandbox, profile)
+            if workspace is not None:
+                _own_tree(workspace[1], profile.user)
             if prepare is not None:
                 prepare(self.output_dir(sandbox.id))
             socket = None
@@ -195,7 +199,12 @@ class SandboxRuntime:
         return self.get(sandbox.id)
 
     def _spec(
-        self, sandbox: Sandbox, profile: SegmentProfile, resolved: Resolved, token: str | None
+        self,
+        sandbox: Sandbox,
+        profile: SegmentProfile,
+        resolved: Resolved,
+        token: str | None,
+        workspace: tuple[str, Path] | None = None,
     ) -> ContainerSpec:
         env = dict(resolved.env)
         env["WARDEN_SANDBOX_ID"] = sandbox.id
@@ -205,6 +214,12 @@ class SandboxRuntime:
             env["WARDEN_TOKEN"] = token
             env["WARDEN_SOCKET"] = SOCKET_PATH_IN_SANDBOX
             mounts.append(Mount(str(self._socket_dir(sandbox.id)), MOUNT_DIR, read_only=True))
+        workdir = "/tmp"  # noqa: S108 - inside the sandbox: its own tmpfs
+        if workspace is not None:
+            # Only a segment that declares a workspace mount gets here (profiles.resolve).
+            assert profile.workspace_mount is not None and not profile.data_access
+            mounts.append(Mount(str(workspace[1]), profile.workspace_mount, read_only=False))
+            workdir = profile.workspace_mount
         labels = {
             LABEL_MANAGED: "1",
             LABEL_INSTANCE: self.instance,
@@ -227,7 +242,7 @@ class SandboxRuntime:
             pids_limit=resolved.limits.pids,
             memory_bytes=resolved.limits.memory,
             cpus=resolved.limits.cpus,
-            workdir="/tmp",  # noqa: S108 - inside the sandbox: its own tmpfs
+            workdir=workdir,
             interactive=sandbox.interactive,
         )
 
@@ -470,7 +485,25 @@ def _outcome(info: ExitInfo, limits: dict[str, Any]) -> tuple[str, str | None]:
     return "failed", None
 
 
-def _launch_event(sandbox: Sandbox, caller: Caller, spec: ContainerSpec) -> AuditRecord:
+def _own_tree(tree: Path, user: str) -> None:
+    """The workspace writable by the sandbox's user (uploads already leave it so; a tree made
+    under another uid setting is handed over once)."""
+    uid, _, gid = user.partition(":")
+    if os.geteuid() != 0 or not uid.isdigit() or tree.stat().st_uid == int(uid):
+        return
+    owner = (int(uid), int(gid or uid))
+    for here, dirs, files in os.walk(tree):
+        os.lchown(here, *owner)
+        for name in dirs + files:
+            os.lchown(os.path.join(here, name), *owner)
+
+
+def _launch_event(
+    sandbox: Sandbox,
+    caller: Caller,
+    spec: ContainerSpec,
+    workspace: tuple[str, Path] | None = None,
+) -> AuditRecord:
     return by(
         caller,
         "sandbox.launch",
@@ -494,6 +527,7 @@ def _launch_event(sandbox: Sandbox, caller: Caller, spec: ContainerSpec) -> Audi
             "seccomp": "default",
             "gateway_socket": "WARDEN_SOCKET" in spec.env,
             "interactive": sandbox.interactive,
+            "workspace": workspace[0] if workspace else None,
         },
     )
 

@@ -22,6 +22,7 @@ from warden.sandbox import repository as repo
 from warden.sandbox.models import Sandbox
 from warden.sandbox.profiles import LaunchRequest, resolve
 from warden.sandbox.runtime import SandboxRuntime
+from warden.workspace import service as workspaces
 
 ADMIN_OBJECT = "sys:sandboxes"
 
@@ -44,6 +45,7 @@ def launch(
             "segment": request.segment,
             "command": list(request.command),
             "datasets": list(request.datasets),
+            "workspace": request.workspace,
         },
     }
     state = runtime.state
@@ -66,6 +68,10 @@ def launch(
         for view in views:
             assert resolved.purpose is not None
             authorize_read(state, caller, view, resolved.purpose)
+        workspace = None
+        if resolved.workspace is not None:
+            _, tree = workspaces.mount_source(state, caller, resolved.workspace)
+            workspace = (resolved.workspace, tree)
         return runtime.launch(
             caller,
             tenant_id,
@@ -73,6 +79,7 @@ def launch(
             list(request.command),
             interactive=request.interactive,
             prepare=prepare,
+            workspace=workspace,
         )
 
 

@@ -32,6 +32,7 @@ def create(body: SandboxCreate, caller: CurrentCaller, request: Request) -> Sand
         cpus=body.cpus,
         env=body.env,
         interactive=body.interactive,
+        workspace=body.workspace,
     )
     return SandboxOut.of(service.launch(runtime, caller, launch))
 
