@@ -151,6 +151,24 @@ def stop(sandbox_id: Annotated[str, typer.Argument(help="The sandbox id")]) -> N
     console.print(f"{row['id']}: {row['status']}")
 
 
+@app.command(name="exec", context_settings={"allow_interspersed_args": False})
+def exec_(
+    sandbox_id: Annotated[str, typer.Argument(help="The sandbox id")],
+    command: Annotated[list[str], typer.Argument(help="The command, after --")],
+) -> None:
+    """Run a command in your running app-dev sandbox through the API; exits with its code.
+
+    e.g. warden sandbox exec 3f2a9c1b0d4e -- make test
+    """
+    if command and command[0] == "--":  # after a positional, click passes the `--` along
+        command = command[1:]
+    if not command:
+        fail("a command is required after --")
+    client = ApiClient()
+    code = client.stream_frames(f"/v1/sandboxes/{sandbox_id}/exec", {"command": command})
+    raise typer.Exit(code)
+
+
 @app.command()
 def shell(
     timeout: Annotated[int | None, typer.Option(min=1, help="Wall-clock limit, seconds")] = None,

@@ -6,7 +6,7 @@ import contextlib
 import logging
 import shutil
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import docker
@@ -203,6 +203,26 @@ class DockerDriver:
         if name:
             self._drop_network(name)
 
+    def exec(self, container_id: str, command: Sequence[str]) -> tuple[str, Iterator[bytes]]:
+        try:
+            created = self.client.api.exec_create(
+                container_id, list(command), stdout=True, stderr=True, stdin=False, tty=False
+            )
+            exec_id = str(created["Id"])
+            stream = self.client.api.exec_start(exec_id, stream=True, demux=False)
+        except docker.errors.NotFound:
+            raise SandboxError(f"sandbox container {container_id[:12]} is gone") from None
+        except docker.errors.APIError as exc:
+            raise SandboxError(f"Docker could not run the command: {exc.explanation}") from exc
+        return exec_id, _exec_output(stream)
+
+    def exec_exit_code(self, exec_id: str) -> int | None:
+        try:
+            code = self.client.api.exec_inspect(exec_id).get("ExitCode")
+        except docker.errors.DockerException:
+            return None
+        return None if code is None else int(code)
+
     def list(self, labels: Mapping[str, str]) -> list[ContainerInfo]:
         filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
         try:
@@ -242,6 +262,15 @@ class DockerDriver:
             return
         for bridge in stale_bridge_rules(kept | existing):
             unfirewall_bridge(bridge)
+
+
+def _exec_output(stream: Iterator[bytes]) -> Iterator[bytes]:
+    try:
+        for chunk in stream:
+            if chunk:
+                yield chunk
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        raise SandboxError(f"the command's output stopped: {exc}") from exc
 
 
 def bridge_name(container_name: str) -> str:

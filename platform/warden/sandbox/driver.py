@@ -92,3 +92,10 @@ class SandboxDriver(Protocol):
 
     def list(self, labels: Mapping[str, str]) -> list[ContainerInfo]:
         """Sandboxes carrying all of these labels, running or not."""
+
+    def exec(self, container_id: str, command: Sequence[str]) -> tuple[str, Iterator[bytes]]:
+        """Run `command` in the running sandbox as its own user, in its working directory:
+        (an id for `exec_exit_code`, its stdout and stderr as they come)."""
+
+    def exec_exit_code(self, exec_id: str) -> int | None:
+        """The exit code of a finished `exec`; None while it runs or when unknown."""

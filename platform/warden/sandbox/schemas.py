@@ -26,6 +26,12 @@ class SandboxCreate(BaseModel):
     )
 
 
+class SandboxExec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    command: list[str] = Field(min_length=1, max_length=256)
+
+
 class SandboxOut(RowOut):
     id: str
     job: str = Field(validation_alias="actor_name")

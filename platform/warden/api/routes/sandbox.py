@@ -1,4 +1,4 @@
-"""/v1/sandboxes: launch, list, show, logs (follow), stop."""
+"""/v1/sandboxes: launch, list, show, logs (follow), stop, exec."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from warden.api.deps import CurrentCaller, get_process
-from warden.sandbox import service
+from warden.sandbox import attach, frames, service
 from warden.sandbox.models import END_STATUSES, LIVE_STATUSES
 from warden.sandbox.profiles import LaunchRequest
-from warden.sandbox.schemas import SandboxCreate, SandboxOut
+from warden.sandbox.schemas import SandboxCreate, SandboxExec, SandboxOut
 
 log = logging.getLogger("warden.sandbox")
 router = APIRouter(prefix="/v1/sandboxes", tags=["sandboxes"])
@@ -72,3 +72,17 @@ def logs(
 def stop(sandbox_id: str, caller: CurrentCaller, request: Request) -> SandboxOut:
     runtime = get_process(request).sandboxes
     return SandboxOut.of(service.stop(runtime, caller, sandbox_id))
+
+
+@router.post(
+    "/{sandbox_id}/exec",
+    response_class=StreamingResponse,
+    responses={200: {"content": {frames.MEDIA_TYPE: {}}}},
+    summary="Run a command in a running app-dev sandbox (its launcher or an admin); audited",
+)
+def exec_(
+    sandbox_id: str, body: SandboxExec, caller: CurrentCaller, request: Request
+) -> StreamingResponse:
+    runtime = get_process(request).sandboxes
+    chunks = attach.exec_session(runtime, caller, sandbox_id, body.command)
+    return StreamingResponse(chunks, media_type=frames.MEDIA_TYPE)
