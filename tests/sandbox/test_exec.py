@@ -64,3 +64,45 @@ def test_no_exec_into_an_ml_sandbox(sandboxes: Sandboxes, warden: WardenHarness)
     (denied,) = warden.audit_events(action="sandbox.exec", decision="deny")
     assert denied["actor"] == "alice" and "run jobs with data" in denied["reason"]
     assert warden.audit_events(action="sandbox.exec", decision="allow") == []
+
+
+BUSY = "i=0; while [ $i -lt 3000000 ]; do i=$((i+1)); done"
+
+
+def test_session_records_count_wall_time_cpu_and_commands(
+    sandboxes: Sandboxes, live_warden: WardenHarness
+) -> None:
+    busy = sandboxes.start(DEVELOPER, ["sh", "-c", BUSY], segment="app-dev")
+    sandboxes.wait(busy["id"], timeout=300)
+    idle = sandboxes.start(DEVELOPER, ["sleep", "300"], segment="app-dev")
+    for _ in range(2):
+        done = _exec(live_warden, DEVELOPER, idle["id"], ["true"])
+        assert done.status_code == 200  # type: ignore[attr-defined]
+    assert _exec(live_warden, "admin", idle["id"], ["true"]).status_code == 200  # type: ignore[attr-defined]
+    sandboxes.runtime.stop(idle["id"], None, "test over")
+
+    def listed(who: str, **params: object) -> dict[tuple[str, str], dict]:
+        got = live_warden.http.get(
+            "/v1/sandboxes/sessions", params=params, headers=live_warden.as_(who)
+        )
+        assert got.status_code == 200, got.text
+        return {(r["sandbox"], r["person"]): r for r in got.json()["sessions"]}
+
+    mine = listed(DEVELOPER)
+    assert set(mine) == {(busy["id"], DEVELOPER), (idle["id"], DEVELOPER)}
+    ran = mine[(busy["id"], DEVELOPER)]
+    assert ran["sessions"] == 1 and ran["commands"] == 1
+    assert ran["wall_s"] > 0 and ran["cpu_s"] > 0
+    assert mine[(idle["id"], DEVELOPER)]["commands"] == 3  # the run and two execs
+    # on one sandbox, everyone's; the tenant's admin sees everyone's with all=true
+    assert set(listed(DEVELOPER, sandbox=idle["id"])) == {
+        (idle["id"], DEVELOPER),
+        (idle["id"], "admin"),
+    }
+    assert len(listed("admin", all=True)) == 3
+    refused = live_warden.http.get(
+        "/v1/sandboxes/sessions", params={"all": True}, headers=live_warden.as_(DEVELOPER)
+    )
+    assert refused.status_code == 403
+    shown = cli(["sandbox", "sessions"], live_warden.tokens[DEVELOPER])
+    assert shown.exit_code == 0 and busy["id"] in shown.output  # type: ignore[attr-defined]

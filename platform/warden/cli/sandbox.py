@@ -136,6 +136,21 @@ def list_(
 
 
 @app.command()
+def sessions(
+    sandbox: Annotated[str | None, typer.Option(help="Only this sandbox (everyone on it)")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Everyone's in the tenant (admins)")] = False,
+    fmt: Format = "table",
+) -> None:
+    """What your sandboxes cost: per sandbox and person, wall time, CPU-seconds, commands."""
+    params: dict[str, Any] = {"all": all_}
+    if sandbox:
+        params["sandbox"] = sandbox
+    rows = ApiClient().get("/v1/sandboxes/sessions", params=params)["sessions"]
+    columns = ["sandbox", "segment", "person", "sessions", "commands", "wall_s", "cpu_s", "last"]
+    show(rows, columns, fmt, title="sandbox sessions")
+
+
+@app.command()
 def logs(
     sandbox_id: Annotated[str, typer.Argument(help="The sandbox id")],
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep streaming")] = False,

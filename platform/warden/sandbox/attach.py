@@ -11,13 +11,14 @@ The command's arguments are not recorded, only its program's name and how many a
 from __future__ import annotations
 
 import posixpath
-import secrets
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from warden.audit.outcomes import by, refusals_audited
-from warden.audit.service import record
+from warden.audit.service import append
+from warden.db.base import new_id
+from warden.db.session import unit_of_work
 from warden.errors import Conflict, Forbidden, Unprocessable
 from warden.identity.service import Caller
 from warden.sandbox import frames
@@ -25,6 +26,7 @@ from warden.sandbox.driver import SandboxError
 from warden.sandbox.models import Sandbox
 from warden.sandbox.runtime import SandboxRuntime
 from warden.sandbox.service import get_visible
+from warden.sandbox.sessions import close_session, open_session
 
 MAX_ARGS = 256
 
@@ -34,14 +36,16 @@ def exec_session(
 ) -> Iterator[bytes]:
     """Check, audit the start, start the command; returns its framed output (frames.py),
     whose end is audited however it ends (the caller going away included)."""
-    session = secrets.token_hex(8)
+    session = new_id()
     shape = _shape(command)
     fields: dict[str, Any] = {"details": {"sandbox": sandbox_id[:12], "session": session, **shape}}
     with refusals_audited(runtime.state.sessions, caller, "sandbox.exec", **fields):
         row = get_visible(runtime, caller, sandbox_id, act="manage")
         _check(runtime, row, command)
         assert row.container_id is not None
-        record(runtime.state.sessions, by(caller, "sandbox.exec", "allow", **fields))
+        with unit_of_work(runtime.state.sessions) as db:
+            append(db, by(caller, "sandbox.exec", "allow", **fields))
+            open_session(db, row, caller.name, "exec", session)
     try:
         exec_id, output = runtime.driver.exec(row.container_id, list(command))
     except SandboxError as exc:
@@ -102,24 +106,26 @@ def _end(
     seconds: float,
     error: str | None,
 ) -> None:
-    record(
-        runtime.state.sessions,
-        by(
-            caller,
-            "sandbox.exec.end",
-            "allow" if error is None else "error",
-            bytes=sent,
-            reason=error,
-            details={
-                "sandbox": row.id,
-                "session": session,
-                "segment": row.segment,
-                "launcher": row.launcher,
-                "exit_code": code,
-                "bytes_in": 0,
-                "bytes_out": sent,
-                "wall_s": round(seconds, 3),
-                **shape,
-            },
-        ),
-    )
+    with unit_of_work(runtime.state.sessions) as db:
+        close_session(db, session, seconds)
+        append(
+            db,
+            by(
+                caller,
+                "sandbox.exec.end",
+                "allow" if error is None else "error",
+                bytes=sent,
+                reason=error,
+                details={
+                    "sandbox": row.id,
+                    "session": session,
+                    "segment": row.segment,
+                    "launcher": row.launcher,
+                    "exit_code": code,
+                    "bytes_in": 0,
+                    "bytes_out": sent,
+                    "wall_s": round(seconds, 3),
+                    **shape,
+                },
+            ),
+        )

@@ -216,6 +216,15 @@ class DockerDriver:
             raise SandboxError(f"Docker could not run the command: {exc.explanation}") from exc
         return exec_id, _exec_output(stream)
 
+    def cpu_seconds(self, container_id: str) -> float | None:
+        """CPU time the running container has used; None once it has exited."""
+        try:
+            stats = self.client.api.stats(container_id, stream=False, one_shot=True)
+        except docker.errors.DockerException:
+            return None
+        used = (stats.get("cpu_stats") or {}).get("cpu_usage", {}).get("total_usage")
+        return used / 1e9 if used else None
+
     def exec_exit_code(self, exec_id: str) -> int | None:
         try:
             code = self.client.api.exec_inspect(exec_id).get("ExitCode")

@@ -34,6 +34,7 @@ from warden.sandbox.gateway_socket import MOUNT_DIR, SOCKET_PATH_IN_SANDBOX, ASG
 from warden.sandbox.liveness import new_owner, owner_alive
 from warden.sandbox.models import LIVE_STATUSES, Sandbox
 from warden.sandbox.profiles import Resolved, SegmentProfile, load_profiles
+from warden.sandbox.sessions import CpuMeter, close_sessions, open_session
 from warden.sandbox.tokens import issue_job_token
 
 log = logging.getLogger("warden.sandbox")
@@ -95,6 +96,7 @@ class SandboxRuntime:
         self.owner = new_owner()
         self._heartbeat: threading.Thread | None = None
         self._stopping = threading.Event()
+        self.cpu = CpuMeter(self._cpu_sample)
 
     # --- data ----------------------------------------------------------------------------------
 
@@ -165,6 +167,7 @@ class SandboxRuntime:
                 for m in spec.mounts
             ] + [{"tmpfs": path, "options": opts} for path, opts in spec.tmpfs.items()]
             append(db, _launch_event(sandbox, caller, spec, workspace))
+            open_session(db, sandbox, caller.name, "shell" if interactive else "run")
         try:
             self._prepare_dirs(sandbox, profile)
             if workspace is not None:
@@ -185,6 +188,7 @@ class SandboxRuntime:
             self._set(sandbox.id, container_id=live.container_id)
             started = time.monotonic()
             self.driver.start(live.container_id)
+            self.cpu.watch(sandbox.id, live.container_id)
         except (SandboxError, OSError) as exc:
             self._abort(sandbox, caller, str(exc))
             raise Unavailable(f"the sandbox could not start: {exc}") from exc
@@ -268,6 +272,7 @@ class SandboxRuntime:
             assert row is not None
             row.status, row.reason, row.ended_at = "failed", reason[:1000], datetime.now(UTC)
             append(db, _exit_event(row, "error", reason=f"did not start: {reason}"[:1000]))
+            close_sessions(db, sandbox.id, ("run", "shell"), 0.0, self.cpu.done(sandbox.id))
 
     # --- watching ------------------------------------------------------------------------------
 
@@ -286,6 +291,7 @@ class SandboxRuntime:
 
     def _finish(self, sandbox_id: str, live: _Live, info: ExitInfo, duration: float) -> None:
         # The token dies first: nothing may read on the job's behalf once it has ended.
+        cpu = self.cpu.done(sandbox_id)
         with unit_of_work(self.state.sessions) as db:
             row = db.get(Sandbox, sandbox_id)
             assert row is not None
@@ -296,6 +302,7 @@ class SandboxRuntime:
             if row.status in LIVE_STATUSES:
                 row.status, row.reason = _outcome(info, row.limits)
             append(db, _exit_event(row, "allow", duration_s=round(duration, 3)))
+            close_sessions(db, sandbox_id, ("run", "shell"), duration, cpu)
         self._save_logs(sandbox_id, live.container_id)
         self._forget(sandbox_id)
         self._teardown(live)
@@ -377,6 +384,10 @@ class SandboxRuntime:
             assert row is not None
             for key, value in values.items():
                 setattr(row, key, value)
+
+    def _cpu_sample(self, container_id: str) -> float | None:
+        sample = getattr(self.driver, "cpu_seconds", None)  # a backend may not say
+        return None if sample is None else sample(container_id)  # type: ignore[no-any-return]
 
     def is_live_here(self, sandbox_id: str) -> bool:
         return sandbox_id in self._live
@@ -468,6 +479,7 @@ class SandboxRuntime:
         """Stop every sandbox this process runs (recorded as stopped by the platform)."""
         self._closed = True
         self._stopping.set()
+        self.cpu.stop()
         for sandbox_id in list(self._live):
             try:
                 self.stop(sandbox_id, None, "the platform shut down")

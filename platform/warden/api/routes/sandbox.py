@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
@@ -48,6 +48,19 @@ def list_(
     runtime = get_process(request).sandboxes
     rows = service.list_sandboxes(runtime, caller, everyone=all, status=status, limit=limit)
     return {"sandboxes": [SandboxOut.of(r) for r in rows]}
+
+
+@router.get("/sessions", summary="Session records per sandbox and person: wall, CPU, commands")
+def sessions(
+    caller: CurrentCaller,
+    request: Request,
+    sandbox: Annotated[str | None, Query(max_length=12)] = None,
+    all: Annotated[bool, Query()] = False,  # noqa: A002 - the query parameter's name
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, list[dict[str, Any]]]:
+    runtime = get_process(request).sandboxes
+    rows = service.sessions(runtime, caller, sandbox_id=sandbox, everyone=all, limit=limit)
+    return {"sessions": rows}
 
 
 @router.get("/{sandbox_id}", response_model=SandboxOut, summary="One sandbox")
