@@ -14,7 +14,6 @@ import hashlib
 import os
 import posixpath
 import shutil
-import stat
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -83,6 +82,7 @@ def extract(
     done = Extracted()
     links: list[Path] = []
     seen: set[str] = set()
+    folders = {""}  # real folders made here: nothing else writes into `dest` meanwhile
     try:
         tar = tarfile.open(fileobj=source, mode="r|*")  # noqa: SIM115 - closed below
     except tarfile.TarError as exc:
@@ -97,18 +97,21 @@ def extract(
             seen.add(rel)
             if len(seen) > max_files:
                 raise PayloadTooLarge(f"more than {max_files} entries: over the workspace quota")
-            target = _parent_ready(dest, rel, owner)
+            target = _parent_ready(dest, rel, owner, folders)
             if member.isdir():
-                target.mkdir(mode=0o700)
+                if rel not in folders:  # else made already as a parent of an earlier entry
+                    target.mkdir(mode=0o700)
+                    folders.add(rel)
             elif member.isreg() and not member.issparse():
                 done.bytes += member.size
                 if done.bytes > max_bytes:
                     raise PayloadTooLarge(
                         f"the tree is over the workspace quota of {max_bytes >> 20} MiB"
                     )
-                digest = _write(tar, member, target)
+                digest = _write(tar, member, target, owner)
                 done.digests.setdefault(digest, rel)
                 done.files += 1
+                continue  # owned already
             elif member.issym():
                 _check_link(rel, member.linkname)
                 os.symlink(member.linkname, target)
@@ -120,6 +123,8 @@ def extract(
             else:
                 raise UnsafeEntry(f"entry {rel!r}: unsupported entry type {member.type!r}")
             _own(target, owner)
+    except FileExistsError:
+        raise UnsafeEntry(f"entry {rel!r} appears twice (as a folder and not)") from None
     except tarfile.TarError as exc:
         raise Unprocessable(f"a broken tar archive: {exc}") from exc
     finally:
@@ -133,24 +138,24 @@ def extract(
     return done
 
 
-def _parent_ready(dest: Path, rel: str, owner: Owner | None) -> Path:
-    """Make the entry's missing parent folders; refuse a parent that is not a real folder (a
-    symlink included: nothing is ever written through one)."""
-    here = dest
-    for part in rel.split("/")[:-1]:
-        here = here / part
-        try:
-            mode = os.lstat(here).st_mode
-        except FileNotFoundError:
-            here.mkdir(mode=0o700)
+def _parent_ready(dest: Path, rel: str, owner: Owner | None, folders: set[str]) -> Path:
+    """Make the entry's missing parent folders; refuse a parent that is not a folder made here
+    (a symlink or a file: nothing is ever written through one)."""
+    parent = rel.rpartition("/")[0]
+    if parent not in folders:
+        parts = parent.split("/")
+        for depth in range(1, len(parts) + 1):
+            prefix = "/".join(parts[:depth])
+            if prefix in folders:
+                continue
+            here = dest / prefix
+            try:
+                here.mkdir(mode=0o700)
+            except FileExistsError:
+                raise UnsafeEntry(f"entry {rel!r}: a parent is not a folder") from None
             _own(here, owner)
-            continue
-        if not stat.S_ISDIR(mode):
-            raise UnsafeEntry(f"entry {rel!r}: a parent is not a folder")
-    target = dest / rel
-    if os.path.lexists(target):
-        raise UnsafeEntry(f"entry {rel!r} appears twice")
-    return target
+            folders.add(prefix)
+    return dest / rel
 
 
 def _check_link(rel: str, linkname: str) -> None:
@@ -161,10 +166,12 @@ def _check_link(rel: str, linkname: str) -> None:
         raise UnsafeEntry(f"entry {rel!r}: a symlink out of the tree")
 
 
-def _write(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path) -> str:
+def _write(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path, owner: Owner | None) -> str:
     mode = 0o700 if member.mode & 0o100 else 0o600
     sha = hashlib.sha256()
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    if owner is not None:
+        os.fchown(fd, owner.uid, owner.gid)
     with os.fdopen(fd, "wb") as out:
         data = tar.extractfile(member)
         assert data is not None
@@ -215,6 +222,7 @@ def pack(root: Path, entries: Iterator[str] | None = None) -> Iterator[bytes]:
             continue  # sockets, fifos, devices: nothing a workspace keeps
         info.uid = info.gid = 0
         info.uname = info.gname = ""
+        info.mtime = int(info.mtime)  # a fractional one costs a pax header per file
         if info.isreg():
             with open(path, "rb") as data:
                 tar.addfile(info, data)
