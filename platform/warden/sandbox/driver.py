@@ -39,6 +39,8 @@ class ContainerSpec:
     cpus: float = 1.0
     workdir: str = "/tmp"  # noqa: S108 - a path inside the sandbox
     interactive: bool = False  # stdin open and a TTY (app-dev shells)
+    # The egress proxy's port on the host: its own network's gateway, the one way out.
+    egress_port: int | None = None
 
 
 @dataclass(frozen=True)

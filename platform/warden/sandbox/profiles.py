@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from warden.errors import Forbidden, NotFound, Unprocessable
+from warden.sandbox.egress import Destination
 
 NETWORKS = ("none", "internal", "bridge")
 SEGMENT_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
@@ -59,6 +60,8 @@ class SegmentProfile:
     env_allowed: frozenset[str] = field(default_factory=frozenset)
     # Where a workspace is mounted read-write (app-dev); None: this segment never gets one.
     workspace_mount: str | None = None
+    # host:port pairs reachable through the egress proxy (sandbox/egress.py); empty: none.
+    egress_allow: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,10 @@ def _profile(path: Path, name: str, body: Any) -> SegmentProfile:
             max_datasets=int(body["max_datasets"]),
             env_allowed=frozenset(str(e) for e in body.get("env_allowed", [])),
             workspace_mount=str(body["workspace_mount"]) if "workspace_mount" in body else None,
+            egress_allow=tuple(str(e) for e in body.get("egress_allow", [])),
         )
+        for entry in profile.egress_allow:
+            Destination.parse(entry)
     except KeyError as exc:
         raise bad(f"missing field {exc.args[0]!r}") from None
     except (TypeError, ValueError) as exc:
@@ -161,6 +167,8 @@ def _profile(path: Path, name: str, body: Any) -> SegmentProfile:
         raise bad("a segment with data access never mounts workspaces")
     if profile.workspace_mount is not None and not profile.workspace_mount.startswith("/"):
         raise bad("workspace_mount must be an absolute path")
+    if profile.egress_allow and profile.network != "internal":
+        raise bad("egress_allow needs network 'internal' (the proxy is its only way out)")
     if profile.data_access and not profile.gateway_socket:
         raise bad("data_access needs gateway_socket")
     if profile.seccomp != "default":

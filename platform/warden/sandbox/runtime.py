@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from warden.audit.outcomes import WARDEN, by, by_caller_or_warden
 from warden.audit.service import AuditRecord, append
@@ -30,6 +32,7 @@ from warden.identity.service import Caller
 from warden.sandbox import images
 from warden.sandbox import repository as repo
 from warden.sandbox.driver import ContainerSpec, ExitInfo, Mount, SandboxDriver, SandboxError
+from warden.sandbox.egress import Destination, EgressProxy, Hit
 from warden.sandbox.gateway_socket import MOUNT_DIR, SOCKET_PATH_IN_SANDBOX, ASGIApp, GatewaySocket
 from warden.sandbox.liveness import new_owner, owner_alive
 from warden.sandbox.models import LIVE_STATUSES, Sandbox
@@ -97,6 +100,9 @@ class SandboxRuntime:
         self._heartbeat: threading.Thread | None = None
         self._stopping = threading.Event()
         self.cpu = CpuMeter(self._cpu_sample)
+        self._egress: dict[str, EgressProxy] = {}  # per segment, started on first use
+        self._clients: dict[str, Sandbox] = {}  # a sandbox's address → its row, for egress
+        self._egress_rows: dict[str, Sandbox] = {}  # sandboxes behind a proxy, by id
 
     # --- data ----------------------------------------------------------------------------------
 
@@ -138,6 +144,7 @@ class SandboxRuntime:
             raise Unavailable("the platform is shutting down")
         profile = resolved.profile
         tag, digest = self.image_for(profile)
+        egress_port = self._egress_port(profile)
         with unit_of_work(self.state.sessions) as db:
             sandbox = Sandbox(
                 tenant_id=tenant_id,
@@ -161,7 +168,7 @@ class SandboxRuntime:
             db.add(sandbox)
             db.flush()
             token = issue_job_token(db, sandbox) if profile.gateway_socket else None
-            spec = self._spec(sandbox, profile, resolved, token, workspace)
+            spec = self._spec(sandbox, profile, resolved, token, workspace, egress_port)
             sandbox.mounts = [
                 {"source": m.source, "target": m.target, "read_only": m.read_only}
                 for m in spec.mounts
@@ -183,12 +190,16 @@ class SandboxRuntime:
             live = _Live(container_id="", socket=socket)
             with self._lock:
                 self._live[sandbox.id] = live
+                if egress_port is not None:
+                    self._egress_rows[sandbox.id] = sandbox
                 self._start_heartbeat()
             live.container_id = self.driver.create(spec)
             self._set(sandbox.id, container_id=live.container_id)
             started = time.monotonic()
             self.driver.start(live.container_id)
             self.cpu.watch(sandbox.id, live.container_id)
+            if egress_port is not None:
+                self._note_client(sandbox, live.container_id)
         except (SandboxError, OSError) as exc:
             self._abort(sandbox, caller, str(exc))
             raise Unavailable(f"the sandbox could not start: {exc}") from exc
@@ -209,6 +220,7 @@ class SandboxRuntime:
         resolved: Resolved,
         token: str | None,
         workspace: tuple[str, Path] | None = None,
+        egress_port: int | None = None,
     ) -> ContainerSpec:
         env = dict(resolved.env)
         env["WARDEN_SANDBOX_ID"] = sandbox.id
@@ -248,7 +260,76 @@ class SandboxRuntime:
             cpus=resolved.limits.cpus,
             workdir=workdir,
             interactive=sandbox.interactive,
+            egress_port=egress_port,
         )
+
+    # --- egress --------------------------------------------------------------------------------
+
+    def _egress_port(self, profile: SegmentProfile) -> int | None:
+        """The port of the segment's egress proxy (started on first use); None: no egress."""
+        if not profile.egress_allow:
+            return None
+        with self._lock:
+            proxy = self._egress.get(profile.name)
+            if proxy is None:
+                api_port = urlsplit(self.state.settings.url).port
+                proxy = EgressProxy(
+                    # Its own folder: Squid's user must reach it, and not the run dir.
+                    Path(tempfile.mkdtemp(prefix=f"warden-egress-{profile.name}-")),
+                    [Destination.parse(e) for e in profile.egress_allow],
+                    [api_port] if api_port else [],
+                    self._audit_egress,
+                )
+                try:
+                    proxy.start()
+                except (SandboxError, OSError) as exc:
+                    raise Unavailable(str(exc)) from exc
+                self._egress[profile.name] = proxy
+            return proxy.port
+
+    def _note_client(self, sandbox: Sandbox, container_id: str) -> None:
+        address = getattr(self.driver, "address", lambda _: None)(container_id)
+        if address:
+            with self._lock:
+                self._clients[address] = sandbox
+
+    def _audit_egress(self, hit: Hit) -> None:
+        with self._lock:
+            row = self._clients.get(hit.client)
+            waiting = [
+                (r, self._live[i].container_id)
+                for i, r in self._egress_rows.items()
+                if i in self._live and r not in self._clients.values()
+            ]
+        if row is None:  # its first request may come before its launch has noted its address
+            for sandbox, container_id in waiting:
+                if container_id:
+                    self._note_client(sandbox, container_id)
+            with self._lock:
+                row = self._clients.get(hit.client)
+        details = {
+            "destination": hit.destination,
+            "method": hit.method,
+            "status": hit.status,
+            "client": hit.client,
+        }
+        if row is None:
+            event = by_caller_or_warden(
+                None, "sandbox.egress", "allow" if hit.allowed else "deny", details=details
+            )
+        else:
+            event = AuditRecord(
+                action="sandbox.egress",
+                decision="allow" if hit.allowed else "deny",
+                actor=row.actor_name,
+                actor_kind="job",
+                on_behalf_of=row.launcher,
+                tenant=row.tenant,
+                reason=None if hit.allowed else "not in the segment's egress allowlist",
+                details={"sandbox": row.id, "person": row.launcher, **details},
+            )
+        with unit_of_work(self.state.sessions) as db:
+            append(db, event)
 
     def _socket_dir(self, sandbox_id: str) -> Path:
         return self.settings.run_dir / sandbox_id
@@ -328,6 +409,9 @@ class SandboxRuntime:
 
     def _forget(self, sandbox_id: str) -> _Live | None:
         with self._lock:
+            for address in [a for a, row in self._clients.items() if row.id == sandbox_id]:
+                del self._clients[address]  # the address may be the next sandbox's
+            self._egress_rows.pop(sandbox_id, None)
             return self._live.pop(sandbox_id, None)
 
     # --- stopping, logs ------------------------------------------------------------------------
@@ -485,6 +569,9 @@ class SandboxRuntime:
                 self.stop(sandbox_id, None, "the platform shut down")
             except Exception:
                 log.exception("could not stop sandbox %s at shut-down", sandbox_id)
+        for proxy in list(self._egress.values()):
+            proxy.stop()
+        self._egress.clear()
 
 
 def _outcome(info: ExitInfo, limits: dict[str, Any]) -> tuple[str, str | None]:
