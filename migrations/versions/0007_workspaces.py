@@ -55,6 +55,7 @@ def upgrade() -> None:
         sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("wall_s", sa.Float(), nullable=True),
         sa.Column("cpu_s", sa.Float(), nullable=True),
+        sa.Column("egress", sa.JSON(), nullable=False),
         sa.ForeignKeyConstraint(
             ["sandbox_id"], ["sandbox.id"], name=op.f("fk_sandbox_session_sandbox_id_sandbox")
         ),

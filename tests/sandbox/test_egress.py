@@ -126,6 +126,12 @@ def test_egress_allows_only_the_profile_s_hosts_and_audits_each_connection(
         assert event["details"]["sandbox"] == row["id"]
         assert event["details"]["person"] == DEVELOPER
         assert event["on_behalf_of"] == DEVELOPER
+    # the session record names where it went (not what it sent)
+    got = live_warden.http.get(
+        "/v1/sandboxes/sessions", params={"sandbox": row["id"]}, headers=live_warden.as_(DEVELOPER)
+    )
+    (session,) = got.json()["sessions"]
+    assert {f"127.0.0.1:{allowed}", f"127.0.0.1:{other}"} <= set(session["egress"])
 
 
 def test_without_an_allowlist_there_is_no_proxy_at_all(sandboxes: Sandboxes) -> None:

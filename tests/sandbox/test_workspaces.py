@@ -131,3 +131,25 @@ def test_someone_elses_private_workspace_is_not_mounted(
     assert refused.status_code in (403, 404)
     (denied,) = warden.audit_events(action="sandbox.launch", decision="deny")
     assert denied["details"]["workspace"] == f"{DEVELOPER}/mine"
+
+
+def test_a_workspace_in_use_is_neither_replaced_nor_deleted(
+    sandboxes: Sandboxes, warden: WardenHarness
+) -> None:
+    from tests.workspace.test_workspaces import GOOD, make_tar, put
+
+    headers = warden.as_(DEVELOPER)
+    assert (
+        warden.http.post("/v1/workspaces", json={"name": "busy"}, headers=headers).status_code
+        == 201
+    )
+    assert put(warden, DEVELOPER, "busy", make_tar(GOOD)).status_code == 200  # type: ignore[attr-defined]
+    running = sandboxes.start(DEVELOPER, ["sleep", "300"], segment="app-dev", workspace="busy")
+    refused = put(warden, DEVELOPER, "busy", make_tar(GOOD[:1]))
+    assert refused.status_code == 409, refused.text  # type: ignore[attr-defined]
+    assert running["id"] in refused.json()["detail"]  # type: ignore[attr-defined]
+    assert warden.http.delete("/v1/workspaces/busy", headers=headers).status_code == 409
+    denied = warden.audit_events(decision="deny")
+    assert {"workspace.upload", "workspace.delete"} <= {e["action"] for e in denied}
+    sandboxes.runtime.stop(running["id"], None, "test over")
+    assert put(warden, DEVELOPER, "busy", make_tar(GOOD[:1])).status_code == 200  # type: ignore[attr-defined]

@@ -146,7 +146,10 @@ def sessions(
     if sandbox:
         params["sandbox"] = sandbox
     rows = ApiClient().get("/v1/sandboxes/sessions", params=params)["sessions"]
-    columns = ["sandbox", "segment", "person", "sessions", "commands", "wall_s", "cpu_s", "last"]
+    if fmt == "table":
+        for row in rows:
+            row["egress"] = " ".join(row["egress"])[:60]
+    columns = ["sandbox", "segment", "person", "sessions", "commands", "wall_s", "cpu_s", "egress"]
     show(rows, columns, fmt, title="sandbox sessions")
 
 

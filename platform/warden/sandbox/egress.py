@@ -130,6 +130,7 @@ class EgressProxy:
         self._process: subprocess.Popen[bytes] | None = None
         self._stop = threading.Event()
         self._follower: threading.Thread | None = None
+        self._read = 0  # bytes of the log handled so far
 
     def start(self) -> None:
         squid = shutil.which("squid") or "/usr/sbin/squid"
@@ -181,12 +182,26 @@ class EgressProxy:
                 pending += chunk
                 if not pending.endswith("\n"):
                     continue
-                hit, pending = parse_line(pending), ""
+                hit, done, pending = parse_line(pending), len(pending.encode()), ""
                 if hit is not None:
                     try:
                         self.on_hit(hit)
                     except Exception:  # an unaudited hit is logged; the follower goes on
                         log.exception("could not audit egress %s", hit)
+                self._read += done
+
+    def caught_up(self, timeout: float) -> bool:
+        """Wait (at most `timeout` s) until every line Squid has written so far is handled."""
+        deadline = time.monotonic() + timeout
+        path = self.folder / "access.log"
+        while time.monotonic() < deadline:
+            try:
+                if self._read >= path.stat().st_size:
+                    return True
+            except OSError:
+                return False
+            time.sleep(0.02)
+        return False
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:

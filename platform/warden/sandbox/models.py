@@ -72,6 +72,8 @@ class SandboxSession(TimestampMixin, Base):
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     wall_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     cpu_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # host:port destinations its egress proxy let through or refused (a run's or shell's)
+    egress: Mapped[list[str]] = mapped_column(JSON, default=list)
 
 
 class JobToken(TimestampMixin, Base):

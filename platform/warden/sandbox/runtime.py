@@ -103,6 +103,7 @@ class SandboxRuntime:
         self._egress: dict[str, EgressProxy] = {}  # per segment, started on first use
         self._clients: dict[str, Sandbox] = {}  # a sandbox's address → its row, for egress
         self._egress_rows: dict[str, Sandbox] = {}  # sandboxes behind a proxy, by id
+        self._destinations: dict[str, set[str]] = {}  # sandbox id → host:port asked for
 
     # --- data ----------------------------------------------------------------------------------
 
@@ -318,6 +319,8 @@ class SandboxRuntime:
                 None, "sandbox.egress", "allow" if hit.allowed else "deny", details=details
             )
         else:
+            with self._lock:
+                self._destinations.setdefault(row.id, set()).add(_host_port(hit.destination))
             event = AuditRecord(
                 action="sandbox.egress",
                 decision="allow" if hit.allowed else "deny",
@@ -383,7 +386,12 @@ class SandboxRuntime:
             if row.status in LIVE_STATUSES:
                 row.status, row.reason = _outcome(info, row.limits)
             append(db, _exit_event(row, "allow", duration_s=round(duration, 3)))
-            close_sessions(db, sandbox_id, ("run", "shell"), duration, cpu)
+            if sandbox_id in self._egress_rows:
+                for proxy in list(self._egress.values()):
+                    proxy.caught_up(timeout=2.0)  # its last requests, read from the log
+            with self._lock:
+                asked = self._destinations.pop(sandbox_id, set())
+            close_sessions(db, sandbox_id, ("run", "shell"), duration, cpu, sorted(asked))
         self._save_logs(sandbox_id, live.container_id)
         self._forget(sandbox_id)
         self._teardown(live)
@@ -582,6 +590,16 @@ def _outcome(info: ExitInfo, limits: dict[str, Any]) -> tuple[str, str | None]:
     if info.exit_code == 0:
         return "succeeded", None
     return "failed", None
+
+
+def _host_port(destination: str) -> str:
+    """host:port of a proxied URL (http://h:p/…) or tunnel (h:p)."""
+    try:
+        parts = urlsplit(destination if "://" in destination else f"//{destination}")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return destination[:200]
+    return f"{parts.hostname or '?'}:{port}"[:200]
 
 
 def _own_tree(tree: Path, user: str) -> None:

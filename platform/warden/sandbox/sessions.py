@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,6 +41,7 @@ def open_session(
         person=person,
         kind=kind,
         commands=1,
+        egress=[],
     )
     db.add(row)
     db.flush()
@@ -48,7 +49,12 @@ def open_session(
 
 
 def close_sessions(
-    db: Session, sandbox_id: str, kinds: Sequence[str], wall_s: float, cpu_s: float | None
+    db: Session,
+    sandbox_id: str,
+    kinds: Sequence[str],
+    wall_s: float,
+    cpu_s: float | None,
+    egress: Sequence[str] = (),
 ) -> None:
     """End the open sessions of these kinds on the sandbox; count them in the metrics."""
     open_rows = db.scalars(
@@ -60,6 +66,7 @@ def close_sessions(
     )
     for row in open_rows:
         row.ended_at, row.wall_s, row.cpu_s = datetime.now(UTC), round(wall_s, 3), cpu_s
+        row.egress = sorted(set(egress))[:100]
         attributes = {"tenant": row.tenant, "segment": row.segment, "person": row.person}
         WALL.add(max(wall_s, 0.0), {**attributes, "kind": row.kind})
         if cpu_s is not None:
@@ -87,6 +94,7 @@ class Summary:
     cpu_s: float = 0.0
     first: datetime | None = None
     last: datetime | None = None
+    egress: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "wall_s": round(self.wall_s, 3), "cpu_s": round(self.cpu_s, 3)}
@@ -110,6 +118,7 @@ def summaries(
         item.commands += row.commands
         item.wall_s += row.wall_s or 0.0
         item.cpu_s += row.cpu_s or 0.0
+        item.egress = sorted(set(item.egress) | set(row.egress or []))
         item.first = row.created_at if item.first is None else min(item.first, row.created_at)
         item.last = row.created_at if item.last is None else max(item.last, row.created_at)
     return list(out.values())[:limit]

@@ -8,6 +8,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from warden.catalog.models import DatasetVersion
+from warden.sandbox.models import LIVE_STATUSES, Sandbox
 from warden.workspace.models import Workspace
 
 
@@ -25,6 +26,16 @@ def visible(db: Session, tenant: str, person: str, everyone: bool) -> list[Works
     if not everyone:
         query = query.where(or_(Workspace.owner == person, Workspace.shared.is_(True)))
     return list(db.scalars(query.order_by(Workspace.owner, Workspace.name)))
+
+
+def mounted_in(db: Session, tenant: str, folder: str) -> list[str]:
+    """Ids of the tenant's live sandboxes that mount `folder`."""
+    rows = db.execute(
+        select(Sandbox.id, Sandbox.mounts).where(
+            Sandbox.tenant == tenant, Sandbox.status.in_(LIVE_STATUSES)
+        )
+    )
+    return [sid for sid, mounts in rows if any(m.get("source") == folder for m in mounts or [])]
 
 
 def governed_digests(db: Session, digests: Iterable[str]) -> set[str]:

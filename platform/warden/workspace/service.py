@@ -17,7 +17,7 @@ import os
 import re
 import secrets
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
@@ -165,6 +165,7 @@ def upload(state: Platform, caller: Caller, ref: str, source: IO[bytes]) -> Work
         with unit_of_work(state.sessions) as db:
             row = _find(db, state, caller, ref, "read")
         _own_only(row, caller, "upload to")
+        _not_mounted(state, row)
         folder = root_dir(state) / row.id
         staging = folder / f"incoming-{secrets.token_hex(4)}"
         with _locked(state, row):
@@ -206,6 +207,17 @@ def upload(state: Platform, caller: Caller, ref: str, source: IO[bytes]) -> Work
         return row
 
 
+def _not_mounted(state: Platform, row: Workspace, db: Session | None = None) -> None:
+    """A running sandbox works in the tree: replacing or deleting it under it would pull its
+    files away mid-session."""
+    with unit_of_work(state.sessions) if db is None else nullcontext(db) as session:
+        live = repo.mounted_in(session, row.tenant, str(tree_dir(state, row)))
+    if live:
+        raise Conflict(
+            f"workspace {row.name!r} is in use by running sandbox {', '.join(live)}; stop it first"
+        )
+
+
 def _swap(folder: Path, staging: Path) -> None:
     """The checked tree in place of the old one (renames: the old is gone only after)."""
     tree = folder / "tree"
@@ -245,6 +257,7 @@ def delete(state: Platform, caller: Caller, ref: str) -> None:
         _may_use(state, caller)
         with unit_of_work(state.sessions) as db:
             row = _find(db, state, caller, ref, "manage")
+            _not_mounted(state, row, db)
             db.delete(row)
             append(db, by(caller, "workspace.delete", "allow", **_details(ref, id=row.id)))
     with _locked(state, row):
