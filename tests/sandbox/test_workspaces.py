@@ -153,3 +153,35 @@ def test_a_workspace_in_use_is_neither_replaced_nor_deleted(
     assert {"workspace.upload", "workspace.delete"} <= {e["action"] for e in denied}
     sandboxes.runtime.stop(running["id"], None, "test over")
     assert put(warden, DEVELOPER, "busy", make_tar(GOOD[:1])).status_code == 200  # type: ignore[attr-defined]
+
+
+def test_a_shell_opens_in_the_workspace(sandboxes: Sandboxes, warden: WardenHarness) -> None:
+    headers = warden.as_(DEVELOPER)
+    assert (
+        warden.http.post("/v1/workspaces", json={"name": "sh"}, headers=headers).status_code == 201
+    )
+    shell = sandboxes.start(
+        DEVELOPER, ["bash"], segment="app-dev", interactive=True, workspace="sh"
+    )
+    container = sandboxes.runtime.driver.client.containers.get(shell["container_id"])
+    assert container.attrs["Config"]["WorkingDir"] == "/workspace"
+    (mount,) = [m for m in container.attrs["Mounts"] if m["Destination"] == "/workspace"]
+    assert mount["RW"] is True and mount["Source"].endswith("/tree")
+    assert container.attrs["Config"]["Tty"] is True
+    sandboxes.runtime.stop(shell["id"], None, "test over")
+
+
+def test_an_upload_over_the_quota_is_refused_with_a_clear_message(
+    sandboxes: Sandboxes, live_warden: WardenHarness, tmp_path: Path
+) -> None:
+    live_warden.state.settings.workspace.quota_mb = 1
+    folder = tmp_path / "big"
+    folder.mkdir()
+    for i in range(4):
+        (folder / f"blob{i}.bin").write_bytes(b"x" * (1 << 20))
+    token = live_warden.tokens[DEVELOPER]
+    result = cli(["workspace", "create", "big", "--from", str(folder)], token)
+    assert result.exit_code == 2, result.output  # type: ignore[attr-defined]
+    assert "quota" in result.output  # type: ignore[attr-defined]
+    (denied,) = live_warden.audit_events(action="workspace.upload", decision="deny")
+    assert "PayloadTooLarge" in denied["reason"]

@@ -47,13 +47,17 @@ def upload(client: ApiClient, ref: str, folder: Path) -> dict[str, Any]:
     name, params = _params(ref)
     entries = tree_entries(folder)
     chunks: Iterator[bytes] = pack(folder, iter(entries))
-    response = client.request(
-        "PUT",
-        f"/v1/workspaces/{name}/archive",
-        params=params,
-        content=chunks,
-        headers={"content-type": "application/x-tar"},
-    )
+    try:
+        response = client.request(
+            "PUT",
+            f"/v1/workspaces/{name}/archive",
+            params=params,
+            content=chunks,
+            headers={"content-type": "application/x-tar"},
+        )
+    except httpx.TransportError as exc:
+        # The server answers a refusal (e.g. over the quota) before the body ends.
+        fail(f"the upload was cut off ({type(exc).__name__}): over the workspace quota?", 2)
     return dict(response.json())
 
 
