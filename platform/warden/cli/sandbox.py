@@ -188,6 +188,45 @@ def exec_(
 
 
 @app.command()
+def forward(
+    sandbox_id: Annotated[str, typer.Argument(help="The sandbox id")],
+    port: Annotated[int, typer.Argument(min=1, max=65535, help="Its port, e.g. a dev server's")],
+    local_port: Annotated[
+        int | None, typer.Option(min=0, max=65535, help="Here (default: the same port)")
+    ] = None,
+) -> None:
+    """Reach a port of your running app-dev sandbox at 127.0.0.1 here, through the API."""
+    import socket
+    import threading
+
+    from warden.cli.forward import serve, ws_url
+
+    client = ApiClient()
+    client.get(f"/v1/sandboxes/{sandbox_id}")  # a clear error now rather than per connection
+    listener = socket.socket()
+    try:
+        listener.bind(("127.0.0.1", port if local_port is None else local_port))
+    except OSError as exc:
+        fail(f"cannot listen on 127.0.0.1:{local_port or port}: {exc}")
+    listener.listen()
+    here = listener.getsockname()[1]
+    err_console.print(f"127.0.0.1:{here} → sandbox {sandbox_id} port {port}; Ctrl-C to stop")
+    stop = threading.Event()
+    try:
+        serve(
+            listener,
+            ws_url(client.url, sandbox_id, port),
+            client.token or "",
+            stop,
+            err_console.print,
+        )
+    except KeyboardInterrupt:
+        stop.set()
+    finally:
+        listener.close()
+
+
+@app.command()
 def shell(
     timeout: Annotated[int | None, typer.Option(min=1, help="Wall-clock limit, seconds")] = None,
     workspace: Annotated[

@@ -129,3 +129,59 @@ def _end(
                 },
             ),
         )
+
+
+def forward_session(
+    runtime: SandboxRuntime, caller: Caller, sandbox_id: str, port: int
+) -> tuple[str, str]:
+    """Check a port forward into a running app-dev sandbox and audit its start: (the
+    sandbox's address, the session id). The caller pumps the bytes and calls `forward_end`."""
+    session = new_id()
+    fields: dict[str, Any] = {"details": {"sandbox": sandbox_id[:12], "session": session}}
+    fields["details"]["port"] = port
+    with refusals_audited(runtime.state.sessions, caller, "sandbox.forward", **fields):
+        row = get_visible(runtime, caller, sandbox_id, act="manage")
+        _check(runtime, row, ["forward"])
+        if not 0 < port < 65536:
+            raise Unprocessable(f"port {port} is not a TCP port")
+        assert row.container_id is not None
+        address = getattr(runtime.driver, "address", lambda _: None)(row.container_id)
+        if not address:
+            raise Conflict(f"sandbox {row.id} has no network address to forward to")
+        with unit_of_work(runtime.state.sessions) as db:
+            append(db, by(caller, "sandbox.forward", "allow", **fields))
+            open_session(db, row, caller.name, "forward", session)
+    return address, session
+
+
+def forward_end(
+    runtime: SandboxRuntime,
+    caller: Caller,
+    sandbox_id: str,
+    session: str,
+    port: int,
+    sent: int,
+    received: int,
+    seconds: float,
+    error: str | None,
+) -> None:
+    with unit_of_work(runtime.state.sessions) as db:
+        close_session(db, session, seconds)
+        append(
+            db,
+            by(
+                caller,
+                "sandbox.forward.end",
+                "allow" if error is None else "error",
+                bytes=sent + received,
+                reason=error,
+                details={
+                    "sandbox": sandbox_id,
+                    "session": session,
+                    "port": port,
+                    "bytes_in": received,
+                    "bytes_out": sent,
+                    "wall_s": round(seconds, 3),
+                },
+            ),
+        )

@@ -313,7 +313,10 @@ def bridge_name(container_name: str) -> str:
 
 def _firewall_rules(bridge: str, proxy_port: int | None = None) -> list[list[str]]:
     proxy = ["INPUT", "-i", bridge, "-p", "tcp", "--dport", str(proxy_port), "-j", "ACCEPT"]
+    # Answers to connections the host opened (a port forward); the sandbox opens none itself.
+    answers = ["INPUT", "-i", bridge, "-m", "conntrack", "--ctstate", "ESTABLISHED", "-j", "ACCEPT"]
     return [
+        answers,
         *([proxy] if proxy_port is not None else []),
         ["INPUT", "-i", bridge, "-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset"],
         ["INPUT", "-i", bridge, "-j", "REJECT"],
