@@ -63,6 +63,27 @@ class JobSettings(BaseSettings):
     stale_after_s: float = 120.0
 
 
+class WorkspaceSettings(BaseSettings):
+    """The workspace section (environment prefix WARDEN_WORKSPACE_)."""
+
+    model_config = SettingsConfigDict(env_prefix="WARDEN_WORKSPACE_", extra="ignore")
+
+    # Largest tree one workspace may hold (its files' sizes), and how many entries.
+    quota_mb: int = Field(default=512, ge=1)
+    max_files: int = Field(default=100_000, ge=1)
+    # The uid:gid that owns workspace files: the app-dev sandboxes' user, who writes them.
+    user: str = "10001:10001"
+
+    @property
+    def quota_bytes(self) -> int:
+        return self.quota_mb << 20
+
+    @property
+    def max_archive_bytes(self) -> int:
+        """An upload's cap: the quota plus tar's headers and padding (up to 1 KiB a file)."""
+        return self.quota_bytes + self.max_files * 1024 + (1 << 20)
+
+
 class Settings(BaseSettings):
     """Every setting of a Warden process; sections read their own environment prefixes."""
 
@@ -70,6 +91,7 @@ class Settings(BaseSettings):
 
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
+    workspace: WorkspaceSettings = Field(default_factory=WorkspaceSettings)
 
     data_dir: Path = Field(default_factory=lambda: user_data_path("warden"))
     config_dir: Path = Field(default_factory=lambda: user_config_path("warden"))

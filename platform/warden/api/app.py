@@ -25,6 +25,7 @@ from warden.api.routes.jobs import router as jobs_router
 from warden.api.routes.policy import router as policy_router
 from warden.api.routes.registry import router as registry_router
 from warden.api.routes.sandbox import router as sandbox_router
+from warden.api.routes.workspace import router as workspace_router
 from warden.audit.telemetry import setup_telemetry
 from warden.config import Settings, get_settings
 from warden.core.platform import Platform, build_platform
@@ -60,7 +61,11 @@ def create_app(
         platform, socket_app=app, jobs=jobs if primary else False, access=primary
     )
     # A hard cap for every route (the edge audits what it refuses); reads check a tighter one.
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes * 16)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_request_bytes * 16,
+        wider=[(r"/v1/workspaces/[^/]+/archive", settings.workspace.max_archive_bytes)],
+    )
     install_error_handlers(app)
     for router in (
         identity_router,
@@ -69,6 +74,7 @@ def create_app(
         policy_router,
         audit_router,
         sandbox_router,
+        workspace_router,
         access_router,
         jobs_router,
         registry_router,

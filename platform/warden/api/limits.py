@@ -6,6 +6,8 @@ The refusal is flagged in the ASGI scope, so the edge (api/edge.py) audits it li
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -14,17 +16,23 @@ SCOPE_REFUSAL = "warden.edge.refusal"
 
 
 class BodySizeLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, wider: Sequence[tuple[str, int]] = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        # (path pattern, cap) for the few routes that take archives; they check their own cap
+        self.wider = [(re.compile(pattern), cap) for pattern, cap in wider]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = next(
+            (cap for pattern, cap in self.wider if pattern.fullmatch(scope["path"])),
+            self.max_bytes,
+        )
         declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await _too_large(scope, send, self.max_bytes)
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await _too_large(scope, send, limit)
             return
         seen = 0
 
@@ -33,14 +41,14 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > limit:
                     raise _TooLarge
             return message
 
         try:
             await self.app(scope, limited, send)
         except _TooLarge:
-            await _too_large(scope, send, self.max_bytes)
+            await _too_large(scope, send, limit)
 
 
 class _TooLarge(Exception):

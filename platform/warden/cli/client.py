@@ -88,6 +88,32 @@ class ApiClient:
         except httpx.ConnectError:
             fail(f"cannot reach the Warden API at {self.url}: is `warden serve` running?")
 
+    def stream_frames(self, path: str, body: dict[str, Any]) -> int:
+        """POST, copy an exec's framed output to stdout; its exit code (1 when unknown)."""
+        from warden.sandbox import frames
+
+        if not self.token:
+            fail("no token: run `warden init`, or set WARDEN_TOKEN")
+        code = 1
+        try:
+            with self.http.stream("POST", path, json=body, timeout=None) as got:
+                if got.status_code >= 400:
+                    got.read()
+                    fail(describe_error(got), code=2 if got.status_code < 500 else 3)
+                out = sys.stdout.buffer
+                for kind, data in frames.read_frames(got.iter_bytes()):
+                    if kind == frames.OUTPUT:
+                        out.write(data)
+                        out.flush()
+                    elif kind == frames.END:
+                        end = frames.parse_end(data)
+                        if end.get("error"):
+                            err_console.print(f"[bold red]error:[/] {end['error']}")
+                        code = 1 if end.get("exit_code") is None else int(end["exit_code"])
+        except httpx.ConnectError:
+            fail(f"cannot reach the Warden API at {self.url}: is `warden serve` running?")
+        return code if 0 <= code < 256 else 1
+
 
 def describe_error(response: httpx.Response) -> str:
     try:

@@ -15,6 +15,7 @@ from warden.cli import (
     principals,
     sandbox,
     tenants,
+    workspace,
 )
 from warden.cli.admin import init
 from warden.cli.read import read
@@ -47,6 +48,7 @@ app.add_typer(data.app, name="data")
 app.add_typer(policy.app, name="policy")
 app.add_typer(audit.app, name="audit")
 app.add_typer(sandbox.app, name="sandbox")
+app.add_typer(workspace.app, name="workspace")
 app.add_typer(access.app, name="access")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(models.app, name="models")

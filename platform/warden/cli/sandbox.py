@@ -76,11 +76,16 @@ def run(
     memory: Annotated[str | None, typer.Option(help="Memory limit, e.g. 2g")] = None,
     cpus: Annotated[float | None, typer.Option(help="CPU limit")] = None,
     env: Annotated[list[str] | None, typer.Option(help="NAME=VALUE the profile allows")] = None,
+    workspace: Annotated[
+        str | None,
+        typer.Option(help="Mount this workspace read-write at /workspace and run there (app-dev)"),
+    ] = None,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Print the id and return")] = False,
 ) -> None:
     """Run a command in a sandbox, stream its output, exit with its exit code.
 
     e.g. warden sandbox run --segment ml --dataset pins --purpose training -- python train.py
+    or   warden sandbox run --segment app-dev --workspace myapp -- make check
     """
     client = ApiClient()
     body: dict[str, Any] = {
@@ -93,6 +98,8 @@ def run(
         "cpus": cpus,
         "env": _env(env or []),
     }
+    if workspace:
+        body["workspace"] = workspace
     if dataset and purpose is None:
         fail("--dataset needs --purpose")
     if purpose and not dataset:
@@ -129,6 +136,24 @@ def list_(
 
 
 @app.command()
+def sessions(
+    sandbox: Annotated[str | None, typer.Option(help="Only this sandbox (everyone on it)")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Everyone's in the tenant (admins)")] = False,
+    fmt: Format = "table",
+) -> None:
+    """What your sandboxes cost: per sandbox and person, wall time, CPU-seconds, commands."""
+    params: dict[str, Any] = {"all": all_}
+    if sandbox:
+        params["sandbox"] = sandbox
+    rows = ApiClient().get("/v1/sandboxes/sessions", params=params)["sessions"]
+    if fmt == "table":
+        for row in rows:
+            row["egress"] = " ".join(row["egress"])[:60]
+    columns = ["sandbox", "segment", "person", "sessions", "commands", "wall_s", "cpu_s", "egress"]
+    show(rows, columns, fmt, title="sandbox sessions")
+
+
+@app.command()
 def logs(
     sandbox_id: Annotated[str, typer.Argument(help="The sandbox id")],
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep streaming")] = False,
@@ -144,15 +169,82 @@ def stop(sandbox_id: Annotated[str, typer.Argument(help="The sandbox id")]) -> N
     console.print(f"{row['id']}: {row['status']}")
 
 
+@app.command(name="exec", context_settings={"allow_interspersed_args": False})
+def exec_(
+    sandbox_id: Annotated[str, typer.Argument(help="The sandbox id")],
+    command: Annotated[list[str], typer.Argument(help="The command, after --")],
+) -> None:
+    """Run a command in your running app-dev sandbox through the API; exits with its code.
+
+    e.g. warden sandbox exec 3f2a9c1b0d4e -- make test
+    """
+    if command and command[0] == "--":  # after a positional, click passes the `--` along
+        command = command[1:]
+    if not command:
+        fail("a command is required after --")
+    client = ApiClient()
+    code = client.stream_frames(f"/v1/sandboxes/{sandbox_id}/exec", {"command": command})
+    raise typer.Exit(code)
+
+
+@app.command()
+def forward(
+    sandbox_id: Annotated[str, typer.Argument(help="The sandbox id")],
+    port: Annotated[int, typer.Argument(min=1, max=65535, help="Its port, e.g. a dev server's")],
+    local_port: Annotated[
+        int | None, typer.Option(min=0, max=65535, help="Here (default: the same port)")
+    ] = None,
+) -> None:
+    """Reach a port of your running app-dev sandbox at 127.0.0.1 here, through the API."""
+    import socket
+    import threading
+
+    from warden.cli.forward import serve, ws_url
+
+    client = ApiClient()
+    client.get(f"/v1/sandboxes/{sandbox_id}")  # a clear error now rather than per connection
+    listener = socket.socket()
+    try:
+        listener.bind(("127.0.0.1", port if local_port is None else local_port))
+    except OSError as exc:
+        fail(f"cannot listen on 127.0.0.1:{local_port or port}: {exc}")
+    listener.listen()
+    here = listener.getsockname()[1]
+    err_console.print(f"127.0.0.1:{here} → sandbox {sandbox_id} port {port}; Ctrl-C to stop")
+    stop = threading.Event()
+    try:
+        serve(
+            listener,
+            ws_url(client.url, sandbox_id, port),
+            client.token or "",
+            stop,
+            err_console.print,
+        )
+    except KeyboardInterrupt:
+        stop.set()
+    finally:
+        listener.close()
+
+
 @app.command()
 def shell(
     timeout: Annotated[int | None, typer.Option(min=1, help="Wall-clock limit, seconds")] = None,
+    workspace: Annotated[
+        str | None, typer.Option(help="Open the shell in this workspace (/workspace)")
+    ] = None,
 ) -> None:
     """An interactive app-dev session (needs the Docker CLI on the API's machine)."""
     if shutil.which("docker") is None:
         fail("`warden sandbox shell` attaches with the docker CLI, which is not installed here")
     client = ApiClient()
-    body = {"segment": "app-dev", "command": ["bash"], "interactive": True, "timeout": timeout}
+    body: dict[str, Any] = {
+        "segment": "app-dev",
+        "command": ["bash"],
+        "interactive": True,
+        "timeout": timeout,
+    }
+    if workspace:
+        body["workspace"] = workspace
     sandbox = client.post("/v1/sandboxes", json=body)
     err_console.print(f"[dim]app-dev sandbox {sandbox['id']}; exit the shell to end it[/]")
     if not sandbox.get("container_id"):

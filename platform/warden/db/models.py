@@ -10,6 +10,7 @@ from warden.jobs import models as jobs_models
 from warden.policy import store as policy_store
 from warden.registry import models as registry_models
 from warden.sandbox import models as sandbox_models
+from warden.workspace import models as workspace_models
 
 __all__ = [
     "Base",
@@ -22,4 +23,5 @@ __all__ = [
     "policy_store",
     "registry_models",
     "sandbox_models",
+    "workspace_models",
 ]

@@ -6,7 +6,7 @@ import contextlib
 import logging
 import shutil
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import docker
@@ -59,8 +59,13 @@ class DockerDriver:
 
     def create(self, spec: ContainerSpec) -> str:
         network_mode = "none"
+        environment = dict(spec.env)
         if spec.network == "internal":
             network_mode = self._own_network(spec)
+            if spec.egress_port is not None:
+                proxy = f"http://{self._gateway(spec.name)}:{spec.egress_port}"
+                for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+                    environment[name] = proxy
         elif spec.network == "bridge":
             network_mode = "bridge"
         elif spec.network != "none":
@@ -69,7 +74,7 @@ class DockerDriver:
             "name": spec.name,
             "command": list(spec.command) or None,
             "user": spec.user,
-            "environment": dict(spec.env),
+            "environment": environment,
             "labels": dict(spec.labels),
             "network_mode": network_mode,
             "mounts": [
@@ -122,11 +127,30 @@ class DockerDriver:
         except docker.errors.DockerException as exc:
             raise SandboxError(f"Docker could not create the sandbox network: {exc}") from exc
         try:
-            firewall_bridge(bridge)
+            firewall_bridge(bridge, spec.egress_port)
         except SandboxError:
             self._drop_network(spec.name)
             raise
         return spec.name
+
+    def _gateway(self, name: str) -> str:
+        try:
+            network = self.client.networks.get(name)
+            return str(network.attrs["IPAM"]["Config"][0]["Gateway"])
+        except (docker.errors.DockerException, KeyError, IndexError) as exc:
+            self._drop_network(name)
+            raise SandboxError(f"the sandbox network has no gateway for its proxy: {exc}") from exc
+
+    def address(self, container_id: str) -> str | None:
+        """The sandbox's address on its own network (what the egress proxy sees)."""
+        try:
+            networks = self._container(container_id).attrs["NetworkSettings"]["Networks"]
+        except (SandboxError, KeyError):
+            return None
+        for network in networks.values():
+            if network.get("IPAddress"):
+                return str(network["IPAddress"])
+        return None
 
     def _drop_network(self, name: str) -> None:
         try:
@@ -203,6 +227,35 @@ class DockerDriver:
         if name:
             self._drop_network(name)
 
+    def exec(self, container_id: str, command: Sequence[str]) -> tuple[str, Iterator[bytes]]:
+        try:
+            created = self.client.api.exec_create(
+                container_id, list(command), stdout=True, stderr=True, stdin=False, tty=False
+            )
+            exec_id = str(created["Id"])
+            stream = self.client.api.exec_start(exec_id, stream=True, demux=False)
+        except docker.errors.NotFound:
+            raise SandboxError(f"sandbox container {container_id[:12]} is gone") from None
+        except docker.errors.APIError as exc:
+            raise SandboxError(f"Docker could not run the command: {exc.explanation}") from exc
+        return exec_id, _exec_output(stream)
+
+    def cpu_seconds(self, container_id: str) -> float | None:
+        """CPU time the running container has used; None once it has exited."""
+        try:
+            stats = self.client.api.stats(container_id, stream=False, one_shot=True)
+        except docker.errors.DockerException:
+            return None
+        used = (stats.get("cpu_stats") or {}).get("cpu_usage", {}).get("total_usage")
+        return used / 1e9 if used else None
+
+    def exec_exit_code(self, exec_id: str) -> int | None:
+        try:
+            code = self.client.api.exec_inspect(exec_id).get("ExitCode")
+        except docker.errors.DockerException:
+            return None
+        return None if code is None else int(code)
+
     def list(self, labels: Mapping[str, str]) -> list[ContainerInfo]:
         filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
         try:
@@ -244,24 +297,39 @@ class DockerDriver:
             unfirewall_bridge(bridge)
 
 
+def _exec_output(stream: Iterator[bytes]) -> Iterator[bytes]:
+    try:
+        for chunk in stream:
+            if chunk:
+                yield chunk
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        raise SandboxError(f"the command's output stopped: {exc}") from exc
+
+
 def bridge_name(container_name: str) -> str:
     """The host interface of a sandbox's own network (at most 15 characters)."""
     return BRIDGE_PREFIX + container_name.removeprefix("warden-")[:12]
 
 
-def _firewall_rules(bridge: str) -> list[list[str]]:
+def _firewall_rules(bridge: str, proxy_port: int | None = None) -> list[list[str]]:
+    proxy = ["INPUT", "-i", bridge, "-p", "tcp", "--dport", str(proxy_port), "-j", "ACCEPT"]
+    # Answers to connections the host opened (a port forward); the sandbox opens none itself.
+    answers = ["INPUT", "-i", bridge, "-m", "conntrack", "--ctstate", "ESTABLISHED", "-j", "ACCEPT"]
     return [
+        answers,
+        *([proxy] if proxy_port is not None else []),
         ["INPUT", "-i", bridge, "-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset"],
         ["INPUT", "-i", bridge, "-j", "REJECT"],
     ]
 
 
-def firewall_bridge(bridge: str) -> None:
-    """Refuse everything a sandbox's bridge sends to the host; fail closed without iptables."""
+def firewall_bridge(bridge: str, proxy_port: int | None = None) -> None:
+    """Refuse everything a sandbox's bridge sends to the host but the egress proxy's port, when
+    it has one; fail closed without iptables."""
     iptables = shutil.which("iptables")
     if iptables is None:
         raise SandboxError("cannot isolate the sandbox network: iptables is not installed")
-    for rule in reversed(_firewall_rules(bridge)):
+    for rule in reversed(_firewall_rules(bridge, proxy_port)):
         done = subprocess.run(  # noqa: S603 - fixed arguments
             [iptables, "-w", "-I", rule[0], "1", *rule[1:]], capture_output=True, text=True
         )
@@ -274,10 +342,16 @@ def unfirewall_bridge(bridge: str) -> None:
     iptables = shutil.which("iptables")
     if iptables is None:
         return
-    for rule in _firewall_rules(bridge):
-        subprocess.run(  # noqa: S603 - fixed arguments
-            [iptables, "-w", "-D", *rule], capture_output=True, check=False
-        )
+    listed = subprocess.run(  # noqa: S603 - fixed arguments
+        [iptables, "-w", "-S", "INPUT"], capture_output=True, text=True, check=False
+    ).stdout
+    for line in listed.splitlines():
+        parts = line.split()
+        # every rule on this bridge, whichever port the proxy had
+        if parts[:2] == ["-A", "INPUT"] and ["-i", bridge] == parts[2:4]:
+            subprocess.run(  # noqa: S603 - the rule as iptables listed it
+                [iptables, "-w", "-D", "INPUT", *parts[2:]], capture_output=True, check=False
+            )
 
 
 def stale_bridge_rules(live_bridges: set[str]) -> list[str]:

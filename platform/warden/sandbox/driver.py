@@ -39,6 +39,8 @@ class ContainerSpec:
     cpus: float = 1.0
     workdir: str = "/tmp"  # noqa: S108 - a path inside the sandbox
     interactive: bool = False  # stdin open and a TTY (app-dev shells)
+    # The egress proxy's port on the host: its own network's gateway, the one way out.
+    egress_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -92,3 +94,10 @@ class SandboxDriver(Protocol):
 
     def list(self, labels: Mapping[str, str]) -> list[ContainerInfo]:
         """Sandboxes carrying all of these labels, running or not."""
+
+    def exec(self, container_id: str, command: Sequence[str]) -> tuple[str, Iterator[bytes]]:
+        """Run `command` in the running sandbox as its own user, in its working directory:
+        (an id for `exec_exit_code`, its stdout and stderr as they come)."""
+
+    def exec_exit_code(self, exec_id: str) -> int | None:
+        """The exit code of a finished `exec`; None while it runs or when unknown."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from warden.db.base import Base, LaunchedMixin, TimestampMixin, new_id
@@ -53,6 +53,27 @@ class Sandbox(LaunchedMixin, TimestampMixin, Base):
     @property
     def actor_name(self) -> str:
         return f"job-{self.id}"
+
+
+class SandboxSession(TimestampMixin, Base):
+    """One person's use of one sandbox: its run or shell (the launcher), or one exec. What it
+    cost, never what was typed: wall time, CPU-seconds (sampled while it runs; for a run or a
+    shell, the whole sandbox's), commands started."""
+
+    __tablename__ = "sandbox_session"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    sandbox_id: Mapped[str] = mapped_column(ForeignKey("sandbox.id"), index=True)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    segment: Mapped[str] = mapped_column(String(32))
+    person: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(8))  # run | shell | exec
+    commands: Mapped[int] = mapped_column(Integer, default=1)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    wall_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    cpu_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # host:port destinations its egress proxy let through or refused (a run's or shell's)
+    egress: Mapped[list[str]] = mapped_column(JSON, default=list)
 
 
 class JobToken(TimestampMixin, Base):

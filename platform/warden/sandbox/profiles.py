@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from warden.errors import Forbidden, NotFound, Unprocessable
+from warden.sandbox.egress import Destination
 
 NETWORKS = ("none", "internal", "bridge")
 SEGMENT_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
@@ -57,6 +58,10 @@ class SegmentProfile:
     timeout_max: int
     max_datasets: int
     env_allowed: frozenset[str] = field(default_factory=frozenset)
+    # Where a workspace is mounted read-write (app-dev); None: this segment never gets one.
+    workspace_mount: str | None = None
+    # host:port pairs reachable through the egress proxy (sandbox/egress.py); empty: none.
+    egress_allow: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,7 @@ class LaunchRequest:
     cpus: float | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     interactive: bool = False
+    workspace: str | None = None  # NAME or OWNER/NAME
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,7 @@ class Resolved:
     datasets: tuple[str, ...]
     purpose: str | None
     env: Mapping[str, str]
+    workspace: str | None = None
 
 
 def load_profiles(path: Path) -> dict[str, SegmentProfile]:
@@ -141,7 +148,11 @@ def _profile(path: Path, name: str, body: Any) -> SegmentProfile:
             timeout_max=int(body["timeout_max"]),
             max_datasets=int(body["max_datasets"]),
             env_allowed=frozenset(str(e) for e in body.get("env_allowed", [])),
+            workspace_mount=str(body["workspace_mount"]) if "workspace_mount" in body else None,
+            egress_allow=tuple(str(e) for e in body.get("egress_allow", [])),
         )
+        for entry in profile.egress_allow:
+            Destination.parse(entry)
     except KeyError as exc:
         raise bad(f"missing field {exc.args[0]!r}") from None
     except (TypeError, ValueError) as exc:
@@ -151,6 +162,13 @@ def _profile(path: Path, name: str, body: Any) -> SegmentProfile:
     if profile.gateway_socket and profile.network != "none":
         # The one promise of a data segment: its socket is its only way out.
         raise bad("a segment with a gateway socket must have network 'none'")
+    if profile.workspace_mount is not None and (profile.data_access or profile.gateway_socket):
+        # Code from a person's folder meets governed data nowhere.
+        raise bad("a segment with data access never mounts workspaces")
+    if profile.workspace_mount is not None and not profile.workspace_mount.startswith("/"):
+        raise bad("workspace_mount must be an absolute path")
+    if profile.egress_allow and profile.network != "internal":
+        raise bad("egress_allow needs network 'internal' (the proxy is its only way out)")
     if profile.data_access and not profile.gateway_socket:
         raise bad("data_access needs gateway_socket")
     if profile.seccomp != "default":
@@ -198,6 +216,8 @@ def resolve(
             raise Unprocessable(
                 f"unknown purpose {request.purpose[:32]!r}; known: {', '.join(known_purposes)}"
             )
+    if request.workspace is not None and profile.workspace_mount is None:
+        raise Unprocessable(f"the {profile.name!r} segment never mounts a workspace")
     if request.interactive and profile.gateway_socket:
         raise Forbidden(f"interactive shells are for app-dev, not the {profile.name!r} segment")
 
@@ -233,4 +253,5 @@ def resolve(
         datasets=datasets,
         purpose=request.purpose if datasets else None,
         env=dict(request.env),
+        workspace=request.workspace,
     )

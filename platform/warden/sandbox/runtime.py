@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from warden.audit.outcomes import WARDEN, by, by_caller_or_warden
 from warden.audit.service import AuditRecord, append
@@ -30,10 +32,12 @@ from warden.identity.service import Caller
 from warden.sandbox import images
 from warden.sandbox import repository as repo
 from warden.sandbox.driver import ContainerSpec, ExitInfo, Mount, SandboxDriver, SandboxError
+from warden.sandbox.egress import Destination, EgressProxy, Hit
 from warden.sandbox.gateway_socket import MOUNT_DIR, SOCKET_PATH_IN_SANDBOX, ASGIApp, GatewaySocket
 from warden.sandbox.liveness import new_owner, owner_alive
 from warden.sandbox.models import LIVE_STATUSES, Sandbox
 from warden.sandbox.profiles import Resolved, SegmentProfile, load_profiles
+from warden.sandbox.sessions import CpuMeter, close_sessions, open_session
 from warden.sandbox.tokens import issue_job_token
 
 log = logging.getLogger("warden.sandbox")
@@ -95,6 +99,11 @@ class SandboxRuntime:
         self.owner = new_owner()
         self._heartbeat: threading.Thread | None = None
         self._stopping = threading.Event()
+        self.cpu = CpuMeter(self._cpu_sample)
+        self._egress: dict[str, EgressProxy] = {}  # per segment, started on first use
+        self._clients: dict[str, Sandbox] = {}  # a sandbox's address → its row, for egress
+        self._egress_rows: dict[str, Sandbox] = {}  # sandboxes behind a proxy, by id
+        self._destinations: dict[str, set[str]] = {}  # sandbox id → host:port asked for
 
     # --- data ----------------------------------------------------------------------------------
 
@@ -125,15 +134,18 @@ class SandboxRuntime:
         command: list[str],
         interactive: bool = False,
         prepare: Callable[[Path], None] | None = None,
+        workspace: tuple[str, Path] | None = None,
     ) -> Sandbox:
         """Row and launch event (one transaction), then socket, container, start, watcher.
 
         `prepare(output_dir)`, when given, fills the output mount before the container starts
-        (a job's spec and input models)."""
+        (a job's spec and input models). `workspace` (its name and folder) is mounted read-write
+        at the profile's workspace mount, the working directory."""
         if self._closed:
             raise Unavailable("the platform is shutting down")
         profile = resolved.profile
         tag, digest = self.image_for(profile)
+        egress_port = self._egress_port(profile)
         with unit_of_work(self.state.sessions) as db:
             sandbox = Sandbox(
                 tenant_id=tenant_id,
@@ -157,14 +169,17 @@ class SandboxRuntime:
             db.add(sandbox)
             db.flush()
             token = issue_job_token(db, sandbox) if profile.gateway_socket else None
-            spec = self._spec(sandbox, profile, resolved, token)
+            spec = self._spec(sandbox, profile, resolved, token, workspace, egress_port)
             sandbox.mounts = [
                 {"source": m.source, "target": m.target, "read_only": m.read_only}
                 for m in spec.mounts
             ] + [{"tmpfs": path, "options": opts} for path, opts in spec.tmpfs.items()]
-            append(db, _launch_event(sandbox, caller, spec))
+            append(db, _launch_event(sandbox, caller, spec, workspace))
+            open_session(db, sandbox, caller.name, "shell" if interactive else "run")
         try:
             self._prepare_dirs(sandbox, profile)
+            if workspace is not None:
+                _own_tree(workspace[1], profile.user)
             if prepare is not None:
                 prepare(self.output_dir(sandbox.id))
             socket = None
@@ -176,11 +191,16 @@ class SandboxRuntime:
             live = _Live(container_id="", socket=socket)
             with self._lock:
                 self._live[sandbox.id] = live
+                if egress_port is not None:
+                    self._egress_rows[sandbox.id] = sandbox
                 self._start_heartbeat()
             live.container_id = self.driver.create(spec)
             self._set(sandbox.id, container_id=live.container_id)
             started = time.monotonic()
             self.driver.start(live.container_id)
+            self.cpu.watch(sandbox.id, live.container_id)
+            if egress_port is not None:
+                self._note_client(sandbox, live.container_id)
         except (SandboxError, OSError) as exc:
             self._abort(sandbox, caller, str(exc))
             raise Unavailable(f"the sandbox could not start: {exc}") from exc
@@ -195,7 +215,13 @@ class SandboxRuntime:
         return self.get(sandbox.id)
 
     def _spec(
-        self, sandbox: Sandbox, profile: SegmentProfile, resolved: Resolved, token: str | None
+        self,
+        sandbox: Sandbox,
+        profile: SegmentProfile,
+        resolved: Resolved,
+        token: str | None,
+        workspace: tuple[str, Path] | None = None,
+        egress_port: int | None = None,
     ) -> ContainerSpec:
         env = dict(resolved.env)
         env["WARDEN_SANDBOX_ID"] = sandbox.id
@@ -205,6 +231,12 @@ class SandboxRuntime:
             env["WARDEN_TOKEN"] = token
             env["WARDEN_SOCKET"] = SOCKET_PATH_IN_SANDBOX
             mounts.append(Mount(str(self._socket_dir(sandbox.id)), MOUNT_DIR, read_only=True))
+        workdir = "/tmp"  # noqa: S108 - inside the sandbox: its own tmpfs
+        if workspace is not None:
+            # Only a segment that declares a workspace mount gets here (profiles.resolve).
+            assert profile.workspace_mount is not None and not profile.data_access
+            mounts.append(Mount(str(workspace[1]), profile.workspace_mount, read_only=False))
+            workdir = profile.workspace_mount
         labels = {
             LABEL_MANAGED: "1",
             LABEL_INSTANCE: self.instance,
@@ -227,9 +259,80 @@ class SandboxRuntime:
             pids_limit=resolved.limits.pids,
             memory_bytes=resolved.limits.memory,
             cpus=resolved.limits.cpus,
-            workdir="/tmp",  # noqa: S108 - inside the sandbox: its own tmpfs
+            workdir=workdir,
             interactive=sandbox.interactive,
+            egress_port=egress_port,
         )
+
+    # --- egress --------------------------------------------------------------------------------
+
+    def _egress_port(self, profile: SegmentProfile) -> int | None:
+        """The port of the segment's egress proxy (started on first use); None: no egress."""
+        if not profile.egress_allow:
+            return None
+        with self._lock:
+            proxy = self._egress.get(profile.name)
+            if proxy is None:
+                api_port = urlsplit(self.state.settings.url).port
+                proxy = EgressProxy(
+                    # Its own folder: Squid's user must reach it, and not the run dir.
+                    Path(tempfile.mkdtemp(prefix=f"warden-egress-{profile.name}-")),
+                    [Destination.parse(e) for e in profile.egress_allow],
+                    [api_port] if api_port else [],
+                    self._audit_egress,
+                )
+                try:
+                    proxy.start()
+                except (SandboxError, OSError) as exc:
+                    raise Unavailable(str(exc)) from exc
+                self._egress[profile.name] = proxy
+            return proxy.port
+
+    def _note_client(self, sandbox: Sandbox, container_id: str) -> None:
+        address = getattr(self.driver, "address", lambda _: None)(container_id)
+        if address:
+            with self._lock:
+                self._clients[address] = sandbox
+
+    def _audit_egress(self, hit: Hit) -> None:
+        with self._lock:
+            row = self._clients.get(hit.client)
+            waiting = [
+                (r, self._live[i].container_id)
+                for i, r in self._egress_rows.items()
+                if i in self._live and r not in self._clients.values()
+            ]
+        if row is None:  # its first request may come before its launch has noted its address
+            for sandbox, container_id in waiting:
+                if container_id:
+                    self._note_client(sandbox, container_id)
+            with self._lock:
+                row = self._clients.get(hit.client)
+        details = {
+            "destination": hit.destination,
+            "method": hit.method,
+            "status": hit.status,
+            "client": hit.client,
+        }
+        if row is None:
+            event = by_caller_or_warden(
+                None, "sandbox.egress", "allow" if hit.allowed else "deny", details=details
+            )
+        else:
+            with self._lock:
+                self._destinations.setdefault(row.id, set()).add(_host_port(hit.destination))
+            event = AuditRecord(
+                action="sandbox.egress",
+                decision="allow" if hit.allowed else "deny",
+                actor=row.actor_name,
+                actor_kind="job",
+                on_behalf_of=row.launcher,
+                tenant=row.tenant,
+                reason=None if hit.allowed else "not in the segment's egress allowlist",
+                details={"sandbox": row.id, "person": row.launcher, **details},
+            )
+        with unit_of_work(self.state.sessions) as db:
+            append(db, event)
 
     def _socket_dir(self, sandbox_id: str) -> Path:
         return self.settings.run_dir / sandbox_id
@@ -253,6 +356,7 @@ class SandboxRuntime:
             assert row is not None
             row.status, row.reason, row.ended_at = "failed", reason[:1000], datetime.now(UTC)
             append(db, _exit_event(row, "error", reason=f"did not start: {reason}"[:1000]))
+            close_sessions(db, sandbox.id, ("run", "shell"), 0.0, self.cpu.done(sandbox.id))
 
     # --- watching ------------------------------------------------------------------------------
 
@@ -271,6 +375,7 @@ class SandboxRuntime:
 
     def _finish(self, sandbox_id: str, live: _Live, info: ExitInfo, duration: float) -> None:
         # The token dies first: nothing may read on the job's behalf once it has ended.
+        cpu = self.cpu.done(sandbox_id)
         with unit_of_work(self.state.sessions) as db:
             row = db.get(Sandbox, sandbox_id)
             assert row is not None
@@ -281,6 +386,12 @@ class SandboxRuntime:
             if row.status in LIVE_STATUSES:
                 row.status, row.reason = _outcome(info, row.limits)
             append(db, _exit_event(row, "allow", duration_s=round(duration, 3)))
+            if sandbox_id in self._egress_rows:
+                for proxy in list(self._egress.values()):
+                    proxy.caught_up(timeout=2.0)  # its last requests, read from the log
+            with self._lock:
+                asked = self._destinations.pop(sandbox_id, set())
+            close_sessions(db, sandbox_id, ("run", "shell"), duration, cpu, sorted(asked))
         self._save_logs(sandbox_id, live.container_id)
         self._forget(sandbox_id)
         self._teardown(live)
@@ -306,6 +417,9 @@ class SandboxRuntime:
 
     def _forget(self, sandbox_id: str) -> _Live | None:
         with self._lock:
+            for address in [a for a, row in self._clients.items() if row.id == sandbox_id]:
+                del self._clients[address]  # the address may be the next sandbox's
+            self._egress_rows.pop(sandbox_id, None)
             return self._live.pop(sandbox_id, None)
 
     # --- stopping, logs ------------------------------------------------------------------------
@@ -362,6 +476,10 @@ class SandboxRuntime:
             assert row is not None
             for key, value in values.items():
                 setattr(row, key, value)
+
+    def _cpu_sample(self, container_id: str) -> float | None:
+        sample = getattr(self.driver, "cpu_seconds", None)  # a backend may not say
+        return None if sample is None else sample(container_id)  # type: ignore[no-any-return]
 
     def is_live_here(self, sandbox_id: str) -> bool:
         return sandbox_id in self._live
@@ -453,11 +571,15 @@ class SandboxRuntime:
         """Stop every sandbox this process runs (recorded as stopped by the platform)."""
         self._closed = True
         self._stopping.set()
+        self.cpu.stop()
         for sandbox_id in list(self._live):
             try:
                 self.stop(sandbox_id, None, "the platform shut down")
             except Exception:
                 log.exception("could not stop sandbox %s at shut-down", sandbox_id)
+        for proxy in list(self._egress.values()):
+            proxy.stop()
+        self._egress.clear()
 
 
 def _outcome(info: ExitInfo, limits: dict[str, Any]) -> tuple[str, str | None]:
@@ -470,7 +592,35 @@ def _outcome(info: ExitInfo, limits: dict[str, Any]) -> tuple[str, str | None]:
     return "failed", None
 
 
-def _launch_event(sandbox: Sandbox, caller: Caller, spec: ContainerSpec) -> AuditRecord:
+def _host_port(destination: str) -> str:
+    """host:port of a proxied URL (http://h:p/…) or tunnel (h:p)."""
+    try:
+        parts = urlsplit(destination if "://" in destination else f"//{destination}")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return destination[:200]
+    return f"{parts.hostname or '?'}:{port}"[:200]
+
+
+def _own_tree(tree: Path, user: str) -> None:
+    """The workspace writable by the sandbox's user (uploads already leave it so; a tree made
+    under another uid setting is handed over once)."""
+    uid, _, gid = user.partition(":")
+    if os.geteuid() != 0 or not uid.isdigit() or tree.stat().st_uid == int(uid):
+        return
+    owner = (int(uid), int(gid or uid))
+    for here, dirs, files in os.walk(tree):
+        os.lchown(here, *owner)
+        for name in dirs + files:
+            os.lchown(os.path.join(here, name), *owner)
+
+
+def _launch_event(
+    sandbox: Sandbox,
+    caller: Caller,
+    spec: ContainerSpec,
+    workspace: tuple[str, Path] | None = None,
+) -> AuditRecord:
     return by(
         caller,
         "sandbox.launch",
@@ -494,6 +644,7 @@ def _launch_event(sandbox: Sandbox, caller: Caller, spec: ContainerSpec) -> Audi
             "seccomp": "default",
             "gateway_socket": "WARDEN_SOCKET" in spec.env,
             "interactive": sandbox.interactive,
+            "workspace": workspace[0] if workspace else None,
         },
     )
 

@@ -21,6 +21,15 @@ class SandboxCreate(BaseModel):
     cpus: float | None = Field(None, gt=0)
     env: dict[str, str] = Field(default_factory=dict, max_length=32)
     interactive: bool = Field(False, description="A TTY for `warden sandbox shell` (app-dev)")
+    workspace: str | None = Field(
+        None, max_length=129, description="A workspace (NAME or OWNER/NAME), app-dev only"
+    )
+
+
+class SandboxExec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    command: list[str] = Field(min_length=1, max_length=256)
 
 
 class SandboxOut(RowOut):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from warden.audit.outcomes import refusals_audited
 from warden.catalog.service import PURPOSES, load_view
@@ -22,6 +23,8 @@ from warden.sandbox import repository as repo
 from warden.sandbox.models import Sandbox
 from warden.sandbox.profiles import LaunchRequest, resolve
 from warden.sandbox.runtime import SandboxRuntime
+from warden.sandbox.sessions import summaries
+from warden.workspace import service as workspaces
 
 ADMIN_OBJECT = "sys:sandboxes"
 
@@ -44,6 +47,7 @@ def launch(
             "segment": request.segment,
             "command": list(request.command),
             "datasets": list(request.datasets),
+            "workspace": request.workspace,
         },
     }
     state = runtime.state
@@ -66,6 +70,10 @@ def launch(
         for view in views:
             assert resolved.purpose is not None
             authorize_read(state, caller, view, resolved.purpose)
+        workspace = None
+        if resolved.workspace is not None:
+            _, tree = workspaces.mount_source(state, caller, resolved.workspace)
+            workspace = (resolved.workspace, tree)
         return runtime.launch(
             caller,
             tenant_id,
@@ -73,6 +81,7 @@ def launch(
             list(request.command),
             interactive=request.interactive,
             prepare=prepare,
+            workspace=workspace,
         )
 
 
@@ -108,6 +117,28 @@ def list_sandboxes(
     with unit_of_work(runtime.state.sessions) as db:
         launcher = None if everyone else caller.name
         return repo.tenant_sandboxes(db, caller.tenant, launcher, status, limit)
+
+
+def sessions(
+    runtime: SandboxRuntime,
+    caller: Caller,
+    *,
+    sandbox_id: str | None,
+    everyone: bool,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Session records per sandbox and person: the caller's own; everyone's on a sandbox the
+    caller may see; everyone's in the tenant for admins."""
+    _refuse_jobs(caller)
+    if everyone and not _is_admin(runtime, caller, "read"):
+        raise Forbidden(f"{caller.name} may not list other people's sessions")
+    person = None if everyone else caller.name
+    if sandbox_id is not None:
+        sandbox_id = get_visible(runtime, caller, sandbox_id).id
+        person = None
+    with unit_of_work(runtime.state.sessions) as db:
+        rows = summaries(db, caller.tenant, person, sandbox_id, limit)
+    return [row.as_dict() for row in rows]
 
 
 def stop(runtime: SandboxRuntime, caller: Caller, sandbox_id: str) -> Sandbox:

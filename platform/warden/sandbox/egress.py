@@ -1,0 +1,232 @@
+"""Egress for app-dev sandboxes: an allowlisting proxy (Squid, from Debian's packages) started
+and configured by the platform; no direct route out ever.
+
+One Squid per runtime listens on the host; a sandbox whose profile lists `egress_allow`
+(`host:port` pairs) gets HTTP(S)_PROXY pointing at its own network's gateway, and its bridge's
+firewall lets exactly that port through to the host (everything else stays refused). Squid
+allows only the listed destinations, never the platform's own API port, and writes one log line
+per request or tunnel; a thread follows the log and audits each one (`sandbox.egress`, allow or
+deny) with the sandbox and the person, found by the client's address.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from warden.sandbox.driver import SandboxError
+
+log = logging.getLogger("warden.sandbox")
+SQUID_USER = "proxy"
+# Docker's default address pools: the only clients Squid answers.
+SANDBOX_NETS = ("172.16.0.0/12", "192.168.0.0/16", "10.0.0.0/8")
+
+
+@dataclass(frozen=True)
+class Destination:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, entry: str) -> Destination:
+        host, sep, port = entry.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"egress_allow entry {entry!r}: use host:port")
+        if any(c.isspace() for c in host) or "/" in host:
+            raise ValueError(f"egress_allow entry {entry!r}: a bad host")
+        return cls(host.lower(), int(port))
+
+
+@dataclass(frozen=True)
+class Hit:
+    client: str
+    allowed: bool
+    method: str
+    destination: str
+    status: str
+
+
+def squid_config(
+    folder: Path, port: int, allow: Sequence[Destination], refuse_ports: Sequence[int]
+) -> str:
+    """A Squid configuration that allows only `allow` and logs every request."""
+    lines = [
+        f"http_port 0.0.0.0:{port}",
+        f"pid_filename {folder / 'squid.pid'}",
+        f"coredump_dir {folder}",
+        f"cache_effective_user {SQUID_USER}",
+        "cache deny all",
+        "shutdown_lifetime 0 seconds",
+        f"acl sandboxes src {' '.join(SANDBOX_NETS)}",
+        "acl CONNECT method CONNECT",
+        "logformat warden %ts %>a %Ss/%>Hs %rm %ru",
+        f"access_log stdio:{folder / 'access.log'} warden",
+        f"cache_log {folder / 'cache.log'}",
+        "logfile_rotate 0",
+        "http_access deny !sandboxes",
+    ]
+    for number in refuse_ports:
+        lines += [f"acl platform_{number} port {number}", f"http_access deny platform_{number}"]
+    for i, dest in enumerate(allow):
+        kind = "dst" if _is_address(dest.host) else "dstdomain"
+        lines += [
+            f"acl allow{i}_host {kind} {dest.host}",
+            f"acl allow{i}_port port {dest.port}",
+            f"http_access allow sandboxes allow{i}_host allow{i}_port",
+        ]
+    lines.append("http_access deny all")
+    return "\n".join(line for line in lines if line) + "\n"
+
+
+def _is_address(host: str) -> bool:
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host.strip("[]"))
+    except OSError:
+        return False
+    return True
+
+
+def parse_line(line: str) -> Hit | None:
+    """`%ts %>a %Ss/%>Hs %rm %ru` → a Hit; None for anything else."""
+    parts = line.split()
+    if len(parts) < 5:
+        return None
+    status = parts[2]
+    if parts[4] == "error:transaction-end-before-headers":
+        return None  # a connection that asked for nothing (the readiness check, a scan)
+    return Hit(
+        client=parts[1],
+        allowed="DENIED" not in status,
+        method=parts[3],
+        destination=parts[4][:512],
+        status=status[:64],
+    )
+
+
+class EgressProxy:
+    """The one Squid of a runtime: started on first use, followed, stopped at shut-down."""
+
+    def __init__(
+        self,
+        folder: Path,
+        allow: Sequence[Destination],
+        refuse_ports: Sequence[int],
+        on_hit: Callable[[Hit], None],
+    ) -> None:
+        self.folder = folder
+        self.allow = tuple(allow)
+        self.refuse_ports = tuple(refuse_ports)
+        self.on_hit = on_hit
+        self.port = 0
+        self._process: subprocess.Popen[bytes] | None = None
+        self._stop = threading.Event()
+        self._follower: threading.Thread | None = None
+        self._read = 0  # bytes of the log handled so far
+
+    def start(self) -> None:
+        squid = shutil.which("squid") or "/usr/sbin/squid"
+        if not Path(squid).exists():
+            raise SandboxError(
+                "egress needs Squid: `apt-get install -y squid` (or empty the profile's "
+                "egress_allow)"
+            )
+        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        account = pwd.getpwnam(SQUID_USER) if os.geteuid() == 0 else None
+        if account is not None:
+            os.chown(self.folder, account.pw_uid, account.pw_gid)
+        self.port = _free_port()
+        config = self.folder / "squid.conf"
+        config.write_text(squid_config(self.folder, self.port, self.allow, self.refuse_ports))
+        access = self.folder / "access.log"
+        access.touch()
+        if account is not None:
+            for path in (config, access):
+                os.chown(path, account.pw_uid, account.pw_gid)
+        self._process = subprocess.Popen(  # noqa: S603 - our own configuration
+            [squid, "-N", "-f", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while not _answers(self.port):
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                cache = self.folder / "cache.log"
+                why = cache.read_text()[-500:] if cache.exists() else "no log"
+                raise SandboxError(f"the egress proxy did not start: {why}")
+            time.sleep(0.1)
+        self._follower = threading.Thread(
+            target=self._follow, args=(access,), name="sandbox-egress", daemon=True
+        )
+        self._follower.start()
+
+    def _follow(self, path: Path) -> None:
+        with path.open("r", encoding="utf-8", errors="replace") as lines:
+            pending = ""
+            while True:
+                chunk = lines.readline()
+                if not chunk:
+                    if self._stop.is_set():
+                        return
+                    time.sleep(0.05)
+                    continue
+                pending += chunk
+                if not pending.endswith("\n"):
+                    continue
+                hit, done, pending = parse_line(pending), len(pending.encode()), ""
+                if hit is not None:
+                    try:
+                        self.on_hit(hit)
+                    except Exception:  # an unaudited hit is logged; the follower goes on
+                        log.exception("could not audit egress %s", hit)
+                self._read += done
+
+    def caught_up(self, timeout: float) -> bool:
+        """Wait (at most `timeout` s) until every line Squid has written so far is handled."""
+        deadline = time.monotonic() + timeout
+        path = self.folder / "access.log"
+        while time.monotonic() < deadline:
+            try:
+                if self._read >= path.stat().st_size:
+                    return True
+            except OSError:
+                return False
+            time.sleep(0.02)
+        return False
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+        # The follower drains what Squid wrote before it went.
+        time.sleep(0.2)
+        self._stop.set()
+        if self._follower is not None:
+            self._follower.join(timeout=5)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("0.0.0.0", 0))  # noqa: S104 - Squid listens for the sandbox bridges
+        return int(sock.getsockname()[1])
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False

@@ -1,0 +1,162 @@
+"""Egress from app-dev through the platform's allowlisting proxy (Squid from Debian), on the
+real Docker Engine: two HTTP servers on this host, one allowed and one not; the platform's own
+API refused; no direct route; every connection audited with the sandbox and the person."""
+
+from __future__ import annotations
+
+import dataclasses
+import http.server
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import WardenHarness
+from tests.sandbox.conftest import DEVELOPER, REQUIRE, Sandboxes
+
+pytestmark = pytest.mark.docker
+
+PROBE = """
+import os, sys, socket, urllib.request, urllib.error
+def get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=20) as answer:
+            return f"{answer.status}:{answer.read().decode()}"
+    except urllib.error.HTTPError as exc:
+        return f"{exc.code}:refused"
+    except Exception as exc:
+        return f"error:{type(exc).__name__}"
+gateway = os.environ["HTTP_PROXY"].split("//")[1].split(":")[0]
+for name, port in zip(("allowed", "other", "api"), sys.argv[1:4]):
+    print(name, get(f"http://127.0.0.1:{port}/"))
+try:
+    socket.create_connection((gateway, int(sys.argv[1])), timeout=5)
+    print("direct connected")
+except OSError as exc:
+    print("direct", type(exc).__name__)
+"""
+
+
+@pytest.fixture(scope="session")
+def squid() -> str:
+    found = shutil.which("squid") or shutil.which("squid", path="/usr/sbin")
+    if found is None and shutil.which("apt-get"):
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "squid"],  # noqa: S607
+            capture_output=True,
+            check=False,
+            env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+        )
+        found = shutil.which("squid", path="/usr/sbin:/usr/bin")
+    if found is None:
+        if REQUIRE:
+            pytest.fail("WARDEN_REQUIRE_DOCKER is set but Squid could not be installed")
+        pytest.skip("Squid is not installed (apt-get install -y squid)")
+    return found
+
+
+class _Answer(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        body = self.server.body  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def servers() -> Iterator[tuple[int, int]]:
+    made = []
+    for body in (b"allowed-server", b"other-server"):
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Answer)
+        server.body = body  # type: ignore[attr-defined]
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        made.append(server)
+    yield made[0].server_address[1], made[1].server_address[1]
+    for server in made:
+        server.shutdown()
+        server.server_close()
+
+
+def test_egress_allows_only_the_profile_s_hosts_and_audits_each_connection(
+    squid: str,
+    sandboxes: Sandboxes,
+    live_warden: WardenHarness,
+    servers: tuple[int, int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    allowed, other = servers
+    api_port = int(str(live_warden.url).rsplit(":", 1)[1])  # type: ignore[attr-defined]
+    runtime = sandboxes.runtime
+    profiles = runtime.profiles()
+    widened = dataclasses.replace(profiles["app-dev"], egress_allow=(f"127.0.0.1:{allowed}",))
+    monkeypatch.setattr(runtime, "profiles", lambda: {**profiles, "app-dev": widened})
+
+    row, out = sandboxes.run(
+        DEVELOPER,
+        ["python3", "-c", PROBE, str(allowed), str(other), str(api_port)],
+        segment="app-dev",
+    )
+    assert row["status"] == "succeeded", out
+    assert "allowed 200:allowed-server" in out
+    assert "other 403:refused" in out
+    assert "api 403:refused" in out
+    assert "direct connected" not in out and "direct " in out
+
+    def egress() -> list[dict[str, Any]]:
+        return live_warden.audit_events(action="sandbox.egress")
+
+    deadline = time.monotonic() + 60
+    while len(egress()) < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    events = egress()
+    by_port = {e["details"]["destination"].rsplit(":", 1)[-1].strip("/"): e for e in events}
+    assert by_port[str(allowed)]["decision"] == "allow"
+    assert by_port[str(other)]["decision"] == "deny"
+    assert by_port[str(api_port)]["decision"] == "deny"
+
+    for event in events:
+        assert event["details"]["sandbox"] == row["id"]
+        assert event["details"]["person"] == DEVELOPER
+        assert event["on_behalf_of"] == DEVELOPER
+    # the session record names where it went (not what it sent)
+    got = live_warden.http.get(
+        "/v1/sandboxes/sessions", params={"sandbox": row["id"]}, headers=live_warden.as_(DEVELOPER)
+    )
+    (session,) = got.json()["sessions"]
+    assert {f"127.0.0.1:{allowed}", f"127.0.0.1:{other}"} <= set(session["egress"])
+
+
+def test_without_an_allowlist_there_is_no_proxy_at_all(sandboxes: Sandboxes) -> None:
+    row, out = sandboxes.run(
+        DEVELOPER,
+        ["sh", "-c", 'echo "proxy=${HTTP_PROXY:-none}"'],
+        segment="app-dev",
+    )
+    assert "proxy=none" in out
+
+
+def test_profiles_keep_egress_to_app_dev_and_well_formed(tmp_path: Any) -> None:
+    import tomllib
+
+    from warden.config import get_settings
+    from warden.errors import Unprocessable
+    from warden.sandbox.egress import parse_line
+    from warden.sandbox.profiles import _profile
+
+    path = get_settings().sandbox.profiles_path
+    segments = tomllib.loads(path.read_text())["segments"]
+    with pytest.raises(Unprocessable, match="egress_allow needs network 'internal'"):
+        _profile(path, "ml", {**segments["ml"], "egress_allow": ["pypi.org:443"]})
+    with pytest.raises(Unprocessable, match="use host:port"):
+        _profile(path, "app-dev", {**segments["app-dev"], "egress_allow": ["pypi.org"]})
+    hit = parse_line("1764681600.123 172.21.0.2 TCP_DENIED/403 CONNECT evil.example:443\n")
+    assert hit is not None and not hit.allowed and hit.client == "172.21.0.2"
+    assert parse_line("1 127.0.0.1 NONE_NONE/000 NONE error:transaction-end-before-headers") is None
