@@ -61,6 +61,7 @@ def test_full_path_through_the_api(live_warden, tmp_path: Path) -> None:
         eval_spec = Spec(
             seed=0,
             params={**TINY_EVAL, "name_a": "domain", "name_b": "generic"},
+            datasets={n: n for n in ("pins", "engagements", "gold", "latent_users", "latent_pins")},
             model_in={"A": [str(tmp_path / "s/swapped_stack.pt")],
                       "B": [str(tmp_path / "g/generic_stack.pt")]},
         )  # fmt: skip
@@ -88,6 +89,12 @@ def test_full_path_through_the_api(live_warden, tmp_path: Path) -> None:
             assert 0.0 <= node["recall@10"]["mean"] <= 1.0
         assert report["serving"][arm]["tower_only"]["p50_ms"] > 0
     assert set(report["shadow"]) == {"heldout_edge", "cold_start", "next_pin"}
+    # ceiling and floor on the same requests; every model metric also as a share of the gap
+    full = report["headline"]["heldout_recall@10_full"]
+    assert full["oracle"] > full["random"] and full["share_oracle"] == 1.0
+    share = report["quality"]["A"]["stack"]["heldout_edge"]["full"]["share_of_gap"]["recall@10"]
+    assert share["mean"] <= 1.0
+    assert "share of oracle-random gap" in (tmp_path / "e/report.md").read_text()
     assert (tmp_path / "e/recall.png").stat().st_size > 0
     recs = pl.read_parquet(tmp_path / "i/recommendations.parquet")
     assert recs.columns == ["user_id", "rank", "pin_id", "score"] and recs.height > 0
@@ -98,3 +105,4 @@ def test_full_path_through_the_api(live_warden, tmp_path: Path) -> None:
     events = live_warden.audit_events(actor="alice", limit="500")
     seen = {(ev.get("dataset"), ev.get("purpose")) for ev in events}
     assert ("pin_pairs", "training") in seen and ("gold", "evaluation") in seen
+    assert ("latent_pins", "evaluation") in seen and ("latent_pins", "training") not in seen

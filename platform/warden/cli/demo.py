@@ -124,8 +124,12 @@ def _run_story(ml: bool, seeds: int) -> None:
         "erin",
         "read engagements --purpose analytics --columns user_id,pin_id,region,action --limit 5",
     )
-    _step("8. denied: alice asks for the gold set for training (it is for evaluation only)")
+    _step(
+        "8. denied: alice asks for the gold set and the generator's latent model for training"
+        " (both are for evaluation only)"
+    )
     _cli("alice", "read gold --purpose training --limit 3", refused=True)
+    _cli("alice", "read latent_users --purpose training --limit 3", refused=True)
     _step("9. denied: mallory, with no role, cannot even see that engagements exists (404)")
     _cli("mallory", "read engagements --purpose training --limit 3", refused=True)
     _access_story()
@@ -211,9 +215,11 @@ def _ml_story(seeds: int) -> None:
         f" -m A={_model_of(swap)} -m B={stack}:generic_stack.pt"
         for swap, stack in zip(swaps, stacks, strict=True)
     )
-    _step("20. the A/B evaluation: swapped (A) against generic (B) on the gold slices")
+    _step("20. the A/B evaluation: swapped (A) against generic (B) beside oracle and random")
     names = "-p name_a=swapped -p name_b=generic"
-    _cli("alice", f"jobs run eval -d pins -d engagements -d gold{arms} {names} --follow")
+    # latent_users/latent_pins: the generator's latent model, for the oracle (evaluation only)
+    data = "-d pins -d engagements -d gold -d latent_users -d latent_pins"
+    _cli("alice", f"jobs run eval {data}{arms} {names} --follow")
     took = time.monotonic() - started
     _step("21. the report: recall@10, latency P50/P95, cost per 1k requests, side by side")
     _cli("alice", "models report eval-report")
