@@ -194,6 +194,7 @@ def evaluate(spec: Spec, out: Path, client: Reader) -> dict[str, Any]:
         arm: [load_model(p).get("training", {}) for p in paths] for arm, paths in arms.items()
     }
     headline = _headline(quality, serving, size, k)
+    headline["training_budget"] = training_budgets(training)
     report = {
         "provenance": PROVENANCE,
         "arms": {arm: {"name": names[arm], "models": arms[arm]} for arm in ("A", "B")},
@@ -413,6 +414,32 @@ def _headline(quality: dict[str, Any], serving: dict[str, Any], size: dict[str, 
     h["tower_params"] = {arm: size[arm]["tower_params"] for arm in ("A", "B")}
     h["tower_flops"] = {arm: size[arm]["tower_flops"] for arm in ("A", "B")}
     return h
+
+
+def training_budgets(training: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Steps, examples and CPU-seconds (mean over each arm's models): the generic tower (B)
+    against the whole domain path (A: domain tower + align + post-train)."""
+
+    def mean(records: list[dict[str, Any]], pick: Any, key: str) -> float:
+        vals = [sum(float(p.get(key, 0)) for p in pick(r.get("phases", []))) for r in records]
+        return float(np.mean(vals)) if vals else math.nan
+
+    def generic(phases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [p for p in phases if p.get("name") == "generic tower"]
+
+    def everything(phases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return list(phases)
+
+    a, b = training.get("A", []), training.get("B", [])
+    out: dict[str, Any] = {}
+    for key in ("steps", "examples", "cpu_s"):
+        dom, gen = mean(a, everything, key), mean(b, generic, key)
+        out[key] = {"A_domain_path": dom, "B_generic_tower": gen,
+                    "B_over_A": gen / dom if dom else math.nan}  # fmt: skip
+    stops = [p.get("stopped_by") for r in b for p in generic(r.get("phases", []))]
+    out["B_stopped_by"] = stops
+    out["B_budget"] = b[0].get("budget") if b else None
+    return out
 
 
 def _flat_headline(h: dict[str, Any]) -> dict[str, Any]:

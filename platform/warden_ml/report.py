@@ -81,6 +81,26 @@ def _training_rows(training: dict[str, Any], names: dict[str, str]) -> list[str]
     return lines
 
 
+def _budget_rows(b: dict[str, Any], names: dict[str, str]) -> list[str]:
+    if not b:
+        return ["(no training records in the artifacts)"]
+    lines = [
+        f"| measure | A {names['A']}: domain tower + align + post-train "
+        f"| B {names['B']}: generic tower | B / A |",
+        "| --- | --- | --- | --- |",
+    ]
+    for key, label in (("steps", "steps"), ("examples", "examples"), ("cpu_s", "CPU-seconds")):
+        row = b.get(key, {})
+        a, g = row.get("A_domain_path", math.nan), row.get("B_generic_tower", math.nan)
+        lines.append(f"| {label} | {_fmt(a)} | {_fmt(g)} | {_fmt(row.get('B_over_A'), 3)} |")
+    lines += [
+        "",
+        f"B's tower budget: {b.get('B_budget')}; it stopped by: "
+        + "; ".join(str(x) for x in b.get("B_stopped_by", [])),
+    ]
+    return lines
+
+
 def render_markdown(report: dict[str, Any], names: dict[str, str], k: int) -> str:
     h = report["headline"]
     proto = report["protocol"]
@@ -99,9 +119,11 @@ def render_markdown(report: dict[str, Any], names: dict[str, str], k: int) -> st
         "",
         "## Training budgets (the fair baseline)",
         "",
-        *_training_rows(report.get("training", {}), names),
+        *_budget_rows(h.get("training_budget", {}), names),
         "",
-        "Curves: `training.png`.",
+        "Per phase (first model of each arm; curves in `training.png`):",
+        "",
+        *_training_rows(report.get("training", {}), names),
         "",
         f"## Secondary: held-out edges, {proto['n_candidates']} sampled candidates",
         "",

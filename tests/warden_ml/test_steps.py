@@ -13,8 +13,8 @@ from warden_ml import PROVENANCE
 from warden_ml.cli import main, run_step
 from warden_ml.common import Spec
 
-TINY_GENERIC = {"steps": 3, "batch": 32, "stack_steps": 5, "stack_batch": 64, "threads": 1,
-                "dim": 32, "depth": 1, "mlp": 64}  # fmt: skip
+TINY_GENERIC = {"steps": 3, "eval_every": 2, "val_pins": 64, "batch": 32, "stack_steps": 5,
+                "stack_batch": 64, "threads": 1, "dim": 32, "depth": 1, "mlp": 64}  # fmt: skip
 TINY_DOMAIN = {"steps": 6, "batch": 32, "mine_every": 3, "threads": 1}
 TINY_SWAP = {"align_steps": 3, "post_steps": 3, "batch": 64, "threads": 1}
 TINY_EVAL = {"latency_requests": 20, "max_queries": 60, "threads": 1}
@@ -95,6 +95,12 @@ def test_full_path_through_the_api(live_warden, tmp_path: Path) -> None:
     share = report["quality"]["A"]["stack"]["heldout_edge"]["full"]["share_of_gap"]["recall@10"]
     assert share["mean"] <= 1.0
     assert "share of oracle-random gap" in (tmp_path / "e/report.md").read_text()
+    # both arms' training budgets and curves, from the artifacts' own records
+    budget = report["headline"]["training_budget"]
+    assert budget["steps"]["B_generic_tower"] == 3 and budget["steps"]["A_domain_path"] == 12
+    assert [p["name"] for p in report["training"]["A"][0]["phases"]] == [
+        "domain tower", "align", "post"]  # fmt: skip
+    assert (tmp_path / "e/training.png").stat().st_size > 0
     assert (tmp_path / "e/recall.png").stat().st_size > 0
     recs = pl.read_parquet(tmp_path / "i/recommendations.parquet")
     assert recs.columns == ["user_id", "rank", "pin_id", "score"] and recs.height > 0
