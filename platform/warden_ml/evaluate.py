@@ -436,8 +436,12 @@ def training_budgets(training: dict[str, list[dict[str, Any]]]) -> dict[str, Any
         dom, gen = mean(a, everything, key), mean(b, generic, key)
         out[key] = {"A_domain_path": dom, "B_generic_tower": gen,
                     "B_over_A": gen / dom if dom else math.nan}  # fmt: skip
-    stops = [p.get("stopped_by") for r in b for p in generic(r.get("phases", []))]
-    out["B_stopped_by"] = stops
+    towers = [p for r in b for p in generic(r.get("phases", []))]
+    out["B_stopped_by"] = [p.get("stopped_by") for p in towers]
+    # the best validation loss came at the last check: the budget, not convergence, ended it
+    out["B_still_improving"] = [
+        bool(p.get("best_val_step")) and p.get("best_val_step") == p.get("steps") for p in towers
+    ]
     out["B_budget"] = b[0].get("budget") if b else None
     return out
 

@@ -92,13 +92,38 @@ def _budget_rows(b: dict[str, Any], names: dict[str, str]) -> list[str]:
     for key, label in (("steps", "steps"), ("examples", "examples"), ("cpu_s", "CPU-seconds")):
         row = b.get(key, {})
         a, g = row.get("A_domain_path", math.nan), row.get("B_generic_tower", math.nan)
-        lines.append(f"| {label} | {_fmt(a)} | {_fmt(g)} | {_fmt(row.get('B_over_A'), 3)} |")
+        num = _fmt if key == "cpu_s" else _int
+        lines.append(f"| {label} | {num(a)} | {num(g)} | {_fmt(row.get('B_over_A'), 3)} |")
     lines += [
         "",
         f"B's tower budget: {b.get('B_budget')}; it stopped by: "
         + "; ".join(str(x) for x in b.get("B_stopped_by", [])),
     ]
+    still = b.get("B_still_improving", [])
+    if any(still):
+        lines += [
+            "",
+            f"**Note:** in {sum(still)} of {len(still)} seeds B's validation loss was still "
+            "improving when its budget ran out: a larger budget could make B stronger.",
+        ]
     return lines
+
+
+def _verdict(h: dict[str, Any]) -> list[str]:
+    """The issue's bar: A closes at least 30% more of the gap than B (stack, full catalog)."""
+    rel, pts = h.get("share_gain_relative_stack", math.nan), h.get("share_gain_points_stack")
+    if not isinstance(rel, float) or math.isnan(rel):
+        return ["Bar (A closes >= 30% more of the gap than B): not measurable in this run."]
+    met = "met" if rel >= 0.30 and isinstance(pts, float) and pts > 0 else "NOT met"
+    return [
+        f"Bar (A's stack closes >= 30% more of the oracle-random gap than B's, full catalog): "
+        f"**{met}** ({_fmt(pts * 100 if isinstance(pts, float) else math.nan, 3)} points, "
+        f"{_pct(rel)} relative)."
+    ]
+
+
+def _int(x: Any) -> str:
+    return "n/a" if not isinstance(x, int | float) or math.isnan(x) else f"{x:,.0f}"
 
 
 def render_markdown(report: dict[str, Any], names: dict[str, str], k: int) -> str:
@@ -116,6 +141,8 @@ def render_markdown(report: dict[str, Any], names: dict[str, str], k: int) -> st
         "is the comparable number; raw recall on a generated graph is not.",
         "",
         *_quality_rows(h[f"heldout_recall@{k}_full"], names),
+        "",
+        *_verdict(h[f"heldout_recall@{k}_full"]),
         "",
         "## Training budgets (the fair baseline)",
         "",

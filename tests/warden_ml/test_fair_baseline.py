@@ -92,3 +92,20 @@ def test_the_report_compares_the_generic_tower_with_the_whole_domain_path() -> N
     assert out["cpu_s"]["B_over_A"] == pytest.approx(400 / 30)
     assert out["B_stopped_by"] == ["fixed steps", "fixed steps"]
     assert out["B_budget"] == {"steps": 400}
+    assert out["B_still_improving"] == [False, False]
+    b1["phases"][0]["best_val_step"] = 300  # its best check was its last: still improving
+    b2["phases"][0]["best_val_step"] = 250
+    assert training_budgets({"A": [a], "B": [b1, b2]})["B_still_improving"] == [True, False]
+
+
+def test_the_report_says_whether_the_swap_clears_the_bar() -> None:
+    from warden_ml.report import _verdict
+
+    assert "**met**" in _verdict({"share_gain_relative_stack": 0.5,
+                                  "share_gain_points_stack": 0.1})[0]  # fmt: skip
+    assert "NOT met" in _verdict({"share_gain_relative_stack": 0.2,
+                                  "share_gain_points_stack": 0.02})[0]  # fmt: skip
+    # more than 30% "relative" to a negative baseline share is not a win
+    assert "NOT met" in _verdict({"share_gain_relative_stack": 0.5,
+                                  "share_gain_points_stack": -0.01})[0]  # fmt: skip
+    assert "not measurable" in _verdict({"share_gain_relative_stack": float("nan")})[0]
