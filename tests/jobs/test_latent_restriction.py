@@ -81,3 +81,22 @@ def test_a_training_job_never_builds_on_an_evaluation_jobs_output(ml_warden: War
     # an evaluation may still take it (reports compare anything they are given)
     ok = submit(ml_warden, "alice", kind="eval", datasets={"gold": "gold"}, model_in={"A": ref})
     assert ok.status_code == 201, ok.text
+
+
+def test_the_catalog_refuses_training_even_where_a_rule_would_allow_it(
+    ml_warden: WardenHarness,
+) -> None:
+    """The datasets allow evaluation only: a rule granting training cannot widen that."""
+    from warden.identity.service import Caller, get_principal
+    from warden.policy.changes import apply_change
+
+    rule = ("role:ml_engineer", "acme", "latent_pins", "*", "training", "read", "allow", "", "")
+    with unit_of_work(ml_warden.state.sessions) as db:
+        admin = get_principal(db, "admin")
+        actor = Caller("admin", "person", "acme", admin.id)
+        apply_change(db, actor, add=[("p", rule)], reason="test: a too-wide rule")
+    refused = ml_warden.read("alice", "latent_pins", purpose="training")
+    assert refused.status_code == 403, refused.text  # type: ignore[attr-defined]
+    assert "may not be used for 'training'" in refused.json()["detail"]  # type: ignore[attr-defined]
+    job = submit(ml_warden, "alice", kind="train", datasets={"latent_pins": "latent_pins"})
+    assert job.status_code == 403, job.text
