@@ -7,7 +7,8 @@ probability the generator gives each pin for the request:
 * ``heldout_edge`` / ``next_pin`` (an engagement of user u): a slot of u's tastes uniformly,
   then a pin of that taste by popularity, or with probability ``event_noise`` any pin by
   popularity: P(p | u) = (1 - noise) * sum_s [taste(p) = t_s] / k * pop(p) / pop(t_s)
-  + noise * pop(p) / pop(all).
+  + noise * pop(p) / pop(all), and 0 for a pin the user engaged in the training log: a gold
+  pair lost all its training events, so its target is never one of them.
 * ``cold_start`` (query: a pin with no engagement): the target is a warm pin of the query's
   home board, uniformly, or (when the board has none) a warm pin of the query's taste.
 
@@ -98,8 +99,22 @@ def _tie_break(scores: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
+def seen_by_user(users: np.ndarray, hist: Any, n_pins: int) -> np.ndarray:
+    """(Q, N) True where the request's user engaged the pin in the training log."""
+    out = np.zeros((users.shape[0], n_pins), dtype=bool)
+    pos = np.minimum(np.searchsorted(hist.users, users), max(hist.users.shape[0] - 1, 0))
+    for i, (u, p) in enumerate(zip(users, pos, strict=True)):
+        if hist.users.shape[0] and hist.users[p] == u:
+            out[i, hist.items[hist.start[p] : hist.start[p] + hist.count[p]]] = True
+    return out
+
+
 def oracle_scores(
-    latent: Latent, slice_name: str, req: dict[str, np.ndarray], warm: np.ndarray
+    latent: Latent,
+    slice_name: str,
+    req: dict[str, np.ndarray],
+    warm: np.ndarray,
+    seen: np.ndarray | None = None,
 ) -> np.ndarray:
     """(Q, N) generator probabilities (up to a per-row constant) of each pin being the target."""
     n_taste = int(max(latent.pin_taste.max(initial=0), latent.tastes.max(initial=0))) + 1
@@ -123,9 +138,9 @@ def oracle_scores(
         share = np.where(active, 1.0 / np.maximum(latent.n_tastes[np.maximum(rows, 0)], 1), 0.0)
         np.add.at(weight, (np.arange(rows.shape[0]), t), share)
     per_taste = (1.0 - latent.noise) * weight / np.maximum(taste_pop, 1e-12)[None, :]
-    return latent.pin_pop[None, :] * (
-        per_taste[:, np.maximum(latent.pin_taste, 0)] + latent.noise / total
-    )
+    taste_of = np.maximum(latent.pin_taste, 0)
+    scores = latent.pin_pop[None, :] * (per_taste[:, taste_of] + latent.noise / total)
+    return scores if seen is None else np.where(seen, 0.0, scores)
 
 
 def baseline_scores(
@@ -136,11 +151,13 @@ def baseline_scores(
     engaged: np.ndarray,
     latent: Latent | None,
     rng: np.random.Generator,
+    seen: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """(Q, N) scores of one baseline on one slice (ties already broken); None if it cannot run.
 
     ``engaged`` counts each pin's training engagements (what popularity ranks by, and what
-    makes a pin warm for the cold-start oracle).
+    makes a pin warm for the cold-start oracle); ``seen`` marks each request's user's
+    training pins (the oracle never ranks them: a gold pair has no training events).
     """
     q = req["query"].shape[0]
     if name == "random":
@@ -150,7 +167,7 @@ def baseline_scores(
     if name == "oracle":
         if latent is None:
             return None
-        return _tie_break(oracle_scores(latent, slice_name, req, engaged > 0), rng)
+        return _tie_break(oracle_scores(latent, slice_name, req, engaged > 0, seen), rng)
     raise ValueError(f"unknown baseline {name!r}")
 
 

@@ -29,6 +29,7 @@ from warden_ml.baselines import (
     Latent,
     baseline_scores,
     read_latent,
+    seen_by_user,
     share_of_gap,
     wants_oracle,
 )
@@ -153,7 +154,7 @@ def evaluate(spec: Spec, out: Path, client: Reader) -> dict[str, Any]:
     say("requests: " + ", ".join(f"{s} {len(r['query'])}" for s, r in reqs.items()))
     latent = read_latent(client, spec, pins) if wants_oracle(spec) else None
     engaged = np.bincount(hist.items, minlength=n)
-    baselines = _baselines(reqs, cands, n, engaged, latent, k, spec.seed)
+    baselines = _baselines(reqs, cands, n, engaged, latent, k, spec.seed, hist)
 
     # quality[arm][scorer][candset][slice][metric] -> per-seed values
     per_seed: dict[str, list[dict[str, Any]]] = {"A": [], "B": []}
@@ -251,15 +252,21 @@ def _baselines(
     latent: Latent | None,
     k: int,
     seed: int,
+    hist: Histories | None = None,
 ) -> dict[str, dict[str, Any]]:
     """baseline -> slice -> candidate set -> metrics, on the models' requests and candidates."""
     out: dict[str, dict[str, Any]] = {}
+    seen = {
+        s: seen_by_user(r["user"], hist, n_pins)
+        for s, r in reqs.items()
+        if hist is not None and s != "cold_start"
+    }
     for j, name in enumerate(BASELINES):
         rng = np.random.default_rng([seed, 7919, j])
         for s, req in reqs.items():
             if not len(req["query"]):
                 continue
-            scores = baseline_scores(name, s, req, n_pins, engaged, latent, rng)
+            scores = baseline_scores(name, s, req, n_pins, engaged, latent, rng, seen.get(s))
             if scores is None:
                 continue
             out.setdefault(name, {})[s] = rank_metrics(scores, req, cands[s], k)

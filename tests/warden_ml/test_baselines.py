@@ -26,7 +26,7 @@ def _baseline_metrics(reader, seed: int) -> dict:  # type: ignore[no-untyped-def
     cands = {s: sample_candidates(r["query"], r["target"], n, 100, rng) for s, r in reqs.items()}
     latent = read_latent(reader, spec, pins)
     engaged = np.bincount(hist.items, minlength=n)
-    return _baselines(reqs, cands, n, engaged, latent, 10, seed)
+    return _baselines(reqs, cands, n, engaged, latent, 10, seed, hist)
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +101,18 @@ def test_the_oracle_runs_only_when_the_latent_datasets_are_given() -> None:
     assert wants_oracle(Spec(datasets=dict(LATENT)))
     assert not wants_oracle(Spec(datasets={"pins": "pins", "gold": "gold"}))
     assert not wants_oracle(Spec(datasets=dict(LATENT), params={"oracle": False}))
+
+
+def test_the_oracle_never_ranks_a_pin_the_user_already_engaged() -> None:
+    from warden_ml.baselines import Latent, oracle_scores
+
+    latent = Latent(users=np.array([7]), n_tastes=np.array([1]), tastes=np.array([[0, 0, 0]]),
+                    pin_taste=np.array([0, 0, 1]), pin_pop=np.array([5.0, 1.0, 1.0]),
+                    pin_board=np.array([0, 0, 1]), noise=0.1)  # fmt: skip
+    req = {"user": np.array([7]), "query": np.array([2]), "target": np.array([1])}
+    warm = np.ones(3, dtype=bool)
+    fresh = oracle_scores(latent, "heldout_edge", req, warm)
+    # P(p|u) = 0.9 * pop/pop(taste 0) + 0.1 * pop/pop(all), for the user's one taste
+    assert fresh[0] == pytest.approx([0.9 * 5 / 6 + 0.1 * 5 / 7, 0.9 / 6 + 0.1 / 7, 0.1 / 7])
+    seen = np.array([[True, False, False]])
+    assert oracle_scores(latent, "heldout_edge", req, warm, seen)[0, 0] == 0.0
