@@ -206,7 +206,9 @@ def evaluate(spec: Spec, out: Path, client: Reader) -> dict[str, Any]:
             "sampled (secondary): target + n-1 uniform random pins (same for every scorer); "
             "ties count against a model's target; baselines break ties at random",
             "baselines": "oracle: the generator's own probability of each pin for the request, "
-            "from its latent model (evaluation-only datasets latent_users, latent_pins); "
+            "from its latent model (evaluation-only datasets latent_users, latent_pins), never a "
+            "pin the user engaged in training (gold pairs have no training events; the models "
+            "do not use that filter, any of them could); "
             "popularity: training engagements per pin; random: seeded uniform scores"
             + ("" if latent is not None else " (oracle NOT run: latent datasets not given)"),
             "share_of_gap": "(model - random) / (oracle - random), per metric and seed",
