@@ -110,15 +110,24 @@ def _budget_rows(b: dict[str, Any], names: dict[str, str]) -> list[str]:
 
 
 def _verdict(h: dict[str, Any]) -> list[str]:
-    """The issue's bar: A closes at least 30% more of the gap than B (stack, full catalog)."""
+    """The issue's bar: A closes at least 30% more of the gap than B (stack, full catalog),
+    and by more than the seeds' noise (A's 95% interval clear of B's)."""
     rel, pts = h.get("share_gain_relative_stack", math.nan), h.get("share_gain_points_stack")
-    if not isinstance(rel, float) or math.isnan(rel):
-        return ["Bar (A closes >= 30% more of the gap than B): not measurable in this run."]
-    met = "met" if rel >= 0.30 and isinstance(pts, float) and pts > 0 else "NOT met"
+    a, b = h.get("share_A_stack", math.nan), h.get("share_B_stack", math.nan)
+    ca, cb = h.get("share_A_stack_ci95", math.nan), h.get("share_B_stack_ci95", math.nan)
+    bar = "Bar (A's stack closes >= 30% more of the oracle-random gap than B's, full catalog)"
+    if not isinstance(rel, float) or math.isnan(rel) or not isinstance(pts, float):
+        return [f"{bar}: not measurable in this run."]
+    on_point = rel >= 0.30 and pts > 0 and a > 0  # less than random is never a win
+    if isinstance(ca, float) and isinstance(cb, float) and not (math.isnan(ca) or math.isnan(cb)):
+        clear = a - ca > b + cb
+        noise = "" if clear else ", within the seeds' noise (the 95% intervals overlap)"
+    else:
+        clear, noise = False, " (one seed per arm: no interval, so not established)"
+    met = "met" if on_point and clear else "NOT met"
     return [
-        f"Bar (A's stack closes >= 30% more of the oracle-random gap than B's, full catalog): "
-        f"**{met}** ({_fmt(pts * 100 if isinstance(pts, float) else math.nan, 3)} points, "
-        f"{_pct(rel)} relative)."
+        f"{bar}: **{met}**: A closes {_pct(a)}, B {_pct(b)} of the gap "
+        f"({_fmt(pts * 100, 3)} points, {_pct(rel)} relative{noise if on_point else ''})."
     ]
 
 

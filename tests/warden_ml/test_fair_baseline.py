@@ -101,11 +101,19 @@ def test_the_report_compares_the_generic_tower_with_the_whole_domain_path() -> N
 def test_the_report_says_whether_the_swap_clears_the_bar() -> None:
     from warden_ml.report import _verdict
 
-    assert "**met**" in _verdict({"share_gain_relative_stack": 0.5,
-                                  "share_gain_points_stack": 0.1})[0]  # fmt: skip
-    assert "NOT met" in _verdict({"share_gain_relative_stack": 0.2,
-                                  "share_gain_points_stack": 0.02})[0]  # fmt: skip
-    # more than 30% "relative" to a negative baseline share is not a win
-    assert "NOT met" in _verdict({"share_gain_relative_stack": 0.5,
-                                  "share_gain_points_stack": -0.01})[0]  # fmt: skip
-    assert "not measurable" in _verdict({"share_gain_relative_stack": float("nan")})[0]
+    def bar(a: float, b: float, ca: float = 0.01, cb: float = 0.01) -> str:
+        rel = (a - b) / abs(b) if b else float("nan")
+        return _verdict({"share_A_stack": a, "share_B_stack": b, "share_A_stack_ci95": ca,
+                         "share_B_stack_ci95": cb, "share_gain_points_stack": a - b,
+                         "share_gain_relative_stack": rel})[0]  # fmt: skip
+
+    assert "**met**" in bar(0.5, 0.3)
+    assert "NOT met" in bar(0.35, 0.3)  # only 17% more
+    assert "NOT met" in bar(
+        0.0, -0.003, 0.0, 0.12
+    )  # the demo run's stacks: A no better than random
+    noisy = bar(0.01, -0.003, 0.0, 0.12)
+    assert "NOT met" in noisy and "noise" in noisy
+    assert "NOT met" in bar(0.5, 0.3, float("nan"), float("nan"))  # one seed: no interval
+    assert "NOT met" in bar(-0.1, -0.2)  # "more" than a negative share is not a win
+    assert "not measurable" in bar(0.1, 0.0)
