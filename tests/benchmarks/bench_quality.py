@@ -25,23 +25,33 @@ from warden_ml.cli import run_step
 from warden_ml.common import Spec
 
 ROLES = ("pins", "engagements", "gold", "latent_users", "latent_pins")
+# --smoke: tiny models, to check the wiring in seconds (numbers meaningless)
+SMOKE = {
+    "train-domain": {"steps": 6, "batch": 32, "mine_every": 3},
+    "train-generic": {"steps": 3, "batch": 32, "stack_steps": 5, "dim": 32, "depth": 1, "mlp": 64},
+    "swap": {"align_steps": 3, "post_steps": 3, "batch": 64},
+    "eval": {"latency_requests": 20, "max_queries": 60},
+}
 
 
-def run(seeds: int, work: Path, scale: str) -> dict[str, Any]:
+def run(seeds: int, work: Path, scale: str, smoke: bool = False) -> dict[str, Any]:
+    def params(step: str) -> dict[str, Any]:
+        return {"threads": 1, **(SMOKE[step] if smoke else {})}
+
     generate(work / "graph", scale=scale, seed=0)
     reader = ParquetReader(work / "graph")
     arms: dict[str, list[str]] = {"A": [], "B": []}
     for seed in range(seeds):
-        one = {"threads": 1}
         d, g, s = (work / f"{x}{seed}" for x in ("d", "g", "s"))
-        run_step("train-domain", Spec(seed=seed, params=one), d, reader)
-        run_step("train-generic", Spec(seed=seed, params=one), g, reader)
+        run_step("train-domain", Spec(seed=seed, params=params("train-domain")), d, reader)
+        run_step("train-generic", Spec(seed=seed, params=params("train-generic")), g, reader)
         model_in = {"stack": str(g / "generic_stack.pt"), "tower": str(d / "domain_tower.pt")}
-        run_step("swap", Spec(seed=seed, params=one, model_in=model_in), s, reader)
+        run_step("swap", Spec(seed=seed, params=params("swap"), model_in=model_in), s, reader)
         arms["A"].append(str(s / "swapped_stack.pt"))
         arms["B"].append(str(g / "generic_stack.pt"))
-    params = {"threads": 1, "name_a": "swapped", "name_b": "generic"}
-    spec = Spec(seed=0, params=params, datasets={r: r for r in ROLES}, model_in=arms)
+    names = {"name_a": "swapped", "name_b": "generic"}
+    spec = Spec(seed=0, params=params("eval") | names, datasets={r: r for r in ROLES},
+                model_in=arms)  # fmt: skip
     run_step("eval", spec, work / "eval", reader)
     return dict(json.loads((work / "eval" / "report.json").read_text()))
 
@@ -70,10 +80,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--scale", default="small")
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
+    parser.add_argument("--smoke", action="store_true", help="tiny models: wiring only")
     args = parser.parse_args()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
-        report = run(args.seeds, Path(tmp), args.scale)
+        report = run(args.seeds, Path(tmp), args.scale, args.smoke)
     print(table(report))
     print(f"({args.seeds} seeds, {time.monotonic() - started:.0f} s; graph generated, images real)")
     args.out.mkdir(parents=True, exist_ok=True)
