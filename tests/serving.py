@@ -19,39 +19,79 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @contextmanager
-def warden_serve(
-    settings: Any, database_url: str, **env: str
+def serve_process(
+    env: dict[str, str],
+    *args: str,
+    cwd: Path | None = None,
+    log: Path | None = None,
+    log_level: str = "warning",
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """Start it, wait until /healthz answers, yield (process, url); terminate it after."""
+    """`warden serve ARGS` on a free port with `env` as its whole environment (its output to
+    `log` when given): wait until /healthz answers, yield (process, url); stop it after."""
     port = free_port()
-    environment = {
-        **os.environ,
-        "WARDEN_DATABASE_URL": database_url,
-        "WARDEN_DATA_DIR": str(settings.data_dir),
-        "WARDEN_CONFIG_DIR": str(settings.config_dir),
-        "WARDEN_MASK_KEY": "test-mask-key",
-        "PYTHONPATH": str(REPO / "platform"),
-        "OTEL_TRACES_EXPORTER": "none",
-        "OTEL_LOGS_EXPORTER": "none",
-        **env,
-    }
     cmd = [sys.executable, "-m", "warden.cli.main", "serve", "--port", str(port)]
-    cmd += ["--log-level", "warning"]
-    proc = subprocess.Popen(cmd, env=environment, cwd=REPO, stdout=subprocess.DEVNULL)  # noqa: S603
+    cmd += ["--log-level", log_level, *args]
+    out = log.open("wb") if log else subprocess.DEVNULL
+    try:
+        proc = subprocess.Popen(
+            cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT if log else None
+        )  # noqa: S603
+    finally:
+        if log:
+            out.close()  # type: ignore[union-attr]
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 90
         while True:
             try:
                 if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
-            assert proc.poll() is None, "warden serve exited"
-            assert time.monotonic() < deadline, "warden serve did not start"
+            if proc.poll() is not None:
+                tail = log.read_text()[-2000:] if log else ""
+                raise RuntimeError(f"warden serve exited ({proc.returncode}) {tail}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("warden serve did not answer /healthz within 90 s")
             time.sleep(0.1)
         yield proc, url
     finally:
         if proc.poll() is None:
             proc.terminate()
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def serve_env(settings: Any, database_url: str | None = None, **env: str) -> dict[str, str]:
+    """This process's environment pointed at `settings`' data, with no OTel exporters."""
+    environment = {
+        **os.environ,
+        "WARDEN_DATA_DIR": str(settings.data_dir),
+        "WARDEN_CONFIG_DIR": str(settings.config_dir),
+        "OTEL_TRACES_EXPORTER": "none",
+        "OTEL_LOGS_EXPORTER": "none",
+        **env,
+    }
+    url = database_url or getattr(settings, "database_url", None)
+    if url:
+        environment["WARDEN_DATABASE_URL"] = url
+    return environment
+
+
+@contextmanager
+def warden_serve(
+    settings: Any, database_url: str, **env: str
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A test harness's Warden served by a process of its own: yield (process, url)."""
+    environment = serve_env(
+        settings,
+        database_url,
+        WARDEN_MASK_KEY="test-mask-key",
+        PYTHONPATH=str(REPO / "platform"),
+        **env,
+    )
+    with serve_process(environment, cwd=REPO) as served:
+        yield served

@@ -153,6 +153,10 @@ class Settings(BaseSettings):
     audit_keys_dir: Path | None = None
     audit_checkpoint_dir: Path | None = None
     audit_checkpoint_interval_s: float = Field(default=60.0, ge=0)
+    # The browser console (/console): a session ends after this long unused, and after this
+    # long whatever happens (WARDEN_CONSOLE_IDLE_TIMEOUT_S, WARDEN_CONSOLE_ABSOLUTE_TIMEOUT_S).
+    console_idle_timeout_s: float = Field(default=30 * 60, gt=0)
+    console_absolute_timeout_s: float = Field(default=12 * 3600, gt=0)
 
     @property
     def resolved_database_url(self) -> str:
@@ -185,3 +189,14 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+def safe_url(url: str) -> str:
+    """A database URL fit to print: its password, if any, replaced by ***."""
+    from sqlalchemy.engine import make_url  # here: the CLI starts without SQLAlchemy
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(a database URL that does not parse)"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from tests.access.conftest import Access, allow_browse
+from tests.access.conftest import Access, allow_browse, bootstrap_people
 
 USERS_RAW = "p, role:admin, acme, users, *, *, read, allow, ,"
 
@@ -44,6 +44,10 @@ def _service_account(access: Access, name: str, roles: list[str], owner: str = "
     if roles:
         access.approve_change("ada", r.json()["change_id"])
     t = access.http.post(f"/v1/principals/{name}/tokens", json={}, headers=access.as_("admin"))
+    # Minted by its owner: usable now; by anyone else: held until a second person approves.
+    assert t.status_code == (201 if owner == "admin" else 202), t.text
+    if t.status_code == 202:
+        access.approve_change("ada", t.json()["change_id"])
     access.w.tokens[name] = t.json()["token"]
 
 
@@ -255,12 +259,18 @@ def test_a_person_the_requester_created_then_handed_over_never_counts(access: Ac
 def test_a_token_the_admin_mints_for_another_admin_never_approves_the_admins_change(
     access: Access,
 ) -> None:
-    """The admin may issue tokens for anyone; such a token speaks for the admin too."""
+    """A token the admin mints for someone else, even once a second person let it work,
+    speaks for the admin too: it never approves or reviews what the admin asked for."""
     minted = access.http.post("/v1/principals/ada/tokens", json={}, headers=access.as_("admin"))
-    assert minted.status_code == 201
+    assert minted.status_code == 202
+    # ada may not approve a token that lets the admin act as her; tess (no admin) may not
+    # review changes; so a third person, pat (an admin from bootstrap), approves it.
+    bootstrap_people(access.w, {"pat": ["admin"]})
+    access.approve_change("pat", minted.json()["change_id"])
     change = _proposed(access.propose("admin", ["p, mallory, acme, pins, *, *, read, allow, ,"]))
     req = access.ask("admin", dataset="users", purpose="analytics", duration="1d")
     sam = access.http.post("/v1/principals/sam/tokens", json={}, headers=access.as_("admin"))
+    access.approve_change("ada", sam.json()["change_id"])
     before = access.fingerprint()
     as_ada = {"authorization": f"Bearer {minted.json()['token']}"}
     r = access.http.post(f"/v1/policy/changes/{change['id']}/approve", json={}, headers=as_ada)

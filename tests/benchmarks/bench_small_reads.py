@@ -18,7 +18,6 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -31,7 +30,8 @@ import httpx
 from sqlalchemy import text
 
 from tests.benchmarks.bench_read import COLUMNS, _seed
-from tests.benchmarks.harness import free_port, postgres_database, prepare
+from tests.benchmarks.harness import postgres_database, prepare
+from tests.serving import serve_env, serve_process
 from warden.config import Settings
 from warden.core.filesystem import restrict_umask
 from warden.db.session import make_engine
@@ -65,40 +65,10 @@ def _tree_cpu_s(root: int) -> float:
 
 @contextmanager
 def serve(settings: Settings, pythonpath: str, workers: int) -> Iterator[tuple[str, int]]:
-    port = free_port()
-    env = dict(os.environ)
-    env.update(
-        PYTHONPATH=pythonpath,
-        WARDEN_DATA_DIR=str(settings.data_dir),
-        WARDEN_CONFIG_DIR=str(settings.config_dir),
-        WARDEN_JOBS_WORKER="false",
-        OTEL_TRACES_EXPORTER="none",
-        OTEL_LOGS_EXPORTER="none",
-    )
-    if settings.database_url:
-        env["WARDEN_DATABASE_URL"] = settings.database_url
-    args = ["serve", "--port", str(port), "--log-level", "warning"]
-    if workers > 1:
-        args += ["--workers", str(workers)]
-    proc = subprocess.Popen(  # noqa: S603 - our own CLI
-        [sys.executable, "-m", "warden.cli.main", *args], env=env, stdout=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("the API did not start")
-            time.sleep(0.2)
+    env = serve_env(settings, PYTHONPATH=pythonpath, WARDEN_JOBS_WORKER="false")
+    args = ["--workers", str(workers)] if workers > 1 else []
+    with serve_process(env, *args) as (proc, url):
         yield url, proc.pid
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def _audited_reads(settings: Settings) -> int:

@@ -4,18 +4,15 @@ served by uvicorn in its own process (so client and server don't share a GIL).""
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 from sqlalchemy import create_engine, text
 
+from tests.serving import serve_env, serve_process
+from warden.api.background import free_port
 from warden.config import Settings
 from warden.db.session import make_engine, make_sessionmaker, unit_of_work
 from warden.identity.bootstrap import initialize
@@ -27,10 +24,7 @@ PG_ADMIN_URL = os.environ.get(
 )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["free_port", "postgres_database", "prepare", "served"]
 
 
 @contextmanager
@@ -67,43 +61,5 @@ def prepare(data_dir: Path, database_url: str | None) -> tuple[Settings, str]:
 
 @contextmanager
 def served(settings: Settings) -> Iterator[str]:
-    port = free_port()
-    env = dict(os.environ)
-    env.update(
-        WARDEN_DATA_DIR=str(settings.data_dir),
-        WARDEN_CONFIG_DIR=str(settings.config_dir),
-        OTEL_TRACES_EXPORTER="none",
-        OTEL_LOGS_EXPORTER="none",
-    )
-    if settings.database_url:
-        env["WARDEN_DATABASE_URL"] = settings.database_url
-    proc = subprocess.Popen(  # noqa: S603 - our own CLI
-        [
-            sys.executable,
-            "-m",
-            "warden.cli.main",
-            "serve",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("the API did not start")
-            time.sleep(0.2)
+    with serve_process(serve_env(settings)) as (_, url):
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
-import sys
-import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -20,6 +18,7 @@ from sqlalchemy import text
 
 from tests.benchmarks.bench_read import _seed
 from tests.benchmarks.harness import free_port, postgres_database, prepare
+from tests.serving import serve_env, serve_process
 from warden.config import Settings
 from warden.db.session import make_engine, make_sessionmaker, unit_of_work
 from warden.identity.service import get_principal, issue_token
@@ -81,44 +80,16 @@ class Server:
 
 @contextmanager
 def serve(settings: Settings, *, workers: int = 1, **env_extra: str) -> Iterator[Server]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "WARDEN_DATA_DIR": str(settings.data_dir),
-        "WARDEN_CONFIG_DIR": str(settings.config_dir),
-        "WARDEN_JOBS_WORKER": "false",
-        "PYTHONPATH": f"{REPO / 'platform'}{os.pathsep}{REPO}",
-        "OTEL_TRACES_EXPORTER": "none",
-        "OTEL_LOGS_EXPORTER": "none",
+    env = serve_env(
+        settings,
+        WARDEN_JOBS_WORKER="false",
+        PYTHONPATH=f"{REPO / 'platform'}{os.pathsep}{REPO}",
         **env_extra,
-    }
-    if settings.database_url:
-        env["WARDEN_DATABASE_URL"] = settings.database_url
-    cmd = [sys.executable, "-m", "warden.cli.main", "serve", "--port", str(port)]
-    cmd += ["--log-level", "info"] + (["--workers", str(workers)] if workers > 1 else [])
-    log = settings.data_dir / f"serve-{port}.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
-    server = Server(f"http://127.0.0.1:{port}", proc, log)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, f"warden serve exited: {log.read_text()[-2000:]}"
-            assert time.monotonic() < deadline, "warden serve did not start"
-            time.sleep(0.1)
-        yield server
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    )
+    args = ["--workers", str(workers)] if workers > 1 else []
+    log = settings.data_dir / f"serve-{uuid.uuid4().hex[:8]}.log"
+    with serve_process(env, *args, cwd=REPO, log=log, log_level="info") as (proc, url):
+        yield Server(url, proc, log)
 
 
 def read(http: httpx.Client, token: str, dataset: str = "engagements") -> httpx.Response:

@@ -52,16 +52,15 @@ def test_platform_admin_creates_a_tenant_with_admin_and_seed_rules(globex) -> No
         links = db.scalars(select(CasbinRule).where(CasbinRule.ptype == "g"))
         assert [(r.v0, r.v1) for r in links if r.v2 == "globex"] == [("gadmin", "role:admin")]
     # the new admin can work in their tenant: add a person (her role is a reviewed change,
-    # proposed for a second person), mint them a token
+    # proposed for a second person), mint them a token (which lets the admin act as gina:
+    # a reviewed change too, held until a second person approves)
     made = w.http.post(
         "/v1/principals", json={"name": "gina", "roles": ["ml_engineer"]}, headers=w.as_("gadmin")
     )
     assert made.status_code == 202, made.text
     assert made.json()["pending_roles"] == ["role:ml_engineer"]
-    assert (
-        w.http.post("/v1/principals/gina/tokens", json={}, headers=w.as_("gadmin")).status_code
-        == 201
-    )
+    minted = w.http.post("/v1/principals/gina/tokens", json={}, headers=w.as_("gadmin"))
+    assert minted.status_code == 202 and minted.json()["change_id"], minted.text
     listed = w.http.get("/v1/tenants", headers=w.as_("admin")).json()["tenants"]
     assert [t["name"] for t in listed] == ["acme", "globex"]
     created = w.audit_events(action="tenant.create")
@@ -99,6 +98,9 @@ def test_bad_or_clashing_tenants_change_nothing(globex) -> None:  # type: ignore
         ({"name": "initech"}, 422),
         ({"name": "initech", "admin": "pat", "installation": True}, 422),
         ({"name": "x" * 65, "admin": "pat"}, 422),
+        ({"name": "initech", "admin": "pat", "founder": "pat"}, 422),
+        ({"name": "initech", "admin": "pat", "founder": "alice"}, 409),
+        ({"name": "initech", "admin": "pat", "founder": "<script>"}, 422),
     ]:
         r = w.http.post("/v1/tenants", json=body, headers=w.as_("admin"))
         assert r.status_code == status, (body, r.text)
@@ -187,3 +189,37 @@ def test_service_accounts_jobs_and_disabled_admins_of_the_installation_are_refus
     assert _create(w, "erin", name="hooli", admin="hadmin").status_code == 401
     with w.state.sessions() as db:
         assert sorted(db.scalars(select(Tenant.name))) == ["acme", "initech"]
+
+
+def test_a_tenant_with_a_founding_admin_can_widen_access_through_review(warden) -> None:  # type: ignore[no-untyped-def]
+    """With one admin nobody could approve a widening change in the new tenant; `founder`
+    names a second, and the two review each other (a token for someone else included)."""
+    w = warden
+    r = w.http.post(
+        "/v1/tenants",
+        json={"name": "globex", "admin": "gadmin", "founder": "gfounder"},
+        headers=w.as_("admin"),
+    )
+    assert r.status_code == 201, r.text
+    w.tokens["gadmin"] = r.json()["token"]
+    w.tokens["gfounder"] = r.json()["founders"]["gfounder"]
+    made = w.http.post(
+        "/v1/principals", json={"name": "gina", "roles": ["ml_engineer"]}, headers=w.as_("gadmin")
+    )
+    assert made.status_code == 202, made.text
+    minted = w.http.post("/v1/principals/gina/tokens", json={}, headers=w.as_("gadmin"))
+    assert minted.status_code == 202, minted.text
+    for change_id in (made.json()["change_id"], minted.json()["change_id"]):
+        own = w.http.post(
+            f"/v1/policy/changes/{change_id}/approve", json={}, headers=w.as_("gadmin")
+        )
+        assert own.status_code == 403, own.text  # never the proposer
+        ok = w.http.post(
+            f"/v1/policy/changes/{change_id}/approve", json={}, headers=w.as_("gfounder")
+        )
+        assert ok.status_code == 200 and ok.json()["state"] == "applied", ok.text
+    w.tokens["gina"] = minted.json()["token"]
+    me = w.http.get("/v1/principals/gina/tokens", headers=w.as_("gina"))
+    assert me.status_code == 200, me.text
+    created = [e for e in w.audit_events(action="tenant.create")]
+    assert created[-1]["details"] == {"tenant": "globex", "admin": "gadmin", "founder": "gfounder"}

@@ -50,7 +50,7 @@ def test_tokens_always_expire_with_the_kinds_default(warden) -> None:  # type: i
     ]:
         before = datetime.now(UTC)
         r = _mint(warden, "admin", name)
-        assert r.status_code == 201, r.text
+        assert r.status_code in (201, 202), r.text  # 202: held for a second person
         expires = datetime.fromisoformat(r.json()["expires_at"])
         assert before + timedelta(days=days) - timedelta(minutes=5) <= expires
         assert expires <= datetime.now(UTC) + timedelta(days=days)

@@ -222,12 +222,12 @@ def test_compose_deployment_serves_a_governed_read_and_runs_a_governed_job(
         "admin", "POST", "/v1/principals", json={"name": "alice", "roles": ["ml_engineer"]}
     )
     d.api("ada", "POST", f"/v1/policy/changes/{made['change_id']}/approve", json={})
-    issued = d.api("admin", "POST", "/v1/principals/alice/tokens", json={"label": "compose"})
-    d.tokens["alice"] = issued["token"]
+    # A token the admin mints for someone else is held until a second person approves it.
     d.api("admin", "POST", "/v1/principals", json={"name": "mallory"})
-    d.tokens["mallory"] = d.api(
-        "admin", "POST", "/v1/principals/mallory/tokens", json={"label": "compose"}
-    )["token"]
+    for name in ("alice", "mallory"):
+        issued = d.api("admin", "POST", f"/v1/principals/{name}/tokens", json={"label": "compose"})
+        d.api("ada", "POST", f"/v1/policy/changes/{issued['change_id']}/approve", json={})
+        d.tokens[name] = issued["token"]
 
     # One governed read through the API (and one refused), both audited.
     read = d.warden("alice", "read", "pins", "--purpose", "training", "--columns", "pin_id",

@@ -7,6 +7,7 @@ Kinds of change (each applied by its own function when approved):
 - rules: Casbin rules to add and remove (policy rules, role links, role assignments, the roles
   of a new principal). `warden.policy.changes.assess` decides widening, conservatively;
 - settings: a dataset's access terms (quorum, maximum duration), within the class floors;
+- token: a token minted for someone else (`propose_token`), refused until approved;
 - classification: a dataset's class lowered. The catalog registers its applier with
   `register_kind("classification", ...)` and proposes with `propose_classification`.
 
@@ -50,7 +51,7 @@ from warden.access.schemas import ChangeOut, SettingsUpdate, format_duration
 from warden.catalog.service import load_view
 from warden.core.platform import Platform
 from warden.errors import Conflict, Forbidden, NotFound, PolicyUnavailable, Unprocessable
-from warden.identity.models import Principal, Tenant
+from warden.identity.models import ApiToken, Principal, Tenant
 from warden.identity.service import Caller, get_tenant
 from warden.policy import exposure, store
 from warden.policy.changes import apply_change, assess, run_checks
@@ -305,8 +306,50 @@ def propose_classification(
     return ChangeOutcome(change)
 
 
+def needs_second_person(caller: Caller, principal: Principal) -> bool:
+    """A token for yourself, or for a service account you answer for, is yours to mint. Any
+    other token lets its issuer act as someone else, with their grants: a reviewed change."""
+    own = principal.id == caller.principal_id
+    answerable = principal.kind == "service" and principal.owner_id == caller.principal_id
+    return not (own or answerable)
+
+
+def propose_token(
+    db: Session, state: Platform, caller: Caller, principal: Principal, token: ApiToken
+) -> ChangeOutcome:
+    """Hold a token minted for someone else until a second person approves: until then it
+    authenticates nothing (identity.service.authenticate), so no admin reads as another
+    person, or as their service account, alone."""
+    tenant = get_tenant(db, caller.tenant)
+    change = _new_change(
+        db,
+        state,
+        caller,
+        tenant,
+        kind="token",
+        payload={"token_id": token.id, "principal": principal.name, "label": token.label},
+        summary=f"a token for {principal.name}, held by {caller.name} who minted it",
+        widening=[f"{caller.name} may act as {principal.name}, with all of their access"],
+        direct={principal.id},
+        reason=f"token for {principal.name}" + (f" ({token.label})" if token.label else ""),
+        break_glass=False,
+    )
+    token.pending_change_id = change.id
+    db.flush()
+    return ChangeOutcome(change)
+
+
+def _apply_token(db: Session, state: Platform, actor: Caller, change: ReviewedChange) -> None:
+    token = db.get(ApiToken, change.payload.get("token_id"))
+    if token is None or token.pending_change_id != change.id:
+        raise Conflict(f"change {change.id} holds no pending token")
+    token.pending_change_id = None
+    db.flush()
+
+
 register_kind("rules", _apply_rules)
 register_kind("settings", _apply_settings)
+register_kind("token", _apply_token)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -222,7 +222,7 @@ def _grant(
     now = state.now()
     # Whole seconds: the rule's expiry has second precision, and both must say the same.
     expires = (now + timedelta(seconds=req.duration_s)).replace(microsecond=0)
-    masked = [c for c in req.columns if c in set(view.identifier_columns)]
+    masked = granted_masked(view, req.columns)
     grant = AccessGrant(
         id=new_id(BREAK_GLASS_PREFIX if break_glass else GRANT_PREFIX),
         tenant_id=tenant.id,
@@ -269,6 +269,11 @@ def _grant(
         },
     )
     return grant
+
+
+def granted_masked(view: DatasetView, columns: Sequence[str]) -> list[str]:
+    """The columns a grant of `columns` gives masked (identifiers); the rest it gives raw."""
+    return [c for c in columns if c in set(view.identifier_columns)]
 
 
 def grant_rules(grant: AccessGrant, tenant: str) -> list[Rule]:

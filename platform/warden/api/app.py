@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from warden import __version__
+from warden.api.console import install_console
 from warden.api.edge_middleware import install_edge
 from warden.api.errors import install_error_handlers, unavailable_response
 from warden.api.limits import BodySizeLimit
@@ -73,6 +74,8 @@ def create_app(
         registry_router,
     ):
         app.include_router(router)
+    # The browser console at /console: pages over the same services (api/console/).
+    install_console(app)
 
     # Edge and contract: every refused request is audited and floods are folded (api/edge.py);
     # the OpenAPI document declares every error the server gives (api/openapi.py).

@@ -31,9 +31,21 @@ class BackgroundServer:
         self.thread.join(timeout=10)
 
 
-def serve_in_thread(app: FastAPI, *, timeout: float = 30.0) -> BackgroundServer:
-    """Start uvicorn in a daemon thread and wait until /healthz answers."""
-    port = free_port()
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def serve_in_thread(
+    app: FastAPI, *, timeout: float = 30.0, port: int | None = None
+) -> BackgroundServer:
+    """Start uvicorn in a daemon thread (on `port`, else a free one) and wait until /healthz
+    answers."""
+    port = port or free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

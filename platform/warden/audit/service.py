@@ -29,6 +29,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from warden.audit import channel
 from warden.audit import verify as _verify
 from warden.audit.chain import (
     CURRENT_CHAIN_V,
@@ -107,6 +108,9 @@ class AuditRecord:
     details: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        door = channel.current()  # the console's actions say so (audit/channel.py)
+        if door is not None and "channel" not in self.details:
+            self.details = {**self.details, "channel": door}
         self.clip()
 
     def clip(self) -> AuditRecord:

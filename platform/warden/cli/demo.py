@@ -26,7 +26,7 @@ import typer
 from rich.panel import Panel
 from rich.rule import Rule
 
-from warden.cli.client import console, fail
+from warden.cli.client import console, fail, load_token
 from warden.config import REPO_ROOT, get_settings
 from warden.errors import Unavailable
 
@@ -64,6 +64,14 @@ def run_demo(
             " costs about 7 CPU-minutes on its own at the small scale",
         ),
     ] = 2,
+    keep_serving: Annotated[
+        bool,
+        typer.Option(
+            "--keep-serving",
+            help="Leave the server up at the end (Ctrl-C stops it), with a request waiting"
+            " in the console for the stewards",
+        ),
+    ] = False,
 ) -> None:
     """Run the whole governed path end to end, on SQLite, in a fresh folder."""
     directory = directory.resolve()
@@ -92,19 +100,56 @@ def run_demo(
     _cli("admin", f"data seed --scale {scale}")
 
     _step("3. warden serve (in the background)")
-    server = _start_server()
+    server = _start_server(CONSOLE_PORT if keep_serving else None)
     os.environ["WARDEN_URL"] = server.url
+    console.print(f"the console: [bold]{server.url}/console[/] (sign in with an API token)")
     try:
         _run_story(ml and _docker_answers(), seeds)
+        if keep_serving:
+            _leave_a_request()
+        console.print(
+            Panel(
+                "Done. The taste graph is generated; the pin images are real (scikit-learn"
+                f" digits).\nEverything lives in {directory}.\n"
+                f"The console: {server.url}/console",
+                title="demo complete",
+            )
+        )
+        if keep_serving:
+            _keep_serving(server.url)
     finally:
         server.stop()
-    console.print(
-        Panel(
-            "Done. The taste graph is generated; the pin images are real (scikit-learn digits).\n"
-            f"Everything lives in {directory}.",
-            title="demo complete",
-        )
+
+
+CONSOLE_PORT = 8765  # the address the README names, when it is free
+
+
+def _leave_a_request() -> None:
+    _step("24. erin asks for pins for analytics: left pending, for the stewards in the console")
+    _cli(
+        "erin",
+        "access request pins --purpose analytics --columns pin_id,category --duration 7d"
+        " --justification 'category mix of the EU board feed'",
     )
+
+
+def _keep_serving(url: str) -> None:
+    """Print who can sign in to the console, then wait for Ctrl-C."""
+    roles = {name: ", ".join(r) or "no role" for name, (_, r) in PEOPLE.items()}
+    roles.update({FOUNDER: "admin", "admin": "admin (auditor)"})
+    lines = [f"Open {url}/console and sign in with one of these API tokens:"]
+    for name in ("sam", "olive", "admin", "alice", "erin", FOUNDER):
+        token = TOKENS.get(name) or (load_token() or "" if name == "admin" else "")
+        if token:
+            lines.append(f"  {name:<6} {roles.get(name, ''):<18} {token}")
+    lines.append("sam or olive: Reviews shows erin's request; admin: Audit. Ctrl-C stops.")
+    console.print(Panel("\n".join(lines), title="the server stays up (--keep-serving)"))
+    sys.stdout.flush()  # a pipe holds what a sleeping process printed
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        console.print("stopping the server")
 
 
 def _run_story(ml: bool, seeds: int) -> None:
@@ -318,11 +363,12 @@ def _cli(who: str, command: str, *, capture: bool = False, refused: bool = False
     return proc.stdout or ""
 
 
-def _start_server() -> BackgroundServer:
+def _start_server(port: int | None = None) -> BackgroundServer:
     from warden.api.app import create_app
-    from warden.api.background import serve_in_thread  # the API: only the demo's own server
+    from warden.api.background import port_is_free, serve_in_thread  # the demo's own server
 
     try:
-        return serve_in_thread(create_app(get_settings()))
+        chosen = port if port is not None and port_is_free(port) else None
+        return serve_in_thread(create_app(get_settings()), port=chosen)
     except Unavailable as exc:
         fail(exc.detail)

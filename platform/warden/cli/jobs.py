@@ -228,7 +228,7 @@ def worker(
     """Run queued jobs on this machine (beside, or instead of, `warden serve`'s own worker)."""
     from warden.api.app import create_gateway_app
     from warden.cli.serve import refuse_unsafe_data_dir
-    from warden.config import get_settings
+    from warden.config import get_settings, safe_url
     from warden.core.platform import build_platform
     from warden.core.process import WardenProcess
 
@@ -241,7 +241,8 @@ def worker(
     )
     runner = process.jobs
     assert runner is not None
-    err_console.print(f"[dim]worker {runner.worker_id} on {settings.resolved_database_url}[/]")
+    where = safe_url(settings.resolved_database_url)
+    err_console.print(f"[dim]worker {runner.worker_id} on {where}[/]")
     try:
         if once:
             while runner.run_once() is not None:

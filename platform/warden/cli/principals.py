@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 import typer
 
-from warden.cli.client import ApiClient, console
+from warden.cli.client import ApiClient, console, err_console
 from warden.cli.output import Format, show, show_one
 
 app = typer.Typer(
@@ -47,6 +47,7 @@ def create(
     if token:
         issued = client.post(f"/v1/principals/{name}/tokens", json={"label": "cli"})
         console.print(f"token (shown once): [bold]{issued['token']}[/]")
+        _held(issued)
 
 
 @app.command("token")
@@ -63,11 +64,22 @@ def token_(
     ] = None,
     label: Annotated[str, typer.Option(help="A note to tell tokens apart")] = "",
 ) -> None:
-    """Issue an API token; only its hash is stored, so it is shown once."""
+    """Issue an API token; only its hash is stored, so it is shown once. A token for anyone
+    but yourself or a service account you own works once a different person approves it."""
     issued = ApiClient().post(
         f"/v1/principals/{name}/tokens", json={"label": label, "ttl_days": ttl_days}
     )
     console.print(issued["token"])
+    _held(issued)
+
+
+def _held(issued: dict[str, Any]) -> None:
+    """Say, on stderr (stdout carries the token alone), when a token awaits a second person."""
+    if issued.get("change_id"):
+        err_console.print(
+            f"this token lets you act as {issued['principal']}: it works once a different"
+            f" person approves `warden policy changes approve {issued['change_id']}`"
+        )
 
 
 @app.command("grant-role")

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from warden.cli.client import fail
-from warden.config import Settings, get_settings
+from warden.config import Settings, get_settings, safe_url
 from warden.core.filesystem import UnsafeDataDir, check_data_at_rest, restrict_umask
 
 
@@ -35,7 +35,7 @@ def serve(
     settings = get_settings()
     refuse_unsafe_data_dir(settings)
     typer.echo(
-        f"warden API on http://{host}:{port} · database {_safe(settings.resolved_database_url)}"
+        f"warden API on http://{host}:{port} · database {safe_url(settings.resolved_database_url)}"
         + (f" · {workers} workers" if workers > 1 else "")
     )
     if workers == 1:
@@ -51,14 +51,6 @@ def serve(
         log_level=log_level,
         workers=workers,
     )
-
-
-def _safe(url: str) -> str:
-    """Never print a password from a database URL."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
 
 
 def refuse_unsafe_data_dir(settings: Settings) -> None:

@@ -19,14 +19,30 @@ app = typer.Typer(
 def create(
     name: Annotated[str, typer.Argument(help="Lowercase tenant name, e.g. globex")],
     admin: Annotated[str, typer.Option("--admin", help="Name of the tenant's first admin")],
+    founder: Annotated[
+        str | None,
+        typer.Option(
+            help="A second founding admin: widening changes need a different person's approval,"
+            " so without one nobody in the tenant can approve any"
+        ),
+    ] = None,
 ) -> None:
-    """Create a tenant, its first admin and its seed role rules; print the admin's token once."""
-    out = ApiClient().post("/v1/tenants", json={"name": name, "admin": admin})
+    """Create a tenant, its first admin (and a founding admin) and its seed role rules; print
+    their tokens once."""
+    body = {"name": name, "admin": admin, "founder": founder}
+    out = ApiClient().post("/v1/tenants", json=body)
     console.print(
         f"created tenant [bold]{out['tenant']}[/] with admin [bold]{out['admin']}[/]"
         f" (policy v{out['policy_version']})"
     )
     console.print(f"token of {out['admin']} (shown once): [bold]{out['token']}[/]")
+    for person, token in out.get("founders", {}).items():
+        console.print(f"token of founding admin {person} (shown once): [bold]{token}[/]")
+    if not founder:
+        console.print(
+            "note: with one admin nobody in the tenant can approve a widening change;"
+            " `--founder NAME` names a second"
+        )
 
 
 @app.command("list")

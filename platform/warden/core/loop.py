@@ -52,11 +52,21 @@ class BackgroundLoop:
         return self._stop.is_set()
 
     def run(self) -> None:
+        failed = 0  # rounds failed in a row: one traceback per outage, then one line a round
         while not self._stop.is_set():
             try:
-                if self.run_once():
+                worked = self.run_once()
+            except Exception as exc:
+                failed += 1
+                if failed == 1:
+                    log.exception("%s: round failed; the next one retries", self.name)
+                else:
+                    log.warning("%s: round %d in a row failed: %s", self.name, failed, exc)
+            else:
+                if failed:
+                    log.warning("%s: recovered after %d failed rounds", self.name, failed)
+                failed = 0
+                if worked:
                     continue
-            except Exception:
-                log.exception("%s: round failed; the next one retries", self.name)
             self._wake.wait(self.poll_s)
             self._wake.clear()

@@ -16,7 +16,7 @@ from warden.config import Settings
 from warden.core.filesystem import ensure_private_dir
 from warden.db.migrate import upgrade
 from warden.db.session import make_engine, make_sessionmaker, unit_of_work
-from warden.errors import Conflict
+from warden.errors import Conflict, Unprocessable
 from warden.identity.models import Principal, Tenant
 from warden.identity.service import Caller, check_name, create_principal, issue_token
 from warden.policy.changes import apply_change
@@ -76,15 +76,28 @@ def initialize(
 
 
 def create_tenant(
-    db: Session, settings: Settings, actor: Caller, tenant: str, admin: str
+    db: Session,
+    settings: Settings,
+    actor: Caller,
+    tenant: str,
+    admin: str,
+    founder: str | None = None,
 ) -> Initialized:
-    """A new tenant with its first admin (a person) and the seed role rules, created by a
-    platform admin; returns the new admin's token (shown once). The caller checks the right."""
+    """A new tenant with its first admin (a person), optionally a second founding admin, and
+    the seed role rules, created by a platform admin; returns their tokens (shown once). The
+    caller checks the right."""
     check_name(tenant, "tenant name")
     check_name(admin, "principal name")
+    if founder is not None:
+        check_name(founder, "principal name")
+        if founder == admin:
+            raise Unprocessable("the founding admin must be a different person from the admin")
     if db.scalar(select(Tenant).where(Tenant.name == tenant)) is not None:
         raise Conflict(f"a tenant named {tenant!r} already exists")
-    done = seed_tenant(db, settings, tenant, admin, actor=actor, installation=False)
+    founders = [founder] if founder else []
+    done = seed_tenant(
+        db, settings, tenant, admin, actor=actor, installation=False, founders=founders
+    )
     append(
         db,
         AuditRecord(
@@ -94,7 +107,7 @@ def create_tenant(
             actor_kind=actor.kind,
             tenant=actor.tenant,
             policy_version=done.policy_version,
-            details={"tenant": tenant, "admin": admin},
+            details={"tenant": tenant, "admin": admin, **({"founder": founder} if founder else {})},
         ),
     )
     return done

@@ -47,6 +47,9 @@ class ApiToken(IdMixin, TimestampMixin, Base):
     # Who issued it (None: the bootstrap). A token someone else minted speaks for its issuer
     # as much as for its principal, so it never approves what its issuer asked for.
     issued_by_id: Mapped[str | None] = mapped_column(String(32), nullable=True)  # a principal id
+    # A token minted for someone else (not their own service account) is refused until a
+    # second person approves this reviewed change (access.changes, kind "token").
+    pending_change_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     revoked_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # To the hour (identity.service.LAST_USED_RESOLUTION): one write per token per hour at most.
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

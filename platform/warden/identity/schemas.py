@@ -54,6 +54,8 @@ class TokenOut(BaseModel):
     id: str
     principal: str
     expires_at: str
+    # Set when the token was minted for someone else: it works once another person approves.
+    change_id: str | None = None
 
 
 class TokenInfo(BaseModel):
@@ -66,7 +68,7 @@ class TokenInfo(BaseModel):
     revoked_at: str | None
     revoked_by: str | None
     last_used_at: str | None  # to the hour
-    state: Literal["live", "expired", "revoked"]
+    state: Literal["live", "pending", "expired", "revoked"]  # pending: awaits a second person
 
 
 class TokenList(BaseModel):
@@ -79,6 +81,9 @@ class TenantCreate(BaseModel):
 
     name: str = Field(max_length=64)
     admin: str = Field(max_length=64)
+    # A second founding admin: widening changes need a different person to approve them, so a
+    # tenant with one admin could never widen anything.
+    founder: str | None = Field(default=None, max_length=64)
 
 
 class TenantCreated(BaseModel):
@@ -86,6 +91,7 @@ class TenantCreated(BaseModel):
     admin: str
     token: str
     policy_version: int
+    founders: dict[str, str] = {}  # the founder's token, shown once
 
 
 class TenantOut(BaseModel):

@@ -169,6 +169,7 @@ def mint_token(
     settings: Settings | None = None,
     now: datetime | None = None,
     issued_by: Principal | None = None,
+    pending_change_id: str | None = None,
 ) -> tuple[str, ApiToken]:
     """Create a token: its secret (shown once) and row. Every token expires: no ttl means the
     kind's default lifetime; above the kind's maximum, or beyond the principal's cap of live
@@ -201,6 +202,7 @@ def mint_token(
         created_at=now,
         expires_at=now + lifetime,
         issued_by_id=issued_by.id if issued_by else None,
+        pending_change_id=pending_change_id,
     )
     db.add(token)
     db.flush()
@@ -219,6 +221,8 @@ def list_tokens(db: Session, principal: Principal) -> list[ApiToken]:
 def token_state(token: ApiToken, now: datetime) -> str:
     if token.revoked_at is not None:
         return "revoked"
+    if token.pending_change_id is not None:
+        return "pending"
     if token.expires_at is None or _aware(token.expires_at) <= now:
         return "expired"
     return "live"
@@ -292,6 +296,16 @@ def authenticate(db: Session, secret: str, now: datetime | None = None) -> Calle
         return authenticate_job_token(db, secret, now or datetime.now(UTC))
     if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
         raise Unauthenticated("invalid token")
+    return _authenticate_where(db, ApiToken.token_hash == hash_token(secret), now)
+
+
+def authenticate_token_id(db: Session, token_id: str, now: datetime | None = None) -> Caller:
+    """The caller of an API token known by its id (a console session holds one), with every
+    check `authenticate` makes: revoked, expired or disabled is refused here too."""
+    return _authenticate_where(db, ApiToken.id == token_id, now)
+
+
+def _authenticate_where(db: Session, which: ColumnElement[bool], now: datetime | None) -> Caller:
     # Hot path (every request): one core statement, no ORM objects, nothing cached. The token,
     # its principal and tenant are read from the database each time, so a revocation or a
     # disable committed by any process is refused on the very next request everywhere.
@@ -304,6 +318,7 @@ def authenticate(db: Session, secret: str, now: datetime | None = None) -> Calle
                 ApiToken.expires_at,
                 ApiToken.last_used_at,
                 ApiToken.issued_by_id,
+                ApiToken.pending_change_id,
                 Principal.id,
                 Principal.name,
                 Principal.kind,
@@ -312,14 +327,14 @@ def authenticate(db: Session, secret: str, now: datetime | None = None) -> Calle
             )
             .join(Principal, Principal.id == ApiToken.principal_id)
             .join(Tenant, Tenant.id == Principal.tenant_id)
-            .where(ApiToken.token_hash == hash_token(secret))
+            .where(which)
         )
         .first()
     )
     if row is None:
         raise Unauthenticated("invalid token")
-    token_id, revoked_at, expires_at, last_used_at, issued_by_id = row[:5]
-    principal_id, name, kind, disabled, tenant = row[5:]
+    token_id, revoked_at, expires_at, last_used_at, issued_by_id, pending = row[:6]
+    principal_id, name, kind, disabled, tenant = row[6:]
     now = now or datetime.now(UTC)
     if revoked_at is not None:
         raise Unauthenticated("token revoked")
@@ -328,6 +343,11 @@ def authenticate(db: Session, secret: str, now: datetime | None = None) -> Calle
         raise Unauthenticated("token expired")
     if disabled:
         raise Unauthenticated("principal disabled")
+    if pending is not None:
+        raise Unauthenticated(
+            f"this token was issued for {name} by someone else and works once a second person"
+            f" approves change {pending} (`warden policy changes approve {pending}`)"
+        )
     _touch(db, token_id, last_used_at, now)
     return Caller(
         name=name,

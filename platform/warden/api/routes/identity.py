@@ -163,21 +163,42 @@ def _role_answer(
     return JSONResponse(status_code=202, content=out.model_dump())
 
 
-@router.post("/principals/{name}/tokens", status_code=201, response_model=TokenOut)
+@router.post(
+    "/principals/{name}/tokens",
+    status_code=201,
+    response_model=TokenOut,
+    responses={202: {"model": TokenOut, "description": "Minted; works once approved"}},
+)
 def add_token(
     name: str, body: TokenCreate, caller: CurrentCaller, db: DbSession, state: State
-) -> TokenOut:
+) -> Any:
     """Issue an API token (shown once; only its hash is kept). Yourself, or with manage. Every
-    token expires: the principal kind's default lifetime, or `ttl_days` up to its maximum."""
+    token expires: the principal kind's default lifetime, or `ttl_days` up to its maximum.
+    A token for anyone but yourself or a service account you own lets you act as them: it is
+    a reviewed change (202 with `change_id`), refused until a different person approves."""
     principal = _own_or_managed(name, caller, db, state)
     now = state.now()
     ttl = timedelta(days=body.ttl_days) if body.ttl_days else None
     # Who minted it: a token someone else issued never approves what its issuer asked for.
     issuer = db.get(Principal, caller.principal_id)
+    held = changes.needs_second_person(caller, principal)
     secret, token = mint_token(
-        db, principal, label=body.label, ttl=ttl, settings=state.settings, now=now, issued_by=issuer
+        db,
+        principal,
+        label=body.label,
+        ttl=ttl,
+        settings=state.settings,
+        now=now,
+        issued_by=issuer,
+        pending_change_id="pending" if held else None,  # replaced by the change's id below
     )
+    change_id = None
+    if held:
+        proposed = changes.propose_token(db, state, caller, principal, token).change
+        assert proposed is not None
+        change_id = proposed.id
     assert token.expires_at is not None
+    pending = {"pending_change": change_id} if change_id else {}
     _audit(
         db,
         caller,
@@ -186,10 +207,17 @@ def add_token(
         token_id=token.id,
         label=body.label,
         expires_at=_iso(token.expires_at),
+        **pending,
     )
-    return TokenOut(
-        token=secret, id=token.id, principal=principal.name, expires_at=_iso(token.expires_at)
+    out = TokenOut(
+        token=secret,
+        id=token.id,
+        principal=principal.name,
+        expires_at=_iso(token.expires_at),
+        change_id=change_id,
     )
+    db.commit()  # the token, its audit event and any proposal, before the secret leaves
+    return out if change_id is None else JSONResponse(status_code=202, content=out.model_dump())
 
 
 @router.get("/principals/{name}/tokens", response_model=TokenList)
@@ -292,17 +320,23 @@ def _audit(
 def add_tenant(
     body: TenantCreate, caller: CurrentCaller, db: DbSession, state: State
 ) -> TenantCreated:
-    """Create a tenant with its first admin (a person) and the seed role rules; the new admin's
-    token is shown once. Platform admins only."""
+    """Create a tenant with its first admin (a person), a second founding admin when `founder`
+    names one (without one, nobody in the tenant can approve a widening change), and the seed
+    role rules; their tokens are shown once. Platform admins only."""
     require_platform_admin(db, state, caller)
     try:
-        done = create_tenant(db, state.settings, caller, body.name, body.admin)
+        done = create_tenant(db, state.settings, caller, body.name, body.admin, body.founder)
         db.commit()
-    except IntegrityError:  # a concurrent create took the tenant's or the admin's name
-        raise Conflict(f"tenant {body.name!r} or principal {body.admin!r} already exists") from None
+    except IntegrityError:  # a concurrent create took the tenant's or an admin's name
+        names = " or ".join(repr(n) for n in (body.admin, body.founder) if n)
+        raise Conflict(f"tenant {body.name!r} or principal {names} already exists") from None
     state.policy.ensure_fresh()
     return TenantCreated(
-        tenant=done.tenant, admin=done.admin, token=done.token, policy_version=done.policy_version
+        tenant=done.tenant,
+        admin=done.admin,
+        token=done.token,
+        policy_version=done.policy_version,
+        founders=done.founders,
     )
 
 

@@ -1,0 +1,92 @@
+"""Console pages for auditors: search the log, open one event, verify the chain.
+
+They call the /v1/audit route functions themselves (routes/audit.py), so who may read the
+log, which tenant's events they see, and the audit of each query are the API's exactly."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import HTMLResponse
+
+from warden.api.console.web import PREFIX, ConsoleRoute, Form, Who, render
+from warden.api.routes import audit as audit_api
+from warden.audit.service import encode_cursor
+from warden.db.session import unit_of_work
+from warden.errors import NotFound, Unprocessable
+
+router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute, include_in_schema=False)
+
+PAGE = 50
+Text = Annotated[str, Query(max_length=64)]
+
+
+def _when(value: str, name: str) -> datetime | None:
+    """A date or date-time from the form (a browser's datetime-local has no zone: UTC)."""
+    if not value.strip():
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise Unprocessable(f"{name}: expected an ISO-8601 date or date-time") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@router.get("/audit")
+def search(
+    who: Who,
+    actor: Text = "",
+    dataset: Text = "",
+    action: Text = "",
+    decision: Annotated[Literal["", "allow", "deny", "error"], Query()] = "",
+    since: Text = "",
+    until: Text = "",
+    cursor: Text = "",
+) -> HTMLResponse:
+    filters = {
+        "actor": actor,
+        "dataset": dataset,
+        "action": action,
+        "decision": decision,
+        "since": since,
+        "until": until,
+    }
+    with unit_of_work(who.state.sessions) as db:
+        page = audit_api.list_events(
+            db,
+            who.caller,
+            who.state,
+            actor=actor.strip() or None,
+            dataset=dataset.strip() or None,
+            action=action.strip() or None,
+            decision=decision or None,
+            since=_when(since, "since"),
+            until=_when(until, "until"),
+            cursor=cursor or None,
+            limit=PAGE,
+        )
+    return render(who.request, "audit.html", who, page=page, filters=filters, searched=True)
+
+
+@router.get("/audit/events/{seq}")
+def event(seq: int, who: Who) -> HTMLResponse:
+    """One event's full record, found as a query of the caller's tenant would find it."""
+    with unit_of_work(who.state.sessions) as db:
+        page = audit_api.list_events(
+            db, who.caller, who.state, actor=None, dataset=None, action=None, decision=None,
+            since=None, until=None, cursor=encode_cursor(seq + 1), limit=1,
+        )  # fmt: skip
+    found = page.events[0] if page.events else None
+    if found is None or found.seq != seq:
+        raise NotFound(f"no audit event {seq} in your tenant's log")
+    return render(who.request, "audit_event.html", who, event=found)
+
+
+@router.post("/audit/verify")
+def verify(who: Who, form: Form) -> HTMLResponse:
+    """Walk the chain and hold it against the signed checkpoints (audited as audit.verify)."""
+    with unit_of_work(who.state.sessions) as db:
+        result = audit_api.verify_chain(db, who.caller, who.state)
+    return render(who.request, "audit_verify.html", who, result=result)
