@@ -119,10 +119,18 @@ def write_metrics(out: Path, step: str, metrics: dict[str, Any]) -> dict[str, An
     return full
 
 
-def save_model(path: Path, kind: str, config: dict[str, Any], modules: dict[str, Any]) -> None:
-    """One artifact: ``{"kind", "config", "<module>": state_dict, ...}`` (torch.save)."""
+def save_model(
+    path: Path,
+    kind: str,
+    config: dict[str, Any],
+    modules: dict[str, Any],
+    training: dict[str, Any] | None = None,
+) -> None:
+    """One artifact: ``{"kind", "config", "training", "<module>": state_dict, ...}``
+    (torch.save); ``training`` is the phases that made it (see ``warden_ml.budget``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     blob: dict[str, Any] = {"kind": kind, "config": config, "provenance": PROVENANCE}
+    blob["training"] = training or {}
     blob.update({name: m.state_dict() for name, m in modules.items()})
     torch.save(blob, path)
 

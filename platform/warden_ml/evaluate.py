@@ -1,6 +1,9 @@
 """The eval step: model A against baseline B on the gold slices, plus serving cost.
 
-Quality: every arm is scored on the same requests, the same candidate sets and the same k.
+Quality: every arm, and the ceiling and floor (``baselines``: an oracle on the generator's
+latent model, popularity, random), is scored on the same requests, the same candidate sets
+and the same k; every model metric is also reported as the share of the oracle-minus-random
+gap it closes. The full catalog is the headline; sampled candidates are secondary.
 For each gold row the request is the user's last engagements before the gold timestamp
 with the query pin appended; two candidate sets are ranked: ``sampled`` (the target plus
 ``n_candidates - 1`` random pins, seeded, identical across arms) and ``full`` (the whole
@@ -21,6 +24,15 @@ import polars as pl
 import torch
 
 from warden_ml import PROVENANCE
+from warden_ml.baselines import (
+    BASELINES,
+    Latent,
+    baseline_scores,
+    read_latent,
+    seen_by_user,
+    share_of_gap,
+    wants_oracle,
+)
 from warden_ml.common import (
     Reader,
     Spec,
@@ -41,9 +53,8 @@ from warden_ml.data import (
 )
 from warden_ml.metrics import all_metrics, mean_ci, target_ranks
 from warden_ml.models import Stack, flops, n_params, stack_from_blob
+from warden_ml.report import SLICES, plots, render_markdown
 from warden_ml.serving import Server, measure
-
-SLICES = ("heldout_edge", "cold_start", "next_pin")
 
 
 def _paths(model_in: Any, arm: str) -> list[str]:
@@ -73,6 +84,7 @@ def build_requests(
             "windows": np.stack(windows) if windows else np.zeros((0, max_len), np.int64),
             "query": q[keep],
             "target": t[keep],
+            "user": users[keep],
         }
     return out
 
@@ -140,6 +152,9 @@ def evaluate(spec: Spec, out: Path, client: Reader) -> dict[str, Any]:
     n = pins.images.shape[0]
     cands = {s: sample_candidates(r["query"], r["target"], n, n_cand, rng) for s, r in reqs.items()}
     say("requests: " + ", ".join(f"{s} {len(r['query'])}" for s, r in reqs.items()))
+    latent = read_latent(client, spec, pins) if wants_oracle(spec) else None
+    engaged = np.bincount(hist.items, minlength=n)
+    baselines = _baselines(reqs, cands, n, engaged, latent, k, spec.seed, hist)
 
     # quality[arm][scorer][candset][slice][metric] -> per-seed values
     per_seed: dict[str, list[dict[str, Any]]] = {"A": [], "B": []}
@@ -162,7 +177,7 @@ def evaluate(spec: Spec, out: Path, client: Reader) -> dict[str, Any]:
             r10 = result["stack"].get("heldout_edge", {}).get("sampled", {}).get(f"recall@{k}")
             say(f"eval {arm} model {i + 1}/{len(stacks[arm])}: heldout_edge recall@{k} {r10}")
 
-    quality = _aggregate(per_seed, k)
+    quality = _aggregate(per_seed, k, baselines)
     serving = _serving(stacks, pins.images, reqs, k, price, spec)
     shadow = _shadow(top_lists, reqs, k) if spec.p("shadow", True) else None
     size = {
@@ -176,15 +191,27 @@ def evaluate(spec: Spec, out: Path, client: Reader) -> dict[str, Any]:
         }
         for arm in ("A", "B")
     }
+    training = {
+        arm: [load_model(p).get("training", {}) for p in paths] for arm, paths in arms.items()
+    }
     headline = _headline(quality, serving, size, k)
+    headline["training_budget"] = training_budgets(training)
     report = {
         "provenance": PROVENANCE,
         "arms": {arm: {"name": names[arm], "models": arms[arm]} for arm in ("A", "B")},
         "protocol": {
             "k": k,
             "n_candidates": n_cand,
-            "candidate_sets": "sampled: target + n-1 uniform random pins (same for A and B); "
-            "full: whole catalog minus the query pin; ties count against the target",
+            "candidate_sets": "full (headline): whole catalog minus the query pin, exact top-k; "
+            "sampled (secondary): target + n-1 uniform random pins (same for every scorer); "
+            "ties count against a model's target; baselines break ties at random",
+            "baselines": "oracle: the generator's own probability of each pin for the request, "
+            "from its latent model (evaluation-only datasets latent_users, latent_pins), never a "
+            "pin the user engaged in training (gold pairs have no training events; the models "
+            "do not use that filter, any of them could); "
+            "popularity: training engagements per pin; random: seeded uniform scores"
+            + ("" if latent is not None else " (oracle NOT run: latent datasets not given)"),
+            "share_of_gap": "(model - random) / (oracle - random), per metric and seed",
             "request": f"last {max_len - 1} engagements before the gold ts + the query pin",
             "latency": "batch size 1, torch.set_num_threads(1), encoders served traced +"
             " frozen for A and B alike; all arms interleaved in blocks of"
@@ -195,31 +222,102 @@ def evaluate(spec: Spec, out: Path, client: Reader) -> dict[str, Any]:
         },
         "headline": headline,
         "quality": quality,
+        "training": training,
         "serving": serving,
         "size": size,
         "shadow": shadow,
     }
     write_json(out / "report.json", report)
     (out / "report.md").write_text(render_markdown(report, names, k))
-    plots = _plots(report, names, k, out)
-    metrics = {**_flat_headline(headline), "plots": plots, "reports": ["report.json", "report.md"]}
+    written = plots(report, names, k, out)
+    metrics = {
+        **_flat_headline(headline),
+        "plots": written,
+        "reports": ["report.json", "report.md"],
+    }
     metrics |= timer.done()
     return write_metrics(out, "eval", metrics)
 
 
-def _aggregate(per_seed: dict[str, list[dict[str, Any]]], k: int) -> dict[str, Any]:
+METRICS = ("recall@{k}", "mrr", "ndcg@{k}")
+
+
+def _metric_names(k: int) -> tuple[str, ...]:
+    return tuple(m.format(k=k) for m in METRICS)
+
+
+def _baselines(
+    reqs: dict[str, dict[str, np.ndarray]],
+    cands: dict[str, np.ndarray],
+    n_pins: int,
+    engaged: np.ndarray,
+    latent: Latent | None,
+    k: int,
+    seed: int,
+    hist: Histories | None = None,
+) -> dict[str, dict[str, Any]]:
+    """baseline -> slice -> candidate set -> metrics, on the models' requests and candidates."""
+    out: dict[str, dict[str, Any]] = {}
+    seen = {
+        s: seen_by_user(r["user"], hist, n_pins)
+        for s, r in reqs.items()
+        if hist is not None and s != "cold_start"
+    }
+    for j, name in enumerate(BASELINES):
+        rng = np.random.default_rng([seed, 7919, j])
+        for s, req in reqs.items():
+            if not len(req["query"]):
+                continue
+            scores = baseline_scores(name, s, req, n_pins, engaged, latent, rng, seen.get(s))
+            if scores is None:
+                continue
+            out.setdefault(name, {})[s] = rank_metrics(scores, req, cands[s], k)
+        if name in out:
+            r = out[name].get("heldout_edge", {}).get("full", {}).get(f"recall@{k}")
+            say(f"baseline {name}: heldout_edge full-catalog recall@{k} {r}")
+    return out
+
+
+def _aggregate(
+    per_seed: dict[str, list[dict[str, Any]]], k: int, baselines: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """arm -> scorer -> slice -> candidate set -> metric -> mean/CI over seeds, with each
+    metric's share of the oracle-minus-random gap (per seed, then mean/CI) beside it."""
+    names = _metric_names(k)
     out: dict[str, Any] = {}
+    for base, slices in baselines.items():
+        for s, sets in slices.items():
+            for cs, vals in sets.items():
+                node = out.setdefault("baselines", {}).setdefault(base, {}).setdefault(s, {})
+                node[cs] = {m: mean_ci([vals[m]]) for m in names} | {"n_queries": vals["n"]}
+
+    def floor_ceiling(s: str, cs: str, m: str) -> tuple[float, float]:
+        try:
+            return baselines["oracle"][s][cs][m], baselines["random"][s][cs][m]
+        except KeyError:
+            return math.nan, math.nan
+
     for arm, results in per_seed.items():
         for scorer in ("stack", "tower"):
             for s in SLICES:
                 for cs in ("sampled", "full"):
-                    vals = [r[scorer][s][cs] for r in results if s in r[scorer]]
+                    vals = [r[scorer][s][cs] for r in results if cs in r[scorer].get(s, {})]
                     if not vals:
                         continue
-                    for m in (f"recall@{k}", "mrr", f"ndcg@{k}"):
-                        node = out.setdefault(arm, {}).setdefault(scorer, {}).setdefault(s, {})
-                        node.setdefault(cs, {})[m] = mean_ci([v[m] for v in vals])
-                    out[arm][scorer][s][cs]["n_queries"] = vals[0]["n"]
+                    node = out.setdefault(arm, {}).setdefault(scorer, {}).setdefault(s, {})
+                    node[cs] = {m: mean_ci([v[m] for v in vals]) for m in names}
+                    node[cs]["share_of_gap"] = {
+                        m: mean_ci([share_of_gap(v[m], *floor_ceiling(s, cs, m)) for v in vals])
+                        for m in names
+                    }
+                    node[cs]["n_queries"] = vals[0]["n"]
+    for slices in out.get("baselines", {}).values():
+        for s, sets in slices.items():
+            for cs, node in sets.items():
+                node["share_of_gap"] = {
+                    m: mean_ci([share_of_gap(node[m]["mean"], *floor_ceiling(s, cs, m))])
+                    for m in names
+                }
     return out
 
 
@@ -277,19 +375,40 @@ def _shadow(top: dict[str, np.ndarray], reqs: dict[str, Any], k: int) -> dict[st
 
 
 def _headline(quality: dict[str, Any], serving: dict[str, Any], size: dict[str, Any], k: int):  # type: ignore[no-untyped-def]
-    def q(arm: str, scorer: str) -> float:
-        try:
-            return float(quality[arm][scorer]["heldout_edge"]["sampled"][f"recall@{k}"]["mean"])
-        except KeyError:
-            return math.nan
+    """Full-catalog quality on held-out edges beside the ceiling and floor (the headline),
+    the sampled-candidate numbers (secondary), then latency, cost and size."""
+    metric = f"recall@{k}"
+
+    def node(path: tuple[str, ...]) -> dict[str, Any]:
+        cur: Any = quality
+        for key in path:
+            cur = cur.get(key, {}) if isinstance(cur, dict) else {}
+        return cur if isinstance(cur, dict) else {}
 
     def ratio(x: float, y: float) -> float:
         return x / y if y else math.nan
 
     h: dict[str, Any] = {}
-    for scorer in ("stack", "tower"):
-        a, b = q("A", scorer), q("B", scorer)
-        h[f"heldout_recall@{k}_{scorer}"] = {"A": a, "B": b, "relative_lift": ratio(a - b, b)}
+    for cs in ("full", "sampled"):
+        row: dict[str, Any] = {}
+        for base in BASELINES:
+            n = node(("baselines", base, "heldout_edge", cs))
+            row[base] = n.get(metric, {}).get("mean", math.nan)
+            row[f"share_{base}"] = n.get("share_of_gap", {}).get(metric, {}).get("mean", math.nan)
+        for scorer in ("stack", "tower"):
+            for arm in ("A", "B"):
+                n = node((arm, scorer, "heldout_edge", cs))
+                row[f"{arm}_{scorer}"] = n.get(metric, {}).get("mean", math.nan)
+                row[f"{arm}_{scorer}_ci95"] = n.get(metric, {}).get("ci95", math.nan)
+                share = n.get("share_of_gap", {}).get(metric, {})
+                row[f"share_{arm}_{scorer}"] = share.get("mean", math.nan)
+                row[f"share_{arm}_{scorer}_ci95"] = share.get("ci95", math.nan)
+            a, b = row[f"A_{scorer}"], row[f"B_{scorer}"]
+            row[f"lift_{scorer}"] = ratio(a - b, b)
+            sa, sb = row[f"share_A_{scorer}"], row[f"share_B_{scorer}"]
+            row[f"share_gain_points_{scorer}"] = sa - sb
+            row[f"share_gain_relative_{scorer}"] = ratio(sa - sb, abs(sb))
+        h[f"heldout_{metric}_{cs}"] = row
     if serving:
         ea, eb = serving["A"]["tower_only"], serving["B"]["tower_only"]
         h["encode_latency"] = {
@@ -306,6 +425,36 @@ def _headline(quality: dict[str, Any], serving: dict[str, Any], size: dict[str, 
     return h
 
 
+def training_budgets(training: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Steps, examples and CPU-seconds (mean over each arm's models): the generic tower (B)
+    against the whole domain path (A: domain tower + align + post-train)."""
+
+    def mean(records: list[dict[str, Any]], pick: Any, key: str) -> float:
+        vals = [sum(float(p.get(key, 0)) for p in pick(r.get("phases", []))) for r in records]
+        return float(np.mean(vals)) if vals else math.nan
+
+    def generic(phases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [p for p in phases if p.get("name") == "generic tower"]
+
+    def everything(phases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return list(phases)
+
+    a, b = training.get("A", []), training.get("B", [])
+    out: dict[str, Any] = {}
+    for key in ("steps", "examples", "cpu_s"):
+        dom, gen = mean(a, everything, key), mean(b, generic, key)
+        out[key] = {"A_domain_path": dom, "B_generic_tower": gen,
+                    "B_over_A": gen / dom if dom else math.nan}  # fmt: skip
+    towers = [p for r in b for p in generic(r.get("phases", []))]
+    out["B_stopped_by"] = [p.get("stopped_by") for p in towers]
+    # the best validation loss came at the last check: the budget, not convergence, ended it
+    out["B_still_improving"] = [
+        bool(p.get("best_val_step")) and p.get("best_val_step") == p.get("steps") for p in towers
+    ]
+    out["B_budget"] = b[0].get("budget") if b else None
+    return out
+
+
 def _flat_headline(h: dict[str, Any]) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in h.items():
@@ -315,148 +464,3 @@ def _flat_headline(h: dict[str, Any]) -> dict[str, Any]:
         else:
             flat[key] = value
     return flat
-
-
-def _fmt(x: Any, digits: int = 4) -> str:
-    if isinstance(x, float):
-        return "n/a" if math.isnan(x) else f"{x:.{digits}g}"
-    return str(x)
-
-
-def render_markdown(report: dict[str, Any], names: dict[str, str], k: int) -> str:
-    h = report["headline"]
-    lines = [
-        f"# A/B report: {names['A']} (A) vs {names['B']} (B)",
-        "",
-        f"> {PROVENANCE}",
-        "",
-        "## Headline (same run, same requests, same candidates, same k)",
-        "",
-        "| measure | A | B | A vs B |",
-        "| --- | --- | --- | --- |",
-    ]
-    for scorer in ("stack", "tower"):
-        r = h[f"heldout_recall@{k}_{scorer}"]
-        lines.append(
-            f"| heldout_edge recall@{k} ({scorer}, sampled {report['protocol']['n_candidates']}) "
-            f"| {_fmt(r['A'])} | {_fmt(r['B'])} | lift {_fmt(r['relative_lift'] * 100, 3)}% |"
-        )
-    if "encode_latency" in h:
-        e = h["encode_latency"]
-        lines += [
-            f"| tower encode P50 (ms) | {_fmt(e['A_p50_ms'])} | {_fmt(e['B_p50_ms'])} "
-            f"| {_fmt(e['speedup_p50'], 3)}x faster |",
-            f"| tower encode P95 (ms) | {_fmt(e['A_p95_ms'])} | {_fmt(e['B_p95_ms'])} "
-            f"| {_fmt(e['speedup_p95'], 3)}x faster |",
-        ]
-        for path in ("tower_only", "encode_only", "request_encode", "request_lookup"):
-            c = h[f"cost_per_1k_{path}"]
-            lines.append(
-                f"| cost per 1k requests, {path} (USD) | {_fmt(c['A'])} | {_fmt(c['B'])} "
-                f"| {_fmt(c['reduction'] * 100, 3)}% lower |"
-            )
-    lines += [
-        f"| tower parameters | {h['tower_params']['A']:,} | {h['tower_params']['B']:,} | |",
-        f"| tower FLOPs / image | {h['tower_flops']['A']:,} | {h['tower_flops']['B']:,} | |",
-        "",
-        f"## Quality by slice (mean ± 95% CI over seeds; A {report['protocol']['seeds_per_arm']})",
-        "",
-        f"| scorer | candidates | slice | arm | recall@{k} | MRR | nDCG@{k} | queries |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for scorer in ("stack", "tower"):
-        for cs in ("sampled", "full"):
-            for s in SLICES:
-                for arm in ("A", "B"):
-                    node = report["quality"].get(arm, {}).get(scorer, {}).get(s, {}).get(cs)
-                    if not node:
-                        continue
-                    cells = [
-                        f"{_fmt(node[m]['mean'])} ± {_fmt(node[m]['ci95'], 2)}"
-                        for m in (f"recall@{k}", "mrr", f"ndcg@{k}")
-                    ]
-                    lines.append(
-                        f"| {scorer} | {cs} | {s} | {arm} | "
-                        + " | ".join(cells)
-                        + f" | {node['n_queries']} |"
-                    )
-    if report["serving"]:
-        lines += [
-            "",
-            "## Serving (batch 1, one thread, A and B interleaved; see the protocol)",
-            "",
-            "| arm | path | P50 ms | P95 ms | CPU-s / request | USD per 1k |",
-            "| --- | --- | --- | --- | --- | --- |",
-        ]
-        for arm in ("A", "B"):
-            for path, m in report["serving"][arm].items():
-                lines.append(
-                    f"| {arm} | {path} | {_fmt(m['p50_ms'])} | {_fmt(m['p95_ms'])} "
-                    f"| {_fmt(m['cpu_s_per_request'])} | {_fmt(m['cost_per_1k_usd'])} |"
-                )
-    if report["shadow"]:
-        lines += ["", "## Shadow mode (B beside A on the same requests, full catalog)", ""]
-        lines += ["| slice | requests | overlap@k | top-1 agree | A hit/B miss | B hit/A miss |"]
-        lines += ["| --- | --- | --- | --- | --- | --- |"]
-        for s, m in report["shadow"].items():
-            lines.append(
-                f"| {s} | {m['requests']} | {_fmt(m[f'mean_overlap@{k}'])} "
-                f"| {_fmt(m['top1_agreement'])} | {m['a_hit_b_miss']} | {m['b_hit_a_miss']} |"
-            )
-    lines += ["", "## Protocol", ""]
-    lines += [f"- {key}: {value}" for key, value in report["protocol"].items()]
-    lines += ["", f"_{PROVENANCE}_", ""]
-    return "\n".join(lines)
-
-
-def _plots(report: dict[str, Any], names: dict[str, str], k: int, out: Path) -> list[str]:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        say("matplotlib is not installed: no PNG plots")
-        return []
-    written: list[str] = []
-    note = "graph: generated; images: real (sklearn digits)"
-    fig, ax = plt.subplots(figsize=(7, 4))
-    width = 0.38
-    for j, arm in enumerate(("A", "B")):
-        means, errs = [], []
-        for s in SLICES:
-            node = report["quality"].get(arm, {}).get("stack", {}).get(s, {}).get("sampled", {})
-            m = node.get(f"recall@{k}", {"mean": math.nan, "ci95": math.nan})
-            means.append(m["mean"])
-            errs.append(0.0 if math.isnan(m["ci95"]) else m["ci95"])
-        xs = [i + (j - 0.5) * width for i in range(len(SLICES))]
-        ax.bar(xs, means, width, yerr=errs, capsize=3, label=f"{arm}: {names[arm]}")
-    ax.set_xticks(range(len(SLICES)), list(SLICES))
-    ax.set_ylabel(f"recall@{k} (sampled {report['protocol']['n_candidates']})")
-    ax.set_title(f"Quality by gold slice (mean, 95% CI over seeds)\n{note}", fontsize=9)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "recall.png", dpi=110)
-    plt.close(fig)
-    written.append("recall.png")
-    if report["serving"]:
-        fig, axes = plt.subplots(1, 2, figsize=(9, 4))
-        paths = ("tower_only", "encode_only", "request_encode", "request_lookup")
-        for j, arm in enumerate(("A", "B")):
-            xs = [i + (j - 0.5) * width for i in range(len(paths))]
-            srv = report["serving"][arm]
-            axes[0].bar(xs, [srv[p]["p50_ms"] for p in paths], width, label=f"{arm} P50")
-            axes[0].scatter(xs, [srv[p]["p95_ms"] for p in paths], marker="_", s=200, c="k")
-            axes[1].bar(xs, [srv[p]["cost_per_1k_usd"] for p in paths], width, label=arm)
-        for ax, label in ((axes[0], "ms per request (bar P50, tick P95)"),
-                          (axes[1], "USD per 1k requests")):  # fmt: skip
-            ax.set_xticks(range(len(paths)), list(paths), fontsize=8)
-            ax.set_ylabel(label)
-            ax.set_yscale("log")
-            ax.legend()
-        fig.suptitle(f"Serving at batch 1, one thread\n{note}", fontsize=9)
-        fig.tight_layout()
-        fig.savefig(out / "serving.png", dpi=110)
-        plt.close(fig)
-        written.append("serving.png")
-    return written

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from warden_ml.budget import Budget, EarlyStopping, Phase, domain_path_budget
 from warden_ml.common import (
     Reader,
     Spec,
@@ -100,7 +101,8 @@ def train_stack(
     batch: int = 256,
     lr: float = 2e-3,
     label: str = "stack",
-) -> dict[str, float]:
+    objective: str = "next-pin cross-entropy over the full catalog (tower frozen)",
+) -> tuple[dict[str, float], dict[str, Any]]:
     """Next-pin training over the whole catalog (full softmax) with the tower frozen.
 
     The tower's embeddings are computed once; only ``trainable`` parameters move.
@@ -118,6 +120,7 @@ def train_stack(
     rng = np.random.default_rng(seed)
     w_t, t_t = torch.from_numpy(windows), torch.from_numpy(targets)
     losses: list[float] = []
+    phase = Phase(label, objective)
     for step in range(1, steps + 1):
         pick = torch.from_numpy(rng.integers(0, targets.shape[0], batch))
         table = stack.projector(feats)
@@ -128,8 +131,10 @@ def train_stack(
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
+        phase.step(batch, losses[-1], _every(steps) // 2 or 1)
         if step % _every(steps) == 0 or step == steps:
             say(f"{label} step {step}/{steps} loss {np.mean(losses[-_every(steps) :]):.4f}")
+    record = phase.finish()
     stack.eval()
     for p in stack.parameters():
         p.requires_grad_(False)
@@ -138,7 +143,8 @@ def train_stack(
         f"{label}_loss_last": round(float(np.mean(losses[-_every(steps) :])), 5),
         f"{label}_steps": steps,
         f"{label}_examples": int(targets.shape[0]),
-    }
+        f"{label}_cpu_s": record["cpu_s"],
+    }, record
 
 
 def _seq_config(spec: Spec) -> dict[str, Any]:
@@ -151,20 +157,110 @@ def _seq_config(spec: Spec) -> dict[str, Any]:
     }
 
 
-def save_stack(path: Path, stack: Stack) -> None:
+def save_stack(path: Path, stack: Stack, training: dict[str, Any]) -> None:
     save_model(
         path,
         "stack",
         stack.config(),
         {"tower": stack.tower, "projector": stack.projector, "seq": stack.seq},
+        training,
     )
 
 
 # --------------------------------------------------------------------------- steps
 
 
+def _val_loss(tower: nn.Module, images: torch.Tensor, seed: int, batch: int) -> float:
+    """NT-Xent on held-out pins under fixed augmentations (the same every time it is asked)."""
+    gen = torch.Generator().manual_seed(seed + 7919)
+    tower.eval()
+    losses, sizes = [], []
+    with torch.no_grad():
+        for i in range(0, images.shape[0], batch):
+            x = images[i : i + batch]
+            if x.shape[0] < 2:
+                continue
+            losses.append(float(nt_xent(tower(augment(x, gen)), tower(augment(x, gen)))))
+            sizes.append(x.shape[0])
+    tower.train()
+    return float(np.average(losses, weights=sizes)) if losses else math.nan
+
+
+def _generic_budget(spec: Spec) -> Budget:
+    """At least the whole domain path (tower + align + post-train) in steps and examples,
+    unless the spec gives more; CPU-seconds unbounded unless given."""
+    default = domain_path_budget()
+    steps = int(spec.p("budget_steps", spec.p("steps", default["steps"])))
+    examples = int(spec.p("budget_examples", default["examples"]))
+    cpu = spec.p("budget_cpu_s", None)
+    given = any(k in spec.params for k in ("budget_steps", "steps", "budget_examples"))
+    basis = (
+        "given in the spec"
+        if given
+        else ("the domain path at its defaults: tower 200x256 + align 100x256 + post-train 100x256")
+    )
+    basis = str(spec.p("budget_basis", basis))
+    return Budget(steps, examples, None if cpu is None else float(cpu), basis)
+
+
+def _train_generic_tower(
+    spec: Spec, pins: Pins, tower: nn.Module
+) -> tuple[dict[str, Any], dict[str, Any], Budget]:
+    """SimCLR on the training pins until the validation loss stops improving (patience)
+    or the budget runs out; the best validated weights are kept."""
+    gen = torch.Generator().manual_seed(spec.seed)
+    n = pins.images.shape[0]
+    perm = torch.randperm(n, generator=gen)
+    n_val = min(max(2, n // 10), int(spec.p("val_pins", 512)))
+    val_images, train_idx = pins.images[perm[:n_val]], perm[n_val:]
+    batch = int(spec.p("batch", 256))
+    budget = _generic_budget(spec)
+    eval_every = int(spec.p("eval_every", 25))
+    stopper = EarlyStopping(int(spec.p("patience", 4)), float(spec.p("min_delta", 1e-3)))
+    opt = torch.optim.AdamW(tower.parameters(), lr=float(spec.p("lr", 1e-3)), weight_decay=1e-4)
+    phase = Phase("generic tower", "SimCLR NT-Xent on pin images (never the graph)")
+    log = max(1, eval_every // 5)
+    stopped: str | None = None
+    tower.train()
+    while (stopped := budget.reached(phase)) is None:
+        idx = train_idx[torch.randint(0, train_idx.shape[0], (batch,), generator=gen)]
+        x = pins.images[idx]
+        loss = nt_xent(tower(augment(x, gen)), tower(augment(x, gen)))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        phase.step(batch, float(loss.detach()), log)
+        if phase.steps % eval_every == 0:
+            val = _val_loss(tower, val_images, spec.seed, batch)
+            phase.validated(val)
+            say(f"generic step {phase.steps} loss {float(loss.detach()):.4f} val {val:.4f}")
+            if stopper.update(val, phase.steps, tower):
+                stopped = f"early stopping (no val improvement in {stopper.patience} checks)"
+                break
+    stopper.restore(tower)
+    tower.eval()
+    record = phase.finish(stopped)
+    record["best_val_step"] = stopper.best_step
+    record["best_val_loss"] = None if math.isinf(stopper.best) else round(stopper.best, 5)
+    curve = phase.curve["train_loss"]
+    metrics = {
+        "loss_first": curve[0] if curve else math.nan,
+        "loss_last": curve[-1] if curve else math.nan,
+        "steps": phase.steps,
+        "examples": phase.examples,
+        "batch": batch,
+        "stopped_by": record["stopped_by"],
+        "best_val_step": stopper.best_step,
+        "best_val_loss": record["best_val_loss"],
+        "tower_cpu_s": record["cpu_s"],
+        "budget": budget.record(),
+    }
+    return metrics, record, budget
+
+
 def train_generic(spec: Spec, out: Path, client: Reader) -> dict[str, Any]:
-    """SimCLR-style augmentation invariance on pin images only (never the graph); then the
+    """SimCLR-style augmentation invariance on pin images only (never the graph), until the
+    validation loss stops improving, with at least the domain path's budget; then the
     "language model" side (projector + sequence model) on next-pin, the tower frozen."""
     timer = Timer()
     seed_everything(spec.seed, spec.p("threads", None))
@@ -172,35 +268,16 @@ def train_generic(spec: Spec, out: Path, client: Reader) -> dict[str, Any]:
     cfg = {k: spec.p(k, v) for k, v in {"dim": 128, "depth": 6, "heads": 4, "mlp": 256}.items()}
     tower = ViTTower(**cfg, out_dim=int(spec.p("out_dim", 64)))
     say(f"generic tower: ViT {n_params(tower):,} parameters")
-    gen = torch.Generator().manual_seed(spec.seed)
-    opt = torch.optim.AdamW(tower.parameters(), lr=float(spec.p("lr", 1e-3)), weight_decay=1e-4)
-    batch = int(spec.p("batch", 128))
-    steps = int(spec.p("steps", 50))
-    n = pins.images.shape[0]
-    losses: list[float] = []
-    tower.train()
-    for step in range(1, steps + 1):
-        idx = torch.randint(0, n, (batch,), generator=gen)
-        x = pins.images[idx]
-        loss = nt_xent(tower(augment(x, gen)), tower(augment(x, gen)))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
-        if step % _every(steps) == 0 or step == steps:
-            say(f"generic step {step}/{steps} loss {np.mean(losses[-_every(steps) :]):.4f}")
-    tower.eval()
+    tower_metrics, tower_record, budget = _train_generic_tower(spec, pins, tower)
+    training: dict[str, Any] = {"phases": [tower_record], "budget": budget.record()}
     knn = digit_knn_accuracy(embed_all(tower, pins.images), pins.digits)
     save_model(out / "generic_tower.pt", "tower", {"tower_kind": "vit", "tower": tower.config},
-               {"tower": tower})  # fmt: skip
+               {"tower": tower}, training)  # fmt: skip
     metrics: dict[str, Any] = {
         "tower": "vit",
         "tower_params": n_params(tower),
-        "objective": "simclr_nt_xent (augmentation invariance; no graph)",
-        "loss_first": round(losses[0], 5),
-        "loss_last": round(float(np.mean(losses[-_every(steps) :])), 5),
-        "steps": steps,
-        "batch": batch,
+        "objective": "simclr_nt_xent (augmentation invariance; no graph), early stopping",
+        **tower_metrics,
         "digit_1nn_acc": round(knn, 4),
         "artifacts": ["generic_tower.pt"],
     }
@@ -211,9 +288,15 @@ def train_generic(spec: Spec, out: Path, client: Reader) -> dict[str, Any]:
         stack = Stack("vit", tower, Projector(tower.out_dim, seq_cfg["d_model"]),
                       SeqModel(**seq_cfg))  # fmt: skip
         trainable = [*stack.projector.parameters(), *stack.seq.parameters()]
-        metrics |= train_stack(stack, pins, hist, stack_steps, trainable, spec.seed + 1,
-                               batch=int(spec.p("stack_batch", 256)), label="stack")  # fmt: skip
-        save_stack(out / "generic_stack.pt", stack)
+        stack_metrics, stack_record = train_stack(
+            stack, pins, hist, stack_steps, trainable, spec.seed + 1,
+            batch=int(spec.p("stack_batch", 256)), label="stack",
+            objective="next-pin over the full catalog: projector + sequence model (shared by"
+            " both arms: the swap keeps this sequence model)",
+        )  # fmt: skip
+        metrics |= stack_metrics
+        training["phases"].append(stack_record)
+        save_stack(out / "generic_stack.pt", stack, training)
         metrics["stack_params"] = n_params(stack)
         metrics["artifacts"].append("generic_stack.pt")
     metrics |= timer.done()
@@ -285,6 +368,7 @@ def _train_domain(
     temperature = float(spec.p("temperature", 0.1))
     hard_of = rng.integers(0, n, n)
     losses: list[float] = []
+    phase = Phase("domain tower", "InfoNCE on pin_pairs (the graph), in-batch + hard negatives")
     for step in range(1, steps + 1):
         if n_hard and (step - 1) % mine_every == 0 and step > 1:
             hard_of = _mine_hard(tower, pins, linked, rng, int(band[0]), int(band[1]))
@@ -297,9 +381,11 @@ def _train_domain(
         loss = domain_step(tower, opt, pins.images[torch.from_numpy(a)],
                            pins.images[torch.from_numpy(b)], hard, world, temperature)  # fmt: skip
         losses.append(loss)
+        phase.step(batch, loss, _every(steps) // 2 or 1)
         if step % _every(steps) == 0 or step == steps:
             say(f"domain step {step}/{steps} loss {np.mean(losses[-_every(steps) :]):.4f}")
     tower.eval()
+    record = phase.finish()
     metrics: dict[str, Any] = {
         "tower": "cnn",
         "tower_params": n_params(tower),
@@ -307,6 +393,8 @@ def _train_domain(
         "loss_first": round(losses[0], 5),
         "loss_last": round(float(np.mean(losses[-_every(steps) :])), 5),
         "steps": steps,
+        "examples": phase.examples,
+        "tower_cpu_s": record["cpu_s"],
         "batch": batch,
         "hard_negatives": n_hard,
         "world_size": world.size,
@@ -317,7 +405,7 @@ def _train_domain(
     metrics |= timer.done()
     if world.rank == 0:
         save_model(out / "domain_tower.pt", "tower", {"tower_kind": "cnn", "tower": tower.config},
-                   {"tower": tower})  # fmt: skip
+                   {"tower": tower}, {"phases": [record]})  # fmt: skip
         return write_metrics(out, "train-domain", metrics)
     return metrics
 
@@ -330,8 +418,9 @@ def swap(spec: Spec, out: Path, client: Reader) -> dict[str, Any]:
     model_in = spec.model_in or {}
     if not isinstance(model_in, dict) or "stack" not in model_in or "tower" not in model_in:
         raise ValueError('swap needs model_in = {"stack": generic_stack.pt, "tower": domain.pt}')
-    base = stack_from_blob(load_model(model_in["stack"]))
-    kind, tower = tower_from_blob(load_model(model_in["tower"]))
+    base_blob, tower_blob = load_model(model_in["stack"]), load_model(model_in["tower"])
+    base = stack_from_blob(base_blob)
+    kind, tower = tower_from_blob(tower_blob)
     pins = read_pins(client, spec, "training", with_digits=False)
     hist = Histories.build(read_engagements(client, spec, "training"), pins)
     d_model = base.seq.config["d_model"]
@@ -340,12 +429,23 @@ def swap(spec: Spec, out: Path, client: Reader) -> dict[str, Any]:
     metrics: dict[str, Any] = {"tower": kind, "tower_params": n_params(tower)}
     align = int(spec.p("align_steps", 100))
     post = int(spec.p("post_steps", 100))
-    metrics |= train_stack(stack, pins, hist, align, list(stack.projector.parameters()),
-                           spec.seed + 1, batch=batch, label="align")  # fmt: skip
+    align_metrics, align_record = train_stack(
+        stack, pins, hist, align, list(stack.projector.parameters()), spec.seed + 1,
+        batch=batch, label="align", objective="next-pin: a fresh projector only",
+    )  # fmt: skip
     trainable = [*stack.projector.parameters(), *stack.seq.last_block_parameters()]
-    metrics |= train_stack(stack, pins, hist, post, trainable, spec.seed + 2, batch=batch,
-                           lr=float(spec.p("post_lr", 1e-3)), label="post")  # fmt: skip
-    save_stack(out / "swapped_stack.pt", stack)
+    post_metrics, post_record = train_stack(
+        stack, pins, hist, post, trainable, spec.seed + 2, batch=batch,
+        lr=float(spec.p("post_lr", 1e-3)), label="post",
+        objective="next-pin: projector + last sequence block",
+    )  # fmt: skip
+    metrics |= align_metrics | post_metrics
+    # the domain path: the domain tower's phases, then align and post-train; the sequence
+    # model it keeps was trained once in the generic stack (both arms share that phase)
+    phases = [*tower_blob.get("training", {}).get("phases", []), align_record, post_record]
+    shared = [p for p in base_blob.get("training", {}).get("phases", []) if p["name"] == "stack"]
+    training = {"phases": phases, "shared": shared}
+    save_stack(out / "swapped_stack.pt", stack, training)
     metrics |= {
         "stack_params": n_params(stack),
         "frozen_in_align": "tower, sequence model",

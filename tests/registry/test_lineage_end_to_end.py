@@ -48,7 +48,9 @@ def test_train_swap_eval_infer_with_complete_lineage(
     step("train", "train-domain", TRAIN)
     step("train", "swap", TRAIN,
          model_in={"stack": "generic-tower:generic_stack.pt", "tower": "domain-tower"})  # fmt: skip
-    evaluation = {**TRAIN, "gold": "gold"}
+    # the generator's latent model: the oracle's input, for evaluation jobs only
+    evaluation = {**TRAIN, "gold": "gold", "latent_users": "latent_users",
+                  "latent_pins": "latent_pins"}  # fmt: skip
     step("eval", "eval", evaluation,
          model_in={"A": ["swapped-stack"], "B": ["generic-tower:generic_stack.pt"]})  # fmt: skip
     infer = step("infer", "infer", {"pins": "pins"}, model_in="swapped-stack")
@@ -61,6 +63,9 @@ def test_train_swap_eval_infer_with_complete_lineage(
     lineage = report["lineage"]
     read = {d["name"]: d for d in lineage["datasets"]}
     assert read["gold"]["reads"] >= 1 and read["gold"]["versions"][0].startswith("sha256:")
+    assert read["latent_pins"]["reads"] >= 1 and read["latent_users"]["reads"] >= 1
+    full = report["metrics"]["heldout_recall@10_full.oracle"]
+    assert full > report["metrics"]["heldout_recall@10_full.random"]
     assert lineage["image_digest"] and lineage["code_version"]["files"] > 0
     assert lineage["policy_version"] is not None
     md = ml_warden.http.get("/v1/models/eval-report/reports/report.md", headers=headers)

@@ -22,7 +22,7 @@ from warden.tastegraph import (
     to_polars_dtype,
 )
 
-NAMES = ("users", "pins", "engagements", "pin_pairs", "gold")
+NAMES = ("users", "pins", "engagements", "pin_pairs", "gold", "latent_users", "latent_pins")
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +133,9 @@ def test_classes_identifiers_and_purposes(small: tuple[Path, list[DatasetSpec], 
     assert by_name["pins"].allowed_purposes == everything
     assert by_name["pin_pairs"].allowed_purposes == everything
     assert by_name["gold"].allowed_purposes == ("evaluation",)
+    # the generator's latent model feeds the oracle only: evaluation, never training
+    assert by_name["latent_users"].allowed_purposes == ("evaluation",)
+    assert by_name["latent_pins"].allowed_purposes == ("evaluation",)
     eng = {c.name: c for c in by_name["engagements"].columns}
     assert len(eng) >= 8
     assert eng["region"].classification == "internal"
@@ -148,6 +151,8 @@ def test_classes_identifiers_and_purposes(small: tuple[Path, list[DatasetSpec], 
         "engagements": "pii",
         "pin_pairs": "pii",
         "gold": "pii",
+        "latent_users": "pii",
+        "latent_pins": "internal",
     }
 
 
@@ -169,6 +174,8 @@ def test_identifier_columns_declare_their_entity(
         ("gold", "user_id"): "user",
         ("gold", "query_pin_id"): "pin",
         ("gold", "target_pin_id"): "pin",
+        ("latent_users", "user_id"): "user",
+        ("latent_pins", "pin_id"): "pin",
     }
     # every masked identifier names its entity; described_specs agrees without generating
     for spec in specs:
@@ -348,3 +355,23 @@ def test_gold_targets_share_digit_with_query_above_chance(
     gold = frames["gold"]
     same = digit[gold["query_pin_id"].to_numpy()] == digit[gold["target_pin_id"].to_numpy()]
     assert same.mean() > 0.2  # chance is about 0.1
+
+
+def test_the_latent_model_is_the_one_the_events_were_drawn_from(
+    frames: dict[str, pl.DataFrame],
+) -> None:
+    users, pins, eng = frames["latent_users"], frames["latent_pins"], frames["engagements"]
+    assert users["n_tastes"].is_between(1, 3).all()
+    assert pins["event_noise"].unique().to_list() == [0.10]
+    # cold-start pins (popularity 0) are never engaged; every engaged pin has a weight
+    engaged = set(eng["pin_id"].unique().to_list())
+    cold = set(pins.filter(pl.col("popularity") == 0)["pin_id"].to_list())
+    assert cold and not cold & engaged
+    # about 90% of engagements (noise 10%, plus noise pins that hit a taste by chance) fall
+    # on a pin whose taste is one of the user's active slots
+    joined = eng.join(users, on="user_id").join(pins.select("pin_id", "taste"), on="pin_id")
+    slots = [
+        pl.col(f"taste_{j}").eq(pl.col("taste")) & (pl.col("n_tastes") >= j) for j in (1, 2, 3)
+    ]
+    on_taste = joined.select(pl.any_horizontal(slots).mean()).item()
+    assert 0.88 < on_taste < 0.97

@@ -13,8 +13,8 @@ from warden_ml import PROVENANCE
 from warden_ml.cli import main, run_step
 from warden_ml.common import Spec
 
-TINY_GENERIC = {"steps": 3, "batch": 32, "stack_steps": 5, "stack_batch": 64, "threads": 1,
-                "dim": 32, "depth": 1, "mlp": 64}  # fmt: skip
+TINY_GENERIC = {"steps": 3, "eval_every": 2, "val_pins": 64, "batch": 32, "stack_steps": 5,
+                "stack_batch": 64, "threads": 1, "dim": 32, "depth": 1, "mlp": 64}  # fmt: skip
 TINY_DOMAIN = {"steps": 6, "batch": 32, "mine_every": 3, "threads": 1}
 TINY_SWAP = {"align_steps": 3, "post_steps": 3, "batch": 64, "threads": 1}
 TINY_EVAL = {"latency_requests": 20, "max_queries": 60, "threads": 1}
@@ -27,7 +27,7 @@ def test_same_seed_same_metrics(graph_reader, tmp_path: Path) -> None:
         m = run_step("train-domain", Spec(seed=3, params=TINY_DOMAIN), out, graph_reader)
         runs.append((m, torch.load(out / "domain_tower.pt", weights_only=True)))
     (m1, blob1), (m2, blob2) = runs
-    drop = {"wall_s", "cpu_s"}
+    drop = {"wall_s", "cpu_s", "tower_cpu_s"}
     assert {k: v for k, v in m1.items() if k not in drop} == {
         k: v for k, v in m2.items() if k not in drop
     }
@@ -61,6 +61,7 @@ def test_full_path_through_the_api(live_warden, tmp_path: Path) -> None:
         eval_spec = Spec(
             seed=0,
             params={**TINY_EVAL, "name_a": "domain", "name_b": "generic"},
+            datasets={n: n for n in ("pins", "engagements", "gold", "latent_users", "latent_pins")},
             model_in={"A": [str(tmp_path / "s/swapped_stack.pt")],
                       "B": [str(tmp_path / "g/generic_stack.pt")]},
         )  # fmt: skip
@@ -88,6 +89,18 @@ def test_full_path_through_the_api(live_warden, tmp_path: Path) -> None:
             assert 0.0 <= node["recall@10"]["mean"] <= 1.0
         assert report["serving"][arm]["tower_only"]["p50_ms"] > 0
     assert set(report["shadow"]) == {"heldout_edge", "cold_start", "next_pin"}
+    # ceiling and floor on the same requests; every model metric also as a share of the gap
+    full = report["headline"]["heldout_recall@10_full"]
+    assert full["oracle"] > full["random"] and full["share_oracle"] == 1.0
+    share = report["quality"]["A"]["stack"]["heldout_edge"]["full"]["share_of_gap"]["recall@10"]
+    assert share["mean"] <= 1.0
+    assert "share of oracle-random gap" in (tmp_path / "e/report.md").read_text()
+    # both arms' training budgets and curves, from the artifacts' own records
+    budget = report["headline"]["training_budget"]
+    assert budget["steps"]["B_generic_tower"] == 3 and budget["steps"]["A_domain_path"] == 12
+    assert [p["name"] for p in report["training"]["A"][0]["phases"]] == [
+        "domain tower", "align", "post"]  # fmt: skip
+    assert (tmp_path / "e/training.png").stat().st_size > 0
     assert (tmp_path / "e/recall.png").stat().st_size > 0
     recs = pl.read_parquet(tmp_path / "i/recommendations.parquet")
     assert recs.columns == ["user_id", "rank", "pin_id", "score"] and recs.height > 0
@@ -98,3 +111,4 @@ def test_full_path_through_the_api(live_warden, tmp_path: Path) -> None:
     events = live_warden.audit_events(actor="alice", limit="500")
     seen = {(ev.get("dataset"), ev.get("purpose")) for ev in events}
     assert ("pin_pairs", "training") in seen and ("gold", "evaluation") in seen
+    assert ("latent_pins", "evaluation") in seen and ("latent_pins", "training") not in seen

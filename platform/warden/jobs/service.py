@@ -135,6 +135,9 @@ def _plan(db: Session, state: Platform, caller: Caller, body: JobCreate) -> _Pla
     purpose = body.purpose or DEFAULT_PURPOSE[body.kind]
     if purpose not in PURPOSES:
         raise Unprocessable(f"unknown purpose {purpose[:32]!r}; known: {list(PURPOSES)}")
+    if body.kind == "train" and purpose != "training":
+        # evaluation-only data (gold, the generator's latent model) must never reach training
+        raise Unprocessable(f"a train job runs for 'training' only, not {purpose[:32]!r}")
     name = check_name(body.name or DEFAULT_NAME[step], "model name")
     for role, dataset in body.datasets.items():
         if not DATASET_NAME_RE.fullmatch(role) or not DATASET_NAME_RE.fullmatch(dataset):
@@ -143,6 +146,9 @@ def _plan(db: Session, state: Platform, caller: Caller, body: JobCreate) -> _Pla
     if not datasets and body.command is None:
         raise Unprocessable("a job needs at least one dataset (role=name)")
     model_in, parents = _resolve_model_in(db, caller.tenant, body.model_in)
+    if body.kind == "train" and (other := sorted({p.kind for p in parents} - {"train"})):
+        # an eval or infer job's output may hold what training may not read
+        raise Forbidden(f"a train job builds only on trained models, not on {other} outputs")
     spec: dict[str, Any] = {
         "seed": body.seed,
         "datasets": dict(body.datasets),

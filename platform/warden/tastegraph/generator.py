@@ -10,7 +10,8 @@ scikit-learn (``sklearn.datasets.load_digits``, the UCI optical digits set: 8x8
 pixels, intensities 0-16), stored as its 64 pixel bytes in the Binary ``image``
 column, with the true class in ``digit``. Nothing is downloaded.
 
-Latent model (never written out):
+Latent model (written out only as the evaluation-only ``latent_users`` and ``latent_pins``,
+which an oracle scorer reads to bound what any model could reach on this graph):
 
 * ``N_TASTES`` tastes. Taste ``t`` is concentrated on digit ``t % 10`` and, for about
   half of them, a second digit; it also prefers one category.
@@ -29,7 +30,9 @@ Files written (one Parquet file each): ``users``, ``pins``, ``engagements`` (the
 training log, exactly ``ScaleConfig.n_engagements`` rows), ``pin_pairs`` (random-walk
 co-occurrence over the pin-board graph of the training log only) and ``gold``
 (held-out user-pin edges, next-pin targets and cold-start pins, guaranteed disjoint
-from ``pin_pairs`` and from the training log).
+from ``pin_pairs`` and from the training log); and the latent model itself:
+``latent_users`` (each user's taste slots) and ``latent_pins`` (each pin's taste, popularity
+weight and the event noise rate), allowed for evaluation only, so no training job can read them.
 
 Catalog metadata in the specs: every id column names the entity it identifies (user, pin,
 board, engagement), so one user is one entity across datasets (pseudonyms and the
@@ -82,6 +85,9 @@ ACTION_P = (0.20, 0.35, 0.45)
 SURFACES = ("home", "search", "related")
 SURFACE_P = (0.50, 0.25, 0.25)
 GOLD_SLICES = ("heldout_edge", "next_pin", "cold_start")
+EVENT_NOISE = (
+    0.10  # share of engagements whose pin ignores the user's taste (any pin, by popularity)
+)
 
 _US_PER_DAY = 86_400_000_000
 _EPOCH_US = int(EPOCH.replace(tzinfo=UTC).timestamp()) * 1_000_000
@@ -337,7 +343,7 @@ def _draw_events(
     t_count = np.bincount(pins.taste, weights=pins.popularity, minlength=N_TASTES)
     t_count = t_count.astype(np.int64)
     t_start = np.concatenate([[0], np.cumsum(t_count)[:-1]])
-    noise = (rng.random(n) < 0.10) | (t_count[taste] == 0)
+    noise = (rng.random(n) < EVENT_NOISE) | (t_count[taste] == 0)
     pin = tickets[t_start[taste] + _pick(rng, np.maximum(t_count[taste], 1))]
     n_noise = int(noise.sum())
     pin[noise] = tickets[rng.integers(0, tickets.shape[0], n_noise)]
@@ -644,13 +650,51 @@ def _specs(out: Path, rows: dict[str, int]) -> list[DatasetSpec]:
             # held-out engagements: the same users' events
             derived_from=("engagements",),
         ),
+        DatasetSpec(
+            name="latent_users",
+            path=out / "latent_users.parquet",
+            description=(
+                f"{synthetic} The generator's latent model, per user: n_tastes (1-3) and the "
+                "taste ids of the slots; an engagement picks one of the first n_tastes slots "
+                "uniformly. Evaluation only (the oracle scorer): never for training."
+            ),
+            columns=(
+                c("user_id", "Int64", "pii", "user"),
+                c("n_tastes", "Int64", "internal"),
+                c("taste_1", "Int64", "internal"),
+                c("taste_2", "Int64", "internal"),
+                c("taste_3", "Int64", "internal"),
+            ),
+            identifier_columns=("user_id",),
+            allowed_purposes=("evaluation",),
+            row_count=rows["latent_users"],
+        ),
+        DatasetSpec(
+            name="latent_pins",
+            path=out / "latent_pins.parquet",
+            description=(
+                f"{synthetic} The generator's latent model, per pin: its taste, its popularity "
+                "weight (0 for cold-start pins) and the event noise rate. An engagement of taste "
+                "t picks a pin of taste t by popularity, or with probability event_noise any "
+                "pin by popularity. Evaluation only (the oracle scorer): never for training."
+            ),
+            columns=(
+                c("pin_id", "Int64", "public", "pin"),
+                c("taste", "Int64", "internal"),
+                c("popularity", "Int64", "internal"),
+                c("event_noise", "Float64", "internal"),
+            ),
+            identifier_columns=(),
+            allowed_purposes=("evaluation",),
+            row_count=rows["latent_pins"],
+        ),
     ]
 
 
 def described_specs() -> list[DatasetSpec]:
     """The datasets `generate` writes, described without generating anything (paths are
     placeholders, row counts 0): what policy lint checks rule files against."""
-    names = ("users", "pins", "engagements", "pin_pairs", "gold")
+    names = ("users", "pins", "engagements", "pin_pairs", "gold", "latent_users", "latent_pins")
     return _specs(Path("."), dict.fromkeys(names, 0))
 
 
@@ -663,7 +707,8 @@ def generate(
     seed: int = 0,
     progress: Progress | None = None,
 ) -> list[DatasetSpec]:
-    """Write users, pins, engagements, pin_pairs and gold as Parquet into out_dir.
+    """Write users, pins, engagements, pin_pairs, gold, latent_users and latent_pins as
+    Parquet into out_dir.
 
     Files are overwritten. Ids in the files are 1-based. Returns the dataset specs.
     """
@@ -792,4 +837,29 @@ def generate(
         f"gold: {gold_df.height:,} rows ({detail}; {int(in_pairs.sum()):,} dropped as in pin_pairs)"
     )
 
+    rows |= _write_latent(out, users, pins, say)
     return _specs(out, rows)
+
+
+def _write_latent(out: Path, users: _Users, pins: _Pins, say: Progress) -> dict[str, int]:
+    """The latent model the events were drawn from (ids 1-based, like every other file)."""
+    latent_users = pl.DataFrame(
+        [
+            pl.Series("user_id", np.arange(1, users.n + 1, dtype=np.int64)),
+            pl.Series("n_tastes", users.k.astype(np.int64)),
+            *(pl.Series(f"taste_{j + 1}", users.tastes[:, j].astype(np.int64)) for j in range(3)),
+        ]
+    )
+    latent_pins = pl.DataFrame(
+        [
+            pl.Series("pin_id", np.arange(1, pins.n + 1, dtype=np.int64)),
+            pl.Series("taste", pins.taste.astype(np.int64)),
+            pl.Series("popularity", pins.popularity.astype(np.int64)),
+            pl.Series("event_noise", np.full(pins.n, EVENT_NOISE)),
+        ]
+    )
+    _write(latent_users, out / "latent_users.parquet")
+    _write(latent_pins, out / "latent_pins.parquet")
+    say(f"latent_users: {latent_users.height:,} rows (evaluation only)")
+    say(f"latent_pins: {latent_pins.height:,} rows (evaluation only)")
+    return {"latent_users": latent_users.height, "latent_pins": latent_pins.height}
