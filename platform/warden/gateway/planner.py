@@ -16,6 +16,7 @@ from typing import Any
 import polars as pl
 
 from warden.catalog.service import DatasetView
+from warden.catalog.storage import DataFile
 from warden.errors import Forbidden, InvalidFilter
 from warden.gateway.filters import expression, typed_value
 from warden.gateway.keys import TenantMask
@@ -34,25 +35,30 @@ _POSITION = "__warden_position"
 class _FrameCache:
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self._frames: OrderedDict[tuple[Path, int, int], pl.DataFrame] = OrderedDict()
+        self._frames: OrderedDict[tuple[DataFile, int, int], pl.DataFrame] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def source(self, path: Path) -> tuple[pl.LazyFrame, bool]:
-        """The file as a lazy frame, and whether it is decoded in memory (a small file)."""
-        try:
-            stat = path.stat()
-        except OSError:
-            return pl.scan_parquet(path), False  # fails as it always did
-        if stat.st_size > SMALL_FILE_BYTES:
-            return pl.scan_parquet(path), False
-        key = (path, stat.st_size, stat.st_mtime_ns)
+    def source(self, file: DataFile, byte_size: int) -> tuple[pl.LazyFrame, bool]:
+        """The file as a lazy frame, and whether it is decoded in memory (a small file).
+        `byte_size`: the catalog's (an object in a bucket is not asked for its size)."""
+        if file.remote:
+            size, stamp = byte_size, 0  # content-addressed and never rewritten
+        else:
+            try:
+                stat = Path(file.location).stat()
+            except OSError:
+                return file.scan(), False  # fails as it always did
+            size, stamp = stat.st_size, stat.st_mtime_ns
+        if size > SMALL_FILE_BYTES or size <= 0:
+            return file.scan(), False
+        key = (file, size, stamp)
         with self._lock:
             frame = self._frames.get(key)
             if frame is not None:
                 self._frames.move_to_end(key)
                 return frame.lazy(), True
-        frame = pl.read_parquet(path)
+        frame = file.scan().collect()
         size = int(frame.estimated_size())
         with self._lock:
             if key not in self._frames and size <= self.max_bytes:
@@ -78,7 +84,7 @@ class Plan:
     columns: tuple[str, ...]
     masked: tuple[str, ...]
     late_masks: tuple[str, ...]
-    path: Path
+    file: DataFile
     # the key of each masked identifier column: the tenant's, for that column's entity
     keys: dict[str, bytes] = field(repr=False)
     key_version: int = 0
@@ -122,9 +128,11 @@ def build(
     where: list[FilterClause],
     limit: int | None,
     mask: TenantMask,
+    file: DataFile,
     shard: tuple[int, int] | None = None,
 ) -> Plan:
-    """`mask`: the reading tenant's current key; each identifier column is masked with the
+    """`file`: the version's file as the platform reaches it. `mask`: the reading tenant's
+    current key; each identifier column is masked with the
     key of the entity it identifies, so one user has one pseudonym in every dataset of the
     tenant and another in every other tenant.
 
@@ -134,7 +142,7 @@ def build(
     filters (a limit applies to each shard on its own)."""
     if mask.tenant_id != dataset.tenant_id:
         raise Forbidden("the mask key is not the dataset's tenant's")
-    source, in_memory = frames.source(dataset.path)
+    source, in_memory = frames.source(file, dataset.byte_size)
     schema = source.collect_schema()
     frame = source
     if shard is not None:
@@ -166,7 +174,7 @@ def build(
         if column in dataset.identifier_columns and column not in filtered:
             late.append(column)
         elif column in dataset.identifier_columns:
-            mask_exprs.append(keyed_hash_expr(column, dataset.path, keys[column]).alias(column))
+            mask_exprs.append(keyed_hash_expr(column, file, keys[column]).alias(column))
         else:
             mask_exprs.append(blank_expr(column, schema[column]))
     if mask_exprs:
@@ -184,7 +192,7 @@ def build(
         columns=tuple(visible),
         masked=tuple(c for c in visible if c in masked_all),
         late_masks=tuple(late),
-        path=dataset.path,
+        file=file,
         keys=keys,
         key_version=mask.version,
         in_memory=in_memory,
@@ -206,7 +214,7 @@ def batches(plan: Plan, rows: int = BATCH_ROWS) -> Iterator[pl.DataFrame]:
 
 def _late_masks(plan: Plan, frame: pl.DataFrame) -> pl.DataFrame:
     for column in plan.late_masks:
-        frame = keyed_hash_frame(frame, column, plan.path, plan.keys[column])
+        frame = keyed_hash_frame(frame, column, plan.file, plan.keys[column])
     return frame
 
 

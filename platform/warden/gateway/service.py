@@ -6,11 +6,13 @@ the reason it was refused. If the audit write fails, the read fails closed (503)
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import polars as pl
+import pyarrow as pa
 from opentelemetry.trace import Span
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
@@ -22,6 +24,7 @@ from warden.audit.outcomes import by
 from warden.audit.service import AuditRecord, record, stream_completion, stream_intent
 from warden.audit.telemetry import annotate_span, read_span
 from warden.catalog.service import DatasetView, load_view
+from warden.catalog.storage import data_file, storage_reason
 from warden.core.platform import Platform
 from warden.db.session import unit_of_work
 from warden.errors import (
@@ -29,6 +32,7 @@ from warden.errors import (
     Forbidden,
     NotFound,
     PayloadTooLarge,
+    StorageUnavailable,
     Unprocessable,
     WardenError,
 )
@@ -41,6 +45,7 @@ from warden.identity.service import Caller
 from warden.policy.engine import ReadDecision
 from warden.policy.reads import authorize_read
 
+log = logging.getLogger(__name__)
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 # A caller that sends `x-warden-arrow-layout: view` gets inline text in Arrow's view layout.
 ARROW_LAYOUT_HEADER = "x-warden-arrow-layout"
@@ -201,33 +206,40 @@ def _read(
     shard = request.shard
     if shard is not None:
         attempt.details["shard"] = {"rank": shard.rank, "world": shard.world, "by": "position"}
-    plan = planner.build(
-        dataset,
-        decision,
-        columns,
-        request.where,
-        request.limit,
-        mask,
-        shard=(shard.rank, shard.world) if shard is not None else None,
-    )
-    headers = {
-        "x-warden-dataset-version": dataset.version,
-        "x-warden-policy-version": str(decision.policy_version),
-        "x-warden-masked-columns": ",".join(plan.masked),
-    }
-    if plan.in_memory:
-        frame = planner.collect(plan)
-    else:
-        # A large file: scan it lazily, a batch at a time. If the whole answer turns out small,
-        # it is sent as one measured piece under one event, like a small file's.
-        batches = planner.batches(plan)
-        first, held = [], 0
-        for batch in batches:
-            first.append(batch)
-            held += int(batch.estimated_size())
-            if held > STREAM_ABOVE_BYTES:
-                return _stream(state, attempt, span, plan, first, batches, headers)
-        frame = pl.concat(first) if first else planner.collect(plan, empty=True)
+    try:
+        plan = planner.build(
+            dataset,
+            decision,
+            columns,
+            request.where,
+            request.limit,
+            mask,
+            data_file(settings, dataset.location),
+            shard=(shard.rank, shard.world) if shard is not None else None,
+        )
+        headers = {
+            "x-warden-dataset-version": dataset.version,
+            "x-warden-policy-version": str(decision.policy_version),
+            "x-warden-masked-columns": ",".join(plan.masked),
+        }
+        if plan.in_memory:
+            frame = planner.collect(plan)
+        else:
+            # A large file: scan it lazily, a batch at a time. If the whole answer turns out
+            # small, it is sent as one measured piece under one event, like a small file's.
+            batches = planner.batches(plan)
+            first, held = [], 0
+            for batch in batches:
+                first.append(batch)
+                held += int(batch.estimated_size())
+                if held > STREAM_ABOVE_BYTES:
+                    return _stream(state, attempt, span, plan, first, batches, headers)
+            frame = pl.concat(first) if first else planner.collect(plan, empty=True)
+    except (OSError, pl.exceptions.PolarsError, pa.ArrowException) as exc:
+        # The bucket or file failed (unreachable, credentials, missing, corrupt): a clear 503
+        # whose detail names neither the location nor anything of the credentials.
+        log.warning("reading %s failed: %s", dataset.location, exc)
+        raise StorageUnavailable(storage_reason(exc)) from None
     body = ArrowStream(frame, views=views)
     size = body.size
 
