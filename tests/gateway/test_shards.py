@@ -82,3 +82,41 @@ def test_shards_of_a_streamed_read_are_a_partition_too(live_warden: Any, tmp_pat
             for r in range(3)
         ]
     partition_holds(whole, parts)
+
+
+def test_a_read_pins_an_earlier_version_so_ranks_agree(live_warden: Any, tmp_path: Path) -> None:
+    with Client(url=live_warden.url, token=live_warden.tokens["alice"]) as client:
+        before, info = client.read_with_info("engagements", purpose="training", columns=COLUMNS)
+        old = info["x-warden-dataset-version"]
+        big_engagements(live_warden, tmp_path, rows=300_000)
+        parts = [
+            client.read(
+                "engagements", purpose="training", columns=COLUMNS, shard=(r, 2), version=old
+            )
+            for r in range(2)
+        ]
+        current = client.read("engagements", purpose="training", columns=COLUMNS)
+    partition_holds(before, parts)
+    assert current.height == 300_000 != before.height
+    (event,) = [
+        e
+        for e in live_warden.audit_events(actor="alice")
+        if (e["details"] or {}).get("as_of") and (e["details"] or {})["shard"]["rank"] == 1
+    ]
+    assert event["dataset_version"] == old and event["details"]["as_of"] == old
+
+
+def test_a_version_that_does_not_exist_is_a_clear_404_and_audited(warden: Any) -> None:
+    missing = "sha256:" + "0" * 64
+    r = warden.read("alice", "engagements", purpose="training", version=missing)
+    assert r.status_code == 404
+    assert r.json() == {
+        "error": "NotFound",
+        "detail": f"dataset 'engagements' has no version {missing!r}",
+    }
+    assert warden.audit_events(actor="alice")[0]["decision"] == "deny"
+    # a dataset the caller cannot see still answers as if it did not exist
+    hidden = warden.read("mallory", "engagements", purpose="training", version=missing)
+    assert hidden.json() == {"error": "NotFound", "detail": "no dataset named 'engagements'"}
+    bad = warden.read("alice", "engagements", purpose="training", version="latest")
+    assert bad.status_code == 422 and bad.json()["error"] == "Unprocessable"

@@ -9,6 +9,7 @@ permits it (see `check_not_lowered`).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from dataclasses import dataclass
@@ -340,6 +341,36 @@ def load_view(db: Session, datasets_dir: Path, tenant_name: str, name: str) -> D
         description=first.description,
         tenant_id=first.tenant_id,
         derived_from=tuple(first.derived_from or ()),
+    )
+
+
+def pin_version(db: Session, datasets_dir: Path, view: DatasetView, digest: str) -> DatasetView:
+    """`view` as of an earlier version (its file; the columns, classes and owner stay the
+    current ones, which is what the read is decided on), or NotFound."""
+    if digest == view.version:
+        return view
+    row = (
+        db.connection()
+        .execute(
+            select(
+                DatasetVersion.digest,
+                DatasetVersion.path,
+                DatasetVersion.row_count,
+                DatasetVersion.byte_size,
+            ).where(DatasetVersion.dataset_id == view.id, DatasetVersion.digest == digest)
+        )
+        .first()
+    )
+    if row is None:
+        raise NotFound(f"dataset {view.name!r} has no version {digest[:80]!r}")
+    location = row.path if "://" in row.path else str(datasets_dir / row.path)
+    return dataclasses.replace(
+        view,
+        version=row.digest,
+        path=datasets_dir / row.path,
+        location=location,
+        row_count=row.row_count,
+        byte_size=row.byte_size or 0,
     )
 
 

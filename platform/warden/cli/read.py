@@ -54,6 +54,10 @@ def read(
     limit: Annotated[int | None, typer.Option(min=0, help="At most this many rows")] = 20,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or parquet")] = "table",
     out: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout")] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="An earlier version (sha256:… digest) instead of the current"),
+    ] = None,
 ) -> None:
     """Read a dataset through policy. Masked columns come back masked; the read is audited."""
     if fmt not in FORMATS:
@@ -68,6 +72,7 @@ def read(
         "columns": [c.strip() for c in columns.split(",")] if columns else None,
         "where": parse_where(where or []),
         "limit": limit,
+        "version": as_of,
     }
     info: dict[str, str] = {}
     rows = 0

@@ -23,7 +23,7 @@ from warden.audit.chain import utc
 from warden.audit.outcomes import by
 from warden.audit.service import AuditRecord, record, stream_completion, stream_intent
 from warden.audit.telemetry import annotate_span, read_span
-from warden.catalog.service import DatasetView, load_view
+from warden.catalog.service import DatasetView, load_view, pin_version
 from warden.catalog.storage import data_file, storage_reason
 from warden.core.platform import Platform
 from warden.db.session import unit_of_work
@@ -197,6 +197,14 @@ def _read(
         if attempt.decision is not None and not attempt.decision.allowed:
             _refuse_ended_grant(state, caller, dataset, request.purpose)
         raise
+    if request.version is not None:  # an earlier version, decided on today's policy
+        attempt.details["as_of"] = request.version
+        if session is not None:
+            dataset = pin_version(session, settings.datasets_dir, dataset, request.version)
+        else:
+            with unit_of_work(state.sessions) as db:
+                dataset = pin_version(db, settings.datasets_dir, dataset, request.version)
+        attempt.version = dataset.version
     if session is not None:
         session.commit()  # the lookups are done: hand the connection back before the plan runs
     decision, columns = allowed.decision, allowed.columns
@@ -235,6 +243,11 @@ def _read(
                 if held > STREAM_ABOVE_BYTES:
                     return _stream(state, attempt, span, plan, first, batches, headers)
             frame = pl.concat(first) if first else planner.collect(plan, empty=True)
+    except pl.exceptions.ColumnNotFoundError:
+        # an earlier version without a column the dataset has now
+        raise Unprocessable(
+            f"version {dataset.version[:19]}… of {dataset.name!r} lacks a column asked for"
+        ) from None
     except (OSError, pl.exceptions.PolarsError, pa.ArrowException) as exc:
         # The bucket or file failed (unreachable, credentials, missing, corrupt): a clear 503
         # whose detail names neither the location nor anything of the credentials.

@@ -69,13 +69,21 @@ class Client:
         where: Where | None = None,
         limit: int | None = None,
         shard: tuple[int, int] | None = None,
+        version: str | None = None,
     ) -> pl.DataFrame:
         """Read through policy: masked columns come back masked, and the read is audited.
         `shard=(rank, world)`: only this process's part of the answer (the rows whose position
         in the dataset's file is rank modulo world): the parts of all ranks of one dataset
-        version are disjoint and together are the whole answer."""
+        version are disjoint and together are the whole answer; pass `version` (a digest,
+        `x-warden-dataset-version`) so that every rank reads the same one."""
         frame, _ = self.read_with_info(
-            dataset, purpose=purpose, columns=columns, where=where, limit=limit, shard=shard
+            dataset,
+            purpose=purpose,
+            columns=columns,
+            where=where,
+            limit=limit,
+            shard=shard,
+            version=version,
         )
         return frame
 
@@ -88,12 +96,13 @@ class Client:
         where: Where | None = None,
         limit: int | None = None,
         shard: tuple[int, int] | None = None,
+        version: str | None = None,
         info: dict[str, str] | None = None,
     ) -> Iterator[pl.DataFrame]:
         """Like read, one polars frame per Arrow record batch as the stream arrives; memory
         stays about one batch. Stopping early closes the connection (the server records the
         read as incomplete). `info`, when given, is filled with the answer's headers."""
-        body = _body(purpose, columns, where, limit, shard)
+        body = _body(purpose, columns, where, limit, shard, version)
         with self._http.stream("POST", f"/v1/datasets/{dataset}/read", json=body) as response:
             if response.status_code >= 400:
                 response.read()
@@ -118,10 +127,11 @@ class Client:
         where: Where | None = None,
         limit: int | None = None,
         shard: tuple[int, int] | None = None,
+        version: str | None = None,
     ) -> tuple[pl.DataFrame, dict[str, str]]:
         """Like read, plus the audit event id, versions and masked columns from the headers
         (a streamed answer names its stream, `x-warden-stream`, instead of its rows)."""
-        body = _body(purpose, columns, where, limit, shard)
+        body = _body(purpose, columns, where, limit, shard, version)
         path = f"/v1/datasets/{dataset}/read"
         with self._http.stream("POST", path, json=body, headers=_LAYOUT) as response:
             if response.status_code >= 400:
@@ -144,6 +154,7 @@ def _body(
     where: Where | None,
     limit: int | None,
     shard: tuple[int, int] | None,
+    version: str | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "purpose": purpose,
@@ -154,6 +165,8 @@ def _body(
     if shard is not None:
         rank, world = shard
         body["shard"] = {"rank": rank, "world": world}
+    if version is not None:
+        body["version"] = version
     return body
 
 
