@@ -28,7 +28,7 @@ from warden.policy.engine import ReadDecision, RowFilter
 # digest), and decoding one costs milliseconds even when a read wants 100 rows of it.
 SMALL_FILE_BYTES = 8 << 20
 FRAME_CACHE_BYTES = 256 << 20
-BATCH_ROWS = 128 * 1024
+BATCH_ROWS = 256 * 1024
 _POSITION = "__warden_position"
 
 

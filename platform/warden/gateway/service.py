@@ -54,7 +54,7 @@ Decision = Literal["allow", "deny", "error"]
 
 # An answer is streamed (intent and completion events) once the batches made while deciding
 # hold more than this; below it, the whole answer is one audit event, as for a small file.
-STREAM_ABOVE_BYTES = 16 << 20
+STREAM_ABOVE_BYTES = 4 << 20
 
 
 @dataclass
