@@ -250,3 +250,34 @@ def test_an_audit_store_that_fails_sends_no_byte_of_a_stream(
     assert response.status_code == 503
     assert response.json()["error"] == "AuditUnavailable"
     assert "x-warden-stream" not in response.headers
+
+
+def test_a_job_socket_streams_the_same_way(warden: Any, tmp_path: Path) -> None:
+    """The gateway a worker serves on each sandbox's unix socket takes the same path."""
+    import tempfile
+
+    from warden.api.app import create_gateway_app
+    from warden.sandbox.gateway_socket import GatewaySocket
+
+    path = big_engagements(warden, tmp_path)
+    token = warden.tokens["alice"]
+    folder = Path(tempfile.mkdtemp(prefix="wgs-", dir="/tmp"))
+    sock = GatewaySocket(create_gateway_app(warden.state), folder, "sbx-test", token)
+    sock.start()
+    info: dict[str, str] = {}
+    try:
+        with Client(socket=str(sock.path), token=token) as client:
+            rows = sum(
+                b.height
+                for b in client.iter_batches(
+                    "engagements", purpose="training", columns=COLUMNS, info=info
+                )
+            )
+    finally:
+        sock.stop()
+    assert rows == pl.scan_parquet(path).select(pl.len()).collect().item()
+    found = wait_for(
+        lambda: (f := stream_events(warden, info["x-warden-stream"])).get("completion") and f
+    )
+    assert found["completion"]["rows"] == rows
+    assert found["completion"]["details"]["stream"]["status"] == "complete"
