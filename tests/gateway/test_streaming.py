@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import polars as pl
+import pytest
 from sqlalchemy import text
 
 from warden.catalog.service import load_view, register
@@ -281,3 +282,31 @@ def test_a_job_socket_streams_the_same_way(warden: Any, tmp_path: Path) -> None:
     )
     assert found["completion"]["rows"] == rows
     assert found["completion"]["details"]["stream"]["status"] == "complete"
+
+
+def test_a_stream_that_fails_midway_is_recorded_incomplete(
+    live_warden: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    big_engagements(live_warden, tmp_path)
+    real, calls = planner.keyed_hash_frame, []
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 4:
+            raise RuntimeError("the scan broke")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(planner, "keyed_hash_frame", failing)
+    body = {"purpose": "training", "columns": ["user_id", *COLUMNS]}
+    got = 0
+    with pytest.raises(httpx.HTTPError):  # the connection is cut, never a clean end
+        for response in post_stream(live_warden.url, live_warden.tokens["alice"], body):
+            stream_id = response.headers["x-warden-stream"]
+            for chunk in response.iter_raw():
+                got += len(chunk)
+    found = wait_for(lambda: (f := stream_events(live_warden, stream_id)).get("completion") and f)
+    completion = found["completion"]
+    assert completion["decision"] == "error"
+    assert completion["reason"] == "the stream failed: RuntimeError"
+    assert completion["details"]["stream"]["status"] == "incomplete"
+    assert completion["bytes"] > 0 and completion["rows"] < BIG_ROWS

@@ -78,11 +78,11 @@ class _LiveResponse(Response):
                 await self._send_all(send)
                 complete, reason = True, None
                 group.cancel_scope.cancel()
-        except OSError:
-            pass  # the client went away while a write was under way
-        except Exception as exc:
-            reason = f"the stream failed: {type(exc).__name__}"
-            raise
+        except Exception as exc:  # the task group wraps what its tasks raised
+            cause = _unwrap(exc)
+            if not isinstance(cause, OSError):  # an OSError: the client went away mid-write
+                reason = f"the stream failed: {type(cause).__name__}"
+                raise
         finally:
             with anyio.CancelScope(shield=True):
                 await run_in_threadpool(self.stream.finish, complete=complete, reason=reason)
@@ -95,6 +95,12 @@ class _LiveResponse(Response):
             for piece in pieces:
                 await send({"type": "http.response.body", "body": piece, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _read(request: Request, name: str, raw: bytes) -> tuple[ReadResult, bytes | None]:
