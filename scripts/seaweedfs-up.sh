@@ -57,7 +57,7 @@ answers() {
 }
 
 if ! answers "$port"; then
-    setsid "$weed" server -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+    nohup "$weed" server -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
         -master.port=$((port + 1)) -volume.port=$((port + 2)) -filer.port=$((port + 3)) \
         -s3 -s3.port="$port" -s3.port.iceberg=$((port + 4)) -s3.port.lance=$((port + 5)) \
         -s3.config="$ids" \
