@@ -289,6 +289,7 @@ class WardenHarness:
         """`warden init`, the people with their roles and tokens, the taste graph in the
         catalog: everything the harness writes (database and data folder); returns tokens."""
         from warden.catalog.seeding import register_generated
+        from warden.catalog.storage import storage_for
         from warden.core.platform import build_platform
         from warden.db.session import unit_of_work
         from warden.identity.bootstrap import initialize
@@ -315,9 +316,8 @@ class WardenHarness:
                     tokens[name] = issue_token(db, principal)
                     links += [("g", (name, role, "acme")) for role in roles]
                 apply_change(db, actor, add=links, reason="test people")
-                register_generated(
-                    db, specs, settings.datasets_dir, "acme", "admin", {"test": True}
-                )  # type: ignore[attr-defined]
+                store = storage_for(settings)  # type: ignore[arg-type]
+                register_generated(db, specs, store, "acme", "admin", {"test": True})
         finally:
             state.engine.dispose()
         return tokens

@@ -102,6 +102,15 @@ class Settings(BaseSettings):
     token: str | None = None
     # Key for the masking hash of identifiers; generated into the data dir when unset.
     mask_key: str | None = None
+    # Where dataset files live: unset, `data_dir/datasets`; `s3://bucket/prefix`, an
+    # S3-compatible bucket reached with the s3_* settings (only the platform holds them).
+    storage_url: str | None = None
+    s3_endpoint_url: str | None = None  # e.g. http://127.0.0.1:8333 (SeaweedFS, MinIO)
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    s3_region: str = "us-east-1"
+    s3_connect_timeout_s: float = Field(default=5.0, gt=0)
+    s3_request_timeout_s: float = Field(default=60.0, gt=0)
     max_read_rows: int = 50_000_000
     max_request_bytes: int = 64 * 1024
     # Access workflow: how long a request may stay pending, and a break-glass grant's length.

@@ -11,7 +11,8 @@ WardenError (500)
 ├── Unprocessable (422)
 └── Unavailable (503)
     ├── AuditUnavailable (503)
-    └── PolicyUnavailable (503)
+    ├── PolicyUnavailable (503)
+    └── StorageUnavailable (503)
 """
 
 from __future__ import annotations
@@ -72,6 +73,11 @@ class PolicyUnavailable(Unavailable):
     pass
 
 
+class StorageUnavailable(Unavailable):
+    """Dataset storage could not be reached, refused the platform's credentials, has no such
+    bucket, or holds an object that is not the dataset file it should be."""
+
+
 __all__ = [
     "AuditUnavailable",
     "BadRequest",
@@ -81,6 +87,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "PolicyUnavailable",
+    "StorageUnavailable",
     "Unauthenticated",
     "Unavailable",
     "Unprocessable",

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from warden.audit.service import AuditRecord, append
 from warden.catalog.service import ColumnInfo, register
+from warden.catalog.storage import Storage
 from warden.identity.service import get_principal, get_tenant
 from warden.tastegraph import DatasetSpec, generate
 
@@ -17,7 +18,7 @@ from warden.tastegraph import DatasetSpec, generate
 def seed_taste_graph(
     db: Session,
     *,
-    datasets_dir: Path,
+    datasets_dir: Path | Storage,
     tenant_name: str,
     owner_name: str,
     scale: str = "small",
@@ -25,8 +26,11 @@ def seed_taste_graph(
     progress: Callable[[str], None] | None = None,
 ) -> list[dict[str, object]]:
     """Generate, then register; returns one summary row per dataset."""
-    datasets_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="warden-seed-", dir=datasets_dir.parent) as tmp:
+    near = None  # generate beside the datasets folder (same file system), or anywhere
+    if isinstance(datasets_dir, Path):
+        datasets_dir.mkdir(parents=True, exist_ok=True)
+        near = datasets_dir.parent
+    with tempfile.TemporaryDirectory(prefix="warden-seed-", dir=near) as tmp:
         specs = generate(Path(tmp), scale=scale, seed=seed, progress=progress)
         details = {"scale": scale, "seed": seed, "generated": True}
         return register_generated(db, specs, datasets_dir, tenant_name, owner_name, details)
@@ -35,7 +39,7 @@ def seed_taste_graph(
 def register_generated(
     db: Session,
     specs: list[DatasetSpec],
-    datasets_dir: Path,
+    datasets_dir: Path | Storage,
     tenant_name: str,
     owner_name: str,
     details: dict[str, object],

@@ -9,9 +9,9 @@ permits it (see `check_not_lowered`).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from warden.catalog.models import Dataset, DatasetColumn, DatasetVersion
+from warden.catalog.storage import Storage
 from warden.errors import Forbidden, NotFound, Unprocessable
 from warden.identity.models import Principal, Tenant
 from warden.policy import exposure
@@ -51,12 +52,15 @@ class DatasetView:
     allowed_purposes: tuple[str, ...]
     identifier_columns: tuple[str, ...]
     version: str
-    path: Path
+    path: Path  # the local file (for a version kept in a bucket: see `location`)
     row_count: int
     columns: tuple[ColumnInfo, ...]
     description: str = ""
     tenant_id: str = ""
     derived_from: tuple[str, ...] = ()
+    # where the version's file is: a local path, or s3://bucket/key (never shown to callers)
+    location: str = ""
+    byte_size: int = 0
 
     def column(self, name: str) -> ColumnInfo | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -137,7 +141,7 @@ def _sources(db: Session, tenant: Tenant, name: str, derived_from: list[str]) ->
 def register(
     db: Session,
     *,
-    datasets_dir: Path,
+    datasets_dir: Path | Storage,
     tenant: Tenant,
     owner: Principal,
     name: str,
@@ -150,6 +154,10 @@ def register(
     reviewed_change: str | None = None,
 ) -> tuple[Dataset, DatasetVersion]:
     """Copy `source` into the content-addressed store and make it the current version.
+
+    `datasets_dir`: the local datasets folder, or the platform's store (`storage_for`): a
+    bucket. The file is stored before any row changes; a store that fails (unreachable,
+    wrong credentials, no bucket) raises StorageUnavailable and nothing is registered.
 
     `derived_from`: the datasets of the same tenant it was built from; its class is the
     strictest of its columns' and theirs, and datasets derived from it are raised to match.
@@ -176,13 +184,9 @@ def register(
         raise Unprocessable(f"columns {missing} are not in {source.name}")
 
     digest = file_digest(source)
-    relative = Path(name) / f"{digest.removeprefix('sha256:')}.parquet"
-    target = datasets_dir / relative
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
-        shutil.copyfile(source, tmp)
-        tmp.replace(target)  # atomic: a reader never sees half a file
+    relative = f"{name}/{digest.removeprefix('sha256:')}.parquet"
+    store = datasets_dir if isinstance(datasets_dir, Storage) else Storage(str(datasets_dir))
+    stored_at = store.put(source, relative)  # atomic: a reader never sees half a file
 
     dataset = db.scalar(select(Dataset).where(Dataset.tenant_id == tenant.id, Dataset.name == name))
     classification = strictest(
@@ -236,9 +240,9 @@ def register(
         version = DatasetVersion(
             dataset_id=dataset.id,
             digest=digest,
-            path=str(relative),
-            row_count=pl.scan_parquet(target).select(pl.len()).collect().item(),
-            byte_size=target.stat().st_size,
+            path=stored_at,
+            row_count=pl.scan_parquet(source).select(pl.len()).collect().item(),
+            byte_size=source.stat().st_size,
         )
         db.add(version)
     db.flush()
@@ -284,6 +288,7 @@ def load_view(db: Session, datasets_dir: Path, tenant_name: str, name: str) -> D
                 DatasetVersion.digest,
                 DatasetVersion.path,
                 DatasetVersion.row_count,
+                DatasetVersion.byte_size,
                 Dataset.description,
                 Dataset.tenant_id,
                 Dataset.derived_from,
@@ -329,11 +334,43 @@ def load_view(db: Session, datasets_dir: Path, tenant_name: str, name: str) -> D
         identifier_columns=tuple(first.identifier_columns),
         version=first.digest,
         path=datasets_dir / first.path,
+        location=first.path if "://" in first.path else str(datasets_dir / first.path),
+        byte_size=first.byte_size or 0,
         row_count=first.row_count,
         columns=tuple(ColumnInfo(c.column, c.dtype, c.column_class, c.entity) for c in cols),
         description=first.description,
         tenant_id=first.tenant_id,
         derived_from=tuple(first.derived_from or ()),
+    )
+
+
+def pin_version(db: Session, datasets_dir: Path, view: DatasetView, digest: str) -> DatasetView:
+    """`view` as of an earlier version (its file; the columns, classes and owner stay the
+    current ones, which is what the read is decided on), or NotFound."""
+    if digest == view.version:
+        return view
+    row = (
+        db.connection()
+        .execute(
+            select(
+                DatasetVersion.digest,
+                DatasetVersion.path,
+                DatasetVersion.row_count,
+                DatasetVersion.byte_size,
+            ).where(DatasetVersion.dataset_id == view.id, DatasetVersion.digest == digest)
+        )
+        .first()
+    )
+    if row is None:
+        raise NotFound(f"dataset {view.name!r} has no version {digest[:80]!r}")
+    location = row.path if "://" in row.path else str(datasets_dir / row.path)
+    return dataclasses.replace(
+        view,
+        version=row.digest,
+        path=datasets_dir / row.path,
+        location=location,
+        row_count=row.row_count,
+        byte_size=row.byte_size or 0,
     )
 
 

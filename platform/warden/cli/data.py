@@ -31,6 +31,7 @@ def seed(
     Runs against the database directly (an operator command, like `warden init`).
     """
     from warden.catalog.seeding import seed_taste_graph  # heavy imports only when seeding
+    from warden.catalog.storage import storage_for
 
     if scale not in ("small", "medium", "large"):
         fail("--scale must be small, medium or large")
@@ -43,7 +44,7 @@ def seed(
         ):
             rows = seed_taste_graph(
                 db,
-                datasets_dir=settings.datasets_dir,
+                datasets_dir=storage_for(settings),
                 tenant_name=tenant,
                 owner_name=owner,
                 scale=scale,

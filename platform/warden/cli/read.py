@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -52,6 +54,10 @@ def read(
     limit: Annotated[int | None, typer.Option(min=0, help="At most this many rows")] = 20,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or parquet")] = "table",
     out: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout")] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="An earlier version (sha256:… digest) instead of the current"),
+    ] = None,
 ) -> None:
     """Read a dataset through policy. Masked columns come back masked; the read is audited."""
     if fmt not in FORMATS:
@@ -61,31 +67,49 @@ def read(
     from warden.sdk import Client, WardenAPIError  # polars and pyarrow: only when reading
 
     client = Client(url=get_settings().url, token=load_token())
+    query: dict[str, Any] = {
+        "purpose": purpose,
+        "columns": [c.strip() for c in columns.split(",")] if columns else None,
+        "where": parse_where(where or []),
+        "limit": limit,
+        "version": as_of,
+    }
+    info: dict[str, str] = {}
+    rows = 0
     try:
-        frame, info = client.read_with_info(
-            dataset,
-            purpose=purpose,
-            columns=[c.strip() for c in columns.split(",")] if columns else None,
-            where=parse_where(where or []),
-            limit=limit,
-        )
+        if fmt == "table":
+            frame, info = client.read_with_info(dataset, **query)
+            rows = frame.height
+            console.print(render(frame, info))
+        else:  # written as the batches arrive: an answer larger than memory still fits
+            rows = _write_batches(client.iter_batches(dataset, info=info, **query), fmt, out)
     except WardenAPIError as exc:
         fail(f"{exc.error} ({exc.status}): {exc.detail}", code=2)
     except OSError as exc:
         fail(f"cannot reach the Warden API at {client.url}: {exc}")
-    if fmt == "parquet" and out is not None:
-        frame.write_parquet(out)
-    elif fmt == "csv":
-        if out is not None:
-            frame.write_csv(out)
-        else:
-            sys.stdout.write(frame.write_csv())
-    else:
-        console.print(render(frame, info))
     err_console.print(
-        f"{frame.height} rows · audit event {info.get('x-warden-audit-event')} · "
+        f"{rows} rows · audit event {info.get('x-warden-audit-event')} · "
         f"masked: {info.get('x-warden-masked-columns') or 'none'}"
     )
+
+
+def _write_batches(batches: Iterator[pl.DataFrame], fmt: str, out: Path | None) -> int:
+    import pyarrow.parquet as pq
+
+    rows = 0
+    writer: pq.ParquetWriter | None = None
+    with contextlib.ExitStack() as stack:
+        text = stack.enter_context(out.open("w")) if fmt == "csv" and out else sys.stdout
+        for batch in batches:
+            if fmt == "parquet":
+                table = batch.to_arrow()
+                if writer is None:
+                    writer = stack.enter_context(pq.ParquetWriter(str(out), table.schema))
+                writer.write_table(table)
+            else:
+                text.write(batch.write_csv(include_header=rows == 0))
+            rows += batch.height
+    return rows
 
 
 def render(frame: pl.DataFrame, info: dict[str, str]) -> Table:

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from warden.catalog.storage import DataFile
+
 REDACTED = "[redacted]"
 SMALL_FRAME = 20_000
 # A dense table costs 9 bytes per slot of the id range: used while the range is compact.
@@ -92,8 +94,9 @@ def _within(slots: pl.Series, size: int) -> bool:
 
 
 @lru_cache(maxsize=64)
-def token_table(path: Path, column: str, key: bytes) -> TokenTable:
-    distinct = pl.scan_parquet(path).select(pl.col(column).unique().drop_nulls()).collect()[column]
+def token_table(file: DataFile | Path, column: str, key: bytes) -> TokenTable:
+    source = file if isinstance(file, DataFile) else DataFile(str(file))
+    distinct = source.scan().select(pl.col(column).unique().drop_nulls()).collect()[column]
     dtype = pl.Int64 if distinct.dtype.is_integer() else pl.Utf8
     tokens = pl.Series([token(key, v) for v in distinct.to_list()], dtype=dtype)
     if not distinct.dtype.is_integer() or distinct.is_empty():
@@ -118,13 +121,15 @@ def masked_dtype(dtype: str) -> str:
     return "Int64" if dtype.startswith(("Int", "UInt")) else "Utf8"
 
 
-def keyed_hash_expr(column: str, path: Path, key: bytes) -> pl.Expr:
-    return token_table(path, column, key).expr(column)
+def keyed_hash_expr(column: str, file: DataFile | Path, key: bytes) -> pl.Expr:
+    return token_table(file, column, key).expr(column)
 
 
-def keyed_hash_frame(frame: pl.DataFrame, column: str, path: Path, key: bytes) -> pl.DataFrame:
+def keyed_hash_frame(
+    frame: pl.DataFrame, column: str, file: DataFile | Path, key: bytes
+) -> pl.DataFrame:
     """Mask a collected frame."""
-    return token_table(path, column, key).apply(frame, column)
+    return token_table(file, column, key).apply(frame, column)
 
 
 def blank_expr(column: str, dtype: pl.DataType) -> pl.Expr:

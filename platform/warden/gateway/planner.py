@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import polars as pl
 
 from warden.catalog.service import DatasetView
+from warden.catalog.storage import DataFile
 from warden.errors import Forbidden, InvalidFilter
 from warden.gateway.filters import expression, typed_value
 from warden.gateway.keys import TenantMask
@@ -26,29 +28,37 @@ from warden.policy.engine import ReadDecision, RowFilter
 # digest), and decoding one costs milliseconds even when a read wants 100 rows of it.
 SMALL_FILE_BYTES = 8 << 20
 FRAME_CACHE_BYTES = 256 << 20
+BATCH_ROWS = 256 * 1024
+_POSITION = "__warden_position"
 
 
 class _FrameCache:
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self._frames: OrderedDict[tuple[Path, int, int], pl.DataFrame] = OrderedDict()
+        self._frames: OrderedDict[tuple[DataFile, int, int], pl.DataFrame] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def source(self, path: Path) -> pl.LazyFrame:
-        try:
-            stat = path.stat()
-        except OSError:
-            return pl.scan_parquet(path)  # fails as it always did
-        if stat.st_size > SMALL_FILE_BYTES:
-            return pl.scan_parquet(path)
-        key = (path, stat.st_size, stat.st_mtime_ns)
+    def source(self, file: DataFile, byte_size: int) -> tuple[pl.LazyFrame, bool]:
+        """The file as a lazy frame, and whether it is decoded in memory (a small file).
+        `byte_size`: the catalog's (an object in a bucket is not asked for its size)."""
+        if file.remote:
+            size, stamp = byte_size, 0  # content-addressed and never rewritten
+        else:
+            try:
+                stat = Path(file.location).stat()
+            except OSError:
+                return file.scan(), False  # fails as it always did
+            size, stamp = stat.st_size, stat.st_mtime_ns
+        if size > SMALL_FILE_BYTES or size <= 0:
+            return file.scan(), False
+        key = (file, size, stamp)
         with self._lock:
             frame = self._frames.get(key)
             if frame is not None:
                 self._frames.move_to_end(key)
-                return frame.lazy()
-        frame = pl.read_parquet(path)
+                return frame.lazy(), True
+        frame = file.scan().collect()
         size = int(frame.estimated_size())
         with self._lock:
             if key not in self._frames and size <= self.max_bytes:
@@ -57,7 +67,7 @@ class _FrameCache:
                 while self._bytes > self.max_bytes:
                     _, dropped = self._frames.popitem(last=False)
                     self._bytes -= int(dropped.estimated_size())
-        return frame.lazy()
+        return frame.lazy(), True
 
     def clear(self) -> None:
         with self._lock:
@@ -74,10 +84,12 @@ class Plan:
     columns: tuple[str, ...]
     masked: tuple[str, ...]
     late_masks: tuple[str, ...]
-    path: Path
+    file: DataFile
     # the key of each masked identifier column: the tenant's, for that column's entity
     keys: dict[str, bytes] = field(repr=False)
     key_version: int = 0
+    # the source is a decoded frame in memory (a small file): collect it at once, never stream
+    in_memory: bool = False
 
 
 def policy_value(dataset: DatasetView, rf: RowFilter) -> Any:
@@ -116,15 +128,30 @@ def build(
     where: list[FilterClause],
     limit: int | None,
     mask: TenantMask,
+    file: DataFile,
+    shard: tuple[int, int] | None = None,
 ) -> Plan:
-    """`mask`: the reading tenant's current key; each identifier column is masked with the
+    """`file`: the version's file as the platform reaches it. `mask`: the reading tenant's
+    current key; each identifier column is masked with the
     key of the entity it identifies, so one user has one pseudonym in every dataset of the
-    tenant and another in every other tenant."""
+    tenant and another in every other tenant.
+
+    `shard=(rank, world)`: only the rows whose position in the dataset's file is `rank`
+    modulo `world`. Positions are those of the immutable version's file, numbered before any
+    filter, so the shards of one version are disjoint and cover the answer whatever the
+    filters (a limit applies to each shard on its own)."""
     if mask.tenant_id != dataset.tenant_id:
         raise Forbidden("the mask key is not the dataset's tenant's")
-    source = frames.source(dataset.path)
+    source, in_memory = frames.source(file, dataset.byte_size)
     schema = source.collect_schema()
     frame = source
+    if shard is not None:
+        rank, world = shard
+        frame = (
+            frame.with_row_index(_POSITION)
+            .filter(pl.col(_POSITION) % world == rank)
+            .drop(_POSITION)
+        )
     for rf in decision.row_filters:
         value = policy_value(dataset, rf)
         frame = frame.filter(expression(rf.column, _dtype(dataset, rf.column), rf.op, value))
@@ -147,7 +174,7 @@ def build(
         if column in dataset.identifier_columns and column not in filtered:
             late.append(column)
         elif column in dataset.identifier_columns:
-            mask_exprs.append(keyed_hash_expr(column, dataset.path, keys[column]).alias(column))
+            mask_exprs.append(keyed_hash_expr(column, file, keys[column]).alias(column))
         else:
             mask_exprs.append(blank_expr(column, schema[column]))
     if mask_exprs:
@@ -165,17 +192,29 @@ def build(
         columns=tuple(visible),
         masked=tuple(c for c in visible if c in masked_all),
         late_masks=tuple(late),
-        path=dataset.path,
+        file=file,
         keys=keys,
         key_version=mask.version,
+        in_memory=in_memory,
     )
 
 
-def collect(plan: Plan) -> pl.DataFrame:
-    """Run the plan, then apply the identifier masks left for the collected rows."""
-    frame = plan.frame.collect()
+def collect(plan: Plan, *, empty: bool = False) -> pl.DataFrame:
+    """Run the plan, then apply the identifier masks left for the collected rows.
+    `empty`: no rows, only the answer's columns and types."""
+    return _late_masks(plan, (plan.frame.head(0) if empty else plan.frame).collect())
+
+
+def batches(plan: Plan, rows: int = BATCH_ROWS) -> Iterator[pl.DataFrame]:
+    """Run the plan on polars' streaming engine, a batch at a time (bounded memory: the scan
+    reads row groups as the consumer asks for batches), masks applied to each batch."""
+    for frame in plan.frame.collect_batches(chunk_size=rows):
+        yield _late_masks(plan, frame)
+
+
+def _late_masks(plan: Plan, frame: pl.DataFrame) -> pl.DataFrame:
     for column in plan.late_masks:
-        frame = keyed_hash_frame(frame, column, plan.path, plan.keys[column])
+        frame = keyed_hash_frame(frame, column, plan.file, plan.keys[column])
     return frame
 
 

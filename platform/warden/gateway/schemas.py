@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 FilterOp = Literal["eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "is_null", "not_null"]
 Scalar = int | float | str | bool | None
@@ -18,6 +18,22 @@ class FilterClause(BaseModel):
     value: Scalar | list[Scalar] = None
 
 
+class Shard(BaseModel):
+    """One part of an answer for one of `world` training processes: the rows whose position
+    in the dataset version's file is `rank` modulo `world`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rank: int = Field(ge=0)
+    world: int = Field(ge=1, le=65536)
+
+    @model_validator(mode="after")
+    def _rank_below_world(self) -> Shard:
+        if self.rank >= self.world:
+            raise ValueError(f"rank {self.rank} is not below world {self.world}")
+        return self
+
+
 class ReadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -25,3 +41,7 @@ class ReadRequest(BaseModel):
     columns: list[str] | None = Field(default=None, max_length=256)
     where: list[FilterClause] = Field(default_factory=list, max_length=64)
     limit: int | None = Field(default=None, ge=0)
+    shard: Shard | None = None
+    # read this earlier version (its digest, `x-warden-dataset-version`) instead of the
+    # current one: the ranks of one training job pin one version
+    version: str | None = Field(default=None, max_length=80, pattern=r"^sha256:[0-9a-f]{64}$")

@@ -6,9 +6,13 @@ the reason it was refused. If the audit write fails, the read fails closed (503)
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import polars as pl
+import pyarrow as pa
 from opentelemetry.trace import Span
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
@@ -17,9 +21,10 @@ from warden.access.ids import break_glass_grants
 from warden.access.repository import last_grant_of
 from warden.audit.chain import utc
 from warden.audit.outcomes import by
-from warden.audit.service import AuditRecord, record
+from warden.audit.service import AuditRecord, record, stream_completion, stream_intent
 from warden.audit.telemetry import annotate_span, read_span
-from warden.catalog.service import DatasetView, load_view
+from warden.catalog.service import DatasetView, load_view, pin_version
+from warden.catalog.storage import data_file, storage_reason
 from warden.core.platform import Platform
 from warden.db.session import unit_of_work
 from warden.errors import (
@@ -27,6 +32,7 @@ from warden.errors import (
     Forbidden,
     NotFound,
     PayloadTooLarge,
+    StorageUnavailable,
     Unprocessable,
     WardenError,
 )
@@ -34,19 +40,29 @@ from warden.gateway import planner
 from warden.gateway.arrow import ArrowStream
 from warden.gateway.keys import tenant_mask
 from warden.gateway.schemas import ReadRequest
+from warden.gateway.stream import LiveStream, Outcome
 from warden.identity.service import Caller
 from warden.policy.engine import ReadDecision
 from warden.policy.reads import authorize_read
 
+log = logging.getLogger(__name__)
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 # A caller that sends `x-warden-arrow-layout: view` gets inline text in Arrow's view layout.
 ARROW_LAYOUT_HEADER = "x-warden-arrow-layout"
 Decision = Literal["allow", "deny", "error"]
 
 
+# An answer is streamed (intent and completion events) once the batches made while deciding
+# hold more than this; below it, the whole answer is one audit event, as for a small file.
+STREAM_ABOVE_BYTES = 4 << 20
+
+
 @dataclass
 class ReadResult:
-    body: ArrowStream
+    """`body`: the whole answer, measured (`rows` known), or a live stream (`rows` is -1:
+    the completion event will say)."""
+
+    body: ArrowStream | LiveStream
     rows: int
     event_id: str
     columns: tuple[str, ...]
@@ -182,34 +198,124 @@ def _read(
         if attempt.decision is not None and not attempt.decision.allowed:
             _refuse_ended_grant(state, caller, dataset, request.purpose)
         raise
+    if request.version is not None:  # an earlier version, decided on today's policy
+        attempt.details["as_of"] = request.version
+        if session is not None:
+            dataset = pin_version(session, settings.datasets_dir, dataset, request.version)
+        else:
+            with unit_of_work(state.sessions) as db:
+                dataset = pin_version(db, settings.datasets_dir, dataset, request.version)
+        attempt.version = dataset.version
     if session is not None:
         session.commit()  # the lookups are done: hand the connection back before the plan runs
     decision, columns = allowed.decision, allowed.columns
     attempt.columns = columns
     planner.check_filters(request.where, decision, dataset)
 
-    plan = planner.build(dataset, decision, columns, request.where, request.limit, mask)
-    frame = planner.collect(plan)
+    shard = request.shard
+    if shard is not None:
+        attempt.details["shard"] = {"rank": shard.rank, "world": shard.world, "by": "position"}
+    try:
+        plan = planner.build(
+            dataset,
+            decision,
+            columns,
+            request.where,
+            request.limit,
+            mask,
+            data_file(settings, dataset.location),
+            shard=(shard.rank, shard.world) if shard is not None else None,
+        )
+        headers = {
+            "x-warden-dataset-version": dataset.version,
+            "x-warden-policy-version": str(decision.policy_version),
+            "x-warden-masked-columns": ",".join(plan.masked),
+        }
+        if plan.in_memory:
+            frame = planner.collect(plan)
+        else:
+            # A large file: scan it lazily, a batch at a time. If the whole answer turns out
+            # small, it is sent as one measured piece under one event, like a small file's.
+            batches = planner.batches(plan)
+            first, held = [], 0
+            for batch in batches:
+                first.append(batch)
+                held += int(batch.estimated_size())
+                if held > STREAM_ABOVE_BYTES:
+                    return _stream(state, attempt, span, plan, first, batches, headers)
+            frame = pl.concat(first) if first else planner.collect(plan, empty=True)
+    except pl.exceptions.ColumnNotFoundError:
+        # an earlier version without a column the dataset has now
+        raise Unprocessable(
+            f"version {dataset.version[:19]}… of {dataset.name!r} lacks a column asked for"
+        ) from None
+    except (OSError, pl.exceptions.PolarsError, pa.ArrowException) as exc:
+        # The bucket or file failed (unreachable, credentials, missing, corrupt): a clear 503
+        # whose detail names neither the location nor anything of the credentials.
+        log.warning("reading %s failed: %s", dataset.location, exc)
+        raise StorageUnavailable(storage_reason(exc)) from None
     body = ArrowStream(frame, views=views)
     size = body.size
 
     # Audit before data: the event is committed before the caller gets a byte.
     event = record(state.sessions, attempt.audit("allow", rows=frame.height, bytes=size))
     annotate_span(span, event)
+    headers["x-warden-audit-event"] = event.id
+    headers["x-warden-rows"] = str(frame.height)
+    headers["content-length"] = str(size)
     return ReadResult(
         body=body,
         rows=frame.height,
         event_id=event.id,
         columns=plan.columns,
         masked=plan.masked,
-        headers={
-            "x-warden-audit-event": event.id,
-            "x-warden-dataset-version": dataset.version,
-            "x-warden-policy-version": str(decision.policy_version),
-            "x-warden-masked-columns": ",".join(plan.masked),
-            "x-warden-rows": str(frame.height),
-            "content-length": str(size),
-        },
+        headers=headers,
+    )
+
+
+def _stream(
+    state: Platform,
+    attempt: _Attempt,
+    span: Span,
+    plan: planner.Plan,
+    first: list[pl.DataFrame],
+    rest: Iterator[pl.DataFrame],
+    headers: dict[str, str],
+) -> ReadResult:
+    """Audit before data, for an answer of unknown length: the intent is committed before the
+    first byte (a failed write answers 503 and sends nothing); the completion follows the
+    last byte, or the moment the client went away, with what was sent and its SHA-256."""
+    opened = stream_intent(attempt.audit("allow"))
+    stream_id = str(opened.details["stream"]["id"])
+    try:
+        intent = record(state.sessions, opened)
+    except BaseException:
+        rest.close()  # type: ignore[attr-defined]
+        raise
+    annotate_span(span, intent)
+
+    def complete(outcome: Outcome) -> None:
+        record(
+            state.sessions,
+            stream_completion(
+                intent,
+                rows=outcome.rows,
+                bytes=outcome.bytes,
+                sha256=outcome.sha256,
+                complete=outcome.complete,
+                reason=outcome.reason,
+            ),
+        )
+
+    headers["x-warden-audit-event"] = intent.id
+    headers["x-warden-stream"] = stream_id
+    return ReadResult(
+        body=LiveStream(first, rest, complete, stream_id=stream_id),
+        rows=-1,
+        event_id=intent.id,
+        columns=plan.columns,
+        masked=plan.masked,
+        headers=headers,
     )
 
 

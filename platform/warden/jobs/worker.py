@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from warden.audit.service import append
 from warden.catalog.service import ColumnInfo, file_digest, load_view, register, strictest
+from warden.catalog.storage import storage_for
 from warden.core.loop import BackgroundLoop
 from warden.core.platform import Platform
 from warden.db.session import unit_of_work
@@ -440,7 +441,7 @@ def _register_outputs(
         dataset_name = f"{name.stem[:40]}_{job.id}"
         dataset, version = register(
             db,
-            datasets_dir=state.settings.datasets_dir,
+            datasets_dir=storage_for(state.settings),
             tenant=tenant,
             owner=owner,
             name=dataset_name,

@@ -1,4 +1,6 @@
-"""`Client(...).read(dataset, columns=…, purpose=…, where=…) -> polars.DataFrame`."""
+"""`Client(...).read(dataset, columns=…, purpose=…, where=…) -> polars.DataFrame`, and
+`Client(...).iter_batches(...)`, which yields the answer a record batch at a time as it
+arrives (bounded memory, however large the answer)."""
 
 from __future__ import annotations
 
@@ -66,12 +68,55 @@ class Client:
         columns: Sequence[str] | None = None,
         where: Where | None = None,
         limit: int | None = None,
+        shard: tuple[int, int] | None = None,
+        version: str | None = None,
     ) -> pl.DataFrame:
-        """Read through policy: masked columns come back masked, and the read is audited."""
+        """Read through policy: masked columns come back masked, and the read is audited.
+        `shard=(rank, world)`: only this process's part of the answer (the rows whose position
+        in the dataset's file is rank modulo world): the parts of all ranks of one dataset
+        version are disjoint and together are the whole answer; pass `version` (a digest,
+        `x-warden-dataset-version`) so that every rank reads the same one."""
         frame, _ = self.read_with_info(
-            dataset, purpose=purpose, columns=columns, where=where, limit=limit
+            dataset,
+            purpose=purpose,
+            columns=columns,
+            where=where,
+            limit=limit,
+            shard=shard,
+            version=version,
         )
         return frame
+
+    def iter_batches(
+        self,
+        dataset: str,
+        *,
+        purpose: str,
+        columns: Sequence[str] | None = None,
+        where: Where | None = None,
+        limit: int | None = None,
+        shard: tuple[int, int] | None = None,
+        version: str | None = None,
+        info: dict[str, str] | None = None,
+    ) -> Iterator[pl.DataFrame]:
+        """Like read, one polars frame per Arrow record batch as the stream arrives; memory
+        stays about one batch. Stopping early closes the connection (the server records the
+        read as incomplete). `info`, when given, is filled with the answer's headers."""
+        body = _body(purpose, columns, where, limit, shard, version)
+        with self._http.stream("POST", f"/v1/datasets/{dataset}/read", json=body) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise _error(response)
+            if info is not None:
+                info.update(_info(response))
+            raw = io.BufferedReader(_ChunkReader(response.iter_raw()), buffer_size=1 << 20)
+            reader = pa_ipc.open_stream(pa.PythonFile(raw, mode="r"))
+            sent = False
+            for batch in reader:
+                sent = True
+                yield pl.DataFrame(pl.from_arrow(batch))
+            if not sent:  # no rows: one empty frame, so the caller still learns the columns
+                yield pl.DataFrame(pl.from_arrow(reader.schema.empty_table()))
 
     def read_with_info(
         self,
@@ -81,20 +126,18 @@ class Client:
         columns: Sequence[str] | None = None,
         where: Where | None = None,
         limit: int | None = None,
+        shard: tuple[int, int] | None = None,
+        version: str | None = None,
     ) -> tuple[pl.DataFrame, dict[str, str]]:
-        """Like read, plus the audit event id, versions and masked columns from the headers."""
-        body = {
-            "purpose": purpose,
-            "columns": list(columns) if columns is not None else None,
-            "where": [_clause(c) for c in (where or [])],
-            "limit": limit,
-        }
+        """Like read, plus the audit event id, versions and masked columns from the headers
+        (a streamed answer names its stream, `x-warden-stream`, instead of its rows)."""
+        body = _body(purpose, columns, where, limit, shard, version)
         path = f"/v1/datasets/{dataset}/read"
         with self._http.stream("POST", path, json=body, headers=_LAYOUT) as response:
             if response.status_code >= 400:
                 response.read()
                 raise _error(response)
-            info = {k: v for k, v in response.headers.items() if k.startswith("x-warden-")}
+            info = _info(response)
             table = _read_table(response)
         return pl.DataFrame(pl.from_arrow(table)), info
 
@@ -103,6 +146,32 @@ class Client:
         if response.status_code >= 400:
             raise _error(response)
         return response.json()
+
+
+def _body(
+    purpose: str,
+    columns: Sequence[str] | None,
+    where: Where | None,
+    limit: int | None,
+    shard: tuple[int, int] | None,
+    version: str | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "purpose": purpose,
+        "columns": list(columns) if columns is not None else None,
+        "where": [_clause(c) for c in (where or [])],
+        "limit": limit,
+    }
+    if shard is not None:
+        rank, world = shard
+        body["shard"] = {"rank": rank, "world": world}
+    if version is not None:
+        body["version"] = version
+    return body
+
+
+def _info(response: httpx.Response) -> dict[str, str]:
+    return {k: v for k, v in response.headers.items() if k.startswith("x-warden-")}
 
 
 def _read_table(response: httpx.Response) -> pa.Table:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import anyio
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.orm import Session
+from starlette.types import Receive, Scope, Send
 
 from warden.api.deps import get_state
 from warden.api.edge import report_unauthenticated
@@ -17,6 +19,7 @@ from warden.errors import Unauthenticated
 from warden.gateway.arrow import ArrowStream
 from warden.gateway.schemas import ReadRequest
 from warden.gateway.service import ARROW_LAYOUT_HEADER, ARROW_STREAM, ReadResult, governed_read
+from warden.gateway.stream import LiveStream
 from warden.identity.service import Caller, authenticate
 
 router = APIRouter(prefix="/v1/datasets", tags=["gateway"])
@@ -35,6 +38,8 @@ async def read_dataset(name: str, request: Request) -> Response:
     result, small = await run_in_threadpool(_read, request, name, raw)
     if small is not None:
         return Response(small, media_type=ARROW_STREAM, headers=result.headers)
+    if isinstance(result.body, LiveStream):
+        return _LiveResponse(result.body, headers=result.headers)
     return StreamingResponse(_pieces(result.body), media_type=ARROW_STREAM, headers=result.headers)
 
 
@@ -42,6 +47,60 @@ async def _pieces(body: ArrowStream) -> AsyncIterator[memoryview]:
     # The stream is already made (it was measured for the audit): no thread hop per piece.
     for piece in body:
         yield piece
+
+
+class _LiveResponse(Response):
+    """Sends a live stream batch by batch (the transport's back-pressure paces the scan) and
+    records its completion whatever ends it: the last byte, the client going away (seen on
+    `receive`, since a server may drop writes to a closed connection silently), or an error."""
+
+    media_type = ARROW_STREAM
+
+    def __init__(self, stream: LiveStream, headers: dict[str, str]) -> None:
+        # not Response.__init__: it would declare the length of an empty body
+        self.status_code = 200
+        self.background = None
+        self.stream = stream
+        self.init_headers(headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        reason: str | None = "the client went away"
+        complete = False
+        try:
+            async with anyio.create_task_group() as group:
+
+                async def watch() -> None:
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    group.cancel_scope.cancel()
+
+                group.start_soon(watch)
+                await self._send_all(send)
+                complete, reason = True, None
+                group.cancel_scope.cancel()
+        except Exception as exc:  # the task group wraps what its tasks raised
+            cause = _unwrap(exc)
+            if not isinstance(cause, OSError):  # an OSError: the client went away mid-write
+                reason = f"the stream failed: {type(cause).__name__}"
+                raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                await run_in_threadpool(self.stream.finish, complete=complete, reason=reason)
+
+    async def _send_all(self, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        while (pieces := await run_in_threadpool(self.stream.next_pieces)) is not None:
+            for piece in pieces:
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _read(request: Request, name: str, raw: bytes) -> tuple[ReadResult, bytes | None]:
@@ -54,7 +113,8 @@ def _read(request: Request, name: str, raw: bytes) -> tuple[ReadResult, bytes | 
     with unit_of_work(state.sessions) as db:
         caller = _caller_or_audit(request, name, db)
         result = governed_read(state, caller, name, raw, views=views, session=db)
-    small = b"".join(result.body) if result.body.size <= SMALL_BODY else None
+    body = result.body
+    small = b"".join(body) if isinstance(body, ArrowStream) and body.size <= SMALL_BODY else None
     return result, small
 
 

@@ -1,0 +1,121 @@
+"""A read too large to hold: Arrow IPC written batch by batch as the plan produces them.
+
+The stream's length is not known before the first byte, so its audit is two events: the
+*intent* (the decision, committed before the first byte) and the *completion* (rows, bytes
+and the SHA-256 of exactly the bytes handed to the transport, or how far it got when the
+client went away), recorded once by `finish`, whatever ends the stream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.ipc as pa_ipc
+
+from warden.gateway.arrow import BATCH_ROWS, IPC_OPTIONS, _coalesce, _Collector
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    rows: int
+    bytes: int
+    sha256: str
+    complete: bool
+    reason: str | None
+
+
+class LiveStream:
+    """Pieces of one Arrow IPC stream (schema, then each batch, then the end marker), made
+    one step at a time by `next_pieces` in a worker thread, so at most about one batch is in
+    memory however large the answer."""
+
+    def __init__(
+        self,
+        first: list[pl.DataFrame],
+        rest: Iterator[pl.DataFrame],
+        finish: Callable[[Outcome], None],
+        *,
+        stream_id: str,
+    ) -> None:
+        """`first`: batches already made (while deciding the answer is large), `rest` the
+        plan's batch iterator they came from."""
+        self.stream_id = stream_id
+        self._source = rest
+        self._batches: Iterator[pl.DataFrame] = itertools.chain(first, rest)
+        self._finish = finish
+        self._pieces: list[memoryview] = []
+        self._writer: pa_ipc.RecordBatchStreamWriter | None = None
+        self._schema: pa.Schema | None = None
+        self._sha = hashlib.sha256()
+        self._ended = False
+        self._finished = False
+        self._lock = threading.Lock()
+        self.rows = 0
+        self.bytes = 0
+
+    def next_pieces(self) -> list[memoryview] | None:
+        """The next bytes to send (counted as sent), or None once the end marker went out."""
+        if self._ended:
+            return None
+        frame = next(self._batches, None)
+        if frame is None:
+            if self._writer is None:  # no batch at all: still a valid (empty) stream
+                self._open(pa.schema([]))
+            assert self._writer is not None
+            self._writer.close()
+            self._ended = True
+        else:
+            table = frame.to_arrow(compat_level=pl.CompatLevel.oldest())
+            if self._writer is None:
+                self._open(table.schema)
+            elif table.schema != self._schema:
+                table = table.cast(self._schema)
+            assert self._writer is not None
+            for batch in table.to_batches(max_chunksize=BATCH_ROWS):
+                self._writer.write_batch(batch)
+            self.rows += frame.height
+        pieces = _coalesce(self._pieces)
+        self._pieces.clear()
+        for piece in pieces:
+            self._sha.update(piece)
+            self.bytes += len(piece)
+        return pieces
+
+    def _open(self, schema: pa.Schema) -> None:
+        self._schema = schema
+        sink = pa.PythonFile(_Collector(self._pieces), mode="w")
+        self._writer = pa_ipc.new_stream(sink, schema, options=IPC_OPTIONS)
+
+    def finish(self, *, complete: bool, reason: str | None = None) -> None:
+        """Record how the stream ended, once (the first call wins); never raises: the bytes
+        are gone, and a completion that cannot be written leaves its intent open, which
+        `audit verify` reports."""
+        with self._lock:
+            if self._finished:
+                return
+            self._finished = True
+        close = getattr(self._source, "close", None)
+        if callable(close):
+            with contextlib.suppress(ValueError):  # still running in an abandoned thread
+                close()  # stops the scan
+        outcome = Outcome(
+            rows=self.rows,
+            bytes=self.bytes,
+            sha256=self._sha.hexdigest(),
+            complete=complete and self._ended,
+            reason=reason,
+        )
+        try:
+            self._finish(outcome)
+        except Exception:
+            log.exception("the completion of stream %s could not be recorded", self.stream_id)

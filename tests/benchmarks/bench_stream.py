@@ -1,0 +1,230 @@
+"""Streamed governed reads: a large `engagements` version read through a real `warden serve`
+(SDK `iter_batches`: Arrow batches into polars frames as they arrive) against
+`polars.scan_parquet(...).select(same columns).collect()` of the same file, same run,
+interleaved. Reports throughput and its ratio, time to first byte, and peak RSS: the API
+process's growth during the governed read against a fresh process's growth during the raw
+read. On the local datasets folder, and on SeaweedFS when scripts/seaweedfs-up.sh can start
+one.
+
+Run: .venv/bin/python -m tests.benchmarks.bench_stream [--rows 10000000] [--storage local]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import polars as pl
+
+from tests.benchmarks.bench_read import COLUMNS, _seed
+from tests.benchmarks.harness import prepare
+from tests.gateway.servers import serve
+from warden.catalog.service import load_view, register
+from warden.catalog.storage import Storage, storage_for
+from warden.db.session import make_engine, make_sessionmaker, unit_of_work
+from warden.identity.service import get_principal, get_tenant
+from warden.sdk import Client
+
+REPO = Path(__file__).resolve().parents[2]
+RAW = """
+import sys, json, time, polars as pl
+def hwm():
+    return next(int(l.split()[1]) * 1024 for l in open("/proc/self/status")
+                if l.startswith("VmHWM:"))
+location, columns, options = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+pl.DataFrame({"a": [1]}).lazy().collect()
+before = hwm()
+t0 = time.perf_counter()
+kw = {"storage_options": options} if options else {}
+frame = pl.scan_parquet(location, **kw).select(columns).collect()
+print(json.dumps({"s": time.perf_counter() - t0, "rows": frame.height, "grown": hwm() - before}))
+"""
+
+
+def peak_rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM")
+
+
+def seaweedfs() -> dict[str, str] | None:
+    done = subprocess.run(  # noqa: S603
+        ["bash", str(REPO / "scripts" / "seaweedfs-up.sh")],  # noqa: S607
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "WARDEN_VENV": sys.prefix},
+    )
+    if done.returncode != 0:
+        print(f"note: no SeaweedFS ({done.stderr.strip()[-300:]}); local only", file=sys.stderr)
+        return None
+    pairs = (line.removeprefix("export ").partition("=") for line in done.stdout.splitlines())
+    return {name: value for name, _, value in pairs}
+
+
+def big_version(settings: Any, rows: int, store: Storage, tmp: Path) -> str:
+    engine = make_engine(settings.resolved_database_url)
+    sessions = make_sessionmaker(engine)
+    with unit_of_work(sessions) as db:
+        view = load_view(db, settings.datasets_dir, "acme", "engagements")
+    small = pl.read_parquet(view.path)
+    big = pl.concat([small] * -(-rows // small.height)).head(rows)
+    source = tmp / "big.parquet"
+    big.write_parquet(source, row_group_size=128 * 1024)
+    del big
+    with unit_of_work(sessions) as db:
+        register(
+            db,
+            datasets_dir=store,
+            tenant=get_tenant(db, "acme"),
+            owner=get_principal(db, view.owner),
+            name="engagements",
+            source=source,
+            columns=list(view.columns),
+            identifier_columns=list(view.identifier_columns),
+            allowed_purposes=list(view.allowed_purposes),
+            description=view.description,
+            derived_from=list(view.derived_from),
+        )
+    with unit_of_work(sessions) as db:
+        location = load_view(db, settings.datasets_dir, "acme", "engagements").location
+    engine.dispose()
+    return location
+
+
+def first_byte(url: str, token: str) -> float:
+    body = {"purpose": "training", "columns": COLUMNS}
+    with httpx.Client(base_url=url, timeout=600) as http:
+        t0 = time.perf_counter()
+        with http.stream(
+            "POST",
+            "/v1/datasets/engagements/read",
+            json=body,
+            headers={"authorization": f"Bearer {token}"},
+        ) as response:
+            next(response.iter_raw())
+            return time.perf_counter() - t0
+
+
+def raw_read(location: str, options: dict[str, Any]) -> dict[str, Any]:
+    done = subprocess.run(  # noqa: S603
+        [sys.executable, "-c", RAW, location, json.dumps(COLUMNS), json.dumps(options)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return dict(json.loads(done.stdout))
+
+
+def measure(storage: str, rows: int, repeats: int, s3: dict[str, str] | None) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="warden-bench-") as name:
+        tmp = Path(name)
+        settings, token = prepare(tmp / "data", None)
+        _seed(settings, "small")
+        env: dict[str, str] = {}
+        if storage == "s3":
+            assert s3 is not None
+            env = {
+                **s3,
+                "WARDEN_STORAGE_URL": s3["WARDEN_STORAGE_URL"] + f"/bench-{time.time_ns()}",
+            }
+            settings = settings.model_copy(
+                update={
+                    "storage_url": env["WARDEN_STORAGE_URL"],
+                    "s3_endpoint_url": env["WARDEN_S3_ENDPOINT_URL"],
+                    "s3_access_key_id": env["WARDEN_S3_ACCESS_KEY_ID"],
+                    "s3_secret_access_key": env["WARDEN_S3_SECRET_ACCESS_KEY"],
+                }
+            )
+        location = big_version(settings, rows, storage_for(settings), tmp)
+        options = dict(storage_for(settings).file(location).options)
+        for path in [settings.data_dir, *settings.data_dir.rglob("*")]:
+            path.chmod(path.stat().st_mode & 0o700)
+        with serve(settings, **env) as server, Client(url=server.url, token=token) as client:
+            client.read("engagements", purpose="training", columns=COLUMNS, limit=1000)  # warm
+            baseline = peak_rss(server.proc.pid)
+            governed, raw, ttfb, raw_grown = [], [], [], []
+            got = 0
+            for _ in range(repeats):  # interleaved: both see the same machine noise
+                ttfb.append(first_byte(server.url, token))
+                t0 = time.perf_counter()
+                got = sum(
+                    b.height
+                    for b in client.iter_batches("engagements", purpose="training", columns=COLUMNS)
+                )
+                governed.append(time.perf_counter() - t0)
+                r = raw_read(location, options)
+                raw.append(r["s"])
+                raw_grown.append(r["grown"])
+                assert r["rows"] == got == rows
+            grown = peak_rss(server.proc.pid) - baseline
+    g, r_s = statistics.median(governed), statistics.median(raw)
+    raw_rss = statistics.median(raw_grown)
+    return {
+        "benchmark": "governed_stream_read",
+        "storage": storage,
+        "rows": rows,
+        "columns": len(COLUMNS),
+        "masked": 1,
+        "governed_s_median": round(g, 3),
+        "raw_scan_s_median": round(r_s, 3),
+        "ratio": round(r_s / g, 3),
+        "ttfb_ms_median": round(statistics.median(ttfb) * 1000, 1),
+        "api_peak_rss_growth_mib": round(grown / 2**20, 1),
+        "raw_peak_rss_growth_mib": round(raw_rss / 2**20, 1),
+        "rss_ratio": round(grown / raw_rss, 3) if raw_rss else None,
+    }
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    t = rows[0]
+    print(
+        f"governed streamed read of engagements ({t['rows']:,} rows, {t['columns']} columns,"
+        f" {t['masked']} masked) via SDK iter_batches,"
+        " vs polars.scan_parquet().collect(), same run:"
+    )
+    head = (
+        f"  {'storage':<8} {'governed':>9} {'raw':>8} {'ratio':>6} {'ttfb':>8}"
+        f" {'API peak RSS +':>15} {'raw peak RSS +':>15} {'rss ratio':>9}"
+    )
+    print(head)
+    for r in rows:
+        print(
+            f"  {r['storage']:<8} {r['governed_s_median']:>8.2f}s {r['raw_scan_s_median']:>7.2f}s"
+            f" {r['ratio']:>6.2f} {r['ttfb_ms_median']:>6.1f}ms"
+            f" {r['api_peak_rss_growth_mib']:>11.0f} MiB {r['raw_peak_rss_growth_mib']:>11.0f} MiB"
+            f" {r['rss_ratio']:>9}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--storage", choices=["local", "s3", "both"], default="both")
+    parser.add_argument("--json", type=Path, default=Path("bench-results/stream.json"))
+    args = parser.parse_args(argv)
+    s3 = seaweedfs() if args.storage in ("s3", "both") else None
+    kinds = ["local"] if args.storage == "local" else ["s3"] if args.storage == "s3" else ["local"]
+    if args.storage == "both" and s3 is not None:
+        kinds.append("s3")
+    results = [measure(kind, args.rows, args.repeats, s3) for kind in kinds]
+    print_table(results)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"benchmark": "stream", "results": results}, indent=2))
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
