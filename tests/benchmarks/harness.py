@@ -14,6 +14,7 @@ from sqlalchemy import create_engine, text
 from tests.serving import serve_env, serve_process
 from warden.api.background import free_port
 from warden.config import Settings
+from warden.core.filesystem import restrict_umask
 from warden.db.session import make_engine, make_sessionmaker, unit_of_work
 from warden.identity.bootstrap import initialize
 from warden.identity.service import Caller, create_principal, get_principal, get_tenant, issue_token
@@ -43,7 +44,9 @@ def postgres_database() -> Iterator[str]:
 
 
 def prepare(data_dir: Path, database_url: str | None) -> tuple[Settings, str]:
-    """Initialise Warden and create alice (ml_engineer); returns settings and her token."""
+    """Initialise Warden and create alice (ml_engineer); returns settings and her token. Under
+    the private umask every Warden process sets: `warden serve` refuses data others can read."""
+    restrict_umask()
     settings = Settings(
         data_dir=data_dir, config_dir=data_dir / "config", database_url=database_url
     )
