@@ -106,26 +106,39 @@ def _end(
     seconds: float,
     error: str | None,
 ) -> None:
+    details = {"sandbox": row.id, "session": session, "segment": row.segment,
+               "launcher": row.launcher, "exit_code": code, **shape}  # fmt: skip
+    _close(runtime, caller, "sandbox.exec.end", session, details, 0, sent, seconds, error)
+
+
+def _close(
+    runtime: SandboxRuntime,
+    caller: Caller,
+    action: str,
+    session: str,
+    details: dict[str, Any],
+    received: int,
+    sent: int,
+    seconds: float,
+    error: str | None,
+) -> None:
+    """End an attach session (exec or forward): its record closed and its audit event, with
+    the bytes each way and the wall time, in one transaction."""
     with unit_of_work(runtime.state.sessions) as db:
         close_session(db, session, seconds)
         append(
             db,
             by(
                 caller,
-                "sandbox.exec.end",
+                action,
                 "allow" if error is None else "error",
-                bytes=sent,
+                bytes=sent + received,
                 reason=error,
                 details={
-                    "sandbox": row.id,
-                    "session": session,
-                    "segment": row.segment,
-                    "launcher": row.launcher,
-                    "exit_code": code,
-                    "bytes_in": 0,
+                    **details,
+                    "bytes_in": received,
                     "bytes_out": sent,
                     "wall_s": round(seconds, 3),
-                    **shape,
                 },
             ),
         )
@@ -165,23 +178,5 @@ def forward_end(
     seconds: float,
     error: str | None,
 ) -> None:
-    with unit_of_work(runtime.state.sessions) as db:
-        close_session(db, session, seconds)
-        append(
-            db,
-            by(
-                caller,
-                "sandbox.forward.end",
-                "allow" if error is None else "error",
-                bytes=sent + received,
-                reason=error,
-                details={
-                    "sandbox": sandbox_id,
-                    "session": session,
-                    "port": port,
-                    "bytes_in": received,
-                    "bytes_out": sent,
-                    "wall_s": round(seconds, 3),
-                },
-            ),
-        )
+    details = {"sandbox": sandbox_id, "session": session, "port": port}
+    _close(runtime, caller, "sandbox.forward.end", session, details, received, sent, seconds, error)
