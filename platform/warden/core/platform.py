@@ -13,8 +13,11 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from warden.audit.keys import bind_settings
+from warden.catalog.service import DatasetView
 from warden.config import Settings
+from warden.db.generation import GenerationCache
 from warden.db.session import make_engine, make_sessionmaker
+from warden.identity.service import TokenRow
 from warden.policy.service import PolicyService
 
 
@@ -27,6 +30,12 @@ class Platform:
     mask_key: bytes
     # Every decision reads time from here, so tests can move the clock instead of sleeping.
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # What a governed read looks up, kept per change generation (see db/generation.py).
+    tokens: GenerationCache[str, TokenRow] = field(default_factory=GenerationCache)
+    views: GenerationCache[tuple[str, str], DatasetView] = field(default_factory=GenerationCache)
+    mask_schedules: GenerationCache[str, tuple[tuple[int, datetime], ...]] = field(
+        default_factory=GenerationCache
+    )
 
     def now(self) -> datetime:
         return self.clock()

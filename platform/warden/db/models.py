@@ -3,6 +3,7 @@
 from warden.access import models as access_models
 from warden.audit import models as audit_models
 from warden.catalog import models as catalog_models
+from warden.db import generation as generation
 from warden.db.base import Base
 from warden.identity import console_sessions as console_sessions
 from warden.identity import models as identity_models
@@ -18,6 +19,7 @@ __all__ = [
     "audit_models",
     "catalog_models",
     "console_sessions",
+    "generation",
     "identity_models",
     "jobs_models",
     "policy_store",

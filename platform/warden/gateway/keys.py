@@ -11,6 +11,7 @@ Version 1 is implicit: a tenant without rotations reads with version 1.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from dataclasses import dataclass, field
@@ -20,12 +21,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from warden.catalog.models import MaskKeyVersion
+from warden.db.generation import CacheAt
 from warden.errors import Unprocessable
 
 FIRST_VERSION = 1
 _LABEL = b"warden mask key v1"
 
 
+@functools.lru_cache(maxsize=1024)  # pure: each read would otherwise derive its keys again
 def derive(master: bytes, tenant_id: str, version: int, entity: str | None) -> bytes:
     """The key that masks `entity` identifiers of a tenant under one key version."""
     if not master:
@@ -66,8 +69,36 @@ def current_version(db: Session, tenant_id: str, now: datetime) -> int:
     return int(found) if found is not None else FIRST_VERSION
 
 
-def tenant_mask(db: Session, master: bytes, tenant_id: str, now: datetime) -> TenantMask:
-    return TenantMask(tenant_id, current_version(db, tenant_id, now), master)
+def schedule(db: Session, tenant_id: str) -> tuple[tuple[int, datetime], ...]:
+    """Every key version of the tenant with the time it takes effect, newest first."""
+    rows = db.connection().execute(
+        select(MaskKeyVersion.version, MaskKeyVersion.effective_from)
+        .where(MaskKeyVersion.tenant_id == tenant_id)
+        .order_by(MaskKeyVersion.version.desc())
+    )
+    return tuple((int(version), _aware(start)) for version, start in rows)
+
+
+def version_at(versions: tuple[tuple[int, datetime], ...], now: datetime) -> int:
+    """The version in effect at `now` of a `schedule` (the newest that has started)."""
+    now = _aware(now)
+    return next((v for v, start in versions if start <= now), FIRST_VERSION)
+
+
+def tenant_mask(
+    db: Session,
+    master: bytes,
+    tenant_id: str,
+    now: datetime,
+    *,
+    cached: CacheAt[str, tuple[tuple[int, datetime], ...]] | None = None,
+) -> TenantMask:
+    """`cached`: the process's schedule cache at the request's change generation; the
+    version in effect is still chosen at `now`, so a rotation's start holds to the instant."""
+    if cached is None:
+        return TenantMask(tenant_id, current_version(db, tenant_id, now), master)
+    versions = cached.get(tenant_id, lambda: schedule(db, tenant_id))
+    return TenantMask(tenant_id, version_at(versions, now), master)
 
 
 def rotate(

@@ -26,6 +26,7 @@ from warden.audit.telemetry import annotate_span, read_span
 from warden.catalog.service import DatasetView, load_view, pin_version
 from warden.catalog.storage import data_file, storage_reason
 from warden.core.platform import Platform
+from warden.db.generation import Stamp
 from warden.db.session import unit_of_work
 from warden.errors import (
     BadRequest,
@@ -125,18 +126,22 @@ def governed_read(
     *,
     views: bool = False,
     session: Session | None = None,
+    stamp: Stamp | None = None,
 ) -> ReadResult:
     """`views`: the caller reads Arrow's view layout (see ArrowStream); the rows are the same.
-    `session`: the request's open session (it authenticated the caller); the dataset and the
-    policy version are read on it too, then its transaction ends before the plan runs."""
+    `session`: the request's open session (it authenticated the caller); the dataset is read
+    on it too, then its transaction ends before the plan runs. `stamp`: the policy version and
+    change generation the request read on that session; the dataset view and mask keys then
+    come from the process's caches when nothing changed since they were filled."""
     attempt = _Attempt(caller=caller, dataset=name)
     with read_span(
         "warden.read", {"warden.dataset": name[:64], "warden.actor": caller.name}
     ) as span:
         try:
-            # One policy version query per read, one snapshot for all its decisions.
-            with state.policy.one_check(session):
-                result = _read(state, attempt, raw_body, span, views, session)
+            # One policy version query per read (or none, given the stamp), one snapshot.
+            stored = stamp.policy_version if stamp is not None else None
+            with state.policy.one_check(session, stored_version=stored):
+                result = _read(state, attempt, raw_body, span, views, session, stamp)
         except WardenError as exc:
             event = record(
                 state.sessions, attempt.audit("deny", f"{type(exc).__name__}: {exc.detail}")
@@ -154,6 +159,7 @@ def _read(
     span: Span,
     views: bool,
     session: Session | None,
+    stamp: Stamp | None = None,
 ) -> ReadResult:
     settings = state.settings
     request = parse_request(raw_body, settings.max_request_bytes)
@@ -165,8 +171,18 @@ def _read(
 
     caller = attempt.caller
     if session is not None:
-        dataset = load_view(session, settings.datasets_dir, caller.tenant, attempt.dataset)
-        mask = tenant_mask(session, state.mask_key, dataset.tenant_id, state.now())
+        generation = stamp.generation if stamp is not None else None
+        dataset = state.views.at(generation).get(
+            (caller.tenant, attempt.dataset),
+            lambda: load_view(session, settings.datasets_dir, caller.tenant, attempt.dataset),
+        )
+        mask = tenant_mask(
+            session,
+            state.mask_key,
+            dataset.tenant_id,
+            state.now(),
+            cached=state.mask_schedules.at(generation),
+        )
     else:
         with unit_of_work(state.sessions) as db:
             dataset = load_view(db, settings.datasets_dir, caller.tenant, attempt.dataset)

@@ -7,12 +7,13 @@ import re
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from warden.db.generation import CacheAt
 from warden.errors import Conflict, NotFound, Unauthenticated, Unprocessable
 from warden.identity.caller import JOB_TOKEN_PREFIX, TOKEN_PREFIX, Caller, hash_token
 from warden.identity.models import ApiToken, Principal, Tenant
@@ -25,6 +26,8 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 LAST_USED_RESOLUTION = timedelta(hours=1)
 
 log = logging.getLogger("warden.identity")
+# A token with its principal and tenant, as `authenticate` reads (and caches) it.
+TokenRow = tuple[Any, ...]
 
 # Caller and the token helpers live in identity/caller.py (the sandbox's job tokens use them
 # without importing this module); they stay importable from here.
@@ -289,14 +292,26 @@ def set_disabled(
     return True
 
 
-def authenticate(db: Session, secret: str, now: datetime | None = None) -> Caller:
+def authenticate(
+    db: Session,
+    secret: str,
+    now: datetime | None = None,
+    *,
+    cached: CacheAt[str, TokenRow] | None = None,
+) -> Caller:
+    """`cached`: the process's token cache at the request's change generation (see
+    db/generation.py); every check below is still made on each use."""
     if secret.startswith(JOB_TOKEN_PREFIX) and len(secret) <= 200:
         from warden.sandbox.tokens import authenticate_job_token  # the sandbox domain owns them
 
         return authenticate_job_token(db, secret, now or datetime.now(UTC))
     if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
         raise Unauthenticated("invalid token")
-    return _authenticate_where(db, ApiToken.token_hash == hash_token(secret), now)
+    digest = hash_token(secret)
+    which = ApiToken.token_hash == digest
+    if cached is None:
+        return _authenticate_where(db, which, now)
+    return _check(db, cached.get(digest, lambda: _token_row(db, which)), now)
 
 
 def authenticate_token_id(db: Session, token_id: str, now: datetime | None = None) -> Caller:
@@ -306,9 +321,13 @@ def authenticate_token_id(db: Session, token_id: str, now: datetime | None = Non
 
 
 def _authenticate_where(db: Session, which: ColumnElement[bool], now: datetime | None) -> Caller:
-    # Hot path (every request): one core statement, no ORM objects, nothing cached. The token,
-    # its principal and tenant are read from the database each time, so a revocation or a
-    # disable committed by any process is refused on the very next request everywhere.
+    return _check(db, _token_row(db, which), now)
+
+
+def _token_row(db: Session, which: ColumnElement[bool]) -> TokenRow:
+    # Hot path (every request): one core statement, no ORM objects. Cached only by change
+    # generation, so a revocation or a disable committed by any process (or written into the
+    # database by hand) is refused on the very next request everywhere.
     row = (
         db.connection()
         .execute(
@@ -333,6 +352,10 @@ def _authenticate_where(db: Session, which: ColumnElement[bool], now: datetime |
     )
     if row is None:
         raise Unauthenticated("invalid token")
+    return tuple(row)
+
+
+def _check(db: Session, row: TokenRow, now: datetime | None) -> Caller:
     token_id, revoked_at, expires_at, last_used_at, issued_by_id, pending = row[:6]
     principal_id, name, kind, disabled, tenant = row[6:]
     now = now or datetime.now(UTC)

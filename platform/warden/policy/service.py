@@ -88,16 +88,20 @@ class PolicyService:
         return snapshot
 
     @contextmanager
-    def one_check(self, session: Session | None = None) -> Iterator[None]:
+    def one_check(
+        self, session: Session | None = None, *, stored_version: int | None = None
+    ) -> Iterator[None]:
         """Within this block (on this thread), the first `ensure_fresh()` checks the stored
         version as usual and the later ones reuse its snapshot: one request, one version query,
         one consistent snapshot for all its decisions. A change committed before the block
         began is always seen; nothing outlives the block. `session`: ask the version on the
-        request's own connection (one round trip, no extra pool checkout)."""
+        request's own connection (one round trip, no extra pool checkout). `stored_version`:
+        the request already read it (in the same statement as the change generation)."""
         outer = getattr(self._pinned, "active", False)
         if not outer:
             self._pinned.active = True
             self._pinned.session = session
+            self._pinned.stored = stored_version
         try:
             yield
         finally:
@@ -105,6 +109,7 @@ class PolicyService:
                 self._pinned.active = False
                 self._pinned.snapshot = None
                 self._pinned.session = None
+                self._pinned.stored = None
 
     def ensure_fresh(self) -> PolicySnapshot:
         """The current snapshot, brought up to the database's version first if it is behind:
@@ -120,7 +125,9 @@ class PolicyService:
 
     def _ensure_fresh(self) -> PolicySnapshot:
         self.version_checks += 1
-        version = self.stored_version(getattr(self._pinned, "session", None))
+        version = getattr(self._pinned, "stored", None)
+        if version is None:
+            version = self.stored_version(getattr(self._pinned, "session", None))
         snapshot = self._snapshot
         if snapshot is not None and snapshot.version == version:
             return snapshot
@@ -146,6 +153,7 @@ class PolicyService:
 
     def _change(self, work: Callable[[Session], store.Change]) -> PolicySnapshot:
         self._in_session(work, write=True)
+        self._pinned.stored = None  # a version read before this change is now behind
         snapshot = self._ensure_fresh()
         if getattr(self._pinned, "active", False):
             self._pinned.snapshot = snapshot  # a change made inside a block holds in it

@@ -14,13 +14,14 @@ from starlette.types import Receive, Scope, Send
 from warden.api.deps import get_state
 from warden.api.edge import report_unauthenticated
 from warden.api.openapi import json_body
+from warden.db.generation import CacheAt, read_stamp
 from warden.db.session import unit_of_work
 from warden.errors import Unauthenticated
 from warden.gateway.arrow import ArrowStream
 from warden.gateway.schemas import ReadRequest
 from warden.gateway.service import ARROW_LAYOUT_HEADER, ARROW_STREAM, ReadResult, governed_read
 from warden.gateway.stream import LiveStream
-from warden.identity.service import Caller, authenticate
+from warden.identity.service import Caller, TokenRow, authenticate
 
 router = APIRouter(prefix="/v1/datasets", tags=["gateway"])
 SMALL_BODY = 1 << 20  # below this, one write beats a thread hop per streamed chunk
@@ -105,27 +106,31 @@ def _unwrap(exc: BaseException) -> BaseException:
 
 def _read(request: Request, name: str, raw: bytes) -> tuple[ReadResult, bytes | None]:
     """Authenticate and read in one worker-thread hop; small answers go out in one piece.
-    The token, the dataset and the policy version are read in one transaction on one pooled
-    connection (three statements); the audit append takes its own, and nothing is cached, so
-    a revocation, a disable or a new dataset version holds from the next read in any process."""
+    One statement reads the policy version and the change generation; the token, the dataset
+    and the mask keys come from this process's caches unless something changed since they were
+    filled (then they are read on the same connection). A revocation, a disable or a new
+    dataset version, committed by any process, holds from the next read everywhere."""
     state = get_state(request)
     views = request.headers.get(ARROW_LAYOUT_HEADER, "").strip().lower() == "view"
     with unit_of_work(state.sessions) as db:
-        caller = _caller_or_audit(request, name, db)
-        result = governed_read(state, caller, name, raw, views=views, session=db)
+        stamp = read_stamp(db.connection())
+        caller = _caller_or_audit(request, name, db, state.tokens.at(stamp.generation))
+        result = governed_read(state, caller, name, raw, views=views, session=db, stamp=stamp)
     body = result.body
     small = b"".join(body) if isinstance(body, ArrowStream) and body.size <= SMALL_BODY else None
     return result, small
 
 
-def _caller_or_audit(request: Request, name: str, db: Session) -> Caller:
+def _caller_or_audit(
+    request: Request, name: str, db: Session, tokens: CacheAt[str, TokenRow]
+) -> Caller:
     """Authenticate; a read attempt with a bad token is still audited, as 'anonymous'."""
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
     try:
         if scheme.lower() != "bearer" or not secret:
             raise Unauthenticated("missing bearer token")
-        return authenticate(db, secret.strip())
+        return authenticate(db, secret.strip(), cached=tokens)
     except Unauthenticated as exc:
         # Audited by the edge: one by one, or folded into a counted record in a flood.
         report_unauthenticated(request, exc, action="dataset.read", dataset=name)

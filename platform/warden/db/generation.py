@@ -1,0 +1,118 @@
+"""Which stored state a process's read caches were filled from.
+
+One counter, `change_generation.value`, is bumped by database triggers (migration
+0008_change_generation) on every insert, update or delete of the rows a governed read looks
+up: tenants, principals, API tokens, datasets, their versions and columns, and mask key
+versions. Being triggers, they also see changes written past Warden (by hand, in SQL). A read
+asks for the counter and the policy version in one statement (`read_stamp`), then takes the
+token, the dataset view and the mask key versions from in-process caches filled at that same
+generation; any change anywhere, by any process or replica, empties them on the next read.
+
+Why it is safe: the stamp is read before anything it validates, and a change becomes visible
+in the same commit as its bump, so an entry is never tagged newer than the data it holds.
+On PostgreSQL the bump is a deferred trigger, so it takes the counter's row lock at commit,
+after every other lock of that transaction (one lock order: no deadlocks).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from sqlalchemy import BigInteger, CheckConstraint, Connection, Integer, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Mapped, mapped_column
+
+from warden.db.base import Base
+from warden.errors import PolicyUnavailable
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+# Scalar subqueries: a row even when either is missing (then no caching, and policy version 0).
+_STAMP = text(
+    "SELECT (SELECT version FROM policy_state WHERE id = 1),"
+    " (SELECT value FROM change_generation WHERE id = 1)"
+)
+
+
+class ChangeGeneration(Base):
+    __tablename__ = "change_generation"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    value: Mapped[int] = mapped_column(BigInteger)
+
+
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """The stored policy version and change generation, read together at one instant.
+    `generation` None: the counter is missing (a schema not made by the migrations), so
+    nothing may be served from a cache."""
+
+    policy_version: int
+    generation: int | None
+
+
+def read_stamp(conn: Connection) -> Stamp:
+    """PolicyUnavailable if it cannot be read: every decision rests on it (fail closed)."""
+    try:
+        policy_version, generation = conn.execute(_STAMP).one()
+    except SQLAlchemyError as exc:
+        raise PolicyUnavailable(f"policy store unreachable: {exc.__class__.__name__}") from exc
+    return Stamp(int(policy_version or 0), None if generation is None else int(generation))
+
+
+class GenerationCache(Generic[K, V]):
+    """Entries valid for one generation; a newer generation empties the cache. Only found
+    things are kept (a miss is looked up again), and at most `limit` of them."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._generation: int | None = None
+        self._items: dict[K, V] = {}
+        self.hits = 0  # counters, for tests and operators
+        self.loads = 0
+
+    def get(self, generation: int | None, key: K, load: Callable[[], V]) -> V:
+        if generation is None:
+            return load()
+        with self._lock:
+            if generation == self._generation:
+                if key in self._items:
+                    self.hits += 1
+                    return self._items[key]
+            elif self._generation is None or generation > self._generation:
+                self._items.clear()
+                self._generation = generation
+        value = load()  # outside the lock: a slow lookup holds up no other reader
+        with self._lock:
+            self.loads += 1
+            # Kept only if no newer generation arrived meanwhile (an older reader never
+            # stores what it saw into a newer cache).
+            if generation == self._generation:
+                if len(self._items) >= self._limit:
+                    self._items.clear()
+                self._items[key] = value
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._generation = None
+
+    def at(self, generation: int | None) -> CacheAt[K, V]:
+        """This cache as seen by one request that read `generation`."""
+        return CacheAt(self, generation)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheAt(Generic[K, V]):
+    cache: GenerationCache[K, V]
+    generation: int | None
+
+    def get(self, key: K, load: Callable[[], V]) -> V:
+        return self.cache.get(self.generation, key, load)
