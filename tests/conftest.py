@@ -31,6 +31,26 @@ PG_URL = os.environ.get(
 BACKENDS = ["sqlite", "postgres"]
 MASK_KEY = "test-mask-key"
 
+# Under pytest-xdist (`--dist loadgroup`, as scripts/test.sh runs it), tests that share one
+# machine-wide thing run in one worker, one after another: the Docker Engine (its tests reap
+# each other's leftover containers and networks, and build the images once) and the browser;
+# the object store's tests share the one SeaweedFS the first of them starts.
+_SHARED = {
+    "docker": ("docker_engine", "sandbox_images", "compose"),
+    "s3": ("seaweedfs",),
+}
+_SHARED_FOLDERS = {"sandbox": "docker", "workspace": "docker", "console": "docker"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        group = next((g for g, fixtures in _SHARED.items() if names & set(fixtures)), None)
+        folder = item.path.parent.name
+        group = group or _SHARED_FOLDERS.get(folder)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
 
 def _pg_admin() -> Engine:
     assert PG_URL
