@@ -24,6 +24,9 @@ from warden.db.session import make_engine
 
 # Tests run as every Warden process does (core/filesystem.py): what they write is private.
 restrict_umask()
+# The CLI's tables and messages as on a wide terminal, however pytest runs (an xdist worker's
+# temporary paths are longer, and rich would fold them where a test looks for them whole).
+os.environ["COLUMNS"] = "200"
 
 PG_URL = os.environ.get(
     "WARDEN_TEST_POSTGRES_URL"
