@@ -150,3 +150,15 @@ def grant_sandbox_roles(warden: WardenHarness) -> None:
             reason="sandbox test roles",
         )
     state.policy.reload()
+
+
+@pytest.fixture(scope="session")
+def compose_deployment(
+    docker_engine: Any, sandbox_images: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
+    """docker-compose.yml up once per session (seeded, with people and tokens), shared by
+    test_compose.py and test_multihost.py; `down -v` at the end (tests/sandbox/deployment.py)."""
+    from tests.sandbox.deployment import compose_up
+
+    with compose_up(docker_engine, REQUIRE, tmp_path_factory.mktemp("compose")) as deployed:
+        yield deployed
