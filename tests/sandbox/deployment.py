@@ -124,13 +124,15 @@ class Deployment:
             request_timeout=30,
         )
 
-    def add_person(self, name: str, roles: list[str]) -> None:
-        """A principal and a token: the admin proposes both, the founding admin approves."""
-        made = self.api("admin", "POST", "/v1/principals", json={"name": name, "roles": roles})
+    def add_person(
+        self, name: str, roles: list[str], by: str = "admin", second: str = "ada"
+    ) -> None:
+        """A principal and a token: `by` proposes both, `second` approves."""
+        made = self.api(by, "POST", "/v1/principals", json={"name": name, "roles": roles})
         if made.get("change_id"):  # a role that widens access waits for a second person
-            self.api("ada", "POST", f"/v1/policy/changes/{made['change_id']}/approve", json={})
-        issued = self.api("admin", "POST", f"/v1/principals/{name}/tokens", json={"label": "t"})
-        self.api("ada", "POST", f"/v1/policy/changes/{issued['change_id']}/approve", json={})
+            self.api(second, "POST", f"/v1/policy/changes/{made['change_id']}/approve", json={})
+        issued = self.api(by, "POST", f"/v1/principals/{name}/tokens", json={"label": "t"})
+        self.api(second, "POST", f"/v1/policy/changes/{issued['change_id']}/approve", json={})
         self.tokens[name] = issued["token"]
 
 
