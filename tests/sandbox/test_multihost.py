@@ -238,6 +238,7 @@ def test_two_hosts_share_data_jobs_revocations_and_one_audit_chain(
         time.sleep(0.02)
     assert refused.status_code == 403 and "ended" in refused.json()["detail"], refused.text
     assert elapsed < REVOCATION_BOUND_S, f"replica B still allowed the read after {elapsed:.2f}s"
+    print(f"revocation through A refused by B after {elapsed * 1000:.0f} ms")
 
     # One audit chain: it verifies (through replica B, and through A), and the reads served
     # by replica A, replica B and host B's job are all in it, each with its place.
@@ -246,6 +247,7 @@ def test_two_hosts_share_data_jobs_revocations_and_one_audit_chain(
         assert verified.status_code == 200, verified.text
         result = verified.json()
         assert result["ok"], result
+        print("verify through", url, {k: result[k] for k in ("checked", "head_seq", "findings")})
     head = result["head_seq"]
     assert result["checked"] >= head
     chained = {e["id"]: e["seq"] for e in pins_reads(d)}
