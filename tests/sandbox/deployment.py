@@ -1,6 +1,6 @@
-"""The repository's docker-compose.yml, brought up for real once per test session and shared
-by tests/sandbox/test_compose.py (one host) and tests/sandbox/test_multihost.py (a second
-host beside it): PostgreSQL, SeaweedFS, the API and the worker, from images built here.
+"""The repository's docker-compose.yml, brought up for real once and shared by
+tests/sandbox/test_compose.py (one host) and tests/sandbox/test_compose_multihost.py (a
+second host beside it): PostgreSQL, SeaweedFS, the API and the worker, from images built here.
 
 `compose_up` is the whole life of one deployment: `up -d` with its own project name, host
 folder, ports, passwords, S3 credentials and audit/mask keys; the generated taste graph
@@ -21,7 +21,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,7 +172,7 @@ def compose_up(docker_engine: Any, require: bool, folder: Path) -> Iterator[Depl
             "WARDEN_S3_PORT": str(free_port()),
             "WARDEN_S3_ACCESS_KEY_ID": "warden" + secrets.token_hex(6),
             "WARDEN_S3_SECRET_ACCESS_KEY": secrets.token_urlsafe(30),
-            # Given to every host of the deployment (test_multihost.py's second host too).
+            # Given to every host of the deployment (test_compose_multihost.py's second host too).
             "WARDEN_MASK_KEY": secrets.token_hex(32),
             "WARDEN_AUDIT_CHAIN_KEY": secrets.token_hex(32),
             "WARDEN_SERVICE_IMAGE": built["service"],
@@ -223,6 +223,28 @@ def _seed_and_people(d: Deployment) -> None:
     d.tokens["ada"] = founder.group(1)
     d.add_person("alice", ["ml_engineer"])
     d.add_person("mallory", [])
+
+
+class Shared:
+    """One deployment for consecutive tests: started by the first `get`, ended by `close`
+    (and started again if a later test asks)."""
+
+    def __init__(self, start: Callable[[], AbstractContextManager[Deployment]]) -> None:
+        self._start = start
+        self._stack: ExitStack | None = None
+        self._value: Deployment | None = None
+
+    def get(self) -> Deployment:
+        if self._value is None:
+            with ExitStack() as stack:
+                self._value = stack.enter_context(self._start())
+                self._stack = stack.pop_all()
+        return self._value
+
+    def close(self) -> None:
+        stack, self._stack, self._value = self._stack, None, None
+        if stack is not None:
+            stack.close()
 
 
 def received(out: Path, want: Callable[[list[dict[str, Any]]], Any]) -> list[dict[str, Any]]:

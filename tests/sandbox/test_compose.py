@@ -4,8 +4,8 @@ keeps its datasets in the bucket, serves one governed read through its API and r
 governed job in its worker service (an ML sandbox on the host's engine reading through its
 gateway socket), sends its telemetry to an OTLP receiver, and is torn down.
 
-The deployment (tests/sandbox/deployment.py) is shared with test_multihost.py. The collector
-service sits behind the `collector` profile (no collector image can be had without a
+The deployment (tests/sandbox/deployment.py) is shared with test_compose_multihost.py. The
+collector service sits behind the `collector` profile (no collector image can be had without a
 registry), so the services export to the tests' own OTLP/HTTP receiver.
 """
 
