@@ -22,7 +22,10 @@ ident = {"name": "warden", "actions": ["Admin", "Read", "Write", "List", "Taggin
                           "secretKey": os.environ["S3_SECRET_ACCESS_KEY"]}]}
 json.dump({"identities": [ident]}, open(sys.argv[1], "w"))' "$ids")
 
-weed server -dir=/data -ip=127.0.0.1 -ip.bind=127.0.0.1 -s3 -s3.ip.bind=0.0.0.0 -s3.port=8333 \
+# Warnings and errors on stderr (the container's log); the rest in small rotated files.
+weed -alsologtostderr=false -stderrthreshold=WARNING -logdir=/run/seaweedfs \
+    -log_max_size_mb=16 -log_max_files=2 \
+    server -dir=/data -ip=127.0.0.1 -ip.bind=127.0.0.1 -s3 -s3.ip.bind=0.0.0.0 -s3.port=8333 \
     -s3.port.iceberg=0 -s3.port.lance=0 -s3.config="$ids" \
     -master.volumeSizeLimitMB=256 -volume.max=0 &
 pid=$!
