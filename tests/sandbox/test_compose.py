@@ -44,6 +44,22 @@ def test_compose_file_is_accepted_and_runs_the_real_worker() -> None:
     assert "warden.cli.main" in worker and "- worker" in worker and "sleep" not in worker
 
 
+def test_sandbox_build_knows_the_compose_images(docker_engine: object) -> None:
+    """`warden sandbox build service postgres seaweedfs …` is how the images are made."""
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "warden.cli.main", "sandbox", "build", "no-such-image"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "no image named 'no-such-image'" in done.stdout + done.stderr, done.stderr[-3000:]
+    for name in ("service", "postgres", "seaweedfs", "ml", "app-dev"):
+        assert name in done.stdout + done.stderr
+
+
 def test_compose_deployment_serves_a_governed_read_and_runs_a_governed_job(
     compose_deployment: Deployment,
 ) -> None:
