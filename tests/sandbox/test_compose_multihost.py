@@ -185,15 +185,15 @@ def test_two_hosts_share_data_jobs_revocations_and_one_audit_chain(
     stored = [p.name for p in (b.host_dir / "data").rglob("*") if p.suffix == ".parquet"]
     assert not stored, stored
 
-    # A job submitted through replica B and claimed by host B's worker (host A's is paused
+    # A job submitted through replica B and claimed by host B's worker (host A's is stopped
     # meanwhile, so the claim is B's) reads shard 1 of 2 through its gateway socket; shard 0,
     # read through replica A, and it partition the answer.
-    d.compose("pause", "worker")
+    d.compose("stop", "worker")
     try:
         job = d.warden("alice", "jobs", "run", "train", "-d", "pins", "--follow", "--",
                        "python3", "-c", READ_SHARD_IN_JOB, url=b.url)  # fmt: skip
     finally:
-        d.compose("unpause", "worker", check=False)
+        d.compose("start", "worker", check=False)
     assert job.returncode == 0, job.stdout + job.stderr + b.logs()[-5000:]
     shown = d.api("alice", "GET", f"/v1/jobs/{job.stdout.split()[0]}")
     assert shown["state"] == "succeeded" and shown["worker_id"].startswith("host-b-worker")
