@@ -150,3 +150,33 @@ def grant_sandbox_roles(warden: WardenHarness) -> None:
             reason="sandbox test roles",
         )
     state.policy.reload()
+
+
+@pytest.fixture(scope="session")
+def _compose(
+    docker_engine: Any, sandbox_images: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
+    from tests.sandbox.deployment import Shared, compose_up
+
+    shared = Shared(lambda: compose_up(docker_engine, REQUIRE, tmp_path_factory.mktemp("compose")))
+    _SHARED.append(shared)
+    yield shared
+    shared.close()
+
+
+@pytest.fixture
+def compose_deployment(_compose: Any) -> Any:
+    """docker-compose.yml up (seeded, with people and tokens), shared by the tests that follow
+    one another (test_compose.py, test_compose_multihost.py) and taken down after the last of
+    them, not at the end of the session (tests/sandbox/deployment.py)."""
+    return _compose.get()
+
+
+_SHARED: list[Any] = []
+
+
+@pytest.hookimpl(trylast=True)  # after the test's own fixtures (a second host) are gone
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    if nextitem is None or "compose_deployment" not in getattr(nextitem, "fixturenames", ()):
+        for shared in _SHARED:
+            shared.close()

@@ -29,10 +29,10 @@ def build(
     """Build the sandbox images on this machine (base from Debian, wheels from the host)."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from warden.config import get_settings
     from warden.sandbox.docker_driver import DockerDriver
     from warden.sandbox.driver import SandboxError
     from warden.sandbox.images import build_all
-    from warden.sandbox.settings import get_sandbox_settings
 
     names = images or ["ml", "app-dev"]
     driver = DockerDriver()
@@ -53,7 +53,7 @@ def build(
                 if message.split(": ", 1)[-1].startswith(("built", "debootstrap", "docker")):
                     progress.console.print(f"  {message}")
 
-            results = build_all(driver.client, get_sandbox_settings(), names, report, force=force)
+            results = build_all(driver.client, get_settings().sandbox, names, report, force=force)
     except SandboxError as exc:
         fail(str(exc))
     for result in results:
