@@ -50,9 +50,7 @@ def upgrade() -> None:
     with op.batch_alter_table("dataset_version") as batch:
         batch.add_column(sa.Column("snapshot_id", sa.BigInteger(), nullable=True))
         batch.add_column(sa.Column("table_metadata", sa.String(length=1000), nullable=True))
-        batch.create_index(
-            batch.f("ix_dataset_version_snapshot_id"), ["snapshot_id"], unique=False
-        )
+        batch.create_index(batch.f("ix_dataset_version_snapshot_id"), ["snapshot_id"], unique=False)
 
 
 def downgrade() -> None:
