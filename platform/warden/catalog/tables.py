@@ -196,11 +196,12 @@ def table_file(settings: Settings, view: DatasetView) -> DataFile:
     store = storage_for(settings)
     if view.snapshot_id is None or not view.table_metadata:
         return store.file(view.location)
-    return SnapshotFile(
-        view.table_metadata,
-        snapshot=view.snapshot_id,
-        io=tuple(sorted(io_properties(store).items())),
-    )
+    return SnapshotFile(view.table_metadata, snapshot=view.snapshot_id, io=_io(store))
+
+
+@lru_cache(maxsize=16)
+def _io(store: Storage) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(io_properties(store).items()))
 
 
 def export_table(db: Session, settings: Settings, source: str, target: Path) -> Path:
