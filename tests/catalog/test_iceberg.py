@@ -275,3 +275,51 @@ def test_an_existing_iceberg_table_registers_by_identifier_or_metadata(
     with unit_of_work(warden.state.sessions) as db, pytest.raises(Exception) as missing:
         tables.export_table(db, warden.state.settings, "imports.nothing", tmp_path / "x.parquet")
     assert type(missing.value).__name__ == "NotFound"
+
+
+def test_warden_data_register_takes_an_iceberg_table_or_a_parquet_file(
+    warden: WardenHarness, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from warden.cli.main import app
+    from warden.config import get_settings
+
+    data = pl.DataFrame({"pin_id": [1, 2, 3], "score": [0.5, 0.25, 0.125]})
+    catalog(warden).create_namespace_if_not_exists("imports")
+    made = catalog(warden).create_table(
+        ("imports", "cli_scores"), schema=data.to_arrow().schema, location=tmp_path.as_uri()
+    )
+    made.append(data.to_arrow())
+    data.write_parquet(tmp_path / "scores.parquet")
+    settings = warden.state.settings
+    env = {
+        "WARDEN_DATABASE_URL": settings.resolved_database_url,
+        "WARDEN_DATA_DIR": str(settings.data_dir),
+    }
+    columns = ["--column", "pin_id=internal:pin", "--column", "score=internal"]
+    for name, source in [
+        ("cli_iceberg", ["--iceberg", "imports.cli_scores"]),
+        ("cli_parquet", ["--parquet", str(tmp_path / "scores.parquet")]),
+        ("cli_bad", ["--iceberg", "imports.no_such_table"]),
+    ]:
+        get_settings.cache_clear()
+        try:
+            result = CliRunner().invoke(
+                app,
+                ["data", "register", name, *source, *columns, "--purpose", "training"],
+                env=env,
+            )
+        finally:
+            get_settings.cache_clear()
+        if name == "cli_bad":
+            assert result.exit_code != 0 and "no Iceberg table" in result.output
+            continue
+        assert result.exit_code == 0, result.output
+        registered = view(warden, name)
+        assert registered.snapshot_id and registered.row_count == 3
+        (event,) = [
+            e for e in warden.audit_events(action="dataset.register") if e["dataset"] == name
+        ]
+        assert event["details"]["snapshot"] == registered.snapshot_id
+        assert event["details"]["source"] == source[0].removeprefix("--")
