@@ -145,7 +145,7 @@ def register(
                 row_count=0,
                 derived_from=tuple(derived_from or ()),
             )
-            details = {"source": "iceberg" if iceberg else "parquet"}
+            details: dict[str, object] = {"source": "iceberg" if iceberg else "parquet"}
             rows = register_generated(db, [spec], storage_for(settings), tenant, owner, details)
     except WardenError as exc:
         fail(exc.detail)
