@@ -220,9 +220,13 @@ def test_a_refused_registration_leaves_the_table_where_it_was(
 def test_a_corrupt_metadata_file_is_refused_and_audited(warden: WardenHarness) -> None:
     pins = view(warden, "pins")
     before = state(warden)
+    assert frame(warden.read("alice", "pins", purpose="training", limit=5)).height == 5
     Path(pins.table_metadata.removeprefix("file://")).write_text('{"format-version": 2, "oops"')
+    # a small snapshot is held decoded, keyed by its snapshot: a warm read never opens the
+    # metadata (nor storage) again
+    assert frame(warden.read("alice", "pins", purpose="training", limit=5)).height == 5
     frames.clear()
-    tables._static.cache_clear()
+    tables._snapshot_scan.cache_clear()
     r = warden.read("alice", "pins", purpose="training", limit=5)
     assert r.status_code == 503, r.text
     body = r.json()

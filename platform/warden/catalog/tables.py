@@ -154,9 +154,13 @@ def commit_version(
 
 
 @lru_cache(maxsize=64)
-def _static(metadata: str, options: tuple[tuple[str, str], ...]) -> StaticTable:
-    """A snapshot's table metadata (immutable: a new commit writes a new file)."""
-    return StaticTable.from_metadata(metadata, properties=dict(options))
+def _snapshot_scan(metadata: str, snapshot: int, io: tuple[tuple[str, str], ...]) -> pl.LazyFrame:
+    """A snapshot's lazy scan. Metadata files and snapshots are immutable, and polars keeps a
+    scan's planning (manifests read, files listed) with its frame, so it is built once."""
+    table = StaticTable.from_metadata(metadata, properties=dict(io))
+    if table.snapshot_by_id(snapshot) is None:
+        raise StorageUnavailable("the dataset's table metadata lacks its snapshot")
+    return pl.scan_iceberg(table, snapshot_id=snapshot, storage_options=dict(io) or None)
 
 
 @dataclass(frozen=True)
@@ -173,12 +177,7 @@ class SnapshotFile(DataFile):
 
     def scan(self) -> pl.LazyFrame:
         try:
-            table = _static(self.location, self.io)
-            if table.snapshot_by_id(self.snapshot) is None:
-                raise StorageUnavailable("the dataset's table metadata lacks its snapshot")
-            return pl.scan_iceberg(
-                table, snapshot_id=self.snapshot, storage_options=dict(self.io) or None
-            )
+            return _snapshot_scan(self.location, self.snapshot, self.io)
         except WardenError:
             raise
         except OSError as exc:
