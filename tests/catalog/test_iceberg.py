@@ -217,17 +217,24 @@ def test_a_refused_registration_leaves_the_table_where_it_was(
     assert table.current_snapshot().snapshot_id == view(warden).snapshot_id  # type: ignore[union-attr]
 
 
-def test_a_corrupt_metadata_file_is_refused_and_audited(warden: WardenHarness) -> None:
-    pins = view(warden, "pins")
+def test_a_corrupt_metadata_file_is_refused_and_audited(
+    warden: WardenHarness, tmp_path: Path
+) -> None:
+    # a metadata file of this test's own (the seeded tables' files are shared by the suite)
+    register_frame(
+        warden, scan(warden, catalog(warden).load_table(("acme", "engagements"))).head(9), tmp_path
+    )
+    eng = view(warden)
     before = state(warden)
-    assert frame(warden.read("alice", "pins", purpose="training", limit=5)).height == 5
-    Path(pins.table_metadata.removeprefix("file://")).write_text('{"format-version": 2, "oops"')
+    read = {"purpose": "training", "columns": ["pin_id"], "limit": 5}
+    assert frame(warden.read("alice", "engagements", **read)).height == 5
+    Path(eng.table_metadata.removeprefix("file://")).write_text('{"format-version": 2, "oops"')
     # a small snapshot is held decoded, keyed by its snapshot: a warm read never opens the
     # metadata (nor storage) again
-    assert frame(warden.read("alice", "pins", purpose="training", limit=5)).height == 5
+    assert frame(warden.read("alice", "engagements", **read)).height == 5
     frames.clear()
     tables._snapshot_scan.cache_clear()
-    r = warden.read("alice", "pins", purpose="training", limit=5)
+    r = warden.read("alice", "engagements", **read)
     assert r.status_code == 503, r.text
     body = r.json()
     assert body["error"] == "StorageUnavailable" and "corrupt" in body["detail"]
