@@ -22,7 +22,7 @@ from warden.catalog.models import DatasetVersion, IcebergTable
 from warden.catalog.service import ColumnInfo, load_view, register
 from warden.catalog.storage import storage_for
 from warden.db.session import unit_of_work
-from warden.errors import Forbidden
+from warden.errors import Forbidden, Unprocessable
 from warden.gateway.planner import frames
 from warden.identity.service import get_principal, get_tenant
 
@@ -208,6 +208,10 @@ def test_a_refused_registration_leaves_the_table_where_it_was(
     ]
     with pytest.raises(Forbidden):
         register_frame(warden, data, tmp_path, columns=lowered)
+    assert state(warden) == before
+    # a column whose type changed is not a schema Iceberg evolves to: refused, clearly
+    with pytest.raises(Unprocessable, match="cannot be this Iceberg table"):
+        register_frame(warden, data.with_columns(pl.col("dwell_ms").cast(pl.Utf8)), tmp_path)
     assert state(warden) == before
     # the snapshot commit is part of the registration's transaction: it fails with it
     with pytest.raises(Abandoned):

@@ -27,7 +27,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyiceberg.catalog import MetastoreCatalog
 from pyiceberg.catalog.sql import SqlCatalog
-from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
+from pyiceberg.exceptions import (
+    CommitFailedException,
+    NoSuchTableError,
+    ResolveError,
+    ValidationError,
+)
 from pyiceberg.expressions import AlwaysTrue
 from pyiceberg.table import StaticTable, Table
 from sqlalchemy.orm import Session
@@ -149,8 +154,10 @@ def commit_version(
         raise
     except OSError as exc:
         raise StorageUnavailable(f"dataset table: {storage_reason(exc)}") from None
-    except ValueError as exc:  # a schema Iceberg cannot hold (e.g. unsigned 64-bit)
-        raise Unprocessable(f"dataset {name!r} cannot be an Iceberg table: {exc}") from None
+    except (ValueError, ValidationError, ResolveError) as exc:
+        # a schema Iceberg cannot hold (unsigned 64-bit) or evolve to (a column's type changed)
+        reason = str(exc).splitlines()[0][:300]
+        raise Unprocessable(f"dataset {name!r} cannot be this Iceberg table: {reason}") from None
 
 
 @lru_cache(maxsize=64)
@@ -224,6 +231,7 @@ def export_table(db: Session, settings: Settings, source: str, target: Path) -> 
         raise NotFound(f"no Iceberg table {source[:120]!r} in the catalog") from None
     except OSError as exc:
         raise StorageUnavailable(f"Iceberg table {source[:120]!r}: {storage_reason(exc)}") from None
-    except ValueError as exc:
-        raise Unprocessable(f"Iceberg table {source[:120]!r} cannot be read: {exc}") from None
+    except (ValueError, ValidationError, ResolveError) as exc:
+        reason = str(exc).splitlines()[0][:300]
+        raise Unprocessable(f"Iceberg table {source[:120]!r} cannot be read: {reason}") from None
     return target
