@@ -175,6 +175,20 @@ def test_versions_are_iceberg_snapshots_in_the_bucket(
     seen += str(s3_warden.audit_events())
     assert not [s for s in secrets if s and s in seen]
 
+    # a corrupt metadata object (this test's own prefix): a clear 503, audited, nothing changed
+    before = state(s3_warden)
+    metadata = view(s3_warden).table_metadata.removeprefix("s3://")
+    with storage_for(settings).filesystem().open_output_stream(metadata) as out:
+        out.write(b'{"format-version": 2, "oops"')
+    frames.clear()
+    tables._snapshot_scan.cache_clear()
+    r = s3_warden.read("alice", "engagements", purpose="training", columns=["pin_id"], limit=5)
+    assert r.status_code == 503, r.text
+    assert r.json()["error"] == "StorageUnavailable" and "corrupt" in r.json()["detail"]
+    assert "s3://" not in r.json()["detail"]
+    assert s3_warden.audit_events(actor="alice")[0]["decision"] == "deny"
+    assert state(s3_warden) == before
+
 
 def test_an_unknown_snapshot_is_a_404_once_visible_and_changes_nothing(
     warden: WardenHarness,
