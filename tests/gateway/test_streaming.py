@@ -200,6 +200,7 @@ def test_a_dataset_registered_again_while_a_read_streams_does_not_change_that_re
     received = bytearray()
     for response in post_stream(live_warden.url, live_warden.tokens["alice"], body):
         version = response.headers["x-warden-dataset-version"]
+        snapshot = response.headers["x-warden-dataset-snapshot"]  # an Iceberg snapshot
         chunks = response.iter_raw()
         received += next(chunks)
         new = big_engagements(live_warden, tmp_path, rows=BIG_ROWS // 2, salt=7)
@@ -209,6 +210,9 @@ def test_a_dataset_registered_again_while_a_read_streams_does_not_change_that_re
     frame = pl.read_ipc_stream(io.BytesIO(received))
     assert frame.equals(pl.read_parquet(old, columns=COLUMNS))
     assert version.removeprefix("sha256:") in old.name
+    with unit_of_work(live_warden.state.sessions) as db:
+        current = load_view(db, live_warden.settings.datasets_dir, "acme", "engagements")
+    assert current.snapshot_id is not None and str(current.snapshot_id) != snapshot
     after = Client(url=live_warden.url, token=live_warden.tokens["alice"])
     with after:
         assert after.read("engagements", purpose="training", columns=COLUMNS).height == (

@@ -56,12 +56,16 @@ def _container_gone(engine: Any, container_id: str) -> bool:
     return False
 
 
-def _current_version(warden: WardenHarness, name: str) -> str:
+def _current_view(warden: WardenHarness, name: str) -> Any:
     from warden.catalog.service import load_view
     from warden.db.session import unit_of_work
 
     with unit_of_work(warden.state.sessions) as db:
-        return load_view(db, warden.settings.datasets_dir, "acme", name).version  # type: ignore[attr-defined]
+        return load_view(db, warden.settings.datasets_dir, "acme", name)  # type: ignore[attr-defined]
+
+
+def _current_version(warden: WardenHarness, name: str) -> str:
+    return str(_current_view(warden, name).version)
 
 
 def test_finished_job_registers_a_model_with_complete_lineage(
@@ -83,9 +87,13 @@ def test_finished_job_registers_a_model_with_complete_lineage(
         f"/v1/sandboxes/{done['sandbox_id']}", headers=ml_warden.as_("alice")
     ).json()
     [pins] = lineage["datasets"]
-    current = _current_version(ml_warden, "pins")
+    view = _current_view(ml_warden, "pins")
+    current = view.version
     assert pins["name"] == "pins" and pins["reads"] == 1 and pins["versions"] == [current]
     assert pins["rules"] and pins["launch_version"] == current
+    # the Iceberg snapshot the job read, and the one it was launched on
+    assert view.snapshot_id and pins["snapshots"] == [view.snapshot_id]
+    assert pins["launch_snapshot"] == view.snapshot_id
     assert lineage["policy_version"] is not None
     assert lineage["image_digest"] == sandbox["image_digest"] and lineage["image_digest"]
     assert len(lineage["code_version"]["sha256"]) == 64

@@ -46,6 +46,10 @@ class DatasetVersion(IdMixin, TimestampMixin, Base):
     path: Mapped[str] = mapped_column(String(255))
     row_count: Mapped[int] = mapped_column(BigInteger)
     byte_size: Mapped[int] = mapped_column(BigInteger)
+    # The Iceberg snapshot this version is (catalog/tables.py) and the table metadata file
+    # written with it; null for a version registered before datasets were Iceberg tables.
+    snapshot_id: Mapped[int | None] = mapped_column(BigInteger, default=None, index=True)
+    table_metadata: Mapped[str | None] = mapped_column(String(1000), default=None)
 
 
 class DatasetColumn(IdMixin, Base):
@@ -75,3 +79,28 @@ class MaskKeyVersion(IdMixin, TimestampMixin, Base):
     effective_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_by: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(Text, default="")
+
+
+# pyiceberg's SQL catalog keeps its tables in Warden's database (catalog/tables.py). They are
+# declared here, as pyiceberg's `SqlCatalogBaseTable` declares them (v1 schema), so the
+# migration creates them and the drift test watches them; pyiceberg never creates tables.
+
+
+class IcebergTable(Base):
+    __tablename__ = "iceberg_tables"
+
+    catalog_name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    table_namespace: Mapped[str] = mapped_column(String(255), primary_key=True)
+    table_name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    metadata_location: Mapped[str | None] = mapped_column(String(1000))
+    previous_metadata_location: Mapped[str | None] = mapped_column(String(1000))
+    iceberg_type: Mapped[str | None] = mapped_column(String(5))
+
+
+class IcebergNamespaceProperty(Base):
+    __tablename__ = "iceberg_namespace_properties"
+
+    catalog_name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(255), primary_key=True)
+    property_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    property_value: Mapped[str] = mapped_column(String(1000))

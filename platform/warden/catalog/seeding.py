@@ -78,6 +78,7 @@ def register_generated(
                     **details,
                     "classification": dataset.classification,
                     "derived_from": list(dataset.derived_from),
+                    "snapshot": version.snapshot_id,
                 },
             ),
         )
@@ -87,6 +88,7 @@ def register_generated(
                 "rows": version.row_count,
                 "classification": dataset.classification,
                 "version": version.digest,
+                "snapshot": version.snapshot_id,
                 "bytes": version.byte_size,
             }
         )

@@ -1,4 +1,5 @@
-"""Register datasets (content-addressed Parquet files) and look them up by name.
+"""Register datasets (content-addressed Parquet files, each version an Iceberg snapshot of the
+dataset's table: see catalog/tables.py) and look them up by name.
 
 A dataset's class is the strictest of its columns' classes and of the classes of the datasets
 it derives from (`derived_from`, same tenant): data built from pii is pii, however public its
@@ -16,11 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from warden.catalog.models import Dataset, DatasetColumn, DatasetVersion
 from warden.catalog.storage import Storage
+from warden.catalog.tables import commit_version
 from warden.errors import Forbidden, NotFound, Unprocessable
 from warden.identity.models import Principal, Tenant
 from warden.policy import exposure
@@ -61,6 +64,10 @@ class DatasetView:
     # where the version's file is: a local path, or s3://bucket/key (never shown to callers)
     location: str = ""
     byte_size: int = 0
+    # the version's Iceberg snapshot and the metadata written with it (None: a version
+    # registered before datasets were Iceberg tables, read from its Parquet file)
+    snapshot_id: int | None = None
+    table_metadata: str | None = None
 
     def column(self, name: str) -> ColumnInfo | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -236,6 +243,16 @@ def register(
             DatasetVersion.dataset_id == dataset.id, DatasetVersion.digest == digest
         )
     )
+    # The version is a snapshot of the dataset's Iceberg table, committed in this transaction.
+    snapshot = commit_version(
+        db,
+        store,
+        tenant.name,
+        name,
+        stored_at,
+        pq.read_schema(source),
+        known=version.snapshot_id if version is not None else None,
+    )
     if version is None:
         version = DatasetVersion(
             dataset_id=dataset.id,
@@ -245,6 +262,8 @@ def register(
             byte_size=source.stat().st_size,
         )
         db.add(version)
+    version.snapshot_id = snapshot.id
+    version.table_metadata = snapshot.metadata
     db.flush()
     raise_derived(db, tenant.id, dataset)
     if mixed := exposure.catalog_problems(db, tenant.name, exposed_before):
@@ -289,6 +308,8 @@ def load_view(db: Session, datasets_dir: Path, tenant_name: str, name: str) -> D
                 DatasetVersion.path,
                 DatasetVersion.row_count,
                 DatasetVersion.byte_size,
+                DatasetVersion.snapshot_id,
+                DatasetVersion.table_metadata,
                 Dataset.description,
                 Dataset.tenant_id,
                 Dataset.derived_from,
@@ -341,14 +362,23 @@ def load_view(db: Session, datasets_dir: Path, tenant_name: str, name: str) -> D
         description=first.description,
         tenant_id=first.tenant_id,
         derived_from=tuple(first.derived_from or ()),
+        snapshot_id=first.snapshot_id,
+        table_metadata=first.table_metadata,
     )
 
 
-def pin_version(db: Session, datasets_dir: Path, view: DatasetView, digest: str) -> DatasetView:
-    """`view` as of an earlier version (its file; the columns, classes and owner stay the
-    current ones, which is what the read is decided on), or NotFound."""
-    if digest == view.version:
+def pin_version(db: Session, datasets_dir: Path, view: DatasetView, version: str) -> DatasetView:
+    """`view` as of an earlier version, named by its digest (`sha256:…`) or its Iceberg
+    snapshot id (its data; the columns, classes and owner stay the current ones, which is
+    what the read is decided on), or NotFound."""
+    if version in (view.version, str(view.snapshot_id)):
         return view
+    if version.isdigit():
+        if int(version) >= 2**63:  # no snapshot id is that large (and no column holds it)
+            raise NotFound(f"dataset {view.name!r} has no version {version[:80]!r}")
+        which = DatasetVersion.snapshot_id == int(version)
+    else:
+        which = DatasetVersion.digest == version
     row = (
         db.connection()
         .execute(
@@ -357,12 +387,14 @@ def pin_version(db: Session, datasets_dir: Path, view: DatasetView, digest: str)
                 DatasetVersion.path,
                 DatasetVersion.row_count,
                 DatasetVersion.byte_size,
-            ).where(DatasetVersion.dataset_id == view.id, DatasetVersion.digest == digest)
+                DatasetVersion.snapshot_id,
+                DatasetVersion.table_metadata,
+            ).where(DatasetVersion.dataset_id == view.id, which)
         )
         .first()
     )
     if row is None:
-        raise NotFound(f"dataset {view.name!r} has no version {digest[:80]!r}")
+        raise NotFound(f"dataset {view.name!r} has no version {version[:80]!r}")
     location = row.path if "://" in row.path else str(datasets_dir / row.path)
     return dataclasses.replace(
         view,
@@ -371,6 +403,8 @@ def pin_version(db: Session, datasets_dir: Path, view: DatasetView, digest: str)
         location=location,
         row_count=row.row_count,
         byte_size=row.byte_size or 0,
+        snapshot_id=row.snapshot_id,
+        table_metadata=row.table_metadata,
     )
 
 

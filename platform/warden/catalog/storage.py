@@ -39,6 +39,11 @@ class DataFile:
     def remote(self) -> bool:
         return self.location.startswith(S3)
 
+    @property
+    def catalogued(self) -> bool:
+        """Its size is the catalog's to say (an object, a snapshot): never stat it."""
+        return self.remote
+
     def scan(self) -> pl.LazyFrame:
         if not self.remote:
             return pl.scan_parquet(self.location)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -56,11 +57,101 @@ def seed(
     finally:
         engine.dispose()
     show(
-        rows, ["dataset", "rows", "classification", "version"], "table", title="registered datasets"
+        rows,
+        ["dataset", "rows", "classification", "version", "snapshot"],
+        "table",
+        title="registered datasets",
     )
     console.print(
         "note: the taste graph is generated; the pin images are real (scikit-learn digits)"
     )
+
+
+@app.command()
+def register(
+    name: Annotated[str, typer.Argument(help="Dataset name (a new version if it exists)")],
+    column: Annotated[
+        list[str],
+        typer.Option(help="NAME=CLASS[:ENTITY] per governed column (public, internal, pii)"),
+    ],
+    parquet: Annotated[Path | None, typer.Option(help="A Parquet file to register")] = None,
+    iceberg: Annotated[
+        str | None,
+        typer.Option(
+            help="An existing Iceberg table: NAMESPACE.TABLE in Warden's catalog, or its "
+            "metadata file (…/metadata/….metadata.json, local or in the platform's bucket)"
+        ),
+    ] = None,
+    identifier: Annotated[
+        list[str] | None, typer.Option(help="An identifier column (masked by keyed hash)")
+    ] = None,
+    purpose: Annotated[list[str] | None, typer.Option(help="An allowed purpose")] = None,
+    derived_from: Annotated[
+        list[str] | None, typer.Option(help="A dataset (same tenant) it was built from")
+    ] = None,
+    description: Annotated[str, typer.Option(help="What it holds")] = "",
+    tenant: Annotated[str, typer.Option(help="Tenant that owns the dataset")] = "acme",
+    owner: Annotated[str, typer.Option(help="Owner principal")] = "admin",
+) -> None:
+    """Register a Parquet file or an existing Iceberg table (its current snapshot is copied
+    into the platform's storage) as a governed dataset: a new snapshot of its Iceberg table.
+
+    Runs against the database directly (an operator command, like `warden init`); audited as
+    dataset.register."""
+    import tempfile
+
+    import polars as pl
+
+    from warden.catalog.seeding import register_generated
+    from warden.catalog.storage import storage_for
+    from warden.catalog.tables import export_table
+    from warden.tastegraph.specs import ColumnSpec, DatasetSpec
+
+    if (parquet is None) == (iceberg is None):
+        fail("give exactly one of --parquet FILE or --iceberg TABLE")
+    declared: dict[str, tuple[str, str | None]] = {}
+    for item in column:
+        col, _, rest = item.partition("=")
+        cls, _, entity = rest.partition(":")
+        if not col or not cls:
+            fail(f"--column {item!r} is not NAME=CLASS[:ENTITY]")
+        declared[col] = (cls, entity or None)
+    settings = get_settings()
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="warden-register-") as tmp,
+            unit_of_work(make_sessionmaker(engine)) as db,
+        ):
+            source = parquet
+            if iceberg is not None:
+                source = export_table(db, settings, iceberg, Path(tmp) / f"{name}.parquet")
+            assert source is not None
+            if not source.is_file():
+                fail(f"no file {str(source)!r}")
+            schema = pl.read_parquet_schema(source)
+            spec = DatasetSpec(
+                name=name,
+                path=source,
+                description=description,
+                columns=tuple(
+                    ColumnSpec(c, str(schema[c]), cls, entity)
+                    if c in schema
+                    else ColumnSpec(c, "?", cls, entity)
+                    for c, (cls, entity) in declared.items()
+                ),
+                identifier_columns=tuple(identifier or ()),
+                allowed_purposes=tuple(purpose or ()),
+                row_count=0,
+                derived_from=tuple(derived_from or ()),
+            )
+            details: dict[str, object] = {"source": "iceberg" if iceberg else "parquet"}
+            rows = register_generated(db, [spec], storage_for(settings), tenant, owner, details)
+    except WardenError as exc:
+        fail(exc.detail)
+    finally:
+        engine.dispose()
+    show(rows, ["dataset", "rows", "classification", "version", "snapshot"], "table")
 
 
 @app.command("list")

@@ -122,6 +122,7 @@ def _datasets(lin: dict[str, Any]) -> None:
         table.add_row(
             d["name"],
             ", ".join(v[:19] for v in d["versions"])
+            + "".join(f" (snapshot {s})" for s in d.get("snapshots", []))
             or f"none (at launch {str(d['launch_version'])[:19]})",
             f"{d['reads']}" + (f" ({d['denied_reads']} denied)" if d["denied_reads"] else ""),
             str(d["rows"]),

@@ -56,7 +56,11 @@ def read(
     out: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout")] = None,
     as_of: Annotated[
         str | None,
-        typer.Option("--as-of", help="An earlier version (sha256:… digest) instead of the current"),
+        typer.Option(
+            "--as-of",
+            help="An earlier version (its sha256:… digest or Iceberg snapshot id) instead of"
+            " the current",
+        ),
     ] = None,
 ) -> None:
     """Read a dataset through policy. Masked columns come back masked; the read is audited."""

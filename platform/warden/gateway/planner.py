@@ -42,8 +42,8 @@ class _FrameCache:
     def source(self, file: DataFile, byte_size: int) -> tuple[pl.LazyFrame, bool]:
         """The file as a lazy frame, and whether it is decoded in memory (a small file).
         `byte_size`: the catalog's (an object in a bucket is not asked for its size)."""
-        if file.remote:
-            size, stamp = byte_size, 0  # content-addressed and never rewritten
+        if file.catalogued:
+            size, stamp = byte_size, 0  # an object or a snapshot: immutable, never asked
         else:
             try:
                 stat = Path(file.location).stat()

@@ -42,6 +42,9 @@ class ReadRequest(BaseModel):
     where: list[FilterClause] = Field(default_factory=list, max_length=64)
     limit: int | None = Field(default=None, ge=0)
     shard: Shard | None = None
-    # read this earlier version (its digest, `x-warden-dataset-version`) instead of the
-    # current one: the ranks of one training job pin one version
-    version: str | None = Field(default=None, max_length=80, pattern=r"^sha256:[0-9a-f]{64}$")
+    # read this earlier version (its digest, `x-warden-dataset-version`, or its Iceberg
+    # snapshot id, `x-warden-dataset-snapshot`) instead of the current one: the ranks of one
+    # training job pin one version
+    version: str | None = Field(
+        default=None, max_length=80, pattern=r"^(sha256:[0-9a-f]{64}|[0-9]{1,19})$"
+    )

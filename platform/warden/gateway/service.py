@@ -24,7 +24,8 @@ from warden.audit.outcomes import by
 from warden.audit.service import AuditRecord, record, stream_completion, stream_intent
 from warden.audit.telemetry import annotate_span, read_span
 from warden.catalog.service import DatasetView, load_view, pin_version
-from warden.catalog.storage import data_file, storage_reason
+from warden.catalog.storage import storage_reason
+from warden.catalog.tables import table_file
 from warden.core.platform import Platform
 from warden.db.generation import Stamp
 from warden.db.session import unit_of_work
@@ -222,6 +223,8 @@ def _read(
             with unit_of_work(state.sessions) as db:
                 dataset = pin_version(db, settings.datasets_dir, dataset, request.version)
         attempt.version = dataset.version
+    if dataset.snapshot_id is not None:
+        attempt.details["snapshot"] = dataset.snapshot_id
     if session is not None:
         session.commit()  # the lookups are done: hand the connection back before the plan runs
     decision, columns = allowed.decision, allowed.columns
@@ -239,7 +242,7 @@ def _read(
             request.where,
             request.limit,
             mask,
-            data_file(settings, dataset.location),
+            table_file(settings, dataset),
             shard=(shard.rank, shard.world) if shard is not None else None,
         )
         headers = {
@@ -247,6 +250,8 @@ def _read(
             "x-warden-policy-version": str(decision.policy_version),
             "x-warden-masked-columns": ",".join(plan.masked),
         }
+        if dataset.snapshot_id is not None:
+            headers["x-warden-dataset-snapshot"] = str(dataset.snapshot_id)
         if plan.in_memory:
             frame = planner.collect(plan)
         else:

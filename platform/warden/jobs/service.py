@@ -218,6 +218,7 @@ def _decide(db: Session, state: Platform, caller: Caller, plan: _Plan) -> dict[s
         version = decision.policy_version
         decided[view.name] = {
             "version": view.version,
+            "snapshot": view.snapshot_id,
             "classification": view.classification,
             "grant_ids": list(decision.grant_ids),
             "rule": decision.deciding_rule,

@@ -143,7 +143,9 @@ def lineage_for(
         datasets[name] = {
             "name": name,
             "versions": [],
+            "snapshots": [],  # the Iceberg snapshot of each version read
             "launch_version": declared.get(name, {}).get("version"),
+            "launch_snapshot": declared.get(name, {}).get("snapshot"),
             "reads": 0,
             "denied_reads": 0,
             "rows": 0,
@@ -156,6 +158,7 @@ def lineage_for(
             {
                 "name": event.dataset,
                 "versions": [],
+                "snapshots": [],
                 "launch_version": None,
                 "reads": 0,
                 "denied_reads": 0,
@@ -170,6 +173,7 @@ def lineage_for(
         entry["reads"] += 1
         entry["rows"] += int(event.rows or 0)
         _add(entry["versions"], event.dataset_version)
+        _add(entry["snapshots"], (event.details or {}).get("snapshot"))
         for grant in event.grant_ids or []:
             _add(entry["grant_ids"], grant)
         _add(entry["rules"], event.rule)

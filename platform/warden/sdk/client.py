@@ -75,7 +75,8 @@ class Client:
         `shard=(rank, world)`: only this process's part of the answer (the rows whose position
         in the dataset's file is rank modulo world): the parts of all ranks of one dataset
         version are disjoint and together are the whole answer; pass `version` (a digest,
-        `x-warden-dataset-version`) so that every rank reads the same one."""
+        `x-warden-dataset-version`, or an Iceberg snapshot id, `x-warden-dataset-snapshot`)
+        so that every rank reads the same one."""
         frame, _ = self.read_with_info(
             dataset,
             purpose=purpose,
