@@ -1,7 +1,7 @@
 """iceberg: a dataset version is an Iceberg snapshot; pyiceberg's SQL catalog tables
 
 Revision ID: 0008i_iceberg
-Revises: 0007_workspaces
+Revises: 0008_change_generation
 Create Date: 2026-12-02 15:10:00
 
 The catalog's two tables are pyiceberg's `SqlCatalogBaseTable` (v1 schema, with
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008i_iceberg"
-down_revision: str | None = "0007_workspaces"
+down_revision: str | None = "0008_change_generation"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -131,9 +131,9 @@ def test_a_version_change_written_in_the_database_holds_on_the_next_read(warden)
         warden,
         update(DatasetVersion)
         .where(DatasetVersion.dataset_id == ids["dataset"])
-        .values(path="engagements/gone.parquet"),
+        .values(path="engagements/gone.parquet", table_metadata="engagements/gone.json"),
     )
-    assert _read(warden).status_code == 503  # the (now missing) file is what is read
+    assert _read(warden).status_code == 503  # the (now missing) table is what is read
 
 
 def test_a_mask_key_rotation_written_in_the_database_holds_on_the_next_read(warden) -> None:  # type: ignore[no-untyped-def]
