@@ -187,7 +187,8 @@ class ItemPrior(nn.Module):
             return torch.zeros(ids.shape[0]) * self.weight
         pos = torch.searchsorted(known, ids).clamp(max=known.numel() - 1)
         hit = (known[pos] == ids).to(torch.float32)
-        return self.weight * self.log_pop[pos] * hit  # type: ignore[operator]
+        log_pop: torch.Tensor = self.log_pop
+        return self.weight * log_pop[pos] * hit
 
 
 class Stack(nn.Module):
