@@ -182,12 +182,12 @@ class ItemPrior(nn.Module):
     def for_pins(self, pin_ids: Any) -> torch.Tensor:
         """(N,) the prior of each of these pins (a numpy or torch array of ids)."""
         ids = torch.as_tensor(pin_ids, dtype=torch.int64)
-        known: torch.Tensor = self.pin_ids
+        known: torch.Tensor = self.pin_ids  # type: ignore[assignment]
         if known.numel() == 0:
             return torch.zeros(ids.shape[0]) * self.weight
         pos = torch.searchsorted(known, ids).clamp(max=known.numel() - 1)
         hit = (known[pos] == ids).to(torch.float32)
-        log_pop: torch.Tensor = self.log_pop
+        log_pop: torch.Tensor = self.log_pop  # type: ignore[assignment]
         return self.weight * log_pop[pos] * hit
 
 
