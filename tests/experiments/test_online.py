@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pytest
 import torch
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -274,3 +275,44 @@ def _results(warden: WardenHarness, name: str, challenger_clicks: int, p95_ms: f
             "arms": {"control": arm(1, 1.0), "challenger": arm(challenger_clicks, p95_ms)},
             "shadow": [],
         }
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_cli_and_sdk_serve_and_run_an_experiment(live_warden: WardenHarness) -> None:
+    from typer.testing import CliRunner
+
+    from warden.cli.main import app
+    from warden.config import get_settings
+    from warden.sdk import Client
+
+    a, b = register_stack(live_warden, "cli-a", 4), register_stack(live_warden, "cli-b", 5)
+    pins = [str(p) for p in pin_ids(live_warden)[:2]]
+
+    def cli(*args: str) -> Any:
+        get_settings.cache_clear()
+        env = {"WARDEN_TOKEN": live_warden.tokens["alice"]}
+        result = CliRunner().invoke(app, list(args), env=env)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    out = cli("models", "recommend", "u-7", "--model", a, "--k", "3", "--pin", pins[0])
+    assert a in out
+    cli(
+        "experiments",
+        "start",
+        "cli1",
+        "--control",
+        a,
+        "--challenger",
+        b,
+        "--mde",
+        "0.1",
+        "--p95-ms",
+        "5000",
+    )
+    assert '"state": "running"' in cli("experiments", "status", "cli1")
+    with Client(live_warden.url, live_warden.tokens["alice"]) as client:  # type: ignore[attr-defined]
+        got = client.recommend("u-7", [int(p) for p in pins], k=4, experiment="cli1")
+        assert len(got["pins"]) == 4 and got["arm"] in ("control", "challenger")
+        assert client.experiment("cli1", "stop")["state"] == "stopped"
+    assert "refused" in cli("experiments", "decide", "cli1")  # no traffic: no KPI lift
