@@ -5,7 +5,6 @@ numbers are meaningless, the wiring is what is tested (the taste graph is genera
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -17,24 +16,20 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from tests.conftest import WardenHarness
+from tests.experiments.helpers import pin_ids, pins_file, register_artifact
 from warden.db.session import unit_of_work
 from warden.experiments.models import Experiment
-from warden.identity.service import get_principal, get_tenant
-from warden.jobs.models import Job
 from warden.registry import serving
-from warden.registry.models import Model
 
 GUARDS = {"p95_ms": 10_000.0, "error_rate": 0.5, "cost_per_1k_usd": 1.0}
 
 
 def register_stack(warden: WardenHarness, name: str, seed: int) -> str:
-    """A tiny stack saved under the data folder and registered as a model whose lineage
-    read pins and engagements (as a swap job's does)."""
+    """A tiny untrained stack (with a popularity prior), registered as a swap job's model."""
     from warden_ml.models import CNNTower, ItemPrior, Projector, SeqModel, Stack
     from warden_ml.train import save_stack
 
-    settings: Any = warden.settings
-    pins = pl.read_parquet(_pins_file(warden), columns=["pin_id"])
+    pins = pl.read_parquet(pins_file(warden), columns=["pin_id"])
     torch.manual_seed(seed)
     ids = torch.from_numpy(pins["pin_id"].to_numpy().astype(np.int64))
     counts = torch.from_numpy(np.random.default_rng(seed).integers(0, 5, len(ids)))
@@ -45,62 +40,9 @@ def register_stack(warden: WardenHarness, name: str, seed: int) -> str:
         SeqModel(d_model=8, depth=1, heads=2, ff=16, max_len=4),
         ItemPrior(ids, counts),
     )
-    rel = f"models/{name}/stack.pt"
-    path = Path(settings.data_dir) / rel
+    path = Path(warden.settings.data_dir) / "staging" / f"{name}.pt"  # type: ignore[attr-defined]
     save_stack(path, stack.eval(), {})
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    with unit_of_work(warden.state.sessions) as db:
-        tenant = get_tenant(db, "acme")
-        alice = get_principal(db, "alice")
-        job = Job(
-            tenant_id=tenant.id,
-            tenant="acme",
-            launcher_id=alice.id,
-            launcher="alice",
-            kind="train",
-            step="swap",
-            name=name,
-            spec={},
-            datasets=["pins", "engagements"],
-            purpose="training",
-            state="succeeded",
-        )
-        db.add(job)
-        db.flush()
-        lineage = {
-            "datasets": [{"name": "pins", "versions": []}, {"name": "engagements", "versions": []}],
-            "parents": [],
-        }
-        model = Model(
-            tenant_id=tenant.id,
-            tenant="acme",
-            name=name,
-            version=1,
-            job_id=job.id,
-            launcher="alice",
-            kind="train",
-            step="swap",
-            metrics={},
-            artifacts=[
-                {"name": "stack.pt", "path": rel, "bytes": path.stat().st_size, "sha256": sha}
-            ],
-            reports=[],
-            lineage=lineage,
-        )
-        db.add(model)
-        db.flush()
-        return model.ref
-
-
-def _pins_file(warden: WardenHarness) -> Path:
-    from warden.catalog.service import load_view
-
-    with unit_of_work(warden.state.sessions) as db:
-        return load_view(db, warden.state.settings.datasets_dir, "acme", "pins").path
-
-
-def pin_ids(warden: WardenHarness) -> list[int]:
-    return pl.read_parquet(_pins_file(warden), columns=["pin_id"])["pin_id"].to_list()
+    return register_artifact(warden, name, path)
 
 
 def test_recommend_is_governed_audited_and_measured(warden: WardenHarness) -> None:

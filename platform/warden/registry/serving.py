@@ -226,7 +226,13 @@ def _sha256(path: Path) -> str:
 
 def authorize(platform: Platform, db: Session, caller: Caller, datasets: Sequence[str]) -> None:
     """The caller may use the model: `inference` on every lineage dataset that allows it,
-    some allowed purpose on the others (all through the one read decision)."""
+    some allowed purpose on the others (all through the one read decision, on one policy
+    snapshot: one version query per request)."""
+    with platform.policy.one_check(db):
+        _authorize(platform, db, caller, datasets)
+
+
+def _authorize(platform: Platform, db: Session, caller: Caller, datasets: Sequence[str]) -> None:
     for name in datasets:
         view = load_view(db, platform.settings.datasets_dir, caller.tenant, name)
         if "inference" in view.allowed_purposes:
