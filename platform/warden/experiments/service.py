@@ -94,6 +94,11 @@ def start(platform: Platform, db: Session, caller: Caller, body: ExperimentCreat
     return row
 
 
+def check_running(experiment: Experiment) -> None:
+    if experiment.state != "running":
+        raise Conflict(f"experiment {experiment.name!r} is {experiment.state}, not serving")
+
+
 def arm_of(experiment: Experiment, user: str) -> str:
     """control or challenger: a stable hash of (experiment, user), never random per request."""
     digest = hashlib.sha256(f"{experiment.id}\0{user}".encode()).digest()
@@ -123,8 +128,7 @@ def serve(
     k: int,
 ) -> tuple[str, serving.Answer, list[int] | None]:
     """The arm's answer (shown) and the shadow's (never shown; None without a shadow)."""
-    if experiment.state != "running":
-        raise Conflict(f"experiment {experiment.name!r} is {experiment.state}")
+    check_running(experiment)
     arm = arm_of(experiment, user)
     info: dict[str, Any] = {"experiment": experiment.name, "arm": arm}
     shadow_pins: list[int] | None = None

@@ -31,24 +31,24 @@ def _people_only(caller: Caller) -> None:
 def recommend(
     body: RecommendIn, caller: CurrentCaller, db: DbSession, state: State
 ) -> RecommendOut:
+    # refusals before serving are audited here; serving audits its own (allowed or refused)
     with refusals_audited(state.sessions, caller, serving.ACTION):
         _people_only(caller)
-        if body.experiment:
-            row = service.get(db, caller, body.experiment)
-            arm, answer, _ = service.serve(state, db, caller, row, body.user, body.history, body.k)
-            model = service.model_of(db, row, arm)
-            return RecommendOut(
-                pins=answer.pins,
-                model=model.ref,
-                experiment=row.name,
-                arm=arm,
-                audit_event=answer.event_id,
-            )
-        model = (
-            registry.resolve(db, caller.tenant, body.model)
-            if body.model
-            else service.default_model(db, caller)
+        row = service.get(db, caller, body.experiment) if body.experiment else None
+        if row is not None:
+            service.check_running(row)
+            model = None
+        elif body.model:
+            model = registry.resolve(db, caller.tenant, body.model)
+        else:
+            model = service.default_model(db, caller)
+    if row is not None:
+        arm, answer, _ = service.serve(state, db, caller, row, body.user, body.history, body.k)
+        ref = service.model_of(db, row, arm).ref
+        return RecommendOut(
+            pins=answer.pins, model=ref, experiment=row.name, arm=arm, audit_event=answer.event_id
         )
+    assert model is not None
     answer = serving.recommend(state, db, caller, model, body.user, body.history, body.k)
     return RecommendOut(pins=answer.pins, model=model.ref, audit_event=answer.event_id)
 
