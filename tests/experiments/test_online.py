@@ -148,6 +148,10 @@ def test_experiment_split_shadow_decision_and_rollback(warden: WardenHarness) ->
         "/v1/experiments/ab1/report", params={"format": "md"}, headers=warden.as_("alice")
     )
     assert "GENERATED" in md.text and "REAL" in md.text
+    image = warden.http.get(
+        "/v1/experiments/ab1/report", params={"format": "png"}, headers=warden.as_("alice")
+    )
+    assert image.content.startswith(b"\x89PNG")
 
     # the KPI improves but the P95 guardrail is breached: refused, saying which criterion
     _results(warden, "ab1", challenger_clicks=3, p95_ms=GUARDS["p95_ms"] * 2)

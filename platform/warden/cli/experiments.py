@@ -82,7 +82,7 @@ def rollback(name: Name) -> None:
 @app.command()
 def report(
     name: Name,
-    out: Annotated[Path | None, typer.Option(help="Write report.json and report.md here")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write report.json, .md and .png here")] = None,
 ) -> None:
     """The report: shadow agreement, KPI per arm, latency and cost, the decision."""
     client = ApiClient()
@@ -94,4 +94,6 @@ def report(
     (out / "report.md").write_text(md)
     body = client.get(f"/v1/experiments/{name}/report")
     (out / "report.json").write_text(json.dumps(body, indent=2, default=str) + "\n")
-    console.print(f"wrote {out / 'report.md'} and {out / 'report.json'}")
+    image = client.request("GET", f"/v1/experiments/{name}/report", params={"format": "png"})
+    (out / "report.png").write_bytes(image.content)
+    console.print(f"wrote report.md, report.json and report.png in {out}")

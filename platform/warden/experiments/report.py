@@ -97,3 +97,40 @@ def markdown(report: dict[str, Any]) -> str:
     else:
         lines += ["Refused; failed criteria:", ""] + [f"- {x}" for x in d.get("failed", [])]
     return "\n".join(lines) + "\n"
+
+
+def png(report: dict[str, Any]) -> bytes:
+    """Shadow agreement over time and the KPI per arm with its 95% interval, one PNG."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    shadow = report["shadow_agreement_over_time"]
+    if shadow:
+        left.plot([w["requests"] for w in shadow], [w["mean_overlap"] for w in shadow], "o-")
+    left.set(
+        title="shadow: top-k overlap with the shown answer",
+        xlabel="requests",
+        ylabel="mean overlap",
+        ylim=(0, 1.05),
+    )
+    kpi = report["experiment"]["plan"]["kpi"]
+    arms = [a for a in ("control", "challenger") if a in report["arms"]]
+    means = [report["arms"][a][kpi]["mean"] for a in arms]
+    errors = [report["arms"][a][kpi]["ci95"] for a in arms]
+    right.bar(arms, means, yerr=[e if e == e else 0 for e in errors], capsize=6)
+    right.set(title=f"{kpi} per request (95% interval)", ylabel=kpi)
+    fig.suptitle(
+        f"experiment {report['experiment']['name']}: {report['experiment']['state']}"
+        " (graph and users generated; images real)",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    out = io.BytesIO()
+    fig.savefig(out, format="png", dpi=90)
+    plt.close(fig)
+    return out.getvalue()

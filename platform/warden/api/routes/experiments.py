@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
 
 from warden.api.deps import CurrentCaller, DbSession, State
 from warden.audit.outcomes import refusals_audited
@@ -101,15 +101,17 @@ def run_simulation(
         return simulate.run(state, db, caller, row, body.requests, body.seed, body.k)
 
 
-@router.get("/v1/experiments/{name}/report", summary="The report: JSON or Markdown")
+@router.get("/v1/experiments/{name}/report", summary="The report: JSON, Markdown or PNG")
 def get_report(
     name: Name,
     caller: CurrentCaller,
     db: DbSession,
-    format: Annotated[str, Query(pattern="^(json|md)$")] = "json",  # noqa: A002
+    format: Annotated[str, Query(pattern="^(json|md|png)$")] = "json",  # noqa: A002
 ) -> Any:
     _people_only(caller)
     built = report.build(service.describe(db, service.get(db, caller, name)))
     if format == "md":
         return PlainTextResponse(report.markdown(built), media_type="text/markdown")
+    if format == "png":
+        return Response(report.png(built), media_type="image/png")
     return simulate._finite(built)
