@@ -130,6 +130,19 @@ def test_experiment_split_shadow_decision_and_rollback(warden: WardenHarness) ->
         arms[user] = first["arm"]
     assert set(arms.values()) == {"control", "challenger"}
 
+    # a shadow that fails (its weights gone) changes nothing either
+    broken = register_stack(warden, "gone", 6)
+    (Path(warden.settings.data_dir) / "models" / "gone" / "stack.pt").unlink()  # type: ignore[attr-defined]
+    assert _start(warden, "ab0", a, b, shadow=broken).status_code == 201
+    body = {"experiment": "ab0", "user": "u-1", "history": history, "k": 5}
+    shown = warden.http.post("/v1/recommend", json=body, headers=warden.as_("alice")).json()
+    direct = warden.http.post(
+        "/v1/recommend",
+        headers=warden.as_("alice"),
+        json={"model": shown["model"], "user": "u-1", "history": history, "k": 5},
+    ).json()
+    assert shown["pins"] == direct["pins"]
+
     # simulated users: governed reads of the latent model (evaluation), outcomes counted
     sim = warden.http.post(
         "/v1/experiments/ab1/simulate",
