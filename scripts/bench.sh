@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every benchmark, one after another; each prints its table and writes bench-results/*.json.
-# Usage: bash scripts/bench.sh [policy|reload|read|stream|small_reads|grants|sandbox|workspace|model ...]
+# Usage: bash scripts/bench.sh [policy|reload|read|stream|small_reads|grants|sandbox|workspace|model|online|quality ...]
 #        (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +10,7 @@ if [ -z "${WARDEN_TEST_POSTGRES_URL:-}" ]; then
 fi
 wanted=("$@")
 if [ ${#wanted[@]} -eq 0 ]; then
-    wanted=(policy reload read stream small_reads grants sandbox workspace model)
+    wanted=(policy reload read stream small_reads grants sandbox workspace model online)
 fi
 for name in "${wanted[@]}"; do
     module="tests/benchmarks/bench_${name}.py"

@@ -108,12 +108,16 @@ def encode_all(fn: Any, images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def score_stack(stack: Stack, table: torch.Tensor, windows: np.ndarray) -> np.ndarray:
+def score_stack(
+    stack: Stack, table: torch.Tensor, windows: np.ndarray, pin_ids: np.ndarray | None = None
+) -> np.ndarray:
+    """(Q, N) the stack's scores: user state . pin embedding, plus the item prior."""
     scores = []
     w = torch.from_numpy(windows)
+    bias = stack.prior.for_pins(pin_ids) if pin_ids is not None else torch.zeros(len(table))
     for i in range(0, w.shape[0], 512):
         items, pad = gather_items(table, w[i : i + 512])
-        scores.append(stack.user_state(items, pad) @ table.T)
+        scores.append(stack.user_state(items, pad) @ table.T + bias)
     return torch.cat(scores).numpy() if scores else np.zeros((0, len(table)), np.float32)
 
 
@@ -123,9 +127,17 @@ def score_tower(emb: torch.Tensor, query: np.ndarray) -> np.ndarray:
 
 
 def rank_metrics(
-    scores: np.ndarray, req: dict[str, np.ndarray], cands: np.ndarray, k: int
+    scores: np.ndarray,
+    req: dict[str, np.ndarray],
+    cands: np.ndarray,
+    k: int,
+    seen: np.ndarray | None = None,
 ) -> dict[str, dict[str, float]]:
+    """Full catalog (never the query pin, nor a pin the user engaged in training when
+    ``seen`` marks them) and sampled candidates."""
     full = scores.copy()
+    if seen is not None:
+        full[seen] = -np.inf
     full[np.arange(full.shape[0]), req["query"]] = -np.inf
     sampled = np.take_along_axis(scores, cands, axis=1)
     return {
@@ -155,6 +167,8 @@ def evaluate(spec: Spec, out: Path, client: Reader) -> dict[str, Any]:
     latent = read_latent(client, spec, pins) if wants_oracle(spec) else None
     engaged = np.bincount(hist.items, minlength=n)
     baselines = _baselines(reqs, cands, n, engaged, latent, k, spec.seed, hist)
+    # every scorer, the models included, skips the pins the request's user engaged in training
+    seen = {s: seen_by_user(r["user"], hist, n) for s, r in reqs.items() if s != "cold_start"}
 
     # quality[arm][scorer][candset][slice][metric] -> per-seed values
     per_seed: dict[str, list[dict[str, Any]]] = {"A": [], "B": []}
@@ -167,10 +181,13 @@ def evaluate(spec: Spec, out: Path, client: Reader) -> dict[str, Any]:
             for s, req in reqs.items():
                 if not len(req["query"]):
                     continue
-                st = score_stack(stack, table, req["windows"])
-                result["stack"][s] = rank_metrics(st, req, cands[s], k)
-                result["tower"][s] = rank_metrics(score_tower(temb, req["query"]), req, cands[s], k)
+                st = score_stack(stack, table, req["windows"], pins.ids)
+                result["stack"][s] = rank_metrics(st, req, cands[s], k, seen.get(s))
+                tower_scores = score_tower(temb, req["query"])
+                result["tower"][s] = rank_metrics(tower_scores, req, cands[s], k, seen.get(s))
                 if i == 0:
+                    if s in seen:
+                        st[seen[s]] = -np.inf
                     st[np.arange(st.shape[0]), req["query"]] = -np.inf
                     top_lists[f"{arm}:{s}"] = np.argsort(-st, axis=1, kind="stable")[:, :k]
             per_seed[arm].append(result)
@@ -178,7 +195,7 @@ def evaluate(spec: Spec, out: Path, client: Reader) -> dict[str, Any]:
             say(f"eval {arm} model {i + 1}/{len(stacks[arm])}: heldout_edge recall@{k} {r10}")
 
     quality = _aggregate(per_seed, k, baselines)
-    serving = _serving(stacks, pins.images, reqs, k, price, spec)
+    serving = _serving(stacks, pins.images, reqs, k, price, spec, pins.ids)
     shadow = _shadow(top_lists, reqs, k) if spec.p("shadow", True) else None
     size = {
         arm: {
@@ -207,8 +224,8 @@ def evaluate(spec: Spec, out: Path, client: Reader) -> dict[str, Any]:
             "ties count against a model's target; baselines break ties at random",
             "baselines": "oracle: the generator's own probability of each pin for the request, "
             "from its latent model (evaluation-only datasets latent_users, latent_pins), never a "
-            "pin the user engaged in training (gold pairs have no training events; the models "
-            "do not use that filter, any of them could); "
+            "pin the user engaged in training (gold pairs have no training events; every model "
+            "skips those pins too, on the full catalog); "
             "popularity: training engagements per pin; random: seeded uniform scores"
             + ("" if latent is not None else " (oracle NOT run: latent datasets not given)"),
             "share_of_gap": "(model - random) / (oracle - random), per metric and seed",
@@ -328,13 +345,14 @@ def _serving(
     k: int,
     price: float,
     spec: Spec,
+    pin_ids: np.ndarray | None = None,
 ) -> dict[str, Any]:
     n = int(spec.p("latency_requests", 500))
     windows = np.concatenate([r["windows"] for r in reqs.values()])
     if not len(windows):
         return {}
     w = [torch.from_numpy(windows[i % len(windows)][None]) for i in range(n + 50)]
-    servers = {arm: Server(stacks[arm][0], images, k) for arm in ("A", "B")}
+    servers = {arm: Server(stacks[arm][0], images, k, pin_ids) for arm in ("A", "B")}
     # The request's image arrives ready; picking it out is not the encoder's time.
     single = [images[int(x[0, -1]) : int(x[0, -1]) + 1].contiguous() for x in w]
     fns: dict[str, Any] = {}

@@ -28,7 +28,7 @@ def infer(spec: Spec, out: Path, client: Reader) -> dict[str, Any]:
     stack = stack_from_blob(load_model(path))
     k = int(spec.p("k", 10))
     pins = read_pins(client, spec, "inference", with_digits=False)
-    server = Server(stack, pins.images, k)
+    server = Server(stack, pins.images, k, pins.ids)
     table = server.table
     emb = table.numpy()
     pl.DataFrame(
@@ -85,13 +85,10 @@ def infer(spec: Spec, out: Path, client: Reader) -> dict[str, Any]:
 def _user_recs(
     server: Server, hist: Histories, windows: np.ndarray, k: int, ids: np.ndarray
 ) -> pl.DataFrame:
-    from warden_ml.data import gather_items
-
     users, ranks, pins, scores = [], [], [], []
     w = torch.from_numpy(windows)
     for s in range(0, w.shape[0], 512):
-        items, pad = gather_items(server.table, w[s : s + 512])
-        sc = server.stack.user_state(items, pad) @ server.table.T
+        sc = server.scores(w[s : s + 512]).clone()
         for r in range(sc.shape[0]):  # never recommend what the user already engaged with
             u = s + r
             seen = hist.items[hist.start[u] : hist.start[u] + hist.count[u]]

@@ -6,7 +6,10 @@
 * ``Projector``: tower embedding -> the sequence model's width.
 * ``SeqModel``: a tiny transformer over a user's recent pins; its output scores next pins
   by dot product with projected pin embeddings (tied input/output item embeddings).
-* ``Stack``: tower + projector + sequence model, the model that is evaluated and served.
+* ``ItemPrior``: a learned weight times log(1 + training engagements) per pin, added to every
+  score. An 8x8 digit image says which digit a pin shows, not how popular it is; without
+  this prior a content-only scorer cannot tell apart the ~500 pins of one digit class.
+* ``Stack``: tower + projector + sequence model (+ prior), the model evaluated and served.
 """
 
 from __future__ import annotations
@@ -161,15 +164,51 @@ class SeqModel(nn.Module):
         return self.out(self.norm(h[:, -1]))
 
 
-class Stack(nn.Module):
-    """tower -> projector -> sequence model; scores candidates by dot product."""
+class ItemPrior(nn.Module):
+    """weight * log(1 + training engagements) per pin, keyed by pin id (0 for a pin the
+    training log never saw, or for every pin when the artifact predates the prior)."""
 
-    def __init__(self, tower_kind: str, tower: nn.Module, projector: Projector, seq: SeqModel):
+    def __init__(self, pin_ids: torch.Tensor, counts: torch.Tensor) -> None:
+        super().__init__()
+        order = torch.argsort(pin_ids)
+        self.register_buffer("pin_ids", pin_ids[order].to(torch.int64))
+        self.register_buffer("log_pop", torch.log1p(counts[order].to(torch.float32)))
+        self.weight = nn.Parameter(torch.tensor(1.0))
+
+    @classmethod
+    def empty(cls, n: int = 0) -> ItemPrior:
+        return cls(torch.zeros(n, dtype=torch.int64), torch.zeros(n))
+
+    def for_pins(self, pin_ids: Any) -> torch.Tensor:
+        """(N,) the prior of each of these pins (a numpy or torch array of ids)."""
+        ids = torch.as_tensor(pin_ids, dtype=torch.int64)
+        known: torch.Tensor = self.pin_ids  # type: ignore[assignment]
+        if known.numel() == 0:
+            return torch.zeros(ids.shape[0]) * self.weight
+        pos = torch.searchsorted(known, ids).clamp(max=known.numel() - 1)
+        hit = (known[pos] == ids).to(torch.float32)
+        log_pop: torch.Tensor = self.log_pop  # type: ignore[assignment]
+        return self.weight * log_pop[pos] * hit
+
+
+class Stack(nn.Module):
+    """tower -> projector -> sequence model; scores candidates by dot product plus the
+    item prior."""
+
+    def __init__(
+        self,
+        tower_kind: str,
+        tower: nn.Module,
+        projector: Projector,
+        seq: SeqModel,
+        prior: ItemPrior | None = None,
+    ):
         super().__init__()
         self.tower_kind = tower_kind
         self.tower = tower
         self.projector = projector
         self.seq = seq
+        self.prior = prior if prior is not None else ItemPrior.empty()
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Images (B, 1, 8, 8) -> item embeddings (B, d_model): what serving encodes."""
@@ -197,7 +236,11 @@ def stack_from_blob(blob: dict[str, Any]) -> Stack:
     projector.load_state_dict(blob["projector"])
     seq = SeqModel(**cfg["seq"])
     seq.load_state_dict(blob["seq"])
-    return Stack(cfg["tower_kind"], tower, projector, seq).eval()
+    prior = None
+    if "prior" in blob:
+        prior = ItemPrior.empty(int(blob["prior"]["pin_ids"].shape[0]))
+        prior.load_state_dict(blob["prior"])
+    return Stack(cfg["tower_kind"], tower, projector, seq, prior).eval()
 
 
 def tower_from_blob(blob: dict[str, Any]) -> tuple[str, nn.Module]:

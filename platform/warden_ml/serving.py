@@ -30,7 +30,11 @@ from warden_ml.models import Stack, served
 
 
 class Server:
-    def __init__(self, stack: Stack, images: torch.Tensor, k: int = 10) -> None:
+    def __init__(
+        self, stack: Stack, images: torch.Tensor, k: int = 10, pin_ids: Any = None
+    ) -> None:
+        """``pin_ids`` (the catalog's pin id per image row) aligns the stack's item prior;
+        without them the prior is left out."""
         self.stack = stack.eval()
         self.images = images
         self.k = k
@@ -41,6 +45,10 @@ class Server:
             self.table = torch.cat(
                 [stack.encode(images[i : i + 1024]) for i in range(0, images.shape[0], 1024)]
             )
+            n = images.shape[0]
+            self.bias = (
+                stack.prior.for_pins(pin_ids).detach() if pin_ids is not None else torch.zeros(n)
+            )
 
     def encode_one(self, image: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
@@ -50,16 +58,27 @@ class Server:
         with torch.inference_mode():
             return self.tower(image)
 
-    def recommend(self, window: torch.Tensor, fresh: torch.Tensor | None) -> torch.Tensor:
-        """Top-k pin rows for one request (window (1, L) of rows, last = query pin)."""
+    def scores(self, window: torch.Tensor, fresh: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, N) scores of every catalog pin for windows (B, L) of rows (last = query pin)."""
         with torch.inference_mode():
             items, pad = gather_items(self.table, window)
             if fresh is not None:
                 items = items.clone()
                 items[:, -1] = fresh
             q = self.stack.user_state(items, pad)
-            scores = q @ self.table.T
-            scores[0, window[0, -1]] = -torch.inf
+            return torch.addmm(self.bias.expand(q.shape[0], -1), q, self.table.T)
+
+    def recommend(
+        self, window: torch.Tensor, fresh: torch.Tensor | None, exclude: Any = None
+    ) -> torch.Tensor:
+        """Top-k pin rows for one request (window (1, L) of rows, last = query pin), never
+        a pin in the window (the user engaged it) nor one in ``exclude`` (rows)."""
+        with torch.inference_mode():
+            scores = self.scores(window, fresh)
+            seen = window[0][window[0] >= 0]
+            scores[0, seen] = -torch.inf
+            if exclude is not None:
+                scores[0, torch.as_tensor(exclude, dtype=torch.int64)] = -torch.inf
             return torch.topk(scores, self.k, dim=1).indices
 
     def request_encode(self, window: torch.Tensor) -> torch.Tensor:

@@ -35,6 +35,7 @@ from warden_ml.dist import World, close_world, domain_step, init_world
 from warden_ml.losses import nt_xent
 from warden_ml.models import (
     CNNTower,
+    ItemPrior,
     Projector,
     SeqModel,
     Stack,
@@ -113,6 +114,7 @@ def train_stack(
     feats = embed_all(stack.tower, pins.images)
     for p in stack.parameters():
         p.requires_grad_(False)
+    trainable = [*trainable, stack.prior.weight]
     for p in trainable:
         p.requires_grad_(True)
     stack.train()
@@ -126,7 +128,7 @@ def train_stack(
         table = stack.projector(feats)
         items, pad = gather_items(table, w_t[pick])
         q = stack.seq(items, pad)
-        loss = F.cross_entropy(q @ table.T, t_t[pick])
+        loss = F.cross_entropy(q @ table.T + stack.prior.for_pins(pins.ids), t_t[pick])
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -147,6 +149,12 @@ def train_stack(
     }, record
 
 
+def popularity_prior(pins: Pins, hist: Histories) -> ItemPrior:
+    """The item prior from the training log: log(1 + engagements) per pin, weight learned."""
+    counts = np.bincount(hist.items, minlength=pins.ids.shape[0])
+    return ItemPrior(torch.from_numpy(pins.ids), torch.from_numpy(counts))
+
+
 def _seq_config(spec: Spec) -> dict[str, Any]:
     return {
         "d_model": int(spec.p("d_model", 64)),
@@ -162,7 +170,12 @@ def save_stack(path: Path, stack: Stack, training: dict[str, Any]) -> None:
         path,
         "stack",
         stack.config(),
-        {"tower": stack.tower, "projector": stack.projector, "seq": stack.seq},
+        {
+            "tower": stack.tower,
+            "projector": stack.projector,
+            "seq": stack.seq,
+            "prior": stack.prior,
+        },
         training,
     )
 
@@ -286,7 +299,7 @@ def train_generic(spec: Spec, out: Path, client: Reader) -> dict[str, Any]:
         hist = Histories.build(read_engagements(client, spec, "training"), pins)
         seq_cfg = _seq_config(spec)
         stack = Stack("vit", tower, Projector(tower.out_dim, seq_cfg["d_model"]),
-                      SeqModel(**seq_cfg))  # fmt: skip
+                      SeqModel(**seq_cfg), popularity_prior(pins, hist))  # fmt: skip
         trainable = [*stack.projector.parameters(), *stack.seq.parameters()]
         stack_metrics, stack_record = train_stack(
             stack, pins, hist, stack_steps, trainable, spec.seed + 1,
@@ -424,7 +437,7 @@ def swap(spec: Spec, out: Path, client: Reader) -> dict[str, Any]:
     pins = read_pins(client, spec, "training", with_digits=False)
     hist = Histories.build(read_engagements(client, spec, "training"), pins)
     d_model = base.seq.config["d_model"]
-    stack = Stack(kind, tower, Projector(tower.out_dim, d_model), base.seq)  # type: ignore[arg-type]
+    stack = Stack(kind, tower, Projector(tower.out_dim, d_model), base.seq, base.prior)  # type: ignore[arg-type]
     batch = int(spec.p("batch", 256))
     metrics: dict[str, Any] = {"tower": kind, "tower_params": n_params(tower)}
     align = int(spec.p("align_steps", 100))

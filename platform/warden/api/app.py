@@ -19,6 +19,7 @@ from warden.api.primary import elect
 from warden.api.routes.access import router as access_router
 from warden.api.routes.audit import router as audit_router
 from warden.api.routes.catalog import router as catalog_router
+from warden.api.routes.experiments import router as experiments_router
 from warden.api.routes.gateway import router as gateway_router
 from warden.api.routes.identity import router as identity_router
 from warden.api.routes.jobs import router as jobs_router
@@ -78,6 +79,7 @@ def create_app(
         access_router,
         jobs_router,
         registry_router,
+        experiments_router,
     ):
         app.include_router(router)
     # The browser console at /console: pages over the same services (api/console/).

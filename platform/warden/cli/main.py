@@ -9,6 +9,7 @@ from warden.cli import (
     audit,
     data,
     demo,
+    experiments,
     jobs,
     models,
     policy,
@@ -52,6 +53,7 @@ app.add_typer(workspace.app, name="workspace")
 app.add_typer(access.app, name="access")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(models.app, name="models")
+app.add_typer(experiments.app, name="experiments")
 
 if __name__ == "__main__":
     app()

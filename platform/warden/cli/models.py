@@ -155,3 +155,25 @@ def _flat(metrics: dict[str, Any]) -> dict[str, str]:
 
 def _headline(metrics: dict[str, Any], n: int) -> str:
     return ", ".join(f"{k}={v}" for k, v in list(_flat(metrics).items())[:n])
+
+
+@app.command()
+def recommend(
+    user: Annotated[str, typer.Argument(help="Who asks (a pseudonym; the split's key)")],
+    history: Annotated[
+        list[int] | None, typer.Option("--pin", help="A pin engaged, oldest first")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="ID, NAME or NAME@VERSION")] = None,
+    experiment: Annotated[str | None, typer.Option(help="Serve through this experiment")] = None,
+    k: Annotated[int, typer.Option(help="How many pins")] = 10,
+) -> None:
+    """Top-k pins for a user, served online (governed like a read, audited per request);
+    without --model or --experiment, the tenant's serving default."""
+    body: dict[str, Any] = {"user": user, "history": history or [], "k": k}
+    if model:
+        body["model"] = model
+    if experiment:
+        body["experiment"] = experiment
+    answer = ApiClient().post("/v1/recommend", json=body)
+    arm = f" ({answer['experiment']}: {answer['arm']})" if answer.get("experiment") else ""
+    console.print(f"{answer['model']}{arm}: {answer['pins']}")

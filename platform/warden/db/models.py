@@ -5,6 +5,7 @@ from warden.audit import models as audit_models
 from warden.catalog import models as catalog_models
 from warden.db import generation as generation
 from warden.db.base import Base
+from warden.experiments import models as experiments_models
 from warden.identity import console_sessions as console_sessions
 from warden.identity import models as identity_models
 from warden.jobs import models as jobs_models
@@ -18,6 +19,7 @@ __all__ = [
     "access_models",
     "audit_models",
     "catalog_models",
+    "experiments_models",
     "console_sessions",
     "generation",
     "identity_models",

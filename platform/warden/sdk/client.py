@@ -148,6 +148,34 @@ class Client:
             raise _error(response)
         return response.json()
 
+    def post(self, path: str, body: Mapping[str, Any] | None = None) -> Any:
+        response = self._http.post(path, json=dict(body) if body is not None else None)
+        if response.status_code >= 400:
+            raise _error(response)
+        return response.json()
+
+    def recommend(
+        self,
+        user: str,
+        history: Sequence[int] = (),
+        *,
+        k: int = 10,
+        model: str | None = None,
+        experiment: str | None = None,
+    ) -> dict[str, Any]:
+        """Top-k pins for a user from a model (default: the tenant's serving default) or
+        through an experiment: ``{"pins", "model", "experiment", "arm", "audit_event"}``."""
+        body = {"user": user, "history": list(history), "k": k}
+        body |= {"model": model} if model else {}
+        body |= {"experiment": experiment} if experiment else {}
+        return dict(self.post("/v1/recommend", body))
+
+    def experiment(self, name: str, action: str | None = None, **body: Any) -> dict[str, Any]:
+        """An experiment's status, or an action on it (stop, simulate, decide, rollback)."""
+        if action is None:
+            return dict(self.get(f"/v1/experiments/{name}"))
+        return dict(self.post(f"/v1/experiments/{name}/{action}", body or None))
+
 
 def _body(
     purpose: str,

@@ -1,0 +1,117 @@
+"""/v1/recommend (online serving) and /v1/experiments (start, status, stop, simulate,
+decide, rollback, report). People only; the decisions live in registry.serving and
+experiments.service."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import PlainTextResponse, Response
+
+from warden.api.deps import CurrentCaller, DbSession, State
+from warden.audit.outcomes import refusals_audited
+from warden.errors import Forbidden
+from warden.experiments import report, service, simulate
+from warden.experiments.schemas import NAME, ExperimentCreate, RecommendIn, RecommendOut, SimulateIn
+from warden.identity.service import Caller
+from warden.registry import service as registry
+from warden.registry import serving
+
+router = APIRouter(tags=["experiments"])
+Name = Annotated[str, Path(pattern=NAME)]
+
+
+def _people_only(caller: Caller) -> None:
+    if caller.kind == "job":
+        raise Forbidden("jobs cannot serve models or run experiments")
+
+
+@router.post("/v1/recommend", response_model=RecommendOut, summary="Top-k pins for a user")
+def recommend(
+    body: RecommendIn, caller: CurrentCaller, db: DbSession, state: State
+) -> RecommendOut:
+    # refusals before serving are audited here; serving audits its own (allowed or refused)
+    with refusals_audited(state.sessions, caller, serving.ACTION):
+        _people_only(caller)
+        row = service.get(db, caller, body.experiment) if body.experiment else None
+        if row is not None:
+            service.check_running(row)
+            model = None
+        elif body.model:
+            model = registry.resolve(db, caller.tenant, body.model)
+        else:
+            model = service.default_model(db, caller)
+    if row is not None:
+        arm, answer, _ = service.serve(state, db, caller, row, body.user, body.history, body.k)
+        ref = service.model_of(db, row, arm).ref
+        return RecommendOut(
+            pins=answer.pins, model=ref, experiment=row.name, arm=arm, audit_event=answer.event_id
+        )
+    assert model is not None
+    answer = serving.recommend(state, db, caller, model, body.user, body.history, body.k)
+    return RecommendOut(pins=answer.pins, model=model.ref, audit_event=answer.event_id)
+
+
+@router.post("/v1/experiments", status_code=201, summary="Start an experiment (plan first)")
+def start(body: ExperimentCreate, caller: CurrentCaller, db: DbSession, state: State) -> Any:
+    with refusals_audited(state.sessions, caller, "experiment.start"):
+        _people_only(caller)
+        row = service.start(state, db, caller, body)
+    return simulate._finite(service.describe(db, row))
+
+
+@router.get("/v1/experiments/{name}", summary="An experiment's state and numbers")
+def status(name: Name, caller: CurrentCaller, db: DbSession) -> Any:
+    _people_only(caller)
+    return simulate._finite(service.describe(db, service.get(db, caller, name)))
+
+
+def _act(action: str, name: str, caller: Caller, db: Any, state: Any) -> Any:
+    fn = {"stop": service.stop, "decide": service.decide, "rollback": service.rollback}[action]
+    with refusals_audited(state.sessions, caller, f"experiment.{action}"):
+        _people_only(caller)
+        row = fn(state, db, caller, name)
+    return simulate._finite(service.describe(db, row))
+
+
+@router.post("/v1/experiments/{name}/stop", summary="Stop serving through it")
+def stop(name: Name, caller: CurrentCaller, db: DbSession, state: State) -> Any:
+    return _act("stop", name, caller, db, state)
+
+
+@router.post("/v1/experiments/{name}/decide", summary="Apply the pre-registered rule")
+def decide(name: Name, caller: CurrentCaller, db: DbSession, state: State) -> Any:
+    return _act("decide", name, caller, db, state)
+
+
+@router.post("/v1/experiments/{name}/rollback", summary="Restore the previous default")
+def rollback(name: Name, caller: CurrentCaller, db: DbSession, state: State) -> Any:
+    return _act("rollback", name, caller, db, state)
+
+
+@router.post("/v1/experiments/{name}/simulate", summary="Simulated users through the arms")
+def run_simulation(
+    name: Name, body: SimulateIn, caller: CurrentCaller, db: DbSession, state: State
+) -> Any:
+    with refusals_audited(state.sessions, caller, "experiment.simulate"):
+        _people_only(caller)
+        service.require_runner(state, caller)
+        row = service.get(db, caller, name, lock=True)
+        return simulate.run(state, db, caller, row, body.requests, body.seed, body.k)
+
+
+@router.get("/v1/experiments/{name}/report", summary="The report: JSON, Markdown or PNG")
+def get_report(
+    name: Name,
+    caller: CurrentCaller,
+    db: DbSession,
+    format: Annotated[str, Query(pattern="^(json|md|png)$")] = "json",  # noqa: A002
+) -> Any:
+    _people_only(caller)
+    built = report.build(service.describe(db, service.get(db, caller, name)))
+    if format == "md":
+        return PlainTextResponse(report.markdown(built), media_type="text/markdown")
+    if format == "png":
+        return Response(report.png(built), media_type="image/png")
+    return simulate._finite(built)

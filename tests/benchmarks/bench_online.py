@@ -1,0 +1,227 @@
+"""Online benchmark: the swapped stack (A) against the generic one (B) as served.
+
+1. Encoder latency, interleaved per request (block 1: the arms' order shuffled every request,
+   so neither runs in its own steady state), batch 1, one thread: A's tower against B's.
+2. End-to-end request (encode the query pin + sequence model + full-catalog scoring), same
+   interleaving: P50 and cost per 1k requests (CPU-seconds priced at $0.05 per CPU-hour).
+3. Online: requests per second one process serves at batch 1 through `POST /v1/recommend`
+   (authentication, the read decision on the model's lineage, the audit event per request,
+   the model, the answer), one client at a time, and the P95 under that load.
+4. An A/B on simulated users (control B, challenger A, B as the shadow): the KPI lift with
+   its 95% interval, and the pre-registered decision.
+
+The models are trained here on the small generated graph (the images are real): the domain
+path at its defaults, the generic tower for --generic-steps (the fair budget is 400; the
+latency does not depend on it, the KPI does).
+
+    .venv/bin/python -m tests.benchmarks.bench_online [--generic-steps 100] [--requests 300]
+    (or: bash scripts/bench.sh online)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+
+from tests.warden_ml.conftest import ParquetReader
+from warden.tastegraph import generate
+from warden_ml.cli import run_step
+from warden_ml.common import Spec, load_model
+from warden_ml.data import images_from_binary
+from warden_ml.metrics import percentile
+from warden_ml.models import stack_from_blob
+from warden_ml.serving import Server, measure
+
+SMOKE = {
+    "train-domain": {"steps": 6, "batch": 32, "mine_every": 3},
+    "train-generic": {"steps": 3, "batch": 32, "stack_steps": 5},
+    "swap": {"align_steps": 3, "post_steps": 3, "batch": 64},
+}
+
+
+def train(work: Path, generic_steps: int, smoke: bool) -> dict[str, Path]:
+    reader = ParquetReader(work / "graph")
+
+    def params(step: str, **extra: Any) -> dict[str, Any]:
+        return {"threads": 1, **extra, **(SMOKE[step] if smoke else {})}
+
+    d, g, s = work / "d", work / "g", work / "s"
+    run_step("train-domain", Spec(seed=0, params=params("train-domain")), d, reader)
+    generic = params("train-generic", steps=generic_steps, patience=1_000_000)
+    run_step("train-generic", Spec(seed=0, params=generic), g, reader)
+    model_in = {"stack": str(g / "generic_stack.pt"), "tower": str(d / "domain_tower.pt")}
+    run_step("swap", Spec(seed=0, params=params("swap"), model_in=model_in), s, reader)
+    return {"A": s / "swapped_stack.pt", "B": g / "generic_stack.pt"}
+
+
+def offline_latency(paths: dict[str, Path], graph: Path, n: int) -> dict[str, Any]:
+    """Encoder and end-to-end request latency, A and B interleaved request by request."""
+    pins = pl.read_parquet(graph / "pins.parquet", columns=["pin_id", "image"]).sort("pin_id")
+    images = images_from_binary(pins["image"])
+    ids = pins["pin_id"].to_numpy().astype(np.int64)
+    servers = {
+        arm: Server(stack_from_blob(load_model(p)), images, 10, ids) for arm, p in paths.items()
+    }
+    rng = np.random.default_rng(0)
+    rows = rng.integers(0, len(ids), (n + 50, 8))
+    windows = [torch.from_numpy(r[None]) for r in rows]
+    single = [images[int(r[-1]) : int(r[-1]) + 1].contiguous() for r in rows]
+    fns: dict[str, Any] = {}
+    for arm, srv in servers.items():
+        fns[f"{arm}:tower"] = lambda i, srv=srv: srv.tower_one(single[i])
+        fns[f"{arm}:request"] = lambda i, srv=srv: srv.request_encode(windows[i])
+    return measure(fns, n, warmup=50, block=1)
+
+
+def online(
+    paths: dict[str, Path], work: Path, specs: list[Any], requests: int, ab_requests: int
+) -> dict[str, Any]:
+    from tests.conftest import MASK_KEY, WardenHarness
+    from tests.experiments.helpers import register_artifact
+    from warden.config import Settings
+
+    settings = Settings(
+        data_dir=work / "warden" / "data",
+        config_dir=work / "warden" / "config",
+        database_url=f"sqlite:///{work / 'warden.db'}",
+        mask_key=MASK_KEY,
+    )
+    harness = WardenHarness.build(settings, specs)
+    try:
+        refs = {
+            arm: register_artifact(harness, f"bench-{arm.lower()}", p) for arm, p in paths.items()
+        }
+        eng = pl.read_parquet(work / "graph" / "engagements.parquet", columns=["user_id", "pin_id"])
+        hist = eng.group_by("user_id").agg(pl.col("pin_id").tail(8)).sort("user_id")
+        histories = hist["pin_id"].to_list()
+        rng = np.random.default_rng(1)
+        headers = harness.as_("alice")
+        out: dict[str, Any] = {}
+        lat: dict[str, list[float]] = {arm: [] for arm in refs}
+        wall = dict.fromkeys(refs, 0.0)
+        for ref in refs.values():  # warm: load each model once (per-process cache)
+            harness.http.post(
+                "/v1/recommend",
+                headers=headers,
+                json={"model": ref, "user": "warm", "history": [], "k": 10},
+            )
+        for start in range(0, requests, 50):
+            for arm in rng.permutation(list(refs)):
+                for i in range(start, min(start + 50, requests)):
+                    body = {
+                        "model": refs[arm],
+                        "user": f"u{i}",
+                        "k": 10,
+                        "history": histories[i % len(histories)],
+                    }
+                    t0 = time.perf_counter()
+                    r = harness.http.post("/v1/recommend", headers=headers, json=body)
+                    dt = time.perf_counter() - t0
+                    assert r.status_code == 200, r.text
+                    lat[arm].append(dt)
+                    wall[arm] += dt
+        for arm in refs:
+            out[arm] = {
+                "requests_per_s": len(lat[arm]) / wall[arm],
+                "p50_ms": percentile(lat[arm], 50) * 1e3,
+                "p95_ms": percentile(lat[arm], 95) * 1e3,
+            }
+        plan = {
+            "name": "bench-ab",
+            "control": refs["B"],
+            "challenger": refs["A"],
+            "shadow": refs["B"],
+            "split": 0.5,
+            "kpi": "clicks",
+            "mde": 0.02,
+            "guardrails": {"p95_ms": 1000.0, "error_rate": 0.01, "cost_per_1k_usd": 0.01},
+        }
+        assert harness.http.post("/v1/experiments", json=plan, headers=headers).status_code == 201
+        sim = harness.http.post(
+            "/v1/experiments/bench-ab/simulate",
+            headers=headers,
+            json={"requests": ab_requests, "seed": 0},
+        )
+        assert sim.status_code == 200, sim.text
+        decided = harness.http.post("/v1/experiments/bench-ab/decide", headers=headers).json()
+        report = harness.http.get(
+            "/v1/experiments/bench-ab/report", headers=headers, params={"format": "md"}
+        ).text
+        out["ab"] = {
+            "summary": decided["summary"],
+            "decision": decided["decision"],
+            "state": decided["state"],
+            "report_md": report,
+        }
+        return out
+    finally:
+        harness.close()
+
+
+def table(res: dict[str, Any]) -> str:
+    lat, on, ab = res["latency"], res["online"], res["online"]["ab"]
+    enc = lat["B:tower"]["p50_ms"] / lat["A:tower"]["p50_ms"]
+    req = lat["B:request"]["p50_ms"] / lat["A:request"]["p50_ms"]
+    cost = 1 - lat["A:request"]["cost_per_1k_usd"] / lat["B:request"]["cost_per_1k_usd"]
+    lines = [
+        "measure                                   A (swapped)   B (generic)   ratio / target",
+        f"encoder P50 ms, interleaved per request  {lat['A:tower']['p50_ms']:10.4f}"
+        f"   {lat['B:tower']['p50_ms']:10.4f}   {enc:5.1f}x  (>= 10x)",
+        f"end-to-end request P50 ms (interleaved) {lat['A:request']['p50_ms']:10.4f}"
+        f"   {lat['B:request']['p50_ms']:10.4f}   {req:5.1f}x  (>= 5x)",
+        f"cost per 1k requests USD                {lat['A:request']['cost_per_1k_usd']:10.2e}"
+        f"   {lat['B:request']['cost_per_1k_usd']:10.2e}   {cost:6.1%} lower (>= 80%)",
+        f"online req/s, batch 1, one process      {on['A']['requests_per_s']:10.1f}"
+        f"   {on['B']['requests_per_s']:10.1f}",
+        f"online P95 ms under that load           {on['A']['p95_ms']:10.2f}"
+        f"   {on['B']['p95_ms']:10.2f}",
+    ]
+    lift = ab["summary"].get("lift") or {}
+    if lift:
+        lo, hi = lift["ci95"]
+        lines.append(
+            f"A/B clicks/request lift (A - B)          {lift['value']:+.4f}"
+            f"  95% [{lo:+.4f}, {hi:+.4f}]  decision: {ab['state']}"
+        )
+    lines += [f"  failed: {f}" for f in ab["decision"].get("failed", [])]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--generic-steps", type=int, default=100)
+    parser.add_argument("--requests", type=int, default=300, help="latency requests per arm")
+    parser.add_argument("--ab-requests", type=int, default=2000)
+    parser.add_argument("--out", type=Path, default=Path("bench-results"))
+    parser.add_argument("--smoke", action="store_true", help="tiny models: wiring only")
+    args = parser.parse_args()
+    started = time.monotonic()
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory(prefix="bench-online-") as tmp:
+        work = Path(tmp)
+        specs = generate(work / "graph", scale="small", seed=0)
+        paths = train(work, args.generic_steps, args.smoke)
+        res = {
+            "latency": offline_latency(paths, work / "graph", args.requests),
+            "online": online(paths, work, specs, args.requests, args.ab_requests),
+        }
+    print(table(res))
+    print(
+        f"({time.monotonic() - started:.0f} s; generic tower {args.generic_steps} steps; "
+        "the taste graph and the users are generated, the images are real)"
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "online.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
+    (args.out / "online_ab.md").write_text(res["online"]["ab"]["report_md"])
+
+
+if __name__ == "__main__":
+    main()

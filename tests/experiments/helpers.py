@@ -1,0 +1,72 @@
+"""Registering a stack file as a model without running a job (tests and the online bench)."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import polars as pl
+
+from tests.conftest import WardenHarness
+from warden.catalog.service import load_view
+from warden.db.session import unit_of_work
+from warden.identity.service import get_principal, get_tenant
+from warden.jobs.models import Job
+from warden.registry.models import Model
+
+
+def register_artifact(warden: WardenHarness, name: str, source: Path) -> str:
+    """Copy `source` under the data folder and register it as model NAME@1, as a swap job
+    launched by alice would be: its lineage read pins and engagements."""
+    rel = f"models/{name}/stack.pt"
+    path = Path(warden.settings.data_dir) / rel  # type: ignore[attr-defined]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, path)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    datasets = [{"name": n, "versions": []} for n in ("pins", "engagements")]
+    with unit_of_work(warden.state.sessions) as db:
+        tenant = get_tenant(db, "acme")
+        alice = get_principal(db, "alice")
+        job = Job(
+            tenant_id=tenant.id,
+            tenant="acme",
+            launcher_id=alice.id,
+            launcher="alice",
+            kind="train",
+            step="swap",
+            name=name,
+            spec={},
+            datasets=["pins", "engagements"],
+            purpose="training",
+            state="succeeded",
+        )
+        db.add(job)
+        db.flush()
+        artifact = {"name": "stack.pt", "path": rel, "bytes": path.stat().st_size, "sha256": sha}
+        model = Model(
+            tenant_id=tenant.id,
+            tenant="acme",
+            name=name,
+            version=1,
+            job_id=job.id,
+            launcher="alice",
+            kind="train",
+            step="swap",
+            metrics={},
+            artifacts=[artifact],
+            reports=[],
+            lineage={"datasets": datasets, "parents": []},
+        )
+        db.add(model)
+        db.flush()
+        return model.ref
+
+
+def pins_file(warden: WardenHarness) -> Path:
+    with unit_of_work(warden.state.sessions) as db:
+        return load_view(db, warden.state.settings.datasets_dir, "acme", "pins").path
+
+
+def pin_ids(warden: WardenHarness) -> list[int]:
+    return list(pl.read_parquet(pins_file(warden), columns=["pin_id"])["pin_id"].to_list())
