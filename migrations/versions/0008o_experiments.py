@@ -1,7 +1,7 @@
 """experiments and the serving default (online serving, A/B, cutover, rollback)
 
 Revision ID: 0008o_experiments
-Revises: 0007_workspaces
+Revises: 0008i_iceberg
 Create Date: 2026-12-02 15:55:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008o_experiments"
-down_revision: str | None = "0007_workspaces"
+down_revision: str | None = "0008i_iceberg"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
