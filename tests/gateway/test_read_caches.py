@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import re
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,21 @@ def _ids(w: Any) -> dict[str, str]:
     return {"alice": alice, "dataset": dataset, "tenant": tenant}
 
 
+def _statements_of(w: Any, work: Callable[[], object]) -> list[str]:
+    """The SQL the app's engine ran during `work`."""
+    statements: list[str] = []
+
+    def seen(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(w.state.engine, "before_cursor_execute", seen)
+    try:
+        work()
+    finally:
+        event.remove(w.state.engine, "before_cursor_execute", seen)
+    return statements
+
+
 def _warm(w: Any) -> list[int]:
     first = _user_ids(_read(w))
     assert _user_ids(_read(w)) == first
@@ -61,16 +77,7 @@ def test_unchanged_state_is_served_from_the_caches(warden) -> None:  # type: ign
     _warm(warden)
     state = warden.state
     before = (state.tokens.hits, state.views.hits, state.mask_schedules.hits)
-    statements: list[str] = []
-
-    def seen(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
-        statements.append(statement)
-
-    event.listen(state.engine, "before_cursor_execute", seen)
-    try:
-        _user_ids(_read(warden))
-    finally:
-        event.remove(state.engine, "before_cursor_execute", seen)
+    statements = _statements_of(warden, lambda: _user_ids(_read(warden)))
     after = (state.tokens.hits, state.views.hits, state.mask_schedules.hits)
     assert all(b > a for a, b in zip(before, after, strict=True)), (before, after)
     looked_up = [s for s in statements if re.search(r"\bFROM (api_token|dataset|mask_key)", s)]
@@ -185,16 +192,7 @@ def test_every_table_the_read_path_looks_up_bumps_the_generation(warden) -> None
     state = warden.state
     for cache in (state.tokens, state.views, state.mask_schedules):
         cache.clear()
-    statements: list[str] = []
-
-    def seen(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
-        statements.append(statement)
-
-    event.listen(state.engine, "before_cursor_execute", seen)
-    try:
-        _user_ids(_read(warden))
-    finally:
-        event.remove(state.engine, "before_cursor_execute", seen)
+    statements = _statements_of(warden, lambda: _user_ids(_read(warden)))
     read = set()
     for statement in statements:
         if statement.lstrip().upper().startswith("SELECT") and "audit" not in statement:
