@@ -14,9 +14,11 @@ import pytest
 import torch
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from sqlalchemy import update
 
 from tests.conftest import WardenHarness
 from tests.experiments.helpers import pin_ids, pins_file, register_artifact
+from warden.catalog.models import Dataset
 from warden.db.session import unit_of_work
 from warden.experiments.models import Experiment
 from warden.registry import serving
@@ -93,6 +95,24 @@ def test_recommend_is_governed_audited_and_measured(warden: WardenHarness) -> No
         "warden.serving.latency.p95",
     } <= names
     assert serving.STATS.summary(ref)["requests"] >= 2
+
+
+def test_a_lineage_change_written_in_the_database_holds_on_the_next_request(
+    warden: WardenHarness,
+) -> None:
+    """The decision takes the lineage datasets' views from the read cache (issue 14): a
+    change past Warden, straight in SQL, must still hold on the very next request."""
+    ref = register_stack(warden, "stack-c", 0)
+    body = {"model": ref, "user": "u-1", "history": pin_ids(warden)[:5], "k": 3}
+    for _ in range(2):  # the second is served from the warm cache
+        ok = warden.http.post("/v1/recommend", json=body, headers=warden.as_("alice"))
+        assert ok.status_code == 200, ok.text
+    with warden.state.engine.begin() as conn:
+        conn.execute(
+            update(Dataset).where(Dataset.name == "pins").values(allowed_purposes=["analytics"])
+        )
+    refused = warden.http.post("/v1/recommend", json=body, headers=warden.as_("alice"))
+    assert refused.status_code in (403, 404), refused.text
 
 
 def _start(warden: WardenHarness, name: str, control: str, challenger: str, **extra: Any) -> Any:

@@ -17,6 +17,7 @@ lazily: torch loads on the first request, not with the API.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 import time
@@ -33,9 +34,10 @@ from sqlalchemy.orm import Session
 
 from warden.audit.outcomes import by, refusal
 from warden.audit.service import record
-from warden.catalog.service import load_view, pin_version
+from warden.catalog.service import DatasetView, load_view, pin_version
 from warden.catalog.storage import data_file
 from warden.core.platform import Platform
+from warden.db.generation import CacheAt, read_stamp
 from warden.errors import NotFound, Unprocessable, WardenError
 from warden.identity.service import Caller
 from warden.policy.reads import authorize_read
@@ -227,14 +229,25 @@ def _sha256(path: Path) -> str:
 def authorize(platform: Platform, db: Session, caller: Caller, datasets: Sequence[str]) -> None:
     """The caller may use the model: `inference` on every lineage dataset that allows it,
     some allowed purpose on the others (all through the one read decision, on one policy
-    snapshot: one version query per request)."""
-    with platform.policy.one_check(db):
-        _authorize(platform, db, caller, datasets)
+    snapshot). One statement reads the policy version and the change generation; the
+    datasets' views come from the process's cache while nothing changed (db/generation.py)."""
+    stamp = read_stamp(db.connection())
+    with platform.policy.one_check(db, stored_version=stamp.policy_version):
+        _authorize(platform, db, caller, datasets, platform.views.at(stamp.generation))
 
 
-def _authorize(platform: Platform, db: Session, caller: Caller, datasets: Sequence[str]) -> None:
+def _authorize(
+    platform: Platform,
+    db: Session,
+    caller: Caller,
+    datasets: Sequence[str],
+    views: CacheAt[tuple[str, str], DatasetView],
+) -> None:
+    folder = platform.settings.datasets_dir
     for name in datasets:
-        view = load_view(db, platform.settings.datasets_dir, caller.tenant, name)
+        view = views.get(
+            (caller.tenant, name), functools.partial(load_view, db, folder, caller.tenant, name)
+        )
         if "inference" in view.allowed_purposes:
             authorize_read(platform, caller, view, "inference")
             continue
