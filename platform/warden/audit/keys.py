@@ -32,7 +32,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from sqlalchemy import select
 
+from warden.audit.models import AuditEvent
 from warden.config import Settings
 
 CHAIN_KEY_DIR = "audit-chain"
@@ -284,3 +286,16 @@ __all__ = [
     "reset_default",
     "rotate_chain_key",
 ]
+
+
+def foreign_chain_key(conn: Any, keyring: ChainKeyring) -> str | None:
+    """The id of the key the chain was last written with, when `keyring` does not hold it:
+    a host started with its own key (a fresh file instead of the deployment's
+    WARDEN_AUDIT_CHAIN_KEY) would chain events no other host can verify."""
+    newest = conn.execute(
+        select(AuditEvent.key_id)
+        .where(AuditEvent.key_id.is_not(None))
+        .order_by(AuditEvent.seq.desc())
+        .limit(1)
+    ).scalar()
+    return str(newest) if newest is not None and keyring.get(newest) is None else None

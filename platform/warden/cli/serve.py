@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy.exc import SQLAlchemyError
 
+from warden.audit.keys import foreign_chain_key, load_chain_keyring
 from warden.cli.client import fail
 from warden.config import Settings, get_settings, safe_url
 from warden.core.filesystem import UnsafeDataDir, check_data_at_rest, restrict_umask
+from warden.db.session import make_engine
 
 
 def serve(
@@ -54,9 +58,37 @@ def serve(
 
 
 def refuse_unsafe_data_dir(settings: Settings) -> None:
-    """Private umask, then exit with the fix when others can reach the data folder."""
+    """Private umask, then exit with the fix when others can reach the data folder, or when
+    this host does not hold the key the audit chain was last written with."""
     restrict_umask()
     try:
         check_data_at_rest(settings)
     except UnsafeDataDir as exc:
         fail(exc.detail)
+    refuse_a_foreign_chain_key(settings)
+
+
+def refuse_a_foreign_chain_key(settings: Settings) -> None:
+    """Several hosts share one chain: one that made its own key would chain events that
+    `audit verify` everywhere else reports as rewritten. Fail closed, saying how to fix it.
+    A database not reachable (or not migrated) yet is not this check's to refuse."""
+    url = settings.resolved_database_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return  # nothing chained yet (and connecting would create the file)
+    keyring = load_chain_keyring(settings)
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            foreign = foreign_chain_key(conn, keyring)
+    except SQLAlchemyError:
+        return
+    finally:
+        engine.dispose()
+    if foreign is not None:
+        fail(
+            f"refusing to start: the audit chain was last written with key {foreign}, which"
+            f" this host does not hold (it holds {', '.join(keyring.ids) or 'none'}). Give every"
+            " host of a deployment the same WARDEN_AUDIT_CHAIN_KEY (or the same key folder,"
+            f" {settings.resolved_audit_keys_dir}); a key of its own would chain events no"
+            " other host can verify."
+        )
