@@ -12,8 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import Engine
 
 from warden.api.background import free_port
+from warden.audit.keys import bind_settings
+from warden.db.session import make_engine
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,6 +66,16 @@ def serve_process(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def bound_engine(settings: Any) -> Engine:
+    """An engine whose audit events are chained with `settings`' keys (as `build_platform`
+    binds them), so a `warden serve` started on the same settings holds the chain's key.
+    An unbound engine would chain with the test process's default keys, and the server would
+    rightly refuse to start (audit/keys.py: foreign_chain_key)."""
+    engine = make_engine(settings.resolved_database_url)
+    bind_settings(engine, settings)
+    return engine
 
 
 def serve_env(settings: Any, database_url: str | None = None, **env: str) -> dict[str, str]:

@@ -20,16 +20,17 @@ from typing import Any
 import polars as pl
 
 from tests.benchmarks.harness import postgres_database, prepare, served
+from tests.serving import bound_engine
 from warden.catalog.seeding import seed_taste_graph
 from warden.catalog.service import load_view
-from warden.db.session import make_engine, make_sessionmaker, unit_of_work
+from warden.db.session import make_sessionmaker, unit_of_work
 from warden.sdk import Client
 
 COLUMNS = ["user_id", "pin_id", "board_id", "action", "ts", "region", "dwell_ms"]
 
 
 def _seed(settings: Any, scale: str) -> Path:
-    engine = make_engine(settings.resolved_database_url)
+    engine = bound_engine(settings)
     with unit_of_work(make_sessionmaker(engine)) as db:
         seed_taste_graph(
             db,

@@ -28,9 +28,10 @@ import polars as pl
 from tests.benchmarks.bench_read import COLUMNS, _seed
 from tests.benchmarks.harness import prepare
 from tests.gateway.servers import serve
+from tests.serving import bound_engine
 from warden.catalog.service import load_view, register
 from warden.catalog.storage import Storage, storage_for
-from warden.db.session import make_engine, make_sessionmaker, unit_of_work
+from warden.db.session import make_sessionmaker, unit_of_work
 from warden.identity.service import get_principal, get_tenant
 from warden.sdk import Client
 
@@ -73,7 +74,7 @@ def seaweedfs() -> dict[str, str] | None:
 
 
 def big_version(settings: Any, rows: int, store: Storage, tmp: Path) -> str:
-    engine = make_engine(settings.resolved_database_url)
+    engine = bound_engine(settings)
     sessions = make_sessionmaker(engine)
     with unit_of_work(sessions) as db:
         view = load_view(db, settings.datasets_dir, "acme", "engagements")

@@ -11,11 +11,11 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from tests.serving import serve_env, serve_process
+from tests.serving import bound_engine, serve_env, serve_process
 from warden.api.background import free_port
 from warden.config import Settings
 from warden.core.filesystem import restrict_umask
-from warden.db.session import make_engine, make_sessionmaker, unit_of_work
+from warden.db.session import make_sessionmaker, unit_of_work
 from warden.identity.bootstrap import initialize
 from warden.identity.service import Caller, create_principal, get_principal, get_tenant, issue_token
 from warden.policy.changes import apply_change
@@ -51,7 +51,7 @@ def prepare(data_dir: Path, database_url: str | None) -> tuple[Settings, str]:
         data_dir=data_dir, config_dir=data_dir / "config", database_url=database_url
     )
     done = initialize(settings)
-    engine = make_engine(settings.resolved_database_url)
+    engine = bound_engine(settings)
     with unit_of_work(make_sessionmaker(engine)) as db:
         alice = create_principal(db, "alice", "person", get_tenant(db, "acme"))
         token = issue_token(db, alice)

@@ -18,7 +18,7 @@ from sqlalchemy import text
 
 from tests.benchmarks.bench_read import _seed
 from tests.benchmarks.harness import free_port, postgres_database, prepare
-from tests.serving import serve_env, serve_process
+from tests.serving import bound_engine, serve_env, serve_process
 from warden.config import Settings
 from warden.db.session import make_engine, make_sessionmaker, unit_of_work
 from warden.identity.service import get_principal, issue_token
@@ -53,7 +53,7 @@ class Warden:
 def build(data_dir: Path, database_url: str | None) -> Warden:
     settings, alice = prepare(data_dir, database_url)
     _seed(settings, "small")
-    engine = make_engine(settings.resolved_database_url)
+    engine = bound_engine(settings)
     with unit_of_work(make_sessionmaker(engine)) as db:
         admin = issue_token(db, get_principal(db, "admin"))
     engine.dispose()

@@ -14,8 +14,9 @@ import httpx
 import pytest
 
 from tests.gateway.servers import Warden, read, serve, warden_on
+from tests.serving import bound_engine
 from warden.api.primary import LOCK_NAME
-from warden.db.session import make_engine, make_sessionmaker, unit_of_work
+from warden.db.session import make_sessionmaker, unit_of_work
 from warden.identity.service import Caller, get_principal
 from warden.policy.changes import apply_change
 
@@ -95,7 +96,7 @@ def test_a_revoked_role_is_refused_on_the_next_read_in_every_process(
         with Load([a.url, b.url], w.alice) as load:
             for url in (a.url, b.url):
                 load.wait_for(5, url=url)
-            engine = make_engine(w.settings.resolved_database_url)
+            engine = bound_engine(w.settings)
             with unit_of_work(make_sessionmaker(engine)) as db:
                 admin = Caller("admin", "person", "acme", get_principal(db, "admin").id)
                 apply_change(db, admin, remove=[("g", ("alice", "role:ml_engineer", "acme"))])

@@ -9,7 +9,8 @@ import httpx
 
 from tests.gateway.servers import build, serve
 from tests.gateway.test_streaming import COLUMNS, register_big
-from warden.db.session import make_engine, make_sessionmaker
+from tests.serving import bound_engine
+from warden.db.session import make_sessionmaker
 
 ROWS = 6_000_000
 
@@ -41,7 +42,7 @@ def read_all(url: str, token: str, body: dict[str, object]) -> tuple[int, dict[s
 
 def test_peak_memory_of_a_large_streamed_read_is_bounded(tmp_path: Path) -> None:
     warden = build(tmp_path, None)
-    engine = make_engine(warden.settings.resolved_database_url)
+    engine = bound_engine(warden.settings)
     try:
         register_big(warden.settings, make_sessionmaker(engine), tmp_path, rows=ROWS)
     finally:
