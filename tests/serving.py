@@ -108,3 +108,26 @@ def warden_serve(
     )
     with serve_process(environment, cwd=REPO) as served:
         yield served
+
+
+def warden_cli(tmp_path: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    """The real CLI on `tmp_path`'s data/ and config/ folders, as a fresh shell would run it
+    (`extra`: more environment)."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO / "platform"),
+        "WARDEN_DATA_DIR": str(tmp_path / "data"),
+        "WARDEN_CONFIG_DIR": str(tmp_path / "config"),
+        "COLUMNS": "400",
+    }
+    for key in ("WARDEN_DATABASE_URL", "WARDEN_TOKEN", "WARDEN_MASK_KEY", "WARDEN_AUDIT_CHAIN_KEY"):
+        env.pop(key, None)
+    env.update(extra)
+    return subprocess.run(  # noqa: S603 - our own CLI, fixed arguments
+        [sys.executable, "-m", "warden.cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )

@@ -3,17 +3,14 @@ written with refuses to start (it would chain events no other host can verify)."
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+from tests.serving import warden_cli
 from warden.audit.keys import ChainKeyring, foreign_chain_key, key_id, load_chain_keyring
 from warden.config import Settings
 from warden.db.session import make_engine
 from warden.identity.bootstrap import initialize
 
-REPO = Path(__file__).resolve().parents[2]
 OTHER = "another-hosts-own-chain-key-0123456789"
 
 
@@ -43,39 +40,15 @@ def test_only_a_keyring_without_the_chains_newest_key_is_foreign(tmp_path: Path)
     assert _foreign(settings, other) == own.keys[-1].id
 
 
-def _warden(
-    settings: Settings, *args: str, chain_key: str | None
-) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO / "platform"),
-        "WARDEN_DATA_DIR": str(settings.data_dir),
-        "WARDEN_CONFIG_DIR": str(settings.config_dir),
-        "COLUMNS": "400",
-    }
-    for key in ("WARDEN_DATABASE_URL", "WARDEN_TOKEN", "WARDEN_AUDIT_CHAIN_KEY"):
-        env.pop(key, None)
-    if chain_key is not None:
-        env["WARDEN_AUDIT_CHAIN_KEY"] = chain_key
-    return subprocess.run(  # noqa: S603 - our own CLI, fixed arguments
-        [sys.executable, "-m", "warden.cli.main", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_serve_and_worker_refuse_a_key_of_their_own(tmp_path: Path) -> None:
     settings = _deployment(tmp_path)
     chained_with = load_chain_keyring(settings).keys[-1].id
     for args in (["serve", "--port", "1"], ["worker", "--once"]):
-        done = _warden(settings, *args, chain_key=OTHER)
+        done = warden_cli(tmp_path, *args, WARDEN_AUDIT_CHAIN_KEY=OTHER)
         said = " ".join((done.stdout + done.stderr).split())
         assert done.returncode != 0, (args, said)
         assert "refusing to start" in said and chained_with in said, said
         assert key_id(OTHER.encode()) in said and "WARDEN_AUDIT_CHAIN_KEY" in said, said
     # The deployment's own key (from its key folder) starts: the worker runs one round.
-    done = _warden(settings, "worker", "--once", chain_key=None)
+    done = warden_cli(tmp_path, "worker", "--once")
     assert done.returncode == 0, done.stdout + done.stderr

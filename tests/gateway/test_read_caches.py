@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import re
 import threading
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -143,21 +144,17 @@ def test_a_version_change_written_in_the_database_holds_on_the_next_read(warden)
     assert _read(warden).status_code == 503  # the (now missing) table is what is read
 
 
+def _rotate_by_hand(w: Any, tenant_id: str, effective_from: datetime) -> None:
+    """Key version 2 for the tenant, inserted in SQL (no `warden data rotate-mask-key`)."""
+    row = {"id": uuid.uuid4().hex, "created_at": datetime.now(UTC), "tenant_id": tenant_id}
+    row |= {"version": 2, "effective_from": effective_from, "created_by": "sql", "reason": ""}
+    _write(w, insert(MaskKeyVersion).values(**row))
+
+
 def test_a_mask_key_rotation_written_in_the_database_holds_on_the_next_read(warden) -> None:  # type: ignore[no-untyped-def]
     before = _warm(warden)
     ids = _ids(warden)
-    _write(
-        warden,
-        insert(MaskKeyVersion).values(
-            id="r" * 32,
-            created_at=datetime.now(UTC),
-            tenant_id=ids["tenant"],
-            version=2,
-            effective_from=datetime.now(UTC) - timedelta(seconds=1),
-            created_by="sql",
-            reason="",
-        ),
-    )
+    _rotate_by_hand(warden, ids["tenant"], datetime.now(UTC) - timedelta(seconds=1))
     answer = _read(warden)
     assert _user_ids(answer) != before
     event_id = answer.headers["x-warden-audit-event"]
@@ -170,18 +167,7 @@ def test_a_rotation_scheduled_ahead_takes_effect_at_its_instant(warden) -> None:
     before = _warm(warden)
     ids = _ids(warden)
     start = datetime.now(UTC) + timedelta(hours=1)
-    _write(
-        warden,
-        insert(MaskKeyVersion).values(
-            id="s" * 32,
-            created_at=datetime.now(UTC),
-            tenant_id=ids["tenant"],
-            version=2,
-            effective_from=start,
-            created_by="sql",
-            reason="",
-        ),
-    )
+    _rotate_by_hand(warden, ids["tenant"], start)
     assert _user_ids(_read(warden)) == before
     warden.state.clock = lambda: start + timedelta(seconds=1)
     assert _user_ids(_read(warden)) != before

@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.serving import warden_cli
 
 from warden.config import Settings
 from warden.core.filesystem import UnsafeDataDir, check_data_at_rest, restrict_umask
 from warden.core.platform import load_mask_key
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -39,26 +36,6 @@ def _modes(root: Path) -> dict[str, str]:
     for path in root.rglob("*"):
         out[str(path.relative_to(root))] = f"{stat.S_IMODE(path.lstat().st_mode):04o}"
     return out
-
-
-def _warden(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO / "platform"),
-        "WARDEN_DATA_DIR": str(tmp_path / "data"),
-        "WARDEN_CONFIG_DIR": str(tmp_path / "config"),
-        "COLUMNS": "400",
-    }
-    for key in ("WARDEN_DATABASE_URL", "WARDEN_TOKEN", "WARDEN_MASK_KEY"):
-        env.pop(key, None)
-    return subprocess.run(  # noqa: S603 - our own CLI, fixed arguments
-        [sys.executable, "-m", "warden.cli.main", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_world_readable_data_dir_is_refused_with_the_fix(tmp_path: Path) -> None:
@@ -108,7 +85,7 @@ def test_serve_and_worker_refuse_an_open_data_dir(tmp_path: Path) -> None:
     data.mkdir()
     data.chmod(0o755)
     for args in (["serve", "--port", "1"], ["worker", "--once"]):
-        done = _warden(tmp_path, *args)
+        done = warden_cli(tmp_path, *args)
         assert done.returncode != 0, (args, done.stdout, done.stderr)
         said = " ".join((done.stdout + done.stderr).split())
         assert f"chmod -R go-rwx {data}" in said, said
@@ -120,7 +97,7 @@ def test_warden_init_makes_everything_private(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
     data.chmod(0o755)  # e.g. made by a package manager or an earlier tool
-    done = _warden(tmp_path, "init")
+    done = warden_cli(tmp_path, "init")
     assert done.returncode == 0, done.stdout + done.stderr
     modes = _modes(data)
     assert modes["."] == "0700"
