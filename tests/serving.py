@@ -16,7 +16,9 @@ from sqlalchemy import Engine
 
 from warden.api.background import free_port
 from warden.audit.keys import bind_settings
+from warden.catalog.service import register
 from warden.db.session import make_engine
+from warden.identity.service import get_principal, get_tenant
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -130,4 +132,22 @@ def warden_cli(tmp_path: Path, *args: str, **extra: str) -> subprocess.Completed
         text=True,
         timeout=120,
         check=False,
+    )
+
+
+def register_like(db: Any, store: Any, view: Any, source: Path) -> None:
+    """`source` as the next version of `view`'s dataset in `store` (a folder or a Storage),
+    under the same owner, columns, classes, purposes and sources."""
+    register(
+        db,
+        datasets_dir=store,
+        tenant=get_tenant(db, view.tenant),
+        owner=get_principal(db, view.owner),
+        name=view.name,
+        source=source,
+        columns=list(view.columns),
+        identifier_columns=list(view.identifier_columns),
+        allowed_purposes=list(view.allowed_purposes),
+        description=view.description,
+        derived_from=list(view.derived_from),
     )

@@ -28,11 +28,10 @@ import polars as pl
 from tests.benchmarks.bench_read import COLUMNS, _seed
 from tests.benchmarks.harness import prepare
 from tests.gateway.servers import serve
-from tests.serving import bound_engine
-from warden.catalog.service import load_view, register
+from tests.serving import bound_engine, register_like
+from warden.catalog.service import load_view
 from warden.catalog.storage import Storage, storage_for
 from warden.db.session import make_sessionmaker, unit_of_work
-from warden.identity.service import get_principal, get_tenant
 from warden.sdk import Client
 
 REPO = Path(__file__).resolve().parents[2]
@@ -84,19 +83,7 @@ def big_version(settings: Any, rows: int, store: Storage, tmp: Path) -> str:
     big.write_parquet(source, row_group_size=128 * 1024)
     del big
     with unit_of_work(sessions) as db:
-        register(
-            db,
-            datasets_dir=store,
-            tenant=get_tenant(db, "acme"),
-            owner=get_principal(db, view.owner),
-            name="engagements",
-            source=source,
-            columns=list(view.columns),
-            identifier_columns=list(view.identifier_columns),
-            allowed_purposes=list(view.allowed_purposes),
-            description=view.description,
-            derived_from=list(view.derived_from),
-        )
+        register_like(db, store, view, source)
     with unit_of_work(sessions) as db:
         location = load_view(db, settings.datasets_dir, "acme", "engagements").location
     engine.dispose()

@@ -17,12 +17,12 @@ from sqlalchemy import func, select
 
 from tests.benchmarks.harness import free_port
 from tests.conftest import WardenHarness, _seed_settings
+from tests.serving import register_like
 from warden.catalog.models import DatasetVersion
-from warden.catalog.service import load_view, register
+from warden.catalog.service import load_view
 from warden.catalog.storage import S3, Storage, storage_for
 from warden.db.session import unit_of_work
 from warden.errors import StorageUnavailable
-from warden.identity.service import get_principal, get_tenant
 
 
 def s3_settings(seaweedfs: dict[str, str], **override: str) -> dict[str, Any]:
@@ -147,19 +147,7 @@ def register_file(
     source = tmp_path / f"engagements-{uuid.uuid4().hex[:6]}.parquet"
     data.write_parquet(source)
     with unit_of_work(warden.state.sessions) as db:
-        register(
-            db,
-            datasets_dir=store,
-            tenant=get_tenant(db, "acme"),
-            owner=get_principal(db, current.owner),
-            name="engagements",
-            source=source,
-            columns=list(current.columns),
-            identifier_columns=list(current.identifier_columns),
-            allowed_purposes=list(current.allowed_purposes),
-            description=current.description,
-            derived_from=list(current.derived_from),
-        )
+        register_like(db, store, current, source)
 
 
 def bad_store(warden: WardenHarness, seaweedfs: dict[str, str], case: str) -> Storage:

@@ -15,10 +15,10 @@ import polars as pl
 import pytest
 from sqlalchemy import text
 
-from warden.catalog.service import load_view, register
+from tests.serving import register_like
+from warden.catalog.service import load_view
 from warden.db.session import unit_of_work
 from warden.gateway import planner
-from warden.identity.service import get_principal, get_tenant
 from warden.sdk import Client
 
 COLUMNS = ["pin_id", "action", "region", "dwell_ms"]
@@ -44,19 +44,7 @@ def register_big(
     source = tmp_path / f"big-{salt}.parquet"
     big.write_parquet(source, row_group_size=64 * 1024)
     with unit_of_work(sessions) as db:
-        register(
-            db,
-            datasets_dir=settings.datasets_dir,
-            tenant=get_tenant(db, "acme"),
-            owner=get_principal(db, view.owner),
-            name="engagements",
-            source=source,
-            columns=list(view.columns),
-            identifier_columns=list(view.identifier_columns),
-            allowed_purposes=list(view.allowed_purposes),
-            description=view.description,
-            derived_from=list(view.derived_from),
-        )
+        register_like(db, settings.datasets_dir, view, source)
     with unit_of_work(sessions) as db:
         return load_view(db, settings.datasets_dir, "acme", "engagements").path
 
