@@ -7,7 +7,7 @@ PostgreSQL and SeaweedFS only over the deployment's network.
   the same;
 - a job claimed by host B's worker reads its shard (`shard=(1, 2)`) through its gateway
   socket, and the shards partition the answer;
-- a grant revoked through replica A is refused by replica B within a second;
+- a grant revoked through replica A is refused by replica B on its very next read;
 - the audit chain verifies, and the reads of both replicas and of host B's job are in it.
 
 Both hosts share one Docker Engine (this machine has one): host B's worker hands the engine
@@ -33,8 +33,7 @@ from tests.sandbox.deployment import Deployment
 
 pytestmark = pytest.mark.docker
 
-READY_TIMEOUT_S = 180  # failure-only deadline; nothing is timed but the revocation bound
-REVOCATION_BOUND_S = 1.0
+READY_TIMEOUT_S = 180  # failure-only deadline; nothing is timed
 
 READ_SHARD_IN_JOB = """
 import hashlib
@@ -213,7 +212,7 @@ def test_two_hosts_share_data_jobs_revocations_and_one_audit_chain(
     }
     events[job_reads[0]["id"]] = "worker B"
 
-    # A grant revoked through replica A is refused by replica B within a second.
+    # A grant revoked through replica A is refused by replica B on its very next read.
     # The reviewer is ada's (alice is the admin's): nobody approves for whoever made them.
     d.add_person("sam", ["steward"], by="ada", second="admin")
     asked = d.api("alice", "POST", "/v1/access/requests", json={
@@ -229,16 +228,9 @@ def test_two_hosts_share_data_jobs_revocations_and_one_audit_chain(
     revoked = d.call("sam", "POST", f"/v1/access/grants/{grant_id}/revoke", url=a_url,
                      json={"reason": "incident"})  # fmt: skip
     assert revoked.status_code == 200, revoked.text
-    start = time.monotonic()
-    while True:  # poll: the bound is the assertion, the loop's deadline only ends a failure
-        refused = read(d, "alice", b.url, "pins", **analytics)
-        elapsed = time.monotonic() - start
-        if refused.status_code != 200 or elapsed > 30:
-            break
-        time.sleep(0.02)
+    # No clock: the revocation is committed, so B's very next read must already refuse it.
+    refused = read(d, "alice", b.url, "pins", **analytics)
     assert refused.status_code == 403 and "ended" in refused.json()["detail"], refused.text
-    assert elapsed < REVOCATION_BOUND_S, f"replica B still allowed the read after {elapsed:.2f}s"
-    print(f"revocation through A refused by B after {elapsed * 1000:.0f} ms")
 
     # One audit chain: it verifies (through replica B, and through A), and the reads served
     # by replica A, replica B and host B's job are all in it, each with its place.
