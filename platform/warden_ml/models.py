@@ -95,7 +95,7 @@ def make_tower(kind: str, config: dict[str, Any] | None = None) -> nn.Module:
     return cls(**config)
 
 
-def served(module: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:
+def served(module: nn.Module, *example: torch.Tensor) -> torch.jit.ScriptModule:
     """The serving form of a module, the same treatment for every tower: traced in eval
     mode without autograd, then frozen (weights and attributes folded in as constants,
     dead code and Python-side module dispatch gone). Batch-agnostic; outputs equal the
@@ -111,7 +111,9 @@ def served(module: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*torch\.jit.* is deprecated")
         with torch.no_grad():
-            return torch.jit.freeze(torch.jit.trace(module, example))
+            return torch.jit.freeze(
+                torch.jit.trace(module, example[0] if len(example) == 1 else example)
+            )
 
 
 class Projector(nn.Module):

@@ -74,6 +74,32 @@ def test_stack_scores_catalog() -> None:
     assert q.shape == (2, 32) and torch.isfinite(q @ table.T).all()
 
 
+def test_served_request_matches_eager_scoring() -> None:
+    """A batch-1 request through the served graph (encoded query pin, sequence model,
+    full-catalog scores, the window's pins masked) ranks exactly as the eager scoring the
+    evaluation uses: windows with pads, a repeated pin, a lone query, all pads; with a fresh
+    embedding and with the table's."""
+    from warden_ml.serving import Server
+
+    torch.manual_seed(1)
+    images = torch.rand(50, 1, 8, 8)
+    stack = Stack("cnn", CNNTower(), Projector(64, 32), SeqModel(d_model=32, max_len=4))
+    server = Server(stack, images, k=5, pin_ids=np.arange(50))
+    windows = [[-1, -1, 3, 4], [7, 7, 9, 11], [-1, -1, -1, 49], [-1, -1, -1, -1], [0, 1, 2, 3]]
+    for rows in windows:
+        window = torch.tensor([rows])
+        for fresh in (None, server.encode_one(images[max(rows[-1], 0)][None])):
+            eager = server.scores(window, fresh)[0].clone()
+            eager[window[0][window[0] >= 0]] = -torch.inf
+            served_scores = server.request_scores(window, fresh)[0]
+            assert torch.equal(served_scores.isinf(), eager.isinf()), rows
+            finite = eager.isfinite()
+            assert torch.allclose(served_scores[finite], eager[finite], atol=1e-5), rows
+            top = server.recommend(window, fresh)[0].tolist()
+            assert top == torch.topk(eager, 5).indices.tolist(), rows
+            assert not set(top) & {r for r in rows if r >= 0}
+
+
 def test_images_from_binary() -> None:
     import polars as pl
 

@@ -283,7 +283,7 @@ def top_k(served: Served, history: Sequence[int], k: int) -> list[int]:
     window = torch.from_numpy(pad_window(rows[-served.max_len :], served.max_len))[None]
     k = max(0, min(int(k), len(served.pin_ids) - len(set(rows.tolist()))))
     with torch.inference_mode():
-        scores = served.server.scores(window)[0]
+        scores = served.server.request_scores(window, None)[0]  # the served request graph
         scores[torch.from_numpy(rows)] = -torch.inf  # never a pin the user engaged
         top = torch.topk(scores, k).indices
     return [int(served.pin_ids[i]) for i in top.tolist()]
