@@ -22,7 +22,7 @@ off. Services never commit; routes commit, then reload the policy when it moved.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -36,6 +36,7 @@ from warden.access import repository as repo
 from warden.access import terms as terms_mod
 from warden.access.duties import (
     add_review,
+    check_awaiting_sign_off,
     check_pending,
     reached_by,
     refuse_conflict,
@@ -45,7 +46,7 @@ from warden.access.duties import (
 from warden.access.events import Actor, actor_of, notify, transition
 from warden.access.ids import CHANGE_PREFIX, new_id
 from warden.access.models import AccessTransition, ChangeReview, ReviewedChange
-from warden.access.present import approvers, aware, history_out, iso, reviews_out
+from warden.access.present import approvers, aware, body_of, history_out, reviews_out
 from warden.access.rights import ACCESS_OBJECT, can, people_who
 from warden.access.schemas import ChangeOut, SettingsUpdate, format_duration
 from warden.catalog.service import load_view
@@ -159,7 +160,6 @@ def change_rules(
         db,
         state,
         caller,
-        tenant,
         kind="rules",
         payload=lines,
         summary=summary,
@@ -245,19 +245,14 @@ def update_terms(
     if not widening:
         done = terms_mod.set_terms(db, state, caller, view, values, {"mode": "narrowing"})
         return done, ChangeOutcome(None, True)
-    tenant = get_tenant(db, caller.tenant)
     change = _new_change(
         db,
         state,
         caller,
-        tenant,
         kind="settings",
         payload=payload,
         summary=f"access terms of {view.name}: " + "; ".join(widening),
         widening=widening,
-        direct=set(),
-        reason="",
-        break_glass=False,
     )
     return before, ChangeOutcome(change)
 
@@ -284,12 +279,10 @@ def propose_classification(
         raise Conflict("lowering a dataset's class is not available on this server")
     view = load_view(db, state.settings.datasets_dir, caller.tenant, dataset)
     require_visible(state, caller, view)
-    tenant = get_tenant(db, caller.tenant)
     change = _new_change(
         db,
         state,
         caller,
-        tenant,
         kind="classification",
         payload={
             "dataset": view.name,
@@ -299,9 +292,7 @@ def propose_classification(
         },  # fmt: skip
         summary=f"class of {view.name} from {view.classification} down to {to_class}",
         widening=[f"class of {view.name} lowered: lower quorum and longer grants"],
-        direct=set(),
         reason=reason,
-        break_glass=False,
     )
     return ChangeOutcome(change)
 
@@ -320,19 +311,16 @@ def propose_token(
     """Hold a token minted for someone else until a second person approves: until then it
     authenticates nothing (identity.service.authenticate), so no admin reads as another
     person, or as their service account, alone."""
-    tenant = get_tenant(db, caller.tenant)
     change = _new_change(
         db,
         state,
         caller,
-        tenant,
         kind="token",
         payload={"token_id": token.id, "principal": principal.name, "label": token.label},
         summary=f"a token for {principal.name}, held by {caller.name} who minted it",
         widening=[f"{caller.name} may act as {principal.name}, with all of their access"],
         direct={principal.id},
         reason=f"token for {principal.name}" + (f" ({token.label})" if token.label else ""),
-        break_glass=False,
     )
     token.pending_change_id = change.id
     db.flush()
@@ -360,16 +348,18 @@ def _new_change(
     db: Session,
     state: Platform,
     caller: Caller,
-    tenant: Tenant,
     *,
     kind: str,
     payload: Mapping[str, Any],
     summary: str,
     widening: list[str],
-    direct: set[str],
-    reason: str,
-    break_glass: bool,
+    direct: Collection[str] = (),
+    reason: str = "",
+    break_glass: bool = False,
 ) -> ReviewedChange:
+    """A change proposed by `caller` (applied at once if `break_glass`), recorded and
+    announced; `direct`: the principal ids it benefits besides the proposer."""
+    tenant = get_tenant(db, caller.tenant)
     if break_glass:
         require_human(caller, "break glass")
         if not reason.strip():
@@ -448,6 +438,20 @@ def _load(
     return tenant, row
 
 
+def _reviewable(
+    db: Session, state: Platform, caller: Caller, change_id: str, own: str, verb: str
+) -> tuple[Tenant, ReviewedChange]:
+    """Lock a change for `verb` by `caller`: a person who may review changes and did not
+    propose it (else 403 `own`)."""
+    tenant, change = _load(db, state, caller, change_id, lock=True)
+    if change.proposer_id == caller.principal_id:
+        raise Forbidden(own)
+    require_human(caller, verb)
+    if not may_review_changes(state, caller):
+        raise Forbidden(f"{caller.name} may not review policy changes")
+    return tenant, change
+
+
 def _current_beneficiaries(
     db: Session, state: Platform, tenant: Tenant, change: ReviewedChange
 ) -> set[str]:
@@ -471,12 +475,14 @@ def review(
 ) -> ChangeOutcome:
     """Approve or deny a pending change. The row is locked first, so concurrent reviews run
     one after another; the quorum's last approval applies the change in this transaction."""
-    tenant, change = _load(db, state, caller, change_id, lock=True)
-    if change.proposer_id == caller.principal_id:
-        raise Forbidden("a proposer never approves their own change, whatever their roles")
-    require_human(caller, "review policy changes")
-    if not may_review_changes(state, caller):
-        raise Forbidden(f"{caller.name} may not review policy changes")
+    tenant, change = _reviewable(
+        db,
+        state,
+        caller,
+        change_id,
+        "a proposer never approves their own change, whatever their roles",
+        "review policy changes",
+    )
     _check_pending(state, change, "reviewed")
     beneficiaries = _current_beneficiaries(db, state, tenant, change)
     refuse_conflict(db, caller, change.proposer_id, beneficiaries, "change")
@@ -543,16 +549,15 @@ def sign_off(
 ) -> ChangeOutcome:
     """A reviewer (never the proposer, a beneficiary or one of their principals) signs off a
     break-glass change after the fact."""
-    tenant, change = _load(db, state, caller, change_id, lock=True)
-    if change.proposer_id == caller.principal_id:
-        raise Forbidden("whoever broke glass never signs it off")
-    require_human(caller, "sign off break-glass changes")
-    if not may_review_changes(state, caller):
-        raise Forbidden(f"{caller.name} may not review policy changes")
-    if not change.break_glass:
-        raise Conflict(f"change {change.id} is not a break-glass change")
-    if not change.needs_review:
-        raise Conflict(f"change {change.id} was already signed off by {change.signed_off_by}")
+    tenant, change = _reviewable(
+        db,
+        state,
+        caller,
+        change_id,
+        "whoever broke glass never signs it off",
+        "sign off break-glass changes",
+    )
+    check_awaiting_sign_off(change, "change")
     refuse_conflict(db, caller, change.proposer_id, set(change.beneficiary_ids), "change")
     change.needs_review = False
     change.signed_off_by = caller.name
@@ -674,26 +679,12 @@ def change_out(
     state = change.state
     if state == "pending" and aware(change.pending_until) <= now:
         state = "expired"
-    return ChangeOut(
-        id=change.id,
-        kind=change.kind,
-        summary=change.summary,
-        payload=change.payload,
-        widening=change.widening,
+    return body_of(
+        ChangeOut,
+        change,
         beneficiaries=sorted(names.values()),
-        proposer=change.proposer,
-        reason=change.reason,
-        quorum=change.quorum,
         approvals=approvers(reviews),
         state=state,
-        created_at=iso(change.created_at) or "",
-        pending_until=iso(change.pending_until) or "",
-        resolved_at=iso(change.resolved_at),
-        policy_version=change.policy_version,
-        break_glass=change.break_glass,
-        needs_review=change.needs_review,
-        signed_off_by=change.signed_off_by,
-        signed_off_at=iso(change.signed_off_at),
         reviews=reviews_out(reviews) if with_reviews else None,
         history=history_out(history),
     )

@@ -154,3 +154,11 @@ def check_pending(now: datetime, row: Any, what: str, verb: str, one: str) -> No
         raise Conflict(f"{what} expired while pending; it can no longer be {verb}")
     if row.state != "pending":
         raise Conflict(f"{what} is {row.state}; only a pending {one} can be {verb}")
+
+
+def check_awaiting_sign_off(row: Any, what: str) -> None:
+    """Conflict unless `row` (a grant or change, `what`) is break-glass and not signed off."""
+    if not row.break_glass:
+        raise Conflict(f"{what} {row.id} is not a break-glass {what}")
+    if not row.needs_review:
+        raise Conflict(f"{what} {row.id} was already signed off by {row.signed_off_by}")

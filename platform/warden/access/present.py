@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
+
+from pydantic import BaseModel
 
 from warden.access.models import (
     AccessGrant,
@@ -22,6 +24,8 @@ from warden.access.schemas import (
     format_duration,
 )
 
+Body = TypeVar("Body", bound=BaseModel)
+
 
 def aware(value: datetime) -> datetime:
     """SQLite hands back naive datetimes; everything stored is UTC."""
@@ -36,18 +40,21 @@ def iso(value: datetime | None) -> str | None:
     return None if value is None else _iso(value)
 
 
+def body_of(model: type[Body], row: object, **computed: Any) -> Body:
+    """`model` as the API shows `row`: each field is `row`'s attribute of the same name (a
+    time as `iso` writes it) unless `computed` gives it."""
+    copied = {
+        name: _shown(getattr(row, name)) for name in model.model_fields if name not in computed
+    }
+    return model(**copied, **computed)
+
+
+def _shown(value: object) -> object:
+    return _iso(value) if isinstance(value, datetime) else value
+
+
 def transition_out(t: AccessTransition) -> TransitionOut:
-    return TransitionOut(
-        subject=t.subject,
-        subject_id=t.subject_id,
-        event=t.event,
-        from_state=t.from_state,
-        to_state=t.to_state,
-        actor=t.actor,
-        at=_iso(t.at),
-        reason=t.reason,
-        audit_event_id=t.audit_event_id,
-    )
+    return body_of(TransitionOut, t)
 
 
 def history_out(history: Sequence[AccessTransition] | None) -> list[TransitionOut] | None:
@@ -67,12 +74,7 @@ def approvers(reviews: Sequence[Review]) -> list[str]:
 
 
 def reviews_out(reviews: Sequence[Review]) -> list[ReviewOut]:
-    return [
-        ReviewOut(
-            reviewer=r.reviewer, decision=r.decision, comment=r.comment, at=_iso(r.created_at)
-        )
-        for r in reviews
-    ]
+    return [body_of(ReviewOut, r, at=_iso(r.created_at)) for r in reviews]
 
 
 def request_out(
@@ -82,64 +84,20 @@ def request_out(
     history: Sequence[AccessTransition] | None = None,
     with_reviews: bool = False,
 ) -> RequestOut:
-    return RequestOut(
-        id=req.id,
-        kind=req.kind,
-        dataset=req.dataset,
-        requester=req.requester,
-        columns=list(req.columns),
-        purpose=req.purpose,
-        duration_s=req.duration_s,
+    return body_of(
+        RequestOut,
+        req,
         duration=format_duration(req.duration_s),
-        justification=req.justification,
-        classification=req.classification,
-        quorum=req.quorum,
         approvals=approvers(reviews),
-        state=req.state,
-        created_at=_iso(req.created_at),
-        pending_until=_iso(req.pending_until),
-        resolved_at=iso(req.resolved_at),
-        grant_id=req.grant_id,
         reviews=reviews_out(reviews) if with_reviews else None,
         history=history_out(history),
     )
 
 
 def grant_out(grant: AccessGrant, *, history: Sequence[AccessTransition] | None = None) -> GrantOut:
-    return GrantOut(
-        id=grant.id,
-        request_id=grant.request_id,
-        dataset=grant.dataset,
-        principal=grant.principal,
-        columns=list(grant.columns),
-        masked_columns=list(grant.masked_columns),
-        purpose=grant.purpose,
-        state=grant.state,
-        starts_at=_iso(grant.starts_at),
-        expires_at=_iso(grant.expires_at),
-        ended_at=iso(grant.ended_at),
-        revoked_by=grant.revoked_by,
-        revoke_reason=grant.revoke_reason,
-        break_glass=grant.break_glass,
-        needs_review=grant.needs_review,
-        signed_off_by=grant.signed_off_by,
-        signed_off_at=iso(grant.signed_off_at),
-        history=history_out(history),
-    )
+    return body_of(GrantOut, grant, history=history_out(history))
 
 
 def delivery_out(d: WebhookDelivery) -> DeliveryOut:
-    return DeliveryOut(
-        id=d.id,
-        event=d.event,
-        subject_id=d.subject_id,
-        recipients=list(d.recipients),
-        url=d.url,
-        state=d.state,
-        attempts=d.attempts,
-        created_at=_iso(d.created_at),
-        next_attempt_at=iso(d.next_attempt_at) if d.state == "pending" else None,
-        delivered_at=iso(d.delivered_at),
-        last_status=d.last_status,
-        last_error=d.last_error,
-    )
+    pending = d.state == "pending"
+    return body_of(DeliveryOut, d, next_attempt_at=iso(d.next_attempt_at) if pending else None)

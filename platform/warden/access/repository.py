@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +22,7 @@ from warden.access.models import (
     WebhookDelivery,
 )
 from warden.catalog.models import Dataset
+from warden.db.queries import where_given
 from warden.identity.models import Principal
 
 MAX_LIST = 1000
@@ -89,57 +91,40 @@ def transitions_of(db: Session, subject_ids: Sequence[str]) -> list[AccessTransi
     return list(db.scalars(query))
 
 
-def _visible(
-    model: type[Subject],
-    holder: InstrumentedAttribute[str],
-    tenant_id: str,
-    *,
-    visible_to: str | None,
-    reviewable_datasets: Collection[str],
-    states: Collection[str],
-    holder_id: str | None,
-    dataset: str | None,
+@dataclass(frozen=True)
+class Listing:
+    """Which of a tenant's requests or grants a list shows, newest first: `visible_to` (a
+    principal id) keeps only those it holds and those on `reviewable_datasets` (None: all of
+    them); `holder_id` keeps only its own."""
+
+    tenant_id: str
+    visible_to: str | None
+    reviewable_datasets: Collection[str]
+    states: Collection[str] = ()
+    holder_id: str | None = None
+    dataset: str | None = None
+    limit: int = 100
+
+
+def _listed(
+    model: type[Subject], holder: InstrumentedAttribute[str], at: Listing
 ) -> Select[Subject]:
-    """A tenant's requests or grants. `visible_to` (a principal id) keeps only those it holds
-    and those on `reviewable_datasets` (None: all of them); `holder_id` keeps only its own."""
-    query = select(model).where(model.tenant_id == tenant_id)
-    if visible_to is not None:
+    query = select(model).where(model.tenant_id == at.tenant_id)
+    if at.visible_to is not None:
         query = query.where(
-            (holder == visible_to) | model.dataset_id.in_(list(reviewable_datasets))
+            (holder == at.visible_to) | model.dataset_id.in_(list(at.reviewable_datasets))
         )
-    if states:
-        query = query.where(model.state.in_(list(states)))
-    if holder_id is not None:
-        query = query.where(holder == holder_id)
-    if dataset is not None:
-        query = query.where(model.dataset == dataset)
-    return query
+    if at.states:
+        query = query.where(model.state.in_(list(at.states)))
+    return where_given(query, (holder, at.holder_id), (model.dataset, at.dataset))
 
 
 def list_requests(
-    db: Session,
-    tenant_id: str,
-    *,
-    visible_to: str | None,
-    reviewable_datasets: Collection[str],
-    states: Collection[str] = (),
-    requester_id: str | None = None,
-    reviewable_by: str | None = None,
-    dataset: str | None = None,
-    limit: int = 100,
+    db: Session, listing: Listing, *, reviewable_by: str | None = None
 ) -> list[AccessRequest]:
-    """Requests of a tenant, newest first, as `_visible` filters them. `reviewable_by` keeps
-    pending requests on `reviewable_datasets` that this principal neither made nor reviewed."""
-    query = _visible(
-        AccessRequest,
-        AccessRequest.requester_id,
-        tenant_id,
-        visible_to=visible_to,
-        reviewable_datasets=reviewable_datasets,
-        states=states,
-        holder_id=requester_id,
-        dataset=dataset,
-    )
+    """Requests as `listing` says. `reviewable_by` keeps pending requests on the reviewable
+    datasets that this principal neither made nor reviewed."""
+    query = _listed(AccessRequest, AccessRequest.requester_id, listing)
     if reviewable_by is not None:
         reviewed = exists().where(
             AccessReview.request_id == AccessRequest.id,
@@ -148,40 +133,21 @@ def list_requests(
         query = query.where(
             AccessRequest.state == "pending",
             AccessRequest.requester_id != reviewable_by,
-            AccessRequest.dataset_id.in_(list(reviewable_datasets)),
+            AccessRequest.dataset_id.in_(list(listing.reviewable_datasets)),
             ~reviewed,
         )
     query = query.order_by(AccessRequest.created_at.desc(), AccessRequest.id.desc())
-    return list(db.scalars(query.limit(min(limit, MAX_LIST))))
+    return list(db.scalars(query.limit(min(listing.limit, MAX_LIST))))
 
 
 def list_grants(
-    db: Session,
-    tenant_id: str,
-    *,
-    visible_to: str | None,
-    reviewable_datasets: Collection[str],
-    states: Collection[str] = (),
-    principal_id: str | None = None,
-    dataset: str | None = None,
-    needs_review: bool | None = None,
-    limit: int = 100,
+    db: Session, listing: Listing, *, needs_review: bool | None = None
 ) -> list[AccessGrant]:
-    """Grants of a tenant, newest first, as `_visible` filters them."""
-    query = _visible(
-        AccessGrant,
-        AccessGrant.principal_id,
-        tenant_id,
-        visible_to=visible_to,
-        reviewable_datasets=reviewable_datasets,
-        states=states,
-        holder_id=principal_id,
-        dataset=dataset,
-    )
-    if needs_review is not None:
-        query = query.where(AccessGrant.needs_review == needs_review)
+    """Grants as `listing` says."""
+    query = _listed(AccessGrant, AccessGrant.principal_id, listing)
+    query = where_given(query, (AccessGrant.needs_review, needs_review))
     query = query.order_by(AccessGrant.starts_at.desc(), AccessGrant.id.desc())
-    return list(db.scalars(query.limit(min(limit, MAX_LIST))))
+    return list(db.scalars(query.limit(min(listing.limit, MAX_LIST))))
 
 
 def tenant_datasets(db: Session, tenant_id: str) -> list[Dataset]:
@@ -217,21 +183,19 @@ def due_grants(db: Session, now: datetime) -> list[str]:
 
 def move_request(db: Session, request_id: str, src: str, dst: str, at: datetime) -> bool:
     """Move a request from `src` to `dst` unless someone else moved it first."""
-    result = db.execute(
-        update(AccessRequest)
-        .where(AccessRequest.id == request_id, AccessRequest.state == src)
-        .values(state=dst, resolved_at=at),
-        execution_options={"synchronize_session": False},
-    )
-    return getattr(result, "rowcount", 0) == 1
+    return _move(db, AccessRequest, request_id, src, dst, resolved_at=at)
 
 
 def move_grant(db: Session, grant_id: str, src: str, dst: str, at: datetime) -> bool:
     """Move a grant from `src` to `dst` unless someone else moved it first."""
+    return _move(db, AccessGrant, grant_id, src, dst, ended_at=at)
+
+
+def _move(
+    db: Session, model: type[Subject], row_id: str, src: str, dst: str, **values: datetime
+) -> bool:
     result = db.execute(
-        update(AccessGrant)
-        .where(AccessGrant.id == grant_id, AccessGrant.state == src)
-        .values(state=dst, ended_at=at),
+        update(model).where(model.id == row_id, model.state == src).values(state=dst, **values),
         execution_options={"synchronize_session": False},
     )
     return getattr(result, "rowcount", 0) == 1
@@ -322,13 +286,13 @@ def list_changes(
     needs_review: bool | None,
     limit: int,
 ) -> list[ReviewedChange]:
-    query = select(ReviewedChange).where(ReviewedChange.tenant_id == tenant_id)
-    if proposer_id is not None:
-        query = query.where(ReviewedChange.proposer_id == proposer_id)
+    query = where_given(
+        select(ReviewedChange).where(ReviewedChange.tenant_id == tenant_id),
+        (ReviewedChange.proposer_id, proposer_id),
+        (ReviewedChange.needs_review, needs_review),
+    )
     if states:
         query = query.where(ReviewedChange.state.in_(list(states)))
-    if needs_review is not None:
-        query = query.where(ReviewedChange.needs_review.is_(needs_review))
     query = query.order_by(ReviewedChange.created_at.desc(), ReviewedChange.id).limit(limit)
     return list(db.scalars(query))
 

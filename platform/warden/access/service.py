@@ -20,12 +20,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from warden.access import repository as repo
 from warden.access.duties import (
     add_review,
+    check_awaiting_sign_off,
     check_pending,
     refuse_conflict,
     require_human,
@@ -59,7 +61,7 @@ from warden.access.rights import (
     visibility,
 )
 from warden.access.schemas import BreakGlassCreate, RequestCreate, format_duration
-from warden.access.terms import check_columns, terms_of
+from warden.access.terms import Terms, check_columns, terms_of
 from warden.catalog.service import DatasetView, load_view
 from warden.core.platform import Platform
 from warden.errors import Conflict, Forbidden, NotFound, Unprocessable
@@ -83,90 +85,88 @@ class Outcome:
 def create_request(db: Session, state: Platform, caller: Caller, body: RequestCreate) -> Outcome:
     """Ask for access. Public data (quorum 0) is granted at once, and audited as such."""
     require_person(caller)
-    tenant = get_tenant(db, caller.tenant)
-    view = load_view(db, state.settings.datasets_dir, caller.tenant, body.dataset)
-    require_visible(state, caller, view)
-    columns = check_columns(view, body.columns, body.purpose)
-    terms = terms_of(db, view, state.settings)
+    ask = _ask(db, state, caller, body)
+    view, terms = ask.view, ask.terms
     if body.duration > terms.max_duration_s:
         raise Unprocessable(
             f"duration {format_duration(body.duration)} is over the maximum of"
             f" {format_duration(terms.max_duration_s)} for {view.name!r} ({view.classification})"
         )
-    req = _add_request(
-        db,
-        state,
-        caller,
-        tenant,
-        view,
-        kind="request",
-        columns=columns,
-        purpose=body.purpose,
-        duration_s=body.duration,
-        justification=body.justification,
-        quorum=terms.quorum,
-    )
-    record(
-        db,
-        state,
-        actor_of(caller),
-        tenant,
-        req,
-        "created",
-        None,
-        "pending",
-        reason=body.justification,
-        columns=columns,
-        details={"duration_s": body.duration, "quorum": terms.quorum},
-    )
+    details = {"duration_s": body.duration, "quorum": terms.quorum}
+    req = _add_request(db, state, caller, ask, body.duration, body.justification, details)
     if terms.quorum == 0:
         reason = f"{view.classification} data: granted at once"
-        grant = _approve(db, state, tenant, req, view, SYSTEM_ACTOR, reason)
-        notify_resolved(db, state, tenant, view, req, grant)
+        grant = _grant(db, state, ask.tenant, req, view, SYSTEM_ACTOR, reason)
+        notify_resolved(db, state, ask.tenant, view, req, grant)
         return Outcome(req, grant, policy_changed=True)
-    reviewers = _other_reviewers(db, state, caller, tenant, view)
-    notify(db, state, tenant, "access.request.created", req.id, reviewers, request=req)
+    reviewers = _other_reviewers(db, state, caller, ask.tenant, view)
+    notify(db, state, ask.tenant, "access.request.created", req.id, reviewers, request=req)
     return Outcome(req)
+
+
+@dataclass(frozen=True)
+class _Ask:
+    """What a request (or break-glass) asks for, checked: its dataset, columns, purpose."""
+
+    tenant: Tenant
+    view: DatasetView
+    columns: list[str]
+    purpose: str
+    terms: Terms
+    break_glass: bool
+
+
+def _ask(
+    db: Session, state: Platform, caller: Caller, body: RequestCreate | BreakGlassCreate
+) -> _Ask:
+    """The dataset `body` names (404 unless visible), its columns and purpose checked."""
+    tenant = get_tenant(db, caller.tenant)
+    view = load_view(db, state.settings.datasets_dir, caller.tenant, body.dataset)
+    require_visible(state, caller, view)
+    columns = check_columns(view, body.columns, body.purpose)
+    terms = terms_of(db, view, state.settings)
+    return _Ask(tenant, view, columns, body.purpose, terms, isinstance(body, BreakGlassCreate))
 
 
 def _add_request(
     db: Session,
     state: Platform,
     caller: Caller,
-    tenant: Tenant,
-    view: DatasetView,
-    *,
-    kind: str,
-    columns: list[str],
-    purpose: str,
+    ask: _Ask,
     duration_s: int,
     justification: str,
-    quorum: int,
+    details: dict[str, Any],
 ) -> AccessRequest:
-    """A new request row by `caller`; a break-glass one is approved as it is made."""
+    """A new request row by `caller`, recorded; a break-glass one is approved as it is made
+    (quorum 0)."""
     now = state.now()
+    view = ask.view
     req = AccessRequest(
         id=new_id(REQUEST_PREFIX),
-        tenant_id=tenant.id,
+        tenant_id=ask.tenant.id,
         dataset_id=view.id,
         dataset=view.name,
         requester_id=caller.principal_id,
         requester=caller.name,
-        kind=kind,
-        columns=columns,
-        purpose=purpose,
+        kind="break_glass" if ask.break_glass else "request",
+        columns=ask.columns,
+        purpose=ask.purpose,
         duration_s=duration_s,
         justification=justification,
         classification=view.classification,
-        quorum=quorum,
+        quorum=0 if ask.break_glass else ask.terms.quorum,
         state="pending",
         created_at=now,
         pending_until=now + timedelta(hours=state.settings.access_pending_ttl_hours),
     )
-    if kind == "break_glass":
+    event, action = "created", None
+    if ask.break_glass:
         req.state, req.pending_until, req.resolved_at = "approved", now, now
+        event, action = "break_glass", "access.break_glass"
     db.add(req)
     db.flush()
+    record(db, state, actor_of(caller), ask.tenant, req, event, None, req.state, action=action,
+           reason=justification, columns=ask.columns, details=details)  # fmt: skip
     return req
 
 
@@ -194,20 +194,6 @@ def _close(
     )
 
 
-def _approve(
-    db: Session,
-    state: Platform,
-    tenant: Tenant,
-    req: AccessRequest,
-    view: DatasetView,
-    actor: Actor,
-    reason: str,
-) -> AccessGrant:
-    """Close a pending request as approved and create its grant (duration starts now)."""
-    _close(db, state, actor, tenant, req, "approved", reason, columns=req.columns)
-    return _grant(db, state, tenant, req, view, actor, reason, break_glass=False)
-
-
 def _grant(
     db: Session,
     state: Platform,
@@ -216,9 +202,12 @@ def _grant(
     view: DatasetView,
     actor: Actor,
     reason: str,
-    *,
-    break_glass: bool,
 ) -> AccessGrant:
+    """Close a pending request as approved (a break-glass one is born approved) and create
+    its grant (duration starts now)."""
+    if req.state == "pending":
+        _close(db, state, actor, tenant, req, "approved", reason, columns=req.columns)
+    break_glass = req.kind == "break_glass"
     now = state.now()
     # Whole seconds: the rule's expiry has second precision, and both must say the same.
     expires = (now + timedelta(seconds=req.duration_s)).replace(microsecond=0)
@@ -409,7 +398,7 @@ def review(
     if len(approvals) < req.quorum:
         return Outcome(req)
     reason = f"{len(approvals)} of {req.quorum} approvals"
-    grant = _approve(db, state, tenant, req, view, actor, reason)
+    grant = _grant(db, state, tenant, req, view, actor, reason)
     notify_resolved(db, state, tenant, view, req, grant)
     return Outcome(req, grant, policy_changed=True)
 
@@ -454,21 +443,28 @@ def list_requests(
     dataset: str | None,
     limit: int,
 ) -> tuple[list[AccessRequest], dict[str, list[AccessReview]]]:
+    listing = _listing(db, state, caller, states, mine, dataset, limit)
+    by = caller.principal_id if reviewable else None
+    rows = repo.list_requests(db, listing, reviewable_by=by)
+    return rows, repo.reviews_of(db, [r.id for r in rows])
+
+
+def _listing(
+    db: Session,
+    state: Platform,
+    caller: Caller,
+    states: Sequence[str],
+    mine: bool,
+    dataset: str | None,
+    limit: int,
+) -> repo.Listing:
+    """The requests or grants of its tenant `caller` may list (`mine`: only its own)."""
     require_person(caller)
     tenant = get_tenant(db, caller.tenant)
     vis = visibility(db, state, caller, tenant)
-    rows = repo.list_requests(
-        db,
-        tenant.id,
-        visible_to=vis.visible_to(caller),
-        reviewable_datasets=vis.reviewable,
-        states=states,
-        requester_id=caller.principal_id if mine else None,
-        reviewable_by=caller.principal_id if reviewable else None,
-        dataset=dataset,
-        limit=limit,
-    )
-    return rows, repo.reviews_of(db, [r.id for r in rows])
+    holder_id = caller.principal_id if mine else None
+    visible_to = vis.visible_to(caller)
+    return repo.Listing(tenant.id, visible_to, vis.reviewable, states, holder_id, dataset, limit)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -486,20 +482,8 @@ def list_grants(
     needs_review: bool | None,
     limit: int,
 ) -> list[AccessGrant]:
-    require_person(caller)
-    tenant = get_tenant(db, caller.tenant)
-    vis = visibility(db, state, caller, tenant)
-    return repo.list_grants(
-        db,
-        tenant.id,
-        visible_to=vis.visible_to(caller),
-        reviewable_datasets=vis.reviewable,
-        states=states,
-        principal_id=caller.principal_id if mine else None,
-        dataset=dataset,
-        needs_review=needs_review,
-        limit=limit,
-    )
+    listing = _listing(db, state, caller, states, mine, dataset, limit)
+    return repo.list_grants(db, listing, needs_review=needs_review)
 
 
 def show_grant(
@@ -563,40 +547,12 @@ def break_glass(db: Session, state: Platform, caller: Caller, body: BreakGlassCr
     require_human(caller, "break glass")
     if not can(state, caller, BREAK_GLASS_OBJECT, "manage"):
         raise Forbidden(f"{caller.name} may not break glass")
-    tenant = get_tenant(db, caller.tenant)
-    view = load_view(db, state.settings.datasets_dir, caller.tenant, body.dataset)
-    require_visible(state, caller, view)
-    columns = check_columns(view, body.columns, body.purpose)
-    terms = terms_of(db, view, state.settings)
-    duration = min(state.settings.access_break_glass_minutes * 60, terms.max_duration_s)
-    req = _add_request(
-        db,
-        state,
-        caller,
-        tenant,
-        view,
-        kind="break_glass",
-        columns=columns,
-        purpose=body.purpose,
-        duration_s=duration,
-        justification=body.reason,
-        quorum=0,
-    )
-    record(
-        db,
-        state,
-        actor_of(caller),
-        tenant,
-        req,
-        "break_glass",
-        None,
-        "approved",
-        action="access.break_glass",
-        reason=body.reason,
-        columns=columns,
-        details={"duration_s": duration, "break_glass": True},
-    )
-    grant = _grant(db, state, tenant, req, view, actor_of(caller), body.reason, break_glass=True)
+    ask = _ask(db, state, caller, body)
+    duration = min(state.settings.access_break_glass_minutes * 60, ask.terms.max_duration_s)
+    details = {"duration_s": duration, "break_glass": True}
+    req = _add_request(db, state, caller, ask, duration, body.reason, details)
+    tenant, view = ask.tenant, ask.view
+    grant = _grant(db, state, tenant, req, view, actor_of(caller), body.reason)
     reviewers = _other_reviewers(db, state, caller, tenant, view)
     notify(
         db,
@@ -624,10 +580,7 @@ def sign_off(db: Session, state: Platform, caller: Caller, grant_id: str, commen
         "access to",
         "break-glass grant",
     )
-    if not grant.break_glass:
-        raise Conflict(f"grant {grant.id} is not a break-glass grant")
-    if not grant.needs_review:
-        raise Conflict(f"grant {grant.id} was already signed off by {grant.signed_off_by}")
+    check_awaiting_sign_off(grant, "grant")
     grant.needs_review = False
     grant.signed_off_by = caller.name
     grant.signed_off_at = state.now()

@@ -11,8 +11,10 @@ from sqlalchemy.orm import Session
 
 from warden.access import repository as repo
 from warden.access.models import AccessSetting
+from warden.access.present import body_of
 from warden.access.schemas import MAX_DURATION_S, SettingsOut, format_duration
-from warden.audit.service import AuditRecord, append
+from warden.audit.outcomes import by
+from warden.audit.service import append
 from warden.catalog.service import DatasetView
 from warden.config import Settings
 from warden.core.platform import Platform
@@ -43,14 +45,7 @@ class Terms:
     overridden: tuple[str, ...]
 
     def out(self) -> SettingsOut:
-        return SettingsOut(
-            dataset=self.dataset,
-            classification=self.classification,
-            quorum=self.quorum,
-            max_duration_s=self.max_duration_s,
-            max_duration=format_duration(self.max_duration_s),
-            overridden=list(self.overridden),
-        )
+        return body_of(SettingsOut, self, max_duration=format_duration(self.max_duration_s))
 
 
 def floor_quorum(classification: str) -> int:
@@ -168,20 +163,10 @@ def set_terms(
     setting.updated_at = state.now()
     db.flush()
     after = terms_of(db, view, state.settings)
-    append(
-        db,
-        AuditRecord(
-            action="access.settings.changed",
-            decision="allow",
-            actor=actor.name,
-            actor_kind=actor.kind,
-            tenant=actor.tenant,
-            dataset=view.name,
-            details={
-                "before": {"quorum": before.quorum, "max_duration_s": before.max_duration_s},
-                "after": {"quorum": after.quorum, "max_duration_s": after.max_duration_s},
-                **details,
-            },
-        ),
-    )
+    change = {
+        "before": {"quorum": before.quorum, "max_duration_s": before.max_duration_s},
+        "after": {"quorum": after.quorum, "max_duration_s": after.max_duration_s},
+    }
+    details = {**change, **details}
+    append(db, by(actor, "access.settings.changed", "allow", dataset=view.name, details=details))
     return after

@@ -28,7 +28,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -277,30 +277,12 @@ class CheckpointStore:
         if self.signing_key is None:
             raise RuntimeError("this checkpoint store has no signing key")
         ts = iso_utc(datetime.now(UTC))
-        payload: dict[str, Any] = {
-            "v": FORMAT_V,
-            "store": self.store,
-            "n": n,
-            "seq": seq,
-            "event_id": event_id,
-            "hash": hash_,
-            "v1_until": v1_until,
-            "ts": ts,
-            "chain_key_ids": keys,
-        }
-        sig = base64.b64encode(self.signing_key.sign(_canonical(payload))).decode("ascii")
-        return Checkpoint(
-            n=n,
-            seq=seq,
-            event_id=event_id,
-            hash=hash_,
-            v1_until=v1_until,
-            ts=ts,
-            chain_key_ids=tuple(keys),
-            store=self.store,
-            sig=sig,
-            digest=_digest(payload, sig),
+        unsigned = Checkpoint(
+            n, seq, event_id, hash_, v1_until, ts, tuple(keys), self.store, sig="", digest=""
         )
+        payload = unsigned.payload()
+        sig = base64.b64encode(self.signing_key.sign(_canonical(payload))).decode("ascii")
+        return replace(unsigned, sig=sig, digest=_digest(payload, sig))
 
     def append(self, checkpoint: Checkpoint) -> None:
         """Append one line and fsync it (and the folder, when the file is new)."""

@@ -475,6 +475,17 @@ def _rollback_quietly(db: Session) -> None:
 
 STREAM_INTENT = "intent"
 STREAM_COMPLETION = "completion"
+# What a completion carries over from its intent: who read what, under which policy.
+_CARRIED = (
+    "actor",
+    "actor_kind",
+    "on_behalf_of",
+    "tenant",
+    "dataset",
+    "dataset_version",
+    "purpose",
+    "policy_version",
+)
 
 
 def stream_intent(rec: AuditRecord) -> AuditRecord:
@@ -504,14 +515,7 @@ def stream_completion(
     return AuditRecord(
         action=f"{intent.action}.completion",
         decision="allow" if complete else "error",
-        actor=intent.actor,
-        actor_kind=intent.actor_kind,
-        on_behalf_of=intent.on_behalf_of,
-        tenant=intent.tenant,
-        dataset=intent.dataset,
-        dataset_version=intent.dataset_version,
-        purpose=intent.purpose,
-        policy_version=intent.policy_version,
+        **{name: getattr(intent, name) for name in _CARRIED},
         rows=rows,
         bytes=bytes,
         reason=reason,

@@ -15,6 +15,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -286,6 +287,30 @@ def raise_derived(db: Session, tenant_id: str, source: Dataset) -> None:
     db.flush()
 
 
+# What a view takes from the version it reads (the current one, or one pinned by a read).
+_VERSION_COLUMNS = (
+    DatasetVersion.digest,
+    DatasetVersion.path,
+    DatasetVersion.row_count,
+    DatasetVersion.byte_size,
+    DatasetVersion.snapshot_id,
+    DatasetVersion.table_metadata,
+)
+
+
+def _version_fields(row: Any, datasets_dir: Path) -> dict[str, Any]:
+    """A view's fields from a row of `_VERSION_COLUMNS` (a path with a scheme is a bucket's)."""
+    return {
+        "version": row.digest,
+        "path": datasets_dir / row.path,
+        "location": row.path if "://" in row.path else str(datasets_dir / row.path),
+        "row_count": row.row_count,
+        "byte_size": row.byte_size or 0,
+        "snapshot_id": row.snapshot_id,
+        "table_metadata": row.table_metadata,
+    }
+
+
 def load_view(db: Session, datasets_dir: Path, tenant_name: str, name: str) -> DatasetView:
     """The current version of a dataset in a tenant, or NotFound (names are never paths)."""
     if not DATASET_NAME_RE.fullmatch(name):
@@ -304,12 +329,7 @@ def load_view(db: Session, datasets_dir: Path, tenant_name: str, name: str) -> D
                 Dataset.classification,
                 Dataset.allowed_purposes,
                 Dataset.identifier_columns,
-                DatasetVersion.digest,
-                DatasetVersion.path,
-                DatasetVersion.row_count,
-                DatasetVersion.byte_size,
-                DatasetVersion.snapshot_id,
-                DatasetVersion.table_metadata,
+                *_VERSION_COLUMNS,
                 Dataset.description,
                 Dataset.tenant_id,
                 Dataset.derived_from,
@@ -353,17 +373,11 @@ def load_view(db: Session, datasets_dir: Path, tenant_name: str, name: str) -> D
         classification=strictest([c for c in classes if c in CLASS_ORDER] or ["pii"]),
         allowed_purposes=tuple(first.allowed_purposes),
         identifier_columns=tuple(first.identifier_columns),
-        version=first.digest,
-        path=datasets_dir / first.path,
-        location=first.path if "://" in first.path else str(datasets_dir / first.path),
-        byte_size=first.byte_size or 0,
-        row_count=first.row_count,
+        **_version_fields(first, datasets_dir),
         columns=tuple(ColumnInfo(c.column, c.dtype, c.column_class, c.entity) for c in cols),
         description=first.description,
         tenant_id=first.tenant_id,
         derived_from=tuple(first.derived_from or ()),
-        snapshot_id=first.snapshot_id,
-        table_metadata=first.table_metadata,
     )
 
 
@@ -381,31 +395,12 @@ def pin_version(db: Session, datasets_dir: Path, view: DatasetView, version: str
         which = DatasetVersion.digest == version
     row = (
         db.connection()
-        .execute(
-            select(
-                DatasetVersion.digest,
-                DatasetVersion.path,
-                DatasetVersion.row_count,
-                DatasetVersion.byte_size,
-                DatasetVersion.snapshot_id,
-                DatasetVersion.table_metadata,
-            ).where(DatasetVersion.dataset_id == view.id, which)
-        )
+        .execute(select(*_VERSION_COLUMNS).where(DatasetVersion.dataset_id == view.id, which))
         .first()
     )
     if row is None:
         raise NotFound(f"dataset {view.name!r} has no version {version[:80]!r}")
-    location = row.path if "://" in row.path else str(datasets_dir / row.path)
-    return dataclasses.replace(
-        view,
-        version=row.digest,
-        path=datasets_dir / row.path,
-        location=location,
-        row_count=row.row_count,
-        byte_size=row.byte_size or 0,
-        snapshot_id=row.snapshot_id,
-        table_metadata=row.table_metadata,
-    )
+    return dataclasses.replace(view, **_version_fields(row, datasets_dir))
 
 
 def list_names(db: Session, tenant_name: str) -> list[str]:

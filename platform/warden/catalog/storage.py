@@ -95,13 +95,20 @@ class Storage:
             "timeout": f"{self.request_timeout_s}s",
             "max_retries": 2,
         }
+        options |= self.connection("aws_endpoint_url", "aws_access_key_id", "aws_secret_access_key")
+        return tuple(sorted(options.items()))
+
+    def connection(self, endpoint: str, key_id: str, secret: str) -> dict[str, str]:
+        """The endpoint (and whether it is plain HTTP, as `aws_allow_http`) and credentials,
+        under the names a client gives them; what is not configured is left out."""
+        options: dict[str, str] = {}
         if self.endpoint:
-            options["aws_endpoint_url"] = self.endpoint
+            options[endpoint] = self.endpoint
             options["aws_allow_http"] = str(self.endpoint.startswith("http://")).lower()
         if self.access_key and self.secret_key:
-            options["aws_access_key_id"] = self.access_key
-            options["aws_secret_access_key"] = self.secret_key
-        return tuple(sorted(options.items()))
+            options[key_id] = self.access_key
+            options[secret] = self.secret_key
+        return options
 
     def filesystem(self) -> pa_fs.S3FileSystem:
         endpoint = urlparse(self.endpoint) if self.endpoint else None

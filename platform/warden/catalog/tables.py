@@ -78,14 +78,8 @@ def io_properties(store: Storage) -> dict[str, str]:
         "s3.connect-timeout": str(store.connect_timeout_s),
         "s3.request-timeout": str(store.request_timeout_s),
     }
-    if store.endpoint:
-        props["s3.endpoint"] = store.endpoint
-        # polars' native reader takes undotted keys as object-store options
-        props["aws_allow_http"] = str(store.endpoint.startswith("http://")).lower()
-    if store.access_key and store.secret_key:
-        props["s3.access-key-id"] = store.access_key
-        props["s3.secret-access-key"] = store.secret_key
-    return props
+    # its aws_allow_http too: polars' native reader takes undotted keys as object-store options
+    return props | store.connection("s3.endpoint", "s3.access-key-id", "s3.secret-access-key")
 
 
 def _uri(store: Storage, stored_at: str) -> str:

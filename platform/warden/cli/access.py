@@ -6,13 +6,14 @@ from typing import Annotated, Any
 
 import typer
 
-from warden.cli.client import ApiClient, console, fail
-from warden.cli.output import check_format, show, show_one
+from warden.cli.client import ApiClient, console, fail, given
+from warden.cli.options import AuditReason, DatasetName, Limit, OnlyDataset, Purpose, Yes
+from warden.cli.output import Format, print_body, print_one, show, show_one
 
 app = typer.Typer(
     help="Request, review and revoke time-bound access to datasets.", no_args_is_help=True
 )
-Format = Annotated[str, typer.Option("--format", help="table or json")]
+RequestId = Annotated[str, typer.Argument(help="Request id (req-…)")]
 Comment = Annotated[str, typer.Option(help="A note for the requester and the audit log")]
 
 REQUEST_COLUMNS = [
@@ -56,12 +57,12 @@ def _grant_row(g: dict[str, Any]) -> dict[str, Any]:
 
 
 def _one_request(r: dict[str, Any], fmt: str, verb: str = "") -> None:
-    check_format(fmt)
-    if fmt == "json":
-        show_one(r, [], "json")
-        return
+    print_body(r, fmt, lambda r: console.print(_request_line(r, verb)))
+
+
+def _request_line(r: dict[str, Any], verb: str = "") -> str:
     style = _STATE_STYLE.get(r["state"], "")
-    console.print(
+    return (
         f"{verb}request [bold]{r['id']}[/] · [{style}]{r['state']}[/] · {r['dataset']}"
         f" for {r['purpose']} · {r['duration']} · approvals {len(r['approvals'])}/{r['quorum']}"
         + (f" · grant [bold]{r['grant_id']}[/]" if r.get("grant_id") else "")
@@ -69,13 +70,13 @@ def _one_request(r: dict[str, Any], fmt: str, verb: str = "") -> None:
 
 
 def _one_grant(g: dict[str, Any], fmt: str, verb: str = "") -> None:
-    check_format(fmt)
-    if fmt == "json":
-        show_one(g, [], "json")
-        return
+    print_body(g, fmt, lambda g: console.print(_grant_line(g, verb)))
+
+
+def _grant_line(g: dict[str, Any], verb: str) -> str:
     style = _STATE_STYLE.get(g["state"], "")
     flags = ", ".join(_grant_row(g)["flags"])
-    console.print(
+    return (
         f"{verb}grant [bold]{g['id']}[/] · [{style}]{g['state']}[/] · {g['principal']} on"
         f" {g['dataset']} for {g['purpose']} · until {g['expires_at']}"
         + (f" · [bold red]{flags}[/]" if flags else "")
@@ -85,7 +86,7 @@ def _one_grant(g: dict[str, Any], fmt: str, verb: str = "") -> None:
 @app.command()
 def request(
     dataset: Annotated[str, typer.Argument(help="Dataset name, e.g. engagements")],
-    purpose: Annotated[str, typer.Option(help="training, evaluation, inference or analytics")],
+    purpose: Purpose,
     duration: Annotated[str, typer.Option(help="How long, from approval: 12h, 7d, 2w")],
     justification: Annotated[str, typer.Option(help="Why you need it (reviewers read this)")],
     columns: Annotated[
@@ -113,16 +114,12 @@ def list_(
     reviewable: Annotated[
         bool, typer.Option("--reviewable", help="Only pending requests you may review")
     ] = False,
-    dataset: Annotated[str | None, typer.Option(help="Only this dataset")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
+    dataset: OnlyDataset = None,
+    limit: Limit = 100,
     fmt: Format = "table",
 ) -> None:
     """Requests you made or may review, newest first."""
-    params: dict[str, Any] = {"mine": mine, "reviewable": reviewable, "limit": limit}
-    if state:
-        params["state"] = state
-    if dataset:
-        params["dataset"] = dataset
+    params = given(mine=mine, reviewable=reviewable, limit=limit, state=state, dataset=dataset)
     rows = ApiClient().get("/v1/access/requests", params=params)["requests"]
     if fmt == "json":
         show(rows, [], "json")
@@ -131,15 +128,13 @@ def list_(
 
 
 @app.command("show")
-def show_(
-    request_id: Annotated[str, typer.Argument(help="Request id (req-…)")], fmt: Format = "table"
-) -> None:
+def show_(request_id: RequestId, fmt: Format = "table") -> None:
     """One request: its terms, reviews and full history."""
-    r = ApiClient().get(f"/v1/access/requests/{request_id}")
-    if fmt == "json":
-        show_one(r, [], "json")
-        return
-    _one_request(r, fmt)
+    print_one(f"/v1/access/requests/{request_id}", fmt, _request_details)
+
+
+def _request_details(r: dict[str, Any]) -> None:
+    console.print(_request_line(r))
     console.print(f"requester {r['requester']} · columns {', '.join(r['columns'])}")
     console.print(f"justification: {r['justification']}")
     if r["reviews"]:
@@ -155,7 +150,7 @@ def _review(request_id: str, decision: str, comment: str, fmt: str) -> None:
 
 @app.command()
 def approve(
-    request_id: Annotated[str, typer.Argument(help="Request id (req-…)")],
+    request_id: RequestId,
     comment: Comment = "",
     fmt: Format = "table",
 ) -> None:
@@ -165,7 +160,7 @@ def approve(
 
 @app.command()
 def deny(
-    request_id: Annotated[str, typer.Argument(help="Request id (req-…)")],
+    request_id: RequestId,
     comment: Comment = "",
     fmt: Format = "table",
 ) -> None:
@@ -175,8 +170,8 @@ def deny(
 
 @app.command()
 def cancel(
-    request_id: Annotated[str, typer.Argument(help="Request id (req-…)")],
-    reason: Annotated[str, typer.Option(help="Why, for the audit log")] = "",
+    request_id: RequestId,
+    reason: AuditReason = "",
     fmt: Format = "table",
 ) -> None:
     """Withdraw your own pending request."""
@@ -191,18 +186,14 @@ def grants(
     needs_review: Annotated[
         bool, typer.Option("--needs-review", help="Only break-glass grants not yet signed off")
     ] = False,
-    dataset: Annotated[str | None, typer.Option(help="Only this dataset")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
+    dataset: OnlyDataset = None,
+    limit: Limit = 100,
     fmt: Format = "table",
 ) -> None:
     """Grants you hold or may review, newest first."""
-    params: dict[str, Any] = {"mine": mine, "limit": limit}
-    if state:
-        params["state"] = state
-    if needs_review:
-        params["needs_review"] = True
-    if dataset:
-        params["dataset"] = dataset
+    params = given(
+        mine=mine, limit=limit, state=state, needs_review=needs_review or None, dataset=dataset
+    )
     rows = ApiClient().get("/v1/access/grants", params=params)["grants"]
     if fmt == "json":
         show(rows, [], "json")
@@ -214,7 +205,7 @@ def grants(
 def revoke(
     grant_id: Annotated[str, typer.Argument(help="Grant id (grant-… or bg-…)")],
     reason: Annotated[str, typer.Option(help="Why, for the holder and the audit log")],
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask")] = False,
+    yes: Yes = False,
     fmt: Format = "table",
 ) -> None:
     """Revoke a grant now: the holder's very next read is denied."""
@@ -226,11 +217,11 @@ def revoke(
 
 @app.command("break-glass")
 def break_glass(
-    dataset: Annotated[str, typer.Argument(help="Dataset name")],
-    purpose: Annotated[str, typer.Option(help="training, evaluation, inference or analytics")],
+    dataset: DatasetName,
+    purpose: Purpose,
     reason: Annotated[str, typer.Option(help="The emergency (reviewers read this)")],
     columns: Annotated[str | None, typer.Option(help="Comma-separated subset")] = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask")] = False,
+    yes: Yes = False,
     fmt: Format = "table",
 ) -> None:
     """Emergency access at once: short, flagged on every read, reviewed afterwards."""
@@ -255,7 +246,7 @@ def sign_off(
 
 @app.command()
 def terms(
-    dataset: Annotated[str, typer.Argument(help="Dataset name")],
+    dataset: DatasetName,
     quorum: Annotated[int | None, typer.Option(min=0, max=10, help="Approvers needed")] = None,
     max_duration: Annotated[str | None, typer.Option(help="Longest grant, e.g. 14d")] = None,
     fmt: Format = "table",

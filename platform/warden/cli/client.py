@@ -46,6 +46,11 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def given(**params: Any) -> dict[str, Any]:
+    """The query parameters a command was given: those left unset (None, "", []) left out."""
+    return {k: v for k, v in params.items() if v is not None and v != "" and v != []}
+
+
 class ApiClient:
     """A thin httpx wrapper that turns the API's error shape into a clean CLI message."""
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from sqlalchemy.exc import IntegrityError
 
 from warden.cli.client import ApiClient, console, fail
-from warden.cli.output import Format, show, show_one
+from warden.cli.options import AuditReason
+from warden.cli.output import Format, print_one, show
 from warden.config import get_settings
 from warden.db.session import make_engine, make_sessionmaker, unit_of_work
 from warden.errors import WardenError
@@ -164,10 +165,10 @@ def list_(fmt: Format = "table") -> None:
 @app.command("show")
 def show_(name: str, fmt: Format = "table") -> None:
     """One dataset's schema and column classes."""
-    ds = ApiClient().get(f"/v1/datasets/{name}")
-    if fmt == "json":
-        show_one(ds, [], "json")
-        return
+    print_one(f"/v1/datasets/{name}", fmt, _dataset_details)
+
+
+def _dataset_details(ds: dict[str, Any]) -> None:
     console.print(
         f"[bold]{ds['name']}[/] {ds['version']} · {ds['rows']} rows · owner {ds['owner']}"
     )
@@ -192,7 +193,7 @@ def rotate_mask_key(
         typer.Option("--from", help="When reads start using the new key (UTC; default: now)"),
     ] = None,
     actor: Annotated[str, typer.Option(help="Who rotates, for the audit log")] = "operator",
-    reason: Annotated[str, typer.Option(help="Why, for the audit log")] = "",
+    reason: AuditReason = "",
 ) -> None:
     """Start a new mask key version for a tenant: every read from --from on pseudonymises
     identifiers with a key derived for that version, unrelated to the previous one.
@@ -237,10 +238,7 @@ def rotate_mask_key(
 
 
 @app.command("mask-keys")
-def mask_keys(
-    tenant: Annotated[str, typer.Option(help="Tenant")],
-    fmt: Format = "table",
-) -> None:
+def mask_keys(tenant: Annotated[str, typer.Option(help="Tenant")], fmt: Format = "table") -> None:
     """A tenant's mask key versions and when each took effect (version 1: from the start)."""
     from warden.gateway.keys import versions
     from warden.identity.service import get_tenant

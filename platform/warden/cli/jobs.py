@@ -10,8 +10,9 @@ from typing import Annotated, Any
 
 import typer
 
-from warden.cli.client import ApiClient, console, err_console, fail
-from warden.cli.output import Format, fetch_one, show
+from warden.cli.client import ApiClient, console, err_console, fail, given
+from warden.cli.options import Cpus, Everyone, Follow, Timeout, Yes
+from warden.cli.output import Format, print_one, show
 
 app = typer.Typer(help="Governed ML jobs: train, infer and eval in ML sandboxes.")
 
@@ -61,9 +62,9 @@ def run(
             min=1, max=8, help="train-domain: data-parallel CPU processes (torchrun, gloo)"
         ),
     ] = 1,
-    timeout: Annotated[int | None, typer.Option(min=1, help="Wall-clock limit, seconds")] = None,
+    timeout: Timeout = None,
     memory: Annotated[str | None, typer.Option(help="Memory limit, e.g. 4g")] = None,
-    cpus: Annotated[float | None, typer.Option(help="CPU limit")] = None,
+    cpus: Cpus = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the end; exit with it")] = False,
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Stream the log until the end (implies --wait)")
@@ -160,18 +161,13 @@ def _model_in(values: list[str]) -> Any:
 
 @app.command(name="list")
 def list_(
-    all_: Annotated[bool, typer.Option("--all", help="Everyone's (admins)")] = False,
+    all_: Everyone = False,
     state: Annotated[str | None, typer.Option(help="Only this state")] = None,
     kind: Annotated[str | None, typer.Option(help="Only this kind")] = None,
     fmt: Format = "table",
 ) -> None:
     """Your jobs, newest first."""
-    params: dict[str, Any] = {"all": all_}
-    if state:
-        params["state"] = state
-    if kind:
-        params["kind"] = kind
-    rows = ApiClient().get("/v1/jobs", params=params)["jobs"]
+    rows = ApiClient().get("/v1/jobs", params=given(all=all_, state=state, kind=kind))["jobs"]
     columns = ["id", "kind", "step", "state", "launcher", "datasets", "model_id", "created_at"]
     if fmt == "table":
         for row in rows:
@@ -180,14 +176,12 @@ def list_(
 
 
 @app.command(name="show")
-def show_(
-    job_id: JobId,
-    fmt: Format = "table",
-) -> None:
+def show_(job_id: JobId, fmt: Format = "table") -> None:
     """One job: spec, state and reason, sandbox, worker, result."""
-    row = fetch_one(f"/v1/jobs/{job_id}", fmt)
-    if row is None:
-        return
+    print_one(f"/v1/jobs/{job_id}", fmt, _job_table)
+
+
+def _job_table(row: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(show_header=False, title=f"job {row['id']}")
@@ -198,19 +192,13 @@ def show_(
 
 
 @app.command()
-def logs(
-    job_id: JobId,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep streaming")] = False,
-) -> None:
+def logs(job_id: JobId, follow: Follow = False) -> None:
     """A job's log: the worker's notes and the workload's progress lines."""
     ApiClient().stream_logs(f"/v1/jobs/{job_id}/logs", follow=follow)
 
 
 @app.command()
-def cancel(
-    job_id: JobId,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask")] = False,
-) -> None:
+def cancel(job_id: JobId, yes: Yes = False) -> None:
     """Cancel a job (a running one's sandbox is stopped)."""
     if not yes and not typer.confirm(f"cancel job {job_id}?"):
         raise typer.Exit(1)

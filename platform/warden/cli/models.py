@@ -10,7 +10,7 @@ from rich.markdown import Markdown
 from rich.table import Table
 
 from warden.cli.client import ApiClient, console, fail
-from warden.cli.output import Format, fetch_one, show
+from warden.cli.output import Format, print_one, show
 
 app = typer.Typer(help="Registered models, their metrics, reports and lineage.")
 MAX_METRICS = 24
@@ -33,14 +33,12 @@ def list_(
 
 
 @app.command(name="show")
-def show_(
-    model: ModelRef,
-    fmt: Format = "table",
-) -> None:
+def show_(model: ModelRef, fmt: Format = "table") -> None:
     """One model: its job, metrics, artifacts and reports."""
-    row = fetch_one(f"/v1/models/{model}", fmt)
-    if row is None:
-        return
+    print_one(f"/v1/models/{model}", fmt, _model_tables)
+
+
+def _model_tables(row: dict[str, Any]) -> None:
     _summary(row)
     _metrics(row)
     artifacts = Table(title="artifacts")
@@ -72,14 +70,12 @@ def report(
 
 
 @app.command()
-def lineage(
-    model: ModelRef,
-    fmt: Format = "table",
-) -> None:
+def lineage(model: ModelRef, fmt: Format = "table") -> None:
     """Data → job → model: dataset versions, grants, policy version, image and code, parents."""
-    body = fetch_one(f"/v1/models/{model}/lineage", fmt)
-    if body is None:
-        return
+    print_one(f"/v1/models/{model}/lineage", fmt, _lineage_tables)
+
+
+def _lineage_tables(body: dict[str, Any]) -> None:
     for row in [body["model"], *body["ancestors"]]:
         _summary(row)
         _datasets(row["lineage"])

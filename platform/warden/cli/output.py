@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 import typer
@@ -20,15 +20,21 @@ def check_format(fmt: str) -> None:
         fail(f"--format must be one of {', '.join(FORMATS)}")
 
 
-def fetch_one(path: str, fmt: str) -> dict[str, Any] | None:
-    """GET one object for a command with --format: printed as JSON there (and None
-    returned) for json, else returned to be printed as tables."""
+def print_one(path: str, fmt: str, as_tables: Callable[[dict[str, Any]], None]) -> None:
+    """GET one object for a command with --format: JSON for json, else printed by
+    `as_tables`."""
     check_format(fmt)
-    body: dict[str, Any] = ApiClient().get(path)
+    print_body(ApiClient().get(path), fmt, as_tables)
+
+
+def print_body(body: dict[str, Any], fmt: str, as_tables: Callable[[dict[str, Any]], None]) -> None:
+    """One answer for a command with --format: a JSON object for json, else printed by
+    `as_tables`."""
+    check_format(fmt)
     if fmt == "json":
         console.print_json(json.dumps(body, default=str))
-        return None
-    return body
+    else:
+        as_tables(body)
 
 
 def show(rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: str, title: str = "") -> None:

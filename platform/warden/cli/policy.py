@@ -9,7 +9,8 @@ import typer
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from warden.cli.client import ApiClient, console, err_console, fail
+from warden.cli.client import ApiClient, console, err_console, fail, given
+from warden.cli.options import AuditReason, DatasetName, Purpose
 from warden.cli.output import Format, show, show_one
 from warden.config import get_settings
 from warden.policy.exposure import IdColumn, catalog_from_db
@@ -28,8 +29,8 @@ BreakGlass = Annotated[
 @app.command()
 def check(
     subject: Annotated[str, typer.Argument(help="Principal name, e.g. alice")],
-    dataset: Annotated[str, typer.Argument(help="Dataset name")],
-    purpose: Annotated[str, typer.Option(help="training, evaluation, inference or analytics")],
+    dataset: DatasetName,
+    purpose: Purpose,
     columns: Annotated[
         str | None, typer.Option(help="Comma-separated columns (default: all)")
     ] = None,
@@ -120,7 +121,7 @@ def rules(fmt: Format = "table") -> None:
 @app.command()
 def apply(
     file: Annotated[Path, typer.Argument(help="CSV of rules to add (linted first)")],
-    reason: Annotated[str, typer.Option(help="Why, for the audit log")] = "",
+    reason: AuditReason = "",
     break_glass: BreakGlass = False,
 ) -> None:
     """Add the rules of a CSV file (all or nothing; audited). Rules that widen access are
@@ -210,11 +211,7 @@ def list_changes(
     fmt: Format = "table",
 ) -> None:
     """Changes you proposed, or every change of your tenant if you review policy."""
-    params: dict[str, Any] = {"mine": mine}
-    if state:
-        params["state"] = state
-    if needs_review:
-        params["needs_review"] = True
+    params = given(mine=mine, state=state, needs_review=needs_review or None)
     rows = ApiClient().get("/v1/policy/changes", params=params)["changes"]
     show([_row(c) for c in rows], CHANGE_COLUMNS, fmt, title="policy changes")
 

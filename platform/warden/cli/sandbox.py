@@ -10,7 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
-from warden.cli.client import ApiClient, console, err_console, fail
+from warden.cli.client import ApiClient, console, err_console, fail, given
+from warden.cli.options import Cpus, Everyone, Follow, SandboxId, Timeout
 from warden.cli.output import Format, show
 
 app = typer.Typer(help="Segmented Docker sandboxes: ml (governed data only) and app-dev (none).")
@@ -72,9 +73,9 @@ def run(
     purpose: Annotated[
         str | None, typer.Option(help="The purpose bound into the job token")
     ] = None,
-    timeout: Annotated[int | None, typer.Option(min=1, help="Wall-clock limit, seconds")] = None,
+    timeout: Timeout = None,
     memory: Annotated[str | None, typer.Option(help="Memory limit, e.g. 2g")] = None,
-    cpus: Annotated[float | None, typer.Option(help="CPU limit")] = None,
+    cpus: Cpus = None,
     env: Annotated[list[str] | None, typer.Option(help="NAME=VALUE the profile allows")] = None,
     workspace: Annotated[
         str | None,
@@ -120,15 +121,12 @@ def run(
 
 @app.command(name="list")
 def list_(
-    all_: Annotated[bool, typer.Option("--all", help="Everyone's (admins)")] = False,
+    all_: Everyone = False,
     status: Annotated[str | None, typer.Option(help="Only this status")] = None,
     fmt: Format = "table",
 ) -> None:
     """Your sandboxes, newest first."""
-    params: dict[str, Any] = {"all": all_}
-    if status:
-        params["status"] = status
-    rows = ApiClient().get("/v1/sandboxes", params=params)["sandboxes"]
+    rows = ApiClient().get("/v1/sandboxes", params=given(all=all_, status=status))["sandboxes"]
     for row in rows:
         row["command"] = " ".join(row["command"])[:60]
     columns = ["id", "segment", "status", "exit_code", "launcher", "created_at", "command"]
@@ -142,9 +140,7 @@ def sessions(
     fmt: Format = "table",
 ) -> None:
     """What your sandboxes cost: per sandbox and person, wall time, CPU-seconds, commands."""
-    params: dict[str, Any] = {"all": all_}
-    if sandbox:
-        params["sandbox"] = sandbox
+    params = given(all=all_, sandbox=sandbox)
     rows = ApiClient().get("/v1/sandboxes/sessions", params=params)["sessions"]
     if fmt == "table":
         for row in rows:
@@ -154,16 +150,13 @@ def sessions(
 
 
 @app.command()
-def logs(
-    sandbox_id: Annotated[str, typer.Argument(help="The sandbox id")],
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep streaming")] = False,
-) -> None:
+def logs(sandbox_id: SandboxId, follow: Follow = False) -> None:
     """A sandbox's output (stdout and stderr)."""
     ApiClient().stream_logs(f"/v1/sandboxes/{sandbox_id}/logs", follow=follow)
 
 
 @app.command()
-def stop(sandbox_id: Annotated[str, typer.Argument(help="The sandbox id")]) -> None:
+def stop(sandbox_id: SandboxId) -> None:
     """Stop a sandbox (its job token dies at once)."""
     row = ApiClient().post(f"/v1/sandboxes/{sandbox_id}/stop")
     console.print(f"{row['id']}: {row['status']}")
@@ -171,7 +164,7 @@ def stop(sandbox_id: Annotated[str, typer.Argument(help="The sandbox id")]) -> N
 
 @app.command(name="exec", context_settings={"allow_interspersed_args": False})
 def exec_(
-    sandbox_id: Annotated[str, typer.Argument(help="The sandbox id")],
+    sandbox_id: SandboxId,
     command: Annotated[list[str], typer.Argument(help="The command, after --")],
 ) -> None:
     """Run a command in your running app-dev sandbox through the API; exits with its code.
@@ -189,7 +182,7 @@ def exec_(
 
 @app.command()
 def forward(
-    sandbox_id: Annotated[str, typer.Argument(help="The sandbox id")],
+    sandbox_id: SandboxId,
     port: Annotated[int, typer.Argument(min=1, max=65535, help="Its port, e.g. a dev server's")],
     local_port: Annotated[
         int | None, typer.Option(min=0, max=65535, help="Here (default: the same port)")
@@ -228,7 +221,7 @@ def forward(
 
 @app.command()
 def shell(
-    timeout: Annotated[int | None, typer.Option(min=1, help="Wall-clock limit, seconds")] = None,
+    timeout: Timeout = None,
     workspace: Annotated[
         str | None, typer.Option(help="Open the shell in this workspace (/workspace)")
     ] = None,

@@ -12,6 +12,7 @@ import httpx
 import typer
 
 from warden.cli.client import ApiClient, console, describe_error, err_console, fail
+from warden.cli.options import Everyone
 from warden.cli.output import Format, show
 from warden.workspace.archive import pack, walk
 
@@ -95,10 +96,7 @@ def push(
 
 
 @app.command(name="list")
-def list_(
-    all_: Annotated[bool, typer.Option("--all", help="Everyone's (admins)")] = False,
-    fmt: Format = "table",
-) -> None:
+def list_(all_: Everyone = False, fmt: Format = "table") -> None:
     """Your workspaces and those shared with your tenant."""
     rows = ApiClient().get("/v1/workspaces", params={"all": all_})["workspaces"]
     columns = ["ref", "shared", "file_count", "byte_size", "updated_at"]

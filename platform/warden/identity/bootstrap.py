@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from warden.audit.keys import bind_settings
-from warden.audit.service import AuditRecord, append, ensure_head
+from warden.audit.outcomes import by
+from warden.audit.service import append, ensure_head
 from warden.config import Settings
 from warden.core.filesystem import ensure_private_dir
 from warden.db.migrate import upgrade
@@ -98,17 +99,9 @@ def create_tenant(
     done = seed_tenant(
         db, settings, tenant, admin, actor=actor, installation=False, founders=founders
     )
+    details = {"tenant": tenant, "admin": admin, **({"founder": founder} if founder else {})}
     append(
-        db,
-        AuditRecord(
-            action="tenant.create",
-            decision="allow",
-            actor=actor.name,
-            actor_kind=actor.kind,
-            tenant=actor.tenant,
-            policy_version=done.policy_version,
-            details={"tenant": tenant, "admin": admin, **({"founder": founder} if founder else {})},
-        ),
+        db, by(actor, "tenant.create", "allow", policy_version=done.policy_version, details=details)
     )
     return done
 

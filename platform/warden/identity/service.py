@@ -150,17 +150,11 @@ def lock_principal(db: Session, principal: Principal) -> None:
 
 
 def issue_token(
-    db: Session,
-    principal: Principal,
-    label: str = "",
-    ttl: timedelta | None = None,
-    *,
-    settings: Settings | None = None,
-    now: datetime | None = None,
-    issued_by: Principal | None = None,
+    db: Session, principal: Principal, label: str = "", *, settings: Settings | None = None
 ) -> str:
-    """Create a token and return its secret; only the hash is kept (see `mint_token`)."""
-    return mint_token(db, principal, label, ttl, settings=settings, now=now, issued_by=issued_by)[0]
+    """Create a token with the kind's default lifetime and return its secret; only the hash
+    is kept (see `mint_token`). For bootstrap and tooling: nobody else issues it."""
+    return mint_token(db, principal, label, settings=settings)[0]
 
 
 def mint_token(

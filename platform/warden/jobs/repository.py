@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from warden.db.queries import where_given
 from warden.jobs.models import Job
 from warden.sandbox.models import Sandbox
 
@@ -85,13 +86,12 @@ def list_jobs(
     kind: str | None,
     limit: int,
 ) -> list[Job]:
-    query = select(Job).where(Job.tenant == tenant)
-    if launcher is not None:
-        query = query.where(Job.launcher == launcher)
-    if state:
-        query = query.where(Job.state == state)
-    if kind:
-        query = query.where(Job.kind == kind)
+    query = where_given(
+        select(Job).where(Job.tenant == tenant),
+        (Job.launcher, launcher),
+        (Job.state, state or None),
+        (Job.kind, kind or None),
+    )
     return list(db.scalars(query.order_by(Job.created_at.desc(), Job.id).limit(limit)))
 
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from warden.db.queries import where_given
 from warden.sandbox.models import LIVE_STATUSES, Sandbox
 
 
@@ -15,11 +16,11 @@ def tenant_sandboxes(
     db: Session, tenant: str, launcher: str | None, status: str | None, limit: int
 ) -> list[Sandbox]:
     """Newest first; `launcher` None lists everyone's."""
-    query = select(Sandbox).where(Sandbox.tenant == tenant)
-    if launcher is not None:
-        query = query.where(Sandbox.launcher == launcher)
-    if status:
-        query = query.where(Sandbox.status == status)
+    query = where_given(
+        select(Sandbox).where(Sandbox.tenant == tenant),
+        (Sandbox.launcher, launcher),
+        (Sandbox.status, status or None),
+    )
     return list(db.scalars(query.order_by(Sandbox.created_at.desc()).limit(limit)))
 
 

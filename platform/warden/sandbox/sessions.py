@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from warden.db.base import new_id
+from warden.db.queries import where_given
 from warden.sandbox.models import Sandbox, SandboxSession
 
 log = logging.getLogger("warden.sandbox")
@@ -104,11 +105,11 @@ def summaries(
     db: Session, tenant: str, person: str | None, sandbox_id: str | None, limit: int
 ) -> list[Summary]:
     """Per sandbox and person, newest first; `person` None: everyone in the tenant."""
-    query = select(SandboxSession).where(SandboxSession.tenant == tenant)
-    if person is not None:
-        query = query.where(SandboxSession.person == person)
-    if sandbox_id is not None:
-        query = query.where(SandboxSession.sandbox_id == sandbox_id)
+    query = where_given(
+        select(SandboxSession).where(SandboxSession.tenant == tenant),
+        (SandboxSession.person, person),
+        (SandboxSession.sandbox_id, sandbox_id),
+    )
     rows = db.scalars(query.order_by(SandboxSession.created_at.desc()).limit(limit * 20))
     out: dict[tuple[str, str], Summary] = {}
     for row in rows:

@@ -7,7 +7,8 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, TypedDict, Unpack
 
 import httpx
 import polars as pl
@@ -18,6 +19,17 @@ DEFAULT_URL = "http://127.0.0.1:8765"
 # Ask for inline text in Arrow's view layout: polars takes it without a copy.
 _LAYOUT = {"x-warden-arrow-layout": "view"}
 Where = Iterable[Mapping[str, Any] | Sequence[Any]]
+
+
+class ReadOptions(TypedDict, total=False):
+    """What a read may narrow besides its purpose (each optional): columns, `where` clauses
+    (`{"column", "op", "value"}` or `(column, op, value)`), a row limit, a shard, a version."""
+
+    columns: Sequence[str] | None
+    where: Where | None
+    limit: int | None
+    shard: tuple[int, int] | None
+    version: str | None
 
 
 class WardenAPIError(Exception):
@@ -60,32 +72,14 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
-    def read(
-        self,
-        dataset: str,
-        *,
-        purpose: str,
-        columns: Sequence[str] | None = None,
-        where: Where | None = None,
-        limit: int | None = None,
-        shard: tuple[int, int] | None = None,
-        version: str | None = None,
-    ) -> pl.DataFrame:
+    def read(self, dataset: str, *, purpose: str, **options: Unpack[ReadOptions]) -> pl.DataFrame:
         """Read through policy: masked columns come back masked, and the read is audited.
         `shard=(rank, world)`: only this process's part of the answer (the rows whose position
         in the dataset's file is rank modulo world): the parts of all ranks of one dataset
         version are disjoint and together are the whole answer; pass `version` (a digest,
         `x-warden-dataset-version`, or an Iceberg snapshot id, `x-warden-dataset-snapshot`)
         so that every rank reads the same one."""
-        frame, _ = self.read_with_info(
-            dataset,
-            purpose=purpose,
-            columns=columns,
-            where=where,
-            limit=limit,
-            shard=shard,
-            version=version,
-        )
+        frame, _ = self.read_with_info(dataset, purpose=purpose, **options)
         return frame
 
     def iter_batches(
@@ -93,21 +87,13 @@ class Client:
         dataset: str,
         *,
         purpose: str,
-        columns: Sequence[str] | None = None,
-        where: Where | None = None,
-        limit: int | None = None,
-        shard: tuple[int, int] | None = None,
-        version: str | None = None,
         info: dict[str, str] | None = None,
+        **options: Unpack[ReadOptions],
     ) -> Iterator[pl.DataFrame]:
         """Like read, one polars frame per Arrow record batch as the stream arrives; memory
         stays about one batch. Stopping early closes the connection (the server records the
         read as incomplete). `info`, when given, is filled with the answer's headers."""
-        body = _body(purpose, columns, where, limit, shard, version)
-        with self._http.stream("POST", f"/v1/datasets/{dataset}/read", json=body) as response:
-            if response.status_code >= 400:
-                response.read()
-                raise _error(response)
+        with self._answer(dataset, _body(purpose, options)) as response:
             if info is not None:
                 info.update(_info(response))
             raw = io.BufferedReader(_ChunkReader(response.iter_raw()), buffer_size=1 << 20)
@@ -120,27 +106,26 @@ class Client:
                 yield pl.DataFrame(pl.from_arrow(reader.schema.empty_table()))
 
     def read_with_info(
-        self,
-        dataset: str,
-        *,
-        purpose: str,
-        columns: Sequence[str] | None = None,
-        where: Where | None = None,
-        limit: int | None = None,
-        shard: tuple[int, int] | None = None,
-        version: str | None = None,
+        self, dataset: str, *, purpose: str, **options: Unpack[ReadOptions]
     ) -> tuple[pl.DataFrame, dict[str, str]]:
         """Like read, plus the audit event id, versions and masked columns from the headers
         (a streamed answer names its stream, `x-warden-stream`, instead of its rows)."""
-        body = _body(purpose, columns, where, limit, shard, version)
-        path = f"/v1/datasets/{dataset}/read"
-        with self._http.stream("POST", path, json=body, headers=_LAYOUT) as response:
-            if response.status_code >= 400:
-                response.read()
-                raise _error(response)
+        with self._answer(dataset, _body(purpose, options), _LAYOUT) as response:
             info = _info(response)
             table = _read_table(response)
         return pl.DataFrame(pl.from_arrow(table)), info
+
+    @contextmanager
+    def _answer(
+        self, dataset: str, body: dict[str, Any], headers: Mapping[str, str] | None = None
+    ) -> Iterator[httpx.Response]:
+        """The answer to a read of `dataset`, streamed; an error answer raises."""
+        path = f"/v1/datasets/{dataset}/read"
+        with self._http.stream("POST", path, json=body, headers=headers) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise _error(response)
+            yield response
 
     def get(self, path: str, **params: Any) -> Any:
         response = self._http.get(path, params={k: v for k, v in params.items() if v is not None})
@@ -177,19 +162,16 @@ class Client:
         return dict(self.post(f"/v1/experiments/{name}/{action}", body or None))
 
 
-def _body(
-    purpose: str,
-    columns: Sequence[str] | None,
-    where: Where | None,
-    limit: int | None,
-    shard: tuple[int, int] | None,
-    version: str | None = None,
-) -> dict[str, Any]:
+def _body(purpose: str, options: ReadOptions) -> dict[str, Any]:
+    if unknown := sorted(options.keys() - ReadOptions.__optional_keys__):
+        # a misspelt option would otherwise read more than asked (e.g. every column)
+        raise TypeError(f"a read takes no option {', '.join(map(repr, unknown))}")
+    columns, shard, version = options.get("columns"), options.get("shard"), options.get("version")
     body: dict[str, Any] = {
         "purpose": purpose,
         "columns": list(columns) if columns is not None else None,
-        "where": [_clause(c) for c in (where or [])],
-        "limit": limit,
+        "where": [_clause(c) for c in (options.get("where") or [])],
+        "limit": options.get("limit"),
     }
     if shard is not None:
         rank, world = shard

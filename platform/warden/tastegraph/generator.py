@@ -552,28 +552,47 @@ def _cold_start(
 def _specs(out: Path, rows: dict[str, int]) -> list[DatasetSpec]:
     c = ColumnSpec
     synthetic = "Synthetic taste graph (generated); pin images are real sklearn digits."
+
+    def spec(
+        name: str,
+        description: str,
+        columns: tuple[ColumnSpec, ...],
+        *,
+        identifier_columns: tuple[str, ...] = (),
+        allowed_purposes: tuple[str, ...],
+        derived_from: tuple[str, ...] = (),
+    ) -> DatasetSpec:
+        """`name`'s file in `out`, with the row count written."""
+        return DatasetSpec(
+            name,
+            out / f"{name}.parquet",
+            f"{synthetic} {description}",
+            columns,
+            identifier_columns,
+            allowed_purposes,
+            rows[name],
+            derived_from,
+        )
+
     return [
-        DatasetSpec(
-            name="users",
-            path=out / "users.parquet",
-            description=f"{synthetic} One row per user: region and signup day.",
-            columns=(
+        spec(
+            "users",
+            "One row per user: region and signup day.",
+            (
                 c("user_id", "Int64", "pii", "user"),
                 c("region", "Utf8", "internal"),
                 c("signup_day", "Datetime(us)", "public"),
             ),
             identifier_columns=("user_id",),
             allowed_purposes=PERSON_PURPOSES,
-            row_count=rows["users"],
         ),
-        DatasetSpec(
-            name="pins",
-            path=out / "pins.parquet",
-            description=(
-                f"{synthetic} One row per pin: home board, category, merchant, and a real "
+        spec(
+            "pins",
+            (
+                "One row per pin: home board, category, merchant, and a real "
                 "8x8 handwritten-digit image (64 bytes, values 0-16, row-major) with its label."
             ),
-            columns=(
+            (
                 c("pin_id", "Int64", "public", "pin"),
                 c("board_id", "Int64", "internal", "board"),
                 c("category", "Utf8", "public"),
@@ -582,18 +601,15 @@ def _specs(out: Path, rows: dict[str, int]) -> list[DatasetSpec]:
                 c("image", "Binary", "public"),
                 c("created_at", "Datetime(us)", "public"),
             ),
-            identifier_columns=(),
             allowed_purposes=ALL_PURPOSES,
-            row_count=rows["pins"],
         ),
-        DatasetSpec(
-            name="engagements",
-            path=out / "engagements.parquet",
-            description=(
-                f"{synthetic} Training engagement log (save/click/closeup) over 90 days, "
+        spec(
+            "engagements",
+            (
+                "Training engagement log (save/click/closeup) over 90 days, "
                 "sorted by ts; gold edges are already removed."
             ),
-            columns=(
+            (
                 c("engagement_id", "Int64", "internal", "engagement"),
                 c("user_id", "Int64", "pii", "user"),
                 c("pin_id", "Int64", "public", "pin"),
@@ -606,38 +622,33 @@ def _specs(out: Path, rows: dict[str, int]) -> list[DatasetSpec]:
             ),
             identifier_columns=("user_id",),
             allowed_purposes=PERSON_PURPOSES,
-            row_count=rows["engagements"],
         ),
-        DatasetSpec(
-            name="pin_pairs",
-            path=out / "pin_pairs.parquet",
-            description=(
-                f"{synthetic} Co-engaged pin pairs from short random walks "
+        spec(
+            "pin_pairs",
+            (
+                "Co-engaged pin pairs from short random walks "
                 "(pin->board->pin) over the training log's pin-board graph; one row per "
                 "unordered pair with pin_a < pin_b, weight = mean of the two directed visit "
                 "frequencies."
             ),
-            columns=(
+            (
                 c("pin_a", "Int64", "public", "pin"),
                 c("pin_b", "Int64", "public", "pin"),
                 c("weight", "Float64", "public"),
             ),
-            identifier_columns=(),
             allowed_purposes=ALL_PURPOSES,
-            row_count=rows["pin_pairs"],
             # random walks over the graph of users' engagements: as strict as engagements
             derived_from=("engagements",),
         ),
-        DatasetSpec(
-            name="gold",
-            path=out / "gold.parquet",
-            description=(
-                f"{synthetic} Evaluation set: heldout_edge (user-pin edges removed from "
+        spec(
+            "gold",
+            (
+                "Evaluation set: heldout_edge (user-pin edges removed from "
                 "training), next_pin (a user's last engagement; query = previous pin) and "
                 "cold_start (pins with no training engagement; target = a warm pin of the "
                 "same board or taste). No (query, target) pair is in pin_pairs."
             ),
-            columns=(
+            (
                 c("slice", "Utf8", "public"),
                 c("user_id", "Int64", "pii", "user"),
                 c("query_pin_id", "Int64", "public", "pin"),
@@ -646,19 +657,17 @@ def _specs(out: Path, rows: dict[str, int]) -> list[DatasetSpec]:
             ),
             identifier_columns=("user_id",),
             allowed_purposes=("evaluation",),
-            row_count=rows["gold"],
             # held-out engagements: the same users' events
             derived_from=("engagements",),
         ),
-        DatasetSpec(
-            name="latent_users",
-            path=out / "latent_users.parquet",
-            description=(
-                f"{synthetic} The generator's latent model, per user: n_tastes (1-3) and the "
+        spec(
+            "latent_users",
+            (
+                "The generator's latent model, per user: n_tastes (1-3) and the "
                 "taste ids of the slots; an engagement picks one of the first n_tastes slots "
                 "uniformly. Evaluation only (the oracle scorer): never for training."
             ),
-            columns=(
+            (
                 c("user_id", "Int64", "pii", "user"),
                 c("n_tastes", "Int64", "internal"),
                 c("taste_1", "Int64", "internal"),
@@ -667,26 +676,22 @@ def _specs(out: Path, rows: dict[str, int]) -> list[DatasetSpec]:
             ),
             identifier_columns=("user_id",),
             allowed_purposes=("evaluation",),
-            row_count=rows["latent_users"],
         ),
-        DatasetSpec(
-            name="latent_pins",
-            path=out / "latent_pins.parquet",
-            description=(
-                f"{synthetic} The generator's latent model, per pin: its taste, its popularity "
+        spec(
+            "latent_pins",
+            (
+                "The generator's latent model, per pin: its taste, its popularity "
                 "weight (0 for cold-start pins) and the event noise rate. An engagement of taste "
                 "t picks a pin of taste t by popularity, or with probability event_noise any "
                 "pin by popularity. Evaluation only (the oracle scorer): never for training."
             ),
-            columns=(
+            (
                 c("pin_id", "Int64", "public", "pin"),
                 c("taste", "Int64", "internal"),
                 c("popularity", "Int64", "internal"),
                 c("event_noise", "Float64", "internal"),
             ),
-            identifier_columns=(),
             allowed_purposes=("evaluation",),
-            row_count=rows["latent_pins"],
         ),
     ]
 
@@ -727,20 +732,22 @@ def generate(
     pins = _Pins(_rng(seed, _C_PINS), cfg, tastes, boards, labels)
 
     signup_us = -users.signup_days_before * _US_PER_DAY
-    users_df = pl.DataFrame(
+    rows["users"] = _emit(
+        out,
+        "users",
+        say,
         [
             pl.Series("user_id", np.arange(1, users.n + 1, dtype=np.int64)),
             _strings(REGIONS, users.region).alias("region"),
             _datetime(signup_us).alias("signup_day"),
-        ]
+        ],
     )
-    _write(users_df, out / "users.parquet")
-    rows["users"] = users_df.height
-    say(f"users: {users_df.height:,} rows")
-    del users_df
 
     merchant_names = tuple(f"merchant_{m:05d}" for m in range(pins.n_merchants))
-    pins_df = pl.DataFrame(
+    rows["pins"] = _emit(
+        out,
+        "pins",
+        say,
         [
             pl.Series("pin_id", np.arange(1, pins.n + 1, dtype=np.int64)),
             pl.Series("board_id", pins.board.astype(np.int64) + 1),
@@ -749,12 +756,9 @@ def generate(
             pl.Series("digit", pins.digit.astype(np.int64)),
             _binary_images(pixels[pins.image_index]).alias("image"),
             _datetime(pins.created_us).alias("created_at"),
-        ]
+        ],
+        f" ({int(pins.cold.sum()):,} cold-start)",
     )
-    _write(pins_df, out / "pins.parquet")
-    rows["pins"] = pins_df.height
-    say(f"pins: {pins_df.height:,} rows ({int(pins.cold.sum()):,} cold-start)")
-    del pins_df
 
     events = _draw_events(_rng(seed, _C_EVENTS), cfg.generated_events, users, boards, pins)
     say(f"events drawn: {len(events):,}")
@@ -762,7 +766,10 @@ def generate(
     del events
 
     n = len(train)
-    eng_df = pl.DataFrame(
+    rows["engagements"] = _emit(
+        out,
+        "engagements",
+        say,
         [
             pl.Series("engagement_id", np.arange(1, n + 1, dtype=np.int64)),
             pl.Series("user_id", train["user"].astype(np.int64) + 1),
@@ -773,25 +780,20 @@ def generate(
             _strings(REGIONS, users.region[train["user"]]).alias("region"),
             _strings(SURFACES, train["surface"]).alias("surface"),
             pl.Series("dwell_ms", train["dwell"]),
-        ]
+        ],
     )
-    _write(eng_df, out / "engagements.parquet")
-    rows["engagements"] = eng_df.height
-    say(f"engagements: {eng_df.height:,} rows")
-    del eng_df
 
     pa_idx, pb_idx, weight = _pin_pairs(_rng(seed, _C_WALKS), cfg, train, pins.n, boards.n)
-    pairs_df = pl.DataFrame(
+    rows["pin_pairs"] = _emit(
+        out,
+        "pin_pairs",
+        say,
         [
             pl.Series("pin_a", pa_idx + 1),
             pl.Series("pin_b", pb_idx + 1),
             pl.Series("weight", weight),
-        ]
+        ],
     )
-    _write(pairs_df, out / "pin_pairs.parquet")
-    rows["pin_pairs"] = pairs_df.height
-    say(f"pin_pairs: {pairs_df.height:,} rows")
-    del pairs_df
 
     warm = np.zeros(pins.n, dtype=bool)
     warm[train["pin"]] = True
@@ -829,13 +831,10 @@ def generate(
         "target_pin_id",
         _datetime(gold_df["ts"].to_numpy()).alias("ts"),
     )
-    _write(gold_df, out / "gold.parquet")
-    rows["gold"] = gold_df.height
     counts = gold_df["slice"].value_counts(sort=True)
     detail = ", ".join(f"{s} {c:,}" for s, c in counts.iter_rows())
-    say(
-        f"gold: {gold_df.height:,} rows ({detail}; {int(in_pairs.sum()):,} dropped as in pin_pairs)"
-    )
+    dropped = f" ({detail}; {int(in_pairs.sum()):,} dropped as in pin_pairs)"
+    rows["gold"] = _emit(out, "gold", say, gold_df, dropped)
 
     rows |= _write_latent(out, users, pins, say)
     return _specs(out, rows)
@@ -843,23 +842,29 @@ def generate(
 
 def _write_latent(out: Path, users: _Users, pins: _Pins, say: Progress) -> dict[str, int]:
     """The latent model the events were drawn from (ids 1-based, like every other file)."""
-    latent_users = pl.DataFrame(
-        [
-            pl.Series("user_id", np.arange(1, users.n + 1, dtype=np.int64)),
-            pl.Series("n_tastes", users.k.astype(np.int64)),
-            *(pl.Series(f"taste_{j + 1}", users.tastes[:, j].astype(np.int64)) for j in range(3)),
-        ]
-    )
-    latent_pins = pl.DataFrame(
-        [
-            pl.Series("pin_id", np.arange(1, pins.n + 1, dtype=np.int64)),
-            pl.Series("taste", pins.taste.astype(np.int64)),
-            pl.Series("popularity", pins.popularity.astype(np.int64)),
-            pl.Series("event_noise", np.full(pins.n, EVENT_NOISE)),
-        ]
-    )
-    _write(latent_users, out / "latent_users.parquet")
-    _write(latent_pins, out / "latent_pins.parquet")
-    say(f"latent_users: {latent_users.height:,} rows (evaluation only)")
-    say(f"latent_pins: {latent_pins.height:,} rows (evaluation only)")
-    return {"latent_users": latent_users.height, "latent_pins": latent_pins.height}
+    only = " (evaluation only)"
+    latent_users = [
+        pl.Series("user_id", np.arange(1, users.n + 1, dtype=np.int64)),
+        pl.Series("n_tastes", users.k.astype(np.int64)),
+        *(pl.Series(f"taste_{j + 1}", users.tastes[:, j].astype(np.int64)) for j in range(3)),
+    ]
+    latent_pins = [
+        pl.Series("pin_id", np.arange(1, pins.n + 1, dtype=np.int64)),
+        pl.Series("taste", pins.taste.astype(np.int64)),
+        pl.Series("popularity", pins.popularity.astype(np.int64)),
+        pl.Series("event_noise", np.full(pins.n, EVENT_NOISE)),
+    ]
+    return {
+        "latent_users": _emit(out, "latent_users", say, latent_users, only),
+        "latent_pins": _emit(out, "latent_pins", say, latent_pins, only),
+    }
+
+
+def _emit(
+    out: Path, name: str, say: Progress, columns: list[pl.Series] | pl.DataFrame, note: str = ""
+) -> int:
+    """Write `name`'s file into `out` and say so; its row count."""
+    df = columns if isinstance(columns, pl.DataFrame) else pl.DataFrame(columns)
+    _write(df, out / f"{name}.parquet")
+    say(f"{name}: {df.height:,} rows{note}")
+    return df.height

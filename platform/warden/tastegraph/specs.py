@@ -95,34 +95,14 @@ class ScaleConfig:
         return self.n_engagements + self.holdout_rows
 
 
+# One row a scale: name, users, boards, pins, engagements (the training log), then the walks.
 SCALES: dict[str, ScaleConfig] = {
-    "small": ScaleConfig(
-        name="small",
-        n_users=1_500,
-        n_boards=4_000,
-        n_pins=5_000,
-        n_engagements=80_000,
-        walks_per_pin=10,
-        walk_length=2,
-    ),
-    "medium": ScaleConfig(
-        name="medium",
-        n_users=60_000,
-        n_boards=150_000,
-        n_pins=200_000,
-        n_engagements=1_200_000,
-        walks_per_pin=4,
-        walk_length=2,
-    ),
-    "large": ScaleConfig(
-        name="large",
-        n_users=400_000,
-        n_boards=1_000_000,
-        n_pins=1_000_000,
-        n_engagements=12_000_000,
-        walks_per_pin=3,
-        walk_length=2,
-    ),
+    scale.name: scale
+    for scale in (
+        ScaleConfig("small", 1_500, 4_000, 5_000, 80_000, walks_per_pin=10),
+        ScaleConfig("medium", 60_000, 150_000, 200_000, 1_200_000, walks_per_pin=4),
+        ScaleConfig("large", 400_000, 1_000_000, 1_000_000, 12_000_000, walks_per_pin=3),
+    )
 }
 
 

@@ -29,18 +29,7 @@ STATUSES = LIVE_STATUSES + END_STATUSES
 @router.post("", status_code=201, response_model=SandboxOut, summary="Launch a sandbox")
 def create(body: SandboxCreate, caller: CurrentCaller, request: Request) -> SandboxOut:
     runtime = get_process(request).sandboxes
-    launch = LaunchRequest(
-        segment=body.segment,
-        command=body.command,
-        datasets=body.datasets,
-        purpose=body.purpose,
-        timeout=body.timeout,
-        memory=body.memory,
-        cpus=body.cpus,
-        env=body.env,
-        interactive=body.interactive,
-        workspace=body.workspace,
-    )
+    launch = LaunchRequest(**dict(body))  # the body's fields are the request's
     return SandboxOut.of(service.launch(runtime, caller, launch))
 
 
