@@ -135,8 +135,12 @@ def test_experiment_split_shadow_decision_and_rollback(warden: WardenHarness) ->
     started = _start(warden, "ab1", a, b, shadow=shadow)
     assert started.status_code == 201, started.text
     history = pin_ids(warden)[10:14]
-    arms = {}
-    for user in ("u-1", "u-2", "u-3", "u-4", "u-5", "u-6"):
+    arms: dict[str, str] = {}
+    # The split hashes the experiment's (random) id with the user: six users all land on one
+    # arm about once in 32 runs, so go on until both arms are seen (64 users: 2^-63).
+    for user in (f"u-{i}" for i in range(1, 65)):
+        if len(arms) >= 6 and set(arms.values()) == {"control", "challenger"}:
+            break
         body = {"experiment": "ab1", "user": user, "history": history, "k": 5}
         first = warden.http.post("/v1/recommend", json=body, headers=warden.as_("alice")).json()
         second = warden.http.post("/v1/recommend", json=body, headers=warden.as_("alice")).json()
