@@ -9,7 +9,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import polars as pl
@@ -24,6 +24,22 @@ class Reader(Protocol):
     def read(
         self, dataset: str, *, purpose: str, columns: Sequence[str] | None = None
     ) -> pl.DataFrame: ...
+
+
+@runtime_checkable
+class ShardReader(Reader, Protocol):
+    """A reader the ranks of a data-parallel run can use: it reads one rank's shard of a
+    given version and says which version it read (``x-warden-dataset-version``)."""
+
+    def read_with_info(
+        self,
+        dataset: str,
+        *,
+        purpose: str,
+        columns: Sequence[str] | None = None,
+        shard: tuple[int, int] | None = None,
+        version: str | None = None,
+    ) -> tuple[pl.DataFrame, dict[str, str]]: ...
 
 
 @dataclass

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from warden_ml.common import Reader, Spec, say
+from warden_ml.common import Reader, ShardReader, Spec, say
 
 
 @dataclass
@@ -30,20 +30,65 @@ def images_from_binary(column: pl.Series) -> torch.Tensor:
     return torch.from_numpy(pixels.astype(np.float32) / 16.0)
 
 
-def read_pins(client: Reader, spec: Spec, default_purpose: str, with_digits: bool = True) -> Pins:
+def _read(
+    client: Reader,
+    name: str,
+    purpose: str,
+    columns: list[str],
+    shard: tuple[int, int] | None,
+    version: str | None,
+    info: dict[str, str] | None,
+) -> pl.DataFrame:
+    """A governed read; with `shard`, `version` or `info` (the ranks of a data-parallel run),
+    one that also says which version it read."""
+    if shard is None and version is None and info is None:
+        return client.read(name, purpose=purpose, columns=columns)
+    if not isinstance(client, ShardReader):
+        raise TypeError(f"reading {name} by rank needs a reader with read_with_info (the SDK's)")
+    df, got = client.read_with_info(
+        name, purpose=purpose, columns=columns, shard=shard, version=version
+    )
+    if info is not None:
+        info.update(got)
+    return df
+
+
+def _shard_note(shard: tuple[int, int] | None) -> str:
+    return "" if shard is None else f" shard {shard[0]}/{shard[1]}"
+
+
+def read_pins(
+    client: Reader,
+    spec: Spec,
+    default_purpose: str,
+    with_digits: bool = True,
+    *,
+    version: str | None = None,
+    info: dict[str, str] | None = None,
+) -> Pins:
     name, purpose = spec.dataset("pins", default_purpose)
     cols = ["pin_id", "image"] + (["digit"] if with_digits else [])
-    df = client.read(name, purpose=purpose, columns=cols).sort("pin_id")
+    df = _read(client, name, purpose, cols, None, version, info).sort("pin_id")
     say(f"read {name} ({purpose}): {df.height:,} pins")
     digits = df["digit"].to_numpy().astype(np.int64) if with_digits else None
     return Pins(df["pin_id"].to_numpy().astype(np.int64), images_from_binary(df["image"]), digits)
 
 
-def read_pairs(client: Reader, spec: Spec, pins: Pins, default_purpose: str) -> np.ndarray:
-    """(M, 3) float64 rows: index a, index b, weight (pairs with unknown pins dropped)."""
+def read_pairs(
+    client: Reader,
+    spec: Spec,
+    pins: Pins,
+    default_purpose: str,
+    *,
+    shard: tuple[int, int] | None = None,
+    version: str | None = None,
+    info: dict[str, str] | None = None,
+) -> np.ndarray:
+    """(M, 3) float64 rows: index a, index b, weight (pairs with unknown pins dropped);
+    `shard=(rank, world)`: only that rank's part of the pairs (the gateway's shard)."""
     name, purpose = spec.dataset("pin_pairs", default_purpose)
-    df = client.read(name, purpose=purpose, columns=["pin_a", "pin_b", "weight"])
-    say(f"read {name} ({purpose}): {df.height:,} pairs")
+    df = _read(client, name, purpose, ["pin_a", "pin_b", "weight"], shard, version, info)
+    say(f"read {name} ({purpose}){_shard_note(shard)}: {df.height:,} pairs")
     a = pins.index(df["pin_a"].to_numpy().astype(np.int64))
     b = pins.index(df["pin_b"].to_numpy().astype(np.int64))
     w = df["weight"].to_numpy().astype(np.float64)

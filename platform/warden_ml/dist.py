@@ -1,18 +1,21 @@
 """Data-parallel training on CPU processes (torchrun, gloo) for the domain tower.
 
-The global batch is split in contiguous shards, one per rank. Each rank encodes its shard,
-all-gathers the other ranks' embeddings (no gradient) and puts its own, with gradient, in
-its slot, so every rank computes the *same* loss as one process on the global batch. A
-rank's gradient then covers only its own shard's path; summing gradients across ranks
-(all_reduce SUM) gives exactly the single-process gradient, and identical optimizer steps
-keep parameters identical on every rank.
+Each rank reads its own shard of the training pairs and draws its own local batch from it
+(`warden_ml.shards`). A step encodes the local batch, all-gathers every rank's embeddings (the
+others' without gradient, its own with) and computes the loss on their concatenation, the
+global batch: every rank computes the *same* loss, the one a single process computes on that
+global batch. A rank's gradient covers only its own part's path; summing gradients across
+ranks (all_reduce SUM) gives exactly the single-process gradient of that loss, and identical
+optimizer steps keep parameters identical on every rank (`parameters_agree` checks it).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -28,10 +31,6 @@ class World:
     @property
     def distributed(self) -> bool:
         return self.size > 1
-
-    def shard(self, n: int) -> slice:
-        per = -(-n // self.size)
-        return slice(min(n, self.rank * per), min(n, (self.rank + 1) * per))
 
 
 def init_world() -> World:
@@ -49,21 +48,78 @@ def close_world(world: World) -> None:
         dist.destroy_process_group()
 
 
+def all_counts(world: World, *counts: int) -> list[list[int]]:
+    """Every rank's `counts`, by rank (one process: its own)."""
+    if not world.distributed:
+        return [list(counts)]
+    mine = torch.tensor(counts, dtype=torch.int64)
+    parts = [torch.zeros_like(mine) for _ in range(world.size)]
+    dist.all_gather(parts, mine)
+    return [[int(c) for c in part] for part in parts]
+
+
+def all_totals(world: World, value: float) -> np.ndarray:
+    """Every rank's `value` (float64), by rank."""
+    if not world.distributed:
+        return np.asarray([value])
+    mine = torch.tensor([value], dtype=torch.float64)
+    parts = [torch.zeros_like(mine) for _ in range(world.size)]
+    dist.all_gather(parts, mine)
+    return np.asarray([float(part.item()) for part in parts])
+
+
+def any_rank(flags: np.ndarray, world: World) -> np.ndarray:
+    """Element-wise OR of a boolean vector over the ranks."""
+    if not world.distributed:
+        return flags
+    summed = torch.from_numpy(flags.astype(np.int64))
+    dist.all_reduce(summed, op=dist.ReduceOp.SUM)
+    return np.asarray(summed.numpy() > 0)
+
+
+def from_rank0(value: Any, world: World) -> Any:
+    """Rank 0's `value` on every rank."""
+    if not world.distributed:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def gather_with_local_grad(local: torch.Tensor, world: World, sizes: list[int]) -> torch.Tensor:
+    """Every rank's rows in rank order; only this rank's carry gradient. Gloo gathers equal
+    shapes only, so each part is padded to the largest and cut back after."""
     if not world.distributed:
         return local
-    parts = [torch.zeros(s, *local.shape[1:], dtype=local.dtype) for s in sizes]
-    dist.all_gather(parts, local.detach().contiguous())
-    parts[world.rank] = local
-    return torch.cat(parts, dim=0)
+    top = max(sizes)
+    padded = torch.zeros(top, *local.shape[1:], dtype=local.dtype)
+    padded[: local.shape[0]] = local.detach()
+    parts = [torch.zeros_like(padded) for _ in sizes]
+    dist.all_gather(parts, padded)
+    rows = [part[:n] for part, n in zip(parts, sizes, strict=True)]
+    rows[world.rank] = local
+    return torch.cat(rows, dim=0)
 
 
 def sync_grads(model: nn.Module, world: World) -> None:
     if not world.distributed:
         return
     for p in model.parameters():
-        if p.grad is not None:
-            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+        if p.grad is None:  # a rank with no rows this step still joins every all_reduce
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+
+
+def parameters_agree(model: nn.Module, world: World) -> bool:
+    """True when every rank holds exactly rank 0's parameters."""
+    if not world.distributed:
+        return True
+    mine = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    theirs = mine.clone()
+    dist.broadcast(theirs, src=0)
+    same = torch.tensor([int(torch.equal(mine, theirs))], dtype=torch.int64)
+    dist.all_reduce(same, op=dist.ReduceOp.MIN)
+    return bool(same.item())
 
 
 def domain_step(
@@ -75,18 +131,19 @@ def domain_step(
     world: World,
     temperature: float = 0.1,
 ) -> float:
-    """One contrastive step on a GLOBAL batch (every rank passes the same tensors)."""
-    n = anchors.shape[0]
-    sl = world.shard(n)
-    sizes = [len(range(*World(r, world.size).shard(n).indices(n))) for r in range(world.size)]
-    za = gather_with_local_grad(model(anchors[sl]), world, sizes)
-    zb = gather_with_local_grad(model(positives[sl]), world, sizes)
-    zh = None
-    if hard is not None and hard.shape[0]:
-        m = hard.shape[0]
-        hsl = world.shard(m)
-        hsizes = [len(range(*World(r, world.size).shard(m).indices(m))) for r in range(world.size)]
-        zh = gather_with_local_grad(model(hard[hsl]), world, hsizes)
+    """One contrastive step on this rank's LOCAL batch (its own rows; one process: the whole
+    batch); the loss is over the global batch, every rank's rows in rank order."""
+    if not world.distributed:
+        za, zb = model(anchors), model(positives)
+        zh = model(hard) if hard is not None and hard.shape[0] else None
+    else:
+        if hard is None:
+            hard = anchors[:0]
+        sizes = all_counts(world, anchors.shape[0], hard.shape[0])
+        za = gather_with_local_grad(model(anchors), world, [s[0] for s in sizes])
+        zb = gather_with_local_grad(model(positives), world, [s[0] for s in sizes])
+        hard_sizes = [s[1] for s in sizes]
+        zh = gather_with_local_grad(model(hard), world, hard_sizes) if any(hard_sizes) else None
     loss = info_nce(za, zb, zh, temperature=temperature)
     opt.zero_grad(set_to_none=False)
     loss.backward()

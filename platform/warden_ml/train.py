@@ -28,10 +28,16 @@ from warden_ml.data import (
     gather_items,
     next_pin_examples,
     read_engagements,
-    read_pairs,
     read_pins,
 )
-from warden_ml.dist import World, close_world, domain_step, init_world
+from warden_ml.dist import (
+    World,
+    any_rank,
+    close_world,
+    domain_step,
+    init_world,
+    parameters_agree,
+)
 from warden_ml.losses import nt_xent
 from warden_ml.models import (
     CNNTower,
@@ -44,6 +50,7 @@ from warden_ml.models import (
     stack_from_blob,
     tower_from_blob,
 )
+from warden_ml.shards import PairBatches, read_domain_data
 
 # --------------------------------------------------------------------------- helpers
 
@@ -319,30 +326,37 @@ def train_generic(spec: Spec, out: Path, client: Reader) -> dict[str, Any]:
 def _mine_hard(
     tower: nn.Module,
     pins: Pins,
-    linked: set[int],
+    linked: np.ndarray,
     rng: np.random.Generator,
     lo: int,
     hi: int,
+    world: World = World(),
 ) -> np.ndarray:
     """For every pin, one hard negative: a random neighbour ranked in [lo, hi) under the
-    current tower that pin_pairs does not link to it (falls back to a random pin)."""
+    current tower that pin_pairs does not link to it (falls back to a random pin). `linked`
+    holds this rank's pairs' keys; a link in any rank's shard disqualifies a neighbour."""
     emb = embed_all(tower, pins.images)
     n = emb.shape[0]
     hi = min(hi, n - 1)
     out = rng.integers(0, n, n)
     if hi <= lo:
         return out
+    chosen = np.empty(n, dtype=np.int64)
     for s in range(0, n, 1024):
         sim = emb[s : s + 1024] @ emb.T
         top: np.ndarray = torch.topk(sim, hi + 1, dim=1).indices[:, lo + 1 :].numpy()
         pick = rng.integers(0, top.shape[1], top.shape[0])
-        chosen = top[np.arange(top.shape[0]), pick]
-        for r in range(top.shape[0]):
-            i = s + r
-            j = int(chosen[r])
-            if j != i and (min(i, j) * n + max(i, j)) not in linked:
-                out[i] = j
+        chosen[s : s + top.shape[0]] = top[np.arange(top.shape[0]), pick]
+    rows = np.arange(n)
+    is_linked = any_rank(np.isin(_pair_keys(rows, chosen, n), linked), world)
+    ok = (chosen != rows) & ~is_linked
+    out[ok] = chosen[ok]
     return out
+
+
+def _pair_keys(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
+    """One number per unordered pair of pin rows."""
+    return np.minimum(a, b) * n + np.maximum(a, b)
 
 
 def train_domain(spec: Spec, out: Path, client: Reader) -> dict[str, Any]:
@@ -360,18 +374,16 @@ def _train_domain(
     spec: Spec, out: Path, client: Reader, world: World, timer: Timer
 ) -> dict[str, Any]:
     seed_everything(spec.seed, spec.p("threads", None))
-    pins = read_pins(client, spec, "training")
-    pairs = read_pairs(client, spec, pins, "training")
-    if pairs.shape[0] == 0:
+    pins, pairs = read_domain_data(client, spec, world)  # under torchrun: this rank's shard
+    rng = np.random.default_rng(spec.seed)  # the same on every rank: splits, mining
+    batches = PairBatches(pairs, world, rng, np.random.default_rng([spec.seed, world.rank]))
+    if batches.total == 0:
         raise ValueError("pin_pairs is empty: nothing to learn from")
-    a_idx, b_idx = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
-    prob = pairs[:, 2] / pairs[:, 2].sum()
     n = pins.images.shape[0]
-    linked = set((np.minimum(a_idx, b_idx) * n + np.maximum(a_idx, b_idx)).tolist())
+    linked = np.unique(_pair_keys(batches.a_idx, batches.b_idx, n))
     cfg = {k: int(spec.p(k, v)) for k, v in {"c1": 16, "c2": 26, "out_dim": 64}.items()}
     tower = CNNTower(**cfg)
     say(f"domain tower: CNN {n_params(tower):,} parameters; world size {world.size}")
-    rng = np.random.default_rng(spec.seed)
     opt = torch.optim.AdamW(tower.parameters(), lr=float(spec.p("lr", 3e-3)), weight_decay=1e-4)
     batch = int(spec.p("batch", 256))
     steps = int(spec.p("steps", 200))
@@ -384,19 +396,18 @@ def _train_domain(
     phase = Phase("domain tower", "InfoNCE on pin_pairs (the graph), in-batch + hard negatives")
     for step in range(1, steps + 1):
         if n_hard and (step - 1) % mine_every == 0 and step > 1:
-            hard_of = _mine_hard(tower, pins, linked, rng, int(band[0]), int(band[1]))
+            hard_of = _mine_hard(tower, pins, linked, rng, int(band[0]), int(band[1]), world)
         tower.train()
-        pick = rng.choice(pairs.shape[0], size=batch, p=prob)
-        flip = rng.random(batch) < 0.5
-        a = np.where(flip, b_idx[pick], a_idx[pick])
-        b = np.where(flip, a_idx[pick], b_idx[pick])
-        hard = pins.images[torch.from_numpy(hard_of[a[:n_hard]])] if n_hard else None
+        a, b, with_hard = batches.draw(batch, n_hard)
+        hard = pins.images[torch.from_numpy(hard_of[a[:with_hard]])] if n_hard else None
         loss = domain_step(tower, opt, pins.images[torch.from_numpy(a)],
                            pins.images[torch.from_numpy(b)], hard, world, temperature)  # fmt: skip
         losses.append(loss)
         phase.step(batch, loss, _every(steps) // 2 or 1)
         if step % _every(steps) == 0 or step == steps:
             say(f"domain step {step}/{steps} loss {np.mean(losses[-_every(steps) :]):.4f}")
+    if not parameters_agree(tower, world):
+        raise RuntimeError("the ranks' parameters diverged: their steps were not the same")
     tower.eval()
     record = phase.finish()
     metrics: dict[str, Any] = {
@@ -411,7 +422,8 @@ def _train_domain(
         "batch": batch,
         "hard_negatives": n_hard,
         "world_size": world.size,
-        "pairs": int(pairs.shape[0]),
+        "pairs": batches.total,
+        **({"pairs_per_rank": batches.pairs_per_rank} if world.distributed else {}),
         "digit_1nn_acc": round(digit_knn_accuracy(embed_all(tower, pins.images), pins.digits), 4),
         "artifacts": ["domain_tower.pt"],
     }

@@ -100,3 +100,10 @@ def test_train_domain_runs_data_parallel_under_torchrun(
     assert model["metrics"]["world_size"] == 2
     logs = ml_warden.http.get(f"/v1/jobs/{job['id']}/logs", headers=ml_warden.as_("alice")).text
     assert "torch.distributed.run" in logs and "world size 2" in logs
+    # each rank read its own shard of the pairs (one version), the audit log says which
+    reads = [e for e in ml_warden.audit_events(dataset="pin_pairs", limit="500")
+             if e["decision"] == "allow" and "shard" in (e["details"] or {})]  # fmt: skip
+    assert sorted(e["details"]["shard"]["rank"] for e in reads) == [0, 1]
+    assert {e["details"]["shard"]["world"] for e in reads} == {2}
+    assert len({e["dataset_version"] for e in reads}) == 1
+    assert sum(e["rows"] for e in reads) == model["metrics"]["pairs"]

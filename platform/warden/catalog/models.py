@@ -16,7 +16,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from warden.db.base import Base, IdMixin, TimestampMixin
+from warden.db.base import Base, IdMixin, TimestampMixin, utcnow
 
 
 class Dataset(IdMixin, TimestampMixin, Base):
@@ -79,6 +79,18 @@ class MaskKeyVersion(IdMixin, TimestampMixin, Base):
     effective_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_by: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class DeploymentKey(Base):
+    """A keyed fingerprint of a key every host of the deployment must hold, never the key
+    (today one row, `mask`: the master mask key; see warden.gateway.keys.fingerprint)."""
+
+    __tablename__ = "deployment_key"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    recorded_by: Mapped[str] = mapped_column(String(64))
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 # pyiceberg's SQL catalog keeps its tables in Warden's database (catalog/tables.py). They are

@@ -1,4 +1,4 @@
-"""`warden data …`: seed the taste graph; list what you may read; rotate mask keys."""
+"""`warden data …`: seed the taste graph; list what you may read; rotate and record mask keys."""
 
 from __future__ import annotations
 
@@ -262,3 +262,52 @@ def mask_keys(tenant: Annotated[str, typer.Option(help="Tenant")], fmt: Format =
     finally:
         engine.dispose()
     show(rows, ["version", "effective_from", "created_by", "reason"], fmt)
+
+
+@app.command("record-mask-key")
+def record_mask_key(
+    replace: Annotated[
+        bool,
+        typer.Option(
+            help="Make this key the deployment's although another is recorded: every"
+            " pseudonym changes, and every host must then restart with this key"
+        ),
+    ] = False,
+    actor: Annotated[str, typer.Option(help="Who records it, for the audit log")] = "operator",
+    reason: Annotated[str, typer.Option(help="Why, for the audit log")] = "",
+) -> None:
+    """Record this host's master mask key (its keyed fingerprint, never the key) as the one
+    every host of the deployment must hold. For a deployment that masked reads before
+    fingerprints were kept, or whose record was lost: run it where the key is the one those
+    reads were masked with. Audited as `mask_key.record`; runs against the database directly.
+    """
+    from warden.audit.keys import bind_settings
+    from warden.gateway import master_key
+
+    settings = get_settings()
+    master = master_key.load_mask_key(settings)
+    engine = make_engine(settings.resolved_database_url)
+    bind_settings(engine, settings)
+    try:
+        with unit_of_work(make_sessionmaker(engine)) as db:
+            check = master_key.inspect(db, master)
+            own = master_key.short(check.own)
+            if check.recorded is not None and not check.foreign:
+                console.print(f"mask key {own} is already the deployment's")
+                return
+            if check.foreign and not replace:
+                assert check.recorded is not None
+                fail(
+                    f"the deployment's mask key is another one (fingerprint"
+                    f" {master_key.short(check.recorded)}, recorded by {check.recorded_by});"
+                    f" this host's is {own}. Start this host with the deployment's"
+                    " WARDEN_MASK_KEY, or pass --replace to make this key the deployment's"
+                    " (every pseudonym changes)."
+                )
+            how = "warden data record-mask-key" + (" --replace" if check.foreign else "")
+            master_key.record(db, master, actor=actor, how=how, reason=reason)
+    except IntegrityError:
+        fail("another host recorded its mask key at the same moment; look, then retry")
+    finally:
+        engine.dispose()
+    console.print(f"mask key {own} recorded as the deployment's")

@@ -3,11 +3,9 @@ mask key. The API, `warden worker`, the CLI's local commands and the demo all bu
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,6 +15,7 @@ from warden.catalog.service import DatasetView
 from warden.config import Settings
 from warden.db.generation import GenerationCache
 from warden.db.session import make_engine, make_sessionmaker
+from warden.gateway.master_key import load_mask_key
 from warden.identity.service import TokenRow
 from warden.policy.service import PolicyService
 
@@ -41,18 +40,6 @@ class Platform:
         return self.clock()
 
 
-def load_mask_key(settings: Settings) -> bytes:
-    """The masking key: from WARDEN_MASK_KEY, else a random one kept in the data directory."""
-    if settings.mask_key:
-        return settings.mask_key.encode()
-    path = Path(settings.data_dir) / "mask.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
-    return path.read_text().strip().encode()
-
-
 def build_platform(settings: Settings) -> Platform:
     engine = make_engine(
         settings.resolved_database_url, sqlite_busy_timeout_s=settings.sqlite_busy_timeout_s
@@ -65,3 +52,6 @@ def build_platform(settings: Settings) -> Platform:
         policy=PolicyService(engine, model_path=settings.model_path),
         mask_key=load_mask_key(settings),
     )
+
+
+__all__ = ["Platform", "build_platform", "load_mask_key"]

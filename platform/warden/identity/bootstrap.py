@@ -18,6 +18,8 @@ from warden.core.filesystem import ensure_private_dir
 from warden.db.migrate import upgrade
 from warden.db.session import make_engine, make_sessionmaker, unit_of_work
 from warden.errors import Conflict, Unprocessable
+from warden.gateway import master_key
+from warden.gateway.master_key import load_mask_key
 from warden.identity.models import Principal, Tenant
 from warden.identity.service import Caller, check_name, create_principal, issue_token
 from warden.policy.changes import apply_change
@@ -71,6 +73,8 @@ def initialize(
                 extra_policy_files=extra_policy_files,
                 founders=founders,
             )
+            # every later host must hold this master mask key (gateway/master_key.py)
+            master_key.record(db, load_mask_key(settings), actor="warden init", how="warden init")
     finally:
         engine.dispose()
     return done
