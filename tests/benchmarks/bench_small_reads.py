@@ -186,9 +186,14 @@ def before_tree(rev: str) -> Iterator[Path]:
 def run(before: str, reads: int, backends: list[str], clients: list[int]) -> list[dict[str, Any]]:
     rows = []
     with before_tree(before) as old:
-        versions = [(f"before {before[:10]}", str(old / "platform"), 1)]
-        versions.append(("after", str(REPO / "platform"), 1))
-        versions.append(("after", str(REPO / "platform"), 2))
+        versions = [
+            (label, path, workers)
+            for workers in (1, 2)
+            for label, path in (
+                (f"before {before[:10]}", str(old / "platform")),
+                ("after", str(REPO / "platform")),
+            )
+        ]
         for backend in backends:
             for n in clients:
                 for version, path, workers in versions:
