@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from warden.audit.keys import bind_settings, foreign_chain_key, load_chain_keyring
+from warden.audit.keys import ChainKeyring, bind_settings, foreign_chain_key
 from warden.cli.client import fail
 from warden.config import Settings, get_settings, safe_url
 from warden.core.filesystem import UnsafeDataDir, check_data_at_rest, restrict_umask
@@ -69,26 +70,27 @@ def refuse_unsafe_data_dir(settings: Settings) -> None:
         check_data_at_rest(settings)
     except UnsafeDataDir as exc:
         fail(exc.detail)
-    refuse_a_foreign_chain_key(settings)
-    refuse_a_foreign_mask_key(settings)
+    url = settings.resolved_database_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return  # nothing written yet (and connecting would create the file)
+    engine = make_engine(url)
+    keyring = bind_settings(engine, settings)  # a first start records the mask key, audited
+    try:
+        refuse_a_foreign_chain_key(settings, engine, keyring)
+        refuse_a_foreign_mask_key(settings, engine)
+    finally:
+        engine.dispose()
 
 
-def refuse_a_foreign_chain_key(settings: Settings) -> None:
+def refuse_a_foreign_chain_key(settings: Settings, engine: Engine, keyring: ChainKeyring) -> None:
     """Several hosts share one chain: one that made its own key would chain events that
     `audit verify` everywhere else reports as rewritten. Fail closed, saying how to fix it.
     A database not reachable (or not migrated) yet is not this check's to refuse."""
-    url = settings.resolved_database_url
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        return  # nothing chained yet (and connecting would create the file)
-    keyring = load_chain_keyring(settings)
-    engine = make_engine(url)
     try:
         with engine.connect() as conn:
             foreign = foreign_chain_key(conn, keyring)
     except SQLAlchemyError:
         return
-    finally:
-        engine.dispose()
     if foreign is not None:
         fail(
             f"refusing to start: the audit chain was last written with key {foreign}, which"
@@ -99,28 +101,22 @@ def refuse_a_foreign_chain_key(settings: Settings) -> None:
         )
 
 
-def refuse_a_foreign_mask_key(settings: Settings) -> None:
+def refuse_a_foreign_mask_key(settings: Settings, engine: Engine) -> None:
     """Several hosts share one master mask key: one with a key of its own would give the same
     entity other pseudonyms, and joins across hosts would silently find nothing. Fail closed,
     saying what to share (gateway/master_key.py). Database not reachable: as above."""
-    url = settings.resolved_database_url
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        return
     master = load_mask_key(settings)
-    engine = make_engine(url)
-    bind_settings(engine, settings)  # a first start records the key, audited
     host = f"host {socket.gethostname()}"
+    sessions = make_sessionmaker(engine)
     try:
         try:
-            with unit_of_work(make_sessionmaker(engine)) as db:
+            with unit_of_work(sessions) as db:
                 check = master_key.settle(db, master, actor=host)
         except IntegrityError:  # another host recorded its key first: compare with that one
-            with unit_of_work(make_sessionmaker(engine)) as db:
+            with unit_of_work(sessions) as db:
                 check = master_key.settle(db, master, actor=host)
     except SQLAlchemyError:
         return
-    finally:
-        engine.dispose()
     share = (
         "Give every host of a deployment the same WARDEN_MASK_KEY (or the same key file,"
         f" {master_key.key_file(settings)}): a key of its own would pseudonymise identifiers"
