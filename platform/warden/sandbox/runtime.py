@@ -388,7 +388,10 @@ class SandboxRuntime:
             append(db, _exit_event(row, "allow", duration_s=round(duration, 3)))
             if sandbox_id in self._egress_rows:
                 for proxy in list(self._egress.values()):
-                    proxy.caught_up(timeout=2.0)  # its last requests, read from the log
+                    # its last requests, read from the log; each is audited (a database write,
+                    # a container lookup) before it counts as read, slow on a loaded machine:
+                    # a generous bound, paid only while written lines are still unread
+                    proxy.caught_up(timeout=30.0)
             with self._lock:
                 asked = self._destinations.pop(sandbox_id, set())
             close_sessions(db, sandbox_id, ("run", "shell"), duration, cpu, sorted(asked))
