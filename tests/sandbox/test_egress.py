@@ -160,3 +160,35 @@ def test_profiles_keep_egress_to_app_dev_and_well_formed(tmp_path: Any) -> None:
     hit = parse_line("1764681600.123 172.21.0.2 TCP_DENIED/403 CONNECT evil.example:443\n")
     assert hit is not None and not hit.allowed and hit.client == "172.21.0.2"
     assert parse_line("1 127.0.0.1 NONE_NONE/000 NONE error:transaction-end-before-headers") is None
+
+
+def test_a_busy_database_delays_an_egress_event_and_never_drops_it(tmp_path: Any) -> None:
+    """The proxy's log follower hands each hit on until it is audited: a write that fails (the
+    SQLite writer queue timing out on a loaded host) is tried again, and the hit counts as read
+    only once it is taken, exactly once."""
+    from warden.sandbox.egress import EgressProxy, Hit
+
+    taken: list[Hit] = []
+    failures = {"left": 3}
+
+    def on_hit(hit: Hit) -> None:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise RuntimeError("database is locked (writer queue)")
+        taken.append(hit)
+
+    proxy = EgressProxy(tmp_path, [], [], on_hit)
+    log = tmp_path / "access.log"
+    log.write_text(
+        "1.0 172.21.0.2 TCP_DENIED/403 GET http://127.0.0.1:9/\n"
+        "2.0 172.21.0.2 TCP_MISS/200 GET http://127.0.0.1:8/\n"
+    )
+    follower = threading.Thread(target=proxy._follow, args=(log,), daemon=True)
+    follower.start()
+    try:
+        assert proxy.caught_up(timeout=60)
+    finally:
+        proxy._stop.set()
+        follower.join(timeout=10)
+    assert [h.destination for h in taken] == ["http://127.0.0.1:9/", "http://127.0.0.1:8/"]
+    assert failures["left"] == 0

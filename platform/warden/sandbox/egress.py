@@ -29,6 +29,7 @@ log = logging.getLogger("warden.sandbox")
 SQUID_USER = "proxy"
 # Docker's default address pools: the only clients Squid answers.
 SANDBOX_NETS = ("172.16.0.0/12", "192.168.0.0/16", "10.0.0.0/8")
+RETRY_AFTER_STOP_S = 30.0  # how long a stopping proxy still tries to audit its last hits
 
 
 @dataclass(frozen=True)
@@ -184,11 +185,27 @@ class EgressProxy:
                     continue
                 hit, done, pending = parse_line(pending), len(pending.encode()), ""
                 if hit is not None:
-                    try:
-                        self.on_hit(hit)
-                    except Exception:  # an unaudited hit is logged; the follower goes on
-                        log.exception("could not audit egress %s", hit)
+                    self._audit(hit)
                 self._read += done
+
+    def _audit(self, hit: Hit) -> None:
+        """Hand one hit to `on_hit` until it is taken: a busy database (SQLite's writer queue on
+        a loaded host) delays an egress event, never drops it. Gives up only once the proxy is
+        stopping and the write has kept failing for a while."""
+        pause, failed_since = 0.05, None
+        while True:
+            try:
+                self.on_hit(hit)
+                return
+            except Exception:
+                now = time.monotonic()
+                failed_since = failed_since or now
+                if self._stop.is_set() and now - failed_since > RETRY_AFTER_STOP_S:
+                    log.exception("gave up auditing egress %s", hit)
+                    return
+                log.warning("could not audit egress %s yet; trying again", hit, exc_info=True)
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
 
     def caught_up(self, timeout: float) -> bool:
         """Wait (at most `timeout` s) until every line Squid has written so far is handled."""

@@ -376,6 +376,12 @@ class SandboxRuntime:
     def _finish(self, sandbox_id: str, live: _Live, info: ExitInfo, duration: float) -> None:
         # The token dies first: nothing may read on the job's behalf once it has ended.
         cpu = self.cpu.done(sandbox_id)
+        if sandbox_id in self._egress_rows:
+            for proxy in list(self._egress.values()):
+                # Its last requests, read from the log, are audited while it is still known by
+                # its address. Before this transaction opens: each hit is a database write, and
+                # on SQLite this transaction would hold the one writer lock the follower needs.
+                proxy.caught_up(timeout=30.0)
         with unit_of_work(self.state.sessions) as db:
             row = db.get(Sandbox, sandbox_id)
             assert row is not None
@@ -386,12 +392,6 @@ class SandboxRuntime:
             if row.status in LIVE_STATUSES:
                 row.status, row.reason = _outcome(info, row.limits)
             append(db, _exit_event(row, "allow", duration_s=round(duration, 3)))
-            if sandbox_id in self._egress_rows:
-                for proxy in list(self._egress.values()):
-                    # its last requests, read from the log; each is audited (a database write,
-                    # a container lookup) before it counts as read, slow on a loaded machine:
-                    # a generous bound, paid only while written lines are still unread
-                    proxy.caught_up(timeout=30.0)
             with self._lock:
                 asked = self._destinations.pop(sandbox_id, set())
             close_sessions(db, sandbox_id, ("run", "shell"), duration, cpu, sorted(asked))
