@@ -3,6 +3,7 @@ the plain definitions (one HMAC per value; one IPC stream written in one go)."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import polars as pl
@@ -12,6 +13,7 @@ import pytest
 
 from warden.gateway import masking
 from warden.gateway.arrow import IPC_OPTIONS, ArrowStream
+from warden.gateway.stream import LiveStream, Outcome
 
 KEY = b"k" * 32
 
@@ -106,6 +108,36 @@ def test_view_layout_only_for_inline_text_and_the_rows_are_the_same(rows: int) -
     assert table.schema.field("long").type == pa.large_string()  # never whole shared buffers
     assert table.schema.field("id").type == pa.int64()
     assert pl.DataFrame(pl.from_arrow(table)).equals(frame)
+
+
+def _live(frames: list[pl.DataFrame], *, views: bool) -> tuple[bytes, list[Outcome]]:
+    ended: list[Outcome] = []
+    stream = LiveStream(frames[:1], iter(frames[1:]), ended.append, stream_id="s", views=views)
+    sent = b""
+    while (pieces := stream.next_pieces()) is not None:
+        sent += b"".join(pieces)
+    stream.finish(complete=True)
+    return sent, ended
+
+
+def test_a_live_stream_in_view_layout_keeps_its_first_batch_s_schema() -> None:
+    """The first batch decides each text column's layout; a later batch whose strings in a
+    view column are not all inline is compacted into fresh views (never the whole buffer a
+    filtered batch still points into), and the rows are the ones sent in the classic layout."""
+    wide = _frame(200_000).with_columns(pl.col("long").alias("short"))
+    frames = [_frame(1_000), wide.filter(pl.col("id") < 10), _frame(300_000)]
+    sent, (outcome,) = _live(frames, views=True)
+    classic, _ = _live(frames, views=False)
+    table = pa_ipc.open_stream(sent).read_all()
+    assert table.schema.field("short").type == pa.string_view()
+    assert table.schema.field("long").type == pa.large_string()
+    expected = pl.concat(frames)
+    assert pl.DataFrame(pl.from_arrow(table)).equals(expected)
+    assert pl.DataFrame(pl.from_arrow(pa_ipc.open_stream(classic).read_all())).equals(expected)
+    assert outcome.complete and outcome.rows == expected.height and outcome.bytes == len(sent)
+    assert outcome.sha256 == hashlib.sha256(sent).hexdigest()
+    # the ten-row batch sent its ten long strings, not the 200,000 its frame points into
+    assert len(sent) < len(_live([frames[0], frames[2]], views=True)[0]) + 50_000
 
 
 def test_a_sliced_frame_never_sends_the_strings_it_left_out() -> None:

@@ -30,7 +30,7 @@ class ArrowStream:
     """
 
     def __init__(self, frame: pl.DataFrame, *, views: bool = False) -> None:
-        self.table = _to_arrow(frame, views=views)
+        self.table = to_arrow(frame, views=views)
         pieces: list[memoryview] = []
         sink = pa.PythonFile(_Collector(pieces), mode="w")
         with pa_ipc.new_stream(sink, self.table.schema, options=IPC_OPTIONS) as writer:
@@ -43,17 +43,27 @@ class ArrowStream:
         return iter(self.pieces)
 
 
-def _to_arrow(frame: pl.DataFrame, *, views: bool) -> pa.Table:
+def to_arrow(frame: pl.DataFrame, *, views: bool, schema: pa.Schema | None = None) -> pa.Table:
+    """The frame as Arrow: the classic layout, or with `views` polars' own view layout (no
+    copy) for the text columns whose strings are all inline. `schema`: the layout a stream's
+    first batch announced, which every later batch keeps (a view column whose strings are not
+    all inline in this batch is compacted into fresh views)."""
     classic = pl.CompatLevel.oldest()
     if not views:
-        return frame.to_arrow(compat_level=classic)
+        table = frame.to_arrow(compat_level=classic)
+        return table if schema is None or table.schema == schema else table.cast(schema)
     table = frame.to_arrow(compat_level=pl.CompatLevel.newest())  # polars' own layout: no copy
-    wanted = frame.head(0).to_arrow(compat_level=classic).schema
+    wanted = schema or frame.head(0).to_arrow(compat_level=classic).schema
     for i, name in enumerate(table.column_names):
-        column = table.column(i)
-        if column.type == wanted.field(i).type or _inline_views(column):
+        column, want = table.column(i), wanted.field(i).type
+        if want in _VIEW_TYPES:  # a later batch of a stream that announced views here
+            keep = _inline_views(column)
+        else:  # on the first batch an all-inline text column goes out as views
+            keep = column.type == want or (schema is None and _inline_views(column))
+        if keep:
             continue
-        table = table.set_column(i, name, frame.select(name).to_arrow(compat_level=classic)[0])
+        replaced = frame.select(name).to_arrow(compat_level=classic)[0]
+        table = table.set_column(i, name, replaced.cast(want) if schema is not None else replaced)
     return table
 
 

@@ -263,7 +263,7 @@ def _read(
                 first.append(batch)
                 held += int(batch.estimated_size())
                 if held > STREAM_ABOVE_BYTES:
-                    return _stream(state, attempt, span, plan, first, batches, headers)
+                    return _stream(state, attempt, span, plan, first, batches, headers, views)
             frame = pl.concat(first) if first else planner.collect(plan, empty=True)
     except pl.exceptions.ColumnNotFoundError:
         # an earlier version without a column the dataset has now
@@ -302,6 +302,7 @@ def _stream(
     first: list[pl.DataFrame],
     rest: Iterator[pl.DataFrame],
     headers: dict[str, str],
+    views: bool,
 ) -> ReadResult:
     """Audit before data, for an answer of unknown length: the intent is committed before the
     first byte (a failed write answers 503 and sends nothing); the completion follows the
@@ -331,7 +332,7 @@ def _stream(
     headers["x-warden-audit-event"] = intent.id
     headers["x-warden-stream"] = stream_id
     return ReadResult(
-        body=LiveStream(first, rest, complete, stream_id=stream_id),
+        body=LiveStream(first, rest, complete, stream_id=stream_id, views=views),
         rows=-1,
         event_id=intent.id,
         columns=plan.columns,

@@ -20,7 +20,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.ipc as pa_ipc
 
-from warden.gateway.arrow import BATCH_ROWS, IPC_OPTIONS, _coalesce, _Collector
+from warden.gateway.arrow import BATCH_ROWS, IPC_OPTIONS, _coalesce, _Collector, to_arrow
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +46,13 @@ class LiveStream:
         finish: Callable[[Outcome], None],
         *,
         stream_id: str,
+        views: bool = False,
     ) -> None:
         """`first`: batches already made (while deciding the answer is large), `rest` the
-        plan's batch iterator they came from."""
+        plan's batch iterator they came from; `views`: the caller reads Arrow's view layout
+        (see `arrow.to_arrow`)."""
         self.stream_id = stream_id
+        self._views = views
         self._source = rest
         self._batches: Iterator[pl.DataFrame] = itertools.chain(first, rest)
         self._finish = finish
@@ -75,11 +78,9 @@ class LiveStream:
             self._writer.close()
             self._ended = True
         else:
-            table = frame.to_arrow(compat_level=pl.CompatLevel.oldest())
+            table = to_arrow(frame, views=self._views, schema=self._schema)
             if self._writer is None:
                 self._open(table.schema)
-            elif table.schema != self._schema:
-                table = table.cast(self._schema)
             assert self._writer is not None
             for batch in table.to_batches(max_chunksize=BATCH_ROWS):
                 self._writer.write_batch(batch)

@@ -93,7 +93,7 @@ class Client:
         """Like read, one polars frame per Arrow record batch as the stream arrives; memory
         stays about one batch. Stopping early closes the connection (the server records the
         read as incomplete). `info`, when given, is filled with the answer's headers."""
-        with self._answer(dataset, _body(purpose, options)) as response:
+        with self._answer(dataset, _body(purpose, options), _LAYOUT) as response:
             if info is not None:
                 info.update(_info(response))
             raw = io.BufferedReader(_ChunkReader(response.iter_raw()), buffer_size=1 << 20)
