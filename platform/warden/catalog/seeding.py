@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from warden.audit.service import AuditRecord, append
-from warden.catalog.service import ColumnInfo, register
+from warden.catalog.service import register
 from warden.catalog.storage import Storage
 from warden.identity.service import get_principal, get_tenant
 from warden.tastegraph import DatasetSpec, generate
@@ -56,7 +56,7 @@ def register_generated(
             owner=owner,
             name=spec.name,
             source=spec.path,
-            columns=[ColumnInfo(c.name, c.dtype, c.classification, c.entity) for c in spec.columns],
+            columns=list(spec.columns),
             identifier_columns=list(spec.identifier_columns),
             allowed_purposes=list(spec.allowed_purposes),
             description=spec.description,

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from warden.catalog.columns import ColumnInfo
 from warden.catalog.models import Dataset, DatasetColumn, DatasetVersion
 from warden.catalog.storage import Storage
 from warden.catalog.tables import commit_version
@@ -33,15 +34,6 @@ DATASET_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 CLASS_ORDER = {"public": 0, "internal": 1, "pii": 2}
 PURPOSES = ("training", "evaluation", "inference", "analytics")
 ENTITY_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-
-
-@dataclass(frozen=True)
-class ColumnInfo:
-    name: str
-    dtype: str
-    classification: str
-    # the entity an identifier column identifies (user, pin, board…), None for other columns
-    entity: str | None = None
 
 
 @dataclass(frozen=True)

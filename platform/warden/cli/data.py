@@ -103,10 +103,11 @@ def register(
 
     import polars as pl
 
+    from warden.catalog.columns import ColumnInfo
     from warden.catalog.seeding import register_generated
     from warden.catalog.storage import storage_for
     from warden.catalog.tables import export_table
-    from warden.tastegraph.specs import ColumnSpec, DatasetSpec
+    from warden.tastegraph.specs import DatasetSpec
 
     if (parquet is None) == (iceberg is None):
         fail("give exactly one of --parquet FILE or --iceberg TABLE")
@@ -136,9 +137,9 @@ def register(
                 path=source,
                 description=description,
                 columns=tuple(
-                    ColumnSpec(c, str(schema[c]), cls, entity)
+                    ColumnInfo(c, str(schema[c]), cls, entity)
                     if c in schema
-                    else ColumnSpec(c, "?", cls, entity)
+                    else ColumnInfo(c, "?", cls, entity)
                     for c, (cls, entity) in declared.items()
                 ),
                 identifier_columns=tuple(identifier or ()),

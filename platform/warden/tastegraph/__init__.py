@@ -12,7 +12,6 @@ from warden.tastegraph.generator import (
 )
 from warden.tastegraph.specs import (
     SCALES,
-    ColumnSpec,
     DatasetSpec,
     ScaleConfig,
     dataset_classes,
@@ -23,7 +22,6 @@ __all__ = [
     "EPOCH",
     "SCALES",
     "WINDOW_DAYS",
-    "ColumnSpec",
     "DatasetSpec",
     "ScaleConfig",
     "dataset_classes",

@@ -56,7 +56,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from warden.tastegraph.specs import SCALES, ColumnSpec, DatasetSpec, ScaleConfig
+from warden.catalog.columns import ColumnInfo
+from warden.tastegraph.specs import SCALES, DatasetSpec, ScaleConfig
 
 EPOCH = datetime(2024, 1, 1)  # naive, read as UTC; engagements fall in [EPOCH, EPOCH+90d)
 WINDOW_DAYS = 90
@@ -550,13 +551,13 @@ def _cold_start(
 
 
 def _specs(out: Path, rows: dict[str, int]) -> list[DatasetSpec]:
-    c = ColumnSpec
+    c = ColumnInfo
     synthetic = "Synthetic taste graph (generated); pin images are real sklearn digits."
 
     def spec(
         name: str,
         description: str,
-        columns: tuple[ColumnSpec, ...],
+        columns: tuple[ColumnInfo, ...],
         *,
         identifier_columns: tuple[str, ...] = (),
         allowed_purposes: tuple[str, ...],

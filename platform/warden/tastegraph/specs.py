@@ -7,19 +7,10 @@ from pathlib import Path
 
 import polars as pl
 
+from warden.catalog.columns import ColumnInfo
+
 CLASSIFICATIONS = ("public", "internal", "pii")
 PURPOSES = ("training", "evaluation", "inference", "analytics")
-
-
-@dataclass(frozen=True)
-class ColumnSpec:
-    """One column: its name, polars dtype string, data classification and, for a column of
-    ids, the entity it identifies (so a user's id is the same entity in every dataset)."""
-
-    name: str
-    dtype: str  # "Int64", "Utf8", "Datetime(us)", "Binary", "Float64"
-    classification: str  # "public" | "internal" | "pii"
-    entity: str | None = None  # "user" | "pin" | "board" | "engagement" | None
 
 
 @dataclass(frozen=True)
@@ -29,7 +20,7 @@ class DatasetSpec:
     name: str
     path: Path
     description: str
-    columns: tuple[ColumnSpec, ...]
+    columns: tuple[ColumnInfo, ...]
     identifier_columns: tuple[str, ...]  # identify a person/account; masked by keyed hash
     allowed_purposes: tuple[str, ...]
     row_count: int
@@ -107,7 +98,7 @@ SCALES: dict[str, ScaleConfig] = {
 
 
 def to_polars_dtype(dtype: str) -> pl.DataType:
-    """Map a ColumnSpec dtype string to the polars dtype written to Parquet."""
+    """Map a column's dtype string to the polars dtype written to Parquet."""
     simple: dict[str, pl.DataType] = {
         "Int64": pl.Int64(),
         "Float64": pl.Float64(),

@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from warden.access import expiry
 from warden.access.service import Outcome
+from warden.api.routes.access import take_effect
 from warden.audit.channel import channel
 from warden.audit.outcomes import by, by_caller_or_warden, refusals_audited
 from warden.audit.service import record
@@ -223,12 +224,7 @@ def act(who: Signed, action: str, work: Callable[[Session], Outcome], **fields: 
         unit_of_work(state.sessions) as db,
     ):
         outcome = work(db)
-    if outcome.policy_changed:
-        state.policy.ensure_fresh()
-    process = getattr(who.request.app.state, "process", None)
-    worker = getattr(process, "access", None)
-    if worker is not None:
-        worker.wake()
+    take_effect(who.request, state, outcome)
     return outcome
 
 

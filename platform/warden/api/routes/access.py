@@ -47,15 +47,21 @@ DatasetName = Annotated[str | None, Query(max_length=64)]
 Body = TypeVar("Body", RequestOut, GrantOut, DeliveryOut)
 
 
-def _finish(request: Request, db: DbSession, state: Platform, outcome: Outcome, body: Body) -> Body:
-    """Commit, then make the change visible: reload rules, wake the webhook sender. The
-    response `body` is built by the caller before the commit."""
-    db.commit()
+def take_effect(request: Request, state: Platform, outcome: Outcome) -> None:
+    """After the commit, make an access change visible: reload the rules if it changed them,
+    wake the webhook sender (the console's actions share this)."""
     if outcome.policy_changed:
         state.policy.ensure_fresh()
     worker = get_process(request).access
     if worker is not None:
         worker.wake()
+
+
+def _finish(request: Request, db: DbSession, state: Platform, outcome: Outcome, body: Body) -> Body:
+    """Commit, then make the change visible. The response `body` is built by the caller
+    before the commit."""
+    db.commit()
+    take_effect(request, state, outcome)
     return body
 
 
