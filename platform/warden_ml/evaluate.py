@@ -230,8 +230,8 @@ def evaluate(spec: Spec, out: Path, client: Reader) -> dict[str, Any]:
             + ("" if latent is not None else " (oracle NOT run: latent datasets not given)"),
             "share_of_gap": "(model - random) / (oracle - random), per metric and seed",
             "request": f"last {max_len - 1} engagements before the gold ts + the query pin",
-            "latency": "batch size 1, torch.set_num_threads(1), encoders served traced +"
-            " frozen for A and B alike; all arms interleaved in blocks of"
+            "latency": "batch size 1, one thread, every request path served by ONNX Runtime"
+            " (exported once) for A and B alike; all arms interleaved in blocks of"
             f" {int(spec.p('latency_block', 50))} requests per arm, order shuffled every round"
             " (1 = per request: a small model then always runs right after another one)",
             "price_per_cpu_hour_usd": price,

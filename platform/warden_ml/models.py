@@ -2,7 +2,6 @@
 
 * ``ViTTower``: the generic vision tower, a small ViT (~0.8M parameters) on 8x8 images.
 * ``CNNTower``: the domain tower, a CLIP-style small CNN (~31k parameters).
-* ``served``: the traced, frozen form both towers are served in.
 * ``Projector``: tower embedding -> the sequence model's width.
 * ``SeqModel``: a tiny transformer over a user's recent pins; its output scores next pins
   by dot product with projected pin embeddings (tied input/output item embeddings).
@@ -15,7 +14,6 @@
 from __future__ import annotations
 
 import inspect
-import warnings
 from typing import Any
 
 import torch
@@ -93,27 +91,6 @@ def make_tower(kind: str, config: dict[str, Any] | None = None) -> nn.Module:
             f" take ({sorted(known)}): the artifact comes from another layout; retrain it"
         )
     return cls(**config)
-
-
-def served(module: nn.Module, *example: torch.Tensor) -> torch.jit.ScriptModule:
-    """The serving form of a module, the same treatment for every tower: traced in eval
-    mode without autograd, then frozen (weights and attributes folded in as constants,
-    dead code and Python-side module dispatch gone). Batch-agnostic; outputs equal the
-    eager module's. Parameters and FLOPs are counted on the eager module it came from
-    (the frozen one has no parameters, and FlopCounterMode cannot see inside the fused
-    transformer kernel the ViT traces to).
-
-    ``torch.jit.optimize_for_inference`` on top was measured and not used: at batch 1 it
-    moves the CNN onto MKL-DNN with layout conversions around every conv (slower) and
-    leaves the ViT where it was.
-    """
-    module = module.eval()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*torch\.jit.* is deprecated")
-        with torch.no_grad():
-            return torch.jit.freeze(
-                torch.jit.trace(module, example[0] if len(example) == 1 else example)
-            )
 
 
 class Projector(nn.Module):

@@ -6,11 +6,11 @@
 * ``lookup``: the query pin's embedding is looked up in the precomputed table.
 
 Both per-request encoders (tower, tower + projector) run in their served form
-(``models.served``: traced and frozen), and so does the rest of a batch-1 request (gather
-the window's embeddings, the sequence model, full-catalog scoring, the window's pins masked:
-``RequestGraph``): the same treatment for every stack, so what differs between two stacks'
-requests is their encoders. Batched scoring (``scores``: evaluation, offline inference)
-stays eager; a test holds the two equal.
+(``served.Served``: exported to ONNX, run by ONNX Runtime on one thread), and so does the rest
+of a batch-1 request (gather the window's embeddings, the sequence model, full-catalog
+scoring, the window's pins masked, the top k: ``RequestGraph``): the same treatment for
+every stack, so what differs between two stacks' requests is their encoders. Batched scoring
+(``scores``: evaluation, offline inference) stays eager; a test holds the two equal.
 
 Latency is wall time per request (perf_counter); CPU-seconds per request is process time
 over the whole loop divided by the number of requests; cost per 1k requests prices those
@@ -29,22 +29,25 @@ from torch import nn
 
 from warden_ml.data import gather_items
 from warden_ml.metrics import percentile
-from warden_ml.models import Stack, served
+from warden_ml.models import Stack
+from warden_ml.served import served
 
 
 class RequestGraph(nn.Module):
-    """A batch-1 request after its query pin is encoded, as one module (so it can be served
-    traced and frozen): the window's pin embeddings with the fresh one last, the sequence
-    model, every catalog pin scored (dot product plus the item prior), the window's own pins
-    scored -inf (the user engaged them). Pads (-1) in the window mask nothing."""
+    """A batch-1 request after its query pin is encoded, as one module (so it can be served):
+    the window's pin embeddings with the fresh one last, the sequence model, every catalog
+    pin scored (dot product plus the item prior), the window's own pins scored -inf (the user
+    engaged them); then the top k rows. Pads (-1) in the window mask nothing. Returns the
+    scores and the top k."""
 
-    def __init__(self, seq: nn.Module, table: torch.Tensor, bias: torch.Tensor) -> None:
+    def __init__(self, seq: nn.Module, table: torch.Tensor, bias: torch.Tensor, k: int) -> None:
         super().__init__()
         self.seq = seq
+        self.k = min(k, table.shape[0])
         self.register_buffer("table", table)
         self.register_buffer("bias", bias)
 
-    def forward(self, window: torch.Tensor, fresh: torch.Tensor) -> torch.Tensor:
+    def forward(self, window: torch.Tensor, fresh: torch.Tensor) -> tuple[torch.Tensor, ...]:
         table: torch.Tensor = self.table  # type: ignore[assignment]
         bias: torch.Tensor = self.bias  # type: ignore[assignment]
         items, pad = gather_items(table, window)
@@ -55,7 +58,8 @@ class RequestGraph(nn.Module):
         rows = torch.where(window >= 0, window, torch.full_like(window, table.shape[0]))
         spare = torch.zeros_like(scores[:, :1])
         masked = torch.cat([scores, spare], dim=1).scatter(1, rows, float("-inf"))
-        return masked[:, : table.shape[0]]
+        masked = masked[:, : table.shape[0]]
+        return masked, torch.topk(masked, self.k, dim=1).indices
 
 
 class Server:
@@ -80,7 +84,7 @@ class Server:
             )
         window = torch.full((1, stack.seq.max_len), -1, dtype=torch.int64)
         window[0, -2:] = torch.tensor([0, min(1, n - 1)])
-        graph = RequestGraph(stack.seq, self.table, self.bias)
+        graph = RequestGraph(stack.seq, self.table, self.bias, k)
         self.request = served(graph, window, self.table[:1].clone())
 
     def encode_one(self, image: torch.Tensor) -> torch.Tensor:
@@ -104,22 +108,28 @@ class Server:
     def request_scores(self, window: torch.Tensor, fresh: torch.Tensor | None) -> torch.Tensor:
         """(1, N) scores for one request (window (1, L) of rows, last = query pin; ``fresh``
         its embedding encoded now, or None to use the table's), the window's pins -inf."""
-        with torch.inference_mode():
-            if fresh is None:
-                items, _ = gather_items(self.table, window[:, -1:])
-                fresh = items[:, 0]
-            return self.request(window, fresh)  # type: ignore[no-any-return]
+        return self._answer(window, fresh)[0]
 
     def recommend(
         self, window: torch.Tensor, fresh: torch.Tensor | None, exclude: Any = None
     ) -> torch.Tensor:
         """Top-k pin rows for one request (window (1, L) of rows, last = query pin), never
         a pin in the window (the user engaged it) nor one in ``exclude`` (rows)."""
+        scores, top = self._answer(window, fresh)
+        if exclude is None:
+            return top
+        scores[0, torch.as_tensor(exclude, dtype=torch.int64)] = -torch.inf
+        return torch.topk(scores, self.k, dim=1).indices
+
+    def _answer(
+        self, window: torch.Tensor, fresh: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.inference_mode():
-            scores = self.request_scores(window, fresh)
-            if exclude is not None:
-                scores[0, torch.as_tensor(exclude, dtype=torch.int64)] = -torch.inf
-            return torch.topk(scores, self.k, dim=1).indices
+            if fresh is None:
+                items, _ = gather_items(self.table, window[:, -1:])
+                fresh = items[:, 0]
+            scores, top = self.request.run(window, fresh)
+        return scores, top
 
     def request_encode(self, window: torch.Tensor) -> torch.Tensor:
         query = int(window[0, -1])

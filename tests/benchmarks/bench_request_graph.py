@@ -2,12 +2,13 @@
 
 Both stacks (swapped: the domain CNN tower; generic: the ViT) at their default sizes over a
 5,000-pin catalog of random 8x8 images (latency does not depend on the weights, so nothing is
-trained here). Four arms interleaved request by request on one thread (`warden_ml.serving.
-measure`): each stack's request with the sequence model and scoring run eagerly (the code
-before the request graph) and through `Server.request` (traced and frozen). Prints P50 and
-CPU per request, and the end-to-end ratio generic / swapped for each form.
+trained here). Four arms on one thread (`warden_ml.serving.measure`), interleaved request by
+request (or `--block B` requests per arm in a row: each arm in its steady state): each
+stack's request run eagerly in PyTorch, and in its served form (`Server.request_encode`: the
+encoder and the request graph run by ONNX Runtime). Prints P50 and CPU per request, and the
+end-to-end ratio generic / swapped for each form.
 
-Run: .venv/bin/python -m tests.benchmarks.bench_request_graph [--requests 2000]
+Run: .venv/bin/python -m tests.benchmarks.bench_request_graph [--requests 2000] [--block 1]
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from warden_ml.serving import Server, measure
 
 
 def eager_request(server: Server, window: torch.Tensor) -> torch.Tensor:
-    """The request as it ran before the request graph: eager scoring, then masks, top-k."""
+    """The request in eager PyTorch: encode, score, mask the window, top-k."""
     query = int(window[0, -1])
-    fresh = server.encode_one(server.images[query : query + 1])
     with torch.inference_mode():
+        fresh = server.stack.encode(server.images[query : query + 1])
         scores = server.scores(window, fresh)
         scores[0, window[0][window[0] >= 0]] = -torch.inf
         return torch.topk(scores, server.k, dim=1).indices
@@ -34,6 +35,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--pins", type=int, default=5000)
+    parser.add_argument(
+        "--block", type=int, default=1, help="requests per arm in a row (1: interleaved)"
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
     images = torch.rand(args.pins, 1, 8, 8)
@@ -53,12 +57,12 @@ def main() -> None:
     fns = {}
     for arm, srv in servers.items():
         fns[f"{arm}:eager"] = lambda i, s=srv: eager_request(s, windows[i])
-        fns[f"{arm}:graph"] = lambda i, s=srv: s.request_encode(windows[i])
-    res = measure(fns, args.requests, warmup=100)
+        fns[f"{arm}:served"] = lambda i, s=srv: s.request_encode(windows[i])
+    res = measure(fns, args.requests, warmup=100, block=args.block)
     print(f"{'arm':<16} {'P50 ms':>8} {'CPU ms/request':>15}")
     for name, r in res.items():
         print(f"{name:<16} {r['p50_ms']:>8.4f} {r['cpu_s_per_request'] * 1e3:>15.4f}")
-    for form in ("eager", "graph"):
+    for form in ("eager", "served"):
         a, b = res[f"swapped:{form}"], res[f"generic:{form}"]
         print(
             f"{form}: end-to-end P50 generic/swapped {b['p50_ms'] / a['p50_ms']:.2f}x,"
