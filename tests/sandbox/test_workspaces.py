@@ -109,13 +109,15 @@ def test_a_workspace_never_appears_in_an_ml_sandbox(
     warden.state.policy.reload()
     made = warden.http.post("/v1/workspaces", json={"name": "w"}, headers=warden.as_("alice"))
     assert made.status_code == 201, made.text
-    before = len(sandboxes.runtime.driver.list({"warden.managed": "1"}))
+    # this runtime's containers only: other tests' sandboxes come and go on the same engine
+    mine = {"warden.managed": "1", "warden.instance": sandboxes.runtime.instance}
+    before = len(sandboxes.runtime.driver.list(mine))
     refused = sandboxes.launch("alice", ["ls", "/workspace"], segment="ml", workspace="w")
     assert refused.status_code == 422, refused.text
     assert "never mounts a workspace" in refused.json()["detail"]
     (denied,) = warden.audit_events(action="sandbox.launch", decision="deny")
     assert denied["details"]["workspace"] == "w" and denied["actor"] == "alice"
-    assert len(sandboxes.runtime.driver.list({"warden.managed": "1"})) == before
+    assert len(sandboxes.runtime.driver.list(mine)) == before
     # A plain ML sandbox has no such folder at all.
     row, out = sandboxes.run("alice", ["sh", "-c", "ls -d /workspace || echo none"])
     assert "none" in out
