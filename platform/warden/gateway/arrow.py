@@ -64,6 +64,8 @@ def to_arrow(frame: pl.DataFrame, *, views: bool, schema: pa.Schema | None = Non
             continue
         replaced = frame.select(name).to_arrow(compat_level=classic)[0]
         table = table.set_column(i, name, replaced.cast(want) if schema is not None else replaced)
+    if schema is not None and table.schema != schema:  # the same types, other field flags
+        table = table.cast(schema)
     return table
 
 
