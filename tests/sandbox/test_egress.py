@@ -126,6 +126,15 @@ def test_egress_allows_only_the_profile_s_hosts_and_audits_each_connection(
         assert event["details"]["sandbox"] == row["id"]
         assert event["details"]["person"] == DEVELOPER
         assert event["on_behalf_of"] == DEVELOPER
+    # A line Squid writes just after the sandbox is gone (a connection closed as it died) is
+    # still that sandbox's, until its address is another sandbox's.
+    from warden.sandbox.egress import Hit
+
+    (address,) = [a for a, r in runtime._ended_clients.items() if r.id == row["id"]]
+    late = "http://127.0.0.1:9/late"
+    runtime._audit_egress(Hit(address, False, "GET", late, "TCP_DENIED/403"))
+    (event,) = [e for e in egress() if e["details"]["destination"] == late]
+    assert event["details"]["sandbox"] == row["id"] and event["on_behalf_of"] == DEVELOPER
     # the session record names where it went (not what it sent)
     got = live_warden.http.get(
         "/v1/sandboxes/sessions", params={"sandbox": row["id"]}, headers=live_warden.as_(DEVELOPER)

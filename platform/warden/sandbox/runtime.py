@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -44,6 +45,7 @@ log = logging.getLogger("warden.sandbox")
 
 LABEL_MANAGED = "warden.managed"
 LABEL_INSTANCE = "warden.instance"
+ENDED_CLIENTS_KEPT = 256  # ended sandboxes' addresses remembered for their late egress lines
 LABEL_SANDBOX = "warden.sandbox"
 LABEL_SEGMENT = "warden.segment"
 SYSTEM_ACTOR = WARDEN
@@ -102,6 +104,9 @@ class SandboxRuntime:
         self.cpu = CpuMeter(self._cpu_sample)
         self._egress: dict[str, EgressProxy] = {}  # per segment, started on first use
         self._clients: dict[str, Sandbox] = {}  # a sandbox's address → its row, for egress
+        # an ended sandbox's address → its row, until another sandbox has it: Squid may log a
+        # closed connection just after the sandbox that made it is gone
+        self._ended_clients: OrderedDict[str, Sandbox] = OrderedDict()
         self._egress_rows: dict[str, Sandbox] = {}  # sandboxes behind a proxy, by id
         self._destinations: dict[str, set[str]] = {}  # sandbox id → host:port asked for
 
@@ -293,6 +298,7 @@ class SandboxRuntime:
         if address:
             with self._lock:
                 self._clients[address] = sandbox
+                self._ended_clients.pop(address, None)
 
     def _audit_egress(self, hit: Hit) -> None:
         with self._lock:
@@ -307,7 +313,7 @@ class SandboxRuntime:
                 if container_id:
                     self._note_client(sandbox, container_id)
             with self._lock:
-                row = self._clients.get(hit.client)
+                row = self._clients.get(hit.client) or self._ended_clients.get(hit.client)
         details = {
             "destination": hit.destination,
             "method": hit.method,
@@ -421,7 +427,11 @@ class SandboxRuntime:
     def _forget(self, sandbox_id: str) -> _Live | None:
         with self._lock:
             for address in [a for a, row in self._clients.items() if row.id == sandbox_id]:
-                del self._clients[address]  # the address may be the next sandbox's
+                # the address may be the next sandbox's; until then a late log line is this one's
+                self._ended_clients[address] = self._clients.pop(address)
+                self._ended_clients.move_to_end(address)
+            while len(self._ended_clients) > ENDED_CLIENTS_KEPT:
+                self._ended_clients.popitem(last=False)
             self._egress_rows.pop(sandbox_id, None)
             return self._live.pop(sandbox_id, None)
 
