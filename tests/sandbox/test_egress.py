@@ -127,10 +127,12 @@ def test_egress_allows_only_the_profile_s_hosts_and_audits_each_connection(
         assert event["details"]["person"] == DEVELOPER
         assert event["on_behalf_of"] == DEVELOPER
     # A line Squid writes just after the sandbox is gone (a connection closed as it died) is
-    # still that sandbox's, until its address is another sandbox's.
+    # still that sandbox's, until its network's subnet is another sandbox's.
     from warden.sandbox.egress import Hit
 
-    (address,) = [a for a, r in runtime._ended_clients.items() if r.id == row["id"]]
+    address = events[0]["details"]["client"]
+    owner = runtime.egress_clients.owner(address)
+    assert owner is not None and owner.id == row["id"]
     late = "http://127.0.0.1:9/late"
     runtime._audit_egress(Hit(address, False, "GET", late, "TCP_DENIED/403"))
     (event,) = [e for e in egress() if e["details"]["destination"] == late]
@@ -201,3 +203,22 @@ def test_a_busy_database_delays_an_egress_event_and_never_drops_it(tmp_path: Any
         follower.join(timeout=10)
     assert [h.destination for h in taken] == ["http://127.0.0.1:9/", "http://127.0.0.1:8/"]
     assert failures["left"] == 0
+
+
+def test_a_proxy_client_is_named_by_its_sandbox_s_subnet_until_another_has_it() -> None:
+    from warden.sandbox.egress import Attribution
+
+    names: Attribution[str] = Attribution(kept=2)
+    names.note("172.30.0.0/16", "a", "row a")
+    assert names.owner("172.30.0.2") == "row a" and names.noted("a")
+    assert names.owner("172.31.0.2") is None and names.owner("not an address") is None
+    names.end("a")  # ended: its late lines are still its own
+    assert names.owner("172.30.0.2") == "row a" and not names.noted("a")
+    names.note("172.30.0.0/16", "b", "row b")  # the subnet is another sandbox's now
+    assert names.owner("172.30.0.2") == "row b"
+    names.end("b")
+    for i, subnet in enumerate(("10.1.0.0/24", "10.2.0.0/24")):
+        names.note(subnet, str(i), f"row {i}")
+        names.end(str(i))
+    assert names.owner("172.30.0.2") is None  # only the newest `kept` ended ones are kept
+    assert names.owner("10.2.0.9") == "row 1"

@@ -152,6 +152,18 @@ class DockerDriver:
                 return str(network["IPAddress"])
         return None
 
+    def subnet(self, container_id: str) -> str | None:
+        """The subnet of the sandbox's own network (the egress proxy's clients come from it),
+        known once the container is created, whether it runs, has exited or never started."""
+        try:
+            name = self._container(container_id).attrs["HostConfig"]["NetworkMode"]
+            network = self.client.networks.get(name).attrs
+            if NETWORK_LABEL not in (network.get("Labels") or {}):
+                return None  # not a network of a sandbox's own (none, the default bridge)
+            return str(network["IPAM"]["Config"][0]["Subnet"])
+        except (SandboxError, docker.errors.DockerException, KeyError, IndexError, TypeError):
+            return None
+
     def _drop_network(self, name: str) -> None:
         try:
             for network in self.client.networks.list(filters={"label": f"{NETWORK_LABEL}={name}"}):

@@ -11,6 +11,7 @@ deny) with the sandbox and the person, found by the client's address.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import pwd
@@ -19,9 +20,11 @@ import socket
 import subprocess
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from warden.sandbox.driver import SandboxError
 
@@ -111,6 +114,54 @@ def parse_line(line: str) -> Hit | None:
         destination=parts[4][:512],
         status=status[:64],
     )
+
+
+R = TypeVar("R")
+Subnet = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Attribution(Generic[R]):
+    """Which sandbox a proxy client is. Each sandbox behind the proxy has a network of its own,
+    so that network's subnet, known from its creation on whether the container still runs or
+    not, names the sandbox (a container that exits fast has no address left to look up). An
+    ended sandbox's subnet keeps naming it for lines Squid logs just after it died, until
+    another sandbox's network has that subnet (the newest `kept` are remembered)."""
+
+    def __init__(self, kept: int = 256) -> None:
+        self._live: dict[Subnet, tuple[str, R]] = {}  # subnet → (sandbox id, its row)
+        self._ended: OrderedDict[Subnet, tuple[str, R]] = OrderedDict()
+        self._kept = kept
+        self._lock = threading.Lock()
+
+    def note(self, subnet: str, sandbox_id: str, row: R) -> None:
+        network = ipaddress.ip_network(subnet)
+        with self._lock:
+            self._live[network] = (sandbox_id, row)
+            self._ended.pop(network, None)
+
+    def noted(self, sandbox_id: str) -> bool:
+        with self._lock:
+            return any(i == sandbox_id for i, _ in self._live.values())
+
+    def end(self, sandbox_id: str) -> None:
+        with self._lock:
+            for network in [n for n, (i, _) in self._live.items() if i == sandbox_id]:
+                self._ended[network] = self._live.pop(network)
+                self._ended.move_to_end(network)
+            while len(self._ended) > self._kept:
+                self._ended.popitem(last=False)
+
+    def owner(self, client: str) -> R | None:
+        try:
+            address = ipaddress.ip_address(client)
+        except ValueError:
+            return None
+        with self._lock:
+            for table in (self._live, self._ended):
+                for network, (_, row) in table.items():
+                    if address in network:
+                        return row
+        return None
 
 
 class EgressProxy:

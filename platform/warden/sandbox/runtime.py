@@ -16,7 +16,6 @@ import shutil
 import tempfile
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,7 +32,7 @@ from warden.identity.service import Caller
 from warden.sandbox import images
 from warden.sandbox import repository as repo
 from warden.sandbox.driver import ContainerSpec, ExitInfo, Mount, SandboxDriver, SandboxError
-from warden.sandbox.egress import Destination, EgressProxy, Hit
+from warden.sandbox.egress import Attribution, Destination, EgressProxy, Hit
 from warden.sandbox.gateway_socket import MOUNT_DIR, SOCKET_PATH_IN_SANDBOX, ASGIApp, GatewaySocket
 from warden.sandbox.liveness import new_owner, owner_alive
 from warden.sandbox.models import LIVE_STATUSES, Sandbox
@@ -45,7 +44,6 @@ log = logging.getLogger("warden.sandbox")
 
 LABEL_MANAGED = "warden.managed"
 LABEL_INSTANCE = "warden.instance"
-ENDED_CLIENTS_KEPT = 256  # ended sandboxes' addresses remembered for their late egress lines
 LABEL_SANDBOX = "warden.sandbox"
 LABEL_SEGMENT = "warden.segment"
 SYSTEM_ACTOR = WARDEN
@@ -103,10 +101,7 @@ class SandboxRuntime:
         self._stopping = threading.Event()
         self.cpu = CpuMeter(self._cpu_sample)
         self._egress: dict[str, EgressProxy] = {}  # per segment, started on first use
-        self._clients: dict[str, Sandbox] = {}  # a sandbox's address → its row, for egress
-        # an ended sandbox's address → its row, until another sandbox has it: Squid may log a
-        # closed connection just after the sandbox that made it is gone
-        self._ended_clients: OrderedDict[str, Sandbox] = OrderedDict()
+        self.egress_clients: Attribution[Sandbox] = Attribution()  # whose is a proxy client
         self._egress_rows: dict[str, Sandbox] = {}  # sandboxes behind a proxy, by id
         self._destinations: dict[str, set[str]] = {}  # sandbox id → host:port asked for
 
@@ -201,11 +196,11 @@ class SandboxRuntime:
                 self._start_heartbeat()
             live.container_id = self.driver.create(spec)
             self._set(sandbox.id, container_id=live.container_id)
+            if egress_port is not None:  # before it runs: its first request may be its last
+                self._note_client(sandbox, live.container_id)
             started = time.monotonic()
             self.driver.start(live.container_id)
             self.cpu.watch(sandbox.id, live.container_id)
-            if egress_port is not None:
-                self._note_client(sandbox, live.container_id)
         except (SandboxError, OSError) as exc:
             self._abort(sandbox, caller, str(exc))
             raise Unavailable(f"the sandbox could not start: {exc}") from exc
@@ -294,26 +289,23 @@ class SandboxRuntime:
             return proxy.port
 
     def _note_client(self, sandbox: Sandbox, container_id: str) -> None:
-        address = getattr(self.driver, "address", lambda _: None)(container_id)
-        if address:
-            with self._lock:
-                self._clients[address] = sandbox
-                self._ended_clients.pop(address, None)
+        subnet = getattr(self.driver, "subnet", lambda _: None)(container_id)
+        if subnet:
+            self.egress_clients.note(subnet, sandbox.id, sandbox)
 
     def _audit_egress(self, hit: Hit) -> None:
-        with self._lock:
-            row = self._clients.get(hit.client)
-            waiting = [
-                (r, self._live[i].container_id)
-                for i, r in self._egress_rows.items()
-                if i in self._live and r not in self._clients.values()
-            ]
-        if row is None:  # its first request may come before its launch has noted its address
-            for sandbox, container_id in waiting:
-                if container_id:
-                    self._note_client(sandbox, container_id)
+        row = self.egress_clients.owner(hit.client)
+        if row is None:  # its launch could not note it (Docker failed): look again
             with self._lock:
-                row = self._clients.get(hit.client) or self._ended_clients.get(hit.client)
+                waiting = [
+                    (r, self._live[i].container_id)
+                    for i, r in self._egress_rows.items()
+                    if i in self._live and self._live[i].container_id
+                ]
+            for sandbox, container_id in waiting:
+                if not self.egress_clients.noted(sandbox.id):
+                    self._note_client(sandbox, container_id)
+            row = self.egress_clients.owner(hit.client)
         details = {
             "destination": hit.destination,
             "method": hit.method,
@@ -426,12 +418,7 @@ class SandboxRuntime:
 
     def _forget(self, sandbox_id: str) -> _Live | None:
         with self._lock:
-            for address in [a for a, row in self._clients.items() if row.id == sandbox_id]:
-                # the address may be the next sandbox's; until then a late log line is this one's
-                self._ended_clients[address] = self._clients.pop(address)
-                self._ended_clients.move_to_end(address)
-            while len(self._ended_clients) > ENDED_CLIENTS_KEPT:
-                self._ended_clients.popitem(last=False)
+            self.egress_clients.end(sandbox_id)  # its subnet may be the next sandbox's
             self._egress_rows.pop(sandbox_id, None)
             return self._live.pop(sandbox_id, None)
 
