@@ -3,9 +3,9 @@
 A module is exported once to ONNX (its weights folded in) and run by ONNX Runtime on one
 thread. At batch 1 a request is a few dozen small operators, and what a request costs is
 mostly the per-operator overhead of the runtime that runs them: measured on these machines
-(`tests/benchmarks/bench_request_graph.py`), ONNX Runtime runs the same graphs in a third to
-a half of the time of TorchScript (traced and frozen, the previous served form), for the
-ViT, the CNN and the sequence model alike. Outputs equal the eager module's to float
+(`tests/benchmarks/bench_request_graph.py`), ONNX Runtime runs the same requests in about half
+to three quarters of the time of TorchScript (traced and frozen, the previous served form),
+for the ViT and the CNN stacks alike. Outputs equal the eager module's to float
 rounding (`tests/warden_ml/test_units.py`). Parameters and FLOPs are counted on the eager
 module it came from.
 """

@@ -6,7 +6,8 @@ One Squid per runtime listens on the host; a sandbox whose profile lists `egress
 firewall lets exactly that port through to the host (everything else stays refused). Squid
 allows only the listed destinations, never the platform's own API port, and writes one log line
 per request or tunnel; a thread follows the log and audits each one (`sandbox.egress`, allow or
-deny) with the sandbox and the person, found by the client's address.
+deny) with the sandbox and the person, found by the subnet of the sandbox's own network
+(`Attribution`).
 """
 
 from __future__ import annotations

@@ -376,9 +376,9 @@ class SandboxRuntime:
         cpu = self.cpu.done(sandbox_id)
         if sandbox_id in self._egress_rows:
             for proxy in list(self._egress.values()):
-                # Its last requests, read from the log, are audited while it is still known by
-                # its address. Before this transaction opens: each hit is a database write, and
-                # on SQLite this transaction would hold the one writer lock the follower needs.
+                # Its last requests, read from the log, are audited before it is forgotten, and
+                # before this transaction opens: each hit is a database write, and on SQLite
+                # this transaction would hold the one writer lock the follower needs.
                 proxy.caught_up(timeout=30.0)
         with unit_of_work(self.state.sessions) as db:
             row = db.get(Sandbox, sandbox_id)
