@@ -145,3 +145,19 @@ def test_a_sliced_frame_never_sends_the_strings_it_left_out() -> None:
     small = frame.head(10)
     assert ArrowStream(small, views=True).size < 10_000
     assert ArrowStream(frame.filter(pl.col("id") < 10), views=True).size < 10_000
+
+
+def test_a_live_stream_counts_what_was_handed_over_not_what_was_made_ahead() -> None:
+    """The transport makes the next chunk while one is sent: a client that goes away then
+    leaves a completion that counts only the chunks handed to the transport."""
+    frames = [_frame(1_000), _frame(2_000), _frame(3_000)]
+    ended: list[Outcome] = []
+    stream = LiveStream(frames[:1], iter(frames[1:]), ended.append, stream_id="s")
+    first, ahead = stream.next_chunk(), stream.next_chunk()
+    assert first is not None and ahead is not None and not first.last
+    stream.handed(first)
+    stream.finish(complete=False, reason="the client went away")
+    (outcome,) = ended
+    sent = b"".join(first.pieces)
+    assert not outcome.complete and outcome.rows == 1_000 and outcome.bytes == len(sent)
+    assert outcome.sha256 == hashlib.sha256(sent).hexdigest()

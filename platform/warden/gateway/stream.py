@@ -26,6 +26,15 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class Chunk:
+    """The bytes one step of the stream made: a batch (`rows` rows), or the end marker."""
+
+    pieces: list[memoryview]
+    rows: int
+    last: bool
+
+
+@dataclass(frozen=True)
 class Outcome:
     rows: int
     bytes: int
@@ -36,8 +45,10 @@ class Outcome:
 
 class LiveStream:
     """Pieces of one Arrow IPC stream (schema, then each batch, then the end marker), made
-    one step at a time by `next_pieces` in a worker thread, so at most about one batch is in
-    memory however large the answer."""
+    one step at a time by `next_chunk` in a worker thread, so at most a few batches are in
+    memory however large the answer. Making and counting are apart: the transport hands
+    each chunk to `handed` as it sends it (rows, bytes and SHA-256 count what was handed
+    over, not what was made ahead), so the next chunk can be made while one is sent."""
 
     def __init__(
         self,
@@ -59,6 +70,7 @@ class LiveStream:
         self._pieces: list[memoryview] = []
         self._writer: pa_ipc.RecordBatchStreamWriter | None = None
         self._schema: pa.Schema | None = None
+        self._made_last = False
         self._sha = hashlib.sha256()
         self._ended = False
         self._finished = False
@@ -66,17 +78,18 @@ class LiveStream:
         self.rows = 0
         self.bytes = 0
 
-    def next_pieces(self) -> list[memoryview] | None:
-        """The next bytes to send (counted as sent), or None once the end marker went out."""
-        if self._ended:
+    def next_chunk(self) -> Chunk | None:
+        """Make the next bytes to send, or None after the chunk with the end marker."""
+        if self._made_last:
             return None
         frame = next(self._batches, None)
+        rows = 0
         if frame is None:
             if self._writer is None:  # no batch at all: still a valid (empty) stream
                 self._open(pa.schema([]))
             assert self._writer is not None
             self._writer.close()
-            self._ended = True
+            self._made_last = True
         else:
             table = to_arrow(frame, views=self._views, schema=self._schema)
             if self._writer is None:
@@ -84,13 +97,26 @@ class LiveStream:
             assert self._writer is not None
             for batch in table.to_batches(max_chunksize=BATCH_ROWS):
                 self._writer.write_batch(batch)
-            self.rows += frame.height
+            rows = frame.height
         pieces = _coalesce(self._pieces)
         self._pieces.clear()
-        for piece in pieces:
-            self._sha.update(piece)
+        return Chunk(pieces, rows, self._made_last)
+
+    def handed(self, chunk: Chunk) -> None:
+        """Count a chunk as handed to the transport (called in the order chunks were made)."""
+        for piece in chunk.pieces:
+            self._sha.update(piece)  # releases the GIL: hashing runs beside the sending
             self.bytes += len(piece)
-        return pieces
+        self.rows += chunk.rows
+        self._ended = chunk.last
+
+    def next_pieces(self) -> list[memoryview] | None:
+        """Make the next chunk and count it as sent at once (a caller that sends in order)."""
+        chunk = self.next_chunk()
+        if chunk is None:
+            return None
+        self.handed(chunk)
+        return chunk.pieces
 
     def _open(self, schema: pa.Schema) -> None:
         self._schema = schema

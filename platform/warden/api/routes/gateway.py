@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import anyio
+from anyio.streams.memory import MemoryObjectSendStream
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
@@ -20,11 +21,12 @@ from warden.errors import Unauthenticated
 from warden.gateway.arrow import ArrowStream
 from warden.gateway.schemas import ReadRequest
 from warden.gateway.service import ARROW_LAYOUT_HEADER, ARROW_STREAM, ReadResult, governed_read
-from warden.gateway.stream import LiveStream
+from warden.gateway.stream import Chunk, LiveStream
 from warden.identity.service import Caller, TokenRow, authenticate
 
 router = APIRouter(prefix="/v1/datasets", tags=["gateway"])
 SMALL_BODY = 1 << 20  # below this, one write beats a thread hop per streamed chunk
+MADE_AHEAD = 1  # chunks of a live stream made before the transport takes them
 
 
 @router.post(
@@ -92,10 +94,26 @@ class _LiveResponse(Response):
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
-        while (pieces := await run_in_threadpool(self.stream.next_pieces)) is not None:
-            for piece in pieces:
-                await send({"type": "http.response.body", "body": piece, "more_body": True})
+        # A pipeline of three: a worker thread makes the next chunk (scan, masks, Arrow)
+        # while this one is sent and, in another worker thread, hashed. At most MADE_AHEAD
+        # chunks wait, so memory stays a few batches.
+        made, ready = anyio.create_memory_object_stream[Chunk](MADE_AHEAD)
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._make, made)
+            async with ready:
+                async for chunk in ready:
+                    async with anyio.create_task_group() as counting:
+                        counting.start_soon(run_in_threadpool, self.stream.handed, chunk)
+                        for piece in chunk.pieces:
+                            await send(
+                                {"type": "http.response.body", "body": piece, "more_body": True}
+                            )
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _make(self, made: MemoryObjectSendStream[Chunk]) -> None:
+        async with made:
+            while (chunk := await run_in_threadpool(self.stream.next_chunk)) is not None:
+                await made.send(chunk)
 
 
 def _unwrap(exc: BaseException) -> BaseException:
