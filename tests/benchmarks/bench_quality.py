@@ -34,9 +34,16 @@ SMOKE = {
 }
 
 
-def run(seeds: int, work: Path, scale: str, smoke: bool = False) -> dict[str, Any]:
+def run(
+    seeds: int,
+    work: Path,
+    scale: str,
+    smoke: bool = False,
+    overrides: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     def params(step: str) -> dict[str, Any]:
-        return {"threads": 1, **(SMOKE[step] if smoke else {})}
+        given = (overrides or {}).get(step, {})
+        return {"threads": 1, **(SMOKE[step] if smoke else {}), **given}
 
     generate(work / "graph", scale=scale, seed=0)
     reader = ParquetReader(work / "graph")
@@ -81,10 +88,26 @@ def main() -> None:
     parser.add_argument("--scale", default="small")
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     parser.add_argument("--smoke", action="store_true", help="tiny models: wiring only")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="STEP.PARAM=VALUE",
+        help="a step's parameter, as `warden jobs run -p` takes it (e.g. swap.post_steps=200)",
+    )
     args = parser.parse_args()
+    overrides: dict[str, dict[str, Any]] = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        step, _, name = key.rpartition(".")
+        if not step or not name or not value:
+            parser.error(f"--set {item!r}: expected STEP.PARAM=VALUE")
+        overrides.setdefault(step, {})[name] = (
+            json.loads(value) if value[0] in "0123456789-[{" else value
+        )
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
-        report = run(args.seeds, Path(tmp), args.scale, args.smoke)
+        report = run(args.seeds, Path(tmp), args.scale, args.smoke, overrides)
     print(table(report))
     print(f"({args.seeds} seeds, {time.monotonic() - started:.0f} s; graph generated, images real)")
     args.out.mkdir(parents=True, exist_ok=True)
