@@ -7,14 +7,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from sqlalchemy.exc import IntegrityError
 
 from warden.cli.client import ApiClient, console, fail
+from warden.cli.database import direct_session
 from warden.cli.options import AuditReason
 from warden.cli.output import Format, print_one, show
 from warden.config import get_settings
-from warden.db.session import make_engine, make_sessionmaker, unit_of_work
-from warden.errors import WardenError
 
 app = typer.Typer(help="Seed and list governed datasets.", no_args_is_help=True)
 
@@ -38,25 +36,19 @@ def seed(
     if scale not in ("small", "medium", "large"):
         fail("--scale must be small, medium or large")
     settings = get_settings()
-    engine = make_engine(settings.resolved_database_url)
-    try:
-        with (
-            console.status(f"generating the {scale} taste graph…") as status,
-            unit_of_work(make_sessionmaker(engine)) as db,
-        ):
-            rows = seed_taste_graph(
-                db,
-                datasets_dir=storage_for(settings),
-                tenant_name=tenant,
-                owner_name=owner,
-                scale=scale,
-                seed=seed,
-                progress=lambda msg: status.update(msg),
-            )
-    except WardenError as exc:
-        fail(exc.detail)
-    finally:
-        engine.dispose()
+    with (
+        console.status(f"generating the {scale} taste graph…") as status,
+        direct_session() as db,
+    ):
+        rows = seed_taste_graph(
+            db,
+            datasets_dir=storage_for(settings),
+            tenant_name=tenant,
+            owner_name=owner,
+            scale=scale,
+            seed=seed,
+            progress=lambda msg: status.update(msg),
+        )
     show(
         rows,
         ["dataset", "rows", "classification", "version", "snapshot"],
@@ -119,40 +111,34 @@ def register(
             fail(f"--column {item!r} is not NAME=CLASS[:ENTITY]")
         declared[col] = (cls, entity or None)
     settings = get_settings()
-    engine = make_engine(settings.resolved_database_url)
-    try:
-        with (
-            tempfile.TemporaryDirectory(prefix="warden-register-") as tmp,
-            unit_of_work(make_sessionmaker(engine)) as db,
-        ):
-            source = parquet
-            if iceberg is not None:
-                source = export_table(db, settings, iceberg, Path(tmp) / f"{name}.parquet")
-            assert source is not None
-            if not source.is_file():
-                fail(f"no file {str(source)!r}")
-            schema = pl.read_parquet_schema(source)
-            spec = DatasetSpec(
-                name=name,
-                path=source,
-                description=description,
-                columns=tuple(
-                    ColumnInfo(c, str(schema[c]), cls, entity)
-                    if c in schema
-                    else ColumnInfo(c, "?", cls, entity)
-                    for c, (cls, entity) in declared.items()
-                ),
-                identifier_columns=tuple(identifier or ()),
-                allowed_purposes=tuple(purpose or ()),
-                row_count=0,
-                derived_from=tuple(derived_from or ()),
-            )
-            details: dict[str, object] = {"source": "iceberg" if iceberg else "parquet"}
-            rows = register_generated(db, [spec], storage_for(settings), tenant, owner, details)
-    except WardenError as exc:
-        fail(exc.detail)
-    finally:
-        engine.dispose()
+    with (
+        tempfile.TemporaryDirectory(prefix="warden-register-") as tmp,
+        direct_session() as db,
+    ):
+        source = parquet
+        if iceberg is not None:
+            source = export_table(db, settings, iceberg, Path(tmp) / f"{name}.parquet")
+        assert source is not None
+        if not source.is_file():
+            fail(f"no file {str(source)!r}")
+        schema = pl.read_parquet_schema(source)
+        spec = DatasetSpec(
+            name=name,
+            path=source,
+            description=description,
+            columns=tuple(
+                ColumnInfo(c, str(schema[c]), cls, entity)
+                if c in schema
+                else ColumnInfo(c, "?", cls, entity)
+                for c, (cls, entity) in declared.items()
+            ),
+            identifier_columns=tuple(identifier or ()),
+            allowed_purposes=tuple(purpose or ()),
+            row_count=0,
+            derived_from=tuple(derived_from or ()),
+        )
+        details: dict[str, object] = {"source": "iceberg" if iceberg else "parquet"}
+        rows = register_generated(db, [spec], storage_for(settings), tenant, owner, details)
     show(rows, ["dataset", "rows", "classification", "version", "snapshot"], "table")
 
 
@@ -207,34 +193,26 @@ def rotate_mask_key(
     from warden.identity.service import get_tenant
 
     when = _when(from_)
-    settings = get_settings()
-    engine = make_engine(settings.resolved_database_url)
-    try:
-        with unit_of_work(make_sessionmaker(engine)) as db:
-            the_tenant = get_tenant(db, tenant)
-            row = rotate(db, the_tenant.id, effective_from=when, actor=actor, reason=reason)
-            append(
-                db,
-                AuditRecord(
-                    action="mask_key.rotate",
-                    decision="allow",
-                    actor=actor[:64],
-                    actor_kind="operator",
-                    tenant=the_tenant.name,
-                    reason=reason or None,
-                    details={
-                        "key_version": row.version,
-                        "effective_from": row.effective_from.isoformat(),
-                    },
-                ),
-            )
-            version, start = row.version, row.effective_from
-    except WardenError as exc:
-        fail(exc.detail)
-    except IntegrityError:
-        fail("another rotation of this tenant's key committed first; look, then retry")
-    finally:
-        engine.dispose()
+    conflict = "another rotation of this tenant's key committed first; look, then retry"
+    with direct_session(conflict=conflict) as db:
+        the_tenant = get_tenant(db, tenant)
+        row = rotate(db, the_tenant.id, effective_from=when, actor=actor, reason=reason)
+        append(
+            db,
+            AuditRecord(
+                action="mask_key.rotate",
+                decision="allow",
+                actor=actor[:64],
+                actor_kind="operator",
+                tenant=the_tenant.name,
+                reason=reason or None,
+                details={
+                    "key_version": row.version,
+                    "effective_from": row.effective_from.isoformat(),
+                },
+            ),
+        )
+        version, start = row.version, row.effective_from
     console.print(f"tenant {tenant}: mask key version {version} from {start.isoformat()}")
 
 
@@ -244,24 +222,17 @@ def mask_keys(tenant: Annotated[str, typer.Option(help="Tenant")], fmt: Format =
     from warden.gateway.keys import versions
     from warden.identity.service import get_tenant
 
-    settings = get_settings()
-    engine = make_engine(settings.resolved_database_url)
-    try:
-        with unit_of_work(make_sessionmaker(engine)) as db:
-            the_tenant = get_tenant(db, tenant)
-            rows = [{"version": 1, "effective_from": "-", "created_by": "-", "reason": ""}] + [
-                {
-                    "version": v.version,
-                    "effective_from": _when(v.effective_from.isoformat()).isoformat(),
-                    "created_by": v.created_by,
-                    "reason": v.reason,
-                }
-                for v in versions(db, the_tenant.id)
-            ]
-    except WardenError as exc:
-        fail(exc.detail)
-    finally:
-        engine.dispose()
+    with direct_session() as db:
+        the_tenant = get_tenant(db, tenant)
+        rows = [{"version": 1, "effective_from": "-", "created_by": "-", "reason": ""}] + [
+            {
+                "version": v.version,
+                "effective_from": _when(v.effective_from.isoformat()).isoformat(),
+                "created_by": v.created_by,
+                "reason": v.reason,
+            }
+            for v in versions(db, the_tenant.id)
+        ]
     show(rows, ["version", "effective_from", "created_by", "reason"], fmt)
 
 
@@ -282,33 +253,25 @@ def record_mask_key(
     fingerprints were kept, or whose record was lost: run it where the key is the one those
     reads were masked with. Audited as `mask_key.record`; runs against the database directly.
     """
-    from warden.audit.keys import bind_settings
     from warden.gateway import master_key
 
-    settings = get_settings()
-    master = master_key.load_mask_key(settings)
-    engine = make_engine(settings.resolved_database_url)
-    bind_settings(engine, settings)
-    try:
-        with unit_of_work(make_sessionmaker(engine)) as db:
-            check = master_key.inspect(db, master)
-            own = master_key.short(check.own)
-            if check.recorded is not None and not check.foreign:
-                console.print(f"mask key {own} is already the deployment's")
-                return
-            if check.foreign and not replace:
-                assert check.recorded is not None
-                fail(
-                    f"the deployment's mask key is another one (fingerprint"
-                    f" {master_key.short(check.recorded)}, recorded by {check.recorded_by});"
-                    f" this host's is {own}. Start this host with the deployment's"
-                    " WARDEN_MASK_KEY, or pass --replace to make this key the deployment's"
-                    " (every pseudonym changes)."
-                )
-            how = "warden data record-mask-key" + (" --replace" if check.foreign else "")
-            master_key.record(db, master, actor=actor, how=how, reason=reason)
-    except IntegrityError:
-        fail("another host recorded its mask key at the same moment; look, then retry")
-    finally:
-        engine.dispose()
+    master = master_key.load_mask_key(get_settings())
+    conflict = "another host recorded its mask key at the same moment; look, then retry"
+    with direct_session(conflict=conflict, bind_keys=True) as db:
+        check = master_key.inspect(db, master)
+        own = master_key.short(check.own)
+        if check.recorded is not None and not check.foreign:
+            console.print(f"mask key {own} is already the deployment's")
+            return
+        if check.foreign and not replace:
+            assert check.recorded is not None
+            fail(
+                f"the deployment's mask key is another one (fingerprint"
+                f" {master_key.short(check.recorded)}, recorded by {check.recorded_by});"
+                f" this host's is {own}. Start this host with the deployment's"
+                " WARDEN_MASK_KEY, or pass --replace to make this key the deployment's"
+                " (every pseudonym changes)."
+            )
+        how = "warden data record-mask-key" + (" --replace" if check.foreign else "")
+        master_key.record(db, master, actor=actor, how=how, reason=reason)
     console.print(f"mask key {own} recorded as the deployment's")

@@ -215,7 +215,7 @@ def worker(
 ) -> None:
     """Run queued jobs on this machine (beside, or instead of, `warden serve`'s own worker)."""
     from warden.api.app import create_gateway_app
-    from warden.cli.serve import refuse_unsafe_data_dir
+    from warden.cli.startup import refuse_unsafe_data_dir
     from warden.config import get_settings, safe_url
     from warden.core.platform import build_platform
     from warden.core.process import WardenProcess

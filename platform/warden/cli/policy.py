@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
 from warden.cli.client import ApiClient, console, err_console, fail, given
+from warden.cli.database import direct_session
 from warden.cli.options import AuditReason, DatasetName, Purpose
 from warden.cli.output import Format, show, show_one
 from warden.config import get_settings
-from warden.policy.exposure import IdColumn, catalog_from_db
-from warden.policy.lint import lint as lint_files
+
+if TYPE_CHECKING:
+    from warden.policy.exposure import IdColumn
 
 app = typer.Typer(help="Explain, lint and change Casbin policy.", no_args_is_help=True)
 BreakGlass = Annotated[
@@ -80,6 +80,8 @@ def lint(
     Also refuses rules under which a subject could see one entity's identifiers raw in one
     place and masked in another (unless an `entity:NAME ... expose_mixed` exception says so).
     """
+    from warden.policy.lint import lint as lint_files  # the policy engine: only when linting
+
     settings = get_settings()
     policies = settings.policies_dir
     paths = files or sorted(policies.glob("*.csv"))
@@ -95,18 +97,16 @@ def lint(
 
 def _live_catalog() -> dict[str, list[IdColumn]]:
     from sqlalchemy import select
+    from sqlalchemy.exc import SQLAlchemyError
 
-    from warden.db.session import make_engine
     from warden.identity.models import Tenant
+    from warden.policy.exposure import catalog_from_db
 
-    engine = make_engine(get_settings().resolved_database_url)
     try:
-        with Session(engine) as db:
+        with direct_session() as db:
             return catalog_from_db(db, db.scalars(select(Tenant.name)).all())
     except SQLAlchemyError as exc:
         fail(f"cannot read the catalog: {exc.__class__.__name__}")
-    finally:
-        engine.dispose()
 
 
 @app.command()
@@ -126,6 +126,8 @@ def apply(
 ) -> None:
     """Add the rules of a CSV file (all or nothing; audited). Rules that widen access are
     proposed for review; they apply once a different person approves them."""
+    from warden.policy.lint import lint as lint_files  # the policy engine: only when linting
+
     policies = get_settings().policies_dir
     context = [p for p in sorted(policies.glob("*.csv")) if p.resolve() != file.resolve()]
     # Lint with the seed rules as context (roles are defined there), report this file only.

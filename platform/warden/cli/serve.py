@@ -3,21 +3,11 @@
 from __future__ import annotations
 
 import os
-import socket
-from pathlib import Path
 from typing import Annotated
 
 import typer
-from sqlalchemy import Engine
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from warden.audit.keys import ChainKeyring, bind_settings, foreign_chain_key
-from warden.cli.client import fail
-from warden.config import Settings, get_settings, safe_url
-from warden.core.filesystem import UnsafeDataDir, check_data_at_rest, restrict_umask
-from warden.db.session import make_engine, make_sessionmaker, unit_of_work
-from warden.gateway import master_key
-from warden.gateway.master_key import load_mask_key
+from warden.config import get_settings, safe_url
 
 
 def serve(
@@ -35,10 +25,12 @@ def serve(
     ] = 1,
 ) -> None:
     """Run the Warden API (the CLI finds it through WARDEN_URL)."""
-    import uvicorn  # here, not at the top: every other command starts without the API
+    # Here, not at the top: every other command starts without the API and the database.
+    import uvicorn
 
     from warden.api.app import create_app
     from warden.api.primary import WORKERS_ENV
+    from warden.cli.startup import refuse_unsafe_data_dir
 
     settings = get_settings()
     refuse_unsafe_data_dir(settings)
@@ -59,81 +51,3 @@ def serve(
         log_level=log_level,
         workers=workers,
     )
-
-
-def refuse_unsafe_data_dir(settings: Settings) -> None:
-    """Private umask, then exit with the fix when others can reach the data folder, or when
-    this host does not hold the key the audit chain was last written with, or the
-    deployment's master mask key."""
-    restrict_umask()
-    try:
-        check_data_at_rest(settings)
-    except UnsafeDataDir as exc:
-        fail(exc.detail)
-    url = settings.resolved_database_url
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        return  # nothing written yet (and connecting would create the file)
-    engine = make_engine(url)
-    keyring = bind_settings(engine, settings)  # a first start records the mask key, audited
-    try:
-        refuse_a_foreign_chain_key(settings, engine, keyring)
-        refuse_a_foreign_mask_key(settings, engine)
-    finally:
-        engine.dispose()
-
-
-def refuse_a_foreign_chain_key(settings: Settings, engine: Engine, keyring: ChainKeyring) -> None:
-    """Several hosts share one chain: one that made its own key would chain events that
-    `audit verify` everywhere else reports as rewritten. Fail closed, saying how to fix it.
-    A database not reachable (or not migrated) yet is not this check's to refuse."""
-    try:
-        with engine.connect() as conn:
-            foreign = foreign_chain_key(conn, keyring)
-    except SQLAlchemyError:
-        return
-    if foreign is not None:
-        fail(
-            f"refusing to start: the audit chain was last written with key {foreign}, which"
-            f" this host does not hold (it holds {', '.join(keyring.ids) or 'none'}). Give every"
-            " host of a deployment the same WARDEN_AUDIT_CHAIN_KEY (or the same key folder,"
-            f" {settings.resolved_audit_keys_dir}); a key of its own would chain events no"
-            " other host can verify."
-        )
-
-
-def refuse_a_foreign_mask_key(settings: Settings, engine: Engine) -> None:
-    """Several hosts share one master mask key: one with a key of its own would give the same
-    entity other pseudonyms, and joins across hosts would silently find nothing. Fail closed,
-    saying what to share (gateway/master_key.py). Database not reachable: as above."""
-    master = load_mask_key(settings)
-    host = f"host {socket.gethostname()}"
-    sessions = make_sessionmaker(engine)
-    try:
-        try:
-            with unit_of_work(sessions) as db:
-                check = master_key.settle(db, master, actor=host)
-        except IntegrityError:  # another host recorded its key first: compare with that one
-            with unit_of_work(sessions) as db:
-                check = master_key.settle(db, master, actor=host)
-    except SQLAlchemyError:
-        return
-    share = (
-        "Give every host of a deployment the same WARDEN_MASK_KEY (or the same key file,"
-        f" {master_key.key_file(settings)}): a key of its own would pseudonymise identifiers"
-        " differently from the other hosts, and joins across them would silently fail."
-    )
-    own = master_key.short(check.own)
-    if check.foreign:
-        assert check.recorded is not None
-        fail(
-            f"refusing to start: this host's mask key (fingerprint {own}) is not the"
-            f" deployment's (fingerprint {master_key.short(check.recorded)}, recorded by"
-            f" {check.recorded_by}). {share}"
-        )
-    if check.unknown:
-        fail(
-            "refusing to start: the database records no mask key fingerprint, yet reads were"
-            f" already masked, so this host cannot tell whether its key (fingerprint {own}) is"
-            f" the one they were masked with. {share} On a host whose key you know to be the"
-            " deployment's, record it once: `warden data record-mask-key` (audited)."
-        )
