@@ -43,6 +43,10 @@ def serve(
         return
     # Each worker builds its own app (and platform) from the same environment.
     os.environ[WORKERS_ENV] = str(workers)
+    # The workers share one listening socket, and by default the first to wake accepts a
+    # whole burst of connections: keep-alive clients that connect together then all talk to
+    # one process. libuv's single-accept mode (uvloop runs on libuv) hands them out in turn.
+    os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
     uvicorn.run(
         "warden.api.app:create_app",
         factory=True,
