@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -46,14 +45,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.process.start()
-        # What start-up built lives as long as the app: out of the collector's sight, a full
-        # collection no longer walks it under load (it was most of the small reads' p99).
-        gc.freeze()
         try:
             yield
         finally:
             app.state.process.stop()
-            gc.unfreeze()  # an app stopped in a longer-lived process (tests) is collectable
 
     app = FastAPI(
         title="Warden", version=__version__, docs_url="/docs", redoc_url=None, lifespan=lifespan
