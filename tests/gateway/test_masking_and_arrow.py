@@ -12,7 +12,7 @@ import pyarrow.ipc as pa_ipc
 import pytest
 
 from warden.gateway import masking
-from warden.gateway.arrow import IPC_OPTIONS, ArrowStream
+from warden.gateway.arrow import IPC_OPTIONS, ONE_CALL_ROWS, ArrowStream, to_arrow
 from warden.gateway.stream import LiveStream, Outcome
 
 KEY = b"k" * 32
@@ -94,7 +94,26 @@ def test_stream_is_exactly_the_ipc_stream_and_its_size(rows: int) -> None:
     stream = ArrowStream(frame)
     body = b"".join(stream)
     assert len(body) == stream.size
-    assert body == _reference(frame.to_arrow(compat_level=pl.CompatLevel.oldest()))
+    reference = _reference(frame.to_arrow(compat_level=pl.CompatLevel.oldest()))
+    if rows > ONE_CALL_ROWS:  # pyarrow's writer, over the table's own buffers
+        assert body == reference
+    # a small answer is written by polars in one call: the same schema and rows
+    got, want = pa_ipc.open_stream(body).read_all(), pa_ipc.open_stream(reference).read_all()
+    assert got.schema == want.schema and got.equals(want)
+
+
+@pytest.mark.parametrize("views", [False, True])
+@pytest.mark.parametrize("long_text", [False, True])
+def test_a_small_answer_in_one_call_has_the_layout_of_the_other_path(
+    views: bool, long_text: bool
+) -> None:
+    """Both writers give each column the same layout: view only for all-inline text (with
+    a long text column in the view layout, the answer takes the other path)."""
+    frame = _frame(50) if long_text else _frame(50).drop("long")
+    one_call = pa_ipc.open_stream(b"".join(ArrowStream(frame, views=views))).read_all()
+    other = pa_ipc.open_stream(_reference(to_arrow(frame, views=views))).read_all()
+    assert one_call.schema == other.schema and one_call.equals(other)
+    assert pl.DataFrame(pl.from_arrow(one_call)).equals(frame)
 
 
 @pytest.mark.parametrize("rows", [5, 300_000])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 
 import polars as pl
@@ -15,14 +16,19 @@ IPC_OPTIONS = pa_ipc.IpcWriteOptions()
 # Pieces this small are copied together, so the transport makes few large writes.
 COALESCE_BELOW = 64 * 1024
 _VIEW_TYPES = (pa.string_view(), pa.binary_view())
+# Answers of at most this many rows are written by polars' own IPC writer, in one call: for a
+# small answer, pyarrow's writer spent more on per-buffer Python work than on the bytes
+# (100 rows: 0.19 -> 0.06 ms in the classic layout, 0.29 -> 0.02 ms in the view layout).
+ONE_CALL_ROWS = 64 * 1024
 
 
 class ArrowStream:
     """A frame as an Arrow IPC stream whose exact length is known before any byte is sent.
 
-    The stream is written once, into pieces that mostly point at the table's own buffers
-    (no copy), so the length is their sum; the audit event names it, is committed, and only
-    then are the pieces handed to the transport.
+    The stream is written once, so the length is known; the audit event names it, is
+    committed, and only then are the pieces handed to the transport. A small answer (at most
+    ONE_CALL_ROWS rows) is one piece, written by polars; a larger one is pieces that mostly
+    point at the Arrow table's own buffers (no copy).
 
     With `views`, text columns whose strings are all inline (12 bytes or less) go out in
     Arrow's view layout, which polars reads without a copy; any other column keeps the
@@ -30,11 +36,16 @@ class ArrowStream:
     """
 
     def __init__(self, frame: pl.DataFrame, *, views: bool = False) -> None:
-        self.table = to_arrow(frame, views=views)
+        written = _in_one_call(frame, views) if frame.height <= ONE_CALL_ROWS else None
+        if written is not None:
+            self.pieces = [memoryview(written)]
+            self.size = len(written)
+            return
+        table = to_arrow(frame, views=views)
         pieces: list[memoryview] = []
         sink = pa.PythonFile(_Collector(pieces), mode="w")
-        with pa_ipc.new_stream(sink, self.table.schema, options=IPC_OPTIONS) as writer:
-            for batch in self.table.to_batches(max_chunksize=BATCH_ROWS):
+        with pa_ipc.new_stream(sink, table.schema, options=IPC_OPTIONS) as writer:
+            for batch in table.to_batches(max_chunksize=BATCH_ROWS):
                 writer.write_batch(batch)
         self.pieces = _coalesce(pieces)
         self.size = sum(len(p) for p in self.pieces)
@@ -67,6 +78,23 @@ def to_arrow(frame: pl.DataFrame, *, views: bool, schema: pa.Schema | None = Non
     if schema is not None and table.schema != schema:  # the same types, other field flags
         table = table.cast(schema)
     return table
+
+
+def _in_one_call(frame: pl.DataFrame, views: bool) -> bytes | None:
+    """The frame as one IPC stream written by polars, in the layout `to_arrow` gives it; None
+    when that layout is not polars' own (a view column with strings out of line: the other
+    path sends it in the classic layout)."""
+    compat = pl.CompatLevel.oldest()
+    if views:
+        own = frame.to_arrow(compat_level=pl.CompatLevel.newest())  # no copy
+        classic = frame.head(0).to_arrow(compat_level=compat).schema
+        for i, column in enumerate(own.columns):
+            if column.type != classic.field(i).type and not _inline_views(column):
+                return None
+        compat = pl.CompatLevel.newest()
+    sink = io.BytesIO()
+    frame.write_ipc_stream(sink, compat_level=compat)
+    return sink.getvalue()
 
 
 def _inline_views(column: pa.ChunkedArray) -> bool:

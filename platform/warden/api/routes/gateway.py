@@ -26,7 +26,9 @@ from warden.identity.service import Caller, TokenRow, authenticate
 
 router = APIRouter(prefix="/v1/datasets", tags=["gateway"])
 SMALL_BODY = 1 << 20  # below this, one write beats a thread hop per streamed chunk
-MADE_AHEAD = 1  # chunks of a live stream made before the transport takes them
+# A live stream's next chunk is made while one is sent, then waits for it (a rendezvous):
+# at most two chunks are in memory.
+MADE_AHEAD = 0
 
 
 @router.post(
@@ -95,8 +97,7 @@ class _LiveResponse(Response):
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
         # A pipeline of three: a worker thread makes the next chunk (scan, masks, Arrow)
-        # while this one is sent and, in another worker thread, hashed. At most MADE_AHEAD
-        # chunks wait, so memory stays a few batches.
+        # while this one is sent and, in another worker thread, hashed (see MADE_AHEAD).
         made, ready = anyio.create_memory_object_stream[Chunk](MADE_AHEAD)
         async with anyio.create_task_group() as group:
             group.start_soon(self._make, made)
