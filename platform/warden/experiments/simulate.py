@@ -48,7 +48,7 @@ class GovernedReader:
         result = governed_read(self.platform, self.caller, dataset, body.encode())
         if not isinstance(result.body, ArrowStream):
             raise Unprocessable(f"{dataset!r} is too large to simulate users from in-process")
-        return pl.DataFrame(pl.from_arrow(result.body.table))
+        return pl.read_ipc_stream(b"".join(result.body))  # the bytes a caller would get
 
 
 class Population:
