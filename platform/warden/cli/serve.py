@@ -45,7 +45,9 @@ def serve(
     os.environ[WORKERS_ENV] = str(workers)
     # The workers share one listening socket, and by default the first to wake accepts a
     # whole burst of connections: keep-alive clients that connect together then all talk to
-    # one process. libuv's single-accept mode (uvloop runs on libuv) hands them out in turn.
+    # one process. libuv's single-accept mode (uvloop runs on libuv) yields after each accept,
+    # so the others get their share (most of the time: a socket per worker with SO_REUSEPORT
+    # would make it always).
     os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
     uvicorn.run(
         "warden.api.app:create_app",
