@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
+from contextlib import suppress
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.gateway.servers import Warden, read, serve, warden_on
-from tests.serving import bound_engine
+from tests.gateway.servers import REPO, Warden, read, serve, warden_on
+from tests.serving import bound_engine, serve_env
 from warden.api.primary import LOCK_NAME
 from warden.db.session import make_sessionmaker, unit_of_work
 from warden.identity.service import Caller, get_principal
@@ -195,6 +199,81 @@ def test_workers_serve_reads_and_exactly_one_runs_the_background_loops(tmp_path:
         statuses = {a[3] for a in load.answers if a[1] > restarted}
         assert statuses == {200}
         _served_all_audited(w, load)
+
+
+def test_a_burst_of_keep_alive_connections_is_spread_across_the_workers(tmp_path: Path) -> None:
+    # Clients that connect together once all landed on whichever worker woke first, and the
+    # other idled for the whole run; each worker now listens on its own SO_REUSEPORT socket.
+    with warden_on("sqlite", tmp_path) as w, serve(w.settings, workers=2) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        workers: set[int] = set()
+
+        def both_listening() -> bool:
+            workers.clear()
+            workers.update(_children(server.proc.pid))
+            return len(_sockets_of(workers, port, LISTEN)) == 2
+
+        _wait(both_listening, "both workers listening")
+        listening = _sockets_of(workers, port, LISTEN).values()
+        assert len(set().union(*listening)) == 2, "the workers share one listening socket"
+        # 16 connections made at once, before any worker accepts one: the burst that went
+        # whole to the first worker to wake, when the workers shared one socket
+        burst = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(16)]
+        try:
+            for conn in burst:  # each answers on its own connection, which stays open
+                conn.sendall(b"GET /healthz HTTP/1.1\r\nhost: warden\r\n\r\n")
+            for conn in burst:
+                assert conn.recv(4096).startswith(b"HTTP/1.1 200")
+            owners = _sockets_of(workers, port, ESTABLISHED)
+            assert sum(len(conns) for conns in owners.values()) == 16
+            # by a hash of each connection's addresses: all 16 on one of 2 is a 1-in-32,768 draw
+            assert len(owners) == 2, owners
+        finally:
+            for conn in burst:
+                conn.close()
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            assert read(http, w.alice).status_code == 200
+
+
+def test_serve_refuses_a_port_something_already_listens_on(tmp_path: Path) -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        with warden_on("sqlite", tmp_path) as w:
+            env = serve_env(w.settings, PYTHONPATH=f"{REPO / 'platform'}")
+            cmd = [sys.executable, "-m", "warden.cli.main", "serve", "--workers", "2"]
+            done = subprocess.run(  # noqa: S603
+                [*cmd, "--port", str(port)], env=env, capture_output=True, timeout=120
+            )
+        assert done.returncode != 0
+        assert f"cannot listen on 127.0.0.1:{port}" in done.stderr.decode()
+        assert "Started parent process" not in done.stderr.decode()  # no worker was started
+    finally:
+        taken.close()
+
+
+LISTEN, ESTABLISHED = "0A", "01"
+
+
+def _sockets_of(pids: set[int], port: int, state: str) -> dict[int, set[str]]:
+    """{pid: the inodes of its TCP sockets with local `port` in `state`} (from /proc)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == state:
+                inodes.add(fields[9])
+    owners: dict[int, set[str]] = {}
+    for pid in pids:
+        with suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with suppress(OSError):
+                    link = os.readlink(fd)
+                    if link.startswith("socket:[") and link[8:-1] in inodes:
+                        owners.setdefault(pid, set()).add(link[8:-1])
+    return owners
 
 
 def test_primary_off_runs_no_loops_even_when_elected(tmp_path: Path) -> None:

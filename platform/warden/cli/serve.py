@@ -41,15 +41,13 @@ def serve(
     if workers == 1:
         uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
         return
-    # Each worker builds its own app (and platform) from the same environment.
+    # Each worker builds its own app (and platform) from the same environment, and listens on a
+    # socket of its own (SO_REUSEPORT): the kernel, not whichever worker wakes first, decides
+    # which process a new connection goes to.
+    from warden.cli.serve_workers import PortSharingWorkers
+
     os.environ[WORKERS_ENV] = str(workers)
-    # The workers share one listening socket, and by default the first to wake accepts a
-    # whole burst of connections: keep-alive clients that connect together then all talk to
-    # one process. libuv's single-accept mode (uvloop runs on libuv) yields after each accept,
-    # so the others get their share (most of the time: a socket per worker with SO_REUSEPORT
-    # would make it always).
-    os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
-    uvicorn.run(
+    config = uvicorn.Config(
         "warden.api.app:create_app",
         factory=True,
         host=host,
@@ -57,3 +55,7 @@ def serve(
         log_level=log_level,
         workers=workers,
     )
+    try:
+        PortSharingWorkers(config).run()
+    except OSError as exc:  # the port is taken, or the interface is not ours
+        raise typer.BadParameter(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
