@@ -22,9 +22,9 @@ install_missing() {
     echo "installing from Debian: $packages" >&2
     export DEBIAN_FRONTEND=noninteractive
     # shellcheck disable=SC2086 # one word per package
-    apt-get install -y -q $packages >/dev/null 2>&1 || {
-        apt-get update -q >/dev/null
-        apt-get install -y -q $packages >/dev/null
+    apt-get -o DPkg::Lock::Timeout=600 install -y -q $packages >/dev/null 2>&1 || {
+        apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null
+        apt-get -o DPkg::Lock::Timeout=600 install -y -q $packages >/dev/null
     }
 }
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.debian import apt_install, can_install
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "console"
@@ -39,13 +40,11 @@ def find_chromium() -> tuple[str, str]:
     browser, driver = _binaries()
     if browser and driver:
         return browser, driver
-    if os.geteuid() != 0 or not Path("/etc/debian_version").exists():
+    if not can_install():
         _missing("Debian's chromium and chromium-driver are not installed")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update"], ["apt-get", "install", "-y", *PACKAGES]):
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200)
-        if done.returncode != 0:
-            _missing(f"{' '.join(command)} failed: {done.stderr[-500:]}")
+    failed = apt_install(*PACKAGES)
+    if failed:
+        _missing(failed)
     browser, driver = _binaries()
     if not (browser and driver):
         _missing("chromium or chromedriver is still missing after apt-get install")

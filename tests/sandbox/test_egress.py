@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import http.server
 import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import WardenHarness
+from tests.debian import apt_install, can_install
 from tests.sandbox.conftest import DEVELOPER, REQUIRE, Sandboxes
 
 pytestmark = pytest.mark.docker
@@ -44,13 +44,8 @@ except OSError as exc:
 @pytest.fixture(scope="session")
 def squid() -> str:
     found = shutil.which("squid") or shutil.which("squid", path="/usr/sbin")
-    if found is None and shutil.which("apt-get"):
-        subprocess.run(
-            ["apt-get", "install", "-y", "-q", "squid"],  # noqa: S607
-            capture_output=True,
-            check=False,
-            env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
-        )
+    if found is None and can_install():
+        apt_install("squid")
         found = shutil.which("squid", path="/usr/sbin:/usr/bin")
     if found is None:
         if REQUIRE:
