@@ -17,13 +17,20 @@ from uvicorn import Config
 from uvicorn.supervisors import Multiprocess
 
 
-def reuse_port_socket(host: str, port: int) -> socket.socket:
-    """A socket bound to (host, port) that other SO_REUSEPORT sockets may share."""
+def reuse_port_socket(host: str, port: int, backlog: int) -> socket.socket:
+    """A listening socket on (host, port) that other SO_REUSEPORT sockets may share.
+
+    It listens before its worker starts: connections the kernel gives it wait in its queue
+    until the worker is ready. Bound but not listening, it would take none, and clients that
+    connected while the first worker was up and the others still starting all went to it
+    (measured: half the throughput with two workers).
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
+    sock.listen(backlog)
     return sock
 
 
@@ -47,8 +54,7 @@ class PortSharingWorkers(Multiprocess):
 
     uvicorn creates every worker with `Process(config, self.sockets)` and starts it at once; so
     `sockets` answers each read with a fresh socket, and the parent closes its copies as soon as
-    the workers are started (spawned children hold their own descriptor; a socket that never
-    listens in the parent takes no connections meanwhile).
+    the workers are started (spawned children hold their own descriptor of each).
     """
 
     def __init__(self, config: Config) -> None:
@@ -58,7 +64,7 @@ class PortSharingWorkers(Multiprocess):
 
     @property  # type: ignore[override]
     def sockets(self) -> list[socket.socket]:
-        sock = reuse_port_socket(self.config.host, self.config.port)
+        sock = reuse_port_socket(self.config.host, self.config.port, self.config.backlog)
         self._handed.append(sock)
         return [sock]
 
