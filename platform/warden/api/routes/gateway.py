@@ -66,6 +66,7 @@ class _LiveResponse(Response):
         self.status_code = 200
         self.background = None
         self.stream = stream
+        self.sent_all = False  # every byte of the stream handed to the transport
         self.init_headers(headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -81,7 +82,6 @@ class _LiveResponse(Response):
 
                 group.start_soon(watch)
                 await self._send_all(send)
-                complete, reason = True, None
                 group.cancel_scope.cancel()
         except Exception as exc:  # the task group wraps what its tasks raised
             cause = _unwrap(exc)
@@ -89,6 +89,11 @@ class _LiveResponse(Response):
                 reason = f"the stream failed: {type(cause).__name__}"
                 raise
         finally:
+            # Complete once the last byte of the stream was handed over, even when the client
+            # then hangs up before the empty closing chunk (the Arrow stream ends with its own
+            # end marker, so a reader may close as soon as it has seen it).
+            if self.sent_all:
+                complete, reason = True, None
             with anyio.CancelScope(shield=True):
                 await run_in_threadpool(self.stream.finish, complete=complete, reason=reason)
 
@@ -109,6 +114,7 @@ class _LiveResponse(Response):
                             await send(
                                 {"type": "http.response.body", "body": piece, "more_body": True}
                             )
+                        self.sent_all = chunk.last  # (its counting finishes even if cancelled)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _make(self, made: MemoryObjectSendStream[Chunk]) -> None:
