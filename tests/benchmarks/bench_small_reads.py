@@ -7,8 +7,9 @@ loopback HTTP. "before" is the code of a git commit
 (default: the merge base with main, checked out into a temporary worktree); "after" is this
 tree. Per configuration: reads/s, p50, p99, server CPU per read (every server process,
 workers included, from /proc), the load average of the machine beside it (the machine is
-shared), and the audited `dataset.read` events counted against the reads served: they must be
-equal. Bounded: a fixed number of reads per configuration and a time limit.
+shared), how the clients' connections were split across the server processes (a second after
+the load began, from /proc), and the audited `dataset.read` events counted against the reads
+served: they must be equal. Bounded: a fixed number of reads per configuration and a time limit.
 
 Run: .venv/bin/python -m tests.benchmarks.bench_small_reads [--reads 800] [--before REV]
 """
@@ -22,6 +23,7 @@ import os
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -32,6 +34,7 @@ from sqlalchemy import text
 
 from tests.benchmarks.bench_read import COLUMNS, _seed
 from tests.benchmarks.harness import postgres_database, prepare
+from tests.proc import ESTABLISHED, children, tcp_sockets_of
 from tests.serving import serve_env, serve_process
 from warden.config import Settings
 from warden.core.filesystem import restrict_umask
@@ -161,7 +164,12 @@ def measure(
                 load(api, token, min(clients, 4), 40)  # warm up (caches, pools, every worker)
                 before_events = _audited_reads(settings)
                 cpu0, load0 = _tree_cpu_s(pid), os.getloadavg()[0]
+                split: list[int] = []
+                port = int(api.rsplit(":", 1)[1])
+                watcher = threading.Timer(1.0, lambda: split.extend(_split(pid, port)))
+                watcher.start()
                 latencies, wall, failures = load(api, token, clients, reads)
+                watcher.join()
                 cpu = _tree_cpu_s(pid) - cpu0
                 load1 = os.getloadavg()[0]
             events = _audited_reads(settings) - before_events
@@ -181,7 +189,15 @@ def measure(
         "p99_ms": round(latencies[max(0, int(served * 0.99) - 1)], 1) if latencies else None,
         "server_cpu_ms_per_read": round(cpu * 1000 / served, 2) if served else None,
         "load_avg": round(max(load0, load1), 2),
+        "connections_per_worker": split,
     }
+
+
+def _split(pid: int, port: int) -> list[int]:
+    """How many of the clients' connections each server process holds (most first)."""
+    processes = children(pid) | {pid}
+    held = tcp_sockets_of(processes, port, ESTABLISHED)
+    return sorted((len(conns) for conns in held.values()), reverse=True)
 
 
 @contextmanager
@@ -225,7 +241,7 @@ def run(before: str, reads: int, backends: list[str], clients: list[int]) -> lis
 
 HEADER = (
     f"{'version':<18} {'backend':<10} {'clients':>7} {'workers':>7} {'reads/s':>8} {'p50':>8}"
-    f" {'p99':>9} {'CPU/read':>9} {'served':>6} {'audited':>7} {'load':>5}"
+    f" {'p99':>9} {'CPU/read':>9} {'served':>6} {'audited':>7} {'load':>5}  split"
 )
 
 
@@ -234,7 +250,7 @@ def print_row(r: dict[str, Any], flush: bool = False) -> None:
         f"{r['version']:<18} {r['backend']:<10} {r['clients']:>7} {r['workers']:>7}"
         f" {r['reads_per_s']:>8.1f} {r['p50_ms']:>6.1f}ms {r['p99_ms']:>7.1f}ms"
         f" {r['server_cpu_ms_per_read']:>7.2f}ms {r['reads']:>6} {r['audited']:>7}"
-        f" {r['load_avg']:>5.2f}",
+        f" {r['load_avg']:>5.2f}  {'/'.join(map(str, r.get('connections_per_worker', [])))}",
         flush=flush,
     )
 

@@ -11,13 +11,13 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import suppress
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.gateway.servers import REPO, Warden, read, serve, warden_on
+from tests.proc import ESTABLISHED, LISTEN, children, tcp_sockets_of
 from tests.serving import bound_engine, serve_env
 from warden.api.primary import LOCK_NAME
 from warden.db.session import make_sessionmaker, unit_of_work
@@ -150,19 +150,6 @@ def _lock_holders(lock: Path) -> list[int]:
     return holders
 
 
-def _children(pid: int) -> set[int]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(stat[1]) == pid:
-                found.add(int(entry.name))
-    return found
-
-
 def _wait(predicate: object, what: str) -> None:
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -179,7 +166,7 @@ def test_workers_serve_reads_and_exactly_one_runs_the_background_loops(tmp_path:
 
         def three_workers() -> bool:
             workers.clear()
-            workers.update(_children(server.proc.pid) - {server.proc.pid})
+            workers.update(children(server.proc.pid) - {server.proc.pid})
             return len(workers) >= 3 and lock.exists() and len(_lock_holders(lock)) == 1
 
         _wait(three_workers, "three workers and one elected")
@@ -214,10 +201,10 @@ def test_a_burst_of_keep_alive_connections_is_spread_across_the_workers(tmp_path
                 conn.sendall(b"GET /healthz HTTP/1.1\r\nhost: warden\r\n\r\n")
             for conn in burst:
                 assert conn.recv(4096).startswith(b"HTTP/1.1 200")
-            workers = _children(server.proc.pid)
-            listening = _sockets_of(workers, port, LISTEN).values()
+            workers = children(server.proc.pid)
+            listening = tcp_sockets_of(workers, port, LISTEN).values()
             assert len(set().union(*listening)) == 2, "the workers share one listening socket"
-            owners = _sockets_of(workers, port, ESTABLISHED)
+            owners = tcp_sockets_of(workers, port, ESTABLISHED)
             assert sum(len(conns) for conns in owners.values()) == 16
             # by a hash of each connection's addresses: all 16 on one of 2 is a 1-in-32,768 draw
             assert len(owners) == 2, owners
@@ -245,28 +232,6 @@ def test_serve_refuses_a_port_something_already_listens_on(tmp_path: Path) -> No
         assert "Started parent process" not in done.stderr.decode()  # no worker was started
     finally:
         taken.close()
-
-
-LISTEN, ESTABLISHED = "0A", "01"
-
-
-def _sockets_of(pids: set[int], port: int, state: str) -> dict[int, set[str]]:
-    """{pid: the inodes of its TCP sockets with local `port` in `state`} (from /proc)."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == state:
-                inodes.add(fields[9])
-    owners: dict[int, set[str]] = {}
-    for pid in pids:
-        with suppress(OSError):
-            for fd in Path(f"/proc/{pid}/fd").iterdir():
-                with suppress(OSError):
-                    link = os.readlink(fd)
-                    if link.startswith("socket:[") and link[8:-1] in inodes:
-                        owners.setdefault(pid, set()).add(link[8:-1])
-    return owners
 
 
 def test_primary_off_runs_no_loops_even_when_elected(tmp_path: Path) -> None:
