@@ -249,7 +249,7 @@ def test_a_job_socket_streams_the_same_way(warden: Any, tmp_path: Path) -> None:
     """The gateway a worker serves on each sandbox's unix socket takes the same path."""
     import tempfile
 
-    from warden.api.app import create_gateway_app
+    from warden.api.gateway_app import create_gateway_app
     from warden.sandbox.gateway_socket import GatewaySocket
 
     path = big_engagements(warden, tmp_path)

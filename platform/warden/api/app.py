@@ -111,13 +111,3 @@ def create_app(
         )
 
     return app
-
-
-def create_gateway_app(platform: Platform) -> FastAPI:
-    """Only the governed read path: what `warden worker` serves on its sandboxes' sockets."""
-    setup_telemetry()  # the worker's reads are exported like the API's
-    app = FastAPI(title="Warden gateway", version=__version__, docs_url=None, redoc_url=None)
-    app.state.warden = platform
-    install_error_handlers(app)
-    app.include_router(gateway_router)
-    return app

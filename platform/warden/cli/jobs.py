@@ -214,7 +214,7 @@ def worker(
     slots: Annotated[int, typer.Option(min=1, max=64, help="Jobs run at once")] = 1,
 ) -> None:
     """Run queued jobs on this machine (beside, or instead of, `warden serve`'s own worker)."""
-    from warden.api.app import create_gateway_app
+    from warden.api.gateway_app import create_gateway_app
     from warden.cli.startup import refuse_unsafe_data_dir
     from warden.config import get_settings, safe_url
     from warden.core.platform import build_platform
