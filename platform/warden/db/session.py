@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import fcntl
+import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger("warden.db")
 
 
 def make_engine(url: str, *, sqlite_busy_timeout_s: float = 5.0, **kwargs: Any) -> Engine:
@@ -21,7 +28,9 @@ def make_engine(url: str, *, sqlite_busy_timeout_s: float = 5.0, **kwargs: Any) 
     read). A connection found dead answers one clean 503 and SQLAlchemy then invalidates every
     older pooled connection, so a restarted server is reconnected to on the next checkouts."""
     if url.startswith("sqlite"):
-        gate = WriterGate(sqlite_busy_timeout_s)
+        database = make_url(url).database
+        on_disk = database and database != ":memory:" and not database.startswith("file:")
+        gate = WriterGate(sqlite_busy_timeout_s, Path(f"{database}.writer") if on_disk else None)
         engine = create_engine(
             url,
             connect_args={
@@ -50,31 +59,65 @@ _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER")
 
 
 class WriterGate:
-    """SQLite has one writer. Without this, the threads of a process that want to write all
+    """SQLite has one writer. Without this, the threads and processes that want to write all
     poll SQLite's lock, each sleeping longer between tries (up to 100 ms), and the unlucky ones
-    wait many times the median: the SQLite tail. Here they queue on one Python lock instead,
-    taken at a connection's first write and given back when its transaction ends (commit,
-    rollback, close), and wait at most the busy timeout (then `database is locked`: a 503).
-    Other processes on the same file still meet SQLite's own lock and busy timeout."""
+    wait many times the median: the SQLite tail. Here they queue instead: the threads of a
+    process on one Python lock, then the processes on one file lock beside the database
+    (`<database>.writer`, `flock`: the kernel drops it when a process dies), both taken at a
+    connection's first write and given back when its transaction ends (commit, rollback,
+    close). Waits are bounded by the busy timeout (then `database is locked`: a 503). A
+    writer that does not use this gate (another tool on the file) still meets SQLite's own
+    lock and busy timeout, so the gate decides only the order, never whether data is safe."""
 
-    def __init__(self, timeout_s: float) -> None:
+    # How often a process waiting for another process's write looks again: short, so the
+    # wait ends about when the write does (SQLite's own handler sleeps up to 100 ms).
+    POLL_S = 0.0005
+
+    def __init__(self, timeout_s: float, lock_path: Path | None = None) -> None:
         self._lock = threading.Lock()
         self._timeout_s = timeout_s
         self._holder: object | None = None
+        self._lock_path = lock_path
+        self._file: IO[bytes] | None = None
 
     def enter(self, dbapi_conn: sqlite3.Connection, statement: str) -> None:
         if self._holder is dbapi_conn or dbapi_conn.isolation_level is None:
             return  # already the writer, or autocommit (each statement its own transaction)
+        deadline = time.monotonic() + self._timeout_s
         if not self._lock.acquire(timeout=self._timeout_s):
-            raise OperationalError(
-                statement, None, sqlite3.OperationalError("database is locked (writer queue)")
-            )
+            raise _locked(statement, "writer queue")
+        try:
+            self._take_file_lock(statement, deadline)
+        except BaseException:
+            self._lock.release()
+            raise
         self._holder = dbapi_conn
 
     def leave(self, dbapi_conn: object) -> None:
         if self._holder is dbapi_conn:
             self._holder = None
+            if self._file is not None:
+                fcntl.flock(self._file, fcntl.LOCK_UN)
             self._lock.release()
+
+    def _take_file_lock(self, statement: str, deadline: float) -> None:
+        if self._lock_path is None:
+            return
+        if self._file is None:
+            try:
+                self._file = self._lock_path.open("ab")
+            except OSError as exc:  # a read-only folder: SQLite's own lock still holds
+                log.warning("no writer queue across processes (%s): %s", self._lock_path, exc)
+                self._lock_path = None
+                return
+        while True:
+            try:
+                fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise _locked(statement, "another process writes") from None
+                time.sleep(self.POLL_S)
 
     def connection_class(self) -> type[sqlite3.Connection]:
         gate = self
@@ -118,6 +161,12 @@ class WriterGate:
             raw = getattr(raw, "dbapi_connection", None)
             if raw is not None and not raw.in_transaction:
                 self.leave(raw)
+
+
+def _locked(statement: str, why: str) -> OperationalError:
+    return OperationalError(
+        statement, None, sqlite3.OperationalError(f"database is locked ({why})")
+    )
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
