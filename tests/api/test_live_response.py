@@ -1,5 +1,7 @@
-"""How a live stream's completion is decided at the ASGI edge: by whether every byte of the
-stream was handed to the transport, not by whether the response's last step ran.
+"""How a live stream's completion is decided at the ASGI edge: complete when every byte of the
+stream was handed to a connection that was still open, whatever happens after; incomplete
+when the client went away first, even if the server then drops the remaining writes
+silently (uvicorn does).
 
 A reader may hang up as soon as it has seen the Arrow end marker, before the empty closing
 chunk of the HTTP response goes out; under load that once recorded a fully delivered stream
@@ -8,10 +10,8 @@ as incomplete (tests/gateway/test_streaming.py, on the job socket).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
-
-import anyio
-import pytest
 
 from warden.api.routes.gateway import _LiveResponse
 from warden.gateway.stream import Chunk
@@ -35,51 +35,104 @@ class _Stream:
         self.finished.append({"complete": complete, "reason": reason})
 
 
+class _Connection:
+    """uvicorn's HTTP/1.1 send and receive, reduced: a write past the buffer's high-water
+    mark waits for the buffer to drain; once the connection is lost, receive answers
+    `http.disconnect` and every write returns at once, dropped."""
+
+    def __init__(self) -> None:
+        self.delivered: list[bytes] = []
+        self.disconnected = False
+        self._lost = asyncio.Event()
+        self._writable = asyncio.Event()
+        self._writable.set()
+
+    def lose(self) -> None:  # uvicorn's connection_lost: disconnect first, then wake writers
+        self.disconnected = True
+        self._lost.set()
+        self._writable.set()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if not self._writable.is_set() and not self.disconnected:
+            await self._writable.wait()
+        if self.disconnected or message["type"] != "http.response.body":
+            return
+        self.delivered.append(bytes(message["body"]))
+
+    def fill_buffer(self) -> None:  # the next write waits until the buffer drains
+        self._writable.clear()
+
+    async def receive(self) -> dict[str, Any]:
+        await self._lost.wait()
+        return {"type": "http.disconnect"}
+
+
 CHUNKS = [
     Chunk([memoryview(b"schema+batch")], 10, False),
-    Chunk([memoryview(b"end marker")], 0, True),
+    Chunk([memoryview(b"big1"), memoryview(b"big2"), memoryview(b"end marker")], 5, True),
 ]
 
 
-async def _respond(*, hang_up_after: str) -> _Stream:
-    """Send the stream to a client that hangs up once it has seen `hang_up_after`
-    ("everything": the last data piece; "first": the first piece) and whose transport never
-    sends anything after that."""
+async def _respond(connection: _Connection, on_piece: Any) -> _Stream:
     stream = _Stream(CHUNKS)
-    gone = anyio.Event()
-    pieces: list[bytes] = []
+    real_send = connection.send
 
     async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.body":
-            if gone.is_set():
-                await anyio.sleep_forever()  # the connection is closing: nothing goes out
-            pieces.append(bytes(message["body"]))
-            last_data = bytes(message["body"]) == b"end marker"
-            if (hang_up_after == "everything" and last_data) or hang_up_after == "first":
-                gone.set()
-
-    async def receive() -> dict[str, Any]:
-        await gone.wait()
-        return {"type": "http.disconnect"}
+        await real_send(message)
+        if message["type"] == "http.response.body" and not connection.disconnected:
+            on_piece(bytes(message["body"]))
 
     response = _LiveResponse(stream, headers={})  # type: ignore[arg-type]
-    with anyio.fail_after(30):
-        await response({"type": "http"}, receive, send)
+    await asyncio.wait_for(response({"type": "http"}, connection.receive, send), 30)
     return stream
 
 
-@pytest.mark.anyio
-async def test_a_client_that_hangs_up_after_the_last_byte_got_a_complete_stream() -> None:
-    stream = await _respond(hang_up_after="everything")
+def test_a_client_that_hangs_up_after_the_last_byte_got_a_complete_stream() -> None:
+    async def run() -> _Stream:
+        connection = _Connection()
+        loop = asyncio.get_running_loop()
+
+        def on_piece(body: bytes) -> None:  # the reader closes once it has the end marker
+            if body == b"end marker":
+                loop.call_later(0.01, connection.lose)
+
+        return await _respond(connection, on_piece)
+
+    stream = asyncio.run(run())
     assert stream.finished == [{"complete": True, "reason": None}]
+    assert [c.rows for c in stream.counted] == [10, 5]
 
 
-@pytest.mark.anyio
-async def test_a_client_that_hangs_up_midway_got_an_incomplete_stream() -> None:
-    stream = await _respond(hang_up_after="first")
+def test_a_client_that_hangs_up_midway_got_an_incomplete_stream() -> None:
+    async def run() -> tuple[_Stream, _Connection]:
+        connection = _Connection()
+
+        def on_piece(body: bytes) -> None:
+            if body == b"schema+batch":
+                connection.lose()
+
+        return await _respond(connection, on_piece), connection
+
+    stream, connection = asyncio.run(run())
     assert stream.finished == [{"complete": False, "reason": "the client went away"}]
+    assert connection.delivered == [b"schema+batch"]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+def test_a_connection_lost_while_the_last_chunk_waits_to_drain_is_incomplete() -> None:
+    # The rest of the last chunk is "sent" to a closed connection, which drops it silently:
+    # the stream must not be taken as delivered, and what was handed over is still counted.
+    async def run() -> tuple[_Stream, _Connection]:
+        connection = _Connection()
+        loop = asyncio.get_running_loop()
+
+        def on_piece(body: bytes) -> None:
+            if body == b"big1":
+                connection.fill_buffer()
+                loop.call_later(0.05, connection.lose)
+
+        return await _respond(connection, on_piece), connection
+
+    stream, connection = asyncio.run(run())
+    assert connection.delivered == [b"schema+batch", b"big1"]
+    assert stream.finished == [{"complete": False, "reason": "the client went away"}]
+    assert [c.rows for c in stream.counted] == [10, 5]

@@ -56,6 +56,7 @@ def serve(
         workers=workers,
     )
     try:
-        PortSharingWorkers(config).run()
+        supervisor = PortSharingWorkers(config)
     except OSError as exc:  # the port is taken, or the interface is not ours
         raise typer.BadParameter(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    supervisor.run()

@@ -17,20 +17,17 @@ from uvicorn import Config
 from uvicorn.supervisors import Multiprocess
 
 
-def reuse_port_socket(host: str, port: int, backlog: int) -> socket.socket:
-    """A listening socket on (host, port) that other SO_REUSEPORT sockets may share.
-
-    It listens before its worker starts: connections the kernel gives it wait in its queue
-    until the worker is ready. Bound but not listening, it would take none, and clients that
-    connected while the first worker was up and the others still starting all went to it
-    (measured: half the throughput with two workers).
-    """
+def reuse_port_socket(host: str, port: int, backlog: int | None = None) -> socket.socket:
+    """A socket bound to (host, port) that other SO_REUSEPORT sockets may share; listening
+    when `backlog` is given (bound only, it takes no connections: its worker's server listens
+    on it once started)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    sock.listen(backlog)
+    if backlog is not None:
+        sock.listen(backlog)
     return sock
 
 
@@ -55,16 +52,27 @@ class PortSharingWorkers(Multiprocess):
     uvicorn creates every worker with `Process(config, self.sockets)` and starts it at once; so
     `sockets` answers each read with a fresh socket, and the parent closes its copies as soon as
     the workers are started (spawned children hold their own descriptor of each).
+
+    The first workers' sockets listen before the workers start: connections made while some
+    are still starting wait in their queues (bound only, the clients that connected while the
+    first worker was up all went to it: half the throughput with two workers). A replacement
+    (after a crash, on SIGHUP) gets a socket that is only bound, which its server listens on
+    once it is ready, so the workers already serving take every connection meanwhile. The
+    supervisor holds one more bound socket for its whole life, so the port stays this
+    deployment's while workers come and go.
     """
 
     def __init__(self, config: Config) -> None:
         config.port = claim_port(config.host, config.port)
+        self._port = reuse_port_socket(config.host, config.port)
         self._handed: list[socket.socket] = []
+        self._starting = True
         super().__init__(config, sockets=[])
 
     @property  # type: ignore[override]
     def sockets(self) -> list[socket.socket]:
-        sock = reuse_port_socket(self.config.host, self.config.port, self.config.backlog)
+        backlog = self.config.backlog if self._starting else None
+        sock = reuse_port_socket(self.config.host, self.config.port, backlog)
         self._handed.append(sock)
         return [sock]
 
@@ -79,6 +87,13 @@ class PortSharingWorkers(Multiprocess):
     def init_processes(self) -> None:
         super().init_processes()
         self._close_handed()
+        self._starting = False
+
+    def run(self) -> None:
+        try:
+            super().run()
+        finally:
+            self._port.close()
 
     def restart_all(self) -> None:
         super().restart_all()

@@ -30,7 +30,8 @@ def make_engine(url: str, *, sqlite_busy_timeout_s: float = 5.0, **kwargs: Any) 
     if url.startswith("sqlite"):
         database = make_url(url).database
         on_disk = database and database != ":memory:" and not database.startswith("file:")
-        gate = WriterGate(sqlite_busy_timeout_s, Path(f"{database}.writer") if on_disk else None)
+        lock = Path(f"{database}.writer").resolve() if on_disk else None  # cwd may change
+        gate = WriterGate(sqlite_busy_timeout_s, lock)
         engine = create_engine(
             url,
             connect_args={
@@ -96,9 +97,11 @@ class WriterGate:
     def leave(self, dbapi_conn: object) -> None:
         if self._holder is dbapi_conn:
             self._holder = None
-            if self._file is not None:
-                fcntl.flock(self._file, fcntl.LOCK_UN)
-            self._lock.release()
+            try:
+                if self._file is not None:
+                    fcntl.flock(self._file, fcntl.LOCK_UN)
+            finally:
+                self._lock.release()
 
     def _take_file_lock(self, statement: str, deadline: float) -> None:
         if self._lock_path is None:

@@ -66,7 +66,8 @@ class _LiveResponse(Response):
         self.status_code = 200
         self.background = None
         self.stream = stream
-        self.sent_all = False  # every byte of the stream handed to the transport
+        self.sent_all = False  # every byte of the stream handed to a live connection
+        self.gone = False  # the server told us the client went away
         self.init_headers(headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -78,6 +79,7 @@ class _LiveResponse(Response):
                 async def watch() -> None:
                     while (await receive())["type"] != "http.disconnect":
                         pass
+                    self.gone = True
                     group.cancel_scope.cancel()
 
                 group.start_soon(watch)
@@ -109,13 +111,24 @@ class _LiveResponse(Response):
             async with ready:
                 async for chunk in ready:
                     async with anyio.create_task_group() as counting:
-                        counting.start_soon(run_in_threadpool, self.stream.handed, chunk)
+                        counting.start_soon(self._count, chunk)
                         for piece in chunk.pieces:
                             await send(
                                 {"type": "http.response.body", "body": piece, "more_body": True}
                             )
-                        self.sent_all = chunk.last  # (its counting finishes even if cancelled)
+                        if chunk.last:
+                            # A server drops writes to a closed connection silently (uvicorn
+                            # does): yield once, so a disconnect it has already seen reaches
+                            # `watch` before the stream is taken as delivered.
+                            await anyio.lowlevel.checkpoint()
+                            self.sent_all = not self.gone
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _count(self, chunk: Chunk) -> None:
+        # Shielded: a chunk whose bytes started to go out is counted (rows, bytes, SHA-256)
+        # even when the client's going away cancels the sending.
+        with anyio.CancelScope(shield=True):
+            await run_in_threadpool(self.stream.handed, chunk)
 
     async def _make(self, made: MemoryObjectSendStream[Chunk]) -> None:
         async with made:
