@@ -41,6 +41,7 @@ def serve(
     if workers == 1:
         uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
         return
+    _warn_of_connection_shortfall(settings.resolved_database_url, workers)
     # Each worker builds its own app (and platform) from the same environment, and listens on a
     # socket of its own (SO_REUSEPORT): the kernel, not whichever worker wakes first, decides
     # which process a new connection goes to.
@@ -60,3 +61,20 @@ def serve(
     except OSError as exc:  # the port is taken, or the interface is not ours
         raise typer.BadParameter(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
     supervisor.run()
+
+
+def _warn_of_connection_shortfall(url: str, workers: int) -> None:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from warden.cli.client import err_console
+    from warden.db.session import connection_shortfall, make_engine
+
+    engine = make_engine(url)
+    try:
+        shortfall = connection_shortfall(engine, workers)
+    except SQLAlchemyError:  # not reachable yet: /readyz says so once serving; no check
+        return
+    finally:
+        engine.dispose()
+    if shortfall:
+        err_console.print(f"[bold yellow]warning:[/] {shortfall}")

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -53,7 +53,31 @@ def make_engine(url: str, *, sqlite_busy_timeout_s: float = 5.0, **kwargs: Any) 
             cur.close()
 
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, **kwargs)
+    return create_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW, **kwargs)
+
+
+# Connections one process may open to PostgreSQL: kept, and opened past those under load.
+POOL_SIZE, POOL_OVERFLOW = 10, 20
+
+
+def connection_shortfall(engine: Engine, processes: int) -> str | None:
+    """What is wrong when `processes` processes on `engine`'s PostgreSQL could ask it for more
+    connections than it allows (they would fail with "too many clients" under load); None when
+    they fit, or on SQLite."""
+    if engine.dialect.name != "postgresql":
+        return None
+    with engine.connect() as conn:
+        allowed = int(conn.execute(text("SHOW max_connections")).scalar_one())
+        reserved = int(conn.execute(text("SHOW superuser_reserved_connections")).scalar_one())
+    wanted = processes * (POOL_SIZE + POOL_OVERFLOW)
+    if wanted <= allowed - reserved:
+        return None
+    return (
+        f"{processes} processes may open up to {wanted} PostgreSQL connections"
+        f" ({POOL_SIZE} + {POOL_OVERFLOW} each), but the server allows"
+        f" {allowed - reserved} (max_connections {allowed}, {reserved} reserved):"
+        " under load some reads would fail; raise max_connections or run fewer workers"
+    )
 
 
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER")
