@@ -1,5 +1,6 @@
 """The checks `warden serve` and `warden worker` make before they start: a private data
-folder, the deployment's audit chain key and its master mask key on this host."""
+folder, a database with this Warden's schema, the deployment's audit chain key and its
+master mask key on this host."""
 
 from __future__ import annotations
 
@@ -13,15 +14,16 @@ from warden.audit.keys import ChainKeyring, bind_settings, foreign_chain_key
 from warden.cli.client import fail
 from warden.config import Settings
 from warden.core.filesystem import UnsafeDataDir, check_data_at_rest, restrict_umask
+from warden.db.migrate import revisions
 from warden.db.session import make_engine, make_sessionmaker, unit_of_work
 from warden.gateway import master_key
 from warden.gateway.master_key import load_mask_key
 
 
 def refuse_unsafe_data_dir(settings: Settings) -> None:
-    """Private umask, then exit with the fix when others can reach the data folder, or when
-    this host does not hold the key the audit chain was last written with, or the
-    deployment's master mask key."""
+    """Private umask, then exit with the fix when others can reach the data folder, when the
+    database lacks this Warden's schema, or when this host does not hold the key the audit
+    chain was last written with, or the deployment's master mask key."""
     restrict_umask()
     try:
         check_data_at_rest(settings)
@@ -29,14 +31,44 @@ def refuse_unsafe_data_dir(settings: Settings) -> None:
         fail(exc.detail)
     url = settings.resolved_database_url
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        return  # nothing written yet (and connecting would create the file)
+        fail(f"refusing to start: there is no Warden database at {url} yet. {INIT}")
     engine = make_engine(url)
-    keyring = bind_settings(engine, settings)  # a first start records the mask key, audited
     try:
+        refuse_an_unmigrated_database(engine)
+        keyring = bind_settings(engine, settings)  # a first start records the mask key, audited
         refuse_a_foreign_chain_key(settings, engine, keyring)
         refuse_a_foreign_mask_key(settings, engine)
     finally:
         engine.dispose()
+
+
+INIT = "Run `warden init` first: it creates the schema, the first tenant and its admin."
+
+
+def refuse_an_unmigrated_database(engine: Engine) -> None:
+    """Without the schema, or with an older one, every request and background round would
+    fail on a missing table or column: refuse, saying what to run. A database not reachable
+    yet is not this check's to refuse (`/readyz` tells load balancers)."""
+    try:
+        current, heads, known = revisions(engine)
+    except SQLAlchemyError:
+        return
+    where = engine.url.render_as_string(hide_password=True)
+    if not current:
+        fail(f"refusing to start: the database at {where} has no Warden schema. {INIT}")
+    if current - known:
+        fail(
+            f"refusing to start: the database at {where} is at schema revision"
+            f" {', '.join(sorted(current - known))}, which this Warden does not know: a newer"
+            " Warden migrated it. Run that version (or a newer one) instead."
+        )
+    if current != heads:
+        fail(
+            f"refusing to start: the database at {where} is at schema revision"
+            f" {', '.join(sorted(current))} and this Warden needs {', '.join(sorted(heads))}."
+            " Run `warden init` once to upgrade it: on an initialised deployment it upgrades"
+            " the schema and changes nothing else."
+        )
 
 
 def refuse_a_foreign_chain_key(settings: Settings, engine: Engine, keyring: ChainKeyring) -> None:

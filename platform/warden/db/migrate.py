@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine
 
 from warden.config import REPO_ROOT
 
@@ -21,3 +24,12 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 def downgrade(url: str, revision: str = "base") -> None:
     command.downgrade(alembic_config(url), revision)
+
+
+def revisions(engine: Engine) -> tuple[set[str], set[str], set[str]]:
+    """The database's current revisions, this code's heads, and every revision it knows."""
+    script = ScriptDirectory.from_config(alembic_config(""))
+    known = {rev.revision for rev in script.walk_revisions()}
+    with engine.connect() as conn:
+        current = set(MigrationContext.configure(conn).get_current_heads())
+    return current, set(script.get_heads()), known

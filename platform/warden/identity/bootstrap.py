@@ -60,7 +60,8 @@ def initialize(
         with unit_of_work(make_sessionmaker(engine)) as db:
             if db.scalar(select(func.count()).select_from(Principal)):
                 raise Conflict(
-                    f"Warden is already initialised at {url}; use `warden principals` to add people"
+                    f"Warden is already initialised at {url} (its schema is now up to date);"
+                    " use `warden principals` to add people"
                 )
             ensure_head(db)
             done = seed_tenant(
