@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import polars as pl
 import pytest
 from sqlalchemy import text
 
-from tests.access.conftest import Access, allow_browse, bootstrap_people
+from tests.access.conftest import Access, allow_browse, bootstrap_people, link_role
 
 USERS_RAW = "p, role:admin, acme, users, *, *, read, allow, ,"
 
@@ -177,6 +178,28 @@ def test_lifting_a_row_filter_is_reviewed(access: Access) -> None:
     # Unlinking a role that carries a row filter (or a deny) could widen too: reviewed.
     unlink = access.http.delete("/v1/principals/erin/roles/analyst_eu", headers=access.as_("admin"))
     assert unlink.status_code == 202 and unlink.json()["change_id"]
+
+
+def test_a_row_filter_that_reaches_its_author_is_refused(access: Access) -> None:
+    """A filter on a masked identifier (or a denied column) the author reads through would
+    tell them which rows match a raw value: an oracle. By name, by a role they hold, or on a
+    principal they created, it is someone else's to add; on others it applies at once."""
+    link_role(access.w, "admin", "ml_engineer")
+    raw = pl.read_parquet(access.w.settings.datasets_dir / "users" / "*.parquet")
+    victim = int(raw["user_id"][7])
+    before = len(access.events("policy.change"))
+    for subject in ("admin", "role:ml_engineer"):
+        r = access.propose("admin", [f"p2, {subject}, acme, users, user_id, eq, {victim}"])
+        assert r.status_code == 403, r.text
+        assert "row filter that applies to you" in r.json()["detail"]
+    _service_account(access, "probe-bot", [])
+    r = access.propose("admin", ["p2, probe-bot, acme, users, user_id, eq, 1"])
+    assert r.status_code == 403, r.text
+    assert len(access.events("policy.change")) == before  # nothing changed
+    assert access.read("admin", "users", purpose="training").status_code == 200
+    # ada holds no role the filter reaches: hers applies at once, and reaches the admin
+    r = access.propose("ada", ["p2, role:ml_engineer, acme, users, region, eq, NA"])
+    assert r.status_code == 200 and r.json()["state"] == "applied", r.text
 
 
 def test_a_person_given_the_steward_role_reviews_only_once_it_is_approved(access: Access) -> None:

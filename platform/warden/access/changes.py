@@ -56,6 +56,7 @@ from warden.identity.models import ApiToken, Principal, Tenant
 from warden.identity.service import Caller, get_tenant
 from warden.policy import exposure, store
 from warden.policy.changes import apply_change, assess, run_checks
+from warden.policy.engine import PolicySnapshot
 from warden.policy.reads import require_visible
 from warden.policy.rules import Rule, RuleError, format_rule, rule_problems, split_line
 
@@ -119,6 +120,25 @@ def _refuse_bypass(rule: Rule, actor: str) -> None:
         raise Forbidden("a rule for yourself needs someone else: no self-granted rights")
 
 
+def _refuse_filters_on_yourself(
+    db: Session, snapshot: PolicySnapshot, caller: Caller, add: Sequence[Rule]
+) -> None:
+    """A row filter narrows, so it applies at once; but on a reader it is an oracle: they see
+    which rows match a value they may not (a masked identifier, a denied column). So a
+    filter that reaches its author (by name, a role they hold, or a principal they own or
+    created) is someone else's to add."""
+    subjects = {fields[0] for ptype, fields in add if ptype == "p2"}
+    if not subjects:
+        return
+    tenant = get_tenant(db, caller.tenant)
+    reached = reached_by(db, snapshot, tenant.id, tenant.name, subjects)
+    if caller.principal_id in widen_to_keepers(db, reached):
+        raise Forbidden(
+            "a row filter that applies to you (or to a principal you own or created) needs"
+            " someone else: it would show you which rows match values you may not read"
+        )
+
+
 def change_rules(
     db: Session,
     state: Platform,
@@ -139,6 +159,7 @@ def change_rules(
     for rule in [*add, *remove]:
         _refuse_bypass(rule, caller.name)
     snapshot = state.policy.ensure_fresh()
+    _refuse_filters_on_yourself(db, snapshot, caller, add)
     stored = _stored_rules(db)
     assessment = assess(stored, add, remove)
     run_checks(db, add, remove)
