@@ -13,6 +13,7 @@ import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -508,3 +509,53 @@ def test_a_rotated_signing_key_keeps_old_checkpoints_verifiable(c: Chain) -> Non
     lines = c.store.path.read_text().splitlines(keepends=True)
     c.store.path.write_text(lines[1])
     assert c.kinds(c.verify()) == {"checkpoint_missing"}
+
+
+# --- rows the walk never reads (found by a red-team review) ---------------------------------
+
+
+@pytest.mark.parametrize("seq", [0, -7])
+def test_a_forged_event_numbered_below_the_chain_is_found(c: Chain, seq: int) -> None:
+    """The walk starts at seq 1 and the head bounds it above: a row planted below 1 was never
+    walked, yet the query API listed it as a real read."""
+    c.fill(3)
+    c.checkpoint()
+    forged = dict(c.rows()[0], seq=seq, id="f" * 32, actor="bob", dataset="payroll", rows=10**6)
+    forged["hash"] = "0" * 64
+    with c.engine.begin() as conn:
+        conn.execute(insert(TABLE), [forged])
+    result = c.verify()
+    assert c.kinds(result) == {"outside_chain"}, result.findings
+    assert "1 event(s) numbered below 1" in result.findings[0].detail
+
+
+def test_an_event_numbered_with_text_is_found_not_a_crash(c: Chain) -> None:
+    if c.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL refuses text in an integer column")
+    c.fill(2)
+    c.checkpoint()
+    with c.engine.begin() as conn:
+        conn.execute(insert(TABLE), [dict(c.rows()[0], seq="zz", id="e" * 32)])
+    assert "outside_chain" in c.kinds(c.verify())
+
+
+@pytest.mark.parametrize("rendered", ["offset", "T"])
+def test_a_timestamp_rewritten_as_other_text_for_the_same_instant_is_found(
+    c: Chain, rendered: str
+) -> None:
+    """SQLite keeps text: '+14:00' or a 'T' parses to the same instant (so the hash holds)
+    but sorts elsewhere, hiding the event from since/until queries."""
+    if c.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL stores timestamptz, not text")
+    c.fill(4)
+    c.checkpoint()
+    when = chain.utc(c.rows()[2]["ts"])
+    if rendered == "offset":
+        text_ts = (when + timedelta(hours=14)).strftime("%Y-%m-%d %H:%M:%S.%f") + "+14:00"
+    else:
+        text_ts = when.strftime("%Y-%m-%dT%H:%M:%S.%f")
+    with c.engine.begin() as conn:
+        conn.execute(text("UPDATE audit_event SET ts = :ts WHERE seq = 3"), {"ts": text_ts})
+    result = c.verify()
+    assert c.kinds(result) == {"not_canonical"}, result.findings
+    assert result.findings[0].seq == 3

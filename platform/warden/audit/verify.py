@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from warden.audit.chain import (
@@ -54,6 +54,8 @@ DELETION = "deletion"  # every event up to a checkpoint is gone
 RECHAINED = "rechained"  # a checkpointed event moved to another seq: removed and renumbered
 HEAD = "head_mismatch"  # the head row disagrees with the chain
 BEYOND_HEAD = "beyond_head"  # an event past the head: written around the chain
+OUTSIDE = "outside_chain"  # an event numbered below 1 (or not a number): written around it
+NOT_CANONICAL = "not_canonical"  # a column stored as other text for the same value (SQLite)
 CHECKPOINT_FORGED = "checkpoint_forged"  # a checkpoint line whose signature or content fails
 CHECKPOINT_MISSING = "checkpoint_missing"  # a checkpoint the chain records is not in the file
 # Notes:
@@ -314,6 +316,13 @@ def verify(
     elif head_hash != prev_hash:
         findings.add(HEAD, prev_seq, None, "the head hash does not match the last event's hash")
     last_seq = db.scalar(select(func.max(table.c.seq)))
+    if last_seq is not None and not isinstance(last_seq, int):  # SQLite stores what it is given
+        stray = db.scalar(select(table.c.id).where(table.c.seq == last_seq))
+        findings.add(OUTSIDE, None, stray, f"an event numbered {str(last_seq)[:20]!r}")
+        last_seq = head_seq
+    _check_outside(db, findings)
+    if db.get_bind().dialect.name == "sqlite":
+        _check_canonical_time(db, findings)
     if head_seq is not None and last_seq is not None and last_seq > head_seq:
         # An append commits its event and the head together, so an event the head has not
         # reached (read after the event was seen) was written around the chain.
@@ -389,6 +398,39 @@ def verify(
         first_seq=walk.first_seq,
         last_seq=last_seq,
     )
+
+
+def _check_outside(db: Session, findings: _Findings) -> None:
+    """The chain starts at 1 and the walk reads from there: a row numbered below it is never
+    walked, yet every query of the log would show it."""
+    table = AuditEvent.__table__
+    below = select(table.c.seq, table.c.id).where(table.c.seq < 1).order_by(table.c.seq)
+    first = db.execute(below.limit(1)).first()
+    if first is not None:
+        count = db.scalar(select(func.count()).select_from(below.subquery()))
+        detail = f"{count} event(s) numbered below 1, where the chain starts: written around it"
+        findings.add(OUTSIDE, first.seq, first.id, detail)
+
+
+# How SQLAlchemy writes a timestamp into SQLite; the chain hashes the parsed instant, so the
+# same instant as other text (an offset, a 'T') would hash alike yet sort apart in queries.
+_SQLITE_TS = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9]*"
+
+
+def _check_canonical_time(db: Session, findings: _Findings) -> None:
+    table = AuditEvent.__table__
+    odd = (
+        select(table.c.seq, table.c.id)
+        .where(text("typeof(ts) != 'text' OR length(ts) != 26 OR ts NOT GLOB :canonical"))
+        .params(canonical=_SQLITE_TS)
+        .order_by(table.c.seq)
+        .limit(MAX_FINDINGS)
+    )
+    for seq, event_id in db.execute(odd):
+        detail = (
+            "its timestamp is stored as other text for the same instant: hidden from time queries"
+        )
+        findings.add(NOT_CANONICAL, seq, event_id, detail)
 
 
 def _check_checkpoint(
