@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from warden.catalog.columns import ColumnInfo
 from warden.catalog.models import Dataset, DatasetColumn, DatasetVersion
+from warden.catalog.order import follows_identifier, shuffled
 from warden.catalog.storage import Storage
 from warden.catalog.tables import commit_version
 from warden.errors import Forbidden, NotFound, Unprocessable
@@ -153,7 +155,8 @@ def register(
     derived_from: list[str] | tuple[str, ...] = (),
     reviewed_change: str | None = None,
 ) -> tuple[Dataset, DatasetVersion]:
-    """Copy `source` into the content-addressed store and make it the current version.
+    """Copy `source` into the content-addressed store and make it the current version; a
+    source whose row order follows an identifier column is stored shuffled (`order.py`).
 
     `datasets_dir`: the local datasets folder, or the platform's store (`storage_for`): a
     bucket. The file is stored before any row changes; a store that fails (unreachable,
@@ -183,10 +186,16 @@ def register(
     if missing := [c.name for c in columns if c.name not in file_schema]:
         raise Unprocessable(f"columns {missing} are not in {source.name}")
 
-    digest = file_digest(source)
-    relative = f"{name}/{digest.removeprefix('sha256:')}.parquet"
     store = datasets_dir if isinstance(datasets_dir, Storage) else Storage(str(datasets_dir))
-    stored_at = store.put(source, relative)  # atomic: a reader never sees half a file
+    with tempfile.TemporaryDirectory(prefix="warden-register-") as scratch:
+        if follows_identifier(source, identifier_columns) is not None:
+            source = shuffled(source, Path(scratch) / "shuffled.parquet")  # see catalog/order.py
+        digest = file_digest(source)
+        relative = f"{name}/{digest.removeprefix('sha256:')}.parquet"
+        stored_at = store.put(source, relative)  # atomic: a reader never sees half a file
+        schema = pq.read_schema(source)
+        row_count = pl.scan_parquet(source).select(pl.len()).collect().item()
+        byte_size = source.stat().st_size
 
     dataset = db.scalar(select(Dataset).where(Dataset.tenant_id == tenant.id, Dataset.name == name))
     classification = strictest(
@@ -243,7 +252,7 @@ def register(
         tenant.name,
         name,
         stored_at,
-        pq.read_schema(source),
+        schema,
         known=version.snapshot_id if version is not None else None,
     )
     if version is None:
@@ -251,8 +260,8 @@ def register(
             dataset_id=dataset.id,
             digest=digest,
             path=stored_at,
-            row_count=pl.scan_parquet(source).select(pl.len()).collect().item(),
-            byte_size=source.stat().st_size,
+            row_count=row_count,
+            byte_size=byte_size,
         )
         db.add(version)
     version.snapshot_id = snapshot.id
