@@ -4,6 +4,7 @@ and only holders of the review right review at all. Every refusal changes nothin
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import text
 
 from tests.access.conftest import Access
 
@@ -111,3 +112,16 @@ def test_every_refused_review_is_audited_with_who_and_where(access: Access) -> N
     assert alice["decision"] == "deny" and alice["reason"].startswith("Forbidden: ")
     assert alice["details"]["route"] == "/v1/access/requests/{request_id}/review"
     assert alice["details"]["method"] == "POST"
+
+
+def test_a_quorum_lowered_in_the_database_is_held_to_the_dataset_s_terms(access: Access) -> None:
+    """A database writer sets a pending pii request's quorum to 1: one approval must still
+    not grant it (found by a red-team review)."""
+    req = access.ask(
+        "alice", dataset="users", purpose="training", columns=["region"], duration=3600
+    )
+    assert req["quorum"] == 2
+    with access.w.state.engine.begin() as conn:
+        conn.execute(text("UPDATE access_request SET quorum = 1 WHERE id = :i"), {"i": req["id"]})
+    assert access.approve("sam", req["id"])["state"] == "pending"
+    assert access.approve("tess", req["id"])["state"] == "approved"

@@ -378,6 +378,8 @@ def review(
         state.now(),
     )
     actor = actor_of(caller)
+    # the row's quorum is held to the dataset's terms now: one lowered in SQL never counts
+    quorum = max(req.quorum, terms_of(db, view, state.settings).quorum)
     record(
         db,
         state,
@@ -389,15 +391,15 @@ def review(
         "pending",
         action="access.request.reviewed",
         reason=comment,
-        details={"decision": decision, "approvals": len(approvals), "quorum": req.quorum},
+        details={"decision": decision, "approvals": len(approvals), "quorum": quorum},
     )
     if decision == "deny":
         _close(db, state, actor, tenant, req, "denied", comment or "denied")
         notify_resolved(db, state, tenant, view, req)
         return Outcome(req)
-    if len(approvals) < req.quorum:
+    if len(approvals) < quorum:
         return Outcome(req)
-    reason = f"{len(approvals)} of {req.quorum} approvals"
+    reason = f"{len(approvals)} of {quorum} approvals"
     grant = _grant(db, state, tenant, req, view, actor, reason)
     notify_resolved(db, state, tenant, view, req, grant)
     return Outcome(req, grant, policy_changed=True)
