@@ -194,8 +194,10 @@ def register(
         relative = f"{name}/{digest.removeprefix('sha256:')}.parquet"
         stored_at = store.put(source, relative)  # atomic: a reader never sees half a file
         schema = pq.read_schema(source)
-        row_count = pl.scan_parquet(source).select(pl.len()).collect().item()
-        byte_size = source.stat().st_size
+        size = {
+            "row_count": pl.scan_parquet(source).select(pl.len()).collect().item(),
+            "byte_size": source.stat().st_size,
+        }
 
     dataset = db.scalar(select(Dataset).where(Dataset.tenant_id == tenant.id, Dataset.name == name))
     classification = strictest(
@@ -256,13 +258,7 @@ def register(
         known=version.snapshot_id if version is not None else None,
     )
     if version is None:
-        version = DatasetVersion(
-            dataset_id=dataset.id,
-            digest=digest,
-            path=stored_at,
-            row_count=row_count,
-            byte_size=byte_size,
-        )
+        version = DatasetVersion(dataset_id=dataset.id, digest=digest, path=stored_at, **size)
         db.add(version)
     version.snapshot_id = snapshot.id
     version.table_metadata = snapshot.metadata
