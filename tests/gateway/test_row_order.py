@@ -56,7 +56,7 @@ def test_neither_limit_nor_a_shard_singles_out_a_raw_id(warden: Any) -> None:
 
 
 def test_only_an_order_that_follows_an_identifier_is_shuffled(tmp_path: Path) -> None:
-    n = 5000
+    n = 100_000  # a random order of this many rows stays under the threshold (z > 6)
     ids = pl.Series("user_id", range(1, n + 1), dtype=pl.Int64)
     sorted_file = tmp_path / "sorted.parquet"
     pl.DataFrame({"user_id": ids, "x": range(n)}).write_parquet(sorted_file)

@@ -18,7 +18,7 @@ from pathlib import Path
 import polars as pl
 
 # |Spearman ρ| between row position and an identifier above which the order counts as
-# following it: a random order of 1,500 rows stays under it ~45% of the time (a needless
+# following it: a random order of 1,500 rows stays under it about half the time (a needless
 # shuffle costs nothing), 80,000 rows always.
 FOLLOWS = 0.02
 
