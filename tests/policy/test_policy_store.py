@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import sqlite3
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from warden.db.migrate import upgrade
 from warden.policy import store
 from warden.policy.engine import MODEL_TEXT, ModelMismatch, PolicySnapshot, format_now
 from warden.policy.rules import Rule, RuleError
+from warden.policy.seal import SealBroken
 from warden.policy.service import PolicyService, PolicyUnavailable
 
 from .conftest import DEMO, EXTRA, SEED
@@ -144,11 +146,15 @@ def test_load_retries_when_the_version_moves(
     policy_db: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     PolicyService(policy_db).seed_from_csv([SEED])
-    seen = iter([1, 2, 2, 2])
-    monkeypatch.setattr(store, "current_version", lambda _s: next(seen))
+    real = store.sealed_state
+    with Session(policy_db) as s:
+        stored = real(s)
+    moving = dataclasses.replace(stored, version=stored.version - 1)
+    seen = iter([moving, stored, stored, stored])
+    monkeypatch.setattr(store, "sealed_state", lambda _s: next(seen))
     with Session(policy_db) as s:
         loaded_version, rules = store.load_rules(s)
-    assert loaded_version == 2 and rules
+    assert loaded_version == stored.version and rules
 
 
 def valid_random_rules(rng: random.Random, n: int) -> list[Rule]:
@@ -187,7 +193,7 @@ def test_stock_enforcer_on_the_table_agrees_after_edits(policy_db: Engine) -> No
         store.remove_rules(s, rules[10:40])  # holes in the id sequence
         store.add_rules(s, rules[10:40])  # back, at the end: order changes
         s.commit()
-        snapshot = store.load_snapshot(s)
+        snapshot, _ = store.load_snapshot(s)
     stock = store.stock_enforcer(policy_db)
     moved = list(dict.fromkeys(rules[10:40]))
     expected = [r for r in dict.fromkeys(rules) if r not in moved] + moved
@@ -218,7 +224,11 @@ def test_rules_load_in_id_order_after_updates(policy_db: Engine) -> None:
         assert row is not None
         row.v5 = "*"
         s.commit()
-        snapshot = store.load_snapshot(s)
+        with pytest.raises(SealBroken):  # a row changed past Warden is refused...
+            store.load_snapshot(s)
+        store.reseal(s)  # ...until an operator reseals the set
+        s.commit()
+        snapshot, _ = store.load_snapshot(s)
     request = ("u1", "d1", "ds0", "c", "t", "read", format_now(NOW))
     stock = store.stock_enforcer(policy_db)
     assert stock.enforce_ex(*request)[1][7] == snapshot.enforce_ex(*request)[1][7] == "second"

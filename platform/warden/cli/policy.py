@@ -119,6 +119,45 @@ def rules(fmt: Format = "table") -> None:
 
 
 @app.command()
+def seal(
+    actor: Annotated[str, typer.Option(help="Who seals it, for the audit log")] = "operator",
+    reason: AuditReason = "",
+) -> None:
+    """Seal the stored rules as they are now. Every rule change seals the rule set with the
+    audit chain key; rules written to the database past Warden (or stored before seals
+    existed) break the seal and every decision denies until this runs. It blesses whatever
+    is stored, so look first (`warden policy rules`, the `casbin_rule` table). Audited as
+    `policy.sealed`; runs against the database directly."""
+    from warden.audit.service import AuditRecord, append
+    from warden.policy import store
+    from warden.policy.seal import SealBroken
+
+    with direct_session(bind_keys=True) as db:
+        try:
+            sealed, _ = store.load_sealed(db)
+        except SealBroken as exc:
+            broken = str(exc)
+        else:
+            console.print(f"the stored rules match their seal (policy v{sealed.version})")
+            return
+        after = store.reseal(db)
+        rules = len(store.load_rules(db)[1])
+        details = {"version": after.version, "rules": rules, "was": broken[:300]}
+        append(
+            db,
+            AuditRecord(
+                action="policy.sealed",
+                decision="allow",
+                actor=actor,
+                actor_kind="operator",
+                reason=reason,
+                details=details,
+            ),
+        )
+    console.print(f"sealed {rules} rule(s) as policy v{after.version} (was: {broken})")
+
+
+@app.command()
 def apply(
     file: Annotated[Path, typer.Argument(help="CSV of rules to add (linted first)")],
     reason: AuditReason = "",

@@ -9,6 +9,7 @@ Any database or policy failure raises `PolicyUnavailable`: callers deny (fail cl
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -23,10 +24,12 @@ from warden.errors import PolicyUnavailable
 from warden.policy import store
 from warden.policy.engine import DEFAULT_MODEL_PATH, PolicySnapshot, check_model
 from warden.policy.rules import Rule
+from warden.policy.seal import SealBroken, Sealed, moved
 
 __all__ = ["PolicyService", "PolicyUnavailable"]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 _VERSION = select(store.PolicyState.version).where(store.PolicyState.id == 1)
 
 
@@ -40,6 +43,7 @@ class PolicyService:
         self._model_text = model_path.read_text(encoding="utf-8")
         check_model(self._model_text)
         self._snapshot: PolicySnapshot | None = None
+        self._sealed: Sealed | None = None  # the sealed state `_snapshot` was checked against
         self._reload_lock = threading.Lock()
         self.full_reloads = 0  # counters, for tests and operators
         self.replays = 0
@@ -80,10 +84,13 @@ class PolicyService:
 
     def _reload_locked(self) -> PolicySnapshot:
         try:
-            snapshot = self._in_session(lambda s: store.load_snapshot(s, self._model_text))
+            snapshot, sealed = self._in_session(lambda s: store.load_snapshot(s, self._model_text))
+        except SealBroken as exc:
+            log.error("policy refused, every decision denies: %s", exc)
+            raise PolicyUnavailable(f"stored policy refused: {exc}") from exc
         except ValueError as exc:  # RuleError, ModelMismatch
             raise PolicyUnavailable(f"stored policy is invalid: {exc}") from exc
-        self._snapshot = snapshot
+        self._snapshot, self._sealed = snapshot, sealed
         self.full_reloads += 1
         return snapshot
 
@@ -136,18 +143,28 @@ class PolicyService:
             if snapshot is not None and snapshot.version >= version:
                 return snapshot
             if snapshot is not None and (caught_up := self._replay(snapshot)) is not None:
-                self._snapshot = caught_up
+                self._snapshot, self._sealed = caught_up
                 self.replays += 1
-                return caught_up
+                return caught_up[0]
             return self._reload_locked()
 
-    def _replay(self, snapshot: PolicySnapshot) -> PolicySnapshot | None:
-        found = self._in_session(lambda s: store.changes_since(s, snapshot.version))
-        if found is None:
-            return None
-        version, delta = found
+    def _replay(self, snapshot: PolicySnapshot) -> tuple[PolicySnapshot, Sealed] | None:
+        """The snapshot brought up to date by the change log, if the log's changes take the
+        sealed rule sum exactly to the stored one; else None (a full reload decides)."""
         try:
-            return snapshot.with_changes(delta, version=version)
+            found = self._in_session(lambda s: store.changes_since(s, snapshot.version))
+        except SealBroken:
+            return None
+        held = self._sealed
+        if found is None or held is None or held.version != snapshot.version:
+            return None
+        current, delta = found
+        added = [rule for op, rule in delta if op == "add"]
+        removed = [rule for op, rule in delta if op == "remove"]
+        if current.key != held.key or moved(held.key, held.total, added, removed) != current.total:
+            return None  # a log row written past Warden, or a rotated key: reload and check
+        try:
+            return snapshot.with_changes(delta, version=current.version), current
         except ValueError:  # RuleError: a full reload will say what is wrong
             return None
 

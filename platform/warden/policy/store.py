@@ -6,6 +6,10 @@ change bumps `policy_state.version` in that same transaction, so a replica that 
 version also sees the new rules. Writes go through these functions, not through the
 adapter, because the adapter knows nothing of the version.
 
+The rule set is sealed (`seal.py`): every write moves `policy_state`'s keyed rule sum by what
+it added and removed and seals it with the new version; every load checks the rules against
+that seal, so rules written past these functions fail closed instead of taking effect.
+
 `WardenAdapter` lets a stock `casbin.Enforcer` read the same table (ordered by id, which
 pycasbin's explanations depend on); `load_snapshot` reads it directly, faster, in the same
 order.
@@ -35,9 +39,11 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from sqlalchemy_adapter import Adapter
 
+from warden.audit.keys import keys_for
 from warden.db.base import Base, utcnow
 from warden.policy.engine import DEFAULT_MODEL_PATH, PolicySnapshot
 from warden.policy.rules import ARITY, Rule, RuleError, format_rule, read_csv, require_valid
+from warden.policy.seal import Sealed, check_rules, moved, opened, rules_sum
 
 _VALUE_COLUMNS: Final = tuple(f"v{i}" for i in range(9))
 _STATE_ID: Final = 1
@@ -103,6 +109,8 @@ class PolicyState(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     version: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    rules_sum: Mapped[str | None] = mapped_column(String(64))  # see seal.py
+    seal: Mapped[str | None] = mapped_column(String(96))
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,17 +157,57 @@ def current_version(session: Session) -> int:
     return version or 0
 
 
-def _bump(session: Session) -> int:
-    now = utcnow()
-    result = session.execute(
-        update(PolicyState)
-        .where(PolicyState.id == _STATE_ID)
-        .values(version=PolicyState.version + 1, updated_at=now)
+def sealed_state(session: Session, *, lock: bool = False) -> Sealed:
+    """The stored version and rule sum, once their seal checks out (SealBroken otherwise);
+    `lock`: hold the state row until the transaction ends (a write's read-modify-write)."""
+    query = select(PolicyState.version, PolicyState.rules_sum, PolicyState.seal).where(
+        PolicyState.id == _STATE_ID
     )
+    row = session.execute(query.with_for_update() if lock else query).first()
+    version, total, seal = row if row is not None else (0, None, None)
+    return opened(keys_for(session.get_bind()), version, total, seal)
+
+
+def _advance(session: Session, added: Sequence[Rule], removed: Sequence[Rule]) -> int:
+    """Bump the version, moving the sealed rule sum by the rows this write added and removed
+    (already written in this transaction). A seal made with an older chain key is checked
+    against the whole set, then remade with the current one."""
+    keys = keys_for(session.get_bind())
+    before = sealed_state(session, lock=True)
+    total = moved(before.key, before.total, added, removed)
+    if before.key.id != keys.current.id:
+        rules = _all_rules(session)
+        check_rules(Sealed(before.version, total, before.key), rules)
+        total = rules_sum(keys.current, rules)
+    return _store_state(session, Sealed(before.version + 1, total, keys.current))
+
+
+def _store_state(session: Session, after: Sealed) -> int:
+    values = {
+        "version": after.version,
+        "rules_sum": f"{after.total:064x}",
+        "seal": after.seal(),
+        "updated_at": utcnow(),
+    }
+    result = session.execute(update(PolicyState).where(PolicyState.id == _STATE_ID).values(values))
     if getattr(result, "rowcount", 0) == 0:
-        session.add(PolicyState(id=_STATE_ID, version=1, updated_at=now))
+        session.add(PolicyState(id=_STATE_ID, **values))
         session.flush()
-    return current_version(session)
+    return after.version
+
+
+def reseal(session: Session) -> Sealed:
+    """Seal the rules stored now, as they are, under a new version (the operator's
+    `warden policy seal`, once they have checked them: it blesses whatever is there)."""
+    keys = keys_for(session.get_bind())
+    rules = _all_rules(session)
+    version = session.scalar(
+        select(PolicyState.version).where(PolicyState.id == _STATE_ID).with_for_update()
+    )
+    after = Sealed((version or 0) + 1, rules_sum(keys.current, rules), keys.current)
+    _store_state(session, after)
+    session.execute(insert(PolicyChange), [{"version": after.version, "op": "reset"}])
+    return after
 
 
 def _rule_filter(ptype: str, fields: Sequence[str]) -> Any:
@@ -168,12 +216,19 @@ def _rule_filter(ptype: str, fields: Sequence[str]) -> Any:
 
 
 def _stored_rules(session: Session) -> set[Rule]:
-    stored = set()
-    for row in session.execute(select(CasbinRule.ptype, *_value_columns())):
+    return set(_all_rules(session))
+
+
+def _all_rules(session: Session) -> list[Rule]:
+    """Every stored rule row, in id order (a duplicate row twice); RuleError on a row that
+    is no rule."""
+    rules = []
+    for row in session.execute(select(CasbinRule.ptype, *_value_columns()).order_by(CasbinRule.id)):
         rule = _row_rule(tuple(row))
-        if rule is not None:
-            stored.add(rule)
-    return stored
+        if rule is None or None in rule[1]:
+            raise RuleError(f"stored rule row {tuple(row)!r} is malformed")
+        rules.append(rule)
+    return rules
 
 
 def _value_columns() -> list[Any]:
@@ -204,19 +259,21 @@ def add_rules(session: Session, rules: Iterable[Rule]) -> Change:
     if not new:
         return Change(0, current_version(session))
     session.execute(insert(CasbinRule), [_row_values(p, f) for p, f in new])
-    return _logged(session, "add", new)
+    return _logged(session, "add", new, _advance(session, new, []))
 
 
 def remove_rules(session: Session, rules: Iterable[Rule]) -> Change:
     """Delete every stored copy of the given rules; bumps the version when something went."""
     removed: list[Rule] = []
+    rows: list[Rule] = []  # every copy deleted: each moves the sealed sum
     for ptype, fields in rules:
         result = session.execute(delete(CasbinRule).where(_rule_filter(ptype, tuple(fields))))
-        if getattr(result, "rowcount", 0):
+        if count := getattr(result, "rowcount", 0):
             removed.append((ptype, tuple(fields)))
+            rows.extend([(ptype, tuple(fields))] * count)
     if not removed:
         return Change(0, current_version(session))
-    return _logged(session, "remove", removed)
+    return _logged(session, "remove", removed, _advance(session, [], rows))
 
 
 def remove_grant(session: Session, grant_id: str) -> Change:
@@ -229,12 +286,11 @@ def remove_grant(session: Session, grant_id: str) -> Change:
     if not removed:
         return Change(0, current_version(session))
     session.execute(delete(CasbinRule).where(*of_grant))
-    return _logged(session, "remove", removed)
+    return _logged(session, "remove", removed, _advance(session, [], removed))
 
 
-def _logged(session: Session, op: str, rules: list[Rule]) -> Change:
-    """Bump the version and log what this version did (or a reset, when it is too big)."""
-    version = _bump(session)
+def _logged(session: Session, op: str, rules: list[Rule], version: int) -> Change:
+    """Log what `version` did (or a reset, when it is too big)."""
     if len(rules) > MAX_LOGGED_RULES:
         session.execute(insert(PolicyChange), [{"version": version, "op": "reset"}])
     else:
@@ -244,17 +300,18 @@ def _logged(session: Session, op: str, rules: list[Rule]) -> Change:
     return Change(len(rules), version)
 
 
-def changes_since(session: Session, version: int) -> tuple[int, Delta] | None:
-    """(current version, every rule change after `version`), or None when the log can't
-    bring a snapshot at `version` up to date (a reset, or versions missing from the log)."""
-    current = current_version(session)
+def changes_since(session: Session, version: int) -> tuple[Sealed, Delta] | None:
+    """(the sealed current state, every rule change after `version`), or None when the log
+    can't bring a snapshot at `version` up to date (a reset, or versions missing from the
+    log). SealBroken if the state's seal does not check out."""
+    current = sealed_state(session)
     rows = session.execute(
         select(PolicyChange.version, PolicyChange.op, PolicyChange.ptype, *_log_columns())
-        .where(PolicyChange.version > version, PolicyChange.version <= current)
+        .where(PolicyChange.version > version, PolicyChange.version <= current.version)
         .order_by(PolicyChange.id)
     ).all()
     seen = {row[0] for row in rows}
-    if seen != set(range(version + 1, current + 1)):
+    if seen != set(range(version + 1, current.version + 1)):
         return None
     delta: Delta = []
     for row in rows:
@@ -275,28 +332,30 @@ def seed_from_csv(session: Session, paths: Sequence[Path]) -> Change:
     return add_rules(session, read_csv(paths))
 
 
-def load_rules(session: Session) -> tuple[int, list[Rule]]:
-    """The version and all rules in id order, consistent with each other: the version is
-    read before and after the rules, and the read is retried if it moved in between."""
-    query = select(CasbinRule.ptype, *_value_columns()).order_by(CasbinRule.id)
+def load_sealed(session: Session) -> tuple[Sealed, list[Rule]]:
+    """The sealed state and all rules in id order, consistent with each other (the state is
+    read before and after the rules, and the read retried if it moved in between) and
+    checked against the seal: SealBroken if they do not match it."""
     for _ in range(_LOAD_ATTEMPTS):
-        before = current_version(session)
-        rows = session.execute(query).all()
-        if current_version(session) == before:
-            rules = []
-            for row in rows:
-                rule = _row_rule(tuple(row))
-                if rule is None or None in rule[1]:
-                    raise RuleError(f"stored rule row {tuple(row)!r} is malformed")
-                rules.append(rule)
+        before = sealed_state(session)
+        rules = _all_rules(session)
+        if sealed_state(session) == before:
+            check_rules(before, rules)
             return before, rules
     raise RuleError(f"policy kept changing during {_LOAD_ATTEMPTS} load attempts")
 
 
-def load_snapshot(session: Session, model_text: str | None = None) -> PolicySnapshot:
-    """A compiled snapshot of the stored rules, stamped with their version. `model_text`
-    (default: policies/model.conf) is checked against the engine's model."""
+def load_rules(session: Session) -> tuple[int, list[Rule]]:
+    """The version and all rules in id order, checked against the seal (see load_sealed)."""
+    sealed, rules = load_sealed(session)
+    return sealed.version, rules
+
+
+def load_snapshot(session: Session, model_text: str | None = None) -> tuple[PolicySnapshot, Sealed]:
+    """A compiled snapshot of the stored rules, stamped with their version, and the sealed
+    state it was checked against. `model_text` (default: policies/model.conf) is checked
+    against the engine's model."""
     if model_text is None:
         model_text = DEFAULT_MODEL_PATH.read_text(encoding="utf-8")
-    version, rules = load_rules(session)
-    return PolicySnapshot(rules, version=version, model_text=model_text)
+    sealed, rules = load_sealed(session)
+    return PolicySnapshot(rules, version=sealed.version, model_text=model_text), sealed

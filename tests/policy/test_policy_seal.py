@@ -1,0 +1,131 @@
+"""A database writer cannot change the rules: the rule set is sealed with the audit chain key
+(which lives outside the database), so a rule row or change-log row written past Warden,
+or an old seal replayed, fails closed (every decision denies) instead of taking effect,
+until an operator reseals with `warden policy seal` (audited). Found by a red-team review:
+a `casbin_rule` row inserted in SQL gave `mallory` raw `users`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+from warden.cli.main import app
+from warden.config import get_settings
+from warden.policy import store
+from warden.policy.seal import SealBroken
+from warden.policy.service import PolicyUnavailable
+
+MALLORY_RAW = (
+    "INSERT INTO casbin_rule (ptype, v0, v1, v2, v3, v4, v5, v6, v7, v8) VALUES"
+    " ('p', 'mallory', 'acme', 'users', '*', 'training', 'read', 'allow', '', '')"
+)
+BUMP = "UPDATE policy_state SET version = version + 1"
+
+
+def _sql(warden: Any, *statements: str) -> None:
+    with warden.state.engine.begin() as conn:
+        for statement in statements:
+            conn.execute(text(statement))
+
+
+def _reads(warden: Any) -> tuple[int, int]:
+    mallory = warden.read("mallory", "users", purpose="training").status_code
+    alice = warden.read("alice", "users", purpose="training").status_code
+    return mallory, alice
+
+
+def _seal_cli(warden: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    s = warden.settings
+    monkeypatch.setenv("WARDEN_DATABASE_URL", s.database_url)
+    monkeypatch.setenv("WARDEN_DATA_DIR", str(s.data_dir))
+    monkeypatch.setenv("WARDEN_CONFIG_DIR", str(s.config_dir))
+    get_settings.cache_clear()
+    try:
+        return CliRunner().invoke(app, ["policy", "seal", "--actor", "ops", "--reason", "checked"])
+    finally:
+        get_settings.cache_clear()
+
+
+def test_a_rule_written_in_sql_is_refused_and_everything_fails_closed(
+    warden: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert _reads(warden) == (404, 200)
+    _sql(warden, MALLORY_RAW, BUMP)
+    assert _reads(warden) == (503, 503)  # never enforced; nothing decided on a broken set
+    with warden.state.sessions() as db, pytest.raises(SealBroken):
+        store.load_rules(db)
+    # The operator looks, then reseals: what is stored is blessed, audited.
+    done = _seal_cli(warden, monkeypatch)
+    assert done.exit_code == 0, done.output
+    assert "sealed" in done.output
+    event = warden.audit_events(action="policy.sealed")[-1]
+    assert event["actor"] == "ops" and "past Warden" in event["details"]["was"]
+    assert _reads(warden) == (200, 200)
+    again = _seal_cli(warden, monkeypatch)
+    assert again.exit_code == 0 and "match their seal" in again.output
+
+
+@pytest.mark.parametrize("change", ["delete a rule", "edit a rule", "duplicate a rule"])
+def test_any_other_rule_row_change_is_refused(warden: Any, change: str) -> None:
+    assert _reads(warden)[1] == 200
+    statement = {
+        "delete a rule": "DELETE FROM casbin_rule WHERE id = (SELECT MIN(id) FROM casbin_rule)",
+        "edit a rule": "UPDATE casbin_rule SET v3 = '*'"
+        " WHERE ptype = 'p' AND v0 = 'role:ml_engineer'",
+        "duplicate a rule": "INSERT INTO casbin_rule (ptype, v0, v1, v2, v3, v4, v5, v6, v7, v8)"
+        " SELECT ptype, v0, v1, v2, v3, v4, v5, v6, v7, v8 FROM casbin_rule"
+        " WHERE id = (SELECT MIN(id) FROM casbin_rule)",
+    }[change]
+    _sql(warden, statement)  # the version left alone: the next full load finds it
+    with pytest.raises(PolicyUnavailable, match="do not match the policy seal"):
+        warden.state.policy.reload()
+    _sql(warden, BUMP)
+    assert _reads(warden) == (503, 503)
+
+
+def test_a_forged_change_log_row_is_never_replayed(warden: Any) -> None:
+    """Replicas catch up from the change log; a log row written past Warden (with the version
+    bumped, the rules table untouched) does not move the seal, so it is not applied: the
+    replica reloads the (intact) table instead."""
+    assert _reads(warden) == (404, 200)
+    policy = warden.state.policy
+    _sql(
+        warden,
+        BUMP,
+        "INSERT INTO policy_change (version, op, ptype, v0, v1, v2, v3, v4, v5, v6, v7, v8)"
+        " SELECT version, 'add', 'p', 'mallory', 'acme', 'users', '*', 'training', 'read',"
+        " 'allow', '', '' FROM policy_state",
+    )
+    replays = policy.replays
+    assert _reads(warden)[0] != 200
+    assert policy.replays == replays  # the forged delta was not replayed
+
+
+def test_an_old_seal_replayed_with_a_newer_version_is_refused(warden: Any) -> None:
+    """Save the state while a rule exists, remove the rule (reviewed), then write the rule
+    back with the saved sum and seal under a newer version: the seal binds the version."""
+    rule = ("p", ("mallory", "acme", "pins", "*", "training", "read", "allow", "", ""))
+    warden.state.policy.add_rules([rule])
+    assert warden.read("mallory", "pins", purpose="training").status_code == 200
+    with warden.state.engine.connect() as conn:
+        saved = conn.execute(text("SELECT version, rules_sum, seal FROM policy_state")).one()
+    warden.state.policy.remove_rules([rule])
+    assert warden.read("mallory", "pins", purpose="training").status_code != 200
+    with warden.state.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO casbin_rule (ptype, v0, v1, v2, v3, v4, v5, v6, v7, v8) VALUES"
+                " ('p', 'mallory', 'acme', 'pins', '*', 'training', 'read', 'allow', '', '')"
+            )
+        )
+        conn.execute(
+            text("UPDATE policy_state SET version = version + 1, rules_sum = :s, seal = :seal"),
+            {"s": saved.rules_sum, "seal": saved.seal},
+        )
+    assert warden.read("mallory", "pins", purpose="training").status_code == 503
+    # and with the old version too: the process has seen a newer one and keeps it
+    _sql(warden, f"UPDATE policy_state SET version = {saved.version}")
+    assert warden.read("mallory", "pins", purpose="training").status_code != 200
