@@ -1,4 +1,5 @@
-"""policy seal: the stored rule set's keyed sum and its seal (warden.policy.seal)
+"""policy seal: the stored rule set's keyed sum and its seal (warden.policy.seal); keyed token
+hashes (warden.identity.token_keys)
 
 Revision ID: 0009_policy_seal
 Revises: 0008r_deployment_keys
@@ -6,6 +7,7 @@ Create Date: 2026-12-03 10:30:00
 """
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from alembic import op
@@ -23,9 +25,32 @@ def upgrade() -> None:
     with op.batch_alter_table("policy_state") as batch:
         batch.add_column(sa.Column("rules_sum", sa.String(length=64), nullable=True))
         batch.add_column(sa.Column("seal", sa.String(length=96), nullable=True))
+    # Token hashes are keyed from now on. With no token stored yet there is nothing to rekey:
+    # say so; otherwise an operator rekeys the stored ones once (`warden data rekey-tokens`).
+    bind = op.get_bind()
+    if bind.execute(sa.text("SELECT id FROM api_token LIMIT 1")).first() is None:
+        marker = sa.table(
+            "deployment_key",
+            sa.column("name", sa.String),
+            sa.column("fingerprint", sa.String),
+            sa.column("recorded_by", sa.String),
+            sa.column("recorded_at", sa.DateTime(timezone=True)),
+        )
+        op.bulk_insert(
+            marker,
+            [
+                {
+                    "name": "token_hashes",
+                    "fingerprint": "keyed-v1",
+                    "recorded_by": "migration 0009_policy_seal",
+                    "recorded_at": datetime.now(UTC),
+                }
+            ],
+        )
 
 
 def downgrade() -> None:
+    op.execute("DELETE FROM deployment_key WHERE name = 'token_hashes'")
     with op.batch_alter_table("policy_state") as batch:
         batch.drop_column("seal")
         batch.drop_column("rules_sum")

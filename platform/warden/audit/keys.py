@@ -252,8 +252,9 @@ def bind_settings(engine: Any, settings: Settings) -> ChainKeyring:
 
 
 def keys_for(engine: Any) -> ChainKeyring:
-    """The keyring bound to `engine`, else the process default (from the environment)."""
-    keyring = _bound.get(engine)
+    """The keyring bound to `engine` (or a connection's engine), else the process default
+    (from the environment)."""
+    keyring = _bound.get(getattr(engine, "engine", engine))
     if keyring is not None:
         return keyring
     global _default

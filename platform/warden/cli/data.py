@@ -275,3 +275,18 @@ def record_mask_key(
         how = "warden data record-mask-key" + (" --replace" if check.foreign else "")
         master_key.record(db, master, actor=actor, how=how, reason=reason)
     console.print(f"mask key {own} recorded as the deployment's")
+
+
+@app.command("rekey-tokens")
+def rekey_tokens(
+    actor: Annotated[str, typer.Option(help="Who rekeys, for the audit log")] = "operator",
+    reason: Annotated[str, typer.Option(help="Why, for the audit log")] = "",
+) -> None:
+    """Key the token hashes a deployment stored before they were keyed, once, right after the
+    upgrade: until then those tokens authenticate nothing and `serve` refuses to start.
+    Audited as `tokens.rekeyed`; runs against the database directly."""
+    from warden.identity.token_keys import rekey
+
+    with direct_session(bind_keys=True) as db:
+        count = rekey(db, actor=actor, reason=reason)
+    console.print(f"keyed {count} token hash(es); the tokens they belong to work again")

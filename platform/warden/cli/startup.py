@@ -18,6 +18,7 @@ from warden.db.migrate import revisions
 from warden.db.session import make_engine, make_sessionmaker, unit_of_work
 from warden.gateway import master_key
 from warden.gateway.master_key import load_mask_key
+from warden.identity.token_keys import unkeyed_tokens_remain
 
 
 def refuse_unsafe_data_dir(settings: Settings) -> None:
@@ -36,6 +37,7 @@ def refuse_unsafe_data_dir(settings: Settings) -> None:
     try:
         refuse_an_unmigrated_database(engine)
         keyring = bind_settings(engine, settings)  # a first start records the mask key, audited
+        refuse_unkeyed_tokens(engine)
         refuse_a_foreign_chain_key(settings, engine, keyring)
         refuse_a_foreign_mask_key(settings, engine)
     finally:
@@ -68,6 +70,21 @@ def refuse_an_unmigrated_database(engine: Engine) -> None:
             f" {', '.join(sorted(current))} and this Warden needs {', '.join(sorted(heads))}."
             " Run `warden init` once to upgrade it: on an initialised deployment it upgrades"
             " the schema and changes nothing else."
+        )
+
+
+def refuse_unkeyed_tokens(engine: Engine) -> None:
+    """Tokens stored before hashes were keyed authenticate nothing until an operator rekeys
+    them (identity/token_keys.py): say so at start, not as a 401 on every request."""
+    try:
+        with unit_of_work(make_sessionmaker(engine)) as db:
+            remain = unkeyed_tokens_remain(db)
+    except SQLAlchemyError:
+        return
+    if remain:
+        fail(
+            "refusing to start: this deployment's tokens were stored before token hashes were"
+            " keyed. Run `warden data rekey-tokens` once (audited), right after the upgrade."
         )
 
 

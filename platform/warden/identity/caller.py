@@ -4,7 +4,11 @@ and job tokens (sandbox/tokens.py) without either importing the other's module."
 from __future__ import annotations
 
 import hashlib
+import hmac
 from dataclasses import dataclass
+from typing import Any
+
+from warden.audit.keys import ChainKeyring, keys_for
 
 TOKEN_PREFIX = "wdn_"  # noqa: S105 - a prefix, not a secret
 JOB_TOKEN_PREFIX = "wjt_"  # noqa: S105 - a prefix, not a secret
@@ -28,5 +32,20 @@ class Caller:
     token_issuer_id: str | None = None
 
 
-def hash_token(secret: str) -> str:
+def plain_digest(secret: str) -> str:
+    """A secret's unkeyed SHA-256: what token hashes were before they were keyed."""
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def keyed(keys: ChainKeyring, plain: str) -> str:
+    """The stored form of a token whose unkeyed digest is `plain`: keyed with (a key drawn
+    from) the deployment's first audit chain key, which lives outside the database, so a
+    token row written in SQL cannot make a secret its writer chose authenticate. The first
+    key, not the current one: rotating the chain key must not end every token."""
+    key = hmac.digest(keys.keys[0].secret, b"warden-token-hash", "sha256")
+    return hmac.new(key, plain.encode(), hashlib.sha256).hexdigest()
+
+
+def hash_token(secret: str, bind: Any) -> str:
+    """`secret`'s stored form, keyed with the chain keys bound to `bind` (an engine)."""
+    return keyed(keys_for(bind), plain_digest(secret))

@@ -65,7 +65,9 @@ def open_session(db: Session, token: str, now: datetime) -> Opened:
     if not token.startswith(TOKEN_PREFIX):
         raise Unauthenticated("sign in with a Warden API token (wdn_...); job tokens cannot")
     caller = authenticate(db, token)
-    token_id = db.scalar(select(ApiToken.id).where(ApiToken.token_hash == hash_token(token)))
+    token_id = db.scalar(
+        select(ApiToken.id).where(ApiToken.token_hash == hash_token(token, db.get_bind()))
+    )
     assert token_id is not None  # authenticate found it
     secret = secrets.token_urlsafe(32)
     row = ConsoleSession(

@@ -194,7 +194,7 @@ def mint_token(
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken(
         principal_id=principal.id,
-        token_hash=hash_token(secret),
+        token_hash=hash_token(secret, db.get_bind()),
         label=label,
         created_at=now,
         expires_at=now + lifetime,
@@ -301,7 +301,7 @@ def authenticate(
         return authenticate_job_token(db, secret, now or datetime.now(UTC))
     if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
         raise Unauthenticated("invalid token")
-    digest = hash_token(secret)
+    digest = hash_token(secret, db.get_bind())
     which = ApiToken.token_hash == digest
     if cached is None:
         return _authenticate_where(db, which, now)

@@ -22,7 +22,7 @@ from typing import Any
 
 import uvicorn
 
-from warden.identity.service import hash_token
+from warden.identity.caller import plain_digest
 
 log = logging.getLogger("warden.sandbox")
 
@@ -56,7 +56,7 @@ class SocketGate:
         if path != "/healthz":
             headers = dict(scope.get("headers") or [])
             scheme, _, secret = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
-            given = hash_token(secret.strip()) if scheme.lower() == "bearer" else ""
+            given = plain_digest(secret.strip()) if scheme.lower() == "bearer" else ""
             if not hmac.compare_digest(given, self.token_hash):
                 await _refuse(
                     send, 403, "Forbidden", "this socket serves only its own sandbox's job token"
@@ -79,7 +79,7 @@ class GatewaySocket:
         self.folder = folder
         self.path = folder / SOCKET_NAME
         self.sandbox_id = sandbox_id
-        gate = SocketGate(app, sandbox_id, hash_token(token))
+        gate = SocketGate(app, sandbox_id, plain_digest(token))  # in memory only
         config = uvicorn.Config(
             gate,
             lifespan="off",

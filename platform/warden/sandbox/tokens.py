@@ -17,7 +17,7 @@ from warden.sandbox.models import LIVE_STATUSES, JobToken, Sandbox
 def issue_job_token(db: Session, sandbox: Sandbox) -> str:
     """A new secret for this sandbox; only its hash is stored."""
     secret = JOB_TOKEN_PREFIX + secrets.token_urlsafe(32)
-    db.add(JobToken(sandbox_id=sandbox.id, token_hash=hash_token(secret)))
+    db.add(JobToken(sandbox_id=sandbox.id, token_hash=hash_token(secret, db.get_bind())))
     db.flush()
     return secret
 
@@ -30,7 +30,7 @@ def authenticate_job_token(db: Session, secret: str, now: datetime) -> Caller:
         .join(JobToken, JobToken.sandbox_id == Sandbox.id)
         .join(Principal, Principal.id == Sandbox.launcher_id)
         .join(Tenant, Tenant.id == Sandbox.tenant_id)
-        .where(JobToken.token_hash == hash_token(secret))
+        .where(JobToken.token_hash == hash_token(secret, db.get_bind()))
     ).first()
     if row is None:
         raise Unauthenticated("invalid token")
