@@ -1,5 +1,5 @@
 """policy seal: the stored rule set's keyed sum and its seal (warden.policy.seal); keyed token
-hashes (warden.identity.token_keys)
+hashes (warden.identity.token_keys); review seals (warden.access.duties.review_seal)
 
 Revision ID: 0009_policy_seal
 Revises: 0008r_deployment_keys
@@ -25,6 +25,11 @@ def upgrade() -> None:
     with op.batch_alter_table("policy_state") as batch:
         batch.add_column(sa.Column("rules_sum", sa.String(length=64), nullable=True))
         batch.add_column(sa.Column("seal", sa.String(length=96), nullable=True))
+    # Reviews written before carry no seal and no longer count: a pending request or change
+    # approved in part before the upgrade needs those approvals again.
+    for table in ("access_review", "change_review"):
+        with op.batch_alter_table(table) as batch:
+            batch.add_column(sa.Column("seal", sa.String(length=64), nullable=True))
     # Token hashes are keyed from now on. With no token stored yet there is nothing to rekey:
     # say so; otherwise an operator rekeys the stored ones once (`warden data rekey-tokens`).
     bind = op.get_bind()
@@ -51,6 +56,9 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DELETE FROM deployment_key WHERE name = 'token_hashes'")
+    for table in ("access_review", "change_review"):
+        with op.batch_alter_table(table) as batch:
+            batch.drop_column("seal")
     with op.batch_alter_table("policy_state") as batch:
         batch.drop_column("seal")
         batch.drop_column("rules_sum")

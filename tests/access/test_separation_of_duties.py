@@ -125,3 +125,40 @@ def test_a_quorum_lowered_in_the_database_is_held_to_the_dataset_s_terms(access:
         conn.execute(text("UPDATE access_request SET quorum = 1 WHERE id = :i"), {"i": req["id"]})
     assert access.approve("sam", req["id"])["state"] == "pending"
     assert access.approve("tess", req["id"])["state"] == "approved"
+
+
+def test_an_approval_written_in_the_database_never_counts(access: Access) -> None:
+    """A review row inserted in SQL (an eligible steward's "approve") carries no valid seal:
+    the one real approval does not meet a quorum of two."""
+    req = access.ask(
+        "alice", dataset="users", purpose="training", columns=["region"], duration=3600
+    )
+    with access.w.state.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO access_review (request_id, reviewer_id, reviewer, decision, comment,"
+                " created_at, seal) SELECT :r, id, 'sam', 'approve', '', :t, :s FROM principal"
+                " WHERE name = 'sam'"
+            ),
+            {"r": req["id"], "t": access.clock.now, "s": "0" * 64},
+        )
+    assert access.approve("tess", req["id"])["state"] == "pending"
+
+
+def test_an_approval_does_not_carry_over_to_a_request_edited_in_the_database(
+    access: Access,
+) -> None:
+    """sam approves `region`; the request's columns are then widened in SQL: sam's approval
+    was for what he saw, so tess's approval alone grants nothing."""
+    req = access.ask(
+        "alice", dataset="users", purpose="training", columns=["region"], duration=3600
+    )
+    access.approve("sam", req["id"])
+    with access.w.state.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE access_request SET columns = :c WHERE id = :i"),
+            {"c": '["region", "signup_day"]', "i": req["id"]},
+        )
+    assert access.approve("tess", req["id"])["state"] == "pending"
+    read = access.read("alice", "users", purpose="training", columns=["signup_day"])
+    assert read.status_code != 200

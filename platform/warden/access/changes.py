@@ -519,6 +519,7 @@ def review(
         decision,
         comment,
         state.now(),
+        scope=["change", change.id, change.kind, change.payload, change.proposer_id],
     )
     actor = actor_of(caller)
     record_change(db, state, actor, tenant, change, decision, "pending", "pending",
@@ -528,7 +529,7 @@ def review(
     if decision == "deny":
         _close(db, state, actor, tenant, change, "denied", comment or "denied")
         return ChangeOutcome(change)
-    if len(approvals) < change.quorum:
+    if len(approvals) < max(change.quorum, 1):  # a quorum lowered in SQL still needs someone
         return ChangeOutcome(change)
     version = _apply(db, state, caller, change)
     _close(db, state, actor, tenant, change, "applied",

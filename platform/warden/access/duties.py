@@ -12,6 +12,9 @@ An approval (or a sign-off) never counts when it comes from
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from warden.access.present import aware
+from warden.audit.keys import ChainKeyring, derived_key, keys_for
 from warden.errors import Conflict, Forbidden
 from warden.identity.models import Principal
 from warden.identity.service import Caller
@@ -112,6 +116,14 @@ def counting(
     }
 
 
+def review_seal(keys: ChainKeyring, reviewer_id: str, decision: str, scope: Sequence[Any]) -> str:
+    """A keyed MAC of who decided what on exactly which `scope` (the request's or change's
+    id and terms): a review row written in SQL, or one whose request was edited since,
+    does not carry the right one, so it never counts."""
+    text = json.dumps([reviewer_id, decision, *scope], sort_keys=True, default=str)
+    return hmac.new(derived_key(keys, b"review"), text.encode(), hashlib.sha256).hexdigest()
+
+
 def add_review(
     db: Session,
     caller: Caller,
@@ -123,11 +135,14 @@ def add_review(
     decision: str,
     comment: str,
     now: datetime,
+    scope: Sequence[Any],
 ) -> set[str]:
-    """Write `caller`'s review of `what` (e.g. "request ar_1"), built by `review_of(**fields)`;
-    a reviewer counts once. Returns the approvals that count towards the quorum now."""
+    """Write `caller`'s review of `what` (e.g. "request ar_1"), built by `review_of(**fields)`
+    and sealed over `scope`; a reviewer counts once. Returns the approvals that count
+    towards the quorum now: sealed over the same scope, by people still eligible."""
     if any(r.reviewer_id == caller.principal_id for r in reviews):
         raise Conflict(f"{caller.name} already reviewed {what}; a reviewer counts once")
+    keys = keys_for(db.get_bind())
     db.add(
         review_of(
             reviewer_id=caller.principal_id,
@@ -135,13 +150,19 @@ def add_review(
             decision=decision,
             comment=comment,
             created_at=now,
+            seal=review_seal(keys, caller.principal_id, decision, scope),
         )
     )
     try:
         db.flush()
     except IntegrityError:
         raise Conflict(f"{caller.name} already reviewed {what}") from None
-    approvals = {r.reviewer_id for r in reviews if r.decision == "approve"}
+    approvals = {
+        r.reviewer_id
+        for r in reviews
+        if r.decision == "approve"
+        and hmac.compare_digest(r.seal or "", review_seal(keys, r.reviewer_id, "approve", scope))
+    }
     if decision == "approve":
         approvals.add(caller.principal_id)
     return approvals & counting(db, approvals, origin_id, beneficiary_ids)

@@ -59,6 +59,8 @@ class _ReviewColumns:
     decision: Mapped[str] = mapped_column(String(16))  # approve | deny
     comment: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # keyed MAC of (who, decision, what was reviewed): see access/duties.review_seal
+    seal: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class AccessReview(_ReviewColumns, Base):

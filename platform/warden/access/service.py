@@ -346,6 +346,13 @@ def _check_pending(state: Platform, req: AccessRequest, verb: str) -> None:
     check_pending(state.now(), req, f"request {req.id}", verb, "request")
 
 
+def request_scope(req: AccessRequest) -> list[Any]:
+    """What a review of `req` approves: an edit to any of it voids earlier approvals."""
+    columns = sorted(req.columns or [])
+    return ["request", req.id, req.dataset_id, req.requester_id, columns, req.purpose,
+            req.duration_s, req.kind]  # fmt: skip
+
+
 def review(
     db: Session, state: Platform, caller: Caller, request_id: str, decision: str, comment: str
 ) -> Outcome:
@@ -376,6 +383,7 @@ def review(
         decision,
         comment,
         state.now(),
+        scope=request_scope(req),
     )
     actor = actor_of(caller)
     # the row's quorum is held to the dataset's terms now: one lowered in SQL never counts

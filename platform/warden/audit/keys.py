@@ -264,6 +264,13 @@ def keys_for(engine: Any) -> ChainKeyring:
         return _default
 
 
+def derived_key(keys: ChainKeyring, label: bytes) -> bytes:
+    """A key for `label` (tokens, reviews) drawn from the deployment's first chain key, which
+    lives outside the database: rows keyed with it cannot be forged by a database writer.
+    The first key, not the current one, so rotating the chain key invalidates nothing."""
+    return hmac.digest(keys.keys[0].secret, b"warden-derived-key\x00" + label, "sha256")
+
+
 def reset_default() -> None:
     """Forget the process default keyring (tests that change the environment use this)."""
     global _default

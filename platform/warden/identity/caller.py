@@ -8,7 +8,7 @@ import hmac
 from dataclasses import dataclass
 from typing import Any
 
-from warden.audit.keys import ChainKeyring, keys_for
+from warden.audit.keys import ChainKeyring, derived_key, keys_for
 
 TOKEN_PREFIX = "wdn_"  # noqa: S105 - a prefix, not a secret
 JOB_TOKEN_PREFIX = "wjt_"  # noqa: S105 - a prefix, not a secret
@@ -38,12 +38,9 @@ def plain_digest(secret: str) -> str:
 
 
 def keyed(keys: ChainKeyring, plain: str) -> str:
-    """The stored form of a token whose unkeyed digest is `plain`: keyed with (a key drawn
-    from) the deployment's first audit chain key, which lives outside the database, so a
-    token row written in SQL cannot make a secret its writer chose authenticate. The first
-    key, not the current one: rotating the chain key must not end every token."""
-    key = hmac.digest(keys.keys[0].secret, b"warden-token-hash", "sha256")
-    return hmac.new(key, plain.encode(), hashlib.sha256).hexdigest()
+    """The stored form of a token whose unkeyed digest is `plain`: keyed (`derived_key`), so
+    a token row written in SQL cannot make a secret its writer chose authenticate."""
+    return hmac.new(derived_key(keys, b"token"), plain.encode(), hashlib.sha256).hexdigest()
 
 
 def hash_token(secret: str, bind: Any) -> str:
