@@ -559,3 +559,40 @@ def test_a_timestamp_rewritten_as_other_text_for_the_same_instant_is_found(
     result = c.verify()
     assert c.kinds(result) == {"not_canonical"}, result.findings
     assert result.findings[0].seq == 3
+
+
+@pytest.mark.parametrize("how", ["view", "trigger"])
+def test_a_log_table_made_to_answer_queries_unlike_the_walk_is_found(c: Chain, how: str) -> None:
+    """A view named audit_event that hides one actor from some queries (or a trigger on the
+    table) could make auditors' queries disagree with what `verify` walks."""
+    c.fill(3, actor="mixed")
+    c.checkpoint()
+    postgres = c.engine.dialect.name == "postgresql"
+    with c.engine.begin() as conn:
+        if how == "view":
+            conn.execute(text("ALTER TABLE audit_event RENAME TO audit_event_real"))
+            conn.execute(
+                text(
+                    "CREATE VIEW audit_event AS SELECT * FROM audit_event_real"
+                    " WHERE actor <> 'mallory'"
+                    + (" OR current_query() NOT LIKE '%tenant =%'" if postgres else "")
+                )
+            )
+        elif postgres:
+            conn.execute(
+                text(
+                    "CREATE FUNCTION rt_noop() RETURNS trigger LANGUAGE plpgsql AS"
+                    " $$ BEGIN RETURN NEW; END $$"
+                )
+            )
+            conn.execute(
+                text(
+                    "CREATE TRIGGER rt_hide BEFORE INSERT ON audit_event"
+                    " FOR EACH ROW EXECUTE FUNCTION rt_noop()"
+                )
+            )
+        else:
+            conn.execute(
+                text("CREATE TRIGGER rt_hide AFTER INSERT ON audit_event BEGIN SELECT 1; END")
+            )
+    assert "not_a_table" in c.kinds(c.verify())

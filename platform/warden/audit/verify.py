@@ -56,6 +56,7 @@ HEAD = "head_mismatch"  # the head row disagrees with the chain
 BEYOND_HEAD = "beyond_head"  # an event past the head: written around the chain
 OUTSIDE = "outside_chain"  # an event numbered below 1 (or not a number): written around it
 NOT_CANONICAL = "not_canonical"  # a column stored as other text for the same value (SQLite)
+NOT_A_TABLE = "not_a_table"  # the log is a view, or has triggers, rules or row security
 CHECKPOINT_FORGED = "checkpoint_forged"  # a checkpoint line whose signature or content fails
 CHECKPOINT_MISSING = "checkpoint_missing"  # a checkpoint the chain records is not in the file
 # Notes:
@@ -321,6 +322,7 @@ def verify(
         findings.add(OUTSIDE, None, stray, f"an event numbered {str(last_seq)[:20]!r}")
         last_seq = head_seq
     _check_outside(db, findings)
+    _check_plain_tables(db, findings)
     if db.get_bind().dialect.name == "sqlite":
         _check_canonical_time(db, findings)
     if head_seq is not None and last_seq is not None and last_seq > head_seq:
@@ -410,6 +412,37 @@ def _check_outside(db: Session, findings: _Findings) -> None:
         count = db.scalar(select(func.count()).select_from(below.subquery()))
         detail = f"{count} event(s) numbered below 1, where the chain starts: written around it"
         findings.add(OUTSIDE, first.seq, first.id, detail)
+
+
+_LOG_TABLES = ("audit_event", "audit_head")
+# What the name Warden's queries use resolves to (the search path decides, so a view placed
+# earlier in it counts), and what could make it answer queries unlike the walk.
+_PG_RELATION = text(
+    "SELECT c.relkind, c.relrowsecurity,"
+    " (SELECT count(*) FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal),"
+    " (SELECT count(*) FROM pg_rewrite r WHERE r.ev_class = c.oid AND r.rulename <> '_RETURN')"
+    " FROM pg_class c WHERE c.oid = to_regclass(:name)"
+)
+_SQLITE_RELATION = text(
+    "SELECT (SELECT type FROM sqlite_master WHERE name = :name),"
+    " (SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = :name)"
+)
+
+
+def _check_plain_tables(db: Session, findings: _Findings) -> None:
+    """The walk vouches for the rows it reads; a view, a trigger, a rule or row security on
+    the log's tables could show other queries other rows. Warden creates none of them."""
+    postgres = db.get_bind().dialect.name == "postgresql"
+    for name in _LOG_TABLES:
+        if postgres:
+            row = db.execute(_PG_RELATION, {"name": name}).first()
+            odd = row is None or row[0] not in ("r", "p") or row[1] or row[2] or row[3]
+        else:
+            kind, triggers = db.execute(_SQLITE_RELATION, {"name": name}).one()
+            odd = kind != "table" or bool(triggers)
+        if odd:
+            detail = f"{name} is not a plain table (a view, a trigger, a rule or row security)"
+            findings.add(NOT_A_TABLE, None, None, detail)
 
 
 # How SQLAlchemy writes a timestamp into SQLite; the chain hashes the parsed instant, so the
