@@ -116,7 +116,7 @@ def test_the_first_host_of_a_deployment_without_a_fingerprint_records_its_key(
     """A deployment from before fingerprints were kept, which has masked nothing yet."""
     settings = _deployment(tmp_path)
     url = settings.resolved_database_url
-    _sql(url, "DELETE FROM deployment_key")
+    _sql(url, "DELETE FROM deployment_key WHERE name = 'mask'")
     done = warden_cli(tmp_path, "worker", "--once")
     assert done.returncode == 0, _said(done)
     [(recorded, by)] = _recorded(url)
@@ -135,7 +135,7 @@ def test_deleting_the_fingerprint_after_masked_reads_lets_no_key_in(
                           WARDEN_MASK_KEY=key)  # fmt: skip
 
     def forget() -> None:  # as someone who can write the database would
-        _sql(db_url, "DELETE FROM deployment_key")
+        _sql(db_url, "DELETE FROM deployment_key WHERE name = 'mask'")
 
     ours = "test-mask-key"  # the harness's (tests/conftest.py MASK_KEY)
     assert _recorded(db_url)[0][0] == fingerprint(ours.encode())
