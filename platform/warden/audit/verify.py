@@ -16,11 +16,11 @@ read, no checkpoint yet) do not.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from warden.audit.chain import (
@@ -34,12 +34,12 @@ from warden.audit.chain import (
 )
 from warden.audit.keys import ChainKeyring
 from warden.audit.models import AuditEvent, AuditHead
+from warden.audit.unwalked import MAX_FINDINGS, OUTSIDE, unwalked
 
 if TYPE_CHECKING:
     from warden.audit.checkpoints import Checkpoint, CheckpointLog
 
 VERIFY_BATCH = 5000
-MAX_FINDINGS = 200
 CHECKPOINT_ACTION = "audit.checkpoint"
 HEAD_ID = 1
 
@@ -54,9 +54,7 @@ DELETION = "deletion"  # every event up to a checkpoint is gone
 RECHAINED = "rechained"  # a checkpointed event moved to another seq: removed and renumbered
 HEAD = "head_mismatch"  # the head row disagrees with the chain
 BEYOND_HEAD = "beyond_head"  # an event past the head: written around the chain
-OUTSIDE = "outside_chain"  # an event numbered below 1 (or not a number): written around it
-NOT_CANONICAL = "not_canonical"  # a column stored as other text for the same value (SQLite)
-NOT_A_TABLE = "not_a_table"  # the log is a view, or has triggers, rules or row security
+# and OUTSIDE, NOT_CANONICAL, NOT_A_TABLE: what the walk cannot see (unwalked.py)
 CHECKPOINT_FORGED = "checkpoint_forged"  # a checkpoint line whose signature or content fails
 CHECKPOINT_MISSING = "checkpoint_missing"  # a checkpoint the chain records is not in the file
 # Notes:
@@ -321,10 +319,8 @@ def verify(
         stray = db.scalar(select(table.c.id).where(table.c.seq == last_seq))
         findings.add(OUTSIDE, None, stray, f"an event numbered {str(last_seq)[:20]!r}")
         last_seq = head_seq
-    _check_outside(db, findings)
-    _check_plain_tables(db, findings)
-    if db.get_bind().dialect.name == "sqlite":
-        _check_canonical_time(db, findings)
+    for kind, seq, event_id, detail in unwalked(db):
+        findings.add(kind, seq, event_id, detail)
     if head_seq is not None and last_seq is not None and last_seq > head_seq:
         # An append commits its event and the head together, so an event the head has not
         # reached (read after the event was seen) was written around the chain.
@@ -400,70 +396,6 @@ def verify(
         first_seq=walk.first_seq,
         last_seq=last_seq,
     )
-
-
-def _check_outside(db: Session, findings: _Findings) -> None:
-    """The chain starts at 1 and the walk reads from there: a row numbered below it is never
-    walked, yet every query of the log would show it."""
-    table = AuditEvent.__table__
-    below = select(table.c.seq, table.c.id).where(table.c.seq < 1).order_by(table.c.seq)
-    first = db.execute(below.limit(1)).first()
-    if first is not None:
-        count = db.scalar(select(func.count()).select_from(below.subquery()))
-        detail = f"{count} event(s) numbered below 1, where the chain starts: written around it"
-        findings.add(OUTSIDE, first.seq, first.id, detail)
-
-
-_LOG_TABLES = ("audit_event", "audit_head")
-# What the name Warden's queries use resolves to (the search path decides, so a view placed
-# earlier in it counts), and what could make it answer queries unlike the walk.
-_PG_RELATION = text(
-    "SELECT c.relkind, c.relrowsecurity,"
-    " (SELECT count(*) FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal),"
-    " (SELECT count(*) FROM pg_rewrite r WHERE r.ev_class = c.oid AND r.rulename <> '_RETURN')"
-    " FROM pg_class c WHERE c.oid = to_regclass(:name)"
-)
-_SQLITE_RELATION = text(
-    "SELECT (SELECT type FROM sqlite_master WHERE name = :name),"
-    " (SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = :name)"
-)
-
-
-def _check_plain_tables(db: Session, findings: _Findings) -> None:
-    """The walk vouches for the rows it reads; a view, a trigger, a rule or row security on
-    the log's tables could show other queries other rows. Warden creates none of them."""
-    postgres = db.get_bind().dialect.name == "postgresql"
-    for name in _LOG_TABLES:
-        if postgres:
-            row = db.execute(_PG_RELATION, {"name": name}).first()
-            odd = row is None or row[0] not in ("r", "p") or row[1] or row[2] or row[3]
-        else:
-            kind, triggers = db.execute(_SQLITE_RELATION, {"name": name}).one()
-            odd = kind != "table" or bool(triggers)
-        if odd:
-            detail = f"{name} is not a plain table (a view, a trigger, a rule or row security)"
-            findings.add(NOT_A_TABLE, None, None, detail)
-
-
-# How SQLAlchemy writes a timestamp into SQLite; the chain hashes the parsed instant, so the
-# same instant as other text (an offset, a 'T') would hash alike yet sort apart in queries.
-_SQLITE_TS = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9]*"
-
-
-def _check_canonical_time(db: Session, findings: _Findings) -> None:
-    table = AuditEvent.__table__
-    odd = (
-        select(table.c.seq, table.c.id)
-        .where(text("typeof(ts) != 'text' OR length(ts) != 26 OR ts NOT GLOB :canonical"))
-        .params(canonical=_SQLITE_TS)
-        .order_by(table.c.seq)
-        .limit(MAX_FINDINGS)
-    )
-    for seq, event_id in db.execute(odd):
-        detail = (
-            "its timestamp is stored as other text for the same instant: hidden from time queries"
-        )
-        findings.add(NOT_CANONICAL, seq, event_id, detail)
 
 
 def _check_checkpoint(
@@ -560,16 +492,3 @@ def _check_recorded(walk: _Walk, log: CheckpointLog, findings: _Findings) -> Non
             None,
             f"the chain records checkpoints of another store ({store}), not checked here",
         )
-
-
-def result_findings(result: VerifyResult) -> Iterable[dict[str, Any]]:
-    for f in result.findings:
-        yield {
-            "kind": f.kind,
-            "severity": f.severity,
-            "seq": f.seq,
-            "last_seq": f.last_seq,
-            "count": f.count,
-            "id": f.id,
-            "detail": f.detail,
-        }

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -27,7 +28,6 @@ from warden.audit.schemas import (
     VerifyOut,
 )
 from warden.audit.service import Decision, record
-from warden.audit.verify import result_findings
 from warden.errors import AuditUnavailable, Forbidden, Unavailable, WardenError
 from warden.identity.service import Caller
 from warden.policy.authz import is_platform_admin
@@ -169,7 +169,7 @@ def verify_chain(db: DbSession, caller: CurrentCaller, state: State) -> VerifyOu
         if broken
         else None,
         head_seq=result.head_seq,
-        findings=[FindingOut(**f) for f in result_findings(result)],
+        findings=[FindingOut(**asdict(f), severity=f.severity) for f in result.findings],
         key_ids=result.key_ids,
         checkpoints_checked=result.checkpoints_checked,
         checkpoint_file=result.checkpoint_file,
