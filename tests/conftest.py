@@ -394,3 +394,21 @@ def live_warden(warden: WardenHarness, monkeypatch: pytest.MonkeyPatch) -> Itera
     yield warden
     server.stop()
     get_settings.cache_clear()
+
+
+@pytest.fixture
+def operator_cli(warden: WardenHarness, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """`warden …` run in process by an operator, against this harness's database, data and
+    keys (the commands that work on the database directly); returns typer's Result."""
+    from typer.testing import CliRunner
+
+    from warden.cli.main import app
+    from warden.config import get_settings
+
+    s = warden.settings  # type: ignore[attr-defined]
+    monkeypatch.setenv("WARDEN_DATABASE_URL", s.database_url)
+    monkeypatch.setenv("WARDEN_DATA_DIR", str(s.data_dir))
+    monkeypatch.setenv("WARDEN_CONFIG_DIR", str(s.config_dir))
+    get_settings.cache_clear()
+    yield lambda *args: CliRunner().invoke(app, list(args))
+    get_settings.cache_clear()

@@ -13,11 +13,8 @@ from typing import Any
 import pytest
 import typer
 from sqlalchemy import text
-from typer.testing import CliRunner
 
-from warden.cli.main import app
 from warden.cli.startup import refuse_unkeyed_tokens
-from warden.config import get_settings
 from warden.identity.caller import plain_digest
 from warden.identity.token_keys import unkeyed_tokens_remain
 
@@ -49,7 +46,7 @@ def test_a_token_row_written_in_sql_authenticates_nothing(warden: Any, stored: s
 
 
 def test_tokens_stored_before_hashes_were_keyed_are_rekeyed_once(
-    warden: Any, monkeypatch: pytest.MonkeyPatch
+    warden: Any, operator_cli: Any
 ) -> None:
     # A deployment from before: the admin's token stored as its plain SHA-256, no marker.
     with warden.state.sessions() as db:
@@ -66,22 +63,14 @@ def test_tokens_stored_before_hashes_were_keyed_are_rekeyed_once(
     with pytest.raises(typer.Exit):  # `serve` and `worker` say what to run
         refuse_unkeyed_tokens(warden.state.engine)
 
-    s = warden.settings
-    monkeypatch.setenv("WARDEN_DATABASE_URL", s.database_url)
-    monkeypatch.setenv("WARDEN_DATA_DIR", str(s.data_dir))
-    monkeypatch.setenv("WARDEN_CONFIG_DIR", str(s.config_dir))
-    get_settings.cache_clear()
-    try:
-        done = CliRunner().invoke(app, ["data", "rekey-tokens", "--actor", "ops"])
-        assert done.exit_code == 0, done.output
-        assert warden.http.get("/v1/me", headers=warden.as_("admin")).status_code == 200
-        refuse_unkeyed_tokens(warden.state.engine)  # starts now
-        event = warden.audit_events(action="tokens.rekeyed")[-1]
-        assert event["actor"] == "ops" and event["details"]["tokens"] >= 1
-        twice = CliRunner().invoke(app, ["data", "rekey-tokens"])
-        assert twice.exit_code != 0 and "already keyed" in twice.output
-    finally:
-        get_settings.cache_clear()
+    done = operator_cli("data", "rekey-tokens", "--actor", "ops")
+    assert done.exit_code == 0, done.output
+    assert warden.http.get("/v1/me", headers=warden.as_("admin")).status_code == 200
+    refuse_unkeyed_tokens(warden.state.engine)  # starts now
+    event = warden.audit_events(action="tokens.rekeyed")[-1]
+    assert event["actor"] == "ops" and event["details"]["tokens"] >= 1
+    twice = operator_cli("data", "rekey-tokens")
+    assert twice.exit_code != 0 and "already keyed" in twice.output
     assert warden.http.get("/v1/me", headers=warden.as_("admin")).status_code == 200
 
 

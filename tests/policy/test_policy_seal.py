@@ -10,10 +10,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
-from typer.testing import CliRunner
 
-from warden.cli.main import app
-from warden.config import get_settings
 from warden.policy import store
 from warden.policy.seal import SealBroken
 from warden.policy.service import PolicyUnavailable
@@ -37,20 +34,8 @@ def _reads(warden: Any) -> tuple[int, int]:
     return mallory, alice
 
 
-def _seal_cli(warden: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    s = warden.settings
-    monkeypatch.setenv("WARDEN_DATABASE_URL", s.database_url)
-    monkeypatch.setenv("WARDEN_DATA_DIR", str(s.data_dir))
-    monkeypatch.setenv("WARDEN_CONFIG_DIR", str(s.config_dir))
-    get_settings.cache_clear()
-    try:
-        return CliRunner().invoke(app, ["policy", "seal", "--actor", "ops", "--reason", "checked"])
-    finally:
-        get_settings.cache_clear()
-
-
 def test_a_rule_written_in_sql_is_refused_and_everything_fails_closed(
-    warden: Any, monkeypatch: pytest.MonkeyPatch
+    warden: Any, operator_cli: Any
 ) -> None:
     assert _reads(warden) == (404, 200)
     _sql(warden, MALLORY_RAW, BUMP)
@@ -58,13 +43,13 @@ def test_a_rule_written_in_sql_is_refused_and_everything_fails_closed(
     with warden.state.sessions() as db, pytest.raises(SealBroken):
         store.load_rules(db)
     # The operator looks, then reseals: what is stored is blessed, audited.
-    done = _seal_cli(warden, monkeypatch)
+    done = operator_cli("policy", "seal", "--actor", "ops", "--reason", "checked")
     assert done.exit_code == 0, done.output
     assert "sealed" in done.output
     event = warden.audit_events(action="policy.sealed")[-1]
     assert event["actor"] == "ops" and "past Warden" in event["details"]["was"]
     assert _reads(warden) == (200, 200)
-    again = _seal_cli(warden, monkeypatch)
+    again = operator_cli("policy", "seal")
     assert again.exit_code == 0 and "match their seal" in again.output
 
 

@@ -42,6 +42,19 @@ def by_actor(
     )
 
 
+def by_operator(actor: str, action: str, reason: str, **fields: Any) -> AuditRecord:
+    """What an operator did with a command run against the database directly (no token, no
+    caller): allowed, by their word for who they are."""
+    return AuditRecord(
+        action=action,
+        decision="allow",
+        actor=actor,
+        actor_kind="operator",
+        reason=reason or None,
+        **fields,
+    )
+
+
 def by(caller: Caller, action: str, decision: Decision, **fields: Any) -> AuditRecord:
     """A record of `action` by `caller` (who, as whom, in which tenant) plus `fields`."""
     return by_actor(caller, caller.tenant, action, decision, **fields)

@@ -188,7 +188,8 @@ def rotate_mask_key(
     Runs against the database directly (an operator command, like `warden init`); only the
     version and its start time are stored, never a key.
     """
-    from warden.audit.service import AuditRecord, append
+    from warden.audit.outcomes import by_operator
+    from warden.audit.service import append
     from warden.gateway.keys import rotate
     from warden.identity.service import get_tenant
 
@@ -197,21 +198,11 @@ def rotate_mask_key(
     with direct_session(conflict=conflict) as db:
         the_tenant = get_tenant(db, tenant)
         row = rotate(db, the_tenant.id, effective_from=when, actor=actor, reason=reason)
-        append(
-            db,
-            AuditRecord(
-                action="mask_key.rotate",
-                decision="allow",
-                actor=actor[:64],
-                actor_kind="operator",
-                tenant=the_tenant.name,
-                reason=reason or None,
-                details={
-                    "key_version": row.version,
-                    "effective_from": row.effective_from.isoformat(),
-                },
-            ),
+        details = {"key_version": row.version, "effective_from": row.effective_from.isoformat()}
+        what = by_operator(
+            actor, "mask_key.rotate", reason, tenant=the_tenant.name, details=details
         )
+        append(db, what)
         version, start = row.version, row.effective_from
     console.print(f"tenant {tenant}: mask key version {version} from {start.isoformat()}")
 

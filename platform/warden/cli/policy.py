@@ -128,7 +128,8 @@ def seal(
     existed) break the seal and every decision denies until this runs. It blesses whatever
     is stored, so look first (`warden policy rules`, the `casbin_rule` table). Audited as
     `policy.sealed`; runs against the database directly."""
-    from warden.audit.service import AuditRecord, append
+    from warden.audit.outcomes import by_operator
+    from warden.audit.service import append
     from warden.policy import store
     from warden.policy.seal import SealBroken
 
@@ -143,17 +144,7 @@ def seal(
         after = store.reseal(db)
         rules = len(store.load_rules(db)[1])
         details = {"version": after.version, "rules": rules, "was": broken[:300]}
-        append(
-            db,
-            AuditRecord(
-                action="policy.sealed",
-                decision="allow",
-                actor=actor,
-                actor_kind="operator",
-                reason=reason,
-                details=details,
-            ),
-        )
+        append(db, by_operator(actor, "policy.sealed", reason, details=details))
     console.print(f"sealed {rules} rule(s) as policy v{after.version} (was: {broken})")
 
 

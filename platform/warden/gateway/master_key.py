@@ -29,7 +29,8 @@ from sqlalchemy import String, cast, select
 from sqlalchemy.orm import Session
 
 from warden.audit.models import AuditEvent
-from warden.audit.service import AuditRecord, append
+from warden.audit.outcomes import by_operator
+from warden.audit.service import append
 from warden.catalog.models import DeploymentKey
 from warden.config import Settings
 from warden.db.base import utcnow
@@ -116,17 +117,8 @@ def record(db: Session, master: bytes, *, actor: str, how: str, reason: str = ""
         row.fingerprint, row.recorded_by, row.recorded_at = fp, actor[:64], utcnow()
     db.flush()
     details = {"fingerprint": short(fp), "how": how}
-    append(
-        db,
-        AuditRecord(
-            action="mask_key.record",
-            decision="allow",
-            actor=actor,
-            actor_kind="operator",
-            reason=reason or None,
-            details=details | ({"replaced": short(replaced)} if replaced else {}),
-        ),
-    )
+    details |= {"replaced": short(replaced)} if replaced else {}
+    append(db, by_operator(actor, "mask_key.record", reason, details=details))
     return MasterKeyCheck(fp, fp, actor)
 
 

@@ -11,7 +11,8 @@ from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
 from warden.audit.keys import keys_for
-from warden.audit.service import AuditRecord, append
+from warden.audit.outcomes import by_operator
+from warden.audit.service import append
 from warden.catalog.models import DeploymentKey
 from warden.errors import Conflict
 from warden.identity.caller import keyed
@@ -42,15 +43,5 @@ def rekey(db: Session, *, actor: str, reason: str = "") -> int:
             )
             count += 1
     db.add(DeploymentKey(name=MARKER, fingerprint=KEYED, recorded_by=actor[:64]))
-    append(
-        db,
-        AuditRecord(
-            action="tokens.rekeyed",
-            decision="allow",
-            actor=actor,
-            actor_kind="operator",
-            reason=reason or None,
-            details={"tokens": count},
-        ),
-    )
+    append(db, by_operator(actor, "tokens.rekeyed", reason, details={"tokens": count}))
     return count
