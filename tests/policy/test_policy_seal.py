@@ -114,3 +114,33 @@ def test_an_old_seal_replayed_with_a_newer_version_is_refused(warden: Any) -> No
     # and with the old version too: the process has seen a newer one and keeps it
     _sql(warden, f"UPDATE policy_state SET version = {saved.version}")
     assert warden.read("mallory", "pins", purpose="training").status_code != 200
+
+
+LOG = (
+    "INSERT INTO policy_change (version, op, ptype, v0, v1, v2, v3, v4, v5, v6, v7, v8)"
+    " SELECT version + 1, :op, 'p', :v0, 'acme', 'users', '*', 'training', 'read', :effect,"
+    " '', '' FROM policy_state"
+)
+HARMLESS = ("p", ("erin", "acme", "pins", "*", "analytics", "browse", "allow", "", ""))
+
+
+@pytest.mark.parametrize("who, effect, order", [("mallory", "allow", ("remove", "add")),
+                                                 ("alice", "deny", ("add", "remove"))])  # fmt: skip
+def test_log_rows_that_cancel_in_the_sum_are_never_replayed(
+    warden: Any, who: str, effect: str, order: tuple[str, str]
+) -> None:
+    """Rows for the next version, written in SQL before a legitimate change: 'remove X' then
+    'add X' cancel in the sealed sum, yet replayed in order they would add X (a remove of an
+    absent rule does nothing); 'add D' then 'remove D' would drop a stored deny. A log in
+    which one rule appears twice is checked by a full reload instead (found by a red-team
+    review)."""
+    if effect == "deny":
+        warden.state.policy.add_rules([("p", (who, "acme", "users", "*", "training", "read",
+                                             "deny", "", ""))])  # fmt: skip
+    before = warden.read(who, "users", purpose="training").status_code
+    assert before != 200
+    with warden.state.engine.begin() as conn:
+        for op in order:
+            conn.execute(text(LOG), {"op": op, "v0": who, "effect": effect})
+    warden.state.policy.add_rules([HARMLESS])  # any ordinary change
+    assert warden.read(who, "users", purpose="training").status_code == before

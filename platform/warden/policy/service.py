@@ -159,6 +159,10 @@ class PolicyService:
         if found is None or held is None or held.version != snapshot.version:
             return None
         current, delta = found
+        if len({rule for _, rule in delta}) != len(delta):
+            # a rule both added and removed cancels in the sum yet not in the snapshot (a
+            # remove of an absent rule does nothing): such a log is checked by a full reload
+            return None
         added = [rule for op, rule in delta if op == "add"]
         removed = [rule for op, rule in delta if op == "remove"]
         if current.key != held.key or moved(held.key, held.total, added, removed) != current.total:
