@@ -372,7 +372,8 @@ def test_engineer_pages_show_a_job_its_log_and_a_models_report_and_lineage(
             db, row, metrics={"recall@10": 0.61},
             artifacts=[{"name": n, "path": f"models-test/{n}"} for n in ("report.md",
                                                                          "recall.png")],
-            reports=["report.md", "recall.png"], lineage={"datasets": {"gold": "sha256:abc"}},
+            reports=["report.md", "recall.png"],
+            lineage={"datasets": [{"name": "pins", "versions": ["sha256:abc"]}]},
         )  # fmt: skip
         ref = model.ref
     page = alice.get(f"/console/jobs/{job['id']}")

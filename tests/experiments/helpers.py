@@ -16,15 +16,17 @@ from warden.jobs.models import Job
 from warden.registry.models import Model
 
 
-def register_artifact(warden: WardenHarness, name: str, source: Path) -> str:
+def register_artifact(
+    warden: WardenHarness, name: str, source: Path, read: tuple[str, ...] = ("pins", "engagements")
+) -> str:
     """Copy `source` under the data folder and register it as model NAME@1, as a swap job
-    launched by alice would be: its lineage read pins and engagements."""
+    launched by alice would be: its lineage read `read` (pins and engagements)."""
     rel = f"models/{name}/stack.pt"
     path = Path(warden.settings.data_dir) / rel  # type: ignore[attr-defined]
     path.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, path)
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    datasets = [{"name": n, "versions": []} for n in ("pins", "engagements")]
+    datasets = [{"name": n, "versions": []} for n in read]
     with unit_of_work(warden.state.sessions) as db:
         tenant = get_tenant(db, "acme")
         alice = get_principal(db, "alice")

@@ -59,7 +59,7 @@ def job(job_id: str, who: Who) -> HTMLResponse:
 @router.get("/models")
 def model_list(who: Who) -> HTMLResponse:
     with unit_of_work(who.state.sessions) as db:
-        listed = registry_api.list_(who.caller, db, name=None, limit=100)
+        listed = registry_api.list_(who.caller, db, who.state, name=None, limit=100)
     return render(who.request, "models.html", who, models=listed["models"])
 
 
@@ -67,7 +67,7 @@ def model_list(who: Who) -> HTMLResponse:
 def model(ref: str, who: Who) -> HTMLResponse:
     """A model's metrics, its reports (Markdown and JSON inline, plots as images), lineage."""
     with unit_of_work(who.state.sessions) as db:
-        lineage = registry_api.lineage(ref, who.caller, db)
+        lineage = registry_api.lineage(ref, who.caller, db, who.state)  # decides
         found = registry.resolve(db, who.caller.tenant, ref[:80])
     reports: list[dict[str, Any]] = []
     for name in lineage.model.reports:

@@ -1,4 +1,6 @@
-"""/v1/models: the registry (list, show, lineage). Tenant members read it; jobs cannot."""
+"""/v1/models: the registry (list, show, lineage, reports). People read a model, its metrics
+and its reports only when they may use it: the same decision as serving it, on every
+dataset of its lineage (`registry.serving.authorize`); jobs cannot read the registry."""
 
 from __future__ import annotations
 
@@ -8,11 +10,13 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import FileResponse
 
 from warden.api.deps import CurrentCaller, DbSession, State
-from warden.errors import Forbidden
+from warden.core.platform import Platform
+from warden.errors import Forbidden, NotFound, WardenError
 from warden.identity.service import Caller
 from warden.registry import service
 from warden.registry.models import Model
 from warden.registry.schemas import LineageOut, ModelOut
+from warden.registry.serving import authorize, lineage_datasets
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 # Documents the form service.parse_ref accepts (anything else is 422); validation stays there.
@@ -25,27 +29,45 @@ def _people_only(caller: Caller) -> None:
         raise Forbidden("jobs cannot read the model registry")
 
 
+def _may_use(state: Platform, db: DbSession, caller: Caller, model: Model) -> bool:
+    try:
+        authorize(state, db, caller, list(lineage_datasets(db, model)))
+    except WardenError:
+        return False
+    return True
+
+
+def _readable(state: Platform, db: DbSession, caller: Caller, ref: str) -> Model:
+    """The model `ref`, if the caller may use it; otherwise as if it did not exist (its
+    lineage's names are not the caller's to learn from a refusal)."""
+    _people_only(caller)
+    model = service.resolve(db, caller.tenant, ref[:80])
+    if not _may_use(state, db, caller, model):
+        raise NotFound(f"no model {ref[:80]!r} you may read (it was built from data you may not)")
+    return model
+
+
 @router.get("", summary="Registered models, newest first")
 def list_(
     caller: CurrentCaller,
     db: DbSession,
+    state: State,
     name: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, list[ModelOut]]:
     _people_only(caller)
-    return {"models": [ModelOut.of(m) for m in service.list_models(db, caller.tenant, name, limit)]}
+    models = service.list_models(db, caller.tenant, name, limit)
+    return {"models": [ModelOut.of(m) for m in models if _may_use(state, db, caller, m)]}
 
 
 @router.get("/{ref}", response_model=ModelOut, summary="One model: ID, NAME or NAME@VERSION")
-def show(ref: Ref, caller: CurrentCaller, db: DbSession) -> ModelOut:
-    _people_only(caller)
-    return ModelOut.of(service.resolve(db, caller.tenant, ref[:80]))
+def show(ref: Ref, caller: CurrentCaller, db: DbSession, state: State) -> ModelOut:
+    return ModelOut.of(_readable(state, db, caller, ref))
 
 
 @router.get("/{ref}/lineage", response_model=LineageOut, summary="A model and its ancestors")
-def lineage(ref: Ref, caller: CurrentCaller, db: DbSession) -> LineageOut:
-    _people_only(caller)
-    model = service.resolve(db, caller.tenant, ref[:80])
+def lineage(ref: Ref, caller: CurrentCaller, db: DbSession, state: State) -> LineageOut:
+    model = _readable(state, db, caller, ref)
     ancestors: list[Model] = []
     seen, frontier = {model.id}, [model]
     while frontier and len(ancestors) < MAX_DEPTH:
@@ -58,8 +80,7 @@ def lineage(ref: Ref, caller: CurrentCaller, db: DbSession) -> LineageOut:
 
 @router.get("/{ref}/reports/{name:path}", summary="A report: Markdown, JSON or a plot")
 def report(ref: Ref, name: str, caller: CurrentCaller, db: DbSession, state: State) -> FileResponse:
-    _people_only(caller)
-    model = service.resolve(db, caller.tenant, ref[:80])
+    model = _readable(state, db, caller, ref)
     path = service.report_path(model, name[:128], state.settings.data_dir)
     media = {".md": "text/markdown", ".json": "application/json", ".png": "image/png"}
     return FileResponse(path, media_type=media.get(path.suffix, "application/octet-stream"))
