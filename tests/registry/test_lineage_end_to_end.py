@@ -76,7 +76,8 @@ def test_train_swap_eval_infer_with_complete_lineage(
     ancestors = {a["ref"] for a in body["ancestors"]}
     assert ancestors == {"swapped-stack@1", "generic-tower@1", "domain-tower@1"}
 
-    # inference output is a new dataset, as strict as its input, its lineage named
+    # inference output is a new dataset, as strict as its inputs (the datasets the job read
+    # and those its model was built from), owned by the strictest input's owner
     outputs = sorted(infer["outputs"])
     assert [o.rsplit("_", 1)[0] for o in outputs] == ["pin_embeddings", "related_pins"]
     output = outputs[0]
@@ -84,9 +85,11 @@ def test_train_swap_eval_infer_with_complete_lineage(
     from warden.db.session import unit_of_work
 
     with unit_of_work(ml_warden.state.sessions) as db:
-        view = load_view(db, ml_warden.settings.datasets_dir, "acme", output)  # type: ignore[attr-defined]
-        pins = load_view(db, ml_warden.settings.datasets_dir, "acme", "pins")  # type: ignore[attr-defined]
-    assert view.classification == pins.classification
+        folder = ml_warden.settings.datasets_dir  # type: ignore[attr-defined]
+        view = load_view(db, folder, "acme", output)
+        engagements = load_view(db, folder, "acme", "engagements")  # the towers' training data
+    assert view.classification == engagements.classification == "pii"
+    assert {"pins", "engagements"} <= set(view.derived_from) and view.owner != "alice"
     assert "pins@" in view.description and infer["id"] in view.description
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import polars as pl
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -419,11 +420,20 @@ def _register_outputs(
 ) -> list[dict[str, Any]]:
     """Each parquet an inference job wrote becomes a catalog dataset: classified as the
     strictest of its inputs, usable for what all its inputs allow, its lineage in its
-    description."""
-    views = [load_view(db, state.settings.datasets_dir, job.tenant, n) for n in job.datasets]
+    description. Its inputs are the datasets the job read and those its parent models were
+    built from (a model's artifact carries its data). It belongs to the strictest input's
+    owner, not the launcher: who may widen access to a copy is whoever may to its source."""
+    names = list(dict.fromkeys(job.datasets))
+    for parent in lineage.get("parents", []):
+        model = db.get(Model, parent.get("id"))
+        if model is not None:
+            names += [n for n in registry.lineage_datasets(db, model) if n not in names]
+    views = [load_view(db, state.settings.datasets_dir, job.tenant, n) for n in names]
     classification = strictest([v.classification for v in views])
     purposes = [p for p in views[0].allowed_purposes if all(p in v.allowed_purposes for v in views)]
-    owner = db.get(Principal, job.launcher_id)
+    source = next(v for v in views if v.classification == classification)
+    owner = db.scalar(select(Principal).where(Principal.tenant_id == job.tenant_id,
+                                               Principal.name == source.owner))  # fmt: skip
     tenant = db.get(Tenant, job.tenant_id)
     inputs = ", ".join(f"{v.name}@{v.version[:19]}" for v in views)
     parents = ", ".join(p["ref"] for p in lineage.get("parents", [])) or "none"

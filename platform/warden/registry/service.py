@@ -213,3 +213,21 @@ def list_models(db: Session, tenant: str, name: str | None, limit: int) -> list[
 def parents_of(db: Session, model: Model) -> list[Model]:
     ids = [p["id"] for p in model.lineage.get("parents", [])]
     return [m for m in (db.get(Model, i) for i in ids) if m is not None]
+
+
+MAX_DEPTH = 32  # ancestors followed, at most
+
+
+def lineage_datasets(db: Session, model: Model) -> dict[str, list[str]]:
+    """Dataset name -> versions read, over the model and its ancestors."""
+    out: dict[str, list[str]] = {}
+    seen, frontier = {model.id}, [model]
+    while frontier and len(seen) <= MAX_DEPTH:
+        for m in frontier:
+            for entry in m.lineage.get("datasets", []):
+                versions = out.setdefault(str(entry.get("name")), [])
+                versions += [v for v in entry.get("versions", []) if v not in versions]
+        parents = [p for m in frontier for p in parents_of(db, m) if p.id not in seen]
+        seen.update(p.id for p in parents)
+        frontier = parents
+    return out

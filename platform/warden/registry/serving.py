@@ -43,9 +43,9 @@ from warden.identity.service import Caller
 from warden.policy.reads import authorize_read
 from warden.registry import service as registry
 from warden.registry.models import Model
+from warden.registry.service import lineage_datasets
 
 ACTION = "model.recommend"
-MAX_DEPTH = 32
 PRICE_PER_CPU_HOUR = 0.05  # USD, the eval's default price
 WINDOW = 4096  # latencies kept per model for P50/P95
 
@@ -150,21 +150,6 @@ class Served:
 
 _cache: dict[tuple[str, str], Served] = {}
 _cache_lock = threading.Lock()
-
-
-def lineage_datasets(db: Session, model: Model) -> dict[str, list[str]]:
-    """Dataset name -> versions read, over the model and its ancestors."""
-    out: dict[str, list[str]] = {}
-    seen, frontier = {model.id}, [model]
-    while frontier and len(seen) <= MAX_DEPTH:
-        for m in frontier:
-            for entry in m.lineage.get("datasets", []):
-                versions = out.setdefault(str(entry.get("name")), [])
-                versions += [v for v in entry.get("versions", []) if v not in versions]
-        parents = [p for m in frontier for p in registry.parents_of(db, m) if p.id not in seen]
-        seen.update(p.id for p in parents)
-        frontier = parents
-    return out
 
 
 def load(platform: Platform, db: Session, caller: Caller, model: Model) -> Served:

@@ -16,12 +16,12 @@ from warden.identity.service import Caller
 from warden.registry import service
 from warden.registry.models import Model
 from warden.registry.schemas import LineageOut, ModelOut
-from warden.registry.serving import authorize, lineage_datasets
+from warden.registry.service import lineage_datasets
+from warden.registry.serving import authorize
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 # Documents the form service.parse_ref accepts (anything else is 422); validation stays there.
 Ref = Annotated[str, Path(json_schema_extra={"pattern": service.REF_RE.pattern})]
-MAX_DEPTH = 32
 
 
 def _people_only(caller: Caller) -> None:
@@ -70,7 +70,7 @@ def lineage(ref: Ref, caller: CurrentCaller, db: DbSession, state: State) -> Lin
     model = _readable(state, db, caller, ref)
     ancestors: list[Model] = []
     seen, frontier = {model.id}, [model]
-    while frontier and len(ancestors) < MAX_DEPTH:
+    while frontier and len(ancestors) < service.MAX_DEPTH:
         parents = [p for m in frontier for p in service.parents_of(db, m) if p.id not in seen]
         seen.update(p.id for p in parents)
         ancestors += parents
