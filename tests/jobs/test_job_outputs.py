@@ -16,6 +16,7 @@ import polars as pl
 from tests.conftest import WardenHarness
 from tests.jobs.conftest import submit
 from warden.catalog.service import load_view
+from warden.db.session import unit_of_work
 from warden.jobs.worker import record_result
 
 
@@ -115,3 +116,49 @@ def test_a_reader_cannot_hand_a_dataset_to_someone_else_by_copying_it_through_a_
             f"{review.json().get('state')}); erin read {frame.shape} of latent_pins: "
             f"{frame.head(2).to_dicts()}"
         )
+
+
+def _people(w: WardenHarness, links: list[tuple], names: list[str] = ()) -> None:  # type: ignore[assignment]
+    """Principals and rules the way the harness seeds them (bootstrap, no review)."""
+    from warden.identity.service import (
+        Caller,
+        create_principal,
+        get_principal,
+        get_tenant,
+        issue_token,
+    )
+    from warden.policy.changes import apply_change
+
+    with unit_of_work(w.state.sessions) as db:
+        admin = get_principal(db, "admin")
+        for name in names:
+            p = create_principal(db, name, "person", get_tenant(db, "acme"))
+            w.tokens[name] = issue_token(db, p)
+        actor = Caller("admin", "person", "acme", admin.id)
+        apply_change(db, actor, add=links, reason="rt2 setup", action="policy.bootstrap")
+    w.state.policy.reload()
+
+
+def test_a_person_denied_a_dataset_cannot_take_a_model_built_on_it_into_their_job(
+    ml_warden: WardenHarness,
+) -> None:
+    w = ml_warden
+    # bob: an ML engineer explicitly denied every column of latent_users (browse stays: role)
+    _people(
+        w,
+        [
+            ("g", ("bob", "role:ml_engineer", "acme")),
+            ("p", ("bob", "acme", "latent_users", "*", "*", "read", "deny", "", "")),
+        ],  # fmt: skip
+        ["bob"],
+    )
+    assert w.read("bob", "latent_users", purpose="evaluation").status_code == 403
+    latent = _frame(w.read("alice", "latent_users", purpose="evaluation"))
+    job = _queue(w, "alice", kind="eval", datasets={"pins": "pins", "latent_users": "latent_users"})
+    _finish(w, job, {"latent.parquet": latent})
+
+    # any artifact by name, not only weights: the whole copy goes into bob's sandbox
+    r = submit(w, "bob", kind="infer", datasets={"pins": "pins"},
+               model_in={"x": "eval-report:latent.parquet"})  # fmt: skip
+    assert r.status_code == 403, r.text  # (it was 201: the copy went into bob's sandbox)
+    assert "latent_users" not in r.text  # the refusal names no dataset

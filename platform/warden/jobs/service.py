@@ -20,16 +20,16 @@ from sqlalchemy.orm import Session
 
 from warden.audit.outcomes import by_caller_or_warden, refusals_audited
 from warden.audit.service import AuditRecord, append
-from warden.catalog.service import DATASET_NAME_RE, PURPOSES, load_view
+from warden.catalog.service import DATASET_NAME_RE, PURPOSES, DatasetView, load_view
 from warden.core.platform import Platform
 from warden.db.session import unit_of_work
-from warden.errors import Forbidden, NotFound, Unprocessable
+from warden.errors import Forbidden, NotFound, Unprocessable, WardenError
 from warden.identity.service import Caller, check_name, get_tenant
 from warden.jobs import repository as repo
 from warden.jobs.models import END_STATES, Job
 from warden.jobs.schemas import JobCreate
 from warden.policy.authz import allowed, require, sees_launched
-from warden.policy.reads import authorize_read, visible
+from warden.policy.reads import authorize_read
 from warden.registry import service as registry
 from warden.registry.models import Model
 
@@ -206,12 +206,16 @@ def _decide(db: Session, state: Platform, caller: Caller, plan: _Plan) -> dict[s
     )
     decided: dict[str, Any] = {}
     views = [load_view(db, state.settings.datasets_dir, caller.tenant, n) for n in plan.datasets]
-    parent_data = sorted(
-        {d["name"] for p in plan.parents for d in p.lineage.get("datasets", []) if d["name"]}
-    )
-    parent_views = [
-        load_view(db, state.settings.datasets_dir, caller.tenant, n) for n in parent_data
-    ]
+    for parent in plan.parents:
+        # a model's artifacts carry its data: whoever uses one must be able to read every
+        # dataset it was built from (and its ancestors were), for some purpose it allows
+        for name in registry.lineage_datasets(db, parent):
+            view = load_view(db, state.settings.datasets_dir, caller.tenant, name)
+            if not any(_may_read(state, caller, view, p) for p in view.allowed_purposes):
+                raise Forbidden(
+                    f"{caller.name} may not use model {parent.ref}: it was built from data"
+                    " they may not read"
+                )
     version = None
     for view in views:
         decision = authorize_read(state, caller, view, plan.purpose).decision
@@ -223,10 +227,15 @@ def _decide(db: Session, state: Platform, caller: Caller, plan: _Plan) -> dict[s
             "grant_ids": list(decision.grant_ids),
             "rule": decision.deciding_rule,
         }
-    for view in parent_views:
-        if not visible(state, caller, view):
-            raise Forbidden(f"{caller.name} may not use models trained on {view.name!r}")
     return {"policy_version": version or snapshot.version, "datasets": decided}
+
+
+def _may_read(state: Platform, caller: Caller, view: DatasetView, purpose: str) -> bool:
+    try:
+        authorize_read(state, caller, view, purpose)
+    except WardenError:
+        return False
+    return True
 
 
 def _refuse_jobs(caller: Caller) -> None:
