@@ -30,6 +30,8 @@ def upgrade() -> None:
     for table in ("access_review", "change_review"):
         with op.batch_alter_table(table) as batch:
             batch.add_column(sa.Column("seal", sa.String(length=64), nullable=True))
+    with op.batch_alter_table("api_token") as batch:
+        batch.add_column(sa.Column("seal", sa.String(length=64), nullable=True))
     # Token hashes are keyed from now on. With no token stored yet there is nothing to rekey:
     # say so; otherwise an operator rekeys the stored ones once (`warden data rekey-tokens`).
     bind = op.get_bind()
@@ -56,6 +58,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DELETE FROM deployment_key WHERE name = 'token_hashes'")
+    with op.batch_alter_table("api_token") as batch:
+        batch.drop_column("seal")
     for table in ("access_review", "change_review"):
         with op.batch_alter_table(table) as batch:
             batch.drop_column("seal")

@@ -58,6 +58,7 @@ def test_tokens_stored_before_hashes_were_keyed_are_rekeyed_once(
         plain=plain_digest(secret),
         keyed=_stored_hash(warden, secret),
     )
+    _sql(warden, "UPDATE api_token SET seal = NULL")  # rows from before carry no seal
     _sql(warden, "DELETE FROM deployment_key WHERE name = 'token_hashes'")
     assert warden.http.get("/v1/me", headers=warden.as_("admin")).status_code == 401
     with pytest.raises(typer.Exit):  # `serve` and `worker` say what to run
@@ -78,3 +79,64 @@ def _stored_hash(warden: Any, secret: str) -> str:
     from warden.identity.caller import hash_token
 
     return hash_token(secret, warden.state.engine)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "UPDATE api_token SET principal_id = (SELECT id FROM principal WHERE name = 'alice')"
+        " WHERE principal_id = (SELECT id FROM principal WHERE name = 'mallory')",
+        "UPDATE api_token SET expires_at = :later"
+        " WHERE principal_id = (SELECT id FROM principal WHERE name = 'mallory')",
+    ],
+    ids=["moved to another principal", "given a longer life"],
+)
+def test_a_token_row_changed_in_sql_authenticates_nothing(warden: Any, change: str) -> None:
+    """mallory's real token row pointed at alice (who reads raw users), or given a longer
+    life: the row no longer matches its seal (found by a second red-team review)."""
+    assert warden.read("mallory", "users", purpose="training").status_code == 404
+    _sql(
+        warden,
+        change,
+        **({"later": datetime(2031, 1, 1, tzinfo=UTC)} if ":later" in change else {}),
+    )
+    assert warden.http.get("/v1/me", headers=warden.as_("mallory")).status_code == 401
+    assert warden.read("mallory", "users", purpose="training").status_code == 401
+
+
+def test_a_revoked_token_revived_in_sql_stays_revoked(warden: Any) -> None:
+    tokens = warden.http.get("/v1/principals/mallory/tokens", headers=warden.as_("admin")).json()
+    token_id = tokens["tokens"][0]["id"]
+    revoked = warden.http.post(
+        f"/v1/principals/mallory/tokens/{token_id}/revoke", json={}, headers=warden.as_("admin")
+    )
+    assert revoked.status_code == 200, revoked.text
+    assert warden.http.get("/v1/me", headers=warden.as_("mallory")).status_code == 401
+    _sql(
+        warden,
+        "UPDATE api_token SET revoked_at = NULL, revoked_by = NULL WHERE id = :i",
+        i=token_id,
+    )
+    assert warden.http.get("/v1/me", headers=warden.as_("mallory")).status_code == 401
+
+
+def test_rekeying_is_refused_once_any_token_is_sealed_even_without_the_marker(
+    warden: Any, operator_cli: Any
+) -> None:
+    """An insider deletes the marker and plants a row with a chosen secret's plain SHA-256,
+    hoping the operator rekeys it into a working token: sealed rows show the deployment is
+    keyed already, so rekeying is refused (and nothing changed)."""
+    _sql(
+        warden,
+        "INSERT INTO api_token (id, principal_id, token_hash, label, created_at, expires_at)"
+        " SELECT 'tok_forged2', id, :h, 'x', :c, :e FROM principal WHERE name = 'alice'",
+        h=plain_digest(FORGED),
+        c=datetime(2026, 1, 1, tzinfo=UTC),
+        e=datetime(2030, 1, 1, tzinfo=UTC),
+    )
+    _sql(warden, "DELETE FROM deployment_key WHERE name = 'token_hashes'")
+    done = operator_cli("data", "rekey-tokens")
+    assert done.exit_code != 0 and "already keyed" in done.output
+    forged = warden.http.get("/v1/me", headers={"authorization": f"Bearer {FORGED}"})
+    assert forged.status_code == 401
+    assert warden.http.get("/v1/me", headers=warden.as_("alice")).status_code == 200

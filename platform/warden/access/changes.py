@@ -53,7 +53,7 @@ from warden.catalog.service import load_view
 from warden.core.platform import Platform
 from warden.errors import Conflict, Forbidden, NotFound, PolicyUnavailable, Unprocessable
 from warden.identity.models import ApiToken, Principal, Tenant
-from warden.identity.service import Caller, get_tenant
+from warden.identity.service import Caller, get_tenant, seal_token
 from warden.policy import exposure, store
 from warden.policy.changes import apply_change, assess, run_checks
 from warden.policy.engine import PolicySnapshot
@@ -344,7 +344,7 @@ def propose_token(
         reason=f"token for {principal.name}" + (f" ({token.label})" if token.label else ""),
     )
     token.pending_change_id = change.id
-    db.flush()
+    seal_token(db, token)
     return ChangeOutcome(change)
 
 
@@ -353,7 +353,7 @@ def _apply_token(db: Session, state: Platform, actor: Caller, change: ReviewedCh
     if token is None or token.pending_change_id != change.id:
         raise Conflict(f"change {change.id} holds no pending token")
     token.pending_change_id = None
-    db.flush()
+    seal_token(db, token)
 
 
 register_kind("rules", _apply_rules)

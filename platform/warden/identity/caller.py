@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from warden.audit.keys import ChainKeyring, derived_key, keys_for
@@ -41,6 +43,30 @@ def keyed(keys: ChainKeyring, plain: str) -> str:
     """The stored form of a token whose unkeyed digest is `plain`: keyed (`derived_key`), so
     a token row written in SQL cannot make a secret its writer chose authenticate."""
     return hmac.new(derived_key(keys, b"token"), plain.encode(), hashlib.sha256).hexdigest()
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def token_seal(
+    keys: ChainKeyring,
+    token_id: str,
+    principal_id: str,
+    token_hash: str,
+    expires_at: datetime | None,
+    issued_by_id: str | None,
+    pending_change_id: str | None,
+    revoked: bool,
+) -> str:
+    """A keyed MAC of what a token row says about whom it speaks for and whether it works: a
+    row moved to another principal, given a longer life, un-revoked or released from review
+    in SQL no longer matches it, and authenticates nothing."""
+    at = expires_at if expires_at is None or expires_at.tzinfo else expires_at.replace(tzinfo=UTC)
+    micros = None if at is None else (at - _EPOCH) // timedelta(microseconds=1)
+    text = json.dumps(
+        [token_id, principal_id, token_hash, micros, issued_by_id, pending_change_id, revoked]
+    )
+    return hmac.new(derived_key(keys, b"token-row"), text.encode(), hashlib.sha256).hexdigest()
 
 
 def hash_token(secret: str, bind: Any) -> str:

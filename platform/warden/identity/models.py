@@ -53,3 +53,5 @@ class ApiToken(IdMixin, TimestampMixin, Base):
     revoked_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # To the hour (identity.service.LAST_USED_RESOLUTION): one write per token per hour at most.
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # identity.caller.token_seal over the columns above that decide whom it speaks for
+    seal: Mapped[str | None] = mapped_column(String(64), nullable=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 import re
 import secrets
@@ -13,9 +14,10 @@ from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from warden.audit.keys import keys_for
 from warden.db.generation import CacheAt
 from warden.errors import Conflict, NotFound, Unauthenticated, Unprocessable
-from warden.identity.caller import JOB_TOKEN_PREFIX, TOKEN_PREFIX, Caller, hash_token
+from warden.identity.caller import JOB_TOKEN_PREFIX, TOKEN_PREFIX, Caller, hash_token, token_seal
 from warden.identity.models import ApiToken, Principal, Tenant
 
 if TYPE_CHECKING:
@@ -203,7 +205,28 @@ def mint_token(
     )
     db.add(token)
     db.flush()
+    seal_token(db, token)
     return secret, token
+
+
+def seal_of(db: Session, token: ApiToken) -> str:
+    """The seal `token`'s row should carry (identity.caller.token_seal)."""
+    return token_seal(
+        keys_for(db.get_bind()),
+        token.id,
+        token.principal_id,
+        token.token_hash,
+        token.expires_at,
+        token.issued_by_id,
+        token.pending_change_id,
+        token.revoked_at is not None,
+    )
+
+
+def seal_token(db: Session, token: ApiToken) -> None:
+    """(Re)seal a token row after Warden changed what it says (issue, hold, release, revoke)."""
+    token.seal = seal_of(db, token)
+    db.flush()
 
 
 def list_tokens(db: Session, principal: Principal) -> list[ApiToken]:
@@ -244,6 +267,7 @@ def revoke_token(
         .execution_options(synchronize_session=False)
     )
     db.refresh(token)
+    seal_token(db, token)
     return token, bool(getattr(result, "rowcount", 0))
 
 
@@ -332,6 +356,8 @@ def _token_row(db: Session, which: ColumnElement[bool]) -> TokenRow:
                 ApiToken.last_used_at,
                 ApiToken.issued_by_id,
                 ApiToken.pending_change_id,
+                ApiToken.token_hash,
+                ApiToken.seal,
                 Principal.id,
                 Principal.name,
                 Principal.kind,
@@ -350,8 +376,8 @@ def _token_row(db: Session, which: ColumnElement[bool]) -> TokenRow:
 
 
 def _check(db: Session, row: TokenRow, now: datetime | None) -> Caller:
-    token_id, revoked_at, expires_at, last_used_at, issued_by_id, pending = row[:6]
-    principal_id, name, kind, disabled, tenant = row[6:]
+    token_id, revoked_at, expires_at, last_used_at, issued_by_id, pending, digest, seal = row[:8]
+    principal_id, name, kind, disabled, tenant = row[8:]
     now = now or datetime.now(UTC)
     if revoked_at is not None:
         raise Unauthenticated("token revoked")
@@ -365,6 +391,11 @@ def _check(db: Session, row: TokenRow, now: datetime | None) -> Caller:
             f"this token was issued for {name} by someone else and works once a second person"
             f" approves change {pending} (`warden policy changes approve {pending}`)"
         )
+    # last: whatever refuses a row anyway says why; a row that would work must be Warden's
+    expected = token_seal(keys_for(db.get_bind()), token_id, principal_id, digest, expires_at,
+                          issued_by_id, pending, False)  # fmt: skip
+    if not hmac.compare_digest(seal or "", expected):  # moved, extended or released in SQL
+        raise Unauthenticated("invalid token")
     _touch(db, token_id, last_used_at, now)
     return Caller(
         name=name,
