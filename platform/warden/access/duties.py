@@ -12,7 +12,6 @@ An approval (or a sign-off) never counts when it comes from
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 from collections.abc import Iterable, Sequence
@@ -25,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from warden.access.present import aware
-from warden.audit.keys import ChainKeyring, derived_key, keys_for
+from warden.audit.keys import ChainKeyring, derived_mac, keys_for
 from warden.errors import Conflict, Forbidden
 from warden.identity.models import Principal
 from warden.identity.service import Caller
@@ -120,8 +119,9 @@ def review_seal(keys: ChainKeyring, reviewer_id: str, decision: str, scope: Sequ
     """A keyed MAC of who decided what on exactly which `scope` (the request's or change's
     id and terms): a review row written in SQL, or one whose request was edited since,
     does not carry the right one, so it never counts."""
-    text = json.dumps([reviewer_id, decision, *scope], sort_keys=True, default=str)
-    return hmac.new(derived_key(keys, b"review"), text.encode(), hashlib.sha256).hexdigest()
+    return derived_mac(
+        keys, b"review", json.dumps([reviewer_id, decision, *scope], sort_keys=True, default=str)
+    )
 
 
 def add_review(

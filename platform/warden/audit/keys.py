@@ -264,11 +264,13 @@ def keys_for(engine: Any) -> ChainKeyring:
         return _default
 
 
-def derived_key(keys: ChainKeyring, label: bytes) -> bytes:
-    """A key for `label` (tokens, reviews) drawn from the deployment's first chain key, which
-    lives outside the database: rows keyed with it cannot be forged by a database writer.
-    The first key, not the current one, so rotating the chain key invalidates nothing."""
-    return hmac.digest(keys.keys[0].secret, b"warden-derived-key\x00" + label, "sha256")
+def derived_mac(keys: ChainKeyring, label: bytes, text: str) -> str:
+    """HMAC-SHA256 of `text` under a key for `label` (tokens, token rows, reviews) drawn from
+    the deployment's first chain key, which lives outside the database: rows carrying it
+    cannot be forged by a database writer. The first key, not the current one, so rotating
+    the chain key invalidates nothing."""
+    key = hmac.digest(keys.keys[0].secret, b"warden-derived-key\x00" + label, "sha256")
+    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
 
 
 def reset_default() -> None:

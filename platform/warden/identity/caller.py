@@ -4,13 +4,12 @@ and job tokens (sandbox/tokens.py) without either importing the other's module."
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from warden.audit.keys import ChainKeyring, derived_key, keys_for
+from warden.audit.keys import ChainKeyring, derived_mac, keys_for
 
 TOKEN_PREFIX = "wdn_"  # noqa: S105 - a prefix, not a secret
 JOB_TOKEN_PREFIX = "wjt_"  # noqa: S105 - a prefix, not a secret
@@ -40,9 +39,9 @@ def plain_digest(secret: str) -> str:
 
 
 def keyed(keys: ChainKeyring, plain: str) -> str:
-    """The stored form of a token whose unkeyed digest is `plain`: keyed (`derived_key`), so
+    """The stored form of a token whose unkeyed digest is `plain`: keyed (`derived_mac`), so
     a token row written in SQL cannot make a secret its writer chose authenticate."""
-    return hmac.new(derived_key(keys, b"token"), plain.encode(), hashlib.sha256).hexdigest()
+    return derived_mac(keys, b"token", plain)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -66,7 +65,7 @@ def token_seal(
     text = json.dumps(
         [token_id, principal_id, token_hash, micros, issued_by_id, pending_change_id, revoked]
     )
-    return hmac.new(derived_key(keys, b"token-row"), text.encode(), hashlib.sha256).hexdigest()
+    return derived_mac(keys, b"token-row", text)
 
 
 def hash_token(secret: str, bind: Any) -> str:
