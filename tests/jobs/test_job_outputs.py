@@ -162,3 +162,24 @@ def test_a_person_denied_a_dataset_cannot_take_a_model_built_on_it_into_their_jo
                model_in={"x": "eval-report:latent.parquet"})  # fmt: skip
     assert r.status_code == 403, r.text  # (it was 201: the copy went into bob's sandbox)
     assert "latent_users" not in r.text  # the refusal names no dataset
+
+
+def test_job_logs_do_not_carry_data_to_an_admin_without_rights_on_it(
+    ml_warden: WardenHarness,
+) -> None:
+    """What a workload prints is the job's data: an admin who administers jobs but may not
+    read latent_users sees the job, not its log (found by a red-team review)."""
+    from warden.jobs.service import log_path
+
+    w = ml_warden
+    assert w.read("admin", "latent_users", purpose="evaluation").status_code in (403, 404)
+    latent = _frame(w.read("alice", "latent_users", purpose="evaluation"))
+    job = _queue(w, "alice", kind="eval", datasets={"pins": "pins", "latent_users": "latent_users"})
+    path = log_path(w.state, job)  # what the worker's _stream appends: the workload's stdout
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(latent.head(50).write_csv())
+    assert w.http.get(f"/v1/jobs/{job}", headers=w.as_("admin")).status_code == 200
+    logs = w.http.get(f"/v1/jobs/{job}/logs", headers=w.as_("admin"))
+    assert logs.status_code == 403 and "taste_1" not in logs.text, logs.text[:300]
+    mine = w.http.get(f"/v1/jobs/{job}/logs", headers=w.as_("alice"))
+    assert mine.status_code == 200 and "taste_1" in mine.text

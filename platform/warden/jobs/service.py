@@ -259,6 +259,29 @@ def get_visible(state: Platform, caller: Caller, job_id: str, act: str = "read")
     return row
 
 
+def may_see_output(state: Platform, caller: Caller, job: Job) -> bool:
+    """Whether `caller` may see what the job's workload printed (its log, a failure's
+    reason): its launcher, or someone who may read every dataset it read, for some purpose
+    each allows; administering jobs alone is not enough."""
+    if caller.name == job.launcher:
+        return True
+    with unit_of_work(state.sessions) as db:
+        views = [load_view(db, state.settings.datasets_dir, job.tenant, n) for n in job.datasets]
+    return all(any(_may_read(state, caller, v, p) for p in v.allowed_purposes) for v in views)
+
+
+def get_log_visible(state: Platform, caller: Caller, job_id: str) -> Job:
+    """The job, if the caller may also read what it printed; Forbidden if they may see the
+    job but not its output (an admin without rights on its data)."""
+    job = get_visible(state, caller, job_id)
+    if not may_see_output(state, caller, job):
+        raise Forbidden(
+            f"{caller.name} may see job {job.id} but not its log: it may carry data of"
+            " datasets they may not read"
+        )
+    return job
+
+
 def list_jobs(
     state: Platform,
     caller: Caller,

@@ -49,7 +49,12 @@ def job_list(who: Who, state: Annotated[str, Query(max_length=16)] = "") -> HTML
 @router.get("/jobs/{job_id}")
 def job(job_id: str, who: Who) -> HTMLResponse:
     shown = jobs_api.show(job_id, who.caller, who.state)
-    log, progress = _tail(who, shown.id)
+    row = jobs.get_visible(who.state, who.caller, job_id)
+    log, progress = (
+        _tail(who, shown.id)
+        if jobs.may_see_output(who.state, who.caller, row)
+        else ("(the workload's output: not yours to read)", "")
+    )
     running = shown.state not in END_STATES
     return render(
         who.request, "job.html", who, job=shown, log=log, progress=progress, running=running

@@ -8,8 +8,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from warden.api.deps import CurrentCaller, Process, State, get_process
+from warden.core.platform import Platform
+from warden.identity.service import Caller
 from warden.jobs import service
-from warden.jobs.models import STATES
+from warden.jobs.models import STATES, Job
 from warden.jobs.schemas import JobCreate, JobOut
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -38,12 +40,20 @@ def list_(
     rows = service.list_jobs(
         state, caller, everyone=all, job_state=job_state, kind=kind, limit=limit
     )
-    return {"jobs": [JobOut.of(r) for r in rows]}
+    return {"jobs": [_out(state, caller, r) for r in rows]}
+
+
+def _out(state: Platform, caller: Caller, job: Job) -> JobOut:
+    """A failure's reason is the end of the workload's output: shown only to who may read it."""
+    out = JobOut.of(job)
+    if out.reason and job.state == "failed" and not service.may_see_output(state, caller, job):
+        return out.model_copy(update={"reason": "(the workload's output: not yours to read)"})
+    return out
 
 
 @router.get("/{job_id}", response_model=JobOut, summary="One job")
 def show(job_id: str, caller: CurrentCaller, state: State) -> JobOut:
-    return JobOut.of(service.get_visible(state, caller, job_id))
+    return _out(state, caller, service.get_visible(state, caller, job_id))
 
 
 @router.get("/{job_id}/logs", summary="Its log: worker notes and workload output; follow streams")
@@ -53,7 +63,7 @@ def logs(
     state: State,
     follow: Annotated[bool, Query()] = False,
 ) -> StreamingResponse:
-    job = service.get_visible(state, caller, job_id)
+    job = service.get_log_visible(state, caller, job_id)
     chunks = service.follow_logs(state, job.id, follow)
     return StreamingResponse(chunks, media_type="text/plain; charset=utf-8")
 
