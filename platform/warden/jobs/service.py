@@ -260,9 +260,9 @@ def get_visible(state: Platform, caller: Caller, job_id: str, act: str = "read")
 
 
 def may_see_output(state: Platform, caller: Caller, job: Job) -> bool:
-    """Whether `caller` may see what the job's workload printed (its log, a failure's
-    reason): its launcher, or someone who may read every dataset it read, for some purpose
-    each allows; administering jobs alone is not enough."""
+    """Whether `caller` may see what the job's workload printed (its log): its launcher, or
+    someone who may read every dataset it read, for some purpose each allows; administering
+    jobs alone is not enough."""
     if caller.name == job.launcher:
         return True
     with unit_of_work(state.sessions) as db:

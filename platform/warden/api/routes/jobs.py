@@ -8,10 +8,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from warden.api.deps import CurrentCaller, Process, State, get_process
-from warden.core.platform import Platform
-from warden.identity.service import Caller
 from warden.jobs import service
-from warden.jobs.models import STATES, Job
+from warden.jobs.models import STATES
 from warden.jobs.schemas import JobCreate, JobOut
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -40,20 +38,12 @@ def list_(
     rows = service.list_jobs(
         state, caller, everyone=all, job_state=job_state, kind=kind, limit=limit
     )
-    return {"jobs": [_out(state, caller, r) for r in rows]}
-
-
-def _out(state: Platform, caller: Caller, job: Job) -> JobOut:
-    """A failure's reason is the end of the workload's output: shown only to who may read it."""
-    out = JobOut.of(job)
-    if out.reason and job.state == "failed" and not service.may_see_output(state, caller, job):
-        return out.model_copy(update={"reason": "(the workload's output: not yours to read)"})
-    return out
+    return {"jobs": [JobOut.of(r) for r in rows]}
 
 
 @router.get("/{job_id}", response_model=JobOut, summary="One job")
 def show(job_id: str, caller: CurrentCaller, state: State) -> JobOut:
-    return _out(state, caller, service.get_visible(state, caller, job_id))
+    return JobOut.of(service.get_visible(state, caller, job_id))
 
 
 @router.get("/{job_id}/logs", summary="Its log: worker notes and workload output; follow streams")
