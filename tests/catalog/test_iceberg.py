@@ -307,13 +307,8 @@ def test_an_existing_iceberg_table_registers_by_identifier_or_metadata(
 
 
 def test_warden_data_register_takes_an_iceberg_table_or_a_parquet_file(
-    warden: WardenHarness, tmp_path: Path
+    warden: WardenHarness, operator_cli: Any, tmp_path: Path
 ) -> None:
-    from typer.testing import CliRunner
-
-    from warden.cli.main import app
-    from warden.config import get_settings
-
     data = pl.DataFrame({"pin_id": [1, 2, 3], "score": [0.5, 0.25, 0.125]})
     catalog(warden).create_namespace_if_not_exists("imports")
     made = catalog(warden).create_table(
@@ -321,26 +316,13 @@ def test_warden_data_register_takes_an_iceberg_table_or_a_parquet_file(
     )
     made.append(data.to_arrow())
     data.write_parquet(tmp_path / "scores.parquet")
-    settings = warden.state.settings
-    env = {
-        "WARDEN_DATABASE_URL": settings.resolved_database_url,
-        "WARDEN_DATA_DIR": str(settings.data_dir),
-    }
     columns = ["--column", "pin_id=internal:pin", "--column", "score=internal"]
     for name, source in [
         ("cli_iceberg", ["--iceberg", "imports.cli_scores"]),
         ("cli_parquet", ["--parquet", str(tmp_path / "scores.parquet")]),
         ("cli_bad", ["--iceberg", "imports.no_such_table"]),
     ]:
-        get_settings.cache_clear()
-        try:
-            result = CliRunner().invoke(
-                app,
-                ["data", "register", name, *source, *columns, "--purpose", "training"],
-                env=env,
-            )
-        finally:
-            get_settings.cache_clear()
+        result = operator_cli("data", "register", name, *source, *columns, "--purpose", "training")
         if name == "cli_bad":
             assert result.exit_code != 0 and "no Iceberg table" in result.output
             continue

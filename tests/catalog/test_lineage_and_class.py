@@ -311,11 +311,22 @@ def test_a_class_written_down_in_the_database_does_not_lower_it(warden: Any, dat
     and the sources (pin_pairs) still say pii, and that is what the access terms use."""
     from sqlalchemy import update
 
+    from warden.catalog.service import reseal
+
     with unit_of_work(warden.state.sessions) as db:
         db.execute(update(Dataset).where(Dataset.name == dataset).values(classification="public"))
-    terms = warden.http.get(f"/v1/access/settings/{dataset}", headers=warden.as_("admin")).json()
-    assert (terms["classification"], terms["quorum"]) == ("pii", 2)
+    # The row no longer matches its seal (catalog/seal.py): nothing is decided on it.
+    answer = warden.http.get(f"/v1/access/settings/{dataset}", headers=warden.as_("admin"))
+    assert (answer.status_code, answer.json()["error"]) == (503, "CatalogTampered")
     body = {"dataset": dataset, "purpose": "training", "duration": "1d", "justification": "x"}
     allow_browse(warden, "mallory")
+    answer = warden.http.post("/v1/access/requests", json=body, headers=warden.as_("mallory"))
+    assert answer.status_code == 503
+    # Sealed as it stands by an operator who did not look: the columns and sources still say
+    # pii, and that is what the access terms use.
+    with unit_of_work(warden.state.sessions) as db:
+        reseal(db, db.scalars(select(Dataset).where(Dataset.name == dataset)).one())
+    terms = warden.http.get(f"/v1/access/settings/{dataset}", headers=warden.as_("admin")).json()
+    assert (terms["classification"], terms["quorum"]) == ("pii", 2)
     req = warden.http.post("/v1/access/requests", json=body, headers=warden.as_("mallory")).json()
     assert (req["quorum"], req["state"]) == (2, "pending")

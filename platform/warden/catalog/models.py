@@ -34,6 +34,8 @@ class Dataset(IdMixin, TimestampMixin, Base):
     current_version: Mapped[str] = mapped_column(String(71))  # "sha256:<hex>"
     # names of the datasets (same tenant) this one was built from; their class flows down
     derived_from: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # keyed MAC of the fields above and of the columns (catalog/seal.py); null: never sealed
+    seal: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class DatasetVersion(IdMixin, TimestampMixin, Base):
@@ -50,6 +52,8 @@ class DatasetVersion(IdMixin, TimestampMixin, Base):
     # written with it; null for a version registered before datasets were Iceberg tables.
     snapshot_id: Mapped[int | None] = mapped_column(BigInteger, default=None, index=True)
     table_metadata: Mapped[str | None] = mapped_column(String(1000), default=None)
+    # keyed MAC of the fields above (catalog/seal.py); null: never sealed
+    seal: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class DatasetColumn(IdMixin, Base):

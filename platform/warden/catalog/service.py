@@ -23,9 +23,18 @@ import pyarrow.parquet as pq
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from warden.audit.keys import keys_for
 from warden.catalog.columns import ColumnInfo
 from warden.catalog.models import Dataset, DatasetColumn, DatasetVersion
 from warden.catalog.order import follows_identifier, shuffled
+from warden.catalog.seal import (
+    CatalogTampered,
+    ColumnTerms,
+    check_terms,
+    check_version,
+    terms_seal,
+    version_seal,
+)
 from warden.catalog.storage import Storage
 from warden.catalog.tables import commit_version
 from warden.errors import Forbidden, NotFound, Unprocessable
@@ -207,6 +216,7 @@ def register(
         dataset = Dataset(name=name, tenant_id=tenant.id, current_version=digest)
         db.add(dataset)
     else:
+        check_stored(db, dataset)  # refused if its terms were written past Warden
         old_columns = {
             c.name: (c.classification, c.entity)
             for c in db.scalars(select(DatasetColumn).where(DatasetColumn.dataset_id == dataset.id))
@@ -257,6 +267,8 @@ def register(
         schema,
         known=version.snapshot_id if version is not None else None,
     )
+    if version is not None:  # the same content again: its row must be the one Warden sealed
+        check_version(keys_for(db.get_bind()), name, dataset.id, version, version.seal)
     if version is None:
         version = DatasetVersion(dataset_id=dataset.id, digest=digest, path=stored_at, **size)
         db.add(version)
@@ -264,6 +276,7 @@ def register(
     version.table_metadata = snapshot.metadata
     db.flush()
     raise_derived(db, tenant.id, dataset)
+    reseal(db, dataset)
     if mixed := exposure.catalog_problems(db, tenant.name, exposed_before):
         raise Forbidden(exposure.describe(mixed))
     return dataset, version
@@ -278,10 +291,57 @@ def raise_derived(db: Session, tenant_id: str, source: Dataset) -> None:
         for child in everything:
             if parent.name in (child.derived_from or []) and child.name not in seen:
                 if CLASS_ORDER[parent.classification] > CLASS_ORDER[child.classification]:
+                    check_stored(db, child)
                     child.classification = parent.classification
+                    reseal(db, child)
                 seen.add(child.name)
                 queue.append(child)
     db.flush()
+
+
+def _column_terms(db: Session, dataset_id: str) -> list[ColumnTerms]:
+    query = (
+        select(DatasetColumn)
+        .where(DatasetColumn.dataset_id == dataset_id)
+        .order_by(DatasetColumn.position)
+    )
+    return [(c.name, c.dtype, c.classification, c.entity) for c in db.scalars(query)]
+
+
+def check_stored(db: Session, dataset: Dataset) -> None:
+    """CatalogTampered unless `dataset`'s row and columns are as Warden sealed them: checked
+    before Warden rewrites them, so a change made past Warden is never sealed in passing."""
+    check_terms(keys_for(db.get_bind()), dataset, _column_terms(db, dataset.id), dataset.seal)
+
+
+def reseal(db: Session, dataset: Dataset, *, every_version: bool = False) -> None:
+    """Seal what Warden just wrote of `dataset`: its terms with its columns, and its current
+    version (or all of them: `every_version`, for `warden data seal-catalog` only)."""
+    keys = keys_for(db.get_bind())
+    db.flush()
+    dataset.seal = terms_seal(keys, dataset, _column_terms(db, dataset.id))
+    versions = select(DatasetVersion).where(DatasetVersion.dataset_id == dataset.id)
+    if not every_version:
+        versions = versions.where(DatasetVersion.digest == dataset.current_version)
+    for version in db.scalars(versions):
+        version.seal = version_seal(keys, dataset.id, version)
+    db.flush()
+
+
+def unsealed(db: Session) -> list[tuple[Dataset, str]]:
+    """Every dataset whose terms or a version do not match their seal, with what is wrong
+    (for `warden data seal-catalog`)."""
+    keys, found = keys_for(db.get_bind()), []
+    for dataset in db.scalars(select(Dataset).order_by(Dataset.tenant_id, Dataset.name)):
+        try:
+            check_stored(db, dataset)
+            for v in db.scalars(
+                select(DatasetVersion).where(DatasetVersion.dataset_id == dataset.id)
+            ):
+                check_version(keys, dataset.name, dataset.id, v, v.seal)
+        except CatalogTampered as exc:
+            found.append((dataset, exc.detail))
+    return found
 
 
 # What a view takes from the version it reads (the current one, or one pinned by a read).
@@ -292,6 +352,7 @@ _VERSION_COLUMNS = (
     DatasetVersion.byte_size,
     DatasetVersion.snapshot_id,
     DatasetVersion.table_metadata,
+    DatasetVersion.seal.label("version_seal"),
 )
 
 
@@ -330,6 +391,9 @@ def load_view(db: Session, datasets_dir: Path, tenant_name: str, name: str) -> D
                 Dataset.description,
                 Dataset.tenant_id,
                 Dataset.derived_from,
+                Dataset.owner_id,
+                Dataset.current_version,
+                Dataset.seal,
                 DatasetColumn.name.label("column"),
                 DatasetColumn.dtype,
                 DatasetColumn.classification.label("column_class"),
@@ -353,6 +417,11 @@ def load_view(db: Session, datasets_dir: Path, tenant_name: str, name: str) -> D
         raise NotFound(f"no dataset named {name!r}")
     first = rows[0]
     cols = [r for r in rows if r.column is not None]
+    keys = keys_for(db.get_bind())
+    check_terms(
+        keys, first, [(c.column, c.dtype, c.column_class, c.entity) for c in cols], first.seal
+    )
+    check_version(keys, first.name, first.id, first, first.version_seal)
     # Recomputed on every load, never only trusted from the row: a class written down by hand
     # in the database does not lower what its columns and sources say.
     classes = [first.classification, *(c.column_class for c in cols)]
@@ -397,6 +466,7 @@ def pin_version(db: Session, datasets_dir: Path, view: DatasetView, version: str
     )
     if row is None:
         raise NotFound(f"dataset {view.name!r} has no version {version[:80]!r}")
+    check_version(keys_for(db.get_bind()), view.name, view.id, row, row.version_seal)
     return dataclasses.replace(view, **_version_fields(row, datasets_dir))
 
 

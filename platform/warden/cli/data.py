@@ -248,7 +248,7 @@ def record_mask_key(
 
     master = master_key.load_mask_key(get_settings())
     conflict = "another host recorded its mask key at the same moment; look, then retry"
-    with direct_session(conflict=conflict, bind_keys=True) as db:
+    with direct_session(conflict=conflict) as db:
         check = master_key.inspect(db, master)
         own = master_key.short(check.own)
         if check.recorded is not None and not check.foreign:
@@ -268,6 +268,38 @@ def record_mask_key(
     console.print(f"mask key {own} recorded as the deployment's")
 
 
+@app.command("seal-catalog")
+def seal_catalog(
+    check: Annotated[bool, typer.Option("--check", help="Only list what does not match")] = False,
+    actor: Annotated[str, typer.Option(help="Who seals, for the audit log")] = "operator",
+    reason: AuditReason = "",
+) -> None:
+    """Seal the datasets whose terms (class, columns, owner, purposes, sources) or versions do
+    not match their seal: registered before seals existed, or written to the database past
+    Warden. Until then every read of them is refused. It blesses whatever is stored, so look
+    first (`--check`, `warden data show NAME`). Audited as `catalog.sealed`; runs against the
+    database directly."""
+    from warden.audit.outcomes import by_operator
+    from warden.audit.service import append
+    from warden.catalog.service import reseal, unsealed
+
+    with direct_session() as db:
+        found = unsealed(db)
+        for _, problem in found:
+            console.print(f"- {problem}", markup=False)
+        if not found:
+            console.print("every dataset matches its seal")
+            return
+        if check:
+            raise typer.Exit(1)
+        for dataset, _ in found:
+            reseal(db, dataset, every_version=True)
+        names = [d.name for d, _ in found]
+        details = {"datasets": names[:100], "count": len(names)}
+        append(db, by_operator(actor, "catalog.sealed", reason, details=details))
+    console.print(f"sealed {len(names)} dataset(s): {', '.join(names)}", markup=False)
+
+
 @app.command("rekey-tokens")
 def rekey_tokens(
     actor: Annotated[str, typer.Option(help="Who rekeys, for the audit log")] = "operator",
@@ -278,6 +310,6 @@ def rekey_tokens(
     Audited as `tokens.rekeyed`; runs against the database directly."""
     from warden.identity.token_keys import rekey
 
-    with direct_session(bind_keys=True) as db:
+    with direct_session() as db:
         count = rekey(db, actor=actor, reason=reason)
     console.print(f"keyed {count} token hash(es); the tokens they belong to work again")

@@ -20,11 +20,11 @@ if TYPE_CHECKING:
 
 
 @contextmanager
-def direct_session(*, conflict: str | None = None, bind_keys: bool = False) -> Iterator[Session]:
+def direct_session(*, conflict: str | None = None) -> Iterator[Session]:
     """One unit of work on the configured database (committed when the block ends), the
     engine disposed after. A WardenError ends the command with its detail; `conflict`: what
-    to say when another writer committed first (an IntegrityError). `bind_keys`: load this
-    host's audit chain key first (a command that audits or records a key)."""
+    to say when another writer committed first (an IntegrityError). This host's audit chain
+    key is loaded first: commands audit, record keys and seal what they write with it."""
     from sqlalchemy.exc import IntegrityError
 
     from warden.audit.keys import bind_settings
@@ -33,8 +33,7 @@ def direct_session(*, conflict: str | None = None, bind_keys: bool = False) -> I
     settings = get_settings()
     engine = make_engine(settings.resolved_database_url)
     try:
-        if bind_keys:
-            bind_settings(engine, settings)
+        bind_settings(engine, settings)
         with unit_of_work(make_sessionmaker(engine)) as db:
             yield db
     except WardenError as exc:

@@ -133,7 +133,7 @@ def seal(
     from warden.policy import store
     from warden.policy.seal import SealBroken
 
-    with direct_session(bind_keys=True) as db:
+    with direct_session() as db:
         try:
             sealed, _ = store.load_sealed(db)
         except SealBroken as exc:
