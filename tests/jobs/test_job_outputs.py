@@ -78,7 +78,39 @@ def test_inference_output_keeps_the_class_and_purposes_of_its_parent_models_data
         problems.append(f"purposes {view.allowed_purposes} (latent_users: evaluation only)")
     if "latent_users" not in view.derived_from:
         problems.append(f"derived_from {view.derived_from}")
+    if "member" not in view.identifier_columns:  # user_id, renamed: still masked on read
+        problems.append(f"identifier columns {view.identifier_columns}")
     assert not problems, (out["dataset"], problems)
+
+
+def test_an_output_column_is_an_identifier_unless_an_input_says_it_is_plain() -> None:
+    """Fail closed on renames: only a column an input has as plain, with the same type, or
+    one that holds no integers or text, is read unmasked."""
+    from warden.catalog.columns import ColumnInfo
+    from warden.catalog.service import DatasetView
+    from warden.jobs.worker import output_identifiers
+
+    columns = (
+        ColumnInfo("user_id", "Int64", "pii", "user"),
+        ColumnInfo("action", "String", "internal"),
+        ColumnInfo("dwell", "Int64", "internal"),
+    )
+    view = DatasetView(
+        id="d", name="engagements", tenant="acme", owner="admin", classification="pii",
+        allowed_purposes=("training",), identifier_columns=("user_id",), version="sha256:0",
+        path=Path("x"), row_count=0, columns=columns,
+    )  # fmt: skip
+    schema = pl.Schema(
+        {
+            "uid": pl.Int64, "who": pl.String, "rank": pl.Int32, "user_id": pl.Int64,
+            "pin_id": pl.Int64, "action": pl.String, "dwell": pl.Int64, "dwell_s": pl.Float64,
+            "score": pl.Float32, "embedding": pl.List(pl.Float32), "seen": pl.Boolean,
+            "action2": pl.Categorical(), "dwell_as_text": pl.String,
+        }
+    )  # fmt: skip
+    assert output_identifiers(schema, [view]) == [
+        "uid", "who", "rank", "user_id", "pin_id", "action2", "dwell_as_text",
+    ]  # fmt: skip
 
 
 def test_a_reader_cannot_hand_a_dataset_to_someone_else_by_copying_it_through_a_job(

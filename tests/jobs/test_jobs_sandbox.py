@@ -160,7 +160,13 @@ def test_revoked_right_denies_the_next_read_and_fails_the_job(
     assert final["state"] == "failed", final
     # the gateway hides a dataset alice may no longer see at all: 404, not 403
     assert "exited with code 1" in final["reason"], final["reason"]
-    assert "WardenAPIError: NotFound (404): no dataset named 'pins'" in final["reason"]
+    # the workload's last line: shown to its launcher, never in the reason or the audit log
+    assert "WardenAPIError: NotFound (404): no dataset named 'pins'" in final["last_line"]
+    assert "NotFound" not in final["reason"]
+    (ended,) = [
+        e for e in ml_warden.audit_events(action="job.end") if e["details"]["job"] == job["id"]
+    ]
+    assert "NotFound" not in str(ended), ended
     reads = ml_warden.audit_events(actor=f"job-{sandbox_id}", action="dataset.read")
     assert [e["decision"] for e in reversed(reads)] == ["allow", "deny"]  # newest first
     assert final["model_id"] is None

@@ -203,7 +203,7 @@ def cancel(job_id: JobId, yes: Yes = False) -> None:
     if not yes and not typer.confirm(f"cancel job {job_id}?"):
         raise typer.Exit(1)
     row = ApiClient().post(f"/v1/jobs/{job_id}/cancel")
-    console.print(f"{row['id']}: {row['state']}" + (f" ({row['reason']})" if row["reason"] else ""))
+    console.print(f"{row['id']}: {row['state']}" + (f" ({_why(row)})" if row["reason"] else ""))
 
 
 def worker(
@@ -283,8 +283,14 @@ def _wait(client: ApiClient, job_id: str) -> dict[str, Any]:
         time.sleep(0.5)
 
 
+def _why(row: dict[str, Any]) -> str:
+    """Warden's reason, and the workload's last line where the caller may see it."""
+    last = f" (its last line: {row['last_line']})" if row.get("last_line") else ""
+    return f"{row['reason']}{last}" if row.get("reason") else ""
+
+
 def _report(row: dict[str, Any]) -> int:
-    reason = f": {row['reason']}" if row.get("reason") else ""
+    reason = f": {_why(row)}" if row.get("reason") else ""
     model = f" · model {row['model_id']}" if row.get("model_id") else ""
     outputs = f" · datasets {', '.join(row['outputs'])}" if row.get("outputs") else ""
     err_console.print(f"job {row['id']} {row['state']}{reason}{model}{outputs}")

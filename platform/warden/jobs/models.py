@@ -42,7 +42,10 @@ class Job(LaunchedMixin, TimestampMixin, Base):
     # Launch-time decisions: policy version and grant ids per dataset (lineage uses them).
     decisions: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     state: Mapped[str] = mapped_column(String(16), index=True)
-    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)  # Warden's own words
+    # A failed workload's last line: it may print data, so it is shown only with its log
+    # (jobs/service.may_see_output), never in the reason or the audit log.
+    last_line: Mapped[str | None] = mapped_column(String(500), nullable=True, default=None)
     sandbox_id: Mapped[str | None] = mapped_column(String(12), nullable=True, index=True)
     worker_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     attempt: Mapped[int] = mapped_column(Integer, default=0)

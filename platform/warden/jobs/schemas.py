@@ -45,12 +45,16 @@ class JobCreate(BaseModel):
 
 
 class JobOut(RowOut):
+    """A job as its viewer may see it: `last_line` (a failed workload's last line) only for
+    whoever may read its log, as the workload may have printed data."""
+
     id: str
     kind: str
     step: str
     name: str
     state: str
     reason: str | None
+    last_line: str | None = None
     launcher: str
     datasets: Strings
     purpose: str
@@ -64,6 +68,13 @@ class JobOut(RowOut):
     created_at: datetime
     started_at: datetime | None
     ended_at: datetime | None
+
+    @classmethod
+    def shown(cls, row: Any, *, with_output: bool) -> JobOut:
+        out = cls.of(row)
+        if not with_output:
+            out.last_line = None
+        return out
 
     @computed_field  # type: ignore[prop-decorator]
     @property

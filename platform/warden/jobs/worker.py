@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -26,7 +27,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from warden.audit.service import append
-from warden.catalog.service import ColumnInfo, file_digest, load_view, register, strictest
+from warden.catalog.service import (
+    ColumnInfo,
+    DatasetView,
+    file_digest,
+    load_view,
+    register,
+    strictest,
+)
 from warden.catalog.storage import storage_for
 from warden.core.loop import BackgroundLoop
 from warden.core.platform import Platform
@@ -258,7 +266,7 @@ class JobWorker(BackgroundLoop):
         if sandbox.status == "timed_out":
             return "timed_out", sandbox.reason, {}
         if sandbox.status != "succeeded":
-            return "failed", _why(sandbox, log_path(self.state, job.id)), {}
+            return "failed", _why(sandbox), {"last_line": _last_error(log_path(self.state, job.id))}
         # The exit status decides; metrics are optional (a custom command need not write any).
         metrics = _metrics(out / "metrics.json", note)
         model, outputs = record_result(self.state, job.id, sandbox, metrics, artifacts)
@@ -388,15 +396,15 @@ def _metrics(path: Path, note: _Notes) -> dict[str, Any]:
     return metrics
 
 
-def _why(sandbox: Sandbox, logs: Path) -> str:
-    """A failed sandbox's reason, with the workload's own last word when it left one."""
+def _why(sandbox: Sandbox) -> str:
+    """A failed sandbox's reason, in Warden's words (the workload's last line is kept apart:
+    see `Job.last_line`)."""
     base = sandbox.reason or f"the workload exited with code {sandbox.exit_code}"
     if sandbox.status == "stopped":
         base = f"its sandbox was stopped: {sandbox.reason}"
     elif sandbox.status == "lost":
         base = f"its sandbox was lost: {sandbox.reason}"
-    last = _last_error(logs)
-    return f"{base}: {last}" if last else base
+    return base
 
 
 def _last_error(logs: Path) -> str | None:
@@ -409,6 +417,22 @@ def _last_error(logs: Path) -> str | None:
     if flagged:
         return flagged[-1][:500]
     return lines[-1][:500] if lines else None
+
+
+def output_identifiers(schema: Mapping[str, Any], views: list[DatasetView]) -> list[str]:
+    """The columns of a job's output that are masked on read. Fail closed: a column is one
+    unless an input has a plain (non-identifier) column of that name and type, or it holds
+    no integers or text (scores, embeddings, flags, times). A job that renamed `user_id`
+    to `uid` still wrote identifiers; names ending in `_id` always are."""
+    plain = {
+        (c.name, c.dtype) for v in views for c in v.columns if c.name not in v.identifier_columns
+    }
+    found = []
+    for name, dtype in schema.items():
+        holds_ids = dtype.is_integer() or dtype in (pl.String, pl.Categorical, pl.Binary)
+        if name.endswith("_id") or (holds_ids and (name, str(dtype)) not in plain):
+            found.append(name)
+    return found
 
 
 def _register_outputs(
@@ -457,7 +481,7 @@ def _register_outputs(
             name=dataset_name,
             source=source,
             columns=columns,
-            identifier_columns=[c for c in schema if c.endswith("_id")],
+            identifier_columns=output_identifiers(schema, views),
             allowed_purposes=purposes,
             derived_from=[v.name for v in views],
             description=(

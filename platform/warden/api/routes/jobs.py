@@ -38,12 +38,14 @@ def list_(
     rows = service.list_jobs(
         state, caller, everyone=all, job_state=job_state, kind=kind, limit=limit
     )
-    return {"jobs": [JobOut.of(r) for r in rows]}
+    # the log's right is decided per job only where it is the caller's own (a list stays cheap)
+    return {"jobs": [JobOut.shown(r, with_output=r.launcher == caller.name) for r in rows]}
 
 
 @router.get("/{job_id}", response_model=JobOut, summary="One job")
 def show(job_id: str, caller: CurrentCaller, state: State) -> JobOut:
-    return JobOut.of(service.get_visible(state, caller, job_id))
+    job = service.get_visible(state, caller, job_id)
+    return JobOut.shown(job, with_output=service.may_see_output(state, caller, job))
 
 
 @router.get("/{job_id}/logs", summary="Its log: worker notes and workload output; follow streams")
@@ -60,4 +62,5 @@ def logs(
 
 @router.post("/{job_id}/cancel", response_model=JobOut, summary="Cancel a job")
 def cancel(job_id: str, caller: CurrentCaller, state: State, request: Request) -> JobOut:
-    return JobOut.of(service.cancel(state, caller, job_id, get_process(request).sandboxes))
+    job = service.cancel(state, caller, job_id, get_process(request).sandboxes)
+    return JobOut.shown(job, with_output=job.launcher == caller.name)
