@@ -80,13 +80,13 @@ def audit_keys_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
 def _make_platform_admin(sessions: sessionmaker[Session], policy: object, name: str) -> None:
     """Make `name` (a person of tenant acme) a platform admin: acme becomes the installation
     tenant and `name` may manage sys:tenants there (what `warden init` gives its admin)."""
-    from sqlalchemy import update
+    from sqlalchemy import select
 
     from warden.db.session import unit_of_work
     from warden.identity.models import Tenant
 
-    with unit_of_work(sessions) as db:
-        db.execute(update(Tenant).where(Tenant.name == "acme").values(installation=True))
+    with unit_of_work(sessions) as db:  # through the ORM, as Warden writes: the row is resealed
+        db.scalars(select(Tenant).where(Tenant.name == "acme")).one().installation = True
     rule = ("p", (name, "acme", "sys:tenants", "*", "*", "manage", "allow", "", ""))
     policy.add_rules([rule])  # type: ignore[attr-defined]
 

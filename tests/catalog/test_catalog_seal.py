@@ -10,6 +10,7 @@ owner, a version pointed at another dataset's file, and a seal copied or erased.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -142,7 +143,7 @@ def test_every_write_past_warden_to_what_a_read_is_decided_on_refuses_the_read(w
     assert not served, served
 
 
-def test_an_unsealed_catalog_is_listed_then_sealed_by_an_operator_and_audited(
+def test_an_unsealed_dataset_is_shown_then_sealed_by_an_operator_and_audited(
     warden: Any, operator_cli: Callable[..., Any]
 ) -> None:
     ids = _ids(warden)
@@ -150,17 +151,22 @@ def test_an_unsealed_catalog_is_listed_then_sealed_by_an_operator_and_audited(
         warden,
         update(Dataset).where(Dataset.id == ids["dataset"]).values(allowed_purposes=["training"]),
     )
-    listed = operator_cli("data", "seal-catalog", "--check")
-    assert listed.exit_code == 1 and "'engagements'" in listed.output, listed.output
-    assert "'users'" not in listed.output
+    listed = operator_cli("data", "seal", "--check")
+    assert listed.exit_code == 1 and "dataset" in listed.output and "engagements" in listed.output
+    assert 'allowed_purposes: ["training"]' in listed.output  # what it would bless, shown
     assert _read(warden).status_code == 503  # --check changed nothing
-    sealed = operator_cli("data", "seal-catalog", "--actor", "ops", "--reason", "checked by hand")
-    assert sealed.exit_code == 0 and "sealed 1 dataset(s): engagements" in sealed.output
-    (event,) = warden.audit_events(action="catalog.sealed")
-    assert (event["actor"], event["details"]["datasets"]) == ("ops", ["engagements"])
+    refused = operator_cli("data", "seal")
+    assert refused.exit_code != 0 and "--accept DIGEST" in refused.output
+    (digest,) = re.findall(r"\[([0-9a-f]{16})\]", listed.output)
+    sealed = operator_cli(
+        "data", "seal", "--accept", digest, "--actor", "ops", "--reason", "checked by hand"
+    )
+    assert sealed.exit_code == 0 and "sealed 1 dataset" in sealed.output, sealed.output
+    (event,) = warden.audit_events(action="rows.sealed")
+    assert (event["actor"], event["details"]["rows"]) == ("ops", {"dataset": [ids["dataset"]]})
     assert _read(warden).status_code == 200
-    again = operator_cli("data", "seal-catalog", "--check")
-    assert again.exit_code == 0 and "every dataset matches its seal" in again.output
+    again = operator_cli("data", "seal", "--check")
+    assert again.exit_code == 0 and "every sealed row matches its seal" in again.output
 
 
 def _register(w: Any, name: str, frame: pl.DataFrame, **kw: Any) -> str:

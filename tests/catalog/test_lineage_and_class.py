@@ -222,7 +222,7 @@ def test_bad_lineage_or_entities_are_refused(warden: Any, kw: dict, message: str
 
 def test_job_outputs_derive_from_their_inputs_and_inherit_entities(warden: Any) -> None:
     """What the job worker registers for an inference job's parquet outputs."""
-    from warden.jobs.worker import _register_outputs
+    from warden.jobs.outputs import register_outputs
 
     state = warden.state
     data_dir = Path(state.settings.data_dir)
@@ -240,7 +240,7 @@ def test_job_outputs_derive_from_their_inputs_and_inherit_entities(warden: Any) 
             launcher_id=alice.id,
             datasets=["pins", "engagements"],
         )
-        out = _register_outputs(
+        out = register_outputs(
             state, db, job, [{"name": "recs.parquet", "path": "jobs/recs.parquet"}], {}
         )
     assert [o["classification"] for o in out] == ["pii"]

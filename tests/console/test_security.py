@@ -360,7 +360,7 @@ def test_engineer_pages_show_a_job_its_log_and_a_models_report_and_lineage(
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("reading gold\nepoch 2/3 <b>loss</b> 0.41\n")
     # Registered as the worker registers a finished job's model, with two reports.
-    folder = state.settings.data_dir / "models-test"
+    folder = state.settings.data_dir / "jobs" / job["id"] / "artifacts"  # where jobs leave them
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "report.md").write_text("# A/B\nrecall@10: A 0.61, B 0.52 <script>x</script>\n")
     png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
@@ -370,8 +370,9 @@ def test_engineer_pages_show_a_job_its_log_and_a_models_report_and_lineage(
         assert row is not None
         model = registry.register(
             db, row, metrics={"recall@10": 0.61},
-            artifacts=[{"name": n, "path": f"models-test/{n}"} for n in ("report.md",
-                                                                         "recall.png")],
+            artifacts=[{"name": n, "path": f"jobs/{job['id']}/artifacts/{n}",
+                        "sha256": hashlib.sha256((folder / n).read_bytes()).hexdigest()}
+                       for n in ("report.md", "recall.png")],
             reports=["report.md", "recall.png"],
             lineage={"datasets": [{"name": "pins", "versions": ["sha256:abc"]}]},
         )  # fmt: skip

@@ -21,7 +21,7 @@ def register_artifact(
 ) -> str:
     """Copy `source` under the data folder and register it as model NAME@1, as a swap job
     launched by alice would be: its lineage read `read` (pins and engagements)."""
-    rel = f"models/{name}/stack.pt"
+    rel = f"jobs/registered-{name}/artifacts/stack.pt"  # where a job leaves its files
     path = Path(warden.settings.data_dir) / rel  # type: ignore[attr-defined]
     path.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, path)

@@ -5,6 +5,7 @@ read, and a model's lineage named datasets hidden from them."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,8 @@ def latent_model(warden: Any, tmp_path: Path) -> str:
     source = tmp_path / "stack.pt"
     source.write_bytes(b"weights")
     ref = register_artifact(warden, "latent-report", source, read=("latent_users",))
-    report = Path(warden.settings.data_dir) / "models" / "latent-report" / "report.csv"
+    rel = "jobs/registered-latent-report/artifacts/report.csv"
+    report = Path(warden.settings.data_dir) / rel
     report.write_text("user_id,taste_1\n1,3\n")
     from warden.db.session import unit_of_work
     from warden.registry.models import Model
@@ -26,7 +28,8 @@ def latent_model(warden: Any, tmp_path: Path) -> str:
     with unit_of_work(warden.state.sessions) as db:
         model = db.query(Model).filter(Model.name == "latent-report").one()
         model.reports = ["report.csv"]
-        csv = {"name": "report.csv", "path": "models/latent-report/report.csv"}
+        sha = hashlib.sha256(report.read_bytes()).hexdigest()
+        csv = {"name": "report.csv", "path": rel, "sha256": sha}
         model.artifacts = [*model.artifacts, csv]
     return ref
 

@@ -147,6 +147,7 @@ def test_rotation_rekeys_reads_from_its_time_and_the_audit_names_the_version(
     s = warden.settings
     monkeypatch.setenv("WARDEN_DATABASE_URL", s.database_url)
     monkeypatch.setenv("WARDEN_DATA_DIR", str(s.data_dir))
+    monkeypatch.setenv("WARDEN_CONFIG_DIR", str(s.config_dir))  # the deployment's chain key
     monkeypatch.setenv("WARDEN_MASK_KEY", "test-mask-key")
     get_settings.cache_clear()
     at = T0 + timedelta(hours=1)

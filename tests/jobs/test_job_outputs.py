@@ -88,7 +88,7 @@ def test_an_output_column_is_an_identifier_unless_an_input_says_it_is_plain() ->
     one that holds no integers or text, is read unmasked."""
     from warden.catalog.columns import ColumnInfo
     from warden.catalog.service import DatasetView
-    from warden.jobs.worker import output_identifiers
+    from warden.jobs.outputs import output_identifiers
 
     columns = (
         ColumnInfo("user_id", "Int64", "pii", "user"),

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from warden.access.present import aware
 from warden.audit.keys import ChainKeyring, derived_mac, keys_for
+from warden.db.sealed import check
 from warden.errors import Conflict, Forbidden
 from warden.identity.models import Principal
 from warden.identity.service import Caller
@@ -52,7 +53,11 @@ def _parties(db: Session, ids: Iterable[str]) -> dict[str, Party]:
     if not wanted:
         return {}
     rows = db.scalars(select(Principal).where(Principal.id.in_(wanted)))
-    return {p.id: Party(p.id, p.name, p.kind, p.owner_id, p.created_by_id) for p in rows}
+    # who keeps whom decides who may approve: a row edited in SQL decides nothing (503)
+    return {
+        p.id: Party(p.id, p.name, p.kind, p.owner_id, p.created_by_id)
+        for p in (check(db, row) for row in rows)
+    }
 
 
 def widen_to_keepers(db: Session, direct_ids: Iterable[str]) -> set[str]:

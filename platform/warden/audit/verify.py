@@ -34,6 +34,7 @@ from warden.audit.chain import (
 )
 from warden.audit.keys import ChainKeyring
 from warden.audit.models import AuditEvent, AuditHead
+from warden.audit.rollbacks import rolled_back
 from warden.audit.unwalked import MAX_FINDINGS, OUTSIDE, unwalked
 
 if TYPE_CHECKING:
@@ -54,7 +55,8 @@ DELETION = "deletion"  # every event up to a checkpoint is gone
 RECHAINED = "rechained"  # a checkpointed event moved to another seq: removed and renumbered
 HEAD = "head_mismatch"  # the head row disagrees with the chain
 BEYOND_HEAD = "beyond_head"  # an event past the head: written around the chain
-# and OUTSIDE, NOT_CANONICAL, NOT_A_TABLE: what the walk cannot see (unwalked.py)
+# and OUTSIDE, NOT_CANONICAL, NOT_A_TABLE: what the walk cannot see (unwalked.py), and
+# ROLLED_BACK: a revoked token or disabled principal written back to before (rollbacks.py)
 CHECKPOINT_FORGED = "checkpoint_forged"  # a checkpoint line whose signature or content fails
 CHECKPOINT_MISSING = "checkpoint_missing"  # a checkpoint the chain records is not in the file
 # Notes:
@@ -319,7 +321,7 @@ def verify(
         stray = db.scalar(select(table.c.id).where(table.c.seq == last_seq))
         findings.add(OUTSIDE, None, stray, f"an event numbered {str(last_seq)[:20]!r}")
         last_seq = head_seq
-    for kind, seq, event_id, detail in unwalked(db):
+    for kind, seq, event_id, detail in [*unwalked(db), *rolled_back(db)]:
         findings.add(kind, seq, event_id, detail)
     if head_seq is not None and last_seq is not None and last_seq > head_seq:
         # An append commits its event and the head together, so an event the head has not

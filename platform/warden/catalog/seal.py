@@ -8,7 +8,7 @@ the database but not the deployment's key files could lower `users` to public, d
 dataset's version at another dataset's file. So every row Warden writes carries a keyed MAC
 (`audit.keys.derived_mac`) of those fields, and `catalog.service.load_view` / `pin_version`
 refuse (503, fail closed) a dataset or version whose row no longer matches it, until an
-operator who has looked reseals them (`warden data seal-catalog`, audited).
+operator who has looked reseals them (`warden data seal`, audited).
 """
 
 from __future__ import annotations
@@ -64,27 +64,24 @@ def version_seal(keys: ChainKeyring, dataset_id: str, version: Any) -> str:
     return derived_mac(keys, b"dataset-version", text)
 
 
-def matches(stored: str | None, expected: str) -> bool:
-    return hmac.compare_digest(stored or "", expected)
+def _check(stored: str | None, expected: str, name: str, what: str) -> None:
+    if not hmac.compare_digest(stored or "", expected):
+        raise CatalogTampered(
+            f"dataset {name!r}: {what} do not match their seal; they were written past Warden."
+            " Nothing is read from it until an operator checks them and runs"
+            " `warden data seal`"
+        )
 
 
 def check_terms(
     keys: ChainKeyring, dataset: Any, columns: Sequence[ColumnTerms], stored: str | None
 ) -> None:
-    if not matches(stored, terms_seal(keys, dataset, columns)):
-        raise CatalogTampered(
-            f"dataset {dataset.name!r}: its stored terms (class, columns, owner, purposes or"
-            " sources) do not match their seal; they were written past Warden. Nothing is"
-            " read from it until an operator checks them and runs `warden data seal-catalog`"
-        )
+    what = "its stored terms (class, columns, owner, purposes or sources)"
+    _check(stored, terms_seal(keys, dataset, columns), dataset.name, what)
 
 
 def check_version(
     keys: ChainKeyring, name: str, dataset_id: str, version: Any, stored: str | None
 ) -> None:
-    if not matches(stored, version_seal(keys, dataset_id, version)):
-        raise CatalogTampered(
-            f"dataset {name!r}: version {str(version.digest)[:80]!r} does not match its seal; it"
-            " was written past Warden. Nothing is read from it until an operator checks it and"
-            " runs `warden data seal-catalog`"
-        )
+    what = f"the fields of its version {str(version.digest)[:80]!r}"
+    _check(stored, version_seal(keys, dataset_id, version), name, what)

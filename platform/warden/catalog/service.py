@@ -316,7 +316,7 @@ def check_stored(db: Session, dataset: Dataset) -> None:
 
 def reseal(db: Session, dataset: Dataset, *, every_version: bool = False) -> None:
     """Seal what Warden just wrote of `dataset`: its terms with its columns, and its current
-    version (or all of them: `every_version`, for `warden data seal-catalog` only)."""
+    version (or all of them: `every_version`, for `warden data seal` only)."""
     keys = keys_for(db.get_bind())
     db.flush()
     dataset.seal = terms_seal(keys, dataset, _column_terms(db, dataset.id))
@@ -328,9 +328,26 @@ def reseal(db: Session, dataset: Dataset, *, every_version: bool = False) -> Non
     db.flush()
 
 
+def terms_shown(db: Session, dataset: Dataset) -> dict[str, Any]:
+    """A dataset's sealed terms and versions as stored, for an operator to look at."""
+    versions = db.scalars(select(DatasetVersion).where(DatasetVersion.dataset_id == dataset.id))
+    return {
+        "id": dataset.id,
+        "tenant_id": dataset.tenant_id,
+        "owner_id": dataset.owner_id,
+        "classification": dataset.classification,
+        "allowed_purposes": dataset.allowed_purposes,
+        "identifier_columns": dataset.identifier_columns,
+        "derived_from": dataset.derived_from,
+        "current_version": dataset.current_version,
+        "columns": _column_terms(db, dataset.id),
+        "versions": sorted((v.digest, v.path, v.snapshot_id) for v in versions),
+    }
+
+
 def unsealed(db: Session) -> list[tuple[Dataset, str]]:
     """Every dataset whose terms or a version do not match their seal, with what is wrong
-    (for `warden data seal-catalog`)."""
+    (for `warden data seal`)."""
     keys, found = keys_for(db.get_bind()), []
     for dataset in db.scalars(select(Dataset).order_by(Dataset.tenant_id, Dataset.name)):
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -268,36 +269,83 @@ def record_mask_key(
     console.print(f"mask key {own} recorded as the deployment's")
 
 
-@app.command("seal-catalog")
-def seal_catalog(
-    check: Annotated[bool, typer.Option("--check", help="Only list what does not match")] = False,
+def _sealed_models() -> tuple[Any, ...]:
+    """The models whose rows carry a seal (warden.db.sealed), in the order they are shown."""
+    from warden.identity.models import Principal, Tenant
+    from warden.jobs.models import Job
+    from warden.registry.models import Model
+    from warden.sandbox.models import JobToken, Sandbox
+
+    return (Tenant, Principal, Sandbox, JobToken, Job, Model)
+
+
+@app.command("seal")
+def seal_rows(
+    check: Annotated[bool, typer.Option("--check", help="Only show what does not match")] = False,
+    accept: Annotated[
+        list[str] | None,
+        typer.Option(help="Seal the row shown with this digest by --check (repeatable)"),
+    ] = None,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Seal everything shown (once, right after upgrading)")
+    ] = False,
     actor: Annotated[str, typer.Option(help="Who seals, for the audit log")] = "operator",
     reason: AuditReason = "",
 ) -> None:
-    """Seal the datasets whose terms (class, columns, owner, purposes, sources) or versions do
-    not match their seal: registered before seals existed, or written to the database past
-    Warden. Until then every read of them is refused. It blesses whatever is stored, so look
-    first (`--check`, `warden data show NAME`). Audited as `catalog.sealed`; runs against the
-    database directly."""
+    """Show, then seal, the rows that do not match their seal: datasets' terms and versions,
+    tenants, principals, sandboxes, job tokens, jobs and models stored before seals existed,
+    or written to the database past Warden. Nothing is decided on them until they are sealed
+    (their reads, tokens, jobs and models are refused), and `serve` refuses to start while a
+    principal or tenant is unsealed. Sealing blesses what is stored: look first (`--check`
+    shows each row's fields and a digest), then seal what you checked with `--accept DIGEST`
+    (a row changed since you looked has another digest, and nothing is sealed), or
+    everything shown with `--all`. Audited as `rows.sealed`; runs against the database
+    directly."""
+    from warden.audit.keys import keys_for
     from warden.audit.outcomes import by_operator
     from warden.audit.service import append
-    from warden.catalog.service import reseal, unsealed
+    from warden.catalog.service import reseal, terms_shown, unsealed
+    from warden.db import sealed
 
+    if check and (accept or all_):
+        fail("--check only shows; seal with --accept DIGEST or --all")
     with direct_session() as db:
-        found = unsealed(db)
-        for _, problem in found:
-            console.print(f"- {problem}", markup=False)
+        found: list[tuple[str, Any, str, dict[str, Any]]] = [
+            ("dataset", d, problem, terms_shown(db, d)) for d, problem in unsealed(db)
+        ]
+        for row in sealed.broken(db, _sealed_models()):
+            table = type(row).__tablename__  # type: ignore[attr-defined]
+            found.append((table, row, "does not match its seal", sealed.shown(row)))
         if not found:
-            console.print("every dataset matches its seal")
+            console.print("every sealed row matches its seal")
             return
+        digests = {}
+        for table, row, problem, fields in found:
+            digest = sealed.digest_of([table, fields])
+            digests[digest] = (table, row)
+            name = getattr(row, "name", "")
+            console.print(f"- {table} {row.id} {name} [{digest}]: {problem}", markup=False)
+            for field, value in fields.items():
+                console.print(f"    {field}: {json.dumps(value, default=str)[:300]}", markup=False)
         if check:
             raise typer.Exit(1)
-        for dataset, _ in found:
-            reseal(db, dataset, every_version=True)
-        names = [d.name for d, _ in found]
-        details = {"datasets": names[:100], "count": len(names)}
-        append(db, by_operator(actor, "catalog.sealed", reason, details=details))
-    console.print(f"sealed {len(names)} dataset(s): {', '.join(names)}", markup=False)
+        if not accept and not all_:
+            fail("name what to seal: --accept DIGEST (shown above) for each row checked, or --all")
+        if stale := [d for d in accept or () if d not in digests]:
+            fail(f"not sealed: {stale} match nothing shown now (changed since you looked?)")
+        chosen = list(digests.values()) if all_ else [digests[d] for d in accept or ()]
+        keys = keys_for(db.get_bind())
+        by_table: dict[str, list[str]] = {}
+        for table, row in chosen:
+            if table == "dataset":
+                reseal(db, row, every_version=True)
+            else:
+                row.seal = sealed.seal_of(keys, row)
+            by_table.setdefault(table, []).append(row.id)
+        details = {"rows": {t: ids[:100] for t, ids in by_table.items()}, "count": len(chosen)}
+        append(db, by_operator(actor, "rows.sealed", reason, details=details))
+    counts = ", ".join(f"{len(ids)} {table}" for table, ids in by_table.items())
+    console.print(f"sealed {counts}", markup=False)
 
 
 @app.command("rekey-tokens")

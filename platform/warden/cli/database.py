@@ -24,16 +24,18 @@ def direct_session(*, conflict: str | None = None) -> Iterator[Session]:
     """One unit of work on the configured database (committed when the block ends), the
     engine disposed after. A WardenError ends the command with its detail; `conflict`: what
     to say when another writer committed first (an IntegrityError). This host's audit chain
-    key is loaded first: commands audit, record keys and seal what they write with it."""
+    key is loaded first, and must be the deployment's: commands audit, record keys and seal
+    what they write with it (a host with a key of its own would lock out what it writes)."""
     from sqlalchemy.exc import IntegrityError
 
     from warden.audit.keys import bind_settings
+    from warden.cli.startup import refuse_a_foreign_chain_key
     from warden.db.session import make_engine, make_sessionmaker, unit_of_work
 
     settings = get_settings()
     engine = make_engine(settings.resolved_database_url)
     try:
-        bind_settings(engine, settings)
+        refuse_a_foreign_chain_key(settings, engine, bind_settings(engine, settings))
         with unit_of_work(make_sessionmaker(engine)) as db:
             yield db
     except WardenError as exc:

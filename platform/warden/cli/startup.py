@@ -7,7 +7,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from warden.audit.keys import ChainKeyring, bind_settings, foreign_chain_key
@@ -18,6 +18,7 @@ from warden.db.migrate import revisions
 from warden.db.session import make_engine, make_sessionmaker, unit_of_work
 from warden.gateway import master_key
 from warden.gateway.master_key import load_mask_key
+from warden.identity.models import Principal, Tenant
 from warden.identity.token_keys import unkeyed_tokens_remain
 
 
@@ -38,6 +39,7 @@ def refuse_unsafe_data_dir(settings: Settings) -> None:
         refuse_an_unmigrated_database(engine)
         keyring = bind_settings(engine, settings)  # a first start records the mask key, audited
         refuse_unkeyed_tokens(engine)
+        refuse_unsealed_people(engine)
         refuse_a_foreign_chain_key(settings, engine, keyring)
         refuse_a_foreign_mask_key(settings, engine)
     finally:
@@ -88,6 +90,25 @@ def refuse_unkeyed_tokens(engine: Engine) -> None:
         )
 
 
+def refuse_unsealed_people(engine: Engine) -> None:
+    """Principals and tenants stored before rows were sealed (db/sealed.py) authenticate
+    nothing until an operator seals them: say so at start, not as a 401 on every request."""
+    try:
+        with unit_of_work(make_sessionmaker(engine)) as db:
+            unsealed = [
+                db.scalar(select(model.id).where(model.seal.is_(None)).limit(1))
+                for model in (Tenant, Principal)
+            ]
+    except SQLAlchemyError:
+        return
+    if any(unsealed):
+        fail(
+            "refusing to start: principals or tenants were stored before rows were sealed."
+            " Check them (`warden data seal --check`), then run `warden data seal` once"
+            " (audited), right after the upgrade."
+        )
+
+
 def refuse_a_foreign_chain_key(settings: Settings, engine: Engine, keyring: ChainKeyring) -> None:
     """Several hosts share one chain: one that made its own key would chain events that
     `audit verify` everywhere else reports as rewritten. Fail closed, saying how to fix it.
@@ -99,7 +120,7 @@ def refuse_a_foreign_chain_key(settings: Settings, engine: Engine, keyring: Chai
         return
     if foreign is not None:
         fail(
-            f"refusing to start: the audit chain was last written with key {foreign}, which"
+            f"refusing to run: the audit chain was last written with key {foreign}, which"
             f" this host does not hold (it holds {', '.join(keyring.ids) or 'none'}). Give every"
             " host of a deployment the same WARDEN_AUDIT_CHAIN_KEY (or the same key folder,"
             f" {settings.resolved_audit_keys_dir}); a key of its own would chain events no"

@@ -8,18 +8,21 @@ from sqlalchemy import Boolean, DateTime, ForeignKey, String, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from warden.db.base import Base, IdMixin, TimestampMixin
+from warden.db.sealed import Sealed
 
 
-class Tenant(IdMixin, TimestampMixin, Base):
+class Tenant(Sealed, IdMixin, TimestampMixin, Base):
     __tablename__ = "tenant"
+    __sealed__ = ("id", "name", "installation")
 
     name: Mapped[str] = mapped_column(String(64), unique=True)
     # The tenant `warden init` created: its admins are the platform admins who create tenants.
     installation: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
-class Principal(IdMixin, TimestampMixin, Base):
+class Principal(Sealed, IdMixin, TimestampMixin, Base):
     __tablename__ = "principal"
+    __sealed__ = ("id", "name", "kind", "tenant_id", "disabled", "owner_id", "created_by_id")
 
     name: Mapped[str] = mapped_column(String(64), unique=True)
     kind: Mapped[str] = mapped_column(String(16))  # "person" | "service"

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from warden.audit.keys import keys_for
 from warden.db.generation import CacheAt
+from warden.db.sealed import RowTampered, check, check_values
 from warden.errors import Conflict, NotFound, Unauthenticated, Unprocessable
 from warden.identity.caller import JOB_TOKEN_PREFIX, TOKEN_PREFIX, Caller, hash_token, token_seal
 from warden.identity.models import ApiToken, Principal, Tenant
@@ -59,7 +60,7 @@ def get_tenant(db: Session, name: str) -> Tenant:
     tenant = db.scalar(select(Tenant).where(Tenant.name == name))
     if tenant is None:
         raise NotFound(f"no tenant named {name!r}")
-    return tenant
+    return check(db, tenant)
 
 
 def create_principal(
@@ -105,7 +106,7 @@ def get_principal(db: Session, name: str, tenant_id: str | None = None) -> Princ
     principal = db.scalar(query)
     if principal is None:
         raise NotFound(f"no principal named {name!r}")
-    return principal
+    return check(db, principal)
 
 
 def list_principals(db: Session, tenant_id: str) -> list[Principal]:
@@ -358,11 +359,10 @@ def _token_row(db: Session, which: ColumnElement[bool]) -> TokenRow:
                 ApiToken.pending_change_id,
                 ApiToken.token_hash,
                 ApiToken.seal,
-                Principal.id,
-                Principal.name,
-                Principal.kind,
-                Principal.disabled,
-                Tenant.name,
+                *(getattr(Principal, f) for f in Principal.__sealed__),
+                Principal.seal,
+                *(getattr(Tenant, f) for f in Tenant.__sealed__),
+                Tenant.seal,
             )
             .join(Principal, Principal.id == ApiToken.principal_id)
             .join(Tenant, Tenant.id == Principal.tenant_id)
@@ -377,7 +377,10 @@ def _token_row(db: Session, which: ColumnElement[bool]) -> TokenRow:
 
 def _check(db: Session, row: TokenRow, now: datetime | None) -> Caller:
     token_id, revoked_at, expires_at, last_used_at, issued_by_id, pending, digest, seal = row[:8]
-    principal_id, name, kind, disabled, tenant = row[8:]
+    principal = row[8 : 8 + len(Principal.__sealed__)]
+    tenant_row = row[9 + len(Principal.__sealed__) : -1]
+    principal_id, name, kind, _, disabled = principal[:5]
+    tenant = tenant_row[1]
     now = now or datetime.now(UTC)
     if revoked_at is not None:
         raise Unauthenticated("token revoked")
@@ -396,6 +399,16 @@ def _check(db: Session, row: TokenRow, now: datetime | None) -> Caller:
                           issued_by_id, pending, False)  # fmt: skip
     if not hmac.compare_digest(seal or "", expected):  # moved, extended or released in SQL
         raise Unauthenticated("invalid token")
+    # who it speaks for: a principal renamed (Casbin decides on names), or a tenant made the
+    # installation's, in SQL speaks for nobody (db/sealed.py)
+    try:
+        check_values(db, Principal, principal, row[8 + len(Principal.__sealed__)])
+        check_values(db, Tenant, tenant_row, row[-1])
+    except RowTampered:
+        raise Unauthenticated(
+            "the principal or tenant this token speaks for was written past Warden; an"
+            " operator checks it and runs `warden data seal`"
+        ) from None
     _touch(db, token_id, last_used_at, now)
     return Caller(
         name=name,
@@ -438,4 +451,5 @@ def _aware(value: datetime) -> datetime:
 
 def is_installation_tenant(db: Session, name: str) -> bool:
     """The tenant `warden init` made, whose admins administer the platform."""
-    return bool(db.scalar(select(Tenant.installation).where(Tenant.name == name)))
+    tenant = db.scalar(select(Tenant).where(Tenant.name == name))
+    return tenant is not None and check(db, tenant).installation

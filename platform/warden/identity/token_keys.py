@@ -18,6 +18,7 @@ from warden.audit.keys import keys_for
 from warden.audit.outcomes import by_operator
 from warden.audit.service import append
 from warden.catalog.models import DeploymentKey
+from warden.db import sealed
 from warden.errors import Conflict
 from warden.identity.caller import keyed
 from warden.identity.models import ApiToken
@@ -58,6 +59,8 @@ def rekey(db: Session, *, actor: str, reason: str = "") -> int:
     db.expire_all()  # the hashes just rewritten
     for token in db.scalars(select(ApiToken)):
         seal_token(db, token)
+    for job_token in db.scalars(select(JobToken)):
+        job_token.seal = sealed.seal_of(keys, job_token)
     db.add(DeploymentKey(name=MARKER, fingerprint=KEYED, recorded_by=actor[:64]))
     append(db, by_operator(actor, "tokens.rekeyed", reason, details={"tokens": count}))
     return count

@@ -10,6 +10,7 @@ from sqlalchemy import JSON, DateTime, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from warden.db.base import Base, LaunchedMixin, TimestampMixin
+from warden.db.sealed import Sealed
 
 KINDS = ("train", "infer", "eval")
 # queued → running → succeeded | failed | cancelled | timed_out (queued may go to cancelled)
@@ -22,8 +23,12 @@ def new_job_id() -> str:
     return secrets.token_hex(6)
 
 
-class Job(LaunchedMixin, TimestampMixin, Base):
+class Job(Sealed, LaunchedMixin, TimestampMixin, Base):
     __tablename__ = "job"
+    # what the worker runs, as whom, on what, decided at launch (jobs/worker.py)
+    __sealed__ = ("id", "tenant_id", "tenant", "launcher_id", "launcher", "kind", "step", "name",
+                  "spec", "datasets", "purpose", "model_in", "timeout_s", "memory", "cpus",
+                  "decisions")  # fmt: skip
 
     id: Mapped[str] = mapped_column(String(12), primary_key=True, default=new_job_id)
     launcher: Mapped[str] = mapped_column(String(64), index=True)

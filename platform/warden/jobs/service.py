@@ -20,16 +20,17 @@ from sqlalchemy.orm import Session
 
 from warden.audit.outcomes import by_caller_or_warden, refusals_audited
 from warden.audit.service import AuditRecord, append
-from warden.catalog.service import DATASET_NAME_RE, PURPOSES, DatasetView, load_view
+from warden.catalog.service import DATASET_NAME_RE, PURPOSES, load_view
 from warden.core.platform import Platform
+from warden.db.sealed import check
 from warden.db.session import unit_of_work
-from warden.errors import Forbidden, NotFound, Unprocessable, WardenError
+from warden.errors import Forbidden, NotFound, Unprocessable
 from warden.identity.service import Caller, check_name, get_tenant
 from warden.jobs import repository as repo
 from warden.jobs.models import END_STATES, Job
 from warden.jobs.schemas import JobCreate
 from warden.policy.authz import allowed, require, sees_launched
-from warden.policy.reads import authorize_read
+from warden.policy.reads import authorize_read, may_use
 from warden.registry import service as registry
 from warden.registry.models import Model
 
@@ -211,7 +212,7 @@ def _decide(db: Session, state: Platform, caller: Caller, plan: _Plan) -> dict[s
         # dataset it was built from (and its ancestors were), for some purpose it allows
         for name in registry.lineage_datasets(db, parent):
             view = load_view(db, state.settings.datasets_dir, caller.tenant, name)
-            if not any(_may_read(state, caller, view, p) for p in view.allowed_purposes):
+            if not may_use(state, caller, view):
                 raise Forbidden(
                     f"{caller.name} may not use model {parent.ref}: it was built from data"
                     " they may not read"
@@ -230,14 +231,6 @@ def _decide(db: Session, state: Platform, caller: Caller, plan: _Plan) -> dict[s
     return {"policy_version": version or snapshot.version, "datasets": decided}
 
 
-def _may_read(state: Platform, caller: Caller, view: DatasetView, purpose: str) -> bool:
-    try:
-        authorize_read(state, caller, view, purpose)
-    except WardenError:
-        return False
-    return True
-
-
 def _refuse_jobs(caller: Caller) -> None:
     if caller.kind == "job":
         raise Forbidden("jobs cannot launch jobs")
@@ -252,6 +245,8 @@ def get_visible(state: Platform, caller: Caller, job_id: str, act: str = "read")
     _refuse_jobs(caller)
     with unit_of_work(state.sessions) as db:
         row = db.get(Job, job_id[:12])
+        if row is not None:
+            check(db, row)  # whose it is decides who sees it (db/sealed.py)
     if row is None or row.tenant != caller.tenant:
         raise NotFound(f"no job {job_id[:12]!r}")
     if not sees_launched(state, caller, row.launcher, ADMIN_OBJECT, act):
@@ -267,7 +262,7 @@ def may_see_output(state: Platform, caller: Caller, job: Job) -> bool:
         return True
     with unit_of_work(state.sessions) as db:
         views = [load_view(db, state.settings.datasets_dir, job.tenant, n) for n in job.datasets]
-    return all(any(_may_read(state, caller, v, p) for p in v.allowed_purposes) for v in views)
+    return all(may_use(state, caller, v) for v in views)
 
 
 def get_log_visible(state: Platform, caller: Caller, job_id: str) -> Job:
@@ -295,9 +290,10 @@ def list_jobs(
     if everyone and not _is_admin(state, caller, "read"):
         raise Forbidden(f"{caller.name} may not list other people's jobs")
     with unit_of_work(state.sessions) as db:
-        return repo.list_jobs(
+        rows = repo.list_jobs(
             db, caller.tenant, None if everyone else caller.name, job_state, kind, limit
         )
+        return [check(db, row) for row in rows]
 
 
 def cancel(state: Platform, caller: Caller, job_id: str, runtime: Any | None) -> Job:

@@ -16,34 +16,27 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import polars as pl
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from warden.audit.service import append
 from warden.catalog.service import (
-    ColumnInfo,
-    DatasetView,
     file_digest,
-    load_view,
-    register,
-    strictest,
 )
-from warden.catalog.storage import storage_for
 from warden.core.loop import BackgroundLoop
 from warden.core.platform import Platform
+from warden.db.sealed import RowTampered, check
 from warden.db.session import unit_of_work
 from warden.errors import WardenError
 from warden.identity.models import Principal, Tenant
 from warden.identity.service import Caller
 from warden.jobs import repository as repo
 from warden.jobs.models import Job
+from warden.jobs.outputs import register_outputs
 from warden.jobs.service import DIST_ENV, default_command, job_event, jobs_dir, log_path
 from warden.registry import service as registry
 from warden.registry.models import Model
@@ -136,7 +129,10 @@ class JobWorker(BackgroundLoop):
             note(f"job {job.id} {final.state}" + (f": {final.reason}" if final.reason else ""))
 
     def _run(self, job: Job, note: _Notes) -> tuple[str, str | None, dict[str, Any]]:
-        caller = self._launcher(job)
+        try:
+            caller = self._launcher(job)
+        except RowTampered as exc:
+            return "failed", f"refused: {exc.detail}", {}
         if caller is None:
             return "failed", f"its launcher {job.launcher!r} is disabled or gone", {}
         nproc = int(job.spec.get("nproc", 1))
@@ -179,11 +175,18 @@ class JobWorker(BackgroundLoop):
         return self._outcome(job, ended, out, artifacts, note)
 
     def _launcher(self, job: Job) -> Caller | None:
+        """Whom the job runs as; None if they are disabled or gone. RowTampered if the job,
+        its launcher or tenant was written past Warden (db/sealed.py): a queued job's launcher
+        or command edited in SQL runs nothing."""
         with unit_of_work(self.state.sessions) as db:
             principal = db.get(Principal, job.launcher_id)
             tenant = db.get(Tenant, job.tenant_id)
-        if principal is None or tenant is None or principal.disabled:
-            return None
+            if principal is None or tenant is None or principal.disabled:
+                return None
+            for row in (job, principal, tenant):
+                check(db, row)
+        if principal.name != job.launcher:
+            raise RowTampered(f"job {job.id!r} names {job.launcher!r} but runs as another")
         return Caller(principal.name, principal.kind, tenant.name, principal.id)
 
     def _prepare(self, job: Job, out: Path) -> None:
@@ -309,13 +312,12 @@ def _record_result(
     metrics: dict[str, Any],
     artifacts: list[dict[str, Any]],
 ) -> tuple[Model, list[dict[str, Any]]]:
-    row = db.get(Job, job_id)
-    assert row is not None
-    parents = [m for m in (db.get(Model, i) for i in row.model_in) if m is not None]
+    row = check(db, db.get_one(Job, job_id))  # what it ran, as whom: as Warden wrote it
+    parents = [m for m in (registry.get_model(db, i) for i in row.model_in) if m is not None]
     lineage = registry.lineage_for(db, row, sandbox, parents)
     outputs: list[dict[str, Any]] = []
     if row.kind == "infer":
-        outputs = _register_outputs(state, db, row, artifacts, lineage)
+        outputs = register_outputs(state, db, row, artifacts, lineage)
         lineage["outputs"] = outputs
     lineage["provenance"] = metrics.get("provenance")
     reports = [a["name"] for a in artifacts if Path(a["name"]).stem.startswith("report")] + [
@@ -367,13 +369,13 @@ def _materialise(db: Any, node: Any, data_dir: Path, out: Path) -> Any:
     if isinstance(node, dict):
         return {k: _materialise(db, v, data_dir, out) for k, v in node.items()}
     model_id, _, name = str(node).partition(":")
-    model = db.get(Model, model_id)
+    model = registry.get_model(db, model_id)  # RowTampered if edited past Warden
     if model is None:
         raise FileNotFoundError(f"model {model_id} is gone")
     artifact = next(a for a in model.artifacts if a["name"] == name)
     dest = out / "inputs" / model_id / name
     dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(data_dir / artifact["path"], dest)
+    shutil.copyfile(registry.artifact_file(model, artifact, data_dir), dest)
     for folder in (dest.parent, dest.parent.parent):
         folder.chmod(0o755)
     dest.chmod(0o644)
@@ -417,87 +419,6 @@ def _last_error(logs: Path) -> str | None:
     if flagged:
         return flagged[-1][:500]
     return lines[-1][:500] if lines else None
-
-
-def output_identifiers(schema: Mapping[str, Any], views: list[DatasetView]) -> list[str]:
-    """The columns of a job's output that are masked on read. Fail closed: a column is one
-    unless an input has a plain (non-identifier) column of that name and type, or it holds
-    no integers or text (scores, embeddings, flags, times). A job that renamed `user_id`
-    to `uid` still wrote identifiers; names ending in `_id` always are."""
-    plain = {
-        (c.name, c.dtype) for v in views for c in v.columns if c.name not in v.identifier_columns
-    }
-    found = []
-    for name, dtype in schema.items():
-        holds_ids = dtype.is_integer() or dtype in (pl.String, pl.Categorical, pl.Binary)
-        if name.endswith("_id") or (holds_ids and (name, str(dtype)) not in plain):
-            found.append(name)
-    return found
-
-
-def _register_outputs(
-    state: Platform,
-    db: Any,
-    job: Job,
-    artifacts: list[dict[str, Any]],
-    lineage: dict[str, Any],
-) -> list[dict[str, Any]]:
-    """Each parquet an inference job wrote becomes a catalog dataset: classified as the
-    strictest of its inputs, usable for what all its inputs allow, its lineage in its
-    description. Its inputs are the datasets the job read and those its parent models were
-    built from (a model's artifact carries its data). It belongs to the strictest input's
-    owner, not the launcher: who may widen access to a copy is whoever may to its source."""
-    names = list(dict.fromkeys(job.datasets))
-    for parent in lineage.get("parents", []):
-        model = db.get(Model, parent.get("id"))
-        if model is not None:
-            names += [n for n in registry.lineage_datasets(db, model) if n not in names]
-    views = [load_view(db, state.settings.datasets_dir, job.tenant, n) for n in names]
-    classification = strictest([v.classification for v in views])
-    purposes = [p for p in views[0].allowed_purposes if all(p in v.allowed_purposes for v in views)]
-    source = next(v for v in views if v.classification == classification)
-    owner = db.scalar(select(Principal).where(Principal.tenant_id == job.tenant_id,
-                                               Principal.name == source.owner))  # fmt: skip
-    tenant = db.get(Tenant, job.tenant_id)
-    inputs = ", ".join(f"{v.name}@{v.version[:19]}" for v in views)
-    parents = ", ".join(p["ref"] for p in lineage.get("parents", [])) or "none"
-    registered = []
-    for artifact in artifacts:
-        name = Path(artifact["name"])
-        if name.suffix != ".parquet" or len(name.parts) != 1:
-            continue
-        source = Path(state.settings.data_dir) / artifact["path"]
-        schema = pl.read_parquet_schema(source)
-        entities = {c.name: c.entity for v in views for c in v.columns if c.entity}
-        columns = [
-            ColumnInfo(c, str(t), classification, entities.get(c)) for c, t in schema.items()
-        ]
-        dataset_name = f"{name.stem[:40]}_{job.id}"
-        dataset, version = register(
-            db,
-            datasets_dir=storage_for(state.settings),
-            tenant=tenant,
-            owner=owner,
-            name=dataset_name,
-            source=source,
-            columns=columns,
-            identifier_columns=output_identifiers(schema, views),
-            allowed_purposes=purposes,
-            derived_from=[v.name for v in views],
-            description=(
-                f"Output of inference job {job.id} ({name.name}) by {job.launcher}; "
-                f"inputs: {inputs}; model: {parents}; classification: strictest of its inputs"
-            ),
-        )
-        registered.append(
-            {
-                "dataset": dataset.name,
-                "version": version.digest,
-                "classification": classification,
-                "inputs": [{"name": v.name, "version": v.version} for v in views],
-            }
-        )
-    return registered
 
 
 def _thread_env(cpus: float | None, nproc: int) -> dict[str, str]:

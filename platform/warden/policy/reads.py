@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from warden.catalog.service import PURPOSES, DatasetView
 from warden.core.platform import Platform
-from warden.errors import BadRequest, Forbidden, NotFound
+from warden.errors import BadRequest, Forbidden, NotFound, WardenError
 from warden.identity.service import Caller
 from warden.policy.engine import ReadDecision
 
@@ -115,3 +115,28 @@ def authorize_read(
     elif refused := [c for c in wanted if c in denied]:
         raise Forbidden(f"columns {refused} may not be read for {purpose!r}")
     return ReadAuthorization(decision, wanted)
+
+
+def authorize_use(
+    platform: Platform, caller: Caller, view: DatasetView, prefer: str | None = None
+) -> None:
+    """Whether `caller` may use something built from `view` (a model's artifacts, a job's
+    log): they may read it for `prefer` where the dataset allows that purpose, else for some
+    purpose it allows. Raises the first refusal (NotFound where the dataset is hidden)."""
+    purposes = [prefer] if prefer in view.allowed_purposes else list(view.allowed_purposes)
+    errors: list[WardenError] = []
+    for purpose in purposes:
+        try:
+            authorize_read(platform, caller, view, purpose)
+            return
+        except WardenError as exc:
+            errors.append(exc)
+    raise errors[0] if errors else NotFound(f"no dataset named {view.name!r}")
+
+
+def may_use(platform: Platform, caller: Caller, view: DatasetView) -> bool:
+    try:
+        authorize_use(platform, caller, view)
+    except WardenError:
+        return False
+    return True

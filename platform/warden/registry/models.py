@@ -9,14 +9,18 @@ from sqlalchemy import JSON, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from warden.db.base import Base, TimestampMixin
+from warden.db.sealed import Sealed
 
 
 def new_model_id() -> str:
     return secrets.token_hex(6)
 
 
-class Model(TimestampMixin, Base):
+class Model(Sealed, TimestampMixin, Base):
     __tablename__ = "model"
+    # who may use it (its lineage) and the files its routes serve
+    __sealed__ = ("id", "tenant_id", "tenant", "name", "version", "job_id", "launcher", "kind",
+                  "step", "artifacts", "reports", "lineage")  # fmt: skip
     __table_args__ = (
         UniqueConstraint("tenant_id", "name", "version", name="uq_model_tenant_name_version"),
     )

@@ -15,7 +15,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from warden.audit.models import AuditEvent
+from warden.catalog.service import file_digest
 from warden.config import REPO_ROOT
+from warden.db.sealed import check
 from warden.errors import NotFound, Unprocessable
 from warden.jobs.models import Job
 from warden.registry import repository as repo
@@ -39,14 +41,14 @@ def parse_ref(ref: str) -> tuple[str, str | None]:
 def resolve(db: Session, tenant: str, ref: str) -> Model:
     """The model an id, NAME or NAME@VERSION names in the tenant, or NotFound."""
     model_ref, _ = parse_ref(ref)
-    row = db.get(Model, model_ref) if "@" not in model_ref else None
+    row = get_model(db, model_ref) if "@" not in model_ref else None
     if row is not None and row.tenant == tenant:
         return row
     name, _, version = model_ref.partition("@")
     row = repo.by_name(db, tenant, name, int(version) if version else None)
     if row is None:
         raise NotFound(f"no model {ref[:80]!r}")
-    return row
+    return check(db, row)
 
 
 def pick_artifact(model: Model, wanted: str | None, role: str | None) -> dict[str, Any]:
@@ -69,6 +71,9 @@ def pick_artifact(model: Model, wanted: str | None, role: str | None) -> dict[st
     raise Unprocessable(f"model {model.ref} has several weights files ({names}); name one")
 
 
+ARTIFACT_DIRS = ("jobs",)  # under the data folder: where jobs leave models' files
+
+
 def report_path(model: Model, name: str, data_dir: Path | str) -> Path:
     """A report file of the model, by its name; only files the job listed as reports (never
     weights, which may memorise governed data)."""
@@ -77,10 +82,20 @@ def report_path(model: Model, name: str, data_dir: Path | str) -> Path:
         raise NotFound(f"model {model.ref} has no report {name!r} (reports: {listed})")
     for artifact in model.artifacts:
         if artifact["name"] == name:
-            path = (Path(data_dir) / artifact["path"]).resolve()
-            if path.is_relative_to(Path(data_dir).resolve()) and path.is_file():
-                return path
+            return artifact_file(model, artifact, data_dir)
     raise NotFound(f"the report {name!r} of {model.ref} is no longer on disk")
+
+
+def artifact_file(model: Model, artifact: dict[str, Any], data_dir: Path | str) -> Path:
+    """Where one of the model's files is, checked: under the folder jobs leave their files in
+    (never the datasets' or the keys'), and still the bytes the job left (its SHA-256)."""
+    root = Path(data_dir).resolve()
+    path = (root / str(artifact.get("path", ""))).resolve()
+    if not any(path.is_relative_to(root / d) for d in ARTIFACT_DIRS) or not path.is_file():
+        raise NotFound(f"the file {artifact.get('name')!r} of {model.ref} is no longer on disk")
+    if file_digest(path) != f"sha256:{artifact.get('sha256')}":
+        raise NotFound(f"the file {artifact.get('name')!r} of {model.ref} was changed on disk")
+    return path
 
 
 def next_version(db: Session, tenant_id: str, name: str) -> int:
@@ -207,12 +222,20 @@ def _add(values: list[Any], value: Any) -> None:
 
 
 def list_models(db: Session, tenant: str, name: str | None, limit: int) -> list[Model]:
-    return repo.models(db, tenant, name, limit)
+    return [check(db, m) for m in repo.models(db, tenant, name, limit)]
+
+
+def get_model(db: Session, model_id: str | None) -> Model | None:
+    """The model with this id, once its seal checks out (db/sealed.py: its lineage decides
+    who may use it, its artifacts what is copied and served); None if there is none. The
+    one way Warden reads a model by id."""
+    model = db.get(Model, model_id) if model_id else None
+    return None if model is None else check(db, model)
 
 
 def parents_of(db: Session, model: Model) -> list[Model]:
     ids = [p["id"] for p in model.lineage.get("parents", [])]
-    return [m for m in (db.get(Model, i) for i in ids) if m is not None]
+    return [m for m in (get_model(db, i) for i in ids) if m is not None]
 
 
 MAX_DEPTH = 32  # ancestors followed, at most

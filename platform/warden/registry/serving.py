@@ -1,10 +1,11 @@
 """Online serving: the top-k pins for a user from a registered stack, governed like a read.
 
-* **Decided** by `policy.reads.authorize_read` on every dataset in the model's lineage (its own
-  reads and its ancestors'): `inference` where the dataset allows that purpose (what serving
-  reads: the pins it scores), and otherwise some purpose the dataset allows (the lineage must
-  be readable by the caller; a dataset such as `engagements` never allows inference, and the
-  model only carries what was learned from it). A refusal is audited (`audit.outcomes`).
+* **Decided** by `policy.reads.authorize_use` (over the one read decision) on every dataset in
+  the model's lineage (its own reads and its ancestors'): `inference` where the dataset allows
+  that purpose (what serving reads: the pins it scores), and otherwise some purpose the dataset
+  allows (the lineage must be readable by the caller; a dataset such as `engagements` never
+  allows inference, and the model only carries what was learned from it). A refusal is
+  audited (`audit.outcomes`).
 * **Audited** per request: one `model.recommend` event (allowed, refused or failed), committed
   before the answer leaves, so every request is countable in the audit log.
 * **Measured**: wall latency and CPU-seconds per request, kept per model in a rolling window
@@ -18,13 +19,11 @@ lazily: torch loads on the first request, not with the API.
 from __future__ import annotations
 
 import functools
-import hashlib
 import threading
 import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,9 +37,10 @@ from warden.catalog.service import DatasetView, load_view, pin_version
 from warden.catalog.storage import data_file
 from warden.core.platform import Platform
 from warden.db.generation import CacheAt, read_stamp
+from warden.db.sealed import check
 from warden.errors import NotFound, Unprocessable, WardenError
 from warden.identity.service import Caller
-from warden.policy.reads import authorize_read
+from warden.policy.reads import authorize_use
 from warden.registry import service as registry
 from warden.registry.models import Model
 from warden.registry.service import lineage_datasets
@@ -160,12 +160,7 @@ def load(platform: Platform, db: Session, caller: Caller, model: Model) -> Serve
         hit = _cache.get(key)
     if hit is not None:
         return hit
-    data_dir = Path(platform.settings.data_dir).resolve()
-    path = (data_dir / str(artifact["path"])).resolve()
-    if not path.is_relative_to(data_dir) or not path.is_file():
-        raise NotFound(f"the weights of {model.ref} are no longer on disk")
-    if artifact.get("sha256") and _sha256(path) != artifact["sha256"]:
-        raise Unprocessable(f"the weights of {model.ref} do not match their registered digest")
+    path = registry.artifact_file(check(db, model), artifact, platform.settings.data_dir)
     lineage = lineage_datasets(db, model)
     pins_name = next((n for n in lineage if _has_images(db, platform, caller, n)), None)
     if pins_name is None:
@@ -200,14 +195,6 @@ def _has_images(db: Session, platform: Platform, caller: Caller, name: str) -> b
     return {"pin_id", "image"} <= set(view.column_names)
 
 
-def _sha256(path: Path) -> str:
-    sha = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            sha.update(chunk)
-    return sha.hexdigest()
-
-
 # --------------------------------------------------------------------------- deciding
 
 
@@ -233,18 +220,7 @@ def _authorize(
         view = views.get(
             (caller.tenant, name), functools.partial(load_view, db, folder, caller.tenant, name)
         )
-        if "inference" in view.allowed_purposes:
-            authorize_read(platform, caller, view, "inference")
-            continue
-        errors: list[WardenError] = []
-        for purpose in view.allowed_purposes:
-            try:
-                authorize_read(platform, caller, view, purpose)
-                break
-            except WardenError as exc:
-                errors.append(exc)
-        else:
-            raise errors[0] if errors else NotFound(f"no dataset named {name!r}")
+        authorize_use(platform, caller, view, prefer="inference")
 
 
 # --------------------------------------------------------------------------- serving

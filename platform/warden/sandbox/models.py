@@ -9,6 +9,7 @@ from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, Stri
 from sqlalchemy.orm import Mapped, mapped_column
 
 from warden.db.base import Base, LaunchedMixin, TimestampMixin, new_id
+from warden.db.sealed import Sealed
 
 LIVE_STATUSES = ("starting", "running")
 # succeeded: exit 0 · failed: non-zero (oom_killed says when the memory limit killed it)
@@ -21,8 +22,11 @@ def new_sandbox_id() -> str:
     return secrets.token_hex(6)
 
 
-class Sandbox(LaunchedMixin, TimestampMixin, Base):
+class Sandbox(Sealed, LaunchedMixin, TimestampMixin, Base):
     __tablename__ = "sandbox"
+    # what its job token speaks for, as whom (sandbox/tokens.py), and what it runs
+    __sealed__ = ("id", "tenant_id", "tenant", "launcher_id", "launcher", "segment", "image",
+                  "command", "datasets", "purpose", "network", "mounts", "interactive")  # fmt: skip
 
     id: Mapped[str] = mapped_column(String(12), primary_key=True, default=new_sandbox_id)
     launcher: Mapped[str] = mapped_column(String(64))
@@ -76,8 +80,9 @@ class SandboxSession(TimestampMixin, Base):
     egress: Mapped[list[str]] = mapped_column(JSON, default=list)
 
 
-class JobToken(TimestampMixin, Base):
+class JobToken(Sealed, TimestampMixin, Base):
     __tablename__ = "job_token"
+    __sealed__ = ("id", "sandbox_id", "token_hash")  # a token moved to another sandbox: none
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     sandbox_id: Mapped[str] = mapped_column(ForeignKey("sandbox.id"), index=True)

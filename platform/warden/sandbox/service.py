@@ -14,6 +14,7 @@ from typing import Any
 
 from warden.audit.outcomes import refusals_audited
 from warden.catalog.service import PURPOSES, load_view
+from warden.db.sealed import check
 from warden.db.session import unit_of_work
 from warden.errors import Forbidden, NotFound
 from warden.identity.service import Caller, get_tenant
@@ -101,6 +102,8 @@ def get_visible(
     _refuse_jobs(caller)
     with unit_of_work(runtime.state.sessions) as db:
         row = db.get(Sandbox, sandbox_id[:12])
+        if row is not None:
+            check(db, row)  # whose it is decides who may exec into it (db/sealed.py)
     if row is None or row.tenant != caller.tenant:
         raise NotFound(f"no sandbox {sandbox_id[:12]!r}")
     if not sees_launched(runtime.state, caller, row.launcher, ADMIN_OBJECT, act):
@@ -116,7 +119,8 @@ def list_sandboxes(
         raise Forbidden(f"{caller.name} may not list other people's sandboxes")
     with unit_of_work(runtime.state.sessions) as db:
         launcher = None if everyone else caller.name
-        return repo.tenant_sandboxes(db, caller.tenant, launcher, status, limit)
+        rows = repo.tenant_sandboxes(db, caller.tenant, launcher, status, limit)
+        return [check(db, row) for row in rows]
 
 
 def sessions(

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from warden.db.sealed import RowTampered, check
 from warden.errors import Unauthenticated
 from warden.identity.caller import JOB_TOKEN_PREFIX, Caller, hash_token
 from warden.identity.models import Principal, Tenant
@@ -26,7 +27,7 @@ def authenticate_job_token(db: Session, secret: str, now: datetime) -> Caller:
     """The job's Caller while its sandbox runs; Unauthenticated ("job ended") after."""
     del now  # a job token lives exactly as long as its sandbox, not by the clock
     row = db.execute(
-        select(Sandbox, Principal, Tenant)
+        select(JobToken, Sandbox, Principal, Tenant)
         .join(JobToken, JobToken.sandbox_id == Sandbox.id)
         .join(Principal, Principal.id == Sandbox.launcher_id)
         .join(Tenant, Tenant.id == Sandbox.tenant_id)
@@ -34,11 +35,18 @@ def authenticate_job_token(db: Session, secret: str, now: datetime) -> Caller:
     ).first()
     if row is None:
         raise Unauthenticated("invalid token")
-    sandbox, launcher, tenant = row
+    token, sandbox, launcher, tenant = row
     if sandbox.status not in LIVE_STATUSES:
         raise Unauthenticated("job ended")
     if launcher.disabled:
         raise Unauthenticated("principal disabled")
+    try:  # its scope, launcher and tenant as Warden wrote them (db/sealed.py)
+        for sealed in (token, sandbox, launcher, tenant):
+            check(db, sealed)
+    except RowTampered:
+        raise Unauthenticated("this job's sandbox was written past Warden") from None
+    if sandbox.launcher != launcher.name:
+        raise Unauthenticated("this job's sandbox was written past Warden")
     return caller_for(sandbox, tenant.name)
 
 

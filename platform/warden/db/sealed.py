@@ -1,0 +1,157 @@
+"""Rows a database writer cannot forge: who a principal is, what a tenant may do, what a
+sandbox, a job or a model speaks for.
+
+A decision trusts some fields of these rows: a principal's name (Casbin decides on names),
+kind, owner and creator (separation of duties), `disabled`; a tenant's name and whether it
+is the installation's (platform admins); a sandbox's launcher, scope and segment (what its
+job token reads as whom); a job's launcher, spec and scope (what the worker runs as whom); a
+model's lineage and files (who may use it, what its routes serve). Someone who can write the
+database but not the deployment's key files could rename mallory to alice, or point a
+model's report at a raw dataset file. So a model that mixes in `Sealed` names those fields
+in `__sealed__`, and its `seal` column holds a keyed MAC of them (`audit.keys.derived_mac`).
+
+- **Warden's writes seal themselves**: every ORM flush seals new rows and rows whose sealed
+  fields Warden changed; a changed row whose stored seal did not match what was stored is
+  refused (RowTampered) rather than sealed in passing.
+- **Readers check** (`check` for an ORM row, `check_values` for a selected one) where the
+  fields decide something, and fail closed: 401 for a caller, 503 elsewhere.
+- An operator who has looked reseals what does not match: `warden data seal` (audited).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar, TypeVar
+
+from sqlalchemy import String, event, inspect, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from warden.audit.keys import ChainKeyring, derived_mac, keys_for
+from warden.errors import Unavailable
+
+
+class RowTampered(Unavailable):
+    """A sealed row's fields do not match their seal: written past Warden, or never sealed."""
+
+
+class Sealed:
+    """Mixin: the row carries `seal`, a keyed MAC of its `__sealed__` fields."""
+
+    __sealed__: ClassVar[tuple[str, ...]] = ()
+    seal: Mapped[str | None] = mapped_column(String(64), nullable=True, default=None)
+
+
+def _plain(value: Any) -> Any:
+    return int(value) if isinstance(value, bool) else value  # SQLite reads booleans as 0/1
+
+
+def seal_values(keys: ChainKeyring, model: type[Sealed], values: Sequence[Any]) -> str:
+    """The seal of `values`, the row's `__sealed__` fields in that order."""
+    text = json.dumps([_plain(v) for v in values], sort_keys=True, default=str)
+    table = getattr(model, "__tablename__", model.__name__)
+    return derived_mac(keys, f"row:{table}".encode(), text)
+
+
+def seal_of(keys: ChainKeyring, row: Sealed) -> str:
+    return seal_values(keys, type(row), [getattr(row, f) for f in row.__sealed__])
+
+
+def intact(
+    keys: ChainKeyring, model: type[Sealed], values: Sequence[Any], seal: str | None
+) -> bool:
+    return hmac.compare_digest(seal or "", seal_values(keys, model, values))
+
+
+def intact_row(keys: ChainKeyring, row: Sealed) -> bool:
+    return hmac.compare_digest(row.seal or "", seal_of(keys, row))
+
+
+def shown(row: Sealed) -> dict[str, Any]:
+    """The sealed fields of `row` as stored, for an operator to look at before resealing."""
+    return {f: _plain(getattr(row, f)) for f in row.__sealed__}
+
+
+def digest_of(what: Any) -> str:
+    """A short digest of what an operator was shown: resealing names it, so a row changed
+    after they looked is not sealed with it."""
+    text = json.dumps(what, sort_keys=True, default=str).encode()
+    return hashlib.sha256(text).hexdigest()[:16]
+
+
+def _refusal(model: type[Sealed], ident: Any) -> RowTampered:
+    table = getattr(model, "__tablename__", model.__name__)
+    return RowTampered(
+        f"{table} {str(ident)[:64]!r} does not match its seal: it was written past Warden."
+        " Nothing is decided on it until an operator checks it and runs `warden data seal`"
+    )
+
+
+def check_values(db: Session, model: type[Sealed], values: Sequence[Any], seal: str | None) -> None:
+    """RowTampered unless `values` (the `__sealed__` fields, in order) match `seal`."""
+    if not intact(keys_for(db.get_bind()), model, values, seal):
+        raise _refusal(model, values[0] if values else "?")
+
+
+R = TypeVar("R", bound=Sealed)
+
+
+def check(db: Session, row: R) -> R:
+    """`row`, once its seal checks out; RowTampered otherwise."""
+    check_values(db, type(row), [getattr(row, f) for f in row.__sealed__], row.seal)
+    return row
+
+
+def broken(db: Session, models: Iterable[type[Sealed]]) -> list[Sealed]:
+    """Every row of `models` whose seal does not match (for `warden data seal`)."""
+    keys = keys_for(db.get_bind())
+    found: list[Sealed] = []
+    for model in models:
+        found += [r for r in db.scalars(select(model)) if not intact_row(keys, r)]
+    return found
+
+
+def _fill_defaults(row: Sealed) -> None:
+    """Apply the Python-side column defaults of the sealed fields now (the flush would apply
+    them after this hook), so the seal covers what is stored."""
+    columns = inspect(type(row)).columns
+    for field in row.__sealed__:
+        default = columns[field].default if field in columns else None
+        if getattr(row, field) is None and default is not None:
+            value = default.arg(None) if default.is_callable else default.arg  # type: ignore[attr-defined]
+            setattr(row, field, value)
+
+
+def _stored(session: Session, row: Sealed) -> tuple[list[Any], str | None] | None:
+    """The row's sealed fields and seal as stored now (read past the session's own state)."""
+    model = type(row)
+    columns = [getattr(model, f) for f in (*row.__sealed__, "seal")]
+    key = inspect(row).identity
+    if key is None:
+        return None
+    primary = inspect(model).primary_key
+    where = [c == k for c, k in zip(primary, key, strict=True)]
+    found = session.connection().execute(select(*columns).where(*where)).first()
+    return None if found is None else (list(found[:-1]), found[-1])
+
+
+@event.listens_for(Session, "before_flush")
+def _seal_writes(session: Session, _context: Any, _instances: Any) -> None:
+    keys: ChainKeyring | None = None
+    for row in [*session.new, *session.dirty]:
+        if not isinstance(row, Sealed) or not row.__sealed__:
+            continue
+        if row not in session.new:
+            state = inspect(row)
+            if not any(state.attrs[f].history.has_changes() for f in row.__sealed__):
+                continue  # nothing sealed changed: the seal stays as it is
+            stored = _stored(session, row)
+            keys = keys or keys_for(session.get_bind())
+            if stored is not None and not intact(keys, type(row), *stored):
+                raise _refusal(type(row), stored[0][0] if stored[0] else "?")
+        else:
+            _fill_defaults(row)
+        keys = keys or keys_for(session.get_bind())
+        row.seal = seal_of(keys, row)
