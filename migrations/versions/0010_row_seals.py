@@ -20,6 +20,7 @@ depends_on: str | Sequence[str] | None = None
 
 SEALED = (
     "dataset", "dataset_version", "tenant", "principal", "sandbox", "job_token", "job", "model",
+    "reviewed_change",
 )  # fmt: skip
 
 

@@ -202,6 +202,32 @@ def test_a_row_filter_that_reaches_its_author_is_refused(access: Access) -> None
     assert r.status_code == 200 and r.json()["state"] == "applied", r.text
 
 
+def test_a_role_link_that_brings_its_proposer_under_a_row_filter_is_refused(
+    access: Access,
+) -> None:
+    """The same oracle the other way round: the admin's filter on role:ml_engineer applied
+    at once (it reached no one they keep); linking their own service account (or themselves)
+    into that role later would bring their reads under it. Someone else proposes that."""
+    r = access.propose("admin", ["p2, role:ml_engineer, acme, users, user_id, eq, 1"])
+    assert r.status_code == 200 and r.json()["state"] == "applied", r.text
+    _service_account(access, "admin-bot", [])  # the admin owns it
+    before = len(access.events("policy.change"))
+    r = access.propose("admin", ["g, admin-bot, role:ml_engineer, acme"])
+    assert r.status_code == 403, r.text
+    assert "row filter that applies to you" in r.json()["detail"]
+    r = access.propose("admin", ["g, admin, role:ml_engineer, acme"])  # also self-granted
+    assert r.status_code == 403, r.text
+    r = access.http.post(
+        "/v1/principals/admin-bot/roles", json={"role": "ml_engineer"}, headers=access.as_("admin")
+    )
+    assert r.status_code == 403, r.text
+    assert len(access.events("policy.change")) == before  # nothing proposed, nothing changed
+    # a role without a filter is theirs to propose (reviewed as any widening); and someone
+    # who keeps neither may propose the link the admin may not
+    assert access.propose("admin", ["g, admin-bot, role:auditor, acme"]).status_code == 202
+    assert access.propose("ada", ["g, admin-bot, role:ml_engineer, acme"]).status_code == 202
+
+
 def test_a_person_given_the_steward_role_reviews_only_once_it_is_approved(access: Access) -> None:
     req = access.ask("erin", dataset="pins", purpose="analytics", duration="1d")
     r = access.http.post(

@@ -490,3 +490,22 @@ def test_a_revoked_token_written_back_whole_is_found_by_verify(warden: Any) -> N
     )
     (found,) = _verify(warden)
     assert f"token {tid} was revoked" in found["detail"]
+
+
+def test_a_changes_beneficiaries_cleared_in_sql_let_no_beneficiary_approve(warden: Any) -> None:
+    """The admin mints a token for ada (a reviewer): held until someone else approves. With
+    the change's beneficiary list cleared in SQL, ada would approve the token that lets the
+    admin act as her; the change row no longer matches its seal, so nothing is decided."""
+    access = Access(warden)
+    minted = access.http.post(
+        "/v1/principals/ada/tokens", json={"label": "as ada"}, headers=access.as_("admin")
+    )
+    assert minted.status_code == 202, minted.text
+    change_id = minted.json()["change_id"]
+    url = f"/v1/policy/changes/{change_id}/approve"
+    assert access.http.post(url, json={}, headers=access.as_("ada")).status_code == 403
+    _sql(warden, "UPDATE reviewed_change SET beneficiary_ids='[]' WHERE id=:i", i=change_id)
+    answer = access.http.post(url, json={}, headers=access.as_("ada"))
+    assert answer.status_code == 503, answer.text
+    state = _one(warden, "SELECT state FROM reviewed_change WHERE id=:i", i=change_id)[0]
+    assert state == "pending"

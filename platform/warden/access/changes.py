@@ -51,6 +51,7 @@ from warden.access.rights import ACCESS_OBJECT, can, people_who
 from warden.access.schemas import ChangeOut, SettingsUpdate, format_duration
 from warden.catalog.service import load_view
 from warden.core.platform import Platform
+from warden.db.sealed import check
 from warden.errors import Conflict, Forbidden, NotFound, PolicyUnavailable, Unprocessable
 from warden.identity.models import ApiToken, Principal, Tenant
 from warden.identity.service import Caller, get_tenant, seal_token
@@ -121,21 +122,36 @@ def _refuse_bypass(rule: Rule, actor: str) -> None:
 
 
 def _refuse_filters_on_yourself(
-    db: Session, snapshot: PolicySnapshot, caller: Caller, add: Sequence[Rule]
+    db: Session,
+    snapshot: PolicySnapshot,
+    caller: Caller,
+    add: Sequence[Rule],
+    remove: Sequence[Rule],
+    stored: Sequence[Rule],
 ) -> None:
     """A row filter narrows, so it applies at once; but on a reader it is an oracle: they see
     which rows match a value they may not (a masked identifier, a denied column). So a
-    filter that reaches its author (by name, a role they hold, or a principal they own or
-    created) is someone else's to add."""
-    subjects = {fields[0] for ptype, fields in add if ptype == "p2"}
-    if not subjects:
+    change that brings a filter to its author's reading (a new filter reaching them by name,
+    a role they hold, or a principal they own or created; or a role link bringing them or
+    such a principal under an existing filter) is someone else's to make."""
+    new = {f[0] for p, f in add if p == "p2" and f[1] == caller.tenant}
+    old = {f[0] for p, f in stored if p == "p2" and f[1] == caller.tenant} - new
+    links = [r for r in [*add, *remove] if r[0].startswith("g")]
+    if not new and not (old and links):
         return
     tenant = get_tenant(db, caller.tenant)
-    reached = reached_by(db, snapshot, tenant.id, tenant.name, subjects)
+    delta = [*(("remove", r) for r in remove), *(("add", r) for r in add)]
+    after = snapshot.with_changes(delta, version=snapshot.version)
+    reached = reached_by(db, after, tenant.id, tenant.name, new)
+    if old and links:
+        reached |= reached_by(db, after, tenant.id, tenant.name, old) - reached_by(
+            db, snapshot, tenant.id, tenant.name, old
+        )
     if caller.principal_id in widen_to_keepers(db, reached):
         raise Forbidden(
-            "a row filter that applies to you (or to a principal you own or created) needs"
-            " someone else: it would show you which rows match values you may not read"
+            "a row filter that applies to you once this change is made (or to a principal you"
+            " own or created) needs someone else: it would show you which rows match values"
+            " you may not read"
         )
 
 
@@ -159,8 +175,8 @@ def change_rules(
     for rule in [*add, *remove]:
         _refuse_bypass(rule, caller.name)
     snapshot = state.policy.ensure_fresh()
-    _refuse_filters_on_yourself(db, snapshot, caller, add)
     stored = _stored_rules(db)
+    _refuse_filters_on_yourself(db, snapshot, caller, add, remove, stored)
     assessment = assess(stored, add, remove)
     run_checks(db, add, remove)
     lines = {"add": [format_rule(*r) for r in add], "remove": [format_rule(*r) for r in remove]}
@@ -456,7 +472,7 @@ def _load(
         or can(state, caller, POLICY_OBJECT, "read")
     ):
         raise NotFound(f"no change {change_id[:40]!r}")
-    return tenant, row
+    return tenant, check(db, row)
 
 
 def _reviewable(

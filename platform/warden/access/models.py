@@ -20,6 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from warden.db.base import Base, utcnow
+from warden.db.sealed import Sealed
 
 
 class AccessRequest(Base):
@@ -163,12 +164,16 @@ class WebhookDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
-class ReviewedChange(Base):
+class ReviewedChange(Sealed, Base):
     """A change that widens what someone can read (policy rules, role links, a dataset's
     access terms, a class lowering): proposed by one person, applied only once others
     approve it, or applied at once as a flagged break-glass that stays "needs review"."""
 
     __tablename__ = "reviewed_change"
+    # what is approved, for whom, by how many (db/sealed.py): a beneficiary list cleared in
+    # SQL would let a beneficiary approve their own widening
+    __sealed__ = ("id", "tenant_id", "kind", "payload", "beneficiary_ids", "proposer_id",
+                  "proposer", "quorum", "break_glass", "needs_review")  # fmt: skip
     __table_args__ = (Index("ix_reviewed_change_tenant_state", "tenant_id", "state"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
