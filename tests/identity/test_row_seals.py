@@ -509,3 +509,22 @@ def test_a_changes_beneficiaries_cleared_in_sql_let_no_beneficiary_approve(warde
     assert answer.status_code == 503, answer.text
     state = _one(warden, "SELECT state FROM reviewed_change WHERE id=:i", i=change_id)[0]
     assert state == "pending"
+
+
+def test_an_ended_sandbox_made_live_again_is_found_by_verify(warden: Any) -> None:
+    """A sandbox's status moves on every heartbeat, so it is not sealed: set back to running
+    in SQL, its job token reads again (within its sealed scope, on today's policy). The log
+    saw it end; `verify` says so."""
+    from warden.audit.service import append
+    from warden.sandbox.runtime import _exit_event
+
+    sid, token = _alices_sandbox(warden)
+    with unit_of_work(warden.state.sessions) as db:
+        row = db.get_one(Sandbox, sid)
+        row.status = "succeeded"
+        append(db, _exit_event(row, "allow", duration_s=1.0))
+    assert _job_read(warden, token, "engagements", purpose="training", limit=3).status_code == 401
+    assert not _verify(warden)
+    _sql(warden, "UPDATE sandbox SET status='running' WHERE id=:i", i=sid)
+    (found,) = _verify(warden)
+    assert f"sandbox {sid} ended" in found["detail"]
