@@ -461,19 +461,21 @@ def _verify(w: Any) -> list[dict[str, Any]]:
     return [f for f in answer.json()["findings"] if f["kind"] == "rolled_back"]
 
 
-def test_a_disabled_principal_written_back_whole_is_found_by_verify(warden: Any) -> None:
-    """Its earlier row, seal and all, is Warden's own: the row alone cannot tell (a known
-    limit, docs/audit.md §4); the keyed, checkpointed log can, and `verify` says so."""
+def test_a_disabled_principal_written_back_whole_stays_disabled(warden: Any) -> None:
+    """Its earlier row, seal and all, is Warden's own: the row alone cannot tell. The keyed,
+    checkpointed log can: each process refuses what it says was disabled
+    (identity/revocations.py), and `verify` reports the row."""
     old_seal = _one(warden, "SELECT seal FROM principal WHERE name='alice'")[0]
     r = warden.http.post("/v1/principals/alice/disable", headers=warden.as_("admin"))
     assert r.status_code == 200, r.text
     assert not _verify(warden)
     _sql(warden, "UPDATE principal SET disabled=FALSE, seal=:s WHERE name='alice'", s=old_seal)
+    assert _read(warden, "alice").status_code == 401
     (found,) = _verify(warden)
     assert "principal alice was disabled" in found["detail"]
 
 
-def test_a_revoked_token_written_back_whole_is_found_by_verify(warden: Any) -> None:
+def test_a_revoked_token_written_back_whole_stays_revoked(warden: Any) -> None:
     tid, seal = _one(
         warden,
         "SELECT t.id, t.seal FROM api_token t JOIN principal p ON p.id=t.principal_id"
@@ -488,6 +490,8 @@ def test_a_revoked_token_written_back_whole_is_found_by_verify(warden: Any) -> N
         s=seal,
         i=tid,
     )
+    answer = _read(warden, "alice")
+    assert answer.status_code == 401 and "revoked" in answer.text
     (found,) = _verify(warden)
     assert f"token {tid} was revoked" in found["detail"]
 
@@ -511,10 +515,9 @@ def test_a_changes_beneficiaries_cleared_in_sql_let_no_beneficiary_approve(warde
     assert state == "pending"
 
 
-def test_an_ended_sandbox_made_live_again_is_found_by_verify(warden: Any) -> None:
+def test_an_ended_sandbox_made_live_again_reads_nothing(warden: Any) -> None:
     """A sandbox's status moves on every heartbeat, so it is not sealed: set back to running
-    in SQL, its job token reads again (within its sealed scope, on today's policy). The log
-    saw it end; `verify` says so."""
+    in SQL, its job token would read again. The log saw it end: refused, and reported."""
     from warden.audit.service import append
     from warden.sandbox.runtime import _exit_event
 
@@ -526,5 +529,6 @@ def test_an_ended_sandbox_made_live_again_is_found_by_verify(warden: Any) -> Non
     assert _job_read(warden, token, "engagements", purpose="training", limit=3).status_code == 401
     assert not _verify(warden)
     _sql(warden, "UPDATE sandbox SET status='running' WHERE id=:i", i=sid)
+    assert _job_read(warden, token, "engagements", purpose="training", limit=3).status_code == 401
     (found,) = _verify(warden)
     assert f"sandbox {sid} ended" in found["detail"]

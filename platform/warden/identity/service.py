@@ -20,6 +20,7 @@ from warden.db.sealed import RowTampered, check, check_values
 from warden.errors import Conflict, NotFound, Unauthenticated, Unprocessable
 from warden.identity.caller import JOB_TOKEN_PREFIX, TOKEN_PREFIX, Caller, hash_token, token_seal
 from warden.identity.models import ApiToken, Principal, Tenant
+from warden.identity.revocations import revocations_for
 
 if TYPE_CHECKING:
     from warden.config import Settings
@@ -330,7 +331,7 @@ def authenticate(
     which = ApiToken.token_hash == digest
     if cached is None:
         return _authenticate_where(db, which, now)
-    return _check(db, cached.get(digest, lambda: _token_row(db, which)), now)
+    return _check(db, cached.get(digest, lambda: _fresh_token_row(db, which)), now)
 
 
 def authenticate_token_id(db: Session, token_id: str, now: datetime | None = None) -> Caller:
@@ -340,7 +341,13 @@ def authenticate_token_id(db: Session, token_id: str, now: datetime | None = Non
 
 
 def _authenticate_where(db: Session, which: ColumnElement[bool], now: datetime | None) -> Caller:
-    return _check(db, _token_row(db, which), now)
+    return _check(db, _fresh_token_row(db, which), now)
+
+
+def _fresh_token_row(db: Session, which: ColumnElement[bool]) -> TokenRow:
+    """The token's row, read after the log's newest revocations (identity/revocations.py)."""
+    revocations_for(db).refresh(db)
+    return _token_row(db, which)
 
 
 def _token_row(db: Session, which: ColumnElement[bool]) -> TokenRow:
@@ -409,6 +416,12 @@ def _check(db: Session, row: TokenRow, now: datetime | None) -> Caller:
             "the principal or tenant this token speaks for was written past Warden; an"
             " operator checks it and runs `warden data seal`"
         ) from None
+    # what the log says is over stays over, whatever the row says now (a row written back)
+    over = revocations_for(db)
+    if token_id in over.tokens:
+        raise Unauthenticated("token revoked")
+    if name in over.disabled:
+        raise Unauthenticated("principal disabled")
     _touch(db, token_id, last_used_at, now)
     return Caller(
         name=name,

@@ -12,6 +12,7 @@ from warden.db.sealed import RowTampered, check
 from warden.errors import Unauthenticated
 from warden.identity.caller import JOB_TOKEN_PREFIX, Caller, hash_token
 from warden.identity.models import Principal, Tenant
+from warden.identity.revocations import revocations_for
 from warden.sandbox.models import LIVE_STATUSES, JobToken, Sandbox
 
 
@@ -36,6 +37,11 @@ def authenticate_job_token(db: Session, secret: str, now: datetime) -> Caller:
     if row is None:
         raise Unauthenticated("invalid token")
     token, sandbox, launcher, tenant = row
+    over = revocations_for(db).refresh(db)  # what the log says ended stays ended
+    if sandbox.id in over.ended:
+        raise Unauthenticated("job ended")
+    if launcher.name in over.disabled:
+        raise Unauthenticated("principal disabled")
     if sandbox.status not in LIVE_STATUSES:
         raise Unauthenticated("job ended")
     if launcher.disabled:
