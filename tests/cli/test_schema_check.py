@@ -4,6 +4,7 @@ what to run, instead of starting a server whose every request fails on a missing
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer
@@ -86,3 +87,19 @@ def test_a_database_at_head_passes(db_url: str) -> None:
         refuse_an_unmigrated_database(engine)  # no exit
     finally:
         engine.dispose()
+
+
+def test_unsealed_principals_are_refused_at_start_saying_what_to_run(
+    warden: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After the upgrade that sealed rows, the stored principals carry no seal: their tokens
+    authenticate nothing, so `serve` says so at start (not as a 401 on every request)."""
+    from warden.cli.startup import refuse_unsealed_people
+
+    refuse_unsealed_people(warden.state.engine)  # a deployment Warden wrote: starts
+    with warden.state.engine.begin() as conn:
+        conn.execute(text("UPDATE principal SET seal = NULL"))  # as migration 0010 leaves them
+    with pytest.raises(typer.Exit):
+        refuse_unsealed_people(warden.state.engine)
+    said = " ".join(capsys.readouterr().err.split())
+    assert "`warden data seal --check`" in said and "`warden data seal`" in said, said
