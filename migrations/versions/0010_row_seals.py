@@ -20,7 +20,7 @@ depends_on: str | Sequence[str] | None = None
 
 SEALED = (
     "dataset", "dataset_version", "tenant", "principal", "sandbox", "job_token", "job", "model",
-    "reviewed_change",
+    "reviewed_change", "access_request", "access_grant", "experiment", "serving_default",
 )  # fmt: skip
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -532,3 +533,128 @@ def test_an_ended_sandbox_made_live_again_reads_nothing(warden: Any) -> None:
     assert _job_read(warden, token, "engagements", purpose="training", limit=3).status_code == 401
     (found,) = _verify(warden)
     assert f"sandbox {sid} ended" in found["detail"]
+
+
+# Found by a third red-team round: access requests and grants, experiments, serving defaults.
+
+
+def _edit_request(w: Any, request_id: str, assignments: str, **params: Any) -> None:
+    _sql(w, f"UPDATE access_request SET {assignments} WHERE id=:i", i=request_id, **params)  # noqa: S608
+
+
+@pytest.mark.parametrize(
+    "assignments",
+    [
+        "requester='sam'",  # the grant would be written for the name: sam's own, approved by sam
+        "duration_s=315360000",  # ten years, past the dataset's terms
+        "columns='[\"*\"]'",
+        "dataset='users'",
+        "purpose='training'",
+    ],
+)
+def test_a_request_edited_in_sql_is_never_granted(warden: Any, assignments: str) -> None:
+    access = Access(warden)
+    reads = [("sam", "pins", "analytics"), ("alice", "pins", "analytics")]
+    assert all(_read(warden, w, d, purpose=p).status_code != 200 for w, d, p in reads)
+    req = access.ask("alice", dataset="pins", purpose="analytics", duration="1d")
+    _edit_request(warden, req["id"], assignments)
+    answer = access.review("sam", req["id"], "approve", "ok")
+    assert answer.status_code == 503 and answer.json()["error"] == "RowTampered", answer.text
+    for who, dataset, purpose in reads:
+        assert _read(warden, who, dataset, purpose=purpose).status_code != 200, (who, dataset)
+
+
+def test_a_grant_is_held_to_the_terms_as_they_are_when_it_is_made(warden: Any) -> None:
+    """Narrowed after the request (a shorter maximum duration, applied at once): the last
+    approval is refused (409) and nothing is granted; the request stays pending."""
+    access = Access(warden)
+    req = access.ask("alice", dataset="pins", purpose="analytics", duration="3d")
+    narrowed = access.http.put(
+        "/v1/access/settings/pins", json={"max_duration": "1d"}, headers=access.as_("admin")
+    )
+    assert narrowed.status_code == 200, narrowed.text
+    answer = access.review("sam", req["id"], "approve", "ok")
+    assert answer.status_code == 409 and "over the maximum" in answer.text, answer.text
+    assert _read(warden, "alice", "pins", purpose="analytics").status_code != 200
+    shown = access.get("alice", f"/requests/{req['id']}").json()
+    assert shown["state"] == "pending"
+
+
+def test_a_grant_edited_in_sql_cannot_be_revoked_around(warden: Any) -> None:
+    access = Access(warden)
+    req = access.ask("alice", dataset="pins", purpose="analytics", duration="1d")
+    grant = access.approve("sam", req["id"])["grant_id"]
+    _sql(warden, "UPDATE access_grant SET principal='erin' WHERE id=:i", i=grant)
+    answer = access.post("admin", f"/grants/{grant}/revoke", {"reason": "done"})
+    assert answer.status_code == 503, answer.text
+
+
+def test_experiment_results_written_in_sql_promote_nothing(warden: Any) -> None:
+    from tests.experiments.test_online import _start, register_stack
+
+    a, b = register_stack(warden, "ctl", 1), register_stack(warden, "chl", 2)
+    assert _start(warden, "ab", a, b).status_code == 201
+    arm = {"n": 200, "clicks": 600.0, "clicks_sq": 1900.0, "saves": 0.0, "saves_sq": 0.0,
+           "errors": 0, "cpu_s": 0.0002, "latencies_ms": [1.0] * 200}  # fmt: skip
+    losing = {**arm, "clicks": 200.0, "clicks_sq": 300.0}
+    results = json.dumps({"arms": {"control": losing, "challenger": arm}, "shadow": []})
+    _sql(warden, "UPDATE experiment SET results=:r WHERE name='ab'", r=results)
+    decided = warden.http.post("/v1/experiments/ab/decide", headers=warden.as_("alice"))
+    assert decided.status_code == 503, decided.text
+    plain = {"user": "u-9", "history": [1, 2, 3], "k": 3}
+    served = warden.http.post("/v1/recommend", json=plain, headers=warden.as_("alice"))
+    assert served.status_code == 404, served.text  # no default was set
+
+
+def test_a_serving_default_written_in_sql_is_not_served(warden: Any) -> None:
+    from tests.experiments.helpers import pin_ids
+    from tests.experiments.test_online import register_stack
+
+    register_stack(warden, "chl", 2)
+    tenant = _one(warden, "SELECT id FROM tenant WHERE name='acme'")[0]
+    model = _one(warden, "SELECT id FROM model WHERE name='chl'")[0]
+    _sql(
+        warden,
+        "INSERT INTO serving_default (id, tenant_id, model_id, previous_id, experiment_id,"
+        " set_by, reason, created_at) VALUES ('sd-forged', :t, :m, NULL, NULL, 'alice',"
+        " 'promoted by experiment ab', :now)",
+        t=tenant,
+        m=model,
+        now=datetime.now(UTC) + timedelta(days=1),
+    )
+    plain = {"user": "u-9", "history": pin_ids(warden)[:3], "k": 3}
+    served = warden.http.post("/v1/recommend", json=plain, headers=warden.as_("alice"))
+    assert served.status_code == 503, served.text
+
+
+def test_another_tenants_model_is_never_this_tenants(warden: Any) -> None:
+    """Even through a row Warden sealed (a serving default pointing at another tenant's model,
+    or a parent model id): a model id resolves only within the caller's tenant."""
+    from warden.experiments.models import ServingDefault
+    from warden.identity.models import Tenant
+    from warden.registry import service as registry
+    from warden.registry.models import Model
+
+    with unit_of_work(warden.state.sessions) as db:
+        beta = Tenant(name="beta")
+        db.add(beta)
+        db.flush()
+        alice = get_principal(db, "alice")
+        job = Job(tenant_id=beta.id, tenant="beta", launcher_id=alice.id, launcher="alice",
+                  kind="train", step="swap", name="secret", spec={}, datasets=["pins"],
+                  purpose="training", state="succeeded")  # fmt: skip
+        db.add(job)
+        db.flush()
+        model = Model(tenant_id=beta.id, tenant="beta", name="betasecret", version=1,
+                      job_id=job.id, launcher="alice", kind="train", step="swap", metrics={},
+                      artifacts=[], reports=[],
+                      lineage={"datasets": [], "parents": []})  # fmt: skip
+        db.add(model)
+        db.flush()
+        acme = get_principal(db, "alice").tenant_id
+        assert registry.get_model(db, model.id, acme) is None
+        assert registry.get_model(db, model.id, beta.id) is not None
+        db.add(ServingDefault(tenant_id=acme, model_id=model.id, set_by="alice", reason="x"))
+    plain = {"user": "u-9", "history": [1, 2, 3], "k": 3}
+    served = warden.http.post("/v1/recommend", json=plain, headers=warden.as_("alice"))
+    assert served.status_code == 404, served.text

@@ -23,10 +23,13 @@ from warden.db.base import Base, utcnow
 from warden.db.sealed import Sealed
 
 
-class AccessRequest(Base):
+class AccessRequest(Sealed, Base):
     """Someone asks for columns of a dataset, for a purpose and a duration."""
 
     __tablename__ = "access_request"
+    # who asks for what (db/sealed.py): a grant is built from these, and reviews approve them
+    __sealed__ = ("id", "tenant_id", "dataset_id", "dataset", "requester_id", "requester",
+                  "kind", "columns", "purpose", "duration_s")  # fmt: skip
     __table_args__ = (Index("ix_access_request_tenant_state", "tenant_id", "state"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -75,10 +78,13 @@ class AccessReview(_ReviewColumns, Base):
     request_id: Mapped[str] = mapped_column(ForeignKey("access_request.id"), index=True)
 
 
-class AccessGrant(Base):
+class AccessGrant(Sealed, Base):
     """What an approval (or a break-glass) gave: the Casbin rules carrying this id."""
 
     __tablename__ = "access_grant"
+    # whose it is, on what (db/sealed.py): revoking removes its rules by this row's id
+    __sealed__ = ("id", "tenant_id", "request_id", "dataset_id", "dataset", "principal_id",
+                  "principal", "columns", "masked_columns", "purpose", "break_glass")  # fmt: skip
     __table_args__ = (
         Index("ix_access_grant_state_expires", "state", "expires_at"),
         Index("ix_access_grant_tenant_state", "tenant_id", "state"),

@@ -64,7 +64,8 @@ from warden.access.schemas import BreakGlassCreate, RequestCreate, format_durati
 from warden.access.terms import Terms, check_columns, terms_of
 from warden.catalog.service import DatasetView, load_view
 from warden.core.platform import Platform
-from warden.errors import Conflict, Forbidden, NotFound, Unprocessable
+from warden.db.sealed import check
+from warden.errors import Conflict, Forbidden, NotFound, Unprocessable, WardenError
 from warden.identity.models import Tenant
 from warden.identity.service import Caller, get_tenant
 from warden.policy import exposure, store
@@ -296,7 +297,7 @@ def _find(
     row = repo.find(db, model, subject_id[:32], tenant.id, lock=lock)
     if row is None:
         raise _not_found(model, subject_id)
-    return tenant, row
+    return tenant, check(db, row)  # as Warden wrote it: whose, on what, for how long
 
 
 def _not_found(model: type[Subject], subject_id: str) -> NotFound:
@@ -407,10 +408,27 @@ def review(
         return Outcome(req)
     if len(approvals) < quorum:
         return Outcome(req)
+    _hold_to_terms(db, state, view, req)
     reason = f"{len(approvals)} of {quorum} approvals"
     grant = _grant(db, state, tenant, req, view, actor, reason)
     notify_resolved(db, state, tenant, view, req, grant)
     return Outcome(req, grant, policy_changed=True)
+
+
+def _hold_to_terms(db: Session, state: Platform, view: DatasetView, req: AccessRequest) -> None:
+    """The dataset's terms as they are when the grant is made, not only when it was asked:
+    terms narrowed since (a shorter maximum, a purpose withdrawn, a column now denied)
+    refuse the grant (409; the request stays pending for its requester to ask again)."""
+    terms = terms_of(db, view, state.settings)
+    if req.duration_s > terms.max_duration_s:
+        raise Conflict(
+            f"request {req.id} asks for {format_duration(req.duration_s)}, over the maximum of"
+            f" {format_duration(terms.max_duration_s)} {view.name!r} allows now"
+        )
+    try:
+        check_columns(view, req.columns, req.purpose)
+    except WardenError as exc:
+        raise Conflict(f"request {req.id} no longer fits {view.name!r}: {exc.detail}") from None
 
 
 def cancel(db: Session, state: Platform, caller: Caller, request_id: str, reason: str) -> Outcome:

@@ -271,13 +271,15 @@ def record_mask_key(
 
 def _sealed_models() -> tuple[Any, ...]:
     """The models whose rows carry a seal (warden.db.sealed), in the order they are shown."""
-    from warden.access.models import ReviewedChange
+    from warden.access.models import AccessGrant, AccessRequest, ReviewedChange
+    from warden.experiments.models import Experiment, ServingDefault
     from warden.identity.models import Principal, Tenant
     from warden.jobs.models import Job
     from warden.registry.models import Model
     from warden.sandbox.models import JobToken, Sandbox
 
-    return (Tenant, Principal, Sandbox, JobToken, Job, Model, ReviewedChange)
+    return (Tenant, Principal, Sandbox, JobToken, Job, Model, ReviewedChange, AccessRequest,
+            AccessGrant, Experiment, ServingDefault)  # fmt: skip
 
 
 @app.command("seal")

@@ -9,12 +9,17 @@ from sqlalchemy import JSON, DateTime, Float, ForeignKey, String, UniqueConstrai
 from sqlalchemy.orm import Mapped, mapped_column
 
 from warden.db.base import Base, TimestampMixin, new_id
+from warden.db.sealed import Sealed
 
 STATES = ("running", "stopped", "promoted", "refused", "rolled_back")
 
 
-class Experiment(TimestampMixin, Base):
+class Experiment(Sealed, TimestampMixin, Base):
     __tablename__ = "experiment"
+    # its arms, split, pre-registered plan and what it measured (db/sealed.py): `decide`
+    # promotes on these, so results or a plan written in SQL decide nothing
+    __sealed__ = ("id", "tenant_id", "tenant", "name", "owner", "control_id", "challenger_id",
+                  "shadow_id", "split", "plan", "results")  # fmt: skip
     __table_args__ = (UniqueConstraint("tenant_id", "name", name="uq_experiment_tenant_name"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -37,10 +42,11 @@ class Experiment(TimestampMixin, Base):
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
-class ServingDefault(TimestampMixin, Base):
+class ServingDefault(Sealed, TimestampMixin, Base):
     """Each change of a tenant's serving default is a row; the newest is the default."""
 
     __tablename__ = "serving_default"
+    __sealed__ = ("id", "tenant_id", "model_id", "previous_id", "experiment_id", "set_by")
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenant.id"), index=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from warden.db.sealed import check
 from warden.experiments.models import Experiment, ServingDefault
 
 
@@ -12,12 +13,13 @@ def by_name(db: Session, tenant: str, name: str, *, lock: bool = False) -> Exper
     query = select(Experiment).where(Experiment.tenant == tenant, Experiment.name == name)
     if lock:
         query = query.with_for_update()
-    return db.scalars(query).first()
+    row = db.scalars(query).first()
+    return None if row is None else check(db, row)
 
 
 def running(db: Session, tenant: str) -> list[Experiment]:
     query = select(Experiment).where(Experiment.tenant == tenant, Experiment.state == "running")
-    return list(db.scalars(query.order_by(Experiment.created_at)))
+    return [check(db, row) for row in db.scalars(query.order_by(Experiment.created_at))]
 
 
 def current_default(db: Session, tenant_id: str) -> ServingDefault | None:
@@ -27,4 +29,5 @@ def current_default(db: Session, tenant_id: str) -> ServingDefault | None:
         .order_by(ServingDefault.created_at.desc(), ServingDefault.id.desc())
         .limit(1)
     )
-    return db.scalars(query).first()
+    row = db.scalars(query).first()
+    return None if row is None else check(db, row)

@@ -112,7 +112,7 @@ def model_of(db: Session, experiment: Experiment, arm: str) -> Model:
         "challenger": experiment.challenger_id,
         "shadow": experiment.shadow_id,
     }[arm]
-    model = registry.get_model(db, model_id)
+    model = registry.get_model(db, model_id, experiment.tenant_id)
     if model is None:
         raise NotFound(f"the {arm} model of {experiment.name!r} is gone")
     return model
@@ -309,7 +309,7 @@ def rollback(platform: Platform, db: Session, caller: Caller, name: str) -> Expe
         )
     )
     row.state = "rolled_back"
-    model = registry.get_model(db, restored)
+    model = registry.get_model(db, restored, row.tenant_id)
     append(
         db,
         by(
@@ -324,7 +324,7 @@ def rollback(platform: Platform, db: Session, caller: Caller, name: str) -> Expe
 
 def default_model(db: Session, caller: Caller) -> Model:
     current = repo.current_default(db, get_tenant(db, caller.tenant).id)
-    model = registry.get_model(db, current.model_id) if current else None
+    model = registry.get_model(db, current.model_id, current.tenant_id) if current else None
     if model is None:
         raise NotFound("no serving default in this tenant: name a model or an experiment")
     return model
@@ -332,7 +332,7 @@ def default_model(db: Session, caller: Caller) -> Model:
 
 def describe(db: Session, row: Experiment) -> dict[str, Any]:
     def ref(model_id: str | None) -> str | None:
-        model = registry.get_model(db, model_id)
+        model = registry.get_model(db, model_id, row.tenant_id)
         return model.ref if model else None
 
     return {

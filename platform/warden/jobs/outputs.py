@@ -52,11 +52,8 @@ def register_outputs(
     description. Its inputs are the datasets the job read and those its parent models were
     built from (a model's artifact carries its data). It belongs to the strictest input's
     owner, not the launcher: who may widen access to a copy is whoever may to its source."""
-    names = list(dict.fromkeys(job.datasets))
-    for parent in lineage.get("parents", []):
-        model = registry.get_model(db, parent.get("id"))
-        if model is not None:
-            names += [n for n in registry.lineage_datasets(db, model) if n not in names]
+    parent_ids = [p.get("id") for p in lineage.get("parents", [])]
+    names = registry.inputs_of(db, job.tenant_id, job.datasets, parent_ids)
     views = [load_view(db, state.settings.datasets_dir, job.tenant, n) for n in names]
     classification = strictest([v.classification for v in views])
     purposes = [p for p in views[0].allowed_purposes if all(p in v.allowed_purposes for v in views)]

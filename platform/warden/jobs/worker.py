@@ -193,7 +193,9 @@ class JobWorker(BackgroundLoop):
         """spec.json with model references turned into files under /out/inputs."""
         spec = {k: v for k, v in job.spec.items() if k not in ("command", "nproc")}
         with unit_of_work(self.state.sessions) as db:
-            spec["model_in"] = _materialise(db, job.spec.get("model_in"), self._data_dir, out)
+            spec["model_in"] = _materialise(
+                db, job.spec.get("model_in"), job.tenant_id, self._data_dir, out
+            )
         (out / "spec.json").write_text(json.dumps(spec, indent=2, sort_keys=True))
         (out / "spec.json").chmod(0o644)
 
@@ -313,7 +315,9 @@ def _record_result(
     artifacts: list[dict[str, Any]],
 ) -> tuple[Model, list[dict[str, Any]]]:
     row = check(db, db.get_one(Job, job_id))  # what it ran, as whom: as Warden wrote it
-    parents = [m for m in (registry.get_model(db, i) for i in row.model_in) if m is not None]
+    parents = [
+        m for m in (registry.get_model(db, i, row.tenant_id) for i in row.model_in) if m is not None
+    ]
     lineage = registry.lineage_for(db, row, sandbox, parents)
     outputs: list[dict[str, Any]] = []
     if row.kind == "infer":
@@ -360,16 +364,16 @@ class _Notes:
             self.out.flush()
 
 
-def _materialise(db: Any, node: Any, data_dir: Path, out: Path) -> Any:
+def _materialise(db: Any, node: Any, tenant_id: str, data_dir: Path, out: Path) -> Any:
     """Pinned references ("ID:FILE") → copies under out/inputs, named as the sandbox sees them."""
     if node is None:
         return None
     if isinstance(node, list):
-        return [_materialise(db, n, data_dir, out) for n in node]
+        return [_materialise(db, n, tenant_id, data_dir, out) for n in node]
     if isinstance(node, dict):
-        return {k: _materialise(db, v, data_dir, out) for k, v in node.items()}
+        return {k: _materialise(db, v, tenant_id, data_dir, out) for k, v in node.items()}
     model_id, _, name = str(node).partition(":")
-    model = registry.get_model(db, model_id)  # RowTampered if edited past Warden
+    model = registry.get_model(db, model_id, tenant_id)  # RowTampered if edited past Warden
     if model is None:
         raise FileNotFoundError(f"model {model_id} is gone")
     artifact = next(a for a in model.artifacts if a["name"] == name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +42,9 @@ def parse_ref(ref: str) -> tuple[str, str | None]:
 def resolve(db: Session, tenant: str, ref: str) -> Model:
     """The model an id, NAME or NAME@VERSION names in the tenant, or NotFound."""
     model_ref, _ = parse_ref(ref)
-    row = get_model(db, model_ref) if "@" not in model_ref else None
+    row = db.get(Model, model_ref) if "@" not in model_ref else None
     if row is not None and row.tenant == tenant:
-        return row
+        return check(db, row)
     name, _, version = model_ref.partition("@")
     row = repo.by_name(db, tenant, name, int(version) if version else None)
     if row is None:
@@ -225,17 +226,31 @@ def list_models(db: Session, tenant: str, name: str | None, limit: int) -> list[
     return [check(db, m) for m in repo.models(db, tenant, name, limit)]
 
 
-def get_model(db: Session, model_id: str | None) -> Model | None:
-    """The model with this id, once its seal checks out (db/sealed.py: its lineage decides
-    who may use it, its artifacts what is copied and served); None if there is none. The
-    one way Warden reads a model by id."""
+def get_model(db: Session, model_id: str | None, tenant_id: str) -> Model | None:
+    """The tenant's model with this id, once its seal checks out (db/sealed.py: its lineage
+    decides who may use it, its artifacts what is copied and served); None if the tenant
+    has none (another tenant's model is none of its business). The one way Warden reads a
+    model by id."""
     model = db.get(Model, model_id) if model_id else None
-    return None if model is None else check(db, model)
+    return None if model is None or model.tenant_id != tenant_id else check(db, model)
 
 
 def parents_of(db: Session, model: Model) -> list[Model]:
     ids = [p["id"] for p in model.lineage.get("parents", [])]
-    return [m for m in (get_model(db, i) for i in ids) if m is not None]
+    return [m for m in (get_model(db, i, model.tenant_id) for i in ids) if m is not None]
+
+
+def inputs_of(
+    db: Session, tenant_id: str, datasets: Sequence[str], model_ids: Sequence[str | None]
+) -> list[str]:
+    """What a job's output carries: the datasets it read, then those its parent models (and
+    their ancestors) were built from, each once, in that order."""
+    names = list(dict.fromkeys(datasets))
+    for model_id in model_ids:
+        model = get_model(db, model_id, tenant_id)
+        if model is not None:
+            names += [n for n in lineage_datasets(db, model) if n not in names]
+    return names
 
 
 MAX_DEPTH = 32  # ancestors followed, at most
