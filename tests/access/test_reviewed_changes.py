@@ -226,6 +226,10 @@ def test_a_role_link_that_brings_its_proposer_under_a_row_filter_is_refused(
     # who keeps neither may propose the link the admin may not
     assert access.propose("admin", ["g, admin-bot, role:auditor, acme"]).status_code == 202
     assert access.propose("ada", ["g, admin-bot, role:ml_engineer, acme"]).status_code == 202
+    # people the admin creates are not theirs to read as: onboarding with a filtered role
+    body = {"name": "fay", "kind": "person", "roles": ["ml_engineer"]}
+    created = access.http.post("/v1/principals", json=body, headers=access.as_("admin"))
+    assert created.status_code == 202, created.text
 
 
 def test_a_person_given_the_steward_role_reviews_only_once_it_is_approved(access: Access) -> None:

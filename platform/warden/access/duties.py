@@ -60,6 +60,13 @@ def _parties(db: Session, ids: Iterable[str]) -> dict[str, Party]:
     }
 
 
+def reads_as(db: Session, ids: Iterable[str]) -> set[str]:
+    """Who may read as one of `ids`: itself, and the owner of a service account (who mints
+    its tokens; anyone else's token for it is held for review)."""
+    direct = set(ids)
+    return direct | {p.owner_id for p in _parties(db, direct).values() if p.owner_id}
+
+
 def widen_to_keepers(db: Session, direct_ids: Iterable[str]) -> set[str]:
     """The direct beneficiaries plus the owners and creators of each (one level: whoever
     holds a principal's keys benefits from what it may read)."""

@@ -20,12 +20,13 @@ if TYPE_CHECKING:
 
 
 @contextmanager
-def direct_session(*, conflict: str | None = None) -> Iterator[Session]:
+def direct_session(*, conflict: str | None = None, keys: bool = True) -> Iterator[Session]:
     """One unit of work on the configured database (committed when the block ends), the
     engine disposed after. A WardenError ends the command with its detail; `conflict`: what
     to say when another writer committed first (an IntegrityError). This host's audit chain
     key is loaded first, and must be the deployment's: commands audit, record keys and seal
-    what they write with it (a host with a key of its own would lock out what it writes)."""
+    what they write with it (a host with a key of its own would lock out what it writes).
+    `keys=False`: a command that only reads rows no seal is checked on (`policy lint`)."""
     from sqlalchemy.exc import IntegrityError
 
     from warden.audit.keys import bind_settings
@@ -35,7 +36,8 @@ def direct_session(*, conflict: str | None = None) -> Iterator[Session]:
     settings = get_settings()
     engine = make_engine(settings.resolved_database_url)
     try:
-        refuse_a_foreign_chain_key(settings, engine, bind_settings(engine, settings))
+        if keys:
+            refuse_a_foreign_chain_key(settings, engine, bind_settings(engine, settings), "run")
         with unit_of_work(make_sessionmaker(engine)) as db:
             yield db
     except WardenError as exc:

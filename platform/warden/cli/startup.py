@@ -109,7 +109,9 @@ def refuse_unsealed_people(engine: Engine) -> None:
         )
 
 
-def refuse_a_foreign_chain_key(settings: Settings, engine: Engine, keyring: ChainKeyring) -> None:
+def refuse_a_foreign_chain_key(
+    settings: Settings, engine: Engine, keyring: ChainKeyring, verb: str = "start"
+) -> None:
     """Several hosts share one chain: one that made its own key would chain events that
     `audit verify` everywhere else reports as rewritten. Fail closed, saying how to fix it.
     A database not reachable (or not migrated) yet is not this check's to refuse."""
@@ -120,7 +122,7 @@ def refuse_a_foreign_chain_key(settings: Settings, engine: Engine, keyring: Chai
         return
     if foreign is not None:
         fail(
-            f"refusing to run: the audit chain was last written with key {foreign}, which"
+            f"refusing to {verb}: the audit chain was last written with key {foreign}, which"
             f" this host does not hold (it holds {', '.join(keyring.ids) or 'none'}). Give every"
             " host of a deployment the same WARDEN_AUDIT_CHAIN_KEY (or the same key folder,"
             f" {settings.resolved_audit_keys_dir}); a key of its own would chain events no"
