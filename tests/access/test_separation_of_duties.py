@@ -148,8 +148,9 @@ def test_an_approval_written_in_the_database_never_counts(access: Access) -> Non
 def test_an_approval_does_not_carry_over_to_a_request_edited_in_the_database(
     access: Access,
 ) -> None:
-    """sam approves `region`; the request's columns are then widened in SQL: sam's approval
-    was for what he saw, so tess's approval alone grants nothing."""
+    """sam approves `region`; the request's columns are then widened in SQL: the request no
+    longer matches its seal, so nothing is decided on it (and were it resealed, sam's approval
+    was for what he saw: it would not count)."""
     req = access.ask(
         "alice", dataset="users", purpose="training", columns=["region"], duration=3600
     )
@@ -159,6 +160,7 @@ def test_an_approval_does_not_carry_over_to_a_request_edited_in_the_database(
             text("UPDATE access_request SET columns = :c WHERE id = :i"),
             {"c": '["region", "signup_day"]', "i": req["id"]},
         )
-    assert access.approve("tess", req["id"])["state"] == "pending"
+    refused = access.review("tess", req["id"], "approve", "ok")
+    assert refused.status_code == 503 and refused.json()["error"] == "RowTampered"
     read = access.read("alice", "users", purpose="training", columns=["signup_day"])
     assert read.status_code != 200
