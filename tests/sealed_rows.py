@@ -1,0 +1,91 @@
+"""Writing Warden's database past Warden, as an insider with SQL access would: the helpers the
+sealed-row tests share (tests/*/test_sealed_*.py, tests/identity/test_row_seals.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+
+from warden.db.session import unit_of_work
+from warden.identity.service import get_principal
+from warden.sandbox.models import Sandbox
+from warden.sandbox.tokens import issue_job_token
+
+
+def sql(w: Any, *statements: str, **params: Any) -> None:
+    with w.state.engine.begin() as conn:
+        for statement in statements:
+            conn.execute(text(statement), params)
+
+
+def one(w: Any, statement: str, **params: Any) -> Any:
+    with w.state.engine.connect() as conn:
+        return conn.execute(text(statement), params).first()
+
+
+def read(w: Any, who: str, dataset: str = "engagements", **body: Any) -> Any:
+    return w.read(who, dataset, **{"purpose": "training", "limit": 3, **body})
+
+
+def alices_sandbox(w: Any) -> tuple[str, str]:
+    """alice's own ML sandbox (engagements, training): its token is in her container's env."""
+    with unit_of_work(w.state.sessions) as db:
+        alice = get_principal(db, "alice")
+        sandbox = Sandbox(
+            tenant_id=alice.tenant_id, tenant="acme", launcher_id=alice.id, launcher="alice",
+            segment="ml", status="running", image="warden-ml",
+            image_digest="sha256:" + "0" * 64, command=["python"], datasets=["engagements"],
+            purpose="training", network="none", limits={}, instance="test",
+        )  # fmt: skip
+        db.add(sandbox)
+        db.flush()
+        return sandbox.id, issue_job_token(db, sandbox)
+
+
+def job_read(w: Any, token: str, dataset: str, **body: Any) -> Any:
+    return w.http.post(
+        f"/v1/datasets/{dataset}/read", json=body, headers={"authorization": f"Bearer {token}"}
+    )
+
+
+def users_file(w: Any) -> str:
+    with w.state.engine.connect() as conn:
+        path = conn.execute(
+            text(
+                "SELECT v.path FROM dataset_version v JOIN dataset d ON d.id=v.dataset_id"
+                " WHERE d.name='users' AND v.digest=d.current_version"
+            )
+        ).scalar_one()
+    return str(Path("datasets") / path)
+
+
+def sandbox_of(w: Any, who: str, datasets: list[str], purpose: str, status: str = "running") -> str:
+    with unit_of_work(w.state.sessions) as db:
+        p = get_principal(db, who)
+        sb = Sandbox(
+            tenant_id=p.tenant_id, tenant="acme", launcher_id=p.id, launcher=who,
+            segment="ml", status=status, image="warden-ml",
+            image_digest="sha256:" + "0" * 64, command=["python"], datasets=datasets,
+            purpose=purpose, network="none", limits={}, instance="test",
+        )  # fmt: skip
+        db.add(sb)
+        db.flush()
+        return sb.id
+
+
+def job_token_of(w: Any, sandbox_id: str) -> str:
+    with unit_of_work(w.state.sessions) as db:
+        sb = db.get(Sandbox, sandbox_id)
+        return issue_job_token(db, sb)
+
+
+def rolled_back(w: Any) -> list[dict[str, Any]]:
+    answer = w.http.post("/v1/audit/verify", headers=w.as_("admin"))
+    assert answer.status_code == 200, answer.text
+    return [f for f in answer.json()["findings"] if f["kind"] == "rolled_back"]
+
+
+def edit_request(w: Any, request_id: str, assignments: str, **params: Any) -> None:
+    sql(w, f"UPDATE access_request SET {assignments} WHERE id=:i", i=request_id, **params)  # noqa: S608
