@@ -5,9 +5,12 @@ a grant is held to the dataset's terms as they are when it is made (red-team rou
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
+from sqlalchemy import insert, text
 
 from tests.access.conftest import Access, allow_browse
 from tests.access.test_reviewed_changes import _service_account
@@ -17,6 +20,8 @@ from tests.sealed_rows import (
     read,
     sql,
 )
+from warden.access.models import WebhookDelivery
+from warden.access.webhooks import deliver_due, verify_signature
 
 
 def test_clearing_a_service_accounts_keepers_in_sql_does_not_let_its_owner_approve(
@@ -104,3 +109,42 @@ def test_a_grant_edited_in_sql_cannot_be_revoked_around(warden: Any) -> None:
     sql(warden, "UPDATE access_grant SET principal='erin' WHERE id=:i", i=grant)
     answer = access.post("admin", f"/grants/{grant}/revoke", {"reason": "done"})
     assert answer.status_code == 503, answer.text
+
+
+def test_a_webhook_delivery_written_in_sql_is_never_signed_nor_sent(warden: Any) -> None:
+    settings = warden.state.settings.model_copy(
+        update={"webhook_url": "https://hooks.example/warden", "webhook_secret": "s3cret"}
+    )
+    with warden.state.engine.begin() as conn:
+        tenant_id = conn.execute(text("SELECT id FROM tenant WHERE name='acme'")).scalar()
+        conn.execute(
+            insert(WebhookDelivery).values(
+                id="forged0000000001",
+                tenant_id=tenant_id,
+                event="access.request.approved",
+                subject_id="x",
+                recipients=[],
+                url="http://169.254.169.254/latest",
+                body='{"event":"access.request.approved","requester":"mallory","dataset":"payroll"}',
+                state="pending",
+                attempts=0,
+                created_at=datetime.now(UTC),
+                next_attempt_at=datetime.now(UTC) - timedelta(seconds=5),
+            )
+        )
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200)
+
+    deliver_due(
+        warden.state.sessions, settings, httpx.Client(transport=httpx.MockTransport(handler))
+    )
+    forged = [
+        r
+        for r in sent
+        if verify_signature("s3cret", r.content, r.headers.get("x-warden-signature", ""))
+        and b"mallory" in r.content
+    ]
+    assert not forged, f"signed and sent to {forged[0].url}"

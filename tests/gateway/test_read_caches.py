@@ -242,3 +242,66 @@ def test_a_failed_lookup_is_not_kept() -> None:
     with pytest.raises(LookupError):
         cache.get(1, "k", missing)
     assert cache.get(1, "k", lambda: "found later") == "found later"
+
+
+# Found by a red-team round: the counter frozen (a REAL, or the top of the range, makes the
+# triggers' +1 a no-op) or a trigger dropped kept a revoked token or disabled principal
+# served from the cache. A counter that is not a plausible integer caches nothing, and a
+# revocation or a disable moves the counter from Warden's own code too.
+
+
+def _sql_text(w: Any, *statements: str) -> None:
+    with w.state.engine.begin() as conn:
+        for s in statements:
+            conn.execute(text(s))
+
+
+def _scalar_row(w: Any, s: str) -> Any:
+    with w.state.engine.connect() as conn:
+        return conn.execute(text(s)).first()
+
+
+def _read_ids(w: Any, who: str = "alice") -> Any:
+    return w.read(who, "engagements", purpose="training", columns=["user_id"], limit=2)
+
+
+def test_frozen_generation_float_keeps_revoked_token_working(warden: Any) -> None:
+    # one UPDATE, no DDL: on SQLite value+1 of a huge REAL is itself
+    _sql_text(warden, "UPDATE change_generation SET value = 1e300")
+    assert _read_ids(warden).status_code == 200  # cache filled at the frozen generation
+    before = _scalar_row(warden, "SELECT value FROM change_generation")[0]
+    token_id = _scalar_row(
+        warden,
+        "SELECT t.id FROM api_token t JOIN principal p ON p.id=t.principal_id WHERE p.name='alice'",
+    )[0]
+    r = warden.http.post(
+        f"/v1/principals/alice/tokens/{token_id}/revoke", headers=warden.as_("admin")
+    )
+    assert r.status_code == 200, r.text
+    assert _scalar_row(warden, "SELECT value FROM change_generation")[0] == before  # frozen
+    assert _read_ids(warden).status_code == 401
+
+
+def test_frozen_generation_overflow_keeps_disabled_principal_reading(warden: Any) -> None:
+    # int64 max: the trigger's +1 overflows to REAL 9.22e18 and stays there
+    _sql_text(warden, "UPDATE change_generation SET value = 9223372036854775807")
+    assert _read_ids(warden).status_code == 200
+    _read(warden)  # the first bump made it REAL; now frozen
+    assert _read_ids(warden).status_code == 200
+    r = warden.http.post("/v1/principals/alice/disable", headers=warden.as_("admin"))
+    assert r.status_code == 200, r.text
+    assert _read_ids(warden).status_code == 401
+
+
+def test_dropped_trigger_keeps_revoked_token_working(warden: Any) -> None:
+    _sql_text(warden, "DROP TRIGGER wg_api_token_update")
+    assert _read_ids(warden).status_code == 200
+    token_id = _scalar_row(
+        warden,
+        "SELECT t.id FROM api_token t JOIN principal p ON p.id=t.principal_id WHERE p.name='alice'",
+    )[0]
+    r = warden.http.post(
+        f"/v1/principals/alice/tokens/{token_id}/revoke", headers=warden.as_("admin")
+    )
+    assert r.status_code == 200, r.text
+    assert _read_ids(warden).status_code == 401

@@ -110,7 +110,7 @@ def test_an_operator_reseals_what_they_looked_at_and_nothing_changed_since(
     sql(warden, "UPDATE principal SET seal=NULL WHERE name IN ('alice', 'erin')")
     listed = operator_cli("data", "seal", "--check")
     assert listed.exit_code == 1 and "principal" in listed.output, listed.output
-    shown = dict(re.findall(r"principal \S+ (\w+) \[([0-9a-f]{16})\]", listed.output))
+    shown = dict(re.findall(r"principal \S+ (\w+) \[([0-9a-f]{32})\]", listed.output))
     assert set(shown) == {"alice", "erin"} and 'kind: "person"' in listed.output
     assert read(warden, "alice").status_code == 401
     # erin's row changes after the operator looked: her digest no longer matches; nothing sealed
@@ -159,3 +159,73 @@ def test_a_revoked_token_written_back_whole_stays_revoked(warden: Any) -> None:
     assert answer.status_code == 401 and "revoked" in answer.text
     (found,) = rolled_back(warden)
     assert f"token {tid} was revoked" in found["detail"]
+
+
+# Found by a red-team round: the revocations each process keeps came from any audit_event row.
+# Only the chain's own events count: at or below its head, and keyed with the chain key.
+
+
+def _forge_event(w: Any, seq: int, action: str, details: str) -> None:
+    sql(
+        w,
+        "INSERT INTO audit_event (seq, id, ts, actor, actor_kind, action, decision, columns,"
+        " masked_columns, row_filter, grant_ids, details, prev_hash, hash, chain_v)"
+        " VALUES (:seq, :id, '2020-01-01 00:00:00.000000', 'x', 'person', :action, 'allow',"
+        " '[]', '[]', '[]', '[]', :details, :z, :z, 2)",
+        seq=seq,
+        id=f"forged{seq}",
+        action=action,
+        details=details,
+        z="0" * 64,
+    )
+
+
+def _any_uncached_call(w: Any) -> None:
+    # every non-read API call authenticates uncached, which refreshes the revocations
+    assert w.http.get("/v1/principals/alice/tokens", headers=w.as_("alice")).status_code == 200
+
+
+def test_an_event_forged_far_ahead_hides_no_later_revocation(warden: Any) -> None:
+    _forge_event(warden, 10**15, "token.revoke", '{"token_id": "nothing"}')
+    _any_uncached_call(warden)  # the process now remembers seq 10**15
+    row = one(
+        warden,
+        "SELECT t.id, t.seal FROM api_token t JOIN principal p ON p.id=t.principal_id"
+        " WHERE p.name='alice'",
+    )
+    token_id, old_seal = row
+    r = warden.http.post(
+        f"/v1/principals/alice/tokens/{token_id}/revoke", headers=warden.as_("admin")
+    )
+    assert r.status_code == 200, r.text
+    assert read(warden, "alice").status_code == 401
+    # the row written back whole to before its revocation (documented as caught by the log)
+    sql(
+        warden,
+        "UPDATE api_token SET revoked_at=NULL, revoked_by=NULL, seal=:s WHERE id=:i",
+        s=old_seal,
+        i=token_id,
+    )
+    assert read(warden, "alice").status_code == 401
+    ev = [
+        e
+        for e in warden.audit_events(action="token.revoke")
+        if e.get("details", {}).get("token_id") == token_id
+    ]
+    assert ev  # the real event is in the log, below the forged seq
+
+
+def test_a_forged_enable_event_undoes_no_disable(warden: Any) -> None:
+    old = one(warden, "SELECT disabled, seal FROM principal WHERE name='alice'")
+    r = warden.http.post("/v1/principals/alice/disable", headers=warden.as_("admin"))
+    assert r.status_code == 200, r.text
+    assert read(warden, "alice").status_code == 401  # the process has read the disable
+    head = one(warden, "SELECT seq FROM audit_head")[0]
+    _forge_event(warden, head + 10**6, "principal.enable", '{"principal": "alice"}')
+    sql(
+        warden,
+        "UPDATE principal SET disabled=:d, seal=:s WHERE name='alice'",
+        d=old[0],
+        s=old[1],
+    )
+    assert read(warden, "alice").status_code == 401

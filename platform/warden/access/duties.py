@@ -82,8 +82,13 @@ def reached_by(
     wanted = set(subjects)
     if not wanted:
         return set()
-    rows = db.execute(select(Principal.id, Principal.name).where(Principal.tenant_id == tenant_id))
-    return {pid for pid, name in rows if wanted.intersection(snapshot.subjects(name, tenant))}
+    rows = db.scalars(select(Principal).where(Principal.tenant_id == tenant_id))
+    # names decide whom a rule reaches: a principal renamed in SQL decides nothing (503)
+    return {
+        p.id
+        for p in (check(db, row) for row in rows)
+        if wanted.intersection(snapshot.subjects(p.name, tenant))
+    }
 
 
 def refuse_conflict(

@@ -147,10 +147,13 @@ class AccessSetting(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-class WebhookDelivery(Base):
+class WebhookDelivery(Sealed, Base):
     """The outbox: written in the transaction of the change it announces, sent after."""
 
     __tablename__ = "webhook_delivery"
+    # what is sent where, signed with the webhook secret (db/sealed.py): a row inserted in
+    # SQL would have Warden sign a forged announcement, or post it to any address
+    __sealed__ = ("id", "tenant_id", "event", "subject_id", "url", "body")
     __table_args__ = (Index("ix_webhook_delivery_state_next", "state", "next_attempt_at"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)

@@ -26,7 +26,9 @@ from warden import __version__
 from warden.access import repository as repo
 from warden.access.models import WebhookDelivery
 from warden.access.present import iso
+from warden.audit.keys import keys_for
 from warden.config import Settings
+from warden.db.sealed import intact_row
 from warden.db.session import unit_of_work
 
 log = logging.getLogger("warden.access.webhooks")
@@ -107,11 +109,15 @@ def deliver_due(
     lease = now + timedelta(seconds=settings.webhook_timeout_s + 30)
     with unit_of_work(sessions) as db:
         due = repo.due_deliveries(db, now, BATCH)
+        keys = keys_for(db.get_bind())
+        for forged in [d for d in due if not intact_row(keys, d)]:
+            # written past Warden: never signed, never sent (db/sealed.py)
+            forged.state, forged.last_error = "failed", "does not match its seal: not sent"
         # Claimed by pushing the next attempt past the send, so replicas never double-send.
         claimed = [
             (d.id, d.url, d.event, d.body, d.attempts)
             for d in due
-            if repo.claim_delivery(db, d, lease)
+            if d.state == "pending" and repo.claim_delivery(db, d, lease)
         ]
     if not claimed:
         return 0

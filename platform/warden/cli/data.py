@@ -271,15 +271,18 @@ def record_mask_key(
 
 def _sealed_models() -> tuple[Any, ...]:
     """The models whose rows carry a seal (warden.db.sealed), in the order they are shown."""
-    from warden.access.models import AccessGrant, AccessRequest, ReviewedChange
+    from warden.access.models import AccessGrant, AccessRequest, ReviewedChange, WebhookDelivery
     from warden.experiments.models import Experiment, ServingDefault
+    from warden.identity.console_sessions import ConsoleSession
     from warden.identity.models import Principal, Tenant
     from warden.jobs.models import Job
     from warden.registry.models import Model
     from warden.sandbox.models import JobToken, Sandbox
+    from warden.workspace.models import Workspace
 
     return (Tenant, Principal, Sandbox, JobToken, Job, Model, ReviewedChange, AccessRequest,
-            AccessGrant, Experiment, ServingDefault)  # fmt: skip
+            AccessGrant, Experiment, ServingDefault, ConsoleSession, WebhookDelivery,
+            Workspace)  # fmt: skip
 
 
 @app.command("seal")
@@ -329,7 +332,7 @@ def seal_rows(
             name = getattr(row, "name", "")
             console.print(f"- {table} {row.id} {name} [{digest}]: {problem}", markup=False)
             for field, value in fields.items():
-                console.print(f"    {field}: {json.dumps(value, default=str)[:300]}", markup=False)
+                console.print(f"    {field}: {json.dumps(value, default=str)}", markup=False)
         if check:
             raise typer.Exit(1)
         if not accept and not all_:

@@ -21,9 +21,9 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from sqlalchemy import BigInteger, CheckConstraint, Connection, Integer, text
+from sqlalchemy import BigInteger, CheckConstraint, Connection, Integer, event, text
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from warden.db.base import Base
 from warden.errors import PolicyUnavailable
@@ -62,7 +62,33 @@ def read_stamp(conn: Connection) -> Stamp:
         policy_version, generation = conn.execute(_STAMP).one()
     except SQLAlchemyError as exc:
         raise PolicyUnavailable(f"policy store unreachable: {exc.__class__.__name__}") from exc
-    return Stamp(int(policy_version or 0), None if generation is None else int(generation))
+    # A counter that is not a plausible integer was written past Warden (a REAL or a value at
+    # the top of the range makes the triggers' +1 a no-op, freezing every cache): no caching.
+    plausible = isinstance(generation, int) and 0 <= generation < MAX_GENERATION
+    return Stamp(int(policy_version or 0), generation if plausible else None)
+
+
+MAX_GENERATION = 1 << 62
+_BUMP = text("UPDATE change_generation SET value = value + 1 WHERE id = 1")
+
+
+def bump(db: Session) -> None:
+    """Move the counter from Warden's own code as well as by trigger, where a revocation or a
+    disable must reach every process's caches: a trigger dropped in SQL does not stop it.
+    Done just before the commit, as the deferred trigger is, so it takes the counter's lock
+    after every other lock of the transaction (one lock order: no deadlocks)."""
+    db.info["bump_generation"] = True
+
+
+@event.listens_for(Session, "before_commit")
+def _bump_at_commit(session: Session) -> None:
+    if session.info.pop("bump_generation", False):
+        session.execute(_BUMP)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_bump(session: Session) -> None:
+    session.info.pop("bump_generation", None)
 
 
 class GenerationCache(Generic[K, V]):

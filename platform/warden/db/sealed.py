@@ -78,7 +78,7 @@ def digest_of(what: Any) -> str:
     """A short digest of what an operator was shown: resealing names it, so a row changed
     after they looked is not sealed with it."""
     text = json.dumps(what, sort_keys=True, default=str).encode()
-    return hashlib.sha256(text).hexdigest()[:16]
+    return hashlib.sha256(text).hexdigest()[:32]
 
 
 def _refusal(model: type[Sealed], ident: Any) -> RowTampered:

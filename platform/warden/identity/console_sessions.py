@@ -17,6 +17,7 @@ from sqlalchemy import DateTime, ForeignKey, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from warden.db.base import Base
+from warden.db.sealed import RowTampered, Sealed, check
 from warden.errors import Unauthenticated
 from warden.identity.caller import TOKEN_PREFIX, Caller, hash_token
 from warden.identity.models import ApiToken
@@ -26,8 +27,11 @@ from warden.identity.service import authenticate, authenticate_token_id
 TOUCH_EVERY = timedelta(seconds=30)
 
 
-class ConsoleSession(Base):
+class ConsoleSession(Sealed, Base):
     __tablename__ = "console_session"
+    # whose session it is and which token it speaks with (db/sealed.py): a row inserted or
+    # moved to another token in SQL opens nothing
+    __sealed__ = ("id", "principal_id", "token_id")
 
     # SHA-256 of the cookie's secret: a copy of this table opens no session.
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -99,7 +103,13 @@ def resolve(
         end(row, now, "idle")
         raise SessionEnded("idle", "this session was idle too long; sign in again")
     try:
+        check(db, row)
+    except RowTampered:
+        raise SessionEnded("unknown", "no such session; sign in") from None
+    try:
         caller = authenticate_token_id(db, row.token_id)
+        if caller.principal_id != row.principal_id:
+            raise Unauthenticated("the session and its token speak for different principals")
     except Unauthenticated as exc:
         end(row, now, "token")
         raise SessionEnded("token", f"the token of this session is refused ({exc.detail})") from exc

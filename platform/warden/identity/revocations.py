@@ -24,7 +24,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from warden.audit.models import AuditEvent
+from warden.audit.chain import CHAIN_V1
+from warden.audit.keys import keys_for
+from warden.audit.models import AuditEvent, AuditHead
+from warden.audit.verify import HEAD_ID, expected_hash
 
 REVOKE = "token.revoke"
 DISABLE, ENABLE = "principal.disable", "principal.enable"
@@ -43,17 +46,27 @@ class Revocations:
         self._lock = threading.Lock()
 
     def refresh(self, db: Session) -> Revocations:
-        """Take in the events appended since the last refresh."""
+        """Take in the events appended since the last refresh: only the chain's own (at or
+        below its head, keyed with the chain key), so a row written around the chain, with a
+        seq far ahead or a forged `principal.enable`, neither hides later events nor undoes
+        one (`verify` reports such rows)."""
+        keys = keys_for(db.get_bind())
         with self._lock:
+            head = db.connection().execute(select(AuditHead.seq).where(AuditHead.id == HEAD_ID))
+            top = head.scalar()
+            if not isinstance(top, int) or top <= self.seq:
+                return self
+            table = AuditEvent.__table__
             events = db.connection().execute(
-                select(AuditEvent.seq, AuditEvent.action, AuditEvent.details)
-                .where(AuditEvent.seq > self.seq, AuditEvent.action.in_(_ACTIONS))
-                .where(AuditEvent.decision == "allow")
-                .order_by(AuditEvent.seq)
+                select(table)
+                .where(table.c.seq > self.seq, table.c.seq <= top)
+                .where(table.c.action.in_(_ACTIONS), table.c.decision == "allow")
+                .order_by(table.c.seq)
             )
-            for seq, action, details in events:
-                self._take(action, details or {})
-                self.seq = max(self.seq, seq if isinstance(seq, int) else self.seq)
+            for event in events.mappings():
+                if event["chain_v"] != CHAIN_V1 and event["hash"] == expected_hash(event, keys):
+                    self._take(event["action"], event["details"] or {})
+            self.seq = top
         return self
 
     def _take(self, action: str, details: dict[str, Any]) -> None:

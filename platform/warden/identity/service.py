@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from warden.audit.keys import keys_for
-from warden.db.generation import CacheAt
+from warden.db.generation import CacheAt, bump
 from warden.db.sealed import RowTampered, check, check_values
 from warden.errors import Conflict, NotFound, Unauthenticated, Unprocessable
 from warden.identity.caller import JOB_TOKEN_PREFIX, TOKEN_PREFIX, Caller, hash_token, token_seal
@@ -270,6 +270,7 @@ def revoke_token(
     )
     db.refresh(token)
     seal_token(db, token)
+    bump(db)
     return token, bool(getattr(result, "rowcount", 0))
 
 
@@ -309,6 +310,7 @@ def set_disabled(
             )
     principal.disabled = disabled
     db.flush()
+    bump(db)
     return True
 
 

@@ -33,6 +33,7 @@ from warden.db.sealed import RowTampered, check
 from warden.db.session import unit_of_work
 from warden.errors import WardenError
 from warden.identity.models import Principal, Tenant
+from warden.identity.revocations import revocations_for
 from warden.identity.service import Caller
 from warden.jobs import repository as repo
 from warden.jobs.models import Job
@@ -183,6 +184,8 @@ class JobWorker(BackgroundLoop):
             tenant = db.get(Tenant, job.tenant_id)
             if principal is None or tenant is None or principal.disabled:
                 return None
+            if principal.name in revocations_for(db).refresh(db).disabled:
+                return None  # disabled, whatever its row says now (identity/revocations.py)
             for row in (job, principal, tenant):
                 check(db, row)
         if principal.name != job.launcher:

@@ -8,10 +8,13 @@ from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Integer, Strin
 from sqlalchemy.orm import Mapped, mapped_column
 
 from warden.db.base import Base, IdMixin, TimestampMixin
+from warden.db.sealed import Sealed
 
 
-class Workspace(IdMixin, TimestampMixin, Base):
+class Workspace(Sealed, IdMixin, TimestampMixin, Base):
     __tablename__ = "workspace"
+    # whose it is and who may mount it (db/sealed.py): re-owned or shared in SQL, refused
+    __sealed__ = ("id", "tenant_id", "tenant", "owner_id", "owner", "name", "shared")
     __table_args__ = (
         UniqueConstraint("tenant_id", "owner_id", "name", name="uq_workspace_tenant_owner_name"),
     )

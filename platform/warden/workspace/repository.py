@@ -8,16 +8,18 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from warden.catalog.models import DatasetVersion
+from warden.db.sealed import check
 from warden.sandbox.models import LIVE_STATUSES, Sandbox
 from warden.workspace.models import Workspace
 
 
 def find(db: Session, tenant: str, owner: str, name: str) -> Workspace | None:
-    return db.scalars(
+    row = db.scalars(
         select(Workspace).where(
             Workspace.tenant == tenant, Workspace.owner == owner, Workspace.name == name
         )
     ).first()
+    return None if row is None else check(db, row)  # whose it is, as Warden wrote it
 
 
 def visible(db: Session, tenant: str, person: str, everyone: bool) -> list[Workspace]:
@@ -25,7 +27,7 @@ def visible(db: Session, tenant: str, person: str, everyone: bool) -> list[Works
     query = select(Workspace).where(Workspace.tenant == tenant)
     if not everyone:
         query = query.where(or_(Workspace.owner == person, Workspace.shared.is_(True)))
-    return list(db.scalars(query.order_by(Workspace.owner, Workspace.name)))
+    return [check(db, row) for row in db.scalars(query.order_by(Workspace.owner, Workspace.name))]
 
 
 def mounted_in(db: Session, tenant: str, folder: str) -> list[str]:
