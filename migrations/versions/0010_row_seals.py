@@ -21,7 +21,7 @@ depends_on: str | Sequence[str] | None = None
 SEALED = (
     "dataset", "dataset_version", "tenant", "principal", "sandbox", "job_token", "job", "model",
     "reviewed_change", "access_request", "access_grant", "experiment", "serving_default",
-    "console_session", "webhook_delivery", "workspace",
+    "console_session", "webhook_delivery", "workspace", "access_setting",
 )  # fmt: skip
 
 

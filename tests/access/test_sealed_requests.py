@@ -148,3 +148,16 @@ def test_a_webhook_delivery_written_in_sql_is_never_signed_nor_sent(warden: Any)
         and b"mallory" in r.content
     ]
     assert not forged, f"signed and sent to {forged[0].url}"
+
+
+def test_a_dataset_terms_override_lowered_in_sql_decides_nothing(warden: Any) -> None:
+    """A quorum raised for `users` (3, through the API) lowered back in SQL to the floor:
+    requests on it are refused (503), not reviewed under the lower quorum."""
+    access = Access(warden)
+    raised = access.http.put(
+        "/v1/access/settings/users", json={"quorum": 3}, headers=access.as_("admin")
+    )
+    assert raised.status_code == 200, raised.text
+    sql(warden, "UPDATE access_setting SET quorum = 2")
+    answer = access.request("alice", dataset="users", purpose="training", duration="1d")
+    assert answer.status_code == 503 and answer.json()["error"] == "RowTampered", answer.text

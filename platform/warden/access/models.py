@@ -135,10 +135,12 @@ class AccessTransition(Base):
     audit_event_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
-class AccessSetting(Base):
+class AccessSetting(Sealed, Base):
     """Per-dataset overrides of the classification defaults (quorum, maximum duration)."""
 
     __tablename__ = "access_setting"
+    # a quorum or maximum set through a reviewed change, lowered in SQL: refused (503)
+    __sealed__ = ("dataset_id", "quorum", "max_duration_s")
 
     dataset_id: Mapped[str] = mapped_column(ForeignKey("dataset.id"), primary_key=True)
     quorum: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -18,6 +18,7 @@ from warden.audit.service import append
 from warden.catalog.service import DatasetView
 from warden.config import Settings
 from warden.core.platform import Platform
+from warden.db.sealed import check
 from warden.errors import Unprocessable
 from warden.identity.service import Caller
 from warden.policy.rules import rule_problems
@@ -87,6 +88,7 @@ def terms_of(db: Session, view: DatasetView, settings: Settings | None = None) -
     setting = repo.setting_of(db, view.id)
     if setting is None:
         return _compose(view, settings, None, None)
+    check(db, setting)  # as a reviewed change left it (db/sealed.py)
     return _compose(view, settings, setting.quorum, setting.max_duration_s)
 
 

@@ -271,7 +271,13 @@ def record_mask_key(
 
 def _sealed_models() -> tuple[Any, ...]:
     """The models whose rows carry a seal (warden.db.sealed), in the order they are shown."""
-    from warden.access.models import AccessGrant, AccessRequest, ReviewedChange, WebhookDelivery
+    from warden.access.models import (
+        AccessGrant,
+        AccessRequest,
+        AccessSetting,
+        ReviewedChange,
+        WebhookDelivery,
+    )
     from warden.experiments.models import Experiment, ServingDefault
     from warden.identity.console_sessions import ConsoleSession
     from warden.identity.models import Principal, Tenant
@@ -282,7 +288,12 @@ def _sealed_models() -> tuple[Any, ...]:
 
     return (Tenant, Principal, Sandbox, JobToken, Job, Model, ReviewedChange, AccessRequest,
             AccessGrant, Experiment, ServingDefault, ConsoleSession, WebhookDelivery,
-            Workspace)  # fmt: skip
+            Workspace, AccessSetting)  # fmt: skip
+
+
+def _key(row: Any) -> str:
+    """A row's id (its first sealed field where it has no `id`: a dataset's terms override)."""
+    return str(getattr(row, "id", None) or getattr(row, row.__sealed__[0]))
 
 
 @app.command("seal")
@@ -330,7 +341,7 @@ def seal_rows(
             digest = sealed.digest_of([table, fields])
             digests[digest] = (table, row)
             name = getattr(row, "name", "")
-            console.print(f"- {table} {row.id} {name} [{digest}]: {problem}", markup=False)
+            console.print(f"- {table} {_key(row)} {name} [{digest}]: {problem}", markup=False)
             for field, value in fields.items():
                 console.print(f"    {field}: {json.dumps(value, default=str)}", markup=False)
         if check:
@@ -347,7 +358,7 @@ def seal_rows(
                 reseal(db, row, every_version=True)
             else:
                 row.seal = sealed.seal_of(keys, row)
-            by_table.setdefault(table, []).append(row.id)
+            by_table.setdefault(table, []).append(_key(row))
         details = {"rows": {t: ids[:100] for t, ids in by_table.items()}, "count": len(chosen)}
         append(db, by_operator(actor, "rows.sealed", reason, details=details))
     counts = ", ".join(f"{len(ids)} {table}" for table, ids in by_table.items())
