@@ -20,7 +20,10 @@ import hmac
 import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from warden.audit.keys import ChainKeyring
 
 GENESIS_HASH = "0" * 64
 
@@ -133,7 +136,21 @@ def event_hash(event: Mapping[str, Any] | Any) -> str:
     return chain_hash(_get(event, "prev_hash"), canonical(event, CHAIN_V1))
 
 
+def expected_hash(row: Mapping[str, Any] | Any, keyring: ChainKeyring) -> str | None:
+    """The hash the event should carry; None when its key is not in the keyring."""
+    version = chain_version(row)
+    prev = row["prev_hash"] if isinstance(row, Mapping) else row.prev_hash
+    if version == CHAIN_V1:
+        return chain_hash(prev, canonical(row, CHAIN_V1))
+    kid = row["key_id"] if isinstance(row, Mapping) else row.key_id
+    key = keyring.get(kid)
+    if key is None:
+        return None
+    return keyed_hash(key.secret, prev, canonical(row, version))
+
+
 __all__ = [
+    "expected_hash",
     "CHAIN_FIELDS",
     "CHAIN_FIELDS_V2",
     "CHAIN_V1",

@@ -43,6 +43,9 @@ class AuditEvent(Base):
     key_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
+HEAD_ID = 1  # the head's one row
+
+
 class AuditHead(Base):
     """One row; appends lock it (FOR UPDATE) so the chain has exactly one tail."""
 

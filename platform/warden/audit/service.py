@@ -42,7 +42,7 @@ from warden.audit.chain import (
     utc,
 )
 from warden.audit.keys import ChainKeyring, keys_for
-from warden.audit.models import AuditEvent, AuditHead
+from warden.audit.models import HEAD_ID, AuditEvent, AuditHead
 from warden.audit.telemetry import current_trace_id, emit_audit_log
 from warden.audit.verify import BrokenLink, Finding, VerifyResult
 
@@ -52,7 +52,6 @@ from warden.errors import AuditUnavailable, BadRequest, Unprocessable
 
 log = logging.getLogger("warden.audit")
 
-HEAD_ID = 1
 DECISIONS = ("allow", "deny", "error")
 MAX_QUERY_LIMIT = 1000
 VERIFY_BATCH = _verify.VERIFY_BATCH

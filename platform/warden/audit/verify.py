@@ -26,14 +26,12 @@ from sqlalchemy.orm import Session
 from warden.audit.chain import (
     CHAIN_V1,
     GENESIS_HASH,
-    canonical,
-    chain_hash,
     chain_version,
+    expected_hash,
     iso_utc,
-    keyed_hash,
 )
 from warden.audit.keys import ChainKeyring
-from warden.audit.models import AuditEvent, AuditHead
+from warden.audit.models import HEAD_ID, AuditEvent, AuditHead
 from warden.audit.rollbacks import rolled_back
 from warden.audit.unwalked import MAX_FINDINGS, OUTSIDE, unwalked
 
@@ -42,7 +40,6 @@ if TYPE_CHECKING:
 
 VERIFY_BATCH = 5000
 CHECKPOINT_ACTION = "audit.checkpoint"
-HEAD_ID = 1
 
 # Finding kinds. Tampering:
 GAP = "gap"  # events missing from the middle of the sequence
@@ -144,19 +141,6 @@ class _Walk:
     # (store, n) -> (seq, digest) of the checkpoints the chain records
     recorded: dict[tuple[str, int], tuple[int, str | None]] = field(default_factory=dict)
     open_intents: dict[str, tuple[int, str, str]] = field(default_factory=dict)
-
-
-def expected_hash(row: Mapping[str, Any] | Any, keyring: ChainKeyring) -> str | None:
-    """The hash the event should carry; None when its key is not in the keyring."""
-    version = chain_version(row)
-    prev = row["prev_hash"] if isinstance(row, Mapping) else row.prev_hash
-    if version == CHAIN_V1:
-        return chain_hash(prev, canonical(row, CHAIN_V1))
-    kid = row["key_id"] if isinstance(row, Mapping) else row.key_id
-    key = keyring.get(kid)
-    if key is None:
-        return None
-    return keyed_hash(key.secret, prev, canonical(row, version))
 
 
 def walk_range(

@@ -24,10 +24,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from warden.audit.chain import CHAIN_V1
+from warden.audit.chain import CHAIN_V1, expected_hash
 from warden.audit.keys import keys_for
-from warden.audit.models import AuditEvent, AuditHead
-from warden.audit.verify import HEAD_ID, expected_hash
+from warden.audit.models import HEAD_ID, AuditEvent, AuditHead
 
 REVOKE = "token.revoke"
 DISABLE, ENABLE = "principal.disable", "principal.enable"
@@ -36,13 +35,14 @@ _ACTIONS = (REVOKE, DISABLE, ENABLE, *SANDBOX_ENDS)
 
 
 class Revocations:
-    """Token ids revoked, principals disabled (by name) and sandboxes ended, per the log."""
+    """Token ids revoked, principals disabled (by name) and sandboxes ended, per the log,
+    each with the seq of the event that says so."""
 
     def __init__(self) -> None:
         self.seq = 0
-        self.tokens: set[str] = set()
-        self.disabled: set[str] = set()
-        self.ended: set[str] = set()
+        self.tokens: dict[str, int] = {}
+        self.disabled: dict[str, int] = {}
+        self.ended: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def refresh(self, db: Session) -> Revocations:
@@ -65,19 +65,19 @@ class Revocations:
             )
             for event in events.mappings():
                 if event["chain_v"] != CHAIN_V1 and event["hash"] == expected_hash(event, keys):
-                    self._take(event["action"], event["details"] or {})
+                    self._take(event["action"], event["details"] or {}, event["seq"])
             self.seq = top
         return self
 
-    def _take(self, action: str, details: dict[str, Any]) -> None:
+    def _take(self, action: str, details: dict[str, Any], seq: int) -> None:
         if action == REVOKE and details.get("token_id"):
-            self.tokens.add(str(details["token_id"]))
+            self.tokens.setdefault(str(details["token_id"]), seq)
         elif action in SANDBOX_ENDS and details.get("sandbox"):
-            self.ended.add(str(details["sandbox"]))
+            self.ended.setdefault(str(details["sandbox"]), seq)
         elif action == DISABLE and details.get("principal"):
-            self.disabled.add(str(details["principal"]))
+            self.disabled[str(details["principal"])] = seq
         elif action == ENABLE and details.get("principal"):
-            self.disabled.discard(str(details["principal"]))
+            self.disabled.pop(str(details["principal"]), None)
 
 
 _by_engine: weakref.WeakKeyDictionary[Any, Revocations] = weakref.WeakKeyDictionary()
