@@ -1,14 +1,16 @@
 """Rows a database writer cannot forge: who a principal is, what a tenant may do, what a
-sandbox, a job or a model speaks for.
+sandbox, a job token, a job or a model speaks for, what a request, a grant, a reviewed change
+or an experiment says, where a webhook goes, whose a workspace or a console session is.
 
 A decision trusts some fields of these rows: a principal's name (Casbin decides on names),
 kind, owner and creator (separation of duties), `disabled`; a tenant's name and whether it
 is the installation's (platform admins); a sandbox's launcher, scope and segment (what its
-job token reads as whom); a job's launcher, spec and scope (what the worker runs as whom); a
-model's lineage and files (who may use it, what its routes serve). Someone who can write the
+job token reads as whom); a model's lineage and files (who may use it, what its routes
+serve); and so on, each model's `__sealed__` naming its own. Someone who can write the
 database but not the deployment's key files could rename mallory to alice, or point a
 model's report at a raw dataset file. So a model that mixes in `Sealed` names those fields
-in `__sealed__`, and its `seal` column holds a keyed MAC of them (`audit.keys.derived_mac`).
+in `__sealed__`, and its `seal` column holds a keyed MAC of them (`audit.keys.derived_mac`,
+domain-separated by table; the row's id is always among the fields).
 
 - **Warden's writes seal themselves**: every ORM flush seals new rows and rows whose sealed
   fields Warden changed; a changed row whose stored seal did not match what was stored is

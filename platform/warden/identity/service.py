@@ -386,10 +386,11 @@ def _token_row(db: Session, which: ColumnElement[bool]) -> TokenRow:
 
 def _check(db: Session, row: TokenRow, now: datetime | None) -> Caller:
     token_id, revoked_at, expires_at, last_used_at, issued_by_id, pending, digest, seal = row[:8]
-    principal = row[8 : 8 + len(Principal.__sealed__)]
-    tenant_row = row[9 + len(Principal.__sealed__) : -1]
-    principal_id, name, kind, _, disabled = principal[:5]
-    tenant = tenant_row[1]
+    split = 8 + len(Principal.__sealed__)  # the principal's sealed fields, then its seal
+    principal, principal_seal, tenant_row = row[8:split], row[split], row[split + 1 : -1]
+    who = dict(zip(Principal.__sealed__, principal, strict=True))
+    principal_id, name, kind, disabled = who["id"], who["name"], who["kind"], who["disabled"]
+    tenant = dict(zip(Tenant.__sealed__, tenant_row, strict=True))["name"]
     now = now or datetime.now(UTC)
     if revoked_at is not None:
         raise Unauthenticated("token revoked")
@@ -411,7 +412,7 @@ def _check(db: Session, row: TokenRow, now: datetime | None) -> Caller:
     # who it speaks for: a principal renamed (Casbin decides on names), or a tenant made the
     # installation's, in SQL speaks for nobody (db/sealed.py)
     try:
-        check_values(db, Principal, principal, row[8 + len(Principal.__sealed__)])
+        check_values(db, Principal, principal, principal_seal)
         check_values(db, Tenant, tenant_row, row[-1])
     except RowTampered:
         raise Unauthenticated(
