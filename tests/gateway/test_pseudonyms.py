@@ -216,3 +216,22 @@ def test_the_key_version_is_the_readers_tenants_only(two_tenants: Any) -> None:
     assert pseudonyms(w, "gina", "engagements", "training") == globex_before
     acme_after = pseudonyms(w, "alice", "engagements", "training")
     assert not set(acme_after.values()) & set(acme_before.values())
+
+
+def test_a_rotation_deleted_in_sql_brings_no_old_pseudonyms_back(
+    warden: Any, operator_cli: Any
+) -> None:
+    """Found by a red-team round: deleting the rotated version's row put version 1 (the
+    pseudonyms the rotation retired, perhaps because they leaked) back in force. The log
+    records every rotation; a schedule that lacks one, or starts it later, is refused."""
+    from sqlalchemy import text
+
+    before = frame(warden.read("alice", "engagements", purpose="training", limit=50))
+    rotated = operator_cli("data", "rotate-mask-key", "--tenant", "acme", "--reason", "leak")
+    assert rotated.exit_code == 0, rotated.output
+    after = frame(warden.read("alice", "engagements", purpose="training", limit=50))
+    assert set(after["user_id"]).isdisjoint(before["user_id"])
+    with warden.state.engine.begin() as conn:
+        conn.execute(text("DELETE FROM mask_key_version"))
+    answer = warden.read("alice", "engagements", purpose="training", limit=50)
+    assert answer.status_code == 503 and "mask key version 2" in answer.text, answer.text

@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 
 from warden.catalog.models import MaskKeyVersion
 from warden.db.generation import CacheAt
-from warden.errors import Unprocessable
+from warden.errors import Unavailable, Unprocessable
+from warden.identity.revocations import revocations_for
 
 FIRST_VERSION = 1
 _LABEL = b"warden mask key v1"
@@ -58,17 +59,6 @@ def _aware(at: datetime) -> datetime:
     return at.astimezone(UTC) if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
-def current_version(db: Session, tenant_id: str, now: datetime) -> int:
-    """The key version in effect for the tenant at `now` (the latest that has started)."""
-    found = db.scalar(
-        select(MaskKeyVersion.version)
-        .where(MaskKeyVersion.tenant_id == tenant_id, MaskKeyVersion.effective_from <= _aware(now))
-        .order_by(MaskKeyVersion.version.desc())
-        .limit(1)
-    )
-    return int(found) if found is not None else FIRST_VERSION
-
-
 def schedule(db: Session, tenant_id: str) -> tuple[tuple[int, datetime], ...]:
     """Every key version of the tenant with the time it takes effect, newest first."""
     rows = db.connection().execute(
@@ -91,14 +81,33 @@ def tenant_mask(
     tenant_id: str,
     now: datetime,
     *,
+    tenant: str,
     cached: CacheAt[str, tuple[tuple[int, datetime], ...]] | None = None,
 ) -> TenantMask:
     """`cached`: the process's schedule cache at the request's change generation; the
     version in effect is still chosen at `now`, so a rotation's start holds to the instant."""
     if cached is None:
-        return TenantMask(tenant_id, current_version(db, tenant_id, now), master)
-    versions = cached.get(tenant_id, lambda: schedule(db, tenant_id))
+        return TenantMask(
+            tenant_id, version_at(logged_schedule(db, tenant, tenant_id), now), master
+        )
+    versions = cached.get(tenant_id, lambda: logged_schedule(db, tenant, tenant_id))
     return TenantMask(tenant_id, version_at(versions, now), master)
+
+
+def logged_schedule(db: Session, tenant: str, tenant_id: str) -> tuple[tuple[int, datetime], ...]:
+    """The tenant's schedule, held to the rotations the audit log recorded: a version deleted
+    in SQL, or moved later, would bring back the pseudonyms the rotation retired (the reason
+    to rotate is that they leaked). Unavailable (503) until an operator looks."""
+    versions = schedule(db, tenant_id)
+    stored = dict(versions)
+    for version, start in revocations_for(db).refresh(db).rotations.get(tenant, {}).items():
+        at = stored.get(version)
+        if at is None or at > _aware(datetime.fromisoformat(start)):
+            raise Unavailable(
+                f"tenant {tenant!r}: mask key version {version}, which the audit log records"
+                " from " + start + ", is missing or moved in the database: written past Warden"
+            )
+    return versions
 
 
 def rotate(

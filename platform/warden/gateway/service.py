@@ -182,12 +182,15 @@ def _read(
             state.mask_key,
             dataset.tenant_id,
             state.now(),
+            tenant=dataset.tenant,
             cached=state.mask_schedules.at(generation),
         )
     else:
         with unit_of_work(state.sessions) as db:
             dataset = load_view(db, settings.datasets_dir, caller.tenant, attempt.dataset)
-            mask = tenant_mask(db, state.mask_key, dataset.tenant_id, state.now())
+            mask = tenant_mask(
+                db, state.mask_key, dataset.tenant_id, state.now(), tenant=dataset.tenant
+            )
     attempt.version = dataset.version
     attempt.details["mask_key_version"] = mask.version
     attempt.columns = list(request.columns or dataset.column_names)

@@ -1,5 +1,6 @@
-"""What the audit log says was revoked, disabled or ended: remembered by each process, so a
-row written back to its earlier self in SQL (seal and all) revives nothing.
+"""What the audit log says was revoked, disabled, ended or rotated: remembered by each
+process, so a row written back to its earlier self in SQL (seal and all) revives nothing,
+and a mask key rotation deleted in SQL brings no old pseudonyms back.
 
 A sealed row cannot be forged, but its earlier version can be restored whole: a token row
 from before its revocation, a principal from before it was disabled, a sandbox from before
@@ -31,7 +32,8 @@ from warden.audit.models import HEAD_ID, AuditEvent, AuditHead
 REVOKE = "token.revoke"
 DISABLE, ENABLE = "principal.disable", "principal.enable"
 SANDBOX_ENDS = ("sandbox.exit", "sandbox.stop")
-_ACTIONS = (REVOKE, DISABLE, ENABLE, *SANDBOX_ENDS)
+ROTATE = "mask_key.rotate"
+_ACTIONS = (REVOKE, DISABLE, ENABLE, ROTATE, *SANDBOX_ENDS)
 
 
 class Revocations:
@@ -43,6 +45,8 @@ class Revocations:
         self.tokens: dict[str, int] = {}
         self.disabled: dict[str, int] = {}
         self.ended: dict[str, int] = {}
+        # tenant name -> key version -> when it takes effect (ISO-8601), per the log
+        self.rotations: dict[str, dict[int, str]] = {}
         self._lock = threading.Lock()
 
     def refresh(self, db: Session) -> Revocations:
@@ -65,7 +69,8 @@ class Revocations:
             )
             for event in events.mappings():
                 if event["chain_v"] != CHAIN_V1 and event["hash"] == expected_hash(event, keys):
-                    self._take(event["action"], event["details"] or {}, event["seq"])
+                    details = dict(event["details"] or {}, tenant=event["tenant"])
+                    self._take(event["action"], details, event["seq"])
             self.seq = top
         return self
 
@@ -78,6 +83,9 @@ class Revocations:
             self.disabled[str(details["principal"])] = seq
         elif action == ENABLE and details.get("principal"):
             self.disabled.pop(str(details["principal"]), None)
+        elif action == ROTATE and details.get("tenant") and details.get("key_version"):
+            rotations = self.rotations.setdefault(str(details["tenant"]), {})
+            rotations[int(details["key_version"])] = str(details.get("effective_from"))
 
 
 _by_engine: weakref.WeakKeyDictionary[Any, Revocations] = weakref.WeakKeyDictionary()
