@@ -157,7 +157,7 @@ def test_an_unsealed_dataset_is_shown_then_sealed_by_an_operator_and_audited(
     assert _read(warden).status_code == 503  # --check changed nothing
     refused = operator_cli("data", "seal")
     assert refused.exit_code != 0 and "--accept DIGEST" in refused.output
-    (digest,) = re.findall(r"\[([0-9a-f]{32})\]", listed.output)
+    (digest,) = re.findall(r"digest: ([0-9a-f]{32})", listed.output)
     sealed = operator_cli(
         "data", "seal", "--accept", digest, "--actor", "ops", "--reason", "checked by hand"
     )

@@ -102,4 +102,4 @@ def test_unsealed_principals_are_refused_at_start_saying_what_to_run(
     with pytest.raises(typer.Exit):
         refuse_unsealed_people(warden.state.engine)
     said = " ".join(capsys.readouterr().err.split())
-    assert "`warden data seal --check`" in said and "`warden data seal`" in said, said
+    assert "`warden data seal --check`" in said and "`warden data seal --all`" in said, said

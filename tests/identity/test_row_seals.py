@@ -110,7 +110,7 @@ def test_an_operator_reseals_what_they_looked_at_and_nothing_changed_since(
     sql(warden, "UPDATE principal SET seal=NULL WHERE name IN ('alice', 'erin')")
     listed = operator_cli("data", "seal", "--check")
     assert listed.exit_code == 1 and "principal" in listed.output, listed.output
-    shown = dict(re.findall(r"principal \S+ (\w+) \[([0-9a-f]{32})\]", listed.output))
+    shown = dict(re.findall(r"principal \S+ (\w+): .*\n    digest: ([0-9a-f]{32})", listed.output))
     assert set(shown) == {"alice", "erin"} and 'kind: "person"' in listed.output
     assert read(warden, "alice").status_code == 401
     # erin's row changes after the operator looked: her digest no longer matches; nothing sealed

@@ -291,6 +291,9 @@ def _sealed_models() -> tuple[Any, ...]:
             Workspace, AccessSetting)  # fmt: skip
 
 
+NEVER_SEALED = "not sealed (stored before seals existed, or its seal erased)"
+
+
 def _key(row: Any) -> str:
     """A row's id (its first sealed field where it has no `id`: a dataset's terms override)."""
     return str(getattr(row, "id", None) or getattr(row, row.__sealed__[0]))
@@ -328,11 +331,13 @@ def seal_rows(
         fail("--check only shows; seal with --accept DIGEST or --all")
     with direct_session() as db:
         found: list[tuple[str, Any, str, dict[str, Any]]] = [
-            ("dataset", d, problem, terms_shown(db, d)) for d, problem in unsealed(db)
+            ("dataset", d, NEVER_SEALED if d.seal is None else problem, terms_shown(db, d))
+            for d, problem in unsealed(db)
         ]
         for row in sealed.broken(db, _sealed_models()):
             table = type(row).__tablename__  # type: ignore[attr-defined]
-            found.append((table, row, "does not match its seal", sealed.shown(row)))
+            problem = NEVER_SEALED if row.seal is None else "does not match its seal"
+            found.append((table, row, problem, sealed.shown(row)))
         if not found:
             console.print("every sealed row matches its seal")
             return
@@ -341,9 +346,11 @@ def seal_rows(
             digest = sealed.digest_of([table, fields])
             digests[digest] = (table, row)
             name = getattr(row, "name", "")
-            console.print(f"- {table} {_key(row)} {name} [{digest}]: {problem}", markup=False)
-            for field, value in fields.items():
-                console.print(f"    {field}: {json.dumps(value, default=str)}", markup=False)
+            # one unwrapped line each: a digest is copied from here into --accept
+            lines = [f"- {table} {_key(row)} {name}: {problem}", f"    digest: {digest}"]
+            lines += [f"    {f}: {json.dumps(v, default=str)}" for f, v in fields.items()]
+            for line in lines:
+                console.print(line, markup=False, soft_wrap=True)
         if check:
             raise typer.Exit(1)
         if not accept and not all_:

@@ -104,8 +104,8 @@ def refuse_unsealed_people(engine: Engine) -> None:
     if any(unsealed):
         fail(
             "refusing to start: principals or tenants were stored before rows were sealed."
-            " Check them (`warden data seal --check`), then run `warden data seal` once"
-            " (audited), right after the upgrade."
+            " Check them (`warden data seal --check`), then run `warden data seal --all` once"
+            " (or `--accept DIGEST` per row; audited), right after the upgrade."
         )
 
 
