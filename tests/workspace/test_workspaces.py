@@ -209,3 +209,20 @@ def test_workspaces_are_their_owners_until_shared_with_the_tenant(ws: WardenHarn
     deleted = ws.http.delete("/v1/workspaces/myapp", headers=ws.as_(DEVELOPER))
     assert deleted.status_code == 204
     assert ws.http.get("/v1/workspaces", headers=ws.as_("erin")).json()["workspaces"] == []
+
+
+def test_a_workspace_shared_or_reowned_in_sql_is_refused(ws: WardenHarness) -> None:
+    """Found by a red-team round: a workspace row re-owned or shared in SQL let another
+    person read (and upload into) someone's app-dev tree. The row is sealed now."""
+    from sqlalchemy import text
+
+    ws.http.post("/v1/workspaces", json={"name": "myapp"}, headers=ws.as_(DEVELOPER))
+    put(ws, DEVELOPER, "myapp", make_tar(GOOD))
+    with ws.state.engine.begin() as conn:
+        conn.execute(text("UPDATE workspace SET shared = TRUE WHERE name = 'myapp'"))
+    refused = ws.http.get(
+        "/v1/workspaces/myapp/archive", params={"owner": DEVELOPER}, headers=ws.as_(DEVELOPER)
+    )
+    assert refused.status_code == 503 and refused.json()["error"] == "RowTampered", refused.text
+    listed = ws.http.get("/v1/workspaces", headers=ws.as_(DEVELOPER))
+    assert listed.status_code == 503
