@@ -433,6 +433,17 @@ def test_terms_written_past_the_api_are_held_to_the_floors(access: Access) -> No
             ),
             {"d": dataset_id, "t": access.clock.now},
         )
+    refused = access.get("erin", "/settings/users")  # the row is not sealed: nothing decided
+    assert refused.status_code == 503 and refused.json()["error"] == "RowTampered"
+    # sealed as it stands by an operator who did not look: the floors still hold
+    from warden.access.models import AccessSetting
+    from warden.audit.keys import keys_for
+    from warden.db.sealed import seal_of
+    from warden.db.session import unit_of_work
+
+    with unit_of_work(access.w.state.sessions) as db:
+        row = db.get_one(AccessSetting, dataset_id)
+        row.seal = seal_of(keys_for(db.get_bind()), row)
     terms = access.get("erin", "/settings/users").json()
     assert (terms["quorum"], terms["max_duration"]) == (2, "90d")
     req = access.ask("erin", dataset="users", purpose="analytics", duration="1d")

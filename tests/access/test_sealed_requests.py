@@ -161,3 +161,18 @@ def test_a_dataset_terms_override_lowered_in_sql_decides_nothing(warden: Any) ->
     sql(warden, "UPDATE access_setting SET quorum = 2")
     answer = access.request("alice", dataset="users", purpose="training", duration="1d")
     assert answer.status_code == 503 and answer.json()["error"] == "RowTampered", answer.text
+
+
+def test_a_dataset_terms_override_deleted_in_sql_loosens_nothing(warden: Any) -> None:
+    """The override row deleted (its seal cannot catch an absence): the terms go back to the
+    class defaults unless the log, which recorded what was last set, says otherwise. It
+    does: requests on the dataset are refused until an operator looks."""
+    access = Access(warden)
+    raised = access.http.put(
+        "/v1/access/settings/pins", json={"quorum": 2, "max_duration": "2d"},
+        headers=access.as_("admin"),
+    )  # fmt: skip
+    assert raised.status_code == 200, raised.text
+    sql(warden, "DELETE FROM access_setting")
+    answer = access.request("alice", dataset="pins", purpose="analytics", duration="20d")
+    assert answer.status_code == 503 and "not the ones last set" in answer.text, answer.text

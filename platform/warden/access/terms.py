@@ -19,7 +19,8 @@ from warden.catalog.service import DatasetView
 from warden.config import Settings
 from warden.core.platform import Platform
 from warden.db.sealed import check
-from warden.errors import Unprocessable
+from warden.errors import Unavailable, Unprocessable
+from warden.identity.revocations import revocations_for
 from warden.identity.service import Caller
 from warden.policy.rules import rule_problems
 
@@ -86,10 +87,16 @@ def _compose(
 
 def terms_of(db: Session, view: DatasetView, settings: Settings | None = None) -> Terms:
     setting = repo.setting_of(db, view.id)
-    if setting is None:
-        return _compose(view, settings, None, None)
-    check(db, setting)  # as a reviewed change left it (db/sealed.py)
-    return _compose(view, settings, setting.quorum, setting.max_duration_s)
+    stored = (None, None) if setting is None else (setting.quorum, setting.max_duration_s)
+    if setting is not None:
+        check(db, setting)  # as a reviewed change left it (db/sealed.py)
+    logged = revocations_for(db).refresh(db).terms.get((view.tenant, view.name))
+    if logged is not None and logged != stored:  # deleted (or restored) in SQL
+        raise Unavailable(
+            f"the access terms of {view.name!r} are not the ones last set (the audit log says"
+            f" quorum {logged[0]}, maximum {logged[1]} s): written past Warden"
+        )
+    return _compose(view, settings, *stored)
 
 
 def preview(
@@ -164,11 +171,13 @@ def set_terms(
     setting.updated_by = actor.name
     setting.updated_at = state.now()
     db.flush()
-    after = terms_of(db, view, state.settings)
+    # composed from the row just written (the log says the old values until this commits)
+    after = _compose(view, state.settings, setting.quorum, setting.max_duration_s)
     change = {
         "before": {"quorum": before.quorum, "max_duration_s": before.max_duration_s},
         "after": {"quorum": after.quorum, "max_duration_s": after.max_duration_s},
     }
-    details = {**change, **details}
+    stored = {"quorum": setting.quorum, "max_duration_s": setting.max_duration_s}
+    details = {**change, "stored": stored, **details}
     append(db, by(actor, "access.settings.changed", "allow", dataset=view.name, details=details))
     return after

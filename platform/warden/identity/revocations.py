@@ -1,6 +1,7 @@
-"""What the audit log says was revoked, disabled, ended or rotated: remembered by each
+"""What the audit log says was revoked, disabled, ended, rotated or set: remembered by each
 process, so a row written back to its earlier self in SQL (seal and all) revives nothing,
-and a mask key rotation deleted in SQL brings no old pseudonyms back.
+a mask key rotation deleted in SQL brings no old pseudonyms back, and a dataset's terms
+override deleted in SQL loosens nothing.
 
 A sealed row cannot be forged, but its earlier version can be restored whole: a token row
 from before its revocation, a principal from before it was disabled, a sandbox from before
@@ -33,7 +34,8 @@ REVOKE = "token.revoke"
 DISABLE, ENABLE = "principal.disable", "principal.enable"
 SANDBOX_ENDS = ("sandbox.exit", "sandbox.stop")
 ROTATE = "mask_key.rotate"
-_ACTIONS = (REVOKE, DISABLE, ENABLE, ROTATE, *SANDBOX_ENDS)
+TERMS = "access.settings.changed"
+_ACTIONS = (REVOKE, DISABLE, ENABLE, ROTATE, TERMS, *SANDBOX_ENDS)
 
 
 class Revocations:
@@ -47,6 +49,8 @@ class Revocations:
         self.ended: dict[str, int] = {}
         # tenant name -> key version -> when it takes effect (ISO-8601), per the log
         self.rotations: dict[str, dict[int, str]] = {}
+        # (tenant, dataset) -> the terms overrides last stored, per the log
+        self.terms: dict[tuple[str, str], tuple[int | None, int | None]] = {}
         self._lock = threading.Lock()
 
     def refresh(self, db: Session) -> Revocations:
@@ -69,7 +73,9 @@ class Revocations:
             )
             for event in events.mappings():
                 if event["chain_v"] != CHAIN_V1 and event["hash"] == expected_hash(event, keys):
-                    details = dict(event["details"] or {}, tenant=event["tenant"])
+                    details = dict(
+                        event["details"] or {}, tenant=event["tenant"], dataset=event["dataset"]
+                    )
                     self._take(event["action"], details, event["seq"])
             self.seq = top
         return self
@@ -83,6 +89,10 @@ class Revocations:
             self.disabled[str(details["principal"])] = seq
         elif action == ENABLE and details.get("principal"):
             self.disabled.pop(str(details["principal"]), None)
+        elif action == TERMS and isinstance(details.get("stored"), dict):
+            stored = details["stored"]
+            key = (str(details.get("tenant")), str(details.get("dataset")))
+            self.terms[key] = (stored.get("quorum"), stored.get("max_duration_s"))
         elif action == ROTATE and details.get("tenant") and details.get("key_version"):
             rotations = self.rotations.setdefault(str(details["tenant"]), {})
             rotations[int(details["key_version"])] = str(details.get("effective_from"))
