@@ -24,11 +24,13 @@ import weakref
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from warden.audit.chain import CHAIN_V1, expected_hash
 from warden.audit.keys import keys_for
 from warden.audit.models import HEAD_ID, AuditEvent, AuditHead
+from warden.errors import AuditUnavailable
 
 REVOKE = "token.revoke"
 DISABLE, ENABLE = "principal.disable", "principal.enable"
@@ -58,6 +60,12 @@ class Revocations:
         below its head, keyed with the chain key), so a row written around the chain, with a
         seq far ahead or a forged `principal.enable`, neither hides later events nor undoes
         one (`verify` reports such rows)."""
+        try:
+            return self._refresh(db)
+        except SQLAlchemyError as exc:  # what is over cannot be told: nothing is allowed
+            raise AuditUnavailable(f"audit log unreachable: {exc.__class__.__name__}") from None
+
+    def _refresh(self, db: Session) -> Revocations:
         keys = keys_for(db.get_bind())
         with self._lock:
             head = db.connection().execute(select(AuditHead.seq).where(AuditHead.id == HEAD_ID))
