@@ -89,3 +89,14 @@ def rolled_back(w: Any) -> list[dict[str, Any]]:
 
 def edit_request(w: Any, request_id: str, assignments: str, **params: Any) -> None:
     sql(w, f"UPDATE access_request SET {assignments} WHERE id=:i", i=request_id, **params)  # noqa: S608
+
+
+def live_token_id(w: Any, who: str) -> str:
+    """The id of `who`'s live API token."""
+    found = one(
+        w,
+        "SELECT t.id FROM api_token t JOIN principal p ON p.id=t.principal_id"
+        " WHERE p.name=:who AND t.revoked_at IS NULL",
+        who=who,
+    )
+    return str(found[0])

@@ -13,6 +13,8 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from tests.sealed_rows import live_token_id, sql
+
 
 def test_forged_console_session_row_signs_in_as_admin(warden: Any) -> None:
     with warden.state.engine.begin() as conn:
@@ -55,13 +57,6 @@ def test_console_session_moved_to_another_token(warden: Any) -> None:
     )
     assert r.status_code == 303, r.text
     assert '<strong id="signed-in-as">mallory</strong>' in browser.get("/console/reviews").text
-    with warden.state.engine.begin() as conn:
-        admin_token = conn.execute(
-            text(
-                "SELECT t.id FROM api_token t JOIN principal p ON p.id=t.principal_id"
-                " WHERE p.name='admin' AND t.revoked_at IS NULL"
-            )
-        ).scalar()
-        conn.execute(text("UPDATE console_session SET token_id=:t"), {"t": admin_token})
+    sql(warden, "UPDATE console_session SET token_id=:t", t=live_token_id(warden, "admin"))
     page = browser.get("/console/audit")
     assert '<strong id="signed-in-as">admin</strong>' not in page.text, "session speaks for admin"

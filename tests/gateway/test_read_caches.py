@@ -22,6 +22,7 @@ import polars as pl
 import pytest
 from sqlalchemy import delete, event, insert, select, text, update
 
+from tests.sealed_rows import live_token_id, one, sql
 from warden.catalog.models import Dataset, DatasetColumn, DatasetVersion, MaskKeyVersion
 from warden.db.generation import GenerationCache
 from warden.identity.models import ApiToken, Principal, Tenant
@@ -250,61 +251,38 @@ def test_a_failed_lookup_is_not_kept() -> None:
 # revocation or a disable moves the counter from Warden's own code too.
 
 
-def _sql_text(w: Any, *statements: str) -> None:
-    with w.state.engine.begin() as conn:
-        for s in statements:
-            conn.execute(text(s))
-
-
-def _scalar_row(w: Any, s: str) -> Any:
-    with w.state.engine.connect() as conn:
-        return conn.execute(text(s)).first()
-
-
-def _read_ids(w: Any, who: str = "alice") -> Any:
-    return w.read(who, "engagements", purpose="training", columns=["user_id"], limit=2)
+def _revoke_alices_token(w: Any) -> None:
+    token_id = live_token_id(w, "alice")
+    r = w.http.post(f"/v1/principals/alice/tokens/{token_id}/revoke", headers=w.as_("admin"))
+    assert r.status_code == 200, r.text
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # PostgreSQL refuses the values
 def test_a_counter_frozen_as_a_real_serves_no_revoked_token(warden: Any) -> None:
     # one UPDATE, no DDL: on SQLite value+1 of a huge REAL is itself
-    _sql_text(warden, "UPDATE change_generation SET value = 1e300")
-    assert _read_ids(warden).status_code == 200  # cache filled at the frozen generation
-    before = _scalar_row(warden, "SELECT value FROM change_generation")[0]
-    token_id = _scalar_row(
-        warden,
-        "SELECT t.id FROM api_token t JOIN principal p ON p.id=t.principal_id WHERE p.name='alice'",
-    )[0]
-    r = warden.http.post(
-        f"/v1/principals/alice/tokens/{token_id}/revoke", headers=warden.as_("admin")
-    )
-    assert r.status_code == 200, r.text
-    assert _scalar_row(warden, "SELECT value FROM change_generation")[0] == before  # frozen
-    assert _read_ids(warden).status_code == 401
+    sql(warden, "UPDATE change_generation SET value = 1e300")
+    assert _read(warden).status_code == 200  # cache filled at the frozen generation
+    before = one(warden, "SELECT value FROM change_generation")[0]
+    _revoke_alices_token(warden)
+    assert one(warden, "SELECT value FROM change_generation")[0] == before  # frozen
+    assert _read(warden).status_code == 401
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_a_counter_frozen_at_the_top_serves_no_disabled_principal(warden: Any) -> None:
     # int64 max: the trigger's +1 overflows to REAL 9.22e18 and stays there
-    _sql_text(warden, "UPDATE change_generation SET value = 9223372036854775807")
-    assert _read_ids(warden).status_code == 200
+    sql(warden, "UPDATE change_generation SET value = 9223372036854775807")
+    assert _read(warden).status_code == 200
     _read(warden)  # the first bump made it REAL; now frozen
-    assert _read_ids(warden).status_code == 200
+    assert _read(warden).status_code == 200
     r = warden.http.post("/v1/principals/alice/disable", headers=warden.as_("admin"))
     assert r.status_code == 200, r.text
-    assert _read_ids(warden).status_code == 401
+    assert _read(warden).status_code == 401
 
 
 def test_a_dropped_trigger_serves_no_revoked_token(warden: Any) -> None:
     on = " ON api_token" if warden.state.engine.dialect.name == "postgresql" else ""
-    _sql_text(warden, "DROP TRIGGER wg_api_token_update" + on)
-    assert _read_ids(warden).status_code == 200
-    token_id = _scalar_row(
-        warden,
-        "SELECT t.id FROM api_token t JOIN principal p ON p.id=t.principal_id WHERE p.name='alice'",
-    )[0]
-    r = warden.http.post(
-        f"/v1/principals/alice/tokens/{token_id}/revoke", headers=warden.as_("admin")
-    )
-    assert r.status_code == 200, r.text
-    assert _read_ids(warden).status_code == 401
+    sql(warden, "DROP TRIGGER wg_api_token_update" + on)
+    assert _read(warden).status_code == 200
+    _revoke_alices_token(warden)
+    assert _read(warden).status_code == 401

@@ -111,6 +111,22 @@ def test_a_job_row_edited_in_sql_is_neither_shown_nor_run(warden: Any) -> None:
         worker._launcher(job)
 
 
+def _queued_on_a_model(
+    w: Any, tmp_path: Path, name: str, read: tuple[str, ...], kind: str
+) -> tuple[str, str]:
+    """alice queues a `kind` job on pins with model NAME@1 (built from `read`): (job id, ref)."""
+    from tests.sandbox.conftest import grant_sandbox_roles
+
+    grant_sandbox_roles(w)
+    source = tmp_path / "stack.pt"
+    source.write_bytes(b"weights")
+    ref = register_artifact(w, name, source, read=read)
+    body = {"kind": kind, "datasets": {"pins": "pins"}, "model_in": ref}
+    r = w.http.post("/v1/jobs", json=body, headers=w.as_("alice"))
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"]), ref
+
+
 @pytest.mark.parametrize("where", ["raw-dataset", "absolute"])
 def test_worker_never_copies_a_file_a_model_row_points_at_in_sql(
     warden: Any, tmp_path: Path, where: str
@@ -118,20 +134,9 @@ def test_worker_never_copies_a_file_a_model_row_points_at_in_sql(
     """alice queues an infer job on her model (checked at launch). Before a worker claims it
     she points the model's artifact at the raw users file (or a key file): the worker copies
     it into her sandbox's /out/inputs."""
-    from tests.sandbox.conftest import grant_sandbox_roles
     from warden.jobs.worker import JobWorker
 
-    grant_sandbox_roles(warden)
-    source = tmp_path / "stack.pt"
-    source.write_bytes(b"weights")
-    ref = register_artifact(warden, "m", source, read=("pins",))
-    r = warden.http.post(
-        "/v1/jobs",
-        json={"kind": "train", "datasets": {"pins": "pins"}, "model_in": ref},
-        headers=warden.as_("alice"),
-    )
-    assert r.status_code == 201, r.text
-    job_id = r.json()["id"]
+    job_id, _ = _queued_on_a_model(warden, tmp_path, "m", ("pins",), "train")
     if where == "raw-dataset":
         secret, stored = Path(warden.settings.data_dir) / users_file(warden), users_file(warden)
     else:  # any file the Warden process may read, e.g. a key file outside the data folder
@@ -187,20 +192,9 @@ def test_infer_outputs_never_classified_from_a_parent_edited_in_sql(
     registration yields an output that no longer carries engagements' class and purposes."""
     import polars as pl
 
-    from tests.sandbox.conftest import grant_sandbox_roles
     from warden.jobs.outputs import register_outputs
 
-    grant_sandbox_roles(warden)
-    source = tmp_path / "stack.pt"
-    source.write_bytes(b"weights")
-    ref = register_artifact(warden, "par", source, read=("pins", "engagements"))
-    r = warden.http.post(
-        "/v1/jobs",
-        json={"kind": "infer", "datasets": {"pins": "pins"}, "model_in": ref},
-        headers=warden.as_("alice"),
-    )
-    assert r.status_code == 201, r.text
-    job_id = r.json()["id"]
+    job_id, ref = _queued_on_a_model(warden, tmp_path, "par", ("pins", "engagements"), "infer")
     sql(warden, "UPDATE model SET lineage=:l WHERE name='par'",
          l=json.dumps({"datasets": [{"name": "pins", "versions": []}], "parents": []}))  # fmt: skip
     rel = f"jobs/{job_id}/artifacts/scores.parquet"
