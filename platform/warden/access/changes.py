@@ -48,7 +48,7 @@ from warden.access.events import Actor, actor_of, notify, transition
 from warden.access.ids import CHANGE_PREFIX, new_id
 from warden.access.models import AccessTransition, ChangeReview, ReviewedChange
 from warden.access.present import approvers, aware, body_of, history_out, reviews_out
-from warden.access.rights import ACCESS_OBJECT, can, people_who
+from warden.access.rights import ACCESS_OBJECT, BREAK_GLASS_OBJECT, can, people_who
 from warden.access.schemas import ChangeOut, SettingsUpdate, format_duration
 from warden.catalog.service import load_view
 from warden.core.platform import Platform
@@ -196,6 +196,8 @@ def change_rules(
     )
     direct = reached_by(db, snapshot, tenant.id, tenant.name, assessment.subjects)
     direct |= reached_by(db, after, tenant.id, tenant.name, assessment.subjects)
+    if break_glass:
+        _refuse_break_glass_for_yourself(db, state, caller, direct)
     summary = f"{len(add)} rule(s) to add, {len(remove)} to remove"
     change = _new_change(
         db,
@@ -213,6 +215,22 @@ def change_rules(
         return ChangeOutcome(change)
     applied = _apply(db, state, caller, change)
     return ChangeOutcome(change, True, applied, True, len(add), len(remove))
+
+
+def _refuse_break_glass_for_yourself(
+    db: Session, state: Platform, caller: Caller, direct: set[str]
+) -> None:
+    """A policy break-glass applies before anyone else looks, so it is an emergency right
+    (`sys:break_glass`, as an access break-glass is) and never widens its author's own
+    reading: not by name, not through a role they hold, not through a principal they own or
+    created. That needs the ordinary review (someone else approves)."""
+    if not can(state, caller, BREAK_GLASS_OBJECT, "manage"):
+        raise Forbidden(f"{caller.name} may not break glass (`sys:break_glass`)")
+    if caller.principal_id in widen_to_keepers(db, direct):
+        raise Forbidden(
+            "a break-glass change that widens what you (or a principal you own or created)"
+            " may read needs someone else: propose it without break-glass and have it approved"
+        )
 
 
 def _stored_rules(db: Session) -> list[Rule]:
