@@ -129,10 +129,13 @@ def mixed_exposure(
     now: datetime | None = None,
     subjects: Mapping[str, Iterable[str]] | None = None,
     snapshot: PolicySnapshot | None = None,
+    owned: Mapping[str, Mapping[str, set[str]]] | None = None,
 ) -> list[MixedExposure]:
     """Every (tenant, subject, entity) whose identifiers the subject could read both raw and
     pseudonymised, without an exception. `subjects`: per tenant, only these subjects (default:
-    every name the tenant's rules mention). `snapshot`: the compiled `rules`, if at hand."""
+    every name the tenant's rules mention). `snapshot`: the compiled `rules`, if at hand.
+    `owned`: per tenant, subject -> the principals it reads as (the service accounts it owns
+    and so holds the tokens of): what they read counts as the subject's own."""
     now = now or datetime.now(UTC)
     now_s = format_now(now)
     snap = snapshot if snapshot is not None else PolicySnapshot(rules, strict=False)
@@ -158,12 +161,18 @@ def mixed_exposure(
         # (a role held by thousands of people costs one evaluation, not thousands).
         bearers = {f[0] for p, f in rules if p == "p" and f[1] == tenant}
         memo: dict[frozenset[str], list[tuple[str, tuple[Place, ...], tuple[Place, ...]]]] = {}
+        keeps = (owned or {}).get(tenant, {})
         for subject in sorted(names):
             held = snap.subjects(subject, tenant)
             signature = frozenset(h for h in held if h in bearers)
-            if signature not in memo:
-                memo[signature] = _mixed_places(snap, subject, tenant, by_dataset, now)
-            for entity, raw, masked in memo[signature]:
+            if keeps.get(subject):  # read both ways by one person through two principals
+                mixed = _mixed_places(snap, [subject, *sorted(keeps[subject])], tenant,
+                                      by_dataset, now)  # fmt: skip
+            else:
+                if signature not in memo:
+                    memo[signature] = _mixed_places(snap, [subject], tenant, by_dataset, now)
+                mixed = memo[signature]
+            for entity, raw, masked in mixed:
                 excepted = any((tenant, h, entity) in allows for h in held) and not any(
                     (tenant, h, entity) in denies for h in held
                 )
@@ -174,16 +183,17 @@ def mixed_exposure(
 
 def _mixed_places(
     snap: PolicySnapshot,
-    subject: str,
+    readers: Sequence[str],
     tenant: str,
     by_dataset: Mapping[str, Sequence[IdColumn]],
     now: datetime,
 ) -> list[tuple[str, tuple[Place, ...], tuple[Place, ...]]]:
-    """(entity, raw places, pseudonymised places) for each entity the subject sees both ways."""
+    """(entity, raw places, pseudonymised places) for each entity that the `readers` (one
+    subject, and the principals it reads as) see both ways, between them."""
     raw: dict[str, list[Place]] = {}
     masked: dict[str, list[Place]] = {}
     for dataset, cols in sorted(by_dataset.items()):
-        for purpose in PURPOSES:
+        for purpose, subject in ((p, r) for p in PURPOSES for r in readers):
             decision = snap.decide_read(
                 subject, tenant, dataset, [c.column for c in cols], purpose, now
             )
@@ -201,6 +211,26 @@ def affected_subjects(
 ) -> set[str]:
     """The tenant's subjects that are, or hold (transitively), one of the `named` ones."""
     return {s for s in tenant_subjects(rules, tenant) if named & set(snapshot.subjects(s, tenant))}
+
+
+def owned_from_db(db: Session, tenants: Iterable[str]) -> dict[str, dict[str, set[str]]]:
+    """Per tenant, owner name -> the names of the principals it owns (it mints their tokens,
+    so it reads as them: access/duties.reads_as)."""
+    from sqlalchemy.orm import aliased
+
+    from warden.identity.models import Principal, Tenant
+
+    owner = aliased(Principal)
+    rows = db.execute(
+        select(Tenant.name, owner.name, Principal.name)
+        .join(Principal, Principal.tenant_id == Tenant.id)
+        .join(owner, owner.id == Principal.owner_id)
+        .where(Tenant.name.in_(sorted(set(tenants))))
+    )
+    found: dict[str, dict[str, set[str]]] = {}
+    for tenant, owner_name, name in rows:
+        found.setdefault(tenant, {}).setdefault(owner_name, set()).add(name)
+    return found
 
 
 def catalog_from_db(db: Session, tenants: Iterable[str]) -> dict[str, list[IdColumn]]:
@@ -311,10 +341,17 @@ def change_problems(
         for t, named in touched.items()
         if t in catalog
     }
-    now_found = mixed_exposure(after, catalog, now=now, subjects=subjects, snapshot=snap_after)
+    owned = owned_from_db(db, subjects)
+    for t, keeps in owned.items():  # the owner of a principal the change reaches is reached
+        subjects[t] |= {owner for owner, kept in keeps.items() if kept & subjects[t]}
+    now_found = mixed_exposure(
+        after, catalog, now=now, subjects=subjects, snapshot=snap_after, owned=owned
+    )
     if not now_found:
         return []
-    was = mixed_exposure(before, catalog, now=now, subjects=subjects, snapshot=snap_before)
+    was = mixed_exposure(
+        before, catalog, now=now, subjects=subjects, snapshot=snap_before, owned=owned
+    )
     return [e for e in now_found if not any(e.covered_by(old) for old in was)]
 
 
