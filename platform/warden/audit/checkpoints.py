@@ -69,6 +69,7 @@ log = logging.getLogger("warden.audit.checkpoints")
 
 FILE_NAME = "checkpoints.jsonl"
 LOCK_NAME = ".lock"
+TAIL_BYTES = 8192  # a few checkpoint lines (each under 1 KiB)
 FORMAT_V = 1
 _PAYLOAD_FIELDS = (
     "v",
@@ -217,6 +218,26 @@ class CheckpointStore:
                     )
                 )
         return result
+
+    def last(self) -> Checkpoint | None:
+        """The newest valid checkpoint, from the file's tail only (lines are appended in
+        order, under the folder's lock): cheap enough to look at on every authentication."""
+        try:
+            with self.path.open("rb") as handle:
+                handle.seek(0, os.SEEK_END)
+                handle.seek(max(0, handle.tell() - TAIL_BYTES))
+                tail = handle.read()
+        except FileNotFoundError:
+            return None
+        lines = tail.splitlines()
+        if len(tail) == TAIL_BYTES:  # the first line may be cut
+            lines = lines[1:]
+        for raw in reversed(lines):
+            if raw.strip():
+                checkpoint, _ = self._parse(raw, 0)
+                if checkpoint is not None:
+                    return checkpoint
+        return None
 
     def _parse(self, raw: bytes, lineno: int) -> tuple[Checkpoint | None, str]:
         where = f"{self.path.name} line {lineno}"

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from warden.audit import channel
 from warden.audit import verify as _verify
+from warden.audit.anchor import anchor_for
 from warden.audit.chain import (
     CURRENT_CHAIN_V,
     DESCRIPTION_FIELDS,
@@ -236,6 +237,7 @@ class _Batcher:
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.sessions = sessions
+        self.engine = sessions.kw.get("bind")
         self.cond = threading.Condition(threading.Lock())
         self.queue: list[_Pending] = []
         self.leading = False
@@ -273,6 +275,7 @@ class _Batcher:
             emit_audit_log(event)
         except Exception:
             log.exception("could not emit the OTel log record for audit event %s", event.id)
+        _anchor(self.engine, [event])
         return event
 
     def _write(self, batch: list[_Pending]) -> None:
@@ -442,14 +445,21 @@ def _log_after_commit(db: Session, event: AuditEvent) -> None:
 def _emit_pending(db: Session) -> None:
     pending: list[AuditEvent] = db.info.get(_PENDING_KEY, [])
     events, pending[:] = list(pending), []
+    # An event appended inside a savepoint that rolled back is no longer in the session.
+    events = [e for e in events if inspect(e).persistent]
     for event in events:
-        # An event appended inside a savepoint that rolled back is no longer in the session.
-        if not inspect(event).persistent:
-            continue
         try:
             emit_audit_log(event)
         except Exception:
             log.exception("could not emit the OTel log record for audit event %s", event.id)
+    _anchor(db.get_bind(), events)
+
+
+def _anchor(bind: Any, events: list[AuditEvent]) -> None:
+    """What ends access is checkpointed before the caller is answered (audit/anchor.py)."""
+    found = anchor_for(bind)
+    if found is not None and events:
+        found.committed(getattr(bind, "engine", bind), events)
 
 
 def _drop_pending(db: Session) -> None:

@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass, field
 
 from warden.access.background import AccessWorker
+from warden.audit.anchor import anchor
 from warden.audit.checkpoints import Checkpointer
 from warden.core.platform import Platform
 from warden.jobs.worker import JobWorker
@@ -83,7 +84,9 @@ class WardenProcess:
 
 def _checkpointer(platform: Platform) -> Checkpointer | None:
     try:
-        return Checkpointer(platform)
+        made = Checkpointer(platform)
     except Exception as exc:  # keys unreadable: verify reports it, reads still audit
         log.error("audit checkpointer not started: %s", exc)
         return None
+    anchor(platform.engine, made)  # what ends access is checkpointed at once
+    return made

@@ -27,17 +27,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from warden.audit import anchor
+from warden.audit.anchor import DISABLE, ENABLE, ENDING, REVOKE, ROTATE, SANDBOX_ENDS, TERMS
 from warden.audit.chain import CHAIN_V1, expected_hash
 from warden.audit.keys import keys_for
 from warden.audit.models import HEAD_ID, AuditEvent, AuditHead
 from warden.errors import AuditUnavailable
-
-REVOKE = "token.revoke"
-DISABLE, ENABLE = "principal.disable", "principal.enable"
-SANDBOX_ENDS = ("sandbox.exit", "sandbox.stop")
-ROTATE = "mask_key.rotate"
-TERMS = "access.settings.changed"
-_ACTIONS = (REVOKE, DISABLE, ENABLE, ROTATE, TERMS, *SANDBOX_ENDS)
 
 
 class Revocations:
@@ -65,6 +60,28 @@ class Revocations:
         except SQLAlchemyError as exc:  # what is over cannot be told: nothing is allowed
             raise AuditUnavailable(f"audit log unreachable: {exc.__class__.__name__}") from None
 
+    def held(self, db: Session) -> Revocations:
+        """These revocations, once the database is held to the newest signed checkpoint
+        (audit/anchor.py): when one appeared since the last look, the chain must reach it,
+        and what it names is read now, whatever the change counter says."""
+        found = anchor.anchor_for(db.get_bind())
+        if found is None:
+            return self
+        try:
+            head = db.connection().execute(select(AuditHead.seq).where(AuditHead.id == HEAD_ID))
+            if found.hold(db, head.scalar()):
+                self._refresh(db)
+        except SQLAlchemyError as exc:
+            raise AuditUnavailable(f"audit log unreachable: {exc.__class__.__name__}") from None
+        return self
+
+    def take(self, events: Any) -> None:
+        """Events this process committed itself (audit/anchor.py), known before any read."""
+        with self._lock:
+            for event in events:
+                details = dict(event.details or {}, tenant=event.tenant, dataset=event.dataset)
+                self._take(event.action, details, event.seq)
+
     def _refresh(self, db: Session) -> Revocations:
         keys = keys_for(db.get_bind())
         with self._lock:
@@ -76,7 +93,7 @@ class Revocations:
             events = db.connection().execute(
                 select(table)
                 .where(table.c.seq > self.seq, table.c.seq <= top)
-                .where(table.c.action.in_(_ACTIONS), table.c.decision == "allow")
+                .where(table.c.action.in_(ENDING), table.c.decision == "allow")
                 .order_by(table.c.seq)
             )
             for event in events.mappings():
@@ -112,10 +129,17 @@ _lock = threading.Lock()
 
 def revocations_for(db: Session) -> Revocations:
     """This process's record for the database `db` is bound to."""
-    engine = db.get_bind()
+    return _for_engine(db.get_bind())
+
+
+def _for_engine(engine: Any) -> Revocations:
     engine = getattr(engine, "engine", engine)
     with _lock:
         found = _by_engine.get(engine)
         if found is None:
             found = _by_engine[engine] = Revocations()
         return found
+
+
+# What this process commits that ends access, it knows at once (audit/anchor.py).
+anchor.observe(lambda engine, events: _for_engine(engine).take(events))

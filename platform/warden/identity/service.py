@@ -420,7 +420,7 @@ def _check(db: Session, row: TokenRow, now: datetime | None) -> Caller:
             " operator checks it and runs `warden data seal`"
         ) from None
     # what the log says is over stays over, whatever the row says now (a row written back)
-    over = revocations_for(db)
+    over = revocations_for(db).held(db)
     if token_id in over.tokens:
         raise Unauthenticated("token revoked")
     if name in over.disabled:

@@ -1,0 +1,143 @@
+"""What ends access is anchored outside the database, at once.
+
+Each process remembers the revocations it reads from the keyed chain (identity/revocations.py),
+but a revocation that no process has read yet lived only in the database: someone who can
+write it could delete the event, put the chain head and the change counter back, and restore
+the row (seal and all) before any other process looked, and nothing outside the database
+would say the event ever existed. So, after every commit carrying an event that ends access
+(`ENDING`), the committing process:
+
+1. takes those events into its own memory from the objects in hand, not from the database
+   (a trigger deleting them inside the same commit leaves this process none the wiser
+   otherwise), and
+2. writes a signed checkpoint of the chain head at once (audit/checkpoints.py), before the
+   caller is answered: the event is then named outside the database, in the checkpoint file.
+
+Every process sharing that checkpoint folder looks at the file (one `stat` per
+authentication) and, when a newer checkpoint appears, holds the database to it before
+trusting any cached token: the chain must reach the checkpoint's seq, with its hash there.
+A chain cut back below its newest checkpoint, or changed at it, refuses every request
+(AuditUnavailable, 503) until an operator runs `warden audit verify`. When the checkpoint
+after an ending is refused (the chain is already tampered with), the process refuses too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from warden.audit.models import AuditEvent
+from warden.errors import AuditUnavailable
+
+if TYPE_CHECKING:
+    from warden.audit.checkpoints import Checkpoint, Checkpointer
+
+log = logging.getLogger("warden.audit.anchor")
+
+REVOKE = "token.revoke"
+DISABLE, ENABLE = "principal.disable", "principal.enable"
+SANDBOX_ENDS = ("sandbox.exit", "sandbox.stop")
+ROTATE = "mask_key.rotate"
+TERMS = "access.settings.changed"
+# Events whose loss would give back what they took away (identity/revocations.py reads them).
+ENDING = (REVOKE, DISABLE, ENABLE, ROTATE, TERMS, *SANDBOX_ENDS)
+
+# Told of every committed event that ends access, in the committing process (identity takes
+# them into its memory): (engine, events).
+_observers: list[Callable[[Any, Sequence[AuditEvent]], None]] = []
+
+
+def observe(callback: Callable[[Any, Sequence[AuditEvent]], None]) -> None:
+    _observers.append(callback)
+
+
+class Anchor:
+    """One process's checkpoint folder, as its revocations see it."""
+
+    def __init__(self, checkpointer: Checkpointer) -> None:
+        self.checkpointer = checkpointer
+        self.tampered: str | None = None  # why this process refuses everything, once it does
+        self._lock = threading.Lock()
+        self._seen: tuple[int, int, int] | None = None  # the file's (inode, size, mtime)
+        self._held: Checkpoint | None = None  # the newest checkpoint the database was held to
+
+    def committed(self, engine: Any, events: Sequence[AuditEvent]) -> None:
+        ending = [e for e in events if e.action in ENDING and e.decision == "allow"]
+        if not ending:
+            return
+        for callback in _observers:
+            callback(engine, ending)
+        try:
+            outcome = self.checkpointer.checkpoint_now()
+        except Exception:
+            log.exception("no checkpoint after an event that ends access")
+            return
+        if outcome.findings:
+            self.tampered = "; ".join(f.detail for f in outcome.findings)
+            log.error("the audit chain was tampered with: %s", self.tampered)
+
+    def hold(self, db: Session, head_seq: int | None) -> bool:
+        """AuditUnavailable unless the chain still reaches the newest checkpoint: the head at
+        or past it, its hash there, and no event missing since the one held before. True when
+        a newer checkpoint was taken (the caller then reads what it names)."""
+        if self.tampered:
+            raise AuditUnavailable("the audit chain was tampered with; run `warden audit verify`")
+        newest = self._newest()
+        if newest is None or newest is self._held:
+            return False
+        table = AuditEvent.__table__
+        conn = db.connection()
+        at = conn.execute(select(table.c.hash).where(table.c.seq == newest.seq)).scalar()
+        whole = True
+        if self._held is not None:  # (the first one held: only from there on)
+            since = self._held.seq
+            count = conn.execute(
+                select(func.count()).where(table.c.seq > since, table.c.seq <= newest.seq)
+            ).scalar()
+            whole = count == newest.seq - since
+        if not isinstance(head_seq, int) or head_seq < newest.seq or at != newest.hash or not whole:
+            raise AuditUnavailable(
+                f"the audit chain no longer reaches its signed checkpoint {newest.n} (seq"
+                f" {newest.seq}); run `warden audit verify`"
+            )
+        self._held = newest
+        return True
+
+    def _newest(self) -> Checkpoint | None:
+        store = self.checkpointer.store
+        try:
+            st = os.stat(store.path)
+        except FileNotFoundError:
+            return self._held
+        seen = (st.st_ino, st.st_size, st.st_mtime_ns)
+        with self._lock:
+            if seen == self._seen:
+                return self._held
+            newest = store.last()
+            self._seen = seen
+        return newest if newest is not None else self._held
+
+
+_anchors: weakref.WeakKeyDictionary[Any, Anchor] = weakref.WeakKeyDictionary()
+_lock = threading.Lock()
+
+
+def anchor(engine: Any, checkpointer: Checkpointer) -> Anchor:
+    """Anchor what ends access on `engine` with `checkpointer` (one per engine and process)."""
+    with _lock:
+        found = _anchors.get(engine)
+        if found is None:
+            found = _anchors[engine] = Anchor(checkpointer)
+        return found
+
+
+def anchor_for(engine: Any) -> Anchor | None:
+    engine = getattr(engine, "engine", engine)
+    return _anchors.get(engine)
