@@ -5,7 +5,9 @@ client so the load costs little of the machine's CPU) reads 100 rows of `engagem
 (7 columns, `user_id` masked; every other read with a filter) as fast as it can over
 loopback HTTP. "before" is the code of a git commit
 (default: the merge base with main, checked out into a temporary worktree); "after" is this
-tree. Per configuration: reads/s, p50, p99, server CPU per read (every server process,
+tree. Each tree initialises and seeds its own database with its own code (a process of its
+own), so a change to what is stored (token hashes, seals) compares fairly. Per
+configuration: reads/s, p50, p99, server CPU per read (every server process,
 workers included, from /proc), the load average of the machine beside it (the machine is
 shared), how the clients' connections were split across the server processes (a second after
 the load began, from /proc), and the audited `dataset.read` events counted against the reads
@@ -22,6 +24,7 @@ import json
 import os
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -32,8 +35,8 @@ from typing import Any
 
 from sqlalchemy import text
 
-from tests.benchmarks.bench_read import COLUMNS, _seed
-from tests.benchmarks.harness import postgres_database, prepare
+from tests.benchmarks.bench_read import COLUMNS
+from tests.benchmarks.harness import postgres_database
 from tests.proc import ESTABLISHED, children, tcp_sockets_of
 from tests.serving import serve_env, serve_process
 from warden.config import Settings
@@ -152,14 +155,40 @@ async def _load(
     return latencies, time.perf_counter() - t0, failures[0]
 
 
+SEED = """
+import sys
+from pathlib import Path
+from tests.benchmarks.bench_read import _seed
+from tests.benchmarks.harness import prepare
+settings, token = prepare(Path(sys.argv[1]), sys.argv[2] or None)
+_seed(settings, "small")
+print(token)
+"""
+
+
+def seeded(tree: Path, data_dir: Path, url: str | None) -> tuple[Settings, str]:
+    """Initialise and seed with `tree`'s own code (its `warden init`, token storage, catalog),
+    in a process of its own, so a "before" tree reads a database its own code wrote; returns
+    the settings and alice's token."""
+    out = subprocess.run(  # noqa: S603
+        [sys.executable, "-c", SEED, str(data_dir), url or ""],
+        cwd=tree,
+        env={**os.environ, "PYTHONPATH": f"{tree / 'platform'}{os.pathsep}{tree}"},
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    settings = Settings(data_dir=data_dir, config_dir=data_dir / "config", database_url=url)
+    return settings, out.stdout.strip().splitlines()[-1]
+
+
 def measure(
     version: str, pythonpath: str, backend: str, clients: int, workers: int, reads: int
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="warden-bench-") as tmp:
         database = postgres_database() if backend == "postgres" else nullcontext(None)
         with database as url:
-            settings, token = prepare(Path(tmp), url)
-            _seed(settings, "small")
+            settings, token = seeded(Path(pythonpath).parent, Path(tmp), url)
             with serve(settings, pythonpath, workers) as (api, pid):
                 load(api, token, min(clients, 4), 40)  # warm up (caches, pools, every worker)
                 before_events = _audited_reads(settings)

@@ -27,6 +27,7 @@ from warden.api.routes.policy import router as policy_router
 from warden.api.routes.registry import router as registry_router
 from warden.api.routes.sandbox import router as sandbox_router
 from warden.api.routes.workspace import router as workspace_router
+from warden.api.telemetry import HTTP_TELEMETRY
 from warden.audit.telemetry import setup_telemetry
 from warden.config import Settings, get_settings
 from warden.core.platform import Platform, build_platform
@@ -51,7 +52,12 @@ def create_app(
             app.state.process.stop()
 
     app = FastAPI(
-        title="Warden", version=__version__, docs_url="/docs", redoc_url=None, lifespan=lifespan
+        title="Warden",
+        version=__version__,
+        docs_url="/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+        telemetry=HTTP_TELEMETRY,
     )
     platform = state or build_platform(settings)
     app.state.warden = platform

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from warden import __version__
 from warden.api.errors import install_error_handlers
 from warden.api.routes.gateway import router as gateway_router
+from warden.api.telemetry import HTTP_TELEMETRY
 from warden.audit.telemetry import setup_telemetry
 from warden.core.platform import Platform
 
@@ -16,7 +17,13 @@ from warden.core.platform import Platform
 def create_gateway_app(platform: Platform) -> FastAPI:
     """Only the governed read path, with the API's error shape and telemetry."""
     setup_telemetry()  # the worker's reads are exported like the API's
-    app = FastAPI(title="Warden gateway", version=__version__, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="Warden gateway",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        telemetry=HTTP_TELEMETRY,
+    )
     app.state.warden = platform
     install_error_handlers(app)
     app.include_router(gateway_router)

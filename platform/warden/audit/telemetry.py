@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -75,6 +76,9 @@ class Telemetry:
     logger_provider: LoggerProvider
     traces_exporters: tuple[str, ...] = ()
     logs_exporters: tuple[str, ...] = ()
+    # some processor takes log records (an exporter named by the environment or given by the
+    # caller): without one, a record would be built for nobody
+    logs_wanted: bool = True
     tracer: trace.Tracer = field(init=False)
     logger: _logs.Logger = field(init=False)
 
@@ -120,7 +124,13 @@ def setup_telemetry(
             tracer_provider.add_span_processor(SimpleSpanProcessor(span_exporter))
         if log_exporter is not None:
             logger_provider.add_log_record_processor(SimpleLogRecordProcessor(log_exporter))
-        _current = Telemetry(tracer_provider, logger_provider, traces, logs)
+        _current = Telemetry(
+            tracer_provider,
+            logger_provider,
+            traces,
+            logs,
+            logs_wanted=bool(logs) or log_exporter is not None,
+        )
         if install_global and not _globals_installed:
             _install_globals(_current)
             _globals_installed = True
@@ -174,8 +184,24 @@ def current_trace_id() -> str | None:
     return trace.format_trace_id(context.trace_id) if context.is_valid else None
 
 
+# Each event's attributes, made once: a read's event goes both to its log record and its span.
+_attributes: weakref.WeakKeyDictionary[AuditEvent, dict[str, AttributeValue]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def audit_attributes(event: AuditEvent) -> dict[str, AttributeValue]:
-    """The attributes an audit event contributes to its log record and to its read span."""
+    """The attributes an audit event contributes to its log record and to its read span (a
+    committed event does not change: they are made once per event; do not modify them)."""
+    if event.seq is not None and (made := _attributes.get(event)) is not None:
+        return made
+    made = _audit_attributes(event)
+    if event.seq is not None:
+        _attributes[event] = made
+    return made
+
+
+def _audit_attributes(event: AuditEvent) -> dict[str, AttributeValue]:
     raw: dict[str, Any] = {
         "warden.audit.event_id": event.id,
         "warden.audit.seq": event.seq,
@@ -210,7 +236,7 @@ def annotate_span(span: Span, event: AuditEvent) -> None:
 def emit_audit_log(event: AuditEvent) -> None:
     """One log record per audit event, correlated with the current span (if any)."""
     telemetry = _current
-    if telemetry is None:
+    if telemetry is None or not telemetry.logs_wanted:
         return
     severity, severity_text = _SEVERITY.get(event.decision, (SeverityNumber.INFO, "INFO"))
     telemetry.logger.emit(

@@ -68,6 +68,18 @@ def read_stamp(conn: Connection) -> Stamp:
     return Stamp(int(policy_version or 0), generation if plausible else None)
 
 
+def lookup_connection(db: Session) -> Connection:
+    """`db`'s connection for a read's lookups (the stamp, then what the caches lack), which
+    only read. On PostgreSQL each runs as a statement of its own (autocommit): at READ
+    COMMITTED a transaction gives each statement its own snapshot anyway, so the answers are
+    the same, without the BEGIN and COMMIT round trips. SQLite keeps its transaction (one
+    snapshot for the lookups, and its writer queue keys on it)."""
+    if db.get_bind().dialect.name == "postgresql":
+        return db.connection(execution_options=_AUTOCOMMIT)
+    return db.connection()
+
+
+_AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
 MAX_GENERATION = 1 << 62
 _BUMP = text("UPDATE change_generation SET value = value + 1 WHERE id = 1")
 

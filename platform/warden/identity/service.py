@@ -330,10 +330,11 @@ def authenticate(
     if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
         raise Unauthenticated("invalid token")
     digest = hash_token(secret, db.get_bind())
-    which = ApiToken.token_hash == digest
     if cached is None:
-        return _authenticate_where(db, which, now)
-    return _check(db, cached.get(digest, lambda: _fresh_token_row(db, which)), now)
+        return _authenticate_where(db, ApiToken.token_hash == digest, now)
+    # The statement is built only on a miss: a warm read pays no SQL expression for it.
+    row = cached.get(digest, lambda: _fresh_token_row(db, ApiToken.token_hash == digest))
+    return _check(db, row, now)
 
 
 def authenticate_token_id(db: Session, token_id: str, now: datetime | None = None) -> Caller:

@@ -15,7 +15,7 @@ from starlette.types import Receive, Scope, Send
 from warden.api.deps import get_state
 from warden.api.edge import report_unauthenticated
 from warden.api.openapi import json_body
-from warden.db.generation import CacheAt, read_stamp
+from warden.db.generation import CacheAt, lookup_connection, read_stamp
 from warden.db.session import unit_of_work
 from warden.errors import Unauthenticated
 from warden.gateway.arrow import ArrowStream
@@ -151,7 +151,7 @@ def _read(request: Request, name: str, raw: bytes) -> tuple[ReadResult, bytes | 
     state = get_state(request)
     views = request.headers.get(ARROW_LAYOUT_HEADER, "").strip().lower() == "view"
     with unit_of_work(state.sessions) as db:
-        stamp = read_stamp(db.connection())
+        stamp = read_stamp(lookup_connection(db))
         caller = _caller_or_audit(request, name, db, state.tokens.at(stamp.generation))
         result = governed_read(state, caller, name, raw, views=views, session=db, stamp=stamp)
     body = result.body
