@@ -17,8 +17,10 @@ latency does not depend on it, the KPI does).
     .venv/bin/python -m tests.benchmarks.bench_online [--generic-steps 100] [--requests 300]
     (or: bash scripts/bench.sh online)
 
-``--before REV`` adds both arms' end-to-end requests served by ``warden_ml/serving.py`` as of
-that git revision to the same interleaved run, so a serving change is measured side by side.
+``--block B`` runs each arm B requests in a row (each in its steady state, as a server that
+runs one model) instead of interleaving request by request. ``--before REV`` adds both arms'
+end-to-end requests served by ``warden_ml/serving.py`` as of that git revision to the same
+run, so a serving change is measured side by side.
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ def server_at(rev: str) -> Any:
 
 
 def offline_latency(
-    paths: dict[str, Path], graph: Path, n: int, before: str | None = None
+    paths: dict[str, Path], graph: Path, n: int, before: str | None = None, block: int = 1
 ) -> dict[str, Any]:
     """Encoder and end-to-end request latency, A and B interleaved request by request."""
     pins = pl.read_parquet(graph / "pins.parquet", columns=["pin_id", "image"]).sort("pin_id")
@@ -107,7 +109,7 @@ def offline_latency(
         fns[f"{arm}:request"] = lambda i, srv=srv: srv.request_encode(windows[i])
     for arm, srv in old.items():
         fns[f"{arm}:request@before"] = lambda i, srv=srv: srv.request_encode(windows[i])
-    return measure(fns, n, warmup=50, block=1)
+    return measure(fns, n, warmup=50, block=block)
 
 
 def online(
@@ -198,9 +200,11 @@ def online(
 def table(res: dict[str, Any]) -> str:
     lat = res["latency"]
     enc = lat["B:tower"]["p50_ms"] / lat["A:tower"]["p50_ms"]
+    steady = "each arm in its steady state"
     lines = [
+        f"latency: block {res['block']} ({'interleaved' if res['block'] == 1 else steady})",
         "measure                                   A (swapped)   B (generic)   ratio / target",
-        f"encoder P50 ms, interleaved per request  {lat['A:tower']['p50_ms']:10.4f}"
+        f"encoder P50 ms                           {lat['A:tower']['p50_ms']:10.4f}"
         f"   {lat['B:tower']['p50_ms']:10.4f}   {enc:5.1f}x  (>= 10x)",
         *request_rows(lat["A:request"], lat["B:request"]),
     ]
@@ -231,7 +235,7 @@ def request_rows(a: dict[str, float], b: dict[str, float]) -> list[str]:
     req = b["p50_ms"] / a["p50_ms"]
     cost = 1 - a["cost_per_1k_usd"] / b["cost_per_1k_usd"]
     return [
-        f"end-to-end request P50 ms (interleaved) {a['p50_ms']:10.4f}"
+        f"end-to-end request P50 ms               {a['p50_ms']:10.4f}"
         f"   {b['p50_ms']:10.4f}   {req:5.1f}x  (>= 5x)",
         f"cost per 1k requests USD                {a['cost_per_1k_usd']:10.2e}"
         f"   {b['cost_per_1k_usd']:10.2e}   {cost:6.1%} lower (>= 80%)",
@@ -246,6 +250,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     parser.add_argument("--smoke", action="store_true", help="tiny models: wiring only")
     parser.add_argument("--before", default=None, help="git revision of serving.py to compare")
+    parser.add_argument(
+        "--block", type=int, default=1, help="latency: requests per arm in a row (1: interleaved)"
+    )
     parser.add_argument("--skip-online", action="store_true", help="latency only (no A/B)")
     args = parser.parse_args()
     started = time.monotonic()
@@ -255,8 +262,11 @@ def main() -> None:
         specs = generate(work / "graph", scale="small", seed=0)
         paths = train(work, args.generic_steps, args.smoke)
         res: dict[str, Any] = {
-            "latency": offline_latency(paths, work / "graph", args.requests, args.before),
+            "latency": offline_latency(
+                paths, work / "graph", args.requests, args.before, args.block
+            ),
             "before": args.before,
+            "block": args.block,
         }
         if not args.skip_online:
             res["online"] = online(paths, work, specs, args.requests, args.ab_requests)
