@@ -17,6 +17,7 @@ import io
 import warnings
 from collections.abc import Iterator
 
+import numpy as np
 import onnxruntime as ort
 import torch
 from torch import nn
@@ -55,9 +56,12 @@ class Served:
 
     def run(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
         """Every output of the graph, in order."""
-        pairs = zip(self._names, inputs, strict=True)
-        feeds = {name: x.detach().contiguous().numpy() for name, x in pairs}
-        return [torch.from_numpy(out) for out in self._session.run(None, feeds)]
+        arrays = [x.detach().contiguous().numpy() for x in inputs]
+        return [torch.from_numpy(out) for out in self.run_numpy(*arrays)]
+
+    def run_numpy(self, *inputs: np.ndarray) -> list[np.ndarray]:
+        """``run`` on numpy arrays, without the conversions (the per-request path)."""
+        return self._session.run(None, dict(zip(self._names, inputs, strict=True)))
 
 
 def served(module: nn.Module, *example: torch.Tensor) -> Served:

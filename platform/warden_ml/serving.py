@@ -8,9 +8,11 @@
 Both per-request encoders (tower, tower + projector) run in their served form
 (``served.Served``: exported to ONNX, run by ONNX Runtime on one thread), and so does the rest
 of a batch-1 request (gather the window's embeddings, the sequence model, full-catalog
-scoring, the window's pins masked, the top k: ``RequestGraph``): the same treatment for
-every stack, so what differs between two stacks' requests is their encoders. Batched scoring
-(``scores``: evaluation, offline inference) stays eager; a test holds the two equal.
+scoring, the window's pins masked, the top k: ``request_graph.RequestGraph``): the same
+treatment for every stack, so what differs between two stacks' requests is their encoders.
+A request hands numpy views from one runtime call to the next, with no torch op between
+them. Batched scoring (``scores``: evaluation, offline inference) stays eager; a test holds
+the two equal.
 
 Latency is wall time per request (perf_counter); CPU-seconds per request is process time
 over the whole loop divided by the number of requests; cost per 1k requests prices those
@@ -30,36 +32,8 @@ from torch import nn
 from warden_ml.data import gather_items
 from warden_ml.metrics import percentile
 from warden_ml.models import Stack
+from warden_ml.request_graph import RequestGraph
 from warden_ml.served import served
-
-
-class RequestGraph(nn.Module):
-    """A batch-1 request after its query pin is encoded, as one module (so it can be served):
-    the window's pin embeddings with the fresh one last, the sequence model, every catalog
-    pin scored (dot product plus the item prior), the window's own pins scored -inf (the user
-    engaged them); then the top k rows. Pads (-1) in the window mask nothing. Returns the
-    scores and the top k."""
-
-    def __init__(self, seq: nn.Module, table: torch.Tensor, bias: torch.Tensor, k: int) -> None:
-        super().__init__()
-        self.seq = seq
-        self.k = min(k, table.shape[0])
-        self.register_buffer("table", table)
-        self.register_buffer("bias", bias)
-
-    def forward(self, window: torch.Tensor, fresh: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        table: torch.Tensor = self.table  # type: ignore[assignment]
-        bias: torch.Tensor = self.bias  # type: ignore[assignment]
-        items, pad = gather_items(table, window)
-        items = torch.cat([items[:, :-1], fresh.unsqueeze(1)], dim=1)
-        q = self.seq(items, pad)
-        scores = torch.addmm(bias.expand(q.shape[0], -1), q, table.T)
-        # a pad points at an extra column, dropped after the scatter
-        rows = torch.where(window >= 0, window, torch.full_like(window, table.shape[0]))
-        spare = torch.zeros_like(scores[:, :1])
-        masked = torch.cat([scores, spare], dim=1).scatter(1, rows, float("-inf"))
-        masked = masked[:, : table.shape[0]]
-        return masked, torch.topk(masked, self.k, dim=1).indices
 
 
 class Server:
@@ -86,6 +60,9 @@ class Server:
         window[0, -2:] = torch.tensor([0, min(1, n - 1)])
         graph = RequestGraph(stack.seq, self.table, self.bias, k)
         self.request = served(graph, window, self.table[:1].clone())
+        # the per-request path hands numpy views straight to the runtime (no torch ops)
+        self._images = images.detach().contiguous().numpy()
+        self._table = self.table.numpy()
 
     def encode_one(self, image: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
@@ -108,35 +85,41 @@ class Server:
     def request_scores(self, window: torch.Tensor, fresh: torch.Tensor | None) -> torch.Tensor:
         """(1, N) scores for one request (window (1, L) of rows, last = query pin; ``fresh``
         its embedding encoded now, or None to use the table's), the window's pins -inf."""
-        return self._answer(window, fresh)[0]
+        return torch.from_numpy(self._answer(window.numpy(), self._fresh(window, fresh))[0])
 
     def recommend(
         self, window: torch.Tensor, fresh: torch.Tensor | None, exclude: Any = None
     ) -> torch.Tensor:
         """Top-k pin rows for one request (window (1, L) of rows, last = query pin), never
         a pin in the window (the user engaged it) nor one in ``exclude`` (rows)."""
-        scores, top = self._answer(window, fresh)
+        scores, top = self._answer(window.numpy(), self._fresh(window, fresh))
         if exclude is None:
-            return top
-        scores[0, torch.as_tensor(exclude, dtype=torch.int64)] = -torch.inf
-        return torch.topk(scores, self.k, dim=1).indices
+            return torch.from_numpy(top)
+        masked = torch.from_numpy(scores)
+        masked[0, torch.as_tensor(exclude, dtype=torch.int64)] = -torch.inf
+        return torch.topk(masked, self.k, dim=1).indices
 
-    def _answer(
-        self, window: torch.Tensor, fresh: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.inference_mode():
-            if fresh is None:
-                items, _ = gather_items(self.table, window[:, -1:])
-                fresh = items[:, 0]
-            scores, top = self.request.run(window, fresh)
-        return scores, top
+    def _fresh(self, window: torch.Tensor, fresh: torch.Tensor | None) -> np.ndarray:
+        if fresh is not None:
+            return fresh.detach().numpy()
+        return self._lookup(int(window[0, -1]))
+
+    def _lookup(self, row: int) -> np.ndarray:
+        """The table's embedding of a row, or zeros for a pad (as ``gather_items``)."""
+        return self._table[row : row + 1] if row >= 0 else np.zeros_like(self._table[:1])
+
+    def _answer(self, window: np.ndarray, fresh: np.ndarray) -> list[np.ndarray]:
+        return self.request.run_numpy(window, fresh)
 
     def request_encode(self, window: torch.Tensor) -> torch.Tensor:
-        query = int(window[0, -1])
-        return self.recommend(window, self.encode_one(self.images[query : query + 1]))
+        w = window.numpy()
+        query = int(w[0, -1])
+        fresh = self.encoder.run_numpy(self._images[query : query + 1])[0]
+        return torch.from_numpy(self._answer(w, fresh)[1])
 
     def request_lookup(self, window: torch.Tensor) -> torch.Tensor:
-        return self.recommend(window, None)
+        w = window.numpy()
+        return torch.from_numpy(self._answer(w, self._lookup(int(w[0, -1])))[1])
 
 
 def measure(

@@ -16,14 +16,21 @@ latency does not depend on it, the KPI does).
 
     .venv/bin/python -m tests.benchmarks.bench_online [--generic-steps 100] [--requests 300]
     (or: bash scripts/bench.sh online)
+
+``--block B`` runs each arm B requests in a row (each in its steady state, as a server that
+runs one model) instead of interleaving request by request. ``--before REV`` adds both arms'
+end-to-end requests served by ``warden_ml/serving.py`` as of that git revision to the same
+run, so a serving change is measured side by side.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import tempfile
 import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +69,23 @@ def train(work: Path, generic_steps: int, smoke: bool) -> dict[str, Path]:
     return {"A": s / "swapped_stack.pt", "B": g / "generic_stack.pt"}
 
 
-def offline_latency(paths: dict[str, Path], graph: Path, n: int) -> dict[str, Any]:
+def server_at(rev: str) -> Any:
+    """``warden_ml.serving.Server`` as of a git revision (its other imports: today's)."""
+    src = subprocess.run(
+        ["git", "show", f"{rev}:platform/warden_ml/serving.py"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parent,
+    ).stdout
+    module = types.ModuleType(f"serving_at_{rev}")
+    exec(compile(src, f"{rev}:platform/warden_ml/serving.py", "exec"), module.__dict__)
+    return module.Server
+
+
+def offline_latency(
+    paths: dict[str, Path], graph: Path, n: int, before: str | None = None, block: int = 1
+) -> dict[str, Any]:
     """Encoder and end-to-end request latency, A and B interleaved request by request."""
     pins = pl.read_parquet(graph / "pins.parquet", columns=["pin_id", "image"]).sort("pin_id")
     images = images_from_binary(pins["image"])
@@ -70,6 +93,12 @@ def offline_latency(paths: dict[str, Path], graph: Path, n: int) -> dict[str, An
     servers = {
         arm: Server(stack_from_blob(load_model(p)), images, 10, ids) for arm, p in paths.items()
     }
+    old = {}
+    if before:
+        cls = server_at(before)
+        old = {
+            arm: cls(stack_from_blob(load_model(p)), images, 10, ids) for arm, p in paths.items()
+        }
     rng = np.random.default_rng(0)
     rows = rng.integers(0, len(ids), (n + 50, 8))
     windows = [torch.from_numpy(r[None]) for r in rows]
@@ -78,7 +107,9 @@ def offline_latency(paths: dict[str, Path], graph: Path, n: int) -> dict[str, An
     for arm, srv in servers.items():
         fns[f"{arm}:tower"] = lambda i, srv=srv: srv.tower_one(single[i])
         fns[f"{arm}:request"] = lambda i, srv=srv: srv.request_encode(windows[i])
-    return measure(fns, n, warmup=50, block=1)
+    for arm, srv in old.items():
+        fns[f"{arm}:request@before"] = lambda i, srv=srv: srv.request_encode(windows[i])
+    return measure(fns, n, warmup=50, block=block)
 
 
 def online(
@@ -167,18 +198,23 @@ def online(
 
 
 def table(res: dict[str, Any]) -> str:
-    lat, on, ab = res["latency"], res["online"], res["online"]["ab"]
+    lat = res["latency"]
     enc = lat["B:tower"]["p50_ms"] / lat["A:tower"]["p50_ms"]
-    req = lat["B:request"]["p50_ms"] / lat["A:request"]["p50_ms"]
-    cost = 1 - lat["A:request"]["cost_per_1k_usd"] / lat["B:request"]["cost_per_1k_usd"]
+    steady = "each arm in its steady state"
     lines = [
+        f"latency: block {res['block']} ({'interleaved' if res['block'] == 1 else steady})",
         "measure                                   A (swapped)   B (generic)   ratio / target",
-        f"encoder P50 ms, interleaved per request  {lat['A:tower']['p50_ms']:10.4f}"
+        f"encoder P50 ms                           {lat['A:tower']['p50_ms']:10.4f}"
         f"   {lat['B:tower']['p50_ms']:10.4f}   {enc:5.1f}x  (>= 10x)",
-        f"end-to-end request P50 ms (interleaved) {lat['A:request']['p50_ms']:10.4f}"
-        f"   {lat['B:request']['p50_ms']:10.4f}   {req:5.1f}x  (>= 5x)",
-        f"cost per 1k requests USD                {lat['A:request']['cost_per_1k_usd']:10.2e}"
-        f"   {lat['B:request']['cost_per_1k_usd']:10.2e}   {cost:6.1%} lower (>= 80%)",
+        *request_rows(lat["A:request"], lat["B:request"]),
+    ]
+    if "A:request@before" in lat:
+        lines.append(f"before (serving.py at {res['before']}), same run:")
+        lines += request_rows(lat["A:request@before"], lat["B:request@before"])
+    if "online" not in res:
+        return "\n".join(lines)
+    on, ab = res["online"], res["online"]["ab"]
+    lines += [
         f"online req/s, batch 1, one process      {on['A']['requests_per_s']:10.1f}"
         f"   {on['B']['requests_per_s']:10.1f}",
         f"online P95 ms under that load           {on['A']['p95_ms']:10.2f}"
@@ -195,6 +231,17 @@ def table(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def request_rows(a: dict[str, float], b: dict[str, float]) -> list[str]:
+    req = b["p50_ms"] / a["p50_ms"]
+    cost = 1 - a["cost_per_1k_usd"] / b["cost_per_1k_usd"]
+    return [
+        f"end-to-end request P50 ms               {a['p50_ms']:10.4f}"
+        f"   {b['p50_ms']:10.4f}   {req:5.1f}x  (>= 5x)",
+        f"cost per 1k requests USD                {a['cost_per_1k_usd']:10.2e}"
+        f"   {b['cost_per_1k_usd']:10.2e}   {cost:6.1%} lower (>= 80%)",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--generic-steps", type=int, default=100)
@@ -202,6 +249,11 @@ def main() -> None:
     parser.add_argument("--ab-requests", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     parser.add_argument("--smoke", action="store_true", help="tiny models: wiring only")
+    parser.add_argument("--before", default=None, help="git revision of serving.py to compare")
+    parser.add_argument(
+        "--block", type=int, default=1, help="latency: requests per arm in a row (1: interleaved)"
+    )
+    parser.add_argument("--skip-online", action="store_true", help="latency only (no A/B)")
     args = parser.parse_args()
     started = time.monotonic()
     torch.set_num_threads(1)
@@ -209,10 +261,15 @@ def main() -> None:
         work = Path(tmp)
         specs = generate(work / "graph", scale="small", seed=0)
         paths = train(work, args.generic_steps, args.smoke)
-        res = {
-            "latency": offline_latency(paths, work / "graph", args.requests),
-            "online": online(paths, work, specs, args.requests, args.ab_requests),
+        res: dict[str, Any] = {
+            "latency": offline_latency(
+                paths, work / "graph", args.requests, args.before, args.block
+            ),
+            "before": args.before,
+            "block": args.block,
         }
+        if not args.skip_online:
+            res["online"] = online(paths, work, specs, args.requests, args.ab_requests)
     print(table(res))
     print(
         f"({time.monotonic() - started:.0f} s; generic tower {args.generic_steps} steps; "
@@ -220,7 +277,8 @@ def main() -> None:
     )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "online.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
-    (args.out / "online_ab.md").write_text(res["online"]["ab"]["report_md"])
+    if "online" in res:
+        (args.out / "online_ab.md").write_text(res["online"]["ab"]["report_md"])
 
 
 if __name__ == "__main__":

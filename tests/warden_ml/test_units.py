@@ -67,21 +67,27 @@ def test_stack_scores_catalog() -> None:
     assert q.shape == (2, 32) and torch.isfinite(q @ table.T).all()
 
 
-def test_served_request_matches_eager_scoring() -> None:
+@pytest.mark.parametrize(("d_model", "heads", "depth"), [(32, 4, 2), (64, 4, 2), (48, 2, 3)])
+def test_served_request_matches_eager_scoring(d_model: int, heads: int, depth: int) -> None:
     """A batch-1 request through the served graph (encoded query pin, sequence model,
     full-catalog scores, the window's pins masked) ranks exactly as the eager scoring the
-    evaluation uses: windows with pads, a repeated pin, a lone query, all pads; with a fresh
-    embedding and with the table's."""
+    evaluation uses (the stack's own nn layers): windows with pads, a repeated pin, a lone
+    query, all pads; with a fresh embedding and with the table's; through every entry point."""
     from warden_ml.serving import Server
 
     torch.manual_seed(1)
     images = torch.rand(50, 1, 8, 8)
-    stack = Stack("cnn", CNNTower(), Projector(64, 32), SeqModel(d_model=32, max_len=4))
+    seq = SeqModel(d_model=d_model, heads=heads, depth=depth, max_len=4)
+    with torch.no_grad():  # trained-looking weights, not the init's near-identity blocks
+        for p in seq.parameters():
+            p.add_(torch.randn_like(p) * 0.2)
+    stack = Stack("cnn", CNNTower(), Projector(64, d_model), seq)
     server = Server(stack, images, k=5, pin_ids=np.arange(50))
     windows = [[-1, -1, 3, 4], [7, 7, 9, 11], [-1, -1, -1, 49], [-1, -1, -1, -1], [0, 1, 2, 3]]
     for rows in windows:
         window = torch.tensor([rows])
-        for fresh in (None, server.encode_one(images[max(rows[-1], 0)][None])):
+        encoded = server.encode_one(images[max(rows[-1], 0)][None])
+        for fresh in (None, encoded):
             eager = server.scores(window, fresh)[0].clone()
             eager[window[0][window[0] >= 0]] = -torch.inf
             served_scores = server.request_scores(window, fresh)[0]
@@ -91,6 +97,14 @@ def test_served_request_matches_eager_scoring() -> None:
             top = server.recommend(window, fresh)[0].tolist()
             assert top == torch.topk(eager, 5).indices.tolist(), rows
             assert not set(top) & {r for r in rows if r >= 0}
+            eager[[5, 6]] = -torch.inf
+            again = server.recommend(window, fresh, exclude=[5, 6])[0].tolist()
+            assert again == torch.topk(eager, 5).indices.tolist(), rows
+        if rows[-1] >= 0:
+            assert (
+                server.request_encode(window).tolist() == server.recommend(window, encoded).tolist()
+            )
+        assert server.request_lookup(window).tolist() == server.recommend(window, None).tolist()
 
 
 def test_images_from_binary() -> None:

@@ -1,0 +1,102 @@
+"""A batch-1 request after its query pin is encoded, written out for its served form.
+
+The same math as the eager path (``gather_items``, ``SeqModel``, ``addmm`` with the item
+prior, the window's pins masked, top k), with the sequence model's weights rearranged at
+load so the exported graph has fewer operators than ``nn.TransformerEncoderLayer``'s export
+(57 against 91 after ONNX Runtime's fusions), and the last layer computes only the row the
+model reads. At batch 1 this part of a request is small operators and one pass over the
+catalog table; it is the same for every stack, and a test holds it equal to the eager scoring
+(``tests/warden_ml/test_units.py``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from warden_ml.models import SeqModel
+
+
+class _Block(nn.Module):
+    """One pre-norm encoder layer, heads as a batch axis: (1, L, d) -> (H, L, d) sums."""
+
+    w_qkv: torch.Tensor
+    b_qkv: torch.Tensor
+    w_out: torch.Tensor
+    b_out: torch.Tensor
+
+    def __init__(self, layer: nn.TransformerEncoderLayer) -> None:
+        super().__init__()
+        if not layer.norm_first or layer.activation is not F.gelu:
+            raise ValueError("the served request graph expects pre-norm GELU layers")
+        attn = layer.self_attn
+        h, d = attn.num_heads, attn.embed_dim
+        dh = d // h
+        self.eps = (layer.norm1.eps, layer.norm2.eps)
+        self.dh = dh
+        w = attn.in_proj_weight.detach()  # rows: q, k, v; within each, head by head
+        b = attn.in_proj_bias.detach()
+        # (H, d, 3*dh): one matmul gives every head's q | k | v, no reshapes per request
+        self.register_buffer("w_qkv", w.view(3, h, dh, d).permute(1, 3, 0, 2).reshape(h, d, -1))
+        self.register_buffer("b_qkv", b.view(3, h, dh).permute(1, 0, 2).reshape(h, 1, -1))
+        # (H, dh, d): each head's slice of the output projection; heads summed after
+        self.register_buffer("w_out", attn.out_proj.weight.detach().T.reshape(h, dh, d))
+        self.register_buffer("b_out", attn.out_proj.bias.detach())
+        self.norm1, self.norm2 = layer.norm1, layer.norm2
+        self.linear1, self.linear2 = layer.linear1, layer.linear2
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, last: bool = False) -> torch.Tensor:
+        """``last``: only the last row's output (the only one the model reads after the
+        final layer); every row still serves as a key and a value."""
+        n1, n2 = self.norm1, self.norm2
+        h = F.layer_norm(x, n1.normalized_shape, n1.weight, n1.bias, self.eps[0])
+        q, k, v = (h @ self.w_qkv + self.b_qkv).split(self.dh, dim=-1)
+        if last:
+            q, x = q[:, -1:], x[:, -1:]
+        att = torch.softmax(q @ k.transpose(1, 2) * self.dh**-0.5 + mask, dim=-1)
+        x = x + ((att @ v) @ self.w_out).sum(0) + self.b_out
+        h = F.layer_norm(x, n2.normalized_shape, n2.weight, n2.bias, self.eps[1])
+        return x + self.linear2(F.gelu(self.linear1(h)))
+
+
+class RequestGraph(nn.Module):
+    """A batch-1 request after its query pin is encoded, as one module (so it can be served):
+    the window's pin embeddings with the fresh one last, the sequence model, every catalog
+    pin scored (dot product plus the item prior), the window's own pins scored -inf (the user
+    engaged them); then the top k rows. Pads (-1) in the window mask nothing. Returns the
+    scores and the top k."""
+
+    table: torch.Tensor
+    bias: torch.Tensor
+    pad_mask: torch.Tensor
+    pos: torch.Tensor
+
+    def __init__(self, seq: SeqModel, table: torch.Tensor, bias: torch.Tensor, k: int) -> None:
+        super().__init__()
+        n = table.shape[0]
+        self.k = min(k, n)
+        # row n: a pad (-1 -> n) gathers a zero vector and scatters into a column dropped later
+        self.register_buffer("table", torch.cat([table, table.new_zeros(1, table.shape[1])]))
+        self.register_buffer("bias", torch.cat([bias, bias.new_zeros(1)])[None])
+        self.register_buffer(
+            "pad_mask", torch.cat([bias.new_zeros(n), bias.new_full((1,), float("-inf"))])
+        )
+        self.register_buffer("pos", seq.pos.detach()[0])
+        self.blocks = nn.ModuleList(_Block(layer) for layer in seq.blocks)  # type: ignore[arg-type]
+        self.norm, self.out = seq.norm, seq.out
+
+    def forward(self, window: torch.Tensor, fresh: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        table, pad_mask = self.table, self.pad_mask
+        n = table.shape[0] - 1
+        rows = torch.remainder(window, n + 1)
+        head = rows[:, :-1]
+        x = torch.cat([table[head], fresh.unsqueeze(1)], dim=1) + self.pos[-window.shape[1] :]
+        # the query slot is never masked (as gather_items): attention always sees a key
+        mask = torch.cat([pad_mask[head], torch.zeros_like(pad_mask[:1])[None]], dim=1)
+        for i, block in enumerate(self.blocks):
+            x = block(x, mask, last=i == len(self.blocks) - 1)
+        q = self.out(self.norm(x[:, -1]))
+        scores = torch.addmm(self.bias, q, table.T)
+        masked = scores.scatter(1, rows, float("-inf"))[:, :n]
+        return masked, torch.topk(masked, self.k, dim=1).indices
