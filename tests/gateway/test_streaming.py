@@ -16,6 +16,8 @@ import pytest
 from sqlalchemy import text
 
 from tests.serving import register_like
+from warden.audit.checkpoints import CheckpointStore
+from warden.audit.service import verify
 from warden.catalog.service import load_view
 from warden.db.session import unit_of_work
 from warden.gateway import planner
@@ -120,6 +122,39 @@ def test_a_large_read_streams_between_an_intent_and_a_completion(
     done = completion["details"]["stream"]
     assert done["status"] == "complete" and done["sha256"] == sha.hexdigest()
     assert done["intent_seq"] == intent["seq"]
+
+
+def test_a_completion_cut_from_the_log_is_tampering_not_a_stream_still_open(
+    live_warden: Any, tmp_path: Path
+) -> None:
+    """The completion is checkpointed before the stream's end is recorded as done (audit/
+    anchor.py): deleting it and what followed, head reset, is a truncation `verify` reports,
+    not an `open_intent` note that looks like a read still running."""
+    big_engagements(live_warden, tmp_path)
+    body = {"purpose": "training", "columns": COLUMNS}
+    for response in post_stream(live_warden.url, live_warden.tokens["alice"], body):
+        stream_id = response.headers["x-warden-stream"]
+        for _ in response.iter_raw():
+            pass
+    found = wait_for(lambda: (f := stream_events(live_warden, stream_id)).get("completion") and f)
+    completion = found["completion"]
+    newest = CheckpointStore.for_settings(live_warden.settings).last()
+    assert newest is not None and newest.seq >= completion["seq"]
+    keep = completion["seq"] - 1
+    with live_warden.state.engine.begin() as conn:  # as someone with SQL would
+        kept = conn.execute(text("SELECT hash FROM audit_event WHERE seq = :s"), {"s": keep})
+        conn.execute(text("DELETE FROM audit_event WHERE seq > :s"), {"s": keep})
+        conn.execute(text("UPDATE audit_head SET seq = :s, hash = :h"),
+                     {"s": keep, "h": kept.scalar()})  # fmt: skip
+    store = CheckpointStore.for_settings(live_warden.settings)
+    with live_warden.state.sessions() as db:
+        result = verify(db, checkpoints=store.read())
+    assert not result.ok, result
+    assert {f.kind for f in result.findings} & {"truncation", "head"}, result.findings
+    # and a process that sees the checkpoint the chain no longer reaches refuses (or, having
+    # held it already, lets an admin's verify say the same)
+    r = live_warden.http.post("/v1/audit/verify", headers=live_warden.as_("admin"))
+    assert r.status_code == 503 or r.json()["ok"] is False, r.text
 
 
 def test_a_small_answer_from_a_large_file_stays_one_measured_event(

@@ -5,7 +5,7 @@ but a revocation that no process has read yet lived only in the database: someon
 write it could delete the event, put the chain head and the change counter back, and restore
 the row (seal and all) before any other process looked, and nothing outside the database
 would say the event ever existed. So, after every commit carrying an event that ends access
-(`ENDING`), the committing process:
+(`ENDING`; and after a streamed read's completion, `AT_ONCE`), the committing process:
 
 1. takes those events into its own memory from the objects in hand, not from the database
    (a trigger deleting them inside the same commit leaves this process none the wiser
@@ -48,6 +48,11 @@ ROTATE = "mask_key.rotate"
 TERMS = "access.settings.changed"
 # Events whose loss would give back what they took away (identity/revocations.py reads them).
 ENDING = (REVOKE, DISABLE, ENABLE, ROTATE, TERMS, *SANDBOX_ENDS)
+# Checkpointed at once too: a streamed read's completion (how much of a large read left, and
+# its SHA-256), which its reader would most like to erase; cut from the tail, its intent
+# would look like a read still running.
+COMPLETION = "dataset.read.completion"
+AT_ONCE = (*ENDING, COMPLETION)
 
 # Told of every committed event that ends access, in the committing process (identity takes
 # them into its memory): (engine, events).
@@ -69,10 +74,10 @@ class Anchor:
         self._held: Checkpoint | None = None  # the newest checkpoint the database was held to
 
     def committed(self, engine: Any, events: Sequence[AuditEvent]) -> None:
-        ending = [e for e in events if e.action in ENDING and e.decision == "allow"]
-        if not ending:
+        if not any(e.action in AT_ONCE for e in events):
             return
-        for callback in _observers:
+        ending = [e for e in events if e.action in ENDING and e.decision == "allow"]
+        for callback in _observers if ending else ():
             callback(engine, ending)
         try:
             outcome = self.checkpointer.checkpoint_now()
