@@ -100,3 +100,14 @@ class RequestGraph(nn.Module):
         scores = torch.addmm(self.bias, q, table.T)
         masked = scores.scatter(1, rows, float("-inf"))[:, :n]
         return masked, torch.topk(masked, self.k, dim=1).indices
+
+
+class EncodedRequest(nn.Module):
+    """The request with its query pin's image: the encoder, then ``RequestGraph``."""
+
+    def __init__(self, encoder: nn.Module, graph: RequestGraph) -> None:
+        super().__init__()
+        self.encoder, self.graph = encoder, graph
+
+    def forward(self, window: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.graph(window, self.encoder(image))
