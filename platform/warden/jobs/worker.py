@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import socket
+import stat
 import threading
 import time
 import uuid
@@ -247,12 +248,11 @@ class JobWorker(BackgroundLoop):
             relative = path.relative_to(out)
             if relative.parts[0] in SKIPPED or not path.is_file() or path.is_symlink():
                 continue
-            size = path.stat().st_size
-            if size > MAX_ARTIFACT_BYTES:
-                continue
             dest = target / relative
             dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, dest)
+            size = _copy_regular(path, dest)
+            if size is None:
+                continue
             found.append(
                 {
                     "name": str(relative),
@@ -276,7 +276,9 @@ class JobWorker(BackgroundLoop):
         if sandbox.status != "succeeded":
             return "failed", _why(sandbox), {"last_line": _last_error(log_path(self.state, job.id))}
         # The exit status decides; metrics are optional (a custom command need not write any).
-        metrics = _metrics(out / "metrics.json", note)
+        # read from Warden's own copy: what the workload left in `out` may be a link to
+        # anywhere on the host (_collect copies regular files only)
+        metrics = _metrics(jobs_dir(self.state) / job.id / "artifacts" / "metrics.json", note)
         model, outputs = record_result(self.state, job.id, sandbox, metrics, artifacts)
         note(f"registered {model.ref} ({model.id})")
         for o in outputs:
@@ -285,6 +287,7 @@ class JobWorker(BackgroundLoop):
 
 
 REGISTER_ATTEMPTS = 5
+REPORT_TYPES = (".md", ".json", ".png")
 
 
 def record_result(
@@ -327,8 +330,14 @@ def _record_result(
         outputs = register_outputs(state, db, row, artifacts, lineage)
         lineage["outputs"] = outputs
     lineage["provenance"] = metrics.get("provenance")
-    reports = [a["name"] for a in artifacts if Path(a["name"]).stem.startswith("report")] + [
-        str(p) for p in metrics.get("plots", []) if isinstance(p, str)
+    # Reports are documents about the model, never data: an output dataset (or weights, or
+    # any other file type) named as a report would leave past the gateway, to whoever may use
+    # the model.
+    reports = [
+        name
+        for name in [a["name"] for a in artifacts if Path(a["name"]).stem.startswith("report")]
+        + [str(p) for p in metrics.get("plots", []) if isinstance(p, str)]
+        if Path(name).suffix.lower() in REPORT_TYPES
     ]
     model = registry.register(
         db,
@@ -387,6 +396,22 @@ def _materialise(db: Any, node: Any, tenant_id: str, data_dir: Path, out: Path) 
         folder.chmod(0o755)
     dest.chmod(0o644)
     return f"/out/inputs/{model_id}/{name}"
+
+
+def _copy_regular(source: Path, dest: Path) -> int | None:
+    """Copy `source` if it is a regular file of at most MAX_ARTIFACT_BYTES, judged on the file
+    opened (not followed through a link swapped in after the listing); its size, or None."""
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_ARTIFACT_BYTES:
+            return None
+        with dest.open("wb") as copy:
+            shutil.copyfileobj(handle, copy)
+    return info.st_size
 
 
 def _metrics(path: Path, note: _Notes) -> dict[str, Any]:

@@ -134,13 +134,14 @@ class SandboxRuntime:
         command: list[str],
         interactive: bool = False,
         prepare: Callable[[Path], None] | None = None,
-        workspace: tuple[str, Path] | None = None,
+        workspace: tuple[str, Path, bool] | None = None,
     ) -> Sandbox:
         """Row and launch event (one transaction), then socket, container, start, watcher.
 
         `prepare(output_dir)`, when given, fills the output mount before the container starts
-        (a job's spec and input models). `workspace` (its name and folder) is mounted read-write
-        at the profile's workspace mount, the working directory."""
+        (a job's spec and input models). `workspace` (its name, folder and whether the launcher
+        owns it) is mounted at the profile's workspace mount, the working directory: read-write
+        for its owner, read-only for a teammate it is shared with."""
         if self._closed:
             raise Unavailable("the platform is shutting down")
         profile = resolved.profile
@@ -178,7 +179,7 @@ class SandboxRuntime:
             open_session(db, sandbox, caller.name, "shell" if interactive else "run")
         try:
             self._prepare_dirs(sandbox, profile)
-            if workspace is not None:
+            if workspace is not None and workspace[2]:
                 _own_tree(workspace[1], profile.user)
             if prepare is not None:
                 prepare(self.output_dir(sandbox.id))
@@ -220,7 +221,7 @@ class SandboxRuntime:
         profile: SegmentProfile,
         resolved: Resolved,
         token: str | None,
-        workspace: tuple[str, Path] | None = None,
+        workspace: tuple[str, Path, bool] | None = None,
         egress_port: int | None = None,
     ) -> ContainerSpec:
         env = dict(resolved.env)
@@ -235,7 +236,11 @@ class SandboxRuntime:
         if workspace is not None:
             # Only a segment that declares a workspace mount gets here (profiles.resolve).
             assert profile.workspace_mount is not None and not profile.data_access
-            mounts.append(Mount(str(workspace[1]), profile.workspace_mount, read_only=False))
+            # Another's shared workspace is mounted read-only: a teammate reads it, and never
+            # writes into the owner's tree (their next `make` would run it).
+            mounts.append(
+                Mount(str(workspace[1]), profile.workspace_mount, read_only=not workspace[2])
+            )
             workdir = profile.workspace_mount
         labels = {
             LABEL_MANAGED: "1",
@@ -619,7 +624,7 @@ def _launch_event(
     sandbox: Sandbox,
     caller: Caller,
     spec: ContainerSpec,
-    workspace: tuple[str, Path] | None = None,
+    workspace: tuple[str, Path, bool] | None = None,
 ) -> AuditRecord:
     return by(
         caller,
@@ -645,6 +650,7 @@ def _launch_event(
             "gateway_socket": "WARDEN_SOCKET" in spec.env,
             "interactive": sandbox.interactive,
             "workspace": workspace[0] if workspace else None,
+            "workspace_read_only": (not workspace[2]) if workspace else None,
         },
     )
 

@@ -12,14 +12,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from warden.audit.outcomes import refusals_audited
 from warden.catalog.service import PURPOSES, load_view
 from warden.db.sealed import check
 from warden.db.session import unit_of_work
 from warden.errors import Forbidden, NotFound
 from warden.identity.service import Caller, get_tenant
+from warden.jobs.models import Job
 from warden.policy.authz import allowed, require, sees_launched
-from warden.policy.reads import authorize_read
+from warden.policy.reads import authorize_read, may_use
+from warden.registry import service as registry
 from warden.sandbox import repository as repo
 from warden.sandbox.models import Sandbox
 from warden.sandbox.profiles import LaunchRequest, resolve
@@ -73,8 +77,8 @@ def launch(
             authorize_read(state, caller, view, resolved.purpose)
         workspace = None
         if resolved.workspace is not None:
-            _, tree = workspaces.mount_source(state, caller, resolved.workspace)
-            workspace = (resolved.workspace, tree)
+            row, tree = workspaces.mount_source(state, caller, resolved.workspace)
+            workspace = (resolved.workspace, tree, row.owner == caller.name)
         return runtime.launch(
             caller,
             tenant_id,
@@ -152,4 +156,25 @@ def stop(runtime: SandboxRuntime, caller: Caller, sandbox_id: str) -> Sandbox:
 
 def logs(runtime: SandboxRuntime, caller: Caller, sandbox_id: str, follow: bool) -> Iterator[bytes]:
     row = get_visible(runtime, caller, sandbox_id)
+    if not may_see_output(runtime, caller, row):
+        raise Forbidden(
+            f"{caller.name} may see sandbox {row.id} but not its log: it may carry data of"
+            " datasets they may not read"
+        )
     return runtime.logs(row.id, follow=follow)
+
+
+def may_see_output(runtime: SandboxRuntime, caller: Caller, row: Sandbox) -> bool:
+    """Whether `caller` may see what the sandbox's workload printed: its launcher, or someone
+    who may read every dataset it read and, for a job's sandbox, every dataset the job's
+    parent models were built from (as `jobs.service.may_see_output`); administering
+    sandboxes alone is not enough."""
+    if caller.name == row.launcher:
+        return True
+    state = runtime.state
+    with unit_of_work(state.sessions) as db:
+        job = db.scalar(select(Job).where(Job.sandbox_id == row.id))
+        parents = list(check(db, job).model_in) if job is not None else []
+        names = registry.inputs_of(db, row.tenant_id, row.datasets, parents)
+        views = [load_view(db, state.settings.datasets_dir, row.tenant, n) for n in names]
+    return all(may_use(state, caller, v) for v in views)
