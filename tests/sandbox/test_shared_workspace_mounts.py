@@ -2,8 +2,8 @@
 
 Sharing a workspace with the tenant lets teammates pull and mount it, and "a teammate may
 read a shared workspace, not replace or delete it" (tests/workspace/test_workspaces.py); but
-the mount is always read-write, so a teammate's sandbox rewrites the owner's files (their
-Makefile, their code) and may leave links in the owner's tree.
+the mount was always read-write, so a teammate's sandbox rewrote the owner's files (their
+Makefile, their code) and could leave links in the owner's tree. Now it is read-only for them.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import WardenHarness
 from tests.sandbox.conftest import DEVELOPER, Sandboxes
-from tests.workspace.test_workspaces import GOOD, make_tar, put
+from tests.workspace.test_workspaces import GOOD, give_role, make_tar, put
 
 pytestmark = pytest.mark.docker
 
@@ -21,20 +21,10 @@ def test_a_teammate_mounting_a_shared_workspace_cannot_write_into_it(
     sandboxes: Sandboxes, warden: WardenHarness
 ) -> None:
     from warden.db.session import unit_of_work
-    from warden.identity.service import Caller, get_principal
-    from warden.policy.changes import apply_change
     from warden.workspace import service as workspaces
     from warden.workspace.models import Workspace
 
-    with unit_of_work(warden.state.sessions) as db:
-        admin = get_principal(db, "admin")
-        apply_change(
-            db,
-            Caller("admin", "person", "acme", admin.id),
-            add=[("g", ("erin", "role:developer", "acme"))],
-            reason="a second developer",
-        )
-    warden.state.policy.reload()
+    give_role(warden, "erin", "developer", "a second developer")
     headers = warden.as_(DEVELOPER)
     assert (
         warden.http.post("/v1/workspaces", json={"name": "myapp"}, headers=headers).status_code

@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import WardenHarness
 from tests.sandbox.conftest import DEVELOPER, Sandboxes
 from tests.sandbox.test_cli import cli
+from tests.workspace.test_workspaces import give_role
 
 pytestmark = pytest.mark.docker
 
@@ -94,19 +95,7 @@ def test_the_readme_example_runs_make_check_in_the_workspace(
 def test_a_workspace_never_appears_in_an_ml_sandbox(
     sandboxes: Sandboxes, warden: WardenHarness
 ) -> None:
-    from warden.db.session import unit_of_work
-    from warden.identity.service import Caller, get_principal
-    from warden.policy.changes import apply_change
-
-    with unit_of_work(warden.state.sessions) as db:
-        admin = get_principal(db, "admin")
-        apply_change(
-            db,
-            Caller("admin", "person", "acme", admin.id),
-            add=[("g", ("alice", "role:developer", "acme"))],
-            reason="alice develops too",
-        )
-    warden.state.policy.reload()
+    give_role(warden, "alice", "developer", "alice develops too")
     made = warden.http.post("/v1/workspaces", json={"name": "w"}, headers=warden.as_("alice"))
     assert made.status_code == 201, made.text
     # this runtime's containers only: other tests' sandboxes come and go on the same engine

@@ -59,6 +59,23 @@ def ws(warden: WardenHarness) -> WardenHarness:
     return warden
 
 
+def give_role(warden: WardenHarness, who: str, role: str, reason: str) -> None:
+    """A role link applied by the admin (as an approved change would be), policy reloaded."""
+    from warden.db.session import unit_of_work
+    from warden.identity.service import Caller, get_principal
+    from warden.policy.changes import apply_change
+
+    with unit_of_work(warden.state.sessions) as db:
+        admin = get_principal(db, "admin")
+        apply_change(
+            db,
+            Caller("admin", "person", "acme", admin.id),
+            add=[("g", (who, f"role:{role}", "acme"))],
+            reason=reason,
+        )
+    warden.state.policy.reload()
+
+
 def put(warden: WardenHarness, who: str, name: str, data: bytes, **params: str) -> object:
     return warden.http.put(
         f"/v1/workspaces/{name}/archive",
@@ -170,19 +187,7 @@ def test_a_catalog_dataset_file_never_enters_a_workspace(ws: WardenHarness) -> N
 
 
 def test_workspaces_are_their_owners_until_shared_with_the_tenant(ws: WardenHarness) -> None:
-    from warden.db.session import unit_of_work
-    from warden.identity.service import Caller, get_principal
-    from warden.policy.changes import apply_change
-
-    with unit_of_work(ws.state.sessions) as db:
-        admin = get_principal(db, "admin")
-        apply_change(
-            db,
-            Caller("admin", "person", "acme", admin.id),
-            add=[("g", ("erin", "role:developer", "acme"))],
-            reason="a second developer",
-        )
-    ws.state.policy.reload()
+    give_role(ws, "erin", "developer", "a second developer")
     ws.http.post("/v1/workspaces", json={"name": "myapp"}, headers=ws.as_(DEVELOPER))
     put(ws, DEVELOPER, "myapp", make_tar(GOOD))
     hidden = ws.http.get(
