@@ -92,3 +92,31 @@ def _check(path: Path, exposed: list[tuple[Path, int]]) -> None:
         return
     if mode & 0o077:
         exposed.append((path, mode))
+
+
+def open_below(root: Path, rel: str | Path) -> int | None:
+    """A read-only descriptor for the plain file `root/rel`, opened one component at a time
+    from `root` and never through a link, so a folder swapped for a link after a walk listed
+    it (by a sandbox still working in the tree) leads nowhere outside it. None when that is
+    what happened, or the file is gone or not a plain file (judged on what was opened)."""
+    parts = Path(rel).parts
+    if not parts:
+        return None
+    try:
+        at = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return None
+    try:
+        for part in parts[:-1]:
+            below = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=at)
+            os.close(at)
+            at = below
+        fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=at)
+    except OSError:
+        return None
+    finally:
+        os.close(at)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return fd

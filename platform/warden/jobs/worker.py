@@ -13,7 +13,6 @@ import logging
 import os
 import shutil
 import socket
-import stat
 import threading
 import time
 import uuid
@@ -28,6 +27,7 @@ from warden.audit.service import append
 from warden.catalog.service import (
     file_digest,
 )
+from warden.core.filesystem import open_below
 from warden.core.loop import BackgroundLoop
 from warden.core.platform import Platform
 from warden.db.sealed import RowTampered, check
@@ -250,7 +250,7 @@ class JobWorker(BackgroundLoop):
                 continue
             dest = target / relative
             dest.parent.mkdir(parents=True, exist_ok=True)
-            size = _copy_regular(path, dest)
+            size = _copy_regular(out, relative, dest)
             if size is None:
                 continue
             found.append(
@@ -398,20 +398,19 @@ def _materialise(db: Any, node: Any, tenant_id: str, data_dir: Path, out: Path) 
     return f"/out/inputs/{model_id}/{name}"
 
 
-def _copy_regular(source: Path, dest: Path) -> int | None:
-    """Copy `source` if it is a regular file of at most MAX_ARTIFACT_BYTES, judged on the file
-    opened (not followed through a link swapped in after the listing); its size, or None."""
-    try:
-        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
+def _copy_regular(out: Path, relative: Path, dest: Path) -> int | None:
+    """Copy `out/relative` if it is a plain file of at most MAX_ARTIFACT_BYTES, opened below
+    `out` without following any link (core/filesystem.open_below); its size, or None."""
+    fd = open_below(out, relative)
+    if fd is None:
         return None
     with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_ARTIFACT_BYTES:
+        size = os.fstat(fd).st_size
+        if size > MAX_ARTIFACT_BYTES:
             return None
         with dest.open("wb") as copy:
             shutil.copyfileobj(handle, copy)
-    return info.st_size
+    return size
 
 
 def _metrics(path: Path, note: _Notes) -> dict[str, Any]:

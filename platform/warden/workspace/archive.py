@@ -14,13 +14,13 @@ import hashlib
 import os
 import posixpath
 import shutil
-import stat
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from warden.core.filesystem import open_below
 from warden.errors import PayloadTooLarge, Unprocessable
 
 CHUNK = 1 << 20
@@ -225,14 +225,11 @@ def pack(root: Path, entries: Iterator[str] | None = None) -> Iterator[bytes]:
         info.uname = info.gname = ""
         info.mtime = int(info.mtime)  # a fractional one costs a pax header per file
         if info.isreg():
-            fd = _open_below(root, rel)
+            fd = open_below(root, rel)
             if fd is None:
                 continue  # gone, or no longer a plain file below the root
             with os.fdopen(fd, "rb") as data:
-                opened = os.fstat(fd)
-                if not stat.S_ISREG(opened.st_mode):
-                    continue
-                info.size = opened.st_size
+                info.size = os.fstat(fd).st_size  # the file opened, not the one listed
                 tar.addfile(info, data)
         else:
             tar.addfile(info)
@@ -240,27 +237,6 @@ def pack(root: Path, entries: Iterator[str] | None = None) -> Iterator[bytes]:
             yield buffer.take()
     tar.close()
     yield buffer.take()
-
-
-def _open_below(root: Path, rel: str) -> int | None:
-    """A file descriptor for `root/rel` opened one component at a time, never through a link:
-    a folder swapped for a link after the walk listed it (by a sandbox working in the tree)
-    leads nowhere outside the tree. None when that is what happened, or the file is gone."""
-    parts = Path(rel).parts
-    try:
-        at = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return None
-    try:
-        for part in parts[:-1]:
-            below = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=at)
-            os.close(at)
-            at = below
-        return os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=at)
-    except OSError:
-        return None
-    finally:
-        os.close(at)
 
 
 def walk(root: Path, skip: tuple[str, ...] = ()) -> Iterator[str]:
