@@ -369,7 +369,10 @@ def propose_token(
 ) -> ChangeOutcome:
     """Hold a token minted for someone else until a second person approves: until then it
     authenticates nothing (identity.service.authenticate), so no admin reads as another
-    person, or as their service account, alone."""
+    person, or as their service account, alone. Refused at once if holding it would show
+    the minter one entity's identifiers both raw and pseudonymised (policy/exposure.py)."""
+    if principal.kind == "service":
+        _refuse_holding(db, caller.tenant, caller.name, principal.name)
     change = _new_change(
         db,
         state,
@@ -390,8 +393,17 @@ def _apply_token(db: Session, state: Platform, actor: Caller, change: ReviewedCh
     token = db.get(ApiToken, change.payload.get("token_id"))
     if token is None or token.pending_change_id != change.id:
         raise Conflict(f"change {change.id} holds no pending token")
+    holder = db.get(Principal, token.issued_by_id) if token.issued_by_id else None
+    owner = db.get(Principal, token.principal_id)
+    if holder is not None and owner is not None and owner.kind == "service":  # (as proposed)
+        _refuse_holding(db, actor.tenant, holder.name, owner.name)
     token.pending_change_id = None
     seal_token(db, token)
+
+
+def _refuse_holding(db: Session, tenant: str, holder: str, principal: str) -> None:
+    if mixed := exposure.holder_problems(db, tenant, holder, principal):
+        raise Forbidden(exposure.describe(mixed))
 
 
 register_kind("rules", _apply_rules)

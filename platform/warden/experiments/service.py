@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from warden.audit.outcomes import by
 from warden.audit.service import append
 from warden.core.platform import Platform
-from warden.errors import Conflict, NotFound
+from warden.errors import Conflict, NotFound, WardenError
 from warden.experiments import repository as repo
 from warden.experiments.models import Experiment, ServingDefault
 from warden.experiments.schemas import ExperimentCreate
@@ -44,6 +44,28 @@ def get(db: Session, caller: Caller, name: str, *, lock: bool = False) -> Experi
     return row
 
 
+def get_visible(
+    platform: Platform, db: Session, caller: Caller, name: str, *, lock: bool = False
+) -> Experiment:
+    """The experiment, if the caller may use every model in it (its arms' refs, plan and
+    numbers tell what those models learned); otherwise as if it did not exist."""
+    row = get(db, caller, name, lock=lock)
+    arms = [row.control_id, row.challenger_id, row.shadow_id]
+    models = [registry.get_model(db, i, row.tenant_id) for i in arms if i is not None]
+    if not all(m is not None and _may_use(platform, db, caller, m) for m in models):
+        raise NotFound(f"no experiment {name[:64]!r}")
+    return row
+
+
+def _may_use(platform: Platform, db: Session, caller: Caller, model: Model) -> bool:
+    lineage = list(registry.lineage_datasets(db, model))
+    try:
+        serving.authorize(platform, db, caller, lineage, built_by=model.launcher)
+    except WardenError:
+        return False
+    return True
+
+
 def start(platform: Platform, db: Session, caller: Caller, body: ExperimentCreate) -> Experiment:
     require_runner(platform, caller)
     if repo.by_name(db, caller.tenant, body.name) is not None:
@@ -51,6 +73,9 @@ def start(platform: Platform, db: Session, caller: Caller, body: ExperimentCreat
     control = registry.resolve(db, caller.tenant, body.control)
     challenger = registry.resolve(db, caller.tenant, body.challenger)
     shadow = registry.resolve(db, caller.tenant, body.shadow) if body.shadow else None
+    for model in (control, challenger, shadow):
+        if model is not None and not _may_use(platform, db, caller, model):
+            raise NotFound(f"no model {model.ref!r} you may use")
     if control.id == challenger.id:
         raise Conflict("the control and the challenger are the same model")
     for m in (control, challenger, *([shadow] if shadow else [])):
@@ -157,7 +182,7 @@ def serve(
 
 def stop(platform: Platform, db: Session, caller: Caller, name: str) -> Experiment:
     require_runner(platform, caller)
-    row = get(db, caller, name, lock=True)
+    row = get_visible(platform, db, caller, name, lock=True)
     if row.state != "running":
         raise Conflict(f"experiment {row.name!r} is {row.state}, not running")
     row.state = "stopped"
@@ -248,7 +273,7 @@ def evaluate_rule(row: Experiment) -> tuple[bool, list[str], dict[str, Any]]:
 
 def decide(platform: Platform, db: Session, caller: Caller, name: str) -> Experiment:
     require_runner(platform, caller)
-    row = get(db, caller, name, lock=True)
+    row = get_visible(platform, db, caller, name, lock=True)
     if row.state not in ("running", "stopped"):
         raise Conflict(f"experiment {row.name!r} was already decided ({row.state})")
     promote, failed, numbers = evaluate_rule(row)
@@ -293,7 +318,7 @@ def decide(platform: Platform, db: Session, caller: Caller, name: str) -> Experi
 def rollback(platform: Platform, db: Session, caller: Caller, name: str) -> Experiment:
     """Restore the default the promotion replaced (the control if there was none)."""
     require_runner(platform, caller)
-    row = get(db, caller, name, lock=True)
+    row = get_visible(platform, db, caller, name, lock=True)
     current = repo.current_default(db, row.tenant_id)
     if row.state != "promoted" or current is None or current.experiment_id != row.id:
         raise Conflict(f"experiment {row.name!r} set no serving default that is still current")

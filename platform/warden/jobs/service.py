@@ -212,7 +212,7 @@ def _decide(db: Session, state: Platform, caller: Caller, plan: _Plan) -> dict[s
         # dataset it was built from (and its ancestors were), for some purpose it allows
         for name in registry.lineage_datasets(db, parent):
             view = load_view(db, state.settings.datasets_dir, caller.tenant, name)
-            if not may_use(state, caller, view):
+            if not may_use(state, caller, view, built_by=parent.launcher):
                 raise Forbidden(
                     f"{caller.name} may not use model {parent.ref}: it was built from data"
                     " they may not read"
@@ -263,7 +263,7 @@ def may_see_output(state: Platform, caller: Caller, job: Job) -> bool:
     with unit_of_work(state.sessions) as db:
         names = registry.inputs_of(db, job.tenant_id, job.datasets, job.model_in)
         views = [load_view(db, state.settings.datasets_dir, job.tenant, n) for n in names]
-    return all(may_use(state, caller, v) for v in views)
+    return all(may_use(state, caller, v, built_by=job.launcher) for v in views)
 
 
 def get_log_visible(state: Platform, caller: Caller, job_id: str) -> Job:

@@ -218,19 +218,52 @@ def owned_from_db(db: Session, tenants: Iterable[str]) -> dict[str, dict[str, se
     so it reads as them: access/duties.reads_as)."""
     from sqlalchemy.orm import aliased
 
-    from warden.identity.models import Principal, Tenant
+    from warden.identity.models import ApiToken, Principal, Tenant
 
     owner = aliased(Principal)
-    rows = db.execute(
+    names = sorted(set(tenants))
+    owned = (
         select(Tenant.name, owner.name, Principal.name)
         .join(Principal, Principal.tenant_id == Tenant.id)
         .join(owner, owner.id == Principal.owner_id)
-        .where(Tenant.name.in_(sorted(set(tenants))))
+        .where(Tenant.name.in_(names))
+    )
+    # whoever was issued a token of a service account (approved, not revoked) reads as it too;
+    # a person's token minted by an admin is handed to that person (and reviewed)
+    held = (
+        select(Tenant.name, owner.name, Principal.name)
+        .join(Principal, Principal.tenant_id == Tenant.id)
+        .join(ApiToken, ApiToken.principal_id == Principal.id)
+        .join(owner, owner.id == ApiToken.issued_by_id)
+        .where(Tenant.name.in_(names), Principal.kind == "service", ApiToken.revoked_at.is_(None))
+        .where(ApiToken.pending_change_id.is_(None), ApiToken.issued_by_id != Principal.id)
     )
     found: dict[str, dict[str, set[str]]] = {}
-    for tenant, owner_name, name in rows:
-        found.setdefault(tenant, {}).setdefault(owner_name, set()).add(name)
+    for tenant, keeper, name in [*db.execute(owned), *db.execute(held)]:
+        found.setdefault(tenant, {}).setdefault(keeper, set()).add(name)
     return found
+
+
+def holder_problems(
+    db: Session, tenant: str, holder: str, principal: str, *, now: datetime | None = None
+) -> list[MixedExposure]:
+    """The mixed exposures `holder` gets by reading as `principal` too (a token of theirs it
+    is to hold), beyond those it has already (empty when it is fine)."""
+    catalog = catalog_from_db(db, [tenant])
+    if holder == principal or not any(c.pseudonymised for c in catalog.get(tenant, ())):
+        return []
+    datasets = {c.dataset for cols in catalog.values() for c in cols}
+    rules = relevant_rules(db, {tenant}, datasets)
+    snap = PolicySnapshot(rules, strict=False)
+    before = owned_from_db(db, [tenant])
+    after = {t: {k: set(v) for k, v in keeps.items()} for t, keeps in before.items()}
+    after.setdefault(tenant, {}).setdefault(holder, set()).add(principal)
+    subjects = {tenant: {holder}}
+    now = now or datetime.now(UTC)
+    now_found = mixed_exposure(rules, catalog, now=now, subjects=subjects, snapshot=snap,
+                               owned=after)  # fmt: skip
+    was = mixed_exposure(rules, catalog, now=now, subjects=subjects, snapshot=snap, owned=before)
+    return [e for e in now_found if not any(e.covered_by(old) for old in was)]
 
 
 def catalog_from_db(db: Session, tenants: Iterable[str]) -> dict[str, list[IdColumn]]:

@@ -118,25 +118,62 @@ def authorize_read(
 
 
 def authorize_use(
-    platform: Platform, caller: Caller, view: DatasetView, prefer: str | None = None
+    platform: Platform,
+    caller: Caller,
+    view: DatasetView,
+    prefer: str | None = None,
+    *,
+    built_by: str | None = None,
 ) -> None:
     """Whether `caller` may use something built from `view` (a model's artifacts, a job's
     log): they may read it for `prefer` where the dataset allows that purpose, else for some
-    purpose it allows. Raises the first refusal (NotFound where the dataset is hidden)."""
+    purpose it allows, and, when `built_by` (whose job built it) is someone else, at least
+    what that person could read of it for that purpose: no column denied or masked to the
+    caller that the builder read, no row filter the builder was not under. What was built
+    carries what the builder saw. Raises the first refusal (NotFound where hidden)."""
     purposes = [prefer] if prefer in view.allowed_purposes else list(view.allowed_purposes)
     errors: list[WardenError] = []
     for purpose in purposes:
         try:
-            authorize_read(platform, caller, view, purpose)
+            decision = authorize_read(platform, caller, view, purpose).decision
+            if built_by is not None and built_by != caller.name:
+                _covers(platform, caller, view, purpose, decision, built_by)
             return
         except WardenError as exc:
             errors.append(exc)
     raise errors[0] if errors else NotFound(f"no dataset named {view.name!r}")
 
 
-def may_use(platform: Platform, caller: Caller, view: DatasetView) -> bool:
+def _covers(
+    platform: Platform,
+    caller: Caller,
+    view: DatasetView,
+    purpose: str,
+    mine: ReadDecision,
+    built_by: str,
+) -> None:
+    """Forbidden unless `mine` shows all that the builder's decision showed."""
+    snapshot = platform.policy.ensure_fresh()
+    theirs = snapshot.decide_read(
+        built_by, view.tenant, view.name, list(view.column_names), purpose, platform.now()
+    )
+    narrower = (
+        set(mine.denied_columns) - set(theirs.denied_columns)
+        or set(mine.masked_columns) - set(theirs.masked_columns) - set(theirs.denied_columns)
+        or set(mine.row_filters) - set(theirs.row_filters)
+    )
+    if narrower:
+        raise Forbidden(
+            f"{caller.name} may read less of {view.name!r} for {purpose!r} than {built_by},"
+            " who built this from it"
+        )
+
+
+def may_use(
+    platform: Platform, caller: Caller, view: DatasetView, *, built_by: str | None = None
+) -> bool:
     try:
-        authorize_use(platform, caller, view)
+        authorize_use(platform, caller, view, built_by=built_by)
     except WardenError:
         return False
     return True

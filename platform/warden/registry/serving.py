@@ -198,14 +198,23 @@ def _has_images(db: Session, platform: Platform, caller: Caller, name: str) -> b
 # --------------------------------------------------------------------------- deciding
 
 
-def authorize(platform: Platform, db: Session, caller: Caller, datasets: Sequence[str]) -> None:
+def authorize(
+    platform: Platform,
+    db: Session,
+    caller: Caller,
+    datasets: Sequence[str],
+    *,
+    built_by: str | None = None,
+) -> None:
     """The caller may use the model: `inference` on every lineage dataset that allows it,
-    some allowed purpose on the others (all through the one read decision, on one policy
-    snapshot). One statement reads the policy version and the change generation; the
-    datasets' views come from the process's cache while nothing changed (db/generation.py)."""
+    some allowed purpose on the others, and no less of each than `built_by` (its launcher)
+    could read (all through the one read decision, on one policy snapshot). One statement
+    reads the policy version and the change generation; the datasets' views come from the
+    process's cache while nothing changed (db/generation.py)."""
     stamp = read_stamp(db.connection())
     with platform.policy.one_check(db, stored_version=stamp.policy_version):
-        _authorize(platform, db, caller, datasets, platform.views.at(stamp.generation))
+        views = platform.views.at(stamp.generation)
+        _authorize(platform, db, caller, datasets, views, built_by)
 
 
 def _authorize(
@@ -214,13 +223,14 @@ def _authorize(
     caller: Caller,
     datasets: Sequence[str],
     views: CacheAt[tuple[str, str], DatasetView],
+    built_by: str | None,
 ) -> None:
     folder = platform.settings.datasets_dir
     for name in datasets:
         view = views.get(
             (caller.tenant, name), functools.partial(load_view, db, folder, caller.tenant, name)
         )
-        authorize_use(platform, caller, view, prefer="inference")
+        authorize_use(platform, caller, view, prefer="inference", built_by=built_by)
 
 
 # --------------------------------------------------------------------------- serving
@@ -269,13 +279,17 @@ def recommend(
     arm = (details or {}).get("arm")
     try:
         lineage = lineage_datasets(db, model)
-        authorize(platform, db, caller, list(lineage))
+        try:
+            authorize(platform, db, caller, list(lineage), built_by=model.launcher)
+        except NotFound as hidden:  # its lineage's names are not the caller's to learn
+            raise NotFound(f"no model {model.ref!r} you may use") from hidden
         served = load(platform, db, caller, model)
         pins = top_k(served, history, k)
     except WardenError as exc:
         STATS.add(model.ref, time.perf_counter() - wall, time.process_time() - cpu, False, arm)
         if audit:
-            record(platform.sessions, refusal(caller, ACTION, exc, details=info))
+            why = exc.__cause__ if isinstance(exc.__cause__, WardenError) else exc
+            record(platform.sessions, refusal(caller, ACTION, why, details=info))
             exc.audited = True
         raise
     answer = Answer(pins, time.perf_counter() - wall, time.process_time() - cpu)

@@ -177,4 +177,4 @@ def may_see_output(runtime: SandboxRuntime, caller: Caller, row: Sandbox) -> boo
         parents = list(check(db, job).model_in) if job is not None else []
         names = registry.inputs_of(db, row.tenant_id, row.datasets, parents)
         views = [load_view(db, state.settings.datasets_dir, row.tenant, n) for n in names]
-    return all(may_use(state, caller, v) for v in views)
+    return all(may_use(state, caller, v, built_by=row.launcher) for v in views)

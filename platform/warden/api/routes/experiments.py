@@ -62,9 +62,9 @@ def start(body: ExperimentCreate, caller: CurrentCaller, db: DbSession, state: S
 
 
 @router.get("/v1/experiments/{name}", summary="An experiment's state and numbers")
-def status(name: Name, caller: CurrentCaller, db: DbSession) -> Any:
+def status(name: Name, caller: CurrentCaller, db: DbSession, state: State) -> Any:
     _people_only(caller)
-    return simulate._finite(service.describe(db, service.get(db, caller, name)))
+    return simulate._finite(service.describe(db, service.get_visible(state, db, caller, name)))
 
 
 def _act(action: str, name: str, caller: Caller, db: Any, state: Any) -> Any:
@@ -97,7 +97,7 @@ def run_simulation(
     with refusals_audited(state.sessions, caller, "experiment.simulate"):
         _people_only(caller)
         service.require_runner(state, caller)
-        row = service.get(db, caller, name, lock=True)
+        row = service.get_visible(state, db, caller, name, lock=True)
         return simulate.run(state, db, caller, row, body.requests, body.seed, body.k)
 
 
@@ -106,10 +106,11 @@ def get_report(
     name: Name,
     caller: CurrentCaller,
     db: DbSession,
+    state: State,
     format: Annotated[str, Query(pattern="^(json|md|png)$")] = "json",  # noqa: A002
 ) -> Any:
     _people_only(caller)
-    built = report.build(service.describe(db, service.get(db, caller, name)))
+    built = report.build(service.describe(db, service.get_visible(state, db, caller, name)))
     if format == "md":
         return PlainTextResponse(report.markdown(built), media_type="text/markdown")
     if format == "png":

@@ -31,7 +31,7 @@ def _people_only(caller: Caller) -> None:
 
 def _may_use(state: Platform, db: DbSession, caller: Caller, model: Model) -> bool:
     try:
-        authorize(state, db, caller, list(lineage_datasets(db, model)))
+        authorize(state, db, caller, list(lineage_datasets(db, model)), built_by=model.launcher)
     except WardenError:
         return False
     return True
