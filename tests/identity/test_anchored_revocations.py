@@ -69,6 +69,7 @@ def test_a_revocation_erased_before_another_process_read_it_is_refused_there(
             i=token_id,
         )
         assert _read(replica, warden) == 503  # the chain no longer reaches its checkpoint
+        assert _read(replica, warden) == 503  # and keeps refusing, request after request
         assert _read(warden.http, warden) in (401, 503)  # and the revoking process knew
     finally:
         replica.close()

@@ -71,6 +71,7 @@ class Anchor:
         self.tampered: str | None = None  # why this process refuses everything, once it does
         self._lock = threading.Lock()
         self._seen: tuple[int, int, int] | None = None  # the file's (inode, size, mtime)
+        self._latest: Checkpoint | None = None  # the newest checkpoint in the file, as seen
         self._held: Checkpoint | None = None  # the newest checkpoint the database was held to
 
     def committed(self, engine: Any, events: Sequence[AuditEvent]) -> None:
@@ -116,18 +117,19 @@ class Anchor:
         return True
 
     def _newest(self) -> Checkpoint | None:
+        """The newest checkpoint in the file (re-read only when the file changed); until the
+        database is held to it, every call returns it again, so a refusal keeps refusing."""
         store = self.checkpointer.store
         try:
             st = os.stat(store.path)
         except FileNotFoundError:
-            return self._held
+            return self._latest
         seen = (st.st_ino, st.st_size, st.st_mtime_ns)
         with self._lock:
-            if seen == self._seen:
-                return self._held
-            newest = store.last()
-            self._seen = seen
-        return newest if newest is not None else self._held
+            if seen != self._seen:
+                self._latest = store.last() or self._latest
+                self._seen = seen
+            return self._latest
 
 
 _anchors: weakref.WeakKeyDictionary[Any, Anchor] = weakref.WeakKeyDictionary()
