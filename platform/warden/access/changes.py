@@ -394,9 +394,9 @@ def _apply_token(db: Session, state: Platform, actor: Caller, change: ReviewedCh
     if token is None or token.pending_change_id != change.id:
         raise Conflict(f"change {change.id} holds no pending token")
     holder = db.get(Principal, token.issued_by_id) if token.issued_by_id else None
-    owner = db.get(Principal, token.principal_id)
-    if holder is not None and owner is not None and owner.kind == "service":  # (as proposed)
-        _refuse_holding(db, actor.tenant, holder.name, owner.name)
+    speaks_for = db.get(Principal, token.principal_id)
+    if holder is not None and speaks_for is not None and speaks_for.kind == "service":
+        _refuse_holding(db, actor.tenant, holder.name, speaks_for.name)  # what changed since
     token.pending_change_id = None
     seal_token(db, token)
 
