@@ -65,6 +65,24 @@ def register_artifact(
         return model.ref
 
 
+def register_with_report(
+    warden: WardenHarness, tmp_path: Path, name: str, read: tuple[str, ...], report: str, text: str
+) -> str:
+    """A model registered as built from `read`, with one report file holding `text`."""
+    source = tmp_path / "stack.pt"
+    source.write_bytes(b"weights")
+    ref = register_artifact(warden, name, source, read=read)
+    rel = f"jobs/registered-{name}/artifacts/{report}"
+    path = Path(warden.settings.data_dir) / rel  # type: ignore[attr-defined]
+    path.write_text(text)
+    with unit_of_work(warden.state.sessions) as db:
+        model = db.query(Model).filter(Model.name == name).one()
+        model.reports = [report]
+        sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        model.artifacts = [*model.artifacts, {"name": report, "path": rel, "sha256": sha}]
+    return ref
+
+
 def pins_file(warden: WardenHarness) -> Path:
     with unit_of_work(warden.state.sessions) as db:
         return load_view(db, warden.state.settings.datasets_dir, "acme", "pins").path

@@ -5,33 +5,20 @@ read, and a model's lineage named datasets hidden from them."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.experiments.helpers import register_artifact
+from tests.experiments.helpers import register_with_report
 
 
 @pytest.fixture
 def latent_model(warden: Any, tmp_path: Path) -> str:
-    source = tmp_path / "stack.pt"
-    source.write_bytes(b"weights")
-    ref = register_artifact(warden, "latent-report", source, read=("latent_users",))
-    rel = "jobs/registered-latent-report/artifacts/report.csv"
-    report = Path(warden.settings.data_dir) / rel
-    report.write_text("user_id,taste_1\n1,3\n")
-    from warden.db.session import unit_of_work
-    from warden.registry.models import Model
-
-    with unit_of_work(warden.state.sessions) as db:
-        model = db.query(Model).filter(Model.name == "latent-report").one()
-        model.reports = ["report.csv"]
-        sha = hashlib.sha256(report.read_bytes()).hexdigest()
-        csv = {"name": "report.csv", "path": rel, "sha256": sha}
-        model.artifacts = [*model.artifacts, csv]
-    return ref
+    text = "user_id,taste_1\n1,3\n"
+    return register_with_report(
+        warden, tmp_path, "latent-report", ("latent_users",), "report.csv", text
+    )
 
 
 def test_a_model_built_from_data_you_may_not_read_is_not_yours_to_read(

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.experiments.helpers import pin_ids, register_artifact
+from tests.experiments.helpers import pin_ids, register_artifact, register_with_report
 from tests.experiments.test_online import GUARDS, register_stack
 
 
@@ -106,22 +106,10 @@ def test_a_report_built_from_a_column_you_are_denied_is_not_yours_to_read(
     read: its report may hold exactly what she is denied. `authorize_use` asks whether she
     may read *some* column of each lineage dataset, so the denied column and the row filter
     count for nothing."""
-    import hashlib
-
-    from warden.db.session import unit_of_work
-    from warden.registry.models import Model
-
-    source = tmp_path / "stack.pt"
-    source.write_bytes(b"weights")
-    ref = register_artifact(warden, "dwell-model", source, read=("engagements",))
-    rel = "jobs/registered-dwell-model/artifacts/report.json"
-    report = Path(warden.settings.data_dir) / rel
-    report.write_text('{"dwell_ms_by_region": {"US": 8123, "APAC": 5311}}')
-    with unit_of_work(warden.state.sessions) as db:
-        model = db.query(Model).filter(Model.name == "dwell-model").one()
-        sha = hashlib.sha256(report.read_bytes()).hexdigest()
-        model.reports = ["report.json"]
-        model.artifacts = [*model.artifacts, {"name": "report.json", "path": rel, "sha256": sha}]
+    text = '{"dwell_ms_by_region": {"US": 8123, "APAC": 5311}}'
+    ref = register_with_report(
+        warden, tmp_path, "dwell-model", ("engagements",), "report.json", text
+    )
     denied = warden.read("erin", "engagements", purpose="analytics", columns=["dwell_ms"])
     assert denied.status_code == 403, denied.text
     got = warden.http.get(f"/v1/models/{ref}/reports/report.json", headers=warden.as_("erin"))
