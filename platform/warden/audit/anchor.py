@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from warden.audit.models import AuditEvent
+from warden.audit.models import HEAD_ID, AuditEvent, AuditHead
 from warden.errors import AuditUnavailable
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ class Anchor:
             self.tampered = "; ".join(f.detail for f in outcome.findings)
             log.error("the audit chain was tampered with: %s", self.tampered)
 
-    def hold(self, db: Session, head_seq: int | None) -> bool:
+    def hold(self, db: Session) -> bool:
         """AuditUnavailable unless the chain still reaches the newest checkpoint: the head at
         or past it, its hash there, and no event missing since the one held before. True when
         a newer checkpoint was taken (the caller then reads what it names)."""
@@ -99,7 +99,8 @@ class Anchor:
         if newest is None or newest is self._held:
             return False
         table = AuditEvent.__table__
-        conn = db.connection()
+        conn = db.connection()  # read only when a newer checkpoint appeared (not per request)
+        head_seq = conn.execute(select(AuditHead.seq).where(AuditHead.id == HEAD_ID)).scalar()
         at = conn.execute(select(table.c.hash).where(table.c.seq == newest.seq)).scalar()
         whole = True
         if self._held is not None:  # (the first one held: only from there on)

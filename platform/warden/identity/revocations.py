@@ -68,8 +68,7 @@ class Revocations:
         if found is None:
             return self
         try:
-            head = db.connection().execute(select(AuditHead.seq).where(AuditHead.id == HEAD_ID))
-            if found.hold(db, head.scalar()):
+            if found.hold(db):
                 self._refresh(db)
         except SQLAlchemyError as exc:
             raise AuditUnavailable(f"audit log unreachable: {exc.__class__.__name__}") from None
