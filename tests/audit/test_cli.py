@@ -36,7 +36,9 @@ def cli(
 ) -> list[dict[str, Any]]:
     """Logged in as an acme auditor; returns the GET params the CLI sent, page by page."""
     with unit_of_work(sessions) as db:
-        principal = create_principal(db, "audrey", "person", get_or_create_tenant(db, "acme"))
+        acme = get_or_create_tenant(db, "acme")
+        acme.installation = True  # as `warden init` makes it: its auditors see the whole chain
+        principal = create_principal(db, "audrey", "person", acme)
         token = issue_token(db, principal)
     policy = PolicyService(engine)
     policy.seed_from_csv([REPO_ROOT / "policies" / "seed.csv"])

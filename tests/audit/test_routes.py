@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +43,7 @@ class Api:
 def api(engine: Engine, sessions: sessionmaker[Session], tmp_path: Path) -> Iterator[Api]:
     tokens: dict[str, str] = {}
     with unit_of_work(sessions) as db:
+        get_or_create_tenant(db, "acme").installation = True  # as `warden init` makes it
         for name, tenant in PRINCIPALS.items():
             principal = create_principal(db, name, "person", get_or_create_tenant(db, tenant))
             tokens[name] = issue_token(db, principal)
@@ -106,6 +109,67 @@ def test_other_tenants_events_stay_hidden(api: Api) -> None:
     globex = api.client("gus").get("/v1/audit/events").json()["events"]
     assert all(e["tenant"] == "acme" for e in acme)
     assert [e["actor"] for e in globex] == ["gus"]
+
+
+def test_another_tenants_auditor_is_not_shown_where_its_events_stand_in_the_chain(
+    api: Api,
+) -> None:
+    """The chain is one for all tenants: globex's two events with acme's reads between them
+    would be seqs 6 and 8 and link to events not globex's, counting acme's activity."""
+    client = api.client("gus")
+    client.get("/v1/audit/events")  # audited as globex's second event (seq 7)
+    record(api.sessions, AuditRecord(action="read", decision="allow", actor="alice",
+                                     actor_kind="person", tenant="acme"))  # fmt: skip
+    events = client.get("/v1/audit/events").json()["events"]
+    assert [e["actor"] for e in events] == ["gus", "gus"]
+    assert all(e["seq"] is None and e["prev_hash"] is None for e in events), events
+    assert all(len(e["hash"]) == 64 and e["id"] for e in events)
+    # one event by its id, as the console's event page finds it
+    one = client.get("/v1/audit/events", params={"id": events[1]["id"]}).json()["events"]
+    assert [e["id"] for e in one] == [events[1]["id"]]
+    acme_event = api.client("audrey").get("/v1/audit/events").json()["events"][0]
+    assert client.get("/v1/audit/events", params={"id": acme_event["id"]}).json()["events"] == []
+
+
+def test_a_page_cursor_shows_no_seq_and_cannot_be_forged(api: Api) -> None:
+    client = api.client("gus")
+    for _ in range(3):
+        client.get("/v1/audit/events", params={"limit": 1})
+    first = client.get("/v1/audit/events", params={"limit": 2}).json()
+    cursor = first["next_cursor"]
+    assert cursor and cursor.startswith("v2.")
+    older = client.get("/v1/audit/events", params={"limit": 2, "cursor": cursor}).json()
+    assert len(older["events"]) == 2 and {e["actor"] for e in older["events"]} == {"gus"}
+    # a cursor in the clear (the format before) is refused, whatever seq it names
+    plain = base64.urlsafe_b64encode(b"v1:1000").decode().rstrip("=")
+    refused = client.get("/v1/audit/events", params={"cursor": plain})
+    assert refused.status_code == 400 and refused.json()["detail"] == "malformed cursor"
+
+
+def test_another_tenants_auditor_verifies_without_learning_of_other_tenants(
+    api: Api, engine: Engine
+) -> None:
+    body = api.client("gus").post("/v1/audit/verify").json()
+    assert body["ok"] is True and body["scope"] == "tenant"
+    assert body["checked"] == 1  # globex's one event, not the chain's six
+    assert body["head_seq"] is None and body["first_broken"] is None
+    assert body["checkpoint_file"] is None and body["newest_checkpoint"] is None
+    assert body["checkpoints_checked"] == 0 and body["unprotected_events"] == 0
+    assert body["key_ids"] == []
+    # the verify is audited as globex's, with the tenant's view only
+    mine = api.client("gus").get("/v1/audit/events", params={"action": "audit.verify"})
+    details = mine.json()["events"][0]["details"]
+    assert details["checked"] == 1 and details["head_seq"] is None
+    # tampered: globex learns that the chain is broken and how, not where nor whose
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE audit_event SET decision = 'allow' WHERE seq = 3"))
+    broken = api.client("gus").post("/v1/audit/verify").json()
+    assert broken["ok"] is False and broken["first_broken"] is None
+    assert [f["kind"] for f in broken["findings"] if f["severity"] == "tampering"] == ["rewritten"]
+    assert all(f["seq"] is None and f["id"] is None for f in broken["findings"])
+    assert "alice" not in json.dumps(broken)
+    # the installation's auditor still sees where
+    assert api.client("audrey").post("/v1/audit/verify").json()["first_broken"]["seq"] == 3
 
 
 def test_pages_follow_next_cursor(api: Api) -> None:

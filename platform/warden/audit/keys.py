@@ -273,6 +273,11 @@ def derived_mac(keys: ChainKeyring, label: bytes, text: str) -> str:
     return hmac.new(_derived_key(keys.keys[0].secret, label), text.encode(), "sha256").hexdigest()
 
 
+def derived_key(keys: ChainKeyring, label: bytes) -> bytes:
+    """A 32-byte key for `label` drawn from the first chain key (as derived_mac's)."""
+    return _derived_key(keys.keys[0].secret, label)
+
+
 @functools.lru_cache(maxsize=64)
 def _derived_key(secret: bytes, label: bytes) -> bytes:
     """Derived once per key and label: every authenticated request checks several seals."""
@@ -292,6 +297,7 @@ __all__ = [
     "AuditKeyError",
     "bind_keys",
     "bind_settings",
+    "derived_key",
     "key_id",
     "keys_for",
     "load_chain_keyring",

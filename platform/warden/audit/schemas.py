@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
 
 class AuditEventOut(BaseModel):
-    seq: int
+    seq: int | None  # the event's place in the one chain: platform admins only
     id: str
     ts: str  # ISO-8601 UTC with microseconds, as hashed
     actor: str
@@ -31,7 +31,7 @@ class AuditEventOut(BaseModel):
     trace_id: str | None
     reason: str | None
     details: dict[str, Any]
-    prev_hash: str
+    prev_hash: str | None  # platform admins only, as seq
     hash: str
 
 
@@ -65,6 +65,10 @@ class CheckpointSummaryOut(BaseModel):
 
 class VerifyOut(BaseModel):
     ok: bool
+    # "chain": the whole chain, for platform admins; "tenant": whether the one chain holds,
+    # with the caller's tenant's events counted and nothing of other tenants' (no seqs, no
+    # checkpoints, findings by kind only)
+    scope: Literal["chain", "tenant"] = "chain"
     checked: int
     first_broken: BrokenLinkOut | None
     head_seq: int | None

@@ -9,11 +9,8 @@ step and column helpers; the checks live in verify.py, checkpoints in checkpoint
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import logging
-import re
 import threading
 import uuid
 import weakref
@@ -22,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import BigInteger, bindparam, insert, inspect, select, update
+from sqlalchemy import BigInteger, bindparam, func, insert, inspect, select, update
 from sqlalchemy import event as sa_event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -42,6 +39,7 @@ from warden.audit.chain import (
     normalise_json,
     utc,
 )
+from warden.audit.cursor import decode_cursor, encode_cursor
 from warden.audit.keys import ChainKeyring, keys_for
 from warden.audit.models import HEAD_ID, AuditEvent, AuditHead
 from warden.audit.telemetry import current_trace_id, emit_audit_log
@@ -49,7 +47,7 @@ from warden.audit.verify import BrokenLink, Finding, VerifyResult
 
 if TYPE_CHECKING:
     from warden.audit.checkpoints import CheckpointLog
-from warden.errors import AuditUnavailable, BadRequest, Unprocessable
+from warden.errors import AuditUnavailable, Unprocessable
 
 log = logging.getLogger("warden.audit")
 
@@ -57,7 +55,6 @@ DECISIONS = ("allow", "deny", "error")
 MAX_QUERY_LIMIT = 1000
 VERIFY_BATCH = _verify.VERIFY_BATCH
 _PENDING_KEY = "warden.audit.pending"
-_CURSOR_RE = re.compile(r"^v1:([1-9][0-9]{0,17})$")
 
 Decision = Literal["allow", "deny", "error"]
 
@@ -580,6 +577,12 @@ def verify(
 # Querying
 
 
+def count_events(db: Session, *, tenant: str) -> int:
+    """How many events of the chain are `tenant`'s."""
+    mine = select(func.count()).select_from(AuditEvent).where(AuditEvent.tenant == tenant)
+    return int(db.scalar(mine) or 0)
+
+
 def query(
     db: Session,
     *,
@@ -593,6 +596,7 @@ def query(
     cursor: str | None = None,
     limit: int = 100,
     with_untenanted: bool = False,
+    event_id: str | None = None,
 ) -> tuple[list[AuditEvent], str | None]:
     """Events newest first, `since` inclusive and `until` exclusive; returns (page, next_cursor).
 
@@ -616,36 +620,25 @@ def query(
         stmt = stmt.where(AuditEvent.ts >= utc(since))
     if until is not None:
         stmt = stmt.where(AuditEvent.ts < utc(until))
+    if event_id is not None:
+        stmt = stmt.where(AuditEvent.id == event_id)
+    keys = keys_for(db.get_bind())
     if cursor is not None:
-        stmt = stmt.where(AuditEvent.seq < decode_cursor(cursor))
+        stmt = stmt.where(AuditEvent.seq < decode_cursor(keys, cursor))
     events = list(db.scalars(stmt.order_by(AuditEvent.seq.desc()).limit(limit + 1)))
     if len(events) > limit:
-        return events[:limit], encode_cursor(events[limit - 1].seq)
+        return events[:limit], encode_cursor(keys, events[limit - 1].seq)
     return events, None
 
 
-def encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"v1:{seq}".encode()).decode().rstrip("=")
+def event_dict(event: AuditEvent, *, whole_chain: bool = True) -> dict[str, Any]:
+    """An event as plain JSON-ready data (timestamps in the chain's ISO form).
 
-
-def decode_cursor(cursor: str) -> int:
-    """The seq a cursor continues below; anything not made by encode_cursor is BadRequest."""
-    if len(cursor) > 64:
-        raise BadRequest("malformed cursor")
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
-    except (binascii.Error, ValueError) as exc:
-        raise BadRequest("malformed cursor") from exc
-    match = _CURSOR_RE.fullmatch(text)
-    if match is None:
-        raise BadRequest("malformed cursor")
-    return int(match.group(1))
-
-
-def event_dict(event: AuditEvent) -> dict[str, Any]:
-    """An event as plain JSON-ready data (timestamps in the chain's ISO form)."""
+    Without `whole_chain` (a tenant's view) its place in the one chain is left out: the global
+    seq and the previous event's hash would show how many events, or whether any, other
+    tenants wrote between two of this tenant's."""
     return {
-        "seq": event.seq,
+        "seq": event.seq if whole_chain else None,
         "id": event.id,
         "ts": iso_utc(event.ts),
         "actor": event.actor,
@@ -668,7 +661,7 @@ def event_dict(event: AuditEvent) -> dict[str, Any]:
         "trace_id": event.trace_id,
         "reason": event.reason,
         "details": dict(event.details or {}),
-        "prev_hash": event.prev_hash,
+        "prev_hash": event.prev_hash if whole_chain else None,
         "hash": event.hash,
     }
 
@@ -679,8 +672,7 @@ __all__ = [
     "Finding",
     "VerifyResult",
     "append",
-    "decode_cursor",
-    "encode_cursor",
+    "count_events",
     "ensure_head",
     "event_dict",
     "query",

@@ -114,7 +114,7 @@ def events_table(events: list[dict[str, Any]]) -> Table:
         actor = ev["actor"] + (f" for {ev['on_behalf_of']}" if ev.get("on_behalf_of") else "")
         style = _DECISION_STYLE.get(ev["decision"], "")
         table.add_row(
-            str(ev["seq"]),
+            "" if ev.get("seq") is None else str(ev["seq"]),
             ev["ts"].replace("T", " ")[:19],
             actor,
             ev["action"],
@@ -143,6 +143,9 @@ def verify_chain(
         typer.echo(json.dumps(result, indent=2))
         if not result["ok"]:
             raise typer.Exit(1)
+        return
+    if result.get("scope") == "tenant":
+        _verify_tenant_view(result)
         return
     keys = ", ".join(result.get("key_ids") or []) or "none"
     console.print(
@@ -182,6 +185,18 @@ def verify_chain(
         where += f" (event {broken['id']})"
     kinds = sorted({f["kind"] for f in findings if f["severity"] == "tampering"})
     fail(f"chain broken at {where}: {broken.get('reason')}; tampering found: {', '.join(kinds)}")
+
+
+def _verify_tenant_view(result: dict[str, Any]) -> None:
+    """A tenant auditor's answer: whether the one chain holds, and its own events' count."""
+    kinds = [f["kind"] for f in result.get("findings") or [] if f["severity"] == "tampering"]
+    for f in result.get("findings") or []:
+        style = "red" if f["severity"] == "tampering" else "yellow"
+        console.print(f"[{style}]{f['kind']}[/]: {f['detail']}")
+    if result["ok"]:
+        console.print(f"chain intact, holding {result['checked']} events of your tenant")
+        return
+    fail(f"the chain is broken ({', '.join(kinds)}); the installation's auditors can see where")
 
 
 @app.command("checkpoint")

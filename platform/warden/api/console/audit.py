@@ -8,12 +8,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import HTMLResponse
 
 from warden.api.console.web import PREFIX, ConsoleRoute, Form, Who, render
 from warden.api.routes import audit as audit_api
-from warden.audit.service import encode_cursor
 from warden.db.session import unit_of_work
 from warden.errors import NotFound, Unprocessable
 
@@ -70,17 +69,18 @@ def search(
     return render(who.request, "audit.html", who, page=page, filters=filters, searched=True)
 
 
-@router.get("/audit/events/{seq}")
-def event(seq: int, who: Who) -> HTMLResponse:
-    """One event's full record, found as a query of the caller's tenant would find it."""
+@router.get("/audit/events/{event_id}")
+def event(event_id: Annotated[str, Path(max_length=64)], who: Who) -> HTMLResponse:
+    """One event's full record (by its id: a tenant is not shown the chain's seq), found as a
+    query of the caller's tenant would find it."""
     with unit_of_work(who.state.sessions) as db:
         page = audit_api.list_events(
             db, who.caller, who.state, actor=None, dataset=None, action=None, decision=None,
-            since=None, until=None, cursor=encode_cursor(seq + 1), limit=1,
+            since=None, until=None, cursor=None, limit=1, event_id=event_id,
         )  # fmt: skip
     found = page.events[0] if page.events else None
-    if found is None or found.seq != seq:
-        raise NotFound(f"no audit event {seq} in your tenant's log")
+    if found is None:
+        raise NotFound(f"no audit event {event_id!r} in your tenant's log")
     return render(who.request, "audit_event.html", who, event=found)
 
 

@@ -16,6 +16,7 @@ from pydantic import BeforeValidator
 from warden.api.deps import CurrentCaller, DbSession, State
 from warden.audit import service
 from warden.audit.checkpoints import Checkpointer, CheckpointStore
+from warden.audit.cursor import MAX_CURSOR_LENGTH
 from warden.audit.keys import AuditKeyError
 from warden.audit.outcomes import by
 from warden.audit.schemas import (
@@ -29,7 +30,7 @@ from warden.audit.schemas import (
 )
 from warden.audit.service import Decision, record
 from warden.errors import AuditUnavailable, Forbidden, Unavailable, WardenError
-from warden.identity.service import Caller
+from warden.identity.service import Caller, is_installation_tenant
 from warden.policy.authz import is_platform_admin
 
 log = logging.getLogger("warden.audit")
@@ -99,11 +100,16 @@ def list_events(
     decision: Annotated[Literal["allow", "deny", "error"] | None, Query()] = None,
     since: Annotated[When, Query(description="ISO-8601, inclusive")] = None,
     until: Annotated[When, Query(description="ISO-8601, exclusive")] = None,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH)] = None,
     limit: Annotated[int, Query(ge=1, le=service.MAX_QUERY_LIMIT)] = 100,
+    event_id: Annotated[str | None, Query(alias="id", max_length=64)] = None,
 ) -> AuditEventsPage:
-    """Events of the caller's tenant, newest first; follow `next_cursor` for older ones."""
+    """Events of the caller's tenant, newest first; follow `next_cursor` for older ones.
+
+    Only the installation's auditors see each event's place in the one chain (`seq`,
+    `prev_hash`): see sees_whole_chain."""
     filters = {
+        "id": event_id,
         "actor": actor,
         "dataset": dataset,
         "action": action,
@@ -116,6 +122,7 @@ def list_events(
     filters = {k: v for k, v in filters.items() if v is not None}
     authorise_auditor(state, caller, "audit.query", filters)
     platform_admin = is_platform_admin(db, state, caller)
+    whole_chain = sees_whole_chain(db, caller)
     events, next_cursor = service.query(
         db,
         actor=actor,
@@ -128,10 +135,14 @@ def list_events(
         until=until,
         cursor=cursor,
         limit=limit,
+        event_id=event_id,
     )
     _audit(state, caller, "audit.query", "allow", filters, rows=len(events))
     return AuditEventsPage(
-        events=[AuditEventOut.model_validate(service.event_dict(e)) for e in events],
+        events=[
+            AuditEventOut.model_validate(service.event_dict(e, whole_chain=whole_chain))
+            for e in events
+        ],
         next_cursor=next_cursor,
     )
 
@@ -139,31 +150,54 @@ def list_events(
 @router.post("/verify", response_model=VerifyOut)
 def verify_chain(db: DbSession, caller: CurrentCaller, state: State) -> VerifyOut:
     """Walk the whole chain (all tenants: it is one chain) with its keys, hold it against every
-    signed checkpoint, and report every finding by kind, plus the unprotected tail."""
+    signed checkpoint, and report every finding by kind, plus the unprotected tail.
+
+    The installation's auditors are told all of it; another tenant's auditor whether the chain
+    holds and how many of its events it holds, and nothing that counts or names other
+    tenants' events."""
     authorise_auditor(state, caller, "audit.verify", {})
     try:
         checkpoints = CheckpointStore.for_settings(state.settings).read()
     except (AuditKeyError, OSError) as exc:
         raise Unavailable(f"cannot read the audit checkpoints: {exc}") from exc
     result = service.verify(db, checkpoints=checkpoints)
+    answer = (
+        _whole_chain(result)
+        if sees_whole_chain(db, caller)
+        else _tenant_view(result, service.count_events(db, tenant=caller.tenant))
+    )
     outcome: dict[str, Any] = {
-        "ok": result.ok,
-        "checked": result.checked,
-        "head_seq": result.head_seq,
-        "kinds": sorted({f.kind for f in result.findings}),
-        "unprotected_events": result.unprotected_events,
+        "ok": answer.ok,
+        "scope": answer.scope,
+        "checked": answer.checked,
+        "head_seq": answer.head_seq,
+        "kinds": sorted({f.kind for f in answer.findings}),
+        "unprotected_events": answer.unprotected_events,
     }
-    if result.first_broken is not None:
-        outcome["broken_seq"] = result.first_broken.seq
+    if answer.first_broken is not None:
+        outcome["broken_seq"] = answer.first_broken.seq
     try:
-        _audit(state, caller, "audit.verify", "allow", outcome, rows=result.checked)
+        _audit(state, caller, "audit.verify", "allow", outcome, rows=answer.checked)
     except AuditUnavailable:
         # A chain too broken to append to (say, its head is gone) must still be reportable.
         if result.ok:
             raise
+    return answer
+
+
+def sees_whole_chain(db: Any, caller: Caller) -> bool:
+    """Who, among auditors, sees where events stand in the one chain all tenants share (seqs,
+    links, checkpoints, where it is broken): the installation's own (its platform admins and
+    auditors, who run the deployment), not another tenant's, whose auditors would otherwise
+    count or name other tenants' events."""
+    return is_installation_tenant(db, caller.tenant)
+
+
+def _whole_chain(result: service.VerifyResult) -> VerifyOut:
     broken = result.first_broken
     return VerifyOut(
         ok=result.ok,
+        scope="chain",
         checked=result.checked,
         first_broken=BrokenLinkOut(seq=broken.seq, id=broken.id, reason=broken.reason)
         if broken
@@ -179,6 +213,26 @@ def verify_chain(db: DbSession, caller: CurrentCaller, state: State) -> VerifyOu
         unprotected_events=result.unprotected_events,
         unprotected_since=result.unprotected_since,
     )
+
+
+def _tenant_view(result: service.VerifyResult, own_events: int) -> VerifyOut:
+    """Whether the one chain holds, by kind of finding only: seqs, counts, ids and details
+    would count or name other tenants' events (a finding's detail names principals, tokens,
+    sandboxes); where the damage is, is the installation's auditors' to read."""
+    kinds = {f.kind: f.severity for f in result.findings}
+    where = {"tampering": "found in the chain", "note": "a note on the chain"}
+    return VerifyOut(
+        ok=result.ok,
+        scope="tenant",
+        checked=own_events,
+        first_broken=None,
+        head_seq=None,
+        findings=[
+            FindingOut(kind=kind, severity=severity, seq=None, last_seq=None, count=1, id=None,
+                       detail=f"{where[severity]}; the installation's auditors can see where")
+            for kind, severity in sorted(kinds.items())
+        ],
+    )  # fmt: skip
 
 
 @router.post("/checkpoint", response_model=CheckpointOut)
