@@ -460,39 +460,41 @@ def show_request(
     return req, reviews, repo.transitions_of(db, subjects)
 
 
+@dataclass(frozen=True)
+class Wanted:
+    """Which requests or grants a caller asks to list, newest first: in `states` (empty:
+    any), only its own (`mine`), only on `dataset`, at most `limit`."""
+
+    states: Sequence[str] = ()
+    mine: bool = False
+    dataset: str | None = None
+    limit: int = 100
+
+
 def list_requests(
-    db: Session,
-    state: Platform,
-    caller: Caller,
-    *,
-    states: Sequence[str],
-    mine: bool,
-    reviewable: bool,
-    dataset: str | None,
-    limit: int,
+    db: Session, state: Platform, caller: Caller, wanted: Wanted, *, reviewable: bool = False
 ) -> tuple[list[AccessRequest], dict[str, list[AccessReview]]]:
-    listing = _listing(db, state, caller, states, mine, dataset, limit)
+    """`reviewable`: only pending requests this caller may review."""
     by = caller.principal_id if reviewable else None
-    rows = repo.list_requests(db, listing, reviewable_by=by)
+    rows = repo.list_requests(db, _listing(db, state, caller, wanted), reviewable_by=by)
     return rows, repo.reviews_of(db, [r.id for r in rows])
 
 
-def _listing(
-    db: Session,
-    state: Platform,
-    caller: Caller,
-    states: Sequence[str],
-    mine: bool,
-    dataset: str | None,
-    limit: int,
-) -> repo.Listing:
-    """The requests or grants of its tenant `caller` may list (`mine`: only its own)."""
+def _listing(db: Session, state: Platform, caller: Caller, wanted: Wanted) -> repo.Listing:
+    """The requests or grants of its tenant `caller` may list, as `wanted` narrows them."""
     require_person(caller)
     tenant = get_tenant(db, caller.tenant)
     vis = visibility(db, state, caller, tenant)
-    holder_id = caller.principal_id if mine else None
-    visible_to = vis.visible_to(caller)
-    return repo.Listing(tenant.id, visible_to, vis.reviewable, states, holder_id, dataset, limit)
+    holder_id = caller.principal_id if wanted.mine else None
+    return repo.Listing(
+        tenant.id,
+        vis.visible_to(caller),
+        vis.reviewable,
+        wanted.states,
+        holder_id,
+        wanted.dataset,
+        wanted.limit,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -503,15 +505,13 @@ def list_grants(
     db: Session,
     state: Platform,
     caller: Caller,
+    wanted: Wanted,
     *,
-    states: Sequence[str],
-    mine: bool,
-    dataset: str | None,
-    needs_review: bool | None,
-    limit: int,
+    needs_review: bool | None = None,
 ) -> list[AccessGrant]:
-    listing = _listing(db, state, caller, states, mine, dataset, limit)
-    return repo.list_grants(db, listing, needs_review=needs_review)
+    """`needs_review`: only grants whose break-glass sign-off is (True) or is not (False)
+    outstanding."""
+    return repo.list_grants(db, _listing(db, state, caller, wanted), needs_review=needs_review)
 
 
 def show_grant(

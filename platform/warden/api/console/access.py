@@ -29,10 +29,8 @@ def reviews(who: Who) -> HTMLResponse:
     state, caller = who.state, who.caller
     expiry.expire_due_now(state)
     with unit_of_work(state.sessions) as db:
-        rows, reviews_ = service.list_requests(
-            db, state, caller, states=["pending"], mine=False, reviewable=True,
-            dataset=None, limit=100,
-        )  # fmt: skip
+        pending = service.Wanted(states=["pending"])
+        rows, reviews_ = service.list_requests(db, state, caller, pending, reviewable=True)
         items = [request_view(db, state, caller, r, reviews_[r.id]) for r in rows]
     return render(who.request, "reviews.html", who, items=items)
 
@@ -131,10 +129,7 @@ def grants(who: Who) -> HTMLResponse:
     state, caller = who.state, who.caller
     expiry.expire_due_now(state)
     with unit_of_work(state.sessions) as db:
-        rows = service.list_grants(
-            db, state, caller, states=["active"], mine=False, dataset=None,
-            needs_review=None, limit=200,
-        )  # fmt: skip
+        rows = service.list_grants(db, state, caller, service.Wanted(["active"], limit=200))
     items = [grant_out(g) for g in rows]
     return render(who.request, "grants.html", who, grants=items)
 
@@ -169,13 +164,10 @@ def my_access(who: Who) -> HTMLResponse:
     state, caller = who.state, who.caller
     expiry.expire_due_now(state)
     with unit_of_work(state.sessions) as db:
-        rows, reviews_ = service.list_requests(
-            db, state, caller, states=[], mine=True, reviewable=False, dataset=None, limit=100
-        )
+        own = service.Wanted(mine=True)
+        rows, reviews_ = service.list_requests(db, state, caller, own)
         mine = [request_view(db, state, caller, r, reviews_[r.id]) for r in rows]
-        held = service.list_grants(
-            db, state, caller, states=[], mine=True, dataset=None, needs_review=None, limit=100
-        )
+        held = service.list_grants(db, state, caller, own)
     return render(
         who.request, "my_access.html", who, requests=mine, grants=[grant_out(g) for g in held]
     )

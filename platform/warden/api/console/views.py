@@ -79,16 +79,7 @@ def request_view(
                 holds_now=now.get(name, "none"),
             )
         )
-    held = service.list_grants(
-        db,
-        state,
-        caller,
-        states=["active"],
-        mine=False,
-        dataset=req.dataset,
-        needs_review=None,
-        limit=100,
-    )
+    held = service.list_grants(db, state, caller, service.Wanted(["active"], dataset=req.dataset))
     return RequestView(
         out,
         owner=view.owner,

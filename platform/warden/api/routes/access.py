@@ -117,15 +117,9 @@ def list_requests(
     dataset: DatasetName = None,
     limit: Limit = 100,
 ) -> dict[str, list[RequestOut]]:
+    wanted = service.Wanted(state_ or [], mine, dataset, limit)
     rows, reviews = service.list_requests(
-        call.db,
-        call.state,
-        call.caller,
-        states=state_ or [],
-        mine=mine,
-        reviewable=reviewable,
-        dataset=dataset,
-        limit=limit,
+        call.db, call.state, call.caller, wanted, reviewable=reviewable
     )
     return {"requests": [request_out(r, reviews[r.id]) for r in rows]}
 
@@ -164,16 +158,8 @@ def list_grants(
     dataset: DatasetName = None,
     limit: Limit = 100,
 ) -> dict[str, list[GrantOut]]:
-    rows = service.list_grants(
-        call.db,
-        call.state,
-        call.caller,
-        states=state_ or [],
-        mine=mine,
-        dataset=dataset,
-        needs_review=needs_review,
-        limit=limit,
-    )
+    wanted = service.Wanted(state_ or [], mine, dataset, limit)
+    rows = service.list_grants(call.db, call.state, call.caller, wanted, needs_review=needs_review)
     return {"grants": [grant_out(g) for g in rows]}
 
 
