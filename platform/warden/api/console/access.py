@@ -7,17 +7,22 @@ Each action calls the access service exactly as /v1/access does (routes/access.p
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, RedirectResponse
+from sqlalchemy.orm import Session
 
 from warden.access import expiry, service
 from warden.access.present import grant_out
 from warden.access.schemas import RequestCreate, ReviewCreate, RevokeBody, SignOffBody
+from warden.access.service import Outcome
 from warden.api.console.views import request_view
 from warden.api.console.web import PREFIX, ConsoleRoute, Form, Who, act, done, parse, render
 from warden.catalog.service import PURPOSES, list_names, load_view
+from warden.core.platform import Platform
 from warden.db.session import unit_of_work
+from warden.identity.service import Caller
 from warden.policy.reads import visible
 
 router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute, include_in_schema=False)
@@ -137,25 +142,32 @@ def grants(who: Who) -> HTMLResponse:
 @router.post("/grants/{grant_id}/revoke")
 def revoke(grant_id: str, who: Who, form: Form) -> RedirectResponse:
     body = parse(RevokeBody, form, reason=form.get("reason", ""))
-    act(
-        who,
-        "access.grant.revoked",
-        lambda db: service.revoke(db, who.state, who.caller, grant_id, body.reason),
-        details={"grant_id": grant_id[:40]},
-    )
-    return done(f"{PREFIX}/grants", f"Grant {grant_id[:40]} revoked: the next read is refused")
+    said = f"Grant {grant_id[:40]} revoked: the next read is refused"
+    return _on_grant(who, "access.grant.revoked", service.revoke, grant_id, body.reason, said)
 
 
 @router.post("/grants/{grant_id}/sign-off")
 def sign_off(grant_id: str, who: Who, form: Form) -> RedirectResponse:
     body = parse(SignOffBody, form, comment=form.get("comment", ""))
+    said = f"Break-glass grant {grant_id[:40]} signed off"
+    return _on_grant(who, "access.grant.signed_off", service.sign_off, grant_id, body.comment, said)
+
+
+GrantAction = Callable[[Session, Platform, Caller, str, str], Outcome]
+
+
+def _on_grant(
+    who: Who, action: str, call: GrantAction, grant_id: str, text: str, said: str
+) -> RedirectResponse:
+    """`call` on one grant with the form's `text` (audited as `action`), then back to the
+    grants page saying what was done."""
     act(
         who,
-        "access.grant.signed_off",
-        lambda db: service.sign_off(db, who.state, who.caller, grant_id, body.comment),
+        action,
+        lambda db: call(db, who.state, who.caller, grant_id, text),
         details={"grant_id": grant_id[:40]},
     )
-    return done(f"{PREFIX}/grants", f"Break-glass grant {grant_id[:40]} signed off")
+    return done(f"{PREFIX}/grants", said)
 
 
 @router.get("/my-access")
