@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,6 +106,29 @@ class Resolved:
     workspace: str | None = None
 
 
+# The fields every segment states, each with how its TOML value is read.
+_REQUIRED: dict[str, Callable[[Any], Any]] = {
+    "image": str,
+    "network": str,
+    "gateway_socket": bool,
+    "data_access": bool,
+    "user": str,
+    "read_only_root": bool,
+    "output_mount": str,
+    "cap_drop": lambda value: tuple(str(c) for c in value),
+    "no_new_privileges": bool,
+    "seccomp": str,
+    "pids_limit": int,
+    "memory": parse_size,
+    "memory_max": parse_size,
+    "cpus": float,
+    "cpus_max": float,
+    "timeout": int,
+    "timeout_max": int,
+    "max_datasets": int,
+}
+
+
 def load_profiles(path: Path) -> dict[str, SegmentProfile]:
     """Read and check every segment; a broken file is an error naming the segment and field."""
     try:
@@ -128,25 +151,8 @@ def _profile(path: Path, name: str, body: Any) -> SegmentProfile:
         profile = SegmentProfile(
             name=name,
             description=str(body.get("description", "")),
-            image=str(body["image"]),
-            network=str(body["network"]),
-            gateway_socket=bool(body["gateway_socket"]),
-            data_access=bool(body["data_access"]),
-            user=str(body["user"]),
-            read_only_root=bool(body["read_only_root"]),
+            **{key: read(body[key]) for key, read in _REQUIRED.items()},
             tmpfs={str(k): str(v) for k, v in dict(body.get("tmpfs", {})).items()},
-            output_mount=str(body["output_mount"]),
-            cap_drop=tuple(str(c) for c in body["cap_drop"]),
-            no_new_privileges=bool(body["no_new_privileges"]),
-            seccomp=str(body["seccomp"]),
-            pids_limit=int(body["pids_limit"]),
-            memory=parse_size(body["memory"]),
-            memory_max=parse_size(body["memory_max"]),
-            cpus=float(body["cpus"]),
-            cpus_max=float(body["cpus_max"]),
-            timeout=int(body["timeout"]),
-            timeout_max=int(body["timeout_max"]),
-            max_datasets=int(body["max_datasets"]),
             env_allowed=frozenset(str(e) for e in body.get("env_allowed", [])),
             workspace_mount=str(body["workspace_mount"]) if "workspace_mount" in body else None,
             egress_allow=tuple(str(e) for e in body.get("egress_allow", [])),
