@@ -40,10 +40,10 @@ from warden.catalog.tables import commit_version
 from warden.errors import Forbidden, NotFound, Unprocessable
 from warden.identity.models import Principal, Tenant
 from warden.policy import exposure
+from warden.policy.rules import PURPOSES
 
 DATASET_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 CLASS_ORDER = {"public": 0, "internal": 1, "pii": 2}
-PURPOSES = ("training", "evaluation", "inference", "analytics")
 ENTITY_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 

@@ -28,9 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from warden.policy.engine import PolicySnapshot, format_now
-from warden.policy.rules import ENTITY_PREFIX, EXPOSE_MIXED, Rule, format_rule
-
-PURPOSES = ("training", "evaluation", "inference", "analytics")
+from warden.policy.rules import ENTITY_PREFIX, EXPOSE_MIXED, PURPOSES, Rule, format_rule
 
 
 @dataclass(frozen=True)

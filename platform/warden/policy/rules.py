@@ -40,6 +40,8 @@ FORBIDDEN_CHARS: Final = frozenset(',[]()"')
 EXPIRY_RE: Final = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
 DOMAIN_RE: Final = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 GRANT_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+# What data may be read for: a rule's purpose is one of these (or "*").
+PURPOSES: Final = ("training", "evaluation", "inference", "analytics")
 
 
 class RuleError(ValueError):

@@ -10,7 +10,6 @@ import polars as pl
 from warden.catalog.columns import ColumnInfo
 
 CLASSIFICATIONS = ("public", "internal", "pii")
-PURPOSES = ("training", "evaluation", "inference", "analytics")
 
 
 @dataclass(frozen=True)
