@@ -85,15 +85,17 @@ def _held(issued: dict[str, Any]) -> None:
 @app.command("grant-role")
 def grant_role(name: str, role: str) -> None:
     """Give a principal a role (a policy change, audited)."""
-    out = ApiClient().post(f"/v1/principals/{name}/roles", json={"role": role})
-    console.print(f"{out['name']}: {', '.join(out['roles']) or 'no roles'}")
-    _pending(out)
+    _roles_changed(ApiClient().post(f"/v1/principals/{name}/roles", json={"role": role}))
 
 
 @app.command("remove-role")
 def remove_role(name: str, role: str) -> None:
     """Take a role away (a policy change, audited)."""
-    out = ApiClient().request("DELETE", f"/v1/principals/{name}/roles/{role}").json()
+    _roles_changed(ApiClient().request("DELETE", f"/v1/principals/{name}/roles/{role}").json())
+
+
+def _roles_changed(out: dict[str, Any]) -> None:
+    """A principal's roles after a change, and what of it awaits review."""
     console.print(f"{out['name']}: {', '.join(out['roles']) or 'no roles'}")
     _pending(out)
 
