@@ -121,10 +121,7 @@ def list_(
     """Requests you made or may review, newest first."""
     params = given(mine=mine, reviewable=reviewable, limit=limit, state=state, dataset=dataset)
     rows = ApiClient().get("/v1/access/requests", params=params)["requests"]
-    if fmt == "json":
-        show(rows, [], "json")
-        return
-    show([_request_row(r) for r in rows], REQUEST_COLUMNS, fmt, title="access requests")
+    show(rows, REQUEST_COLUMNS, fmt, title="access requests", table_row=_request_row)
 
 
 @app.command("show")
@@ -195,10 +192,7 @@ def grants(
         mine=mine, limit=limit, state=state, needs_review=needs_review or None, dataset=dataset
     )
     rows = ApiClient().get("/v1/access/grants", params=params)["grants"]
-    if fmt == "json":
-        show(rows, [], "json")
-        return
-    show([_grant_row(g) for g in rows], GRANT_COLUMNS, fmt, title="grants")
+    show(rows, GRANT_COLUMNS, fmt, title="grants", table_row=_grant_row)
 
 
 @app.command()

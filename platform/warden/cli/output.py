@@ -37,13 +37,22 @@ def print_body(body: dict[str, Any], fmt: str, as_tables: Callable[[dict[str, An
         as_tables(body)
 
 
-def show(rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: str, title: str = "") -> None:
+def show(
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[str],
+    fmt: str,
+    title: str = "",
+    table_row: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> None:
+    """Rows as a JSON list, or as a table of `columns`, each row first put by `table_row`
+    (JSON keeps the rows as they came)."""
     check_format(fmt)
     if fmt == "json":
         console.print_json(json.dumps(list(rows), default=str))
         return
     table = Table(title=title or None)
-    cells = [[_text(row.get(c)) for c in columns] for row in rows]
+    shaped = [table_row(row) for row in rows] if table_row else rows
+    cells = [[_text(row.get(c)) for c in columns] for row in shaped]
     for i, column in enumerate(columns):
         if i == 0:  # the key (an id, a name): never folded, people copy it into commands
             widest = max([len(column), *(len(r[0]) for r in cells)])
