@@ -12,6 +12,7 @@ from warden.audit.service import (
     MAX_LIST,
     MAX_TEXT,
     AuditRecord,
+    event_dict,
     record,
     stream_completion,
     stream_intent,
@@ -96,6 +97,21 @@ def test_a_stream_with_its_completion_leaves_no_finding(sessions: sessionmaker[S
     with unit_of_work(sessions) as db:
         result = verify(db)
     assert result.ok and not [f for f in result.findings if f.kind != "no_checkpoint"]
+
+
+def test_a_tenants_view_of_a_completion_names_no_seq(sessions: sessionmaker[Session]) -> None:
+    intent = record(sessions, _intent())
+    done = record(
+        sessions, stream_completion(intent, rows=1, bytes=9, sha256="cd" * 32, complete=True)
+    )
+    shown = event_dict(done, whole_chain=False)
+    assert shown["seq"] is None and shown["prev_hash"] is None
+    assert shown["details"]["stream"] == {
+        "phase": "completion", "id": intent.details["stream"]["id"], "status": "complete",
+        "sha256": "cd" * 32,
+    }  # fmt: skip
+    assert done.details["stream"]["intent_seq"] == intent.seq  # the stored event keeps it
+    assert event_dict(done)["details"]["stream"]["intent_seq"] == intent.seq
 
 
 def test_an_intent_without_completion_is_a_finding_not_corruption(

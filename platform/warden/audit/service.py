@@ -660,10 +660,20 @@ def event_dict(event: AuditEvent, *, whole_chain: bool = True) -> dict[str, Any]
         "grant_ids": list(event.grant_ids or []),
         "trace_id": event.trace_id,
         "reason": event.reason,
-        "details": dict(event.details or {}),
+        "details": dict(event.details or {}) if whole_chain else _off_chain(event.details),
         "prev_hash": event.prev_hash if whole_chain else None,
         "hash": event.hash,
     }
+
+
+def _off_chain(details: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Details without the chain positions they carry (a streamed read's completion names its
+    intent's seq; the stream's id links the two as well)."""
+    shown = dict(details or {})
+    stream = shown.get("stream")
+    if isinstance(stream, Mapping) and "intent_seq" in stream:
+        shown["stream"] = {k: v for k, v in stream.items() if k != "intent_seq"}
+    return shown
 
 
 __all__ = [
