@@ -18,7 +18,10 @@ authentication) and, when a newer checkpoint appears, holds the database to it b
 trusting any cached token: the chain must reach the checkpoint's seq, with its hash there.
 A chain cut back below its newest checkpoint, or changed at it, refuses every request
 (AuditUnavailable, 503) until an operator runs `warden audit verify`. When the checkpoint
-after an ending is refused (the chain is already tampered with), the process refuses too.
+after an ending is refused (the chain was changed between the commit and the signature: the
+ending deleted or replaced inside its own commit), the process refuses too, and raises a
+signed alarm beside the checkpoints carrying the endings it holds (audit/alarms.py): every
+process sharing the folder takes those endings and refuses until an operator clears it.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from warden.audit.alarms import Alarms, Ending
 from warden.audit.models import HEAD_ID, AuditEvent, AuditHead
 from warden.errors import AuditUnavailable
 
@@ -56,10 +60,11 @@ AT_ONCE = (*ENDING, COMPLETION)
 
 # Told of every committed event that ends access, in the committing process (identity takes
 # them into its memory): (engine, events).
-_observers: list[Callable[[Any, Sequence[AuditEvent]], None]] = []
+# An alarm's endings come as alarms.Ending (the same fields an event has).
+_observers: list[Callable[[Any, Sequence[AuditEvent | Ending]], None]] = []
 
 
-def observe(callback: Callable[[Any, Sequence[AuditEvent]], None]) -> None:
+def observe(callback: Callable[[Any, Sequence[AuditEvent | Ending]], None]) -> None:
     _observers.append(callback)
 
 
@@ -73,6 +78,9 @@ class Anchor:
         self._seen: tuple[int, int, int] | None = None  # the file's (inode, size, mtime)
         self._latest: Checkpoint | None = None  # the newest checkpoint in the file, as seen
         self._held: Checkpoint | None = None  # the newest checkpoint the database was held to
+        self.alarms = Alarms.beside(checkpointer.store)
+        self._alarms_seen: tuple[int, int, int] | None = None  # the alarm file's, as for _seen
+        self._standing: str | None = None  # why an alarm stands, as last read
 
     def committed(self, engine: Any, events: Sequence[AuditEvent]) -> None:
         if not any(e.action in AT_ONCE for e in events):
@@ -88,13 +96,31 @@ class Anchor:
         if outcome.findings:
             self.tampered = "; ".join(f.detail for f in outcome.findings)
             log.error("the audit chain was tampered with: %s", self.tampered)
+            if ending:  # the other processes would not hear of these from the database
+                self._raise_alarm(ending)
+
+    def _raise_alarm(self, ending: Sequence[AuditEvent]) -> None:
+        carried = [
+            Ending(e.action, e.seq, e.tenant, e.dataset, dict(e.details or {})) for e in ending
+        ]
+        reason = f"the checkpoint after {', '.join(e.action for e in ending)} was refused"
+        try:
+            self.alarms.raise_alarm(f"{reason}: {self.tampered}", carried)
+        except Exception:  # this process refuses anyway (tampered); the log says why
+            log.exception("could not raise the audit alarm")
 
     def hold(self, db: Session) -> bool:
         """AuditUnavailable unless the chain still reaches the newest checkpoint: the head at
-        or past it, its hash there, and no event missing since the one held before. True when
-        a newer checkpoint was taken (the caller then reads what it names)."""
+        or past it, its hash there, and no event missing since the one held before, and no
+        alarm stands. True when a newer checkpoint was taken (the caller then reads what it
+        names)."""
         if self.tampered:
             raise AuditUnavailable("the audit chain was tampered with; run `warden audit verify`")
+        self._look_at_alarms(db.get_bind())
+        if self._standing:
+            raise AuditUnavailable(
+                f"an audit alarm stands: {self._standing}; see `warden audit alarms`"
+            )
         newest = self._newest()
         if newest is None or newest is self._held:
             return False
@@ -116,6 +142,25 @@ class Anchor:
             )
         self._held = newest
         return True
+
+    def _look_at_alarms(self, engine: Any) -> None:
+        """Re-read the alarm file when it changed: take the endings every alarm carries
+        (cleared or not: what ended stays ended) and note whether one stands."""
+        try:
+            st = os.stat(self.alarms.path)
+        except FileNotFoundError:
+            return
+        seen = (st.st_ino, st.st_size, st.st_mtime_ns)
+        with self._lock:
+            if seen == self._alarms_seen:
+                return
+            found = self.alarms.read()
+            endings = [e for a in found.alarms for e in a.endings]
+            for callback in _observers if endings else ():
+                callback(engine, endings)
+            standing = found.standing
+            self._standing = "; ".join(f"{a.id}: {a.reason}" for a in standing) or None
+            self._alarms_seen = seen
 
     def _newest(self) -> Checkpoint | None:
         """The newest checkpoint in the file (re-read only when the file changed); until the

@@ -199,6 +199,48 @@ def _verify_tenant_view(result: dict[str, Any]) -> None:
     fail(f"the chain is broken ({', '.join(kinds)}); the installation's auditors can see where")
 
 
+@app.command("alarms")
+def alarms(
+    clear: Annotated[
+        str | None, typer.Option("--clear", metavar="ID", help="Clear this standing alarm.")
+    ] = None,
+) -> None:
+    """List the audit alarms in this host's checkpoint folder, or clear one (operators, on the
+    host: it needs the checkpoint signing key).
+
+    An alarm is raised when the checkpoint after a revocation, a disable or a sandbox's end is
+    refused: the chain was changed under it. While one stands every Warden process sharing the
+    folder answers 503. Before clearing, run `warden audit verify`, repair the database, and
+    check that what the alarm lists as ended is ended again (each process keeps it ended
+    until it restarts)."""
+    from warden.audit.alarms import Alarms  # local: reads the folder, not the API
+    from warden.audit.checkpoints import CheckpointStore
+    from warden.audit.keys import AuditKeyError
+    from warden.config import get_settings
+
+    try:
+        found = Alarms.beside(CheckpointStore.for_settings(get_settings()))
+    except AuditKeyError as exc:
+        fail(f"cannot read the checkpoint keys: {exc}")
+    if clear is not None:
+        try:
+            found.clear(clear)
+        except KeyError:
+            fail(f"no standing alarm {clear!r}; `warden audit alarms` lists them")
+        console.print(f"alarm {clear} cleared")
+        return
+    standing = found.read().standing
+    if not standing:
+        console.print(f"no alarm stands ({found.path})")
+        return
+    for alarm in standing:
+        console.print(f"[red]alarm {alarm.id}[/] {alarm.ts}: {alarm.reason}")
+        for e in alarm.endings:
+            what = ", ".join(f"{k}={v}" for k, v in sorted(e.details.items()) if k != "reason")
+            console.print(f"  ended: {e.action} (seq {e.seq}, tenant {e.tenant}) {what}")
+    raise typer.Exit(1)
+
+
 @app.command("checkpoint")
 def checkpoint() -> None:
     """Sign the chain head now (platform admins): verified since the last checkpoint first."""
