@@ -140,6 +140,39 @@ def test_egress_allows_only_the_profile_s_hosts_and_audits_each_connection(
     assert {f"127.0.0.1:{allowed}", f"127.0.0.1:{other}"} <= set(session["egress"])
 
 
+NAMED_PROBE = """
+import sys, urllib.request, urllib.error
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=20) as answer:
+        print("named", answer.status, answer.read().decode())
+except urllib.error.HTTPError as exc:
+    print("named", exc.code)
+"""
+
+
+def test_an_allowed_name_that_resolves_to_this_host_is_refused(
+    squid: str,
+    sandboxes: Sandboxes,
+    servers: tuple[int, int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A name on the allowlist is no way to this host's loopback services (SeaweedFS's filer
+    checks no credentials): `localhost` resolves to 127.0.0.1 (as a name whose DNS the
+    developer controls could), and only an entry naming the address allows it."""
+    allowed, _ = servers
+    runtime = sandboxes.runtime
+    profiles = runtime.profiles()
+    named = dataclasses.replace(profiles["app-dev"], egress_allow=(f"localhost:{allowed}",))
+    monkeypatch.setattr(runtime, "profiles", lambda: {**profiles, "app-dev": named})
+    row, out = sandboxes.run(
+        DEVELOPER,
+        ["python3", "-c", NAMED_PROBE, f"http://localhost:{allowed}/"],
+        segment="app-dev",
+    )
+    assert row["status"] == "succeeded", out
+    assert "named 403" in out and "allowed-server" not in out, out
+
+
 def test_without_an_allowlist_there_is_no_proxy_at_all(sandboxes: Sandboxes) -> None:
     row, out = sandboxes.run(
         DEVELOPER,

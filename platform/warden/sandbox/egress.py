@@ -33,6 +33,9 @@ log = logging.getLogger("warden.sandbox")
 SQUID_USER = "proxy"
 # Docker's default address pools: the only clients Squid answers.
 SANDBOX_NETS = ("172.16.0.0/12", "192.168.0.0/16", "10.0.0.0/8")
+# Where a name in an allowlist must never lead (an address entry may still name one).
+LINK_LOCAL = ("169.254.0.0/16", "fe80::/10")
+PRIVATE = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
 RETRY_AFTER_STOP_S = 30.0  # how long a stopping proxy still tries to audit its last hits
 
 
@@ -81,15 +84,33 @@ def squid_config(
     ]
     for number in refuse_ports:
         lines += [f"acl platform_{number} port {number}", f"http_access deny platform_{number}"]
-    for i, dest in enumerate(allow):
-        kind = "dst" if _is_address(dest.host) else "dstdomain"
-        lines += [
-            f"acl allow{i}_host {kind} {dest.host}",
-            f"acl allow{i}_port port {dest.port}",
-            f"http_access allow sandboxes allow{i}_host allow{i}_port",
-        ]
+    # An entry that names an address is the operator's explicit choice; a name is not: it can
+    # resolve (its DNS being the sandbox user's, or rebound) to this host's own loopback
+    # services (SeaweedFS's filer checks no credentials), link-local metadata or the private
+    # networks, so names are allowed only after those are refused.
+    by_address = [(i, d) for i, d in enumerate(allow) if _is_address(d.host)]
+    by_name = [(i, d) for i, d in enumerate(allow) if not _is_address(d.host)]
+    for i, dest in by_address:
+        lines += _allow_lines(i, "dst", dest)
+    lines += [
+        f"acl to_linklocal dst {' '.join(LINK_LOCAL)}",
+        f"acl to_private dst {' '.join(PRIVATE)}",
+        "http_access deny to_localhost",  # Squid's own: 127.0.0.0/8, 0.0.0.0/32, ::1
+        "http_access deny to_linklocal",
+        "http_access deny to_private",
+    ]
+    for i, dest in by_name:
+        lines += _allow_lines(i, "dstdomain", dest)
     lines.append("http_access deny all")
     return "\n".join(line for line in lines if line) + "\n"
+
+
+def _allow_lines(i: int, kind: str, dest: Destination) -> list[str]:
+    return [
+        f"acl allow{i}_host {kind} {dest.host}",
+        f"acl allow{i}_port port {dest.port}",
+        f"http_access allow sandboxes allow{i}_host allow{i}_port",
+    ]
 
 
 def _is_address(host: str) -> bool:
