@@ -22,6 +22,7 @@ from typing import IO
 
 from warden.core.filesystem import open_below
 from warden.errors import PayloadTooLarge, Unprocessable
+from warden.workspace.tables import HEAD, table_format
 
 CHUNK = 1 << 20
 
@@ -36,6 +37,8 @@ class Extracted:
     bytes: int = 0
     # sha256:<hex> of each regular file → its path in the tree (the first one with that digest)
     digests: dict[str, str] = field(default_factory=dict)
+    # path → the columnar table format its content starts with (workspace/tables.py)
+    tables: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -109,8 +112,10 @@ def extract(
                     raise PayloadTooLarge(
                         f"the tree is over the workspace quota of {max_bytes >> 20} MiB"
                     )
-                digest = _write(tar, member, target, owner)
+                digest, found = _write(tar, member, target, owner)
                 done.digests.setdefault(digest, rel)
+                if found:
+                    done.tables[rel] = found
                 done.files += 1
                 continue  # owned already
             elif member.issym():
@@ -167,9 +172,13 @@ def _check_link(rel: str, linkname: str) -> None:
         raise UnsafeEntry(f"entry {rel!r}: a symlink out of the tree")
 
 
-def _write(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path, owner: Owner | None) -> str:
+def _write(
+    tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path, owner: Owner | None
+) -> tuple[str, str | None]:
+    """Write one file; its digest, and the table format it holds (None for anything else)."""
     mode = 0o700 if member.mode & 0o100 else 0o600
     sha = hashlib.sha256()
+    head = b""
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     if owner is not None:
         os.fchown(fd, owner.uid, owner.gid)
@@ -179,7 +188,9 @@ def _write(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path, owner: O
         while chunk := data.read(CHUNK):
             sha.update(chunk)
             out.write(chunk)
-    return "sha256:" + sha.hexdigest()
+            if len(head) < HEAD:
+                head += chunk[: HEAD - len(head)]
+    return "sha256:" + sha.hexdigest(), table_format(head)
 
 
 def _own(path: Path, owner: Owner | None) -> None:

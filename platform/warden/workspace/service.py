@@ -177,6 +177,13 @@ def upload(state: Platform, caller: Caller, ref: str, source: IO[bytes]) -> Work
                     max_files=settings.max_files,
                     owner=_owner(state),
                 )
+                if done.tables:
+                    found = sorted(done.tables.items())[:5]
+                    raise Forbidden(
+                        f"{', '.join(f'{path} ({kind})' for path, kind in found)}: table data;"
+                        " governed data never enters a workspace (read it through the gateway"
+                        " where you need it)"
+                    )
                 with unit_of_work(state.sessions) as db:
                     governed = repo.governed_digests(db, done.digests)
                     if governed:
