@@ -14,12 +14,14 @@ import gzip
 import io
 import lzma
 import tarfile
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
 
 from tests.sandbox.conftest import DEVELOPER, grant_sandbox_roles
+from warden.errors import Forbidden
 
 
 @pytest.fixture
@@ -127,3 +129,36 @@ def test_code_and_text_that_start_like_a_table_still_enter(ws: Any) -> None:
         headers={**ws.as_("alice"), "content-type": "application/x-tar"},
     )
     assert upload.status_code == 200, upload.text
+
+
+def test_a_table_written_into_the_tree_by_a_sandbox_never_leaves_it(ws: Any) -> None:
+    """The owner's app-dev sandbox writes into the tree directly (no upload to check): the
+    tree is refused to a download and to a teammate's mount, and a table written between
+    that check and the stream is left out of it."""
+    from warden.db.session import unit_of_work
+    from warden.identity.service import Caller, get_principal
+    from warden.workspace import archive, service
+
+    ws.http.post("/v1/workspaces", json={"name": "feat"}, headers=ws.as_("alice"))
+    ws.http.put(
+        "/v1/workspaces/feat/archive",
+        content=_tar({"app.py": b"print(1)\n"}),
+        headers={**ws.as_("alice"), "content-type": "application/x-tar"},
+    )
+    ws.http.post("/v1/workspaces/feat/share", json={"shared": True}, headers=ws.as_("alice"))
+    (tree,) = (Path(ws.settings.data_dir) / "workspaces").glob("*/tree")
+    answer = ws.read("alice", "engagements", purpose="training").content
+    (tree / "rows.arrow").write_bytes(answer)  # as her sandbox would
+    for who in ("alice", DEVELOPER):
+        got = ws.http.get(
+            "/v1/workspaces/feat/archive", params={"owner": "alice"}, headers=ws.as_(who)
+        )
+        assert got.status_code == 403 and "rows.arrow" in got.json()["detail"], got.text
+    with unit_of_work(ws.state.sessions) as db:
+        dave = get_principal(db, DEVELOPER)
+        caller = Caller(DEVELOPER, "person", "acme", dave.id)
+    with pytest.raises(Forbidden):
+        service.mount_source(ws.state, caller, "alice/feat")
+    streamed = b"".join(archive.pack(tree))  # written after the check: left out
+    with tarfile.open(fileobj=io.BytesIO(streamed)) as tar:
+        assert tar.getnames() == ["app.py"]

@@ -221,7 +221,8 @@ class _Buffer:
 
 def pack(root: Path, entries: Iterator[str] | None = None) -> Iterator[bytes]:
     """A tar stream of `root` (or of its relative paths `entries`), symlinks kept as links,
-    owners left out."""
+    owners left out; a file that starts a table (tables.py) is left out too (the caller
+    refused a tree holding one before the first byte: this is for one written meanwhile)."""
     buffer = _Buffer()
     tar = tarfile.open(fileobj=buffer, mode="w|", format=tarfile.PAX_FORMAT)  # type: ignore[call-overload]  # noqa: SIM115
     for rel in entries if entries is not None else walk(root):
@@ -241,6 +242,9 @@ def pack(root: Path, entries: Iterator[str] | None = None) -> Iterator[bytes]:
                 continue  # gone, or no longer a plain file below the root
             with os.fdopen(fd, "rb") as data:
                 info.size = os.fstat(fd).st_size  # the file opened, not the one listed
+                if table_format(data.read(HEAD)):
+                    continue
+                data.seek(0)
                 tar.addfile(info, data)
         else:
             tar.addfile(info)
@@ -248,6 +252,20 @@ def pack(root: Path, entries: Iterator[str] | None = None) -> Iterator[bytes]:
             yield buffer.take()
     tar.close()
     yield buffer.take()
+
+
+def table_files(root: Path) -> list[tuple[str, str]]:
+    """(path, format) of each file below `root` whose first bytes start a table."""
+    found = []
+    for rel in walk(root):
+        fd = open_below(root, rel)
+        if fd is None:
+            continue  # a folder, a link, or gone
+        with os.fdopen(fd, "rb") as data:
+            kind = table_format(data.read(HEAD))
+        if kind:
+            found.append((rel, kind))
+    return found
 
 
 def walk(root: Path, skip: tuple[str, ...] = ()) -> Iterator[str]:

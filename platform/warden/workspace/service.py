@@ -243,8 +243,22 @@ def download(state: Platform, caller: Caller, ref: str) -> tuple[Workspace, Iter
         tree = tree_dir(state, row)
         if not tree.is_dir():
             raise NotFound(f"workspace {ref[:140]!r} has no files on this machine")
+        _refuse_table_files(tree)
     record(state.sessions, by(caller, "workspace.download", "allow", **_details(ref, id=row.id)))
     return row, archive.pack(tree)
+
+
+def _refuse_table_files(tree: Path) -> None:
+    """A tree holding a table never leaves (uploads refuse them, but a sandbox of the owner's
+    writes into its tree directly): downloaded or mounted by a teammate, it would hand them
+    data the policy may hide from them."""
+    found = archive.table_files(tree)
+    if found:
+        shown = ", ".join(f"{path} ({kind})" for path, kind in found[:5])
+        raise Forbidden(
+            f"{shown}: table data; governed data never leaves a workspace (its owner can"
+            " remove it from a sandbox)"
+        )
 
 
 def share(state: Platform, caller: Caller, ref: str, shared: bool) -> Workspace:
@@ -280,4 +294,6 @@ def mount_source(state: Platform, caller: Caller, ref: str) -> tuple[Workspace, 
     tree = tree_dir(state, row)
     if not tree.is_dir():
         raise NotFound(f"workspace {ref[:140]!r} has no files on this machine")
+    if row.owner != caller.name:
+        _refuse_table_files(tree)
     return row, tree
