@@ -81,6 +81,37 @@ def test_a_revocation_erased_before_another_process_read_it_is_refused_there(
         replica.close()
 
 
+def test_a_revocation_replaced_after_its_checkpoint_is_refused_by_another_process(
+    warden: Any,
+) -> None:
+    """The revocation is checkpointed, then, before a second process looks, its row is made a
+    read (action and details rewritten, hash column kept, so the checkpoint's seq and hash
+    still match): that process's refresh reads ending events only and would skip it, so
+    holding a newer checkpoint walks the keyed steps since the one it held before."""
+    replica = TestClient(create_app(warden.settings))
+    try:
+        made = warden.http.post("/v1/audit/checkpoint", headers=warden.as_("admin"))
+        assert made.status_code == 200, made.text
+        assert _read(replica, warden) == 200  # holds that checkpoint; alice's token cached
+        token_id = live_token_id(warden, "alice")
+        before = one(warden, "SELECT seal FROM api_token WHERE id=:i", i=token_id)[0]
+        r = warden.http.post(
+            f"/v1/principals/alice/tokens/{token_id}/revoke", headers=warden.as_("admin")
+        )
+        assert r.status_code == 200, r.text
+        sql(
+            warden,
+            "UPDATE audit_event SET action='dataset.read', details='{}'"
+            " WHERE action='token.revoke'",
+            "UPDATE api_token SET revoked_at=NULL, revoked_by=NULL, seal=:seal WHERE id=:i",
+            seal=before,
+            i=token_id,
+        )
+        assert _read(replica, warden) == 503
+    finally:
+        replica.close()
+
+
 # Eat the revocation inside its own commit, and put the token row back, seal and all.
 SQLITE_TRIGGERS = (
     "CREATE TRIGGER eat AFTER INSERT ON audit_event WHEN NEW.action = 'token.revoke'"

@@ -33,10 +33,12 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from warden.audit.alarms import Alarms, Ending
+from warden.audit.chain import CHAIN_V1, chain_version, expected_hash
+from warden.audit.keys import ChainKeyring, keys_for
 from warden.audit.models import HEAD_ID, AuditEvent, AuditHead
 from warden.errors import AuditUnavailable
 
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
     from warden.audit.checkpoints import Checkpoint, Checkpointer
 
 log = logging.getLogger("warden.audit.anchor")
+_WALK_BATCH = 2000
 
 REVOKE = "token.revoke"
 DISABLE, ENABLE = "principal.disable", "principal.enable"
@@ -111,9 +114,9 @@ class Anchor:
 
     def hold(self, db: Session) -> bool:
         """AuditUnavailable unless the chain still reaches the newest checkpoint: the head at
-        or past it, its hash there, and no event missing since the one held before, and no
-        alarm stands. True when a newer checkpoint was taken (the caller then reads what it
-        names)."""
+        or past it, its hash there, every event since the one held before the keyed step
+        from the one before it, and no alarm stands. True when a newer checkpoint was taken
+        (the caller then reads what it names)."""
         if self.tampered:
             raise AuditUnavailable("the audit chain was tampered with; run `warden audit verify`")
         self._look_at_alarms(db.get_bind())
@@ -130,11 +133,7 @@ class Anchor:
         at = conn.execute(select(table.c.hash).where(table.c.seq == newest.seq)).scalar()
         whole = True
         if self._held is not None:  # (the first one held: only from there on)
-            since = self._held.seq
-            count = conn.execute(
-                select(func.count()).where(table.c.seq > since, table.c.seq <= newest.seq)
-            ).scalar()
-            whole = count == newest.seq - since
+            whole = _chained(conn, keys_for(db.get_bind()), self._held, newest)
         if not isinstance(head_seq, int) or head_seq < newest.seq or at != newest.hash or not whole:
             raise AuditUnavailable(
                 f"the audit chain no longer reaches its signed checkpoint {newest.n} (seq"
@@ -176,6 +175,33 @@ class Anchor:
                 self._latest = store.last() or self._latest
                 self._seen = seen
             return self._latest
+
+
+def _chained(conn: Any, keys: ChainKeyring, held: Checkpoint, newest: Checkpoint) -> bool:
+    """Whether the events from `held` to `newest` are each the keyed step from the one before:
+    a row replaced after `newest` was signed (say a revocation turned into a read, before
+    this process read it) fails its hash here, instead of being skipped by the refresh,
+    which reads ending events only."""
+    table = AuditEvent.__table__
+    seq, prev = held.seq, held.hash
+    while seq < newest.seq:
+        rows = conn.execute(
+            select(table)
+            .where(table.c.seq > seq, table.c.seq <= newest.seq)
+            .order_by(table.c.seq)
+            .limit(_WALK_BATCH)
+        ).mappings()
+        stepped = False
+        for row in rows:
+            unkeyed = chain_version(row) == CHAIN_V1 and row["seq"] > newest.v1_until
+            if row["seq"] != seq + 1 or row["prev_hash"] != prev or unkeyed:
+                return False
+            if expected_hash(row, keys) != row["hash"]:
+                return False
+            seq, prev, stepped = row["seq"], row["hash"], True
+        if not stepped:
+            return False
+    return prev == newest.hash
 
 
 _anchors: weakref.WeakKeyDictionary[Any, Anchor] = weakref.WeakKeyDictionary()
