@@ -13,6 +13,7 @@ from warden import __version__
 from warden.api.console import install_console
 from warden.api.edge_middleware import install_edge
 from warden.api.errors import install_error_handlers, unavailable_response
+from warden.api.fast_read import FastRead
 from warden.api.limits import BodySizeLimit
 from warden.api.openapi import install_openapi
 from warden.api.primary import elect
@@ -67,6 +68,9 @@ def create_app(
     app.state.process = WardenProcess.build(
         platform, socket_app=app, jobs=jobs if primary else False, access=primary
     )
+    # The read route served without FastAPI's routing (api/fast_read.py): added first, so it
+    # sits innermost, below every other middleware and right above the exception handlers.
+    app.add_middleware(FastRead)
     # A hard cap for every route (the edge audits what it refuses); reads check a tighter one.
     app.add_middleware(
         BodySizeLimit,

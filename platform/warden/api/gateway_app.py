@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from warden import __version__
 from warden.api.errors import install_error_handlers
+from warden.api.fast_read import FastRead
 from warden.api.routes.gateway import router as gateway_router
 from warden.api.telemetry import HTTP_TELEMETRY
 from warden.audit.telemetry import setup_telemetry
@@ -27,4 +28,5 @@ def create_gateway_app(platform: Platform) -> FastAPI:
     app.state.warden = platform
     install_error_handlers(app)
     app.include_router(gateway_router)
+    app.add_middleware(FastRead)  # the read route without FastAPI's routing (api/fast_read.py)
     return app
