@@ -32,6 +32,7 @@ is back.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -462,6 +463,7 @@ def _header(scope: Scope, name: bytes) -> str:
     return ""
 
 
+@functools.lru_cache(maxsize=4096)  # parsing an address cost every request a few microseconds
 def _normalise_address(address: str) -> str:
     try:
         ip = ipaddress.ip_address(address)
