@@ -171,6 +171,11 @@ class Edge:
         True: the address is over its limit and the request's token has not been seen to
         authenticate in this window; `vouch()` decides (it needs the database). Non-blocking.
         """
+        if not self._open:
+            # No source has a refusal counted (the common case): nothing to limit, so neither
+            # the address nor the token's fingerprint is worked out. Read without the lock: a
+            # window opened meanwhile is as if opened just after this request was admitted.
+            return None
         now = self.now()
         index = self.index(now)
         address = self.address(scope)
