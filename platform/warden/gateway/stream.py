@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import itertools
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,6 +24,15 @@ import pyarrow.ipc as pa_ipc
 from warden.gateway.arrow import BATCH_ROWS, IPC_OPTIONS, _coalesce, _Collector, to_arrow
 
 log = logging.getLogger(__name__)
+
+# How many row groups polars' streaming scan fetches ahead of the one being decoded (read by
+# polars at each query). Its default is at least its request budget, so a scan of an object
+# asked for most of the file's row groups at once: the first one, which the first byte waits
+# for, shared the bucket's bandwidth with all of them, and their bytes sat in the API process
+# (10M rows on SeaweedFS, 2 cores: time to first byte 200 -> 70 ms at the median, peak RSS
+# 610 -> 490 MB, throughput unchanged). Two per decoding thread keep them all busy; an
+# operator's own setting wins.
+os.environ.setdefault("POLARS_ROW_GROUP_PREFETCH_SIZE", str(max(4, 2 * pl.thread_pool_size())))
 
 
 @dataclass(frozen=True)
