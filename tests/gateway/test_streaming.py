@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import polars as pl
 import pytest
+from httpcore._backends.sync import SyncStream
 from sqlalchemy import text
 
 from tests.serving import register_like
@@ -22,6 +23,7 @@ from warden.catalog.service import load_view
 from warden.db.session import unit_of_work
 from warden.gateway import planner
 from warden.sdk import Client
+from warden.sdk.client import READ_AHEAD
 
 COLUMNS = ["pin_id", "action", "region", "dwell_ms"]
 # Large enough that the answer's frames pass STREAM_ABOVE_BYTES several times over.
@@ -261,6 +263,32 @@ def test_iter_batches_yields_the_answer_a_batch_at_a_time(live_warden: Any, tmp_
             "engagements", purpose="training", columns=COLUMNS, where=[("pin_id", "lt", -1)]
         )
     assert empty.height == 0 and empty.columns == COLUMNS
+
+
+def test_iter_batches_receives_a_large_answer_in_large_reads(
+    live_warden: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SDK asks the socket for READ_AHEAD bytes per receive of a large answer (at
+    httpcore's 64 KiB, each receive's pass through the HTTP stack cost more than its bytes),
+    and only while it reads one: a small answer on the same connection reads as before."""
+    big_engagements(live_warden, tmp_path)
+    asked: list[int] = []
+    read = SyncStream.read
+
+    def recording(self: SyncStream, max_bytes: int, timeout: float | None = None) -> bytes:
+        asked.append(max_bytes)
+        return read(self, max_bytes, timeout)
+
+    monkeypatch.setattr(SyncStream, "read", recording)
+    with Client(url=live_warden.url, token=live_warden.tokens["alice"]) as client:
+        rows = sum(
+            b.height
+            for b in client.iter_batches("engagements", purpose="training", columns=COLUMNS)
+        )
+        assert rows == BIG_ROWS and max(asked) == READ_AHEAD
+        during = len(asked)
+        assert client.read("engagements", purpose="training", columns=COLUMNS, limit=5).height == 5
+    assert asked[during:] and max(asked[during:]) < READ_AHEAD
 
 
 def test_an_audit_store_that_fails_sends_no_byte_of_a_stream(
