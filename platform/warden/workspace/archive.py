@@ -219,10 +219,13 @@ class _Buffer:
         return data
 
 
-def pack(root: Path, entries: Iterator[str] | None = None) -> Iterator[bytes]:
+def pack(
+    root: Path, entries: Iterator[str] | None = None, *, leave_out_tables: bool = False
+) -> Iterator[bytes]:
     """A tar stream of `root` (or of its relative paths `entries`), symlinks kept as links,
-    owners left out; a file that starts a table (tables.py) is left out too (the caller
-    refused a tree holding one before the first byte: this is for one written meanwhile)."""
+    owners left out; with `leave_out_tables`, a file that starts a table (tables.py) too (a
+    download refuses a tree holding one before its first byte: this is for one written
+    meanwhile)."""
     buffer = _Buffer()
     tar = tarfile.open(fileobj=buffer, mode="w|", format=tarfile.PAX_FORMAT)  # type: ignore[call-overload]  # noqa: SIM115
     for rel in entries if entries is not None else walk(root):
@@ -242,7 +245,7 @@ def pack(root: Path, entries: Iterator[str] | None = None) -> Iterator[bytes]:
                 continue  # gone, or no longer a plain file below the root
             with os.fdopen(fd, "rb") as data:
                 info.size = os.fstat(fd).st_size  # the file opened, not the one listed
-                if table_format(data.read(HEAD)):
+                if leave_out_tables and table_format(data.read(HEAD)):
                     continue
                 data.seek(0)
                 tar.addfile(info, data)

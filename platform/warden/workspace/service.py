@@ -245,7 +245,7 @@ def download(state: Platform, caller: Caller, ref: str) -> tuple[Workspace, Iter
             raise NotFound(f"workspace {ref[:140]!r} has no files on this machine")
         _refuse_table_files(tree)
     record(state.sessions, by(caller, "workspace.download", "allow", **_details(ref, id=row.id)))
-    return row, archive.pack(tree)
+    return row, archive.pack(tree, leave_out_tables=True)
 
 
 def _refuse_table_files(tree: Path) -> None:

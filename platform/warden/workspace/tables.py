@@ -18,8 +18,6 @@ import lzma
 import zlib
 from collections.abc import Callable
 
-import pyarrow as pa
-
 HEAD = 1 << 16  # enough for any schema message a reader would accept
 _MAGIC = {b"PAR1": "Parquet", b"ARROW1": "Arrow IPC", b"FEA1": "Feather"}
 _STREAM = b"\xff\xff\xff\xff"  # an IPC stream's first message starts with this marker
@@ -63,6 +61,8 @@ def table_format(head: bytes, *, depth: int = 0) -> str | None:
 
 
 def _is_ipc_stream(head: bytes) -> bool:
+    import pyarrow as pa  # here: the CLI packs trees with this module and starts without it
+
     try:
         pa.ipc.open_stream(pa.BufferReader(head))
     except (pa.ArrowInvalid, pa.ArrowException, OSError, ValueError):
