@@ -570,6 +570,7 @@ def review(
         comment,
         state.now(),
         scope=["change", change.id, change.kind, change.payload, change.proposer_id],
+        may_review=lambda who: may_review_changes(state, who),
     )
     actor = actor_of(caller)
     record_change(db, state, actor, tenant, change, decision, "pending", "pending",

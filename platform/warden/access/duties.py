@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,7 +27,7 @@ from warden.access.present import aware
 from warden.audit.keys import ChainKeyring, derived_mac, keys_for
 from warden.db.sealed import check
 from warden.errors import Conflict, Forbidden
-from warden.identity.models import Principal
+from warden.identity.models import Principal, Tenant
 from warden.identity.service import Caller
 from warden.policy.engine import PolicySnapshot
 
@@ -46,17 +46,27 @@ class Party:
     kind: str
     owner_id: str | None
     created_by_id: str | None
+    disabled: bool = False
+    tenant: str = ""
+
+    def as_caller(self) -> Caller:
+        """This principal as a caller, to ask whether it may still review."""
+        return Caller(self.name, self.kind, self.tenant, self.id)
 
 
 def _parties(db: Session, ids: Iterable[str]) -> dict[str, Party]:
     wanted = list(set(ids))
     if not wanted:
         return {}
-    rows = db.scalars(select(Principal).where(Principal.id.in_(wanted)))
+    rows = db.execute(
+        select(Principal, Tenant.name)
+        .join(Tenant, Tenant.id == Principal.tenant_id)
+        .where(Principal.id.in_(wanted))
+    ).all()
     # who keeps whom decides who may approve: a row edited in SQL decides nothing (503)
     return {
-        p.id: Party(p.id, p.name, p.kind, p.owner_id, p.created_by_id)
-        for p in (check(db, row) for row in rows)
+        p.id: Party(p.id, p.name, p.kind, p.owner_id, p.created_by_id, p.disabled, tenant)
+        for p, tenant in ((check(db, row), tenant) for row, tenant in rows)
     }
 
 
@@ -117,18 +127,25 @@ def refuse_conflict(
 
 
 def counting(
-    db: Session, reviewer_ids: Iterable[str], origin_id: str, beneficiary_ids: Iterable[str]
+    db: Session,
+    reviewer_ids: Iterable[str],
+    origin_id: str,
+    beneficiary_ids: Iterable[str],
+    may_review: Callable[[Caller], bool],
 ) -> set[str]:
-    """Of these reviewers, those whose approval counts now: people, not the origin, not a
-    beneficiary, not created or owned by either. Checked again when a quorum is counted, so
-    a review row written past the API (or a reviewer since made a beneficiary) never counts."""
+    """Of these reviewers, those whose approval counts now: enabled people who still hold the
+    review right (`may_review`), not the origin, not a beneficiary, not created or owned by
+    either. Checked again when a quorum is counted, so a review row written past the API, a
+    reviewer since made a beneficiary, disabled or stripped of the right, never counts."""
     involved = {origin_id, *beneficiary_ids}
     return {
         p.id
         for p in _parties(db, reviewer_ids).values()
         if p.kind == "person"
+        and not p.disabled
         and p.id not in involved
         and not ({p.owner_id, p.created_by_id} & involved)
+        and may_review(p.as_caller())
     }
 
 
@@ -153,10 +170,12 @@ def add_review(
     comment: str,
     now: datetime,
     scope: Sequence[Any],
+    may_review: Callable[[Caller], bool],
 ) -> set[str]:
     """Write `caller`'s review of `what` (e.g. "request ar_1"), built by `review_of(**fields)`
     and sealed over `scope`; a reviewer counts once. Returns the approvals that count
-    towards the quorum now: sealed over the same scope, by people still eligible."""
+    towards the quorum now: sealed over the same scope, by people still eligible (see
+    `counting`; `may_review` says who holds the review right now)."""
     if any(r.reviewer_id == caller.principal_id for r in reviews):
         raise Conflict(f"{caller.name} already reviewed {what}; a reviewer counts once")
     keys = keys_for(db.get_bind())
@@ -182,7 +201,7 @@ def add_review(
     }
     if decision == "approve":
         approvals.add(caller.principal_id)
-    return approvals & counting(db, approvals, origin_id, beneficiary_ids)
+    return approvals & counting(db, approvals, origin_id, beneficiary_ids, may_review)
 
 
 def check_pending(now: datetime, row: Any, what: str, verb: str, one: str) -> None:

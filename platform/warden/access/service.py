@@ -385,6 +385,7 @@ def review(
         comment,
         state.now(),
         scope=request_scope(req),
+        may_review=lambda who: may_review(state, who, view.name, view.owner),
     )
     actor = actor_of(caller)
     # the row's quorum is held to the dataset's terms now: one lowered in SQL never counts
