@@ -306,3 +306,18 @@ def last_grant_of(db: Session, principal_id: str, dataset_id: str) -> AccessGran
         .limit(1)
     )
     return db.scalar(query)
+
+
+def unsigned_break_glass(db: Session, principal_id: str) -> AccessGrant | None:
+    """The principal's oldest break-glass grant nobody has signed off yet, in any state."""
+    query = (
+        select(AccessGrant)
+        .where(
+            AccessGrant.principal_id == principal_id,
+            AccessGrant.break_glass.is_(True),
+            AccessGrant.needs_review.is_(True),
+        )
+        .order_by(AccessGrant.starts_at)
+        .limit(1)
+    )
+    return db.scalar(query)

@@ -66,8 +66,8 @@ from warden.catalog.service import DatasetView, load_view
 from warden.core.platform import Platform
 from warden.db.sealed import check
 from warden.errors import Conflict, Forbidden, NotFound, Unprocessable, WardenError
-from warden.identity.models import Tenant
-from warden.identity.service import Caller, get_tenant
+from warden.identity.models import Principal, Tenant
+from warden.identity.service import Caller, get_tenant, lock_principal
 from warden.policy import exposure, store
 from warden.policy.engine import format_now
 from warden.policy.reads import require_visible
@@ -577,6 +577,7 @@ def break_glass(db: Session, state: Platform, caller: Caller, body: BreakGlassCr
     if not can(state, caller, BREAK_GLASS_OBJECT, "manage"):
         raise Forbidden(f"{caller.name} may not break glass")
     ask = _ask(db, state, caller, body)
+    _refuse_unsigned(db, state, caller, ask.tenant)
     duration = min(state.settings.access_break_glass_minutes * 60, ask.terms.max_duration_s)
     details = {"duration_s": duration, "break_glass": True}
     req = _add_request(db, state, caller, ask, duration, body.reason, details)
@@ -594,6 +595,21 @@ def break_glass(db: Session, state: Platform, caller: Caller, body: BreakGlassCr
         grant=grant,
     )
     return Outcome(req, grant, policy_changed=True)
+
+
+def _refuse_unsigned(db: Session, state: Platform, caller: Caller, tenant: Tenant) -> None:
+    """409 while `caller` holds a break-glass grant nobody has signed off (expired or revoked
+    ones too): one emergency window, then a second person looks, never a renewable lease."""
+    # the caller's row lock serialises two break-glass calls, so both cannot pass this check
+    lock_principal(db, db.get_one(Principal, caller.principal_id))
+    if (held := repo.unsigned_break_glass(db, caller.principal_id)) is None:
+        return
+    view = load_view(db, state.settings.datasets_dir, caller.tenant, held.dataset)
+    who = ", ".join(_other_reviewers(db, state, caller, tenant, view)) or "nobody yet"
+    raise Conflict(
+        f"break-glass grant {held.id} on {held.dataset!r} awaits sign-off (by a reviewer of"
+        f" {held.dataset!r} other than {caller.name}: {who}); no new break-glass until then"
+    )
 
 
 def sign_off(db: Session, state: Platform, caller: Caller, grant_id: str, comment: str) -> Outcome:
