@@ -70,7 +70,7 @@ from warden.identity.models import Principal, Tenant
 from warden.identity.service import Caller, get_tenant, lock_principal
 from warden.policy import exposure, store
 from warden.policy.engine import format_now
-from warden.policy.reads import require_visible
+from warden.policy.reads import covers_sources, require_visible
 from warden.policy.rules import Rule
 
 
@@ -206,6 +206,7 @@ def _grant(
 ) -> AccessGrant:
     """Close a pending request as approved (a break-glass one is born approved) and create
     its grant (duration starts now)."""
+    _hold_to_sources(db, state, tenant, req, view)
     if req.state == "pending":
         _close(db, state, actor, tenant, req, "approved", reason, columns=req.columns)
     break_glass = req.kind == "break_glass"
@@ -259,6 +260,21 @@ def _grant(
         },
     )
     return grant
+
+
+def _hold_to_sources(
+    db: Session, state: Platform, tenant: Tenant, req: AccessRequest, view: DatasetView
+) -> None:
+    """A grant on a derived dataset (a job's output, say) gives no more than its sources
+    give the requester: one under a row filter or a deny on a source is refused (403), since
+    the copy carries neither. Checked when the grant is made, so policy since then counts."""
+    if not view.derived_from:
+        return
+    home = state.settings.datasets_dir
+    sources = [load_view(db, home, tenant.name, s) for s in view.derived_from]
+    # a request is never a job's (require_person): its requester reads as themself
+    requester = Caller(req.requester, "person", tenant.name, req.requester_id)
+    covers_sources(state, requester, sources, req.purpose)
 
 
 def granted_masked(view: DatasetView, columns: Sequence[str]) -> list[str]:

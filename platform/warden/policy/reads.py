@@ -177,3 +177,29 @@ def may_use(
     except WardenError:
         return False
     return True
+
+
+def covers_sources(
+    platform: Platform, caller: Caller, sources: Sequence[DatasetView], purpose: str
+) -> None:
+    """Forbidden unless `caller` may read each dataset a derived one was built from for
+    `purpose` whole: no row filter, no column denied or masked that the source keeps plain.
+    A copy carries neither its sources' row filters nor their denies, and who built it is
+    not recorded, so fail closed: as if its builder read every source whole."""
+    snapshot = platform.policy.ensure_fresh()
+    for source in sources:
+        mine = snapshot.decide_read(
+            policy_subject(caller),
+            caller.tenant,
+            source.name,
+            list(source.column_names),
+            purpose,
+            platform.now(),
+        )
+        # identifiers come masked out of every copy too (jobs.outputs.output_identifiers)
+        masked = set(mine.masked_columns) - set(source.identifier_columns)
+        if mine.row_filters or mine.denied_columns or masked:
+            raise Forbidden(
+                f"{caller.name} may read less of {source.name!r} for {purpose!r} than a"
+                " dataset derived from it holds"
+            )
