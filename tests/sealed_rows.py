@@ -91,6 +91,31 @@ def edit_request(w: Any, request_id: str, assignments: str, **params: Any) -> No
     sql(w, f"UPDATE access_request SET {assignments} WHERE id=:i", i=request_id, **params)  # noqa: S608
 
 
+def finished_job(
+    db: Any,
+    *,
+    kind: str,
+    step: str,
+    name: str,
+    datasets: list[str],
+    purpose: str,
+    launcher: str = "alice",
+) -> Any:
+    """A succeeded job of `launcher`'s in acme, written as the worker leaves one (flushed)."""
+    from warden.identity.service import get_tenant
+    from warden.jobs.models import Job
+
+    person = get_principal(db, launcher)
+    job = Job(
+        tenant_id=get_tenant(db, "acme").id, tenant="acme", launcher_id=person.id,
+        launcher=launcher, kind=kind, step=step, name=name, spec={}, datasets=datasets,
+        purpose=purpose, state="succeeded",
+    )  # fmt: skip
+    db.add(job)
+    db.flush()
+    return job
+
+
 def live_token_id(w: Any, who: str) -> str:
     """The id of `who`'s live API token."""
     found = one(

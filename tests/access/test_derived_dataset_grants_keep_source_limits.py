@@ -38,10 +38,9 @@ from pathlib import Path
 import polars as pl
 
 from tests.access.conftest import Access
+from tests.sealed_rows import finished_job
 from warden.catalog.service import load_view
 from warden.db.session import unit_of_work
-from warden.identity.service import get_principal, get_tenant
-from warden.jobs.models import Job
 from warden.jobs.outputs import register_outputs
 
 
@@ -53,23 +52,10 @@ def _inference_output(access: Access, source: str = "engagements") -> str:
     else:
         preds = raw.select("category", "digit").head(50)  # no identifier: nothing masked
     with unit_of_work(w.state.sessions) as db:
-        tenant = get_tenant(db, "acme")
-        alice = get_principal(db, "alice")
-        job = Job(
-            tenant_id=tenant.id,
-            tenant="acme",
-            launcher_id=alice.id,
-            launcher="alice",
-            kind="infer",
-            step="infer",
-            name="inference",
-            spec={},
-            datasets=[source],
+        job = finished_job(
+            db, kind="infer", step="infer", name="inference", datasets=[source],
             purpose="analytics",
-            state="succeeded",
-        )
-        db.add(job)
-        db.flush()
+        )  # fmt: skip
         rel = f"jobs/{job.id}/out/preds.parquet"
         path = Path(w.settings.data_dir) / rel
         path.parent.mkdir(parents=True, exist_ok=True)

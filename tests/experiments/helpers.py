@@ -9,10 +9,10 @@ from pathlib import Path
 import polars as pl
 
 from tests.conftest import WardenHarness
+from tests.sealed_rows import finished_job
 from warden.catalog.service import load_view
 from warden.db.session import unit_of_work
-from warden.identity.service import get_principal, get_tenant
-from warden.jobs.models import Job
+from warden.identity.service import get_tenant
 from warden.registry.models import Model
 
 
@@ -28,23 +28,11 @@ def register_artifact(
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     datasets = [{"name": n, "versions": []} for n in read]
     with unit_of_work(warden.state.sessions) as db:
-        tenant = get_tenant(db, "acme")
-        alice = get_principal(db, "alice")
-        job = Job(
-            tenant_id=tenant.id,
-            tenant="acme",
-            launcher_id=alice.id,
-            launcher="alice",
-            kind="train",
-            step="swap",
-            name=name,
-            spec={},
-            datasets=["pins", "engagements"],
+        job = finished_job(
+            db, kind="train", step="swap", name=name, datasets=["pins", "engagements"],
             purpose="training",
-            state="succeeded",
-        )
-        db.add(job)
-        db.flush()
+        )  # fmt: skip
+        tenant = get_tenant(db, "acme")
         artifact = {"name": "stack.pt", "path": rel, "bytes": path.stat().st_size, "sha256": sha}
         model = Model(
             tenant_id=tenant.id,
