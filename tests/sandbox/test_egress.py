@@ -80,6 +80,14 @@ def servers() -> Iterator[tuple[int, int]]:
         server.server_close()
 
 
+def allow_app_dev(sandboxes: Sandboxes, monkeypatch: pytest.MonkeyPatch, *allow: str) -> None:
+    """The app-dev profile with `allow` as its egress allowlist, for this test."""
+    runtime = sandboxes.runtime
+    profiles = runtime.profiles()
+    widened = dataclasses.replace(profiles["app-dev"], egress_allow=allow)
+    monkeypatch.setattr(runtime, "profiles", lambda: {**profiles, "app-dev": widened})
+
+
 def test_egress_allows_only_the_profile_s_hosts_and_audits_each_connection(
     squid: str,
     sandboxes: Sandboxes,
@@ -90,9 +98,7 @@ def test_egress_allows_only_the_profile_s_hosts_and_audits_each_connection(
     allowed, other = servers
     api_port = int(str(live_warden.url).rsplit(":", 1)[1])  # type: ignore[attr-defined]
     runtime = sandboxes.runtime
-    profiles = runtime.profiles()
-    widened = dataclasses.replace(profiles["app-dev"], egress_allow=(f"127.0.0.1:{allowed}",))
-    monkeypatch.setattr(runtime, "profiles", lambda: {**profiles, "app-dev": widened})
+    allow_app_dev(sandboxes, monkeypatch, f"127.0.0.1:{allowed}")
 
     row, out = sandboxes.run(
         DEVELOPER,
@@ -160,10 +166,7 @@ def test_an_allowed_name_that_resolves_to_this_host_is_refused(
     checks no credentials): `localhost` resolves to 127.0.0.1 (as a name whose DNS the
     developer controls could), and only an entry naming the address allows it."""
     allowed, _ = servers
-    runtime = sandboxes.runtime
-    profiles = runtime.profiles()
-    named = dataclasses.replace(profiles["app-dev"], egress_allow=(f"localhost:{allowed}",))
-    monkeypatch.setattr(runtime, "profiles", lambda: {**profiles, "app-dev": named})
+    allow_app_dev(sandboxes, monkeypatch, f"localhost:{allowed}")
     row, out = sandboxes.run(
         DEVELOPER,
         ["python3", "-c", NAMED_PROBE, f"http://localhost:{allowed}/"],
