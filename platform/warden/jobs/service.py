@@ -1,10 +1,11 @@
 """What callers may do with jobs; one place decides, every decision is audited.
 
 Creating a job is a policy decision made before anything exists: the launcher may run ML
-sandboxes in the tenant (Casbin `sandbox:ml`, `manage`), their rights cover every dataset
-for the job's purpose, and they may see the data behind every parent model. A refusal
-leaves no row and no container, only its audit event. People see and cancel their own
-jobs; `sys:jobs` (admins) sees and cancels all of their tenant's.
+sandboxes in the tenant (Casbin `sandbox:ml`, `manage`, asked first), their rights cover
+every dataset for the job's purpose, and they may see the data behind every parent model (one
+they may not answers as a missing one). A refusal leaves no row and no container, only its
+audit event. People see and cancel their own jobs; `sys:jobs` (admins) sees and cancels all
+of their tenant's.
 """
 
 from __future__ import annotations
@@ -99,6 +100,14 @@ def create(state: Platform, caller: Caller, body: JobCreate) -> Job:
     }
     with refusals_audited(state.sessions, caller, "job.create", **refused):
         _refuse_jobs(caller)
+        # before any model reference is resolved: its answer says whether the model exists
+        require(
+            state,
+            caller,
+            ML_OBJECT,
+            "manage",
+            f"{caller.name} may not run ML jobs in {caller.tenant!r}",
+        )
         with unit_of_work(state.sessions) as db:
             plan = _plan(db, state, caller, body)
             decisions = _decide(db, state, caller, plan)
@@ -146,7 +155,7 @@ def _plan(db: Session, state: Platform, caller: Caller, body: JobCreate) -> _Pla
     datasets = list(dict.fromkeys(body.datasets.values()))
     if not datasets and body.command is None:
         raise Unprocessable("a job needs at least one dataset (role=name)")
-    model_in, parents = _resolve_model_in(db, caller.tenant, body.model_in)
+    model_in, parents = _resolve_model_in(db, state, caller, body.model_in)
     if body.kind == "train" and (other := sorted({p.kind for p in parents} - {"train"})):
         # an eval or infer job's output may hold what training may not read
         raise Forbidden(f"a train job builds only on trained models, not on {other} outputs")
@@ -171,14 +180,17 @@ def _plan(db: Session, state: Platform, caller: Caller, body: JobCreate) -> _Pla
     return _Plan(step, name, purpose, datasets, spec, parents)
 
 
-def _resolve_model_in(db: Session, tenant: str, value: Any) -> tuple[Any, list[Model]]:
-    """Pin every reference to a model id (so "latest" cannot move under a queued job)."""
+def _resolve_model_in(
+    db: Session, state: Platform, caller: Caller, value: Any
+) -> tuple[Any, list[Model]]:
+    """Pin every reference to a model id (so "latest" cannot move under a queued job), once
+    the caller may use the model (`_usable`)."""
     parents: dict[str, Model] = {}
 
     def pin(ref: Any, role: str | None) -> str:
         if not isinstance(ref, str):
             raise Unprocessable("model_in holds model references (strings)")
-        model = registry.resolve(db, tenant, ref)
+        model = _usable(db, state, caller, ref)
         _, wanted = registry.parse_ref(ref)
         artifact = registry.pick_artifact(model, wanted, role)
         parents[model.id] = model
@@ -196,27 +208,26 @@ def _resolve_model_in(db: Session, tenant: str, value: Any) -> tuple[Any, list[M
     return walk(value, None), list(parents.values())
 
 
+def _usable(db: Session, state: Platform, caller: Caller, ref: str) -> Model:
+    """The model `ref` names, if the caller may use it: a model's artifacts carry its data, so
+    they must be able to read every dataset it was built from (and its ancestors were), for
+    some purpose it allows. Otherwise NotFound exactly as a missing one, before its files
+    are looked at (their names are no more the caller's to learn than the model's)."""
+    model = registry.resolve(db, caller.tenant, ref)
+    for name in registry.lineage_datasets(db, model):
+        try:
+            view = load_view(db, state.settings.datasets_dir, caller.tenant, name)
+        except NotFound:  # a lineage dataset gone: its name is not the caller's to learn
+            raise registry.missing(ref) from None
+        if not may_use(state, caller, view, built_by=model.launcher):
+            raise registry.missing(ref)
+    return model
+
+
 def _decide(db: Session, state: Platform, caller: Caller, plan: _Plan) -> dict[str, Any]:
     snapshot = state.policy.ensure_fresh()
-    require(
-        state,
-        caller,
-        ML_OBJECT,
-        "manage",
-        f"{caller.name} may not run ML jobs in {caller.tenant!r}",
-    )
     decided: dict[str, Any] = {}
     views = [load_view(db, state.settings.datasets_dir, caller.tenant, n) for n in plan.datasets]
-    for parent in plan.parents:
-        # a model's artifacts carry its data: whoever uses one must be able to read every
-        # dataset it was built from (and its ancestors were), for some purpose it allows
-        for name in registry.lineage_datasets(db, parent):
-            view = load_view(db, state.settings.datasets_dir, caller.tenant, name)
-            if not may_use(state, caller, view, built_by=parent.launcher):
-                raise Forbidden(
-                    f"{caller.name} may not use model {parent.ref}: it was built from data"
-                    " they may not read"
-                )
     version = None
     for view in views:
         decision = authorize_read(state, caller, view, plan.purpose).decision

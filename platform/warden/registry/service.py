@@ -48,8 +48,14 @@ def resolve(db: Session, tenant: str, ref: str) -> Model:
     name, _, version = model_ref.partition("@")
     row = repo.by_name(db, tenant, name, int(version) if version else None)
     if row is None:
-        raise NotFound(f"no model {ref[:80]!r}")
+        raise missing(ref)
     return check(db, row)
+
+
+def missing(ref: str) -> NotFound:
+    """The one answer for a model that does not exist and for one the caller may not use: a
+    different message would tell them which it is."""
+    return NotFound(f"no model {ref[:80]!r}")
 
 
 def pick_artifact(model: Model, wanted: str | None, role: str | None) -> dict[str, Any]:

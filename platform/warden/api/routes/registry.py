@@ -1,6 +1,7 @@
 """/v1/models: the registry (list, show, lineage, reports). People read a model, its metrics
 and its reports only when they may use it: the same decision as serving it, on every
-dataset of its lineage (`registry.serving.authorize`); jobs cannot read the registry."""
+dataset of its lineage (`registry.serving.authorize`); to anyone else a model answers exactly
+as a missing one. Jobs cannot read the registry."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from fastapi.responses import FileResponse
 
 from warden.api.deps import CurrentCaller, DbSession, State
 from warden.core.platform import Platform
-from warden.errors import Forbidden, NotFound, WardenError
+from warden.errors import Forbidden, WardenError
 from warden.identity.service import Caller
 from warden.registry import service
 from warden.registry.models import Model
@@ -38,12 +39,12 @@ def _may_use(state: Platform, db: DbSession, caller: Caller, model: Model) -> bo
 
 
 def _readable(state: Platform, db: DbSession, caller: Caller, ref: str) -> Model:
-    """The model `ref`, if the caller may use it; otherwise as if it did not exist (its
-    lineage's names are not the caller's to learn from a refusal)."""
+    """The model `ref`, if the caller may use it; otherwise as if it did not exist, word for
+    word (neither its lineage's names nor that it exists are the caller's to learn)."""
     _people_only(caller)
     model = service.resolve(db, caller.tenant, ref[:80])
     if not _may_use(state, db, caller, model):
-        raise NotFound(f"no model {ref[:80]!r} you may read (it was built from data you may not)")
+        raise service.missing(ref)
     return model
 
 
