@@ -53,6 +53,15 @@ def register_artifact(
         return model.ref
 
 
+def hidden_models(warden: WardenHarness, tmp_path: Path) -> tuple[str, str]:
+    """Two models built from `latent_users` (evaluation only: alice may, mallory may not)."""
+    source = tmp_path / "stack.pt"
+    source.write_bytes(b"weights")
+    a = register_artifact(warden, "latent-a", source, read=("pins", "latent_users"))
+    b = register_artifact(warden, "latent-b", source, read=("pins", "latent_users"))
+    return a, b
+
+
 def register_with_report(
     warden: WardenHarness, tmp_path: Path, name: str, read: tuple[str, ...], report: str, text: str
 ) -> str:

@@ -13,23 +13,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.experiments.helpers import pin_ids, register_artifact, register_with_report
+from tests.experiments.helpers import hidden_models, pin_ids, register_artifact, register_with_report
 from tests.experiments.test_online import GUARDS, register_stack
-
-
-def _hidden_models(warden: Any, tmp_path: Path) -> tuple[str, str]:
-    """Two models built from `latent_users` (evaluation only: alice may, mallory may not)."""
-    source = tmp_path / "stack.pt"
-    source.write_bytes(b"weights")
-    a = register_artifact(warden, "latent-a", source, read=("pins", "latent_users"))
-    b = register_artifact(warden, "latent-b", source, read=("pins", "latent_users"))
-    return a, b
 
 
 def test_an_experiment_is_not_shown_to_who_may_not_use_its_models(
     warden: Any, tmp_path: Path
 ) -> None:
-    a, b = _hidden_models(warden, tmp_path)
+    a, b = hidden_models(warden, tmp_path)
     for ref in (a, b):  # the registry hides both from mallory
         assert (
             warden.http.get(f"/v1/models/{ref}", headers=warden.as_("mallory")).status_code == 404

@@ -37,10 +37,15 @@ def require_runner(platform: Platform, caller: Caller) -> None:
     require(platform, caller, *RIGHT, f"{caller.name} may not run experiments")
 
 
+def missing(name: str) -> NotFound:
+    """The one answer for an experiment that does not exist and one the caller may not see."""
+    return NotFound(f"no experiment {name[:64]!r}")
+
+
 def get(db: Session, caller: Caller, name: str, *, lock: bool = False) -> Experiment:
     row = repo.by_name(db, caller.tenant, name[:64], lock=lock)
     if row is None:
-        raise NotFound(f"no experiment {name[:64]!r}")
+        raise missing(name)
     return row
 
 
@@ -53,7 +58,7 @@ def get_visible(
     arms = [row.control_id, row.challenger_id, row.shadow_id]
     models = [registry.get_model(db, i, row.tenant_id) for i in arms if i is not None]
     if not all(m is not None and _may_use(platform, db, caller, m) for m in models):
-        raise NotFound(f"no experiment {name[:64]!r}")
+        raise missing(name)
     return row
 
 
@@ -70,12 +75,9 @@ def start(platform: Platform, db: Session, caller: Caller, body: ExperimentCreat
     require_runner(platform, caller)
     if repo.by_name(db, caller.tenant, body.name) is not None:
         raise Conflict(f"experiment {body.name!r} exists")
-    control = registry.resolve(db, caller.tenant, body.control)
-    challenger = registry.resolve(db, caller.tenant, body.challenger)
-    shadow = registry.resolve(db, caller.tenant, body.shadow) if body.shadow else None
-    for model in (control, challenger, shadow):
-        if model is not None and not _may_use(platform, db, caller, model):
-            raise NotFound(f"no model {model.ref!r} you may use")
+    control = _usable(platform, db, caller, body.control)
+    challenger = _usable(platform, db, caller, body.challenger)
+    shadow = _usable(platform, db, caller, body.shadow) if body.shadow else None
     if control.id == challenger.id:
         raise Conflict("the control and the challenger are the same model")
     for m in (control, challenger, *([shadow] if shadow else [])):
@@ -117,6 +119,15 @@ def start(platform: Platform, db: Session, caller: Caller, body: ExperimentCreat
         ),
     )
     return row
+
+
+def _usable(platform: Platform, db: Session, caller: Caller, ref: str) -> Model:
+    """The model `ref` names, if the caller may use it; otherwise as if it did not exist
+    (one at a time: a hidden model before a missing one must answer as a missing one)."""
+    model = registry.resolve(db, caller.tenant, ref)
+    if not _may_use(platform, db, caller, model):
+        raise registry.missing(ref)
+    return model
 
 
 def check_running(experiment: Experiment) -> None:
@@ -175,7 +186,15 @@ def serve(
             shadow_pins = []
         info["shadow"] = {"model": shadow.ref, "pins": shadow_pins}
     answer = serving.recommend(
-        platform, db, caller, model_of(db, experiment, arm), user, history, k, details=info
+        platform,
+        db,
+        caller,
+        model_of(db, experiment, arm),
+        user,
+        history,
+        k,
+        details=info,
+        hidden_as=missing(experiment.name),  # its arms are what the caller may not learn
     )
     return arm, answer, shadow_pins
 
@@ -351,8 +370,13 @@ def default_model(db: Session, caller: Caller) -> Model:
     current = repo.current_default(db, get_tenant(db, caller.tenant).id)
     model = registry.get_model(db, current.model_id, current.tenant_id) if current else None
     if model is None:
-        raise NotFound("no serving default in this tenant: name a model or an experiment")
+        raise no_default()
     return model
+
+
+def no_default() -> NotFound:
+    """The one answer for no serving default and for one the caller may not use."""
+    return NotFound("no serving default in this tenant: name a model or an experiment")
 
 
 def describe(db: Session, row: Experiment) -> dict[str, Any]:

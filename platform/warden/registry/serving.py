@@ -38,7 +38,7 @@ from warden.catalog.storage import data_file
 from warden.core.platform import Platform
 from warden.db.generation import CacheAt, read_stamp
 from warden.db.sealed import check
-from warden.errors import NotFound, Unprocessable, WardenError
+from warden.errors import Forbidden, NotFound, Unprocessable, WardenError
 from warden.identity.service import Caller
 from warden.policy.reads import authorize_use
 from warden.registry import service as registry
@@ -271,9 +271,11 @@ def recommend(
     *,
     details: dict[str, Any] | None = None,
     audit: bool = True,
+    hidden_as: NotFound | None = None,
 ) -> Answer:
     """Decide, answer, measure and audit one request (`audit=False`: a shadow's answer,
-    recorded in the shown request's own event)."""
+    recorded in the shown request's own event). A model the caller may not use is answered
+    `hidden_as`: what the caller asked for answered as missing (default: `no model REF`)."""
     wall, cpu = time.perf_counter(), time.process_time()
     info = {"model": model.ref, "model_id": model.id, "user": user[:64], "k": k, **(details or {})}
     arm = (details or {}).get("arm")
@@ -281,8 +283,8 @@ def recommend(
         lineage = lineage_datasets(db, model)
         try:
             authorize(platform, db, caller, list(lineage), built_by=model.launcher)
-        except NotFound as hidden:  # its lineage's names are not the caller's to learn
-            raise NotFound(f"no model {model.ref!r} you may use") from hidden
+        except (NotFound, Forbidden) as hidden:  # nor its lineage's names, nor that it exists
+            raise hidden_as or registry.missing(model.ref) from hidden
         served = load(platform, db, caller, model)
         pins = top_k(served, history, k)
     except WardenError as exc:

@@ -34,14 +34,18 @@ def recommend(
     # refusals before serving are audited here; serving audits its own (allowed or refused)
     with refusals_audited(state.sessions, caller, serving.ACTION):
         _people_only(caller)
-        row = service.get(db, caller, body.experiment) if body.experiment else None
-        if row is not None:
+        row = None
+        if body.experiment:
+            # whether it exists, runs, and which models it serves: only for who may see it
+            row = service.get_visible(state, db, caller, body.experiment)
             service.check_running(row)
             model = None
         elif body.model:
             model = registry.resolve(db, caller.tenant, body.model)
+            hidden_as = registry.missing(body.model)  # answered as the caller named it
         else:
             model = service.default_model(db, caller)
+            hidden_as = service.no_default()
     if row is not None:
         arm, answer, _ = service.serve(state, db, caller, row, body.user, body.history, body.k)
         ref = service.model_of(db, row, arm).ref
@@ -49,7 +53,9 @@ def recommend(
             pins=answer.pins, model=ref, experiment=row.name, arm=arm, audit_event=answer.event_id
         )
     assert model is not None
-    answer = serving.recommend(state, db, caller, model, body.user, body.history, body.k)
+    answer = serving.recommend(
+        state, db, caller, model, body.user, body.history, body.k, hidden_as=hidden_as
+    )
     return RecommendOut(pins=answer.pins, model=model.ref, audit_event=answer.event_id)
 
 
