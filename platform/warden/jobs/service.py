@@ -5,7 +5,7 @@ sandboxes in the tenant (Casbin `sandbox:ml`, `manage`, asked first), their righ
 every dataset for the job's purpose, and they may see the data behind every parent model (one
 they may not answers as a missing one). A refusal leaves no row and no container, only its
 audit event. People see and cancel their own jobs; `sys:jobs` (admins) sees and cancels all
-of their tenant's.
+of their tenant's. Showing a job's log is audited (`job.logs`) before its first byte.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from warden.audit.outcomes import by_caller_or_warden, refusals_audited
-from warden.audit.service import AuditRecord, append
+from warden.audit.service import AuditRecord, append, record
 from warden.catalog.service import DATASET_NAME_RE, PURPOSES, load_view
 from warden.core.platform import Platform
 from warden.db.sealed import check
@@ -275,6 +275,24 @@ def may_see_output(state: Platform, caller: Caller, job: Job) -> bool:
         names = registry.inputs_of(db, job.tenant_id, job.datasets, job.model_in)
         views = [load_view(db, state.settings.datasets_dir, job.tenant, n) for n in names]
     return all(may_use(state, caller, v, built_by=job.launcher) for v in views)
+
+
+def open_log(state: Platform, caller: Caller, job_id: str, follow: bool) -> Iterator[bytes]:
+    """The job's log for `caller` (`get_log_visible`); the refusal or the view audited
+    (`job.logs`) before its first byte."""
+    with refusals_audited(state.sessions, caller, LOG_ACTION, details={"job": job_id[:12]}):
+        job = get_log_visible(state, caller, job_id)
+    log_shown(state, caller, job)
+    return follow_logs(state, job.id, follow)
+
+
+LOG_ACTION = "job.logs"
+
+
+def log_shown(state: Platform, caller: Caller, job: Job) -> None:
+    """Audit that `caller` is shown the job's log (it may carry rows of the data the job
+    read): durably, before its first byte; AuditUnavailable (503) if it cannot be."""
+    record(state.sessions, _event(job, LOG_ACTION, "allow", caller=caller))
 
 
 def get_log_visible(state: Platform, caller: Caller, job_id: str) -> Job:

@@ -14,7 +14,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from warden.audit.outcomes import refusals_audited
+from warden.audit.outcomes import by, refusals_audited
+from warden.audit.service import record
 from warden.catalog.service import PURPOSES, load_view
 from warden.db.sealed import check
 from warden.db.session import unit_of_work
@@ -155,12 +156,26 @@ def stop(runtime: SandboxRuntime, caller: Caller, sandbox_id: str) -> Sandbox:
 
 
 def logs(runtime: SandboxRuntime, caller: Caller, sandbox_id: str, follow: bool) -> Iterator[bytes]:
-    row = get_visible(runtime, caller, sandbox_id)
-    if not may_see_output(runtime, caller, row):
-        raise Forbidden(
-            f"{caller.name} may see sandbox {row.id} but not its log: it may carry data of"
-            " datasets they may not read"
-        )
+    """Its output for `caller`; the refusal or the view audited (`sandbox.logs`) before the
+    first byte: it may carry rows of the data the sandbox read."""
+    fields: dict[str, Any] = {"details": {"sandbox": sandbox_id[:12]}}
+    with refusals_audited(runtime.state.sessions, caller, "sandbox.logs", **fields):
+        row = get_visible(runtime, caller, sandbox_id)
+        if not may_see_output(runtime, caller, row):
+            raise Forbidden(
+                f"{caller.name} may see sandbox {row.id} but not its log: it may carry data of"
+                " datasets they may not read"
+            )
+    shown = {
+        "sandbox": row.id,
+        "segment": row.segment,
+        "launcher": row.launcher,
+        "datasets": row.datasets,
+    }
+    record(
+        runtime.state.sessions,
+        by(caller, "sandbox.logs", "allow", purpose=row.purpose, details=shown),
+    )
     return runtime.logs(row.id, follow=follow)
 
 

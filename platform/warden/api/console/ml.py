@@ -10,14 +10,17 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, HTMLResponse
+from sqlalchemy.orm import Session
 
 from warden.api.console.web import PREFIX, ConsoleRoute, Who, render
 from warden.api.routes import jobs as jobs_api
 from warden.api.routes import registry as registry_api
 from warden.db.session import unit_of_work
+from warden.errors import AuditUnavailable
 from warden.jobs import service as jobs
 from warden.jobs.models import END_STATES
 from warden.registry import service as registry
+from warden.registry.models import Model
 
 router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute, include_in_schema=False)
 
@@ -50,11 +53,10 @@ def job_list(who: Who, state: Annotated[str, Query(max_length=16)] = "") -> HTML
 def job(job_id: str, who: Who) -> HTMLResponse:
     shown = jobs_api.show(job_id, who.caller, who.state)
     row = jobs.get_visible(who.state, who.caller, job_id)
-    log, progress = (
-        _tail(who, shown.id)
-        if jobs.may_see_output(who.state, who.caller, row)
-        else ("(the workload's output: not yours to read)", "")
-    )
+    log, progress = "(the workload's output: not yours to read)", ""
+    if jobs.may_see_output(who.state, who.caller, row):
+        jobs.log_shown(who.state, who.caller, row)  # as the API's log: audited before shown
+        log, progress = _tail(who, shown.id)
     running = shown.state not in END_STATES
     return render(
         who.request, "job.html", who, job=shown, log=log, progress=progress, running=running
@@ -74,17 +76,24 @@ def model(ref: str, who: Who) -> HTMLResponse:
     with unit_of_work(who.state.sessions) as db:
         lineage = registry_api.lineage(ref, who.caller, db, who.state)  # decides
         found = registry.resolve(db, who.caller.tenant, ref[:80])
-    reports: list[dict[str, Any]] = []
-    for name in lineage.model.reports:
-        entry: dict[str, Any] = {"name": name, "image": name.endswith(".png"), "text": None}
-        if not entry["image"]:
-            try:
-                path = registry.report_path(found, name, who.state.settings.data_dir)
-                entry["text"] = path.read_bytes()[:INLINE_REPORT_BYTES].decode("utf-8", "replace")
-            except Exception as exc:  # noqa: BLE001 - shown as the report's note
-                entry["text"] = f"(cannot show this report: {exc})"
-        reports.append(entry)
+        reports = [_report_entry(who, db, found, name) for name in lineage.model.reports]
     return render(who.request, "model.html", who, lineage=lineage, reports=reports)
+
+
+def _report_entry(who: Who, db: Session, found: Model, name: str) -> dict[str, Any]:
+    """A report as the model page shows it: a plot by its URL (model_report, audited there),
+    text inline, audited first as the API's download is."""
+    entry: dict[str, Any] = {"name": name, "image": name.endswith(".png"), "text": None}
+    if not entry["image"]:
+        try:
+            path = registry.report_path(found, name, who.state.settings.data_dir)
+            registry_api.report_shown(who.state, db, who.caller, found, name)
+            entry["text"] = path.read_bytes()[:INLINE_REPORT_BYTES].decode("utf-8", "replace")
+        except AuditUnavailable:
+            raise  # nothing shown unaudited: the page fails closed (503), as the API does
+        except Exception as exc:  # noqa: BLE001 - shown as the report's note
+            entry["text"] = f"(cannot show this report: {exc})"
+    return entry
 
 
 @router.get("/models/{ref}/reports/{name:path}")

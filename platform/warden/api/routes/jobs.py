@@ -55,8 +55,7 @@ def logs(
     state: State,
     follow: Annotated[bool, Query()] = False,
 ) -> StreamingResponse:
-    job = service.get_log_visible(state, caller, job_id)
-    chunks = service.follow_logs(state, job.id, follow)
+    chunks = service.open_log(state, caller, job_id, follow)  # audited before the first byte
     return StreamingResponse(chunks, media_type="text/plain; charset=utf-8")
 
 

@@ -1,7 +1,8 @@
 """/v1/models: the registry (list, show, lineage, reports). People read a model, its metrics
 and its reports only when they may use it: the same decision as serving it, on every
 dataset of its lineage (`registry.serving.authorize`); to anyone else a model answers exactly
-as a missing one. Jobs cannot read the registry."""
+as a missing one. Showing a report is audited (`model.report`) before its first byte: it
+carries what was computed from that data. Jobs cannot read the registry."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import FileResponse
 
 from warden.api.deps import CurrentCaller, DbSession, State
+from warden.audit.outcomes import by, refusals_audited
+from warden.audit.service import record
 from warden.core.platform import Platform
 from warden.errors import Forbidden, WardenError
 from warden.identity.service import Caller
@@ -48,6 +51,23 @@ def _readable(state: Platform, db: DbSession, caller: Caller, ref: str) -> Model
     return model
 
 
+REPORT_ACTION = "model.report"
+
+
+def report_shown(state: Platform, db: DbSession, caller: Caller, model: Model, name: str) -> None:
+    """Audit that `caller` is shown the model's report `name`: durably, before its first
+    byte (AuditUnavailable, 503, if it cannot be)."""
+    shown = {
+        "model": model.ref,
+        "model_id": model.id,
+        "report": name,
+        "job": model.job_id,
+        "launcher": model.launcher,
+        "datasets": list(lineage_datasets(db, model)),
+    }
+    record(state.sessions, by(caller, REPORT_ACTION, "allow", details=shown))
+
+
 @router.get("", summary="Registered models, newest first")
 def list_(
     caller: CurrentCaller,
@@ -81,7 +101,10 @@ def lineage(ref: Ref, caller: CurrentCaller, db: DbSession, state: State) -> Lin
 
 @router.get("/{ref}/reports/{name:path}", summary="A report: Markdown, JSON or a plot")
 def report(ref: Ref, name: str, caller: CurrentCaller, db: DbSession, state: State) -> FileResponse:
-    model = _readable(state, db, caller, ref)
-    path = service.report_path(model, name[:128], state.settings.data_dir)
+    asked = {"details": {"model": ref[:80], "report": name[:128]}}
+    with refusals_audited(state.sessions, caller, REPORT_ACTION, **asked):
+        model = _readable(state, db, caller, ref)
+        path = service.report_path(model, name[:128], state.settings.data_dir)
+    report_shown(state, db, caller, model, name[:128])
     media = {".md": "text/markdown", ".json": "application/json", ".png": "image/png"}
     return FileResponse(path, media_type=media.get(path.suffix, "application/octet-stream"))
