@@ -13,7 +13,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.experiments.helpers import hidden_models, pin_ids, register_artifact, register_with_report
+from tests.experiments.helpers import (
+    hidden_models,
+    pin_ids,
+    register_artifact,
+    register_with_report,
+)
 from tests.experiments.test_online import GUARDS, register_stack
 
 
