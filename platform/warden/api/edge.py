@@ -1,4 +1,5 @@
 """The edge: every request refused before a route answers is audited, and floods are folded.
+(It runs over 500 lines: sources, windows, vouching and the folded audit share one state.)
 
 Refusals counted here: a missing or invalid token (401, on any route), a body over the size
 cap (413), headers over the cap (431), a path no route serves (404), a method the path does not
