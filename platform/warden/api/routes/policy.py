@@ -16,6 +16,7 @@ from warden.api.deps import CurrentCaller, DbSession, State
 from warden.catalog.service import load_view
 from warden.errors import Unprocessable
 from warden.policy.authz import require
+from warden.policy.engine import RowFilter
 from warden.policy.reads import require_visible
 from warden.policy.rules import format_rule
 from warden.policy.store import load_rules
@@ -32,6 +33,7 @@ class CheckRequest(BaseModel):
     columns: list[str] | None = Field(default=None, max_length=256)
 
 
+HIDDEN = "(hidden: the subject does not read this column raw)"
 ChangeState = Literal["pending", "applied", "denied", "cancelled", "expired"]
 
 
@@ -51,9 +53,17 @@ def check(body: CheckRequest, caller: CurrentCaller, db: DbSession, state: State
     columns = body.columns or list(view.column_names)
     if unknown := [c for c in columns if view.column(c) is None]:
         raise Unprocessable(f"unknown columns {unknown[:10]}")
+    now = state.now()
     decision = snapshot.decide_read(
-        body.subject, caller.tenant, view.name, columns, body.purpose, state.now()
+        body.subject, caller.tenant, view.name, columns, body.purpose, now
     )
+    raw = {
+        f.column: snapshot.decide_column(
+            body.subject, caller.tenant, view.name, f.column, body.purpose, now
+        ).effect
+        == "allow"
+        for f in decision.row_filters
+    }
     return {
         "subject": body.subject,
         "tenant": caller.tenant,
@@ -71,11 +81,18 @@ def check(body: CheckRequest, caller: CurrentCaller, db: DbSession, state: State
             }
             for d in decision.columns
         ],
-        "row_filters": [
-            {"column": f.column, "op": f.op, "value": f.value, "rule": format_rule("p2", f.rule)}
-            for f in decision.row_filters
-        ],
+        "row_filters": [_filter_out(f, raw[f.column]) for f in decision.row_filters],
     }
+
+
+def _filter_out(f: RowFilter, shown: bool) -> dict[str, Any]:
+    """A row filter as /check shows it; its value (in the value and in the rule) only where
+    the subject reads the column raw: a raw value beside masked reads re-links pseudonyms."""
+    if shown:
+        return {"column": f.column, "op": f.op, "value": f.value,
+                "rule": format_rule("p2", f.rule)}  # fmt: skip
+    rule = format_rule("p2", (*f.rule[:-1], HIDDEN))
+    return {"column": f.column, "op": f.op, "value": None, "rule": rule}
 
 
 @router.get("/rules", summary="Rules of the caller's tenant, in policy order")
