@@ -1,4 +1,9 @@
-"""One admin strips every other admin and auditor with an unreviewed "narrowing" change.
+"""Taking oversight rights (sys:policy, sys:principals, sys:audit, sys:access) from anyone but
+the author is a reviewed change, and no change leaves a tenant without an enabled person who
+manages policy or reads the audit log (red team 13: one admin stripped every other admin and
+auditor with an unreviewed "narrowing" change).
+
+The attack, as found:
 
 Attack (admin, with a second admin ada and an auditor in the tenant):
 
@@ -102,3 +107,31 @@ def test_one_admin_cannot_demote_the_only_other_admin_alone(access: Access) -> N
             f"and there is none: ada -> {by_ada.status_code}"
         )
     assert not applied, r.text
+
+
+def test_no_approval_or_break_glass_leaves_the_tenant_without_governance(access: Access) -> None:
+    """The deny on role:admin, proposed and approved by the other admin, is still refused: no
+    enabled person would manage policy. Break-glass never applies a change that strips
+    someone else's oversight. A strip that leaves governance in place applies once approved."""
+    deny = "p, role:admin, acme, sys:*, *, *, *, deny, ,"
+    change = access.propose("admin", [deny], reason="oops")
+    assert change.status_code == 202, change.text
+    before = access.fingerprint()
+    refused = access.http.post(
+        f"/v1/policy/changes/{change.json()['change']['id']}/approve",
+        json={"comment": "ok"},
+        headers=access.as_("ada"),
+    )
+    assert refused.status_code == 403, refused.text
+    assert "holds sys:policy manage" in refused.json()["detail"]
+    assert access.fingerprint()["rules"] == before["rules"]
+    glass = access.propose(
+        "admin", ["p, ada, acme, sys:*, *, *, *, deny, ,"], reason="now", break_glass=True
+    )
+    assert glass.status_code == 403, glass.text
+    assert access.fingerprint()["rules"] == before["rules"]
+    bootstrap_people(access.w, {"audra": ["auditor"]})
+    blind = access.propose("admin", ["p, role:auditor, acme, sys:audit, *, *, read, deny, ,"])
+    assert blind.status_code == 202, blind.text
+    done = access.approve_change("ada", blind.json()["change"]["id"])
+    assert done["state"] == "applied"  # the admins still read the audit log

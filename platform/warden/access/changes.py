@@ -56,7 +56,7 @@ from warden.db.sealed import check
 from warden.errors import Conflict, Forbidden, NotFound, PolicyUnavailable, Unprocessable
 from warden.identity.models import ApiToken, Principal, Tenant
 from warden.identity.service import Caller, get_tenant, seal_token
-from warden.policy import exposure, store
+from warden.policy import exposure, oversight, store
 from warden.policy.changes import apply_change, assess, run_checks
 from warden.policy.engine import PolicySnapshot
 from warden.policy.reads import require_visible
@@ -184,16 +184,28 @@ def change_rules(
     assessment = assess(stored, add, remove)
     run_checks(db, add, remove)
     lines = {"add": [format_rule(*r) for r in add], "remove": [format_rule(*r) for r in remove]}
-    if not assessment.is_widening:
+    try:
+        after = snapshot.with_changes(
+            [*(("remove", r) for r in remove), *(("add", r) for r in add)],
+            version=snapshot.version,
+        )
+    except RuleError as exc:
+        raise Unprocessable(f"invalid rule: {exc}") from None
+    # narrowing, yet an oracle or one person stripping another's oversight: a second person
+    held = oversight.review_reasons(db, snapshot, after, caller.tenant, caller.name, add,
+                                    state.now())  # fmt: skip
+    if not assessment.is_widening and not held:
         version = apply_change(
             db, caller, add=add, remove=remove, reason=reason, details={"mode": "narrowing"}
         )
         return ChangeOutcome(None, True, version, True, len(add), len(remove))
+    if break_glass and held:
+        raise Forbidden(
+            "break-glass applies widening changes only: this change needs another person's"
+            f" approval first ({held[0]})"
+        )
     _refuse_mixed_exposure(db, add, remove)
     tenant = get_tenant(db, caller.tenant)
-    after = snapshot.with_changes(
-        [*(("remove", r) for r in remove), *(("add", r) for r in add)], version=snapshot.version
-    )
     direct = reached_by(db, snapshot, tenant.id, tenant.name, assessment.subjects)
     direct |= reached_by(db, after, tenant.id, tenant.name, assessment.subjects)
     if break_glass:
@@ -206,7 +218,7 @@ def change_rules(
         kind="rules",
         payload=lines,
         summary=summary,
-        widening=list(assessment.widening),
+        widening=[*assessment.widening, *held],
         direct=direct,
         reason=reason,
         break_glass=break_glass,

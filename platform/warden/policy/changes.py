@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -18,7 +19,8 @@ from warden.audit.outcomes import by
 from warden.audit.service import append
 from warden.errors import Forbidden, Unprocessable
 from warden.identity.service import Caller
-from warden.policy import exposure, store
+from warden.policy import exposure, oversight, store
+from warden.policy.engine import PolicySnapshot
 from warden.policy.rules import Rule, RuleError, format_rule
 
 # Checks every rule change must pass before it is stored (proposals, approvals, narrowing
@@ -49,6 +51,7 @@ def apply_change(
     `action` names the audit event (policy.change, policy.bootstrap, policy.change.narrowing,
     policy.change.applied, policy.change.break_glass)."""
     run_checks(db, add, remove)
+    _refuse_ungoverned(db, add, remove)
     try:
         added = store.add_rules(db, add) if add else None
         removed = store.remove_rules(db, remove) if remove else None
@@ -75,6 +78,24 @@ def apply_change(
         ),
     )
     return version
+
+
+def _refuse_ungoverned(db: Session, add: Sequence[Rule], remove: Sequence[Rule]) -> None:
+    """Refuse a change after which a tenant that had one keeps no enabled person who manages
+    policy or reads the audit log: nobody could review, undo or see it (approved, break-glass
+    or bootstrap alike). Only a deny or a removal can take a right, so only those are checked."""
+    if not remove and not any(p == "p" and f[6] == "deny" for p, f in add):
+        return
+    try:
+        before = PolicySnapshot(store.load_rules(db)[1], strict=False)
+        delta = [*(("remove", r) for r in remove), *(("add", r) for r in add)]
+        after = before.with_changes(delta, version=before.version)
+    except RuleError as exc:
+        raise Unprocessable(f"invalid rule: {exc}") from None
+    now = datetime.now(UTC)
+    for tenant in sorted({f[2] if p == "g" else f[1] for p, f in [*add, *remove]}):
+        if problem := oversight.governance_problem(db, before, after, tenant, now):
+            raise Forbidden(problem)
 
 
 @dataclass(frozen=True)
