@@ -20,7 +20,6 @@ import base64
 import getpass
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,15 +29,12 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from warden.audit.chain import iso_utc
+from warden.audit.chain import canonical_json, iso_utc
+from warden.core.filesystem import append_durably
 
 FILE_NAME = "alarms.jsonl"
 ALARM, CLEAR = "alarm", "clear"
 MAX_REASON = 2000
-
-
-def _canonical(doc: dict[str, Any]) -> bytes:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
 def line_id(raw: bytes) -> str:
@@ -144,7 +140,7 @@ class Alarms:
             doc = json.loads(raw)
             sig = base64.b64decode(doc.pop("sig"), validate=True)
             public = self.public_keys[doc["store"]]
-            public.verify(sig, _canonical(doc))
+            public.verify(sig, canonical_json(doc))
             if doc["kind"] not in (ALARM, CLEAR):
                 return None
             return dict(doc)
@@ -155,22 +151,10 @@ class Alarms:
         if self.signing_key is None:
             raise RuntimeError("this checkpoint folder has no signing key")
         doc = {"v": 1, "store": self.store, "ts": iso_utc(datetime.now(UTC)), **body}
-        sig = base64.b64encode(self.signing_key.sign(_canonical(doc))).decode("ascii")
-        line = _canonical({**doc, "sig": sig})
+        sig = base64.b64encode(self.signing_key.sign(canonical_json(doc))).decode("ascii")
+        line = canonical_json({**doc, "sig": sig})
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        created = not self.path.exists()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            os.write(fd, line + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if created:  # the file's name must survive a crash as well as its line
-            dir_fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+        append_durably(self.path, line)
         return line_id(line)
 
 

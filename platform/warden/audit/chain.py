@@ -136,6 +136,11 @@ def event_hash(event: Mapping[str, Any] | Any) -> str:
     return chain_hash(_get(event, "prev_hash"), canonical(event, CHAIN_V1))
 
 
+def canonical_json(doc: dict[str, Any]) -> bytes:
+    """A document's one byte form for signing (checkpoint and alarm lines)."""
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
 def expected_hash(row: Mapping[str, Any] | Any, keyring: ChainKeyring) -> str | None:
     """The hash the event should carry; None when its key is not in the keyring."""
     version = chain_version(row)
@@ -150,6 +155,7 @@ def expected_hash(row: Mapping[str, Any] | Any, keyring: ChainKeyring) -> str | 
 
 
 __all__ = [
+    "canonical_json",
     "expected_hash",
     "CHAIN_FIELDS",
     "CHAIN_FIELDS_V2",

@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from warden.audit.chain import CHAIN_V1, GENESIS_HASH, iso_utc
+from warden.audit.chain import CHAIN_V1, GENESIS_HASH, canonical_json, iso_utc
 from warden.audit.keys import (
     ChainKeyring,
     keys_for,
@@ -61,6 +61,7 @@ from warden.audit.verify import (
     walk_range,
 )
 from warden.config import Settings
+from warden.core.filesystem import append_durably
 
 if TYPE_CHECKING:
     from warden.core.platform import Platform
@@ -139,12 +140,8 @@ class CheckpointOutcome:
     event_seq: int | None = None  # the audit.checkpoint event recording it
 
 
-def _canonical(doc: dict[str, Any]) -> bytes:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
-
-
 def _digest(payload: dict[str, Any], sig: str) -> str:
-    return hashlib.sha256(_canonical({**payload, "sig": sig})).hexdigest()
+    return hashlib.sha256(canonical_json({**payload, "sig": sig})).hexdigest()
 
 
 class CheckpointStore:
@@ -270,7 +267,7 @@ class CheckpointStore:
                 " this deployment does not know (a forged line, or the signing key was replaced)"
             )
         try:
-            public.verify(base64.b64decode(checkpoint.sig, validate=True), _canonical(payload))
+            public.verify(base64.b64decode(checkpoint.sig, validate=True), canonical_json(payload))
         except (InvalidSignature, ValueError):
             return None, (
                 f"{where}: the signature of checkpoint {checkpoint.n} does not match its content:"
@@ -302,25 +299,12 @@ class CheckpointStore:
             n, seq, event_id, hash_, v1_until, ts, tuple(keys), self.store, sig="", digest=""
         )
         payload = unsigned.payload()
-        sig = base64.b64encode(self.signing_key.sign(_canonical(payload))).decode("ascii")
+        sig = base64.b64encode(self.signing_key.sign(canonical_json(payload))).decode("ascii")
         return replace(unsigned, sig=sig, digest=_digest(payload, sig))
 
     def append(self, checkpoint: Checkpoint) -> None:
         """Append one line and fsync it (and the folder, when the file is new)."""
-        line = _canonical({**checkpoint.payload(), "sig": checkpoint.sig}) + b"\n"
-        created = not self.path.exists()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            os.write(fd, line)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if created:
-            dir_fd = os.open(self.folder, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+        append_durably(self.path, canonical_json({**checkpoint.payload(), "sig": checkpoint.sig}))
 
 
 def _int(value: Any) -> int:

@@ -94,6 +94,24 @@ def _check(path: Path, exposed: list[tuple[Path, int]]) -> None:
         exposed.append((path, mode))
 
 
+def append_durably(path: Path, line: bytes) -> None:
+    """Append one line and fsync it (and its folder, when the file is new: its name must
+    survive a crash as well as the line)."""
+    created = not path.exists()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, line + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if created:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
 def open_below(root: Path, rel: str | Path) -> int | None:
     """A read-only descriptor for the plain file `root/rel`, opened one component at a time
     from `root` and never through a link, so a folder swapped for a link after a walk listed
