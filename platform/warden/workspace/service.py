@@ -177,13 +177,10 @@ def upload(state: Platform, caller: Caller, ref: str, source: IO[bytes]) -> Work
                     max_files=settings.max_files,
                     owner=_owner(state),
                 )
-                if done.tables:
-                    found = sorted(done.tables.items())[:5]
-                    raise Forbidden(
-                        f"{', '.join(f'{path} ({kind})' for path, kind in found)}: table data;"
-                        " governed data never enters a workspace (read it through the gateway"
-                        " where you need it)"
-                    )
+                _refuse_tables(
+                    sorted(done.tables.items()),
+                    "never enters a workspace (read it through the gateway where you need it)",
+                )
                 with unit_of_work(state.sessions) as db:
                     governed = repo.governed_digests(db, done.digests)
                     if governed:
@@ -252,13 +249,17 @@ def _refuse_table_files(tree: Path) -> None:
     """A tree holding a table never leaves (uploads refuse them, but a sandbox of the owner's
     writes into its tree directly): downloaded or mounted by a teammate, it would hand them
     data the policy may hide from them."""
-    found = archive.table_files(tree)
+    _refuse_tables(
+        archive.table_files(tree),
+        "never leaves a workspace (its owner can remove it from a sandbox)",
+    )
+
+
+def _refuse_tables(found: list[tuple[str, str]], why: str) -> None:
+    """Forbidden when `found` (path, table format) names any file."""
     if found:
         shown = ", ".join(f"{path} ({kind})" for path, kind in found[:5])
-        raise Forbidden(
-            f"{shown}: table data; governed data never leaves a workspace (its owner can"
-            " remove it from a sandbox)"
-        )
+        raise Forbidden(f"{shown}: table data; governed data {why}")
 
 
 def share(state: Platform, caller: Caller, ref: str, shared: bool) -> Workspace:
