@@ -27,6 +27,11 @@ restrict_umask()
 # The CLI's tables and messages as on a wide terminal, however pytest runs (an xdist worker's
 # temporary paths are longer, and rich would fold them where a test looks for them whole).
 os.environ["COLUMNS"] = "200"
+# Each test chooses where its datasets live (the `seaweedfs` fixture gives the bucket's settings
+# to the tests that want it): a shell that exported scripts/seaweedfs-up.sh's settings must not
+# move every other test's data into the bucket.
+for _name in [n for n in os.environ if n == "WARDEN_STORAGE_URL" or n.startswith("WARDEN_S3_")]:
+    del os.environ[_name]
 
 PG_URL = os.environ.get(
     "WARDEN_TEST_POSTGRES_URL"
