@@ -115,9 +115,10 @@ def score_stack(
     scores = []
     w = torch.from_numpy(windows)
     bias = stack.prior.for_pins(pin_ids) if pin_ids is not None else torch.zeros(len(table))
+    keys = stack.keys(table)
     for i in range(0, w.shape[0], 512):
         items, pad = gather_items(table, w[i : i + 512])
-        scores.append(stack.user_state(items, pad) @ table.T + bias)
+        scores.append(stack.user_state(items, pad) @ keys.T + bias)
     return torch.cat(scores).numpy() if scores else np.zeros((0, len(table)), np.float32)
 
 

@@ -5,6 +5,8 @@
 * ``Projector``: tower embedding -> the sequence model's width.
 * ``SeqModel``: a tiny transformer over a user's recent pins; its output scores next pins
   by dot product with projected pin embeddings (tied input/output item embeddings).
+* ``ScoreHead``: optional, the stack scores in fewer dimensions than the sequence model's
+  width (the swapped stack's serving design: a catalog table a fraction of the size).
 * ``ItemPrior``: a learned weight times log(1 + training engagements) per pin, added to every
   score. An 8x8 digit image says which digit a pin shows, not how popular it is; without
   this prior a content-only scorer cannot tell apart the ~500 pins of one digit class.
@@ -135,12 +137,51 @@ class SeqModel(nn.Module):
     def last_block_parameters(self) -> list[nn.Parameter]:
         return [*self.blocks[-1].parameters(), *self.norm.parameters(), *self.out.parameters()]
 
+    def first_blocks(self, depth: int) -> SeqModel:
+        """A copy of this model that keeps only its first ``depth`` blocks (and its positions,
+        final norm and output)."""
+        if not 1 <= depth <= len(self.blocks):
+            raise ValueError(f"keep 1..{len(self.blocks)} blocks, not {depth}")
+        cfg = {**self.config, "depth": depth}
+        kept = SeqModel(**cfg)
+        state = {
+            k: v
+            for k, v in self.state_dict().items()
+            if not k.startswith("blocks.") or int(k.split(".")[1]) < depth
+        }
+        kept.load_state_dict(state)
+        return kept
+
     def forward(self, items: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
         """items (B, L, d) projected pin embeddings; pad (B, L) True where padding."""
         h = items + self.pos[:, -items.shape[1] :]
         for block in self.blocks:
             h = block(h, src_key_padding_mask=pad)
         return self.out(self.norm(h[:, -1]))
+
+
+class ScoreHead(nn.Module):
+    """Scores in ``dim`` dimensions: the user state and every pin's embedding each through
+    its own linear map. At batch 1 a request reads the whole catalog table once, and that
+    table is ``d_model / dim`` times smaller (it stays in cache; measured in
+    ``tests/benchmarks/bench_online.py``)."""
+
+    def __init__(self, d_model: int, dim: int) -> None:
+        super().__init__()
+        self.config = {"d_model": d_model, "dim": dim}
+        self.query = nn.Linear(d_model, dim, bias=False)
+        self.key = nn.Linear(d_model, dim, bias=False)
+
+    @classmethod
+    @torch.no_grad()
+    def from_table(cls, table: torch.Tensor, dim: int) -> ScoreHead:
+        """Both maps start as the table's top ``dim`` principal directions, so the head
+        starts as the closest rank-``dim`` form of the plain dot product it replaces."""
+        head = cls(table.shape[1], dim)
+        _, _, v = torch.linalg.svd(table - table.mean(0), full_matrices=False)
+        head.query.weight.copy_(v[:dim])
+        head.key.weight.copy_(v[:dim])
+        return head
 
 
 class ItemPrior(nn.Module):
@@ -181,6 +222,7 @@ class Stack(nn.Module):
         projector: Projector,
         seq: SeqModel,
         prior: ItemPrior | None = None,
+        head: ScoreHead | None = None,
     ):
         super().__init__()
         self.tower_kind = tower_kind
@@ -188,21 +230,29 @@ class Stack(nn.Module):
         self.projector = projector
         self.seq = seq
         self.prior = prior if prior is not None else ItemPrior.empty()
+        self.head = head
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Images (B, 1, 8, 8) -> item embeddings (B, d_model): what serving encodes."""
         return self.projector(self.tower(images))
 
     def user_state(self, items: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
-        return self.seq(items, pad)
+        """(B, score dim): what scores every pin's ``keys`` row by dot product."""
+        q = self.seq(items, pad)
+        return q if self.head is None else self.head.query(q)
+
+    def keys(self, table: torch.Tensor) -> torch.Tensor:
+        """(N, score dim): the pins' embeddings (``encode``) as the user state scores them."""
+        return table if self.head is None else self.head.key(table)
 
     def config(self) -> dict[str, Any]:
-        return {
+        cfg = {
             "tower_kind": self.tower_kind,
             "tower": dict(self.tower.config),  # type: ignore[arg-type]
             "projector": dict(self.projector.config),
             "seq": dict(self.seq.config),
         }
+        return cfg if self.head is None else cfg | {"head": dict(self.head.config)}
 
 
 def stack_from_blob(blob: dict[str, Any]) -> Stack:
@@ -219,7 +269,11 @@ def stack_from_blob(blob: dict[str, Any]) -> Stack:
     if "prior" in blob:
         prior = ItemPrior.empty(int(blob["prior"]["pin_ids"].shape[0]))
         prior.load_state_dict(blob["prior"])
-    return Stack(cfg["tower_kind"], tower, projector, seq, prior).eval()
+    head = None
+    if "head" in cfg:
+        head = ScoreHead(**cfg["head"])
+        head.load_state_dict(blob["head"])
+    return Stack(cfg["tower_kind"], tower, projector, seq, prior, head).eval()
 
 
 def tower_from_blob(blob: dict[str, Any]) -> tuple[str, nn.Module]:

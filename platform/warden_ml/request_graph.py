@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from warden_ml.models import SeqModel
+from warden_ml.models import ScoreHead, SeqModel
 
 
 class _Block(nn.Module):
@@ -71,20 +71,40 @@ class RequestGraph(nn.Module):
     bias: torch.Tensor
     pad_mask: torch.Tensor
     pos: torch.Tensor
+    keys: torch.Tensor | None
 
-    def __init__(self, seq: SeqModel, table: torch.Tensor, bias: torch.Tensor, k: int) -> None:
+    def __init__(
+        self,
+        seq: SeqModel,
+        table: torch.Tensor,
+        bias: torch.Tensor,
+        k: int,
+        head: ScoreHead | None = None,
+    ) -> None:
         super().__init__()
         n = table.shape[0]
         self.k = min(k, n)
         # row n: a pad (-1 -> n) gathers a zero vector and scatters into a column dropped later
         self.register_buffer("table", torch.cat([table, table.new_zeros(1, table.shape[1])]))
+        # with a score head: the catalog in its own (smaller) keys, and the head's query map
+        # folded into the output layer (one linear layer, as without a head)
+        self.register_buffer("keys", None)
+        out = seq.out
+        if head is not None:
+            with torch.no_grad():
+                keys = head.key(table)
+                self.register_buffer("keys", torch.cat([keys, keys.new_zeros(1, keys.shape[1])]))
+                wq = head.query.weight
+                out = nn.Linear(seq.out.in_features, wq.shape[0])
+                out.weight.copy_(wq @ seq.out.weight)
+                out.bias.copy_(wq @ seq.out.bias)
         self.register_buffer("bias", torch.cat([bias, bias.new_zeros(1)])[None])
         self.register_buffer(
             "pad_mask", torch.cat([bias.new_zeros(n), bias.new_full((1,), float("-inf"))])
         )
         self.register_buffer("pos", seq.pos.detach()[0])
         self.blocks = nn.ModuleList(_Block(layer) for layer in seq.blocks)  # type: ignore[arg-type]
-        self.norm, self.out = seq.norm, seq.out
+        self.norm, self.out = seq.norm, out
 
     def forward(self, window: torch.Tensor, fresh: torch.Tensor) -> tuple[torch.Tensor, ...]:
         table, pad_mask = self.table, self.pad_mask
@@ -97,7 +117,8 @@ class RequestGraph(nn.Module):
         for i, block in enumerate(self.blocks):
             x = block(x, mask, last=i == len(self.blocks) - 1)
         q = self.out(self.norm(x[:, -1]))
-        scores = torch.addmm(self.bias, q, table.T)
+        keys = table if self.keys is None else self.keys
+        scores = torch.addmm(self.bias, q, keys.T)
         masked = scores.scatter(1, rows, float("-inf"))[:, :n]
         return masked, torch.topk(masked, self.k, dim=1).indices
 

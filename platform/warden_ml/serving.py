@@ -58,9 +58,11 @@ class Server:
             self.bias = (
                 stack.prior.for_pins(pin_ids).detach() if pin_ids is not None else torch.zeros(n)
             )
+            self.keys = stack.keys(self.table)  # what the user state scores (the table itself
+            # unless the stack has a score head)
         window = torch.full((1, stack.seq.max_len), -1, dtype=torch.int64)
         window[0, -2:] = torch.tensor([0, min(1, n - 1)])
-        graph = RequestGraph(stack.seq, self.table, self.bias, k)
+        graph = RequestGraph(stack.seq, self.table, self.bias, k, stack.head)
         self.request = served(graph, window, self.table[:1].clone())
         # the same encoder and request graph in one runtime call: no hand-off between them
         self.request_image = served(EncodedRequest(encoder, graph), window, example)
@@ -84,7 +86,7 @@ class Server:
                 items = items.clone()
                 items[:, -1] = fresh
             q = self.stack.user_state(items, pad)
-            return torch.addmm(self.bias.expand(q.shape[0], -1), q, self.table.T)
+            return torch.addmm(self.bias.expand(q.shape[0], -1), q, self.keys.T)
 
     def request_scores(self, window: torch.Tensor, fresh: torch.Tensor | None) -> torch.Tensor:
         """(1, N) scores for one request (window (1, L) of rows, last = query pin; ``fresh``

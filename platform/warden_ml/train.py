@@ -43,6 +43,7 @@ from warden_ml.models import (
     CNNTower,
     ItemPrior,
     Projector,
+    ScoreHead,
     SeqModel,
     Stack,
     ViTTower,
@@ -51,6 +52,12 @@ from warden_ml.models import (
     tower_from_blob,
 )
 from warden_ml.shards import PairBatches, read_domain_data
+
+# The swapped stack's own design (swap's defaults): the first block of the generic sequence
+# model and a 16-dimension score head. A batch-1 request then reads a catalog table a quarter
+# of the size and runs half the sequence model (bench_online); post-training fits both.
+SWAP_SEQ_BLOCKS = 1
+SWAP_SCORE_DIM = 16
 
 # --------------------------------------------------------------------------- helpers
 
@@ -134,8 +141,8 @@ def train_stack(
         pick = torch.from_numpy(rng.integers(0, targets.shape[0], batch))
         table = stack.projector(feats)
         items, pad = gather_items(table, w_t[pick])
-        q = stack.seq(items, pad)
-        loss = F.cross_entropy(q @ table.T + stack.prior.for_pins(pins.ids), t_t[pick])
+        q = stack.user_state(items, pad)
+        loss = F.cross_entropy(q @ stack.keys(table).T + stack.prior.for_pins(pins.ids), t_t[pick])
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -173,18 +180,9 @@ def _seq_config(spec: Spec) -> dict[str, Any]:
 
 
 def save_stack(path: Path, stack: Stack, training: dict[str, Any]) -> None:
-    save_model(
-        path,
-        "stack",
-        stack.config(),
-        {
-            "tower": stack.tower,
-            "projector": stack.projector,
-            "seq": stack.seq,
-            "prior": stack.prior,
-        },
-        training,
-    )
+    modules = {"tower": stack.tower, "projector": stack.projector, "seq": stack.seq}
+    modules |= {"prior": stack.prior} | ({"head": stack.head} if stack.head else {})
+    save_model(path, "stack", stack.config(), modules, training)
 
 
 # --------------------------------------------------------------------------- steps
@@ -449,7 +447,11 @@ def swap(spec: Spec, out: Path, client: Reader) -> dict[str, Any]:
     pins = read_pins(client, spec, "training", with_digits=False)
     hist = Histories.build(read_engagements(client, spec, "training"), pins)
     d_model = base.seq.config["d_model"]
-    stack = Stack(kind, tower, Projector(tower.out_dim, d_model), base.seq, base.prior)  # type: ignore[arg-type]
+    # the swapped stack's serving design: the first `seq_blocks` blocks of the sequence
+    # model and a score head of `score_dim` (0: none) dimensions, both post-trained below
+    blocks = int(spec.p("seq_blocks", SWAP_SEQ_BLOCKS))
+    seq = base.seq.first_blocks(blocks) if blocks < len(base.seq.blocks) else base.seq
+    stack = Stack(kind, tower, Projector(tower.out_dim, d_model), seq, base.prior)  # type: ignore[arg-type]
     batch = int(spec.p("batch", 256))
     metrics: dict[str, Any] = {"tower": kind, "tower_params": n_params(tower)}
     align = int(spec.p("align_steps", 100))
@@ -458,11 +460,20 @@ def swap(spec: Spec, out: Path, client: Reader) -> dict[str, Any]:
         stack, pins, hist, align, list(stack.projector.parameters()), spec.seed + 1,
         batch=batch, label="align", objective="next-pin: a fresh projector only",
     )  # fmt: skip
-    trainable = [*stack.projector.parameters(), *stack.seq.last_block_parameters()]
+    score_dim = int(spec.p("score_dim", SWAP_SCORE_DIM))
+    if 0 < score_dim < d_model:
+        with torch.no_grad():
+            stack.head = ScoreHead.from_table(stack.encode(pins.images), score_dim)
+    whole = str(spec.p("post_train", "all")) == "all"
+    trained = "sequence model" if whole else "last sequence block"
+    trainable = [*stack.projector.parameters()]
+    trainable += [*stack.seq.parameters()] if whole else stack.seq.last_block_parameters()
+    trainable += [*stack.head.parameters()] if stack.head is not None else []
     post_metrics, post_record = train_stack(
         stack, pins, hist, post, trainable, spec.seed + 2, batch=batch,
         lr=float(spec.p("post_lr", 1e-3)), label="post",
-        objective="next-pin: projector + last sequence block",
+        objective=f"next-pin: projector + {trained}"
+        + (f" + score head ({score_dim} dims)" if stack.head is not None else ""),
     )  # fmt: skip
     metrics |= align_metrics | post_metrics
     # the domain path: the domain tower's phases, then align and post-train; the sequence
@@ -474,7 +485,10 @@ def swap(spec: Spec, out: Path, client: Reader) -> dict[str, Any]:
     metrics |= {
         "stack_params": n_params(stack),
         "frozen_in_align": "tower, sequence model",
-        "trained_in_post": "projector, last sequence block, final norm/output",
+        "trained_in_post": f"projector, {trained}, final norm/output"
+        + (", score head" if stack.head is not None else ""),
+        "seq_blocks": len(stack.seq.blocks),
+        "score_dim": stack.head.config["dim"] if stack.head is not None else d_model,
         "artifacts": ["swapped_stack.pt"],
     }
     metrics |= timer.done()

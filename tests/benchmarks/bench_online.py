@@ -20,7 +20,9 @@ latency does not depend on it, the KPI does).
 ``--block B`` runs each arm B requests in a row (each in its steady state, as a server that
 runs one model) instead of interleaving request by request. ``--before REV`` adds both arms'
 end-to-end requests served by ``warden_ml/serving.py`` as of that git revision to the same
-run, so a serving change is measured side by side.
+run, so a serving change is measured side by side. ``--previous-design`` adds a third arm to
+the same run: the swapped stack as the swap built it before it had its own serving design
+(the generic stack's two sequence blocks, 64-dimension scores, last block post-trained).
 """
 
 from __future__ import annotations
@@ -54,7 +56,11 @@ SMOKE = {
 }
 
 
-def train(work: Path, generic_steps: int, smoke: bool) -> dict[str, Path]:
+# the swap's design before the swapped stack had its own (seq_blocks, score_dim, post_train)
+PREVIOUS_DESIGN = {"seq_blocks": 2, "score_dim": 0, "post_train": "last_block"}
+
+
+def train(work: Path, generic_steps: int, smoke: bool, previous: bool = False) -> dict[str, Path]:
     reader = ParquetReader(work / "graph")
 
     def params(step: str, **extra: Any) -> dict[str, Any]:
@@ -66,7 +72,12 @@ def train(work: Path, generic_steps: int, smoke: bool) -> dict[str, Path]:
     run_step("train-generic", Spec(seed=0, params=generic), g, reader)
     model_in = {"stack": str(g / "generic_stack.pt"), "tower": str(d / "domain_tower.pt")}
     run_step("swap", Spec(seed=0, params=params("swap"), model_in=model_in), s, reader)
-    return {"A": s / "swapped_stack.pt", "B": g / "generic_stack.pt"}
+    paths = {"A": s / "swapped_stack.pt", "B": g / "generic_stack.pt"}
+    if previous:
+        before = params("swap", **PREVIOUS_DESIGN)
+        run_step("swap", Spec(seed=0, params=before, model_in=model_in), work / "s0", reader)
+        paths["A0"] = work / "s0" / "swapped_stack.pt"
+    return paths
 
 
 def server_at(rev: str) -> Any:
@@ -97,7 +108,9 @@ def offline_latency(
     if before:
         cls = server_at(before)
         old = {
-            arm: cls(stack_from_blob(load_model(p)), images, 10, ids) for arm, p in paths.items()
+            arm: cls(stack_from_blob(load_model(p)), images, 10, ids)
+            for arm, p in paths.items()
+            if arm in ("A", "B")
         }
     rng = np.random.default_rng(0)
     rows = rng.integers(0, len(ids), (n + 50, 8))
@@ -105,7 +118,8 @@ def offline_latency(
     single = [images[int(r[-1]) : int(r[-1]) + 1].contiguous() for r in rows]
     fns: dict[str, Any] = {}
     for arm, srv in servers.items():
-        fns[f"{arm}:tower"] = lambda i, srv=srv: srv.tower_one(single[i])
+        if arm in ("A", "B"):  # A0's tower is A's
+            fns[f"{arm}:tower"] = lambda i, srv=srv: srv.tower_one(single[i])
         fns[f"{arm}:request"] = lambda i, srv=srv: srv.request_encode(windows[i])
     for arm, srv in old.items():
         fns[f"{arm}:request@before"] = lambda i, srv=srv: srv.request_encode(windows[i])
@@ -208,6 +222,9 @@ def table(res: dict[str, Any]) -> str:
         f"   {lat['B:tower']['p50_ms']:10.4f}   {enc:5.1f}x  (>= 10x)",
         *request_rows(lat["A:request"], lat["B:request"]),
     ]
+    if "A0:request" in lat:
+        lines.append("previous swapped design (2 sequence blocks, 64-dim scores), same run:")
+        lines += request_rows(lat["A0:request"], lat["B:request"])
     if "A:request@before" in lat:
         lines.append(f"before (serving.py at {res['before']}), same run:")
         lines += request_rows(lat["A:request@before"], lat["B:request@before"])
@@ -254,13 +271,16 @@ def main() -> None:
         "--block", type=int, default=1, help="latency: requests per arm in a row (1: interleaved)"
     )
     parser.add_argument("--skip-online", action="store_true", help="latency only (no A/B)")
+    parser.add_argument(
+        "--previous-design", action="store_true", help="also the swap's previous design (A0)"
+    )
     args = parser.parse_args()
     started = time.monotonic()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="bench-online-") as tmp:
         work = Path(tmp)
         specs = generate(work / "graph", scale="small", seed=0)
-        paths = train(work, args.generic_steps, args.smoke)
+        paths = train(work, args.generic_steps, args.smoke, args.previous_design)
         res: dict[str, Any] = {
             "latency": offline_latency(
                 paths, work / "graph", args.requests, args.before, args.block
@@ -269,7 +289,8 @@ def main() -> None:
             "block": args.block,
         }
         if not args.skip_online:
-            res["online"] = online(paths, work, specs, args.requests, args.ab_requests)
+            arms = {arm: paths[arm] for arm in ("A", "B")}
+            res["online"] = online(arms, work, specs, args.requests, args.ab_requests)
     print(table(res))
     print(
         f"({time.monotonic() - started:.0f} s; generic tower {args.generic_steps} steps; "

@@ -15,6 +15,7 @@ from warden_ml.metrics import all_metrics, mean_ci, mrr, ndcg_at_k, recall_at_k,
 from warden_ml.models import (
     CNNTower,
     Projector,
+    ScoreHead,
     SeqModel,
     Stack,
     ViTTower,
@@ -67,12 +68,18 @@ def test_stack_scores_catalog() -> None:
     assert q.shape == (2, 32) and torch.isfinite(q @ table.T).all()
 
 
-@pytest.mark.parametrize(("d_model", "heads", "depth"), [(32, 4, 2), (64, 4, 2), (48, 2, 3)])
-def test_served_request_matches_eager_scoring(d_model: int, heads: int, depth: int) -> None:
+@pytest.mark.parametrize(
+    ("d_model", "heads", "depth", "score_dim"),
+    [(32, 4, 2, 0), (64, 4, 2, 0), (48, 2, 3, 0), (64, 4, 1, 16), (32, 4, 2, 8)],
+)
+def test_served_request_matches_eager_scoring(
+    d_model: int, heads: int, depth: int, score_dim: int
+) -> None:
     """A batch-1 request through the served graph (encoded query pin, sequence model,
     full-catalog scores, the window's pins masked) ranks exactly as the eager scoring the
-    evaluation uses (the stack's own nn layers): windows with pads, a repeated pin, a lone
-    query, all pads; with a fresh embedding and with the table's; through every entry point."""
+    evaluation uses (the stack's own nn layers, its score head if it has one): windows with
+    pads, a repeated pin, a lone query, all pads; with a fresh embedding and with the table's;
+    through every entry point."""
     from warden_ml.serving import Server
 
     torch.manual_seed(1)
@@ -82,6 +89,10 @@ def test_served_request_matches_eager_scoring(d_model: int, heads: int, depth: i
         for p in seq.parameters():
             p.add_(torch.randn_like(p) * 0.2)
     stack = Stack("cnn", CNNTower(), Projector(64, d_model), seq)
+    if score_dim:
+        with torch.no_grad():
+            stack.head = ScoreHead.from_table(stack.encode(images), score_dim)
+            stack.head.query.weight.add_(torch.randn_like(stack.head.query.weight) * 0.2)
     server = Server(stack, images, k=5, pin_ids=np.arange(50))
     windows = [[-1, -1, 3, 4], [7, 7, 9, 11], [-1, -1, -1, 49], [-1, -1, -1, -1], [0, 1, 2, 3]]
     for rows in windows:
@@ -105,6 +116,32 @@ def test_served_request_matches_eager_scoring(d_model: int, heads: int, depth: i
                 server.request_encode(window).tolist() == server.recommend(window, encoded).tolist()
             )
         assert server.request_lookup(window).tolist() == server.recommend(window, None).tolist()
+
+
+def test_score_head_starts_as_the_dot_product_it_replaces() -> None:
+    """At full rank the head's starting maps rank every pin as the plain dot product does
+    (the table's mean adds the same to every pin's score); the artifact round-trips it."""
+    from warden_ml.models import stack_from_blob
+
+    torch.manual_seed(2)
+    table = torch.randn(40, 16) + 3.0
+    q = torch.randn(5, 16)
+    head = ScoreHead.from_table(table, 16)
+    with torch.no_grad():
+        plain = q @ table.T
+        headed = head.query(q) @ head.key(table).T
+    shift = (plain - headed)[:, :1]  # one constant per query: q . mean
+    assert torch.allclose(plain - headed, shift.expand_as(plain), atol=1e-3)
+    seq = SeqModel(d_model=16, depth=2, max_len=4).first_blocks(1)
+    stack = Stack("cnn", CNNTower(), Projector(64, 16), seq, head=ScoreHead(16, 4)).eval()
+    blob = {"kind": "stack", "config": stack.config(), **{
+        name: getattr(stack, name).state_dict()
+        for name in ("tower", "projector", "seq", "prior", "head")
+    }}  # fmt: skip
+    again = stack_from_blob(blob)
+    assert again.head is not None and len(again.seq.blocks) == 1
+    x = torch.rand(3, 1, 8, 8)
+    assert torch.equal(again.keys(again.encode(x)), stack.keys(stack.encode(x)))
 
 
 def test_images_from_binary() -> None:
