@@ -8,6 +8,10 @@ scale (400 ViT steps at batch 256). The taste graph is generated; the images are
 
     .venv/bin/python -m tests.benchmarks.bench_quality [--seeds 2] [--out DIR]
     (or: bash scripts/bench.sh quality)
+
+``--previous-design`` also swaps each seed's towers with the swap's previous design (the
+generic stack's two sequence blocks, 64-dimension scores, last block post-trained) and
+evaluates it against the same generic stacks: before and after on the same trained towers.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.benchmarks.bench_online import PREVIOUS_DESIGN
 from tests.warden_ml.conftest import ParquetReader
 from warden.tastegraph import generate
 from warden_ml.cli import run_step
@@ -40,6 +45,7 @@ def run(
     scale: str,
     smoke: bool = False,
     overrides: dict[str, dict[str, Any]] | None = None,
+    previous: bool = False,
 ) -> dict[str, Any]:
     def params(step: str) -> dict[str, Any]:
         given = (overrides or {}).get(step, {})
@@ -56,11 +62,25 @@ def run(
         run_step("swap", Spec(seed=seed, params=params("swap"), model_in=model_in), s, reader)
         arms["A"].append(str(s / "swapped_stack.pt"))
         arms["B"].append(str(g / "generic_stack.pt"))
+        if previous:
+            s0 = work / f"s{seed}-previous"
+            before = Spec(seed=seed, params=params("swap") | PREVIOUS_DESIGN, model_in=model_in)
+            run_step("swap", before, s0, reader)
+            arms.setdefault("A0", []).append(str(s0 / "swapped_stack.pt"))
     names = {"name_a": "swapped", "name_b": "generic"}
-    spec = Spec(seed=0, params=params("eval") | names, datasets={r: r for r in ROLES},
-                model_in=arms)  # fmt: skip
-    run_step("eval", spec, work / "eval", reader)
-    return dict(json.loads((work / "eval" / "report.json").read_text()))
+    evals = {"eval": {"A": arms["A"], "B": arms["B"]}}
+    if previous:
+        evals["eval-previous"] = {"A": arms["A0"], "B": arms["B"]}
+    reports = {}
+    for name, model_in in evals.items():
+        spec = Spec(seed=0, params=params("eval") | names, datasets={r: r for r in ROLES},
+                    model_in=model_in)  # fmt: skip
+        run_step("eval", spec, work / name, reader)
+        reports[name] = json.loads((work / name / "report.json").read_text())
+    report = dict(reports["eval"])
+    if previous:
+        report["previous_design"] = reports["eval-previous"]
+    return report
 
 
 def table(report: dict[str, Any]) -> str:
@@ -95,6 +115,9 @@ def main() -> None:
         metavar="STEP.PARAM=VALUE",
         help="a step's parameter, as `warden jobs run -p` takes it (e.g. swap.post_steps=200)",
     )
+    parser.add_argument(
+        "--previous-design", action="store_true", help="also the swap's previous design"
+    )
     args = parser.parse_args()
     overrides: dict[str, dict[str, Any]] = {}
     for item in args.set:
@@ -107,11 +130,16 @@ def main() -> None:
         )
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
-        report = run(args.seeds, Path(tmp), args.scale, args.smoke, overrides)
+        report = run(args.seeds, Path(tmp), args.scale, args.smoke, overrides, args.previous_design)
     print(table(report))
+    if "previous_design" in report:
+        print("previous swap design (2 sequence blocks, 64-dim scores), same towers:")
+        print(table(report["previous_design"]))
     print(f"({args.seeds} seeds, {time.monotonic() - started:.0f} s; graph generated, images real)")
     args.out.mkdir(parents=True, exist_ok=True)
     keep = {k: report[k] for k in ("provenance", "protocol", "headline", "quality", "training")}
+    if "previous_design" in report:
+        keep["previous_design_headline"] = report["previous_design"]["headline"]
     (args.out / "quality.json").write_text(json.dumps(keep, indent=2, default=str) + "\n")
 
 

@@ -269,7 +269,10 @@ def _ml_story(seeds: int) -> None:
     _cli("alice", "jobs list")
     _step("18. one of them, as it ran: a sandbox per job, reads through the gateway, progress")
     _cli("alice", f"jobs logs {domain[0]}")
-    _step("19. the swap per seed: domain tower in, projector re-aligned, last block post-trained")
+    _step(
+        "19. the swap per seed: domain tower in, first sequence block kept, projector"
+        " re-aligned, then post-trained with a 16-dimension score head"
+    )
     # Models by id: jobs that ran side by side got their versions in the order they finished.
     stacks = [_model_of(job) for job in generic]
     swaps = [
