@@ -220,9 +220,13 @@ def test_bad_lineage_or_entities_are_refused(warden: Any, kw: dict, message: str
         assert db.scalar(select(Dataset).where(Dataset.name == "selfish")) is None
 
 
-def test_job_outputs_derive_from_their_inputs_and_inherit_entities(warden: Any) -> None:
-    """What the job worker registers for an inference job's parquet outputs."""
-    from warden.jobs.outputs import register_outputs
+def test_job_outputs_derive_from_their_inputs_and_mask_ids_with_entities_of_their_own(
+    warden: Any,
+) -> None:
+    """What the job worker registers for an inference job's parquet outputs: its identifier
+    columns identify entities of their own, so their pseudonyms join no other dataset's (the
+    job chose their values: tests/jobs/test_output_pseudonyms_join_nothing_else.py)."""
+    from warden.jobs.outputs import output_entity, register_outputs
 
     state = warden.state
     data_dir = Path(state.settings.data_dir)
@@ -247,11 +251,13 @@ def test_job_outputs_derive_from_their_inputs_and_inherit_entities(warden: Any) 
     view = _view(warden, out[0]["dataset"])
     assert view.derived_from == ("pins", "engagements")
     assert view.classification == "pii"
+    name = out[0]["dataset"]
     assert {c.name: c.entity for c in view.columns} == {
-        "user_id": "user",
-        "pin_id": "pin",
+        "user_id": output_entity(name, "user_id"),
+        "pin_id": output_entity(name, "pin_id"),
         "score": None,
     }
+    assert len({view.entity_of("user_id"), view.entity_of("pin_id"), "user", "pin"}) == 4
 
 
 def test_registration_that_would_mix_exposure_is_refused(warden: Any, taste_graph: list) -> None:

@@ -4,10 +4,15 @@ Each parquet file of a succeeded inference job is registered as a dataset: class
 strictest of its inputs (the datasets it read and those its parent models were built from),
 usable for what all of them allow, owned by the strictest input's owner, its identifier
 columns decided fail closed (`output_identifiers`).
+
+An output's identifier values are whatever the job chose to write (guessed raw ids, say), so
+each is masked with a key of its own (`output_entity`), never the tenant's key for the entity
+its input identified: a reader of the output learns no pseudonym that any other dataset uses.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -40,6 +45,15 @@ def output_identifiers(schema: Mapping[str, Any], views: list[DatasetView]) -> l
     return found
 
 
+def output_entity(dataset: str, column: str) -> str:
+    """The entity (so the mask key) of one identifier column of a job's output: its own, so
+    its pseudonyms join nothing else in the tenant (the tenant's `user` key would turn values
+    the job chose into an oracle of every `user_id` pseudonym). Only the job's output is
+    registered with it: no API path declares entities (catalog/seeding.py is the operator's)."""
+    digest = hashlib.sha256(f"{dataset}\0{column}".encode()).hexdigest()
+    return f"out_{digest[:24]}"
+
+
 def register_outputs(
     state: Platform,
     db: Any,
@@ -70,11 +84,13 @@ def register_outputs(
             continue
         source = Path(state.settings.data_dir) / artifact["path"]
         schema = pl.read_parquet_schema(source)
+        dataset_name = f"{name.stem[:40]}_{job.id}"
+        identifiers = output_identifiers(schema, views)
         entities = {c.name: c.entity for v in views for c in v.columns if c.entity}
+        entities |= {c: output_entity(dataset_name, c) for c in identifiers}
         columns = [
             ColumnInfo(c, str(t), classification, entities.get(c)) for c, t in schema.items()
         ]
-        dataset_name = f"{name.stem[:40]}_{job.id}"
         dataset, version = register(
             db,
             datasets_dir=storage_for(state.settings),
@@ -83,7 +99,7 @@ def register_outputs(
             name=dataset_name,
             source=source,
             columns=columns,
-            identifier_columns=output_identifiers(schema, views),
+            identifier_columns=identifiers,
             allowed_purposes=purposes,
             derived_from=[v.name for v in views],
             description=(
