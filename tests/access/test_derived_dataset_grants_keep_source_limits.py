@@ -24,7 +24,7 @@ approvals, but nothing tells the reviewers, and no rule ever said erin may see n
 Fix (`access.service._grant` through `policy.reads.covers_sources`): a grant (request,
 public-at-once or break-glass) on a dataset with `derived_from` is refused (403) unless its
 requester may read every source for the purpose whole: no row filter, no column denied,
-nothing masked that the source keeps plain. Who built a catalog dataset is not recorded, so
+nothing masked (identifiers too, since round 14). Who built a catalog dataset is not recorded, so
 this fails closed as if its builder read each source whole (as `authorize_use(built_by=...)`
 would with such a builder). Checked when the grant is made, so the request itself still
 opens (reviewers see it) but no quorum can issue it.

@@ -183,9 +183,11 @@ def covers_sources(
     platform: Platform, caller: Caller, sources: Sequence[DatasetView], purpose: str
 ) -> None:
     """Forbidden unless `caller` may read each dataset a derived one was built from for
-    `purpose` whole: no row filter, no column denied or masked that the source keeps plain.
+    `purpose` whole: no row filter, no column denied or masked, identifiers included.
     A copy carries neither its sources' row filters nor their denies, and who built it is
-    not recorded, so fail closed: as if its builder read every source whole."""
+    not recorded, so fail closed: as if its builder read every source whole. Masking the
+    copy's identifier columns does not stand in for a source's masked identifier: the copy
+    can hold its raw ids in any column (a float, text, an offset, a list)."""
     snapshot = platform.policy.ensure_fresh()
     for source in sources:
         mine = snapshot.decide_read(
@@ -196,9 +198,7 @@ def covers_sources(
             purpose,
             platform.now(),
         )
-        # identifiers come masked out of every copy too (jobs.outputs.output_identifiers)
-        masked = set(mine.masked_columns) - set(source.identifier_columns)
-        if mine.row_filters or mine.denied_columns or masked:
+        if mine.row_filters or mine.denied_columns or mine.masked_columns:
             raise Forbidden(
                 f"{caller.name} may read less of {source.name!r} for {purpose!r} than a"
                 " dataset derived from it holds"
