@@ -3,6 +3,7 @@ goes down without a reviewed change."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -336,3 +337,62 @@ def test_a_class_written_down_in_the_database_does_not_lower_it(warden: Any, dat
     assert (terms["classification"], terms["quorum"]) == ("pii", 2)
     req = warden.http.post("/v1/access/requests", json=body, headers=warden.as_("mallory")).json()
     assert (req["quorum"], req["state"]) == (2, "pending")
+
+
+# Red team 14, finding 8: a column taken out of the identifiers is unmasked for every grant
+# made after (and no longer keeps versions out of its order): a lowering, as a class is.
+@pytest.mark.parametrize("change", ["no identifiers", "user_id renamed", "user_id gains an entity"])
+def test_taking_a_column_out_of_the_identifiers_without_a_reviewed_change_is_refused(
+    warden: Any, taste_graph: list, change: str
+) -> None:
+    spec = next(s for s in taste_graph if s.name == "users")
+    columns = [ColumnInfo(c.name, c.dtype, c.classification, c.entity) for c in spec.columns]
+    identifiers, source = list(spec.identifier_columns), spec.path
+    assert "user_id" in identifiers
+    if change == "no identifiers":
+        identifiers = []
+    elif change == "user_id renamed":  # the same ids under another name, not an identifier
+        source = Path(warden.state.settings.data_dir) / "renamed.parquet"
+        pl.read_parquet(spec.path).rename({"user_id": "uid"}).write_parquet(source)
+        columns = [
+            dataclasses.replace(c, name="uid") if c.name == "user_id" else c for c in columns
+        ]
+        identifiers = [i for i in identifiers if i != "user_id"]
+    before = _view(warden, "users")
+    if change == "user_id gains an entity":  # an identifier of no entity joins entity `user`
+        _register(warden, "tokens", [ColumnInfo("tok", "Int64", "pii")], identifier_columns=["tok"])
+        with pytest.raises(Forbidden) as refused:
+            _register(
+                warden, "tokens", [ColumnInfo("tok", "Int64", "pii", "user")],
+                identifier_columns=["tok"],
+            )  # fmt: skip
+        assert "identifies itself, not user" in refused.value.detail
+        return
+    with pytest.raises(Forbidden) as refused, unit_of_work(warden.state.sessions) as db:
+        register(
+            db,
+            datasets_dir=warden.state.settings.datasets_dir,
+            tenant=get_tenant(db, "acme"),
+            owner=get_principal(db, before.owner),
+            name="users",
+            source=source,
+            columns=columns,
+            identifier_columns=identifiers,
+            allowed_purposes=list(spec.allowed_purposes),
+            derived_from=list(spec.derived_from),
+        )
+    assert "needs a reviewed change" in refused.value.detail
+    assert "['user_id'] no longer identifier columns" in refused.value.detail
+    assert _view(warden, "users") == before
+
+
+def test_adding_an_identifier_needs_no_review_and_a_reviewed_change_may_drop_one(
+    warden: Any,
+) -> None:
+    _register(
+        warden, "tokens", [ColumnInfo("tok", "Int64", "pii"), ColumnInfo("n", "Int64", "pii")]
+    )
+    cols = [ColumnInfo("tok", "Int64", "pii"), ColumnInfo("n", "Int64", "pii")]
+    _register(warden, "tokens", cols, identifier_columns=["tok", "n"])  # a tightening
+    _register(warden, "tokens", cols, identifier_columns=["tok"], reviewed_change="rc-two-people")
+    assert _view(warden, "tokens").identifier_columns == ("tok",)

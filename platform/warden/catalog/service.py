@@ -1,11 +1,10 @@
 """Register datasets (content-addressed Parquet files, each version an Iceberg snapshot of the
 dataset's table: see catalog/tables.py) and look them up by name.
 
-A dataset's class is the strictest of its columns' classes and of the classes of the datasets
-it derives from (`derived_from`, same tenant): data built from pii is pii, however public its
-own columns look. A class never goes down silently: re-registering a dataset with a lower
-class, a lower column class, or fewer sources is refused (403) unless a reviewed change
-permits it (see `check_not_lowered`).
+A dataset's class is the strictest of its columns' and of the datasets it derives from
+(`derived_from`, same tenant): data built from pii is pii. Protection never goes down
+silently: a lower class or column class, fewer sources or fewer identifier columns is refused
+(403) unless a reviewed change permits it (see `check_not_lowered`).
 """
 
 from __future__ import annotations
@@ -107,27 +106,30 @@ def check_not_lowered(
     classification: str,
     columns: list[ColumnInfo],
     derived_from: list[str],
+    identifier_columns: list[str],
     *,
     reviewed_change: str | None = None,
 ) -> None:
-    """Refuse (403) a registration that lowers a dataset's class, a column's class, drops a
-    source it derives from, or changes the entity an identifier column identifies (which
-    would take it out of the mixed-exposure check and change its pseudonyms), unless
-    `reviewed_change` names the approved reviewed change that permits it (the reviewed-change
-    workflow passes it; no API path does otherwise). `old_columns`: name -> (class, entity)."""
+    """Refuse (403) a registration that lowers a dataset's or a column's class, drops a source
+    or an identifier column (renamed too: no longer masked by entity nor kept out of the row
+    order) or changes an identifier's entity (its pseudonyms, its mixed-exposure check), unless
+    `reviewed_change` names an approved reviewed change. `old_columns`: name -> (class, entity)."""
     lowered: list[str] = []
     if CLASS_ORDER[classification] < CLASS_ORDER.get(dataset.classification, 0):
         lowered.append(f"class {dataset.classification} -> {classification}")
+    was_identifier = set(dataset.identifier_columns or [])
     for c in columns:
         if c.name not in old_columns:
             continue
         old, entity = old_columns[c.name]
         if CLASS_ORDER[c.classification] < CLASS_ORDER.get(old, 0):
             lowered.append(f"column {c.name!r} {old} -> {c.classification}")
-        if entity is not None and c.entity != entity:
-            lowered.append(f"column {c.name!r} identifies {entity}, not {c.entity}")
+        if c.entity != entity and (entity is not None or c.name in was_identifier):
+            lowered.append(f"column {c.name!r} identifies {entity or 'itself'}, not {c.entity}")
     if dropped := sorted(set(dataset.derived_from or []) - set(derived_from)):
         lowered.append(f"no longer derived from {dropped}")
+    if dropped := sorted(was_identifier - set(identifier_columns)):
+        lowered.append(f"{dropped} no longer identifier columns")
     if lowered and not reviewed_change:
         raise Forbidden(
             f"lowering the class of {dataset.name!r} ({'; '.join(lowered)}) needs a reviewed "
@@ -227,6 +229,7 @@ def register(
             classification,
             columns,
             derived,
+            identifier_columns,
             reviewed_change=reviewed_change,
         )
     dataset.owner_id = owner.id
