@@ -214,3 +214,17 @@ def test_a_corrupt_object_is_refused_and_audited(s3_warden: WardenHarness, tmp_p
     assert r.json()["error"] == "StorageUnavailable" and "corrupt" in r.json()["detail"]
     assert s3_warden.audit_events(actor="alice")[0]["decision"] == "deny"
     assert big.height > 0
+
+
+def test_an_earlier_version_in_the_bucket_ordered_by_todays_identifier_is_refused(
+    s3_warden: WardenHarness,
+) -> None:
+    """Red team 14, finding 2, in a bucket: the earlier version's order is read from there."""
+    from tests.gateway.test_row_order import earlier_and_today
+
+    store = storage_for(s3_warden.state.settings)
+    old, _, _ = earlier_and_today(s3_warden, store=store)
+    r = s3_warden.read("alice", "users", purpose="training", columns=["user_id"], version=old)
+    assert r.status_code == 409, r.text
+    assert "identifier column now" in r.text and "s3://" not in r.text
+    assert frame(s3_warden.read("alice", "users", purpose="training", columns=["user_id"])).height

@@ -6,38 +6,101 @@ pseudonym by its row number, and the same pseudonym in every other dataset of th
 with it. So a version whose row order follows one of its identifier columns is stored in a
 random order instead, drawn once at registration from the operating system's randomness.
 
+A read decides on today's identifier columns, whatever version it reads: an earlier version
+(`version=`, as of) was ordered against the identifiers of its own registration, maybe fewer
+(`user_id` declared an identifier later). So a read of an earlier version checks its order
+against today's identifiers (`check_served_order`, once per file and identifier set: files
+never change) and is refused (409) if it follows one; the current version was checked at its
+registration against exactly today's identifiers (both are sealed together).
+
 What this does not catch: an order that follows some function of the identifier a reader
 could compute (an unkeyed hash of it, say) without following the identifier itself.
 """
 
 from __future__ import annotations
 
+import math
 import secrets
+from functools import lru_cache
 from pathlib import Path
 
 import polars as pl
+
+from warden.catalog.storage import DataFile
+from warden.errors import Conflict
 
 # |Spearman ρ| between row position and an identifier above which the order counts as
 # following it: a random order of 1,500 rows stays under it about half the time (a needless
 # shuffle costs nothing), 80,000 rows always.
 FOLLOWS = 0.02
+# A read of an earlier version is refused when its |ρ| is over SIGNIFICANT standard errors
+# (1/√(n-1)) of a random order's (under 1 in a million of them), capped at READ_CAP so a
+# small sorted file (ρ = 1) is refused too; and never under FOLLOWS.
+SIGNIFICANT = 5.0
+READ_CAP = 0.5
+
+
+class OrderFollowsIdentifier(Conflict):
+    """A version stored in the order of one of today's identifier columns."""
 
 
 def follows_identifier(source: Path, identifiers: list[str]) -> str | None:
     """The first identifier column whose values rise or fall with the row position."""
+    return _follows(pl.scan_parquet(source), identifiers, significant=False)
+
+
+def _follows(frame: pl.LazyFrame, identifiers: list[str], *, significant: bool) -> str | None:
+    """`significant`: count only a correlation a random order would not show (|ρ| over
+    SIGNIFICANT standard errors, at most READ_CAP): refusing a read, unlike a needless
+    shuffle, is not free, and a random order of 1,500 rows crosses FOLLOWS half the time."""
     if not identifiers:
         return None
     position = pl.int_range(pl.len(), dtype=pl.Int64)
-    rhos = (
-        pl.scan_parquet(source)
-        .select([pl.corr(position, pl.col(c), method="spearman").alias(c) for c in identifiers])
+    n, *rhos = (
+        frame.select(
+            pl.len().alias("n"),
+            *[
+                pl.corr(position, pl.col(c), method="spearman").alias(f"{i}")
+                for i, c in enumerate(identifiers)
+            ],
+        )
         .collect()
         .row(0)
     )
+    limit = (
+        max(FOLLOWS, min(READ_CAP, SIGNIFICANT / math.sqrt(max(n - 1, 1))))
+        if significant
+        else FOLLOWS
+    )
     for column, rho in zip(identifiers, rhos, strict=True):
-        if rho is not None and abs(rho) > FOLLOWS:
+        if rho is not None and abs(rho) > limit:
             return column
     return None
+
+
+@lru_cache(maxsize=256)
+def _served_follows(file: DataFile, identifiers: tuple[str, ...]) -> str | None:
+    """`file`'s data is immutable (content-addressed, or an Iceberg snapshot): the answer
+    holds for good. A failed read raises and is not cached."""
+    frame = file.scan()
+    present = set(frame.collect_schema().names())
+    # an identifier the version lacks orders nothing in it (asking for it is refused later)
+    return _follows(frame, [c for c in identifiers if c in present], significant=True)
+
+
+def check_served_order(
+    file: DataFile, identifiers: tuple[str, ...], name: str, version: str
+) -> None:
+    """Refuse (409) a read of `version` of dataset `name` whose stored order follows one of
+    `identifiers` (the ones the read applies): its row numbers would unmask them."""
+    if column := _served_follows(file, tuple(sorted(identifiers))):
+        raise OrderFollowsIdentifier(
+            f"version {version[:19]}… of {name!r} is stored in the order of {column!r}, which"
+            " is an identifier column now (it was not when that version was registered): row"
+            " numbers would give its raw values away under today's masks, so it is not read."
+            " Read a later version, or ask an operator to register that version's data again"
+            " (it is then stored in a random order, as a new version)"
+        )
 
 
 def shuffled(source: Path, target: Path) -> Path:

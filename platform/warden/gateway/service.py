@@ -23,6 +23,7 @@ from warden.audit.chain import utc
 from warden.audit.outcomes import by
 from warden.audit.service import AuditRecord, record, stream_completion, stream_intent
 from warden.audit.telemetry import annotate_span, read_span
+from warden.catalog.order import check_served_order
 from warden.catalog.service import DatasetView, load_view, pin_version
 from warden.catalog.storage import storage_reason
 from warden.catalog.tables import table_file
@@ -218,6 +219,7 @@ def _read(
         if attempt.decision is not None and not attempt.decision.allowed:
             _refuse_ended_grant(state, caller, dataset, request.purpose)
         raise
+    current = dataset.version
     if request.version is not None:  # an earlier version, decided on today's policy
         attempt.details["as_of"] = request.version
         if session is not None:
@@ -238,6 +240,11 @@ def _read(
     if shard is not None:
         attempt.details["shard"] = {"rank": shard.rank, "world": shard.world, "by": "position"}
     try:
+        if dataset.version != current:  # ordered against its own registration's identifiers
+            check_served_order(
+                table_file(settings, dataset), dataset.identifier_columns, dataset.name,
+                dataset.version,
+            )  # fmt: skip
         plan = planner.build(
             dataset,
             decision,
