@@ -87,3 +87,14 @@ def pins_file(warden: WardenHarness) -> Path:
 
 def pin_ids(warden: WardenHarness) -> list[int]:
     return list(pl.read_parquet(pins_file(warden), columns=["pin_id"])["pin_id"].to_list())
+
+
+def started_lat(warden: WardenHarness, tmp_path: Path) -> tuple[str, str]:
+    """alice's experiment `lat` between two hidden models (see hidden_models); their refs."""
+    from tests.experiments.test_online import GUARDS
+
+    a, b = hidden_models(warden, tmp_path)
+    body = {"name": "lat", "control": a, "challenger": b, "mde": 0.1, "guardrails": GUARDS}
+    started = warden.http.post("/v1/experiments", json=body, headers=warden.as_("alice"))
+    assert started.status_code == 201, started.text
+    return a, b

@@ -1,6 +1,8 @@
 """/v1/recommend (online serving) and /v1/experiments (start, status, stop, simulate,
 decide, rollback, report). People only; the decisions live in registry.serving and
-experiments.service."""
+experiments.service. An experiment's status and report carry numbers computed from governed
+data (the arms' KPIs, guardrails, the shadow's overlap), so showing them is audited
+(`experiment.status`, `experiment.report`) before the answer, as a model's report is."""
 
 from __future__ import annotations
 
@@ -10,7 +12,9 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import PlainTextResponse, Response
 
 from warden.api.deps import CurrentCaller, DbSession, State
-from warden.audit.outcomes import refusals_audited
+from warden.audit.outcomes import by, refusals_audited
+from warden.audit.service import record
+from warden.core.platform import Platform
 from warden.errors import Forbidden
 from warden.experiments import report, service, simulate
 from warden.experiments.schemas import NAME, ExperimentCreate, RecommendIn, RecommendOut, SimulateIn
@@ -67,10 +71,23 @@ def start(body: ExperimentCreate, caller: CurrentCaller, db: DbSession, state: S
     return simulate._finite(service.describe(db, row))
 
 
+def _shown(
+    state: Platform, db: Any, caller: Caller, name: str, action: str, **details: Any
+) -> dict[str, Any]:
+    """The experiment `name` described, once `caller` being shown it is audited: durably,
+    before the answer (AuditUnavailable, 503, if it cannot be). Refusals are audited too."""
+    with refusals_audited(state.sessions, caller, action, details={"experiment": name}):
+        _people_only(caller)
+        described = service.describe(db, service.get_visible(state, db, caller, name))
+    arms = {arm: described[arm] for arm in ("control", "challenger", "shadow")}
+    shown = {"experiment": name, "state": described["state"], **arms, **details}
+    record(state.sessions, by(caller, action, "allow", details=shown))
+    return described
+
+
 @router.get("/v1/experiments/{name}", summary="An experiment's state and numbers")
 def status(name: Name, caller: CurrentCaller, db: DbSession, state: State) -> Any:
-    _people_only(caller)
-    return simulate._finite(service.describe(db, service.get_visible(state, db, caller, name)))
+    return simulate._finite(_shown(state, db, caller, name, "experiment.status"))
 
 
 def _act(action: str, name: str, caller: Caller, db: Any, state: Any) -> Any:
@@ -115,8 +132,7 @@ def get_report(
     state: State,
     format: Annotated[str, Query(pattern="^(json|md|png)$")] = "json",  # noqa: A002
 ) -> Any:
-    _people_only(caller)
-    built = report.build(service.describe(db, service.get_visible(state, db, caller, name)))
+    built = report.build(_shown(state, db, caller, name, "experiment.report", format=format))
     if format == "md":
         return PlainTextResponse(report.markdown(built), media_type="text/markdown")
     if format == "png":

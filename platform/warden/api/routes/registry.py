@@ -2,7 +2,9 @@
 and its reports only when they may use it: the same decision as serving it, on every
 dataset of its lineage (`registry.serving.authorize`); to anyone else a model answers exactly
 as a missing one. Showing a report is audited (`model.report`) before its first byte: it
-carries what was computed from that data. Jobs cannot read the registry."""
+carries what was computed from that data; so is showing a model's metrics (`model.show` for
+one model and its lineage, `model.list` for a listing: the models shown). Jobs cannot read
+the registry."""
 
 from __future__ import annotations
 
@@ -68,6 +70,13 @@ def report_shown(state: Platform, db: DbSession, caller: Caller, model: Model, n
     record(state.sessions, by(caller, REPORT_ACTION, "allow", details=shown))
 
 
+def metrics_shown(state: Platform, caller: Caller, action: str, models: list[Model]) -> None:
+    """Audit that `caller` is shown these models' metrics (computed from their lineage's
+    data): durably, before the answer (AuditUnavailable, 503, if it cannot be)."""
+    shown = {"models": [m.ref for m in models], "model_ids": [m.id for m in models]}
+    record(state.sessions, by(caller, action, "allow", details=shown))
+
+
 @router.get("", summary="Registered models, newest first")
 def list_(
     caller: CurrentCaller,
@@ -78,17 +87,23 @@ def list_(
 ) -> dict[str, list[ModelOut]]:
     _people_only(caller)
     models = service.list_models(db, caller.tenant, name, limit)
-    return {"models": [ModelOut.of(m) for m in models if _may_use(state, db, caller, m)]}
+    usable = [m for m in models if _may_use(state, db, caller, m)]
+    metrics_shown(state, caller, "model.list", usable)
+    return {"models": [ModelOut.of(m) for m in usable]}
 
 
 @router.get("/{ref}", response_model=ModelOut, summary="One model: ID, NAME or NAME@VERSION")
 def show(ref: Ref, caller: CurrentCaller, db: DbSession, state: State) -> ModelOut:
-    return ModelOut.of(_readable(state, db, caller, ref))
+    with refusals_audited(state.sessions, caller, "model.show", details={"model": ref[:80]}):
+        model = _readable(state, db, caller, ref)
+    metrics_shown(state, caller, "model.show", [model])
+    return ModelOut.of(model)
 
 
 @router.get("/{ref}/lineage", response_model=LineageOut, summary="A model and its ancestors")
 def lineage(ref: Ref, caller: CurrentCaller, db: DbSession, state: State) -> LineageOut:
-    model = _readable(state, db, caller, ref)
+    with refusals_audited(state.sessions, caller, "model.show", details={"model": ref[:80]}):
+        model = _readable(state, db, caller, ref)
     ancestors: list[Model] = []
     seen, frontier = {model.id}, [model]
     while frontier and len(ancestors) < service.MAX_DEPTH:
@@ -96,6 +111,7 @@ def lineage(ref: Ref, caller: CurrentCaller, db: DbSession, state: State) -> Lin
         seen.update(p.id for p in parents)
         ancestors += parents
         frontier = parents
+    metrics_shown(state, caller, "model.show", [model, *ancestors])
     return LineageOut(model=ModelOut.of(model), ancestors=[ModelOut.of(a) for a in ancestors])
 
 
