@@ -18,6 +18,7 @@ from warden.audit.service import append
 from warden.errors import Conflict, Forbidden
 from warden.identity.bootstrap import create_tenant
 from warden.identity.models import ApiToken, Principal, Tenant
+from warden.identity.names import refuse_unless_free
 from warden.identity.schemas import (
     ROLE_PATTERN,
     PrincipalChangeOut,
@@ -114,11 +115,8 @@ def add_principal(body: PrincipalCreate, caller: CurrentCaller, db: DbSession, s
     roles = [_role(r) for r in body.roles]
     tenant = get_tenant(db, caller.tenant)
     check_name(body.name, "principal name")
-    if db.scalar(select(CasbinRule.id).where(CasbinRule.v0 == body.name).limit(1)) is not None:
-        raise Conflict(
-            f"rules already name {body.name!r}; a new principal would inherit them unreviewed."
-            " Remove those rules first, or choose another name"
-        )
+    # held in this tenant: said why; held in another: "not available", nothing of whose
+    refuse_unless_free(db, state.sessions, caller, body.name)
     creator = db.get(Principal, caller.principal_id)
     owner = None
     if body.owner is not None:
