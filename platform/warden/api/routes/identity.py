@@ -122,6 +122,8 @@ def add_principal(body: PrincipalCreate, caller: CurrentCaller, db: DbSession, s
     if body.owner is not None:
         owner = get_principal(db, check_name(body.owner, "owner name"), tenant.id)
     principal = create_principal(db, body.name, body.kind, tenant, owner=owner, created_by=creator)
+    # in the creating transaction: a principal never exists without its record
+    _audit(db, caller, "principal.create", principal, kind=body.kind, owner=body.owner or "")
     names = {p.id: p.name for p in (creator, owner) if p is not None}
     out = PrincipalChangeOut(**_out(db, principal, caller.tenant, names).model_dump())
     if not roles:
