@@ -549,8 +549,8 @@ def _current_beneficiaries(
     return widen_to_keepers(db, found)
 
 
-def _check_pending(state: Platform, change: ReviewedChange, verb: str) -> None:
-    check_pending(state.now(), change, f"change {change.id}", verb, "one")
+def _check_pending(db: Session, state: Platform, change: ReviewedChange, verb: str) -> None:
+    check_pending(db, state.now(), change, f"change {change.id}", verb, "one")
 
 
 def review(
@@ -566,7 +566,7 @@ def review(
         "a proposer never approves their own change, whatever their roles",
         "review policy changes",
     )
-    _check_pending(state, change, "reviewed")
+    _check_pending(db, state, change, "reviewed")
     beneficiaries = _current_beneficiaries(db, state, tenant, change)
     refuse_conflict(db, caller, change.proposer_id, beneficiaries, "change")
     reviews = repo.change_reviews_of(db, [change.id])[change.id]
@@ -623,7 +623,7 @@ def cancel(
     tenant, change = _load(db, state, caller, change_id, lock=True)
     if change.proposer_id != caller.principal_id:
         raise Forbidden("only the proposer may cancel a change")
-    _check_pending(state, change, "cancelled")
+    _check_pending(db, state, change, "cancelled")
     _close(db, state, actor_of(caller), tenant, change, "cancelled",
            reason or "cancelled by the proposer")  # fmt: skip
     return ChangeOutcome(change)

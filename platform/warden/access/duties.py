@@ -25,9 +25,10 @@ from sqlalchemy.orm import Session
 
 from warden.access.present import aware
 from warden.audit.keys import ChainKeyring, derived_mac, keys_for
-from warden.db.sealed import check
+from warden.db.sealed import RowTampered, check
 from warden.errors import Conflict, Forbidden
 from warden.identity.models import Principal, Tenant
+from warden.identity.revocations import revocations_for
 from warden.identity.service import Caller
 from warden.policy.engine import PolicySnapshot
 
@@ -204,13 +205,20 @@ def add_review(
     return approvals & counting(db, approvals, origin_id, beneficiary_ids, may_review)
 
 
-def check_pending(now: datetime, row: Any, what: str, verb: str, one: str) -> None:
+def check_pending(db: Session, now: datetime, row: Any, what: str, verb: str, one: str) -> None:
     """Conflict unless `row` (`what`, e.g. "request ar_1") is pending and not yet expired;
-    `one` names it in "only a pending <one> can be <verb>"."""
+    `one` names it in "only a pending <one> can be <verb>". RowTampered when the log says it
+    was resolved: a row written back to pending in SQL, seal and all, would count its old
+    approvals again (identity/revocations.py)."""
     if row.state == "pending" and now >= aware(row.pending_until):
         raise Conflict(f"{what} expired while pending; it can no longer be {verb}")
     if row.state != "pending":
         raise Conflict(f"{what} is {row.state}; only a pending {one} can be {verb}")
+    if row.id in revocations_for(db).refresh(db).resolved:
+        raise RowTampered(
+            f"{what} says pending, but the audit log says it was resolved: it was written back"
+            " past Warden, and is never reviewed again"
+        )
 
 
 def check_awaiting_sign_off(row: Any, what: str) -> None:

@@ -27,9 +27,12 @@ class AccessRequest(Sealed, Base):
     """Someone asks for columns of a dataset, for a purpose and a duration."""
 
     __tablename__ = "access_request"
-    # who asks for what (db/sealed.py): a grant is built from these, and reviews approve them
+    # who asks for what (db/sealed.py): a grant is built from these, and reviews approve them;
+    # and where it stands: a request approved, denied or expired is never pending again (its
+    # old approvals would count again), nor its quorum lowered or its deadline moved in SQL
     __sealed__ = ("id", "tenant_id", "dataset_id", "dataset", "requester_id", "requester",
-                  "kind", "columns", "purpose", "duration_s")  # fmt: skip
+                  "kind", "columns", "purpose", "duration_s", "quorum", "state",
+                  "pending_until", "resolved_at", "grant_id")  # fmt: skip
     __table_args__ = (Index("ix_access_request_tenant_state", "tenant_id", "state"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -82,9 +85,13 @@ class AccessGrant(Sealed, Base):
     """What an approval (or a break-glass) gave: the Casbin rules carrying this id."""
 
     __tablename__ = "access_grant"
-    # whose it is, on what (db/sealed.py): revoking removes its rules by this row's id
+    # whose it is, on what (db/sealed.py): revoking removes its rules by this row's id; where
+    # it stands, and whether a second person signed off its break-glass (an unsigned one
+    # refuses its holder a new break-glass, and waits in the reviewers' queue)
     __sealed__ = ("id", "tenant_id", "request_id", "dataset_id", "dataset", "principal_id",
-                  "principal", "columns", "masked_columns", "purpose", "break_glass")  # fmt: skip
+                  "principal", "columns", "masked_columns", "purpose", "break_glass", "state",
+                  "expires_at", "ended_at", "needs_review", "signed_off_by",
+                  "signed_off_at")  # fmt: skip
     __table_args__ = (
         Index("ix_access_grant_state_expires", "state", "expires_at"),
         Index("ix_access_grant_tenant_state", "tenant_id", "state"),
@@ -182,9 +189,11 @@ class ReviewedChange(Sealed, Base):
 
     __tablename__ = "reviewed_change"
     # what is approved, for whom, by how many (db/sealed.py): a beneficiary list cleared in
-    # SQL would let a beneficiary approve their own widening
+    # SQL would let a beneficiary approve their own widening; where it stands: a change
+    # applied, denied or expired is never pending again (its old approvals would count again)
     __sealed__ = ("id", "tenant_id", "kind", "payload", "beneficiary_ids", "proposer_id",
-                  "proposer", "quorum", "break_glass", "needs_review")  # fmt: skip
+                  "proposer", "quorum", "break_glass", "needs_review", "signed_off_by",
+                  "signed_off_at", "state", "pending_until", "resolved_at")  # fmt: skip
     __table_args__ = (Index("ix_reviewed_change_tenant_state", "tenant_id", "state"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, exists, func, select, update
+from sqlalchemy import ColumnElement, Select, exists, func, or_, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from warden.access.ids import BREAK_GLASS_PREFIX
 from warden.access.models import (
     AccessGrant,
     AccessRequest,
@@ -21,8 +22,10 @@ from warden.access.models import (
     Subject,
     WebhookDelivery,
 )
+from warden.audit.keys import ChainKeyring, keys_for
 from warden.catalog.models import Dataset
 from warden.db.queries import where_given
+from warden.db.sealed import intact_row, update_sealed
 from warden.identity.models import Principal
 
 MAX_LIST = 1000
@@ -143,11 +146,20 @@ def list_requests(
 def list_grants(
     db: Session, listing: Listing, *, needs_review: bool | None = None
 ) -> list[AccessGrant]:
-    """Grants as `listing` says."""
+    """Grants as `listing` says; `needs_review` keeps those that do (or do not) await a
+    break-glass sign-off, a grant whose seal does not match among those that do."""
     query = _listed(AccessGrant, AccessGrant.principal_id, listing)
-    query = where_given(query, (AccessGrant.needs_review, needs_review))
     query = query.order_by(AccessGrant.starts_at.desc(), AccessGrant.id.desc())
-    return list(db.scalars(query.limit(min(listing.limit, MAX_LIST))))
+    if needs_review is None:
+        return list(db.scalars(query.limit(min(listing.limit, MAX_LIST))))
+    if needs_review:
+        query = query.where(_maybe_break_glass())
+    else:
+        query = query.where(AccessGrant.needs_review.is_(False))
+    keys = keys_for(db.get_bind())
+    found = db.scalars(query.limit(MAX_LIST))
+    kept = [g for g in found if awaits_sign_off(keys, g) == needs_review]
+    return kept[: min(listing.limit, MAX_LIST)]
 
 
 def tenant_datasets(db: Session, tenant_id: str) -> list[Dataset]:
@@ -194,11 +206,9 @@ def move_grant(db: Session, grant_id: str, src: str, dst: str, at: datetime) -> 
 def _move(
     db: Session, model: type[Subject], row_id: str, src: str, dst: str, **values: datetime
 ) -> bool:
-    result = db.execute(
-        update(model).where(model.id == row_id, model.state == src).values(state=dst, **values),
-        execution_options={"synchronize_session": False},
-    )
-    return getattr(result, "rowcount", 0) == 1
+    # the state is sealed (a final request or grant is never reopened in SQL): the seal follows
+    where = [model.id == row_id, model.state == src]
+    return update_sealed(db, model, where, {"state": dst, **values})
 
 
 def grants_with_stale_rules(db: Session, limit: int) -> list[AccessGrant]:
@@ -308,16 +318,32 @@ def last_grant_of(db: Session, principal_id: str, dataset_id: str) -> AccessGran
     return db.scalar(query)
 
 
-def unsigned_break_glass(db: Session, principal_id: str) -> AccessGrant | None:
-    """The principal's oldest break-glass grant nobody has signed off yet, in any state."""
-    query = (
-        select(AccessGrant)
-        .where(
-            AccessGrant.principal_id == principal_id,
-            AccessGrant.break_glass.is_(True),
-            AccessGrant.needs_review.is_(True),
-        )
-        .order_by(AccessGrant.starts_at)
-        .limit(1)
+def awaits_sign_off(keys: ChainKeyring, grant: AccessGrant) -> bool:
+    """A break-glass grant nobody signed off; one whose seal does not match counts as such
+    too, whatever its row says (a sign-off written in SQL signs off nothing)."""
+    return not intact_row(keys, grant) or (grant.break_glass and grant.needs_review)
+
+
+def _maybe_break_glass() -> ColumnElement[bool]:
+    """Grants that are, or were before an edit in SQL, break-glass: either flag, or the id
+    Warden gave it (sealed, and what its rules carry)."""
+    return or_(
+        AccessGrant.break_glass.is_(True),
+        AccessGrant.needs_review.is_(True),
+        AccessGrant.id.startswith(BREAK_GLASS_PREFIX),
     )
-    return db.scalar(query)
+
+
+def unsigned_break_glass(db: Session, tenant_id: str, principal_id: str) -> AccessGrant | None:
+    """The principal's oldest break-glass grant nobody has signed off yet, in any state; or
+    any of the tenant's maybe-break-glass grants whose seal does not match (whose it is was
+    written past Warden too, so it may be this principal's)."""
+    keys = keys_for(db.get_bind())
+    tenants = select(AccessGrant).where(AccessGrant.tenant_id == tenant_id)
+    query = tenants.where(_maybe_break_glass() | (AccessGrant.principal_id == principal_id))
+    for grant in db.scalars(query.order_by(AccessGrant.starts_at)):
+        if not intact_row(keys, grant):
+            return grant
+        if grant.principal_id == principal_id and awaits_sign_off(keys, grant):
+            return grant
+    return None

@@ -62,9 +62,10 @@ from warden.access.rights import (
 )
 from warden.access.schemas import BreakGlassCreate, RequestCreate, format_duration
 from warden.access.terms import Terms, check_columns, terms_of
+from warden.audit.keys import keys_for
 from warden.catalog.service import DatasetView, load_view
 from warden.core.platform import Platform
-from warden.db.sealed import check
+from warden.db.sealed import check, intact_row
 from warden.errors import Conflict, Forbidden, NotFound, Unprocessable, WardenError
 from warden.identity.models import Principal, Tenant
 from warden.identity.service import Caller, get_tenant, lock_principal
@@ -359,8 +360,8 @@ def _reviewable(
     return tenant, row, view, beneficiaries
 
 
-def _check_pending(state: Platform, req: AccessRequest, verb: str) -> None:
-    check_pending(state.now(), req, f"request {req.id}", verb, "request")
+def _check_pending(db: Session, state: Platform, req: AccessRequest, verb: str) -> None:
+    check_pending(db, state.now(), req, f"request {req.id}", verb, "request")
 
 
 def request_scope(req: AccessRequest) -> list[Any]:
@@ -386,7 +387,7 @@ def review(
         "access requests for",
         "access request",
     )
-    _check_pending(state, req, "reviewed")
+    _check_pending(db, state, req, "reviewed")
     reviews = repo.reviews_of(db, [req.id])[req.id]
     review_of = partial(AccessReview, request_id=req.id)
     approvals = add_review(
@@ -456,7 +457,7 @@ def cancel(db: Session, state: Platform, caller: Caller, request_id: str, reason
         if not _visible(db, state, caller, tenant, req.requester_id, req.dataset_id):
             raise _not_found(AccessRequest, request_id)
         raise Forbidden("only the requester may cancel a request")
-    _check_pending(state, req, "cancelled")
+    _check_pending(db, state, req, "cancelled")
     reason = reason or "cancelled by the requester"
     _close(db, state, actor_of(caller), tenant, req, "cancelled", reason)
     view = load_view(db, state.settings.datasets_dir, caller.tenant, req.dataset)
@@ -618,8 +619,14 @@ def _refuse_unsigned(db: Session, state: Platform, caller: Caller, tenant: Tenan
     ones too): one emergency window, then a second person looks, never a renewable lease."""
     # the caller's row lock serialises two break-glass calls, so both cannot pass this check
     lock_principal(db, db.get_one(Principal, caller.principal_id))
-    if (held := repo.unsigned_break_glass(db, caller.principal_id)) is None:
+    if (held := repo.unsigned_break_glass(db, tenant.id, caller.principal_id)) is None:
         return
+    if not intact_row(keys_for(db.get_bind()), held):
+        raise Conflict(
+            f"break-glass grant {held.id} does not match its seal (written past Warden): it"
+            " counts as not signed off, and no new break-glass is made until an operator"
+            " checks it (`warden data seal`)"
+        )
     view = load_view(db, state.settings.datasets_dir, caller.tenant, held.dataset)
     who = ", ".join(_other_reviewers(db, state, caller, tenant, view)) or "nobody yet"
     raise Conflict(

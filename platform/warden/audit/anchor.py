@@ -53,8 +53,14 @@ DISABLE, ENABLE = "principal.disable", "principal.enable"
 SANDBOX_ENDS = ("sandbox.exit", "sandbox.stop")
 ROTATE = "mask_key.rotate"
 TERMS = "access.settings.changed"
+SIGN_OUT = "console.sign_out"
+# A request or reviewed change resolved: never pending again, whatever its row says later.
+RESOLVED = (
+    *(f"access.request.{s}" for s in ("approved", "denied", "cancelled", "expired")),
+    *(f"policy.change.{s}" for s in ("applied", "denied", "cancelled")),
+)
 # Events whose loss would give back what they took away (identity/revocations.py reads them).
-ENDING = (REVOKE, DISABLE, ENABLE, ROTATE, TERMS, *SANDBOX_ENDS)
+ENDING = (REVOKE, DISABLE, ENABLE, ROTATE, TERMS, *SANDBOX_ENDS, SIGN_OUT, *RESOLVED)
 # Checkpointed at once too: a streamed read's completion (how much of a large read left, and
 # its SHA-256), which its reader would most like to erase; cut from the tail, its intent
 # would look like a read still running.

@@ -26,9 +26,10 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
 
-from sqlalchemy import String, event, inspect, select
+from sqlalchemy import ColumnElement, String, event, inspect, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from warden.audit.keys import ChainKeyring, derived_mac, keys_for
@@ -47,7 +48,12 @@ class Sealed:
 
 
 def _plain(value: Any) -> Any:
-    return int(value) if isinstance(value, bool) else value  # SQLite reads booleans as 0/1
+    if isinstance(value, bool):
+        return int(value)  # SQLite reads booleans as 0/1
+    if isinstance(value, datetime):  # SQLite reads times back naive, PostgreSQL in its zone
+        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return aware.astimezone(UTC).isoformat()
+    return value
 
 
 def seal_values(keys: ChainKeyring, model: type[Sealed], values: Sequence[Any]) -> str:
@@ -104,6 +110,32 @@ def check(db: Session, row: R) -> R:
     """`row`, once its seal checks out; RowTampered otherwise."""
     check_values(db, type(row), [getattr(row, f) for f in row.__sealed__], row.seal)
     return row
+
+
+def update_sealed(
+    db: Session, model: type[Sealed], where: Sequence[ColumnElement[bool]], values: dict[str, Any]
+) -> bool:
+    """UPDATE the one row `where` selects with `values`, its seal carried along (a bulk UPDATE
+    skips the flush that seals): False when no row matched, or another writer changed it
+    between. A row whose stored seal did not match keeps that seal, so it stays refused."""
+    fields = model.__sealed__
+    seal_column = model.seal
+    columns = [getattr(model, f) for f in fields]
+    found = db.execute(select(*columns, seal_column).where(*where)).first()
+    if found is None:
+        return False
+    stored, seal = list(found[:-1]), found[-1]
+    keys = keys_for(db.get_bind())
+    new_seal = seal
+    if intact(keys, model, stored, seal):
+        after = dict(zip(fields, stored, strict=True)) | values
+        new_seal = seal_values(keys, model, [after[f] for f in fields])
+    unchanged = seal_column.is_(None) if seal is None else seal_column == seal
+    result = db.execute(
+        update(model).where(*where, unchanged).values(**values, seal=new_seal),
+        execution_options={"synchronize_session": False},
+    )
+    return getattr(result, "rowcount", 0) == 1
 
 
 def broken(db: Session, models: Iterable[type[Sealed]]) -> list[Sealed]:

@@ -1,5 +1,6 @@
-"""What the audit log says was revoked, disabled, ended, rotated or set: remembered by each
-process, so a row written back to its earlier self in SQL (seal and all) revives nothing,
+"""What the audit log says was revoked, disabled, ended, rotated, set, resolved or signed out:
+remembered by each process, so a row written back to its earlier self in SQL (seal and all)
+revives nothing (a console session signed out, a request or reviewed change resolved),
 a mask key rotation deleted in SQL brings no old pseudonyms back, and a dataset's terms
 override deleted in SQL loosens nothing.
 
@@ -28,7 +29,17 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from warden.audit import anchor
-from warden.audit.anchor import DISABLE, ENABLE, ENDING, REVOKE, ROTATE, SANDBOX_ENDS, TERMS
+from warden.audit.anchor import (
+    DISABLE,
+    ENABLE,
+    ENDING,
+    RESOLVED,
+    REVOKE,
+    ROTATE,
+    SANDBOX_ENDS,
+    SIGN_OUT,
+    TERMS,
+)
 from warden.audit.chain import CHAIN_V1, expected_hash
 from warden.audit.keys import keys_for
 from warden.audit.models import HEAD_ID, AuditEvent, AuditHead
@@ -44,6 +55,10 @@ class Revocations:
         self.tokens: dict[str, int] = {}
         self.disabled: dict[str, int] = {}
         self.ended: dict[str, int] = {}
+        # console sessions signed out (the first 12 of their id, as the event names them)
+        self.signed_out: dict[str, int] = {}
+        # access requests and reviewed changes resolved (approved, applied, denied, ...)
+        self.resolved: dict[str, int] = {}
         # tenant name -> key version -> when it takes effect (ISO-8601), per the log
         self.rotations: dict[str, dict[int, str]] = {}
         # (tenant, dataset) -> the terms overrides last stored, per the log
@@ -105,6 +120,7 @@ class Revocations:
         return self
 
     def _take(self, action: str, details: dict[str, Any], seq: int) -> None:
+        subject = details.get("request_id") or details.get("change_id")
         if action == REVOKE and details.get("token_id"):
             self.tokens.setdefault(str(details["token_id"]), seq)
         elif action in SANDBOX_ENDS and details.get("sandbox"):
@@ -117,6 +133,12 @@ class Revocations:
             stored = details["stored"]
             key = (str(details.get("tenant")), str(details.get("dataset")))
             self.terms[key] = (stored.get("quorum"), stored.get("max_duration_s"))
+        elif action == SIGN_OUT and details.get("session"):
+            self.signed_out.setdefault(str(details["session"]), seq)
+        elif action in RESOLVED and (
+            subject := details.get("request_id") or details.get("change_id")
+        ):
+            self.resolved.setdefault(str(subject), seq)
         elif action == ROTATE and details.get("tenant") and details.get("key_version"):
             rotations = self.rotations.setdefault(str(details["tenant"]), {})
             rotations[int(details["key_version"])] = str(details.get("effective_from"))
