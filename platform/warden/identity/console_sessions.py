@@ -21,6 +21,7 @@ from warden.db.sealed import RowTampered, Sealed, check
 from warden.errors import Unauthenticated
 from warden.identity.caller import TOKEN_PREFIX, Caller, hash_token
 from warden.identity.models import ApiToken
+from warden.identity.revocations import revocations_for
 from warden.identity.service import authenticate, authenticate_token_id
 
 # A session's last use is written at most this often (one write per request is too many).
@@ -30,8 +31,10 @@ TOUCH_EVERY = timedelta(seconds=30)
 class ConsoleSession(Sealed, Base):
     __tablename__ = "console_session"
     # whose session it is and which token it speaks with (db/sealed.py): a row inserted or
-    # moved to another token in SQL opens nothing
-    __sealed__ = ("id", "principal_id", "token_id")
+    # moved to another token in SQL opens nothing; and its lifetimes: a session signed out
+    # (or timed out) is never reopened, nor its start or last use moved, in SQL
+    __sealed__ = ("id", "principal_id", "token_id", "created_at", "last_seen_at", "ended_at",
+                  "end_reason")  # fmt: skip
 
     # SHA-256 of the cookie's secret: a copy of this table opens no session.
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -94,18 +97,20 @@ def resolve(
     row = db.get(ConsoleSession, session_id(secret)) if 0 < len(secret) <= 128 else None
     if row is None:
         raise SessionEnded("unknown", "no such session; sign in")
+    try:  # first: whether and when it ended, and its times, are sealed with it
+        check(db, row)
+    except RowTampered:
+        raise SessionEnded("unknown", "no such session; sign in") from None
     if row.ended_at is not None:
         raise SessionEnded(row.end_reason or "ended", "this session has ended; sign in again")
+    if row.id[:12] in revocations_for(db).refresh(db).signed_out:  # its sign-out, in the log
+        raise SessionEnded("signed-out", "this session has ended; sign in again")
     if now - _aware(row.created_at) >= absolute:
         end(row, now, "absolute")
         raise SessionEnded("absolute", "this session reached its maximum lifetime; sign in again")
     if now - _aware(row.last_seen_at) >= idle:
         end(row, now, "idle")
         raise SessionEnded("idle", "this session was idle too long; sign in again")
-    try:
-        check(db, row)
-    except RowTampered:
-        raise SessionEnded("unknown", "no such session; sign in") from None
     try:
         caller = authenticate_token_id(db, row.token_id)
         if caller.principal_id != row.principal_id:
