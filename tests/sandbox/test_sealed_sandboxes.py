@@ -17,6 +17,7 @@ from tests.sealed_rows import (
     sql,
 )
 from warden.db.session import unit_of_work
+from warden.identity.service import get_principal
 from warden.sandbox.models import Sandbox
 
 
@@ -71,3 +72,23 @@ def test_an_ended_sandbox_made_live_again_reads_nothing(warden: Any) -> None:
     assert job_read(warden, token, "engagements", purpose="training", limit=3).status_code == 401
     (found,) = rolled_back(warden)
     assert f"sandbox {sid} ended" in found["detail"]
+
+
+def test_an_exec_into_a_container_pointed_elsewhere_in_sql_is_refused(warden: Any) -> None:
+    """Sweep of red team 14: `container_id` decides which container an exec runs in; alice's
+    app-dev sandbox pointed in SQL at an ML job's container execs into nothing (503)."""
+    with unit_of_work(warden.state.sessions) as db:
+        alice = get_principal(db, "alice")
+        row = Sandbox(
+            tenant_id=alice.tenant_id, tenant="acme", launcher_id=alice.id, launcher="alice",
+            segment="app-dev", status="running", image="warden-app",
+            image_digest="sha256:" + "0" * 64, command=["sh"], datasets=[], purpose=None,
+            network="allowlist", limits={}, instance="test", container_id="c-alice",
+        )  # fmt: skip
+        db.add(row)
+        db.flush()
+        sid = row.id
+    sql(warden, "UPDATE sandbox SET container_id='c-ml-job' WHERE id=:i", i=sid)
+    body = {"command": ["cat", "/data/x"]}
+    r = warden.http.post(f"/v1/sandboxes/{sid}/exec", json=body, headers=warden.as_("alice"))
+    assert r.status_code == 503, r.text

@@ -4,9 +4,11 @@ or an experiment says, where a webhook goes, whose a workspace or a console sess
 
 A decision trusts some fields of these rows: a principal's name (Casbin decides on names),
 kind, owner and creator (separation of duties), `disabled`; a tenant's name and whether it
-is the installation's (platform admins); a sandbox's launcher, scope and segment (what its
-job token reads as whom); a model's lineage and files (who may use it, what its routes
-serve); and so on, each model's `__sealed__` naming its own. Someone who can write the
+is the installation's (platform admins); a sandbox's launcher, scope, segment and container
+(what its job token reads as whom, what an exec runs in); where a request, grant, change or
+console session stands, and its times (a resolved one is never reopened); a model's lineage
+and files (who may use it, what its routes serve); and so on, each model's `__sealed__`
+naming its own. Someone who can write the
 database but not the deployment's key files could rename mallory to alice, or point a
 model's report at a raw dataset file. So a model that mixes in `Sealed` names those fields
 in `__sealed__`, and its `seal` column holds a keyed MAC of them (`audit.keys.derived_mac`,

@@ -25,8 +25,11 @@ def new_sandbox_id() -> str:
 class Sandbox(Sealed, LaunchedMixin, TimestampMixin, Base):
     __tablename__ = "sandbox"
     # what its job token speaks for, as whom (sandbox/tokens.py), and what it runs
+    # and which container it is: exec, forwards and stops act on `container_id`, so one
+    # pointed in SQL at another sandbox's (an ML job's) container would exec into that
     __sealed__ = ("id", "tenant_id", "tenant", "launcher_id", "launcher", "segment", "image",
-                  "command", "datasets", "purpose", "network", "mounts", "interactive")  # fmt: skip
+                  "command", "datasets", "purpose", "network", "mounts", "interactive",
+                  "container_id")  # fmt: skip
 
     id: Mapped[str] = mapped_column(String(12), primary_key=True, default=new_sandbox_id)
     launcher: Mapped[str] = mapped_column(String(64))
