@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from warden.audit import service, telemetry
+from warden.audit import pg_group, service, telemetry
 from warden.audit.checkpoints import Checkpointer
 from warden.audit.keys import bind_settings
 from warden.audit.models import AuditEvent
@@ -206,3 +206,40 @@ def test_each_event_keeps_its_own_callers_trace(
         event = results[n]
         assert event.trace_id == f"{spans[n]:032x}"
         assert logs[event.id] == spans[n]
+
+
+def test_a_postgres_group_is_pipelined_and_stores_what_it_returns(
+    engine: Engine, sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL the group goes through the driver's pipeline (audit/pg_group.py); the
+    row it stores is the event `record()` returned, field for field, and the chain verifies."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the pipelined group is PostgreSQL's")
+    groups: list[int] = []
+    original = pg_group.write_group
+
+    def counted(*args: Any) -> Any:
+        groups.append(args[1])
+        return original(*args)
+
+    monkeypatch.setattr(pg_group, "write_group", counted)
+    first = record(sessions, rec("first"))  # may create the head on the session path
+    event = record(
+        sessions,
+        AuditRecord(
+            action="dataset.read",
+            decision="allow",
+            actor="alice",
+            actor_kind="person",
+            columns=["user_id", "région"],
+            row_filter=[{"column": "region", "op": "ne", "value": "zz"}],
+            rows=100,
+            details={"where": [], "limit": 100, "nested": {"ü": [1, 2.5, None, True]}},
+        ),
+    )
+    assert len(groups) == 2 and event.seq == first.seq + 1
+    with unit_of_work(sessions) as db:
+        stored = db.get(AuditEvent, event.seq)
+        assert stored is not None
+        assert service.event_dict(stored) == service.event_dict(event)
+        assert verify(db).ok

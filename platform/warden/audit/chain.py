@@ -110,7 +110,10 @@ def canonical(event: Mapping[str, Any] | Any, version: int | None = None) -> byt
     """
     version = chain_version(event) if version is None else version
     names = CHAIN_FIELDS if version == CHAIN_V1 else CHAIN_FIELDS_V2
-    doc = {name: _get(event, name) for name in names}
+    if isinstance(event, Mapping):
+        doc = {name: event[name] for name in names}
+    else:
+        doc = {name: getattr(event, name) for name in names}
     doc["ts"] = iso_utc(doc["ts"])
     for name, empty in _JSON_EMPTY.items():
         if doc[name] is None:
