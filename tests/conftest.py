@@ -11,6 +11,7 @@ import shutil
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,27 +91,109 @@ def pg_template() -> Iterator[str]:
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     upgrade(_pg_url(name))
-    yield name
+    with _Copies.of(name):
+        yield name
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
 
 
+class _Copies:
+    """Fresh copies of one template database, made ahead on a background thread: CREATE
+    DATABASE … TEMPLATE waits on the server's disk (its WAL, fsync: one to two seconds on a
+    busy machine) that a test need not wait for. Each copy is taken once, by one test, so
+    every test still starts on an untouched copy of the template."""
+
+    AHEAD = 2
+    _open: dict[str, _Copies] = {}  # by template name
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+        self.ready: queue.Queue[str | BaseException] = queue.Queue(maxsize=self.AHEAD)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pg-copies", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    @contextmanager
+    def of(cls, template: str) -> Iterator[_Copies]:
+        """Copies of `template` while the context lasts; made until then, the rest dropped."""
+        copies = cls._open[template] = cls(template)
+        try:
+            yield copies
+        finally:
+            del cls._open[template]
+            copies.close()
+
+    @classmethod
+    def take(cls, template: str) -> str:
+        found = cls._open[template].ready.get()
+        if isinstance(found, BaseException):
+            raise found
+        return found
+
+    def _run(self) -> None:
+        admin = _pg_admin()
+        try:
+            while not self._stop.is_set():
+                name = f"warden_t_{uuid.uuid4().hex[:10]}"
+                try:
+                    with admin.connect() as conn:
+                        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"'))
+                except Exception as exc:  # noqa: BLE001 - handed to the test that takes it
+                    self._put(exc)
+                    return
+                if not self._put(name):
+                    _drop(admin, name)
+        finally:
+            admin.dispose()
+
+    def _put(self, item: str | BaseException) -> bool:
+        while not self._stop.is_set():
+            try:
+                self.ready.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        admin = _pg_admin()
+        while not self.ready.empty():
+            left = self.ready.get_nowait()
+            if isinstance(left, str):
+                _drop(admin, left)
+        admin.dispose()
+
+
+def _drop(admin: Engine, name: str) -> None:
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 class _Dropper:
-    """Drops finished tests' PostgreSQL databases on a background thread: DROP DATABASE waits
-    for a checkpoint (hundreds of ms on a busy machine) that no test needs to wait for."""
+    """Drops finished tests' PostgreSQL databases on background threads: DROP DATABASE waits
+    for a checkpoint (one to several seconds on a busy machine) that no test needs to wait
+    for. Several at once share one checkpoint: one thread alone falls behind the suite."""
+
+    THREADS = 4
 
     def __init__(self) -> None:
         self.queue: queue.Queue[str | None] = queue.Queue()
-        self.thread = threading.Thread(target=self._run, name="pg-dropper", daemon=True)
-        self.thread.start()
+        self.threads = [
+            threading.Thread(target=self._run, name="pg-dropper", daemon=True)
+            for _ in range(self.THREADS)
+        ]
+        for thread in self.threads:
+            thread.start()
 
     def _run(self) -> None:
         admin = _pg_admin()
         try:
             while (name := self.queue.get()) is not None:
-                with admin.connect() as conn:
-                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                _drop(admin, name)
         finally:
             admin.dispose()
 
@@ -118,8 +201,10 @@ class _Dropper:
         self.queue.put(name)
 
     def close(self) -> None:
-        self.queue.put(None)
-        self.thread.join()
+        for _ in self.threads:
+            self.queue.put(None)
+        for thread in self.threads:
+            thread.join()
 
 
 @pytest.fixture(scope="session")
@@ -152,11 +237,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         return
     template = seed.pg if seed else request.getfixturevalue("pg_template")
     dropper = request.getfixturevalue("pg_dropper")
-    name = f"warden_t_{uuid.uuid4().hex[:10]}"
-    admin = _pg_admin()
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
-    admin.dispose()
+    assert template is not None
+    name = _Copies.take(template)
     url = _pg_url(name)
     if seed:
         _SEEDED[url] = seed
@@ -258,7 +340,8 @@ def seeded_postgres(
         conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"'))
     settings = _seed_settings(tmp_path_factory.mktemp("seeded-postgres"), _pg_url(name))
     tokens = WardenHarness.seed(settings, taste_graph)  # disposes its engines: a template
-    yield Seeded(tokens, *_seeded_dirs(settings), pg=name)
+    with _Copies.of(name):
+        yield Seeded(tokens, *_seeded_dirs(settings), pg=name)
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
