@@ -190,7 +190,7 @@ def append(db: Session, rec: AuditRecord) -> AuditEvent:
     except Exception as exc:
         raise _unavailable(exc) from exc
     head = _lock_head(db)
-    event = _chained(rec, fields, head.seq + 1, head.hash, keyring)
+    event = AuditEvent(**_row(rec, fields, head.seq + 1, head.hash, keyring))
     head.seq = event.seq
     head.hash = event.hash
     db.add(event)
@@ -466,17 +466,6 @@ def _committed_event(row: dict[str, Any]) -> AuditEvent:
 
 
 _EVENT_MANAGER = manager_of_class(AuditEvent)
-
-
-def _chained(
-    rec: AuditRecord,
-    fields: _Fields,
-    seq: int,
-    prev_hash: str,
-    keyring: ChainKeyring,
-    trace_id: str | None = None,
-) -> AuditEvent:
-    return AuditEvent(**_row(rec, fields, seq, prev_hash, keyring, trace_id))
 
 
 def _lock_head(db: Session) -> AuditHead:
