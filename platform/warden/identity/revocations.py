@@ -120,7 +120,6 @@ class Revocations:
         return self
 
     def _take(self, action: str, details: dict[str, Any], seq: int) -> None:
-        subject = details.get("request_id") or details.get("change_id")
         if action == REVOKE and details.get("token_id"):
             self.tokens.setdefault(str(details["token_id"]), seq)
         elif action in SANDBOX_ENDS and details.get("sandbox"):
