@@ -14,48 +14,28 @@ shows its `user_id` under a key of its own: its pseudonyms link to no other data
 
 from __future__ import annotations
 
-import io
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 import pytest
 
 from tests.conftest import WardenHarness
 from tests.jobs.conftest import submit
+from tests.jobs.test_job_outputs import _frame, _people
 from tests.jobs.test_output_pseudonyms_join_nothing_else import as_int_tokens
 from warden.catalog.service import load_view
 from warden.db.session import unit_of_work
 from warden.errors import Forbidden
-from warden.identity.service import Caller, create_principal, get_principal, get_tenant, issue_token
+from warden.identity.service import Caller
 from warden.jobs.worker import record_result
-from warden.policy.changes import apply_change
 from warden.policy.reads import covers_sources
-from warden.policy.rules import Rule
-
-
-def _frame(response: Any) -> pl.DataFrame:
-    assert response.status_code == 200, response.text
-    return pl.read_ipc_stream(io.BytesIO(response.content))
-
-
-def _rules(w: WardenHarness, rules: Sequence[Rule], people: Sequence[str] = ()) -> None:
-    with unit_of_work(w.state.sessions) as db:
-        for name in people:
-            w.tokens[name] = issue_token(
-                db, create_principal(db, name, "person", get_tenant(db, "acme"))
-            )
-        actor = Caller("admin", "person", "acme", get_principal(db, "admin").id)
-        apply_change(db, actor, add=rules, reason="test setup", action="policy.bootstrap")
-    w.state.policy.reload()
 
 
 def test_an_output_holding_raw_ids_is_refused_to_a_reader_of_masked_ids(
     ml_warden: WardenHarness,
 ) -> None:
     w = ml_warden
-    _rules(
+    _people(
         w,
         [
             ("p", ("rita", "acme", "sandbox:ml", "*", "*", "manage", "allow", "", "")),
@@ -91,7 +71,7 @@ def test_an_output_holding_raw_ids_is_refused_to_a_reader_of_masked_ids(
     # mia reads all of engagements for evaluation, user_id masked; she may break glass and
     # browse the catalog
     plain = [c for c in source.column_names if c != "user_id"]
-    _rules(
+    _people(
         w,
         [("p", ("mia", "acme", "engagements", "user_id", "evaluation", "mask", "allow", "", "")),
          ("p", ("mia", "acme", "sys:break_glass", "*", "*", "manage", "allow", "", "")),
@@ -112,7 +92,7 @@ def test_an_output_holding_raw_ids_is_refused_to_a_reader_of_masked_ids(
     assert granted.json()["masked_columns"] == ["user_id"]
 
     # given to mia anyway by a rule: its user_id pseudonyms are its own, linking nothing
-    _rules(w, [("p", ("mia", "acme", name, c, "evaluation",
+    _people(w, [("p", ("mia", "acme", name, c, "evaluation",
                       "mask" if c == "user_id" else "read", "allow", "", ""))
                for c in view.column_names])  # fmt: skip
     got = _frame(w.read("mia", name, purpose="evaluation"))
