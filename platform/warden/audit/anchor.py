@@ -59,8 +59,13 @@ RESOLVED = (
     *(f"access.request.{s}" for s in ("approved", "denied", "cancelled", "expired")),
     *(f"policy.change.{s}" for s in ("applied", "denied", "cancelled")),
 )
+# An experiment stopped, decided (promoted or refused) or rolled back: never running or
+# undecided again; and the serving default its promotion or rollback set stays the default.
+DECIDE = "experiment.decide"
+EXPERIMENT_ENDS = ("experiment.stop", DECIDE, "experiment.rollback")
 # Events whose loss would give back what they took away (identity/revocations.py reads them).
-ENDING = (REVOKE, DISABLE, ENABLE, ROTATE, TERMS, *SANDBOX_ENDS, SIGN_OUT, *RESOLVED)
+ENDING = (REVOKE, DISABLE, ENABLE, ROTATE, TERMS, *SANDBOX_ENDS, SIGN_OUT, *RESOLVED,
+          *EXPERIMENT_ENDS)  # fmt: skip
 # Checkpointed at once too: a streamed read's completion (how much of a large read left, and
 # its SHA-256), which its reader would most like to erase; cut from the tail, its intent
 # would look like a read still running.
@@ -75,6 +80,12 @@ _observers: list[Callable[[Any, Sequence[AuditEvent | Ending]], None]] = []
 
 def observe(callback: Callable[[Any, Sequence[AuditEvent | Ending]], None]) -> None:
     _observers.append(callback)
+
+
+def holds(action: str, decision: str) -> bool:
+    """Whether an event ends something: an ending allowed, or any decision of an experiment
+    (the rule's refusal is recorded as "deny", and ends it as much as a promotion does)."""
+    return action in ENDING and (decision == "allow" or action == DECIDE)
 
 
 class Anchor:
@@ -94,7 +105,7 @@ class Anchor:
     def committed(self, engine: Any, events: Sequence[AuditEvent]) -> None:
         if not any(e.action in AT_ONCE for e in events):
             return
-        ending = [e for e in events if e.action in ENDING and e.decision == "allow"]
+        ending = [e for e in events if holds(e.action, e.decision)]
         for callback in _observers if ending else ():
             callback(engine, ending)
         try:

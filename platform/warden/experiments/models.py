@@ -17,9 +17,12 @@ STATES = ("running", "stopped", "promoted", "refused", "rolled_back")
 class Experiment(Sealed, TimestampMixin, Base):
     __tablename__ = "experiment"
     # its arms, split, pre-registered plan and what it measured (db/sealed.py): `decide`
-    # promotes on these, so results or a plan written in SQL decide nothing
+    # promotes on these, so results or a plan written in SQL decide nothing; and where it
+    # stands (a stopped or decided one set back to running in SQL serves nothing, and one
+    # written back whole is refused by the log: experiments/repository.py)
     __sealed__ = ("id", "tenant_id", "tenant", "name", "owner", "control_id", "challenger_id",
-                  "shadow_id", "split", "plan", "results")  # fmt: skip
+                  "shadow_id", "split", "plan", "results", "state", "decision",
+                  "ended_at")  # fmt: skip
     __table_args__ = (UniqueConstraint("tenant_id", "name", name="uq_experiment_tenant_name"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)

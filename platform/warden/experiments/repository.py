@@ -1,12 +1,27 @@
-"""Queries on experiments and serving defaults."""
+"""Queries on experiments and serving defaults, each held to the log: an experiment's state
+is the one its last stop, decision or rollback left it in, and a tenant's serving default
+the row its last promotion or rollback set (identity/revocations.py), so a row deleted,
+reordered or written back to its earlier self in SQL is refused (RowTampered, 503)."""
 
 from __future__ import annotations
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from warden.db.sealed import check
+from warden.db.sealed import RowTampered, check
 from warden.experiments.models import Experiment, ServingDefault
+from warden.identity.revocations import revocations_for
+
+
+def _held(db: Session, row: Experiment) -> Experiment:
+    check(db, row)
+    logged = revocations_for(db).refresh(db).experiments.get(row.id)
+    if logged is not None and logged[1] != row.state:
+        raise RowTampered(
+            f"experiment {row.name!r} is {row.state} in the database, but the audit log says"
+            f" {logged[1]}: it was written past Warden"
+        )
+    return row
 
 
 def by_name(db: Session, tenant: str, name: str, *, lock: bool = False) -> Experiment | None:
@@ -14,12 +29,12 @@ def by_name(db: Session, tenant: str, name: str, *, lock: bool = False) -> Exper
     if lock:
         query = query.with_for_update()
     row = db.scalars(query).first()
-    return None if row is None else check(db, row)
+    return None if row is None else _held(db, row)
 
 
 def running(db: Session, tenant: str) -> list[Experiment]:
     query = select(Experiment).where(Experiment.tenant == tenant, Experiment.state == "running")
-    return [check(db, row) for row in db.scalars(query.order_by(Experiment.created_at))]
+    return [_held(db, row) for row in db.scalars(query.order_by(Experiment.created_at))]
 
 
 def current_default(db: Session, tenant_id: str) -> ServingDefault | None:
@@ -30,4 +45,10 @@ def current_default(db: Session, tenant_id: str) -> ServingDefault | None:
         .limit(1)
     )
     row = db.scalars(query).first()
+    logged = revocations_for(db).refresh(db).defaults.get(tenant_id)
+    if logged is not None and (row is None or row.id != logged[1]):
+        raise RowTampered(
+            "the serving default is not the one the audit log says was set last: a"
+            " serving_default row was deleted, reordered or written past Warden"
+        )
     return None if row is None else check(db, row)

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from warden.audit.outcomes import by
 from warden.audit.service import append
 from warden.core.platform import Platform
+from warden.db.base import new_id
 from warden.errors import Conflict, NotFound, WardenError
 from warden.experiments import repository as repo
 from warden.experiments.models import Experiment, ServingDefault
@@ -206,8 +207,17 @@ def stop(platform: Platform, db: Session, caller: Caller, name: str) -> Experime
         raise Conflict(f"experiment {row.name!r} is {row.state}, not running")
     row.state = "stopped"
     row.ended_at = datetime.now(UTC)
-    append(db, by(caller, "experiment.stop", "allow", details={"experiment": row.name}))
+    append(db, by(caller, "experiment.stop", "allow", details=_ended(row)))
     return row
+
+
+def _ended(row: Experiment, default: ServingDefault | None = None) -> dict[str, Any]:
+    """What an experiment's end holds to the log (identity/revocations.py): its id and new
+    state, and the serving default row it set, if any."""
+    held = {"experiment": row.name, "experiment_id": row.id, "state": row.state}
+    if default is not None:
+        held |= {"tenant_id": default.tenant_id, "serving_default": default.id}
+    return held
 
 
 # --------------------------------------------------------------------------- the decision
@@ -305,12 +315,14 @@ def decide(platform: Platform, db: Session, caller: Caller, name: str) -> Experi
         "at": datetime.now(UTC).isoformat(),
     }
     row.ended_at = row.ended_at or datetime.now(UTC)
+    default = None
     if promote:
         row.state = "promoted"
         previous = repo.current_default(db, row.tenant_id)
         challenger = model_of(db, row, "challenger")
         db.add(
-            ServingDefault(
+            default := ServingDefault(
+                id=new_id(),
                 tenant_id=row.tenant_id,
                 model_id=challenger.id,
                 previous_id=previous.model_id if previous else row.control_id,
@@ -328,7 +340,7 @@ def decide(platform: Platform, db: Session, caller: Caller, name: str) -> Experi
             "experiment.decide",
             "allow" if promote else "deny",
             reason=None if promote else "; ".join(failed)[:2000],
-            details={"experiment": row.name, "promote": promote, "failed": failed},
+            details={**_ended(row, default), "promote": promote, "failed": failed},
         ),
     )
     return row
@@ -343,7 +355,8 @@ def rollback(platform: Platform, db: Session, caller: Caller, name: str) -> Expe
         raise Conflict(f"experiment {row.name!r} set no serving default that is still current")
     restored = current.previous_id or row.control_id
     db.add(
-        ServingDefault(
+        default := ServingDefault(
+            id=new_id(),
             tenant_id=row.tenant_id,
             model_id=restored,
             previous_id=current.model_id,
@@ -360,7 +373,7 @@ def rollback(platform: Platform, db: Session, caller: Caller, name: str) -> Expe
             caller,
             "experiment.rollback",
             "allow",
-            details={"experiment": row.name, "restored": model.ref if model else restored},
+            details={**_ended(row, default), "restored": model.ref if model else restored},
         ),
     )
     return row

@@ -1,6 +1,7 @@
 """What the audit log says was revoked, disabled, ended, rotated, set, resolved or signed out:
 remembered by each process, so a row written back to its earlier self in SQL (seal and all)
-revives nothing (a console session signed out, a request or reviewed change resolved),
+revives nothing (a console session signed out, a request or reviewed change resolved, an
+experiment stopped or decided, a serving default replaced),
 a mask key rotation deleted in SQL brings no old pseudonyms back, and a dataset's terms
 override deleted in SQL loosens nothing.
 
@@ -24,15 +25,17 @@ import threading
 import weakref
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from warden.audit import anchor
 from warden.audit.anchor import (
+    DECIDE,
     DISABLE,
     ENABLE,
     ENDING,
+    EXPERIMENT_ENDS,
     RESOLVED,
     REVOKE,
     ROTATE,
@@ -59,6 +62,10 @@ class Revocations:
         self.signed_out: dict[str, int] = {}
         # access requests and reviewed changes resolved (approved, applied, denied, ...)
         self.resolved: dict[str, int] = {}
+        # experiment id -> (seq, the state its last stop, decision or rollback left it in)
+        self.experiments: dict[str, tuple[int, str]] = {}
+        # tenant id -> (seq, the serving_default row its last promotion or rollback set)
+        self.defaults: dict[str, tuple[int, str]] = {}
         # tenant name -> key version -> when it takes effect (ISO-8601), per the log
         self.rotations: dict[str, dict[int, str]] = {}
         # (tenant, dataset) -> the terms overrides last stored, per the log
@@ -107,7 +114,10 @@ class Revocations:
             events = db.connection().execute(
                 select(table)
                 .where(table.c.seq > self.seq, table.c.seq <= top)
-                .where(table.c.action.in_(ENDING), table.c.decision == "allow")
+                .where(
+                    table.c.action.in_(ENDING),
+                    or_(table.c.decision == "allow", table.c.action == DECIDE),  # anchor.holds
+                )
                 .order_by(table.c.seq)
             )
             for event in events.mappings():
@@ -138,9 +148,21 @@ class Revocations:
             subject := details.get("request_id") or details.get("change_id")
         ):
             self.resolved.setdefault(str(subject), seq)
+        elif action in EXPERIMENT_ENDS and details.get("experiment_id") and details.get("state"):
+            _latest(self.experiments, str(details["experiment_id"]), seq, str(details["state"]))
+            if details.get("serving_default") and details.get("tenant_id"):
+                default = str(details["serving_default"])
+                _latest(self.defaults, str(details["tenant_id"]), seq, default)
         elif action == ROTATE and details.get("tenant") and details.get("key_version"):
             rotations = self.rotations.setdefault(str(details["tenant"]), {})
             rotations[int(details["key_version"])] = str(details.get("effective_from"))
+
+
+def _latest(found: dict[str, tuple[int, str]], key: str, seq: int, value: str) -> None:
+    """Keep the value of the later event (this process's own commits can be taken before an
+    earlier event of another process is read)."""
+    if key not in found or found[key][0] <= seq:
+        found[key] = (seq, value)
 
 
 _by_engine: weakref.WeakKeyDictionary[Any, Revocations] = weakref.WeakKeyDictionary()
