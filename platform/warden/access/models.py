@@ -29,10 +29,12 @@ class AccessRequest(Sealed, Base):
     __tablename__ = "access_request"
     # who asks for what (db/sealed.py): a grant is built from these, and reviews approve them;
     # and where it stands: a request approved, denied or expired is never pending again (its
-    # old approvals would count again), nor its quorum lowered or its deadline moved in SQL
+    # old approvals would count again), nor its quorum lowered or its deadline moved in SQL;
+    # and what its reviewers read before approving (why, and the class it was asked under)
     __sealed__ = ("id", "tenant_id", "dataset_id", "dataset", "requester_id", "requester",
                   "kind", "columns", "purpose", "duration_s", "quorum", "state",
-                  "pending_until", "resolved_at", "grant_id")  # fmt: skip
+                  "pending_until", "resolved_at", "grant_id", "justification",
+                  "classification")  # fmt: skip
     __table_args__ = (Index("ix_access_request_tenant_state", "tenant_id", "state"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -190,10 +192,12 @@ class ReviewedChange(Sealed, Base):
     __tablename__ = "reviewed_change"
     # what is approved, for whom, by how many (db/sealed.py): a beneficiary list cleared in
     # SQL would let a beneficiary approve their own widening; where it stands: a change
-    # applied, denied or expired is never pending again (its old approvals would count again)
+    # applied, denied or expired is never pending again (its old approvals would count again);
+    # and what its reviewers read before approving (a widening summarised as a narrowing)
     __sealed__ = ("id", "tenant_id", "kind", "payload", "beneficiary_ids", "proposer_id",
                   "proposer", "quorum", "break_glass", "needs_review", "signed_off_by",
-                  "signed_off_at", "state", "pending_until", "resolved_at")  # fmt: skip
+                  "signed_off_at", "state", "pending_until", "resolved_at", "summary",
+                  "widening", "reason")  # fmt: skip
     __table_args__ = (Index("ix_reviewed_change_tenant_state", "tenant_id", "state"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
