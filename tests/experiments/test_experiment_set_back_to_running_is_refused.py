@@ -22,6 +22,7 @@ from sqlalchemy import select, update
 from tests.conftest import WardenHarness
 from tests.experiments.helpers import pin_ids
 from tests.experiments.test_online import GUARDS, _results, _start, register_stack
+from tests.sealed_rows import rolled_back
 from warden.experiments.models import Experiment
 
 
@@ -82,5 +83,7 @@ def test_a_stopped_experiment_written_back_to_running_in_sql_is_refused(
 
     _write(warden, "e2", **running)
     assert _serve(warden, "e2") == 503
+    (found,) = rolled_back(warden)  # and `audit verify` says so
+    assert "experiment e2 was stopped" in found["detail"], found
     _write(warden, "e2", state="running", seal=_snapshot(warden, "e2")["seal"])
     assert _serve(warden, "e2") == 503

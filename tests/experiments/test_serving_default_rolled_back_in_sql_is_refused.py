@@ -24,6 +24,7 @@ from sqlalchemy import delete, select, update
 from tests.conftest import WardenHarness
 from tests.experiments.helpers import pin_ids
 from tests.experiments.test_online import _results, _start, register_stack
+from tests.sealed_rows import rolled_back
 from warden.experiments.models import ServingDefault
 
 
@@ -59,11 +60,14 @@ def promoted_twice(warden: WardenHarness) -> tuple[str, str, str]:
 def test_the_newest_serving_default_deleted_in_sql_is_refused(
     warden: WardenHarness, promoted_twice: tuple[str, str, str]
 ) -> None:
+    assert not rolled_back(warden)
     newest = _rows(warden)[-1]
     with warden.state.engine.begin() as conn:
         conn.execute(delete(ServingDefault).where(ServingDefault.id == newest["id"]))
     status, model = _served(warden)
     assert status == 503 and model is None, (status, model)
+    (found,) = rolled_back(warden)  # and `audit verify` says so
+    assert "serving default" in found["detail"], found
 
 
 def test_an_older_serving_default_moved_ahead_in_sql_is_refused(

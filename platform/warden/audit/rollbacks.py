@@ -1,6 +1,7 @@
 """What the log says happened and the rows no longer say: a token it revoked that works again,
 a principal it disabled (and never enabled since) that is enabled, a sandbox it saw end that
-is live again (its job token would work again).
+is live again (its job token would work again), an experiment it saw stopped or decided
+in another state now, a tenant whose serving default is not the one it saw set last.
 
 A sealed row (db/sealed.py, identity/caller.token_seal) cannot be forged, but its earlier
 self, seal and all, can be written back by someone with database write access. The row
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from warden.experiments.models import Experiment, ServingDefault
 from warden.identity.models import ApiToken, Principal
 from warden.identity.revocations import Revocations
 from warden.sandbox.models import LIVE_STATUSES, Sandbox
@@ -39,3 +41,18 @@ def rolled_back(db: Session) -> Iterator[Found]:
         if said:
             for found in db.scalars(select(key).where(key.in_(said), live)):
                 yield ROLLED_BACK, said[found], None, detail.format(found, said[found])
+    for experiment_id, (seq, state) in log.experiments.items():
+        row = db.get(Experiment, experiment_id)
+        if row is not None and row.state != state:
+            detail = f"experiment {row.name} was {state} (seq {seq}) and is {row.state} now"
+            yield ROLLED_BACK, seq, None, detail
+    for tenant_id, (seq, default_id) in log.defaults.items():
+        newest = db.scalars(
+            select(ServingDefault.id)
+            .where(ServingDefault.tenant_id == tenant_id)
+            .order_by(ServingDefault.created_at.desc(), ServingDefault.id.desc())
+            .limit(1)
+        ).first()
+        if newest != default_id:
+            detail = f"tenant {tenant_id}'s serving default was set to row {default_id} (seq {seq})"
+            yield ROLLED_BACK, seq, None, f"{detail}; the newest row is {newest}"
