@@ -87,3 +87,26 @@ def test_a_stopped_experiment_written_back_to_running_in_sql_is_refused(
     assert "experiment e2 was stopped" in found["detail"], found
     _write(warden, "e2", state="running", seal=_snapshot(warden, "e2")["seal"])
     assert _serve(warden, "e2") == 503
+
+
+def test_results_written_back_to_an_earlier_copy_in_sql_are_refused(
+    warden: WardenHarness,
+) -> None:
+    """Variant: the runner keeps the simulations she likes. Her row copied (sealed) after a
+    run, written back after a run that hurt the challenger: the seal holds, and without the
+    log the rule would decide on cherry-picked traffic. Each simulation's results are named
+    in its `experiment.simulate` event (a digest), held to the log like the state."""
+    a, b = register_stack(warden, "pa", 1), register_stack(warden, "pb", 2)
+    assert _start(warden, "e3", a, b).status_code == 201
+
+    def simulate(seed: int) -> int:
+        body = {"requests": 4, "seed": seed}
+        r = warden.http.post("/v1/experiments/e3/simulate", json=body, headers=warden.as_("alice"))
+        return r.status_code
+
+    assert simulate(1) == 200
+    liked = _snapshot(warden, "e3")
+    assert simulate(2) == 200
+    _write(warden, "e3", **liked)
+    assert _post(warden, "/v1/experiments/e3/decide") == 503
+    assert simulate(3) == 503

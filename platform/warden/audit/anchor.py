@@ -61,8 +61,10 @@ RESOLVED = (
 )
 # An experiment stopped, decided (promoted or refused) or rolled back: never running or
 # undecided again; and the serving default its promotion or rollback set stays the default.
+# A simulation names the results it left, so an earlier copy of them decides nothing.
 DECIDE = "experiment.decide"
-EXPERIMENT_ENDS = ("experiment.stop", DECIDE, "experiment.rollback")
+SIMULATE = "experiment.simulate"
+EXPERIMENT_ENDS = ("experiment.stop", DECIDE, "experiment.rollback", SIMULATE)
 # Events whose loss would give back what they took away (identity/revocations.py reads them).
 ENDING = (REVOKE, DISABLE, ENABLE, ROTATE, TERMS, *SANDBOX_ENDS, SIGN_OUT, *RESOLVED,
           *EXPERIMENT_ENDS)  # fmt: skip

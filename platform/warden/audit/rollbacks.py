@@ -41,7 +41,7 @@ def rolled_back(db: Session) -> Iterator[Found]:
         if said:
             for found in db.scalars(select(key).where(key.in_(said), live)):
                 yield ROLLED_BACK, said[found], None, detail.format(found, said[found])
-    for experiment_id, (seq, state) in log.experiments.items():
+    for experiment_id, (seq, (state, _)) in log.experiments.items():
         row = db.get(Experiment, experiment_id)
         if row is not None and row.state != state:
             detail = f"experiment {row.name} was {state} (seq {seq}) and is {row.state} now"

@@ -8,7 +8,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from warden.db.sealed import RowTampered, check
+from warden.db.sealed import RowTampered, check, digest_of
 from warden.experiments.models import Experiment, ServingDefault
 from warden.identity.revocations import revocations_for
 
@@ -16,12 +16,19 @@ from warden.identity.revocations import revocations_for
 def _held(db: Session, row: Experiment) -> Experiment:
     check(db, row)
     logged = revocations_for(db).refresh(db).experiments.get(row.id)
-    if logged is not None and logged[1] != row.state:
+    if logged is not None and logged[1] != held_by(row):
+        state, results = logged[1]
         raise RowTampered(
             f"experiment {row.name!r} is {row.state} in the database, but the audit log says"
-            f" {logged[1]}: it was written past Warden"
+            f" {state}{'' if results == held_by(row)[1] else ', with other results'}:"
+            " it was written past Warden"
         )
     return row
+
+
+def held_by(row: Experiment) -> tuple[str, str]:
+    """What the log holds an experiment to: its state and a digest of its results."""
+    return row.state, digest_of(row.results or {})
 
 
 def by_name(db: Session, tenant: str, name: str, *, lock: bool = False) -> Experiment | None:

@@ -207,14 +207,15 @@ def stop(platform: Platform, db: Session, caller: Caller, name: str) -> Experime
         raise Conflict(f"experiment {row.name!r} is {row.state}, not running")
     row.state = "stopped"
     row.ended_at = datetime.now(UTC)
-    append(db, by(caller, "experiment.stop", "allow", details=_ended(row)))
+    append(db, by(caller, "experiment.stop", "allow", details=ended(row)))
     return row
 
 
-def _ended(row: Experiment, default: ServingDefault | None = None) -> dict[str, Any]:
+def ended(row: Experiment, default: ServingDefault | None = None) -> dict[str, Any]:
     """What an experiment's end holds to the log (identity/revocations.py): its id and new
     state, and the serving default row it set, if any."""
-    held = {"experiment": row.name, "experiment_id": row.id, "state": row.state}
+    state, results = repo.held_by(row)
+    held = {"experiment": row.name, "experiment_id": row.id, "state": state, "results": results}
     if default is not None:
         held |= {"tenant_id": default.tenant_id, "serving_default": default.id}
     return held
@@ -340,7 +341,7 @@ def decide(platform: Platform, db: Session, caller: Caller, name: str) -> Experi
             "experiment.decide",
             "allow" if promote else "deny",
             reason=None if promote else "; ".join(failed)[:2000],
-            details={**_ended(row, default), "promote": promote, "failed": failed},
+            details={**ended(row, default), "promote": promote, "failed": failed},
         ),
     )
     return row
@@ -373,7 +374,7 @@ def rollback(platform: Platform, db: Session, caller: Caller, name: str) -> Expe
             caller,
             "experiment.rollback",
             "allow",
-            details={**_ended(row, default), "restored": model.ref if model else restored},
+            details={**ended(row, default), "restored": model.ref if model else restored},
         ),
     )
     return row

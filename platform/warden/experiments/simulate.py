@@ -24,6 +24,8 @@ import numpy as np
 import polars as pl
 from sqlalchemy.orm import Session
 
+from warden.audit.outcomes import by
+from warden.audit.service import append
 from warden.core.platform import Platform
 from warden.errors import Unprocessable, WardenError
 from warden.experiments import service
@@ -121,6 +123,10 @@ def run(
         done["requests"] += 1
     row.results = results
     done["summary"] = _finite(service.summary(row))
+    # the results it left, held to the log (experiments/repository.py): an earlier copy
+    # written back in SQL decides nothing
+    details = {**service.ended(row), "requests": done["requests"], "errors": done["errors"]}
+    append(db, by(caller, "experiment.simulate", "allow", details=details))
     return done
 
 

@@ -62,8 +62,9 @@ class Revocations:
         self.signed_out: dict[str, int] = {}
         # access requests and reviewed changes resolved (approved, applied, denied, ...)
         self.resolved: dict[str, int] = {}
-        # experiment id -> (seq, the state its last stop, decision or rollback left it in)
-        self.experiments: dict[str, tuple[int, str]] = {}
+        # experiment id -> (seq, (the state and the results' digest its last stop,
+        # decision, rollback or simulation left))
+        self.experiments: dict[str, tuple[int, tuple[str, str]]] = {}
         # tenant id -> (seq, the serving_default row its last promotion or rollback set)
         self.defaults: dict[str, tuple[int, str]] = {}
         # tenant name -> key version -> when it takes effect (ISO-8601), per the log
@@ -149,7 +150,8 @@ class Revocations:
         ):
             self.resolved.setdefault(str(subject), seq)
         elif action in EXPERIMENT_ENDS and details.get("experiment_id") and details.get("state"):
-            _latest(self.experiments, str(details["experiment_id"]), seq, str(details["state"]))
+            held = (str(details["state"]), str(details.get("results", "")))
+            _latest(self.experiments, str(details["experiment_id"]), seq, held)
             if details.get("serving_default") and details.get("tenant_id"):
                 default = str(details["serving_default"])
                 _latest(self.defaults, str(details["tenant_id"]), seq, default)
@@ -158,7 +160,7 @@ class Revocations:
             rotations[int(details["key_version"])] = str(details.get("effective_from"))
 
 
-def _latest(found: dict[str, tuple[int, str]], key: str, seq: int, value: str) -> None:
+def _latest(found: dict[str, tuple[int, Any]], key: str, seq: int, value: Any) -> None:
     """Keep the value of the later event (this process's own commits can be taken before an
     earlier event of another process is read)."""
     if key not in found or found[key][0] <= seq:
