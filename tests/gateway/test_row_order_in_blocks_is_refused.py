@@ -55,12 +55,24 @@ def test_an_order_that_follows_the_id_within_blocks_is_refused(tmp_path: Path, n
 
 
 def test_a_random_order_with_repeated_ids_still_reads(tmp_path: Path) -> None:
-    """Ties (an engagement log repeats each user) do not make a random order look local."""
+    """Ties (an engagement log repeats each user), or each user's rows together (sessions)
+    with the users in a random order, do not make an order look local: neither says a raw
+    id."""
     rng = np.random.default_rng(7)
     for seed, distinct in enumerate((5, 150, 1500)):
-        path = tmp_path / f"t{seed}.parquet"
-        pl.DataFrame({"user_id": rng.integers(0, distinct, 3000)}).write_parquet(path)
-        check_served_order(DataFile(str(path)), ("user_id",), "engagements", f"sha256:{seed}")
+        ids = rng.integers(0, distinct, 3000)
+        orders = [("random", ids)] + (
+            [("sessions", _in_sessions(ids, rng))] if distinct > 150 else []
+        )
+        for how, order in orders:
+            path = tmp_path / f"t{seed}-{how}.parquet"
+            pl.DataFrame({"user_id": order}).write_parquet(path)
+            check_served_order(DataFile(str(path)), ("user_id",), "log", f"sha256:{seed}{how}")
+
+
+def _in_sessions(ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    users = rng.permutation(np.unique(ids))
+    return np.concatenate([ids[ids == u] for u in users])
 
 
 def test_an_earlier_version_exported_in_partitions_of_the_id_is_refused(warden: Any) -> None:

@@ -18,7 +18,8 @@ position and the identifier), or locally (neighbouring rows hold neighbouring va
 file sorted by the id within blocks, say partitions by `user_id % 16` concatenated, or evens
 up then odds down, where rho is near 0 but row k still gives the id away). The local test
 compares the mean rank gap between adjacent rows with the mean gap between any two rows
-(Gini's mean difference of the ranks): equal in expectation for a random order, ties or not;
+(Gini's mean difference of the ranks), both over rows holding different values: equal in
+expectation for a random order, ties or not, and for runs of one value in a random order;
 an order much closer (blocks) or much farther (lowest and highest alternating) follows it.
 
 What this does not catch: an order that follows some function of the identifier a reader
@@ -76,15 +77,19 @@ def _follows(frame: pl.LazyFrame, identifiers: list[str], *, significant: bool) 
                 for i, c in enumerate(identifiers)
             ],
             *[_locality(c).alias(f"local{i}") for i, c in enumerate(identifiers)],
+            *[_steps(c).alias(f"steps{i}") for i, c in enumerate(identifiers)],
         )
         .collect()
         .row(0)
     )
-    rhos, locals_ = found[: len(identifiers)], found[len(identifiers) :]
+    k = len(identifiers)
+    rhos, locals_, steps = found[:k], found[k : 2 * k], found[2 * k :]
     spread = 1 / math.sqrt(max(n - 1, 1))
-    for column, rho, local in zip(identifiers, rhos, locals_, strict=True):
+    for column, rho, local, step in zip(identifiers, rhos, locals_, steps, strict=True):
+        # the local ratio is a mean over the `step` neighbours that differ (sessions: few)
+        local_spread = LOCAL_SCALE / math.sqrt(max((step or 0) - 1, 1))
         if _over(rho, spread, significant) or _over(
-            None if local is None else local - 1, LOCAL_SCALE * spread, significant
+            None if local is None else local - 1, local_spread, significant
         ):
             return column
     return None
@@ -100,12 +105,24 @@ def _over(departure: float | None, spread: float, significant: bool) -> bool:
 
 
 def _locality(column: str) -> pl.Expr:
-    """Mean |rank gap| of adjacent rows over the mean |rank gap| of any two rows."""
-    rank = pl.col(column).rank("average").drop_nulls()
+    """Mean |rank gap| of adjacent rows holding different values, over the mean |rank gap| of
+    any two rows holding different values. Equal neighbours are left out on both sides: a
+    log whose rows come in runs of one user (sessions) says nothing of raw ids."""
+    values = pl.col(column).drop_nulls()
+    rank = values.rank("average")
     m = rank.len().cast(pl.Float64)
     i = pl.int_range(rank.len(), dtype=pl.Int64).cast(pl.Float64)
     any_two = 2 * ((2 * i - m + 1) * rank.sort()).sum() / (m * (m - 1))
-    return rank.diff().abs().mean() / any_two
+    counts = values.unique_counts().cast(pl.Float64)
+    differ = 1 - (counts * (counts - 1)).sum() / (m * (m - 1))  # P(two rows differ)
+    gaps = rank.diff().abs()
+    return gaps.filter(gaps > 0).mean() / (any_two / differ)
+
+
+def _steps(column: str) -> pl.Expr:
+    """How many neighbouring rows hold different values (what `_locality` averages over)."""
+    values = pl.col(column).drop_nulls()
+    return (values != values.shift(1)).sum()
 
 
 @lru_cache(maxsize=256)
