@@ -14,16 +14,20 @@ from warden.identity.revocations import revocations_for
 
 
 def _held(db: Session, row: Experiment) -> Experiment:
-    check(db, row)
-    logged = revocations_for(db).refresh(db).experiments.get(row.id)
-    if logged is not None and logged[1] != held_by(row):
+    state, results = "", ""
+    for second_look in (False, True):
+        if second_look:  # a stop or decision committed between the row's read and the log's
+            db.refresh(row)
+        check(db, row)
+        logged = revocations_for(db).refresh(db).experiments.get(row.id)
+        if logged is None or logged[1] == held_by(row):
+            return row
         state, results = logged[1]
-        raise RowTampered(
-            f"experiment {row.name!r} is {row.state} in the database, but the audit log says"
-            f" {state}{'' if results == held_by(row)[1] else ', with other results'}:"
-            " it was written past Warden"
-        )
-    return row
+    raise RowTampered(
+        f"experiment {row.name!r} is {row.state} in the database, but the audit log says"
+        f" {state}{'' if results == held_by(row)[1] else ', with other results'}:"
+        " it was written past Warden"
+    )
 
 
 def held_by(row: Experiment) -> tuple[str, str]:
@@ -50,12 +54,14 @@ def current_default(db: Session, tenant_id: str) -> ServingDefault | None:
         .where(ServingDefault.tenant_id == tenant_id)
         .order_by(ServingDefault.created_at.desc(), ServingDefault.id.desc())
         .limit(1)
+        .execution_options(populate_existing=True)
     )
-    row = db.scalars(query).first()
-    logged = revocations_for(db).refresh(db).defaults.get(tenant_id)
-    if logged is not None and (row is None or row.id != logged[1]):
-        raise RowTampered(
-            "the serving default is not the one the audit log says was set last: a"
-            " serving_default row was deleted, reordered or written past Warden"
-        )
-    return None if row is None else check(db, row)
+    for _ in range(2):  # twice: a promotion committed between the row's read and the log's
+        row = db.scalars(query).first()
+        logged = revocations_for(db).refresh(db).defaults.get(tenant_id)
+        if logged is None or (row is not None and row.id == logged[1]):
+            return None if row is None else check(db, row)
+    raise RowTampered(
+        "the serving default is not the one the audit log says was set last: a"
+        " serving_default row was deleted, reordered or written past Warden"
+    )
