@@ -65,9 +65,11 @@ RESOLVED = (
 DECIDE = "experiment.decide"
 SIMULATE = "experiment.simulate"
 EXPERIMENT_ENDS = ("experiment.stop", DECIDE, "experiment.rollback", SIMULATE)
+# A model version registered: its name means that version (or a later one) from then on.
+MODEL_REGISTER = "model.register"
 # Events whose loss would give back what they took away (identity/revocations.py reads them).
 ENDING = (REVOKE, DISABLE, ENABLE, ROTATE, TERMS, *SANDBOX_ENDS, SIGN_OUT, *RESOLVED,
-          *EXPERIMENT_ENDS)  # fmt: skip
+          *EXPERIMENT_ENDS, MODEL_REGISTER)  # fmt: skip
 # Checkpointed at once too: a streamed read's completion (how much of a large read left, and
 # its SHA-256), which its reader would most like to erase; cut from the tail, its intent
 # would look like a read still running.

@@ -36,6 +36,7 @@ from warden.audit.anchor import (
     ENABLE,
     ENDING,
     EXPERIMENT_ENDS,
+    MODEL_REGISTER,
     RESOLVED,
     REVOKE,
     ROTATE,
@@ -67,6 +68,8 @@ class Revocations:
         self.experiments: dict[str, tuple[int, tuple[str, str]]] = {}
         # tenant id -> (seq, the serving_default row its last promotion or rollback set)
         self.defaults: dict[str, tuple[int, str]] = {}
+        # "tenant\0model name" -> (seq, the newest version registered)
+        self.models: dict[str, tuple[int, Any]] = {}
         # tenant name -> key version -> when it takes effect (ISO-8601), per the log
         self.rotations: dict[str, dict[int, str]] = {}
         # (tenant, dataset) -> the terms overrides last stored, per the log
@@ -155,9 +158,18 @@ class Revocations:
             if details.get("serving_default") and details.get("tenant_id"):
                 default = str(details["serving_default"])
                 _latest(self.defaults, str(details["tenant_id"]), seq, default)
+        elif action == MODEL_REGISTER and "@" in str(details.get("ref") or ""):
+            name, _, version = str(details["ref"]).rpartition("@")
+            if version.isdigit():
+                named = model_key(str(details.get("tenant")), name)
+                _latest(self.models, named, seq, int(version))
         elif action == ROTATE and details.get("tenant") and details.get("key_version"):
             rotations = self.rotations.setdefault(str(details["tenant"]), {})
             rotations[int(details["key_version"])] = str(details.get("effective_from"))
+
+
+def model_key(tenant: str, name: str) -> str:
+    return f"{tenant}\0{name}"
 
 
 def _latest(found: dict[str, tuple[int, Any]], key: str, seq: int, value: Any) -> None:

@@ -6,16 +6,36 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from warden.audit.models import AuditEvent
+from warden.db.sealed import RowTampered
 from warden.identity.models import Tenant
+from warden.identity.revocations import model_key, revocations_for
 from warden.registry.models import Model
 
 
 def by_name(db: Session, tenant: str, name: str, version: int | None) -> Model | None:
-    """The named model (its newest version unless `version`)."""
+    """The named model (its newest version unless `version`: the one the log says was
+    registered last, identity/revocations.py; a newer row deleted in SQL is RowTampered)."""
     query = select(Model).where(Model.tenant == tenant, Model.name == name)
     if version is not None:
         query = query.where(Model.version == version)
-    return db.scalars(query.order_by(Model.version.desc()).limit(1)).first()
+    query = query.order_by(Model.version.desc()).limit(1)
+    for _ in range(2):  # twice: a registration committed between the row's read and the log's
+        row = db.scalars(query).first()
+        if version is not None or _newest_logged(db, tenant, name) <= (row.version if row else 0):
+            return row
+    raise _gone(name)
+
+
+def _newest_logged(db: Session, tenant: str, name: str) -> int:
+    logged = revocations_for(db).refresh(db).models.get(model_key(tenant, name))
+    return 0 if logged is None else int(logged[1])
+
+
+def _gone(name: str) -> RowTampered:
+    return RowTampered(
+        f"model {name[:64]!r}: a version the audit log says was registered is gone from the"
+        " database (deleted past Warden)"
+    )
 
 
 def newest_version(db: Session, tenant_id: str, name: str) -> int:
@@ -24,7 +44,11 @@ def newest_version(db: Session, tenant_id: str, name: str) -> int:
     committed row), SQLite's write lock (taken by this write before the read)."""
     db.execute(update(Tenant).where(Tenant.id == tenant_id).values(name=Tenant.name))
     query = select(func.max(Model.version)).where(Model.tenant_id == tenant_id, Model.name == name)
-    return int(db.scalar(query) or 0)
+    newest = int(db.scalar(query) or 0)
+    tenant = db.scalar(select(Tenant.name).where(Tenant.id == tenant_id))
+    if _newest_logged(db, str(tenant), name) > newest:
+        raise _gone(name)  # a deleted version's number is never given to another model
+    return newest
 
 
 def models(db: Session, tenant: str, name: str | None, limit: int) -> list[Model]:
