@@ -47,13 +47,14 @@ class _Block(nn.Module):
         self.linear1, self.linear2 = layer.linear1, layer.linear2
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, last: bool = False) -> torch.Tensor:
-        """``last``: only the last row's output (the only one the model reads after the
-        final layer); every row still serves as a key and a value."""
+        """``last``: only the last row's output, as a (1, d) matrix (the only row the model
+        reads after the final layer; 2-D, so its linear layers export as plain Gemm, without
+        the reshapes a 3-D input costs); every row still serves as a key and a value."""
         n1, n2 = self.norm1, self.norm2
         h = F.layer_norm(x, n1.normalized_shape, n1.weight, n1.bias, self.eps[0])
         q, k, v = (h @ self.w_qkv + self.b_qkv).split(self.dh, dim=-1)
         if last:
-            q, x = q[:, -1:], x[:, -1:]
+            q, x = q[:, -1:], x[0, -1:]
         att = torch.softmax(q @ k.transpose(1, 2) * self.dh**-0.5 + mask, dim=-1)
         x = x + ((att @ v) @ self.w_out).sum(0) + self.b_out
         h = F.layer_norm(x, n2.normalized_shape, n2.weight, n2.bias, self.eps[1])
@@ -65,7 +66,9 @@ class RequestGraph(nn.Module):
     the window's pin embeddings with the fresh one last, the sequence model, every catalog
     pin scored (dot product plus the item prior), the window's own pins scored -inf (the user
     engaged them); then the top k rows. Pads (-1) in the window mask nothing. Returns the
-    scores and the top k."""
+    scores and the top k. The scores have one column more than the catalog: the pads' column,
+    always -inf (its prior is), so the top k never picks it while there are k pins to pick
+    (``Server`` drops it: a view, not a copy)."""
 
     table: torch.Tensor
     bias: torch.Tensor
@@ -84,7 +87,7 @@ class RequestGraph(nn.Module):
         super().__init__()
         n = table.shape[0]
         self.k = min(k, n)
-        # row n: a pad (-1 -> n) gathers a zero vector and scatters into a column dropped later
+        # row n: a pad (-1 -> n) gathers a zero vector and scatters into the pads' column
         self.register_buffer("table", torch.cat([table, table.new_zeros(1, table.shape[1])]))
         # with a score head: the catalog in its own (smaller) keys, and the head's query map
         # folded into the output layer (one linear layer, as without a head)
@@ -98,7 +101,7 @@ class RequestGraph(nn.Module):
                 out = nn.Linear(seq.out.in_features, wq.shape[0])
                 out.weight.copy_(wq @ seq.out.weight)
                 out.bias.copy_(wq @ seq.out.bias)
-        self.register_buffer("bias", torch.cat([bias, bias.new_zeros(1)])[None])
+        self.register_buffer("bias", torch.cat([bias, bias.new_full((1,), float("-inf"))])[None])
         self.register_buffer(
             "pad_mask", torch.cat([bias.new_zeros(n), bias.new_full((1,), float("-inf"))])
         )
@@ -116,10 +119,10 @@ class RequestGraph(nn.Module):
         mask = torch.cat([pad_mask[head], torch.zeros_like(pad_mask[:1])[None]], dim=1)
         for i, block in enumerate(self.blocks):
             x = block(x, mask, last=i == len(self.blocks) - 1)
-        q = self.out(self.norm(x[:, -1]))
+        q = self.out(self.norm(x))
         keys = table if self.keys is None else self.keys
         scores = torch.addmm(self.bias, q, keys.T)
-        masked = scores.scatter(1, rows, float("-inf"))[:, :n]
+        masked = scores.scatter(1, rows, float("-inf"))
         return masked, torch.topk(masked, self.k, dim=1).indices
 
 

@@ -50,6 +50,7 @@ class Served:
             model.getvalue(), options, providers=["CPUExecutionProvider"]
         )
         self._names = names
+        self._last = [self._session.get_outputs()[-1].name]
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
         return self.run(*inputs)[0]
@@ -62,6 +63,10 @@ class Served:
     def run_numpy(self, *inputs: np.ndarray) -> list[np.ndarray]:
         """``run`` on numpy arrays, without the conversions (the per-request path)."""
         return self._session.run(None, dict(zip(self._names, inputs, strict=True)))
+
+    def run_top(self, *inputs: np.ndarray) -> np.ndarray:
+        """The graph's last output only (a request's top k: its scores are not copied out)."""
+        return self._session.run(self._last, dict(zip(self._names, inputs, strict=True)))[0]
 
 
 def served(module: nn.Module, *example: torch.Tensor) -> Served:

@@ -115,16 +115,17 @@ class Server:
         return self._table[row : row + 1] if row >= 0 else np.zeros_like(self._table[:1])
 
     def _answer(self, window: np.ndarray, fresh: np.ndarray) -> list[np.ndarray]:
-        return self.request.run_numpy(window, fresh)
+        scores, top = self.request.run_numpy(window, fresh)
+        return [scores[:, :-1], top]  # the pads' column dropped (RequestGraph)
 
     def request_encode(self, window: torch.Tensor) -> torch.Tensor:
         w = window.numpy()
         query = int(w[0, -1])
-        return torch.from_numpy(self.request_image.run_numpy(w, self._images[query : query + 1])[1])
+        return torch.from_numpy(self.request_image.run_top(w, self._images[query : query + 1]))
 
     def request_lookup(self, window: torch.Tensor) -> torch.Tensor:
         w = window.numpy()
-        return torch.from_numpy(self._answer(w, self._lookup(int(w[0, -1])))[1])
+        return torch.from_numpy(self.request.run_top(w, self._lookup(int(w[0, -1]))))
 
 
 def measure(
