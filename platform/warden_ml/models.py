@@ -8,8 +8,9 @@
 * ``ScoreHead``: optional, the stack scores in fewer dimensions than the sequence model's
   width (the swapped stack's serving design: a catalog table a fraction of the size).
 * ``ItemPrior``: a learned weight times log(1 + training engagements) per pin, added to every
-  score. An 8x8 digit image says which digit a pin shows, not how popular it is; without
-  this prior a content-only scorer cannot tell apart the ~500 pins of one digit class.
+  score, plus (when a step trains it) a learned per-pin offset. An 8x8 digit image says
+  which digit a pin shows, not how popular it is; without this prior a content-only scorer
+  cannot tell apart the ~500 pins of one digit class.
 * ``Stack``: tower + projector + sequence model (+ prior), the model evaluated and served.
 """
 
@@ -23,6 +24,27 @@ import torch.nn.functional as F
 from torch import nn
 
 IMAGE_SIDE = 8
+
+
+class _L2Normalize(torch.autograd.Function):
+    """F.normalize over the last axis, exported to ONNX as one LpNormalization operator
+    (the exporter otherwise writes four: ReduceL2, Clip, Expand, Div)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(x, dim=-1)
+
+    @staticmethod
+    def symbolic(g: Any, x: Any) -> Any:
+        return g.op("LpNormalization", x, axis_i=-1, p_i=2)
+
+
+def l2_normalize(x: torch.Tensor) -> torch.Tensor:
+    """Unit rows. Served, one operator; the same up to F.normalize's floor on the norm
+    (1e-12), which no tower output comes near."""
+    if torch.onnx.is_in_onnx_export():
+        return _L2Normalize.apply(x)  # type: ignore[no-any-return]
+    return F.normalize(x, dim=-1)
 
 
 class ViTTower(nn.Module):
@@ -46,7 +68,7 @@ class ViTTower(nn.Module):
         tokens = self.patch(x).flatten(2).transpose(1, 2)
         cls = self.cls.expand(tokens.shape[0], -1, -1)
         h = self.blocks(torch.cat([cls, tokens], dim=1) + self.pos)
-        return F.normalize(self.head(self.norm(h[:, 0])), dim=-1)
+        return l2_normalize(self.head(self.norm(h[:, 0])))
 
 
 class CNNTower(nn.Module):
@@ -75,7 +97,7 @@ class CNNTower(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.net(x), dim=-1)
+        return l2_normalize(self.net(x))
 
 
 TOWERS: dict[str, type[nn.Module]] = {"vit": ViTTower, "cnn": CNNTower}
@@ -185,8 +207,12 @@ class ScoreHead(nn.Module):
 
 
 class ItemPrior(nn.Module):
-    """weight * log(1 + training engagements) per pin, keyed by pin id (0 for a pin the
-    training log never saw, or for every pin when the artifact predates the prior)."""
+    """weight * log(1 + training engagements) + offset, per pin, keyed by pin id (0 for a
+    pin the training log never saw, or for every pin when the artifact predates the prior).
+
+    ``offset`` is a learned bias per pin (zeros unless a step trains it: the swap's
+    post-training does, on the training log's next-pin examples only; an artifact from
+    before it loads with zeros)."""
 
     def __init__(self, pin_ids: torch.Tensor, counts: torch.Tensor) -> None:
         super().__init__()
@@ -194,6 +220,12 @@ class ItemPrior(nn.Module):
         self.register_buffer("pin_ids", pin_ids[order].to(torch.int64))
         self.register_buffer("log_pop", torch.log1p(counts[order].to(torch.float32)))
         self.weight = nn.Parameter(torch.tensor(1.0))
+        self.offset = nn.Parameter(torch.zeros(pin_ids.shape[0]))
+
+    def load_state_dict(self, state: Any, strict: bool = True, assign: bool = False) -> Any:
+        if "offset" not in state:  # an artifact from before the per-pin offset
+            state = {**state, "offset": torch.zeros(state["pin_ids"].shape[0])}
+        return super().load_state_dict(state, strict, assign)
 
     @classmethod
     def empty(cls, n: int = 0) -> ItemPrior:
@@ -208,7 +240,7 @@ class ItemPrior(nn.Module):
         pos = torch.searchsorted(known, ids).clamp(max=known.numel() - 1)
         hit = (known[pos] == ids).to(torch.float32)
         log_pop: torch.Tensor = self.log_pop  # type: ignore[assignment]
-        return self.weight * log_pop[pos] * hit
+        return (self.weight * log_pop[pos] + self.offset[pos]) * hit
 
 
 class Stack(nn.Module):

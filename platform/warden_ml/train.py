@@ -58,6 +58,8 @@ from warden_ml.shards import PairBatches, read_domain_data
 # of the size and runs half the sequence model (bench_online); post-training fits both.
 SWAP_SEQ_BLOCKS = 1
 SWAP_SCORE_DIM = 16
+# post-training's learning rate for the item prior's per-pin offset (0: not trained)
+SWAP_OFFSET_LR = 0.0
 
 # --------------------------------------------------------------------------- helpers
 
@@ -117,10 +119,12 @@ def train_stack(
     lr: float = 2e-3,
     label: str = "stack",
     objective: str = "next-pin cross-entropy over the full catalog (tower frozen)",
+    offset_lr: float = 0.0,
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """Next-pin training over the whole catalog (full softmax) with the tower frozen.
 
-    The tower's embeddings are computed once; only ``trainable`` parameters move.
+    The tower's embeddings are computed once; only ``trainable`` parameters move (and the
+    item prior's per-pin offset, at ``offset_lr``, when that is above 0).
     """
     windows, targets = next_pin_examples(hist, stack.seq.max_len)
     if targets.shape[0] == 0:
@@ -129,10 +133,14 @@ def train_stack(
     for p in stack.parameters():
         p.requires_grad_(False)
     trainable = [*trainable, stack.prior.weight]
-    for p in trainable:
-        p.requires_grad_(True)
+    groups: list[dict[str, Any]] = [{"params": trainable}]
+    if offset_lr > 0:
+        groups.append({"params": [stack.prior.offset], "lr": offset_lr})
+    for group in groups:
+        for p in group["params"]:
+            p.requires_grad_(True)
     stack.train()
-    opt = torch.optim.AdamW(trainable, lr=lr, weight_decay=1e-4)
+    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=1e-4)
     rng = np.random.default_rng(seed)
     w_t, t_t = torch.from_numpy(windows), torch.from_numpy(targets)
     losses: list[float] = []
@@ -469,11 +477,14 @@ def swap(spec: Spec, out: Path, client: Reader) -> dict[str, Any]:
     trainable = [*stack.projector.parameters()]
     trainable += [*stack.seq.parameters()] if whole else stack.seq.last_block_parameters()
     trainable += [*stack.head.parameters()] if stack.head is not None else []
+    offset_lr = float(spec.p("offset_lr", SWAP_OFFSET_LR))
     post_metrics, post_record = train_stack(
         stack, pins, hist, post, trainable, spec.seed + 2, batch=batch,
         lr=float(spec.p("post_lr", 1e-3)), label="post",
         objective=f"next-pin: projector + {trained}"
-        + (f" + score head ({score_dim} dims)" if stack.head is not None else ""),
+        + (f" + score head ({score_dim} dims)" if stack.head is not None else "")
+        + (" + per-pin prior offset" if offset_lr > 0 else ""),
+        offset_lr=offset_lr,
     )  # fmt: skip
     metrics |= align_metrics | post_metrics
     # the domain path: the domain tower's phases, then align and post-train; the sequence
@@ -489,6 +500,7 @@ def swap(spec: Spec, out: Path, client: Reader) -> dict[str, Any]:
         + (", score head" if stack.head is not None else ""),
         "seq_blocks": len(stack.seq.blocks),
         "score_dim": stack.head.config["dim"] if stack.head is not None else d_model,
+        "offset_lr": offset_lr,
         "artifacts": ["swapped_stack.pt"],
     }
     metrics |= timer.done()

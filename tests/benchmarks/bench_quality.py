@@ -9,6 +9,10 @@ scale (400 ViT steps at batch 256). The taste graph is generated; the images are
     .venv/bin/python -m tests.benchmarks.bench_quality [--seeds 2] [--out DIR]
     (or: bash scripts/bench.sh quality)
 
+``--work DIR`` keeps the run's files in DIR, and a later run with the same DIR reuses the
+towers trained there for the same seed and parameters (the swap and the eval always run
+again): to compare swap designs on the same towers without paying for the towers twice.
+
 ``--previous-design`` also swaps each seed's towers with the swap's previous design (the
 generic stack's two sequence blocks, 64-dimension scores, last block post-trained) and
 evaluates it against the same generic stacks: before and after on the same trained towers.
@@ -39,6 +43,17 @@ SMOKE = {
 }
 
 
+def train_once(step: str, spec: Spec, out: Path, reader: ParquetReader) -> None:
+    """Run a training step, or keep what the same step with the same spec left in ``out``."""
+    stamp = out / "bench_spec.json"
+    want = json.dumps({"step": step, "seed": spec.seed, "params": spec.params}, sort_keys=True)
+    if stamp.exists() and stamp.read_text() == want:
+        print(f"{step} seed {spec.seed}: reusing {out}")
+        return
+    run_step(step, spec, out, reader)
+    stamp.write_text(want)
+
+
 def run(
     seeds: int,
     work: Path,
@@ -51,13 +66,17 @@ def run(
         given = (overrides or {}).get(step, {})
         return {"threads": 1, **(SMOKE[step] if smoke else {}), **given}
 
-    generate(work / "graph", scale=scale, seed=0)
+    if not (work / "graph" / "bench_scale.txt").exists():
+        generate(work / "graph", scale=scale, seed=0)
+        (work / "graph" / "bench_scale.txt").write_text(scale)
+    elif (work / "graph" / "bench_scale.txt").read_text() != scale:
+        raise ValueError(f"{work} holds a graph of another scale")
     reader = ParquetReader(work / "graph")
     arms: dict[str, list[str]] = {"A": [], "B": []}
     for seed in range(seeds):
         d, g, s = (work / f"{x}{seed}" for x in ("d", "g", "s"))
-        run_step("train-domain", Spec(seed=seed, params=params("train-domain")), d, reader)
-        run_step("train-generic", Spec(seed=seed, params=params("train-generic")), g, reader)
+        train_once("train-domain", Spec(seed=seed, params=params("train-domain")), d, reader)
+        train_once("train-generic", Spec(seed=seed, params=params("train-generic")), g, reader)
         model_in = {"stack": str(g / "generic_stack.pt"), "tower": str(d / "domain_tower.pt")}
         run_step("swap", Spec(seed=seed, params=params("swap"), model_in=model_in), s, reader)
         arms["A"].append(str(s / "swapped_stack.pt"))
@@ -109,6 +128,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     parser.add_argument("--smoke", action="store_true", help="tiny models: wiring only")
     parser.add_argument(
+        "--work", type=Path, default=None, help="keep the run's files here; reuse its towers"
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -130,7 +152,8 @@ def main() -> None:
         )
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
-        report = run(args.seeds, Path(tmp), args.scale, args.smoke, overrides, args.previous_design)
+        work = args.work or Path(tmp)
+        report = run(args.seeds, work, args.scale, args.smoke, overrides, args.previous_design)
     print(table(report))
     if "previous_design" in report:
         print("previous swap design (2 sequence blocks, 64-dim scores), same towers:")
