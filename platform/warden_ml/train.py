@@ -58,8 +58,7 @@ from warden_ml.shards import PairBatches, read_domain_data
 # of the size and runs half the sequence model (bench_online); post-training fits both.
 SWAP_SEQ_BLOCKS = 1
 SWAP_SCORE_DIM = 16
-# post-training's learning rate for the item prior's per-pin offset (0: not trained)
-SWAP_OFFSET_LR = 0.0
+SWAP_OFFSET_LR = 0.0  # post-training's rate for the prior's per-pin offset (0: not trained)
 
 # --------------------------------------------------------------------------- helpers
 
@@ -124,8 +123,7 @@ def train_stack(
     """Next-pin training over the whole catalog (full softmax) with the tower frozen.
 
     The tower's embeddings are computed once; only ``trainable`` parameters move (and the
-    item prior's per-pin offset, at ``offset_lr``, when that is above 0).
-    """
+    item prior's per-pin offset, at ``offset_lr``, when that is above 0)."""
     windows, targets = next_pin_examples(hist, stack.seq.max_len)
     if targets.shape[0] == 0:
         raise ValueError("no next-pin training examples (engagements are empty)")
@@ -133,12 +131,10 @@ def train_stack(
     for p in stack.parameters():
         p.requires_grad_(False)
     trainable = [*trainable, stack.prior.weight]
-    groups: list[dict[str, Any]] = [{"params": trainable}]
-    if offset_lr > 0:
-        groups.append({"params": [stack.prior.offset], "lr": offset_lr})
-    for group in groups:
-        for p in group["params"]:
-            p.requires_grad_(True)
+    offset = [stack.prior.offset] if offset_lr > 0 else []
+    for p in [*trainable, *offset]:
+        p.requires_grad_(True)
+    groups = [{"params": trainable}] + ([{"params": offset, "lr": offset_lr}] if offset else [])
     stack.train()
     opt = torch.optim.AdamW(groups, lr=lr, weight_decay=1e-4)
     rng = np.random.default_rng(seed)
@@ -178,13 +174,9 @@ def popularity_prior(pins: Pins, hist: Histories) -> ItemPrior:
 
 
 def _seq_config(spec: Spec) -> dict[str, Any]:
-    return {
-        "d_model": int(spec.p("d_model", 64)),
-        "depth": int(spec.p("seq_depth", 2)),
-        "heads": 4,
-        "ff": int(spec.p("seq_ff", 128)),
-        "max_len": int(spec.p("max_len", 8)),
-    }
+    given = {"d_model": ("d_model", 64), "depth": ("seq_depth", 2), "ff": ("seq_ff", 128)}
+    given["max_len"] = ("max_len", 8)
+    return {"heads": 4} | {key: int(spec.p(name, v)) for key, (name, v) in given.items()}
 
 
 def save_stack(path: Path, stack: Stack, training: dict[str, Any]) -> None:
@@ -481,9 +473,8 @@ def swap(spec: Spec, out: Path, client: Reader) -> dict[str, Any]:
     post_metrics, post_record = train_stack(
         stack, pins, hist, post, trainable, spec.seed + 2, batch=batch,
         lr=float(spec.p("post_lr", 1e-3)), label="post",
-        objective=f"next-pin: projector + {trained}"
-        + (f" + score head ({score_dim} dims)" if stack.head is not None else "")
-        + (" + per-pin prior offset" if offset_lr > 0 else ""),
+        objective=f"next-pin: projector + {trained}" + (f" + score head ({score_dim} dims)"
+        if stack.head is not None else "") + (" + per-pin offset" if offset_lr > 0 else ""),
         offset_lr=offset_lr,
     )  # fmt: skip
     metrics |= align_metrics | post_metrics
