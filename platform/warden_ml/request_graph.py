@@ -4,18 +4,52 @@ The same math as the eager path (``gather_items``, ``SeqModel``, ``addmm`` with 
 prior, the window's pins masked, top k), with the sequence model's weights rearranged at
 load so the exported graph has fewer operators than ``nn.TransformerEncoderLayer``'s export
 (57 against 91 after ONNX Runtime's fusions), and the last layer computes only the row the
-model reads. At batch 1 this part of a request is small operators and one pass over the
-catalog table; it is the same for every stack, and a test holds it equal to the eager scoring
-(``tests/warden_ml/test_units.py``).
+model reads, as a matrix. Each residual sum and the layer norm that reads it are one fused
+operator (ONNX Runtime's SkipLayerNormalization), the pads' column is scored -inf by its
+prior rather than sliced off: the swapped stack's whole request (CNN encoder, projector,
+one block, 16-wide scores) is 38 operators, 51 before. At batch 1 this part of a request is
+small operators and one pass over the catalog table; it is the same for every stack, and a
+test holds it equal to the eager scoring (``tests/warden_ml/test_units.py``).
 """
 
 from __future__ import annotations
+
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from warden_ml.models import ScoreHead, SeqModel
+
+
+class _SkipLayerNorm(torch.autograd.Function):
+    """(LayerNorm(x + skip + bias), x + skip + bias), exported as ONNX Runtime's fused
+    SkipLayerNormalization: one operator where the plain export writes two or three."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, x: Any, skip: Any, norm_w: Any, norm_b: Any, bias: Any, eps: float
+    ) -> Any:
+        total = x + skip + bias
+        return F.layer_norm(total, norm_w.shape, norm_w, norm_b, eps), total
+
+    @staticmethod
+    def symbolic(g: Any, x: Any, skip: Any, norm_w: Any, norm_b: Any, bias: Any, eps: float) -> Any:
+        out = g.op("com.microsoft::SkipLayerNormalization", x, skip, norm_w, norm_b, bias,
+                   epsilon_f=eps, outputs=4)  # fmt: skip
+        return out[0], out[3]
+
+
+def skip_layer_norm(
+    x: torch.Tensor, skip: torch.Tensor, norm: nn.LayerNorm, bias: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The residual sum ``x + skip (+ bias)`` and its layer norm (one operator when served)."""
+    bias = norm.bias.new_zeros(norm.bias.shape) if bias is None else bias
+    if torch.onnx.is_in_onnx_export():
+        return _SkipLayerNorm.apply(x, skip, norm.weight, norm.bias, bias, norm.eps)  # type: ignore[no-any-return]
+    total = x + skip + bias
+    return F.layer_norm(total, norm.normalized_shape, norm.weight, norm.bias, norm.eps), total
 
 
 class _Block(nn.Module):
@@ -33,7 +67,6 @@ class _Block(nn.Module):
         attn = layer.self_attn
         h, d = attn.num_heads, attn.embed_dim
         dh = d // h
-        self.eps = (layer.norm1.eps, layer.norm2.eps)
         self.dh = dh
         w = attn.in_proj_weight.detach()  # rows: q, k, v; within each, head by head
         b = attn.in_proj_bias.detach()
@@ -46,19 +79,21 @@ class _Block(nn.Module):
         self.norm1, self.norm2 = layer.norm1, layer.norm2
         self.linear1, self.linear2 = layer.linear1, layer.linear2
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, last: bool = False) -> torch.Tensor:
-        """``last``: only the last row's output, as a (1, d) matrix (the only row the model
-        reads after the final layer; 2-D, so its linear layers export as plain Gemm, without
-        the reshapes a 3-D input costs); every row still serves as a key and a value."""
-        n1, n2 = self.norm1, self.norm2
-        h = F.layer_norm(x, n1.normalized_shape, n1.weight, n1.bias, self.eps[0])
+    def forward(
+        self, x: torch.Tensor, h: torch.Tensor, mask: torch.Tensor, last: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x`` the block's input and ``h`` its first layer norm; returns the residual and
+        the feed-forward output, not yet added (whoever reads their sum norms it too, in
+        one fused operator). ``last``: only the last row's, as (1, d) matrices (the only row
+        the model reads after the final layer; 2-D, so the linear layers export as plain
+        Gemm, without the reshapes a 3-D input costs); every row still serves as a key and
+        a value."""
         q, k, v = (h @ self.w_qkv + self.b_qkv).split(self.dh, dim=-1)
         if last:
-            q, x = q[:, -1:], x[0, -1:]
+            q, x = q[:, -1:], x[:, -1]
         att = torch.softmax(q @ k.transpose(1, 2) * self.dh**-0.5 + mask, dim=-1)
-        x = x + ((att @ v) @ self.w_out).sum(0) + self.b_out
-        h = F.layer_norm(x, n2.normalized_shape, n2.weight, n2.bias, self.eps[1])
-        return x + self.linear2(F.gelu(self.linear1(h)))
+        h, x = skip_layer_norm(x, ((att @ v) @ self.w_out).sum(0), self.norm2, self.b_out)
+        return x, self.linear2(F.gelu(self.linear1(h)))
 
 
 class RequestGraph(nn.Module):
@@ -114,12 +149,14 @@ class RequestGraph(nn.Module):
         n = table.shape[0] - 1
         rows = torch.remainder(window, n + 1)
         head = rows[:, :-1]
-        x = torch.cat([table[head], fresh.unsqueeze(1)], dim=1) + self.pos[-window.shape[1] :]
+        x = torch.cat([table[head], fresh.unsqueeze(1)], dim=1)
+        skip = self.pos[-window.shape[1] :]
         # the query slot is never masked (as gather_items): attention always sees a key
         mask = torch.cat([pad_mask[head], torch.zeros_like(pad_mask[:1])[None]], dim=1)
-        for i, block in enumerate(self.blocks):
-            x = block(x, mask, last=i == len(self.blocks) - 1)
-        q = self.out(self.norm(x))
+        for i, block in enumerate(cast(list[_Block], self.blocks)):
+            h, x = skip_layer_norm(x, skip, block.norm1)
+            x, skip = block(x, h, mask, last=i == len(self.blocks) - 1)
+        q = self.out(skip_layer_norm(x, skip, self.norm)[0])
         keys = table if self.keys is None else self.keys
         scores = torch.addmm(self.bias, q, keys.T)
         masked = scores.scatter(1, rows, float("-inf"))

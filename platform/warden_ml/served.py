@@ -40,6 +40,7 @@ class Served:
                 model,  # type: ignore[arg-type]  # the TorchScript-based exporter takes a file
                 input_names=names,
                 opset_version=OPSET,
+                custom_opsets={"com.microsoft": 1},  # ONNX Runtime's fused operators
                 dynamo=False,
             )
         options = ort.SessionOptions()
