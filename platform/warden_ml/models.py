@@ -8,9 +8,8 @@
 * ``ScoreHead``: optional, the stack scores in fewer dimensions than the sequence model's
   width (the swapped stack's serving design: a catalog table a fraction of the size).
 * ``ItemPrior``: a learned weight times log(1 + training engagements) per pin, added to every
-  score, plus (when a step trains it) a learned per-pin offset. An 8x8 digit image says
-  which digit a pin shows, not how popular it is; without this prior a content-only scorer
-  cannot tell apart the ~500 pins of one digit class.
+  score. An 8x8 digit image says which digit a pin shows, not how popular it is; without
+  this prior a content-only scorer cannot tell apart the ~500 pins of one digit class.
 * ``Stack``: tower + projector + sequence model (+ prior), the model evaluated and served.
 """
 
@@ -207,12 +206,8 @@ class ScoreHead(nn.Module):
 
 
 class ItemPrior(nn.Module):
-    """weight * log(1 + training engagements) + offset, per pin, keyed by pin id (0 for a
-    pin the training log never saw, or for every pin when the artifact predates the prior).
-
-    ``offset`` is a learned bias per pin (zeros unless a step trains it: the swap's
-    post-training does, on the training log's next-pin examples only; an artifact from
-    before it loads with zeros)."""
+    """weight * log(1 + training engagements) per pin, keyed by pin id (0 for a pin the
+    training log never saw, or for every pin when the artifact predates the prior)."""
 
     def __init__(self, pin_ids: torch.Tensor, counts: torch.Tensor) -> None:
         super().__init__()
@@ -220,12 +215,6 @@ class ItemPrior(nn.Module):
         self.register_buffer("pin_ids", pin_ids[order].to(torch.int64))
         self.register_buffer("log_pop", torch.log1p(counts[order].to(torch.float32)))
         self.weight = nn.Parameter(torch.tensor(1.0))
-        self.offset = nn.Parameter(torch.zeros(pin_ids.shape[0]))
-
-    def load_state_dict(self, state: Any, strict: bool = True, assign: bool = False) -> Any:
-        if "offset" not in state:  # an artifact from before the per-pin offset
-            state = {**state, "offset": torch.zeros(state["pin_ids"].shape[0])}
-        return super().load_state_dict(state, strict, assign)
 
     @classmethod
     def empty(cls, n: int = 0) -> ItemPrior:
@@ -240,7 +229,7 @@ class ItemPrior(nn.Module):
         pos = torch.searchsorted(known, ids).clamp(max=known.numel() - 1)
         hit = (known[pos] == ids).to(torch.float32)
         log_pop: torch.Tensor = self.log_pop  # type: ignore[assignment]
-        return (self.weight * log_pop[pos] + self.offset[pos]) * hit
+        return self.weight * log_pop[pos] * hit
 
 
 class Stack(nn.Module):

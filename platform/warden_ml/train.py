@@ -58,7 +58,6 @@ from warden_ml.shards import PairBatches, read_domain_data
 # of the size and runs half the sequence model (bench_online); post-training fits both.
 SWAP_SEQ_BLOCKS = 1
 SWAP_SCORE_DIM = 16
-SWAP_OFFSET_LR = 0.0  # post-training's rate for the prior's per-pin offset (0: not trained)
 
 # --------------------------------------------------------------------------- helpers
 
@@ -118,12 +117,11 @@ def train_stack(
     lr: float = 2e-3,
     label: str = "stack",
     objective: str = "next-pin cross-entropy over the full catalog (tower frozen)",
-    offset_lr: float = 0.0,
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """Next-pin training over the whole catalog (full softmax) with the tower frozen.
 
-    The tower's embeddings are computed once; only ``trainable`` parameters move (and the
-    item prior's per-pin offset, at ``offset_lr``, when that is above 0)."""
+    The tower's embeddings are computed once; only ``trainable`` parameters move.
+    """
     windows, targets = next_pin_examples(hist, stack.seq.max_len)
     if targets.shape[0] == 0:
         raise ValueError("no next-pin training examples (engagements are empty)")
@@ -131,12 +129,10 @@ def train_stack(
     for p in stack.parameters():
         p.requires_grad_(False)
     trainable = [*trainable, stack.prior.weight]
-    offset = [stack.prior.offset] if offset_lr > 0 else []
-    for p in [*trainable, *offset]:
+    for p in trainable:
         p.requires_grad_(True)
-    groups = [{"params": trainable}] + ([{"params": offset, "lr": offset_lr}] if offset else [])
     stack.train()
-    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=1e-4)
+    opt = torch.optim.AdamW(trainable, lr=lr, weight_decay=1e-4)
     rng = np.random.default_rng(seed)
     w_t, t_t = torch.from_numpy(windows), torch.from_numpy(targets)
     losses: list[float] = []
@@ -174,9 +170,13 @@ def popularity_prior(pins: Pins, hist: Histories) -> ItemPrior:
 
 
 def _seq_config(spec: Spec) -> dict[str, Any]:
-    given = {"d_model": ("d_model", 64), "depth": ("seq_depth", 2), "ff": ("seq_ff", 128)}
-    given["max_len"] = ("max_len", 8)
-    return {"heads": 4} | {key: int(spec.p(name, v)) for key, (name, v) in given.items()}
+    return {
+        "d_model": int(spec.p("d_model", 64)),
+        "depth": int(spec.p("seq_depth", 2)),
+        "heads": 4,
+        "ff": int(spec.p("seq_ff", 128)),
+        "max_len": int(spec.p("max_len", 8)),
+    }
 
 
 def save_stack(path: Path, stack: Stack, training: dict[str, Any]) -> None:
@@ -469,13 +469,11 @@ def swap(spec: Spec, out: Path, client: Reader) -> dict[str, Any]:
     trainable = [*stack.projector.parameters()]
     trainable += [*stack.seq.parameters()] if whole else stack.seq.last_block_parameters()
     trainable += [*stack.head.parameters()] if stack.head is not None else []
-    offset_lr = float(spec.p("offset_lr", SWAP_OFFSET_LR))
     post_metrics, post_record = train_stack(
         stack, pins, hist, post, trainable, spec.seed + 2, batch=batch,
         lr=float(spec.p("post_lr", 1e-3)), label="post",
-        objective=f"next-pin: projector + {trained}" + (f" + score head ({score_dim} dims)"
-        if stack.head is not None else "") + (" + per-pin offset" if offset_lr > 0 else ""),
-        offset_lr=offset_lr,
+        objective=f"next-pin: projector + {trained}"
+        + (f" + score head ({score_dim} dims)" if stack.head is not None else ""),
     )  # fmt: skip
     metrics |= align_metrics | post_metrics
     # the domain path: the domain tower's phases, then align and post-train; the sequence
@@ -491,7 +489,6 @@ def swap(spec: Spec, out: Path, client: Reader) -> dict[str, Any]:
         + (", score head" if stack.head is not None else ""),
         "seq_blocks": len(stack.seq.blocks),
         "score_dim": stack.head.config["dim"] if stack.head is not None else d_model,
-        "offset_lr": offset_lr,
         "artifacts": ["swapped_stack.pt"],
     }
     metrics |= timer.done()

@@ -57,7 +57,7 @@ SMOKE = {
 
 
 # the swap's design before the swapped stack had its own (seq_blocks, score_dim, post_train)
-PREVIOUS_DESIGN = {"seq_blocks": 2, "score_dim": 0, "post_train": "last_block", "offset_lr": 0.0}
+PREVIOUS_DESIGN = {"seq_blocks": 2, "score_dim": 0, "post_train": "last_block"}
 
 
 def train(work: Path, generic_steps: int, smoke: bool, previous: bool = False) -> dict[str, Path]:
