@@ -7,7 +7,7 @@ load so the exported graph has fewer operators than ``nn.TransformerEncoderLayer
 model reads, as a matrix. Each residual sum and the layer norm that reads it are one fused
 operator (ONNX Runtime's SkipLayerNormalization), the pads' column is scored -inf by its
 prior rather than sliced off: the swapped stack's whole request (CNN encoder, projector,
-one block, 16-wide scores) is 38 operators, 51 before. At batch 1 this part of a request is
+one block, 8-wide scores) is 38 operators, 51 before. At batch 1 this part of a request is
 small operators and one pass over the catalog table; it is the same for every stack, and a
 test holds it equal to the eager scoring (``tests/warden_ml/test_units.py``).
 """
