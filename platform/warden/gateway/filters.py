@@ -6,6 +6,7 @@ from a fixed set, and each value is checked against the column's type.
 
 from __future__ import annotations
 
+import operator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -69,12 +70,15 @@ def expression(column: str, dtype: str, op: str, value: Any) -> pl.Expr:
         return member if op == "in" else ~member
     if isinstance(value, list):
         raise InvalidFilter(f"{column}: {op} takes one value, not a list")
-    typed = typed_value(column, dtype, value)
-    return {
-        "eq": col == typed,
-        "ne": col != typed,
-        "lt": col < typed,
-        "le": col <= typed,
-        "gt": col > typed,
-        "ge": col >= typed,
-    }[op]
+    return _COMPARE[op](col, typed_value(column, dtype, value))
+
+
+# Only the comparison asked for is built: each costs a polars expression and a literal.
+_COMPARE = {
+    "eq": operator.eq,
+    "ne": operator.ne,
+    "lt": operator.lt,
+    "le": operator.le,
+    "gt": operator.gt,
+    "ge": operator.ge,
+}
