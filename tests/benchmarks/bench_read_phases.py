@@ -27,7 +27,7 @@ from tests.benchmarks.harness import postgres_database, prepare
 from warden.core.filesystem import restrict_umask
 from warden.core.platform import build_platform
 from warden.core.process import WardenProcess
-from warden.db.generation import read_stamp
+from warden.db.generation import read_stamp_of
 from warden.db.session import unit_of_work
 from warden.identity.service import authenticate
 
@@ -80,7 +80,7 @@ def main() -> None:
         def one() -> None:
             start = time.process_time()
             with unit_of_work(platform.sessions) as db:
-                stamp = read_stamp(db.connection())
+                stamp = read_stamp_of(db)
                 caller = authenticate(db, token, cached=platform.tokens.at(stamp.generation))
                 spent["stamp + token"] += time.process_time() - start
                 result = gateway.governed_read(

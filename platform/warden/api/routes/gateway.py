@@ -19,7 +19,7 @@ from starlette.types import Receive, Scope, Send
 from warden.api.deps import get_state
 from warden.api.edge import report_unauthenticated
 from warden.api.openapi import json_body
-from warden.db.generation import CacheAt, lookup_connection, read_stamp
+from warden.db.generation import CacheAt, read_stamp_of
 from warden.db.session import unit_of_work
 from warden.errors import Unauthenticated
 from warden.gateway.arrow import ArrowStream
@@ -162,12 +162,12 @@ def _read(request: Request, name: str, raw: bytes) -> tuple[ReadResult, bytes | 
     """Authenticate and read in one worker-thread hop; small answers go out in one piece.
     One statement reads the policy version and the change generation; the token, the dataset
     and the mask keys come from this process's caches unless something changed since they were
-    filled (then they are read on the same connection). A revocation, a disable or a new
+    filled (then they are read on the session). A revocation, a disable or a new
     dataset version, committed by any process, holds from the next read everywhere."""
     state = get_state(request)
     views = request.headers.get(ARROW_LAYOUT_HEADER, "").strip().lower() == "view"
     with unit_of_work(state.sessions) as db:
-        stamp = read_stamp(lookup_connection(db))
+        stamp = read_stamp_of(db)
         caller = _caller_or_audit(request, name, db, state.tokens.at(stamp.generation))
         result = governed_read(state, caller, name, raw, views=views, session=db, stamp=stamp)
     body = result.body
