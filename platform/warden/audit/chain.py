@@ -89,6 +89,8 @@ def normalise_json(value: Any) -> Any:
 
     Raises ValueError or TypeError for what a JSON column cannot hold (NaN, sets, objects).
     """
+    if isinstance(value, list | tuple) and all(type(v) is str for v in value):
+        return list(value)  # what the round trip gives (most fields: column names, ids)
     return json.loads(json.dumps(value, allow_nan=False))
 
 

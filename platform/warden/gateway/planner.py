@@ -154,7 +154,6 @@ def build(
     if mask.tenant_id != dataset.tenant_id:
         raise Forbidden("the mask key is not the dataset's tenant's")
     source, decoded = frames.source(file, dataset.byte_size)
-    schema = source.collect_schema()
     policy_filters = []
     for rf in decision.row_filters:
         value = policy_value(dataset, rf)
@@ -178,6 +177,8 @@ def build(
         elif column in dataset.identifier_columns:
             mask_exprs.append(keyed_hash_expr(column, file, keys[column]).alias(column))
         else:
+            # a decoded frame knows its schema; a lazy scan's costs a call into polars
+            schema = decoded.schema if decoded is not None else source.collect_schema()
             mask_exprs.append(blank_expr(column, schema[column]))
     caller_filters = []
     for clause in where:
