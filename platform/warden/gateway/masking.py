@@ -27,6 +27,8 @@ from warden.catalog.storage import DataFile
 
 REDACTED = "[redacted]"
 SMALL_FRAME = 20_000
+# Up to this many rows, compact integer ids are masked with one numpy gather.
+TINY_FRAME = 4096
 # A dense table costs 9 bytes per slot of the id range: used while the range is compact.
 DENSE_MAX_SLOTS = 1 << 25
 DENSE_MAX_SPREAD = 4
@@ -65,8 +67,18 @@ class TokenTable:
         inside = (slot >= 0) & (slot <= last)
         return pl.when(inside).then(pl.lit(self.dense).gather(slot.clip(0, last)))
 
+    @cached_property
+    def dense_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """The dense table as numpy: tokens (0 in gaps) and which slots hold one."""
+        assert self.dense is not None
+        return self.dense.fill_null(0).to_numpy(), self.dense.is_not_null().to_numpy()
+
     def apply(self, frame: pl.DataFrame, column: str) -> pl.DataFrame:
         """Mask one column of a collected frame."""
+        if self.dense is not None and frame.height <= TINY_FRAME:
+            masked = self._gathered(frame[column])
+            if masked is not None:
+                return frame.with_columns(masked)
         if self.dense is not None:
             slots = frame[column].cast(pl.Int64, strict=False) - self.offset
             if slots.null_count() or not _within(slots, len(self.dense)):
@@ -84,6 +96,20 @@ class TokenTable:
         mapping = pl.DataFrame({column: self.raw, _MASKED: self.tokens})
         joined = frame.join(mapping, on=column, how="left", maintain_order="left")
         return joined.with_columns(pl.col(_MASKED).alias(column)).drop(_MASKED)
+
+    def _gathered(self, ids: pl.Series) -> pl.Series | None:
+        """A few ids masked by one numpy gather (a tenth of the polars calls of the path for
+        many rows); None unless every id is a non-null integer with a token, in one chunk
+        (the masked column keeps the frame's chunk layout, see `apply`)."""
+        if not ids.dtype.is_integer() or ids.null_count() or ids.n_chunks() > 1:
+            return None
+        tokens, present = self.dense_arrays
+        slots = ids.to_numpy().astype(np.int64) - self.offset  # a uint64 past 2**63 goes < 0
+        if slots.size and (slots.min() < 0 or slots.max() >= len(tokens)):
+            return None
+        if not present[slots].all():
+            return None
+        return pl.Series(ids.name, tokens[slots], dtype=pl.Int64)
 
 
 def _within(slots: pl.Series, size: int) -> bool:
