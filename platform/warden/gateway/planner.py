@@ -84,7 +84,9 @@ frames = _FrameCache(FRAME_CACHE_BYTES)
 
 @dataclass(frozen=True)
 class Plan:
-    frame: pl.LazyFrame
+    source: pl.LazyFrame
+    # the plan's steps, for the source or any first rows of it (see `_first_rows`)
+    shape: Callable[[pl.LazyFrame], pl.LazyFrame] = field(repr=False)
     columns: tuple[str, ...]
     masked: tuple[str, ...]
     late_masks: tuple[str, ...]
@@ -94,9 +96,12 @@ class Plan:
     key_version: int = 0
     # the source decoded in memory (a small file): collect it at once, never stream
     decoded: pl.DataFrame | None = field(default=None, repr=False)
-    # the plan's steps, for a source of the same columns (see `collect`)
-    shape: Callable[[pl.LazyFrame], pl.LazyFrame] | None = field(default=None, repr=False)
     limit: int | None = None
+
+    @property
+    def frame(self) -> pl.LazyFrame:
+        """The whole plan (made when asked: a small answer may never need it)."""
+        return self.shape(self.source)
 
     @property
     def in_memory(self) -> bool:
@@ -207,7 +212,8 @@ def build(
         return frame if limit is None else frame.head(limit)
 
     return Plan(
-        frame=shape(source),
+        source=source,
+        shape=shape,
         columns=tuple(visible),
         masked=tuple(c for c in visible if c in masked_all),
         late_masks=tuple(late),
@@ -215,7 +221,6 @@ def build(
         keys=keys,
         key_version=mask.version,
         decoded=decoded,
-        shape=shape,
         limit=limit,
     )
 
@@ -234,7 +239,7 @@ def _first_rows(plan: Plan) -> pl.DataFrame | None:
     row by row and positions start at the first row, so when those rows give `limit` rows
     (or are the whole file), they are the answer the whole file gives. None: read it all."""
     decoded, limit = plan.decoded, plan.limit
-    if decoded is None or plan.shape is None or limit is None or limit > SMALL_LIMIT:
+    if decoded is None or limit is None or limit > SMALL_LIMIT:
         return None
     first = decoded.slice(0, FIRST_ROWS_PER_ROW * max(limit, 1))
     # Few rows: polars' in-memory engine costs a third of the streaming one's CPU here.
