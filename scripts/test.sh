@@ -2,13 +2,17 @@
 # The test command: lint, types, then the whole suite on SQLite and (when present) PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# PostgreSQL: a throwaway cluster of the suite's own (tests/pg_cluster.py: fsync off, since no
+# test's data must survive a crash of the machine), stopped and deleted when the suite ends.
+# The machine's own cluster (scripts/postgres-up.sh) stays durable for benchmarks and data.
+# A WARDEN_TEST_POSTGRES_URL already set is used as it is.
 if [ -z "${WARDEN_TEST_POSTGRES_URL:-}" ]; then
-    WARDEN_TEST_POSTGRES_URL=$(bash scripts/postgres-up.sh || true)
-    export WARDEN_TEST_POSTGRES_URL
-fi
-if [ -z "$WARDEN_TEST_POSTGRES_URL" ]; then
-    echo "note: no PostgreSQL here; tests run on SQLite only" >&2
-    unset WARDEN_TEST_POSTGRES_URL
+    if cluster=$(.venv/bin/python -m tests.pg_cluster start); then
+        eval "$cluster"
+        trap '.venv/bin/python -m tests.pg_cluster stop "$WARDEN_TEST_POSTGRES_DIR"' EXIT
+    else
+        echo "note: no PostgreSQL here; tests run on SQLite only" >&2
+    fi
 fi
 bash scripts/docker-up.sh >/dev/null 2>&1 || echo "note: no Docker Engine here; sandbox tests skip" >&2
 .venv/bin/ruff check platform tests migrations

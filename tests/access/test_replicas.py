@@ -144,9 +144,10 @@ def test_a_replica_that_cannot_reach_the_policy_store_refuses(
     host = query.get("host", "/var/run/postgresql")
     if not host.startswith("/"):
         pytest.skip("the proxy forwards to a unix socket")
-    proxy = UnixProxy(f"{host}/.s.PGSQL.5432")
+    proxy = UnixProxy(f"{host}/.s.PGSQL.{query.get('port', '5432')}")
     dbname = parts.path.lstrip("/")
-    via_proxy = f"postgresql+psycopg://127.0.0.1:{proxy.port}/{dbname}"
+    user = f"{parts.username}@" if parts.username else ""
+    via_proxy = f"postgresql+psycopg://{user}127.0.0.1:{proxy.port}/{dbname}"
     req = access.ask("erin", dataset="pins", purpose="analytics", duration="1d", columns=["pin_id"])
     access.approve("sam", req["id"])
     try:

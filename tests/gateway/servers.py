@@ -4,11 +4,10 @@ the multi-process read tests; and a PostgreSQL of the test's own that it may sto
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,8 +15,10 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from tests import pg_cluster
 from tests.benchmarks.bench_read import _seed
-from tests.benchmarks.harness import free_port, postgres_database, prepare
+from tests.benchmarks.harness import postgres_database, prepare
+from tests.pg_cluster import Cluster, NoPostgres
 from tests.serving import bound_engine, serve_env, serve_process
 from warden.config import Settings
 from warden.db.session import make_engine, make_sessionmaker, unit_of_work
@@ -103,64 +104,11 @@ def read(http: httpx.Client, token: str, dataset: str = "engagements") -> httpx.
 # --- a PostgreSQL of the test's own, to stop and start (never the machine's shared one) ---
 
 
-def _pg_bin() -> Path | None:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
-    return found[-1].parent if found else None
-
-
-def _as_postgres(args: list[str]) -> list[str]:
-    if os.geteuid() != 0:
-        return args
-    runuser = shutil.which("runuser")
-    if runuser is None:
-        pytest.skip("running as root without runuser: cannot start a PostgreSQL of our own")
-    return [runuser, "-u", "postgres", "--", *args]
-
-
-@dataclass
-class OwnPostgres:
-    bin: Path
-    data: Path
-    sockets: Path
-    port: int
-
-    @property
-    def url(self) -> str:
-        return f"postgresql+psycopg://postgres@/postgres?host={self.sockets}&port={self.port}"
-
-    def ctl(self, *args: str) -> None:
-        cmd = [str(self.bin / "pg_ctl"), "-D", str(self.data), "-w", "-t", "60", *args]
-        subprocess.run(_as_postgres(cmd), check=True, capture_output=True)  # noqa: S603
-
-    def start(self) -> None:
-        opts = f"-k {self.sockets} -p {self.port} -c listen_addresses='' -c fsync=off"
-        self.ctl("-o", opts, "-l", str(self.data.parent / "pg.log"), "start")
-
-    def stop(self) -> None:
-        self.ctl("-m", "fast", "stop")
-
-
 @contextmanager
-def own_postgres(tmp_path: Path) -> Iterator[OwnPostgres]:
-    bin_dir = _pg_bin()
-    if bin_dir is None:
-        pytest.skip("no PostgreSQL binaries under /usr/lib/postgresql")
-    root = Path(f"/tmp/wpg-{os.getpid()}-{free_port()}")  # short: socket paths are limited
-    root.mkdir(mode=0o700)
+def own_postgres(tmp_path: Path) -> Iterator[Cluster]:
+    """Started; stopped and deleted after (fsync off: the test restarts it, not the machine)."""
     try:
-        if os.geteuid() == 0:
-            shutil.chown(root, "postgres", "postgres")
-        data, sockets = root / "data", root / "s"
-        for d in (data, sockets):
-            subprocess.run(_as_postgres(["mkdir", "-m", "700", str(d)]), check=True)  # noqa: S603
-        init = [str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"]
-        subprocess.run(_as_postgres(init), check=True, capture_output=True)  # noqa: S603
-        pg = OwnPostgres(bin_dir, data, sockets, free_port())
-        pg.start()
-        try:
-            yield pg
-        finally:
-            with suppress(subprocess.CalledProcessError):
-                pg.stop()
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+        with pg_cluster.running({"fsync": "off"}) as cluster:
+            yield cluster
+    except NoPostgres as exc:
+        pytest.skip(str(exc))
