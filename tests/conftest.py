@@ -43,20 +43,22 @@ MASK_KEY = "test-mask-key"
 # Under pytest-xdist (`--dist loadgroup`, as scripts/test.sh runs it), tests that share one
 # machine-wide thing run in one worker, one after another: the Docker Engine (its tests reap
 # each other's leftover containers and networks, and build the images once) and the browser;
-# the object store's tests share the one SeaweedFS the first of them starts.
+# the object store's tests share the one SeaweedFS the first of them starts. A test is in a
+# group by the fixtures it uses (or the `docker` mark), not by its folder: the sandbox,
+# workspace and console tests that need no engine (refusals before a container exists, the
+# console over a test client) run beside the rest.
 _SHARED = {
-    "docker": ("docker_engine", "sandbox_images", "compose"),
+    "docker": ("docker_engine", "sandbox_images", "compose", "chromium"),
     "s3": ("seaweedfs",),
 }
-_SHARED_FOLDERS = {"sandbox": "docker", "workspace": "docker", "console": "docker"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
         group = next((g for g, fixtures in _SHARED.items() if names & set(fixtures)), None)
-        folder = item.path.parent.name
-        group = group or _SHARED_FOLDERS.get(folder)
+        if group is None and item.get_closest_marker("docker") is not None:
+            group = "docker"
         if group is not None:
             item.add_marker(pytest.mark.xdist_group(group))
 
