@@ -25,22 +25,14 @@ from typing import TYPE_CHECKING
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pyiceberg.catalog import MetastoreCatalog
-from pyiceberg.catalog.sql import SqlCatalog
-from pyiceberg.exceptions import (
-    CommitFailedException,
-    NoSuchTableError,
-    ResolveError,
-    ValidationError,
-)
-from pyiceberg.expressions import AlwaysTrue
-from pyiceberg.table import StaticTable, Table
 from sqlalchemy.orm import Session
 
 from warden.catalog.storage import S3, DataFile, Storage, storage_for, storage_reason
 from warden.errors import Conflict, NotFound, StorageUnavailable, Unprocessable, WardenError
 
 if TYPE_CHECKING:
+    from pyiceberg.table import Table
+
     from warden.catalog.service import DatasetView
     from warden.config import Settings
 
@@ -54,18 +46,6 @@ os.environ.setdefault("POLARS_ICEBERG_PLANNER", "pyiceberg")
 class Snapshot:
     id: int
     metadata: str  # the table metadata file written with it
-
-
-class _UnitCatalog(SqlCatalog):
-    """pyiceberg's SQL catalog on the connection of Warden's unit of work. Its sessions join
-    that transaction (SQLAlchemy's default for a session bound to a connection already in
-    one: it never commits it), so a table's pointer moves only if the registration commits.
-    Its tables are created by migration 0008i, never by pyiceberg."""
-
-    def __init__(self, db: Session, properties: dict[str, str]) -> None:
-        MetastoreCatalog.__init__(self, CATALOG, **properties)  # no engine of its own
-        self.engine = db.connection()  # type: ignore[assignment]
-        self._schema_version = "v1"
 
 
 def io_properties(store: Storage) -> dict[str, str]:
@@ -115,7 +95,19 @@ def commit_version(
 
     `known`: the snapshot this same file was registered as before. When it is still in the
     table's history the table goes back to it (Iceberg's rollback) rather than a copy."""
-    catalog = _UnitCatalog(db, io_properties(store))
+    # pyiceberg here, not at the top: a process that never registers or reads a table (the
+    # CLI, `warden worker --once`, a server that only answers) starts without it (0.3 CPU-s)
+    from pyiceberg.exceptions import (
+        CommitFailedException,
+        NoSuchTableError,
+        ResolveError,
+        ValidationError,
+    )
+    from pyiceberg.expressions import AlwaysTrue
+
+    from warden.catalog.unit_catalog import UnitCatalog
+
+    catalog = UnitCatalog(db, CATALOG, io_properties(store))
     ident = (tenant, name)
     uri = _uri(store, stored_at)
     try:
@@ -158,6 +150,8 @@ def commit_version(
 def _snapshot_scan(metadata: str, snapshot: int, io: tuple[tuple[str, str], ...]) -> pl.LazyFrame:
     """A snapshot's lazy scan. Metadata files and snapshots are immutable, and polars keeps a
     scan's planning (manifests read, files listed) with its frame, so it is built once."""
+    from pyiceberg.table import StaticTable  # here: see commit_version
+
     table = StaticTable.from_metadata(metadata, properties=dict(io))
     if table.snapshot_by_id(snapshot) is None:
         raise StorageUnavailable("the dataset's table metadata lacks its snapshot")
@@ -210,13 +204,18 @@ def export_table(db: Session, settings: Settings, source: str, target: Path) -> 
 
     `source`: a metadata file's location (`s3://…/metadata/….metadata.json` in the platform's
     bucket, or a local path), or an identifier `namespace.table` in Warden's catalog."""
+    from pyiceberg.exceptions import NoSuchTableError, ResolveError, ValidationError
+    from pyiceberg.table import StaticTable  # here: see commit_version
+
+    from warden.catalog.unit_catalog import UnitCatalog
+
     store = storage_for(settings)
     props = io_properties(store)
     try:
         if source.endswith(".metadata.json"):
             table: Table = StaticTable.from_metadata(source, properties=props)
         else:
-            table = _UnitCatalog(db, props).load_table(source)
+            table = UnitCatalog(db, CATALOG, props).load_table(source)
         reader = table.scan().to_arrow_batch_reader()
         with pq.ParquetWriter(target, reader.schema) as out:
             for batch in reader:
