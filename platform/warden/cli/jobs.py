@@ -214,14 +214,16 @@ def worker(
     slots: Annotated[int, typer.Option(min=1, max=64, help="Jobs run at once")] = 1,
 ) -> None:
     """Run queued jobs on this machine (beside, or instead of, `warden serve`'s own worker)."""
-    from warden.api.gateway_app import create_gateway_app
     from warden.cli.startup import refuse_unsafe_data_dir
     from warden.config import get_settings, safe_url
-    from warden.core.platform import build_platform
-    from warden.core.process import WardenProcess
 
     settings = get_settings()
     refuse_unsafe_data_dir(settings)
+    # After the checks: a refusal says so without importing the read path and the workers.
+    from warden.api.gateway_app import create_gateway_app
+    from warden.core.platform import build_platform
+    from warden.core.process import WardenProcess
+
     platform = build_platform(settings)
     # Its sandboxes' sockets are served by a gateway-only app: the governed read path.
     process = WardenProcess.build(
