@@ -38,6 +38,8 @@ class _SkipLayerNorm(torch.autograd.Function):
     def symbolic(g: Any, x: Any, skip: Any, norm_w: Any, norm_b: Any, bias: Any, eps: float) -> Any:
         out = g.op("com.microsoft::SkipLayerNormalization", x, skip, norm_w, norm_b, bias,
                    epsilon_f=eps, outputs=4)  # fmt: skip
+        for value in (out[0], out[3]):  # typed like the input, so the export does not warn
+            value.setType(x.type())
         return out[0], out[3]
 
 
