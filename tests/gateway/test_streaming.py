@@ -143,11 +143,12 @@ def test_a_completion_cut_from_the_log_is_tampering_not_a_stream_still_open(
     newest = CheckpointStore.for_settings(live_warden.settings).last()
     assert newest is not None and newest.seq >= completion["seq"]
     keep = completion["seq"] - 1
-    with live_warden.state.engine.begin() as conn:  # as someone with SQL would
-        kept = conn.execute(text("SELECT hash FROM audit_event WHERE seq = :s"), {"s": keep})
+    # as someone with SQL would; the head first, so no append of the live server's lands
+    # between the cut and the head's reset (and SQLite's write lock is taken before any read)
+    with live_warden.state.engine.begin() as conn:
+        kept = "(SELECT hash FROM audit_event WHERE seq = :s)"
+        conn.execute(text(f"UPDATE audit_head SET seq = :s, hash = {kept}"), {"s": keep})
         conn.execute(text("DELETE FROM audit_event WHERE seq > :s"), {"s": keep})
-        conn.execute(text("UPDATE audit_head SET seq = :s, hash = :h"),
-                     {"s": keep, "h": kept.scalar()})  # fmt: skip
     store = CheckpointStore.for_settings(live_warden.settings)
     with live_warden.state.sessions() as db:
         result = verify(db, checkpoints=store.read())
