@@ -54,10 +54,12 @@ class SocketGate:
             await _refuse(send, 404, "NotFound", "the gateway socket serves governed reads only")
             return
         if path != "/healthz":
-            headers = dict(scope.get("headers") or [])
-            scheme, _, secret = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+            # Exactly one: the read path authenticates the first, so a second token sent
+            # before this sandbox's would be checked here and another read there.
+            sent = [v for k, v in scope.get("headers") or [] if k.lower() == b"authorization"]
+            scheme, _, secret = (sent[0] if sent else b"").decode("latin-1").partition(" ")
             given = plain_digest(secret.strip()) if scheme.lower() == "bearer" else ""
-            if not hmac.compare_digest(given, self.token_hash):
+            if len(sent) != 1 or not hmac.compare_digest(given, self.token_hash):
                 await _refuse(
                     send, 403, "Forbidden", "this socket serves only its own sandbox's job token"
                 )
