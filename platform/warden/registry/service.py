@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 from warden.audit.models import AuditEvent
 from warden.catalog.service import file_digest
 from warden.config import REPO_ROOT
-from warden.db.sealed import check
-from warden.errors import NotFound, Unprocessable
+from warden.db.sealed import RowTampered, check
+from warden.errors import NotFound, Unavailable, Unprocessable
 from warden.jobs.models import Job
 from warden.registry import repository as repo
 from warden.registry.models import Model
@@ -242,8 +242,18 @@ def get_model(db: Session, model_id: str | None, tenant_id: str) -> Model | None
 
 
 def parents_of(db: Session, model: Model) -> list[Model]:
-    ids = [p["id"] for p in model.lineage.get("parents", [])]
-    return [m for m in (get_model(db, i, model.tenant_id) for i in ids) if m is not None]
+    """Every parent its lineage names; one not found fails closed (Warden never deletes a
+    model: skipping it would drop its datasets from who may use this one)."""
+    return [_parent(db, p.get("id"), model.tenant_id) for p in model.lineage.get("parents", [])]
+
+
+def _parent(db: Session, model_id: str | None, tenant_id: str) -> Model:
+    parent = get_model(db, model_id, tenant_id)
+    if parent is None:
+        raise RowTampered(
+            f"parent model {str(model_id)[:12]!r} is not in the database (deleted past Warden)"
+        )
+    return parent
 
 
 def inputs_of(
@@ -253,20 +263,23 @@ def inputs_of(
     their ancestors) were built from, each once, in that order."""
     names = list(dict.fromkeys(datasets))
     for model_id in model_ids:
-        model = get_model(db, model_id, tenant_id)
-        if model is not None:
+        if model_id is not None:
+            model = _parent(db, model_id, tenant_id)
             names += [n for n in lineage_datasets(db, model) if n not in names]
     return names
 
 
-MAX_DEPTH = 32  # ancestors followed, at most
+MAX_DEPTH = 32  # ancestors shown (api/routes/registry.py); decisions walk them all
+MAX_ANCESTORS = 10_000  # more than this and no decision is made (refused)
 
 
 def lineage_datasets(db: Session, model: Model) -> dict[str, list[str]]:
     """Dataset name -> versions read, over the model and its ancestors."""
     out: dict[str, list[str]] = {}
     seen, frontier = {model.id}, [model]
-    while frontier and len(seen) <= MAX_DEPTH:
+    while frontier:  # every ancestor: one left out would leave its datasets out
+        if len(seen) > MAX_ANCESTORS:
+            raise Unavailable(f"model {model.ref} has over {MAX_ANCESTORS} ancestors")
         for m in frontier:
             for entry in m.lineage.get("datasets", []):
                 versions = out.setdefault(str(entry.get("name")), [])
