@@ -12,8 +12,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
 from warden.audit.outcomes import by, refusals_audited
 from warden.audit.service import record
 from warden.catalog.service import PURPOSES, load_view
@@ -21,10 +19,8 @@ from warden.db.sealed import check
 from warden.db.session import unit_of_work
 from warden.errors import Forbidden, NotFound
 from warden.identity.service import Caller, get_tenant
-from warden.jobs.models import Job
 from warden.policy.authz import allowed, require, sees_launched
-from warden.policy.reads import authorize_read, may_use
-from warden.registry import service as registry
+from warden.policy.reads import authorize_read
 from warden.sandbox import repository as repo
 from warden.sandbox.models import Sandbox
 from warden.sandbox.profiles import LaunchRequest, resolve
@@ -163,8 +159,8 @@ def logs(runtime: SandboxRuntime, caller: Caller, sandbox_id: str, follow: bool)
         row = get_visible(runtime, caller, sandbox_id)
         if not may_see_output(runtime, caller, row):
             raise Forbidden(
-                f"{caller.name} may see sandbox {row.id} but not its log: it may carry data of"
-                " datasets they may not read"
+                f"{caller.name} may see sandbox {row.id} but not its log: a data sandbox's log"
+                " is its launcher's (a job's: GET /v1/jobs/{id}/logs)"
             )
     shown = {
         "sandbox": row.id,
@@ -180,16 +176,12 @@ def logs(runtime: SandboxRuntime, caller: Caller, sandbox_id: str, follow: bool)
 
 
 def may_see_output(runtime: SandboxRuntime, caller: Caller, row: Sandbox) -> bool:
-    """Whether `caller` may see what the sandbox's workload printed: its launcher, or someone
-    who may read every dataset it read and, for a job's sandbox, every dataset the job's
-    parent models were built from (as `jobs.service.may_see_output`); administering
-    sandboxes alone is not enough."""
+    """Whether `caller` may see what the sandbox's workload printed: its launcher; for a
+    segment that reads no data, whoever may see the sandbox. A data segment's log may carry
+    rows of what it read and of its job's parent models' data, so nobody else reads it here:
+    a job's log is `/v1/jobs/{id}/logs`, held to the sealed job row (which job a sandbox ran,
+    `job.sandbox_id`, is the worker's note, not sealed: it decides nothing)."""
     if caller.name == row.launcher:
         return True
-    state = runtime.state
-    with unit_of_work(state.sessions) as db:
-        job = db.scalar(select(Job).where(Job.sandbox_id == row.id))
-        parents = list(check(db, job).model_in) if job is not None else []
-        names = registry.inputs_of(db, row.tenant_id, row.datasets, parents)
-        views = [load_view(db, state.settings.datasets_dir, row.tenant, n) for n in names]
-    return all(may_use(state, caller, v, built_by=row.launcher) for v in views)
+    profile = runtime.profiles().get(row.segment)
+    return profile is not None and not profile.data_access and not row.datasets
