@@ -23,7 +23,7 @@ from warden.audit.outcomes import by_caller_or_warden, refusals_audited
 from warden.audit.service import AuditRecord, append, record
 from warden.catalog.service import DATASET_NAME_RE, PURPOSES, load_view
 from warden.core.platform import Platform
-from warden.db.sealed import check
+from warden.db.sealed import RowTampered, check
 from warden.db.session import unit_of_work
 from warden.errors import Forbidden, NotFound, Unprocessable
 from warden.identity.service import Caller, check_name, get_tenant
@@ -34,6 +34,7 @@ from warden.policy.authz import allowed, require, sees_launched
 from warden.policy.reads import authorize_read, may_use
 from warden.registry import service as registry
 from warden.registry.models import Model
+from warden.sandbox.models import Sandbox
 
 ADMIN_OBJECT = "sys:jobs"
 ML_OBJECT = "sandbox:ml"
@@ -338,9 +339,28 @@ def cancel(state: Platform, caller: Caller, job_id: str, runtime: Any | None) ->
             return job
         job.state, job.reason, job.ended_at = "cancelled", reason, datetime.now(UTC)
         append(db, _event(job, "job.cancel", "allow", caller=caller, reason=reason))
-    if runtime is not None and job.sandbox_id and runtime.is_live_here(job.sandbox_id):
-        runtime.stop(job.sandbox_id, caller, reason)
+    sandbox_id = job.sandbox_id
+    if runtime is not None and sandbox_id and runtime.is_live_here(sandbox_id):  # noqa: SIM102
+        if _launched_for(state, job, sandbox_id):
+            runtime.stop(sandbox_id, caller, reason)
     return job
+
+
+def _launched_for(state: Platform, job: Job, sandbox_id: str) -> bool:
+    """Whether the sandbox's sealed row is a launch of this job's launcher in its tenant:
+    `job.sandbox_id` is the worker's note, not sealed, and pointed in SQL at someone else's
+    sandbox a cancel would stop theirs (the job's own worker stops its own at its next
+    heartbeat in any case)."""
+    with unit_of_work(state.sessions) as db:
+        sandbox = db.get(Sandbox, sandbox_id)
+        try:
+            return sandbox is not None and (
+                check(db, sandbox).launcher_id,
+                sandbox.tenant_id,
+                sandbox.segment,
+            ) == (job.launcher_id, job.tenant_id, "ml")
+        except RowTampered:
+            return False
 
 
 def follow_logs(state: Platform, job_id: str, follow: bool, poll_s: float = 0.2) -> Iterator[bytes]:
