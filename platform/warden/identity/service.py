@@ -47,6 +47,21 @@ def check_name(value: str, what: str) -> str:
     return value
 
 
+# A job acts, and is audited and traced in lineage, as `job-<sandbox id>`
+# (sandbox/models.py): a principal with such a name would read as one.
+JOB_ACTOR_PREFIX = "job-"
+
+
+def check_principal_name(value: str) -> str:
+    check_name(value, "principal name")
+    if value.startswith(JOB_ACTOR_PREFIX):
+        raise Unprocessable(
+            f"invalid principal name {value[:80]!r}: names starting with {JOB_ACTOR_PREFIX!r}"
+            " are jobs'"
+        )
+    return value
+
+
 def get_or_create_tenant(db: Session, name: str) -> Tenant:
     check_name(name, "tenant name")
     tenant = db.scalar(select(Tenant).where(Tenant.name == name))
@@ -75,7 +90,7 @@ def create_principal(
 ) -> Principal:
     """A new principal; `created_by` None only at bootstrap. A service account has an
     owning person (its creator unless named), who answers for it and never approves for it."""
-    check_name(name, "principal name")
+    check_principal_name(name)
     if kind not in ("person", "service"):
         raise Unprocessable(f"principal kind must be 'person' or 'service', not {kind!r}")
     if db.scalar(select(Principal).where(Principal.name == name)) is not None:

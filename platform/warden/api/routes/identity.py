@@ -36,6 +36,7 @@ from warden.identity.schemas import (
 from warden.identity.service import (
     Caller,
     check_name,
+    check_principal_name,
     create_principal,
     get_principal,
     get_tenant,
@@ -114,7 +115,7 @@ def add_principal(body: PrincipalCreate, caller: CurrentCaller, db: DbSession, s
     require(state, caller, "sys:principals", "manage")
     roles = [_role(r) for r in body.roles]
     tenant = get_tenant(db, caller.tenant)
-    check_name(body.name, "principal name")
+    check_principal_name(body.name)
     # held in this tenant: said why; held in another: "not available", nothing of whose
     refuse_unless_free(db, state.sessions, caller, body.name)
     creator = db.get(Principal, caller.principal_id)
