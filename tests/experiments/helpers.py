@@ -12,7 +12,8 @@ from tests.conftest import WardenHarness
 from tests.sealed_rows import finished_job
 from warden.catalog.service import load_view
 from warden.db.session import unit_of_work
-from warden.identity.service import get_tenant
+from warden.identity.service import Caller, get_principal, get_tenant
+from warden.policy.changes import apply_change
 from warden.registry.models import Model
 
 
@@ -98,3 +99,15 @@ def started_lat(warden: WardenHarness, tmp_path: Path) -> tuple[str, str]:
     started = warden.http.post("/v1/experiments", json=body, headers=warden.as_("alice"))
     assert started.status_code == 201, started.text
     return a, b
+
+
+def reads_pins(warden: WardenHarness, who: str) -> None:
+    """`who` may read pins whole, for each of its purposes (and nothing more is granted)."""
+    rules = [
+        ("p", (who, "acme", "pins", "*", purpose, "read", "allow", "", ""))
+        for purpose in ("training", "evaluation", "inference")
+    ]
+    with unit_of_work(warden.state.sessions) as db:
+        admin = Caller("admin", "person", "acme", get_principal(db, "admin").id)
+        apply_change(db, admin, add=rules, reason="test setup", action="policy.bootstrap")
+    warden.state.policy.reload()

@@ -20,7 +20,7 @@ from sqlalchemy import select, text
 
 from tests.conftest import WardenHarness
 from tests.conftest import db_url as db_url  # both backends: no container runs here
-from tests.experiments.helpers import register_artifact
+from tests.experiments.helpers import reads_pins, register_artifact
 from tests.sealed_rows import finished_job, sandbox_of, sql
 from warden.db.session import unit_of_work
 from warden.jobs.models import Job
@@ -29,26 +29,11 @@ from warden.registry.models import Model
 PRINTED = b"taste_1,taste_2\n0.91,0.09\n"
 
 
-def _admin_reads_pins(w: WardenHarness) -> None:
-    """admin (who sees every sandbox of acme) may read pins whole, and no latent_users."""
-    from warden.identity.service import Caller, get_principal
-    from warden.policy.changes import apply_change
-
-    rules = [
-        ("p", ("admin", "acme", "pins", "*", purpose, "read", "allow", "", ""))
-        for purpose in ("training", "evaluation", "inference")
-    ]
-    with unit_of_work(w.state.sessions) as db:
-        admin = Caller("admin", "person", "acme", get_principal(db, "admin").id)
-        apply_change(db, admin, add=rules, reason="test setup", action="policy.bootstrap")
-    w.state.policy.reload()
-
-
 @pytest.fixture
 def jobs_sandbox(warden: WardenHarness, tmp_path: Path) -> tuple[str, str, str]:
     """(job, its sandbox, another job of alice's on pins): the first takes a model built from
     latent_users, and its sandbox printed some of it."""
-    _admin_reads_pins(warden)
+    reads_pins(warden, "admin")  # admin sees every sandbox of acme; no latent_users
     source = tmp_path / "stack.pt"
     source.write_bytes(b"weights")
     register_artifact(warden, "latent-fit", source, read=("pins", "latent_users"))

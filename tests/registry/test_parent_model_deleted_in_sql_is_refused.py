@@ -26,7 +26,7 @@ from sqlalchemy import delete, select
 
 from tests.conftest import WardenHarness
 from tests.conftest import db_url as db_url  # both backends: no job runs here (no Docker)
-from tests.experiments.helpers import register_artifact
+from tests.experiments.helpers import reads_pins, register_artifact
 from tests.sealed_rows import finished_job
 from warden.db.sealed import RowTampered
 from warden.db.session import unit_of_work
@@ -56,17 +56,7 @@ def _child_of(w: WardenHarness, *parent_ids: str, name: str = "child") -> str:
 @pytest.fixture
 def erin_reads_pins(warden: WardenHarness) -> None:
     """erin may read pins (whole, for each of its purposes) and nothing of latent_users."""
-    from warden.identity.service import Caller, get_principal
-    from warden.policy.changes import apply_change
-
-    rules = [
-        ("p", ("erin", "acme", "pins", "*", purpose, "read", "allow", "", ""))
-        for purpose in ("training", "evaluation", "inference")
-    ]
-    with unit_of_work(warden.state.sessions) as db:
-        admin = Caller("admin", "person", "acme", get_principal(db, "admin").id)
-        apply_change(db, admin, add=rules, reason="test setup", action="policy.bootstrap")
-    warden.state.policy.reload()
+    reads_pins(warden, "erin")
     assert warden.read("erin", "pins", purpose="training").status_code == 200
     assert warden.read("erin", "latent_users", purpose="evaluation").status_code in (403, 404)
 
