@@ -11,7 +11,8 @@ from typing import Any
 import polars as pl
 import pytest
 
-from warden.catalog.order import follows_identifier, shuffled
+from warden.catalog.columns import ColumnInfo
+from warden.catalog.order import follows_identifier, scrubbed
 
 
 def frame(response: Any) -> pl.DataFrame:
@@ -55,7 +56,7 @@ def test_neither_limit_nor_a_shard_singles_out_a_raw_id(warden: Any) -> None:
     assert sum(r == i + 1 for i, r in enumerate(raw)) < n // 100  # and it is not the ids' order
 
 
-def test_only_an_order_that_follows_an_identifier_is_shuffled(tmp_path: Path) -> None:
+def test_an_order_that_follows_an_identifier_is_found_and_not_kept(tmp_path: Path) -> None:
     n = 100_000  # a random order of this many rows stays under the threshold (z > 6)
     ids = pl.Series("user_id", range(1, n + 1), dtype=pl.Int64)
     sorted_file = tmp_path / "sorted.parquet"
@@ -65,7 +66,8 @@ def test_only_an_order_that_follows_an_identifier_is_shuffled(tmp_path: Path) ->
     pl.DataFrame({"user_id": ids.reverse()}).write_parquet(descending)
     assert follows_identifier(descending, ["user_id"]) == "user_id"
     assert follows_identifier(sorted_file, []) is None
-    mixed = shuffled(sorted_file, tmp_path / "mixed.parquet")
+    columns = [ColumnInfo("user_id", "Int64", "pii", "user"), ColumnInfo("x", "Int64", "public")]
+    mixed = scrubbed(sorted_file, tmp_path / "mixed.parquet", columns, ["user_id"])
     assert follows_identifier(mixed, ["user_id"]) is None
     back = pl.read_parquet(mixed)
     assert sorted(back["user_id"].to_list()) == ids.to_list()  # the same rows

@@ -140,8 +140,9 @@ def test_a_completion_cut_from_the_log_is_tampering_not_a_stream_still_open(
             pass
     found = wait_for(lambda: (f := stream_events(live_warden, stream_id)).get("completion") and f)
     completion = found["completion"]
-    newest = CheckpointStore.for_settings(live_warden.settings).last()
-    assert newest is not None and newest.seq >= completion["seq"]
+    # checkpointed once the completion commits (audit/anchor.py): the event may show first
+    store = CheckpointStore.for_settings(live_warden.settings)
+    wait_for(lambda: (cp := store.last()) is not None and cp.seq >= completion["seq"])
     keep = completion["seq"] - 1
     # as someone with SQL would; the head first, so no append of the live server's lands
     # between the cut and the head's reset (and SQLite's write lock is taken before any read)
@@ -149,7 +150,6 @@ def test_a_completion_cut_from_the_log_is_tampering_not_a_stream_still_open(
         kept = "(SELECT hash FROM audit_event WHERE seq = :s)"
         conn.execute(text(f"UPDATE audit_head SET seq = :s, hash = {kept}"), {"s": keep})
         conn.execute(text("DELETE FROM audit_event WHERE seq > :s"), {"s": keep})
-    store = CheckpointStore.for_settings(live_warden.settings)
     with live_warden.state.sessions() as db:
         result = verify(db, checkpoints=store.read())
     assert not result.ok, result

@@ -3,8 +3,15 @@
 A masked identifier is a pseudonym, but reads keep the stored order and shards pick rows by
 position: a file sorted by user id (1, 2, 3, ...) hands every reader the raw id of each
 pseudonym by its row number, and the same pseudonym in every other dataset of the tenant
-with it. So a version whose row order follows one of its identifier columns is stored in a
-random order instead, drawn once at registration from the operating system's randomness.
+with it. Nor only the id itself: a file sorted by a hash of it (a lake's bucketed layout),
+by e-mail address or by name gives a reader who knows the ids (or the directory) the same.
+No test on the order alone can tell such an order from a random one, so a version with
+identifier columns is never stored in the order it came in (`scrubbed`): it is stored in a
+random order drawn at registration from the operating system's randomness, or, for an event
+log that comes sorted by one public date or time column, in that column's order with its
+ties in a random order (a log stays in time order; the position then says no more than that
+column, which is not an identifier, and which a registrant could only bend to a hash of the
+ids by knowing them, and then could as well write them in a column).
 
 A read decides on today's identifier columns, whatever version it reads: an earlier version
 (`version=`, as of) was ordered against the identifiers of its own registration, maybe fewer
@@ -22,8 +29,9 @@ compares the mean rank gap between adjacent rows with the mean gap between any t
 expectation for a random order, ties or not, and for runs of one value in a random order;
 an order much closer (blocks) or much farther (lowest and highest alternating) follows it.
 
-What this does not catch: an order that follows some function of the identifier a reader
-could compute (an unkeyed hash of it, say) without following the identifier itself.
+What the read check cannot catch, on a version registered before versions were scrubbed: an
+order that follows some function of the identifier a reader could compute (an unkeyed hash
+of it, say) without following the identifier itself.
 """
 
 from __future__ import annotations
@@ -33,8 +41,11 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 
+from warden.catalog.columns import ColumnInfo
 from warden.catalog.storage import DataFile
 from warden.errors import Conflict
 
@@ -150,10 +161,51 @@ def check_served_order(
         )
 
 
-def shuffled(source: Path, target: Path) -> Path:
-    """`source`'s rows in a random order, written to `target`."""
+def scrubbed(source: Path, target: Path, columns: list[ColumnInfo], identifiers: list[str]) -> Path:
+    """`source`'s rows, written to `target`, in an order that says nothing of whose they are:
+    in the order of a public date or time column the file comes sorted by, ties in a random
+    order, unless that order follows an identifier (a `created_at` of ids given in turn);
+    else in a random order. `source` itself when it has no identifier columns."""
+    if not identifiers:
+        return source
     frame = pl.read_parquet(source)
-    frame.sample(fraction=1.0, shuffle=True, seed=secrets.randbits(63)).write_parquet(
-        target, compression="zstd", statistics=True
+    if (by := _time_order(frame, columns, identifiers)) is not None:
+        name, descending = by
+        ties = np.random.default_rng(secrets.randbits(128)).permutation(frame.height)
+        in_time = (
+            frame.with_columns(pl.Series("_tie", ties))
+            .sort(name, "_tie", descending=[descending, False])
+            .drop("_tie")
+        )
+        # judged as a read is: a random order of ties alone crosses FOLLOWS often
+        if _follows(in_time.lazy(), identifiers, significant=True) is None:
+            return _write_like(source, in_time, target)
+    return _write_like(
+        source, frame.sample(fraction=1.0, shuffle=True, seed=secrets.randbits(63)), target
     )
+
+
+def _time_order(
+    frame: pl.DataFrame, columns: list[ColumnInfo], identifiers: list[str]
+) -> tuple[str, bool] | None:
+    """The first public date or time column, not an identifier nor of an entity, without
+    nulls, that `frame` is sorted by, and whether descending."""
+    for c in columns:
+        if c.classification != "public" or c.entity is not None or c.name in identifiers:
+            continue
+        series = frame.get_column(c.name, default=None)
+        if series is None or not series.dtype.is_temporal() or series.null_count():
+            continue
+        for descending in (False, True):
+            if series.is_sorted(descending=descending):
+                return c.name, descending
+    return None
+
+
+def _write_like(source: Path, frame: pl.DataFrame, target: Path) -> Path:
+    """`frame` written to `target` in row groups of `source`'s size: a streamed read holds a
+    row group or so in memory, so the registrant's layout is kept, but for the order."""
+    meta = pq.read_metadata(source)
+    size = meta.row_group(0).num_rows if meta.num_row_groups else None
+    frame.write_parquet(target, compression="zstd", statistics=True, row_group_size=size or None)
     return target

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from warden.audit.keys import keys_for
 from warden.catalog.columns import ColumnInfo
 from warden.catalog.models import Dataset, DatasetColumn, DatasetVersion
-from warden.catalog.order import follows_identifier, shuffled
+from warden.catalog.order import scrubbed
 from warden.catalog.seal import (
     CatalogTampered,
     ColumnTerms,
@@ -167,7 +167,8 @@ def register(
     reviewed_change: str | None = None,
 ) -> tuple[Dataset, DatasetVersion]:
     """Copy `source` into the content-addressed store and make it the current version; a
-    source whose row order follows an identifier column is stored shuffled (`order.py`).
+    source with identifier columns is stored in an order that does not say whose a row is
+    (random, or a public time column's: `order.py`).
 
     `datasets_dir`: the local datasets folder, or the platform's store (`storage_for`): a
     bucket. The file is stored before any row changes; a store that fails (unreachable,
@@ -199,8 +200,8 @@ def register(
 
     store = datasets_dir if isinstance(datasets_dir, Storage) else Storage(str(datasets_dir))
     with tempfile.TemporaryDirectory(prefix="warden-register-") as scratch:
-        if follows_identifier(source, identifier_columns) is not None:
-            source = shuffled(source, Path(scratch) / "shuffled.parquet")  # see catalog/order.py
+        # a row's position must not say whose it is (catalog/order.py)
+        source = scrubbed(source, Path(scratch) / "scrubbed.parquet", columns, identifier_columns)
         digest = file_digest(source)
         relative = f"{name}/{digest.removeprefix('sha256:')}.parquet"
         stored_at = store.put(source, relative)  # atomic: a reader never sees half a file
