@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from warden.audit.keys import keys_for
-from warden.catalog.columns import ColumnInfo
+from warden.catalog.columns import ColumnInfo, declared_names
 from warden.catalog.models import Dataset, DatasetColumn, DatasetVersion
 from warden.catalog.order import scrubbed
 from warden.catalog.seal import (
@@ -179,9 +179,7 @@ def register(
     """
     if not DATASET_NAME_RE.fullmatch(name):
         raise Unprocessable(f"invalid dataset name {name!r}")
-    names = [c.name for c in columns]
-    if len(set(names)) != len(names):
-        raise Unprocessable("a column is declared more than once")
+    names = declared_names(columns)
     for c in columns:
         if c.classification not in CLASS_ORDER:
             raise Unprocessable(f"column {c.name!r}: unknown class {c.classification!r}")

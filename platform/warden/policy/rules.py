@@ -132,6 +132,18 @@ def _value_problems(ptype: str, name: str, value: str) -> tuple[str, ...]:
     return tuple(problems)
 
 
+def column_name_problem(name: str) -> str | None:
+    """Why no rule can name this column exactly (None: one can). Every reader of a column
+    name (the catalog, a grant's rules, the engine) must read it as one column: `*` is every
+    column to the policy, and a comma, bracket, surrounding space or invisible character is
+    split, stripped or refused by the rule parser."""
+    if name == "*":
+        return "a column may not be named '*': policy rules read it as every column"
+    if problems := _value_problems("p", "col", name):
+        return f"column {name[:64]!r} cannot be named by a policy rule: {problems[0]}"
+    return None
+
+
 def rule_problems(ptype: str, fields: Sequence[str]) -> list[str]:
     """Every reason the rule is invalid (empty when it is fine)."""
     arity = ARITY.get(ptype)
