@@ -145,7 +145,9 @@ class Edge:
         client = scope.get("client")
         peer = str(client[0]) if client else "unknown"
         if self._trusted and self._is_trusted(peer):
-            forwarded = _header(scope, b"x-forwarded-for")
+            # Every line, in order (RFC 9110 combines repeated fields): a proxy may append its
+            # own line after one the client wrote, so the first line alone is the client's word.
+            forwarded = ",".join(_header_lines(scope, b"x-forwarded-for"))
             hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
             for hop in reversed(hops):  # the right-most hop a trusted proxy did not add
                 peer = hop
@@ -460,6 +462,10 @@ def bearer_secret(scope: Scope) -> str | None:
     scheme, _, secret = _header(scope, b"authorization").partition(" ")
     secret = secret.strip()
     return secret if scheme.lower() == "bearer" and secret else None
+
+
+def _header_lines(scope: Scope, name: bytes) -> list[str]:
+    return [bytes(v).decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == name]
 
 
 def _header(scope: Scope, name: bytes) -> str:
