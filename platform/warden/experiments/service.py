@@ -66,7 +66,8 @@ def get_visible(
 def _may_use(platform: Platform, db: Session, caller: Caller, model: Model) -> bool:
     lineage = list(registry.lineage_datasets(db, model))
     try:
-        serving.authorize(platform, db, caller, lineage, built_by=model.launcher)
+        launch = registry.built_with(db, model)
+        serving.authorize(platform, db, caller, lineage, built_by=model.launcher, built_with=launch)
     except WardenError:
         return False
     return True

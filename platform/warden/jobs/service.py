@@ -31,7 +31,7 @@ from warden.jobs import repository as repo
 from warden.jobs.models import END_STATES, Job
 from warden.jobs.schemas import JobCreate
 from warden.policy.authz import allowed, require, sees_launched
-from warden.policy.reads import authorize_read, may_use
+from warden.policy.reads import authorize_read, may_use, seen_at_launch
 from warden.registry import service as registry
 from warden.registry.models import Model
 from warden.sandbox.models import Sandbox
@@ -215,12 +215,13 @@ def _usable(db: Session, state: Platform, caller: Caller, ref: str) -> Model:
     some purpose it allows. Otherwise NotFound exactly as a missing one, before its files
     are looked at (their names are no more the caller's to learn than the model's)."""
     model = registry.resolve(db, caller.tenant, ref)
+    launch = registry.built_with(db, model)
     for name in registry.lineage_datasets(db, model):
         try:
             view = load_view(db, state.settings.datasets_dir, caller.tenant, name)
         except NotFound:  # a lineage dataset gone: its name is not the caller's to learn
             raise registry.missing(ref) from None
-        if not may_use(state, caller, view, built_by=model.launcher):
+        if not may_use(state, caller, view, built_by=model.launcher, built_with=launch):
             raise registry.missing(ref)
     return model
 
@@ -239,6 +240,7 @@ def _decide(db: Session, state: Platform, caller: Caller, plan: _Plan) -> dict[s
             "classification": view.classification,
             "grant_ids": list(decision.grant_ids),
             "rule": decision.deciding_rule,
+            "seen": seen_at_launch(decision),  # who may use what it builds: no less than this
         }
     return {"policy_version": version or snapshot.version, "datasets": decided}
 
@@ -275,7 +277,8 @@ def may_see_output(state: Platform, caller: Caller, job: Job) -> bool:
     with unit_of_work(state.sessions) as db:
         names = registry.inputs_of(db, job.tenant_id, job.datasets, job.model_in)
         views = [load_view(db, state.settings.datasets_dir, job.tenant, n) for n in names]
-    return all(may_use(state, caller, v, built_by=job.launcher) for v in views)
+    launch = job.decisions.get("datasets", {})
+    return all(may_use(state, caller, v, built_by=job.launcher, built_with=launch) for v in views)
 
 
 def open_log(state: Platform, caller: Caller, job_id: str, follow: bool) -> Iterator[bytes]:

@@ -7,8 +7,9 @@ dataset exists at all: without it every answer is the 404 a missing name gets.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from warden.catalog.service import PURPOSES, DatasetView
 from warden.core.platform import Platform
@@ -117,6 +118,16 @@ def authorize_read(
     return ReadAuthorization(decision, wanted)
 
 
+def seen_at_launch(decision: ReadDecision) -> dict[str, list[Any]]:
+    """What a job's launcher could read of a dataset when it launched, as the job records it
+    (sealed in `job.decisions`): raw and masked columns, the row filters it was under."""
+    return {
+        "raw": list(decision.allowed_columns),
+        "masked": list(decision.masked_columns),
+        "row_filters": [[f.column, f.op, f.value] for f in decision.row_filters],
+    }
+
+
 def authorize_use(
     platform: Platform,
     caller: Caller,
@@ -124,20 +135,25 @@ def authorize_use(
     prefer: str | None = None,
     *,
     built_by: str | None = None,
+    built_with: Mapping[str, Any] | None = None,
 ) -> None:
     """Whether `caller` may use something built from `view` (a model's artifacts, a job's
     log): they may read it for `prefer` where the dataset allows that purpose, else for some
     purpose it allows, and, when `built_by` (whose job built it) is someone else, at least
     what that person could read of it for that purpose: no column denied or masked to the
     caller that the builder read, no row filter the builder was not under. What was built
-    carries what the builder saw. Raises the first refusal (NotFound where hidden)."""
+    carries what the builder saw: what they may read now or could at their job's launch
+    (`built_with`: the job's `decisions["datasets"]`), whichever is more, so a deny added to
+    the builder, or their grant ending, after the build opens nothing. Raises the first
+    refusal (NotFound where hidden)."""
     purposes = [prefer] if prefer in view.allowed_purposes else list(view.allowed_purposes)
     errors: list[WardenError] = []
     for purpose in purposes:
         try:
             decision = authorize_read(platform, caller, view, purpose).decision
             if built_by is not None and built_by != caller.name:
-                _covers(platform, caller, view, purpose, decision, built_by)
+                seen = (built_with or {}).get(view.name, {}).get("seen")
+                _covers(platform, caller, view, purpose, decision, built_by, seen)
             return
         except WardenError as exc:
             errors.append(exc)
@@ -151,16 +167,25 @@ def _covers(
     purpose: str,
     mine: ReadDecision,
     built_by: str,
+    seen: Mapping[str, Any] | None,
 ) -> None:
-    """Forbidden unless `mine` shows all that the builder's decision showed."""
+    """Forbidden unless `mine` shows all that the builder's decision showed, now or at their
+    job's launch (`seen`, see `seen_at_launch`; None for a job launched before it was kept)."""
     snapshot = platform.policy.ensure_fresh()
     theirs = snapshot.decide_read(
         built_by, view.tenant, view.name, list(view.column_names), purpose, platform.now()
     )
+    seen = seen or {}
+    raw = set(theirs.allowed_columns) | set(seen.get("raw", []))
+    masked = (set(theirs.masked_columns) | set(seen.get("masked", []))) - raw
+    unseen = set(view.column_names) - raw - masked
+    # a filter counts only where the builder was under it at launch too (when that is known)
+    at_launch = {tuple(f) for f in seen.get("row_filters", [])}
+    filters = {f for f in theirs.row_filters if not seen or (f.column, f.op, f.value) in at_launch}
     narrower = (
-        set(mine.denied_columns) - set(theirs.denied_columns)
-        or set(mine.masked_columns) - set(theirs.masked_columns) - set(theirs.denied_columns)
-        or set(mine.row_filters) - set(theirs.row_filters)
+        set(mine.denied_columns) - unseen
+        or set(mine.masked_columns) - masked - unseen
+        or set(mine.row_filters) - filters
     )
     if narrower:
         raise Forbidden(
@@ -170,10 +195,15 @@ def _covers(
 
 
 def may_use(
-    platform: Platform, caller: Caller, view: DatasetView, *, built_by: str | None = None
+    platform: Platform,
+    caller: Caller,
+    view: DatasetView,
+    *,
+    built_by: str | None = None,
+    built_with: Mapping[str, Any] | None = None,
 ) -> bool:
     try:
-        authorize_use(platform, caller, view, built_by=built_by)
+        authorize_use(platform, caller, view, built_by=built_by, built_with=built_with)
     except WardenError:
         return False
     return True

@@ -241,6 +241,16 @@ def get_model(db: Session, model_id: str | None, tenant_id: str) -> Model | None
     return None if model is None or model.tenant_id != tenant_id else check(db, model)
 
 
+def built_with(db: Session, model: Model) -> dict[str, Any]:
+    """What the model's job recorded, at launch, of what its launcher could read of each of
+    its datasets (policy/reads.py `authorize_use`); sealed with the job. A job that is not
+    there was deleted past Warden (it deletes none): fail closed."""
+    job = db.get(Job, model.job_id) if model.job_id else None
+    if job is None:
+        raise RowTampered(f"the job that built {model.ref} is not in the database")
+    return dict(check(db, job).decisions.get("datasets", {}))
+
+
 def parents_of(db: Session, model: Model) -> list[Model]:
     """Every parent its lineage names; one not found fails closed (Warden never deletes a
     model: skipping it would drop its datasets from who may use this one)."""

@@ -22,7 +22,7 @@ import functools
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -205,6 +205,7 @@ def authorize(
     datasets: Sequence[str],
     *,
     built_by: str | None = None,
+    built_with: Mapping[str, Any] | None = None,
 ) -> None:
     """The caller may use the model: `inference` on every lineage dataset that allows it,
     some allowed purpose on the others, and no less of each than `built_by` (its launcher)
@@ -214,7 +215,7 @@ def authorize(
     stamp = read_stamp(db.connection())
     with platform.policy.one_check(db, stored_version=stamp.policy_version):
         views = platform.views.at(stamp.generation)
-        _authorize(platform, db, caller, datasets, views, built_by)
+        _authorize(platform, db, caller, datasets, views, built_by, built_with)
 
 
 def _authorize(
@@ -224,13 +225,16 @@ def _authorize(
     datasets: Sequence[str],
     views: CacheAt[tuple[str, str], DatasetView],
     built_by: str | None,
+    built_with: Mapping[str, Any] | None = None,
 ) -> None:
     folder = platform.settings.datasets_dir
     for name in datasets:
         view = views.get(
             (caller.tenant, name), functools.partial(load_view, db, folder, caller.tenant, name)
         )
-        authorize_use(platform, caller, view, prefer="inference", built_by=built_by)
+        authorize_use(
+            platform, caller, view, prefer="inference", built_by=built_by, built_with=built_with
+        )
 
 
 # --------------------------------------------------------------------------- serving
@@ -282,7 +286,8 @@ def recommend(
     try:
         lineage = lineage_datasets(db, model)
         try:
-            authorize(platform, db, caller, list(lineage), built_by=model.launcher)
+            authorize(platform, db, caller, list(lineage), built_by=model.launcher,
+                      built_with=registry.built_with(db, model))  # fmt: skip
         except (NotFound, Forbidden) as hidden:  # nor its lineage's names, nor that it exists
             raise hidden_as or registry.missing(model.ref) from hidden
         served = load(platform, db, caller, model)

@@ -37,7 +37,8 @@ def _people_only(caller: Caller) -> None:
 
 def _may_use(state: Platform, db: DbSession, caller: Caller, model: Model) -> bool:
     try:
-        authorize(state, db, caller, list(lineage_datasets(db, model)), built_by=model.launcher)
+        lineage, launch = list(lineage_datasets(db, model)), service.built_with(db, model)
+        authorize(state, db, caller, lineage, built_by=model.launcher, built_with=launch)
     except WardenError:
         return False
     return True
