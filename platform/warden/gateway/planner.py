@@ -6,6 +6,8 @@ may see (masked values, never raw ones), so a filter can't be used as an oracle.
 
 from __future__ import annotations
 
+import math
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -119,13 +121,23 @@ def policy_value(dataset: DatasetView, rf: RowFilter) -> Any:
 
 
 def _from_text(column: str, dtype: str, raw: str) -> Any:
-    if dtype.startswith(("Int", "UInt")):
-        return typed_value(column, dtype, int(raw))
-    if dtype.startswith("Float"):
-        return typed_value(column, dtype, float(raw))
-    if dtype == "Boolean":
-        return raw.lower() == "true"
-    return typed_value(column, dtype, raw)
+    """A rule's value as the column's type, exactly as written, or Forbidden: a value read as
+    another (`yes` as false) would filter other rows than the rule says."""
+    try:
+        if dtype.startswith(("Int", "UInt")) and _INTEGER.fullmatch(raw):
+            return typed_value(column, dtype, int(raw))
+        if dtype.startswith("Float") and math.isfinite(number := float(raw)):
+            return typed_value(column, dtype, number)
+        if dtype == "Boolean" and raw.lower() in ("true", "false"):
+            return raw.lower() == "true"
+        if not dtype.startswith(("Int", "UInt", "Float", "Boolean")):
+            return typed_value(column, dtype, raw)
+    except (ValueError, InvalidFilter):
+        pass
+    raise Forbidden(f"policy row filter on {column!r}: {raw[:64]!r} is not a {dtype} value")
+
+
+_INTEGER = re.compile(r"-?[0-9]{1,19}")
 
 
 def check_filters(where: list[FilterClause], decision: ReadDecision, dataset: DatasetView) -> None:
