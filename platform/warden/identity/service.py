@@ -52,8 +52,15 @@ def check_name(value: str, what: str) -> str:
 JOB_ACTOR_PREFIX = "job-"
 
 
+# Warden itself, its access workflow and an unauthenticated caller are audited under these
+# actor names: a principal with one would read, by name, as the system or as no one.
+SYSTEM_ACTOR_NAMES = frozenset({"warden", "system", "anonymous"})
+
+
 def check_principal_name(value: str) -> str:
     check_name(value, "principal name")
+    if value in SYSTEM_ACTOR_NAMES:
+        raise Unprocessable(f"invalid principal name {value!r}: the audit log's system actors'")
     if value.startswith(JOB_ACTOR_PREFIX):
         raise Unprocessable(
             f"invalid principal name {value[:80]!r}: names starting with {JOB_ACTOR_PREFIX!r}"
