@@ -9,9 +9,15 @@ from typing import Any
 from sqlalchemy import text
 
 from warden.db.session import unit_of_work
+from warden.identity.caller import plain_digest
 from warden.identity.service import get_principal
+from warden.sandbox.gateway_socket import SocketGate
 from warden.sandbox.models import Sandbox
 from warden.sandbox.tokens import issue_job_token
+
+# Which sandbox each job token was issued for: the gateway socket it is handed to (a job
+# token speaks only there, never over TCP), whatever its row says later.
+_SOCKET_OF: dict[str, str] = {}
 
 
 def sql(w: Any, *statements: str, **params: Any) -> None:
@@ -41,11 +47,26 @@ def alices_sandbox(w: Any) -> tuple[str, str]:
         )  # fmt: skip
         db.add(sandbox)
         db.flush()
-        return sandbox.id, issue_job_token(db, sandbox)
+        sandbox_id, token = sandbox.id, issue_job_token(db, sandbox)
+    _SOCKET_OF[token] = sandbox_id
+    return sandbox_id, token
+
+
+def on_its_socket(w: Any, token: str) -> Any:
+    return on_socket(w, _SOCKET_OF[token], token)
+
+
+def on_socket(w: Any, sandbox_id: str, token: str) -> Any:
+    """A client of a sandbox's gateway socket serving `token` (its gate, in process, so it
+    answers even once the sandbox ended and its unix socket is gone)."""
+    from fastapi.testclient import TestClient
+
+    return TestClient(SocketGate(w.app, sandbox_id, plain_digest(token)))
 
 
 def job_read(w: Any, token: str, dataset: str, **body: Any) -> Any:
-    return w.http.post(
+    """A read with a job token on its own sandbox's gateway socket."""
+    return on_its_socket(w, token).post(
         f"/v1/datasets/{dataset}/read", json=body, headers={"authorization": f"Bearer {token}"}
     )
 
@@ -78,7 +99,9 @@ def sandbox_of(w: Any, who: str, datasets: list[str], purpose: str, status: str 
 def job_token_of(w: Any, sandbox_id: str) -> str:
     with unit_of_work(w.state.sessions) as db:
         sb = db.get(Sandbox, sandbox_id)
-        return issue_job_token(db, sb)
+        token = issue_job_token(db, sb)
+    _SOCKET_OF[token] = sandbox_id
+    return token
 
 
 def rolled_back(w: Any) -> list[dict[str, Any]]:

@@ -12,7 +12,9 @@ from tests.access.conftest import link_role
 from warden.api.app import create_app
 from warden.core.platform import build_platform
 from warden.db.session import unit_of_work
+from warden.identity.caller import plain_digest
 from warden.identity.service import get_principal
+from warden.sandbox.gateway_socket import SocketGate
 from warden.sandbox.models import Sandbox
 from warden.sandbox.tokens import issue_job_token
 
@@ -98,19 +100,21 @@ def test_job_token_of_a_disabled_launcher_is_refused(warden) -> None:  # type: i
         )
         db.add(sandbox)
         db.flush()
-        job_token = issue_job_token(db, sandbox)
+        sandbox_id, job_token = sandbox.id, issue_job_token(db, sandbox)
     job = {"authorization": f"Bearer {job_token}"}
-    me = warden.http.get("/v1/me", headers=job)
+    socket = TestClient(SocketGate(warden.app, sandbox_id, plain_digest(job_token)))
+    me = socket.get("/v1/me", headers=job)
     assert me.status_code == 200 and me.json()["kind"] == "job"
-    # a job token may not touch tokens, neither its launcher's nor anyone's
-    assert warden.http.get("/v1/principals/alice/tokens", headers=job).status_code == 403
-    assert warden.http.post("/v1/principals/alice/tokens", json={}, headers=job).status_code == 403
+    # a job token may not touch tokens, neither its launcher's nor anyone's (nor over TCP)
+    assert warden.http.get("/v1/principals/alice/tokens", headers=job).status_code == 401
+    assert warden.http.post("/v1/principals/alice/tokens", json={}, headers=job).status_code == 401
+    assert socket.get("/v1/principals/alice/tokens", headers=job).status_code == 404
     assert _post(warden, "admin", "/v1/principals/alice/disable").status_code == 200
-    refused = warden.http.get("/v1/me", headers=job)
+    refused = socket.get("/v1/me", headers=job)
     assert refused.status_code == 401
     assert refused.json()["detail"] == "principal disabled"
     assert warden.read("alice", "engagements", purpose="training").status_code == 401
-    r = warden.http.post("/v1/datasets/engagements/read", json={"purpose": "training"}, headers=job)
+    r = socket.post("/v1/datasets/engagements/read", json={"purpose": "training"}, headers=job)
     assert r.status_code == 401
 
 

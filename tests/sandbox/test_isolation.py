@@ -19,6 +19,7 @@ import pytest
 
 from tests.sandbox import probes
 from tests.sandbox.conftest import DEVELOPER, Sandboxes
+from tests.sealed_rows import on_socket
 
 pytestmark = pytest.mark.docker
 
@@ -267,13 +268,15 @@ def test_job_token_is_dead_once_the_job_ends(sandboxes: Sandboxes) -> None:
     token = (sandboxes.runtime.output_dir(row["id"]) / "token").read_text()
     assert token.startswith("wjt_")
     headers = {"authorization": f"Bearer {token}"}
-    response = sandboxes.warden.http.post(
-        "/v1/datasets/pins/read", json={"purpose": "training"}, headers=headers
-    )
-    assert response.status_code == 401
-    assert response.json()["detail"] == "job ended"
-    denied = sandboxes.warden.audit_events(action="dataset.read", decision="deny")
-    assert any(e["reason"] == "Unauthenticated: job ended" for e in denied)
+    # on its socket (its gate: the unix socket went with the sandbox) and, as any bad token,
+    # over TCP, where a job token never speaks (red team 16b)
+    for via, detail in [(on_socket(sandboxes.warden, row["id"], token), "job ended"),
+                        (sandboxes.warden.http, "invalid token")]:  # fmt: skip
+        response = via.post("/v1/datasets/pins/read", json={"purpose": "training"}, headers=headers)
+        assert response.status_code == 401
+        assert response.json()["detail"] == detail
+        denied = sandboxes.warden.audit_events(action="dataset.read", decision="deny")
+        assert any(e["reason"] == f"Unauthenticated: {detail}" for e in denied)
 
 
 def test_reads_outside_the_jobs_grant_are_refused_and_audited(sandboxes: Sandboxes) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from tests.sandbox import probes
 from tests.sandbox.conftest import DEVELOPER, Sandboxes
+from tests.sealed_rows import on_socket
 from warden.sandbox.liveness import HOST
 
 pytestmark = pytest.mark.docker
@@ -94,7 +95,8 @@ def test_stop_kills_the_job_and_its_token(sandboxes: Sandboxes) -> None:
     token = token_file.read_text()
     read = {"purpose": "training", "columns": ["pin_id"], "limit": 1}
     as_job = {"authorization": f"Bearer {token}"}
-    assert sandboxes.warden.http.post("/v1/datasets/pins/read", json=read, headers=as_job)
+    socket = on_socket(sandboxes.warden, started["id"], token)  # a job token speaks only there
+    assert socket.post("/v1/datasets/pins/read", json=read, headers=as_job).status_code == 200
     # mallory may not stop it; it looks as if it did not exist.
     foreign = sandboxes.warden.http.post(
         f"/v1/sandboxes/{started['id']}/stop", headers=sandboxes.warden.as_("mallory")
@@ -104,7 +106,7 @@ def test_stop_kills_the_job_and_its_token(sandboxes: Sandboxes) -> None:
         f"/v1/sandboxes/{started['id']}/stop", headers=sandboxes.warden.as_("alice")
     )
     assert stopped.json()["status"] == "stopped"
-    after = sandboxes.warden.http.post("/v1/datasets/pins/read", json=read, headers=as_job)
+    after = socket.post("/v1/datasets/pins/read", json=read, headers=as_job)
     assert after.status_code == 401 and after.json()["detail"] == "job ended"
     assert sandboxes.runtime.driver.list({"warden.sandbox": started["id"]}) == []
 

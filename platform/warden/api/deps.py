@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from warden.api.edge import report_unauthenticated
 from warden.db.session import unit_of_work
 from warden.errors import Unauthenticated
+from warden.identity.caller import SOCKET_SCOPE
 from warden.identity.service import Caller, authenticate
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ def get_caller(request: Request, db: DbSession) -> Caller:
     try:
         if scheme.lower() != "bearer" or not secret:
             raise Unauthenticated("missing bearer token")
-        caller = authenticate(db, secret.strip())
+        caller = authenticate(db, secret.strip(), socket_of=request.scope.get(SOCKET_SCOPE))
     except Unauthenticated as exc:
         report_unauthenticated(request, exc)
         raise

@@ -52,6 +52,7 @@ from warden.api.errors import route_table
 from warden.audit.service import AuditRecord, record
 from warden.db.session import unit_of_work
 from warden.errors import AuditUnavailable, Unauthenticated
+from warden.identity.caller import SOCKET_SCOPE
 from warden.identity.service import Caller, authenticate
 
 if TYPE_CHECKING:
@@ -202,16 +203,16 @@ class Edge:
     def vouch(self, scope: Scope, secret: str) -> tuple[Source, int] | None:
         """The address is over its limit: only a token that authenticates gets through."""
         now = self.now()
-        if self._authenticates(secret) is not None:
+        if self._authenticates(secret, scope.get(SOCKET_SCOPE)) is not None:
             with self._lock:
                 self._vouched[self.fingerprint(secret)] = self.index(now)
             return None
         return Source(self.address(scope)), self.retry_after(now)
 
-    def _authenticates(self, secret: str) -> Caller | None:
+    def _authenticates(self, secret: str, socket_of: str | None) -> Caller | None:
         try:
             with unit_of_work(self.state.sessions) as db:
-                return authenticate(db, secret)
+                return authenticate(db, secret, socket_of=socket_of)
         except Unauthenticated:
             return None
 
@@ -233,7 +234,7 @@ class Edge:
         scope[SCOPE_COUNTED] = True
         caller = None
         if source is None:
-            caller = self._authenticates(secret) if secret else None
+            caller = self._authenticates(secret, scope.get(SOCKET_SCOPE)) if secret else None
             address = self.address(scope)
             fingerprint = self.fingerprint(secret) if secret and caller else None
             source = Source(address, fingerprint)

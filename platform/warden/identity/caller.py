@@ -13,6 +13,9 @@ from warden.audit.keys import ChainKeyring, derived_mac, keys_for
 
 TOKEN_PREFIX = "wdn_"  # noqa: S105 - a prefix, not a secret
 JOB_TOKEN_PREFIX = "wjt_"  # noqa: S105 - a prefix, not a secret
+# The ASGI scope key a sandbox's gateway socket (sandbox/gateway_socket.py) sets to its sandbox
+# id once it has checked the token is that sandbox's: only there does a job token speak.
+SOCKET_SCOPE = "warden.gateway_socket"
 
 
 @dataclass(frozen=True)

@@ -342,13 +342,19 @@ def authenticate(
     now: datetime | None = None,
     *,
     cached: CacheAt[str, TokenRow] | None = None,
+    socket_of: str | None = None,
 ) -> Caller:
     """`cached`: the process's token cache at the request's change generation (see
-    db/generation.py); every check below is still made on each use."""
+    db/generation.py); every check below is still made on each use. `socket_of`: the sandbox
+    whose gateway socket the request came through (`SOCKET_SCOPE`), None over TCP."""
     if secret.startswith(JOB_TOKEN_PREFIX) and len(secret) <= 200:
+        if socket_of is None:
+            # A job token speaks only on its own sandbox's socket: over TCP it is any bad
+            # token (not even looked up), so a printed one reads nothing and says nothing.
+            raise Unauthenticated("invalid token")
         from warden.sandbox.tokens import authenticate_job_token  # the sandbox domain owns them
 
-        return authenticate_job_token(db, secret, now or datetime.now(UTC))
+        return authenticate_job_token(db, secret, now or datetime.now(UTC), socket_of)
     if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
         raise Unauthenticated("invalid token")
     digest = hash_token(secret, db.get_bind())

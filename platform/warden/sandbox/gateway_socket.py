@@ -22,7 +22,7 @@ from typing import Any
 
 import uvicorn
 
-from warden.identity.caller import plain_digest
+from warden.identity.caller import SOCKET_SCOPE, plain_digest
 
 log = logging.getLogger("warden.sandbox")
 
@@ -64,6 +64,8 @@ class SocketGate:
                     send, 403, "Forbidden", "this socket serves only its own sandbox's job token"
                 )
                 return
+        # Only here may a job token speak (identity.service.authenticate): TCP never sets it.
+        scope = {**scope, SOCKET_SCOPE: self.sandbox_id}
         await self.app(scope, receive, send)
 
 

@@ -24,8 +24,9 @@ def issue_job_token(db: Session, sandbox: Sandbox) -> str:
     return secret
 
 
-def authenticate_job_token(db: Session, secret: str, now: datetime) -> Caller:
-    """The job's Caller while its sandbox runs; Unauthenticated ("job ended") after."""
+def authenticate_job_token(db: Session, secret: str, now: datetime, socket_of: str) -> Caller:
+    """The job's Caller while its sandbox runs, on its own sandbox's socket (`socket_of`);
+    Unauthenticated ("job ended") after."""
     del now  # a job token lives exactly as long as its sandbox, not by the clock
     row = db.execute(
         select(JobToken, Sandbox, Principal, Tenant)
@@ -37,6 +38,8 @@ def authenticate_job_token(db: Session, secret: str, now: datetime) -> Caller:
     if row is None:
         raise Unauthenticated("invalid token")
     token, sandbox, launcher, tenant = row
+    if sandbox.id != socket_of:  # the socket checked its token; this is its row's sandbox
+        raise Unauthenticated("invalid token")
     over = revocations_for(db).refresh(db)  # what the log says ended stays ended
     if sandbox.id in over.ended:
         raise Unauthenticated("job ended")

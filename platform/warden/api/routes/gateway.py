@@ -26,6 +26,7 @@ from warden.gateway.arrow import ArrowStream
 from warden.gateway.schemas import ReadRequest
 from warden.gateway.service import ARROW_LAYOUT_HEADER, ARROW_STREAM, ReadResult, governed_read
 from warden.gateway.stream import Chunk, LiveStream
+from warden.identity.caller import SOCKET_SCOPE
 from warden.identity.service import Caller, TokenRow, authenticate
 
 router = APIRouter(prefix="/v1/datasets", tags=["gateway"])
@@ -184,7 +185,8 @@ def _caller_or_audit(
     try:
         if scheme.lower() != "bearer" or not secret:
             raise Unauthenticated("missing bearer token")
-        return authenticate(db, secret.strip(), cached=tokens)
+        socket_of = request.scope.get(SOCKET_SCOPE)
+        return authenticate(db, secret.strip(), cached=tokens, socket_of=socket_of)
     except Unauthenticated as exc:
         # Audited by the edge: one by one, or folded into a counted record in a flood.
         report_unauthenticated(request, exc, action="dataset.read", dataset=name)
