@@ -74,7 +74,11 @@ ENDING = (REVOKE, DISABLE, ENABLE, ROTATE, TERMS, *SANDBOX_ENDS, SIGN_OUT, *RESO
 # its SHA-256), which its reader would most like to erase; cut from the tail, its intent
 # would look like a read still running.
 COMPLETION = "dataset.read.completion"
-AT_ONCE = (*ENDING, COMPLETION)
+# A sandbox's launch names the workspace folders it mounts: one the log saw launched and never
+# end holds them, whatever its row says later (workspace/repository.py). Checkpointed at once
+# too, so it cannot be cut from the tail before another process reads it.
+SANDBOX_LAUNCH = "sandbox.launch"
+AT_ONCE = (*ENDING, COMPLETION, SANDBOX_LAUNCH)
 
 # Told of every committed event that ends access, in the committing process (identity takes
 # them into its memory): (engine, events).

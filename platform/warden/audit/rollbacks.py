@@ -8,7 +8,8 @@ self, seal and all, can be written back by someone with database write access. T
 alone cannot tell; the chain can: the revocations it records (read as every process reads
 them, identity/revocations.py: the chain's own keyed events only) are compared with the rows
 now, and `verify` reports each row written back as tampering (`rolled_back`). A sandbox's
-status is not sealed: it moves on every heartbeat."""
+status is not sealed (it moves as it runs): one launched with a workspace and never ended in
+the log whose row says it is not running is reported too."""
 
 from __future__ import annotations
 
@@ -41,6 +42,12 @@ def rolled_back(db: Session) -> Iterator[Found]:
         if said:
             for found in db.scalars(select(key).where(key.in_(said), live)):
                 yield ROLLED_BACK, said[found], None, detail.format(found, said[found])
+    for sandbox_id in log.mounting:  # launched with a workspace, never ended: still live
+        status = db.scalar(select(Sandbox.status).where(Sandbox.id == sandbox_id))
+        if status not in LIVE_STATUSES:
+            row_says = "has no row" if status is None else f"is {status} in its row"
+            detail = f"sandbox {sandbox_id} mounts a workspace, never ended in the log"
+            yield ROLLED_BACK, None, None, f"{detail}, and {row_says}"
     for experiment_id, (seq, (state, _)) in log.experiments.items():
         row = db.get(Experiment, experiment_id)
         if row is not None and row.state != state:

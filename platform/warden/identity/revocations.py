@@ -41,6 +41,7 @@ from warden.audit.anchor import (
     REVOKE,
     ROTATE,
     SANDBOX_ENDS,
+    SANDBOX_LAUNCH,
     SIGN_OUT,
     TERMS,
 )
@@ -59,6 +60,8 @@ class Revocations:
         self.tokens: dict[str, int] = {}
         self.disabled: dict[str, int] = {}
         self.ended: dict[str, int] = {}
+        # sandbox id -> the workspace folders it mounts: launched with one, not ended since
+        self.mounting: dict[str, tuple[str, ...]] = {}
         # console sessions signed out (the first 12 of their id, as the event names them)
         self.signed_out: dict[str, int] = {}
         # access requests and reviewed changes resolved (approved, applied, denied, ...)
@@ -119,8 +122,13 @@ class Revocations:
                 select(table)
                 .where(table.c.seq > self.seq, table.c.seq <= top)
                 .where(
-                    table.c.action.in_(ENDING),
-                    or_(table.c.decision == "allow", table.c.action == DECIDE),  # anchor.holds
+                    table.c.action.in_((*ENDING, SANDBOX_LAUNCH)),
+                    # anchor.holds; and a sandbox that failed or was lost ended all the same
+                    or_(
+                        table.c.decision == "allow",
+                        table.c.action == DECIDE,
+                        table.c.action.in_(SANDBOX_ENDS),
+                    ),
                 )
                 .order_by(table.c.seq)
             )
@@ -138,6 +146,12 @@ class Revocations:
             self.tokens.setdefault(str(details["token_id"]), seq)
         elif action in SANDBOX_ENDS and details.get("sandbox"):
             self.ended.setdefault(str(details["sandbox"]), seq)
+            self.mounting.pop(str(details["sandbox"]), None)
+        elif action == SANDBOX_LAUNCH and details.get("workspace") and details.get("sandbox"):
+            sandbox = str(details["sandbox"])
+            folders = tuple(str(m.get("source")) for m in details.get("mounts") or [] if m)
+            if sandbox not in self.ended:  # its end can be taken (in hand) before this is read
+                self.mounting[sandbox] = folders
         elif action == DISABLE and details.get("principal"):
             self.disabled[str(details["principal"])] = seq
         elif action == ENABLE and details.get("principal"):

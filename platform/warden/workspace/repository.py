@@ -8,7 +8,8 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from warden.catalog.models import DatasetVersion
-from warden.db.sealed import check
+from warden.db.sealed import RowTampered, check
+from warden.identity.revocations import revocations_for
 from warden.sandbox.models import LIVE_STATUSES, Sandbox
 from warden.workspace.models import Workspace
 
@@ -31,13 +32,24 @@ def visible(db: Session, tenant: str, person: str, everyone: bool) -> list[Works
 
 
 def mounted_in(db: Session, tenant: str, folder: str) -> list[str]:
-    """Ids of the tenant's live sandboxes that mount `folder`."""
+    """Ids of the tenant's live sandboxes that mount `folder`. A sandbox's `status` is not
+    sealed (it moves as it runs): one the log saw launched with `folder` and never end holds
+    it too, and a row that says otherwise (ended, gone, moved) was written past Warden: 503."""
     rows = db.execute(
         select(Sandbox.id, Sandbox.mounts).where(
             Sandbox.tenant == tenant, Sandbox.status.in_(LIVE_STATUSES)
         )
     )
-    return [sid for sid, mounts in rows if any(m.get("source") == folder for m in mounts or [])]
+    live = [sid for sid, mounts in rows if any(m.get("source") == folder for m in mounts or [])]
+    over = revocations_for(db).refresh(db)
+    unsaid = sorted(s for s, held in over.mounting.items() if folder in held and s not in live)
+    if unsaid:
+        raise RowTampered(
+            f"sandbox {', '.join(unsaid)} mounts this workspace and never ended in the audit"
+            " log, but its row says it is not running: it was written past Warden. Nothing is"
+            " replaced or deleted until an operator checks it (`warden audit verify`)"
+        )
+    return live
 
 
 def governed_digests(db: Session, digests: Iterable[str]) -> set[str]:
