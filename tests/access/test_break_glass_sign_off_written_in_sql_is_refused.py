@@ -6,9 +6,10 @@ whole sign-off, or clear `break_glass`, or move the grant to someone else) and b
 again at once: a renewable lease on pii, and the grant gone from the reviewers' queue.
 
 Now: `needs_review`, `signed_off_by` and `signed_off_at` are sealed with the grant, and a
-grant whose seal does not match counts as not signed off: its holder (or, since whose it is
-may be forged too, anyone in the tenant) is refused a new break-glass (409), it stays in the
-queue, and a sign-off on it is refused (503) until an operator checks it (`warden data seal`).
+grant whose seal does not match counts as not signed off: its holder is refused a new
+break-glass (409; whose it is and its sign-off the log says too, red team 16b:
+`test_one_broken_break_glass_blocks_only_its_holder.py`), it stays in the queue, and a
+sign-off on it is refused (503) until an operator checks it (`warden data seal`).
 """
 
 from __future__ import annotations

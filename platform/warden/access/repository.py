@@ -22,7 +22,9 @@ from warden.access.models import (
     Subject,
     WebhookDelivery,
 )
+from warden.audit.chain import CHAIN_V1, expected_hash
 from warden.audit.keys import ChainKeyring, keys_for
+from warden.audit.models import HEAD_ID, AuditEvent, AuditHead
 from warden.catalog.models import Dataset
 from warden.db.queries import where_given
 from warden.db.sealed import intact_row, update_sealed
@@ -335,15 +337,51 @@ def _maybe_break_glass() -> ColumnElement[bool]:
 
 
 def unsigned_break_glass(db: Session, tenant_id: str, principal_id: str) -> AccessGrant | None:
-    """The principal's oldest break-glass grant nobody has signed off yet, in any state; or
-    any of the tenant's maybe-break-glass grants whose seal does not match (whose it is was
-    written past Warden too, so it may be this principal's)."""
+    """The principal's oldest grant that awaits sign-off by its row: a break-glass grant
+    nobody signed off, in any state, or any grant naming it whose seal does not match. A
+    broken row naming someone else refuses them, not this principal: whose a break-glass grant
+    is, and whether it was signed off, the log says too (`logged_unsigned_break_glass`)."""
     keys = keys_for(db.get_bind())
-    tenants = select(AccessGrant).where(AccessGrant.tenant_id == tenant_id)
-    query = tenants.where(_maybe_break_glass() | (AccessGrant.principal_id == principal_id))
+    query = select(AccessGrant).where(
+        AccessGrant.tenant_id == tenant_id, AccessGrant.principal_id == principal_id
+    )
     for grant in db.scalars(query.order_by(AccessGrant.starts_at)):
-        if not intact_row(keys, grant):
-            return grant
-        if grant.principal_id == principal_id and awaits_sign_off(keys, grant):
+        if awaits_sign_off(keys, grant):
             return grant
     return None
+
+
+GRANT_CREATED, GRANT_SIGNED_OFF = "access.grant.created", "access.grant.signed_off"
+
+
+def logged_unsigned_break_glass(db: Session, tenant: str, principal: str) -> list[str]:
+    """Ids of `principal`'s break-glass grants the log saw made and never saw signed off,
+    whatever their rows say now (moved, renamed, deleted). Only the chain's own events count:
+    at or below its head and carrying their keyed hash, so a row written past the chain (a
+    forged sign-off) signs off nothing."""
+    keys = keys_for(db.get_bind())
+    table = AuditEvent.__table__
+    top = db.scalar(select(AuditHead.seq).where(AuditHead.id == HEAD_ID)) or 0
+
+    def genuine(action: str, *where: ColumnElement[bool]) -> list[Any]:
+        found = db.connection().execute(
+            select(table).where(
+                table.c.tenant == tenant, table.c.action == action, table.c.seq <= top, *where
+            )
+        )
+        return [
+            e
+            for e in found.mappings()
+            if e["chain_v"] != CHAIN_V1 and e["hash"] == expected_hash(e, keys)
+        ]
+
+    made = [
+        grant_id
+        for e in genuine(GRANT_CREATED, table.c.actor == principal)  # break-glass: by its holder
+        if (e["details"] or {}).get("break_glass") and e["details"].get("principal") == principal
+        for grant_id in e["grant_ids"] or []
+    ]
+    if not made:
+        return []
+    signed = {g for e in genuine(GRANT_SIGNED_OFF) for g in e["grant_ids"] or []}
+    return [g for g in made if g not in signed]

@@ -619,13 +619,26 @@ def _refuse_unsigned(db: Session, state: Platform, caller: Caller, tenant: Tenan
     ones too): one emergency window, then a second person looks, never a renewable lease."""
     # the caller's row lock serialises two break-glass calls, so both cannot pass this check
     lock_principal(db, db.get_one(Principal, caller.principal_id))
-    if (held := repo.unsigned_break_glass(db, tenant.id, caller.principal_id)) is None:
+    # The log says whose a break-glass grant is and whether it was signed off; the rows add
+    # any grant naming the caller whose seal broke. A broken row naming someone else is theirs.
+    held = None
+    if logged := repo.logged_unsigned_break_glass(db, tenant.name, caller.name):
+        held = db.get(AccessGrant, logged[0])  # its row, if it still has the id the log names
+        if held is None or held.principal_id != caller.principal_id:
+            row = "is gone" if held is None else "names someone else (it does not match its seal)"
+            raise Conflict(
+                f"break-glass grant {logged[0]} awaits sign-off in the audit log, and its row"
+                f" {row}: it was written past Warden, and no new break-glass is made for you"
+                " until an operator checks it (`warden audit verify`, `warden data seal`)"
+            )
+    held = held or repo.unsigned_break_glass(db, tenant.id, caller.principal_id)
+    if held is None:
         return
     if not intact_row(keys_for(db.get_bind()), held):
         raise Conflict(
             f"break-glass grant {held.id} does not match its seal (written past Warden): it"
-            " counts as not signed off, and no new break-glass is made until an operator"
-            " checks it (`warden data seal`)"
+            " counts as not signed off, and no new break-glass is made for its holder until an"
+            " operator checks it (`warden data seal`)"
         )
     view = load_view(db, state.settings.datasets_dir, caller.tenant, held.dataset)
     who = ", ".join(_other_reviewers(db, state, caller, tenant, view)) or "nobody yet"

@@ -78,7 +78,10 @@ COMPLETION = "dataset.read.completion"
 # end holds them, whatever its row says later (workspace/repository.py). Checkpointed at once
 # too, so it cannot be cut from the tail before another process reads it.
 SANDBOX_LAUNCH = "sandbox.launch"
-AT_ONCE = (*ENDING, COMPLETION, SANDBOX_LAUNCH)
+# A break-glass names its holder, who may break glass again only once it is signed off in the
+# log (access/repository.py): cut from the tail, the next one would pass.
+BREAK_GLASS = "access.break_glass"
+AT_ONCE = (*ENDING, COMPLETION, SANDBOX_LAUNCH, BREAK_GLASS)
 
 # Told of every committed event that ends access, in the committing process (identity takes
 # them into its memory): (engine, events).
