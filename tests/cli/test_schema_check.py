@@ -94,12 +94,12 @@ def test_unsealed_principals_are_refused_at_start_saying_what_to_run(
 ) -> None:
     """After the upgrade that sealed rows, the stored principals carry no seal: their tokens
     authenticate nothing, so `serve` says so at start (not as a 401 on every request)."""
-    from warden.cli.startup import refuse_unsealed_people
+    from warden.cli.startup import refuse_stale_seals
 
-    refuse_unsealed_people(warden.state.engine)  # a deployment Warden wrote: starts
+    refuse_stale_seals(warden.state.engine)  # a deployment Warden wrote: starts
     with warden.state.engine.begin() as conn:
         conn.execute(text("UPDATE principal SET seal = NULL"))  # as migration 0010 leaves them
     with pytest.raises(typer.Exit):
-        refuse_unsealed_people(warden.state.engine)
+        refuse_stale_seals(warden.state.engine)
     said = " ".join(capsys.readouterr().err.split())
     assert "`warden data seal --check`" in said and "`warden data seal --all`" in said, said

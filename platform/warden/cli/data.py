@@ -271,24 +271,9 @@ def record_mask_key(
 
 def _sealed_models() -> tuple[Any, ...]:
     """The models whose rows carry a seal (warden.db.sealed), in the order they are shown."""
-    from warden.access.models import (
-        AccessGrant,
-        AccessRequest,
-        AccessSetting,
-        ReviewedChange,
-        WebhookDelivery,
-    )
-    from warden.experiments.models import Experiment, ServingDefault
-    from warden.identity.console_sessions import ConsoleSession
-    from warden.identity.models import Principal, Tenant
-    from warden.jobs.models import Job
-    from warden.registry.models import Model
-    from warden.sandbox.models import JobToken, Sandbox
-    from warden.workspace.models import Workspace
+    from warden.db.models import sealed_models
 
-    return (Tenant, Principal, Sandbox, JobToken, Job, Model, ReviewedChange, AccessRequest,
-            AccessGrant, Experiment, ServingDefault, ConsoleSession, WebhookDelivery,
-            Workspace, AccessSetting)  # fmt: skip
+    return sealed_models()
 
 
 NEVER_SEALED = "not sealed (stored before seals existed, or its seal erased)"
@@ -315,12 +300,12 @@ def seal_rows(
     """Show, then seal, the rows that do not match their seal: datasets' terms and versions,
     tenants, principals, sandboxes, job tokens, jobs and models stored before seals existed,
     or written to the database past Warden. Nothing is decided on them until they are sealed
-    (their reads, tokens, jobs and models are refused), and `serve` refuses to start while a
-    principal or tenant is unsealed. Sealing blesses what is stored: look first (`--check`
-    shows each row's fields and a digest), then seal what you checked with `--accept DIGEST`
-    (a row changed since you looked has another digest, and nothing is sealed), or
-    everything shown with `--all`. Audited as `rows.sealed`; runs against the database
-    directly."""
+    (their reads, tokens, jobs and models are refused), and `serve` and `worker` refuse to
+    start while a row is unsealed or sealed with another Warden's field set. Sealing blesses
+    what is stored: look first (`--check` shows each row's fields and a digest), then seal
+    what you checked with `--accept DIGEST` (a row changed since you looked has another
+    digest, and nothing is sealed), or everything shown with `--all`. Audited as
+    `rows.sealed`; runs against the database directly."""
     from warden.audit.keys import keys_for
     from warden.audit.outcomes import by_operator
     from warden.audit.service import append

@@ -7,7 +7,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from warden.audit.keys import ChainKeyring, bind_settings, foreign_chain_key
@@ -18,7 +18,6 @@ from warden.db.migrate import revisions
 from warden.db.session import make_engine, make_sessionmaker, unit_of_work
 from warden.gateway import master_key
 from warden.gateway.master_key import load_mask_key
-from warden.identity.models import Principal, Tenant
 from warden.identity.token_keys import unkeyed_tokens_remain
 
 
@@ -39,7 +38,7 @@ def refuse_unsafe_data_dir(settings: Settings) -> None:
         refuse_an_unmigrated_database(engine)
         keyring = bind_settings(engine, settings)  # a first start records the mask key, audited
         refuse_unkeyed_tokens(engine)
-        refuse_unsealed_people(engine)
+        refuse_stale_seals(engine)
         refuse_a_foreign_chain_key(settings, engine, keyring)
         refuse_a_foreign_mask_key(settings, engine)
     finally:
@@ -90,22 +89,26 @@ def refuse_unkeyed_tokens(engine: Engine) -> None:
         )
 
 
-def refuse_unsealed_people(engine: Engine) -> None:
-    """Principals and tenants stored before rows were sealed (db/sealed.py) authenticate
-    nothing until an operator seals them: say so at start, not as a 401 on every request."""
+def refuse_stale_seals(engine: Engine) -> None:
+    """Rows stored before they were sealed, or sealed with another field set than this
+    Warden's (an upgrade grew a table's `__sealed__`), decide nothing until an operator
+    reseals them (db/sealed.py): say so at start, not as a 401 or 503 on every read. One
+    query per sealed table; a row written past Warden is not this check's (it is refused
+    where it is read), so editing one cannot keep Warden from starting."""
+    from warden.db.models import sealed_models
+    from warden.db.sealed import stale_tables
+
     try:
         with unit_of_work(make_sessionmaker(engine)) as db:
-            unsealed = [
-                db.scalar(select(model.id).where(model.seal.is_(None)).limit(1))
-                for model in (Tenant, Principal)
-            ]
+            stale = stale_tables(db, sealed_models())
     except SQLAlchemyError:
         return
-    if any(unsealed):
+    if stale:
         fail(
-            "refusing to start: principals or tenants were stored before rows were sealed."
-            " Check them (`warden data seal --check`), then run `warden data seal --all` once"
-            " (or `--accept DIGEST` per row; audited), right after the upgrade."
+            f"refusing to start: rows of {', '.join(stale)} were stored before they were sealed,"
+            " or sealed with the fields an older Warden sealed. Check them (`warden data seal"
+            " --check`), then run `warden data seal --all` once (or `--accept DIGEST` per row;"
+            " audited), right after the upgrade."
         )
 
 

@@ -58,11 +58,24 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def seal_values(keys: ChainKeyring, model: type[Sealed], values: Sequence[Any]) -> str:
-    """The seal of `values`, the row's `__sealed__` fields in that order."""
+def fields_mark(model: type[Sealed]) -> str:
+    """A short digest of the model's sealed field set; each seal starts with it and a dot, so
+    start-up tells a row sealed with an older field set (an upgrade grew it) from a row
+    written past Warden, by a prefix alone (`stale_tables`)."""
+    table = getattr(model, "__tablename__", model.__name__)
+    return hashlib.sha256(json.dumps([table, list(model.__sealed__)]).encode()).hexdigest()[:6]
+
+
+def _mac(keys: ChainKeyring, model: type[Sealed], values: Sequence[Any]) -> str:
     text = json.dumps([_plain(v) for v in values], sort_keys=True, default=str)
     table = getattr(model, "__tablename__", model.__name__)
     return derived_mac(keys, f"row:{table}".encode(), text)
+
+
+def seal_values(keys: ChainKeyring, model: type[Sealed], values: Sequence[Any]) -> str:
+    """The seal of `values`, the row's `__sealed__` fields in that order: the field set's
+    mark, a dot, and the keyed MAC (cut to fit the 64-character column: 228 bits)."""
+    return f"{fields_mark(model)}.{_mac(keys, model, values)[:57]}"
 
 
 def seal_of(keys: ChainKeyring, row: Sealed) -> str:
@@ -72,11 +85,28 @@ def seal_of(keys: ChainKeyring, row: Sealed) -> str:
 def intact(
     keys: ChainKeyring, model: type[Sealed], values: Sequence[Any], seal: str | None
 ) -> bool:
-    return hmac.compare_digest(seal or "", seal_values(keys, model, values))
+    seal = seal or ""
+    if "." not in seal:  # sealed before seals were marked: the whole MAC, no mark
+        return hmac.compare_digest(seal, _mac(keys, model, values)) if seal else False
+    return hmac.compare_digest(seal, seal_values(keys, model, values))
 
 
 def intact_row(keys: ChainKeyring, row: Sealed) -> bool:
-    return hmac.compare_digest(row.seal or "", seal_of(keys, row))
+    return intact(keys, type(row), [getattr(row, f) for f in row.__sealed__], row.seal)
+
+
+def stale_tables(db: Session, models: Iterable[type[Sealed]]) -> list[str]:
+    """The tables holding a row never sealed, or sealed with another field set than this
+    Warden's (its mark differs): one query each, stopping at the first such row. A seal
+    without a mark (made before seals were marked) is not told apart here: it is checked
+    where the row is read, as a row written past Warden is."""
+    found = []
+    for model in models:
+        seal = model.seal
+        other = seal.contains(".") & ~seal.startswith(f"{fields_mark(model)}.")
+        if db.scalar(select(seal.is_(None)).where(seal.is_(None) | other).limit(1)) is not None:
+            found.append(getattr(model, "__tablename__", model.__name__))
+    return found
 
 
 def shown(row: Sealed) -> dict[str, Any]:
