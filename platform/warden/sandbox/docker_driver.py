@@ -301,11 +301,15 @@ class DockerDriver:
             else:
                 self._drop_network(str(network.name))
         # Rules left by a crash, whichever installation made them, once their bridge is gone.
+        # The rules are listed before the networks: a rule is added only after its network
+        # exists, so one listed first whose network the later list lacks is stale; listed the
+        # other way round, another process's new network (and its fresh rules) was dropped.
+        ruled = bridges_in_rules()
         try:
             existing = {bridge_name(str(n.name)) for n in self.client.networks.list()}
         except docker.errors.DockerException:
             return
-        for bridge in stale_bridge_rules(kept | existing):
+        for bridge in sorted(ruled - kept - existing):
             unfirewall_bridge(bridge)
 
 
@@ -366,18 +370,17 @@ def unfirewall_bridge(bridge: str) -> None:
             )
 
 
-def stale_bridge_rules(live_bridges: set[str]) -> list[str]:
-    """Bridges named in firewall rules of ours whose network is gone."""
+def bridges_in_rules() -> set[str]:
+    """Bridges named in the host's firewall rules of ours."""
     iptables = shutil.which("iptables")
     if iptables is None:
-        return []
+        return set()
     listed = subprocess.run(  # noqa: S603 - fixed arguments
         [iptables, "-w", "-S", "INPUT"], capture_output=True, text=True, check=False
     ).stdout
-    found = {
+    return {
         part
         for line in listed.splitlines()
         for part in line.split()
         if part.startswith(BRIDGE_PREFIX) and len(part) <= 15
     }
-    return sorted(found - live_bridges)
