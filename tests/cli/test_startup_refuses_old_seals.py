@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import typer
-from tests.sealed_rows import read, sql
+from tests.sealed_rows import one, read, sql
 
 from warden.cli import startup
 from warden.db.session import unit_of_work
@@ -77,3 +77,33 @@ def test_a_row_written_past_warden_does_not_stop_start(
     sql(warden, "UPDATE principal SET kind = 'service' WHERE name = 'alice'")
     assert _start(warden, capsys) is None
     assert read(warden, "alice").status_code == 401
+
+
+def test_seals_made_before_marks_are_marked_by_seal_all_so_the_next_upgrade_is_caught(
+    warden: Any, operator_cli: Any, capsys: pytest.CaptureFixture[str], monkeypatch: Any
+) -> None:
+    """A seal made before seals carried their field set's mark matches but cannot be told
+    apart at start-up; `warden data seal --all` marks every such matching seal (and only
+    those), so the upgrade after this one stops start-up for every row, not only new ones."""
+    from warden.audit.keys import keys_for
+    from warden.db.sealed import _mac
+
+    with unit_of_work(warden.state.sessions) as db:
+        alice = get_principal(db, "alice")
+        old = _mac(
+            keys_for(warden.state.engine), Principal, [getattr(alice, f) for f in SEALED[:-1]]
+        )
+    sql(warden, "UPDATE principal SET seal = :s WHERE name = 'alice'", s=old)  # as sealed before
+    assert read(warden, "alice").status_code == 200  # an old seal still matches
+    sql(warden, "UPDATE principal SET seal = :s WHERE name = 'erin'", s="0" * 64)  # not a match
+    done = operator_cli("data", "seal", "--check")
+    assert "principal" in done.output and "erin" in done.output and "alice" not in done.output
+    done = operator_cli("data", "seal", "--accept", "nothing-shown", "--actor", "ops")
+    assert done.exit_code != 0  # not --all: nothing marked, nothing sealed
+    assert one(warden, "SELECT seal FROM principal WHERE name = 'alice'")[0] == old
+    done = operator_cli("data", "seal", "--all", "--actor", "ops", "--reason", "upgrade")
+    assert done.exit_code == 0 and "marked 1 matching seal" in done.output, done.output
+    assert "." in one(warden, "SELECT seal FROM principal WHERE name = 'alice'")[0]
+    monkeypatch.setattr(Principal, "__sealed__", (*Principal.__sealed__, MORE))  # the next upgrade
+    said = _start(warden, capsys)
+    assert said is not None and "principal" in said, "a row sealed before marks slipped through"

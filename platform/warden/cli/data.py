@@ -323,6 +323,10 @@ def seal_rows(
             table = type(row).__tablename__  # type: ignore[attr-defined]
             problem = NEVER_SEALED if row.seal is None else "does not match its seal"
             found.append((table, row, problem, sealed.shown(row)))
+        if all_ and (marked := sealed.remark(db, _sealed_models())):
+            # rows sealed before seals carried their field set's mark, matching: marked now,
+            # so the next upgrade that grows a table's fields stops start-up for them too
+            console.print(f"marked {marked} matching seal(s) with their field set")
         if not found:
             console.print("every sealed row matches its seal")
             return

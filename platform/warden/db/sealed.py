@@ -179,6 +179,21 @@ def broken(db: Session, models: Iterable[type[Sealed]]) -> list[Sealed]:
     return found
 
 
+def remark(db: Session, models: Iterable[type[Sealed]]) -> int:
+    """Give every row whose seal predates marks, and matches, a marked seal of the same fields
+    (no new trust: the row is as it was sealed); how many. After it, start-up tells every row
+    sealed with an older field set by its mark alone (`stale_tables`)."""
+    keys = keys_for(db.get_bind())
+    count = 0
+    for model in models:
+        unmarked = model.seal.is_not(None) & ~model.seal.contains(".")
+        for row in db.scalars(select(model).where(unmarked)):
+            if intact_row(keys, row):
+                row.seal = seal_of(keys, row)
+                count += 1
+    return count
+
+
 def _fill_defaults(row: Sealed) -> None:
     """Apply the Python-side column defaults of the sealed fields now (the flush would apply
     them after this hook), so the seal covers what is stored."""
