@@ -22,8 +22,10 @@ from warden.audit.service import verify
 from warden.catalog.service import load_view
 from warden.db.session import unit_of_work
 from warden.gateway import planner
-from warden.sdk import Client
+from warden.sdk import Client, WardenAPIError
+from warden.sdk import direct as direct_module
 from warden.sdk.client import READ_AHEAD
+from warden.sdk.direct import reachable_directly as direct_reachable
 
 COLUMNS = ["pin_id", "action", "region", "dwell_ms"]
 # Large enough that the answer's frames pass STREAM_ABOVE_BYTES several times over.
@@ -266,12 +268,13 @@ def test_iter_batches_yields_the_answer_a_batch_at_a_time(live_warden: Any, tmp_
     assert empty.height == 0 and empty.columns == COLUMNS
 
 
-def test_iter_batches_receives_a_large_answer_in_large_reads(
+def test_read_receives_a_large_answer_in_large_reads(
     live_warden: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The SDK asks the socket for READ_AHEAD bytes per receive of a large answer (at
-    httpcore's 64 KiB, each receive's pass through the HTTP stack cost more than its bytes),
-    and only while it reads one: a small answer on the same connection reads as before."""
+    """Through httpx, the SDK asks the socket for READ_AHEAD bytes per receive of a large
+    answer (at httpcore's 64 KiB, each receive's pass through the HTTP stack cost more than its
+    bytes), and only while it reads one: a small answer on the same connection reads as
+    before. `iter_batches` does not go through httpx at all here (next test)."""
     big_engagements(live_warden, tmp_path)
     asked: list[int] = []
     read = SyncStream.read
@@ -282,14 +285,59 @@ def test_iter_batches_receives_a_large_answer_in_large_reads(
 
     monkeypatch.setattr(SyncStream, "read", recording)
     with Client(url=live_warden.url, token=live_warden.tokens["alice"]) as client:
-        rows = sum(
-            b.height
-            for b in client.iter_batches("engagements", purpose="training", columns=COLUMNS)
-        )
+        rows = client.read("engagements", purpose="training", columns=COLUMNS).height
         assert rows == BIG_ROWS and max(asked) == READ_AHEAD
         during = len(asked)
         assert client.read("engagements", purpose="training", columns=COLUMNS, limit=5).height == 5
     assert asked[during:] and max(asked[during:]) < READ_AHEAD
+
+
+def test_iter_batches_reads_past_httpx_unless_a_proxy_would_carry_it(
+    live_warden: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A streamed read's body goes straight from the socket into Arrow's buffers
+    (`sdk/direct.py`); the same frames either way, and with a proxy set for the host, httpx
+    (which honours it) reads it as before."""
+    big_engagements(live_warden, tmp_path)
+    received: list[int] = []
+    read = SyncStream.read
+
+    def recording(self: SyncStream, max_bytes: int, timeout: float | None = None) -> bytes:
+        data = read(self, max_bytes, timeout)
+        received.append(len(data))
+        return data
+
+    monkeypatch.setattr(SyncStream, "read", recording)
+    with Client(url=live_warden.url, token=live_warden.tokens["alice"]) as client:
+        direct = pl.concat(client.iter_batches("engagements", purpose="training", columns=COLUMNS))
+        assert direct.height == BIG_ROWS and sum(received) < 1 << 16  # no body through httpx
+        # a proxy for every host but this one's: still direct
+        monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+        assert sum(b.height for b in client.iter_batches("engagements", purpose="training")) == (
+            BIG_ROWS
+        )
+        assert sum(received) < 1 << 16
+        monkeypatch.delenv("NO_PROXY")
+        assert not direct_reachable(live_warden.url, None)
+    monkeypatch.delenv("HTTP_PROXY")
+    with Client(url=live_warden.url, token=live_warden.tokens["alice"]) as client:
+        monkeypatch.setattr(direct_module, "reachable_directly", lambda url, sock: False)
+        through_httpx = pl.concat(
+            client.iter_batches("engagements", purpose="training", columns=COLUMNS)
+        )
+    assert sum(received) > 10 * (1 << 20)
+    assert through_httpx.equals(direct)
+
+
+def test_iter_batches_past_httpx_says_what_the_api_refused(live_warden: Any) -> None:
+    client = Client(url=live_warden.url, token="wdn_not_a_token")
+    with client, pytest.raises(WardenAPIError) as refused:
+        next(client.iter_batches("engagements", purpose="training"))
+    assert refused.value.status == 401
+    nobody = Client(url="http://127.0.0.1:9", token="wdn_unused")  # nothing listens on 9
+    with nobody, pytest.raises(httpx.ConnectError):
+        next(nobody.iter_batches("engagements", purpose="training"))
 
 
 def test_an_audit_store_that_fails_sends_no_byte_of_a_stream(

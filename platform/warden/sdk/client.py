@@ -5,19 +5,24 @@ arrives (bounded memory, however large the answer)."""
 from __future__ import annotations
 
 import io
+import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, TypedDict, Unpack
+from typing import Any, BinaryIO, TypedDict, Unpack
 
 import httpx
 import polars as pl
 import pyarrow as pa
 import pyarrow.ipc as pa_ipc
 
+from warden.sdk import direct
+
 DEFAULT_URL = "http://127.0.0.1:8765"
 # Ask for inline text in Arrow's view layout: polars takes it without a copy.
 _LAYOUT = {"x-warden-arrow-layout": "view"}
+# The client's own headers that a read sent past httpx carries too.
+_SENT = ("authorization", "user-agent")
 READ_AHEAD = 1 << 20  # bytes asked of the socket per receive, for a large answer
 Where = Iterable[Mapping[str, Any] | Sequence[Any]]
 
@@ -57,6 +62,7 @@ class Client:
         socket = socket or os.environ.get("WARDEN_SOCKET")
         self.url = (url or os.environ.get("WARDEN_URL") or DEFAULT_URL).rstrip("/")
         self.token = token or os.environ.get("WARDEN_TOKEN")
+        self._socket, self._timeout = socket, timeout
         transport = httpx.HTTPTransport(uds=socket) if socket else None
         headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
         base = "http://warden" if socket else self.url
@@ -94,17 +100,22 @@ class Client:
         """Like read, one polars frame per Arrow record batch as the stream arrives; memory
         stays about one batch. Stopping early closes the connection (the server records the
         read as incomplete). `info`, when given, is filled with the answer's headers."""
-        with self._answer(dataset, _body(purpose, options), _LAYOUT) as response:
+        body = _body(purpose, options)
+        if not direct.reachable_directly(self.url, self._socket):
+            with self._answer(dataset, body, _LAYOUT) as response:
+                if info is not None:
+                    info.update(_info(response))
+                raw = io.BufferedReader(_ChunkReader(response.iter_raw()), buffer_size=1 << 20)
+                yield from _frames(raw)
+            return
+        headers = {k: v for k, v in self._http.headers.items() if k in _SENT} | _LAYOUT
+        path = f"/v1/datasets/{dataset}/read"
+        with direct.post(self.url, self._socket, path, body, headers, self._timeout) as answer:
+            if answer.status >= 400:
+                raise _error_of(answer.status, answer.body.read())
             if info is not None:
-                info.update(_info(response))
-            raw = io.BufferedReader(_ChunkReader(response.iter_raw()), buffer_size=1 << 20)
-            reader = pa_ipc.open_stream(pa.PythonFile(raw, mode="r"))
-            sent = False
-            for batch in reader:
-                sent = True
-                yield pl.DataFrame(pl.from_arrow(batch))
-            if not sent:  # no rows: one empty frame, so the caller still learns the columns
-                yield pl.DataFrame(pl.from_arrow(reader.schema.empty_table()))
+                info.update({k: v for k, v in answer.headers.items() if k.startswith("x-warden-")})
+            yield from _frames(answer.body)
 
     def read_with_info(
         self, dataset: str, *, purpose: str, **options: Unpack[ReadOptions]
@@ -268,6 +279,17 @@ class _ChunkReader(io.RawIOBase):
         return n
 
 
+def _frames(body: BinaryIO) -> Iterator[pl.DataFrame]:
+    """One polars frame per Arrow record batch of an IPC stream, as they arrive."""
+    reader = pa_ipc.open_stream(pa.PythonFile(body, mode="r"))
+    sent = False
+    for batch in reader:
+        sent = True
+        yield pl.DataFrame(pl.from_arrow(batch))
+    if not sent:  # no rows: one empty frame, so the caller still learns the columns
+        yield pl.DataFrame(pl.from_arrow(reader.schema.empty_table()))
+
+
 def _clause(clause: Mapping[str, Any] | Sequence[Any]) -> dict[str, Any]:
     if isinstance(clause, Mapping):
         return dict(clause)
@@ -276,8 +298,12 @@ def _clause(clause: Mapping[str, Any] | Sequence[Any]) -> dict[str, Any]:
 
 
 def _error(response: httpx.Response) -> WardenAPIError:
+    return _error_of(response.status_code, response.content)
+
+
+def _error_of(status: int, content: bytes) -> WardenAPIError:
     try:
-        body = response.json()
-        return WardenAPIError(response.status_code, body["error"], body["detail"])
+        body = json.loads(content)
+        return WardenAPIError(status, body["error"], body["detail"])
     except (ValueError, KeyError, TypeError):
-        return WardenAPIError(response.status_code, "HTTPError", response.text[:200])
+        return WardenAPIError(status, "HTTPError", content.decode(errors="replace")[:200])
