@@ -3,8 +3,9 @@
 `polars.scan_parquet(...).select(same columns).collect()` of the same file, same run,
 interleaved. Reports throughput and its ratio, time to first byte, and peak RSS: the API
 process's growth during the governed read against a fresh process's growth during the raw
-read. On the local datasets folder, and on SeaweedFS when scripts/seaweedfs-up.sh can start
-one.
+read, and the CPU seconds each side spent (API process and SDK client against the raw
+scan's process). On the local datasets folder, and on SeaweedFS when
+scripts/seaweedfs-up.sh can start one.
 
 Run: .venv/bin/python -m tests.benchmarks.bench_stream [--rows 10000000] [--storage local]
 """
@@ -43,11 +44,18 @@ def hwm():
 location, columns, options = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
 pl.DataFrame({"a": [1]}).lazy().collect()
 before = hwm()
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 kw = {"storage_options": options} if options else {}
 frame = pl.scan_parquet(location, **kw).select(columns).collect()
-print(json.dumps({"s": time.perf_counter() - t0, "rows": frame.height, "grown": hwm() - before}))
+s, cpu = time.perf_counter() - t0, time.process_time() - c0
+print(json.dumps({"s": s, "cpu": cpu, "rows": frame.height, "grown": hwm() - before}))
 """
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss(pid: int) -> int:
@@ -142,22 +150,29 @@ def measure(storage: str, rows: int, repeats: int, s3: dict[str, str] | None) ->
             client.read("engagements", purpose="training", columns=COLUMNS, limit=1000)  # warm
             baseline = peak_rss(server.proc.pid)
             governed, raw, ttfb, raw_grown = [], [], [], []
+            api_cpu, client_cpu, raw_cpu = [], [], []
             got = 0
             for _ in range(repeats):  # interleaved: both see the same machine noise
                 ttfb.append(first_byte(server.url, token))
-                t0 = time.perf_counter()
+                t0, a0, c0 = time.perf_counter(), cpu_seconds(server.proc.pid), time.process_time()
                 got = sum(
                     b.height
                     for b in client.iter_batches("engagements", purpose="training", columns=COLUMNS)
                 )
                 governed.append(time.perf_counter() - t0)
+                api_cpu.append(cpu_seconds(server.proc.pid) - a0)
+                client_cpu.append(time.process_time() - c0)
                 r = raw_read(location, options)
                 raw.append(r["s"])
+                raw_cpu.append(r["cpu"])
                 raw_grown.append(r["grown"])
                 assert r["rows"] == got == rows
             grown = peak_rss(server.proc.pid) - baseline
     g, r_s = statistics.median(governed), statistics.median(raw)
     raw_rss = statistics.median(raw_grown)
+    # CPU seconds move far less with the machine's load than wall times: on a busy machine
+    # the wall ratio follows the CPU ratio (the object store's CPU, paid by both, is left out).
+    g_cpu = statistics.median(a + c for a, c in zip(api_cpu, client_cpu, strict=True))
     return {
         "benchmark": "governed_stream_read",
         "storage": storage,
@@ -171,6 +186,12 @@ def measure(storage: str, rows: int, repeats: int, s3: dict[str, str] | None) ->
         "api_peak_rss_growth_mib": round(grown / 2**20, 1),
         "raw_peak_rss_growth_mib": round(raw_rss / 2**20, 1),
         "rss_ratio": round(grown / raw_rss, 3) if raw_rss else None,
+        "governed_s": [round(x, 3) for x in governed],
+        "raw_scan_s": [round(x, 3) for x in raw],
+        "api_cpu_s_median": round(statistics.median(api_cpu), 3),
+        "client_cpu_s_median": round(statistics.median(client_cpu), 3),
+        "raw_cpu_s_median": round(statistics.median(raw_cpu), 3),
+        "cpu_ratio": round(statistics.median(raw_cpu) / g_cpu, 3),
     }
 
 
@@ -184,6 +205,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     head = (
         f"  {'storage':<8} {'governed':>9} {'raw':>8} {'ratio':>6} {'ttfb':>8}"
         f" {'API peak RSS +':>15} {'raw peak RSS +':>15} {'rss ratio':>9}"
+        f"  CPU s: {'API':>5} {'client':>6} {'raw':>5} {'ratio':>5}"
     )
     print(head)
     for r in rows:
@@ -192,6 +214,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             f" {r['ratio']:>6.2f} {r['ttfb_ms_median']:>6.1f}ms"
             f" {r['api_peak_rss_growth_mib']:>11.0f} MiB {r['raw_peak_rss_growth_mib']:>11.0f} MiB"
             f" {r['rss_ratio']:>9}"
+            f"         {r['api_cpu_s_median']:>5.2f} {r['client_cpu_s_median']:>6.2f}"
+            f" {r['raw_cpu_s_median']:>5.2f} {r['cpu_ratio']:>5.2f}"
         )
 
 
