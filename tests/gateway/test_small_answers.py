@@ -72,3 +72,26 @@ def test_the_first_rows_alone_answer_when_they_hold_the_limit(
     _read(warden, where=_later_pins(_read(warden)), limit=5)
     assert answers[0] is not None and answers[0].height == 5
     assert answers[2] is None  # too few in the first rows: the whole file was read
+
+
+def test_a_read_of_columns_only_takes_its_first_rows_without_a_query(
+    warden: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plans: list[planner.Plan] = []
+    first_rows = planner._first_rows
+
+    def seen(plan: planner.Plan) -> pl.DataFrame | None:
+        plans.append(plan)
+        return first_rows(plan)
+
+    monkeypatch.setattr(planner, "_first_rows", seen)
+    whole = _read(warden)
+    limited = _read(warden, limit=7)
+    plain = plans[-1]
+    assert plain.plain and plain.decoded is not None
+    assert limited.equals(whole.head(7))  # masked the same, after the columns were picked
+    by_query = plain.shape(plain.decoded.lazy()).collect()
+    assert first_rows(plain).equals(by_query)  # type: ignore[union-attr]
+    _read(warden, where=[{"column": "action", "op": "ne", "value": "hide"}], limit=7)
+    _read(warden, shard={"rank": 0, "world": 2}, limit=7)
+    assert not plans[-2].plain and not plans[-1].plain

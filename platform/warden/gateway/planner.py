@@ -99,6 +99,8 @@ class Plan:
     # the source decoded in memory (a small file): collect it at once, never stream
     decoded: pl.DataFrame | None = field(default=None, repr=False)
     limit: int | None = None
+    # the plan only picks columns (distinct) and a limit: no filter, shard or mask step
+    plain: bool = False
 
     @property
     def frame(self) -> pl.LazyFrame:
@@ -234,6 +236,9 @@ def build(
         key_version=mask.version,
         decoded=decoded,
         limit=limit,
+        plain=shard is None
+        and not (policy_filters or mask_exprs or caller_filters)
+        and 0 < len(set(visible)) == len(visible),
     )
 
 
@@ -253,6 +258,10 @@ def _first_rows(plan: Plan) -> pl.DataFrame | None:
     decoded, limit = plan.decoded, plan.limit
     if decoded is None or limit is None or limit > SMALL_LIMIT:
         return None
+    if plan.plain:
+        # Columns and a limit only: the first rows' columns as they are, without a query
+        # (polars' engine code runs cold on a loaded server: ~0.14 ms of a small read's CPU).
+        return pl.DataFrame([decoded.get_column(c).slice(0, limit) for c in plan.columns])
     first = decoded.slice(0, FIRST_ROWS_PER_ROW * max(limit, 1))
     # Few rows: polars' in-memory engine costs a third of the streaming one's CPU here.
     frame = plan.shape(first.lazy()).collect(engine="in-memory")
