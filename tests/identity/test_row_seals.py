@@ -229,3 +229,40 @@ def test_a_forged_enable_event_undoes_no_disable(warden: Any) -> None:
         s=old[1],
     )
     assert read(warden, "alice").status_code == 401
+
+
+def test_a_cached_token_rows_seals_are_checked_once_and_a_forged_row_every_time(
+    warden: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import warden.identity.row_seals as row_seals
+    from warden.errors import Unauthenticated
+    from warden.identity.models import ApiToken
+    from warden.identity.service import _token_row
+
+    made: list[str] = []
+
+    def counted(*args: Any) -> str:
+        made.append(args[1])
+        return real(*args)
+
+    real = row_seals.token_seal
+    monkeypatch.setattr(row_seals, "token_seal", counted)
+    monkeypatch.setattr(row_seals, "_SEEN", {})
+    with unit_of_work(warden.state.sessions) as db:
+        row = _token_row(db, ApiToken.id.is_not(None))
+        row_seals.check_row_seals(db, row, remember=True)
+        row_seals.check_row_seals(db, row, remember=True)  # the same tuple: known
+        assert len(made) == 1
+        fresh = tuple(list(row))  # equal, not the same tuple, and not the cache's
+        row_seals.check_row_seals(db, fresh)
+        row_seals.check_row_seals(db, fresh)
+        assert len(made) == 3
+        forged = (*row[:7], "0" * 64, *row[8:])  # the token's seal replaced
+        for _ in range(2):
+            with pytest.raises(Unauthenticated):
+                row_seals.check_row_seals(db, forged, remember=True)
+        assert len(made) == 5
+        renamed = list(row)
+        renamed[8 + Principal.__sealed__.index("name")] = "someone-else"
+        with pytest.raises(Unauthenticated):
+            row_seals.check_row_seals(db, tuple(renamed), remember=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 import re
 import secrets
@@ -16,11 +15,12 @@ from sqlalchemy.orm import Session
 
 from warden.audit.keys import keys_for
 from warden.db.generation import CacheAt, bump
-from warden.db.sealed import RowTampered, check, check_values
+from warden.db.sealed import check
 from warden.errors import Conflict, NotFound, Unauthenticated, Unprocessable
 from warden.identity.caller import JOB_TOKEN_PREFIX, TOKEN_PREFIX, Caller, hash_token, token_seal
 from warden.identity.models import ApiToken, Principal, Tenant
 from warden.identity.revocations import revocations_for
+from warden.identity.row_seals import check_row_seals
 
 if TYPE_CHECKING:
     from warden.config import Settings
@@ -362,7 +362,7 @@ def authenticate(
         return _authenticate_where(db, ApiToken.token_hash == digest, now)
     # The statement is built only on a miss: a warm read pays no SQL expression for it.
     row = cached.get(digest, lambda: _fresh_token_row(db, ApiToken.token_hash == digest))
-    return _check(db, row, now)
+    return _check(db, row, now, cached=True)
 
 
 def authenticate_token_id(db: Session, token_id: str, now: datetime | None = None) -> Caller:
@@ -413,10 +413,10 @@ def _token_row(db: Session, which: ColumnElement[bool]) -> TokenRow:
     return tuple(row)
 
 
-def _check(db: Session, row: TokenRow, now: datetime | None) -> Caller:
-    token_id, revoked_at, expires_at, last_used_at, issued_by_id, pending, digest, seal = row[:8]
+def _check(db: Session, row: TokenRow, now: datetime | None, *, cached: bool = False) -> Caller:
+    token_id, revoked_at, expires_at, last_used_at, issued_by_id, pending = row[:6]
     split = 8 + len(Principal.__sealed__)  # the principal's sealed fields, then its seal
-    principal, principal_seal, tenant_row = row[8:split], row[split], row[split + 1 : -1]
+    principal, tenant_row = row[8:split], row[split + 1 : -1]
     who = dict(zip(Principal.__sealed__, principal, strict=True))
     principal_id, name, kind, disabled = who["id"], who["name"], who["kind"], who["disabled"]
     tenant = dict(zip(Tenant.__sealed__, tenant_row, strict=True))["name"]
@@ -434,20 +434,7 @@ def _check(db: Session, row: TokenRow, now: datetime | None) -> Caller:
             f" approves change {pending} (`warden policy changes approve {pending}`)"
         )
     # last: whatever refuses a row anyway says why; a row that would work must be Warden's
-    expected = token_seal(keys_for(db.get_bind()), token_id, principal_id, digest, expires_at,
-                          issued_by_id, pending, False)  # fmt: skip
-    if not hmac.compare_digest(seal or "", expected):  # moved, extended or released in SQL
-        raise Unauthenticated("invalid token")
-    # who it speaks for: a principal renamed (Casbin decides on names), or a tenant made the
-    # installation's, in SQL speaks for nobody (db/sealed.py)
-    try:
-        check_values(db, Principal, principal, principal_seal)
-        check_values(db, Tenant, tenant_row, row[-1])
-    except RowTampered:
-        raise Unauthenticated(
-            "the principal or tenant this token speaks for was written past Warden; an"
-            " operator checks it and runs `warden data seal`"
-        ) from None
+    check_row_seals(db, row, remember=cached)
     # what the log says is over stays over, whatever the row says now (a row written back)
     over = revocations_for(db).held(db)
     if token_id in over.tokens:
