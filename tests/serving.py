@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 from warden.api.background import free_port
 from warden.audit.keys import bind_settings
 from warden.catalog.service import register
-from warden.db.session import make_engine
+from warden.db.session import make_engine, unit_of_work
 from warden.identity.service import get_principal, get_tenant
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,6 +133,33 @@ def warden_cli(tmp_path: Path, *args: str, **extra: str) -> subprocess.Completed
         timeout=120,
         check=False,
     )
+
+
+def register_as_admin(
+    w: Any,
+    name: str,
+    source: Path,
+    columns: list[Any],
+    *,
+    identifier_columns: list[str] | None = None,
+    allowed_purposes: list[str] | None = None,
+    **kw: Any,
+) -> str:
+    """`source` registered in acme as `name`, owned by its admin; the new version's digest."""
+    with unit_of_work(w.state.sessions) as db:
+        _, version = register(
+            db,
+            datasets_dir=w.state.settings.datasets_dir,
+            tenant=get_tenant(db, "acme"),
+            owner=get_principal(db, "admin"),
+            name=name,
+            source=source,
+            columns=columns,
+            identifier_columns=identifier_columns or [],
+            allowed_purposes=allowed_purposes or ["training"],
+            **kw,
+        )
+        return str(version.digest)
 
 
 def register_like(db: Any, store: Any, view: Any, source: Path) -> None:

@@ -17,11 +17,10 @@ import polars as pl
 import pytest
 
 from tests.access.conftest import Access, allow_browse
+from tests.serving import register_as_admin
 from warden.catalog import columns as catalog_columns
-from warden.catalog.service import ColumnInfo, register
-from warden.db.session import unit_of_work
+from warden.catalog.service import ColumnInfo
 from warden.errors import Unprocessable
-from warden.identity.service import get_principal, get_tenant
 
 
 def _register(
@@ -30,18 +29,8 @@ def _register(
     source = Path(warden.state.settings.data_dir) / f"src-{name}.parquet"
     frame = pl.DataFrame(columns)
     frame.write_parquet(source)
-    with unit_of_work(warden.state.sessions) as db:
-        register(
-            db,
-            datasets_dir=warden.state.settings.datasets_dir,
-            tenant=get_tenant(db, "acme"),
-            owner=get_principal(db, "admin"),
-            name=name,
-            source=source,
-            columns=[ColumnInfo(c, str(t), classes[c], None) for c, t in frame.schema.items()],
-            identifier_columns=[],
-            allowed_purposes=["training"],
-        )
+    columns = [ColumnInfo(c, str(t), classes[c], None) for c, t in frame.schema.items()]
+    register_as_admin(warden, name, source, columns)
 
 
 @pytest.mark.parametrize("column", ["*", "a,b", " email", "email ", "e\u200bmail", "(x)"])

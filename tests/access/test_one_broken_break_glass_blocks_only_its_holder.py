@@ -16,20 +16,14 @@ deleted), and a broken row refuses only the principal it names; everyone else br
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from sqlalchemy import text
 
 from tests.access.conftest import Access, link_role
+from tests.sealed_rows import sql
 
 BODY = {"dataset": "users", "purpose": "analytics", "reason": "incident 1"}
 ERINS = {"dataset": "pins", "purpose": "analytics", "reason": "incident at erin's"}
-
-
-def _sql(access: Access, statement: str, **params: Any) -> None:
-    with access.w.state.engine.begin() as conn:
-        conn.execute(text(statement), params)
 
 
 WRITES = {
@@ -49,7 +43,7 @@ def test_a_broken_break_glass_grant_refuses_only_its_holder(access: Access, writ
     first = access.post("alice", "/break-glass", BODY)
     assert first.status_code == 201, first.text
     grant_id = first.json()["id"]
-    _sql(access, WRITES[write], f=False, id=grant_id)
+    sql(access.w, WRITES[write], f=False, id=grant_id)
     access.clock.advance(minutes=61)
 
     again = access.post("alice", "/break-glass", {**BODY, "reason": "incident 2"})
@@ -77,7 +71,7 @@ def test_a_forged_sign_off_event_releases_nobody(access: Access) -> None:
             ),
             {"seq": top + 1000, "g": f'["{grant_id}"]'},
         )
-    _sql(access, "UPDATE access_grant SET needs_review = :f WHERE id = :id", f=False, id=grant_id)
+    sql(access.w, "UPDATE access_grant SET needs_review = :f WHERE id = :id", f=False, id=grant_id)
     access.clock.advance(minutes=61)
     again = access.post("alice", "/break-glass", {**BODY, "reason": "incident 2"})
     assert again.status_code == 409, again.text

@@ -20,12 +20,11 @@ import pytest
 from sqlalchemy import delete, insert, select, update
 
 from tests.sandbox.conftest import grant_sandbox_roles
+from tests.serving import register_as_admin
 from warden.catalog.models import Dataset, DatasetColumn, DatasetVersion
 from warden.catalog.seal import CatalogTampered
-from warden.catalog.service import ColumnInfo, load_view, pin_version, register
-from warden.db.session import unit_of_work
+from warden.catalog.service import ColumnInfo, load_view, pin_version
 from warden.identity.models import Principal
-from warden.identity.service import get_principal, get_tenant
 
 
 def _read(w: Any, dataset: str = "engagements", **body: Any) -> Any:
@@ -172,20 +171,8 @@ def test_an_unsealed_dataset_is_shown_then_sealed_by_an_operator_and_audited(
 def _register(w: Any, name: str, frame: pl.DataFrame, **kw: Any) -> str:
     source = Path(w.state.settings.data_dir) / f"src-{name}-{len(frame)}.parquet"
     frame.write_parquet(source)
-    with unit_of_work(w.state.sessions) as db:
-        _, version = register(
-            db,
-            datasets_dir=w.state.settings.datasets_dir,
-            tenant=get_tenant(db, "acme"),
-            owner=get_principal(db, "admin"),
-            name=name,
-            source=source,
-            columns=kw.pop("columns", [ColumnInfo(c, "Int64", "internal") for c in frame.columns]),
-            identifier_columns=kw.pop("identifier_columns", []),
-            allowed_purposes=["training"],
-            **kw,
-        )
-        return version.digest
+    columns = kw.pop("columns", [ColumnInfo(c, "Int64", "internal") for c in frame.columns])
+    return register_as_admin(w, name, source, columns, **kw)
 
 
 def test_warden_never_seals_a_change_it_did_not_make_in_passing(warden: Any) -> None:

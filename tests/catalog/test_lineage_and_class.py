@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.access.conftest import allow_browse
+from tests.serving import register_as_admin
 from warden.catalog.models import Dataset
 from warden.catalog.service import ColumnInfo, load_view, register
 from warden.db.session import unit_of_work
@@ -145,20 +146,14 @@ def test_re_registering_at_the_same_class_is_fine_and_a_reviewed_change_may_lowe
         register_generated(db, taste_graph, warden.state.settings.datasets_dir, "acme", "admin", {})
     assert _view(warden, "pin_pairs").classification == "pii"
     spec = next(s for s in taste_graph if s.name == "pin_pairs")
-    with unit_of_work(warden.state.sessions) as db:
-        register(
-            db,
-            datasets_dir=warden.state.settings.datasets_dir,
-            tenant=get_tenant(db, "acme"),
-            owner=get_principal(db, "admin"),
-            name="pin_pairs",
-            source=spec.path,
-            columns=[ColumnInfo(c.name, c.dtype, c.classification, c.entity) for c in spec.columns],
-            identifier_columns=[],
-            allowed_purposes=list(spec.allowed_purposes),
-            derived_from=[],
-            reviewed_change="rc-approved-by-two",
-        )
+    register_as_admin(
+        warden,
+        "pin_pairs",
+        spec.path,
+        [ColumnInfo(c.name, c.dtype, c.classification, c.entity) for c in spec.columns],
+        allowed_purposes=list(spec.allowed_purposes),
+        reviewed_change="rc-approved-by-two",
+    )
     assert _view(warden, "pin_pairs").classification == "public"
 
 

@@ -311,30 +311,22 @@ def test_policy_lint_live_checks_the_registered_catalog(
     --live; the seeded catalog alone cannot see it."""
     from typer.testing import CliRunner
 
-    from warden.catalog.service import ColumnInfo, register
+    from tests.serving import register_as_admin
+    from warden.catalog.service import ColumnInfo
     from warden.cli.main import app
     from warden.config import get_settings
-    from warden.db.session import unit_of_work
-    from warden.identity.service import get_principal, get_tenant
 
     source = tmp_path / "recs.parquet"
     pl.DataFrame({"user_id": [1, 2], "score": [0.1, 0.2]}).write_parquet(source)
-    with unit_of_work(warden.state.sessions) as db:
-        register(
-            db,
-            datasets_dir=warden.state.settings.datasets_dir,
-            tenant=get_tenant(db, "acme"),
-            owner=get_principal(db, "admin"),
-            name="recs",
-            source=source,
-            columns=[
-                ColumnInfo("user_id", "Int64", "pii", "user"),
-                ColumnInfo("score", "Float64", "internal"),
-            ],
-            identifier_columns=["user_id"],
-            allowed_purposes=["inference"],
-            derived_from=["engagements"],
-        )
+    register_as_admin(
+        warden,
+        "recs",
+        source,
+        [ColumnInfo("user_id", "Int64", "pii", "user"), ColumnInfo("score", "Float64", "internal")],
+        identifier_columns=["user_id"],
+        allowed_purposes=["inference"],
+        derived_from=["engagements"],
+    )
     rules = tmp_path / "r.csv"
     rules.write_text(
         "p, role:crm, acme, users, user_id, analytics, read, allow, ,\n"
