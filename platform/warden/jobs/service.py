@@ -277,7 +277,7 @@ def may_see_output(state: Platform, caller: Caller, job: Job) -> bool:
     with unit_of_work(state.sessions) as db:
         names = registry.inputs_of(db, job.tenant_id, job.datasets, job.model_in)
         views = [load_view(db, state.settings.datasets_dir, job.tenant, n) for n in names]
-    launch = job.decisions.get("datasets", {})
+        launch = registry.job_built_with(db, job)  # its own launch's, and its parents'
     return all(may_use(state, caller, v, built_by=job.launcher, built_with=launch) for v in views)
 
 

@@ -7,7 +7,7 @@ dataset exists at all: without it every answer is the 404 a missing name gets.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,6 +125,24 @@ def seen_at_launch(decision: ReadDecision) -> dict[str, list[Any]]:
         "raw": list(decision.allowed_columns),
         "masked": list(decision.masked_columns),
         "row_filters": [[f.column, f.op, f.value] for f in decision.row_filters],
+    }
+
+
+def seen_by_all(records: Iterable[Mapping[str, Any] | None]) -> dict[str, list[Any]] | None:
+    """What several launches saw of one dataset (`seen_at_launch` records: a model's job's and
+    its ancestors'), as one record that shows no less than any of them: every column any read
+    raw, or masked where none read it raw; only the row filters every one of them was under.
+    None when none was recorded (jobs launched before records were kept)."""
+    kept = [r for r in records if r]
+    if not kept:
+        return None
+    raw = set().union(*(r.get("raw", []) for r in kept))
+    masked = set().union(*(r.get("masked", []) for r in kept)) - raw
+    filters = set.intersection(*({tuple(f) for f in r.get("row_filters", [])} for r in kept))
+    return {
+        "raw": sorted(raw),
+        "masked": sorted(masked),
+        "row_filters": [list(f) for f in sorted(filters)],
     }
 
 

@@ -21,6 +21,7 @@ from warden.config import REPO_ROOT
 from warden.db.sealed import RowTampered, check
 from warden.errors import NotFound, Unavailable, Unprocessable
 from warden.jobs.models import Job
+from warden.policy.reads import seen_by_all
 from warden.registry import repository as repo
 from warden.registry.models import Model
 from warden.sandbox.models import Sandbox
@@ -242,13 +243,38 @@ def get_model(db: Session, model_id: str | None, tenant_id: str) -> Model | None
 
 
 def built_with(db: Session, model: Model) -> dict[str, Any]:
-    """What the model's job recorded, at launch, of what its launcher could read of each of
-    its datasets (policy/reads.py `authorize_use`); sealed with the job. A job that is not
-    there was deleted past Warden (it deletes none): fail closed."""
-    job = db.get(Job, model.job_id) if model.job_id else None
-    if job is None:
-        raise RowTampered(f"the job that built {model.ref} is not in the database")
-    return dict(check(db, job).decisions.get("datasets", {}))
+    """What the model's builders could read of each dataset it carries, as their jobs recorded
+    it at launch (policy/reads.py `authorize_use`): its own job's, and every ancestor's (a
+    model built on a parent carries what the parent's job saw of the parent's datasets, which
+    its own job never read, so its own launch says nothing of them). Sealed with each job; a
+    job that is not there was deleted past Warden (it deletes none): fail closed."""
+    return _built_with(db, [model], [])
+
+
+def job_built_with(db: Session, job: Job) -> dict[str, Any]:
+    """The same for what a job makes as it runs (its log): its own launch's record, and those
+    of the models it builds on and their ancestors."""
+    parents = [_parent(db, model_id, job.tenant_id) for model_id in job.model_in or []]
+    return _built_with(db, parents, [job.decisions.get("datasets", {})])
+
+
+def _built_with(
+    db: Session, models: list[Model], records: list[dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    seen, frontier = {m.id for m in models}, list(models)
+    while frontier:  # every ancestor, as `lineage_datasets` walks them
+        if len(seen) > MAX_ANCESTORS:
+            raise Unavailable(f"a model has over {MAX_ANCESTORS} ancestors")
+        for m in frontier:
+            job = db.get(Job, m.job_id) if m.job_id else None
+            if job is None:
+                raise RowTampered(f"the job that built {m.ref} is not in the database")
+            records.append(dict(check(db, job).decisions.get("datasets", {})))
+        parents = [p for m in frontier for p in parents_of(db, m) if p.id not in seen]
+        seen.update(p.id for p in parents)
+        frontier = parents
+    names = dict.fromkeys(n for r in records for n in r)
+    return {n: {"seen": seen_by_all(r.get(n, {}).get("seen") for r in records)} for n in names}
 
 
 def parents_of(db: Session, model: Model) -> list[Model]:
