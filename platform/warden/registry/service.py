@@ -201,6 +201,8 @@ def lineage_for(
             _add(entry["grant_ids"], grant)
         _add(entry["rules"], event.rule)
     allowed = [e for e in reads if e.decision == "allow"]
+    for name, record in seen_in_reads(allowed).items():  # what it read, whenever it read it
+        datasets[name]["seen"] = record["seen"]
     policy_versions = sorted({e.policy_version for e in allowed if e.policy_version is not None})
     return {
         "job": job.id,
@@ -222,6 +224,25 @@ def lineage_for(
         "parents": [{"id": p.id, "ref": p.ref, "job": p.job_id} for p in parents],
         "seed": job.spec.get("seed"),
     }
+
+
+def seen_in_reads(reads: Sequence[AuditEvent]) -> dict[str, dict[str, Any]]:
+    """What a job's allowed reads showed of each dataset, as `seen_at_launch` records it: a
+    job reads with its launcher's rights of the moment, so a right gained after its launch
+    (and lost after the build) is counted here, not in its launch's record."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for e in reads:
+        masked = list(e.masked_columns or [])
+        found.setdefault(e.dataset or "?", []).append(
+            {
+                "raw": [c for c in e.columns or [] if c not in masked],
+                "masked": masked,
+                "row_filters": [
+                    [f.get("column"), f.get("op"), f.get("value")] for f in e.row_filter or []
+                ],
+            }
+        )
+    return {name: {"seen": seen_by_all(records)} for name, records in found.items()}
 
 
 def _add(values: list[Any], value: Any) -> None:
@@ -255,7 +276,12 @@ def job_built_with(db: Session, job: Job) -> dict[str, Any]:
     """The same for what a job makes as it runs (its log): its own launch's record, and those
     of the models it builds on and their ancestors."""
     parents = [_parent(db, model_id, job.tenant_id) for model_id in job.model_in or []]
-    return _built_with(db, parents, [job.decisions.get("datasets", {})])
+    reads = repo.reads_by(db, f"job-{job.sandbox_id}") if job.sandbox_id else []
+    mine = [
+        job.decisions.get("datasets", {}),
+        seen_in_reads([e for e in reads if e.decision == "allow"]),
+    ]
+    return _built_with(db, parents, mine)
 
 
 def _built_with(
@@ -270,6 +296,8 @@ def _built_with(
             if job is None:
                 raise RowTampered(f"the job that built {m.ref} is not in the database")
             records.append(dict(check(db, job).decisions.get("datasets", {})))
+            # what its job's reads showed (lineage_for), sealed with the model
+            records.append({e.get("name"): e for e in m.lineage.get("datasets", [])})
         parents = [p for m in frontier for p in parents_of(db, m) if p.id not in seen]
         seen.update(p.id for p in parents)
         frontier = parents
