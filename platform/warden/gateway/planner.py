@@ -166,10 +166,11 @@ def build(
     key of the entity it identifies, so one user has one pseudonym in every dataset of the
     tenant and another in every other tenant.
 
-    `shard=(rank, world)`: only the rows whose position in the dataset's file is `rank`
-    modulo `world`. Positions are those of the immutable version's file, numbered before any
-    filter, so the shards of one version are disjoint and cover the answer whatever the
-    filters (a limit applies to each shard on its own)."""
+    `shard=(rank, world)`: only the rows whose position is `rank` modulo `world`. Positions
+    are those of the immutable version's file among the rows the policy's row filters keep,
+    numbered before the caller's filters, so the shards of one version are disjoint and cover
+    the answer whatever the caller filters (a limit applies to each shard on its own), and
+    say nothing of the rows the policy hides."""
     if mask.tenant_id != dataset.tenant_id:
         raise Forbidden("the mask key is not the dataset's tenant's")
     source, decoded = frames.source(file, dataset.byte_size)
@@ -208,15 +209,17 @@ def build(
 
     def shape(frame: pl.LazyFrame) -> pl.LazyFrame:
         """Every step is row by row, but for the shard's positions and the final limit."""
+        for policy_filter in policy_filters:
+            frame = frame.filter(policy_filter)
         if shard is not None:
+            # numbered after the policy's filters: a position counting the rows they hide
+            # would say how many stand between two of the reader's rows, and when (a log)
             rank, world = shard
             frame = (
                 frame.with_row_index(_POSITION)
                 .filter(pl.col(_POSITION) % world == rank)
                 .drop(_POSITION)
             )
-        for policy_filter in policy_filters:
-            frame = frame.filter(policy_filter)
         frame = frame.select(needed)
         if mask_exprs:
             frame = frame.with_columns(mask_exprs)

@@ -20,7 +20,7 @@ class FilterClause(BaseModel):
 
 class Shard(BaseModel):
     """One part of an answer for one of `world` training processes: the rows whose position
-    in the dataset version's file is `rank` modulo `world`."""
+    in the dataset version's file, among the rows the policy shows, is `rank` modulo `world`."""
 
     model_config = ConfigDict(extra="forbid")
 
