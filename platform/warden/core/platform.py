@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from warden.audit.keys import bind_settings
+from warden.audit.owed import OwedRecords
 from warden.catalog.service import DatasetView
 from warden.config import Settings
 from warden.db.generation import GenerationCache
@@ -35,6 +36,8 @@ class Platform:
     mask_schedules: GenerationCache[str, tuple[tuple[int, datetime], ...]] = field(
         default_factory=GenerationCache
     )
+    # A streamed read's completion the log refused: written before this process's next read.
+    owed: OwedRecords = field(default_factory=OwedRecords)
 
     def now(self) -> datetime:
         return self.clock()

@@ -135,6 +135,7 @@ def governed_read(
     on it too, then its transaction ends before the plan runs. `stamp`: the policy version and
     change generation the request read on that session; the dataset view and mask keys then
     come from the process's caches when nothing changed since they were filled."""
+    state.owed.settle(state.sessions)  # a completion the log refused first (audit/owed.py)
     attempt = _Attempt(caller=caller, dataset=name)
     with read_span(
         "warden.read", {"warden.dataset": name[:64], "warden.actor": caller.name}
@@ -327,17 +328,19 @@ def _stream(
     annotate_span(span, intent)
 
     def complete(outcome: Outcome) -> None:
-        record(
-            state.sessions,
-            stream_completion(
-                intent,
-                rows=outcome.rows,
-                bytes=outcome.bytes,
-                sha256=outcome.sha256,
-                complete=outcome.complete,
-                reason=outcome.reason,
-            ),
+        completion = stream_completion(
+            intent,
+            rows=outcome.rows,
+            bytes=outcome.bytes,
+            sha256=outcome.sha256,
+            complete=outcome.complete,
+            reason=outcome.reason,
         )
+        try:
+            record(state.sessions, completion)
+        except Exception:
+            state.owed.owe(completion)  # the bytes left: written before the next read
+            raise
 
     headers["x-warden-audit-event"] = intent.id
     headers["x-warden-stream"] = stream_id
