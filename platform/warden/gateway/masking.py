@@ -24,6 +24,7 @@ import numpy as np
 import polars as pl
 
 from warden.catalog.storage import DataFile
+from warden.errors import Unprocessable
 
 REDACTED = "[redacted]"
 SMALL_FRAME = 20_000
@@ -37,7 +38,7 @@ _MASKED = "__warden_masked"
 
 def token(key: bytes, value: object) -> int | str:
     digest = hmac.new(key, str(value).encode(), hashlib.sha256).digest()
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):  # a Boolean column is text
         return int.from_bytes(digest[:8], "big", signed=True)
     return "h_" + digest[:8].hex()
 
@@ -132,6 +133,13 @@ def _within(slots: pl.Series, size: int) -> bool:
 @lru_cache(maxsize=64)
 def token_table(file: DataFile | Path, column: str, key: bytes) -> TokenTable:
     source = file if isinstance(file, DataFile) else DataFile(str(file))
+    held = source.scan().collect_schema()[column]
+    if held.is_nested() or held == pl.Object:
+        # one pseudonym for a whole list or struct of ids joins nothing and hides nothing
+        raise Unprocessable(
+            f"identifier column {column!r} holds {held}, which cannot be masked; ask the"
+            " dataset's owner to register its ids one to a column"
+        )
     distinct = source.scan().select(pl.col(column).unique().drop_nulls()).collect()[column]
     dtype = pl.Int64 if distinct.dtype.is_integer() else pl.Utf8
     tokens = pl.Series([token(key, v) for v in distinct.to_list()], dtype=dtype)

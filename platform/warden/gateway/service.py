@@ -6,6 +6,7 @@ the reason it was refused. If the audit write fails, the read fails closed (503)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -151,6 +152,12 @@ def governed_read(
             )
             exc.audited = True
             annotate_span(span, event)
+            raise
+        except Exception as exc:
+            # an unforeseen failure (a 500) is an attempt too: audited, if the log takes it
+            with contextlib.suppress(WardenError):
+                failed = attempt.audit("error", f"internal error: {type(exc).__name__}")
+                annotate_span(span, record(state.sessions, failed))
             raise
         return result
 
