@@ -49,7 +49,9 @@ class GovernedReader:
         body = json.dumps({"purpose": purpose, "columns": list(columns) if columns else None})
         result = governed_read(self.platform, self.caller, dataset, body.encode())
         if not isinstance(result.body, ArrowStream):
-            raise Unprocessable(f"{dataset!r} is too large to simulate users from in-process")
+            too_large = f"{dataset!r} is too large to simulate users from in-process"
+            result.body.finish(complete=False, reason=too_large)  # its intent is in the log
+            raise Unprocessable(too_large)
         return pl.read_ipc_stream(b"".join(result.body))  # the bytes a caller would get
 
 
