@@ -25,7 +25,7 @@ import threading
 import weakref
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -113,8 +113,10 @@ class Revocations:
     def _refresh(self, db: Session) -> Revocations:
         keys = keys_for(db.get_bind())
         with self._lock:
-            head = db.connection().execute(select(AuditHead.seq).where(AuditHead.id == HEAD_ID))
-            top = head.scalar()
+            head = db.connection().execute(
+                select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == HEAD_ID)
+            )
+            top, top_hash = head.first() or (None, None)
             if not isinstance(top, int) or top <= self.seq:
                 return self
             table = AuditEvent.__table__
@@ -122,23 +124,36 @@ class Revocations:
                 select(table)
                 .where(table.c.seq > self.seq, table.c.seq <= top)
                 .where(
-                    table.c.action.in_((*ENDING, SANDBOX_LAUNCH)),
-                    # anchor.holds; and a sandbox that failed or was lost ended all the same
                     or_(
-                        table.c.decision == "allow",
-                        table.c.action == DECIDE,
-                        table.c.action.in_(SANDBOX_ENDS),
-                    ),
+                        and_(
+                            table.c.action.in_((*ENDING, SANDBOX_LAUNCH)),
+                            # anchor.holds; and a sandbox that failed or was lost ended anyway
+                            or_(
+                                table.c.decision == "allow",
+                                table.c.action == DECIDE,
+                                table.c.action.in_(SANDBOX_ENDS),
+                            ),
+                        ),
+                        table.c.seq == top,  # the head's own event: see below
+                    )
                 )
                 .order_by(table.c.seq)
             )
+            reached, whole = self.seq, False
             for event in events.mappings():
-                if event["chain_v"] != CHAIN_V1 and event["hash"] == expected_hash(event, keys):
+                if event["chain_v"] == CHAIN_V1 or event["hash"] != expected_hash(event, keys):
+                    continue
+                reached = event["seq"]
+                whole = reached == top and event["hash"] == top_hash
+                if _ends(event):
                     details = dict(
                         event["details"] or {}, tenant=event["tenant"], dataset=event["dataset"]
                     )
                     self._take(event["action"], details, event["seq"])
-            self.seq = top
+            # Up to the head only when it is the chain's own keyed event: a head moved ahead
+            # in SQL, then put back, must not carry this process past the endings appended
+            # meanwhile (it would never read them); else only up to the last event it read.
+            self.seq = top if whole else reached
         return self
 
     def _take(self, action: str, details: dict[str, Any], seq: int) -> None:
@@ -180,6 +195,15 @@ class Revocations:
         elif action == ROTATE and details.get("tenant") and details.get("key_version"):
             rotations = self.rotations.setdefault(str(details["tenant"]), {})
             rotations[int(details["key_version"])] = str(details.get("effective_from"))
+
+
+def _ends(event: Any) -> bool:
+    """The filter of `_refresh`'s query (the head's own event is read whatever it is)."""
+    if event["action"] in SANDBOX_ENDS:
+        return True
+    if event["action"] == SANDBOX_LAUNCH:
+        return bool(event["decision"] == "allow")
+    return anchor.holds(event["action"], event["decision"])
 
 
 def model_key(tenant: str, name: str) -> str:
