@@ -88,6 +88,10 @@ class Revocations:
             return self._refresh(db)
         except SQLAlchemyError as exc:  # what is over cannot be told: nothing is allowed
             raise AuditUnavailable(f"audit log unreachable: {exc.__class__.__name__}") from None
+        except (ValueError, TypeError):  # an event stored past Warden in no form its type reads
+            raise AuditUnavailable(
+                "an audit event cannot be read; run `warden audit verify`"
+            ) from None
 
     def held(self, db: Session) -> Revocations:
         """These revocations, once the database is held to the newest signed checkpoint
@@ -101,6 +105,10 @@ class Revocations:
                 self._refresh(db)
         except SQLAlchemyError as exc:
             raise AuditUnavailable(f"audit log unreachable: {exc.__class__.__name__}") from None
+        except (ValueError, TypeError):
+            raise AuditUnavailable(
+                "an audit event cannot be read; run `warden audit verify`"
+            ) from None
         return self
 
     def take(self, events: Any) -> None:
