@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from tests.sealed_rows import one, sql
-
 from warden.catalog.service import load_view, register
 from warden.db.session import unit_of_work
 from warden.identity.service import get_principal, get_tenant
