@@ -77,6 +77,7 @@ class Revocations:
         self.rotations: dict[str, dict[int, str]] = {}
         # (tenant, dataset) -> the terms overrides last stored, per the log
         self.terms: dict[tuple[str, str], tuple[int | None, int | None]] = {}
+        self._principal_at: dict[str, int] = {}  # the seq of each principal's last (en|dis)able
         self._lock = threading.Lock()
 
     def refresh(self, db: Session) -> Revocations:
@@ -175,10 +176,16 @@ class Revocations:
             folders = tuple(str(m.get("source")) for m in details.get("mounts") or [] if m)
             if sandbox not in self.ended:  # its end can be taken (in hand) before this is read
                 self.mounting[sandbox] = folders
-        elif action == DISABLE and details.get("principal"):
-            self.disabled[str(details["principal"])] = seq
-        elif action == ENABLE and details.get("principal"):
-            self.disabled.pop(str(details["principal"]), None)
+        elif action in (DISABLE, ENABLE) and details.get("principal"):
+            name = str(details["principal"])
+            # the chain's order decides, not the order this process learnt them in (its own
+            # commits are taken in hand before an earlier event of another process is read)
+            if seq >= self._principal_at.get(name, -1):
+                self._principal_at[name] = seq
+                if action == DISABLE:
+                    self.disabled[name] = seq
+                else:
+                    self.disabled.pop(name, None)
         elif action == TERMS and isinstance(details.get("stored"), dict):
             stored = details["stored"]
             key = (str(details.get("tenant")), str(details.get("dataset")))
