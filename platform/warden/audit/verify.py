@@ -32,6 +32,7 @@ from warden.audit.chain import (
 )
 from warden.audit.keys import ChainKeyring
 from warden.audit.models import HEAD_ID, AuditEvent, AuditHead
+from warden.audit.readable import Unreadable, readable
 from warden.audit.rollbacks import rolled_back
 from warden.audit.unwalked import MAX_FINDINGS, OUTSIDE, unwalked
 
@@ -165,11 +166,11 @@ def walk_range(
         )
         if upto_seq is not None:
             query = query.where(table.c.seq <= upto_seq)
-        rows = _readable(db, query)
+        rows = readable(db, query)
         if not rows:
             break
         for row in rows:
-            if isinstance(row, _Unreadable):
+            if isinstance(row, Unreadable):
                 findings.add(
                     REWRITTEN,
                     row.seq,
@@ -182,32 +183,6 @@ def walk_range(
                 continue
             _check_row(row, walk, keyring, findings, v1_until)
     return walk
-
-
-@dataclass(frozen=True)
-class _Unreadable:
-    seq: int
-    id: str | None
-    hash: str | None
-
-
-def _readable(db: Session, query: Any) -> list[Any]:
-    """The batch's rows; a row a field of which its column type cannot read (SQLite stores
-    any text: a time that is not a time) comes as `_Unreadable`, a finding, never an error
-    that would stop a checkpoint or `verify` from saying anything."""
-    try:
-        return list(db.execute(query).mappings().all())
-    except (ValueError, TypeError):
-        pass
-    table = AuditEvent.__table__
-    found: list[Any] = []
-    plain = query.with_only_columns(table.c.seq, table.c.id, table.c.hash)
-    for seq, event_id, hashed in db.execute(plain).all():
-        try:
-            found.append(db.execute(select(table).where(table.c.seq == seq)).mappings().one())
-        except (ValueError, TypeError):
-            found.append(_Unreadable(seq, event_id, hashed))
-    return found
 
 
 def _check_row(
