@@ -121,22 +121,24 @@ class Anchor:
             callback(engine, ending)
         try:
             outcome = self.checkpointer.checkpoint_now()
-        except Exception:
+        except Exception as exc:
             log.exception("no checkpoint after an event that ends access")
+            if ending:  # not anchored: the other processes would not hear of these either
+                self._raise_alarm(ending, f"it failed: {type(exc).__name__}")
             return
         if outcome.findings:
             self.tampered = "; ".join(f.detail for f in outcome.findings)
             log.error("the audit chain was tampered with: %s", self.tampered)
             if ending:  # the other processes would not hear of these from the database
-                self._raise_alarm(ending)
+                self._raise_alarm(ending, f"it was refused: {self.tampered}")
 
-    def _raise_alarm(self, ending: Sequence[AuditEvent]) -> None:
+    def _raise_alarm(self, ending: Sequence[AuditEvent], why: str) -> None:
         carried = [
             Ending(e.action, e.seq, e.tenant, e.dataset, dict(e.details or {})) for e in ending
         ]
-        reason = f"the checkpoint after {', '.join(e.action for e in ending)} was refused"
+        reason = f"no checkpoint after {', '.join(e.action for e in ending)}"
         try:
-            self.alarms.raise_alarm(f"{reason}: {self.tampered}", carried)
+            self.alarms.raise_alarm(f"{reason}: {why}", carried)
         except Exception:  # this process refuses anyway (tampered); the log says why
             log.exception("could not raise the audit alarm")
 

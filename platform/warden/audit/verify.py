@@ -32,6 +32,7 @@ from warden.audit.chain import (
 )
 from warden.audit.keys import ChainKeyring
 from warden.audit.models import HEAD_ID, AuditEvent, AuditHead
+from warden.audit.readable import Unreadable, readable
 from warden.audit.rollbacks import rolled_back
 from warden.audit.unwalked import MAX_FINDINGS, OUTSIDE, unwalked
 
@@ -165,10 +166,21 @@ def walk_range(
         )
         if upto_seq is not None:
             query = query.where(table.c.seq <= upto_seq)
-        rows = db.execute(query).mappings().all()
+        rows = readable(db, query)
         if not rows:
             break
         for row in rows:
+            if isinstance(row, Unreadable):
+                findings.add(
+                    REWRITTEN,
+                    row.seq,
+                    row.id,
+                    "an event whose fields are not of their types (written past Warden):"
+                    " it cannot be read, let alone hashed",
+                )
+                walk.prev_seq, walk.prev_hash = row.seq, row.hash or ""
+                walk.checked += 1
+                continue
             _check_row(row, walk, keyring, findings, v1_until)
     return walk
 

@@ -277,6 +277,8 @@ def _sealed_models() -> tuple[Any, ...]:
 
 
 NEVER_SEALED = "not sealed (stored before seals existed, or its seal erased)"
+EARLIER = "sealed with the fields an earlier Warden sealed (an upgrade; --all reseals it)"
+WRITTEN = "does not match its seal (written past Warden; only --accept DIGEST seals it)"
 
 
 def _key(row: Any) -> str:
@@ -304,8 +306,10 @@ def seal_rows(
     start while a row is unsealed or sealed with another Warden's field set. Sealing blesses
     what is stored: look first (`--check` shows each row's fields and a digest), then seal
     what you checked with `--accept DIGEST` (a row changed since you looked has another
-    digest, and nothing is sealed), or everything shown with `--all`. Audited as
-    `rows.sealed`; runs against the database directly."""
+    digest, and nothing is sealed). `--all` reseals only what an upgrade left: rows that match
+    the fields an earlier Warden sealed them with (`__sealed_before__`); a row written past
+    Warden, or never sealed, is sealed by its digest alone. Audited as `rows.sealed`; runs
+    against the database directly."""
     from warden.audit.keys import keys_for
     from warden.audit.outcomes import by_operator
     from warden.audit.service import append
@@ -319,9 +323,14 @@ def seal_rows(
             ("dataset", d, NEVER_SEALED if d.seal is None else problem, terms_shown(db, d))
             for d, problem in unsealed(db)
         ]
+        keys = keys_for(db.get_bind())
+        upgraded: set[int] = set()  # rows `--all` may seal: what an upgrade left, verified
         for row in sealed.broken(db, _sealed_models()):
             table = type(row).__tablename__  # type: ignore[attr-defined]
-            problem = NEVER_SEALED if row.seal is None else "does not match its seal"
+            problem = NEVER_SEALED if row.seal is None else WRITTEN
+            if sealed.sealed_earlier(keys, row):
+                problem = EARLIER
+                upgraded.add(id(row))
             found.append((table, row, problem, sealed.shown(row)))
         if all_ and (marked := sealed.remark(db, _sealed_models())):
             # rows sealed before seals carried their field set's mark, matching: marked now,
@@ -346,8 +355,10 @@ def seal_rows(
             fail("name what to seal: --accept DIGEST (shown above) for each row checked, or --all")
         if stale := [d for d in accept or () if d not in digests]:
             fail(f"not sealed: {stale} match nothing shown now (changed since you looked?)")
-        chosen = list(digests.values()) if all_ else [digests[d] for d in accept or ()]
-        keys = keys_for(db.get_bind())
+        chosen = [digests[d] for d in accept or ()]
+        if all_:  # only what an upgrade left; anything else is someone's write, sealed by digest
+            chosen += [(t, r) for t, r in digests.values() if id(r) in upgraded]
+        chosen = list({id(r): (t, r) for t, r in chosen}.values())
         by_table: dict[str, list[str]] = {}
         for table, row in chosen:
             if table == "dataset":
@@ -358,7 +369,13 @@ def seal_rows(
         details = {"rows": {t: ids[:100] for t, ids in by_table.items()}, "count": len(chosen)}
         append(db, by_operator(actor, "rows.sealed", reason, details=details))
     counts = ", ".join(f"{len(ids)} {table}" for table, ids in by_table.items())
-    console.print(f"sealed {counts}", markup=False)
+    console.print(f"sealed {counts or 'nothing'}", markup=False)
+    if all_ and (left := len(digests) - len(chosen)):
+        fail(
+            f"not sealed: {left} row(s) above match no field set a Warden sealed them with"
+            " (written past Warden, or never sealed); look at each, then seal it with"
+            " --accept DIGEST"
+        )
 
 
 @app.command("rekey-tokens")

@@ -107,8 +107,9 @@ def refuse_stale_seals(engine: Engine) -> None:
         fail(
             f"refusing to start: rows of {', '.join(stale)} were stored before they were sealed,"
             " or sealed with the fields an older Warden sealed. Check them (`warden data seal"
-            " --check`), then run `warden data seal --all` once (or `--accept DIGEST` per row;"
-            " audited), right after the upgrade."
+            " --check`), then run `warden data seal --all` once, right after the upgrade: it"
+            " reseals the rows that match the fields they were sealed with; any other row only"
+            " `--accept DIGEST` seals, once you have looked at it (audited)."
         )
 
 

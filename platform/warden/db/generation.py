@@ -169,6 +169,11 @@ class GenerationCache(Generic[K, V]):
             elif self._generation is None or generation > self._generation:
                 self._items.clear()
                 self._generation = generation
+            else:
+                # Older: a request that read the counter before a change, or the counter set
+                # back in SQL. Kept, what was cached at the higher value would be served again
+                # once the counter was set there after a change made meanwhile: forgotten.
+                self._items.clear()
         value = load()  # outside the lock: a slow lookup holds up no other reader
         with self._lock:
             self.loads += 1

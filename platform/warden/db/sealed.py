@@ -46,6 +46,10 @@ class Sealed:
     """Mixin: the row carries `seal`, a keyed MAC of its `__sealed__` fields."""
 
     __sealed__: ClassVar[tuple[str, ...]] = ()
+    # The field sets earlier Wardens sealed this table with: a model whose `__sealed__` grows
+    # names the set before here, so `warden data seal --all` reseals only rows that match
+    # what they were sealed as (an upgrade's leftovers), never a row written past Warden.
+    __sealed_before__: ClassVar[tuple[tuple[str, ...], ...]] = ()
     seal: Mapped[str | None] = mapped_column(String(64), nullable=True, default=None)
 
 
@@ -62,8 +66,12 @@ def fields_mark(model: type[Sealed]) -> str:
     """A short digest of the model's sealed field set; each seal starts with it and a dot, so
     start-up tells a row sealed with an older field set (an upgrade grew it) from a row
     written past Warden, by a prefix alone (`stale_tables`)."""
+    return _mark(model, model.__sealed__)
+
+
+def _mark(model: type[Sealed], fields: Sequence[str]) -> str:
     table = getattr(model, "__tablename__", model.__name__)
-    return hashlib.sha256(json.dumps([table, list(model.__sealed__)]).encode()).hexdigest()[:6]
+    return hashlib.sha256(json.dumps([table, list(fields)]).encode()).hexdigest()[:6]
 
 
 def _mac(keys: ChainKeyring, model: type[Sealed], values: Sequence[Any]) -> str:
@@ -93,6 +101,18 @@ def intact(
 
 def intact_row(keys: ChainKeyring, row: Sealed) -> bool:
     return intact(keys, type(row), [getattr(row, f) for f in row.__sealed__], row.seal)
+
+
+def sealed_earlier(keys: ChainKeyring, row: Sealed) -> bool:
+    """Whether `row` matches its seal under a field set an earlier Warden sealed its table
+    with (`__sealed_before__`): what an upgrade that grew the fields leaves, nobody's write."""
+    model, seal = type(row), row.seal or ""
+    for fields in model.__sealed_before__ if seal else ():
+        mac = _mac(keys, model, [getattr(row, f, None) for f in fields])
+        expected = f"{_mark(model, fields)}.{mac[:57]}" if "." in seal else mac
+        if hmac.compare_digest(seal, expected):
+            return True
+    return False
 
 
 def stale_tables(db: Session, models: Iterable[type[Sealed]]) -> list[str]:

@@ -25,7 +25,7 @@ import threading
 import weakref
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -77,6 +77,7 @@ class Revocations:
         self.rotations: dict[str, dict[int, str]] = {}
         # (tenant, dataset) -> the terms overrides last stored, per the log
         self.terms: dict[tuple[str, str], tuple[int | None, int | None]] = {}
+        self._principal_at: dict[str, int] = {}  # the seq of each principal's last (en|dis)able
         self._lock = threading.Lock()
 
     def refresh(self, db: Session) -> Revocations:
@@ -88,6 +89,10 @@ class Revocations:
             return self._refresh(db)
         except SQLAlchemyError as exc:  # what is over cannot be told: nothing is allowed
             raise AuditUnavailable(f"audit log unreachable: {exc.__class__.__name__}") from None
+        except (ValueError, TypeError):  # an event stored past Warden in no form its type reads
+            raise AuditUnavailable(
+                "an audit event cannot be read; run `warden audit verify`"
+            ) from None
 
     def held(self, db: Session) -> Revocations:
         """These revocations, once the database is held to the newest signed checkpoint
@@ -101,6 +106,10 @@ class Revocations:
                 self._refresh(db)
         except SQLAlchemyError as exc:
             raise AuditUnavailable(f"audit log unreachable: {exc.__class__.__name__}") from None
+        except (ValueError, TypeError):
+            raise AuditUnavailable(
+                "an audit event cannot be read; run `warden audit verify`"
+            ) from None
         return self
 
     def take(self, events: Any) -> None:
@@ -113,8 +122,10 @@ class Revocations:
     def _refresh(self, db: Session) -> Revocations:
         keys = keys_for(db.get_bind())
         with self._lock:
-            head = db.connection().execute(select(AuditHead.seq).where(AuditHead.id == HEAD_ID))
-            top = head.scalar()
+            head = db.connection().execute(
+                select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == HEAD_ID)
+            )
+            top, top_hash = head.first() or (None, None)
             if not isinstance(top, int) or top <= self.seq:
                 return self
             table = AuditEvent.__table__
@@ -122,23 +133,36 @@ class Revocations:
                 select(table)
                 .where(table.c.seq > self.seq, table.c.seq <= top)
                 .where(
-                    table.c.action.in_((*ENDING, SANDBOX_LAUNCH)),
-                    # anchor.holds; and a sandbox that failed or was lost ended all the same
                     or_(
-                        table.c.decision == "allow",
-                        table.c.action == DECIDE,
-                        table.c.action.in_(SANDBOX_ENDS),
-                    ),
+                        and_(
+                            table.c.action.in_((*ENDING, SANDBOX_LAUNCH)),
+                            # anchor.holds; and a sandbox that failed or was lost ended anyway
+                            or_(
+                                table.c.decision == "allow",
+                                table.c.action == DECIDE,
+                                table.c.action.in_(SANDBOX_ENDS),
+                            ),
+                        ),
+                        table.c.seq == top,  # the head's own event: see below
+                    )
                 )
                 .order_by(table.c.seq)
             )
+            reached, whole = self.seq, False
             for event in events.mappings():
-                if event["chain_v"] != CHAIN_V1 and event["hash"] == expected_hash(event, keys):
+                if event["chain_v"] == CHAIN_V1 or event["hash"] != expected_hash(event, keys):
+                    continue
+                reached = event["seq"]
+                whole = reached == top and event["hash"] == top_hash
+                if _ends(event):
                     details = dict(
                         event["details"] or {}, tenant=event["tenant"], dataset=event["dataset"]
                     )
                     self._take(event["action"], details, event["seq"])
-            self.seq = top
+            # Up to the head only when it is the chain's own keyed event: a head moved ahead
+            # in SQL, then put back, must not carry this process past the endings appended
+            # meanwhile (it would never read them); else only up to the last event it read.
+            self.seq = top if whole else reached
         return self
 
     def _take(self, action: str, details: dict[str, Any], seq: int) -> None:
@@ -152,10 +176,16 @@ class Revocations:
             folders = tuple(str(m.get("source")) for m in details.get("mounts") or [] if m)
             if sandbox not in self.ended:  # its end can be taken (in hand) before this is read
                 self.mounting[sandbox] = folders
-        elif action == DISABLE and details.get("principal"):
-            self.disabled[str(details["principal"])] = seq
-        elif action == ENABLE and details.get("principal"):
-            self.disabled.pop(str(details["principal"]), None)
+        elif action in (DISABLE, ENABLE) and details.get("principal"):
+            name = str(details["principal"])
+            # the chain's order decides, not the order this process learnt them in (its own
+            # commits are taken in hand before an earlier event of another process is read)
+            if seq >= self._principal_at.get(name, -1):
+                self._principal_at[name] = seq
+                if action == DISABLE:
+                    self.disabled[name] = seq
+                else:
+                    self.disabled.pop(name, None)
         elif action == TERMS and isinstance(details.get("stored"), dict):
             stored = details["stored"]
             key = (str(details.get("tenant")), str(details.get("dataset")))
@@ -180,6 +210,15 @@ class Revocations:
         elif action == ROTATE and details.get("tenant") and details.get("key_version"):
             rotations = self.rotations.setdefault(str(details["tenant"]), {})
             rotations[int(details["key_version"])] = str(details.get("effective_from"))
+
+
+def _ends(event: Any) -> bool:
+    """The filter of `_refresh`'s query (the head's own event is read whatever it is)."""
+    if event["action"] in SANDBOX_ENDS:
+        return True
+    if event["action"] == SANDBOX_LAUNCH:
+        return bool(event["decision"] == "allow")
+    return anchor.holds(event["action"], event["decision"])
 
 
 def model_key(tenant: str, name: str) -> str:

@@ -5,8 +5,11 @@ from __future__ import annotations
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from warden.audit.models import AuditEvent
+from warden.audit.chain import CHAIN_V1, expected_hash
+from warden.audit.keys import keys_for
+from warden.audit.models import HEAD_ID, AuditEvent, AuditHead
 from warden.db.sealed import RowTampered
+from warden.errors import AuditUnavailable
 from warden.identity.models import Tenant
 from warden.identity.revocations import model_key, revocations_for
 from warden.registry.models import Model
@@ -59,10 +62,24 @@ def models(db: Session, tenant: str, name: str | None, limit: int) -> list[Model
 
 
 def reads_by(db: Session, actor: str) -> list[AuditEvent]:
-    """The audited reads of one actor (a job's sandbox), oldest first: its lineage."""
+    """The audited reads of one actor (a job's sandbox), oldest first: its lineage, and what
+    its model is held to. Each must be the chain's own (keyed, at or below the head): a read
+    rewritten in SQL (its columns narrowed) would let the model out to readers denied what
+    the job saw, so one that is not refuses the lot (AuditUnavailable, 503)."""
     query = (
         select(AuditEvent)
         .where(AuditEvent.actor == actor, AuditEvent.action == "dataset.read")
         .order_by(AuditEvent.seq)
     )
-    return list(db.scalars(query))
+    reads = list(db.scalars(query))
+    keys = keys_for(db.get_bind())
+    top = db.scalar(select(AuditHead.seq).where(AuditHead.id == HEAD_ID)) if reads else 0
+    for event in reads:
+        genuine = event.chain_v != CHAIN_V1 and event.hash == expected_hash(event, keys)
+        if not genuine or not isinstance(top, int) or event.seq > top:
+            raise AuditUnavailable(
+                f"a read by {actor} (audit event {event.id}) is not the chain's own: it was"
+                " written past Warden; nothing is built on its reads until an operator runs"
+                " `warden audit verify`"
+            )
+    return reads
