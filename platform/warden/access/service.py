@@ -37,8 +37,8 @@ from warden.access.events import (
     SYSTEM_ACTOR,
     Actor,
     actor_of,
-    holder_and_reviewers,
     notify,
+    notify_grant,
     notify_resolved,
     record,
 )
@@ -581,8 +581,7 @@ def revoke(db: Session, state: Platform, caller: Caller, grant_id: str, reason: 
         policy_version=change.version,
         details={"rules_removed": change.count},
     )
-    recipients = holder_and_reviewers(db, state, tenant, view, grant.principal)
-    notify(db, state, tenant, "access.grant.revoked", grant.id, recipients, grant=grant)
+    notify_grant(db, state, tenant, view, grant, "access.grant.revoked")
     return Outcome(grant=grant, policy_changed=True)
 
 
@@ -677,6 +676,5 @@ def sign_off(db: Session, state: Platform, caller: Caller, grant_id: str, commen
         reason=comment or "signed off",
         details={"break_glass": True},
     )
-    recipients = holder_and_reviewers(db, state, tenant, view, grant.principal)
-    notify(db, state, tenant, "access.break_glass.signed_off", grant.id, recipients, grant=grant)
+    notify_grant(db, state, tenant, view, grant, "access.break_glass.signed_off")
     return Outcome(grant=grant)
