@@ -48,7 +48,7 @@ from warden.access.events import Actor, actor_of, notify, transition
 from warden.access.ids import CHANGE_PREFIX, new_id
 from warden.access.models import AccessTransition, ChangeReview, ReviewedChange
 from warden.access.present import approvers, aware, body_of, history_out, reviews_out
-from warden.access.rights import ACCESS_OBJECT, BREAK_GLASS_OBJECT, can, people_who
+from warden.access.rights import ACCESS_OBJECT, BREAK_GLASS_OBJECT, people_who
 from warden.access.schemas import ChangeOut, SettingsUpdate, format_duration
 from warden.catalog.service import load_view
 from warden.core.platform import Platform
@@ -57,6 +57,7 @@ from warden.errors import Conflict, Forbidden, NotFound, PolicyUnavailable, Unpr
 from warden.identity.models import ApiToken, Principal, Tenant
 from warden.identity.service import Caller, get_tenant, seal_token
 from warden.policy import exposure, oversight, store
+from warden.policy.authz import allowed
 from warden.policy.changes import apply_change, assess, run_checks
 from warden.policy.engine import PolicySnapshot
 from warden.policy.reads import require_visible
@@ -172,7 +173,7 @@ def change_rules(
 ) -> ChangeOutcome:
     """Apply a narrowing change now; propose a widening one (or apply it as break-glass).
     The policy store must answer: if it cannot, nothing is decided (PolicyUnavailable)."""
-    if caller.kind == "job" or not can(state, caller, right, "manage"):
+    if caller.kind == "job" or not allowed(state, caller, right, "manage"):
         raise Forbidden(f"{caller.name} may not manage {right.removeprefix('sys:')}")
     if not add and not remove:
         raise Unprocessable("a change adds or removes at least one rule")
@@ -236,7 +237,7 @@ def _refuse_break_glass_for_yourself(
     (`sys:break_glass`, as an access break-glass is) and never widens its author's own
     reading: not by name, not through a role they hold, not through a principal they own or
     created. That needs the ordinary review (someone else approves)."""
-    if not can(state, caller, BREAK_GLASS_OBJECT, "manage"):
+    if not allowed(state, caller, BREAK_GLASS_OBJECT, "manage"):
         raise Forbidden(f"{caller.name} may not break glass (`sys:break_glass`)")
     if caller.principal_id in widen_to_keepers(db, direct):
         raise Forbidden(
@@ -295,7 +296,7 @@ def update_terms(
         raise Forbidden("job tokens cannot request, review or change access")
     view = load_view(db, state.settings.datasets_dir, caller.tenant, name)
     require_visible(state, caller, view)
-    if caller.name != view.owner and not can(state, caller, ACCESS_OBJECT, "manage"):
+    if caller.name != view.owner and not allowed(state, caller, ACCESS_OBJECT, "manage"):
         raise Forbidden(f"only the owner of {view.name!r} or an access admin may change its terms")
     values: dict[str, int | None] = {}
     if "quorum" in body.model_fields_set:
@@ -500,7 +501,7 @@ def _apply(db: Session, state: Platform, actor: Caller, change: ReviewedChange) 
 def may_review_changes(state: Platform, caller: Caller) -> bool:
     """Holders of sys:policy manage (not "review": stewards review every object by wildcard,
     datasets and sys:* alike); only ever people."""
-    return caller.kind == "person" and can(state, caller, POLICY_OBJECT, "manage")
+    return caller.kind == "person" and allowed(state, caller, POLICY_OBJECT, "manage")
 
 
 def _load(
@@ -515,7 +516,7 @@ def _load(
     if row is None or not (
         row.proposer_id == caller.principal_id
         or may_review_changes(state, caller)
-        or can(state, caller, POLICY_OBJECT, "read")
+        or allowed(state, caller, POLICY_OBJECT, "read")
     ):
         raise NotFound(f"no change {change_id[:40]!r}")
     return tenant, check(db, row)
@@ -666,7 +667,7 @@ def list_changes(
     if caller.kind == "job":
         raise Forbidden("job tokens take no part in policy changes")
     tenant = get_tenant(db, caller.tenant)
-    see_all = may_review_changes(state, caller) or can(state, caller, POLICY_OBJECT, "read")
+    see_all = may_review_changes(state, caller) or allowed(state, caller, POLICY_OBJECT, "read")
     return repo.list_changes(
         db,
         tenant.id,

@@ -165,6 +165,14 @@ def holder_and_reviewers(
     return [holder, *reviewers_of(db, state, tenant, view)]
 
 
+def notify_grant(
+    db: Session, state: Platform, tenant: Tenant, view: DatasetView, grant: AccessGrant, event: str
+) -> None:
+    """Tell a grant's holder and the dataset's reviewers what became of it."""
+    recipients = holder_and_reviewers(db, state, tenant, view, grant.principal)
+    notify(db, state, tenant, event, grant.id, recipients, grant=grant)
+
+
 def notify_resolved(
     db: Session,
     state: Platform,

@@ -14,6 +14,7 @@ from warden.core.platform import Platform
 from warden.errors import Forbidden
 from warden.identity.models import Tenant
 from warden.identity.service import Caller
+from warden.policy.authz import allowed
 from warden.policy.engine import PolicySnapshot
 
 ACCESS_OBJECT = "sys:access"
@@ -34,11 +35,6 @@ def may_review(state: Platform, caller: Caller, dataset: str, owner: str) -> boo
         return True
     snapshot = state.policy.ensure_fresh()
     return snapshot.can(caller.name, caller.tenant, dataset, "review", state.now())
-
-
-def can(state: Platform, caller: Caller, obj: str, act: str) -> bool:
-    snapshot = state.policy.ensure_fresh()
-    return caller.kind != "job" and snapshot.can(caller.name, caller.tenant, obj, act, state.now())
 
 
 @dataclass(frozen=True)
@@ -64,7 +60,7 @@ def visibility(db: Session, state: Platform, caller: Caller, tenant: Tenant) -> 
             or snapshot.can(caller.name, caller.tenant, d.name, "review", now)
         )
     )
-    return Visibility(can(state, caller, ACCESS_OBJECT, "read"), owned_or_reviewed)
+    return Visibility(allowed(state, caller, ACCESS_OBJECT, "read"), owned_or_reviewed)
 
 
 def reviewers_of(db: Session, state: Platform, tenant: Tenant, view: DatasetView) -> list[str]:

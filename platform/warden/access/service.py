@@ -37,8 +37,8 @@ from warden.access.events import (
     SYSTEM_ACTOR,
     Actor,
     actor_of,
-    holder_and_reviewers,
     notify,
+    notify_grant,
     notify_resolved,
     record,
 )
@@ -54,7 +54,6 @@ from warden.access.present import aware
 from warden.access.rights import (
     ACCESS_OBJECT,
     BREAK_GLASS_OBJECT,
-    can,
     may_review,
     require_person,
     reviewers_of,
@@ -70,6 +69,7 @@ from warden.errors import Conflict, Forbidden, NotFound, Unprocessable, WardenEr
 from warden.identity.models import Principal, Tenant
 from warden.identity.service import Caller, get_tenant, lock_principal
 from warden.policy import exposure, store
+from warden.policy.authz import allowed
 from warden.policy.engine import format_now
 from warden.policy.reads import covers_sources, require_visible
 from warden.policy.rules import Rule
@@ -548,13 +548,13 @@ def revoke(db: Session, state: Platform, caller: Caller, grant_id: str, reason: 
     require_person(caller)
     tenant, grant = _find(db, caller, AccessGrant, grant_id, lock=True)
     view = load_view(db, state.settings.datasets_dir, caller.tenant, grant.dataset)
-    allowed = (
+    may_revoke = (
         grant.principal_id == caller.principal_id
         or may_review(state, caller, view.name, view.owner)
-        or can(state, caller, ACCESS_OBJECT, "manage")
+        or allowed(state, caller, ACCESS_OBJECT, "manage")
     )
-    if not allowed:
-        if can(state, caller, ACCESS_OBJECT, "read"):
+    if not may_revoke:
+        if allowed(state, caller, ACCESS_OBJECT, "read"):
             raise Forbidden(f"{caller.name} may not revoke grants on {view.name!r}")
         raise _not_found(AccessGrant, grant_id)
     now = state.now()
@@ -581,8 +581,7 @@ def revoke(db: Session, state: Platform, caller: Caller, grant_id: str, reason: 
         policy_version=change.version,
         details={"rules_removed": change.count},
     )
-    recipients = holder_and_reviewers(db, state, tenant, view, grant.principal)
-    notify(db, state, tenant, "access.grant.revoked", grant.id, recipients, grant=grant)
+    notify_grant(db, state, tenant, view, grant, "access.grant.revoked")
     return Outcome(grant=grant, policy_changed=True)
 
 
@@ -591,7 +590,7 @@ def break_glass(db: Session, state: Platform, caller: Caller, body: BreakGlassCr
     in every read it allows, and stays "needs review" until a reviewer signs it off."""
     require_person(caller)
     require_human(caller, "break glass")
-    if not can(state, caller, BREAK_GLASS_OBJECT, "manage"):
+    if not allowed(state, caller, BREAK_GLASS_OBJECT, "manage"):
         raise Forbidden(f"{caller.name} may not break glass")
     ask = _ask(db, state, caller, body)
     _refuse_unsigned(db, state, caller, ask.tenant)
@@ -677,6 +676,5 @@ def sign_off(db: Session, state: Platform, caller: Caller, grant_id: str, commen
         reason=comment or "signed off",
         details={"break_glass": True},
     )
-    recipients = holder_and_reviewers(db, state, tenant, view, grant.principal)
-    notify(db, state, tenant, "access.break_glass.signed_off", grant.id, recipients, grant=grant)
+    notify_grant(db, state, tenant, view, grant, "access.break_glass.signed_off")
     return Outcome(grant=grant)

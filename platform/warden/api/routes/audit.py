@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -29,9 +29,10 @@ from warden.audit.schemas import (
     VerifyOut,
 )
 from warden.audit.service import Decision, record
+from warden.core.platform import Platform
 from warden.errors import AuditUnavailable, Forbidden, Unavailable, WardenError
 from warden.identity.service import Caller, is_installation_tenant
-from warden.policy.authz import is_platform_admin
+from warden.policy.authz import allowed, is_platform_admin
 
 log = logging.getLogger("warden.audit")
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
@@ -53,14 +54,12 @@ def _iso_8601(value: Any) -> Any:
 When = Annotated[datetime | None, BeforeValidator(_iso_8601)]
 
 
-def authorise_auditor(state: Any, caller: Caller, action: str, details: dict[str, Any]) -> None:
+def authorise_auditor(
+    state: Platform, caller: Caller, action: str, details: dict[str, Any]
+) -> None:
     """Only callers the policy lets read `sys:audit` pass; refusals are audited too."""
-    # ensure_fresh, not current: a revoked auditor must fail on the very next call.
-    snapshot = state.policy.ensure_fresh()
-    allowed = bool(
-        snapshot.can(caller.name, caller.tenant, AUDIT_OBJECT, "read", datetime.now(UTC))
-    )
-    if not allowed:
+    # on the freshest policy (authz.allowed): a revoked auditor must fail on the very next call
+    if not allowed(state, caller, AUDIT_OBJECT, "read"):
         _audit(state, caller, action, "deny", details, reason="not an auditor")
         raise _audited(Forbidden("you may not read the audit log"))
 
