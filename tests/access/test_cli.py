@@ -279,3 +279,24 @@ def test_one_object_prints_as_one_json_object(live_warden: Any, access: Access) 
     assert isinstance(signed, dict) and signed["needs_review"] is False
     listed = as_json(cli(live, "erin", "access", "list", "--mine", "--format", "json"))
     assert isinstance(listed, list) and [r["id"] for r in listed] == [req["id"]]
+
+
+def test_one_policy_change_prints_as_one_json_object(live_warden: Any, access: Access) -> None:
+    """`policy propose`, `policy changes show` and a review of one change print an object
+    (they printed a one-element list); `policy changes list` stays a list."""
+    live = live_warden
+    rule = "p, mallory, acme, pins, *, analytics, read, allow, ,"
+    proposed = as_json(cli(live, "admin", "policy", "propose", "--add", rule, "--reason", "x",
+                           "--format", "json"))  # fmt: skip
+    assert isinstance(proposed, dict) and proposed["state"] == "pending"
+    shown = as_json(cli(live, "ada", "policy", "changes", "show", proposed["id"], "--format",
+                        "json"))  # fmt: skip
+    assert isinstance(shown, dict) and shown["id"] == proposed["id"]
+    approved = as_json(cli(live, "ada", "policy", "changes", "approve", proposed["id"],
+                           "--format", "json"))  # fmt: skip
+    assert isinstance(approved, dict) and approved["state"] == "applied"
+    narrowed = as_json(cli(live, "admin", "policy", "propose", "--remove", rule, "--format",
+                           "json"))  # fmt: skip
+    assert isinstance(narrowed, dict) and narrowed["removed"] == 1
+    listed = as_json(cli(live, "ada", "policy", "changes", "list", "--format", "json"))
+    assert isinstance(listed, list) and [c["id"] for c in listed] == [proposed["id"]]

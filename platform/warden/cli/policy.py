@@ -197,7 +197,7 @@ def _submit(body: dict[str, Any], fmt: str) -> None:
     change = out.get("change")
     if out["state"] == "pending":
         if fmt == "json":
-            show([change], [], "json")
+            show_one(change, [], "json")
             return
         console.print(
             f"proposed, awaiting review: change [bold]{change['id']}[/] ({change['summary']});"
@@ -207,7 +207,7 @@ def _submit(body: dict[str, Any], fmt: str) -> None:
             console.print(f"  widens: {why}")
         return
     if fmt == "json":
-        show([out], [], "json")
+        show_one(out, [], "json")
         return
     flag = ""
     if change is not None and change["break_glass"]:
@@ -253,7 +253,7 @@ def show_change(change_id: str, fmt: Format = "table") -> None:
     """One change: what it does, why it widens, whom it benefits, reviews and history."""
     c = ApiClient().get(f"/v1/policy/changes/{change_id}")
     if fmt == "json":
-        show([c], [], "json")
+        show_one(c, [], "json")
         return
     show([_row(c)], CHANGE_COLUMNS, "table")
     for key in ("add", "remove"):
@@ -269,7 +269,7 @@ def show_change(change_id: str, fmt: Format = "table") -> None:
 def _act(change_id: str, verb: str, comment: str, fmt: str) -> None:
     c = ApiClient().post(f"/v1/policy/changes/{change_id}/{verb}", json={"comment": comment})
     if fmt == "json":
-        show([c], [], "json")
+        show_one(c, [], "json")
         return
     version = f" (policy v{c['policy_version']})" if c["policy_version"] else ""
     console.print(f"change {c['id']}: {c['state']}{version}")
