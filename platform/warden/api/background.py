@@ -11,6 +11,7 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
+from warden.api.http_protocol import HttpProtocol
 from warden.errors import Unavailable
 
 
@@ -46,7 +47,9 @@ def serve_in_thread(
     """Start uvicorn in a daemon thread (on `port`, else a free one) and wait until /healthz
     answers."""
     port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", http=HttpProtocol
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

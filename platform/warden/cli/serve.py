@@ -34,6 +34,7 @@ def serve(
     import uvicorn
 
     from warden.api.app import create_app
+    from warden.api.http_protocol import HttpProtocol
     from warden.api.primary import WORKERS_ENV
 
     typer.echo(
@@ -41,7 +42,9 @@ def serve(
         + (f" · {workers} workers" if workers > 1 else "")
     )
     if workers == 1:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+        uvicorn.run(
+            create_app(settings), host=host, port=port, log_level=log_level, http=HttpProtocol
+        )
         return
     _warn_of_connection_shortfall(settings.resolved_database_url, workers)
     # Each worker builds its own app (and platform) from the same environment, and listens on a
@@ -57,6 +60,7 @@ def serve(
         port=port,
         log_level=log_level,
         workers=workers,
+        http=HttpProtocol,
     )
     try:
         supervisor = PortSharingWorkers(config)

@@ -22,6 +22,7 @@ from typing import Any
 
 import uvicorn
 
+from warden.api.http_protocol import HttpProtocol
 from warden.identity.caller import SOCKET_SCOPE, plain_digest
 
 log = logging.getLogger("warden.sandbox")
@@ -86,6 +87,7 @@ class GatewaySocket:
         gate = SocketGate(app, sandbox_id, plain_digest(token))  # in memory only
         config = uvicorn.Config(
             gate,
+            http=HttpProtocol,
             lifespan="off",
             log_level="warning",
             access_log=False,

@@ -1,0 +1,70 @@
+"""The API's HTTP protocol frames a streamed body's large pieces without copying them: what the
+client receives is still every byte, in order, however slowly it reads."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+from fastapi import FastAPI
+from fastapi.responses import StreamingResponse
+
+from warden.api.background import serve_in_thread
+from warden.api.http_protocol import FRAME_IN_PLACE_FROM
+
+# Pieces on both sides of the threshold, a few larger than a socket's buffers.
+SIZES = [7, FRAME_IN_PLACE_FROM - 1, FRAME_IN_PLACE_FROM, 3 << 20, 100, 1 << 20] * 4
+PIECES = [os.urandom(size) for size in SIZES]
+
+
+def _app() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/pieces")
+    def pieces() -> StreamingResponse:
+        async def body() -> AsyncIterator[memoryview]:
+            for piece in PIECES:
+                yield memoryview(piece)
+
+        return StreamingResponse(body(), media_type="application/octet-stream")
+
+    return app
+
+
+def test_a_streamed_body_arrives_whole_however_slowly_it_is_read() -> None:
+    server = serve_in_thread(_app())
+    try:
+        with (
+            httpx.Client(base_url=server.url, timeout=60) as http,
+            http.stream("GET", "/pieces") as response,
+        ):
+            assert response.headers["transfer-encoding"] == "chunked"
+            time.sleep(0.5)  # the socket's buffers fill: the server waits for them to drain
+            received = bytearray()
+            for chunk in response.iter_bytes():
+                received += chunk
+                time.sleep(0.001)
+        sent = b"".join(PIECES)
+        assert len(received) == len(sent)
+        assert hashlib.sha256(received).digest() == hashlib.sha256(sent).digest()
+    finally:
+        server.stop()
+
+
+def test_a_client_that_hangs_up_midway_leaves_the_server_serving() -> None:
+    server = serve_in_thread(_app())
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            with http.stream("GET", "/pieces") as response:
+                next(response.iter_raw())  # then hang up with most of the body unsent
+            again = http.get("/pieces")
+        assert again.content == b"".join(PIECES)
+    finally:
+        server.stop()
