@@ -5,13 +5,14 @@ fails every caller in it and writes none of them."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from warden.audit import pg_group, service, telemetry
@@ -20,7 +21,7 @@ from warden.audit.keys import bind_settings
 from warden.audit.models import AuditEvent
 from warden.audit.service import AuditRecord, record, verify
 from warden.config import Settings
-from warden.db.session import unit_of_work
+from warden.db.session import make_engine, unit_of_work
 from warden.errors import AuditUnavailable
 
 
@@ -28,9 +29,11 @@ def rec(actor: str) -> AuditRecord:
     return AuditRecord(action="read", decision="allow", actor=actor, actor_kind="person")
 
 
-def wait_until(batcher: Any, predicate: Callable[[], bool]) -> None:
+def wait_until(batcher: Any, predicate: Callable[[], bool], within_s: float = 120) -> None:
+    deadline = time.monotonic() + within_s
     with batcher.cond:
         while not predicate():
+            assert time.monotonic() < deadline, "the batcher never got there"
             batcher.cond.wait(0.05)
 
 
@@ -38,13 +41,13 @@ def held_first_write(batcher: Any, gate: threading.Event, after: Callable[[], No
     original = batcher._write
     sizes: list[int] = []
 
-    def write(batch: list[Any]) -> None:
-        sizes.append(len(batch))
+    def write(take: Callable[[], list[Any]]) -> None:
+        sizes.append(len(take()))  # the group as it stands when the write starts
         if len(sizes) == 1:
             gate.wait(120)
         elif len(sizes) == 2 and after is not None:
             after()
-        original(batch)
+        original(take)
 
     batcher._write = write
     return sizes
@@ -81,6 +84,40 @@ def test_waiting_appends_share_one_commit(sessions: sessionmaker[Session]) -> No
     with unit_of_work(sessions) as db:
         assert verify(db).ok
         assert db.scalar(select(func.count()).select_from(AuditEvent)) == 8
+
+
+def test_on_sqlite_callers_who_queue_while_another_process_writes_join_the_group(
+    sessions: sessionmaker[Session], engine: Engine
+) -> None:
+    """The group is taken once the leader's turn at SQLite's one writer has come: the callers
+    who queued while another process held it are written with the leader, in one commit, not
+    in a second group after it."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("the writer queue across processes is SQLite's")
+    record(sessions, rec("first"))  # the head exists: the next groups take the usual path
+    batcher = service._batcher_for(sessions)
+    written = batcher.batches
+    other = make_engine(engine.url.render_as_string(hide_password=False))  # another process
+    try:
+        with other.connect() as writing:
+            writing.execute(text("UPDATE audit_head SET seq = seq"))  # its turn, held open
+            results: dict[int, Any] = {}
+            threads = [run(0, results, sessions)]
+            wait_until(batcher, lambda: batcher.leading)
+            threads += [run(n, results, sessions) for n in range(1, 8)]
+            # The leader's own event is still queued: nothing was taken before its turn.
+            wait_until(batcher, lambda: len(batcher.queue) == 8, within_s=4)
+            assert results == {}
+            writing.commit()
+        for t in threads:
+            t.join()
+    finally:
+        other.dispose()
+
+    assert batcher.batches == written + 1
+    assert sorted(e.seq for e in results.values()) == list(range(2, 10))
+    with unit_of_work(sessions) as db:
+        assert verify(db).ok
 
 
 def test_a_failed_group_fails_every_caller_and_writes_none(

@@ -14,7 +14,7 @@ import logging
 import threading
 import uuid
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -48,6 +48,7 @@ from warden.audit.verify import BrokenLink, Finding, VerifyResult
 
 if TYPE_CHECKING:
     from warden.audit.checkpoints import CheckpointLog
+from warden.db.session import take_writer_turn
 from warden.errors import AuditUnavailable, Unprocessable
 
 log = logging.getLogger("warden.audit")
@@ -273,18 +274,26 @@ class _Batcher:
         the lead to the first caller still waiting, or put it down."""
         try:
             while not pending.finished:
-                with self.cond:
-                    batch, self.queue = self.queue[:MAX_GROUP], self.queue[MAX_GROUP:]
+                batch: list[_Pending] = []
+
+                def take(batch: list[_Pending] = batch) -> list[_Pending]:
+                    """The group: taken once, as late as the write allows (see _write)."""
+                    if not batch:
+                        with self.cond:
+                            batch[:] = self.queue[:MAX_GROUP]
+                            del self.queue[: len(batch)]
+                    return batch
+
                 try:
-                    self._write(batch)
+                    self._write(take)
                 except BaseException:
-                    for other in batch:  # never leave a waiter behind
+                    for other in take():  # never leave a waiter behind
                         if not other.finished:
                             other.error = AuditUnavailable("the audit writer was interrupted")
                             other.finished = True
                     raise
                 finally:
-                    for other in batch:
+                    for other in take():
                         if other is not pending:
                             other.wake.set()
         finally:
@@ -295,20 +304,23 @@ class _Batcher:
                     self.leading = False
                 self.cond.notify_all()  # for anyone watching the queue (tests, operators)
 
-    def _write(self, batch: list[_Pending]) -> None:
+    def _write(self, take: Callable[[], list[_Pending]]) -> None:
+        """Write the group `take` gives. On SQLite the group is taken once this process's turn
+        at the one writer has come: callers who queued while another process wrote join it,
+        instead of waiting for that write, this one and the next."""
         events: list[AuditEvent] | None = None
         error: AuditUnavailable | None = None
         if pg_group.usable(self.engine):
             try:
-                events = self._write_pipelined(batch)
+                events = self._write_pipelined(take())
             except Exception as exc:
                 error = _unavailable(exc)
         if events is None and error is None:
             try:
-                events = self._write_in_session(batch)
+                events = self._write_in_session(take)
             except Exception as exc:
                 error = _unavailable(exc)
-        for i, pending in enumerate(batch):
+        for i, pending in enumerate(take()):
             if error is None:
                 assert events is not None
                 pending.event = events[i]
@@ -337,11 +349,13 @@ class _Batcher:
         self.batches += 1
         return [_committed_event(row) for row in rows]
 
-    def _write_in_session(self, batch: list[_Pending]) -> list[AuditEvent]:
+    def _write_in_session(self, take: Callable[[], list[_Pending]]) -> list[AuditEvent]:
         db = self.sessions()
         try:
             keyring = keys_for(db.get_bind())
             conn = db.connection()
+            take_writer_turn(conn, "audit group")
+            batch = take()
             advanced = conn.execute(_ADVANCE_HEAD, {"n": len(batch)}).first()
             if advanced is None:
                 ensure_head(db)

@@ -7,12 +7,13 @@ import logging
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -42,6 +43,7 @@ def make_engine(url: str, *, sqlite_busy_timeout_s: float = 5.0, **kwargs: Any) 
             **kwargs,
         )
         gate.install(engine)
+        _gates[engine] = gate
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -188,6 +190,19 @@ class WriterGate:
             raw = getattr(raw, "dbapi_connection", None)
             if raw is not None and not raw.in_transaction:
                 self.leave(raw)
+
+
+_gates: weakref.WeakKeyDictionary[Engine, WriterGate] = weakref.WeakKeyDictionary()
+
+
+def take_writer_turn(conn: Connection, why: str) -> None:
+    """Queue for SQLite's one writer now, before the transaction's first write (the turn ends
+    with the transaction, as a write's own would). A writer that decides what to write only
+    once its turn has come (the audit group) then holds everything that queued meanwhile.
+    Nothing on PostgreSQL, or on an engine made elsewhere."""
+    gate = _gates.get(conn.engine)
+    if gate is not None:
+        gate.enter(conn.connection.dbapi_connection, why)  # type: ignore[arg-type]
 
 
 def _locked(statement: str, why: str) -> OperationalError:

@@ -7,6 +7,7 @@ from a fixed set, and each value is checked against the column's type.
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,7 +56,31 @@ def typed_value(column: str, dtype: str, value: Any) -> Any:
 
 
 def expression(column: str, dtype: str, op: str, value: Any) -> pl.Expr:
-    col = pl.col(column)
+    result: pl.Expr = _compared(pl.col(column), column, dtype, op, value)
+    return result
+
+
+def column_test(
+    column: str, dtype: str, op: str, value: Any
+) -> Callable[[pl.DataFrame], Any] | None:
+    """The same filter made on a frame's column itself (a boolean Series), without polars'
+    query engine: the Series' operators are the expressions' own, nulls included. None where
+    a Series has no such operator or might order otherwise (booleans and categoricals
+    compared by order): the engine's filter then decides. Made beside the filter's
+    `expression`, which checks the filter; a test alone checks it only when run."""
+    if not dtype.startswith(_BY_COLUMN) and not (dtype == "Boolean" and op not in _ORDER):
+        return None
+    if "time_zone=" in dtype and "time_zone=None" not in dtype:
+        return None  # a zoned timestamp: the engine compares it with the naive value
+
+    def test(frame: pl.DataFrame) -> Any:
+        return _compared(frame.get_column(column), column, dtype, op, value)
+
+    return test
+
+
+def _compared(col: Any, column: str, dtype: str, op: str, value: Any) -> Any:
+    """`col` (an expression or a Series) compared as the filter asks."""
     if op in ("is_null", "not_null"):
         if value is not None:
             raise InvalidFilter(f"{column}: {op} takes no value")
@@ -72,6 +97,11 @@ def expression(column: str, dtype: str, op: str, value: Any) -> pl.Expr:
         raise InvalidFilter(f"{column}: {op} takes one value, not a list")
     return _COMPARE[op](col, typed_value(column, dtype, value))
 
+
+# Column types whose every filter op a Series makes as an expression does (tests/gateway/
+# test_column_tests.py); the order comparisons a Boolean Series lacks.
+_BY_COLUMN = ("Int", "UInt", "Float", "Utf8", "String", "Datetime")
+_ORDER = ("lt", "le", "gt", "ge")
 
 # Only the comparison asked for is built: each costs a polars expression and a literal.
 _COMPARE = {

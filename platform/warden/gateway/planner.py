@@ -6,7 +6,9 @@ may see (masked values, never raw ones), so a filter can't be used as an oracle.
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 import re
 import threading
 from collections import OrderedDict
@@ -20,7 +22,7 @@ import polars as pl
 from warden.catalog.service import DatasetView
 from warden.catalog.storage import DataFile
 from warden.errors import Forbidden, InvalidFilter
-from warden.gateway.filters import expression, typed_value
+from warden.gateway.filters import column_test, expression, typed_value
 from warden.gateway.keys import TenantMask
 from warden.gateway.masking import blank_expr, keyed_hash_expr, keyed_hash_frame, masked_dtype
 from warden.gateway.schemas import FilterClause
@@ -101,6 +103,9 @@ class Plan:
     limit: int | None = None
     # the plan only picks columns (distinct) and a limit: no filter, shard or mask step
     plain: bool = False
+    # the caller's filters made on a frame's own columns, when they are the plan's only step
+    # beside picking columns (distinct) and a limit (see `_first_rows`)
+    tests: tuple[Callable[[pl.DataFrame], Any], ...] = field(default=(), repr=False)
 
     @property
     def frame(self) -> pl.LazyFrame:
@@ -206,6 +211,11 @@ def build(
         if clause.column in masked_all:  # filters compare masked values, typed as masked
             dtype = masked_dtype(dtype) if clause.column in dataset.identifier_columns else dtype
         caller_filters.append(expression(clause.column, dtype, clause.op, clause.value))
+    only_filters = shard is None and not (policy_filters or mask_exprs)
+    tests: tuple[Callable[[pl.DataFrame], Any], ...] = ()
+    if only_filters and caller_filters and 0 < len(set(visible)) == len(visible):
+        made = [column_test(w.column, _dtype(dataset, w.column), w.op, w.value) for w in where]
+        tests = tuple(t for t in made if t is not None) if None not in made else ()
 
     def shape(frame: pl.LazyFrame) -> pl.LazyFrame:
         """Every step is row by row, but for the shard's positions and the final limit."""
@@ -239,9 +249,8 @@ def build(
         key_version=mask.version,
         decoded=decoded,
         limit=limit,
-        plain=shard is None
-        and not (policy_filters or mask_exprs or caller_filters)
-        and 0 < len(set(visible)) == len(visible),
+        plain=only_filters and not caller_filters and 0 < len(set(visible)) == len(visible),
+        tests=tests,
     )
 
 
@@ -266,8 +275,14 @@ def _first_rows(plan: Plan) -> pl.DataFrame | None:
         # (polars' engine code runs cold on a loaded server: ~0.14 ms of a small read's CPU).
         return pl.DataFrame([decoded.get_column(c).slice(0, limit) for c in plan.columns])
     first = decoded.slice(0, FIRST_ROWS_PER_ROW * max(limit, 1))
-    # Few rows: polars' in-memory engine costs a third of the streaming one's CPU here.
-    frame = plan.shape(first.lazy()).collect(engine="in-memory")
+    if plan.tests:
+        # Only the caller's filters: each made on its column, the rows kept picked column by
+        # column (the query engine's start, cold on a loaded server, cost ~0.14 ms more).
+        keep = functools.reduce(operator.and_, (test(first) for test in plan.tests))
+        frame = pl.DataFrame([first.get_column(c).filter(keep).head(limit) for c in plan.columns])
+    else:
+        # Few rows: polars' in-memory engine costs a third of the streaming one's CPU here.
+        frame = plan.shape(first.lazy()).collect(engine="in-memory")
     if frame.height >= limit or first.height == decoded.height:
         return frame
     return None
