@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 
 from warden.api.background import serve_in_thread
-from warden.api.http_protocol import FRAME_IN_PLACE_FROM
+from warden.core.http_protocol import FRAME_IN_PLACE_FROM
 
 # Pieces on both sides of the threshold, a few larger than a socket's buffers.
 SIZES = [7, FRAME_IN_PLACE_FROM - 1, FRAME_IN_PLACE_FROM, 3 << 20, 100, 1 << 20] * 4

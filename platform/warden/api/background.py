@@ -11,7 +11,7 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
-from warden.api.http_protocol import HttpProtocol
+from warden.core.http_protocol import HttpProtocol
 from warden.errors import Unavailable
 
 

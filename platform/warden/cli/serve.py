@@ -34,8 +34,8 @@ def serve(
     import uvicorn
 
     from warden.api.app import create_app
-    from warden.api.http_protocol import HttpProtocol
     from warden.api.primary import WORKERS_ENV
+    from warden.core.http_protocol import HttpProtocol
 
     typer.echo(
         f"warden API on http://{host}:{port} · database {safe_url(settings.resolved_database_url)}"

@@ -22,7 +22,7 @@ from typing import Any
 
 import uvicorn
 
-from warden.api.http_protocol import HttpProtocol
+from warden.core.http_protocol import HttpProtocol
 from warden.identity.caller import SOCKET_SCOPE, plain_digest
 
 log = logging.getLogger("warden.sandbox")
