@@ -16,37 +16,19 @@ from tests.conftest import WardenHarness
 from tests.conftest import db_url as db_url  # both backends: no job runs here (no Docker)
 from tests.experiments.helpers import reads_pins
 from tests.registry.test_builder_narrowed_after_the_build_is_refused import _deny
-from tests.registry.test_right_held_only_while_the_job_ran_is_counted import DENY, _lift
-from tests.sealed_rows import finished_job, job_read, job_token_of, sandbox_of, sql
-from warden.catalog.service import load_view
+from tests.registry.test_right_held_only_while_the_job_ran_is_counted import (
+    read_merchant_while_allowed,
+)
+from tests.sealed_rows import sql
 from warden.db.session import unit_of_work
 from warden.errors import AuditUnavailable
-from warden.identity.service import Caller, get_principal
 from warden.jobs.models import Job
-from warden.policy.reads import authorize_read, seen_at_launch
 from warden.registry import service as registry
 from warden.sandbox.models import Sandbox
 
 
 def test_a_job_read_rewritten_in_sql_registers_no_model(warden: WardenHarness) -> None:
-    _deny(warden, "alice", "merchant")
-    sandbox_id = sandbox_of(warden, "alice", ["pins"], "training")
-    with unit_of_work(warden.state.sessions) as db:  # the launch, as jobs/service records it
-        job = finished_job(
-            db, kind="train", step="swap", name="pins-edited", datasets=["pins"],
-            purpose="training",
-        )  # fmt: skip
-        alice = Caller("alice", "person", "acme", get_principal(db, "alice").id)
-        view = load_view(db, warden.state.settings.datasets_dir, "acme", "pins")
-        decision = authorize_read(warden.state, alice, view, "training").decision
-        job.decisions = {"datasets": {"pins": {"seen": seen_at_launch(decision)}}}
-        job.sandbox_id = sandbox_id
-        job_id = job.id
-    _lift(warden, DENY)  # a right held only while the job ran
-    token = job_token_of(warden, sandbox_id)
-    got = job_read(warden, token, "pins", purpose="training", columns=["pin_id", "merchant"])
-    assert got.status_code == 200, got.text
-    _deny(warden, "alice", "merchant")
+    sandbox_id, job_id = read_merchant_while_allowed(warden, "pins-edited")
     sql(
         warden,
         "UPDATE audit_event SET columns = :c WHERE actor = :a AND action = 'dataset.read'",

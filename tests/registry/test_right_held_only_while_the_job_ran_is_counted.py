@@ -34,28 +34,35 @@ def _lift(w: WardenHarness, rule: tuple[str, tuple[str, ...]]) -> None:
     w.state.policy.reload()
 
 
-def test_a_right_held_only_while_the_job_ran_does_not_open_its_model(
-    warden: WardenHarness,
-) -> None:
-    _deny(warden, "alice", "merchant")
-    sandbox_id = sandbox_of(warden, "alice", ["pins"], "training")
-    with unit_of_work(warden.state.sessions) as db:  # the launch, as jobs/service records it
+def read_merchant_while_allowed(w: WardenHarness, name: str) -> tuple[str, str]:
+    """alice's finished train job on `pins` (launched while denied `merchant`, its launch
+    record saying so), which read `merchant` during a right given after its launch and ended
+    after its reads: (sandbox id, job id)."""
+    _deny(w, "alice", "merchant")
+    sandbox_id = sandbox_of(w, "alice", ["pins"], "training")
+    with unit_of_work(w.state.sessions) as db:  # the launch, as jobs/service records it
         job = finished_job(
-            db, kind="train", step="swap", name="pins-late", datasets=["pins"],
-            purpose="training",
-        )  # fmt: skip
+            db, kind="train", step="swap", name=name, datasets=["pins"], purpose="training"
+        )
         alice = Caller("alice", "person", "acme", get_principal(db, "alice").id)
-        view = load_view(db, warden.state.settings.datasets_dir, "acme", "pins")
-        decision = authorize_read(warden.state, alice, view, "training").decision
+        view = load_view(db, w.state.settings.datasets_dir, "acme", "pins")
+        decision = authorize_read(w.state, alice, view, "training").decision
         assert "merchant" not in decision.allowed_columns
         job.decisions = {"datasets": {"pins": {"seen": seen_at_launch(decision)}}}
         job.sandbox_id = sandbox_id
         job_id = job.id
-    _lift(warden, DENY)  # a grant approved while the job was queued
-    token = job_token_of(warden, sandbox_id)
-    got = job_read(warden, token, "pins", purpose="training", columns=["pin_id", "merchant"])
+    _lift(w, DENY)  # a grant approved while the job was queued
+    token = job_token_of(w, sandbox_id)
+    got = job_read(w, token, "pins", purpose="training", columns=["pin_id", "merchant"])
     assert got.status_code == 200, got.text
-    _deny(warden, "alice", "merchant")  # the grant ended after the build
+    _deny(w, "alice", "merchant")  # the grant ended after the build
+    return sandbox_id, job_id
+
+
+def test_a_right_held_only_while_the_job_ran_does_not_open_its_model(
+    warden: WardenHarness,
+) -> None:
+    sandbox_id, job_id = read_merchant_while_allowed(warden, "pins-late")
     with unit_of_work(warden.state.sessions) as db:  # the worker registers its model
         job = db.get_one(Job, job_id)
         lineage = registry.lineage_for(db, job, db.get(Sandbox, sandbox_id), [])
