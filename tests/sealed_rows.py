@@ -148,3 +148,13 @@ def live_token_id(w: Any, who: str) -> str:
         who=who,
     )
     return str(found[0])
+
+
+def revoke_through_the_api(w: Any, who: str) -> tuple[str, str]:
+    """Revoke `who`'s live token as admin, through the API: (its id, its seal before), for a
+    test that then writes the row back as it was."""
+    token_id = live_token_id(w, who)
+    before = str(one(w, "SELECT seal FROM api_token WHERE id=:i", i=token_id)[0])
+    r = w.http.post(f"/v1/principals/{who}/tokens/{token_id}/revoke", headers=w.as_("admin"))
+    assert r.status_code == 200, r.text
+    return token_id, before

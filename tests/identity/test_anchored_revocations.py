@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from tests.sealed_rows import live_token_id, one, sql
+from tests.sealed_rows import live_token_id, one, revoke_through_the_api, sql
 from typer.testing import CliRunner
 
 from warden import config
@@ -53,14 +53,9 @@ def test_a_revocation_erased_before_another_process_read_it_is_refused_there(
     replica = TestClient(create_app(warden.settings))  # a second process, its own caches
     try:
         assert _read(replica, warden) == 200  # alice's token now cached there
-        token_id = live_token_id(warden, "alice")
-        before = one(warden, "SELECT seal FROM api_token WHERE id=:i", i=token_id)[0]
         head = one(warden, "SELECT seq, hash FROM audit_head")
         generation = one(warden, "SELECT value FROM change_generation")[0]
-        r = warden.http.post(
-            f"/v1/principals/alice/tokens/{token_id}/revoke", headers=warden.as_("admin")
-        )
-        assert r.status_code == 200, r.text
+        token_id, before = revoke_through_the_api(warden, "alice")
         # erased in SQL: every event since, the head, the counter, and the token row
         sql(
             warden,
@@ -93,12 +88,7 @@ def test_a_revocation_replaced_after_its_checkpoint_is_refused_by_another_proces
         made = warden.http.post("/v1/audit/checkpoint", headers=warden.as_("admin"))
         assert made.status_code == 200, made.text
         assert _read(replica, warden) == 200  # holds that checkpoint; alice's token cached
-        token_id = live_token_id(warden, "alice")
-        before = one(warden, "SELECT seal FROM api_token WHERE id=:i", i=token_id)[0]
-        r = warden.http.post(
-            f"/v1/principals/alice/tokens/{token_id}/revoke", headers=warden.as_("admin")
-        )
-        assert r.status_code == 200, r.text
+        token_id, before = revoke_through_the_api(warden, "alice")
         sql(
             warden,
             "UPDATE audit_event SET action='dataset.read', details='{}'"

@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 from tests.gateway.servers import read, serve, warden_on
-from tests.sealed_rows import live_token_id, one, sql
+from tests.sealed_rows import one, revoke_through_the_api, sql
 from tests.serving import bound_engine
 
 from warden.api.app import create_app
@@ -49,12 +49,7 @@ def test_a_revocation_after_the_head_was_moved_ahead_is_refused_in_another_proce
             s=seq,
             h=hashed,
         )
-        token_id = live_token_id(warden, "alice")
-        before = one(warden, "SELECT seal FROM api_token WHERE id=:i", i=token_id)[0]
-        r = warden.http.post(
-            f"/v1/principals/alice/tokens/{token_id}/revoke", headers=warden.as_("admin")
-        )
-        assert r.status_code == 200, r.text
+        token_id, before = revoke_through_the_api(warden, "alice")
         sql(
             warden,
             "UPDATE api_token SET revoked_at=NULL, revoked_by=NULL, seal=:seal WHERE id=:i",
