@@ -18,7 +18,8 @@ from warden.api.background import free_port
 from warden.audit.keys import bind_settings
 from warden.catalog.service import register
 from warden.db.session import make_engine, unit_of_work
-from warden.identity.service import get_principal, get_tenant
+from warden.identity.service import Caller, get_principal, get_tenant
+from warden.policy.changes import apply_change
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -160,6 +161,14 @@ def register_as_admin(
             **kw,
         )
         return str(version.digest)
+
+
+def add_rules_as_admin(w: Any, rules: list[tuple[str, tuple[str, ...]]]) -> None:
+    """`rules` added to acme's policy by its admin, as a test's setup, and loaded."""
+    with unit_of_work(w.state.sessions) as db:
+        admin = Caller("admin", "person", "acme", get_principal(db, "admin").id)
+        apply_change(db, admin, add=rules, reason="test setup", action="policy.bootstrap")
+    w.state.policy.reload()
 
 
 def register_like(db: Any, store: Any, view: Any, source: Path) -> None:

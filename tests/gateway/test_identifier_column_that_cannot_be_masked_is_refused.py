@@ -18,11 +18,9 @@ import polars as pl
 import pytest
 from sqlalchemy import select
 
+from tests.serving import add_rules_as_admin, register_as_admin
 from warden.audit.models import AuditEvent
-from warden.catalog.service import ColumnInfo, register
-from warden.db.session import unit_of_work
-from warden.identity.service import Caller, get_principal, get_tenant
-from warden.policy.changes import apply_change
+from warden.catalog.service import ColumnInfo
 
 IDS = {
     "list": pl.Series("friend_id", [[3, 9], [4], None, [3, 9]]),
@@ -36,29 +34,21 @@ def _friends(warden: Any, ids: pl.Series) -> None:
     source = Path(warden.state.settings.data_dir) / "src-friends.parquet"
     pl.DataFrame([ids, pl.Series("n", [1, 2, 3, 4])]).write_parquet(source)
     dtype = str(pl.read_parquet_schema(source)["friend_id"])
-    with unit_of_work(warden.state.sessions) as db:
-        admin = get_principal(db, "admin")
-        register(
-            db,
-            datasets_dir=warden.state.settings.datasets_dir,
-            tenant=get_tenant(db, "acme"),
-            owner=admin,
-            name="friends",
-            source=source,
-            columns=[
-                ColumnInfo("friend_id", dtype, "pii", "out_friends"),
-                ColumnInfo("n", "Int64", "internal"),
-            ],
-            identifier_columns=["friend_id"],
-            allowed_purposes=["analytics"],
-        )
-        rules = [
+    columns = [
+        ColumnInfo("friend_id", dtype, "pii", "out_friends"),
+        ColumnInfo("n", "Int64", "internal"),
+    ]
+    register_as_admin(
+        warden, "friends", source, columns, identifier_columns=["friend_id"],
+        allowed_purposes=["analytics"],
+    )  # fmt: skip
+    add_rules_as_admin(
+        warden,
+        [
             ("p", ("erin", "acme", "friends", "friend_id", "analytics", "mask", "allow", "", "")),
             ("p", ("erin", "acme", "friends", "n", "analytics", "read", "allow", "", "")),
-        ]
-        actor = Caller("admin", "person", "acme", admin.id)
-        apply_change(db, actor, add=rules, reason="test setup", action="policy.bootstrap")
-    warden.state.policy.reload()
+        ],
+    )
 
 
 def _reads(warden: Any) -> list[AuditEvent]:

@@ -17,11 +17,9 @@ import polars as pl
 import pytest
 from sqlalchemy import select
 
+from tests.serving import add_rules_as_admin, register_as_admin
 from warden.audit.models import AuditEvent
-from warden.catalog.service import ColumnInfo, register
-from warden.db.session import unit_of_work
-from warden.identity.service import Caller, get_principal, get_tenant
-from warden.policy.changes import apply_change
+from warden.catalog.service import ColumnInfo
 
 
 def _flags(warden: Any, row_filter: tuple[str, str, str]) -> None:
@@ -29,29 +27,15 @@ def _flags(warden: Any, row_filter: tuple[str, str, str]) -> None:
     source = Path(warden.state.settings.data_dir) / "src-flags.parquet"
     pl.DataFrame({"id": [1, 2, 3, 4], "active": [True, False, True, False]}).write_parquet(source)
     column, op, value = row_filter
-    with unit_of_work(warden.state.sessions) as db:
-        admin = get_principal(db, "admin")
-        register(
-            db,
-            datasets_dir=warden.state.settings.datasets_dir,
-            tenant=get_tenant(db, "acme"),
-            owner=admin,
-            name="flags",
-            source=source,
-            columns=[
-                ColumnInfo("id", "Int64", "internal"),
-                ColumnInfo("active", "Boolean", "public"),
-            ],
-            identifier_columns=[],
-            allowed_purposes=["analytics"],
-        )
-        rules = [
+    columns = [ColumnInfo("id", "Int64", "internal"), ColumnInfo("active", "Boolean", "public")]
+    register_as_admin(warden, "flags", source, columns, allowed_purposes=["analytics"])
+    add_rules_as_admin(
+        warden,
+        [
             ("p", ("erin", "acme", "flags", "*", "analytics", "read", "allow", "", "")),
             ("p2", ("erin", "acme", "flags", column, op, value)),
-        ]
-        actor = Caller("admin", "person", "acme", admin.id)
-        apply_change(db, actor, add=rules, reason="test setup", action="policy.bootstrap")
-    warden.state.policy.reload()
+        ],
+    )
 
 
 def _last_read(warden: Any) -> AuditEvent:
