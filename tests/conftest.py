@@ -58,7 +58,8 @@ _SHARED = {
 }
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
         group = next((g for g, fixtures in _SHARED.items() if names & set(fixtures)), None)
@@ -68,6 +69,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             group = "docker-jobs"
         if group is not None:
             item.add_marker(pytest.mark.xdist_group(group))
+            _send_group(config, item, group)
+
+
+def _send_group(config: pytest.Config, item: pytest.Item, group: str) -> None:
+    """A worker tells the scheduler a test's group by its node id, `ID@GROUP`. xdist 3.8 still
+    renames the field pytest 9.2 no longer reads a node id from, so the groups were silently
+    ignored and every grouped test ran on either worker (pytest-xdist#1386): rename it the way
+    pytest 9.2 reads it, until xdist sends groups another way."""
+    if not config.getvalue("loadgroup") or "@" in item.nodeid or not hasattr(item, "_id"):
+        return
+    from _pytest.nodes import coerce_node_id  # pytest's own parser of a node id
+
+    item._id = coerce_node_id(f"{item.nodeid}@{group}")
 
 
 def _pg_admin() -> Engine:
