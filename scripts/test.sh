@@ -18,6 +18,7 @@ bash scripts/docker-up.sh >/dev/null 2>&1 || echo "note: no Docker Engine here; 
 .venv/bin/ruff check platform tests migrations
 .venv/bin/ruff format --check platform tests migrations
 .venv/bin/mypy
-# Two workers (pytest-xdist); tests sharing the Docker Engine, the browser or the object
-# store run in one of them, in order (tests/conftest.py groups them).
+# Two workers (pytest-xdist); the sandbox tests, the jobs in ML sandboxes, the browser tests
+# and the object store's tests each run in one of them, in order (tests/conftest.py groups
+# them).
 .venv/bin/pytest -n 2 --dist loadgroup "$@"

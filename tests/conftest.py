@@ -41,26 +41,47 @@ BACKENDS = ["sqlite", "postgres"]
 MASK_KEY = "test-mask-key"
 
 # Under pytest-xdist (`--dist loadgroup`, as scripts/test.sh runs it), tests that share one
-# machine-wide thing run in one worker, one after another: the Docker Engine (its tests reap
-# each other's leftover containers and networks, and build the images once) and the browser;
-# the object store's tests share the one SeaweedFS the first of them starts. A test is in a
-# group by the fixtures it uses (or the `docker` mark), not by its folder: the sandbox,
-# workspace and console tests that need no engine (refusals before a container exists, the
-# console over a test client) run beside the rest.
+# machine-wide thing run in one worker, one after another: the sandbox tests (they share the
+# compose deployment, and several watch the host's firewall and networks), the browser, the
+# object store's tests (the one SeaweedFS the first of them starts). A test is in a group by
+# the fixtures it uses (or the `docker` mark), not by its folder: the sandbox, workspace and
+# console tests that need no engine (refusals before a container exists, the console over a
+# test client) run beside the rest. Jobs through a worker (ML sandboxes: no network, no
+# firewall rule, containers labelled with their own database's instance) are a group of their
+# own, so that the longest runs (tests/registry's real training) share the machine with the
+# sandbox tests instead of queueing behind them; the images are built once either way
+# (sandbox/images.py: one builder at a time). xdist hands out the largest groups first.
 _SHARED = {
-    "docker": ("docker_engine", "sandbox_images", "compose", "chromium"),
+    "docker": ("docker_engine", "sandbox_images", "compose"),
+    "browser": ("chromium",),
     "s3": ("seaweedfs",),
 }
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
         group = next((g for g, fixtures in _SHARED.items() if names & set(fixtures)), None)
         if group is None and item.get_closest_marker("docker") is not None:
             group = "docker"
+        if group == "docker" and "ml_warden" in names:
+            group = "docker-jobs"
         if group is not None:
             item.add_marker(pytest.mark.xdist_group(group))
+            _send_group(config, item, group)
+
+
+def _send_group(config: pytest.Config, item: pytest.Item, group: str) -> None:
+    """A worker tells the scheduler a test's group by its node id, `ID@GROUP`. xdist 3.8 still
+    renames the field pytest 9.2 no longer reads a node id from, so the groups were silently
+    ignored and every grouped test ran on either worker (pytest-xdist#1386): rename it the way
+    pytest 9.2 reads it, until xdist sends groups another way."""
+    if not config.getvalue("loadgroup") or "@" in item.nodeid or not hasattr(item, "_id"):
+        return
+    from _pytest.nodes import coerce_node_id  # pytest's own parser of a node id
+
+    item._id = coerce_node_id(f"{item.nodeid}@{group}")
 
 
 def _pg_admin() -> Engine:
@@ -361,11 +382,7 @@ def warden(
         assert seed.sqlite is not None
         shutil.copyfile(seed.sqlite, db_url.removeprefix("sqlite:///"))
     if seed is not None:  # the database is a copy of the seeded one: copy its files too
-        shutil.copytree(seed.data_dir, settings.data_dir)
-        if seed.config_dir.exists():
-            shutil.copytree(seed.config_dir, settings.config_dir)
-        _copy_audit_keys(seed, settings)
-        harness = WardenHarness.open(settings, dict(seed.tokens))
+        harness = open_seeded(seed, settings)
     else:
         harness = WardenHarness.build(settings, taste_graph)
     # as `warden init` leaves them: `warden serve` refuses data others can reach
@@ -374,6 +391,16 @@ def warden(
         _make_private(Path(db_url.removeprefix("sqlite:///")))
     yield harness
     harness.close()
+
+
+def open_seeded(seed: Seeded, settings: Any) -> WardenHarness:
+    """The harness over `settings`, whose database is a copy of `seed`'s: its data, config
+    and audit keys copied too (the seeded state without seeding again)."""
+    shutil.copytree(seed.data_dir, settings.data_dir)
+    if seed.config_dir.exists():
+        shutil.copytree(seed.config_dir, settings.config_dir)
+    _copy_audit_keys(seed, settings)
+    return WardenHarness.open(settings, dict(seed.tokens))
 
 
 def _make_private(folder: Path) -> None:

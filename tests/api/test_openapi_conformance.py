@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import WardenHarness
+from tests.conftest import Seeded, WardenHarness, open_seeded
 
 # positive_data_acceptance: schema-valid input the service may still refuse, and why.
 SEMANTIC = {
@@ -68,10 +68,7 @@ def config() -> str:
 
 @pytest.fixture
 def served(
-    sqlite_template: Path,
-    tmp_path: Path,
-    taste_graph: list,
-    monkeypatch: pytest.MonkeyPatch,
+    seeded_sqlite: Seeded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[WardenHarness, str]]:
     from warden.api.background import serve_in_thread
     from warden.config import Settings
@@ -79,7 +76,8 @@ def served(
     monkeypatch.setenv("WARDEN_JOBS_WORKER", "false")
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     db = tmp_path / "warden.db"
-    shutil.copyfile(sqlite_template, db)
+    assert seeded_sqlite.sqlite is not None
+    shutil.copyfile(seeded_sqlite.sqlite, db)  # the harness's seeded state, not seeded again
     settings = Settings(
         data_dir=tmp_path / "data",
         config_dir=tmp_path / "config",
@@ -87,7 +85,7 @@ def served(
         mask_key="test-mask-key",
         edge_refusals_per_window=10**9,
     )
-    harness = WardenHarness.build(settings, taste_graph)
+    harness = open_seeded(seeded_sqlite, settings)
     server = serve_in_thread(harness.app)  # type: ignore[arg-type]
     yield harness, server.url
     server.stop()

@@ -198,18 +198,39 @@ def test_rights_lost_while_queued_fail_the_job_at_launch(
     assert final["sandbox_id"] is None
 
 
-def test_a_worker_with_two_slots_runs_two_jobs_at_once(ml_warden: WardenHarness) -> None:
-    # Each job sleeps 4 s; overlapping start/end times show they ran side by side.
+def test_a_worker_with_two_slots_runs_two_jobs_at_once(
+    ml_warden: WardenHarness, sandbox_images: dict[str, str]
+) -> None:
+    # Each job says it started, then waits for the test's go: both can have started only if
+    # they run side by side (one at a time, the first waits for a go that never comes).
     both = (
         "import os, time\n"
         "print('threads', os.environ['OMP_NUM_THREADS'], flush=True)\n"
-        "time.sleep(4)\n"
+        "open('/out/started', 'w').write('ok')\n"
+        "for _ in range(1200):\n"
+        "    if os.path.exists('/out/go'):\n"
+        "        break\n"
+        "    time.sleep(0.05)\n"
+        "else:\n"
+        "    raise SystemExit('no go: the other job never ran beside this one')\n"
         "open('/out/metrics.json', 'w').write('{\"loss\": 1.0}')\n"
     )
     jobs = [queue(ml_warden, command=["python3", "-c", both]) for _ in range(2)]
-    runner = JobWorker(ml_warden.state, ml_warden.process.sandboxes, worker_id="two-slots", slots=2)
+    runtime = ml_warden.process.sandboxes
+    runner = JobWorker(ml_warden.state, runtime, worker_id="two-slots", slots=2)
     runner.start()
     try:
+        outs = [
+            runtime.output_dir(
+                wait_for(lambda j=job: show(ml_warden, j["id"]).get("sandbox_id"), timeout=120,
+                         what="both jobs' sandboxes: the second waited for the first")
+            )
+            for job in jobs
+        ]  # fmt: skip
+        wait_for(lambda: all((out / "started").exists() for out in outs), timeout=120,
+                 what="both jobs running at once")  # fmt: skip
+        for out in outs:
+            (out / "go").write_text("go")
         for job in jobs:
             wait_for(lambda j=job: show(ml_warden, j["id"])["state"] in ("succeeded", "failed"),
                      timeout=120, what="the job to end")  # fmt: skip

@@ -181,6 +181,8 @@ def compose_up(docker_engine: Any, require: bool, folder: Path) -> Iterator[Depl
             "WARDEN_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp_port}",
             "OTEL_BSP_SCHEDULE_DELAY": "200",
             "OTEL_BLRP_SCHEDULE_DELAY": "200",
+            # The worker waits for the API's health check, first run one interval after start.
+            "WARDEN_API_HEALTH_INTERVAL": "1s",
         }
         deployed = Deployment(
             command=[*command, "-f", str(COMPOSE_FILE), "-p", project],

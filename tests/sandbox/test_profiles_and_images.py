@@ -110,3 +110,41 @@ def test_tags_hash_the_inputs_and_change_only_with_them(tmp_path: Path) -> None:
         s.startswith(("platform/warden/sdk/", "platform/warden/__init__.py", "platform/warden_ml"))
         for s in sources
     )
+
+
+def test_one_builder_at_a_time_per_cache_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two test workers (or two `warden sandbox build`s) on a fresh machine: the second waits
+    for the first instead of building the same images beside it."""
+    import threading
+
+    inside: list[str] = []
+    first_in, let_go = threading.Event(), threading.Event()
+
+    def ensure(*args: object, **_kw: object) -> images.Built:
+        who = threading.current_thread().name
+        inside.append(who)
+        if who == "first":
+            first_in.set()
+            assert let_go.wait(30)
+        inside.append(f"{who} done")
+        return images.Built("base", "warden-base:x", False, 0.0)
+
+    monkeypatch.setattr(images, "_ensure_base", ensure)
+    settings = SandboxSettings(cache_dir=tmp_path / "cache")
+
+    def build() -> None:
+        images.build_all(None, settings, [], lambda _line: None)
+
+    first = threading.Thread(target=build, name="first")
+    second = threading.Thread(target=build, name="second")
+    first.start()
+    assert first_in.wait(30)
+    second.start()
+    second.join(0.5)
+    assert second.is_alive() and inside == ["first"]  # waiting for the first builder
+    let_go.set()
+    first.join(30)
+    second.join(30)
+    assert inside == ["first", "first done", "second", "second done"]

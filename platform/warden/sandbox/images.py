@@ -9,6 +9,7 @@ unchanged image is never rebuilt.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -20,6 +21,7 @@ import tempfile
 import time
 import tomllib
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,14 +175,24 @@ def build_all(
     names = list(names)
     for name in names:
         _image(defs, name)
+    # One builder at a time per cache folder: a second process (another test worker, a
+    # second `warden sandbox build`) waits, then finds the tags built instead of building too.
     # The process umask is private (core/filesystem.py); image files must be readable inside.
-    with shared_umask():
+    with _one_builder(settings.cache_dir), shared_umask():
         results = [_ensure_base(driver_client, settings, defs, progress, force=force)]
         for name in names:
             results.append(
                 _ensure_image(driver_client, settings, defs, name, progress, force=force)
             )
     return results
+
+
+@contextmanager
+def _one_builder(cache_dir: Path) -> Iterator[None]:
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with (cache_dir / "build.lock").open("a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # released when the file closes
+        yield
 
 
 def _exists(client: Any, tag: str) -> bool:
