@@ -38,11 +38,14 @@ from __future__ import annotations
 
 import math
 import secrets
+import tempfile
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from warden.catalog.columns import ColumnInfo
@@ -62,6 +65,10 @@ READ_CAP = 0.5
 # 200 permutations each of 1,500 and 80,000 rows, with and without ties): its departure from
 # 1 is judged as rho is, in units of LOCAL_SCALE/sqrt(n-1).
 LOCAL_SCALE = 0.75
+# Rows held at once while a version is reordered: a temporary bucket file's worth (read back
+# and shuffled whole), and a batch streamed from the source (module constants: tests lower them).
+BUCKET_ROWS = 1_000_000
+BATCH_ROWS = 65_536
 
 
 class OrderFollowsIdentifier(Conflict):
@@ -165,47 +172,187 @@ def scrubbed(source: Path, target: Path, columns: list[ColumnInfo], identifiers:
     """`source`'s rows, written to `target`, in an order that says nothing of whose they are:
     in the order of a public date or time column the file comes sorted by, ties in a random
     order, unless that order follows an identifier (a `created_at` of ids given in turn);
-    else in a random order. `source` itself when it has no identifier columns."""
+    else in a random order. `source` itself when it has no identifier columns.
+
+    Memory holds the columns decided on (a time column, the identifiers) and a bounded number
+    of rows, never the file: rows stream through temporary files in `target`'s folder."""
     if not identifiers:
         return source
-    frame = pl.read_parquet(source)
-    if (by := _time_order(frame, columns, identifiers)) is not None:
-        name, descending = by
-        ties = np.random.default_rng(secrets.randbits(128)).permutation(frame.height)
-        in_time = (
-            frame.with_columns(pl.Series("_tie", ties))
-            .sort(name, "_tie", descending=[descending, False])
-            .drop("_tie")
-        )
+    rng = np.random.default_rng(secrets.randbits(128))
+    if (time := _time_order(source, columns, identifiers)) is not None:
+        order = _ties_shuffled(time, rng)
+        in_time = pl.read_parquet(source, columns=identifiers).select(pl.all().gather(order))
         # judged as a read is: a random order of ties alone crosses FOLLOWS often
         if _follows(in_time.lazy(), identifiers, significant=True) is None:
-            return _write_like(source, in_time, target)
-    return _write_like(
-        source, frame.sample(fraction=1.0, shuffle=True, seed=secrets.randbits(63)), target
-    )
+            del in_time
+            longest = int(np.bincount(time.rle_id().to_numpy()).max(initial=0))
+            if longest <= BUCKET_ROWS:  # each run fits in memory: rows stream, runs shuffled
+                return _stream_in_order(source, target, order)
+            return _spill_in_order(source, target, order)
+    return _spill_shuffled(source, target, rng)
 
 
 def _time_order(
-    frame: pl.DataFrame, columns: list[ColumnInfo], identifiers: list[str]
-) -> tuple[str, bool] | None:
+    source: Path, columns: list[ColumnInfo], identifiers: list[str]
+) -> pl.Series | None:
     """The first public date or time column, not an identifier nor of an entity, without
-    nulls, that `frame` is sorted by, and whether descending."""
+    nulls, that `source` is sorted by (ascending or descending), read alone."""
+    schema = pl.read_parquet_schema(source)
     for c in columns:
         if c.classification != "public" or c.entity is not None or c.name in identifiers:
             continue
-        series = frame.get_column(c.name, default=None)
-        if series is None or not series.dtype.is_temporal() or series.null_count():
+        if c.name not in schema or not schema[c.name].is_temporal():
             continue
-        for descending in (False, True):
-            if series.is_sorted(descending=descending):
-                return c.name, descending
+        series = pl.read_parquet(source, columns=[c.name]).to_series()
+        if series.null_count():
+            continue
+        if series.is_sorted() or series.is_sorted(descending=True):
+            return series
     return None
 
 
-def _write_like(source: Path, frame: pl.DataFrame, target: Path) -> Path:
-    """`frame` written to `target` in row groups of `source`'s size: a streamed read holds a
-    row group or so in memory, so the registrant's layout is kept, but for the order."""
-    meta = pq.read_metadata(source)
-    size = meta.row_group(0).num_rows if meta.num_row_groups else None
-    frame.write_parquet(target, compression="zstd", statistics=True, row_group_size=size or None)
+def _ties_shuffled(time: pl.Series, rng: np.random.Generator) -> np.ndarray:
+    """Each output row's source row: in `time`'s (sorted) order, the rows of one instant in a
+    random order. A row moves only within its run of equal times."""
+    run = time.rle_id()
+    ties = pl.Series("_tie", rng.permutation(len(time)))
+    rows = pl.DataFrame({"_run": run, "_tie": ties}).with_row_index("_row")
+    return rows.sort("_run", "_tie").get_column("_row").to_numpy()
+
+
+def _batches(source: Path) -> Iterator[pa.RecordBatch]:
+    yield from pq.ParquetFile(source).iter_batches(batch_size=BATCH_ROWS)
+
+
+def _stream_in_order(source: Path, target: Path, order: np.ndarray) -> Path:
+    """`source`'s rows in `order`, which moves rows only within runs of at most BUCKET_ROWS:
+    a run that crosses a batch's end is held until its last row has come."""
+    start, held = 0, []  # held: source rows start.. not yet written
+    with _RowGroups(source, target) as out:
+        for batch in _batches(source):
+            held.append(batch)
+            end = start + sum(b.num_rows for b in held)
+            # rows start..cut hold the output positions start..cut once the running maximum
+            # of the source rows they take is cut - 1: every run in them is whole
+            reach = np.maximum.accumulate(order[start:end])
+            whole = np.flatnonzero(reach == np.arange(start, end))
+            if not whole.size:
+                continue
+            cut = start + int(whole[-1]) + 1
+            rows = pa.Table.from_batches(held)
+            out.write(rows.take(order[start:cut] - start))
+            rest = rows.slice(cut - start).combine_chunks()
+            held, start = rest.to_batches(), cut
     return target
+
+
+def _spill_shuffled(source: Path, target: Path, rng: np.random.Generator) -> Path:
+    """`source`'s rows in a uniformly random order, out of core: each row goes to one of
+    rows/BUCKET_ROWS temporary files drawn at random, then each file is read, shuffled and
+    appended (a random bucket per row and a random order within each is a random order)."""
+    buckets = _buckets(source)
+
+    def place(batch: pa.RecordBatch, start: int) -> tuple[np.ndarray, pa.RecordBatch]:
+        return rng.integers(0, buckets, batch.num_rows), batch
+
+    def arrange(rows: pa.Table) -> pa.Table:
+        return rows.take(rng.permutation(rows.num_rows))
+
+    return _spill(source, target, buckets, place, arrange)
+
+
+def _spill_in_order(source: Path, target: Path, order: np.ndarray) -> Path:
+    """`source`'s rows in `order`, out of core: each row goes to the temporary file of its
+    output position's range, then each file is read and put in position order."""
+    position = np.empty_like(order)
+    position[order] = np.arange(len(order), dtype=order.dtype)
+    del order
+
+    def place(batch: pa.RecordBatch, start: int) -> tuple[np.ndarray, pa.RecordBatch]:
+        at = position[start : start + batch.num_rows]
+        return at // BUCKET_ROWS, batch.append_column("_position", pa.array(at))
+
+    def arrange(rows: pa.Table) -> pa.Table:
+        return rows.sort_by("_position").drop_columns("_position")
+
+    return _spill(source, target, _buckets(source), place, arrange)
+
+
+Place = Callable[[pa.RecordBatch, int], tuple[np.ndarray, pa.RecordBatch]]
+
+
+def _spill(
+    source: Path, target: Path, buckets: int, place: Place, arrange: Callable[[pa.Table], pa.Table]
+) -> Path:
+    """Rows streamed from `source` into `buckets` temporary files (`place`: each row's file,
+    and what to store), then each file read back in turn, ordered by `arrange`, and appended
+    to `target`. Memory: a batch, a bucket and a row group."""
+    with tempfile.TemporaryDirectory(prefix="scrub-", dir=target.parent) as scratch:
+        paths = [Path(scratch) / f"{k}.arrow" for k in range(buckets)]
+        writers: list[pa.ipc.RecordBatchStreamWriter | None] = [None] * buckets
+        options = pa.ipc.IpcWriteOptions(compression="lz4")
+        start = 0
+        try:
+            for batch in _batches(source):
+                bucket, stored = place(batch, start)
+                start += batch.num_rows
+                by_bucket = np.argsort(bucket, kind="stable")
+                grouped = stored.take(pa.array(by_bucket))
+                ends = np.cumsum(np.bincount(bucket, minlength=buckets))
+                for k, end in enumerate(ends):
+                    size = int(end) - (int(ends[k - 1]) if k else 0)
+                    if not size:
+                        continue
+                    if writers[k] is None:
+                        writers[k] = pa.ipc.new_stream(paths[k], grouped.schema, options=options)
+                    writers[k].write_batch(grouped.slice(int(end) - size, size))  # type: ignore[union-attr]
+        finally:
+            for w in writers:
+                if w is not None:
+                    w.close()
+        with _RowGroups(source, target) as out:
+            for k, w in enumerate(writers):
+                if w is not None:
+                    with pa.memory_map(str(paths[k])) as f:
+                        out.write(arrange(pa.ipc.open_stream(f).read_all()))
+                    paths[k].unlink()
+    return target
+
+
+def _buckets(source: Path) -> int:
+    return max(1, -(-pq.read_metadata(source).num_rows // BUCKET_ROWS))
+
+
+class _RowGroups:
+    """A Parquet writer to `target` in row groups of `source`'s size, whatever sizes it is
+    handed: a streamed read holds a row group or so in memory, so the registrant's layout is
+    kept, but for the order."""
+
+    def __init__(self, source: Path, target: Path) -> None:
+        meta = pq.read_metadata(source)
+        self.size = meta.row_group(0).num_rows if meta.num_row_groups else 0
+        schema = meta.schema.to_arrow_schema()
+        self.writer = pq.ParquetWriter(target, schema, compression="zstd")
+        self.held: list[pa.Table] = []
+        self.rows = 0
+
+    def write(self, rows: pa.Table) -> None:
+        self.held.append(rows)
+        self.rows += rows.num_rows
+        if self.size and self.rows >= self.size:
+            self._flush(self.rows - self.rows % self.size)
+
+    def _flush(self, count: int) -> None:
+        rows = pa.concat_tables(self.held)
+        if count:
+            self.writer.write_table(rows.slice(0, count), row_group_size=self.size or None)
+        rest = rows.slice(count).combine_chunks()
+        self.held, self.rows = [rest], rest.num_rows
+
+    def __enter__(self) -> _RowGroups:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None and self.rows:
+            self._flush(self.rows)
+        self.writer.close()
