@@ -25,6 +25,15 @@ from warden.policy.reads import authorize_read, seen_at_launch
 from warden.registry.models import Model
 
 
+def narrow_alice_through_the_api(warden: WardenHarness) -> None:
+    """The admin denies alice `pins.merchant` through the API: a deny applies at once,
+    unreviewed."""
+    body = {"add": ["p, alice, acme, pins, merchant, *, read, deny, ,"], "reason": "tidy"}
+    r = warden.http.post("/v1/policy/rules", json=body, headers=warden.as_("admin"))
+    assert r.status_code == 200, r.text
+    assert r.json()["state"] == "applied"
+
+
 def _deny(w: WardenHarness, who: str, column: str) -> None:
     rule = ("p", (who, "acme", "pins", column, "*", "read", "deny", "", ""))
     with unit_of_work(w.state.sessions) as db:
@@ -55,11 +64,7 @@ def test_a_deny_added_to_the_builder_later_does_not_open_the_model(
     reads_pins(warden, "erin")
     _deny(warden, "erin", "merchant")
     assert warden.http.get(f"/v1/models/{ref}", headers=warden.as_("erin")).status_code == 404
-    # the admin narrows alice, through the API: a deny applies at once, unreviewed
-    body = {"add": ["p, alice, acme, pins, merchant, *, read, deny, ,"], "reason": "tidy"}
-    r = warden.http.post("/v1/policy/rules", json=body, headers=warden.as_("admin"))
-    assert r.status_code == 200, r.text
-    assert r.json()["state"] == "applied"
+    narrow_alice_through_the_api(warden)
     got = warden.http.get(f"/v1/models/{ref}", headers=warden.as_("erin"))
     assert got.status_code == 404, "erin may not read merchant, which alice's model was built on"
     # someone who reads as much as alice did at launch still uses it

@@ -20,6 +20,7 @@ from tests.conftest import db_url as db_url  # both backends: no job runs here (
 from tests.registry.test_builder_narrowed_after_the_build_is_refused import (
     _alice_model_from_pins,
     _deny,
+    narrow_alice_through_the_api,
 )
 from tests.sealed_rows import finished_job
 from warden.catalog.service import load_view
@@ -79,11 +80,7 @@ def test_a_deny_added_to_the_builder_later_does_not_open_a_child_model(
     _reads(warden, "mallory", "pins", "pin_pairs")
     _deny(warden, "mallory", "merchant")
     assert warden.http.get(f"/v1/models/{child}", headers=warden.as_("mallory")).status_code == 404
-    # the admin narrows alice, through the API: a deny applies at once, unreviewed
-    body = {"add": ["p, alice, acme, pins, merchant, *, read, deny, ,"], "reason": "tidy"}
-    r = warden.http.post("/v1/policy/rules", json=body, headers=warden.as_("admin"))
-    assert r.status_code == 200, r.text
-    assert r.json()["state"] == "applied"
+    narrow_alice_through_the_api(warden)
     assert warden.http.get(f"/v1/models/{parent}", headers=warden.as_("mallory")).status_code == 404
     got = warden.http.get(f"/v1/models/{child}", headers=warden.as_("mallory"))
     assert got.status_code == 404, "mallory may not read merchant, which the parent was built on"
