@@ -77,7 +77,9 @@ def _send_group(config: pytest.Config, item: pytest.Item, group: str) -> None:
     renames the field pytest 9.2 no longer reads a node id from, so the groups were silently
     ignored and every grouped test ran on either worker (pytest-xdist#1386): rename it the way
     pytest 9.2 reads it, until xdist sends groups another way."""
-    if not config.getvalue("loadgroup") or "@" in item.nodeid or not hasattr(item, "_id"):
+    # Only an xdist worker has the option (set from `--dist`); a plain run has no groups to send.
+    worker = getattr(config.option, "loadgroup", False)
+    if not worker or "@" in item.nodeid or not hasattr(item, "_id"):
         return
     from _pytest.nodes import coerce_node_id  # pytest's own parser of a node id
 

@@ -7,6 +7,7 @@ import logging
 import shutil
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import docker
@@ -21,6 +22,8 @@ log = logging.getLogger("warden.sandbox")
 
 NETWORK_LABEL = "warden.network"
 BRIDGE_PREFIX = "wdn"
+SIGKILLED = 137  # 128 + SIGKILL: how the kernel's OOM killer ends a container's process
+OOM_REPORT_GRACE_S = 2.0
 HOW_TO_GET_DOCKER = "start one with `bash scripts/docker-up.sh` (it says how to get Docker)"
 
 
@@ -198,13 +201,37 @@ class DockerDriver:
             container.wait(timeout=60)
         container.reload()
         state = container.attrs.get("State", {})
+        exit_code = int(state.get("ExitCode", -1))
+        oom_killed = bool(state.get("OOMKilled", False))
+        if exit_code == SIGKILLED and not oom_killed and not timed_out:
+            oom_killed = self._oom_reported(container_id)
         return ExitInfo(
-            exit_code=int(state.get("ExitCode", -1)),
-            oom_killed=bool(state.get("OOMKilled", False)),
+            exit_code=exit_code,
+            oom_killed=oom_killed,
             timed_out=timed_out,
             started_at=state.get("StartedAt"),
             finished_at=state.get("FinishedAt"),
         )
+
+    def _oom_reported(self, container_id: str) -> bool:
+        """Whether the engine logged an `oom` event for the container, waiting a moment for it.
+
+        Docker sets `OOMKilled` only when the kernel's OOM report reaches it before the exit
+        does; on a loaded machine it can come just after, and the kill would read as a plain
+        failure. The engine still logs the late report as an event.
+        """
+        until = datetime.now(UTC) + timedelta(seconds=OOM_REPORT_GRACE_S)
+        try:
+            found = self.client.events(
+                since=datetime.now(UTC) - timedelta(days=1),
+                until=until,
+                filters={"container": container_id, "event": "oom"},
+                decode=True,
+            )
+            return any(True for _ in found)
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            log.warning("could not read the engine's events for %s: %s", container_id, exc)
+            return False
 
     def logs(self, container_id: str, *, follow: bool = False) -> Iterator[bytes]:
         container = self._container(container_id)
