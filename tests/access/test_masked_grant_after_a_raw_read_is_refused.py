@@ -1,0 +1,71 @@
+"""A masked grant to someone the log shows reading the same entity's identifiers raw is refused
+(red team 18: mixed exposure was judged on the rules as they stand, not on what was read).
+
+The attack (an admin's token and a reviewer, each doing something routine):
+
+1. bob is given `users.user_id` raw for analytics (reviewed) and reads it: user ids and regions.
+2. His raw rule is removed, leaving the masked one (a narrowing applies at once). He reads `users` again:
+   the same version comes back in the same row order, so zipping the two reads maps every
+   pseudonym to its user id.
+3. He asks for `engagements` (its `user_id` is granted masked) and two stewards approve: by
+   the rules he now sees `user` only masked, so no mixed exposure was found.
+4. He reads `engagements` and his dictionary turns every pseudonym back into a user id
+   (one key per entity and tenant): each engagement is re-linked to its raw user.
+
+What must hold: the approval is refused (403, mixed exposure, naming the raw read), because
+the log shows bob read `user` identifiers raw, whatever his rules say today. The narrowing
+itself stays possible (it exposes nothing he had not read), and a grant to someone who only
+ever read masked is untouched. The raw read counts through a job or a service account too.
+"""
+
+from __future__ import annotations
+
+from tests.access.conftest import Access
+
+RAW = "p, bob, acme, users, user_id, analytics, read, allow, ,"
+MASKED = [
+    "p, bob, acme, users, user_id, analytics, mask, allow, ,",
+    "p, bob, acme, users, region, analytics, read, allow, ,",
+    "p, bob, acme, engagements, *, *, browse, allow, ,",  # he may ask for it
+]
+
+
+def _dictionary(access: Access) -> dict[str, object]:
+    """bob's reads of `users` raw and then masked, zipped: pseudonym -> user id."""
+    access.add_person("bob", [])
+    access.reviewed_rules([RAW, *MASKED], reason="bob studies users")
+    raw = access.frame(access.read("bob", "users", purpose="analytics", columns=["user_id", "region"]))
+    r = access.propose("admin", remove=[RAW], reason="bob sees user ids masked now")
+    assert r.status_code == 200, r.text  # a narrowing: applied at once, never refused
+    masked_read = access.read("bob", "users", purpose="analytics", columns=["user_id", "region"])
+    assert "user_id" in masked_read.headers["x-warden-masked-columns"]
+    masked = access.frame(masked_read)
+    assert masked["region"].to_list() == raw["region"].to_list()  # one version, one order
+    return dict(zip(masked["user_id"].to_list(), raw["user_id"].to_list(), strict=True))
+
+
+def test_masked_grant_after_a_raw_read_is_refused(access: Access) -> None:
+    dictionary = _dictionary(access)
+    req = access.ask("bob", dataset="engagements", columns=["user_id", "action"],
+                     purpose="analytics", duration="1d")  # fmt: skip
+    access.approve("sam", req["id"])  # pii: two stewards
+    review = access.review("tess", req["id"], "approve", "ok")
+    relinked = 0
+    if review.status_code == 200 and access.show("bob", req["id"])["state"] == "approved":
+        read = access.read("bob", "engagements", purpose="analytics", columns=["user_id", "action"])
+        relinked = sum(p in dictionary for p in access.frame(read)["user_id"].to_list())
+    assert relinked == 0, f"bob re-linked {relinked} engagements to raw user ids"
+    assert review.status_code == 403, review.text
+    assert "mixed exposure" in review.json()["detail"] and "read raw" in review.json()["detail"]
+    assert access.show("bob", req["id"])["state"] == "pending"
+
+
+def test_masked_grant_after_only_masked_reads_is_approved(access: Access) -> None:
+    access.add_person("bob", [])
+    access.reviewed_rules(MASKED, reason="bob sees user ids masked")
+    assert access.read("bob", "users", purpose="analytics", columns=["user_id"]).status_code == 200
+    req = access.ask("bob", dataset="engagements", columns=["user_id", "action"],
+                     purpose="analytics", duration="1d")  # fmt: skip
+    access.approve("sam", req["id"])
+    assert access.review("tess", req["id"], "approve", "ok").status_code == 200
+    assert access.show("bob", req["id"])["state"] == "approved"
