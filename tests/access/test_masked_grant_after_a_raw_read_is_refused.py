@@ -4,9 +4,9 @@
 The attack (an admin's token and a reviewer, each doing something routine):
 
 1. bob is given `users.user_id` raw for analytics (reviewed) and reads it: user ids and regions.
-2. His raw rule is removed, leaving the masked one (a narrowing applies at once). He reads `users` again:
-   the same version comes back in the same row order, so zipping the two reads maps every
-   pseudonym to its user id.
+2. His raw rule is removed, leaving the masked one (a narrowing applies at once). He reads
+   `users` again: the same version comes back in the same row order, so zipping the two
+   reads maps every pseudonym to its user id.
 3. He asks for `engagements` (its `user_id` is granted masked) and two stewards approve: by
    the rules he now sees `user` only masked, so no mixed exposure was found.
 4. He reads `engagements` and his dictionary turns every pseudonym back into a user id
@@ -34,7 +34,9 @@ def _dictionary(access: Access) -> dict[str, object]:
     """bob's reads of `users` raw and then masked, zipped: pseudonym -> user id."""
     access.add_person("bob", [])
     access.reviewed_rules([RAW, *MASKED], reason="bob studies users")
-    raw = access.frame(access.read("bob", "users", purpose="analytics", columns=["user_id", "region"]))
+    raw = access.frame(
+        access.read("bob", "users", purpose="analytics", columns=["user_id", "region"])
+    )
     r = access.propose("admin", remove=[RAW], reason="bob sees user ids masked now")
     assert r.status_code == 200, r.text  # a narrowing: applied at once, never refused
     masked_read = access.read("bob", "users", purpose="analytics", columns=["user_id", "region"])
@@ -58,6 +60,8 @@ def test_masked_grant_after_a_raw_read_is_refused(access: Access) -> None:
     assert review.status_code == 403, review.text
     assert "mixed exposure" in review.json()["detail"] and "read raw" in review.json()["detail"]
     assert access.show("bob", req["id"])["state"] == "pending"
+    refused = [e for e in access.events("http.refused") if e["actor"] == "tess"]
+    assert refused and "mixed exposure" in (refused[-1]["reason"] or ""), refused
 
 
 def test_masked_grant_after_only_masked_reads_is_approved(access: Access) -> None:
@@ -69,3 +73,26 @@ def test_masked_grant_after_only_masked_reads_is_approved(access: Access) -> Non
     access.approve("sam", req["id"])
     assert access.review("tess", req["id"], "approve", "ok").status_code == 200
     assert access.show("bob", req["id"])["state"] == "approved"
+
+
+def test_raw_read_by_an_owned_service_account_counts_as_its_owner(access: Access) -> None:
+    access.add_person("bob", [])
+    body = {"name": "bob-bot", "kind": "service", "roles": [], "owner": "bob"}
+    assert (
+        access.http.post("/v1/principals", json=body, headers=access.as_("admin")).status_code
+        == 201
+    )
+    t = access.http.post("/v1/principals/bob-bot/tokens", json={}, headers=access.as_("admin"))
+    access.approve_change("ada", t.json()["change_id"])
+    access.w.tokens["bob-bot"] = t.json()["token"]
+    bot_raw = "p, bob-bot, acme, users, user_id, analytics, read, allow, ,"
+    access.reviewed_rules([bot_raw, "p, bob, acme, engagements, *, *, browse, allow, ,"])
+    read = access.read("bob-bot", "users", purpose="analytics", columns=["user_id"])
+    assert read.status_code == 200 and not read.headers.get("x-warden-masked-columns")
+    assert access.propose("admin", remove=[bot_raw]).status_code == 200  # narrowing
+    req = access.ask("bob", dataset="engagements", columns=["user_id", "action"],
+                     purpose="analytics", duration="1d")  # fmt: skip
+    access.approve("sam", req["id"])
+    review = access.review("tess", req["id"], "approve", "ok")
+    assert review.status_code == 403, review.text
+    assert "read raw in audit event" in review.json()["detail"]

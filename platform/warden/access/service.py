@@ -237,7 +237,7 @@ def _grant(
     req.grant_id = grant.id
     rules = grant_rules(grant, tenant.name)
     change = store.add_rules(db, rules)
-    if mixed := exposure.change_problems(db, rules):  # a grant may not unmask a pseudonym
+    if mixed := exposure.change_problems(db, rules, now=now):  # a grant may not unmask a pseudonym
         raise Forbidden(exposure.describe(mixed))
     db.flush()
     record(

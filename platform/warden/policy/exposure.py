@@ -15,7 +15,8 @@ role it holds; a matching deny takes it away; wildcards never grant it).
 
 `change_problems` is what every policy change runs: it refuses a change that gives any
 affected subject a mixed exposure it did not already have (so cleaning up an old exposure is
-never blocked by the exposure being cleaned up).
+never blocked by the exposure being cleaned up). What the log shows a subject read raw counts
+as raw whatever the rules say now (policy/raw_reads.py): a subject keeps what they read.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from warden.policy.engine import PolicySnapshot, format_now
+from warden.policy.raw_reads import RawReads, logged_raw_reads
 from warden.policy.rules import ENTITY_PREFIX, EXPOSE_MIXED, PURPOSES, Rule, format_rule
 
 
@@ -51,13 +53,15 @@ class Place:
     column: str
     purpose: str
     rule: tuple[str, ...] | None
+    event: str | None = None  # the audit event that shows it read raw (policy/raw_reads.py)
 
     @property
     def key(self) -> tuple[str, str, str]:
         return (self.dataset, self.column, self.purpose)
 
     def __str__(self) -> str:
-        return f"{self.dataset}.{self.column} ({self.purpose})"
+        read = f", read raw in audit event {self.event}" if self.event else ""
+        return f"{self.dataset}.{self.column} ({self.purpose}{read})"
 
 
 @dataclass(frozen=True)
@@ -128,17 +132,50 @@ def mixed_exposure(
     subjects: Mapping[str, Iterable[str]] | None = None,
     snapshot: PolicySnapshot | None = None,
     owned: Mapping[str, Mapping[str, set[str]]] | None = None,
+    read_raw: RawReads | None = None,
 ) -> list[MixedExposure]:
     """Every (tenant, subject, entity) whose identifiers the subject could read both raw and
     pseudonymised, without an exception. `subjects`: per tenant, only these subjects (default:
     every name the tenant's rules mention). `snapshot`: the compiled `rules`, if at hand.
     `owned`: per tenant, subject -> the principals it reads as (the service accounts it owns
-    and so holds the tokens of): what they read counts as the subject's own."""
+    and so holds the tokens of): what they read counts as the subject's own. `read_raw`: per
+    tenant, reader -> the places the log shows it read raw (policy/raw_reads.py): they count
+    as raw places whatever the rules say now."""
+    return [
+        MixedExposure(t, s, e, raw, masked)
+        for (t, s, e), (raw, masked, excepted) in exposures(
+            rules,
+            catalog,
+            now=now,
+            subjects=subjects,
+            snapshot=snapshot,
+            owned=owned,
+            read_raw=read_raw,
+        ).items()  # fmt: skip
+        if raw and masked and not excepted
+    ]
+
+
+Exposures = dict[tuple[str, str, str], tuple[tuple[Place, ...], tuple[Place, ...], bool]]
+
+
+def exposures(
+    rules: Sequence[Rule],
+    catalog: Catalog,
+    *,
+    now: datetime | None = None,
+    subjects: Mapping[str, Iterable[str]] | None = None,
+    snapshot: PolicySnapshot | None = None,
+    owned: Mapping[str, Mapping[str, set[str]]] | None = None,
+    read_raw: RawReads | None = None,
+) -> Exposures:
+    """(tenant, subject, entity) -> (raw places, pseudonymised places, excepted) for every
+    entity a subject sees either way (see `mixed_exposure` for the arguments)."""
     now = now or datetime.now(UTC)
     now_s = format_now(now)
     snap = snapshot if snapshot is not None else PolicySnapshot(rules, strict=False)
     allows, denies = _exceptions(rules, now_s)
-    found: list[MixedExposure] = []
+    found: Exposures = {}
     for tenant, columns in sorted(catalog.items()):
         by_entity: dict[str, list[IdColumn]] = {}
         for c in columns:
@@ -160,34 +197,36 @@ def mixed_exposure(
         bearers = {f[0] for p, f in rules if p == "p" and f[1] == tenant}
         memo: dict[frozenset[str], list[tuple[str, tuple[Place, ...], tuple[Place, ...]]]] = {}
         keeps = (owned or {}).get(tenant, {})
+        logged = (read_raw or {}).get(tenant, {})
         for subject in sorted(names):
             held = snap.subjects(subject, tenant)
             signature = frozenset(h for h in held if h in bearers)
-            if keeps.get(subject):  # read both ways by one person through two principals
-                mixed = _mixed_places(snap, [subject, *sorted(keeps[subject])], tenant,
-                                      by_dataset, now)  # fmt: skip
+            readers = [subject, *sorted(keeps.get(subject, ()))]
+            if len(readers) > 1 or any(logged.get(r) for r in readers):  # their own history
+                seen = _places(snap, readers, tenant, by_dataset, now, logged)
             else:
                 if signature not in memo:
-                    memo[signature] = _mixed_places(snap, [subject], tenant, by_dataset, now)
-                mixed = memo[signature]
-            for entity, raw, masked in mixed:
+                    memo[signature] = _places(snap, readers, tenant, by_dataset, now, {})
+                seen = memo[signature]
+            for entity, raw, masked in seen:
                 excepted = any((tenant, h, entity) in allows for h in held) and not any(
                     (tenant, h, entity) in denies for h in held
                 )
-                if not excepted:
-                    found.append(MixedExposure(tenant, subject, entity, raw, masked))
+                found[(tenant, subject, entity)] = (raw, masked, excepted)
     return found
 
 
-def _mixed_places(
+def _places(
     snap: PolicySnapshot,
     readers: Sequence[str],
     tenant: str,
     by_dataset: Mapping[str, Sequence[IdColumn]],
     now: datetime,
+    logged: Mapping[str, Sequence[Place]],
 ) -> list[tuple[str, tuple[Place, ...], tuple[Place, ...]]]:
     """(entity, raw places, pseudonymised places) for each entity that the `readers` (one
-    subject, and the principals it reads as) see both ways, between them."""
+    subject, and the principals it reads as) see either way, between them; `logged`: reader
+    -> the places the log shows it read raw."""
     raw: dict[str, list[Place]] = {}
     masked: dict[str, list[Place]] = {}
     for dataset, cols in sorted(by_dataset.items()):
@@ -201,7 +240,15 @@ def _mixed_places(
                     raw.setdefault(c.entity, []).append(place)
                 elif d.effect == "mask" and c.pseudonymised:
                     masked.setdefault(c.entity, []).append(place)
-    return [(e, tuple(raw[e]), tuple(masked[e])) for e in sorted(set(raw) & set(masked))]
+    for r in readers:
+        for place in logged.get(r, ()):
+            entity = next(
+                (c.entity for c in by_dataset.get(place.dataset, ()) if c.column == place.column),
+                None,
+            )
+            if entity is not None:
+                raw.setdefault(entity, []).append(place)
+    return [(e, tuple(raw.get(e, ())), tuple(masked.get(e, ()))) for e in sorted({*raw, *masked})]
 
 
 def affected_subjects(
@@ -258,9 +305,11 @@ def holder_problems(
     after.setdefault(tenant, {}).setdefault(holder, set()).add(principal)
     subjects = {tenant: {holder}}
     now = now or datetime.now(UTC)
+    read = logged_raw_reads(db, catalog, {holder, principal, *after[tenant][holder]})
     now_found = mixed_exposure(rules, catalog, now=now, subjects=subjects, snapshot=snap,
-                               owned=after)  # fmt: skip
-    was = mixed_exposure(rules, catalog, now=now, subjects=subjects, snapshot=snap, owned=before)
+                               owned=after, read_raw=read)  # fmt: skip
+    was = mixed_exposure(rules, catalog, now=now, subjects=subjects, snapshot=snap, owned=before,
+                         read_raw=read)  # fmt: skip
     return [e for e in now_found if not any(e.covered_by(old) for old in was)]
 
 
@@ -375,15 +424,52 @@ def change_problems(
     owned = owned_from_db(db, subjects)
     for t, keeps in owned.items():  # the owner of a principal the change reaches is reached
         subjects[t] |= {owner for owner, kept in keeps.items() if kept & subjects[t]}
+    readers = {n for t, names in subjects.items() for s in names
+               for n in (s, *owned.get(t, {}).get(s, ()))}  # fmt: skip
+    read = logged_raw_reads(db, catalog, readers)
     now_found = mixed_exposure(
-        after, catalog, now=now, subjects=subjects, snapshot=snap_after, owned=owned
+        after, catalog, now=now, subjects=subjects, snapshot=snap_after, owned=owned, read_raw=read
     )
     if not now_found:
         return []
-    was = mixed_exposure(
-        before, catalog, now=now, subjects=subjects, snapshot=snap_before, owned=owned
+    was = exposures(
+        before,
+        catalog,
+        now=now,
+        subjects=subjects,
+        snapshot=snap_before,
+        owned=owned,
+        read_raw=read,
     )
-    return [e for e in now_found if not any(e.covered_by(old) for old in was)]
+    old = [
+        MixedExposure(t, s, e, r, m) for (t, s, e), (r, m, x) in was.items() if r and m and not x
+    ]
+    return [
+        e
+        for e in now_found
+        if not any(e.covered_by(o) for o in old) and not _narrowed(e, was.get(_key(e)))
+    ]
+
+
+def _key(e: MixedExposure) -> tuple[str, str, str]:
+    return (e.tenant, e.subject, e.entity)
+
+
+def _narrowed(
+    e: MixedExposure, before: tuple[tuple[Place, ...], tuple[Place, ...], bool] | None
+) -> bool:
+    """True when the change only masked what the subject could read raw before and the log
+    shows they did: a narrowing, which exposes nothing they have not read (never refused)."""
+    if before is None:
+        return False
+    raw_before = {p.key for p in before[0]}
+    gained = {p.key for p in e.masked} - {p.key for p in before[1]}
+    read = {p.key for p in e.raw if p.event}
+    return (
+        bool(gained)
+        and {p.key for p in e.raw} <= raw_before
+        and gained <= {p.key for p in before[0] if p.event is None} & read
+    )
 
 
 def catalog_problems(
@@ -400,10 +486,11 @@ def catalog_problems(
     rules = relevant_rules(db, {tenant}, datasets)
     snap = PolicySnapshot(rules, strict=False)
     now = now or datetime.now(UTC)
-    found = mixed_exposure(rules, after, now=now, snapshot=snap)
+    read = logged_raw_reads(db, after)
+    found = mixed_exposure(rules, after, now=now, snapshot=snap, read_raw=read)
     if not found:
         return []
-    was = mixed_exposure(rules, before, now=now, snapshot=snap)
+    was = mixed_exposure(rules, before, now=now, snapshot=snap, read_raw=read)
     return [e for e in found if not any(e.covered_by(old) for old in was)]
 
 
