@@ -486,7 +486,12 @@ def catalog_problems(
     rules = relevant_rules(db, {tenant}, datasets)
     snap = PolicySnapshot(rules, strict=False)
     now = now or datetime.now(UTC)
-    read = logged_raw_reads(db, after)
+    # the log is read only for the subjects whose places the catalog change moves (a tenant's
+    # whole read history per registration would cost too much); the rest have what they had
+    plain_after = exposures(rules, after, now=now, snapshot=snap)
+    plain_before = exposures(rules, before, now=now, snapshot=snap)
+    moved = {k[1] for k, v in plain_after.items() if v[:2] != plain_before.get(k, ((), ()))[:2]}
+    read = logged_raw_reads(db, after, moved) if moved else {}
     found = mixed_exposure(rules, after, now=now, snapshot=snap, read_raw=read)
     if not found:
         return []
