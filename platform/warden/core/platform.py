@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from warden.audit.keys import bind_settings
 from warden.audit.owed import OwedRecords
+from warden.audit.witness import JobReads
 from warden.catalog.service import DatasetView
 from warden.config import Settings
 from warden.db.generation import GenerationCache
@@ -38,6 +39,8 @@ class Platform:
     )
     # A streamed read's completion the log refused: written before this process's next read.
     owed: OwedRecords = field(default_factory=OwedRecords)
+    # The allowed reads of each job this process serves, named in its exit event.
+    job_reads: JobReads = field(default_factory=JobReads)
 
     def now(self) -> datetime:
         return self.clock()

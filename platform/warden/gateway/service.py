@@ -298,6 +298,7 @@ def _read(
 
     # Audit before data: the event is committed before the caller gets a byte.
     event = record(state.sessions, attempt.audit("allow", rows=frame.height, bytes=size))
+    _witness(state, attempt, event.id)
     annotate_span(span, event)
     headers["x-warden-audit-event"] = event.id
     headers["x-warden-rows"] = str(frame.height)
@@ -310,6 +311,12 @@ def _read(
         masked=plan.masked,
         headers=headers,
     )
+
+
+def _witness(state: Platform, attempt: _Attempt, event_id: str) -> None:
+    """A job's read, kept for its exit event (audit/witness.py)."""
+    if attempt.caller.kind == "job":
+        state.job_reads.note(attempt.caller.name, event_id)
 
 
 def _stream(
@@ -332,6 +339,7 @@ def _stream(
     except BaseException:
         rest.close()  # type: ignore[attr-defined]
         raise
+    _witness(state, attempt, intent.id)
     annotate_span(span, intent)
 
     def complete(outcome: Outcome) -> None:

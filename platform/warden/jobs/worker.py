@@ -324,6 +324,8 @@ def _record_result(
     parents = [
         m for m in (registry.get_model(db, i, row.tenant_id) for i in row.model_in) if m is not None
     ]
+    if sandbox is not None:  # its reads as its exit named them, none cut from the log
+        registry.witnessed_reads(db, sandbox)
     lineage = registry.lineage_for(db, row, sandbox, parents)
     outputs: list[dict[str, Any]] = []
     if row.kind == "infer":

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 from warden.audit.chain import CHAIN_V1, expected_hash
 from warden.audit.keys import keys_for
 from warden.audit.models import HEAD_ID, AuditEvent, AuditHead
+from warden.audit.witness import reads_digest
 from warden.db.sealed import RowTampered
 from warden.errors import AuditUnavailable
 from warden.identity.models import Tenant
@@ -83,3 +84,41 @@ def reads_by(db: Session, actor: str) -> list[AuditEvent]:
                 " `warden audit verify`"
             )
     return reads
+
+
+def witnessed_reads(db: Session, actor: str, sandbox_id: str) -> None:
+    """Hold a job's reads to its exit event (audit/witness.py): the chain's own `sandbox.exit`
+    of its sandbox must name exactly the allowed reads the log holds for it before that event.
+    A read cut with the log's unprotected tail while the job ran (its model would then be held
+    to less than it saw), or an exit that is not there, refuses the registration
+    (AuditUnavailable, 503)."""
+    keys = keys_for(db.get_bind())
+    top = db.scalar(select(AuditHead.seq).where(AuditHead.id == HEAD_ID)) or 0
+    exits = db.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.actor == actor, AuditEvent.action == "sandbox.exit")
+        .where(AuditEvent.decision == "allow", AuditEvent.seq <= top)
+        .order_by(AuditEvent.seq)
+    )
+    end = next(
+        (
+            e
+            for e in exits
+            if (e.details or {}).get("sandbox") == sandbox_id
+            and e.chain_v != CHAIN_V1
+            and e.hash == expected_hash(e, keys)
+        ),
+        None,
+    )
+    held = [
+        e.id
+        for e in reads_by(db, actor)
+        if e.decision == "allow" and end is not None and e.seq < end.seq
+    ]
+    named = (end.details or {}) if end is not None else {}
+    if named.get("reads") != len(held) or named.get("reads_digest") != reads_digest(held):
+        raise AuditUnavailable(
+            f"the reads of {actor} in the log are not those its end named (audit event"
+            f" {end.id if end else 'missing'}): some were cut from the log; nothing is built"
+            " on them until an operator runs `warden audit verify`"
+        )

@@ -152,6 +152,11 @@ def code_version(root: Path = REPO_ROOT) -> dict[str, Any]:
     return {"sha256": sha.hexdigest(), "files": files, "sources": list(CODE_DIRS)}
 
 
+def witnessed_reads(db: Session, sandbox: Sandbox) -> None:
+    """Refuse (503) a job whose reads in the log are not those its exit event named."""
+    repo.witnessed_reads(db, sandbox.actor_name, sandbox.id)
+
+
 def lineage_for(
     db: Session, job: Job, sandbox: Sandbox | None, parents: list[Model]
 ) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 from warden.audit.outcomes import WARDEN, by, by_caller_or_warden
 from warden.audit.service import AuditRecord, append
+from warden.audit.witness import witnessed
 from warden.core.platform import Platform
 from warden.db.session import unit_of_work
 from warden.errors import Unavailable
@@ -394,7 +395,7 @@ class SandboxRuntime:
             row.ended_at = datetime.now(UTC)
             if row.status in LIVE_STATUSES:
                 row.status, row.reason = _outcome(info, row.limits)
-            append(db, _exit_event(row, "allow", duration_s=round(duration, 3)))
+            append(db, exit_record(self.state, row, duration))
             with self._lock:
                 asked = self._destinations.pop(sandbox_id, set())
             close_sessions(db, sandbox_id, ("run", "shell"), duration, cpu, sorted(asked))
@@ -653,6 +654,13 @@ def _launch_event(
             "workspace_read_only": (not workspace[2]) if workspace else None,
         },
     )
+
+
+def exit_record(state: Platform, row: Sandbox, duration: float) -> AuditRecord:
+    """A sandbox's end as its process saw it, naming the reads its job made there (what its
+    model's lineage is held to: audit/witness.py)."""
+    reads = witnessed(state.job_reads.take(row.actor_name))
+    return _exit_event(row, "allow", duration_s=round(duration, 3), **reads)
 
 
 def _exit_event(
