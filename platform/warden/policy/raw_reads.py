@@ -39,38 +39,44 @@ def logged_raw_reads(
 
     columns: dict[tuple[str, str], set[str]] = {}
     for t, cols in catalog.items():
-        for c in cols:
-            columns.setdefault((t, c.dataset), set()).add(c.column)
+        for ic in cols:
+            columns.setdefault((t, ic.dataset), set()).add(ic.column)
     if not columns:
         return {}
     table = AuditEvent.__table__
     top = db.scalar(select(AuditHead.seq).where(AuditHead.id == HEAD_ID)) or 0
-    query = select(table).where(
-        table.c.action == "dataset.read",
-        table.c.decision == "allow",
-        table.c.tenant.in_(sorted(catalog)),
-        table.c.dataset.in_(sorted({d for _, d in columns})),
-        table.c.seq <= top,
+    c = table.c
+    light = [c.seq, c.tenant, c.dataset, c.purpose, c.actor, c.on_behalf_of, c.columns,
+             c.masked_columns]  # fmt: skip
+    query = select(*light).where(
+        c.action == "dataset.read",
+        c.decision == "allow",
+        c.tenant.in_(sorted(catalog)),
+        c.dataset.in_(sorted({d for _, d in columns})),
+        c.seq <= top,
     )
     if names is not None:
         wanted = sorted(set(names))
-        query = query.where(or_(table.c.actor.in_(wanted), table.c.on_behalf_of.in_(wanted)))
+        query = query.where(or_(c.actor.in_(wanted), c.on_behalf_of.in_(wanted)))
     keys = keys_for(db.get_bind())
     found: dict[str, dict[str, list[Place]]] = {}
     seen: set[tuple[str, str, str, str, str]] = set()
-    for event in db.connection().execute(query.order_by(table.c.seq)).mappings():
-        tenant, dataset, purpose = event["tenant"], event["dataset"], event["purpose"] or ""
-        shown = set(event["columns"] or ()) - set(event["masked_columns"] or ())
-        reader = event["on_behalf_of"] or event["actor"]
+    for row in db.connection().execute(query.order_by(c.seq)).all():
+        seq, tenant, dataset, purpose, actor, behalf, shown, masked = row
+        reader = behalf or actor
+        raw = set(shown or ()) - set(masked or ())
         new = [
-            (tenant, reader, dataset, c, purpose)
-            for c in sorted(shown & columns[(tenant, dataset)])
-            if (tenant, reader, dataset, c, purpose) not in seen
+            (tenant, reader, dataset, col, purpose or "")
+            for col in sorted(raw & columns[(tenant, dataset)])
+            if (tenant, reader, dataset, col, purpose or "") not in seen
         ]
-        if not new or event["chain_v"] == CHAIN_V1 or event["hash"] != expected_hash(event, keys):
-            continue  # nothing new, or not the chain's own: it adds no raw read
+        if not new:  # masked only, or nothing this reader was not already known to read
+            continue
+        event = db.connection().execute(select(table).where(c.seq == seq)).mappings().one()
+        if event["chain_v"] == CHAIN_V1 or event["hash"] != expected_hash(event, keys):
+            continue  # not the chain's own: it adds no raw read
         for key in new:
             seen.add(key)
-            place = Place(dataset, key[3], purpose, None, event=event["id"])
+            place = Place(dataset, key[3], key[4], None, event=event["id"])
             found.setdefault(tenant, {}).setdefault(reader, []).append(place)
     return found
