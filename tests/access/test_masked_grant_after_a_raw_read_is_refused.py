@@ -96,3 +96,20 @@ def test_raw_read_by_an_owned_service_account_counts_as_its_owner(access: Access
     review = access.review("tess", req["id"], "approve", "ok")
     assert review.status_code == 403, review.text
     assert "read raw in audit event" in review.json()["detail"]
+
+
+def test_raw_read_by_a_job_counts_as_its_launcher(access: Access) -> None:
+    from tests.sealed_rows import job_read, job_token_of, sandbox_of
+
+    access.add_person("bob", [])
+    access.reviewed_rules([RAW, *MASKED], reason="bob studies users")
+    token = job_token_of(access.w, sandbox_of(access.w, "bob", ["users"], "analytics"))
+    read = job_read(access.w, token, "users", purpose="analytics", columns=["user_id"])
+    assert read.status_code == 200 and not read.headers.get("x-warden-masked-columns")
+    assert access.propose("admin", remove=[RAW]).status_code == 200  # narrowing
+    req = access.ask("bob", dataset="engagements", columns=["user_id", "action"],
+                     purpose="analytics", duration="1d")  # fmt: skip
+    access.approve("sam", req["id"])
+    review = access.review("tess", req["id"], "approve", "ok")
+    assert review.status_code == 403, review.text
+    assert "read raw in audit event" in review.json()["detail"]
