@@ -29,39 +29,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from warden.policy.engine import PolicySnapshot, format_now
+from warden.policy.places import Catalog, IdColumn, Place
 from warden.policy.raw_reads import RawReads, logged_raw_reads
 from warden.policy.rules import ENTITY_PREFIX, EXPOSE_MIXED, PURPOSES, Rule, format_rule
-
-
-@dataclass(frozen=True)
-class IdColumn:
-    """A catalog column that identifies an entity; `pseudonymised`: masked by keyed hash."""
-
-    dataset: str
-    column: str
-    entity: str
-    pseudonymised: bool
-
-
-# tenant -> its identifier columns
-Catalog = Mapping[str, Sequence[IdColumn]]
-
-
-@dataclass(frozen=True)
-class Place:
-    dataset: str
-    column: str
-    purpose: str
-    rule: tuple[str, ...] | None
-    event: str | None = None  # the audit event that shows it read raw (policy/raw_reads.py)
-
-    @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.dataset, self.column, self.purpose)
-
-    def __str__(self) -> str:
-        read = f", read raw in audit event {self.event}" if self.event else ""
-        return f"{self.dataset}.{self.column} ({self.purpose}{read})"
 
 
 @dataclass(frozen=True)

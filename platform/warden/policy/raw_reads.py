@@ -12,16 +12,17 @@ written in SQL adds no raw read, so it cannot make someone's approvals fail.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-if TYPE_CHECKING:
-    from warden.policy.exposure import IdColumn, Place
+from warden.audit.chain import CHAIN_V1, expected_hash
+from warden.audit.keys import keys_for
+from warden.audit.models import HEAD_ID, AuditEvent, AuditHead
+from warden.policy.places import IdColumn, Place
 
 # tenant -> reader -> the places the log shows them reading raw
-RawReads = Mapping[str, Mapping[str, Sequence["Place"]]]
+RawReads = Mapping[str, Mapping[str, Sequence[Place]]]
 
 
 def logged_raw_reads(
@@ -32,11 +33,6 @@ def logged_raw_reads(
     """Per tenant of `catalog`, reader -> a place per (dataset, column, purpose) of its
     columns the log shows them reading raw (the first genuine event that did). `names`: only
     these readers (default: every reader)."""
-    from warden.audit.chain import CHAIN_V1, expected_hash
-    from warden.audit.keys import keys_for
-    from warden.audit.models import HEAD_ID, AuditEvent, AuditHead
-    from warden.policy.exposure import Place
-
     columns: dict[tuple[str, str], set[str]] = {}
     for t, cols in catalog.items():
         for ic in cols:
