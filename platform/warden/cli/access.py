@@ -7,7 +7,16 @@ from typing import Annotated, Any
 import typer
 
 from warden.cli.client import ApiClient, console, fail, given
-from warden.cli.options import AuditReason, DatasetName, Limit, OnlyDataset, Purpose, Yes
+from warden.cli.options import (
+    AuditReason,
+    Columns,
+    DatasetName,
+    Limit,
+    OnlyDataset,
+    Purpose,
+    Yes,
+    column_names,
+)
 from warden.cli.output import Format, print_body, print_one, show, show_one
 
 app = typer.Typer(
@@ -37,10 +46,6 @@ _STATE_STYLE = {
     "cancelled": "dim",
     "expired": "dim",
 }
-
-
-def _columns(value: str | None) -> list[str] | None:
-    return [c.strip() for c in value.split(",") if c.strip()] if value else None
 
 
 def _request_row(r: dict[str, Any]) -> dict[str, Any]:
@@ -89,9 +94,7 @@ def request(
     purpose: Purpose,
     duration: Annotated[str, typer.Option(help="How long, from approval: 12h, 7d, 2w")],
     justification: Annotated[str, typer.Option(help="Why you need it (reviewers read this)")],
-    columns: Annotated[
-        str | None, typer.Option(help="Comma-separated subset (default: every column)")
-    ] = None,
+    columns: Columns = None,
     fmt: Format = "table",
 ) -> None:
     """Ask for access to a dataset for a purpose and a duration."""
@@ -100,7 +103,7 @@ def request(
         "purpose": purpose,
         "duration": duration,
         "justification": justification,
-        "columns": _columns(columns),
+        "columns": column_names(columns),
     }
     _one_request(ApiClient().post("/v1/access/requests", json=body), fmt, "created ")
 
@@ -214,7 +217,7 @@ def break_glass(
     dataset: DatasetName,
     purpose: Purpose,
     reason: Annotated[str, typer.Option(help="The emergency (reviewers read this)")],
-    columns: Annotated[str | None, typer.Option(help="Comma-separated subset")] = None,
+    columns: Columns = None,
     yes: Yes = False,
     fmt: Format = "table",
 ) -> None:
@@ -223,7 +226,12 @@ def break_glass(
         f"break glass on {dataset}? every read is flagged and reviewers are told"
     ):
         fail("nothing done")
-    body = {"dataset": dataset, "purpose": purpose, "reason": reason, "columns": _columns(columns)}
+    body = {
+        "dataset": dataset,
+        "purpose": purpose,
+        "reason": reason,
+        "columns": column_names(columns),
+    }
     _one_grant(ApiClient().post("/v1/access/break-glass", json=body), fmt, "break-glass ")
 
 

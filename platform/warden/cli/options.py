@@ -17,3 +17,26 @@ AuditReason = Annotated[str, typer.Option(help="Why, for the audit log")]
 Timeout = Annotated[int | None, typer.Option(min=1, help="Wall-clock limit, seconds")]
 Cpus = Annotated[float | None, typer.Option(help="CPU limit")]
 SandboxId = Annotated[str, typer.Argument(help="The sandbox id")]
+
+
+def column_names(value: str | None) -> list[str] | None:
+    """`--columns a,b`: the names (spaces around each dropped), or None where none was given.
+    An empty name (`a,,b`, `a,`, "") is a usage error (exit 2) before anything is sent: read
+    as "no such column" or dropped, a typo would ask for other columns than were meant."""
+    if value is None:
+        return None
+    names = [c.strip() for c in value.split(",")]
+    if not all(names):
+        raise typer.BadParameter(f"{value!r} names an empty column; write NAME,NAME,…")
+    return names
+
+
+def _checked_columns(value: str | None) -> str | None:
+    column_names(value)
+    return value
+
+
+Columns = Annotated[
+    str | None,
+    typer.Option(callback=_checked_columns, help="Comma-separated column names (default: all)"),
+]

@@ -9,7 +9,7 @@ import typer
 
 from warden.cli.client import ApiClient, console, err_console, fail, given
 from warden.cli.database import direct_session
-from warden.cli.options import AuditReason, DatasetName, Purpose
+from warden.cli.options import AuditReason, Columns, DatasetName, Purpose, column_names
 from warden.cli.output import Format, show, show_one
 from warden.config import get_settings
 
@@ -31,9 +31,7 @@ def check(
     subject: Annotated[str, typer.Argument(help="Principal name, e.g. alice")],
     dataset: DatasetName,
     purpose: Purpose,
-    columns: Annotated[
-        str | None, typer.Option(help="Comma-separated columns (default: all)")
-    ] = None,
+    columns: Columns = None,
     fmt: Format = "table",
 ) -> None:
     """Explain a read decision column by column, naming the rule that decided each."""
@@ -41,7 +39,7 @@ def check(
         "subject": subject,
         "dataset": dataset,
         "purpose": purpose,
-        "columns": [c.strip() for c in columns.split(",")] if columns else None,
+        "columns": column_names(columns),
     }
     result = ApiClient().post("/v1/policy/check", json=body)
     if fmt == "json":

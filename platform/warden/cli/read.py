@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 from warden.cli.client import console, err_console, fail, load_token
+from warden.cli.options import Columns, column_names
 from warden.config import get_settings
 
 if TYPE_CHECKING:
@@ -42,9 +43,7 @@ def parse_where(clauses: list[str]) -> list[dict[str, Any]]:
 def read(
     dataset: Annotated[str, typer.Argument(help="Dataset name, e.g. engagements")],
     purpose: Annotated[str, typer.Option(help="Why: training, evaluation, inference, analytics")],
-    columns: Annotated[
-        str | None, typer.Option(help="Comma-separated columns (default: all you may see)")
-    ] = None,
+    columns: Columns = None,
     where: Annotated[
         list[str] | None,
         typer.Option(
@@ -73,7 +72,7 @@ def read(
     client = Client(url=get_settings().url, token=load_token())
     query: dict[str, Any] = {
         "purpose": purpose,
-        "columns": [c.strip() for c in columns.split(",")] if columns else None,
+        "columns": column_names(columns),
         "where": parse_where(where or []),
         "limit": limit,
         "version": as_of,

@@ -19,7 +19,7 @@ from warden.audit.outcomes import by
 from warden.audit.service import append
 from warden.core.platform import Platform
 from warden.db.base import new_id
-from warden.errors import Conflict, NotFound, WardenError
+from warden.errors import Conflict, NotFound
 from warden.experiments import repository as repo
 from warden.experiments.models import Experiment, ServingDefault
 from warden.experiments.schemas import ExperimentCreate
@@ -56,21 +56,13 @@ def get_visible(
     """The experiment, if the caller may use every model in it (its arms' refs, plan and
     numbers tell what those models learned); otherwise as if it did not exist."""
     row = get(db, caller, name, lock=lock)
-    arms = [row.control_id, row.challenger_id, row.shadow_id]
-    models = [registry.get_model(db, i, row.tenant_id) for i in arms if i is not None]
-    if not all(m is not None and _may_use(platform, db, caller, m) for m in models):
-        raise missing(name)
+    for model_id in (row.control_id, row.challenger_id, row.shadow_id):
+        model = registry.get_model(db, model_id, row.tenant_id) if model_id else None
+        if model_id and model is None:
+            raise missing(name)
+        if model is not None:
+            serving.authorize(platform, db, caller, model, hidden=missing(name))
     return row
-
-
-def _may_use(platform: Platform, db: Session, caller: Caller, model: Model) -> bool:
-    lineage = list(registry.lineage_datasets(db, model))
-    try:
-        launch = registry.built_with(db, model)
-        serving.authorize(platform, db, caller, lineage, built_by=model.launcher, built_with=launch)
-    except WardenError:
-        return False
-    return True
 
 
 def start(platform: Platform, db: Session, caller: Caller, body: ExperimentCreate) -> Experiment:
@@ -124,11 +116,10 @@ def start(platform: Platform, db: Session, caller: Caller, body: ExperimentCreat
 
 
 def _usable(platform: Platform, db: Session, caller: Caller, ref: str) -> Model:
-    """The model `ref` names, if the caller may use it; otherwise as if it did not exist
-    (one at a time: a hidden model before a missing one must answer as a missing one)."""
+    """The model `ref` names, if the caller may use it (`serving.authorize`); one at a time:
+    a hidden model before a missing one must answer as a missing one."""
     model = registry.resolve(db, caller.tenant, ref)
-    if not _may_use(platform, db, caller, model):
-        raise registry.missing(ref)
+    serving.authorize(platform, db, caller, model, ref)
     return model
 
 

@@ -33,6 +33,7 @@ from warden.jobs.schemas import JobCreate
 from warden.policy.authz import allowed, require, sees_launched
 from warden.policy.reads import authorize_read, may_use, seen_at_launch
 from warden.registry import service as registry
+from warden.registry import serving
 from warden.registry.models import Model
 from warden.sandbox.models import Sandbox
 
@@ -210,19 +211,11 @@ def _resolve_model_in(
 
 
 def _usable(db: Session, state: Platform, caller: Caller, ref: str) -> Model:
-    """The model `ref` names, if the caller may use it: a model's artifacts carry its data, so
-    they must be able to read every dataset it was built from (and its ancestors were), for
-    some purpose it allows. Otherwise NotFound exactly as a missing one, before its files
-    are looked at (their names are no more the caller's to learn than the model's)."""
+    """The model `ref` names, if the caller may use it (`serving.authorize`: a model's
+    artifacts carry its data), decided before its files are looked at (their names are no
+    more the caller's to learn than the model's)."""
     model = registry.resolve(db, caller.tenant, ref)
-    launch = registry.built_with(db, model)
-    for name in registry.lineage_datasets(db, model):
-        try:
-            view = load_view(db, state.settings.datasets_dir, caller.tenant, name)
-        except NotFound:  # a lineage dataset gone: its name is not the caller's to learn
-            raise registry.missing(ref) from None
-        if not may_use(state, caller, view, built_by=model.launcher, built_with=launch):
-            raise registry.missing(ref)
+    serving.authorize(state, db, caller, model, ref)
     return model
 
 

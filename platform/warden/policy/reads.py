@@ -212,6 +212,47 @@ def _covers(
         )
 
 
+def missing_model(ref: str) -> NotFound:
+    """The one answer for a model that does not exist and for one the caller may not use: a
+    different message would tell them which it is."""
+    return NotFound(f"no model {ref[:80]!r}")
+
+
+def authorize_model(
+    platform: Platform,
+    caller: Caller,
+    ref: str,
+    *,
+    launcher: str,
+    lineage: Iterable[DatasetView],
+    built_with: Mapping[str, Any],
+    hidden: NotFound | None = None,
+) -> None:
+    """The one answer to "may `caller` use the model `ref`" (show, serve, build on it, or run
+    an experiment with it): `authorize_use` on every dataset of its `lineage` (its ancestors'
+    included), `inference` where the dataset allows it, no less than its `launcher` could
+    read (`built_with`). A tampered or broken lineage (a 5xx while loading or deciding)
+    fails closed as it is raised: 503, the same for everyone. Refused: 403 to the launcher,
+    who knows the model exists; to anyone else `hidden`, the answer for what they asked for
+    when it is missing (`missing_model(ref)` by default). Given `hidden`, the caller asked
+    for something else (an experiment) and every refusal answers as it."""
+    try:
+        for view in lineage:
+            authorize_use(
+                platform, caller, view, "inference", built_by=launcher, built_with=built_with
+            )
+    except WardenError as refused:
+        if refused.status_code >= 500:
+            raise
+        if hidden is None and launcher == policy_subject(caller):
+            raise Forbidden(
+                f"{caller.name} may no longer use model {ref[:80]!r}: it is built from data"
+                " they may no longer read as they did (a grant ended or a rule changed);"
+                " `warden access request` asks for access again"
+            ) from refused
+        raise hidden or missing_model(ref) from refused
+
+
 def may_use(
     platform: Platform,
     caller: Caller,

@@ -21,7 +21,7 @@ from warden.config import REPO_ROOT
 from warden.db.sealed import RowTampered, check
 from warden.errors import NotFound, Unavailable, Unprocessable
 from warden.jobs.models import Job
-from warden.policy.reads import seen_by_all
+from warden.policy.reads import missing_model, seen_by_all
 from warden.registry import repository as repo
 from warden.registry.models import Model
 from warden.sandbox.models import Sandbox
@@ -53,10 +53,8 @@ def resolve(db: Session, tenant: str, ref: str) -> Model:
     return check(db, row)
 
 
-def missing(ref: str) -> NotFound:
-    """The one answer for a model that does not exist and for one the caller may not use: a
-    different message would tell them which it is."""
-    return NotFound(f"no model {ref[:80]!r}")
+# The one answer for a model that does not exist and for one the caller may not use.
+missing = missing_model
 
 
 def pick_artifact(model: Model, wanted: str | None, role: str | None) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Online serving: the top-k pins for a user from a registered stack, governed like a read.
 
-* **Decided** by `policy.reads.authorize_use` (over the one read decision) on every dataset in
+* **Decided** by `policy.reads.authorize_model` (over the one read decision) on every dataset in
   the model's lineage (its own reads and its ancestors'): `inference` where the dataset allows
   that purpose (what serving reads: the pins it scores), and otherwise some purpose the dataset
   allows (the lineage must be readable by the caller; a dataset such as `engagements` never
@@ -22,7 +22,7 @@ import functools
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,10 +37,10 @@ from warden.catalog.service import DatasetView, load_view, pin_version
 from warden.catalog.storage import data_file
 from warden.core.platform import Platform
 from warden.db.generation import CacheAt, read_stamp
-from warden.db.sealed import check
+from warden.db.sealed import RowTampered, check
 from warden.errors import Forbidden, NotFound, Unprocessable, WardenError
 from warden.identity.service import Caller
-from warden.policy.reads import authorize_use
+from warden.policy import reads
 from warden.registry import service as registry
 from warden.registry.models import Model
 from warden.registry.service import lineage_datasets
@@ -202,39 +202,52 @@ def authorize(
     platform: Platform,
     db: Session,
     caller: Caller,
-    datasets: Sequence[str],
+    model: Model,
+    ref: str | None = None,
     *,
-    built_by: str | None = None,
-    built_with: Mapping[str, Any] | None = None,
+    hidden: NotFound | None = None,
 ) -> None:
-    """The caller may use the model: `inference` on every lineage dataset that allows it,
-    some allowed purpose on the others, and no less of each than `built_by` (its launcher)
-    could read (all through the one read decision, on one policy snapshot). One statement
+    """May `caller` use `model` (named `ref` by them): `policy.reads.authorize_model` over the
+    model's lineage and what its builders could read, on one policy snapshot. One statement
     reads the policy version and the change generation; the datasets' views come from the
-    process's cache while nothing changed (db/generation.py)."""
+    process's cache while nothing changed (db/generation.py). A lineage dataset that is not
+    there was deleted past Warden (it deletes none): RowTampered, 503."""
+    lineage, launch = lineage_datasets(db, model), registry.built_with(db, model)
     stamp = read_stamp(db.connection())
     with platform.policy.one_check(db, stored_version=stamp.policy_version):
         views = platform.views.at(stamp.generation)
-        _authorize(platform, db, caller, datasets, views, built_by, built_with)
+        reads.authorize_model(
+            platform,
+            caller,
+            ref or model.ref,
+            launcher=model.launcher,
+            lineage=(_view(platform, db, caller.tenant, views, name) for name in lineage),
+            built_with=launch,
+            hidden=hidden,
+        )
 
 
-def _authorize(
+def usable(platform: Platform, db: Session, caller: Caller, model: Model) -> bool:
+    """Whether `authorize` lets `caller` use `model`; a tampered lineage still raises (503)."""
+    try:
+        authorize(platform, db, caller, model)
+    except (NotFound, Forbidden):
+        return False
+    return True
+
+
+def _view(
     platform: Platform,
     db: Session,
-    caller: Caller,
-    datasets: Sequence[str],
+    tenant: str,
     views: CacheAt[tuple[str, str], DatasetView],
-    built_by: str | None,
-    built_with: Mapping[str, Any] | None = None,
-) -> None:
-    folder = platform.settings.datasets_dir
-    for name in datasets:
-        view = views.get(
-            (caller.tenant, name), functools.partial(load_view, db, folder, caller.tenant, name)
-        )
-        authorize_use(
-            platform, caller, view, prefer="inference", built_by=built_by, built_with=built_with
-        )
+    name: str,
+) -> DatasetView:
+    load = functools.partial(load_view, db, platform.settings.datasets_dir, tenant, name)
+    try:
+        return views.get((tenant, name), load)
+    except NotFound:
+        raise RowTampered("a dataset in a model's lineage is not in the database") from None
 
 
 # --------------------------------------------------------------------------- serving
@@ -275,21 +288,18 @@ def recommend(
     *,
     details: dict[str, Any] | None = None,
     audit: bool = True,
+    ref: str | None = None,
     hidden_as: NotFound | None = None,
 ) -> Answer:
     """Decide, answer, measure and audit one request (`audit=False`: a shadow's answer,
-    recorded in the shown request's own event). A model the caller may not use is answered
-    `hidden_as`: what the caller asked for answered as missing (default: `no model REF`)."""
+    recorded in the shown request's own event). A model the caller may not use answers as
+    `authorize` says (`ref`: as the caller named it), or `hidden_as` where the caller asked
+    for something else (an experiment, the serving default) answered as missing."""
     wall, cpu = time.perf_counter(), time.process_time()
     info = {"model": model.ref, "model_id": model.id, "user": user[:64], "k": k, **(details or {})}
     arm = (details or {}).get("arm")
     try:
-        lineage = lineage_datasets(db, model)
-        try:
-            authorize(platform, db, caller, list(lineage), built_by=model.launcher,
-                      built_with=registry.built_with(db, model))  # fmt: skip
-        except (NotFound, Forbidden) as hidden:  # nor its lineage's names, nor that it exists
-            raise hidden_as or registry.missing(model.ref) from hidden
+        authorize(platform, db, caller, model, ref, hidden=hidden_as)
         served = load(platform, db, caller, model)
         pins = top_k(served, history, k)
     except WardenError as exc:

@@ -46,7 +46,7 @@ def recommend(
             model = None
         elif body.model:
             model = registry.resolve(db, caller.tenant, body.model)
-            hidden_as = registry.missing(body.model)  # answered as the caller named it
+            hidden_as = None  # the model's own answer, as the caller named it
         else:
             model = service.default_model(db, caller)
             hidden_as = service.no_default()
@@ -58,8 +58,9 @@ def recommend(
         )
     assert model is not None
     answer = serving.recommend(
-        state, db, caller, model, body.user, body.history, body.k, hidden_as=hidden_as
-    )
+        state, db, caller, model, body.user, body.history, body.k,
+        ref=body.model, hidden_as=hidden_as,
+    )  # fmt: skip
     return RecommendOut(pins=answer.pins, model=model.ref, audit_event=answer.event_id)
 
 

@@ -17,13 +17,14 @@ from warden.api.deps import CurrentCaller, DbSession, State
 from warden.audit.outcomes import by, refusals_audited
 from warden.audit.service import record
 from warden.core.platform import Platform
-from warden.errors import Forbidden, WardenError
+from warden.errors import Forbidden
 from warden.identity.service import Caller
 from warden.registry import service
 from warden.registry.models import Model
 from warden.registry.schemas import LineageOut, ModelOut
 from warden.registry.service import lineage_datasets
 from warden.registry.serving import authorize
+from warden.registry.serving import usable as usable_by
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 # Documents the form service.parse_ref accepts (anything else is 422); validation stays there.
@@ -35,22 +36,12 @@ def _people_only(caller: Caller) -> None:
         raise Forbidden("jobs cannot read the model registry")
 
 
-def _may_use(state: Platform, db: DbSession, caller: Caller, model: Model) -> bool:
-    try:
-        lineage, launch = list(lineage_datasets(db, model)), service.built_with(db, model)
-        authorize(state, db, caller, lineage, built_by=model.launcher, built_with=launch)
-    except WardenError:
-        return False
-    return True
-
-
 def _readable(state: Platform, db: DbSession, caller: Caller, ref: str) -> Model:
-    """The model `ref`, if the caller may use it; otherwise as if it did not exist, word for
-    word (neither its lineage's names nor that it exists are the caller's to learn)."""
+    """The model `ref`, if the caller may use it (`serving.authorize`: else as if it did not
+    exist, word for word, or 403 to its launcher; a tampered lineage 503)."""
     _people_only(caller)
     model = service.resolve(db, caller.tenant, ref[:80])
-    if not _may_use(state, db, caller, model):
-        raise service.missing(ref)
+    authorize(state, db, caller, model, ref)
     return model
 
 
@@ -88,7 +79,7 @@ def list_(
 ) -> dict[str, list[ModelOut]]:
     _people_only(caller)
     models = service.list_models(db, caller.tenant, name, limit)
-    usable = [m for m in models if _may_use(state, db, caller, m)]
+    usable = [m for m in models if usable_by(state, db, caller, m)]
     metrics_shown(state, caller, "model.list", usable)
     return {"models": [ModelOut.of(m) for m in usable]}
 
