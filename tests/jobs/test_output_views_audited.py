@@ -20,7 +20,8 @@ import pytest
 from tests.access.conftest import bootstrap_people
 from tests.experiments.helpers import register_with_report
 from warden.db.session import unit_of_work
-from warden.errors import AuditUnavailable
+from warden.errors import AuditUnavailable, Unavailable
+from warden.policy import reads
 from warden.registry.models import Model
 
 ROWS = '{"user_id": "a91f0c", "pin_id": 1734, "dwell_ms": 8123}\n' * 3
@@ -89,4 +90,21 @@ def test_no_output_is_shown_unaudited(
     path = f"/v1/jobs/{job_id}/logs" if route == "log" else f"/v1/models/{ref}/reports/report.json"
     got = warden.http.get(path, headers=warden.as_("ada"))
     assert (got.status_code, got.json()["error"]) == (503, "AuditUnavailable"), got.text
+    assert "dwell_ms" not in got.text
+
+
+def test_a_log_whose_decision_cannot_be_made_is_503_not_a_refusal(
+    warden: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the read decision behind a job's log cannot be made (a tampered row, a policy
+    store that does not answer), ada is told so (503), as every model-use decision says it;
+    it once read as "may not see this log" (403), which hides a fault as a refusal."""
+    _ref, job_id = _alices_job(warden, tmp_path)
+
+    def cannot_decide(*_: Any, **__: Any) -> None:
+        raise Unavailable("the policy store did not answer (test)")
+
+    monkeypatch.setattr(reads, "authorize_use", cannot_decide)
+    got = warden.http.get(f"/v1/jobs/{job_id}/logs", headers=warden.as_("ada"))
+    assert got.status_code == 503, (got.status_code, got.text[:200])
     assert "dwell_ms" not in got.text

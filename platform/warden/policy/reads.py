@@ -263,7 +263,10 @@ def may_use(
 ) -> bool:
     try:
         authorize_use(platform, caller, view, built_by=built_by, built_with=built_with)
-    except WardenError:
+    except WardenError as refused:
+        # a tampered row or a store that cannot answer: fail closed, and say so (503)
+        if refused.status_code >= 500:
+            raise
         return False
     return True
 
