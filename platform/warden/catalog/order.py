@@ -234,10 +234,13 @@ def scrubbed(source: Path, target: Path, columns: list[ColumnInfo], identifiers:
         return source
     rng = np.random.default_rng(secrets.randbits(128))
     if (time := _time_order(source, columns, identifiers)) is not None:
-        order = _ties_shuffled(time, rng)
+        runs = time.rle().struct.field("len").to_numpy()  # one length per instant
+        del time
+        order = _ties_shuffled(runs, rng)
         if _in_order_follows(source, order, identifiers, rng) is None:
-            longest = int(np.bincount(time.rle_id().to_numpy()).max(initial=0))
-            if longest <= BUCKET_ROWS:  # each run fits in memory: rows stream, runs shuffled
+            if (
+                runs.max(initial=0) <= BUCKET_ROWS
+            ):  # each run fits in memory: rows stream, runs shuffled
                 return _stream_in_order(source, target, order)
             return _spill_in_order(source, target, order)
     return _spill_shuffled(source, target, rng)
@@ -262,13 +265,23 @@ def _time_order(
     return None
 
 
-def _ties_shuffled(time: pl.Series, rng: np.random.Generator) -> np.ndarray:
-    """Each output row's source row: in `time`'s (sorted) order, the rows of one instant in a
-    random order. A row moves only within its run of equal times."""
-    run = time.rle_id()
-    ties = pl.Series("_tie", rng.permutation(len(time)))
-    rows = pl.DataFrame({"_run": run, "_tie": ties}).with_row_index("_row")
-    return rows.sort("_run", "_tie").get_column("_row").to_numpy()
+def _ties_shuffled(runs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each output row's source row, for a log of runs of equal times `runs` long: in time
+    order, the rows of one instant in a random order (a row moves only within its run). Made
+    a bucket of whole runs at a time, so memory holds the answer (4 bytes a row up to 4G
+    rows) and a bucket's sort, not a sort of the log."""
+    ends = np.cumsum(runs)
+    n = int(ends[-1]) if len(ends) else 0
+    order = np.empty(n, dtype=np.uint32 if n <= np.iinfo(np.uint32).max else np.int64)
+    start, first = 0, 0  # first: the run that starts at row `start`
+    while start < n:
+        # whole runs up to BUCKET_ROWS rows, or one longer run alone
+        last = max(int(np.searchsorted(ends, start + BUCKET_ROWS, side="right")), first + 1)
+        stop = int(ends[last - 1])
+        run = np.repeat(np.arange(last - first), runs[first:last])
+        order[start:stop] = start + np.lexsort((rng.permutation(stop - start), run))
+        start, first = stop, last
+    return order
 
 
 def _batches(source: Path) -> Iterator[pa.RecordBatch]:
