@@ -133,3 +133,43 @@ def test_a_time_order_that_follows_the_id_still_goes_random(tmp_path: Path) -> N
     assert not stored["ts"].is_sorted() and not stored["ts"].is_sorted(descending=True)
     assert not _read_refused(out)
     assert _row_groups(out) == [GROUP] * (N // GROUP) + [N % GROUP]
+
+
+def test_a_long_log_is_judged_on_a_sample_and_keeps_its_time_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over 2·FOLLOWS_PAIRS rows the check reads a sample of adjacent pairs (here 1,000 of
+    10,000 rows' pairs): a log that follows no id keeps its time order."""
+    monkeypatch.setattr(order, "FOLLOWS_PAIRS", 1_000)
+    source = _log(tmp_path, descending=False)
+    out = scrubbed(source, tmp_path / "out.parquet", COLUMNS, ["user_id"])
+    stored = _same_rows(source, out)
+    assert stored["ts"].to_list() == pl.read_parquet(source)["ts"].to_list()
+
+
+def _blocks(n: int) -> np.ndarray:
+    """Ids 1..n as partitions by id % 16 concatenated, each ascending: ρ near 0, but row k
+    still gives the id away (neighbours hold neighbouring ids)."""
+    ids = np.arange(1, n + 1)
+    return np.concatenate([ids[ids % 16 == k] for k in range(16)])
+
+
+@pytest.mark.parametrize("pairs", [1_000_000, 1_000], ids=["exact", "sampled"])
+@pytest.mark.parametrize("follows", ["globally", "locally"])
+def test_a_long_log_that_follows_the_id_goes_random(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pairs: int, follows: str
+) -> None:
+    """One instant a row (no ties to shuffle), ids given in turn or in blocks: judged on all
+    rows or on a sample, the time order would give the ids away, so the rows go random."""
+    monkeypatch.setattr(order, "FOLLOWS_PAIRS", pairs)
+    ids = np.arange(1, N + 1) if follows == "globally" else _blocks(N)
+    start = datetime(2020, 1, 1)
+    ts = pl.datetime_range(start, start + timedelta(hours=N - 1), "1h", eager=True)
+    rows = pl.DataFrame({"user_id": ids, "x": np.arange(N), "name": [f"u{i}" for i in ids]})
+    source = _write(rows.with_columns(ts.alias("ts")), tmp_path / "source.parquet")
+    rho = rows.select(pl.corr(pl.int_range(N), "user_id", method="spearman")).item()
+    assert abs(rho) > 0.9 if follows == "globally" else abs(rho) < 0.1  # blocks: only locally
+    out = scrubbed(source, tmp_path / "out.parquet", COLUMNS, ["user_id"])
+    stored = _same_rows(source, out)
+    assert not stored["ts"].is_sorted() and not stored["ts"].is_sorted(descending=True)
+    assert not _read_refused(out)
