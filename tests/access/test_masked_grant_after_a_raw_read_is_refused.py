@@ -20,6 +20,8 @@ ever read masked is untouched. The raw read counts through a job or a service ac
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.access.conftest import Access
 
 RAW = "p, bob, acme, users, user_id, analytics, read, allow, ,"
@@ -46,20 +48,31 @@ def _dictionary(access: Access) -> dict[str, object]:
     return dict(zip(masked["user_id"].to_list(), raw["user_id"].to_list(), strict=True))
 
 
-def test_masked_grant_after_a_raw_read_is_refused(access: Access) -> None:
-    dictionary = _dictionary(access)
+def _ask_for_engagements(access: Access) -> tuple[str, Any]:
+    """bob asks for `engagements` with its `user_id` (granted masked), sam approves (pii: two
+    stewards) and tess's approval would grant it: her answer."""
     req = access.ask("bob", dataset="engagements", columns=["user_id", "action"],
                      purpose="analytics", duration="1d")  # fmt: skip
-    access.approve("sam", req["id"])  # pii: two stewards
-    review = access.review("tess", req["id"], "approve", "ok")
+    access.approve("sam", req["id"])
+    return req["id"], access.review("tess", req["id"], "approve", "ok")
+
+
+def _refused_for_a_raw_read(review: Any) -> None:
+    assert review.status_code == 403, review.text
+    assert "read raw in audit event" in review.json()["detail"]
+
+
+def test_masked_grant_after_a_raw_read_is_refused(access: Access) -> None:
+    dictionary = _dictionary(access)
+    req_id, review = _ask_for_engagements(access)
     relinked = 0
-    if review.status_code == 200 and access.show("bob", req["id"])["state"] == "approved":
+    if review.status_code == 200 and access.show("bob", req_id)["state"] == "approved":
         read = access.read("bob", "engagements", purpose="analytics", columns=["user_id", "action"])
         relinked = sum(p in dictionary for p in access.frame(read)["user_id"].to_list())
     assert relinked == 0, f"bob re-linked {relinked} engagements to raw user ids"
     assert review.status_code == 403, review.text
     assert "mixed exposure" in review.json()["detail"] and "read raw" in review.json()["detail"]
-    assert access.show("bob", req["id"])["state"] == "pending"
+    assert access.show("bob", req_id)["state"] == "pending"
     refused = [e for e in access.events("http.refused") if e["actor"] == "tess"]
     assert refused and "mixed exposure" in (refused[-1]["reason"] or ""), refused
 
@@ -68,11 +81,9 @@ def test_masked_grant_after_only_masked_reads_is_approved(access: Access) -> Non
     access.add_person("bob", [])
     access.reviewed_rules(MASKED, reason="bob sees user ids masked")
     assert access.read("bob", "users", purpose="analytics", columns=["user_id"]).status_code == 200
-    req = access.ask("bob", dataset="engagements", columns=["user_id", "action"],
-                     purpose="analytics", duration="1d")  # fmt: skip
-    access.approve("sam", req["id"])
-    assert access.review("tess", req["id"], "approve", "ok").status_code == 200
-    assert access.show("bob", req["id"])["state"] == "approved"
+    req_id, review = _ask_for_engagements(access)
+    assert review.status_code == 200
+    assert access.show("bob", req_id)["state"] == "approved"
 
 
 def test_raw_read_by_an_owned_service_account_counts_as_its_owner(access: Access) -> None:
@@ -90,12 +101,7 @@ def test_raw_read_by_an_owned_service_account_counts_as_its_owner(access: Access
     read = access.read("bob-bot", "users", purpose="analytics", columns=["user_id"])
     assert read.status_code == 200 and not read.headers.get("x-warden-masked-columns")
     assert access.propose("admin", remove=[bot_raw]).status_code == 200  # narrowing
-    req = access.ask("bob", dataset="engagements", columns=["user_id", "action"],
-                     purpose="analytics", duration="1d")  # fmt: skip
-    access.approve("sam", req["id"])
-    review = access.review("tess", req["id"], "approve", "ok")
-    assert review.status_code == 403, review.text
-    assert "read raw in audit event" in review.json()["detail"]
+    _refused_for_a_raw_read(_ask_for_engagements(access)[1])
 
 
 def test_raw_read_by_a_job_counts_as_its_launcher(access: Access) -> None:
@@ -107,9 +113,4 @@ def test_raw_read_by_a_job_counts_as_its_launcher(access: Access) -> None:
     read = job_read(access.w, token, "users", purpose="analytics", columns=["user_id"])
     assert read.status_code == 200 and not read.headers.get("x-warden-masked-columns")
     assert access.propose("admin", remove=[RAW]).status_code == 200  # narrowing
-    req = access.ask("bob", dataset="engagements", columns=["user_id", "action"],
-                     purpose="analytics", duration="1d")  # fmt: skip
-    access.approve("sam", req["id"])
-    review = access.review("tess", req["id"], "approve", "ok")
-    assert review.status_code == 403, review.text
-    assert "read raw in audit event" in review.json()["detail"]
+    _refused_for_a_raw_read(_ask_for_engagements(access)[1])
