@@ -43,8 +43,14 @@ def init_world() -> World:
     return World(dist.get_rank(), dist.get_world_size())
 
 
-def close_world(world: World) -> None:
+def close_world(world: World, *, finished: bool) -> None:
+    """Leave the process group. After a finished run each rank first waits for the others:
+    gloo aborted a rank whose peer tore its connections down while it was still leaving
+    ("terminate called without an active exception", SIGABRT, seen in CI under load). After a
+    failure no wait: the other ranks may be inside a collective that will never match."""
     if world.distributed and dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
 
 

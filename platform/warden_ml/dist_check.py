@@ -54,12 +54,14 @@ def reads(world: World) -> dict[str, object]:
 
 def run(out: Path, mode: str = "steps") -> None:
     world = init_world()
+    finished = False
     try:
         result = {"steps": steps, "reads": reads}[mode](world)
         out.mkdir(parents=True, exist_ok=True)
         torch.save({**result, "world": world.size}, out / f"rank{world.rank}.pt")
+        finished = True
     finally:
-        close_world(world)
+        close_world(world, finished=finished)
 
 
 if __name__ == "__main__":

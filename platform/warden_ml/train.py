@@ -363,10 +363,13 @@ def train_domain(spec: Spec, out: Path, client: Reader) -> dict[str, Any]:
     sampled by weight) with in-batch and mined hard negatives. Runs under torchrun."""
     timer = Timer()
     world = init_world()
+    finished = False
     try:
-        return _train_domain(spec, out, client, world, timer)
+        result = _train_domain(spec, out, client, world, timer)
+        finished = True
+        return result
     finally:
-        close_world(world)
+        close_world(world, finished=finished)
 
 
 def _train_domain(
