@@ -10,12 +10,18 @@ and unrelated ones in other tenants, for other entities, and after a rotation.
 The tokens of a column are computed once per (file, column, key) — dataset files are
 immutable — and looked up vectorised: compact integer ids index a dense array of tokens
 (a gather, tens of milliseconds for millions of rows); other ids go through a hash join.
+A streamed read does not wait for that table (a scan of the whole file's ids, which grows
+with the file: ~1 s for 30M rows): until it is built, in the background, each batch is
+masked with the tokens of its own values, which are the same tokens.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -130,19 +136,26 @@ def _within(slots: pl.Series, size: int) -> bool:
     )
 
 
-@lru_cache(maxsize=64)
-def token_table(file: DataFile | Path, column: str, key: bytes) -> TokenTable:
-    source = file if isinstance(file, DataFile) else DataFile(str(file))
-    held = source.scan().collect_schema()[column]
+def _check_maskable(column: str, held: pl.DataType) -> None:
     if held.is_nested() or held == pl.Object:
         # one pseudonym for a whole list or struct of ids joins nothing and hides nothing
         raise Unprocessable(
             f"identifier column {column!r} holds {held}, which cannot be masked; ask the"
             " dataset's owner to register its ids one to a column"
         )
-    distinct = source.scan().select(pl.col(column).unique().drop_nulls()).collect()[column]
+
+
+def _tokens(distinct: pl.Series, key: bytes) -> pl.Series:
     dtype = pl.Int64 if distinct.dtype.is_integer() else pl.Utf8
-    tokens = pl.Series([token(key, v) for v in distinct.to_list()], dtype=dtype)
+    return pl.Series([token(key, v) for v in distinct.to_list()], dtype=dtype)
+
+
+@lru_cache(maxsize=64)
+def token_table(file: DataFile | Path, column: str, key: bytes) -> TokenTable:
+    source = file if isinstance(file, DataFile) else DataFile(str(file))
+    _check_maskable(column, source.scan().collect_schema()[column])
+    distinct = source.scan().select(pl.col(column).unique().drop_nulls()).collect()[column]
+    tokens = _tokens(distinct, key)
     if not distinct.dtype.is_integer() or distinct.is_empty():
         return TokenTable(distinct, tokens)
     low, high = int(distinct.min()), int(distinct.max())  # type: ignore[arg-type]
@@ -169,11 +182,60 @@ def keyed_hash_expr(column: str, file: DataFile | Path, key: bytes) -> pl.Expr:
     return token_table(file, column, key).expr(column)
 
 
+def frame_table(ids: pl.Series, key: bytes) -> TokenTable:
+    """Raw → token for the values of `ids` alone (a batch of a stream)."""
+    _check_maskable(str(ids.name), ids.dtype)
+    distinct = ids.unique().drop_nulls()
+    return TokenTable(distinct, _tokens(distinct, key))
+
+
+class _TablesMade:
+    """The file's token tables being built in the background, one thread, for the batches
+    of streams that do not wait for them."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._made: OrderedDict[tuple[DataFile | Path, str, bytes], Future[TokenTable]] = (
+            OrderedDict()
+        )
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warden-tokens")
+
+    def ready(self, file: DataFile | Path, column: str, key: bytes) -> TokenTable | None:
+        """The table if built; otherwise None, and its building started (once)."""
+        at = (file, column, key)
+        with self._lock:
+            made = self._made.get(at)
+            if made is None:
+                self._made[at] = self._pool.submit(token_table, file, column, key)
+                while len(self._made) > self._size:
+                    self._made.popitem(last=False)
+                return None
+            self._made.move_to_end(at)
+        if not made.done():
+            return None
+        if made.exception() is not None:
+            with self._lock:  # tried again by a later batch; this one is masked on its own
+                if self._made.get(at) is made:
+                    del self._made[at]
+            return None
+        return made.result()
+
+
+tables_made = _TablesMade(64)
+
+
 def keyed_hash_frame(
-    frame: pl.DataFrame, column: str, file: DataFile | Path, key: bytes
+    frame: pl.DataFrame, column: str, file: DataFile | Path, key: bytes, *, wait: bool = True
 ) -> pl.DataFrame:
-    """Mask a collected frame."""
-    return token_table(file, column, key).apply(frame, column)
+    """Mask a collected frame. `wait=False` (a stream's batch): with the file's token table
+    once it is built, until then with the tokens of the frame's own values."""
+    if wait:
+        return token_table(file, column, key).apply(frame, column)
+    table = tables_made.ready(file, column, key)
+    if table is None:
+        table = frame_table(frame[column], key)
+    return table.apply(frame, column)
 
 
 def blank_expr(column: str, dtype: pl.DataType) -> pl.Expr:
