@@ -87,6 +87,8 @@ def test_a_stream_batch_masked_before_the_file_table_is_built_gets_the_same_toke
         assert masking.keyed_hash_frame(frame, "id", path, KEY, wait=False)["id"].to_list() == (
             _expected(ids)
         )
+        # a later batch waits for the table being built aside (built once, not twice)
+        assert masking.keyed_hash_frame(frame, "id", path, KEY)["id"].to_list() == _expected(ids)
         deadline = time.monotonic() + 30
         while (table := fresh.ready(path, "id", KEY)) is None and time.monotonic() < deadline:
             time.sleep(0.01)

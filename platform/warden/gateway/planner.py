@@ -291,9 +291,9 @@ def _first_rows(plan: Plan) -> pl.DataFrame | None:
 def batches(plan: Plan, rows: int = BATCH_ROWS) -> Iterator[pl.DataFrame]:
     """Run the plan on polars' streaming engine, a batch at a time (bounded memory: the scan
     reads row groups as the consumer asks for batches), masks applied to each batch."""
-    for frame in plan.frame.collect_batches(chunk_size=rows):
+    for at, frame in enumerate(plan.frame.collect_batches(chunk_size=rows)):
         # the first byte does not wait for a scan of every id in the file (see masking.py)
-        yield _late_masks(plan, frame, wait=False)
+        yield _late_masks(plan, frame, wait=at > 0)
 
 
 def _late_masks(plan: Plan, frame: pl.DataFrame, *, wait: bool = True) -> pl.DataFrame:
