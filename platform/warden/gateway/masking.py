@@ -240,10 +240,8 @@ def keyed_hash_frame(
     once it is built, until then with the tokens of the frame's own values."""
     if wait:  # not built twice at once: the lru cache does not wait for a call under way
         table = tables_made.waited(file, column, key) or token_table(file, column, key)
-        return table.apply(frame, column)
-    table = tables_made.ready(file, column, key)
-    if table is None:
-        table = frame_table(frame[column], key)
+    else:
+        table = tables_made.ready(file, column, key) or frame_table(frame[column], key)
     return table.apply(frame, column)
 
 
