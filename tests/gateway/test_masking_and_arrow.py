@@ -4,7 +4,6 @@ the plain definitions (one HMAC per value; one IPC stream written in one go)."""
 from __future__ import annotations
 
 import hashlib
-import time
 from pathlib import Path
 
 import polars as pl
@@ -80,25 +79,19 @@ def test_a_stream_batch_masked_before_the_file_table_is_built_gets_the_same_toke
     frame = pl.DataFrame({"id": ids, "n": range(len(ids))})
     path = _write(tmp_path, "stream", frame)
     masking.token_table.cache_clear()
-    fresh = masking._TablesMade(4)
-    masking.tables_made, kept = fresh, masking.tables_made
-    try:
-        # cold: masked with the batch's own tokens while the file's table is built aside
-        assert masking.keyed_hash_frame(frame, "id", path, KEY, wait=False)["id"].to_list() == (
-            _expected(ids)
-        )
-        # a later batch waits for the table being built aside (built once, not twice)
-        assert masking.keyed_hash_frame(frame, "id", path, KEY)["id"].to_list() == _expected(ids)
-        deadline = time.monotonic() + 30
-        while (table := fresh.ready(path, "id", KEY)) is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert table is masking.token_table(path, "id", KEY)  # built, and used from now on
-        batch = frame.slice(7, 20_001)
-        assert masking.keyed_hash_frame(batch, "id", path, KEY, wait=False)["id"].to_list() == (
-            _expected(batch["id"].to_list())
-        )
-    finally:
-        masking.tables_made = kept
+    masking._built.clear()
+    # cold: masked with the batch's own tokens, and the file's table left unbuilt
+    assert masking.keyed_hash_frame(frame, "id", path, KEY, wait=False)["id"].to_list() == (
+        _expected(ids)
+    )
+    assert masking.built_table(path, "id", KEY) is None
+    # a later batch builds it; from then on a first batch uses it
+    assert masking.keyed_hash_frame(frame, "id", path, KEY)["id"].to_list() == _expected(ids)
+    assert masking.built_table(path, "id", KEY) is masking.token_table(path, "id", KEY)
+    batch = frame.slice(7, 20_001)
+    assert masking.keyed_hash_frame(batch, "id", path, KEY, wait=False)["id"].to_list() == (
+        _expected(batch["id"].to_list())
+    )
 
 
 def test_a_stream_batch_of_nested_ids_is_refused_without_waiting(tmp_path: Path) -> None:

@@ -11,9 +11,9 @@ The tokens of a column are computed once per (file, column, key) — dataset fil
 immutable — and looked up vectorised: compact integer ids index a dense array of tokens
 (a gather, tens of milliseconds for millions of rows); other ids go through a hash join.
 A streamed read's first batch does not wait for that table (a scan of the whole file's ids,
-which grows with the file: ~1 s for 30M rows on SeaweedFS): while it is built in the
-background, the first batch is masked with the tokens of its own values (the same tokens);
-the next batches wait for the table, so its cost is paid once, beside the first send.
+which grows with the file: ~1 s for 30M rows on SeaweedFS): until a read built it, the first
+batch is masked with the tokens of its own values (the same tokens); the second batch builds
+it, while the first is sent. A read of one batch (a limit) never builds it.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import hashlib
 import hmac
 import threading
 from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -153,6 +152,21 @@ def _tokens(distinct: pl.Series, key: bytes) -> pl.Series:
 
 @lru_cache(maxsize=64)
 def token_table(file: DataFile | Path, column: str, key: bytes) -> TokenTable:
+    table = _token_table(file, column, key)
+    with _built_lock:
+        _built[(file, column, key)] = table
+        while len(_built) > BUILT_TABLES:
+            _built.popitem(last=False)
+    return table
+
+
+# the tables `token_table` built, to be looked up without building one (`built_table`)
+BUILT_TABLES = 64
+_built: OrderedDict[tuple[DataFile | Path, str, bytes], TokenTable] = OrderedDict()
+_built_lock = threading.Lock()
+
+
+def _token_table(file: DataFile | Path, column: str, key: bytes) -> TokenTable:
     source = file if isinstance(file, DataFile) else DataFile(str(file))
     _check_maskable(column, source.scan().collect_schema()[column])
     distinct = source.scan().select(pl.col(column).unique().drop_nulls()).collect()[column]
@@ -190,58 +204,21 @@ def frame_table(ids: pl.Series, key: bytes) -> TokenTable:
     return TokenTable(distinct, _tokens(distinct, key))
 
 
-class _TablesMade:
-    """The file's token tables being built in the background, one thread, for the batches
-    of streams that do not wait for them."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._made: OrderedDict[tuple[DataFile | Path, str, bytes], Future[TokenTable]] = (
-            OrderedDict()
-        )
-        self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warden-tokens")
-
-    def ready(self, file: DataFile | Path, column: str, key: bytes) -> TokenTable | None:
-        """The table if built; otherwise None, and its building started (once)."""
-        at = (file, column, key)
-        with self._lock:
-            made = self._made.get(at)
-            if made is None:
-                self._made[at] = self._pool.submit(token_table, file, column, key)
-                while len(self._made) > self._size:
-                    self._made.popitem(last=False)
-                return None
-            self._made.move_to_end(at)
-        if not made.done():
-            return None
-        if made.exception() is not None:
-            with self._lock:  # tried again by a later batch; this one is masked on its own
-                if self._made.get(at) is made:
-                    del self._made[at]
-            return None
-        return made.result()
-
-    def waited(self, file: DataFile | Path, column: str, key: bytes) -> TokenTable | None:
-        """The table being built aside, once built; None if none is (or its build failed)."""
-        made = self._made.get((file, column, key))
-        if made is None or made.exception() is not None:
-            return None
-        return made.result()
-
-
-tables_made = _TablesMade(64)
+def built_table(file: DataFile | Path, column: str, key: bytes) -> TokenTable | None:
+    """The file's token table if a read built it already; never builds it."""
+    with _built_lock:
+        return _built.get((file, column, key))
 
 
 def keyed_hash_frame(
     frame: pl.DataFrame, column: str, file: DataFile | Path, key: bytes, *, wait: bool = True
 ) -> pl.DataFrame:
-    """Mask a collected frame. `wait=False` (a stream's batch): with the file's token table
-    once it is built, until then with the tokens of the frame's own values."""
-    if wait:  # not built twice at once: the lru cache does not wait for a call under way
-        table = tables_made.waited(file, column, key) or token_table(file, column, key)
+    """Mask a collected frame. `wait=False` (a stream's first batch): with the file's token
+    table if it is built, otherwise with the tokens of the frame's own values."""
+    if wait:
+        table = token_table(file, column, key)
     else:
-        table = tables_made.ready(file, column, key) or frame_table(frame[column], key)
+        table = built_table(file, column, key) or frame_table(frame[column], key)
     return table.apply(frame, column)
 
 
