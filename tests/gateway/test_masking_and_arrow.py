@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.ipc as pa_ipc
 import pytest
 
+from warden.errors import Unprocessable
 from warden.gateway import masking
 from warden.gateway.arrow import IPC_OPTIONS, ONE_CALL_ROWS, ArrowStream, to_arrow
 from warden.gateway.stream import LiveStream, Outcome
@@ -67,6 +68,38 @@ def test_values_missing_from_the_file_mask_to_null(tmp_path: Path) -> None:
     assert masked == [masking.token(KEY, 10), None, None, None, None, None, None]
     expr = other.with_columns(masking.keyed_hash_expr("id", path, KEY).alias("id"))
     assert expr["id"].to_list() == masked
+
+
+@pytest.mark.parametrize(
+    "ids", [[5, 6, None, 9, 5] * 6_000, ["u1", None, "u2", "u1", "zz"] * 6_000]
+)
+def test_a_stream_batch_masked_before_the_file_table_is_built_gets_the_same_tokens(
+    tmp_path: Path, ids: list[object]
+) -> None:
+    frame = pl.DataFrame({"id": ids, "n": range(len(ids))})
+    path = _write(tmp_path, "stream", frame)
+    masking.token_table.cache_clear()
+    masking._built.clear()
+    # cold: masked with the batch's own tokens, and the file's table left unbuilt
+    assert masking.keyed_hash_frame(frame, "id", path, KEY, wait=False)["id"].to_list() == (
+        _expected(ids)
+    )
+    assert masking.built_table(path, "id", KEY) is None
+    # a later batch builds it; from then on a first batch uses it
+    assert masking.keyed_hash_frame(frame, "id", path, KEY)["id"].to_list() == _expected(ids)
+    assert masking.built_table(path, "id", KEY) is masking.token_table(path, "id", KEY)
+    batch = frame.slice(7, 20_001)
+    assert masking.keyed_hash_frame(batch, "id", path, KEY, wait=False)["id"].to_list() == (
+        _expected(batch["id"].to_list())
+    )
+
+
+def test_a_stream_batch_of_nested_ids_is_refused_without_waiting(tmp_path: Path) -> None:
+    frame = pl.DataFrame({"id": [[1, 2], [3]]})
+    path = _write(tmp_path, "nested", frame)
+    masking.token_table.cache_clear()
+    with pytest.raises(Unprocessable):
+        masking.keyed_hash_frame(frame, "id", path, KEY, wait=False)
 
 
 def _reference(table: pa.Table) -> bytes:

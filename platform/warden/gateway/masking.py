@@ -10,12 +10,18 @@ and unrelated ones in other tenants, for other entities, and after a rotation.
 The tokens of a column are computed once per (file, column, key) — dataset files are
 immutable — and looked up vectorised: compact integer ids index a dense array of tokens
 (a gather, tens of milliseconds for millions of rows); other ids go through a hash join.
+A streamed read's first batch does not wait for that table (a scan of the whole file's ids,
+which grows with the file: ~1 s for 30M rows on SeaweedFS): until a read built it, the first
+batch is masked with the tokens of its own values (the same tokens); the second batch builds
+it, while the first is sent. A read of one batch (a limit) never builds it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -130,19 +136,41 @@ def _within(slots: pl.Series, size: int) -> bool:
     )
 
 
-@lru_cache(maxsize=64)
-def token_table(file: DataFile | Path, column: str, key: bytes) -> TokenTable:
-    source = file if isinstance(file, DataFile) else DataFile(str(file))
-    held = source.scan().collect_schema()[column]
+def _check_maskable(column: str, held: pl.DataType) -> None:
     if held.is_nested() or held == pl.Object:
         # one pseudonym for a whole list or struct of ids joins nothing and hides nothing
         raise Unprocessable(
             f"identifier column {column!r} holds {held}, which cannot be masked; ask the"
             " dataset's owner to register its ids one to a column"
         )
-    distinct = source.scan().select(pl.col(column).unique().drop_nulls()).collect()[column]
+
+
+def _tokens(distinct: pl.Series, key: bytes) -> pl.Series:
     dtype = pl.Int64 if distinct.dtype.is_integer() else pl.Utf8
-    tokens = pl.Series([token(key, v) for v in distinct.to_list()], dtype=dtype)
+    return pl.Series([token(key, v) for v in distinct.to_list()], dtype=dtype)
+
+
+@lru_cache(maxsize=64)
+def token_table(file: DataFile | Path, column: str, key: bytes) -> TokenTable:
+    table = _token_table(file, column, key)
+    with _built_lock:
+        _built[(file, column, key)] = table
+        while len(_built) > BUILT_TABLES:
+            _built.popitem(last=False)
+    return table
+
+
+# the tables `token_table` built, to be looked up without building one (`built_table`)
+BUILT_TABLES = 64
+_built: OrderedDict[tuple[DataFile | Path, str, bytes], TokenTable] = OrderedDict()
+_built_lock = threading.Lock()
+
+
+def _token_table(file: DataFile | Path, column: str, key: bytes) -> TokenTable:
+    source = file if isinstance(file, DataFile) else DataFile(str(file))
+    _check_maskable(column, source.scan().collect_schema()[column])
+    distinct = source.scan().select(pl.col(column).unique().drop_nulls()).collect()[column]
+    tokens = _tokens(distinct, key)
     if not distinct.dtype.is_integer() or distinct.is_empty():
         return TokenTable(distinct, tokens)
     low, high = int(distinct.min()), int(distinct.max())  # type: ignore[arg-type]
@@ -169,11 +197,29 @@ def keyed_hash_expr(column: str, file: DataFile | Path, key: bytes) -> pl.Expr:
     return token_table(file, column, key).expr(column)
 
 
+def frame_table(ids: pl.Series, key: bytes) -> TokenTable:
+    """Raw → token for the values of `ids` alone (a batch of a stream)."""
+    _check_maskable(str(ids.name), ids.dtype)
+    distinct = ids.unique().drop_nulls()
+    return TokenTable(distinct, _tokens(distinct, key))
+
+
+def built_table(file: DataFile | Path, column: str, key: bytes) -> TokenTable | None:
+    """The file's token table if a read built it already; never builds it."""
+    with _built_lock:
+        return _built.get((file, column, key))
+
+
 def keyed_hash_frame(
-    frame: pl.DataFrame, column: str, file: DataFile | Path, key: bytes
+    frame: pl.DataFrame, column: str, file: DataFile | Path, key: bytes, *, wait: bool = True
 ) -> pl.DataFrame:
-    """Mask a collected frame."""
-    return token_table(file, column, key).apply(frame, column)
+    """Mask a collected frame. `wait=False` (a stream's first batch): with the file's token
+    table if it is built, otherwise with the tokens of the frame's own values."""
+    if wait:
+        table = token_table(file, column, key)
+    else:
+        table = built_table(file, column, key) or frame_table(frame[column], key)
+    return table.apply(frame, column)
 
 
 def blank_expr(column: str, dtype: pl.DataType) -> pl.Expr:

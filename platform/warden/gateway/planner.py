@@ -291,13 +291,14 @@ def _first_rows(plan: Plan) -> pl.DataFrame | None:
 def batches(plan: Plan, rows: int = BATCH_ROWS) -> Iterator[pl.DataFrame]:
     """Run the plan on polars' streaming engine, a batch at a time (bounded memory: the scan
     reads row groups as the consumer asks for batches), masks applied to each batch."""
-    for frame in plan.frame.collect_batches(chunk_size=rows):
-        yield _late_masks(plan, frame)
+    for at, frame in enumerate(plan.frame.collect_batches(chunk_size=rows)):
+        # the first byte does not wait for a scan of every id in the file (see masking.py)
+        yield _late_masks(plan, frame, wait=at > 0)
 
 
-def _late_masks(plan: Plan, frame: pl.DataFrame) -> pl.DataFrame:
+def _late_masks(plan: Plan, frame: pl.DataFrame, *, wait: bool = True) -> pl.DataFrame:
     for column in plan.late_masks:
-        frame = keyed_hash_frame(frame, column, plan.file, plan.keys[column])
+        frame = keyed_hash_frame(frame, column, plan.file, plan.keys[column], wait=wait)
     return frame
 
 
