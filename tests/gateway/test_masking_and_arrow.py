@@ -45,7 +45,7 @@ def test_masks_equal_one_keyed_hash_per_value(
     repeated = (ids * (rows // len(ids) + 1))[: max(rows, len(ids))]
     frame = pl.DataFrame({"id": repeated, "n": range(len(repeated))})
     path = _write(tmp_path, name, frame)
-    masking.token_table.cache_clear()
+    masking.forget_tables()
     assert (masking.token_table(path, "id", KEY).dense is not None) is dense
     expected = _expected(repeated)
 
@@ -62,7 +62,7 @@ def test_masks_equal_one_keyed_hash_per_value(
 
 def test_values_missing_from_the_file_mask_to_null(tmp_path: Path) -> None:
     path = _write(tmp_path, "ids", pl.DataFrame({"id": [10, 11, 12, 14]}))
-    masking.token_table.cache_clear()
+    masking.forget_tables()
     other = pl.DataFrame({"id": [10, 13, 15, 9, -(2**63), 2**63 - 1, None]})
     masked = masking.keyed_hash_frame(other, "id", path, KEY)["id"].to_list()
     assert masked == [masking.token(KEY, 10), None, None, None, None, None, None]
@@ -78,7 +78,7 @@ def test_a_stream_batch_masked_before_the_file_table_is_built_gets_the_same_toke
 ) -> None:
     frame = pl.DataFrame({"id": ids, "n": range(len(ids))})
     path = _write(tmp_path, "stream", frame)
-    masking.token_table.cache_clear()
+    masking.forget_tables()
     masking._built.clear()
     # cold: masked with the batch's own tokens, and the file's table left unbuilt
     assert masking.keyed_hash_frame(frame, "id", path, KEY, wait=False)["id"].to_list() == (
@@ -97,7 +97,7 @@ def test_a_stream_batch_masked_before_the_file_table_is_built_gets_the_same_toke
 def test_a_stream_batch_of_nested_ids_is_refused_without_waiting(tmp_path: Path) -> None:
     frame = pl.DataFrame({"id": [[1, 2], [3]]})
     path = _write(tmp_path, "nested", frame)
-    masking.token_table.cache_clear()
+    masking.forget_tables()
     with pytest.raises(Unprocessable):
         masking.keyed_hash_frame(frame, "id", path, KEY, wait=False)
 

@@ -23,7 +23,7 @@ import hmac
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -150,20 +150,24 @@ def _tokens(distinct: pl.Series, key: bytes) -> pl.Series:
     return pl.Series([token(key, v) for v in distinct.to_list()], dtype=dtype)
 
 
-@lru_cache(maxsize=64)
-def token_table(file: DataFile | Path, column: str, key: bytes) -> TokenTable:
-    table = _token_table(file, column, key)
-    with _built_lock:
-        _built[(file, column, key)] = table
-        while len(_built) > BUILT_TABLES:
-            _built.popitem(last=False)
-    return table
-
-
-# the tables `token_table` built, to be looked up without building one (`built_table`)
+# the tables `token_table` built, least recently used first: one cache, looked up without
+# building by `built_table`
 BUILT_TABLES = 64
 _built: OrderedDict[tuple[DataFile | Path, str, bytes], TokenTable] = OrderedDict()
 _built_lock = threading.Lock()
+
+
+def token_table(file: DataFile | Path, column: str, key: bytes) -> TokenTable:
+    at = (file, column, key)
+    if (table := built_table(file, column, key)) is not None:
+        return table
+    table = _token_table(file, column, key)  # outside the lock: other files' reads go on
+    with _built_lock:
+        _built[at] = table
+        _built.move_to_end(at)
+        while len(_built) > BUILT_TABLES:
+            _built.popitem(last=False)
+    return table
 
 
 def _token_table(file: DataFile | Path, column: str, key: bytes) -> TokenTable:
@@ -204,10 +208,19 @@ def frame_table(ids: pl.Series, key: bytes) -> TokenTable:
     return TokenTable(distinct, _tokens(distinct, key))
 
 
+def forget_tables() -> None:
+    """Drop every built table (tests; a file's table is otherwise kept until evicted)."""
+    with _built_lock:
+        _built.clear()
+
+
 def built_table(file: DataFile | Path, column: str, key: bytes) -> TokenTable | None:
     """The file's token table if a read built it already; never builds it."""
     with _built_lock:
-        return _built.get((file, column, key))
+        table = _built.get((file, column, key))
+        if table is not None:
+            _built.move_to_end((file, column, key))
+        return table
 
 
 def keyed_hash_frame(
