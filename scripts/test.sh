@@ -40,4 +40,5 @@ bash scripts/docker-up.sh >/dev/null 2>&1 || echo "note: no Docker Engine here; 
 if [ "$(df --output=avail -k /dev/shm 2>/dev/null | tail -1)" -gt 4194304 ] 2>/dev/null; then
     basetemp=$(mktemp -d /dev/shm/warden-tests.XXXXXX)
 fi
-.venv/bin/pytest -n 2 --dist loadgroup ${basetemp:+--basetemp="$basetemp"} "$@"
+# The 25 slowest steps close the report: where the suite's time goes, in every CI log.
+.venv/bin/pytest -n 2 --dist loadgroup --durations=25 ${basetemp:+--basetemp="$basetemp"} "$@"

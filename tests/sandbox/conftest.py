@@ -9,6 +9,7 @@ when they fail.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,9 +119,17 @@ class Sandboxes:
 def sandboxes(warden: WardenHarness, sandbox_images: dict[str, str]) -> Iterator[Sandboxes]:
     grant_sandbox_roles(warden)
     harness = Sandboxes(warden)
+    before = set(threading.enumerate())
     yield harness
     harness.runtime.shutdown()
     harness.runtime.reconcile()
+    # A test that plays a dead process (`_live.clear()`) leaves its watcher waiting on the
+    # container: the reconcile above ends it, and it must write its exit before this test's
+    # database is deleted (else it fails a later test with "unable to open database file").
+    for thread in set(threading.enumerate()) - before:
+        if thread.name.startswith("sandbox-watch-"):
+            thread.join(timeout=60)
+            assert not thread.is_alive(), f"{thread.name} outlived its test"
 
 
 def grant_sandbox_roles(warden: WardenHarness) -> None:
