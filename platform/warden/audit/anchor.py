@@ -82,6 +82,11 @@ SANDBOX_LAUNCH = "sandbox.launch"
 # log (access/repository.py): cut from the tail, the next one would pass.
 BREAK_GLASS = "access.break_glass"
 AT_ONCE = (*ENDING, COMPLETION, SANDBOX_LAUNCH, BREAK_GLASS)
+# A read that returned identifiers unmasked (the gateway names them in `details.raw_ids`): its
+# reader keeps them (policy/raw_reads.py counts it against a later masked grant), so it must
+# not be cut from the tail. Checkpointed at once the first time a process sees its reader read
+# that place raw: a place anchored once counts whatever later reads of it are cut.
+RAW_READ = "dataset.read"
 
 # Told of every committed event that ends access, in the committing process (identity takes
 # them into its memory): (engine, events).
@@ -91,6 +96,20 @@ _observers: list[Callable[[Any, Sequence[AuditEvent | Ending]], None]] = []
 
 def observe(callback: Callable[[Any, Sequence[AuditEvent | Ending]], None]) -> None:
     _observers.append(callback)
+
+
+# (tenant, reader, dataset, column, purpose) of a read that returned the column unmasked
+RawPlace = tuple[str, str, str, str, str]
+
+
+def raw_places(event: AuditEvent) -> set[RawPlace]:
+    """The places an allowed read shows its reader (a job's launcher) reading raw."""
+    ids = (event.details or {}).get("raw_ids") if event.action == RAW_READ else None
+    if event.decision != "allow" or not isinstance(ids, list):
+        return set()
+    reader = event.on_behalf_of or event.actor
+    return {(event.tenant or "", reader, event.dataset or "", str(c), event.purpose or "")
+            for c in ids}  # fmt: skip
 
 
 def holds(action: str, decision: str) -> bool:
@@ -112,9 +131,14 @@ class Anchor:
         self.alarms = Alarms.beside(checkpointer.store)
         self._alarms_seen: tuple[int, int, int] | None = None  # the alarm file's, as for _seen
         self._standing: str | None = None  # why an alarm stands, as last read
+        self._raw_anchored: set[RawPlace] = set()  # places a checkpoint shows read raw
 
     def committed(self, engine: Any, events: Sequence[AuditEvent]) -> None:
-        if not any(e.action in AT_ONCE for e in events):
+        """Anchor what must not wait in the tail. AuditUnavailable when a read of raw
+        identifiers could not be anchored (its answer must not leave)."""
+        with self._lock:
+            raw = {p for e in events for p in raw_places(e)} - self._raw_anchored
+        if not raw and not any(e.action in AT_ONCE for e in events):
             return
         ending = [e for e in events if holds(e.action, e.decision)]
         for callback in _observers if ending else ():
@@ -125,12 +149,19 @@ class Anchor:
             log.exception("no checkpoint after an event that ends access")
             if ending:  # not anchored: the other processes would not hear of these either
                 self._raise_alarm(ending, f"it failed: {type(exc).__name__}")
+            if raw:
+                raise AuditUnavailable("a read of raw identifiers could not be anchored") from exc
             return
         if outcome.findings:
             self.tampered = "; ".join(f.detail for f in outcome.findings)
             log.error("the audit chain was tampered with: %s", self.tampered)
             if ending:  # the other processes would not hear of these from the database
                 self._raise_alarm(ending, f"it was refused: {self.tampered}")
+            if raw:
+                raise AuditUnavailable("the audit chain was tampered with; run `audit verify`")
+            return
+        with self._lock:
+            self._raw_anchored |= raw
 
     def _raise_alarm(self, ending: Sequence[AuditEvent], why: str) -> None:
         carried = [
