@@ -222,6 +222,10 @@ class Anchor:
             self._standing = "; ".join(f"{a.id}: {a.reason}" for a in standing) or None
             self._alarms_seen = seen
 
+    def newest(self) -> Checkpoint | None:
+        """The newest checkpoint in the folder, as last seen."""
+        return self._newest()
+
     def _newest(self) -> Checkpoint | None:
         """The newest checkpoint in the file (re-read only when the file changed); until the
         database is held to it, every call returns it again, so a refusal keeps refusing."""
