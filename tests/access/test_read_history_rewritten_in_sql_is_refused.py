@@ -70,3 +70,23 @@ def test_a_history_of_the_chain_s_own_events_decides_as_before(access: Access) -
     access.approve("sam", req["id"])
     assert access.review("tess", req["id"], "approve", "ok").status_code == 200
     assert access.show("bob", req["id"])["state"] == "approved"
+
+
+def test_a_raw_read_verified_before_the_rewrite_stays_counted(access: Access) -> None:
+    """A process keeps what it verified of a history at or below a signed checkpoint: the raw
+    read it saw still counts after its row is rewritten (and the next check reads only what
+    came since)."""
+    access.add_person("bob", [])
+    access.reviewed_rules([RAW, *MASKED], reason="bob studies users")
+    raw_read = access.read("bob", "users", purpose="analytics", columns=["user_id", "region"])
+    assert raw_read.status_code == 200
+    narrowed = access.propose("admin", remove=[RAW], reason="bob sees user ids masked now")
+    assert narrowed.status_code == 200, narrowed.text  # its check read bob's history
+    sql(access.w, "UPDATE audit_event SET masked_columns = :m WHERE id = :i",
+        m='["user_id"]', i=raw_read.headers["x-warden-audit-event"])  # fmt: skip
+    req = access.ask("bob", dataset="engagements", columns=["user_id", "action"],
+                     purpose="analytics", duration="1d")  # fmt: skip
+    access.approve("sam", req["id"])
+    review = access.review("tess", req["id"], "approve", "ok")
+    assert review.status_code == 403, review.text
+    assert f"read raw in audit event {raw_read.headers['x-warden-audit-event']}" in review.text

@@ -13,7 +13,10 @@ start) refuses the change (AuditUnavailable, 503) instead of being skipped.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import RowMapping, or_, select
 from sqlalchemy.orm import Session
@@ -36,7 +39,8 @@ def logged_raw_reads(
 ) -> dict[str, dict[str, list[Place]]]:
     """Per tenant of `catalog`, reader -> a place per (dataset, column, purpose) of its
     columns the log shows them reading raw (the first genuine event that did). `names`: only
-    these readers (default: every reader)."""
+    these readers (default: every reader). AuditUnavailable (503, audited as a refusal) when
+    their history holds an event that is not the chain's own."""
     columns: dict[tuple[str, str], set[str]] = {}
     for t, cols in catalog.items():
         for ic in cols:
@@ -46,25 +50,34 @@ def logged_raw_reads(
     table = AuditEvent.__table__
     top = db.scalar(select(AuditHead.seq).where(AuditHead.id == HEAD_ID)) or 0
     c = table.c
+    held = anchor_for(db.get_bind())
+    newest = held.newest() if held is not None else None
+    # this process's verified history, kept only at or below a signed checkpoint
+    history = _history(db.get_bind()) if names is not None and newest is not None else None
+    wanted = sorted(set(names)) if names is not None else []
+    asked = [(t, n, d) for (t, d) in columns for n in wanted]
+    lo = min(history.through(asked)) if history is not None else 0
     query = select(table).where(
         c.action == "dataset.read",
         c.decision == "allow",
         c.tenant.in_(sorted(catalog)),
         c.dataset.in_(sorted({d for _, d in columns})),
+        c.seq > lo,
         c.seq <= top,
     )
     if names is not None:
-        wanted = sorted(set(names))
         query = query.where(or_(c.actor.in_(wanted), c.on_behalf_of.in_(wanted)))
     keys = keys_for(db.get_bind())
     unkeyed_until: int | None = None
-    found: dict[str, dict[str, list[Place]]] = {}
-    seen: set[tuple[str, str, str, str, str]] = set()
+    fresh: dict[HistoryKey, dict[tuple[str, str], tuple[str, int]]] = {}
     for event in db.connection().execute(query.order_by(c.seq)).mappings():
+        reader = event["on_behalf_of"] or event["actor"]
+        key = (event["tenant"], reader, event["dataset"])
+        if history is not None and event["seq"] <= history.through([key])[0]:
+            continue  # verified here before: what it showed is kept
         if event["chain_v"] == CHAIN_V1 and unkeyed_until is None:
             unkeyed_until = _unkeyed_until(db)
         if not _own(event, keys, unkeyed_until):
-            reader = event["on_behalf_of"] or event["actor"]
             refused = AuditUnavailable(
                 f"audit event {event['id']} (seq {event['seq']}) of the read history of {reader!r}"
                 " is not the chain's own; nothing that depends on it is decided until an operator"
@@ -72,16 +85,74 @@ def logged_raw_reads(
             )
             refused.audit_refusal = True
             raise refused
-        tenant, dataset, purpose = event["tenant"], event["dataset"], event["purpose"] or ""
-        reader = event["on_behalf_of"] or event["actor"]
         raw = set(event["columns"] or ()) - set(event["masked_columns"] or ())
-        for col in sorted(raw & columns[(tenant, dataset)]):
-            key = (tenant, reader, dataset, col, purpose)
-            if key not in seen:
-                seen.add(key)
-                place = Place(dataset, col, purpose, None, event=event["id"])
+        places = fresh.setdefault(key, {})
+        for col in sorted(raw):
+            places.setdefault((col, event["purpose"] or ""), (event["id"], event["seq"]))
+    kept = (
+        history.keep(asked, fresh, min(top, newest.seq))
+        if history is not None and newest is not None
+        else {}
+    )
+    found: dict[str, dict[str, list[Place]]] = {}
+    for key in sorted({*kept, *fresh}):
+        tenant, reader, dataset = key
+        shown = {**{p: e for p, (e, _) in fresh.get(key, {}).items()}, **kept.get(key, {})}
+        for (col, purpose), event_id in sorted(shown.items()):
+            if col in columns.get((tenant, dataset), ()):
+                place = Place(dataset, col, purpose, None, event=event_id)
                 found.setdefault(tenant, {}).setdefault(reader, []).append(place)
     return found
+
+
+# (tenant, reader, dataset)
+HistoryKey = tuple[str, str, str]
+
+
+class _History:
+    """What this process verified of readers' histories: per (tenant, reader, dataset), the
+    seq verified through and the (column, purpose) read raw, with the first event showing it.
+    A reader keeps what they read, so a verified raw read stays counted whatever is done to its
+    row later, and the next check reads only the events after it. Only events at or below a
+    signed checkpoint are kept: the tail past it can still be cut and its seqs reused."""
+
+    def __init__(self) -> None:
+        self._through: dict[HistoryKey, int] = {}
+        self._raw: dict[HistoryKey, dict[tuple[str, str], str]] = {}
+        self._lock = threading.Lock()
+
+    def through(self, keys: Sequence[HistoryKey]) -> list[int]:
+        with self._lock:
+            return [self._through.get(k, 0) for k in keys] or [0]
+
+    def keep(
+        self,
+        asked: Sequence[HistoryKey],
+        fresh: Mapping[HistoryKey, Mapping[tuple[str, str], tuple[str, int]]],
+        anchored: int,
+    ) -> dict[HistoryKey, dict[tuple[str, str], str]]:
+        """Take what was verified up to `anchored` for the `asked` keys; what is kept for them."""
+        with self._lock:
+            for key in asked:
+                raw = self._raw.setdefault(key, {})
+                for place, (event_id, seq) in fresh.get(key, {}).items():
+                    if seq <= anchored:
+                        raw.setdefault(place, event_id)
+                self._through[key] = max(self._through.get(key, 0), anchored)
+            return {k: dict(self._raw[k]) for k in asked if self._raw.get(k)}
+
+
+_histories: weakref.WeakKeyDictionary[Any, _History] = weakref.WeakKeyDictionary()
+_histories_lock = threading.Lock()
+
+
+def _history(bind: Any) -> _History:
+    engine = getattr(bind, "engine", bind)
+    with _histories_lock:
+        found = _histories.get(engine)
+        if found is None:
+            found = _histories[engine] = _History()
+        return found
 
 
 def _own(event: RowMapping, keys: ChainKeyring, unkeyed_until: int | None) -> bool:
