@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.access.conftest import Access
 from tests.access.test_masked_grant_after_a_raw_read_is_refused import MASKED, RAW
 from tests.sealed_rows import sql
@@ -88,5 +90,52 @@ def test_a_raw_read_verified_before_the_rewrite_stays_counted(access: Access) ->
                      purpose="analytics", duration="1d")  # fmt: skip
     access.approve("sam", req["id"])
     review = access.review("tess", req["id"], "approve", "ok")
+    assert review.status_code == 403, review.text
+    assert f"read raw in audit event {raw_read.headers['x-warden-audit-event']}" in review.text
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "UPDATE audit_event SET actor = 'carol' WHERE id = :i",  # moved out of bob's history
+        "UPDATE audit_event SET action = 'dataset.browse' WHERE id = :i",
+        "DELETE FROM audit_event WHERE id = :i",  # a gap below a signed checkpoint
+    ],
+)
+@pytest.mark.parametrize("learnt", ["committed here", "met walking to the checkpoint"])
+def test_a_raw_read_taken_out_of_the_history_still_counts(
+    access: Access, edit: str, learnt: str
+) -> None:
+    """A raw read is checkpointed at once, and every process sharing the checkpoints keeps it
+    (the one that committed it, from the event in hand; another, when it walks the chain to
+    that checkpoint): written over or deleted in SQL afterwards, it still counts."""
+    from warden.audit.anchor import anchor_for
+
+    access.add_person("bob", [])
+    access.reviewed_rules([RAW, *MASKED], reason="bob studies users")
+    raw_read = access.read("bob", "users", purpose="analytics", columns=["user_id", "region"])
+    raw = access.frame(raw_read)
+    if learnt != "committed here":  # as if another process had served the read
+        held = anchor_for(access.w.state.engine)
+        assert held is not None
+        with held._lock:
+            held._raw_reads.clear()
+    access.read("bob", "users", purpose="analytics", columns=["region"])  # the log goes on
+    sql(access.w, edit, i=raw_read.headers["x-warden-audit-event"])
+    narrowed = access.propose("admin", remove=[RAW], reason="bob sees user ids masked now")
+    assert narrowed.status_code == 200, narrowed.text
+    masked = access.frame(
+        access.read("bob", "users", purpose="analytics", columns=["user_id", "region"])
+    )
+    dictionary = dict(zip(masked["user_id"].to_list(), raw["user_id"].to_list(), strict=True))
+    req = access.ask("bob", dataset="engagements", columns=["user_id", "action"],
+                     purpose="analytics", duration="1d")  # fmt: skip
+    access.approve("sam", req["id"])
+    review = access.review("tess", req["id"], "approve", "ok")
+    relinked = 0
+    if review.status_code == 200:
+        read = access.read("bob", "engagements", purpose="analytics", columns=["user_id", "action"])
+        relinked = sum(p in dictionary for p in access.frame(read)["user_id"].to_list())
+    assert relinked == 0, f"bob re-linked {relinked} engagements to raw user ids"
     assert review.status_code == 403, review.text
     assert f"read raw in audit event {raw_read.headers['x-warden-audit-event']}" in review.text

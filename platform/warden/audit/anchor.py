@@ -30,7 +30,7 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -102,14 +102,20 @@ def observe(callback: Callable[[Any, Sequence[AuditEvent | Ending]], None]) -> N
 RawPlace = tuple[str, str, str, str, str]
 
 
-def raw_places(event: AuditEvent) -> set[RawPlace]:
-    """The places an allowed read shows its reader (a job's launcher) reading raw."""
-    ids = (event.details or {}).get("raw_ids") if event.action == RAW_READ else None
-    if event.decision != "allow" or not isinstance(ids, list):
-        return set()
-    reader = event.on_behalf_of or event.actor
-    return {(event.tenant or "", reader, event.dataset or "", str(c), event.purpose or "")
-            for c in ids}  # fmt: skip
+def raw_places(event: AuditEvent | Mapping[str, Any]) -> dict[RawPlace, str]:
+    """The places an allowed read shows its reader (a job's launcher) reading raw, each with
+    the event's id."""
+
+    def get(name: str) -> str:
+        value = event.get(name) if isinstance(event, Mapping) else getattr(event, name)
+        return str(value or "")
+
+    details = event.get("details") if isinstance(event, Mapping) else event.details
+    ids = (details or {}).get("raw_ids") if get("action") == RAW_READ else None
+    if get("decision") != "allow" or not isinstance(ids, list):
+        return {}
+    reader = get("on_behalf_of") or get("actor")
+    return {(get("tenant"), reader, get("dataset"), str(c), get("purpose")): get("id") for c in ids}
 
 
 def holds(action: str, decision: str) -> bool:
@@ -131,13 +137,16 @@ class Anchor:
         self.alarms = Alarms.beside(checkpointer.store)
         self._alarms_seen: tuple[int, int, int] | None = None  # the alarm file's, as for _seen
         self._standing: str | None = None  # why an alarm stands, as last read
-        self._raw_anchored: set[RawPlace] = set()  # places a checkpoint shows read raw
+        # places read raw that a checkpoint names (taken when committed here, or when the walk
+        # to a newer checkpoint met them), with the event: what their readers keep
+        self._raw_reads: dict[RawPlace, str] = {}
 
     def committed(self, engine: Any, events: Sequence[AuditEvent]) -> None:
         """Anchor what must not wait in the tail. AuditUnavailable when a read of raw
         identifiers could not be anchored (its answer must not leave)."""
         with self._lock:
-            raw = {p for e in events for p in raw_places(e)} - self._raw_anchored
+            raw = {p: i for e in events for p, i in raw_places(e).items()
+                   if p not in self._raw_reads}  # fmt: skip
         if not raw and not any(e.action in AT_ONCE for e in events):
             return
         ending = [e for e in events if holds(e.action, e.decision)]
@@ -160,8 +169,19 @@ class Anchor:
             if raw:
                 raise AuditUnavailable("the audit chain was tampered with; run `audit verify`")
             return
+        self._know(raw)
+
+    def _know(self, raw: Mapping[RawPlace, str]) -> None:
         with self._lock:
-            self._raw_anchored |= raw
+            for place, event_id in raw.items():
+                self._raw_reads.setdefault(place, event_id)
+
+    def raw_reads_of(self, readers: Iterable[str] | None) -> dict[RawPlace, str]:
+        """The anchored raw reads of these readers (None: all) this process knows of
+        (policy/raw_reads.py): known whatever is done to their rows later."""
+        wanted = set(readers) if readers is not None else None
+        with self._lock:
+            return {p: i for p, i in self._raw_reads.items() if wanted is None or p[1] in wanted}
 
     def _raise_alarm(self, ending: Sequence[AuditEvent], why: str) -> None:
         carried = [
@@ -194,7 +214,10 @@ class Anchor:
         at = conn.execute(select(table.c.hash).where(table.c.seq == newest.seq)).scalar()
         whole = True
         if self._held is not None:  # (the first one held: only from there on)
-            whole = _chained(conn, keys_for(db.get_bind()), self._held, newest)
+            met: dict[RawPlace, str] = {}
+            whole = _chained(conn, keys_for(db.get_bind()), self._held, newest, met)
+            if whole:
+                self._know(met)
         if not isinstance(head_seq, int) or head_seq < newest.seq or at != newest.hash or not whole:
             raise AuditUnavailable(
                 f"the audit chain no longer reaches its signed checkpoint {newest.n} (seq"
@@ -242,7 +265,9 @@ class Anchor:
             return self._latest
 
 
-def _chained(conn: Any, keys: ChainKeyring, held: Checkpoint, newest: Checkpoint) -> bool:
+def _chained(
+    conn: Any, keys: ChainKeyring, held: Checkpoint, newest: Checkpoint, met: dict[RawPlace, str]
+) -> bool:
     """Whether the events from `held` to `newest` are each the keyed step from the one before:
     a row replaced after `newest` was signed (say a revocation turned into a read, before
     this process read it) fails its hash here, instead of being skipped by the refresh,
@@ -263,6 +288,8 @@ def _chained(conn: Any, keys: ChainKeyring, held: Checkpoint, newest: Checkpoint
                 return False
             if expected_hash(row, keys) != row["hash"]:
                 return False
+            for place, event_id in raw_places(row).items():  # another process's raw read
+                met.setdefault(place, event_id)
             seq, prev, stepped = row["seq"], row["hash"], True
         if not stepped:
             return False

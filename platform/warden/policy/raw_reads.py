@@ -8,7 +8,11 @@ reader: the person or service account that read, or the launcher of the job that
 (`on_behalf_of`). Only the chain's own events decide (keyed, at or below its head): a row
 written in SQL adds no raw read, and a history holding an event that is not the chain's own
 (one rewritten to show a raw column masked, or as an unkeyed event past the chain's unkeyed
-start) refuses the change (AuditUnavailable, 503) instead of being skipped.
+start) refuses the change (AuditUnavailable, 503) instead of being skipped. A read of raw
+identifiers is checkpointed at once (audit/anchor.py), and every process sharing the
+checkpoint folder keeps those it saw anchored (from the object in hand, or met walking to a
+newer checkpoint): they count whatever is later done to their rows, moved out of the
+history included (another reader, dataset or action written over them, or deleted).
 """
 
 from __future__ import annotations
@@ -94,10 +98,20 @@ def logged_raw_reads(
         if history is not None and newest is not None
         else {}
     )
+    # what this process saw anchored counts whatever its rows say now (audit/anchor.py)
+    anchored: dict[HistoryKey, dict[tuple[str, str], str]] = {}
+    for (t, r, d, col, purpose), event_id in (
+        held.raw_reads_of(names).items() if held is not None else ()
+    ):
+        anchored.setdefault((t, r, d), {})[(col, purpose)] = event_id
     found: dict[str, dict[str, list[Place]]] = {}
-    for key in sorted({*kept, *fresh}):
+    for key in sorted({*kept, *fresh, *anchored}):
         tenant, reader, dataset = key
-        shown = {**{p: e for p, (e, _) in fresh.get(key, {}).items()}, **kept.get(key, {})}
+        shown = {
+            **anchored.get(key, {}),
+            **{p: e for p, (e, _) in fresh.get(key, {}).items()},
+            **kept.get(key, {}),
+        }
         for (col, purpose), event_id in sorted(shown.items()):
             if col in columns.get((tenant, dataset), ()):
                 place = Place(dataset, col, purpose, None, event=event_id)
