@@ -23,6 +23,9 @@ class WardenError(Exception):
     # Set once the refusal has its own audit event (a read's deny, a refused launch), so the
     # API's edge does not count it a second time (api/errors.py).
     audited = False
+    # A 503 that is a refusal, not an outage (the log answers, but what a decision depends on
+    # is not the chain's own): the edge audits it as it does a 403 (api/errors.py).
+    audit_refusal = False
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)

@@ -42,9 +42,11 @@ def _answer(warden: WardenHarness, who: str | None, method: str, name: str, body
 
 
 def _events(warden: WardenHarness, after: int) -> list[tuple[str, str, str | None]]:
+    """The events a request left, less the checkpoint a process writes after its first raw
+    read of a place (audit/anchor.py): whichever path reads first pays it."""
     with warden.state.sessions() as db:
         rows = db.scalars(select(AuditEvent).where(AuditEvent.seq > after).order_by("seq"))
-        return [(e.action, e.decision, e.reason) for e in rows]
+        return [(e.action, e.decision, e.reason) for e in rows if e.action != "audit.checkpoint"]
 
 
 def _last_seq(warden: WardenHarness) -> int:

@@ -93,7 +93,7 @@ AUDITED_REFUSALS = (403, 409)
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(WardenError)
     async def _warden(request: Request, exc: WardenError) -> JSONResponse:
-        if exc.status_code in AUDITED_REFUSALS and not exc.audited:
+        if (exc.status_code in AUDITED_REFUSALS or exc.audit_refusal) and not exc.audited:
             # A route's refusal with no event of its own (a self-approval, an action without
             # the right, a conflicting state): the edge audits it like its own (folded floods).
             request.scope[SCOPE_REFUSAL] = (type(exc).__name__, exc.detail)

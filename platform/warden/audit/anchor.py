@@ -30,7 +30,7 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -82,6 +82,11 @@ SANDBOX_LAUNCH = "sandbox.launch"
 # log (access/repository.py): cut from the tail, the next one would pass.
 BREAK_GLASS = "access.break_glass"
 AT_ONCE = (*ENDING, COMPLETION, SANDBOX_LAUNCH, BREAK_GLASS)
+# A read that returned identifiers unmasked (the gateway names them in `details.raw_ids`): its
+# reader keeps them (policy/raw_reads.py counts it against a later masked grant), so it must
+# not be cut from the tail. Checkpointed at once the first time a process sees its reader read
+# that place raw: a place anchored once counts whatever later reads of it are cut.
+RAW_READ = "dataset.read"
 
 # Told of every committed event that ends access, in the committing process (identity takes
 # them into its memory): (engine, events).
@@ -91,6 +96,26 @@ _observers: list[Callable[[Any, Sequence[AuditEvent | Ending]], None]] = []
 
 def observe(callback: Callable[[Any, Sequence[AuditEvent | Ending]], None]) -> None:
     _observers.append(callback)
+
+
+# (tenant, reader, dataset, column, purpose) of a read that returned the column unmasked
+RawPlace = tuple[str, str, str, str, str]
+
+
+def raw_places(event: AuditEvent | Mapping[str, Any]) -> dict[RawPlace, str]:
+    """The places an allowed read shows its reader (a job's launcher) reading raw, each with
+    the event's id."""
+
+    def get(name: str) -> str:
+        value = event.get(name) if isinstance(event, Mapping) else getattr(event, name)
+        return str(value or "")
+
+    details = event.get("details") if isinstance(event, Mapping) else event.details
+    ids = (details or {}).get("raw_ids") if get("action") == RAW_READ else None
+    if get("decision") != "allow" or not isinstance(ids, list):
+        return {}
+    reader = get("on_behalf_of") or get("actor")
+    return {(get("tenant"), reader, get("dataset"), str(c), get("purpose")): get("id") for c in ids}
 
 
 def holds(action: str, decision: str) -> bool:
@@ -112,9 +137,17 @@ class Anchor:
         self.alarms = Alarms.beside(checkpointer.store)
         self._alarms_seen: tuple[int, int, int] | None = None  # the alarm file's, as for _seen
         self._standing: str | None = None  # why an alarm stands, as last read
+        # places read raw that a checkpoint names (taken when committed here, or when the walk
+        # to a newer checkpoint met them), with the event: what their readers keep
+        self._raw_reads: dict[RawPlace, str] = {}
 
     def committed(self, engine: Any, events: Sequence[AuditEvent]) -> None:
-        if not any(e.action in AT_ONCE for e in events):
+        """Anchor what must not wait in the tail. AuditUnavailable when a read of raw
+        identifiers could not be anchored (its answer must not leave)."""
+        with self._lock:
+            raw = {p: i for e in events for p, i in raw_places(e).items()
+                   if p not in self._raw_reads}  # fmt: skip
+        if not raw and not any(e.action in AT_ONCE for e in events):
             return
         ending = [e for e in events if holds(e.action, e.decision)]
         for callback in _observers if ending else ():
@@ -125,12 +158,30 @@ class Anchor:
             log.exception("no checkpoint after an event that ends access")
             if ending:  # not anchored: the other processes would not hear of these either
                 self._raise_alarm(ending, f"it failed: {type(exc).__name__}")
+            if raw:
+                raise AuditUnavailable("a read of raw identifiers could not be anchored") from exc
             return
         if outcome.findings:
             self.tampered = "; ".join(f.detail for f in outcome.findings)
             log.error("the audit chain was tampered with: %s", self.tampered)
             if ending:  # the other processes would not hear of these from the database
                 self._raise_alarm(ending, f"it was refused: {self.tampered}")
+            if raw:
+                raise AuditUnavailable("the audit chain was tampered with; run `audit verify`")
+            return
+        self._know(raw)
+
+    def _know(self, raw: Mapping[RawPlace, str]) -> None:
+        with self._lock:
+            for place, event_id in raw.items():
+                self._raw_reads.setdefault(place, event_id)
+
+    def raw_reads_of(self, readers: Iterable[str] | None) -> dict[RawPlace, str]:
+        """The anchored raw reads of these readers (None: all) this process knows of
+        (policy/raw_reads.py): known whatever is done to their rows later."""
+        wanted = set(readers) if readers is not None else None
+        with self._lock:
+            return {p: i for p, i in self._raw_reads.items() if wanted is None or p[1] in wanted}
 
     def _raise_alarm(self, ending: Sequence[AuditEvent], why: str) -> None:
         carried = [
@@ -163,7 +214,10 @@ class Anchor:
         at = conn.execute(select(table.c.hash).where(table.c.seq == newest.seq)).scalar()
         whole = True
         if self._held is not None:  # (the first one held: only from there on)
-            whole = _chained(conn, keys_for(db.get_bind()), self._held, newest)
+            met: dict[RawPlace, str] = {}
+            whole = _chained(conn, keys_for(db.get_bind()), self._held, newest, met)
+            if whole:
+                self._know(met)
         if not isinstance(head_seq, int) or head_seq < newest.seq or at != newest.hash or not whole:
             raise AuditUnavailable(
                 f"the audit chain no longer reaches its signed checkpoint {newest.n} (seq"
@@ -191,6 +245,10 @@ class Anchor:
             self._standing = "; ".join(f"{a.id}: {a.reason}" for a in standing) or None
             self._alarms_seen = seen
 
+    def newest(self) -> Checkpoint | None:
+        """The newest checkpoint in the folder, as last seen."""
+        return self._newest()
+
     def _newest(self) -> Checkpoint | None:
         """The newest checkpoint in the file (re-read only when the file changed); until the
         database is held to it, every call returns it again, so a refusal keeps refusing."""
@@ -207,7 +265,9 @@ class Anchor:
             return self._latest
 
 
-def _chained(conn: Any, keys: ChainKeyring, held: Checkpoint, newest: Checkpoint) -> bool:
+def _chained(
+    conn: Any, keys: ChainKeyring, held: Checkpoint, newest: Checkpoint, met: dict[RawPlace, str]
+) -> bool:
     """Whether the events from `held` to `newest` are each the keyed step from the one before:
     a row replaced after `newest` was signed (say a revocation turned into a read, before
     this process read it) fails its hash here, instead of being skipped by the refresh,
@@ -228,6 +288,8 @@ def _chained(conn: Any, keys: ChainKeyring, held: Checkpoint, newest: Checkpoint
                 return False
             if expected_hash(row, keys) != row["hash"]:
                 return False
+            for place, event_id in raw_places(row).items():  # another process's raw read
+                met.setdefault(place, event_id)
             seq, prev, stepped = row["seq"], row["hash"], True
         if not stepped:
             return False

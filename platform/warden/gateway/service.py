@@ -242,6 +242,8 @@ def _read(
         session.commit()  # the lookups are done: hand the connection back before the plan runs
     decision, columns = allowed.decision, allowed.columns
     attempt.columns = columns
+    if raw := _raw_identifiers(dataset, columns, decision):
+        attempt.details["raw_ids"] = raw  # checkpointed at once (audit/anchor.py)
     planner.check_filters(request.where, decision, dataset)
 
     shard = request.shard
@@ -311,6 +313,18 @@ def _read(
         masked=plan.masked,
         headers=headers,
     )
+
+
+def _raw_identifiers(view: DatasetView, columns: list[str], decision: ReadDecision) -> list[str]:
+    """The identifier or entity columns a read returns unmasked: what its reader keeps
+    (policy/raw_reads.py), so its event must not wait in the log's unprotected tail."""
+    masked = set(decision.masked_columns)
+    return [
+        c
+        for c in columns
+        if c not in masked
+        and (c in view.identifier_columns or ((info := view.column(c)) is not None and info.entity))
+    ]
 
 
 def _witness(state: Platform, attempt: _Attempt, event_id: str) -> None:
