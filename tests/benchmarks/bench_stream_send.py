@@ -1,4 +1,4 @@
-"""The API's CPU to send a streamed read's bytes, alone: 720 MB (a 10M-row read of
+"""The API's CPU to send a streamed read's bytes, alone: 720 MiB (a 10M-row read of
 `engagements`) in 40 chunks of the 16 pieces a batch makes, through Warden's uvicorn protocol
 (`core/http_protocol.py`) to a client reading as fast as it can, sent one ASGI message per
 piece (what a server without the `PIECES` extension gets) or one per chunk (the extension).
