@@ -1,5 +1,6 @@
-"""The API's HTTP protocol frames a streamed body's large pieces without copying them: what the
-client receives is still every byte, in order, however slowly it reads."""
+"""The API's HTTP protocol frames a streamed body's large pieces without copying them, and takes
+several pieces in one message (its `PIECES` extension): what the client receives is still every
+byte, in order, however slowly it reads."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from collections.abc import AsyncIterator
 import httpx
 from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from warden.api.background import serve_in_thread
 from warden.core.http_protocol import FRAME_IN_PLACE_FROM
+from warden.core.http_protocol import PIECES as MANY
 
 # Pieces on both sides of the threshold, a few larger than a socket's buffers.
 SIZES = [7, FRAME_IN_PLACE_FROM - 1, FRAME_IN_PLACE_FROM, 3 << 20, 100, 1 << 20] * 4
@@ -35,6 +38,20 @@ def _app() -> FastAPI:
 
         return StreamingResponse(body(), media_type="application/octet-stream")
 
+    async def grouped(scope: Scope, receive: Receive, send: Send) -> None:
+        """The pieces four to a message (the server offers the extension); `length` in the
+        query: with a content-length (uvicorn frames those itself)."""
+        length = scope["query_string"] == b"length"
+        headers = [(b"content-length", str(len(b"".join(PIECES))).encode())] if length else []
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        assert MANY in scope.get("extensions", {})
+        for at in range(0, len(PIECES), 4):
+            group = [memoryview(piece) for piece in PIECES[at : at + 4]]
+            body = {"type": "http.response.body", "body": b"", "more_body": True}
+            await send({**body, MANY: group})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    app.mount("/grouped", grouped)
     return app
 
 
@@ -66,5 +83,26 @@ def test_a_client_that_hangs_up_midway_leaves_the_server_serving() -> None:
                 next(response.iter_raw())  # then hang up with most of the body unsent
             again = http.get("/pieces")
         assert again.content == b"".join(PIECES)
+    finally:
+        server.stop()
+
+
+def test_pieces_sent_in_one_message_arrive_whole_and_in_order_however_slowly_read() -> None:
+    server = serve_in_thread(_app())
+    sent = b"".join(PIECES)
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            with http.stream("GET", "/grouped/") as response:
+                assert response.headers["transfer-encoding"] == "chunked"
+                time.sleep(0.5)  # the socket's buffers fill: the server waits for them to drain
+                received = bytearray()
+                for chunk in response.iter_bytes():
+                    received += chunk
+                    time.sleep(0.001)
+            assert hashlib.sha256(received).digest() == hashlib.sha256(sent).digest()
+            with http.stream("GET", "/grouped/") as response:
+                next(response.iter_raw())  # hang up with most of the body unsent
+            assert http.get("/grouped/", params="length").content == sent  # uvicorn's framing
+            assert http.get("/pieces").content == sent
     finally:
         server.stop()

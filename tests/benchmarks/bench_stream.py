@@ -5,14 +5,18 @@ interleaved. Reports throughput and its ratio, time to first byte, and peak RSS:
 process's growth during the governed read against a fresh process's growth during the raw
 read, and the CPU seconds each side spent (API process and SDK client against the raw
 scan's process). On the local datasets folder, and on SeaweedFS when
-scripts/seaweedfs-up.sh can start one.
+scripts/seaweedfs-up.sh can start one. With `--before REV`, REV's code (a detached worktree)
+serves the same registered version beside this checkout's: each round reads through both
+servers, in alternating order, and makes one raw scan, so both arms see the same machine.
 
 Run: .venv/bin/python -m tests.benchmarks.bench_stream [--rows 10000000] [--storage local]
+     [--before REV]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -28,9 +32,9 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from tests.benchmarks.bench_read import COLUMNS, _seed
+from tests.benchmarks.bench_small_reads import before_tree
 from tests.benchmarks.harness import prepare
-from tests.gateway.servers import serve
-from tests.serving import bound_engine, register_like
+from tests.serving import bound_engine, register_like, serve_env, serve_process
 from warden.catalog.service import load_view
 from warden.catalog.storage import Storage, storage_for
 from warden.db.session import make_sessionmaker, unit_of_work
@@ -134,7 +138,10 @@ def raw_read(location: str, options: dict[str, Any]) -> dict[str, Any]:
     return dict(json.loads(done.stdout))
 
 
-def measure(storage: str, rows: int, repeats: int, s3: dict[str, str] | None) -> dict[str, Any]:
+def measure(
+    storage: str, rows: int, repeats: int, s3: dict[str, str] | None, trees: dict[str, Path]
+) -> list[dict[str, Any]]:
+    """One result per arm (`trees`: label -> checkout whose code serves), same version."""
     with tempfile.TemporaryDirectory(prefix="warden-bench-") as name:
         tmp = Path(name)
         settings, token = prepare(tmp / "data", None)
@@ -158,60 +165,107 @@ def measure(storage: str, rows: int, repeats: int, s3: dict[str, str] | None) ->
         options = dict(storage_for(settings).file(location).options)
         for path in [settings.data_dir, *settings.data_dir.rglob("*")]:
             path.chmod(path.stat().st_mode & 0o700)
-        with serve(settings, **env) as server, Client(url=server.url, token=token) as client:
-            client.read("engagements", purpose="training", columns=COLUMNS, limit=1000)  # warm
-            baseline = peak_rss(server.proc.pid)
-            governed, raw, ttfb, raw_grown = [], [], [], []
-            api_cpu, client_cpu, raw_cpu = [], [], []
-            got = 0
-            pair_s = []
-            for _ in range(repeats):  # interleaved: both see the same machine noise
-                p0 = time.perf_counter()
-                ttfb.append(first_byte(server.url, token))
-                t0, a0, c0 = time.perf_counter(), cpu_seconds(server.proc.pid), time.process_time()
-                got = sum(
-                    b.height
-                    for b in client.iter_batches("engagements", purpose="training", columns=COLUMNS)
-                )
-                governed.append(time.perf_counter() - t0)
-                api_cpu.append(cpu_seconds(server.proc.pid) - a0)
-                client_cpu.append(time.process_time() - c0)
+        with contextlib.ExitStack() as stack:
+            arms = {}
+            for label, tree in trees.items():
+                proc, url = stack.enter_context(served(settings, tree, env))
+                client = stack.enter_context(Client(url=url, token=token))
+                client.read("engagements", purpose="training", columns=COLUMNS, limit=1000)
+                arms[label] = _Arm(proc.pid, url, client, baseline=peak_rss(proc.pid))
+            raw, raw_cpu, raw_grown, loads = [], [], [], []
+            for round_ in range(repeats):  # interleaved: every arm sees the same machine noise
+                order = list(arms.values())
+                for arm in order if round_ % 2 == 0 else reversed(order):
+                    arm.read(token, rows)
                 r = raw_read(location, options)
+                assert r["rows"] == rows
                 raw.append(r["s"])
                 raw_cpu.append(r["cpu"])
                 raw_grown.append(r["grown"])
-                assert r["rows"] == got == rows
-                pair_s.append(time.perf_counter() - p0)
-            peak = peak_rss(server.proc.pid)
-            grown = peak - baseline
-    g, r_s = statistics.median(governed), statistics.median(raw)
-    raw_rss = statistics.median(raw_grown)
-    # CPU seconds move far less with the machine's load than wall times: on a busy machine
-    # the wall ratio follows the CPU ratio (the object store's CPU, paid by both, is left out).
-    g_cpu = statistics.median(a + c for a, c in zip(api_cpu, client_cpu, strict=True))
-    return {
-        "benchmark": "governed_stream_read",
-        "storage": storage,
-        "rows": rows,
-        "columns": len(COLUMNS),
-        "masked": 1,
-        "governed_s_median": round(g, 3),
-        "raw_scan_s_median": round(r_s, 3),
-        "ratio": round(r_s / g, 3),
-        "ttfb_ms_median": round(statistics.median(ttfb) * 1000, 1),
-        "api_peak_rss_mib": round(peak / 2**20, 1),  # the issue's bound (1.5 GB) is on this
-        "api_peak_rss_growth_mib": round(grown / 2**20, 1),
-        "raw_peak_rss_growth_mib": round(raw_rss / 2**20, 1),
-        "rss_ratio": round(grown / raw_rss, 3) if raw_rss else None,
-        "governed_s": [round(x, 3) for x in governed],
-        "raw_scan_s": [round(x, 3) for x in raw],
-        "api_cpu_s_median": round(statistics.median(api_cpu), 3),
-        "client_cpu_s_median": round(statistics.median(client_cpu), 3),
-        "raw_cpu_s_median": round(statistics.median(raw_cpu), 3),
-        "cpu_ratio": round(statistics.median(raw_cpu) / g_cpu, 3),
-        "read_pair_s": [round(x, 1) for x in pair_s],
-        **steps,
-    }
+                loads.append(os.getloadavg()[0])
+            for arm in arms.values():
+                arm.peak = peak_rss(arm.pid)
+    return [
+        arm.result(label, storage, rows, raw, raw_cpu, raw_grown, loads, steps)
+        for label, arm in arms.items()
+    ]
+
+
+@contextlib.contextmanager
+def served(settings: Any, tree: Path, env: dict[str, str]) -> Any:
+    """`warden serve` running `tree`'s code on `settings`' data."""
+    environment = serve_env(
+        settings, WARDEN_JOBS_WORKER="false", PYTHONPATH=f"{tree / 'platform'}{os.pathsep}{tree}"
+    )
+    log = settings.data_dir / f"serve-{time.time_ns()}.log"
+    with serve_process({**environment, **env}, cwd=tree, log=log, log_level="info") as served:
+        yield served
+
+
+class _Arm:
+    """One server's governed reads: wall and CPU seconds (API, SDK client), first bytes."""
+
+    def __init__(self, pid: int, url: str, client: Client, baseline: int) -> None:
+        self.pid, self.url, self.client, self.baseline = pid, url, client, baseline
+        self.peak = baseline
+        self.wall: list[float] = []
+        self.api_cpu: list[float] = []
+        self.client_cpu: list[float] = []
+        self.ttfb: list[float] = []
+
+    def read(self, token: str, rows: int) -> None:
+        self.ttfb.append(first_byte(self.url, token))
+        t0, a0, c0 = time.perf_counter(), cpu_seconds(self.pid), time.process_time()
+        batches = self.client.iter_batches("engagements", purpose="training", columns=COLUMNS)
+        got = sum(b.height for b in batches)
+        self.wall.append(time.perf_counter() - t0)
+        self.api_cpu.append(cpu_seconds(self.pid) - a0)
+        self.client_cpu.append(time.process_time() - c0)
+        assert got == rows
+
+    def result(
+        self,
+        label: str,
+        storage: str,
+        rows: int,
+        raw: list[float],
+        raw_cpu: list[float],
+        raw_grown: list[int],
+        loads: list[float],
+        steps: dict[str, Any],
+    ) -> dict[str, Any]:
+        g, r_s = statistics.median(self.wall), statistics.median(raw)
+        raw_rss = statistics.median(raw_grown)
+        grown = self.peak - self.baseline
+        # CPU seconds move far less with the machine's load than wall times: on a busy
+        # machine the wall ratio follows the CPU ratio (the object store's CPU, paid by
+        # both, is left out).
+        g_cpu = statistics.median(a + c for a, c in zip(self.api_cpu, self.client_cpu, strict=True))
+        return {
+            "benchmark": "governed_stream_read",
+            "code": label,
+            "storage": storage,
+            "rows": rows,
+            "columns": len(COLUMNS),
+            "masked": 1,
+            "governed_s_median": round(g, 3),
+            "raw_scan_s_median": round(r_s, 3),
+            "ratio": round(r_s / g, 3),
+            "ttfb_ms_median": round(statistics.median(self.ttfb) * 1000, 1),
+            "api_peak_rss_mib": round(self.peak / 2**20, 1),  # the issue's 1.5 GB bound
+            "api_peak_rss_growth_mib": round(grown / 2**20, 1),
+            "raw_peak_rss_growth_mib": round(raw_rss / 2**20, 1),
+            "rss_ratio": round(grown / raw_rss, 3) if raw_rss else None,
+            "governed_s": [round(x, 3) for x in self.wall],
+            "raw_scan_s": [round(x, 3) for x in raw],
+            "api_cpu_s": [round(x, 3) for x in self.api_cpu],
+            "api_cpu_s_median": round(statistics.median(self.api_cpu), 3),
+            "client_cpu_s_median": round(statistics.median(self.client_cpu), 3),
+            "raw_cpu_s_median": round(statistics.median(raw_cpu), 3),
+            "cpu_ratio": round(statistics.median(raw_cpu) / g_cpu, 3),
+            "load_1min": [round(x, 1) for x in loads],
+            **steps,
+        }
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
@@ -222,14 +276,15 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         " vs polars.scan_parquet().collect(), same run:"
     )
     head = (
-        f"  {'storage':<8} {'governed':>9} {'raw':>8} {'ratio':>6} {'ttfb':>8}"
+        f"  {'code':<16} {'storage':<8} {'governed':>9} {'raw':>8} {'ratio':>6} {'ttfb':>8}"
         f" {'API peak RSS':>13} {'API peak RSS +':>15} {'raw peak RSS +':>15} {'rss ratio':>9}"
         f"  CPU s: {'API':>5} {'client':>6} {'raw':>5} {'ratio':>5}"
     )
     print(head)
     for r in rows:
         print(
-            f"  {r['storage']:<8} {r['governed_s_median']:>8.2f}s {r['raw_scan_s_median']:>7.2f}s"
+            f"  {r['code']:<16} {r['storage']:<8}"
+            f" {r['governed_s_median']:>8.2f}s {r['raw_scan_s_median']:>7.2f}s"
             f" {r['ratio']:>6.2f} {r['ttfb_ms_median']:>6.1f}ms"
             f" {r['api_peak_rss_mib']:>9.0f} MiB {r['api_peak_rss_growth_mib']:>11.0f} MiB"
             f" {r['raw_peak_rss_growth_mib']:>11.0f} MiB"
@@ -240,8 +295,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         print(
             f"    {r['storage']}: source written in {r['write_source_s']}s"
             f" ({r['source_bytes'] / 2**20:,.0f} MiB), registered in {r['register_s']}s"
-            f" (bench process peak {r['bench_process_peak_rss_mib']:,.0f} MiB),"
-            f" each governed + raw read pair {r['read_pair_s']}s"
+            f" (bench process peak {r['bench_process_peak_rss_mib']:,.0f} MiB);"
+            f" API CPU s per read {r['api_cpu_s']}, load {r['load_1min']}"
         )
 
 
@@ -251,12 +306,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--storage", choices=["local", "s3", "both"], default="both")
     parser.add_argument("--json", type=Path, default=Path("bench-results/stream.json"))
+    parser.add_argument("--before", default=None, help="git revision to serve beside this one")
     args = parser.parse_args(argv)
     s3 = seaweedfs() if args.storage in ("s3", "both") else None
     kinds = ["local"] if args.storage == "local" else ["s3"] if args.storage == "s3" else ["local"]
     if args.storage == "both" and s3 is not None:
         kinds.append("s3")
-    results = [measure(kind, args.rows, args.repeats, s3) for kind in kinds]
+    with contextlib.ExitStack() as stack:
+        trees = {"this checkout": REPO}
+        if args.before:
+            trees = {f"before {args.before[:10]}": stack.enter_context(before_tree(args.before))}
+            trees["after"] = REPO
+        results = [r for kind in kinds for r in measure(kind, args.rows, args.repeats, s3, trees)]
     print_table(results)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"benchmark": "stream", "results": results}, indent=2))

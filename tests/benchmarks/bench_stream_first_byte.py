@@ -47,8 +47,7 @@ def _before(plan: planner.Plan, rows: int = planner.BATCH_ROWS) -> Iterator[pl.D
 
 def _cold() -> None:
     """Forget every token table."""
-    masking.token_table.cache_clear()
-    masking._built.clear()
+    masking.forget_tables()
 
 
 def first_byte(platform: Platform, token: str) -> float:

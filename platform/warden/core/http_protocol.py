@@ -6,24 +6,37 @@ every byte sent (10M rows: 720 MB, about 5% of the API's CPU). Here a large piec
 transport beside its framing (`writelines`: uvloop writes the three with one writev and keeps
 a reference, not a copy, of what the socket has not taken yet). Everything else (the head,
 small pieces, the last one, flow control's bookkeeping) is uvicorn's own code.
+
+A response may also hand several pieces in one message (the ASGI scope's extension `PIECES`:
+`{"type": "http.response.body", "body": b"", "more_body": True, PIECES: [buffers]}`), sent as
+one HTTP chunk by one `writelines`, the send returning once the transport took them: a
+streamed read's batch is ~17 buffers, and each ASGI send through the middleware, with the
+flow-control wait a 1-2 MB write set off, cost the event loop a round trip per buffer.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, cast
 
 from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 # Below this, a copy costs less than a writev of three buffers.
 FRAME_IN_PLACE_FROM = 64 * 1024
+# The scope's extension (and the body message's key) for a body given as several buffers.
+PIECES = "warden.http.response.pieces"
 
 
 class _Cycle(RequestResponseCycle):
     async def send(self, message: ASGISendEvent) -> None:
-        body = message.get("body", b"")
+        fields = cast(dict[str, Any], message)
+        pieces: Sequence[bytes | memoryview] | None = fields.get(PIECES)
+        body: bytes | memoryview = fields.get("body", b"")
         if (
-            message["type"] == "http.response.body"
-            and message.get("more_body", False)
-            and len(body) >= FRAME_IN_PLACE_FROM  # type: ignore[arg-type]
+            fields["type"] == "http.response.body"
+            and fields.get("more_body", False)
+            and (pieces is not None or len(body) >= FRAME_IN_PLACE_FROM)
             and self.chunked_encoding
             and self.response_started
             and not self.response_complete
@@ -34,8 +47,17 @@ class _Cycle(RequestResponseCycle):
                 await self.flow.drain()
             if self.disconnected:
                 return
-            self.transport.writelines((b"%x\r\n" % len(body), body, b"\r\n"))  # type: ignore[arg-type]
+            parts = [p for p in (body, *(pieces or ())) if len(p)]
+            size = sum(len(p) for p in parts)
+            if size:
+                self.transport.writelines((b"%x\r\n" % size, *parts, b"\r\n"))  # type: ignore[arg-type]
+            if pieces is not None and self.flow.write_paused and not self.disconnected:
+                # several MB went to the transport at once: hold the sender until they left,
+                # so the pieces a caller makes next wait beside these, not also behind them
+                await self.flow.drain()
             return
+        if pieces is not None:  # framed by uvicorn (the head not sent, HEAD, a length): joined
+            message = cast(ASGISendEvent, {**fields, "body": b"".join([body, *pieces])})
         await super().send(message)
 
 
@@ -46,3 +68,4 @@ class HttpProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if type(self.cycle) is RequestResponseCycle:  # a request just parsed, not an upgrade
             self.cycle.__class__ = _Cycle
+            self.scope.setdefault("extensions", {})[PIECES] = {}  # type: ignore[typeddict-item]

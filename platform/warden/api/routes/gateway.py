@@ -19,6 +19,7 @@ from starlette.types import Receive, Scope, Send
 from warden.api.deps import get_state
 from warden.api.edge import report_unauthenticated
 from warden.api.openapi import json_body
+from warden.core.http_protocol import PIECES
 from warden.db.generation import CacheAt, read_stamp_of
 from warden.db.session import unit_of_work
 from warden.errors import Unauthenticated
@@ -100,7 +101,7 @@ class _LiveResponse(Response):
                     group.cancel_scope.cancel()
 
                 group.start_soon(watch)
-                await self._send_all(send)
+                await self._send_all(send, whole=PIECES in scope.get("extensions", {}))
                 group.cancel_scope.cancel()
         except Exception as exc:  # the task group wraps what its tasks raised
             cause = _unwrap(exc)
@@ -116,7 +117,9 @@ class _LiveResponse(Response):
             with anyio.CancelScope(shield=True):
                 await run_in_threadpool(self.stream.finish, complete=complete, reason=reason)
 
-    async def _send_all(self, send: Send) -> None:
+    async def _send_all(self, send: Send, *, whole: bool) -> None:
+        """`whole`: the server takes a chunk's pieces in one message (core/http_protocol.py);
+        otherwise they go one message each."""
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
@@ -129,7 +132,10 @@ class _LiveResponse(Response):
                 async for chunk in ready:
                     async with anyio.create_task_group() as counting:
                         counting.start_soon(self._count, chunk)
-                        for piece in chunk.pieces:
+                        if whole:
+                            body = {"type": "http.response.body", "body": b"", "more_body": True}
+                            await send({**body, PIECES: chunk.pieces})
+                        for piece in () if whole else chunk.pieces:
                             await send(
                                 {"type": "http.response.body", "body": piece, "more_body": True}
                             )
