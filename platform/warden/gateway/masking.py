@@ -41,6 +41,12 @@ DENSE_MAX_SLOTS = 1 << 25
 DENSE_MAX_SPREAD = 4
 _MASKED = "__warden_masked"
 
+# polars imports numpy on first use through a proxy whose import copies numpy's names over its
+# own, numpy's `_globals` module included: two threads using numpy through polars for the first
+# time in a process could fail ("'module' object does not support item assignment", seen with
+# concurrent first reads). The proxy is replaced here, once, at import.
+pl.Series(np.zeros(1, dtype=bool))
+
 
 def token(key: bytes, value: object) -> int | str:
     digest = hmac.new(key, str(value).encode(), hashlib.sha256).digest()
