@@ -33,50 +33,66 @@ def _ci(value: Any, ci: Any) -> str:
     return _fmt(value)
 
 
+def _row(*cells: object) -> str:
+    """One row of a Markdown table (an empty cell as `| |`)."""
+    return "|" + "|".join(f" {c} " if c != "" else " " for c in map(str, cells)) + "|"
+
+
+def _head(*names: str) -> list[str]:
+    """A Markdown table's header and the line under it."""
+    return [_row(*names), _row(*["---"] * len(names))]
+
+
 def _quality_rows(h: dict[str, Any], names: dict[str, str]) -> list[str]:
-    lines = ["| scorer | recall | share of oracle-random gap |", "| --- | --- | --- |"]
+    lines = _head("scorer", "recall", "share of oracle-random gap")
     for base in BASELINES:
-        lines.append(f"| {base} | {_fmt(h[base])} | {_pct(h[f'share_{base}'])} |")
+        lines.append(_row(base, _fmt(h[base]), _pct(h[f"share_{base}"])))
     for scorer in ("stack", "tower"):
         for arm in ("A", "B"):
             key = f"{arm}_{scorer}"
+            share = f"{_pct(h[f'share_{key}'])} ± {_pct(h[f'share_{key}_ci95'])}"
             lines.append(
-                f"| {arm} {names[arm]} ({scorer}) | {_ci(h[key], h[f'{key}_ci95'])} "
-                f"| {_pct(h[f'share_{key}'])} ± {_pct(h[f'share_{key}_ci95'])} |"
+                _row(f"{arm} {names[arm]} ({scorer})", _ci(h[key], h[f"{key}_ci95"]), share)
             )
     for scorer in ("stack", "tower"):
-        lines.append(
-            f"| A vs B ({scorer}) | lift {_pct(h[f'lift_{scorer}'])} "
-            f"| {_fmt(h[f'share_gain_points_{scorer}'] * 100, 3)} points of the gap "
-            f"({_pct(h[f'share_gain_relative_{scorer}'])} relative) |"
-        )
+        points = _fmt(h[f"share_gain_points_{scorer}"] * 100, 3)
+        relative = _pct(h[f"share_gain_relative_{scorer}"])
+        gain = f"{points} points of the gap ({relative} relative)"
+        lines.append(_row(f"A vs B ({scorer})", f"lift {_pct(h[f'lift_{scorer}'])}", gain))
     return lines
 
 
 def _training_rows(training: dict[str, Any], names: dict[str, str]) -> list[str]:
     """Both arms' training budgets (first seed's model; totals per phase)."""
-    lines = [
-        "| arm | phase | objective | steps | examples | CPU-s | stopped by |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-    ]
+    lines = _head("arm", "phase", "objective", "steps", "examples", "CPU-s", "stopped by")
     for arm in ("A", "B"):
         records = training.get(arm) or [{}]
         phases = records[0].get("phases", [])
         if not phases:
-            lines.append(f"| {arm} | (no training record in the artifact) | | | | | |")
+            lines.append(_row(arm, "(no training record in the artifact)", *[""] * 5))
         for ph in phases:
             cpu = _fmt(float(ph.get("cpu_s", math.nan)), 4)
+            steps, examples = f"{ph.get('steps', 'n/a'):,}", f"{ph.get('examples', 'n/a'):,}"
             lines.append(
-                f"| {arm} {names[arm]} | {ph.get('name')} | {ph.get('objective', '')} "
-                f"| {ph.get('steps', 'n/a'):,} | {ph.get('examples', 'n/a'):,} "
-                f"| {cpu} | {ph.get('stopped_by', 'fixed steps')} |"
+                _row(
+                    f"{arm} {names[arm]}",
+                    ph.get("name"),
+                    ph.get("objective", ""),
+                    steps,
+                    examples,
+                    cpu,
+                    ph.get("stopped_by", "fixed steps"),
+                )
             )
-        budget = records[0].get("budget")
-        if budget:
+        if budget := records[0].get("budget"):
             lines.append(
-                f"| {arm} {names[arm]} | budget given to the tower | "
-                f"{budget.get('basis', '')} | {budget.get('steps', 'n/a')} "
-                f"| {budget.get('examples', 'n/a')} | {budget.get('cpu_s', 'n/a')} | |"
+                _row(
+                    f"{arm} {names[arm]}",
+                    "budget given to the tower",
+                    budget.get("basis", ""),
+                    *(budget.get(key, "n/a") for key in ("steps", "examples", "cpu_s")),
+                    "",
+                )
             )
     return lines
 
@@ -84,16 +100,17 @@ def _training_rows(training: dict[str, Any], names: dict[str, str]) -> list[str]
 def _budget_rows(b: dict[str, Any], names: dict[str, str]) -> list[str]:
     if not b:
         return ["(no training records in the artifacts)"]
-    lines = [
-        f"| measure | A {names['A']}: domain tower + align + post-train "
-        f"| B {names['B']}: generic tower | B / A |",
-        "| --- | --- | --- | --- |",
-    ]
+    lines = _head(
+        "measure",
+        f"A {names['A']}: domain tower + align + post-train",
+        f"B {names['B']}: generic tower",
+        "B / A",
+    )
     for key, label in (("steps", "steps"), ("examples", "examples"), ("cpu_s", "CPU-seconds")):
         row = b.get(key, {})
         a, g = row.get("A_domain_path", math.nan), row.get("B_generic_tower", math.nan)
         num = _fmt if key == "cpu_s" else _int
-        lines.append(f"| {label} | {num(a)} | {num(g)} | {_fmt(row.get('B_over_A'), 3)} |")
+        lines.append(_row(label, num(a), num(g), _fmt(row.get("B_over_A"), 3)))
     lines += [
         "",
         f"B's tower budget: {b.get('B_budget')}; it stopped by: "
@@ -167,32 +184,44 @@ def render_markdown(report: dict[str, Any], names: dict[str, str], k: int) -> st
         "",
         "## Serving and size",
         "",
-        "| measure | A | B | A vs B |",
-        "| --- | --- | --- | --- |",
+        *_head("measure", "A", "B", "A vs B"),
     ]
     if "encode_latency" in h:
         e = h["encode_latency"]
-        lines += [
-            f"| tower encode P50 (ms) | {_fmt(e['A_p50_ms'])} | {_fmt(e['B_p50_ms'])} "
-            f"| {_fmt(e['speedup_p50'], 3)}x faster |",
-            f"| tower encode P95 (ms) | {_fmt(e['A_p95_ms'])} | {_fmt(e['B_p95_ms'])} "
-            f"| {_fmt(e['speedup_p95'], 3)}x faster |",
-        ]
+        for p in ("p50", "p95"):
+            lines.append(
+                _row(
+                    f"tower encode {p.upper()} (ms)",
+                    _fmt(e[f"A_{p}_ms"]),
+                    _fmt(e[f"B_{p}_ms"]),
+                    f"{_fmt(e[f'speedup_{p}'], 3)}x faster",
+                )
+            )
         for path in ("tower_only", "encode_only", "request_encode", "request_lookup"):
             c = h[f"cost_per_1k_{path}"]
+            lower = f"{_fmt(c['reduction'] * 100, 3)}% lower"
             lines.append(
-                f"| cost per 1k requests, {path} (USD) | {_fmt(c['A'])} | {_fmt(c['B'])} "
-                f"| {_fmt(c['reduction'] * 100, 3)}% lower |"
+                _row(f"cost per 1k requests, {path} (USD)", _fmt(c["A"]), _fmt(c["B"]), lower)
             )
+    for key, label in (
+        ("tower_params", "tower parameters"),
+        ("tower_flops", "tower FLOPs / image"),
+    ):
+        lines.append(_row(label, f"{h[key]['A']:,}", f"{h[key]['B']:,}", ""))
     lines += [
-        f"| tower parameters | {h['tower_params']['A']:,} | {h['tower_params']['B']:,} | |",
-        f"| tower FLOPs / image | {h['tower_flops']['A']:,} | {h['tower_flops']['B']:,} | |",
         "",
         f"## Quality by slice (mean ± 95% CI over seeds; seeds {proto['seeds_per_arm']})",
         "",
-        f"| candidates | slice | scorer | recall@{k} | MRR | nDCG@{k} | share of gap "
-        f"(recall@{k}) | queries |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        *_head(
+            "candidates",
+            "slice",
+            "scorer",
+            f"recall@{k}",
+            "MRR",
+            f"nDCG@{k}",
+            f"share of gap (recall@{k})",
+            "queries",
+        ),
     ]
     q = report["quality"]
     for cs in ("full", "sampled"):
@@ -217,33 +246,34 @@ def render_markdown(report: dict[str, Any], names: dict[str, str], k: int) -> st
                     for m in (f"recall@{k}", "mrr", f"ndcg@{k}")
                 ]
                 share = node.get("share_of_gap", {}).get(f"recall@{k}", {})
-                lines.append(
-                    f"| {cs} | {s} | {label} | "
-                    + " | ".join(cells)
-                    + f" | {_pct(share.get('mean', math.nan))} | {node['n_queries']} |"
-                )
+                share_mean = _pct(share.get("mean", math.nan))
+                lines.append(_row(cs, s, label, *cells, share_mean, node["n_queries"]))
     if report["serving"]:
         lines += [
             "",
             "## Serving (batch 1, one thread, A and B interleaved; see the protocol)",
             "",
-            "| arm | path | P50 ms | P95 ms | CPU-s / request | USD per 1k |",
-            "| --- | --- | --- | --- | --- | --- |",
+            *_head("arm", "path", "P50 ms", "P95 ms", "CPU-s / request", "USD per 1k"),
         ]
         for arm in ("A", "B"):
             for path, m in report["serving"][arm].items():
-                lines.append(
-                    f"| {arm} | {path} | {_fmt(m['p50_ms'])} | {_fmt(m['p95_ms'])} "
-                    f"| {_fmt(m['cpu_s_per_request'])} | {_fmt(m['cost_per_1k_usd'])} |"
-                )
+                measures = ("p50_ms", "p95_ms", "cpu_s_per_request", "cost_per_1k_usd")
+                lines.append(_row(arm, path, *(_fmt(m[key]) for key in measures)))
     if report["shadow"]:
         lines += ["", "## Shadow mode (B beside A on the same requests, full catalog)", ""]
-        lines += ["| slice | requests | overlap@k | top-1 agree | A hit/B miss | B hit/A miss |"]
-        lines += ["| --- | --- | --- | --- | --- | --- |"]
+        lines += _head(
+            "slice", "requests", "overlap@k", "top-1 agree", "A hit/B miss", "B hit/A miss"
+        )
         for s, m in report["shadow"].items():
             lines.append(
-                f"| {s} | {m['requests']} | {_fmt(m[f'mean_overlap@{k}'])} "
-                f"| {_fmt(m['top1_agreement'])} | {m['a_hit_b_miss']} | {m['b_hit_a_miss']} |"
+                _row(
+                    s,
+                    m["requests"],
+                    _fmt(m[f"mean_overlap@{k}"]),
+                    _fmt(m["top1_agreement"]),
+                    m["a_hit_b_miss"],
+                    m["b_hit_a_miss"],
+                )
             )
     lines += ["", "## Protocol", ""]
     lines += [f"- {key}: {value}" for key, value in proto.items()]

@@ -1,15 +1,18 @@
 """The API's HTTP protocol frames a streamed body's large pieces without copying them, and takes
 several pieces in one message (its `PIECES` extension): what the client receives is still every
-byte, in order, however slowly it reads."""
+byte, in order, however slowly it reads. And a server started in a thread (the demo's, the
+tests') that cannot listen says so when its thread ends."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import time
 from collections.abc import AsyncIterator
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -17,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 from warden.api.background import serve_in_thread
 from warden.core.http_protocol import FRAME_IN_PLACE_FROM
 from warden.core.http_protocol import PIECES as MANY
+from warden.errors import Unavailable
 
 # Pieces on both sides of the threshold, a few larger than a socket's buffers.
 SIZES = [7, FRAME_IN_PLACE_FROM - 1, FRAME_IN_PLACE_FROM, 3 << 20, 100, 1 << 20] * 4
@@ -106,3 +110,13 @@ def test_pieces_sent_in_one_message_arrive_whole_and_in_order_however_slowly_rea
             assert http.get("/pieces").content == sent
     finally:
         server.stop()
+
+
+def test_a_server_that_cannot_listen_is_refused_at_once_not_after_the_timeout() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        started = time.monotonic()
+        with pytest.raises(Unavailable):
+            serve_in_thread(_app(), port=taken.getsockname()[1], timeout=30)
+    assert time.monotonic() - started < 15  # the thread's end says so; no polling to the timeout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from contextlib import suppress
 from dataclasses import dataclass
 
 import httpx
@@ -41,6 +42,23 @@ def port_is_free(port: int) -> bool:
         return True
 
 
+class _Server(uvicorn.Server):
+    """A uvicorn server that says when it listens (its lifespan started, its socket bound)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.listening = threading.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            self.listening.set()
+
+    def run_in_thread(self) -> None:
+        with suppress(SystemExit):  # uvicorn exits when it cannot listen: serve_in_thread says so
+            self.run()
+
+
 def serve_in_thread(
     app: FastAPI, *, timeout: float = 30.0, port: int | None = None
 ) -> BackgroundServer:
@@ -50,16 +68,19 @@ def serve_in_thread(
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_level="warning", http=HttpProtocol
     )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
+    server = _Server(config)
+    thread = threading.Thread(target=server.run_in_thread, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+    # Woken when it listens, not by polling: each poll paid for a new HTTP client's TLS setup.
+    while not server.listening.wait(0.05) and thread.is_alive():
+        if time.monotonic() > deadline:
+            break
+    if server.listening.is_set():
+        wait = max(1.0, deadline - time.monotonic())
+        with httpx.Client(base_url=url, timeout=wait) as http, suppress(httpx.HTTPError):
+            if http.get("/healthz").status_code == 200:
                 return BackgroundServer(server, thread, url)
-        except httpx.HTTPError:
-            time.sleep(0.05)
     server.should_exit = True
     raise Unavailable(f"the API did not start within {timeout:.0f} s")

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import iter_route_contexts
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
@@ -146,11 +145,20 @@ def route_table(app: Any) -> list[tuple[re.Pattern[str], str, frozenset[str]]]:
     """(path pattern, template, methods) of every route, included routers' too; made once."""
     table = getattr(app.state, "warden_route_table", None)
     if table is None:
-        table = []
-        for route in iter_route_contexts(app.routes):
-            path = getattr(route, "path", None)
-            if isinstance(path, str):
-                pattern = compile_path(path)[0]
-                table.append((pattern, path, frozenset(route.methods or ())))
+        table = [
+            (compile_path(path)[0], path, frozenset(methods or ()))
+            for path, methods in _paths(app.routes)
+        ]
         app.state.warden_route_table = table
     return table  # type: ignore[no-any-return]
+
+
+def _paths(routes: Iterable[Any], prefix: str = "") -> Iterator[tuple[str, set[str] | None]]:
+    """(path, methods) of each route, an included router's under its prefix. Read off the
+    routers: FastAPI's route contexts (`iter_route_contexts`) would first inspect every
+    endpoint of every router, 0.1 s of CPU per app, where routing builds only the one it uses."""
+    for route in routes:
+        if (router := getattr(route, "original_router", None)) is not None:  # included
+            yield from _paths(router.routes, prefix + route.include_context.prefix)
+        elif isinstance(path := getattr(route, "path", None), str):
+            yield prefix + path, getattr(route, "methods", None)

@@ -10,7 +10,7 @@ import typer
 from warden.cli.client import ApiClient, console, err_console, fail, given
 from warden.cli.database import direct_session
 from warden.cli.options import AuditReason, Columns, DatasetName, Purpose, column_names
-from warden.cli.output import Format, show, show_one
+from warden.cli.output import Format, print_body, print_one, show
 from warden.config import get_settings
 
 if TYPE_CHECKING:
@@ -42,9 +42,10 @@ def check(
         "columns": column_names(columns),
     }
     result = ApiClient().post("/v1/policy/check", json=body)
-    if fmt == "json":
-        show_one(result, [], "json")
-        return
+    print_body(result, fmt, lambda r: _explain(r, subject, purpose))
+
+
+def _explain(result: dict[str, Any], subject: str, purpose: str) -> None:
     console.print(
         f"[bold]{subject}[/] on [bold]{result['dataset']}[/] for [bold]{purpose}[/] · policy "
         f"v{result['policy_version']} · roles: {', '.join(result['roles']) or 'none'}"
@@ -192,21 +193,23 @@ def propose(
 
 def _submit(body: dict[str, Any], fmt: str) -> None:
     out = ApiClient().post("/v1/policy/rules", json=body)
+    if out["state"] == "pending":  # the change awaiting review is the answer
+        print_body(out["change"], fmt, _proposed)
+    else:
+        print_body(out, fmt, _applied)
+
+
+def _proposed(change: dict[str, Any]) -> None:
+    console.print(
+        f"proposed, awaiting review: change [bold]{change['id']}[/] ({change['summary']});"
+        f" it needs {change['quorum']} approval(s) by someone else"
+    )
+    for why in change["widening"][:20]:
+        console.print(f"  widens: {why}")
+
+
+def _applied(out: dict[str, Any]) -> None:
     change = out.get("change")
-    if out["state"] == "pending":
-        if fmt == "json":
-            show_one(change, [], "json")
-            return
-        console.print(
-            f"proposed, awaiting review: change [bold]{change['id']}[/] ({change['summary']});"
-            f" it needs {change['quorum']} approval(s) by someone else"
-        )
-        for why in change["widening"][:20]:
-            console.print(f"  widens: {why}")
-        return
-    if fmt == "json":
-        show_one(out, [], "json")
-        return
     flag = ""
     if change is not None and change["break_glass"]:
         flag = f" as break-glass change {change['id']}: flagged, needs review by someone else"
@@ -249,10 +252,10 @@ def list_changes(
 @changes_app.command("show")
 def show_change(change_id: str, fmt: Format = "table") -> None:
     """One change: what it does, why it widens, whom it benefits, reviews and history."""
-    c = ApiClient().get(f"/v1/policy/changes/{change_id}")
-    if fmt == "json":
-        show_one(c, [], "json")
-        return
+    print_one(f"/v1/policy/changes/{change_id}", fmt, _change_details)
+
+
+def _change_details(c: dict[str, Any]) -> None:
     show([_row(c)], CHANGE_COLUMNS, "table")
     for key in ("add", "remove"):
         for line in c["payload"].get(key, []):
@@ -266,9 +269,10 @@ def show_change(change_id: str, fmt: Format = "table") -> None:
 
 def _act(change_id: str, verb: str, comment: str, fmt: str) -> None:
     c = ApiClient().post(f"/v1/policy/changes/{change_id}/{verb}", json={"comment": comment})
-    if fmt == "json":
-        show_one(c, [], "json")
-        return
+    print_body(c, fmt, _change_state)
+
+
+def _change_state(c: dict[str, Any]) -> None:
     version = f" (policy v{c['policy_version']})" if c["policy_version"] else ""
     console.print(f"change {c['id']}: {c['state']}{version}")
 
