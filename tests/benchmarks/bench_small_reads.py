@@ -94,7 +94,12 @@ def _audited_reads(settings: Settings) -> int:
         engine.dispose()
 
 
-def load(url: str, token: str, clients: int, reads: int) -> tuple[list[float], float, int]:
+READ_PATH = "/v1/datasets/engagements/read"
+
+
+def load(
+    url: str, token: str, clients: int, reads: int, path: str = READ_PATH
+) -> tuple[list[float], float, int]:
     """(latencies in ms of the reads served, wall seconds, failures).
 
     `clients` keep-alive connections on one asyncio loop, each sending its next read as soon
@@ -104,17 +109,17 @@ def load(url: str, token: str, clients: int, reads: int) -> tuple[list[float], f
     A read is served when it answers 200 with 100 rows; anything else counts as a failure.
     """
     host, _, port = url.removeprefix("http://").partition(":")
-    bodies = [_request(host, token, filtered=bool(i)) for i in range(2)]
+    bodies = [_request(host, token, path, filtered=bool(i)) for i in range(2)]
     return asyncio.run(_load(host, int(port), bodies, clients, reads))
 
 
-def _request(host: str, token: str, *, filtered: bool) -> bytes:
+def _request(host: str, token: str, path: str, *, filtered: bool) -> bytes:
     body: dict[str, Any] = {"purpose": "training", "columns": COLUMNS, "limit": 100}
     if filtered:
         body["where"] = [{"column": "region", "op": "ne", "value": "zz"}]
     payload = json.dumps(body).encode()
     head = (
-        f"POST /v1/datasets/engagements/read HTTP/1.1\r\nhost: {host}\r\n"
+        f"POST {path} HTTP/1.1\r\nhost: {host}\r\n"
         f"authorization: Bearer {token}\r\ncontent-type: application/json\r\n"
         f"content-length: {len(payload)}\r\n\r\n"
     )
