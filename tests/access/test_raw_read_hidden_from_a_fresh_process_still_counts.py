@@ -23,7 +23,9 @@ process reads at start, so the read counts in every process sharing the folder.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,6 +35,8 @@ from tests.access.test_masked_grant_after_a_raw_read_is_refused import MASKED, R
 from tests.access.test_raw_read_cut_with_the_tail_still_counts import _checkpointed_seqs
 from tests.conftest import WardenHarness
 from tests.sealed_rows import one, sql
+from warden.audit.checkpoints import CheckpointStore
+from warden.audit.raw_ledger import FILE_NAME
 
 
 @pytest.fixture
@@ -94,3 +98,34 @@ def test_a_raw_read_hidden_before_a_fresh_process_checks_it_still_counts(
     assert review.status_code == 403, review.text
     assert "mixed exposure" in review.json()["detail"], review.text
     assert f"read raw in audit event {event_id}" in review.text
+
+
+def test_the_list_names_a_place_once_and_a_line_warden_did_not_sign_refuses(
+    access: Access, fresh: Any
+) -> None:
+    """One entry per raw place and reader, whichever process reads it again; a line in the list
+    that no checkpoint key signed (someone else writes the folder) refuses, as an unsigned
+    alarm does, instead of being skipped."""
+    access.add_person("bob", [])
+    access.reviewed_rules([RAW, *MASKED], reason="bob studies users")
+    first = access.read("bob", "users", purpose="analytics", columns=["user_id", "region"])
+    other = fresh()
+    for process in (other, access):  # the same place again, in a process that knew it or not
+        again = process.read("bob", "users", purpose="analytics", columns=["user_id"])
+        assert again.status_code == 200, again.text
+    listed = _ledger(access).read_bytes().splitlines()
+    assert [json.loads(line)["places"] for line in listed] == [
+        [["acme", "bob", "users", "user_id", "analytics", first.headers["x-warden-audit-event"]]]
+    ]
+    forged = {**json.loads(listed[0]), "n": 2, "places": [["acme", "bob", "users", "x", "y", "z"]]}
+    with _ledger(access).open("ab") as handle:
+        handle.write(json.dumps(forged).encode() + b"\n")
+    narrowed = other.propose("admin", remove=[RAW], reason="bob sees user ids masked now")
+    assert narrowed.status_code == 503, narrowed.text
+    assert "raw-read list" in narrowed.json()["detail"]
+    later = fresh().read("bob", "users", purpose="analytics", columns=["region"])
+    assert later.status_code == 503, later.text
+
+
+def _ledger(access: Access) -> Path:
+    return CheckpointStore.for_settings(access.w.settings).folder / FILE_NAME
