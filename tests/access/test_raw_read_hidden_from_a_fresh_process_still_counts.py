@@ -125,6 +125,7 @@ def test_the_list_names_a_place_once_and_a_line_warden_did_not_sign_refuses(
     assert "raw-read list" in narrowed.json()["detail"]
     later = fresh().read("bob", "users", purpose="analytics", columns=["region"])
     assert later.status_code == 503, later.text
+    assert "raw-read list" in later.json()["detail"], later.text
 
 
 def _ledger(access: Access) -> Path:

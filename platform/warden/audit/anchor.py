@@ -129,6 +129,7 @@ class Anchor:
     def __init__(self, checkpointer: Checkpointer) -> None:
         self.checkpointer = checkpointer
         self.tampered: str | None = None  # why this process refuses everything, once it does
+        self.list_refused: str | None = None  # the same, for a raw-read list tampered with
         self._lock = threading.Lock()
         self._seen: tuple[int, int, int] | None = None  # the file's (inode, size, mtime)
         self._latest: Checkpoint | None = None  # the newest checkpoint in the file, as seen
@@ -188,8 +189,8 @@ class Anchor:
         (policy/raw_reads.py): known whatever is done to their rows later."""
         wanted = set(readers) if readers is not None else None
         self._look_at_ledger()
-        if self.tampered:
-            raise AuditUnavailable(f"the audit anchor refuses: {self.tampered}")
+        if self.list_refused:
+            raise AuditUnavailable(self.list_refused)
         with self._lock:
             known = {p: i for p, i in self._raw_reads.items() if wanted is None or p[1] in wanted}
         return {**self.ledger.of(wanted), **known}
@@ -200,7 +201,7 @@ class Anchor:
         try:
             self.ledger.catch_up()
         except AuditUnavailable as exc:
-            self.tampered = self.tampered or exc.detail
+            self.list_refused = self.list_refused or exc.detail
             log.error("the raw-read list was tampered with: %s", exc.detail)
 
     def _raise_alarm(self, ending: Sequence[AuditEvent], why: str) -> None:
@@ -220,6 +221,8 @@ class Anchor:
         (the caller then reads what it names)."""
         if self.tampered:
             raise AuditUnavailable("the audit chain was tampered with; run `warden audit verify`")
+        if self.list_refused:
+            raise AuditUnavailable(self.list_refused)
         self._look_at_alarms(db.get_bind())
         if self._standing:
             raise AuditUnavailable(
