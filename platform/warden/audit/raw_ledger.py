@@ -53,7 +53,10 @@ class RawLedger:
         """Read the lines appended since the last look (one `stat` when none was).
         AuditUnavailable when the list was tampered with."""
         with self._lock:
-            self._catch_up_locked()
+            try:
+                self._catch_up_locked()
+            except OSError as exc:  # unreadable: what it lists cannot be counted (fail closed)
+                raise _tampered(f"cannot be read ({type(exc).__name__})") from exc
 
     def of(self, readers: set[str] | None) -> dict[RawPlace, str]:
         with self._lock:
