@@ -21,7 +21,9 @@ A chain cut back below its newest checkpoint, or changed at it, refuses every re
 after an ending is refused (the chain was changed between the commit and the signature: the
 ending deleted or replaced inside its own commit), the process refuses too, and raises a
 signed alarm beside the checkpoints carrying the endings it holds (audit/alarms.py): every
-process sharing the folder takes those endings and refuses until an operator clears it.
+process sharing the folder takes those endings and refuses until an operator clears it. The
+raw places a read anchors are listed beside the checkpoints too (audit/raw_ledger.py), so a
+process started later counts them whatever their rows say by then.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from warden.audit.alarms import Alarms, Ending
 from warden.audit.chain import CHAIN_V1, chain_version, expected_hash
 from warden.audit.keys import ChainKeyring, keys_for
 from warden.audit.models import HEAD_ID, AuditEvent, AuditHead
+from warden.audit.raw_ledger import RawLedger, RawPlace
 from warden.errors import AuditUnavailable
 
 if TYPE_CHECKING:
@@ -98,10 +101,6 @@ def observe(callback: Callable[[Any, Sequence[AuditEvent | Ending]], None]) -> N
     _observers.append(callback)
 
 
-# (tenant, reader, dataset, column, purpose) of a read that returned the column unmasked
-RawPlace = tuple[str, str, str, str, str]
-
-
 def raw_places(event: AuditEvent | Mapping[str, Any]) -> dict[RawPlace, str]:
     """The places an allowed read shows its reader (a job's launcher) reading raw, each with
     the event's id."""
@@ -130,6 +129,7 @@ class Anchor:
     def __init__(self, checkpointer: Checkpointer) -> None:
         self.checkpointer = checkpointer
         self.tampered: str | None = None  # why this process refuses everything, once it does
+        self.list_refused: str | None = None  # the same, for a raw-read list tampered with
         self._lock = threading.Lock()
         self._seen: tuple[int, int, int] | None = None  # the file's (inode, size, mtime)
         self._latest: Checkpoint | None = None  # the newest checkpoint in the file, as seen
@@ -140,13 +140,16 @@ class Anchor:
         # places read raw that a checkpoint names (taken when committed here, or when the walk
         # to a newer checkpoint met them), with the event: what their readers keep
         self._raw_reads: dict[RawPlace, str] = {}
+        # the places every checkpoint of the folder anchored, signed beside them: read at start
+        self.ledger = RawLedger(checkpointer.store)
+        self._look_at_ledger()
 
     def committed(self, engine: Any, events: Sequence[AuditEvent]) -> None:
         """Anchor what must not wait in the tail. AuditUnavailable when a read of raw
         identifiers could not be anchored (its answer must not leave)."""
         with self._lock:
             raw = {p: i for e in events for p, i in raw_places(e).items()
-                   if p not in self._raw_reads}  # fmt: skip
+                   if p not in self._raw_reads and p not in self.ledger.places}  # fmt: skip
         if not raw and not any(e.action in AT_ONCE for e in events):
             return
         ending = [e for e in events if holds(e.action, e.decision)]
@@ -169,6 +172,11 @@ class Anchor:
             if raw:
                 raise AuditUnavailable("the audit chain was tampered with; run `audit verify`")
             return
+        try:  # listed beside the checkpoint: a process started later counts them too
+            self.ledger.append(raw)
+        except Exception as exc:
+            log.exception("the raw places of a read could not be listed")
+            raise AuditUnavailable("a read of raw identifiers could not be anchored") from exc
         self._know(raw)
 
     def _know(self, raw: Mapping[RawPlace, str]) -> None:
@@ -180,8 +188,21 @@ class Anchor:
         """The anchored raw reads of these readers (None: all) this process knows of
         (policy/raw_reads.py): known whatever is done to their rows later."""
         wanted = set(readers) if readers is not None else None
+        self._look_at_ledger()
+        if self.list_refused:
+            raise AuditUnavailable(self.list_refused)
         with self._lock:
-            return {p: i for p, i in self._raw_reads.items() if wanted is None or p[1] in wanted}
+            known = {p: i for p, i in self._raw_reads.items() if wanted is None or p[1] in wanted}
+        return {**self.ledger.of(wanted), **known}
+
+    def _look_at_ledger(self) -> None:
+        """Take what was listed since the last look (all of it at start); a list tampered
+        with makes this process refuse, as a chain cut below its checkpoint does."""
+        try:
+            self.ledger.catch_up()
+        except AuditUnavailable as exc:
+            self.list_refused = self.list_refused or exc.detail
+            log.error("the raw-read list was tampered with: %s", exc.detail)
 
     def _raise_alarm(self, ending: Sequence[AuditEvent], why: str) -> None:
         carried = [
@@ -200,6 +221,8 @@ class Anchor:
         (the caller then reads what it names)."""
         if self.tampered:
             raise AuditUnavailable("the audit chain was tampered with; run `warden audit verify`")
+        if self.list_refused:
+            raise AuditUnavailable(self.list_refused)
         self._look_at_alarms(db.get_bind())
         if self._standing:
             raise AuditUnavailable(

@@ -11,8 +11,10 @@ written in SQL adds no raw read, and a history holding an event that is not the 
 start) refuses the change (AuditUnavailable, 503) instead of being skipped. A read of raw
 identifiers is checkpointed at once (audit/anchor.py), and every process sharing the
 checkpoint folder keeps those it saw anchored (from the object in hand, or met walking to a
-newer checkpoint): they count whatever is later done to their rows, moved out of the
-history included (another reader, dataset or action written over them, or deleted).
+newer checkpoint), and every process reads the signed list of those places beside the
+checkpoints at start (audit/raw_ledger.py): they count whatever is later done to their rows,
+moved out of the history included (another reader, dataset or action written over them, or
+deleted), in a process started after them too.
 """
 
 from __future__ import annotations
