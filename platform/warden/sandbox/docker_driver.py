@@ -193,13 +193,20 @@ class DockerDriver:
         container = self._container(container_id)
         timed_out = False
         try:
-            container.wait(timeout=max(timeout, 0.001))
-        except requests.exceptions.RequestException:
-            timed_out = True
-            with contextlib.suppress(docker.errors.APIError):  # it may have exited meanwhile
-                container.kill()
-            container.wait(timeout=60)
-        container.reload()
+            try:
+                container.wait(timeout=max(timeout, 0.001))
+            except requests.exceptions.RequestException:
+                timed_out = True
+                with contextlib.suppress(docker.errors.APIError):  # it may have exited meanwhile
+                    container.kill()
+                container.wait(timeout=60)
+            container.reload()
+        except docker.errors.NotFound:
+            # Removed meanwhile (another process reaped it as an orphan): the watcher still
+            # ends its sandbox here (token, socket), with an unknown exit.
+            raise SandboxError(f"sandbox container {container_id[:12]} is gone") from None
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise SandboxError(f"Docker failed: {exc}") from exc
         state = container.attrs.get("State", {})
         exit_code = int(state.get("ExitCode", -1))
         oom_killed = bool(state.get("OOMKilled", False))
