@@ -48,6 +48,30 @@ def _dictionary(access: Access) -> dict[str, object]:
     return dict(zip(masked["user_id"].to_list(), raw["user_id"].to_list(), strict=True))
 
 
+def relink_after_narrowing(access: Any, raw: Any) -> tuple[int, Any]:
+    """After bob's raw read of `users` (`raw`, its frame): the narrowing, his masked read zipped
+    with the raw one (pseudonym -> user id), his request for `engagements` and both stewards'
+    approvals, through `access` (a harness of this process or another's): (engagements he
+    re-linked, the first answer that was not a success, else the last review)."""
+    narrowed = access.propose("admin", remove=[RAW], reason="bob sees user ids masked now")
+    if narrowed.status_code != 200:
+        return 0, narrowed
+    masked = access.frame(
+        access.read("bob", "users", purpose="analytics", columns=["user_id", "region"])
+    )
+    dictionary = dict(zip(masked["user_id"].to_list(), raw["user_id"].to_list(), strict=True))
+    req = access.ask("bob", dataset="engagements", columns=["user_id", "action"],
+                     purpose="analytics", duration="1d")  # fmt: skip
+    for steward in ("sam", "tess"):
+        review = access.review(steward, req["id"], "approve", "ok")
+        if review.status_code != 200:
+            return 0, review
+    if access.show("bob", req["id"])["state"] != "approved":
+        return 0, review
+    read = access.read("bob", "engagements", purpose="analytics", columns=["user_id", "action"])
+    return sum(p in dictionary for p in access.frame(read)["user_id"].to_list()), review
+
+
 def _ask_for_engagements(access: Access) -> tuple[str, Any]:
     """bob asks for `engagements` with its `user_id` (granted masked), sam approves (pii: two
     stewards) and tess's approval would grant it: her answer."""

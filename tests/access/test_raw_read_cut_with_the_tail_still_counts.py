@@ -25,7 +25,11 @@ from __future__ import annotations
 from typing import Any
 
 from tests.access.conftest import Access
-from tests.access.test_masked_grant_after_a_raw_read_is_refused import MASKED, RAW
+from tests.access.test_masked_grant_after_a_raw_read_is_refused import (
+    MASKED,
+    RAW,
+    relink_after_narrowing,
+)
 from tests.sealed_rows import one, sql
 from warden.audit.checkpoints import CheckpointStore
 
@@ -50,24 +54,7 @@ def _attack(access: Access, cut: bool) -> tuple[int, Any]:
     raw = access.frame(raw_read)
     if cut:
         _cut_from(access, raw_read.headers["x-warden-audit-event"])
-    narrowed = access.propose("admin", remove=[RAW], reason="bob sees user ids masked now")
-    if narrowed.status_code != 200:
-        return 0, narrowed
-    masked = access.frame(
-        access.read("bob", "users", purpose="analytics", columns=["user_id", "region"])
-    )
-    dictionary = dict(zip(masked["user_id"].to_list(), raw["user_id"].to_list(), strict=True))
-    req = access.ask("bob", dataset="engagements", columns=["user_id", "action"],
-                     purpose="analytics", duration="1d")  # fmt: skip
-    first = access.review("sam", req["id"], "approve", "ok")
-    if first.status_code != 200:
-        return 0, first
-    review = access.review("tess", req["id"], "approve", "ok")
-    relinked = 0
-    if review.status_code == 200 and access.show("bob", req["id"])["state"] == "approved":
-        read = access.read("bob", "engagements", purpose="analytics", columns=["user_id", "action"])
-        relinked = sum(p in dictionary for p in access.frame(read)["user_id"].to_list())
-    return relinked, review
+    return relink_after_narrowing(access, raw)
 
 
 def test_a_raw_read_cut_with_the_tail_is_refused(access: Access) -> None:

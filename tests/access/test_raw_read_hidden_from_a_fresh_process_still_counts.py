@@ -31,7 +31,11 @@ from typing import Any
 import pytest
 
 from tests.access.conftest import Access
-from tests.access.test_masked_grant_after_a_raw_read_is_refused import MASKED, RAW
+from tests.access.test_masked_grant_after_a_raw_read_is_refused import (
+    MASKED,
+    RAW,
+    relink_after_narrowing,
+)
 from tests.access.test_raw_read_cut_with_the_tail_still_counts import _checkpointed_seqs
 from tests.conftest import WardenHarness
 from tests.sealed_rows import one, sql
@@ -80,20 +84,7 @@ def test_a_raw_read_hidden_before_a_fresh_process_checks_it_still_counts(
     access.w.process.checkpointer.checkpoint_now()  # and the cadence signs it
     other = fresh()  # started after the checkpoint: it knows the read from the log only
     sql(access.w, edit, i=event_id)
-    narrowed = other.propose("admin", remove=[RAW], reason="bob sees user ids masked now")
-    assert narrowed.status_code == 200, narrowed.text
-    masked = other.frame(
-        other.read("bob", "users", purpose="analytics", columns=["user_id", "region"])
-    )
-    dictionary = dict(zip(masked["user_id"].to_list(), raw["user_id"].to_list(), strict=True))
-    req = other.ask("bob", dataset="engagements", columns=["user_id", "action"],
-                    purpose="analytics", duration="1d")  # fmt: skip
-    other.approve("sam", req["id"])
-    review = other.review("tess", req["id"], "approve", "ok")
-    relinked = 0
-    if review.status_code == 200:
-        read = other.read("bob", "engagements", purpose="analytics", columns=["user_id", "action"])
-        relinked = sum(p in dictionary for p in other.frame(read)["user_id"].to_list())
+    relinked, review = relink_after_narrowing(other, raw)
     assert relinked == 0, f"bob re-linked {relinked} engagements to raw user ids"
     assert review.status_code == 403, review.text
     assert "mixed exposure" in review.json()["detail"], review.text

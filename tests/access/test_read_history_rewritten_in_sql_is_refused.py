@@ -20,7 +20,11 @@ from typing import Any
 import pytest
 
 from tests.access.conftest import Access
-from tests.access.test_masked_grant_after_a_raw_read_is_refused import MASKED, RAW
+from tests.access.test_masked_grant_after_a_raw_read_is_refused import (
+    MASKED,
+    RAW,
+    relink_after_narrowing,
+)
 from tests.sealed_rows import sql
 
 
@@ -34,21 +38,7 @@ def _attack(access: Access) -> tuple[int, Any]:
     access.read("bob", "users", purpose="analytics", columns=["region"])  # the log goes on
     sql(access.w, "UPDATE audit_event SET masked_columns = :m WHERE id = :i",
         m='["user_id"]', i=raw_read.headers["x-warden-audit-event"])  # fmt: skip
-    narrowed = access.propose("admin", remove=[RAW], reason="bob sees user ids masked now")
-    if narrowed.status_code != 200:
-        return 0, narrowed
-    masked = access.frame(
-        access.read("bob", "users", purpose="analytics", columns=["user_id", "region"])
-    )
-    dictionary = dict(zip(masked["user_id"].to_list(), raw["user_id"].to_list(), strict=True))
-    req = access.ask("bob", dataset="engagements", columns=["user_id", "action"],
-                     purpose="analytics", duration="1d")  # fmt: skip
-    for steward in ("sam", "tess"):
-        review = access.review(steward, req["id"], "approve", "ok")
-        if review.status_code != 200:
-            return 0, review
-    read = access.read("bob", "engagements", purpose="analytics", columns=["user_id", "action"])
-    return sum(p in dictionary for p in access.frame(read)["user_id"].to_list()), review
+    return relink_after_narrowing(access, raw)
 
 
 def test_a_raw_read_rewritten_as_masked_refuses_the_change(access: Access) -> None:
@@ -122,20 +112,7 @@ def test_a_raw_read_taken_out_of_the_history_still_counts(
             held._raw_reads.clear()
     access.read("bob", "users", purpose="analytics", columns=["region"])  # the log goes on
     sql(access.w, edit, i=raw_read.headers["x-warden-audit-event"])
-    narrowed = access.propose("admin", remove=[RAW], reason="bob sees user ids masked now")
-    assert narrowed.status_code == 200, narrowed.text
-    masked = access.frame(
-        access.read("bob", "users", purpose="analytics", columns=["user_id", "region"])
-    )
-    dictionary = dict(zip(masked["user_id"].to_list(), raw["user_id"].to_list(), strict=True))
-    req = access.ask("bob", dataset="engagements", columns=["user_id", "action"],
-                     purpose="analytics", duration="1d")  # fmt: skip
-    access.approve("sam", req["id"])
-    review = access.review("tess", req["id"], "approve", "ok")
-    relinked = 0
-    if review.status_code == 200:
-        read = access.read("bob", "engagements", purpose="analytics", columns=["user_id", "action"])
-        relinked = sum(p in dictionary for p in access.frame(read)["user_id"].to_list())
+    relinked, review = relink_after_narrowing(access, raw)
     assert relinked == 0, f"bob re-linked {relinked} engagements to raw user ids"
     assert review.status_code == 403, review.text
     assert f"read raw in audit event {raw_read.headers['x-warden-audit-event']}" in review.text
