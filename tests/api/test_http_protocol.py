@@ -116,7 +116,6 @@ def test_a_server_that_cannot_listen_is_refused_at_once_not_after_the_timeout() 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        started = time.monotonic()
-        with pytest.raises(Unavailable):
+        # The thread's end says so (not the timeout's message): no polling to the timeout.
+        with pytest.raises(Unavailable, match="stopped before it listened"):
             serve_in_thread(_app(), port=taken.getsockname()[1], timeout=30)
-    assert time.monotonic() - started < 15  # the thread's end says so; no polling to the timeout

@@ -83,4 +83,6 @@ def serve_in_thread(
             if http.get("/healthz").status_code == 200:
                 return BackgroundServer(server, thread, url)
     server.should_exit = True
+    if not thread.is_alive():  # uvicorn gave up (it logged why): say so now, not at the timeout
+        raise Unavailable(f"the API's server stopped before it listened on port {port}")
     raise Unavailable(f"the API did not start within {timeout:.0f} s")
