@@ -47,19 +47,7 @@ def serve_process(
             out.close()  # type: ignore[union-attr]
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None:
-                tail = log.read_text()[-2000:] if log else ""
-                raise RuntimeError(f"warden serve exited ({proc.returncode}) {tail}")
-            if time.monotonic() > deadline:
-                raise RuntimeError("warden serve did not answer /healthz within 90 s")
-            time.sleep(0.1)
+        wait_until_healthy(proc, url, "warden serve", log)
         yield proc, url
     finally:
         if proc.poll() is None:
@@ -69,6 +57,26 @@ def serve_process(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def wait_until_healthy(
+    proc: subprocess.Popen[bytes], url: str, what: str, log: Path | None = None
+) -> None:
+    """Until `url`'s /healthz answers 200; RuntimeError if `proc` exits first (with the tail of
+    its `log`) or 90 s pass."""
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            tail = log.read_text()[-2000:] if log else ""
+            raise RuntimeError(f"{what} exited ({proc.returncode}) {tail}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not answer /healthz within 90 s")
+        time.sleep(0.1)
 
 
 def bound_engine(settings: Any) -> Engine:

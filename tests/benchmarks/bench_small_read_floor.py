@@ -27,7 +27,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -38,7 +37,7 @@ import httpx
 from tests.benchmarks.bench_read import COLUMNS
 from tests.benchmarks.bench_small_reads import READ_PATH, REPO, _tree_cpu_s, load, seeded
 from tests.benchmarks.harness import free_port, postgres_database
-from tests.serving import serve_env
+from tests.serving import serve_env, wait_until_healthy
 from warden.core.filesystem import restrict_umask
 
 KINDS = ("raw", "bare", "noop", "hop", "stamp", "auth", "read")
@@ -55,16 +54,7 @@ def server(app: str, env: dict[str, str], workers: int) -> Iterator[tuple[str, i
     proc = subprocess.Popen(cmd, env=env, cwd=REPO)  # noqa: S603
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{app} did not start")
-            time.sleep(0.1)
+        wait_until_healthy(proc, url, app)
         yield url, proc.pid
     finally:
         proc.terminate()

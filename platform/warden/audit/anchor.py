@@ -31,7 +31,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +42,7 @@ from warden.audit.chain import CHAIN_V1, chain_version, expected_hash
 from warden.audit.keys import ChainKeyring, keys_for
 from warden.audit.models import HEAD_ID, AuditEvent, AuditHead
 from warden.audit.raw_ledger import RawLedger, RawPlace
+from warden.db.per_engine import PerEngine
 from warden.errors import AuditUnavailable
 
 if TYPE_CHECKING:
@@ -319,19 +319,14 @@ def _chained(
     return prev == newest.hash
 
 
-_anchors: weakref.WeakKeyDictionary[Any, Anchor] = weakref.WeakKeyDictionary()
-_lock = threading.Lock()
+_anchors: PerEngine[Anchor] = PerEngine()
 
 
 def anchor(engine: Any, checkpointer: Checkpointer) -> Anchor:
     """Anchor what ends access on `engine` with `checkpointer` (one per engine and process)."""
-    with _lock:
-        found = _anchors.get(engine)
-        if found is None:
-            found = _anchors[engine] = Anchor(checkpointer)
-        return found
+    return _anchors.get(engine, lambda: Anchor(checkpointer))
 
 
 def anchor_for(engine: Any) -> Anchor | None:
     engine = getattr(engine, "engine", engine)
-    return _anchors.get(engine)
+    return _anchors.find(engine)

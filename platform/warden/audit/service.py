@@ -13,7 +13,6 @@ import dataclasses
 import logging
 import threading
 import uuid
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,6 +44,7 @@ from warden.audit.keys import ChainKeyring, keys_for
 from warden.audit.models import HEAD_ID, AuditEvent, AuditHead
 from warden.audit.telemetry import current_trace_id, emit_audit_log
 from warden.audit.verify import BrokenLink, Finding, VerifyResult
+from warden.db.per_engine import PerEngine
 
 if TYPE_CHECKING:
     from warden.audit.checkpoints import CheckpointLog
@@ -380,16 +380,11 @@ class _Batcher:
             db.close()
 
 
-_batchers: weakref.WeakKeyDictionary[sessionmaker[Session], _Batcher] = weakref.WeakKeyDictionary()
-_batchers_lock = threading.Lock()
+_batchers: PerEngine[_Batcher] = PerEngine()  # one per sessionmaker
 
 
 def _batcher_for(sessions: sessionmaker[Session]) -> _Batcher:
-    with _batchers_lock:
-        batcher = _batchers.get(sessions)
-        if batcher is None:
-            batcher = _batchers[sessions] = _Batcher(sessions)
-        return batcher
+    return _batchers.get(sessions, lambda: _Batcher(sessions))
 
 
 _EVENT_COLUMNS = tuple(c.key for c in AuditEvent.__table__.columns)

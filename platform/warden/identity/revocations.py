@@ -22,7 +22,6 @@ revive anything in a running process either.
 from __future__ import annotations
 
 import threading
-import weakref
 from typing import Any
 
 from sqlalchemy import and_, or_, select
@@ -48,6 +47,7 @@ from warden.audit.anchor import (
 from warden.audit.chain import CHAIN_V1, expected_hash
 from warden.audit.keys import keys_for
 from warden.audit.models import HEAD_ID, AuditEvent, AuditHead
+from warden.db.per_engine import PerEngine
 from warden.errors import AuditUnavailable
 
 
@@ -232,8 +232,7 @@ def _latest(found: dict[str, tuple[int, Any]], key: str, seq: int, value: Any) -
         found[key] = (seq, value)
 
 
-_by_engine: weakref.WeakKeyDictionary[Any, Revocations] = weakref.WeakKeyDictionary()
-_lock = threading.Lock()
+_by_engine: PerEngine[Revocations] = PerEngine()
 
 
 def revocations_for(db: Session) -> Revocations:
@@ -242,12 +241,7 @@ def revocations_for(db: Session) -> Revocations:
 
 
 def _for_engine(engine: Any) -> Revocations:
-    engine = getattr(engine, "engine", engine)
-    with _lock:
-        found = _by_engine.get(engine)
-        if found is None:
-            found = _by_engine[engine] = Revocations()
-        return found
+    return _by_engine.get(getattr(engine, "engine", engine), Revocations)
 
 
 # What this process commits that ends access, it knows at once (audit/anchor.py).

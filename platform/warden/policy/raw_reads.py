@@ -20,7 +20,6 @@ deleted), in a process started after them too.
 from __future__ import annotations
 
 import threading
-import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -31,6 +30,7 @@ from warden.audit.anchor import anchor_for
 from warden.audit.chain import CHAIN_V1, expected_hash
 from warden.audit.keys import ChainKeyring, keys_for
 from warden.audit.models import HEAD_ID, AuditEvent, AuditHead
+from warden.db.per_engine import PerEngine
 from warden.errors import AuditUnavailable
 from warden.policy.places import IdColumn, Place
 
@@ -158,17 +158,11 @@ class _History:
             return {k: dict(self._raw[k]) for k in asked if self._raw.get(k)}
 
 
-_histories: weakref.WeakKeyDictionary[Any, _History] = weakref.WeakKeyDictionary()
-_histories_lock = threading.Lock()
+_histories: PerEngine[_History] = PerEngine()
 
 
 def _history(bind: Any) -> _History:
-    engine = getattr(bind, "engine", bind)
-    with _histories_lock:
-        found = _histories.get(engine)
-        if found is None:
-            found = _histories[engine] = _History()
-        return found
+    return _histories.get(getattr(bind, "engine", bind), _History)
 
 
 def _own(event: RowMapping, keys: ChainKeyring, unkeyed_until: int | None) -> bool:
