@@ -156,7 +156,8 @@ class Anchor:
         for callback in _observers if ending else ():
             callback(engine, ending)
         try:
-            outcome = self.checkpointer.checkpoint_now()
+            # endings go in the alarm this process raises, else the checkpointer raises one
+            outcome = self.checkpointer.checkpoint_now(alarm=not ending)
         except Exception as exc:
             log.exception("no checkpoint after an event that ends access")
             if ending:  # not anchored: the other processes would not hear of these either

@@ -378,9 +378,16 @@ class Checkpointer:
         return outcome
 
     def checkpoint_now(
-        self, *, actor: str = "warden", actor_kind: str = "service", tenant: str | None = None
+        self,
+        *,
+        actor: str = "warden",
+        actor_kind: str = "service",
+        tenant: str | None = None,
+        alarm: bool = True,
     ) -> CheckpointOutcome:
-        """Verify the chain since the last checkpoint, sign its head, record it; see module doc."""
+        """Verify the chain since the last checkpoint, sign its head, record it; see module doc.
+        Refused for tampering, it raises the alarm (`alarm=False`: the caller raises its own,
+        carrying what it holds: audit/anchor.py)."""
         with self._lock, self.store.locked():
             outcome = self._checkpoint_locked()
             if outcome.checkpoint is None:
@@ -389,7 +396,8 @@ class Checkpointer:
                         {"refused": True, "findings": [f.detail for f in outcome.findings]},
                         refused=True,
                     )
-                    self._alarm(outcome.findings)
+                    if alarm:
+                        self._alarm(outcome.findings)
                 return outcome
             cp = outcome.checkpoint
             self.store.append(cp)
