@@ -70,9 +70,12 @@ SIMULATE = "experiment.simulate"
 EXPERIMENT_ENDS = ("experiment.stop", DECIDE, "experiment.rollback", SIMULATE)
 # A model version registered: its name means that version (or a later one) from then on.
 MODEL_REGISTER = "model.register"
+# A grant revoked, or rules changed at once (a narrowing): each names the policy version it
+# made, and no process decides on a stored policy older than that (policy/service.py).
+POLICY_ENDS = ("access.grant.revoked", "policy.change")
 # Events whose loss would give back what they took away (identity/revocations.py reads them).
 ENDING = (REVOKE, DISABLE, ENABLE, ROTATE, TERMS, *SANDBOX_ENDS, SIGN_OUT, *RESOLVED,
-          *EXPERIMENT_ENDS, MODEL_REGISTER)  # fmt: skip
+          *EXPERIMENT_ENDS, MODEL_REGISTER, *POLICY_ENDS)  # fmt: skip
 # Checkpointed at once too: a streamed read's completion (how much of a large read left, and
 # its SHA-256), which its reader would most like to erase; cut from the tail, its intent
 # would look like a read still running.
