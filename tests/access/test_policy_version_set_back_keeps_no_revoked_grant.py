@@ -60,6 +60,25 @@ def test_a_revoked_grant_is_not_read_on_a_process_whose_policy_was_set_back(
         a.close()
 
 
+def test_a_narrowing_is_not_undone_on_a_process_whose_policy_was_set_back(
+    access: Access,
+) -> None:
+    """The same with a narrowing applied at once (a deny for erin) instead of a revocation."""
+    _granted(access)
+    a = TestClient(create_app(access.w.settings))
+    try:
+        assert _read(a, access).status_code == 200
+        saved = one(access.w, "SELECT version, rules_sum, seal FROM policy_state")
+        deny = access.propose("admin", ["p, erin, acme, pins, *, *, *, deny, ,"], reason="stop")
+        assert deny.status_code == 200 and deny.json()["state"] == "applied", deny.text
+        sql(access.w, "UPDATE policy_state SET version = :v, rules_sum = :s, seal = :seal",
+            v=saved.version, s=saved.rules_sum, seal=saved.seal)  # fmt: skip
+        after = _read(a, access)
+        assert after.status_code == 503, f"erin read past the deny ({after.status_code})"
+    finally:
+        a.close()
+
+
 def test_a_revoked_grant_is_refused_on_both_processes_when_nothing_is_set_back(
     access: Access,
 ) -> None:
