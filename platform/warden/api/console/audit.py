@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse
 
 from warden.api.console.web import PREFIX, ConsoleRoute, Form, Who, render
 from warden.api.routes import audit as audit_api
+from warden.audit.schemas import AuditFilters
 from warden.db.session import unit_of_work
 from warden.errors import NotFound, Unprocessable
 
@@ -53,10 +54,7 @@ def search(
         "until": until,
     }
     with unit_of_work(who.state.sessions) as db:
-        page = audit_api.list_events(
-            db,
-            who.caller,
-            who.state,
+        asked = AuditFilters(
             actor=actor.strip() or None,
             dataset=dataset.strip() or None,
             action=action.strip() or None,
@@ -66,6 +64,7 @@ def search(
             cursor=cursor or None,
             limit=PAGE,
         )
+        page = audit_api.list_events(db, who.caller, who.state, asked)
     return render(who.request, "audit.html", who, page=page, filters=filters, searched=True)
 
 
@@ -74,10 +73,8 @@ def event(event_id: Annotated[str, Path(max_length=64)], who: Who) -> HTMLRespon
     """One event's full record (by its id: a tenant is not shown the chain's seq), found as a
     query of the caller's tenant would find it."""
     with unit_of_work(who.state.sessions) as db:
-        page = audit_api.list_events(
-            db, who.caller, who.state, actor=None, dataset=None, action=None, decision=None,
-            since=None, until=None, cursor=None, limit=1, event_id=event_id,
-        )  # fmt: skip
+        asked = AuditFilters(limit=1, id=event_id)
+        page = audit_api.list_events(db, who.caller, who.state, asked)
     found = page.events[0] if page.events else None
     if found is None:
         raise NotFound(f"no audit event {event_id!r} in your tenant's log")
