@@ -210,6 +210,20 @@ def test_audit_reads_are_themselves_audited(api: Api) -> None:
     assert isinstance(own[-1]["policy_version"], int)
 
 
+def test_a_query_event_records_the_filters_given_in_one_order(api: Api) -> None:
+    client = api.client("audrey")
+    asked = {"actor": "alice", "decision": "deny", "since": "2020-01-01T00:00:00Z", "id": "e-1"}
+    client.get("/v1/audit/events", params=asked)
+    own = client.get("/v1/audit/events", params={"actor": "audrey"}).json()["events"]
+    assert list(own[-1]["details"].items()) == [
+        ("id", "e-1"),
+        ("actor", "alice"),
+        ("decision", "deny"),
+        ("since", "2020-01-01T00:00:00+00:00"),
+        ("limit", 100),
+    ]
+
+
 def test_a_revoked_auditor_is_refused_on_the_next_call(api: Api) -> None:
     client = api.client("audrey")
     assert client.get("/v1/audit/events").status_code == 200

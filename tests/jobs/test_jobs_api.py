@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
+import pytest
 from sqlalchemy import func, select
 
 from tests.conftest import WardenHarness
@@ -14,6 +15,7 @@ from warden.db.session import make_engine, make_sessionmaker, unit_of_work
 from warden.jobs import repository as repo
 from warden.jobs.models import Job
 from warden.jobs.worker import record_result
+from warden.registry import service as registry_service
 from warden.sandbox.models import Sandbox
 
 
@@ -162,3 +164,22 @@ def test_jobs_of_one_name_ending_at_once_each_get_their_own_version(
     assert sorted(refs) == sorted(f"domain-tower@{v}" for v in range(1, 9))
     registered = ml_warden.audit_events(action="model.register")
     assert sorted(e["details"]["job"] for e in registered) == sorted(jobs)
+
+
+def test_a_version_taken_outside_the_turns_is_tried_again_whole(
+    ml_warden: WardenHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A registration outside next_version's turns may take the version a result read (stood
+    in for by a next_version that once answers a taken one): the whole transaction is tried
+    again, and the model gets the next free version, registered and audited once."""
+    first, second = (queue(ml_warden, name="domain-tower")["id"] for _ in range(2))
+    record_result(ml_warden.state, first, None, {"loss": 1.0}, [])
+    taken = iter([1])
+    real = registry_service.next_version
+    monkeypatch.setattr(
+        registry_service, "next_version", lambda db, t, n: next(taken, 0) or real(db, t, n)
+    )
+    model, _ = record_result(ml_warden.state, second, None, {"loss": 1.0}, [])
+    assert model.ref == "domain-tower@2"
+    registered = ml_warden.audit_events(action="model.register")
+    assert sorted(e["details"]["job"] for e in registered) == sorted([first, second])

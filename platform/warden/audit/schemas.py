@@ -1,10 +1,58 @@
-"""What the audit API returns."""
+"""What the audit API is asked (the events query) and what it returns."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator, Field
+
+from warden.audit.cursor import MAX_CURSOR_LENGTH
+from warden.audit.service import MAX_QUERY_LIMIT
+
+_NUMBER = re.compile(r"\s*[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\s*")
+
+
+def _iso_8601(value: Any) -> Any:
+    # pydantic would read a bare number as a Unix time; the API documents ISO-8601 only.
+    if isinstance(value, str) and _NUMBER.fullmatch(value):
+        raise ValueError("expected an ISO-8601 date or date-time, not a number")
+    return value
+
+
+Name = Annotated[str | None, Field(max_length=64)]
+When = Annotated[datetime | None, BeforeValidator(_iso_8601)]
+
+
+class AuditFilters(BaseModel):
+    """The query parameters of GET /v1/audit/events: what `service.query` selects by (its
+    keywords, by field name) and what the query's own audit event records (`details`)."""
+
+    actor: Name = None
+    dataset: Name = None
+    action: Name = None
+    decision: Literal["allow", "deny", "error"] | None = None
+    since: When = Field(default=None, description="ISO-8601, inclusive")
+    until: When = Field(default=None, description="ISO-8601, exclusive")
+    cursor: str | None = Field(default=None, max_length=MAX_CURSOR_LENGTH)
+    limit: int = Field(default=100, ge=1, le=MAX_QUERY_LIMIT)
+    event_id: str | None = Field(default=None, alias="id", max_length=64)
+
+    def details(self) -> dict[str, Any]:
+        """The filters given, as the audit.query event records them (the id first)."""
+        given = {
+            "id": self.event_id,
+            "actor": self.actor,
+            "dataset": self.dataset,
+            "action": self.action,
+            "decision": self.decision,
+            "since": self.since.isoformat() if self.since else None,
+            "until": self.until.isoformat() if self.until else None,
+            "cursor": self.cursor,
+            "limit": self.limit,
+        }
+        return {k: v for k, v in given.items() if v is not None}
 
 
 class AuditEventOut(BaseModel):

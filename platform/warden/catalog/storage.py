@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
@@ -184,43 +183,20 @@ def storage_reason(exc: BaseException) -> str:
 def storage_for(settings: Settings) -> Storage:
     """The store new dataset files go to: the bucket of WARDEN_STORAGE_URL, else the local
     datasets folder."""
-    return _storage(
-        settings.storage_url,
-        str(settings.datasets_dir),
-        settings.s3_endpoint_url,
-        settings.s3_access_key_id,
-        settings.s3_secret_access_key,
-        settings.s3_region,
-        settings.s3_connect_timeout_s,
-        settings.s3_request_timeout_s,
-    )
-
-
-@lru_cache(maxsize=16)
-def _storage(
-    url: str | None,
-    local: str,
-    endpoint: str | None,
-    key: str | None,
-    secret: str | None,
-    region: str,
-    connect_timeout_s: float,
-    request_timeout_s: float,
-) -> Storage:
+    url = settings.storage_url
     if not url or url.startswith("file://") or "://" not in url:
-        root = url.removeprefix("file://") if url else local
-        return Storage(root=root)
+        return Storage(root=url.removeprefix("file://") if url else str(settings.datasets_dir))
     parsed = urlparse(url)
     if parsed.scheme != "s3" or not parsed.netloc:
         raise Unprocessable(f"WARDEN_STORAGE_URL must be s3://BUCKET[/PREFIX], not {url[:80]!r}")
     return Storage(
         root=url.rstrip("/"),
-        endpoint=endpoint,
-        access_key=key,
-        secret_key=secret,
-        region=region,
-        connect_timeout_s=connect_timeout_s,
-        request_timeout_s=request_timeout_s,
+        endpoint=settings.s3_endpoint_url,
+        access_key=settings.s3_access_key_id,
+        secret_key=settings.s3_secret_access_key,
+        region=settings.s3_region,
+        connect_timeout_s=settings.s3_connect_timeout_s,
+        request_timeout_s=settings.s3_request_timeout_s,
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -41,10 +41,15 @@ def serve(
         f"warden API on http://{host}:{port} · database {safe_url(settings.resolved_database_url)}"
         + (f" · {workers} workers" if workers > 1 else "")
     )
+    # one process or many, each listens alike: same address, log level and HTTP protocol
+    listen: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": log_level,
+        "http": HttpProtocol,
+    }
     if workers == 1:
-        uvicorn.run(
-            create_app(settings), host=host, port=port, log_level=log_level, http=HttpProtocol
-        )
+        uvicorn.run(create_app(settings), **listen)
         return
     _warn_of_connection_shortfall(settings.resolved_database_url, workers)
     # Each worker builds its own app (and platform) from the same environment, and listens on a
@@ -53,15 +58,7 @@ def serve(
     from warden.cli.serve_workers import PortSharingWorkers
 
     os.environ[WORKERS_ENV] = str(workers)
-    config = uvicorn.Config(
-        "warden.api.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        log_level=log_level,
-        workers=workers,
-        http=HttpProtocol,
-    )
+    config = uvicorn.Config("warden.api.app:create_app", factory=True, workers=workers, **listen)
     try:
         supervisor = PortSharingWorkers(config)
     except OSError as exc:  # the port is taken, or the interface is not ours

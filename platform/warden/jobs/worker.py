@@ -301,64 +301,59 @@ def record_result(
     audit it, in one transaction. Versions are taken in turns (registry.next_version); should a
     unique version still be broken (a registration outside that rule), the whole transaction
     is tried again."""
+
+    def register(db: Session) -> tuple[Model, list[dict[str, Any]]]:
+        row = check(db, db.get_one(Job, job_id))  # what it ran, as whom: as Warden wrote it
+        parents = [
+            m
+            for m in (registry.get_model(db, i, row.tenant_id) for i in row.model_in)
+            if m is not None
+        ]
+        if sandbox is not None:  # its reads as its exit named them, none cut from the log
+            registry.witnessed_reads(db, sandbox)
+        lineage = registry.lineage_for(db, row, sandbox, parents)
+        outputs: list[dict[str, Any]] = []
+        if row.kind == "infer":
+            outputs = register_outputs(state, db, row, artifacts, lineage)
+            lineage["outputs"] = outputs
+        lineage["provenance"] = metrics.get("provenance")
+        # Reports are documents about the model, never data: an output dataset (or weights, or
+        # any other file type) named as a report would leave past the gateway, to whoever may use
+        # the model.
+        reports = [
+            name
+            for name in [a["name"] for a in artifacts if Path(a["name"]).stem.startswith("report")]
+            + [str(p) for p in metrics.get("plots", []) if isinstance(p, str)]
+            if Path(name).suffix.lower() in REPORT_TYPES
+        ]
+        model = registry.register(
+            db,
+            row,
+            metrics=metrics,
+            artifacts=artifacts,
+            reports=list(dict.fromkeys(reports)),
+            lineage=lineage,
+        )
+        event = job_event(
+            row,
+            "model.register",
+            "allow",
+            model=model.id,
+            ref=model.ref,
+            outputs=[o["dataset"] for o in outputs],
+        )
+        append(db, event)
+        return model, outputs
+
     for attempt in range(1, REGISTER_ATTEMPTS + 1):
         try:
             with unit_of_work(state.sessions) as db:
-                return _record_result(state, db, job_id, sandbox, metrics, artifacts)
+                return register(db)
         except IntegrityError:
             if attempt == REGISTER_ATTEMPTS:
                 raise
             log.info("job %s: model version taken by a concurrent job; retrying", job_id)
     raise AssertionError("unreachable")
-
-
-def _record_result(
-    state: Platform,
-    db: Session,
-    job_id: str,
-    sandbox: Sandbox | None,
-    metrics: dict[str, Any],
-    artifacts: list[dict[str, Any]],
-) -> tuple[Model, list[dict[str, Any]]]:
-    row = check(db, db.get_one(Job, job_id))  # what it ran, as whom: as Warden wrote it
-    parents = [
-        m for m in (registry.get_model(db, i, row.tenant_id) for i in row.model_in) if m is not None
-    ]
-    if sandbox is not None:  # its reads as its exit named them, none cut from the log
-        registry.witnessed_reads(db, sandbox)
-    lineage = registry.lineage_for(db, row, sandbox, parents)
-    outputs: list[dict[str, Any]] = []
-    if row.kind == "infer":
-        outputs = register_outputs(state, db, row, artifacts, lineage)
-        lineage["outputs"] = outputs
-    lineage["provenance"] = metrics.get("provenance")
-    # Reports are documents about the model, never data: an output dataset (or weights, or
-    # any other file type) named as a report would leave past the gateway, to whoever may use
-    # the model.
-    reports = [
-        name
-        for name in [a["name"] for a in artifacts if Path(a["name"]).stem.startswith("report")]
-        + [str(p) for p in metrics.get("plots", []) if isinstance(p, str)]
-        if Path(name).suffix.lower() in REPORT_TYPES
-    ]
-    model = registry.register(
-        db,
-        row,
-        metrics=metrics,
-        artifacts=artifacts,
-        reports=list(dict.fromkeys(reports)),
-        lineage=lineage,
-    )
-    event = job_event(
-        row,
-        "model.register",
-        "allow",
-        model=model.id,
-        ref=model.ref,
-        outputs=[o["dataset"] for o in outputs],
-    )
-    append(db, event)
-    return model, outputs
 
 
 class _Notes:

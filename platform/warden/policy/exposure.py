@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypedDict, Unpack
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -94,34 +95,30 @@ def _exceptions(rules: Iterable[Rule], now: str) -> tuple[set[tuple[str, str, st
     return allows, denies
 
 
+class Scope(TypedDict, total=False):
+    """What an exposure check may be narrowed to or given: `now` (default: the clock);
+    `subjects`: per tenant, only these subjects (default: every name the tenant's rules
+    mention); `snapshot`: the compiled rules, if at hand; `owned`: per tenant, subject -> the
+    principals it reads as (the service accounts it owns and so holds the tokens of): what
+    they read counts as the subject's own; `read_raw`: per tenant, reader -> the places the
+    log shows it read raw (policy/raw_reads.py): they count as raw places whatever the rules
+    say now."""
+
+    now: datetime | None
+    subjects: Mapping[str, Iterable[str]] | None
+    snapshot: PolicySnapshot | None
+    owned: Mapping[str, Mapping[str, set[str]]] | None
+    read_raw: RawReads | None
+
+
 def mixed_exposure(
-    rules: Sequence[Rule],
-    catalog: Catalog,
-    *,
-    now: datetime | None = None,
-    subjects: Mapping[str, Iterable[str]] | None = None,
-    snapshot: PolicySnapshot | None = None,
-    owned: Mapping[str, Mapping[str, set[str]]] | None = None,
-    read_raw: RawReads | None = None,
+    rules: Sequence[Rule], catalog: Catalog, **scope: Unpack[Scope]
 ) -> list[MixedExposure]:
     """Every (tenant, subject, entity) whose identifiers the subject could read both raw and
-    pseudonymised, without an exception. `subjects`: per tenant, only these subjects (default:
-    every name the tenant's rules mention). `snapshot`: the compiled `rules`, if at hand.
-    `owned`: per tenant, subject -> the principals it reads as (the service accounts it owns
-    and so holds the tokens of): what they read counts as the subject's own. `read_raw`: per
-    tenant, reader -> the places the log shows it read raw (policy/raw_reads.py): they count
-    as raw places whatever the rules say now."""
+    pseudonymised, without an exception."""
     return [
         MixedExposure(t, s, e, raw, masked)
-        for (t, s, e), (raw, masked, excepted) in exposures(
-            rules,
-            catalog,
-            now=now,
-            subjects=subjects,
-            snapshot=snapshot,
-            owned=owned,
-            read_raw=read_raw,
-        ).items()  # fmt: skip
+        for (t, s, e), (raw, masked, excepted) in exposures(rules, catalog, **scope).items()
         if raw and masked and not excepted
     ]
 
@@ -129,21 +126,14 @@ def mixed_exposure(
 Exposures = dict[tuple[str, str, str], tuple[tuple[Place, ...], tuple[Place, ...], bool]]
 
 
-def exposures(
-    rules: Sequence[Rule],
-    catalog: Catalog,
-    *,
-    now: datetime | None = None,
-    subjects: Mapping[str, Iterable[str]] | None = None,
-    snapshot: PolicySnapshot | None = None,
-    owned: Mapping[str, Mapping[str, set[str]]] | None = None,
-    read_raw: RawReads | None = None,
-) -> Exposures:
+def exposures(rules: Sequence[Rule], catalog: Catalog, **scope: Unpack[Scope]) -> Exposures:
     """(tenant, subject, entity) -> (raw places, pseudonymised places, excepted) for every
-    entity a subject sees either way (see `mixed_exposure` for the arguments)."""
-    now = now or datetime.now(UTC)
+    entity a subject sees either way."""
+    now = scope.get("now") or datetime.now(UTC)
     now_s = format_now(now)
+    snapshot = scope.get("snapshot")
     snap = snapshot if snapshot is not None else PolicySnapshot(rules, strict=False)
+    subjects = scope.get("subjects")
     allows, denies = _exceptions(rules, now_s)
     found: Exposures = {}
     for tenant, columns in sorted(catalog.items()):
@@ -166,8 +156,8 @@ def exposures(
         # (a role held by thousands of people costs one evaluation, not thousands).
         bearers = {f[0] for p, f in rules if p == "p" and f[1] == tenant}
         memo: dict[frozenset[str], list[tuple[str, tuple[Place, ...], tuple[Place, ...]]]] = {}
-        keeps = (owned or {}).get(tenant, {})
-        logged = (read_raw or {}).get(tenant, {})
+        keeps = (scope.get("owned") or {}).get(tenant, {})
+        logged = (scope.get("read_raw") or {}).get(tenant, {})
         for subject in sorted(names):
             held = snap.subjects(subject, tenant)
             signature = frozenset(h for h in held if h in bearers)

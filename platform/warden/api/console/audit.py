@@ -10,16 +10,18 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, Field
 
 from warden.api.console.web import PREFIX, ConsoleRoute, Form, Who, render
 from warden.api.routes import audit as audit_api
+from warden.audit.schemas import AuditFilters
 from warden.db.session import unit_of_work
 from warden.errors import NotFound, Unprocessable
 
 router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute, include_in_schema=False)
 
 PAGE = 50
-Text = Annotated[str, Query(max_length=64)]
+Text = Annotated[str, Field(max_length=64)]
 
 
 def _when(value: str, name: str) -> datetime | None:
@@ -33,40 +35,36 @@ def _when(value: str, name: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-@router.get("/audit")
-def search(
-    who: Who,
-    actor: Text = "",
-    dataset: Text = "",
-    action: Text = "",
-    decision: Annotated[Literal["", "allow", "deny", "error"], Query()] = "",
-    since: Text = "",
-    until: Text = "",
-    cursor: Text = "",
-) -> HTMLResponse:
-    filters = {
-        "actor": actor,
-        "dataset": dataset,
-        "action": action,
-        "decision": decision,
-        "since": since,
-        "until": until,
-    }
-    with unit_of_work(who.state.sessions) as db:
-        page = audit_api.list_events(
-            db,
-            who.caller,
-            who.state,
-            actor=actor.strip() or None,
-            dataset=dataset.strip() or None,
-            action=action.strip() or None,
-            decision=decision or None,
-            since=_when(since, "since"),
-            until=_when(until, "until"),
-            cursor=cursor or None,
+class Search(BaseModel):
+    """The search form's fields as typed: shown again on the page, and read as AuditFilters."""
+
+    actor: Text = ""
+    dataset: Text = ""
+    action: Text = ""
+    decision: Literal["", "allow", "deny", "error"] = ""
+    since: Text = ""
+    until: Text = ""
+    cursor: Text = ""
+
+    def filters(self) -> AuditFilters:
+        return AuditFilters(
+            actor=self.actor.strip() or None,
+            dataset=self.dataset.strip() or None,
+            action=self.action.strip() or None,
+            decision=self.decision or None,
+            since=_when(self.since, "since"),
+            until=_when(self.until, "until"),
+            cursor=self.cursor or None,
             limit=PAGE,
         )
-    return render(who.request, "audit.html", who, page=page, filters=filters, searched=True)
+
+
+@router.get("/audit")
+def search(who: Who, form: Annotated[Search, Query()]) -> HTMLResponse:
+    with unit_of_work(who.state.sessions) as db:
+        page = audit_api.list_events(db, who.caller, who.state, form.filters())
+    shown = form.model_dump(exclude={"cursor"})  # the next page's link adds its own cursor
+    return render(who.request, "audit.html", who, page=page, filters=shown, searched=True)
 
 
 @router.get("/audit/events/{event_id}")
@@ -74,10 +72,8 @@ def event(event_id: Annotated[str, Path(max_length=64)], who: Who) -> HTMLRespon
     """One event's full record (by its id: a tenant is not shown the chain's seq), found as a
     query of the caller's tenant would find it."""
     with unit_of_work(who.state.sessions) as db:
-        page = audit_api.list_events(
-            db, who.caller, who.state, actor=None, dataset=None, action=None, decision=None,
-            since=None, until=None, cursor=None, limit=1, event_id=event_id,
-        )  # fmt: skip
+        asked = AuditFilters(limit=1, id=event_id)
+        page = audit_api.list_events(db, who.caller, who.state, asked)
     found = page.events[0] if page.events else None
     if found is None:
         raise NotFound(f"no audit event {event_id!r} in your tenant's log")

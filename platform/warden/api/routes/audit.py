@@ -5,23 +5,20 @@ admins only (see warden.policy.authz.is_platform_admin)."""
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import asdict
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BeforeValidator
 
 from warden.api.deps import CurrentCaller, DbSession, State
 from warden.audit import service
 from warden.audit.checkpoints import Checkpointer, CheckpointStore
-from warden.audit.cursor import MAX_CURSOR_LENGTH
 from warden.audit.keys import AuditKeyError
 from warden.audit.outcomes import by
 from warden.audit.schemas import (
     AuditEventOut,
     AuditEventsPage,
+    AuditFilters,
     BrokenLinkOut,
     CheckpointOut,
     CheckpointSummaryOut,
@@ -38,20 +35,6 @@ log = logging.getLogger("warden.audit")
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
 AUDIT_OBJECT = "sys:audit"
-Name = Annotated[str | None, Query(max_length=64)]
-
-
-_NUMBER = re.compile(r"\s*[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\s*")
-
-
-def _iso_8601(value: Any) -> Any:
-    # pydantic would read a bare number as a Unix time; the API documents ISO-8601 only.
-    if isinstance(value, str) and _NUMBER.fullmatch(value):
-        raise ValueError("expected an ISO-8601 date or date-time, not a number")
-    return value
-
-
-When = Annotated[datetime | None, BeforeValidator(_iso_8601)]
 
 
 def authorise_auditor(
@@ -93,50 +76,20 @@ def list_events(
     db: DbSession,
     caller: CurrentCaller,
     state: State,
-    actor: Name = None,
-    dataset: Name = None,
-    action: Name = None,
-    decision: Annotated[Literal["allow", "deny", "error"] | None, Query()] = None,
-    since: Annotated[When, Query(description="ISO-8601, inclusive")] = None,
-    until: Annotated[When, Query(description="ISO-8601, exclusive")] = None,
-    cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH)] = None,
-    limit: Annotated[int, Query(ge=1, le=service.MAX_QUERY_LIMIT)] = 100,
-    event_id: Annotated[str | None, Query(alias="id", max_length=64)] = None,
+    filters: Annotated[AuditFilters, Query()],
 ) -> AuditEventsPage:
     """Events of the caller's tenant, newest first; follow `next_cursor` for older ones.
 
     Only the installation's auditors see each event's place in the one chain (`seq`,
     `prev_hash`): see sees_whole_chain."""
-    filters = {
-        "id": event_id,
-        "actor": actor,
-        "dataset": dataset,
-        "action": action,
-        "decision": decision,
-        "since": since.isoformat() if since else None,
-        "until": until.isoformat() if until else None,
-        "cursor": cursor,
-        "limit": limit,
-    }
-    filters = {k: v for k, v in filters.items() if v is not None}
-    authorise_auditor(state, caller, "audit.query", filters)
+    details = filters.details()
+    authorise_auditor(state, caller, "audit.query", details)
     platform_admin = is_platform_admin(db, state, caller)
     whole_chain = sees_whole_chain(db, caller)
     events, next_cursor = service.query(
-        db,
-        actor=actor,
-        dataset=dataset,
-        action=action,
-        decision=decision,
-        tenant=caller.tenant,
-        with_untenanted=platform_admin,
-        since=since,
-        until=until,
-        cursor=cursor,
-        limit=limit,
-        event_id=event_id,
+        db, tenant=caller.tenant, with_untenanted=platform_admin, **filters.model_dump()
     )
-    _audit(state, caller, "audit.query", "allow", filters, rows=len(events))
+    _audit(state, caller, "audit.query", "allow", details, rows=len(events))
     return AuditEventsPage(
         events=[
             AuditEventOut.model_validate(service.event_dict(e, whole_chain=whole_chain))
