@@ -56,9 +56,10 @@ def relink_after_narrowing(access: Any, raw: Any) -> tuple[int, Any]:
     narrowed = access.propose("admin", remove=[RAW], reason="bob sees user ids masked now")
     if narrowed.status_code != 200:
         return 0, narrowed
-    masked = access.frame(
-        access.read("bob", "users", purpose="analytics", columns=["user_id", "region"])
-    )
+    masked_read = access.read("bob", "users", purpose="analytics", columns=["user_id", "region"])
+    if masked_read.status_code != 200:
+        return 0, masked_read
+    masked = access.frame(masked_read)
     dictionary = dict(zip(masked["user_id"].to_list(), raw["user_id"].to_list(), strict=True))
     req = access.ask("bob", dataset="engagements", columns=["user_id", "action"],
                      purpose="analytics", duration="1d")  # fmt: skip

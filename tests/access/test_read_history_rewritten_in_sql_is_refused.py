@@ -114,5 +114,10 @@ def test_a_raw_read_taken_out_of_the_history_still_counts(
     sql(access.w, edit, i=raw_read.headers["x-warden-audit-event"])
     relinked, review = relink_after_narrowing(access, raw)
     assert relinked == 0, f"bob re-linked {relinked} engagements to raw user ids"
+    if edit.startswith("DELETE"):
+        # the narrowing is checkpointed at once (red team 20): the gap below the signed
+        # checkpoint is found there, and this process refuses everything after it
+        assert review.status_code == 503 and "tampered" in review.text, review.text
+        return
     assert review.status_code == 403, review.text
     assert f"read raw in audit event {raw_read.headers['x-warden-audit-event']}" in review.text

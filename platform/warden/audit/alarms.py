@@ -9,9 +9,11 @@ with the checkpoint key and carrying the ending events it holds. Every process s
 folder looks at the file (one `stat` per authentication), takes those endings into its own
 memory, and refuses every request (503) while an alarm stands. Only an operator on the host
 clears one (`warden audit alarms --clear ID`, which signs a clearing line); no checkpoint, and
-no database writer, does. A line that does not parse or whose signature fails stands as an
-alarm too (fail closed): the folder is Warden's, so a line there that Warden did not sign
-means someone else writes there.
+no database writer, does. Any checkpoint refused for tampering raises one too, carrying no
+endings (audit/checkpoints.py): else every request would go on into a tail no checkpoint
+protects, for the insider to cut once the chain is made consistent again. A line that does
+not parse or whose signature fails stands as an alarm too (fail closed): the folder is
+Warden's, so a line there that Warden did not sign means someone else writes there.
 """
 
 from __future__ import annotations
@@ -102,6 +104,14 @@ class Alarms:
                 "endings": [vars(e) for e in endings],
             }
         )
+
+    def raise_once(self, reason: str) -> str | None:
+        """An alarm for `reason` unless one for it already stands (a checkpointer refused
+        every round would otherwise add a line a minute): its id, or None."""
+        reason = reason[:MAX_REASON]
+        if any(a.reason == reason for a in self.read().standing):
+            return None
+        return self.raise_alarm(reason, ())
 
     def clear(self, alarm_id: str) -> str:
         if alarm_id not in {a.id for a in self.read().standing}:

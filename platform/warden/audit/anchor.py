@@ -70,9 +70,12 @@ SIMULATE = "experiment.simulate"
 EXPERIMENT_ENDS = ("experiment.stop", DECIDE, "experiment.rollback", SIMULATE)
 # A model version registered: its name means that version (or a later one) from then on.
 MODEL_REGISTER = "model.register"
+# A grant revoked, or rules changed at once (a narrowing): each names the policy version it
+# made, and no process decides on a stored policy older than that (policy/service.py).
+POLICY_ENDS = ("access.grant.revoked", "policy.change")
 # Events whose loss would give back what they took away (identity/revocations.py reads them).
 ENDING = (REVOKE, DISABLE, ENABLE, ROTATE, TERMS, *SANDBOX_ENDS, SIGN_OUT, *RESOLVED,
-          *EXPERIMENT_ENDS, MODEL_REGISTER)  # fmt: skip
+          *EXPERIMENT_ENDS, MODEL_REGISTER, *POLICY_ENDS)  # fmt: skip
 # Checkpointed at once too: a streamed read's completion (how much of a large read left, and
 # its SHA-256), which its reader would most like to erase; cut from the tail, its intent
 # would look like a read still running.
@@ -156,7 +159,8 @@ class Anchor:
         for callback in _observers if ending else ():
             callback(engine, ending)
         try:
-            outcome = self.checkpointer.checkpoint_now()
+            # endings go in the alarm this process raises, else the checkpointer raises one
+            outcome = self.checkpointer.checkpoint_now(alarm=not ending)
         except Exception as exc:
             log.exception("no checkpoint after an event that ends access")
             if ending:  # not anchored: the other processes would not hear of these either

@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from warden.audit.alarms import Alarms
 from warden.audit.chain import CHAIN_V1, GENESIS_HASH, canonical_json, iso_utc
 from warden.audit.keys import (
     ChainKeyring,
@@ -364,17 +365,29 @@ class Checkpointer:
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
             try:
-                outcome = self.checkpoint_now()
-                if outcome.findings:
-                    details = "; ".join(f.detail for f in outcome.findings)
-                    log.error("audit checkpoint refused: %s", details)
+                self.round()
             except Exception:
                 log.exception("audit checkpoint failed")
 
+    def round(self) -> CheckpointOutcome:
+        """One round of the background thread: a checkpoint, or why none was written."""
+        outcome = self.checkpoint_now()
+        if outcome.findings:
+            details = "; ".join(f.detail for f in outcome.findings)
+            log.error("audit checkpoint refused: %s", details)
+        return outcome
+
     def checkpoint_now(
-        self, *, actor: str = "warden", actor_kind: str = "service", tenant: str | None = None
+        self,
+        *,
+        actor: str = "warden",
+        actor_kind: str = "service",
+        tenant: str | None = None,
+        alarm: bool = True,
     ) -> CheckpointOutcome:
-        """Verify the chain since the last checkpoint, sign its head, record it; see module doc."""
+        """Verify the chain since the last checkpoint, sign its head, record it; see module doc.
+        Refused for tampering, it raises the alarm (`alarm=False`: the caller raises its own,
+        carrying what it holds: audit/anchor.py)."""
         with self._lock, self.store.locked():
             outcome = self._checkpoint_locked()
             if outcome.checkpoint is None:
@@ -383,6 +396,8 @@ class Checkpointer:
                         {"refused": True, "findings": [f.detail for f in outcome.findings]},
                         refused=True,
                     )
+                    if alarm:
+                        self._alarm(outcome.findings)
                 return outcome
             cp = outcome.checkpoint
             self.store.append(cp)
@@ -406,6 +421,16 @@ class Checkpointer:
             )
             self._written.set()
             return CheckpointOutcome(cp, event_seq=event.seq)
+
+    def _alarm(self, findings: list[Finding]) -> None:
+        """Every process refuses while the chain cannot be signed (audit/alarms.py): else it
+        serves into a tail that waits, unprotected, for whoever makes the chain whole again
+        by cutting it (red team 20)."""
+        why = "; ".join(f.detail for f in findings)
+        try:
+            Alarms.beside(self.store).raise_once(f"the checkpointer refused to sign: {why}")
+        except Exception:  # no signing key, folder unwritable: the ERROR log says why
+            log.exception("could not raise the audit alarm")
 
     def _checkpoint_locked(self) -> CheckpointOutcome:
         log_ = self.store.read()

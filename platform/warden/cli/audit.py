@@ -209,10 +209,11 @@ def alarms(
     host: it needs the checkpoint signing key).
 
     An alarm is raised when the checkpoint after a revocation, a disable or a sandbox's end is
-    refused: the chain was changed under it. While one stands every Warden process sharing the
-    folder answers 503. Before clearing, run `warden audit verify`, repair the database, and
-    check that what the alarm lists as ended is ended again (each process keeps it ended
-    until it restarts)."""
+    refused: the chain was changed under it; and when any checkpoint is refused for tampering
+    (raised again at the next round while the chain stays broken). While one stands every
+    Warden process sharing the folder answers 503. Before clearing, run `warden audit
+    verify`, repair the database, and check that what the alarm lists as ended is ended again
+    (each process keeps it ended until it restarts)."""
     from warden.audit.alarms import Alarms  # local: reads the folder, not the API
     from warden.audit.checkpoints import CheckpointStore
     from warden.audit.keys import AuditKeyError

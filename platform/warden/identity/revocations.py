@@ -77,6 +77,9 @@ class Revocations:
         self.rotations: dict[str, dict[int, str]] = {}
         # (tenant, dataset) -> the terms overrides last stored, per the log
         self.terms: dict[tuple[str, str], tuple[int | None, int | None]] = {}
+        # the newest policy version an ending named: a stored policy older than this was
+        # written back past Warden (policy/service.py refuses to decide on it)
+        self.policy_version = 0
         self._principal_at: dict[str, int] = {}  # the seq of each principal's last (en|dis)able
         self._lock = threading.Lock()
 
@@ -118,6 +121,7 @@ class Revocations:
             for event in events:
                 details = dict(event.details or {}, tenant=event.tenant, dataset=event.dataset)
                 self._take(event.action, details, event.seq)
+                self._policy_at(getattr(event, "policy_version", None))
 
     def _refresh(self, db: Session) -> Revocations:
         keys = keys_for(db.get_bind())
@@ -159,11 +163,16 @@ class Revocations:
                         event["details"] or {}, tenant=event["tenant"], dataset=event["dataset"]
                     )
                     self._take(event["action"], details, event["seq"])
+                    self._policy_at(event["policy_version"])
             # Up to the head only when it is the chain's own keyed event: a head moved ahead
             # in SQL, then put back, must not carry this process past the endings appended
             # meanwhile (it would never read them); else only up to the last event it read.
             self.seq = top if whole else reached
         return self
+
+    def _policy_at(self, version: Any) -> None:
+        if isinstance(version, int) and not isinstance(version, bool):
+            self.policy_version = max(self.policy_version, version)
 
     def _take(self, action: str, details: dict[str, Any], seq: int) -> None:
         if action == REVOKE and details.get("token_id"):
@@ -238,6 +247,11 @@ _by_engine: PerEngine[Revocations] = PerEngine()
 def revocations_for(db: Session) -> Revocations:
     """This process's record for the database `db` is bound to."""
     return _for_engine(db.get_bind())
+
+
+def revocations_of(engine: Any) -> Revocations:
+    """This process's record for `engine` (an engine or sessionmaker)."""
+    return _for_engine(engine)
 
 
 def _for_engine(engine: Any) -> Revocations:

@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from warden.errors import PolicyUnavailable
+from warden.identity.revocations import Revocations, revocations_of
 from warden.policy import store
 from warden.policy.engine import DEFAULT_MODEL_PATH, PolicySnapshot, check_model
 from warden.policy.rules import Rule
@@ -49,6 +50,13 @@ class PolicyService:
         self.replays = 0
         self.version_checks = 0
         self._pinned = threading.local()  # see `one_check`
+        self._revocations: Revocations | None = None  # see `_logged`
+
+    def _logged(self) -> Revocations:
+        """What the log told this process (the newest policy version an ending named)."""
+        if self._revocations is None:
+            self._revocations = revocations_of(self._engine)
+        return self._revocations
 
     def current(self) -> PolicySnapshot:
         """The snapshot now in force; PolicyUnavailable if none was ever loaded."""
@@ -132,9 +140,20 @@ class PolicyService:
 
     def _ensure_fresh(self) -> PolicySnapshot:
         self.version_checks += 1
+        session = getattr(self._pinned, "session", None)
         version = getattr(self._pinned, "stored", None)
         if version is None:
-            version = self.stored_version(getattr(self._pinned, "session", None))
+            version = self.stored_version(session)
+        if version < (logged := self._logged().policy_version):
+            version = self.stored_version(session)  # the stamp may predate the change
+            if version < logged:
+                # set back past Warden: a process that never saw the newer version would
+                # decide on rules a revocation or narrowing took away (red team 20)
+                raise PolicyUnavailable(
+                    f"the stored policy (version {version}) is older than version {logged},"
+                    " which the audit log records: written back past Warden; run `warden"
+                    " audit verify`"
+                )
         snapshot = self._snapshot
         if snapshot is not None and snapshot.version == version:
             return snapshot
