@@ -14,7 +14,7 @@ import pytest
 from warden.errors import Unprocessable
 from warden.gateway import masking
 from warden.gateway.arrow import IPC_OPTIONS, ONE_CALL_ROWS, ArrowStream, to_arrow
-from warden.gateway.stream import LiveStream, Outcome
+from warden.gateway.stream import HASH_BEHIND, LiveStream, Outcome
 
 KEY = b"k" * 32
 
@@ -190,6 +190,28 @@ def test_a_live_stream_in_view_layout_keeps_its_first_batch_s_schema() -> None:
     assert outcome.sha256 == hashlib.sha256(sent).hexdigest()
     # the ten-row batch sent its ten long strings, not the 200,000 its frame points into
     assert len(sent) < len(_live([frames[0], frames[2]], views=True)[0]) + 50_000
+
+
+def test_a_live_stream_s_digest_is_of_every_chunk_handed_in_order_while_hashing_lags() -> None:
+    """The hashing runs in the stream's own thread, behind the sending: the completion waits
+    for it and names the digest of exactly the bytes handed over, in order; and the making
+    of a next chunk waits while more than HASH_BEHIND handed chunks are not hashed yet (made
+    from frames already in memory, chunks come far faster than they are hashed)."""
+    frames = [pl.DataFrame({"x": range(i, i + 1_000_000)}) for i in range(16)]  # no copy to Arrow
+    ended: list[Outcome] = []
+    stream = LiveStream(frames[:1], iter(frames[1:]), ended.append, stream_id="s")
+    sent, lags = bytearray(), []
+    while (chunk := stream.next_chunk()) is not None:
+        lags.append(stream.unhashed)
+        stream.handed(chunk)
+        sent += b"".join(chunk.pieces)
+    stream.finish(complete=True)
+    (outcome,) = ended
+    assert max(lags) <= HASH_BEHIND
+    assert outcome.complete and outcome.bytes == len(sent) and outcome.rows == 16_000_000
+    assert outcome.sha256 == hashlib.sha256(sent).hexdigest()
+    got = pl.DataFrame(pl.from_arrow(pa_ipc.open_stream(bytes(sent)).read_all()))
+    assert got.equals(pl.concat(frames))
 
 
 def test_a_sliced_frame_never_sends_the_strings_it_left_out() -> None:

@@ -13,6 +13,7 @@ import hashlib
 import itertools
 import logging
 import os
+import queue
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -33,6 +34,9 @@ log = logging.getLogger(__name__)
 # 610 -> 490 MB, throughput unchanged). Two per decoding thread keep them all busy; an
 # operator's own setting wins.
 os.environ.setdefault("POLARS_ROW_GROUP_PREFETCH_SIZE", str(max(4, 2 * pl.thread_pool_size())))
+# How many handed chunks the stream's hashing thread may lag behind before the making of the
+# next one waits for it: bounds what hashing holds in memory (a chunk is ~18 MB at 10M rows).
+HASH_BEHIND = 2
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,12 @@ class LiveStream:
     one step at a time by `next_chunk` in a worker thread, so at most a few batches are in
     memory however large the answer. Making and counting are apart: the transport hands
     each chunk to `handed` as it sends it (rows, bytes and SHA-256 count what was handed
-    over, not what was made ahead), so the next chunk can be made while one is sent."""
+    over, not what was made ahead), so the next chunk can be made while one is sent.
+
+    The SHA-256 runs in a thread of the stream's own, in the order chunks were handed, while
+    the next chunks are made and sent: the sending of each chunk used to wait for its hash,
+    which started only once the event loop had begun the send and was each chunk's longest
+    step; `finish` waits for the hashing to catch up."""
 
     def __init__(
         self,
@@ -82,6 +91,10 @@ class LiveStream:
         self._schema: pa.Schema | None = None
         self._made_last = False
         self._sha = hashlib.sha256()
+        self._to_hash: queue.SimpleQueue[Chunk | None] = queue.SimpleQueue()
+        self._hashed = threading.Condition()
+        self._queued = self._done = 0  # chunks handed to the hashing thread, and hashed
+        self._hasher: threading.Thread | None = None
         self._ended = False
         self._finished = False
         self._lock = threading.Lock()
@@ -92,6 +105,8 @@ class LiveStream:
         """Make the next bytes to send, or None after the chunk with the end marker."""
         if self._made_last:
             return None
+        with self._hashed:  # bounded memory: wait while hashing lags too far behind
+            self._hashed.wait_for(lambda: self.unhashed <= HASH_BEHIND)
         frame = next(self._batches, None)
         rows = 0
         if frame is None:
@@ -112,13 +127,34 @@ class LiveStream:
         self._pieces.clear()
         return Chunk(pieces, rows, self._made_last)
 
+    @property
+    def unhashed(self) -> int:
+        """Chunks handed over whose hashing has not ended yet."""
+        return self._queued - self._done
+
     def handed(self, chunk: Chunk) -> None:
-        """Count a chunk as handed to the transport (called in the order chunks were made)."""
-        for piece in chunk.pieces:
-            self._sha.update(piece)  # releases the GIL: hashing runs beside the sending
-            self.bytes += len(piece)
+        """Count a chunk as handed to the transport (called in the order chunks were made);
+        returns at once: its hashing is queued."""
+        self.bytes += sum(len(piece) for piece in chunk.pieces)
         self.rows += chunk.rows
         self._ended = chunk.last
+        if self._hasher is None:
+            name = f"warden-hash-{self.stream_id}"
+            self._hasher = threading.Thread(target=self._hash, name=name, daemon=True)
+            self._hasher.start()
+        with self._hashed:
+            self._queued += 1
+        self._to_hash.put(chunk)
+
+    def _hash(self) -> None:
+        while (chunk := self._to_hash.get()) is not None:
+            try:
+                for piece in chunk.pieces:
+                    self._sha.update(piece)  # releases the GIL: runs beside making and sending
+            finally:  # never leave the making of the next chunk waiting on this one
+                with self._hashed:
+                    self._done += 1
+                    self._hashed.notify_all()
 
     def next_pieces(self) -> list[memoryview] | None:
         """Make the next chunk and count it as sent at once (a caller that sends in order)."""
@@ -141,6 +177,9 @@ class LiveStream:
             if self._finished:
                 return
             self._finished = True
+        if self._hasher is not None:  # the digest of everything handed, in order
+            self._to_hash.put(None)
+            self._hasher.join()
         close = getattr(self._source, "close", None)
         if callable(close):
             with contextlib.suppress(ValueError):  # still running in an abandoned thread

@@ -33,7 +33,7 @@ from warden.identity.service import Caller, TokenRow, authenticate
 router = APIRouter(prefix="/v1/datasets", tags=["gateway"])
 SMALL_BODY = 1 << 20  # below this, one write beats a thread hop per streamed chunk
 # A live stream's next chunk is made while one is sent, then waits for it (a rendezvous):
-# at most two chunks are in memory.
+# at most two chunks are in memory here, and stream.HASH_BEHIND + 1 handed ones in hashing.
 MADE_AHEAD = 0
 # A read's one hop to a worker thread goes through asyncio's executor: anyio's (a capacity
 # limiter, a checkpoint, its own queue) cost 40-46 us of CPU per hop against 12-20 us, measured
@@ -124,34 +124,28 @@ class _LiveResponse(Response):
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
         # A pipeline of three: a worker thread makes the next chunk (scan, masks, Arrow)
-        # while this one is sent and, in another worker thread, hashed (see MADE_AHEAD).
+        # while this one is sent and, in the stream's own thread, the ones before it are
+        # hashed (see MADE_AHEAD and stream.HASH_BEHIND).
         made, ready = anyio.create_memory_object_stream[Chunk](MADE_AHEAD)
         async with anyio.create_task_group() as group:
             group.start_soon(self._make, made)
             async with ready:
                 async for chunk in ready:
-                    async with anyio.create_task_group() as counting:
-                        counting.start_soon(self._count, chunk)
-                        if whole:
-                            body = {"type": "http.response.body", "body": b"", "more_body": True}
-                            await send({**body, PIECES: chunk.pieces})
-                        for piece in () if whole else chunk.pieces:
-                            await send(
-                                {"type": "http.response.body", "body": piece, "more_body": True}
-                            )
-                        if chunk.last:
-                            # A server drops writes to a closed connection silently (uvicorn
-                            # does): yield once, so a disconnect it has already seen reaches
-                            # `watch` before the stream is taken as delivered.
-                            await anyio.lowlevel.checkpoint()
-                            self.sent_all = not self.gone
+                    # counted before its bytes start to go out: a chunk the client's going
+                    # away cuts off was handed over all the same
+                    self.stream.handed(chunk)
+                    if whole:
+                        body = {"type": "http.response.body", "body": b"", "more_body": True}
+                        await send({**body, PIECES: chunk.pieces})
+                    for piece in () if whole else chunk.pieces:
+                        await send({"type": "http.response.body", "body": piece, "more_body": True})
+                    if chunk.last:
+                        # A server drops writes to a closed connection silently (uvicorn does):
+                        # yield once, so a disconnect it has already seen reaches `watch`
+                        # before the stream is taken as delivered.
+                        await anyio.lowlevel.checkpoint()
+                        self.sent_all = not self.gone
         await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-    async def _count(self, chunk: Chunk) -> None:
-        # Shielded: a chunk whose bytes started to go out is counted (rows, bytes, SHA-256)
-        # even when the client's going away cancels the sending.
-        with anyio.CancelScope(shield=True):
-            await run_in_threadpool(self.stream.handed, chunk)
 
     async def _make(self, made: MemoryObjectSendStream[Chunk]) -> None:
         async with made:
