@@ -55,8 +55,19 @@ def _app() -> FastAPI:
             await send({**body, MANY: group})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
+    async def many(scope: Scope, receive: Receive, send: Send) -> None:
+        """More pieces in one message than one `writev` takes (the kernel's IOV_MAX, 1024)."""
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        body = {"type": "http.response.body", "body": b"", "more_body": True}
+        await send({**body, MANY: [memoryview(piece) for piece in SMALL]})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
     app.mount("/grouped", grouped)
+    app.mount("/many", many)
     return app
+
+
+SMALL = [b"%05d," % n for n in range(3000)]
 
 
 def test_a_streamed_body_arrives_whole_however_slowly_it_is_read() -> None:
@@ -108,6 +119,7 @@ def test_pieces_sent_in_one_message_arrive_whole_and_in_order_however_slowly_rea
                 next(response.iter_raw())  # hang up with most of the body unsent
             assert http.get("/grouped/", params="length").content == sent  # uvicorn's framing
             assert http.get("/pieces").content == sent
+            assert http.get("/many/").content == b"".join(SMALL)
     finally:
         server.stop()
 

@@ -42,6 +42,8 @@ PIECES = "warden.http.response.pieces"
 SEND_THREADS = 40
 _senders = ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="warden-send")
 _WAIT_MS = 200  # how often a write waiting on a full socket looks whether the client left
+# At most this many buffers per writev (the kernel refuses more: IOV_MAX, 1024 on Linux).
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
 
 
 class _Cycle(RequestResponseCycle):
@@ -113,7 +115,7 @@ def _write_all(fd: int, parts: list[bytes | memoryview], gone: Callable[[], bool
         poller.register(fd, select.POLLOUT)
         while views:
             try:
-                written = os.writev(fd, views)
+                written = os.writev(fd, views[:_IOV_MAX])
             except BlockingIOError:
                 written = 0
             while written:
