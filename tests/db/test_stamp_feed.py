@@ -64,18 +64,25 @@ def test_a_read_arriving_during_a_query_waits_for_the_next_one(
     _postgres(engine)
     _set_generation(engine, 100)
     answered, release = asyncio.Event(), asyncio.Event()
-    real = stamp_feed.StampFeed._query
+    real = stamp_feed.StampFeed._answered
     calls = [0]
 
-    async def held_once(conn: Any) -> Any:
-        row = await real(conn)
+    def held_once(self: StampFeed, stamp: Any) -> None:
         calls[0] += 1
-        if calls[0] == 1:  # the first query has its answer, but hands it back only later
-            answered.set()
-            await release.wait()
-        return row
+        if calls[0] > 1:
+            real(self, stamp)
+            return
+        # the first query has its answer, but hands it back only later (the query stays the
+        # one in flight meanwhile)
+        answered.set()
 
-    monkeypatch.setattr(stamp_feed.StampFeed, "_query", staticmethod(held_once))
+        async def later() -> None:
+            await release.wait()
+            real(self, stamp)
+
+        asyncio.get_running_loop().create_task(later())
+
+    monkeypatch.setattr(stamp_feed.StampFeed, "_answered", held_once)
     feed = StampFeed(engine)
 
     async def scenario() -> tuple[Any, Any, Any]:
@@ -93,6 +100,29 @@ def test_a_read_arriving_during_a_query_waits_for_the_next_one(
     assert second.generation == 101
     assert also_second.generation == 101
     assert calls[0] == 2  # the two later reads shared one query
+
+
+def test_a_query_without_an_answer_in_time_answers_none(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stamp query stuck (here behind a lock; a partition) is given up: the read's thread
+    then reads the stamp itself."""
+    _postgres(engine)
+    monkeypatch.setattr(stamp_feed, "QUERY_TIMEOUT_S", 0.3)
+    feed = StampFeed(engine)
+
+    async def scenario() -> tuple[Any, Any]:
+        before = await feed.stamp()
+        with engine.connect() as locker:
+            locker.execute(text("LOCK TABLE change_generation IN ACCESS EXCLUSIVE MODE"))
+            stuck = await feed.stamp()
+            locker.rollback()
+        return before, stuck
+
+    before, stuck = asyncio.run(scenario())
+    assert before is not None
+    assert stuck is None
+    assert feed.conn is None and feed.resting_until > 0
 
 
 def test_a_database_it_cannot_reach_answers_none_and_rests(engine: Engine) -> None:
