@@ -136,7 +136,8 @@ class StampFeed:
         self.timer = self.loop.call_later(QUERY_TIMEOUT_S, self._fail)
 
     def _readable(self) -> None:
-        assert self.conn is not None
+        if self.conn is None:  # dropped in this turn of the loop, after the socket was ready
+            return
         pgconn = self.conn.pgconn
         try:
             pgconn.consume_input()  # raises when the server closed the connection
