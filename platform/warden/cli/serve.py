@@ -9,6 +9,8 @@ import typer
 
 from warden.config import get_settings, safe_url
 
+WORKER_HEALTHCHECK_S = 60
+
 
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
@@ -61,6 +63,10 @@ def serve(
         log_level=log_level,
         workers=workers,
         http=HttpProtocol,
+        # A worker answers the supervisor's ping only once its interpreter has started and
+        # imported `warden.cli.main` again (spawn): on a loaded machine that passed uvicorn's
+        # 5 s, and each worker was killed as hung and restarted, over and over (seen at load 25).
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
     )
     try:
         supervisor = PortSharingWorkers(config)
