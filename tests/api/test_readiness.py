@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.gateway.servers import build, own_postgres, read, serve
 
@@ -44,12 +45,15 @@ def _status(http: httpx.Client, path: str) -> int:
         return -1
 
 
+# 2 workers: each process's loop takes the reads' stamps on a connection of its own
+# (db/stamp_feed.py), which the restart kills too
+@pytest.mark.parametrize("workers", [1, 2])
 def test_a_postgres_restart_under_load_answers_only_503_and_readyz_follows(
-    tmp_path: Path,
+    tmp_path: Path, workers: int
 ) -> None:
     with own_postgres(tmp_path) as pg:
         w = build(tmp_path / "warden", pg.url)
-        with serve(w.settings) as server:
+        with serve(w.settings, workers=workers) as server:
             answers: list[tuple[int, dict[str, str], bytes]] = []
             dropped: list[str] = []
             stop = threading.Event()

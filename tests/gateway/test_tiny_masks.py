@@ -49,3 +49,19 @@ def test_a_tiny_frame_is_masked_as_a_big_one(
 def test_the_gather_answers_for_ids_that_all_have_a_token(table: masking.TokenTable) -> None:
     assert table._gathered(pl.Series("user_id", [5, 12, 9])) is not None
     assert table._gathered(pl.Series("user_id", [5, 7])) is None  # 7: no token, so null
+
+
+def test_a_table_without_gaps_masks_by_the_gather_as_the_path_for_many_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "ids.parquet"
+    pl.DataFrame({"user_id": [3, 4, 5, 6]}).write_parquet(path)
+    table = token_table(path, "user_id", KEY)
+    assert table.dense_arrays[1] is None  # every slot holds a token: no presence check
+    frame = pl.DataFrame({"user_id": [6, 3, 3], "n": [0, 1, 2]})
+    assert table._gathered(frame["user_id"]) is not None
+    assert table._gathered(pl.Series("user_id", [3, 7])) is None  # 7: outside the table
+    tiny = table.apply(frame, "user_id")
+    monkeypatch.setattr(masking, "TINY_FRAME", -1)
+    assert tiny.equals(table.apply(frame, "user_id"))
+    assert tiny["user_id"].dtype == pl.Int64

@@ -16,7 +16,7 @@ from warden.api.errors import install_error_handlers, unavailable_response
 from warden.api.fast_read import FastRead
 from warden.api.limits import BodySizeLimit
 from warden.api.openapi import install_openapi
-from warden.api.primary import elect
+from warden.api.primary import elect, serve_workers
 from warden.api.routes.access import router as access_router
 from warden.api.routes.audit import router as audit_router
 from warden.api.routes.catalog import router as catalog_router
@@ -33,6 +33,7 @@ from warden.audit.telemetry import setup_telemetry
 from warden.config import Settings, get_settings
 from warden.core.platform import Platform, build_platform
 from warden.core.process import WardenProcess
+from warden.db.stamp_feed import stamp_feed_for
 from warden.errors import Unavailable
 
 
@@ -51,6 +52,8 @@ def create_app(
             yield
         finally:
             app.state.process.stop()
+            if app.state.stamp_feed is not None:
+                await app.state.stamp_feed.close()
 
     app = FastAPI(
         title="Warden",
@@ -65,6 +68,7 @@ def create_app(
     # Background loops run in one process only (see api/primary.py); the lock lives with the app.
     primary, app.state.primary_lock = elect(settings)
     app.state.primary = primary
+    app.state.stamp_feed = stamp_feed_for(platform.engine, serve_workers())
     app.state.process = WardenProcess.build(
         platform, socket_app=app, jobs=jobs if primary else False, access=primary
     )

@@ -27,11 +27,16 @@ WORKERS_ENV = "WARDEN_SERVE_WORKERS"
 LOCK_NAME = "serve-primary.lock"
 
 
+def serve_workers() -> int:
+    """How many processes `warden serve` runs (1 unless it set WORKERS_ENV)."""
+    return int(os.environ.get(WORKERS_ENV, "1") or "1")
+
+
 def elect(settings: Settings) -> tuple[bool, IO[bytes] | None]:
     """(whether this process runs the background loops, the lock file to keep open)."""
     if not settings.primary:
         return False, None
-    if int(os.environ.get(WORKERS_ENV, "1") or "1") <= 1:
+    if serve_workers() <= 1:
         return True, None
     path = settings.data_dir / LOCK_NAME
     handle = path.open("ab")

@@ -9,6 +9,8 @@ import typer
 
 from warden.config import get_settings, safe_url
 
+WORKER_HEALTHCHECK_S = 60
+
 
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
@@ -58,7 +60,16 @@ def serve(
     from warden.cli.serve_workers import PortSharingWorkers
 
     os.environ[WORKERS_ENV] = str(workers)
-    config = uvicorn.Config("warden.api.app:create_app", factory=True, workers=workers, **listen)
+    # A worker answers the supervisor's ping only once its interpreter has started and
+    # imported `warden.cli.main` again (spawn): on a loaded machine that passed uvicorn's 5 s,
+    # and each worker was killed as hung and restarted, over and over (seen at load 25).
+    config = uvicorn.Config(
+        "warden.api.app:create_app",
+        factory=True,
+        workers=workers,
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
+        **listen,
+    )
     try:
         supervisor = PortSharingWorkers(config)
     except OSError as exc:  # the port is taken, or the interface is not ours

@@ -81,10 +81,11 @@ class TokenTable:
         return pl.when(inside).then(pl.lit(self.dense).gather(slot.clip(0, last)))
 
     @cached_property
-    def dense_arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """The dense table as numpy: tokens (0 in gaps) and which slots hold one."""
+    def dense_arrays(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """The dense table as numpy: tokens (0 in gaps) and which slots hold one (None: all)."""
         assert self.dense is not None
-        return self.dense.fill_null(0).to_numpy(), self.dense.is_not_null().to_numpy()
+        present = self.dense.is_not_null().to_numpy()
+        return self.dense.fill_null(0).to_numpy(), None if present.all() else present
 
     def apply(self, frame: pl.DataFrame, column: str) -> pl.DataFrame:
         """Mask one column of a collected frame."""
@@ -117,12 +118,16 @@ class TokenTable:
         if not ids.dtype.is_integer() or ids.null_count() or ids.n_chunks() > 1:
             return None
         tokens, present = self.dense_arrays
-        slots = ids.to_numpy().astype(np.int64) - self.offset  # a uint64 past 2**63 goes < 0
+        slots = ids.to_numpy()
+        if slots.dtype != np.int64:
+            slots = slots.astype(np.int64)  # a uint64 past 2**63 goes < 0
+        slots = slots - self.offset
         if slots.size and (slots.min() < 0 or slots.max() >= len(tokens)):
             return None
-        if not present[slots].all():
+        if present is not None and not present[slots].all():
             return None
-        return pl.Series(ids.name, tokens[slots], dtype=pl.Int64)
+        # An int64 array makes an Int64 Series as it is; naming the type costs a cast.
+        return pl.Series(ids.name, tokens[slots])
 
 
 def _replaced(frame: pl.DataFrame, masked: pl.Series) -> pl.DataFrame:

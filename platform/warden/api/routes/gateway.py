@@ -20,8 +20,9 @@ from warden.api.deps import get_state
 from warden.api.edge import report_unauthenticated
 from warden.api.openapi import json_body
 from warden.core.http_protocol import PIECES
-from warden.db.generation import CacheAt, read_stamp_of
+from warden.db.generation import CacheAt, Stamp, read_stamp_of
 from warden.db.session import unit_of_work
+from warden.db.stamp_feed import StampFeed
 from warden.errors import Unauthenticated
 from warden.gateway.arrow import ArrowStream
 from warden.gateway.schemas import ReadRequest
@@ -52,7 +53,11 @@ T = TypeVar("T")
 )
 async def read_dataset(name: str, request: Request) -> Response:
     raw = await request.body()
-    result, small = await _in_reader(_read, request, name, raw)
+    # With several server processes on PostgreSQL the stamp is read on the loop, shared by the
+    # reads waiting for it (db/stamp_feed.py); None: the read's thread reads it.
+    feed: StampFeed | None = getattr(request.app.state, "stamp_feed", None)
+    stamp = await feed.stamp() if feed is not None else None
+    result, small = await _in_reader(_read, request, name, raw, stamp)
     if small is not None:
         return Response(small, media_type=ARROW_STREAM, headers=result.headers)
     if isinstance(result.body, LiveStream):
@@ -159,16 +164,19 @@ def _unwrap(exc: BaseException) -> BaseException:
     return exc
 
 
-def _read(request: Request, name: str, raw: bytes) -> tuple[ReadResult, bytes | None]:
+def _read(
+    request: Request, name: str, raw: bytes, stamp: Stamp | None
+) -> tuple[ReadResult, bytes | None]:
     """Authenticate and read in one worker-thread hop; small answers go out in one piece.
-    One statement reads the policy version and the change generation; the token, the dataset
+    One statement reads the policy version and the change generation (`stamp`, when the loop
+    read it already); the token, the dataset
     and the mask keys come from this process's caches unless something changed since they were
     filled (then they are read on the session). A revocation, a disable or a new
     dataset version, committed by any process, holds from the next read everywhere."""
     state = get_state(request)
     views = request.headers.get(ARROW_LAYOUT_HEADER, "").strip().lower() == "view"
     with unit_of_work(state.sessions) as db:
-        stamp = read_stamp_of(db)
+        stamp = stamp or read_stamp_of(db)
         caller = _caller_or_audit(request, name, db, state.tokens.at(stamp.generation))
         result = governed_read(state, caller, name, raw, views=views, session=db, stamp=stamp)
     body = result.body
