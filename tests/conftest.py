@@ -249,7 +249,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     harness, a copy of one already initialised and seeded the same way (built once)."""
     seed: Seeded | None = None
     if "warden" in request.fixturenames:
-        seed = request.getfixturevalue(f"seeded_{request.param}")
+        # the access harness's reviewers come seeded too (tests/access/conftest.py)
+        world = "seeded_access" if "access" in request.fixturenames else "seeded"
+        seed = request.getfixturevalue(f"{world}_{request.param}")
     if request.param == "sqlite":
         template = seed.sqlite if seed else request.getfixturevalue("sqlite_template")
         path = tmp_path / "warden.db"
@@ -370,6 +372,45 @@ def seeded_postgres(
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def seeded_access_sqlite(seeded_sqlite: Seeded, tmp_path_factory: pytest.TempPathFactory) -> Seeded:
+    assert seeded_sqlite.sqlite is not None
+    root = tmp_path_factory.mktemp("seeded-access-sqlite")
+    path = root / "seeded.db"
+    shutil.copyfile(seeded_sqlite.sqlite, path)
+    return _with_reviewers(seeded_sqlite, root, f"sqlite:///{path}", sqlite=path)
+
+
+@pytest.fixture(scope="session")
+def seeded_access_postgres(
+    seeded_postgres: Seeded, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Seeded]:
+    name = f"warden_seed_access_{uuid.uuid4().hex[:8]}"
+    admin = _pg_admin()
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{seeded_postgres.pg}"'))
+    root = tmp_path_factory.mktemp("seeded-access-postgres")
+    seed = _with_reviewers(seeded_postgres, root, _pg_url(name), pg=name)
+    with _Copies.of(name):
+        yield seed
+    _drop(admin, name)
+    admin.dispose()
+
+
+def _with_reviewers(seed: Seeded, root: Path, database_url: str, **template: Any) -> Seeded:
+    """The seeded state plus the access harness's reviewers (`Access` bootstraps them when its
+    database lacks them): the same people, roles, tokens and audit events, made once."""
+    from tests.access.conftest import REVIEWERS, bootstrap_people
+
+    settings = _seed_settings(root, database_url)
+    harness = open_seeded(seed, settings)
+    try:
+        bootstrap_people(harness, REVIEWERS)
+    finally:
+        harness.close()  # disposes its engine: a template has no open connection
+    return Seeded(harness.tokens, *_seeded_dirs(settings), **template)
 
 
 @pytest.fixture
