@@ -29,6 +29,7 @@ class WardenProcess:
     access: AccessWorker | None = None
     checkpointer: Checkpointer | None = None
     started: bool = field(default=False, init=False)
+    froze: bool = field(default=False, init=False)  # this start froze the collector's objects
 
     @classmethod
     def build(
@@ -68,7 +69,11 @@ class WardenProcess:
                 loop.start()
         # What start-up built lives as long as the process: out of the collector's sight, a
         # full collection no longer walks it under load (it was most of the small reads' p99).
-        gc.freeze()
+        # A program that froze its own objects first (the test run) keeps its freeze: `stop`
+        # could only unfreeze them all.
+        self.froze = gc.get_freeze_count() == 0
+        if self.froze:
+            gc.freeze()
 
     def stop(self) -> None:
         """Sandboxes stop first (recorded), so the job slots waiting on them can end."""
@@ -79,7 +84,9 @@ class WardenProcess:
         self.sandboxes.shutdown()
         if self.jobs is not None:
             self.jobs.stop()
-        gc.unfreeze()  # a process stopped inside a longer-lived one (tests) is collectable
+        if self.froze:  # a process stopped inside a longer-lived one is collectable
+            gc.unfreeze()
+            self.froze = False
 
 
 def _checkpointer(platform: Platform) -> Checkpointer | None:
