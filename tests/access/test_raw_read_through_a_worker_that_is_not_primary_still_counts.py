@@ -92,3 +92,21 @@ def test_a_worker_refuses_while_an_alarm_stands(access: Access, worker: Access) 
     assert checkpointer.round().findings  # refused: the alarm is raised
     later = worker.read("alice", "engagements", purpose="training", columns=["action"], limit=3)
     assert later.status_code == 503, f"the worker served ({later.status_code}) while an alarm stood"
+
+
+def test_warden_worker_anchors_the_job_reads_it_serves(access: Access) -> None:
+    """`warden worker` builds its process without the background loops (cli/jobs.py): it
+    anchors the reads its jobs' sockets serve all the same, on demand, with no cadence."""
+    from warden.api.gateway_app import create_gateway_app
+    from warden.audit.anchor import anchor_for
+    from warden.core.platform import build_platform
+    from warden.core.process import WardenProcess
+
+    platform = build_platform(access.w.settings)
+    try:
+        process = WardenProcess.build(platform, create_gateway_app(platform), jobs=False,
+                                      access=False)  # fmt: skip
+        assert anchor_for(platform.engine) is not None, "warden worker anchors nothing"
+        assert process.checkpointer is not None and process.checkpointer.interval_s == 0
+    finally:
+        platform.engine.dispose()
