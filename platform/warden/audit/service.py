@@ -190,6 +190,7 @@ def append(db: Session, rec: AuditRecord) -> AuditEvent:
         keyring = keys_for(db.get_bind())
     except Exception as exc:
         raise _unavailable(exc) from exc
+    _guard(db.get_bind(), rec.action, catch_up=False)  # in the caller's transaction
     head = _lock_head(db)
     event = AuditEvent(**_row(rec, fields, head.seq + 1, head.hash, keyring))
     head.seq = event.seq
@@ -214,6 +215,7 @@ def record(sessions: sessionmaker[Session], rec: AuditRecord) -> AuditEvent:
         fields = _checked(rec)
     except Exception as exc:
         raise _unavailable(exc) from exc
+    _guard(sessions.kw.get("bind"), rec.action, catch_up=True)
     return _batcher_for(sessions).submit(rec, fields)
 
 
@@ -527,6 +529,13 @@ def _anchor(bind: Any, events: list[AuditEvent]) -> None:
     found = anchor_for(bind)
     if found is not None and events:
         found.committed(getattr(bind, "engine", bind), events)
+
+
+def _guard(bind: Any, action: str, *, catch_up: bool) -> None:
+    """No append to a tail no checkpoint covered for too long (audit/tail.py)."""
+    found = anchor_for(bind) if bind is not None else None
+    if found is not None:
+        found.guard(action, catch_up=catch_up)
 
 
 def _drop_pending(db: Session) -> None:

@@ -43,7 +43,9 @@ class WardenProcess:
         poll_s: float | None = None,
     ) -> WardenProcess:
         """`jobs` None: as WARDEN_JOBS_WORKER says. `access`: the webhook sender and tidy-up,
-        and the audit checkpointer (signed checkpoints every WARDEN_AUDIT_CHECKPOINT_INTERVAL_S)."""
+        and the audit checkpointer's cadence (signed checkpoints every
+        WARDEN_AUDIT_CHECKPOINT_INTERVAL_S). Every process anchors what it serves, elected or
+        not (audit/anchor.py): its checkpointer then signs on demand only."""
         sandboxes = SandboxRuntime(platform, socket_app)
         run_jobs = platform.settings.jobs.worker if jobs is None else jobs
         return cls(
@@ -51,7 +53,7 @@ class WardenProcess:
             sandboxes,
             JobWorker(platform, sandboxes, slots=slots, poll_s=poll_s) if run_jobs else None,
             AccessWorker(platform) if access else None,
-            _checkpointer(platform) if access else None,
+            _checkpointer(platform, cadence=access),
         )
 
     def start(self) -> None:
@@ -89,9 +91,12 @@ class WardenProcess:
             self.froze = False
 
 
-def _checkpointer(platform: Platform) -> Checkpointer | None:
+def _checkpointer(platform: Platform, *, cadence: bool) -> Checkpointer | None:
+    """The process's checkpointer, on the cadence or (`cadence` False) on demand only. Never
+    none where the keys can be read: a process without one anchored nothing it served (a raw
+    read, a revocation) and never looked at the alarms (red team 21)."""
     try:
-        made = Checkpointer(platform)
+        made = Checkpointer(platform, interval_s=None if cadence else 0)
     except Exception as exc:  # keys unreadable: verify reports it, reads still audit
         log.error("audit checkpointer not started: %s", exc)
         return None

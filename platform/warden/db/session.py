@@ -55,7 +55,34 @@ def make_engine(url: str, *, sqlite_busy_timeout_s: float = 5.0, **kwargs: Any) 
             cur.close()
 
         return engine
-    return create_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW, **kwargs)
+    engine = create_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW, **kwargs)
+    if engine.dialect.name == "postgresql":
+        event.listen(engine, "connect", _catalog_first)
+    return engine
+
+
+def catalog_first_path(schemas: list[str]) -> str:
+    """The search path `schemas` (`current_schemas(false)`: those that exist, in order) name,
+    without `pg_catalog`: PostgreSQL searches it first only where the path does not name it,
+    so a schema put before it (`ALTER DATABASE … SET search_path = evil, pg_catalog, …`) would
+    give Warden's SQL its own `=` or `to_regclass` (red team 21). Tables are still made in the
+    first schema named, as before."""
+    return ", ".join('"' + s.replace('"', '""') + '"' for s in schemas if s != "pg_catalog")
+
+
+# Function calls fully qualified, arguments as parameters: no operator is resolved here.
+SCHEMAS_SQL = "SELECT pg_catalog.current_schemas(false)"
+CATALOG_FIRST_SQL = "SELECT pg_catalog.set_config('search_path', %s, false)"
+
+
+def _catalog_first(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    try:
+        cur.execute(SCHEMAS_SQL)
+        cur.execute(CATALOG_FIRST_SQL, (catalog_first_path(list(cur.fetchone()[0])),))
+    finally:
+        cur.close()
+    dbapi_conn.commit()  # a session setting made in a transaction rolled back would be undone
 
 
 # Connections one process may open to PostgreSQL: kept, and opened past those under load.
