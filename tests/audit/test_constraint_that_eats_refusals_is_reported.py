@@ -63,3 +63,14 @@ def test_a_constraint_that_eats_refusals_is_reported(warden: Any, narrowing: str
     assert "not_a_table" in kinds and not answer["ok"], (
         f"verify found nothing of a {narrowing} that eats mallory's refusals: {kinds}"
     )
+
+
+def test_a_count_narrowed_to_32_bits_is_reported(warden: Any) -> None:
+    """A `bigint` column made `integer` (the bytes of a read): every read past 2 GiB would fail
+    its own event, so verify must say so before one does."""
+    if not warden.settings.database_url.startswith("postgresql"):
+        pytest.skip("SQLite keeps any integer in up to 8 bytes, whatever its column says")
+    sql(warden, "ALTER TABLE audit_event ALTER COLUMN bytes TYPE integer")
+    answer = warden.http.post("/v1/audit/verify", headers=warden.as_("admin")).json()
+    found = [f for f in answer["findings"] if f["kind"] == "not_a_table"]
+    assert found and "bytes narrowed" in found[0]["detail"], answer["findings"]

@@ -75,7 +75,8 @@ def _not_plain_tables(db: Session) -> Iterator[Found]:
 
 def _narrowed(db: Session) -> Iterator[Found]:
     """A check, a foreign key, a unique key Warden's tables lack, an index that is partial or
-    over an expression, a NOT NULL where Warden leaves a column empty, a shorter column: each
+    over an expression, a NOT NULL where Warden leaves a column empty, a shorter column or a
+    narrower integer: each
     makes some appends fail, and a request refused whose event fails leaves no trace at all,
     while every event that exists still chains (red team 21). Warden makes none of them."""
     look = inspect(db.connection())
@@ -112,9 +113,23 @@ def _narrowings(look: Any, table: Table) -> list[str]:
         if column.nullable and not seen["nullable"]:
             odd.append(f"NOT NULL on {column.name}")
         ours, theirs = getattr(column.type, "length", None), getattr(seen["type"], "length", None)
-        if type(seen["type"]).__name__ == "DOMAIN" or (ours and theirs and theirs < ours):
+        shorter = bool(ours and theirs and theirs < ours)
+        narrower = _int_bytes(seen["type"]) < _int_bytes(column.type)  # counts past 2**31 fail
+        if type(seen["type"]).__name__ == "DOMAIN" or shorter or narrower:
             odd.append(f"{column.name} narrowed to {seen['type']}")
     return odd
+
+
+def _int_bytes(kind: Any) -> int:
+    """An integer column's width (a BIGINT is an Integer too: the first match wins); 8 for
+    what is no integer, so only a narrower integer compares lower."""
+    for cls in type(kind).__mro__:
+        if cls.__name__ in _INT_BYTES:
+            return _INT_BYTES[cls.__name__]
+    return 8
+
+
+_INT_BYTES = {"SmallInteger": 2, "BigInteger": 8, "Integer": 4}
 
 
 # How SQLAlchemy writes a timestamp into SQLite; the chain hashes the parsed instant, so the
