@@ -18,6 +18,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from warden.db.generation import BUMP_KEY
+
 log = logging.getLogger("warden.db")
 
 
@@ -224,9 +226,18 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
     session = factory()
     try:
         yield session
-        session.commit()
+        commit_begun(session)
     except BaseException:
         session.rollback()
         raise
     finally:
         session.close()
+
+
+def commit_begun(session: Session) -> None:
+    """Commit `session`'s transaction if it began one (or a generation bump was asked for). One
+    that never began (a warm read: every lookup came from a cache) has nothing to commit or
+    hand back; SQLAlchemy's empty commit (a transaction begun only to end, its events) cost a
+    small read about 2% of its CPU, twice."""
+    if session.in_transaction() or session.info.get(BUMP_KEY):
+        session.commit()
