@@ -253,13 +253,13 @@ def test_a_postgres_group_is_pipelined_and_stores_what_it_returns(
     if engine.dialect.name != "postgresql":
         pytest.skip("the pipelined group is PostgreSQL's")
     groups: list[int] = []
-    original = pg_group.write_group
+    original = pg_group.GroupWriter.write_group
 
     def counted(*args: Any) -> Any:
         groups.append(args[1])
         return original(*args)
 
-    monkeypatch.setattr(pg_group, "write_group", counted)
+    monkeypatch.setattr(pg_group.GroupWriter, "write_group", counted)
     first = record(sessions, rec("first"))  # may create the head on the session path
     event = record(
         sessions,

@@ -63,8 +63,9 @@ def make_engine(url: str, *, sqlite_busy_timeout_s: float = 5.0, **kwargs: Any) 
 # Connections one process may open to PostgreSQL: kept, and opened past those under load.
 POOL_SIZE, POOL_OVERFLOW = 10, 20
 # Beside the pool, with several processes each event loop keeps one for read stamps
-# (db/stamp_feed.py).
+# (db/stamp_feed.py), and each process one for its audit group commits (audit/pg_group.py).
 LOOP_CONNECTIONS = 1
+AUDIT_CONNECTIONS = 1
 
 
 def connection_shortfall(engine: Engine, processes: int) -> str | None:
@@ -76,12 +77,13 @@ def connection_shortfall(engine: Engine, processes: int) -> str | None:
     with engine.connect() as conn:
         allowed = int(conn.execute(text("SHOW max_connections")).scalar_one())
         reserved = int(conn.execute(text("SHOW superuser_reserved_connections")).scalar_one())
-    wanted = processes * (POOL_SIZE + POOL_OVERFLOW + LOOP_CONNECTIONS)
+    wanted = processes * (POOL_SIZE + POOL_OVERFLOW + LOOP_CONNECTIONS + AUDIT_CONNECTIONS)
     if wanted <= allowed - reserved:
         return None
     return (
         f"{processes} processes may open up to {wanted} PostgreSQL connections"
-        f" ({POOL_SIZE} + {POOL_OVERFLOW} + {LOOP_CONNECTIONS} each), but the server allows"
+        f" ({POOL_SIZE} + {POOL_OVERFLOW} + {LOOP_CONNECTIONS} + {AUDIT_CONNECTIONS} each),"
+        " but the server allows"
         f" {allowed - reserved} (max_connections {allowed}, {reserved} reserved):"
         " under load some reads would fail; raise max_connections or run fewer workers"
     )
