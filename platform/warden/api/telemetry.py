@@ -31,25 +31,30 @@ from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-# Providers that hand nothing on: OTel's deferred (unconfigured) ones and its no-ops.
-_IDLE_PROVIDERS = (
-    ProxyTracerProvider,
-    NoOpTracerProvider,
-    _ProxyMeterProvider,
-    NoOpMeterProvider,
-    ProxyLoggerProvider,
-    NoOpLoggerProvider,
+# Providers that hand nothing on: OTel's deferred (unconfigured) ones and its no-ops. Asked by
+# exact type, as is the SDK's (asked every request: isinstance on OTel's abstract classes cost
+# more than the rest of the check).
+_IDLE_PROVIDERS = frozenset(
+    {
+        ProxyTracerProvider,
+        NoOpTracerProvider,
+        _ProxyMeterProvider,
+        NoOpMeterProvider,
+        ProxyLoggerProvider,
+        NoOpLoggerProvider,
+    }
 )
 
 
 def _idle(provider: Any) -> bool:
     """Whether `provider` hands nothing on; anything this cannot tell (another SDK, another
-    version of this one) is taken as listening (as `audit.telemetry._exported` does)."""
-    if isinstance(provider, _IDLE_PROVIDERS):
+    version of this one, a subclass) is taken as listening (as `audit.telemetry._exported`)."""
+    kind = type(provider)
+    if kind in _IDLE_PROVIDERS:
         return True
-    if isinstance(provider, TracerProvider):
+    if kind is TracerProvider:
         processors = getattr(provider._active_span_processor, "_span_processors", None)
-    elif isinstance(provider, LoggerProvider):
+    elif kind is LoggerProvider:
         processors = getattr(provider._multi_log_record_processor, "_log_record_processors", None)
     else:
         return False
