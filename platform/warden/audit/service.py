@@ -244,6 +244,7 @@ class _Batcher:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.sessions = sessions
         self.engine = sessions.kw.get("bind")
+        self.writer = pg_group.writer_for(self.engine) if pg_group.usable(self.engine) else None
         self.cond = threading.Condition(threading.Lock())  # guards queue and leading
         self.queue: list[_Pending] = []
         self.leading = False
@@ -312,7 +313,7 @@ class _Batcher:
         instead of waiting for that write, this one and the next."""
         events: list[AuditEvent] | None = None
         error: AuditUnavailable | None = None
-        if pg_group.usable(self.engine):
+        if self.writer is not None:
             try:
                 events = self._write_pipelined(take())
             except Exception as exc:
@@ -333,9 +334,8 @@ class _Batcher:
     def _write_pipelined(self, batch: list[_Pending]) -> list[AuditEvent] | None:
         """PostgreSQL: the group in two round trips (audit/pg_group.py); None when the head
         row must be created first (the session path does that)."""
-        engine = self.engine
-        assert pg_group.usable(engine)
-        keyring = keys_for(engine)
+        assert self.writer is not None
+        keyring = keys_for(self.engine)
 
         def chain(seq: int, prev_hash: str) -> tuple[list[dict[str, Any]], str]:
             rows = []
@@ -345,7 +345,7 @@ class _Batcher:
                 prev_hash, seq = row["hash"], seq + 1
             return rows, prev_hash
 
-        rows = pg_group.write_group(engine, len(batch), chain)
+        rows = self.writer.write_group(len(batch), chain)
         if rows is None:
             return None
         self.batches += 1

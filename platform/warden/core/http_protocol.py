@@ -12,6 +12,11 @@ A response may also hand several pieces in one message (the ASGI scope's extensi
 one HTTP chunk by one `writelines`, the send returning once the transport took them: a
 streamed read's batch is ~17 buffers, and each ASGI send through the middleware, with the
 flow-control wait a 1-2 MB write set off, cost the event loop a round trip per buffer.
+
+A response of known length (a `content-length` header: a small governed read, any JSON answer)
+goes out head and body in one write: uvicorn's own framing of its head is kept until its first
+body message, and both reach the socket together (one send, and one wake-up of the client,
+instead of two).
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ PIECES = "warden.http.response.pieces"
 
 
 class _Cycle(RequestResponseCycle):
+    held_head: bytes | None = None  # a response's head, written with its body's first bytes
+
     async def send(self, message: ASGISendEvent) -> None:
         fields = cast(dict[str, Any], message)
         pieces: Sequence[bytes | memoryview] | None = fields.get(PIECES)
@@ -58,7 +65,60 @@ class _Cycle(RequestResponseCycle):
             return
         if pieces is not None:  # framed by uvicorn (the head not sent, HEAD, a length): joined
             message = cast(ASGISendEvent, {**fields, "body": b"".join([body, *pieces])})
-        await super().send(message)
+        if fields["type"] == "http.response.start" and _declares_length(fields):
+            # A response of known length: its head waits for the body's first bytes and both
+            # go to the socket in one write (a small answer: one send instead of two).
+            self.held_head = b"".join(await self._captured(message))
+            return
+        if self.held_head is None or fields["type"] != "http.response.body":
+            await super().send(message)
+            return
+        head, self.held_head = self.held_head, None
+        capture = _Capture(self.transport)
+        written = await self._captured(message, capture)
+        if not self.disconnected:
+            if sum(len(b) for b in written) < FRAME_IN_PLACE_FROM:
+                capture.real.write(b"".join([head, *written]))
+            else:
+                capture.real.writelines([head, *written])
+        if capture.closed:  # uvicorn closed the connection after this, the last body
+            capture.real.close()
+
+    async def _captured(
+        self, message: ASGISendEvent, capture: _Capture | None = None
+    ) -> list[bytes]:
+        """What uvicorn's own send of `message` writes, kept instead of written."""
+        capture = capture or _Capture(self.transport)
+        self.transport = capture  # type: ignore[assignment]
+        try:
+            await super().send(message)
+        finally:
+            self.transport = capture.real
+        return capture.writes
+
+
+def _declares_length(start: dict[str, Any]) -> bool:
+    return any(name.lower() == b"content-length" for name, _ in start.get("headers", ()))
+
+
+class _Capture:
+    """Stands in for the transport while uvicorn frames a message: keeps what it writes and
+    whether it closed; anything else goes to the real transport."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        if data:
+            self.writes.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
 
 
 class HttpProtocol(HttpToolsProtocol):
