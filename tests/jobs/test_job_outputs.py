@@ -87,7 +87,7 @@ def test_an_output_column_is_an_identifier_unless_an_input_says_it_is_plain() ->
     """Fail closed on renames: only a column an input has as plain, with the same type, or
     one that holds no integers or text, is read unmasked."""
     from warden.catalog.columns import ColumnInfo
-    from warden.catalog.service import DatasetView
+    from warden.catalog.view import DatasetView
     from warden.jobs.outputs import output_identifiers
 
     columns = (

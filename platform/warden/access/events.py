@@ -17,7 +17,7 @@ from warden.access.rights import reviewers_of
 from warden.audit.outcomes import by_actor
 from warden.audit.service import append
 from warden.audit.telemetry import annotate_span, read_span
-from warden.catalog.service import DatasetView
+from warden.catalog.view import DatasetView
 from warden.core.platform import Platform
 from warden.identity.models import Tenant
 from warden.identity.service import Caller

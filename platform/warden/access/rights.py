@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from warden.access import repository as repo
-from warden.catalog.service import DatasetView
+from warden.catalog.view import DatasetView
 from warden.core.platform import Platform
 from warden.errors import Forbidden
 from warden.identity.models import Tenant

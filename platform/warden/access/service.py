@@ -62,7 +62,8 @@ from warden.access.rights import (
 from warden.access.schemas import BreakGlassCreate, RequestCreate, format_duration
 from warden.access.terms import Terms, check_columns, terms_of
 from warden.audit.keys import keys_for
-from warden.catalog.service import DatasetView, load_view
+from warden.catalog.service import load_view
+from warden.catalog.view import DatasetView
 from warden.core.platform import Platform
 from warden.db.sealed import check, intact_row
 from warden.errors import Conflict, Forbidden, NotFound, Unprocessable, WardenError

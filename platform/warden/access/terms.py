@@ -15,7 +15,7 @@ from warden.access.present import body_of
 from warden.access.schemas import MAX_DURATION_S, SettingsOut, format_duration
 from warden.audit.outcomes import by
 from warden.audit.service import append
-from warden.catalog.service import DatasetView
+from warden.catalog.view import DatasetView
 from warden.config import Settings
 from warden.core.platform import Platform
 from warden.db.sealed import check

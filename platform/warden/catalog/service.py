@@ -13,8 +13,6 @@ import dataclasses
 import hashlib
 import re
 import tempfile
-from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +35,7 @@ from warden.catalog.seal import (
 )
 from warden.catalog.storage import Storage
 from warden.catalog.tables import commit_version
+from warden.catalog.view import DatasetView
 from warden.errors import Forbidden, NotFound, Unprocessable
 from warden.identity.models import Principal, Tenant
 from warden.policy import exposure
@@ -45,53 +44,6 @@ from warden.policy.rules import PURPOSES
 DATASET_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 CLASS_ORDER = {"public": 0, "internal": 1, "pii": 2}
 ENTITY_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-
-
-@dataclass(frozen=True)
-class DatasetView:
-    """A dataset as the gateway needs it: current version, file and schema."""
-
-    id: str
-    name: str
-    tenant: str
-    owner: str
-    classification: str
-    allowed_purposes: tuple[str, ...]
-    identifier_columns: tuple[str, ...]
-    version: str
-    path: Path  # the local file (for a version kept in a bucket: see `location`)
-    row_count: int
-    columns: tuple[ColumnInfo, ...]
-    description: str = ""
-    tenant_id: str = ""
-    derived_from: tuple[str, ...] = ()
-    # where the version's file is: a local path, or s3://bucket/key (never shown to callers)
-    location: str = ""
-    byte_size: int = 0
-    # the version's Iceberg snapshot and the metadata written with it (None: a version
-    # registered before datasets were Iceberg tables, read from its Parquet file)
-    snapshot_id: int | None = None
-    table_metadata: str | None = None
-
-    def column(self, name: str) -> ColumnInfo | None:
-        return self._by_name.get(name)
-
-    @cached_property
-    def _by_name(self) -> dict[str, ColumnInfo]:
-        # a view is cached and asked per column many times a read: a scan each time cost ~2%
-        return {c.name: c for c in reversed(self.columns)}  # reversed: the first of a name wins
-
-    def entity_of(self, column: str) -> str:
-        """The entity a column identifies; an identifier without a declared entity is its
-        own (masked consistently wherever a column of that name is)."""
-        info = self.column(column)
-        if info is not None and info.entity:
-            return info.entity
-        return f"column:{column}"
-
-    @property
-    def column_names(self) -> tuple[str, ...]:
-        return tuple(c.name for c in self.columns)
 
 
 def file_digest(path: Path) -> str:

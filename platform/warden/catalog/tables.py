@@ -33,7 +33,7 @@ from warden.errors import Conflict, NotFound, StorageUnavailable, Unprocessable,
 if TYPE_CHECKING:
     from pyiceberg.table import Table
 
-    from warden.catalog.service import DatasetView
+    from warden.catalog.view import DatasetView
     from warden.config import Settings
 
 CATALOG = "warden"

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from warden.audit.keys import bind_settings
 from warden.audit.owed import OwedRecords
 from warden.audit.witness import JobReads
-from warden.catalog.service import DatasetView
+from warden.catalog.view import DatasetView
 from warden.config import Settings
 from warden.db.generation import GenerationCache
 from warden.db.session import make_engine, make_sessionmaker

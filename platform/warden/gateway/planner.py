@@ -19,8 +19,8 @@ from typing import Any
 
 import polars as pl
 
-from warden.catalog.service import DatasetView
 from warden.catalog.storage import DataFile
+from warden.catalog.view import DatasetView
 from warden.errors import Forbidden, InvalidFilter
 from warden.gateway.filters import column_test, expression, typed_value
 from warden.gateway.keys import TenantMask

@@ -25,9 +25,10 @@ from warden.audit.outcomes import by
 from warden.audit.service import AuditRecord, record, stream_completion, stream_intent
 from warden.audit.telemetry import annotate_span, read_span
 from warden.catalog.order import check_served_order
-from warden.catalog.service import DatasetView, load_view, pin_version
+from warden.catalog.service import load_view, pin_version
 from warden.catalog.storage import storage_reason
 from warden.catalog.tables import table_file
+from warden.catalog.view import DatasetView
 from warden.core.platform import Platform
 from warden.db.generation import Stamp
 from warden.db.session import commit_begun, unit_of_work

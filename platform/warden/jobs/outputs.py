@@ -20,8 +20,9 @@ from typing import Any
 import polars as pl
 from sqlalchemy import select
 
-from warden.catalog.service import ColumnInfo, DatasetView, load_view, register, strictest
+from warden.catalog.service import ColumnInfo, load_view, register, strictest
 from warden.catalog.storage import storage_for
+from warden.catalog.view import DatasetView
 from warden.core.platform import Platform
 from warden.db.sealed import check
 from warden.identity.models import Principal, Tenant

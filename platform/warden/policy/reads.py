@@ -11,7 +11,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from warden.catalog.service import PURPOSES, DatasetView
+from warden.catalog.service import PURPOSES
+from warden.catalog.view import DatasetView
 from warden.core.platform import Platform
 from warden.errors import BadRequest, Forbidden, NotFound, WardenError
 from warden.identity.service import Caller

@@ -33,8 +33,9 @@ from sqlalchemy.orm import Session
 
 from warden.audit.outcomes import by, refusal
 from warden.audit.service import record
-from warden.catalog.service import DatasetView, load_view, pin_version
+from warden.catalog.service import load_view, pin_version
 from warden.catalog.storage import data_file
+from warden.catalog.view import DatasetView
 from warden.core.platform import Platform
 from warden.db.generation import CacheAt, read_stamp
 from warden.db.sealed import RowTampered, check

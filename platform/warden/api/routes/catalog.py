@@ -7,7 +7,8 @@ from typing import Any
 from fastapi import APIRouter
 
 from warden.api.deps import CurrentCaller, DbSession, State
-from warden.catalog.service import DatasetView, list_names, load_view
+from warden.catalog.service import list_names, load_view
+from warden.catalog.view import DatasetView
 from warden.policy.reads import require_visible, visible
 
 router = APIRouter(prefix="/v1/datasets", tags=["catalog"])
