@@ -27,7 +27,7 @@ import os
 import select
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, cast
 
 from uvicorn._types import ASGISendEvent
@@ -72,11 +72,9 @@ class _Cycle(RequestResponseCycle):
             if fd is not None:
                 stop = threading.Event()
                 gone = lambda: stop.is_set() or self.disconnected  # noqa: E731
-                written = asyncio.get_running_loop().run_in_executor(
-                    _senders, _write_all, os.dup(fd), framed, gone
-                )
+                written = _send_off_loop(os.dup(fd), framed, gone)
                 try:
-                    await written
+                    await asyncio.wrap_future(written)
                 except asyncio.CancelledError:
                     stop.set()  # the thread stops at its next wait
                     raise
@@ -104,30 +102,41 @@ class _Cycle(RequestResponseCycle):
         return int(sock.fileno())
 
 
-def _write_all(fd: int, parts: list[bytes | memoryview], gone: Callable[[], bool]) -> None:
-    """Write every byte of `parts` to the non-blocking socket `fd` (a duplicate of the
-    connection's, closed here: never a number the loop may have closed and given to another
-    connection), in order; `os.writev` and `poll` both let go of the GIL. An OSError: the
-    client went away, as the route takes it."""
+def _send_off_loop(
+    fd: int, parts: list[bytes | memoryview], gone: Callable[[], bool]
+) -> Future[None]:
+    """`_write_all` in a sender thread; `fd` (a duplicate of the connection's: never a number
+    the loop may have closed and given to another connection) is closed once the job is done
+    or was cancelled before a thread took it up (the answer failed meanwhile): a duplicate
+    left open keeps the connection up after uvicorn closed it, the client waiting for its end."""
     try:
-        views = [memoryview(p).cast("B") for p in parts]
-        poller = select.poll()
-        poller.register(fd, select.POLLOUT)
-        while views:
-            try:
-                written = os.writev(fd, views[:_IOV_MAX])
-            except BlockingIOError:
-                written = 0
-            while written:
-                if written < len(views[0]):
-                    views[0], written = views[0][written:], 0
-                else:
-                    written -= len(views.pop(0))
-            while views and not poller.poll(_WAIT_MS):
-                if gone():
-                    raise ConnectionAbortedError("the client went away")
-    finally:
+        job = _senders.submit(_write_all, fd, parts, gone)
+    except BaseException:
         os.close(fd)
+        raise
+    job.add_done_callback(lambda _: os.close(fd))
+    return job
+
+
+def _write_all(fd: int, parts: list[bytes | memoryview], gone: Callable[[], bool]) -> None:
+    """Write every byte of `parts` to the non-blocking socket `fd`, in order; `os.writev` and
+    `poll` both let go of the GIL. An OSError: the client went away, as the route takes it."""
+    views = [memoryview(p).cast("B") for p in parts]
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    while views:
+        try:
+            written = os.writev(fd, views[:_IOV_MAX])
+        except BlockingIOError:
+            written = 0
+        while written:
+            if written < len(views[0]):
+                views[0], written = views[0][written:], 0
+            else:
+                written -= len(views.pop(0))
+        while views and not poller.poll(_WAIT_MS):
+            if gone():
+                raise ConnectionAbortedError("the client went away")
 
 
 class HttpProtocol(HttpToolsProtocol):
