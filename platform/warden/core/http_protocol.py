@@ -76,7 +76,7 @@ class _Cycle(RequestResponseCycle):
                 try:
                     await asyncio.wrap_future(written)
                 except asyncio.CancelledError:
-                    stop.set()  # the thread stops at its next wait
+                    stop.set()  # the thread stops before its next write
                     raise
                 return
             if size:
@@ -125,6 +125,8 @@ def _write_all(fd: int, parts: list[bytes | memoryview], gone: Callable[[], bool
     poller = select.poll()
     poller.register(fd, select.POLLOUT)
     while views:
+        if gone():  # cancelled, or uvicorn closed the connection: stop writing behind it
+            raise ConnectionAbortedError("the client went away")
         try:
             written = os.writev(fd, views[:_IOV_MAX])
         except BlockingIOError:
