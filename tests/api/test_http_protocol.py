@@ -1,7 +1,8 @@
 """The API's HTTP protocol frames a streamed body's large pieces without copying them, and takes
 several pieces in one message (its `PIECES` extension): what the client receives is still every
 byte, in order, however slowly it reads; an answer that fails midway ends its connection at
-once, even when its last pieces never left. And a server started in a thread (the demo's, the
+once, even when its last pieces never left. A response of known length goes out head and body
+in one write. And a server started in a thread (the demo's, the
 tests') that cannot listen says so when its thread ends."""
 
 from __future__ import annotations
@@ -69,8 +70,17 @@ def _app() -> FastAPI:
         await send({**body, MANY: [memoryview(piece) for piece in SMALL]})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
+    async def late(scope: Scope, receive: Receive, send: Send) -> None:
+        """A head of known length, then its body a while later (none for HEAD)."""
+        headers = [(b"content-length", b"5"), (b"x-late", b"yes")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await asyncio.sleep(0.4)
+        body = b"" if scope["method"] == "HEAD" else b"hello"
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
     app.mount("/grouped", grouped)
     app.mount("/many", many)
+    app.mount("/late", late)
     return app
 
 
@@ -127,6 +137,38 @@ def test_pieces_sent_in_one_message_arrive_whole_and_in_order_however_slowly_rea
             assert http.get("/grouped/", params="length").content == sent  # uvicorn's framing
             assert http.get("/pieces").content == sent
             assert http.get("/many/").content == b"".join(SMALL)
+    finally:
+        server.stop()
+
+
+def _exchange(url: str, request: bytes) -> tuple[bytes, bytes]:
+    """(what arrived within 0.2 s, everything until the server closed the connection)."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request)
+        sock.settimeout(0.2)
+        try:
+            early = sock.recv(65536)
+        except TimeoutError:
+            early = b""
+        sock.settimeout(10)
+        whole = early
+        while chunk := sock.recv(65536):
+            whole += chunk
+    return early, whole
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_a_response_of_known_length_sends_its_head_with_its_body(method: str) -> None:
+    server = serve_in_thread(_app())
+    try:
+        request = f"{method} /late/ HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+        early, whole = _exchange(server.url, request.encode())
+        assert early == b""  # the head waited for the body (which came 0.4 s later)
+        head, _, body = whole.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK") and b"x-late: yes" in head
+        assert b"content-length: 5" in head
+        assert body == (b"" if method == "HEAD" else b"hello")  # then the connection closed
     finally:
         server.stop()
 

@@ -21,7 +21,7 @@ from warden.audit.keys import bind_settings
 from warden.audit.models import AuditEvent
 from warden.audit.service import AuditRecord, record, verify
 from warden.config import Settings
-from warden.db.session import make_engine, unit_of_work
+from warden.db.session import make_engine, make_sessionmaker, unit_of_work
 from warden.errors import AuditUnavailable
 
 
@@ -253,13 +253,13 @@ def test_a_postgres_group_is_pipelined_and_stores_what_it_returns(
     if engine.dialect.name != "postgresql":
         pytest.skip("the pipelined group is PostgreSQL's")
     groups: list[int] = []
-    original = pg_group.write_group
+    original = pg_group.GroupWriter.write_group
 
     def counted(*args: Any) -> Any:
         groups.append(args[1])
         return original(*args)
 
-    monkeypatch.setattr(pg_group, "write_group", counted)
+    monkeypatch.setattr(pg_group.GroupWriter, "write_group", counted)
     first = record(sessions, rec("first"))  # may create the head on the session path
     event = record(
         sessions,
@@ -280,3 +280,40 @@ def test_a_postgres_group_is_pipelined_and_stores_what_it_returns(
         assert stored is not None
         assert service.event_dict(stored) == service.event_dict(event)
         assert verify(db).ok
+
+
+def test_a_postgres_group_whose_connection_died_fails_alone_and_the_next_reconnects(
+    engine: Engine, sessions: sessionmaker[Session]
+) -> None:
+    """The groups' own connection (pg_group.writer_for): killed under it, one group answers
+    AuditUnavailable and writes nothing; the next connects again and the chain carries on."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the groups' own connection is PostgreSQL's")
+    record(sessions, rec("first"))  # may create the head on the session path
+    record(sessions, rec("second"))
+    writer = pg_group.writer_for(engine)
+    dead = writer.held[0]
+    assert dead is not None
+    with engine.connect() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": dead.info.backend_pid})
+        conn.commit()
+    with pytest.raises(AuditUnavailable):
+        record(sessions, rec("lost"))
+    assert writer.held[0] is None  # dropped with its group
+    after = record(sessions, rec("after"))
+    assert writer.held[0] is not None and writer.held[0] is not dead
+    with unit_of_work(sessions) as db:
+        actors = list(db.scalars(select(AuditEvent.actor).order_by(AuditEvent.seq)))
+        assert verify(db).ok
+    assert "lost" not in actors and actors[-1] == "after" == after.actor
+
+
+def test_the_groups_connection_closes_with_its_engine(db_url: str) -> None:
+    engine = make_engine(db_url)
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the groups' own connection is PostgreSQL's")
+    record(make_sessionmaker(engine), rec("first"))
+    conn = pg_group.writer_for(engine).held[0]
+    assert conn is not None and not conn.closed
+    engine.dispose()
+    assert conn.closed

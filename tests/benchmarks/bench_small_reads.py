@@ -14,6 +14,7 @@ the load began, from /proc), and the audited `dataset.read` events counted again
 served: they must be equal. Bounded: a fixed number of reads per configuration and a time limit.
 
 Run: .venv/bin/python -m tests.benchmarks.bench_small_reads [--reads 800] [--before REV]
+[--workers 1,2] [--rounds 1]
 """
 
 from __future__ import annotations
@@ -253,23 +254,31 @@ def before_tree(rev: str) -> Iterator[Path]:
             )
 
 
-def run(before: str, reads: int, backends: list[str], clients: list[int]) -> list[dict[str, Any]]:
+def run(
+    before: str,
+    reads: int,
+    backends: list[str],
+    clients: list[int],
+    workers_list: tuple[int, ...] = (1, 2),
+    rounds: int = 1,
+) -> list[dict[str, Any]]:
     rows = []
     with before_tree(before) as old:
         versions = [
             (label, path, workers)
-            for workers in (1, 2)
+            for workers in workers_list
             for label, path in (
                 (f"before {before[:10]}", str(old / "platform")),
                 ("after", str(REPO / "platform")),
             )
         ]
-        for backend in backends:
-            for n in clients:
-                for version, path, workers in versions:
-                    row = measure(version, path, backend, n, workers, reads)
-                    rows.append(row)
-                    print_row(row, flush=True)
+        for _ in range(rounds):  # before and after alternated: the machine's load drifts
+            for backend in backends:
+                for n in clients:
+                    for version, path, workers in versions:
+                        row = measure(version, path, backend, n, workers, reads)
+                        rows.append(row)
+                        print_row(row, flush=True)
     return rows
 
 
@@ -305,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reads", type=int, default=800)
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--clients", default="16")
+    parser.add_argument("--workers", default="1,2", help="server processes, e.g. 2 or 1,2")
+    parser.add_argument("--rounds", type=int, default=1, help="before/after pairs per setting")
     parser.add_argument("--json", type=Path, default=Path("bench-results/small_reads.json"))
     args = parser.parse_args(argv)
     restrict_umask()  # as every Warden process: `warden serve` refuses a data folder others reach
@@ -316,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
         args.reads,
         args.backends.split(","),
         [int(c) for c in args.clients.split(",")],
+        tuple(int(w) for w in args.workers.split(",")),
+        args.rounds,
     )
     unequal = [r for r in rows if not r["audited_equals_served"]]
     print("audited events == reads served:", unequal if unequal else "yes, every run")

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from sqlalchemy import Engine, text
 
-from warden.db.session import LOOP_CONNECTIONS, POOL_OVERFLOW, POOL_SIZE, connection_shortfall
+from warden.db.session import (
+    AUDIT_CONNECTIONS,
+    LOOP_CONNECTIONS,
+    POOL_OVERFLOW,
+    POOL_SIZE,
+    connection_shortfall,
+)
 
 
 def test_workers_that_fit_pass_and_too_many_are_named(engine: Engine) -> None:
@@ -15,7 +21,7 @@ def test_workers_that_fit_pass_and_too_many_are_named(engine: Engine) -> None:
     with engine.connect() as conn:
         allowed = int(conn.execute(text("SHOW max_connections")).scalar_one())
         reserved = int(conn.execute(text("SHOW superuser_reserved_connections")).scalar_one())
-    per_process = POOL_SIZE + POOL_OVERFLOW + LOOP_CONNECTIONS
+    per_process = POOL_SIZE + POOL_OVERFLOW + LOOP_CONNECTIONS + AUDIT_CONNECTIONS
     fits = (allowed - reserved) // per_process
     if fits >= 1:
         assert connection_shortfall(engine, fits) is None

@@ -1,7 +1,7 @@
 """A database writer cannot change the rules: the rule set is sealed with the audit chain key
 (which lives outside the database), so a rule row or change-log row written past Warden,
 or an old seal replayed, fails closed (every decision denies) instead of taking effect,
-until an operator reseals with `warden policy seal` (audited). Found by a red-team review:
+until an operator repairs it with `warden policy seal` (audited). Found by a red-team review:
 a `casbin_rule` row inserted in SQL gave `mallory` raw `users`."""
 
 from __future__ import annotations
@@ -42,15 +42,49 @@ def test_a_rule_written_in_sql_is_refused_and_everything_fails_closed(
     assert _reads(warden) == (503, 503)  # never enforced; nothing decided on a broken set
     with warden.state.sessions() as db, pytest.raises(SealBroken):
         store.load_rules(db)
-    # The operator looks, then reseals: what is stored is blessed, audited.
-    done = operator_cli("policy", "seal", "--actor", "ops", "--reason", "checked")
+    # The operator looks: the seal names the row written past Warden, and seals nothing.
+    shown = operator_cli("policy", "seal")
+    assert shown.exit_code != 0 and "nothing sealed" in shown.output
+    assert "added past Warden: #" in shown.output
+    assert "p, mallory, acme, users, *, training, read, allow" in shown.output
+    assert _reads(warden) == (503, 503)
+    # Removing it gives back the sealed rules: nothing new is in force, audited.
+    done = operator_cli("policy", "seal", "--remove-added", "--actor", "ops", "--reason", "checked")
     assert done.exit_code == 0, done.output
-    assert "sealed" in done.output
-    event = warden.audit_events(action="policy.sealed")[-1]
+    event = warden.audit_events(action="policy.restored")[-1]
     assert event["actor"] == "ops" and "past Warden" in event["details"]["was"]
-    assert _reads(warden) == (200, 200)
+    assert "mallory" in event["details"]["removed"][0]
+    assert _reads(warden) == (404, 200)
     again = operator_cli("policy", "seal")
     assert again.exit_code == 0 and "match their seal" in again.output
+
+
+def test_a_reseal_seals_only_the_rules_the_operator_was_shown(
+    warden: Any, operator_cli: Any
+) -> None:
+    """Red team 21: `warden policy seal` blessed whatever was stored, so an insider who broke
+    the seal (a rule deleted in SQL: nothing the seal can name) and slipped mallory's rule in
+    once the operator had looked got it sealed with the rest. A reseal now names the digest of
+    the rules shown; a rule written after that changes it, and nothing is sealed."""
+    _sql(warden, "DELETE FROM casbin_rule WHERE ptype = 'g' AND v0 = 'erin'", BUMP)
+    assert _reads(warden) == (503, 503)
+    shown = operator_cli("policy", "seal")
+    assert shown.exit_code != 0 and "stored rules (" in shown.output
+    digest = shown.output.split("digest: ")[1].split()[0]
+    named = operator_cli("policy", "seal", "--remove-added")
+    assert named.exit_code != 0 and "names no single row" in named.output
+    _sql(warden, MALLORY_RAW)  # after the operator looked
+    stale = operator_cli("policy", "seal", "--accept", digest)
+    assert stale.exit_code != 0 and "nothing sealed" in stale.output
+    assert _reads(warden) == (503, 503)
+    shown = operator_cli("policy", "seal")
+    assert "p, mallory, acme, users" in shown.output  # now shown, for the operator to see
+    digest = shown.output.split("digest: ")[1].split()[0]
+    done = operator_cli("policy", "seal", "--accept", digest, "--actor", "ops")
+    assert done.exit_code == 0, done.output
+    event = warden.audit_events(action="policy.sealed")[-1]
+    assert event["actor"] == "ops" and event["details"]["digest"] == digest
+    assert _reads(warden) == (200, 200)  # what the operator chose to seal, seen and named
 
 
 @pytest.mark.parametrize("change", ["delete a rule", "edit a rule", "duplicate a rule"])

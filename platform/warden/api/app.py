@@ -28,7 +28,7 @@ from warden.api.routes.policy import router as policy_router
 from warden.api.routes.registry import router as registry_router
 from warden.api.routes.sandbox import router as sandbox_router
 from warden.api.routes.workspace import router as workspace_router
-from warden.api.telemetry import HTTP_TELEMETRY
+from warden.api.telemetry import HTTP_TELEMETRY, TraceContext
 from warden.audit.telemetry import setup_telemetry
 from warden.config import Settings, get_settings
 from warden.core.platform import Platform, build_platform
@@ -103,6 +103,8 @@ def create_app(
     # the OpenAPI document declares every error the server gives (api/openapi.py).
     install_edge(app, settings)
     install_openapi(app)
+    # Outermost: the caller's trace context for what the edge audits too (api/telemetry.py).
+    app.add_middleware(TraceContext)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

@@ -10,7 +10,7 @@ from warden import __version__
 from warden.api.errors import install_error_handlers
 from warden.api.fast_read import FastRead
 from warden.api.routes.gateway import router as gateway_router
-from warden.api.telemetry import HTTP_TELEMETRY
+from warden.api.telemetry import HTTP_TELEMETRY, TraceContext
 from warden.audit.telemetry import setup_telemetry
 from warden.core.platform import Platform
 
@@ -29,4 +29,5 @@ def create_gateway_app(platform: Platform) -> FastAPI:
     install_error_handlers(app)
     app.include_router(gateway_router)
     app.add_middleware(FastRead)  # the read route without FastAPI's routing (api/fast_read.py)
+    app.add_middleware(TraceContext)  # the caller's trace, when no server span carries it
     return app

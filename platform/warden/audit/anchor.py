@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -40,8 +41,9 @@ from sqlalchemy.orm import Session
 from warden.audit.alarms import Alarms, Ending
 from warden.audit.chain import CHAIN_V1, chain_version, expected_hash
 from warden.audit.keys import ChainKeyring, keys_for
-from warden.audit.models import HEAD_ID, AuditEvent, AuditHead
+from warden.audit.models import CHECKPOINT_ACTION, HEAD_ID, AuditEvent, AuditHead
 from warden.audit.raw_ledger import RawLedger, RawPlace
+from warden.audit.tail import SAMPLE_S, Tail
 from warden.db.per_engine import PerEngine
 from warden.errors import AuditUnavailable
 
@@ -146,10 +148,15 @@ class Anchor:
         # the places every checkpoint of the folder anchored, signed beside them: read at start
         self.ledger = RawLedger(checkpointer.store)
         self._look_at_ledger()
+        # this process's events no checkpoint covers yet, and its own try at one (guard)
+        self.tail = Tail(checkpointer.cadence_s)
+        self._catching_up = threading.Lock()
+        self._tried_at = -SAMPLE_S
 
     def committed(self, engine: Any, events: Sequence[AuditEvent]) -> None:
         """Anchor what must not wait in the tail. AuditUnavailable when a read of raw
         identifiers could not be anchored (its answer must not leave)."""
+        self.tail.committed(e.seq for e in events if e.action != CHECKPOINT_ACTION)
         with self._lock:
             raw = {p: i for e in events for p, i in raw_places(e).items()
                    if p not in self._raw_reads and p not in self.ledger.places}  # fmt: skip
@@ -182,6 +189,48 @@ class Anchor:
             log.exception("the raw places of a read could not be listed")
             raise AuditUnavailable("a read of raw identifiers could not be anchored") from exc
         self._know(raw)
+
+    def guard(self, action: str, *, catch_up: bool) -> None:
+        """AuditUnavailable rather than append to a tail whose oldest event of this process no
+        checkpoint covered for `STALE_ROUNDS` intervals (audit/tail.py); first, where the
+        caller holds no transaction of its own (`catch_up`), the checkpoint is tried here: a
+        database back from an outage takes it at once, one whose checkpoint reads alone fail
+        does not."""
+        if action == CHECKPOINT_ACTION or not self.tail.may_be_stale() or not self._waited():
+            return
+        if not catch_up or not self._catching_up.acquire(blocking=False):
+            raise AuditUnavailable(self._stale(self._waited()))
+        try:
+            if time.monotonic() - self._tried_at < SAMPLE_S:  # one try a second, not per call
+                raise AuditUnavailable(self._stale(self._waited()))
+            self._tried_at = time.monotonic()
+            self._checkpoint_the_tail()
+        finally:
+            self._catching_up.release()
+        if waited := self._waited():
+            raise AuditUnavailable(self._stale(waited))
+
+    def _waited(self) -> float:
+        newest = self._newest()
+        return self.tail.stale(newest.seq if newest is not None else 0)
+
+    def _checkpoint_the_tail(self) -> None:
+        try:
+            outcome = self.checkpointer.checkpoint_now()  # refused: it raises the alarm
+        except Exception as exc:
+            log.exception("the audit tail could not be checkpointed")
+            why = self._stale(self._waited())
+            raise AuditUnavailable(f"{why} ({type(exc).__name__})") from exc
+        if outcome.findings:
+            self.tampered = "; ".join(f.detail for f in outcome.findings)
+            raise AuditUnavailable("the audit chain was tampered with; run `warden audit verify`")
+
+    @staticmethod
+    def _stale(waited: float) -> str:
+        return (
+            f"no signed checkpoint has covered this process's audit events for {waited:.0f} s"
+            " (the checkpoint rounds fail); nothing more is appended until one is written"
+        )
 
     def _know(self, raw: Mapping[RawPlace, str]) -> None:
         with self._lock:

@@ -336,9 +336,9 @@ class Checkpointer:
         self.sessions: sessionmaker[Session] = platform.sessions
         self.keyring: ChainKeyring = keys_for(platform.engine)
         self.store = store or CheckpointStore.for_settings(platform.settings)
-        self.interval_s = (
-            platform.settings.audit_checkpoint_interval_s if interval_s is None else interval_s
-        )
+        # the deployment's cadence, whether or not this process keeps it (audit/tail.py)
+        self.cadence_s = platform.settings.audit_checkpoint_interval_s
+        self.interval_s = self.cadence_s if interval_s is None else interval_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()

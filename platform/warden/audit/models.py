@@ -44,6 +44,7 @@ class AuditEvent(Base):
 
 
 HEAD_ID = 1  # the head's one row
+CHECKPOINT_ACTION = "audit.checkpoint"  # the chain's record of a signed checkpoint
 
 
 class AuditHead(Base):

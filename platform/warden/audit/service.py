@@ -190,6 +190,7 @@ def append(db: Session, rec: AuditRecord) -> AuditEvent:
         keyring = keys_for(db.get_bind())
     except Exception as exc:
         raise _unavailable(exc) from exc
+    _guard(db.get_bind(), rec.action, catch_up=False)  # in the caller's transaction
     head = _lock_head(db)
     event = AuditEvent(**_row(rec, fields, head.seq + 1, head.hash, keyring))
     head.seq = event.seq
@@ -214,6 +215,7 @@ def record(sessions: sessionmaker[Session], rec: AuditRecord) -> AuditEvent:
         fields = _checked(rec)
     except Exception as exc:
         raise _unavailable(exc) from exc
+    _guard(sessions.kw.get("bind"), rec.action, catch_up=True)
     return _batcher_for(sessions).submit(rec, fields)
 
 
@@ -242,6 +244,7 @@ class _Batcher:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.sessions = sessions
         self.engine = sessions.kw.get("bind")
+        self.writer = pg_group.writer_for(self.engine) if pg_group.usable(self.engine) else None
         self.cond = threading.Condition(threading.Lock())  # guards queue and leading
         self.queue: list[_Pending] = []
         self.leading = False
@@ -310,7 +313,7 @@ class _Batcher:
         instead of waiting for that write, this one and the next."""
         events: list[AuditEvent] | None = None
         error: AuditUnavailable | None = None
-        if pg_group.usable(self.engine):
+        if self.writer is not None:
             try:
                 events = self._write_pipelined(take())
             except Exception as exc:
@@ -331,9 +334,8 @@ class _Batcher:
     def _write_pipelined(self, batch: list[_Pending]) -> list[AuditEvent] | None:
         """PostgreSQL: the group in two round trips (audit/pg_group.py); None when the head
         row must be created first (the session path does that)."""
-        engine = self.engine
-        assert pg_group.usable(engine)
-        keyring = keys_for(engine)
+        assert self.writer is not None
+        keyring = keys_for(self.engine)
 
         def chain(seq: int, prev_hash: str) -> tuple[list[dict[str, Any]], str]:
             rows = []
@@ -343,7 +345,7 @@ class _Batcher:
                 prev_hash, seq = row["hash"], seq + 1
             return rows, prev_hash
 
-        rows = pg_group.write_group(engine, len(batch), chain)
+        rows = self.writer.write_group(len(batch), chain)
         if rows is None:
             return None
         self.batches += 1
@@ -527,6 +529,13 @@ def _anchor(bind: Any, events: list[AuditEvent]) -> None:
     found = anchor_for(bind)
     if found is not None and events:
         found.committed(getattr(bind, "engine", bind), events)
+
+
+def _guard(bind: Any, action: str, *, catch_up: bool) -> None:
+    """No append to a tail no checkpoint covered for too long (audit/tail.py)."""
+    found = anchor_for(bind) if bind is not None else None
+    if found is not None:
+        found.guard(action, catch_up=catch_up)
 
 
 def _drop_pending(db: Session) -> None:

@@ -5,15 +5,18 @@ not plain tables. `verify` reports each as tampering; Warden writes none of them
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import Table, func, inspect, select, text
 from sqlalchemy.orm import Session
 
-from warden.audit.models import AuditEvent
+from warden.audit.models import AuditEvent, AuditHead
 
 OUTSIDE = "outside_chain"  # an event numbered below 1 (or not a number): written around it
 NOT_CANONICAL = "not_canonical"  # a column stored as other text for the same value (SQLite)
-NOT_A_TABLE = "not_a_table"  # the log is a view, or has triggers, rules or row security
+# the log is a view, or has triggers, rules or row security; or a constraint, an index or a
+# NOT NULL Warden's tables lack, which fails some appends (a refusal's event: no trace at all)
+NOT_A_TABLE = "not_a_table"
 MAX_FINDINGS = 200
 
 Found = tuple[str, int | None, str | None, str]  # kind, seq, event id, detail
@@ -22,6 +25,7 @@ Found = tuple[str, int | None, str | None, str]  # kind, seq, event id, detail
 def unwalked(db: Session) -> Iterator[Found]:
     yield from _outside(db)
     yield from _not_plain_tables(db)
+    yield from _narrowed(db)
     if db.get_bind().dialect.name == "sqlite":
         yield from _not_canonical_time(db)
 
@@ -67,6 +71,65 @@ def _not_plain_tables(db: Session) -> Iterator[Found]:
         if odd:
             detail = f"{name} is not a plain table (a view, a trigger, a rule or row security)"
             yield NOT_A_TABLE, None, None, detail
+
+
+def _narrowed(db: Session) -> Iterator[Found]:
+    """A check, a foreign key, a unique key Warden's tables lack, an index that is partial or
+    over an expression, a NOT NULL where Warden leaves a column empty, a shorter column or a
+    narrower integer: each
+    makes some appends fail, and a request refused whose event fails leaves no trace at all,
+    while every event that exists still chains (red team 21). Warden makes none of them."""
+    look = inspect(db.connection())
+    for table in (AuditEvent.__table__, AuditHead.__table__):
+        assert isinstance(table, Table)
+        odd = _narrowings(look, table)
+        if odd:
+            detail = f"{table.name} has {', '.join(odd)}: some events cannot be appended"
+            yield NOT_A_TABLE, None, None, detail
+
+
+def _narrowings(look: Any, table: Table) -> list[str]:
+    name = table.name
+    keys = {tuple(c.name for c in k.columns) for k in table.constraints if hasattr(k, "columns")}
+    odd = ["a check constraint"] if look.get_check_constraints(name) else []
+    odd += ["a foreign key"] if look.get_foreign_keys(name) else []
+    uniques = [tuple(u["column_names"]) for u in look.get_unique_constraints(name)]
+    for index in look.get_indexes(name):
+        options = index.get("dialect_options") or {}
+        if (
+            None in index["column_names"]
+            or index.get("expressions")
+            or any(key.endswith("_where") and value is not None for key, value in options.items())
+        ):
+            odd.append(f"index {index['name']} (partial or over an expression)")
+        elif index.get("unique"):
+            uniques.append(tuple(index["column_names"]))
+    odd += [f"a unique key on {', '.join(u)}" for u in uniques if u not in keys]
+    found = {c["name"]: c for c in look.get_columns(name)}
+    for column in table.columns:
+        seen = found.get(column.name)
+        if seen is None:
+            continue  # a column gone fails every append: loud
+        if column.nullable and not seen["nullable"]:
+            odd.append(f"NOT NULL on {column.name}")
+        ours, theirs = getattr(column.type, "length", None), getattr(seen["type"], "length", None)
+        shorter = bool(ours and theirs and theirs < ours)
+        narrower = _int_bytes(seen["type"]) < _int_bytes(column.type)  # counts past 2**31 fail
+        if type(seen["type"]).__name__ == "DOMAIN" or shorter or narrower:
+            odd.append(f"{column.name} narrowed to {seen['type']}")
+    return odd
+
+
+def _int_bytes(kind: Any) -> int:
+    """An integer column's width (a BIGINT is an Integer too: the first match wins); 8 for
+    what is no integer, so only a narrower integer compares lower."""
+    for cls in type(kind).__mro__:
+        if cls.__name__ in _INT_BYTES:
+            return _INT_BYTES[cls.__name__]
+    return 8
+
+
+_INT_BYTES = {"SmallInteger": 2, "BigInteger": 8, "Integer": 4}
 
 
 # How SQLAlchemy writes a timestamp into SQLite; the chain hashes the parsed instant, so the

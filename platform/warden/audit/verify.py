@@ -31,7 +31,7 @@ from warden.audit.chain import (
     iso_utc,
 )
 from warden.audit.keys import ChainKeyring
-from warden.audit.models import HEAD_ID, AuditEvent, AuditHead
+from warden.audit.models import CHECKPOINT_ACTION, HEAD_ID, AuditEvent, AuditHead
 from warden.audit.readable import Unreadable, readable
 from warden.audit.rollbacks import rolled_back
 from warden.audit.unwalked import MAX_FINDINGS, OUTSIDE, unwalked
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
     from warden.audit.checkpoints import Checkpoint, CheckpointLog
 
 VERIFY_BATCH = 5000
-CHECKPOINT_ACTION = "audit.checkpoint"
 
 # Finding kinds. Tampering:
 GAP = "gap"  # events missing from the middle of the sequence

@@ -119,32 +119,84 @@ def rules(fmt: Format = "table") -> None:
 
 @app.command()
 def seal(
+    accept: Annotated[
+        str | None,
+        typer.Option(help="Seal the stored rules as shown, named by the digest shown with them"),
+    ] = None,
+    remove_added: Annotated[
+        bool,
+        typer.Option(help="Delete the rule row shown as added past Warden (nothing new sealed)"),
+    ] = False,
     actor: Annotated[str, typer.Option(help="Who seals it, for the audit log")] = "operator",
     reason: AuditReason = "",
 ) -> None:
-    """Seal the stored rules as they are now. Every rule change seals the rule set with the
-    audit chain key; rules written to the database past Warden (or stored before seals
-    existed) break the seal and every decision denies until this runs. It blesses whatever
-    is stored, so look first (`warden policy rules`, the `casbin_rule` table). Audited as
-    `policy.sealed`; runs against the database directly."""
+    """Repair a broken policy seal. Every rule change seals the rule set with the audit chain
+    key; rules written to the database past Warden (or stored before seals existed) break
+    the seal and every decision denies until an operator repairs it. Run without options it
+    shows what the seal can tell: the row added past Warden when it can name one (remove it
+    with --remove-added: the sealed rules are back, nothing new is in force), and otherwise
+    every stored rule with their digest; --accept DIGEST then seals them exactly as shown (a
+    rule written after you looked changes the digest, and nothing is sealed). Audited as
+    `policy.sealed` or `policy.restored`; runs against the database directly."""
     from warden.audit.outcomes import by_operator
     from warden.audit.service import append
-    from warden.policy import store
-    from warden.policy.seal import SealBroken
+    from warden.policy import store, unsealed
 
+    if accept and remove_added:
+        fail("either --accept DIGEST or --remove-added, not both")
     with direct_session() as db:
-        try:
-            sealed, _ = store.load_sealed(db)
-        except SealBroken as exc:
-            broken = str(exc)
-        else:
-            console.print(f"the stored rules match their seal (policy v{sealed.version})")
+        found = unsealed.examine(db)
+        if found is None:
+            version, _ = store.load_rules(db)
+            console.print(f"the stored rules match their seal (policy v{version})")
             return
+        if remove_added:
+            if not found.added:
+                fail(
+                    "the seal names no single row added past Warden (rows removed or edited,"
+                    " several added, or the state rewritten): look at the rules it shows and"
+                    " seal them with --accept DIGEST"
+                )
+            store.delete_rule_rows(db, [row_id for row_id, _ in found.added])
+            if not unsealed.restores(db, found):  # written meanwhile: nothing is deleted
+                fail("nothing removed: the stored rules changed meanwhile; look again")
+            # the rules Warden sealed, under a new version (its own may have been moved)
+            version = store.reseal(db).version
+            removed = [found.shown(row) for row in found.added]
+            details = {"version": version, "removed": removed, "was": found.broken[:300]}
+            append(db, by_operator(actor, "policy.restored", reason, details=details))
+            console.print(f"removed {'; '.join(removed)}: the rules sealed as policy v{version}")
+            return
+        if accept is None:
+            _show(found)
+            fail("nothing sealed: --remove-added or --accept DIGEST (see above)")
+        if accept != found.digest:
+            fail(f"nothing sealed: the stored rules' digest is {found.digest} now (changed since?)")
         after = store.reseal(db)
-        rules = len(store.load_rules(db)[1])
-        details = {"version": after.version, "rules": rules, "was": broken[:300]}
+        if unsealed.digest_now(db) != accept:  # written meanwhile: roll back
+            fail("nothing sealed: the stored rules changed while sealing; look again")
+        details = {
+            "version": after.version,
+            "rules": len(found.rows),
+            "digest": accept,
+            "added": [found.shown(row) for row in found.added],
+            "was": found.broken[:300],
+        }
         append(db, by_operator(actor, "policy.sealed", reason, details=details))
-    console.print(f"sealed {rules} rule(s) as policy v{after.version} (was: {broken})")
+    sealed = f"sealed {len(found.rows)} rule(s) as policy v{after.version}"
+    console.print(f"{sealed} (was: {found.broken})", markup=False)
+
+
+def _show(found: Any) -> None:
+    """What a broken seal can tell, one unwrapped line each (a digest is copied from here)."""
+    console.print(found.broken, markup=False, soft_wrap=True)
+    for row in found.added:
+        console.print(f"added past Warden: {found.shown(row)}", markup=False, soft_wrap=True)
+    if not found.added:
+        console.print(f"stored rules ({len(found.rows)}):", markup=False)
+        for row in found.rows:
+            console.print(f"  {found.shown(row)}", markup=False, soft_wrap=True)
+    console.print(f"digest: {found.digest}", markup=False, soft_wrap=True)
 
 
 @app.command()

@@ -29,6 +29,7 @@ class WardenProcess:
     access: AccessWorker | None = None
     checkpointer: Checkpointer | None = None
     started: bool = field(default=False, init=False)
+    froze: bool = field(default=False, init=False)  # this start froze the collector's objects
 
     @classmethod
     def build(
@@ -42,7 +43,9 @@ class WardenProcess:
         poll_s: float | None = None,
     ) -> WardenProcess:
         """`jobs` None: as WARDEN_JOBS_WORKER says. `access`: the webhook sender and tidy-up,
-        and the audit checkpointer (signed checkpoints every WARDEN_AUDIT_CHECKPOINT_INTERVAL_S)."""
+        and the audit checkpointer's cadence (signed checkpoints every
+        WARDEN_AUDIT_CHECKPOINT_INTERVAL_S). Every process anchors what it serves, elected or
+        not (audit/anchor.py): its checkpointer then signs on demand only."""
         sandboxes = SandboxRuntime(platform, socket_app)
         run_jobs = platform.settings.jobs.worker if jobs is None else jobs
         return cls(
@@ -50,7 +53,7 @@ class WardenProcess:
             sandboxes,
             JobWorker(platform, sandboxes, slots=slots, poll_s=poll_s) if run_jobs else None,
             AccessWorker(platform) if access else None,
-            _checkpointer(platform) if access else None,
+            _checkpointer(platform, cadence=access),
         )
 
     def start(self) -> None:
@@ -68,7 +71,11 @@ class WardenProcess:
                 loop.start()
         # What start-up built lives as long as the process: out of the collector's sight, a
         # full collection no longer walks it under load (it was most of the small reads' p99).
-        gc.freeze()
+        # A program that froze its own objects first (the test run) keeps its freeze: `stop`
+        # could only unfreeze them all.
+        self.froze = gc.get_freeze_count() == 0
+        if self.froze:
+            gc.freeze()
 
     def stop(self) -> None:
         """Sandboxes stop first (recorded), so the job slots waiting on them can end."""
@@ -79,12 +86,17 @@ class WardenProcess:
         self.sandboxes.shutdown()
         if self.jobs is not None:
             self.jobs.stop()
-        gc.unfreeze()  # a process stopped inside a longer-lived one (tests) is collectable
+        if self.froze:  # a process stopped inside a longer-lived one is collectable
+            gc.unfreeze()
+            self.froze = False
 
 
-def _checkpointer(platform: Platform) -> Checkpointer | None:
+def _checkpointer(platform: Platform, *, cadence: bool) -> Checkpointer | None:
+    """The process's checkpointer, on the cadence or (`cadence` False) on demand only. Never
+    none where the keys can be read: a process without one anchored nothing it served (a raw
+    read, a revocation) and never looked at the alarms (red team 21)."""
     try:
-        made = Checkpointer(platform)
+        made = Checkpointer(platform, interval_s=None if cadence else 0)
     except Exception as exc:  # keys unreadable: verify reports it, reads still audit
         log.error("audit checkpointer not started: %s", exc)
         return None

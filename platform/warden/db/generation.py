@@ -132,18 +132,21 @@ def bump(db: Session) -> None:
     disable must reach every process's caches: a trigger dropped in SQL does not stop it.
     Done just before the commit, as the deferred trigger is, so it takes the counter's lock
     after every other lock of the transaction (one lock order: no deadlocks)."""
-    db.info["bump_generation"] = True
+    db.info[BUMP_KEY] = True
+
+
+BUMP_KEY = "bump_generation"  # in a session's info: bump at its commit
 
 
 @event.listens_for(Session, "before_commit")
 def _bump_at_commit(session: Session) -> None:
-    if session.info.pop("bump_generation", False):
+    if session.info.pop(BUMP_KEY, False):
         session.execute(_BUMP)
 
 
 @event.listens_for(Session, "after_rollback")
 def _forget_bump(session: Session) -> None:
-    session.info.pop("bump_generation", None)
+    session.info.pop(BUMP_KEY, None)
 
 
 class GenerationCache(Generic[K, V]):

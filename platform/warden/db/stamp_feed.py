@@ -35,6 +35,7 @@ from psycopg import pq
 from sqlalchemy import Engine
 
 from warden.db.generation import _STAMP_SQL, Stamp, _stamp
+from warden.db.session import CATALOG_FIRST_SQL, SCHEMAS_SQL, catalog_first_path
 
 REST_AFTER_FAILURE_S = 1.0
 CONNECT_TIMEOUT_S = 2
@@ -107,6 +108,9 @@ class StampFeed:
             self._fail()
             return
         try:
+            schemas = await (await conn.execute(SCHEMAS_SQL)).fetchone()
+            assert schemas is not None
+            await conn.execute(CATALOG_FIRST_SQL, (catalog_first_path(list(schemas[0])),))
             await conn.execute(f"PREPARE {STATEMENT.decode()} AS {_STAMP_SQL}")
         except Exception:  # noqa: BLE001
             self.connecting = False

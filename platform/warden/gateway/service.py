@@ -30,7 +30,7 @@ from warden.catalog.storage import storage_reason
 from warden.catalog.tables import table_file
 from warden.core.platform import Platform
 from warden.db.generation import Stamp
-from warden.db.session import unit_of_work
+from warden.db.session import commit_begun, unit_of_work
 from warden.errors import (
     BadRequest,
     Forbidden,
@@ -239,7 +239,7 @@ def _read(
     if dataset.snapshot_id is not None:
         attempt.details["snapshot"] = dataset.snapshot_id
     if session is not None:
-        session.commit()  # the lookups are done: hand the connection back before the plan runs
+        commit_begun(session)  # the lookups are done: hand the connection back before the plan
     decision, columns = allowed.decision, allowed.columns
     attempt.columns = columns
     if raw := _raw_identifiers(dataset, columns, decision):

@@ -246,17 +246,13 @@ _by_engine: PerEngine[Revocations] = PerEngine()
 
 def revocations_for(db: Session) -> Revocations:
     """This process's record for the database `db` is bound to."""
-    return _for_engine(db.get_bind())
+    return revocations_of(db.get_bind())
 
 
 def revocations_of(engine: Any) -> Revocations:
     """This process's record for `engine` (an engine or sessionmaker)."""
-    return _for_engine(engine)
-
-
-def _for_engine(engine: Any) -> Revocations:
     return _by_engine.get(getattr(engine, "engine", engine), Revocations)
 
 
 # What this process commits that ends access, it knows at once (audit/anchor.py).
-anchor.observe(lambda engine, events: _for_engine(engine).take(events))
+anchor.observe(lambda engine, events: revocations_of(engine).take(events))

@@ -160,12 +160,16 @@ def current_version(session: Session) -> int:
 def sealed_state(session: Session, *, lock: bool = False) -> Sealed:
     """The stored version and rule sum, once their seal checks out (SealBroken otherwise);
     `lock`: hold the state row until the transaction ends (a write's read-modify-write)."""
+    return opened(keys_for(session.get_bind()), *stored_state(session, lock=lock))
+
+
+def stored_state(session: Session, *, lock: bool = False) -> tuple[int, str | None, str | None]:
+    """The state row as stored (version, rule sum, seal), unchecked."""
     query = select(PolicyState.version, PolicyState.rules_sum, PolicyState.seal).where(
         PolicyState.id == _STATE_ID
     )
     row = session.execute(query.with_for_update() if lock else query).first()
-    version, total, seal = row if row is not None else (0, None, None)
-    return opened(keys_for(session.get_bind()), version, total, seal)
+    return (row[0], row[1], row[2]) if row is not None else (0, None, None)
 
 
 def _advance(session: Session, added: Sequence[Rule], removed: Sequence[Rule]) -> int:
@@ -222,13 +226,25 @@ def _stored_rules(session: Session) -> set[Rule]:
 def _all_rules(session: Session) -> list[Rule]:
     """Every stored rule row, in id order (a duplicate row twice); RuleError on a row that
     is no rule."""
-    rules = []
-    for row in session.execute(select(CasbinRule.ptype, *_value_columns()).order_by(CasbinRule.id)):
-        rule = _row_rule(tuple(row))
+    return [rule for _, rule in rule_rows(session)]
+
+
+def rule_rows(session: Session) -> list[tuple[int, Rule]]:
+    """Every stored rule row with its id, in id order; RuleError on a row that is no rule."""
+    rows = []
+    query = select(CasbinRule.id, CasbinRule.ptype, *_value_columns()).order_by(CasbinRule.id)
+    for row in session.execute(query):
+        rule = _row_rule(tuple(row)[1:])
         if rule is None or None in rule[1]:
-            raise RuleError(f"stored rule row {tuple(row)!r} is malformed")
-        rules.append(rule)
-    return rules
+            raise RuleError(f"stored rule row {tuple(row)[1:]!r} is malformed")
+        rows.append((int(row[0]), rule))
+    return rows
+
+
+def delete_rule_rows(session: Session, ids: Iterable[int]) -> None:
+    """Delete these rule rows as they are (an operator removing what was written past Warden:
+    the sealed sum is left as it is, so it is checked, not moved)."""
+    session.execute(delete(CasbinRule).where(CasbinRule.id.in_(list(ids))))
 
 
 def _value_columns() -> list[Any]:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import anyio
@@ -19,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 from warden.api.deps import get_state
 from warden.api.edge import report_unauthenticated
 from warden.api.openapi import json_body
+from warden.api.read_threads import ReadThreads
 from warden.core.http_protocol import PIECES
 from warden.db.generation import CacheAt, Stamp, read_stamp_of
 from warden.db.session import unit_of_work
@@ -36,11 +34,12 @@ SMALL_BODY = 1 << 20  # below this, one write beats a thread hop per streamed ch
 # A live stream's next chunk is made while one is sent, then waits for it (a rendezvous):
 # at most two chunks are in memory here, and stream.HASH_BEHIND + 1 handed ones in hashing.
 MADE_AHEAD = 0
-# A read's one hop to a worker thread goes through asyncio's executor: anyio's (a capacity
-# limiter, a checkpoint, its own queue) cost 40-46 us of CPU per hop against 12-20 us, measured
-# with 16 concurrent hops on uvloop. As many threads as anyio's default limiter gave every route.
+# A read's one hop to a worker thread goes through threads of its own (api/read_threads.py):
+# anyio's (a capacity limiter, a checkpoint, its own queue) cost 40-46 us of CPU per hop against
+# 12-20 us for asyncio's executor, measured with 16 concurrent hops on uvloop, and that executor
+# more than these. As many threads as anyio's default limiter gave every route.
 READ_THREADS = 40
-_readers = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="warden-read")
+_readers = ReadThreads(READ_THREADS, "warden-read")
 T = TypeVar("T")
 
 
@@ -66,9 +65,8 @@ async def read_dataset(name: str, request: Request) -> Response:
 
 
 async def _in_reader(fn: Callable[..., T], *args: object) -> T:
-    # The request's context (its server span) goes along, as run_in_threadpool's did.
-    context = contextvars.copy_context()
-    return await asyncio.get_running_loop().run_in_executor(_readers, context.run, fn, *args)
+    # The request's context (its spans) goes along, as run_in_threadpool's did.
+    return await _readers.run(fn, *args)
 
 
 async def _pieces(body: ArrowStream) -> AsyncIterator[memoryview]:

@@ -1,0 +1,93 @@
+"""What a broken policy seal can tell an operator before `warden policy seal` blesses anything.
+
+The seal's rule sum moves by one rule's MAC per rule, so when the stored state is still
+Warden's own (its version and sum sealed) and one row was added past Warden, the row whose
+MAC the stored rules carry beyond the sealed sum is that row: it is named, and removing it
+gives back the sealed set without sealing anything new (the state's version bumped to make
+processes reload is looked past). Anything else (a row removed or edited, several added, the
+sum rewritten) the sum cannot name: the operator is
+shown the stored rules and seals them only by naming their digest, so a rule slipped in after
+they looked is never sealed with them (red team 21: a reseal blessed whatever was stored).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from warden.audit.keys import keys_for
+from warden.db.sealed import digest_of
+from warden.policy import store
+from warden.policy.rules import Rule, format_rule
+from warden.policy.seal import SealBroken, Sealed, opened, rule_mac, rules_sum
+
+_MOD = 1 << 256
+# How far from the stored version a sealed sum is looked for (a MAC each: ~2 ms per thousand).
+NEAR_VERSIONS = 1000
+
+Row = tuple[int, Rule]
+
+
+@dataclass(frozen=True)
+class Unsealed:
+    broken: str  # why the stored rules do not match their seal
+    rows: list[Row]  # every stored rule row (id, rule), in id order
+    added: list[Row]  # rows written past Warden; removing them restores the sealed set
+    sealed: Sealed | None  # the sum Warden sealed, when its seal still opens
+    digest: str  # of `rows`, as `warden policy seal --accept` names them
+
+    def shown(self, row: Row) -> str:
+        return f"#{row[0]} {format_rule(*row[1])}"
+
+
+def examine(session: Session) -> Unsealed | None:
+    """None when the stored rules match their seal; what can be said of them otherwise."""
+    try:
+        store.load_sealed(session)
+        return None
+    except SealBroken as exc:
+        broken = str(exc)
+    rows = store.rule_rows(session)
+    sealed = _sealed_sum(session)
+    added = _one_added(sealed, rows) if sealed is not None else []
+    return Unsealed(broken, rows, added, sealed, digest_of(rows))
+
+
+def restores(session: Session, found: Unsealed) -> bool:
+    """Whether the rules stored now are exactly the set Warden sealed."""
+    if found.sealed is None:
+        return False
+    rules = [rule for _, rule in store.rule_rows(session)]
+    return rules_sum(found.sealed.key, rules) == found.sealed.total
+
+
+def _sealed_sum(session: Session) -> Sealed | None:
+    """The stored rule sum when Warden sealed it: under the stored version, or one near it
+    (an insider bumps the version so that processes reload, leaving the sum as it was);
+    None when no version within NEAR_VERSIONS opens its seal."""
+    keys = keys_for(session.get_bind())
+    version, total, seal = store.stored_state(session)
+    for candidate in sorted(range(max(0, version - NEAR_VERSIONS), version + NEAR_VERSIONS),
+                            key=lambda v: abs(v - version)):  # fmt: skip
+        try:
+            return opened(keys, candidate, total, seal)
+        except SealBroken:
+            continue
+    return None
+
+
+def digest_now(session: Session) -> str:
+    """The digest of the rule rows stored now (a seal names the rows the operator was shown)."""
+    return digest_of(store.rule_rows(session))
+
+
+def _one_added(sealed: Sealed, rows: list[Row]) -> list[Row]:
+    """The one row whose MAC is all the stored sum carries beyond the sealed one (the newest
+    such row, when a rule was duplicated), or none."""
+    macs = [rule_mac(sealed.key, rule) for _, rule in rows]
+    total = sum(macs) % _MOD
+    for row, mac in reversed(list(zip(rows, macs, strict=True))):
+        if (total - mac) % _MOD == sealed.total:
+            return [row]
+    return []
