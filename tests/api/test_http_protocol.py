@@ -1,6 +1,7 @@
 """The API's HTTP protocol frames a streamed body's large pieces without copying them, and takes
 several pieces in one message (its `PIECES` extension): what the client receives is still every
-byte, in order, however slowly it reads. A response of known length goes out head and body
+byte, in order, however slowly it reads; an answer that fails midway ends its connection at
+once, even when its last pieces never left. A response of known length goes out head and body
 in one write. And a server started in a thread (the demo's, the
 tests') that cannot listen says so when its thread ends."""
 
@@ -10,8 +11,12 @@ import asyncio
 import hashlib
 import os
 import socket
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
+from typing import Any
 
 import httpx
 import pytest
@@ -20,6 +25,7 @@ from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from warden.api.background import serve_in_thread
+from warden.core import http_protocol
 from warden.core.http_protocol import FRAME_IN_PLACE_FROM
 from warden.core.http_protocol import PIECES as MANY
 from warden.errors import Unavailable
@@ -174,3 +180,52 @@ def test_a_server_that_cannot_listen_is_refused_at_once_not_after_the_timeout() 
         # The thread's end says so (not the timeout's message): no polling to the timeout.
         with pytest.raises(Unavailable, match="stopped before it listened"):
             serve_in_thread(_app(), port=taken.getsockname()[1], timeout=30)
+
+
+class _Senders(ThreadPoolExecutor):
+    """One sender thread, held by `gate` until the test lets it go; says when a send waits."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1, thread_name_prefix="test-send")
+        self.gate, self.queued = threading.Event(), asyncio.Event()
+        super().submit(self.gate.wait)
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        job = super().submit(fn, *args, **kwargs)
+        self.queued.set()  # submit runs on the server's loop
+        return job
+
+
+def test_an_answer_that_fails_while_its_pieces_wait_to_be_sent_closes_its_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A send cancelled before a sender thread took it up (the answer failed meanwhile) still
+    lets go of the socket: the client sees the connection cut at once, not at its timeout."""
+    senders = _Senders()
+    monkeypatch.setattr(http_protocol, "_senders", senders)
+
+    async def failing(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        body = {"type": "http.response.body", "body": b"", "more_body": True}
+        sending = asyncio.ensure_future(send({**body, MANY: [memoryview(PIECES[3])]}))
+        await senders.queued.wait()
+        sending.cancel()
+        with suppress(asyncio.CancelledError):
+            await sending
+        raise RuntimeError("the scan broke")
+
+    app = _app()
+    app.mount("/failing", failing)
+    server = serve_in_thread(app)
+    try:
+        # The read timeout bounds the wait: a socket held open past the failure times out.
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            with pytest.raises(httpx.RemoteProtocolError), http.stream("GET", "/failing/") as r:
+                for _ in r.iter_raw():
+                    pass
+            senders.gate.set()
+            assert http.get("/grouped/").content == b"".join(PIECES)  # still serving
+    finally:
+        senders.gate.set()
+        server.stop()
+        senders.shutdown()
