@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
 import os
 import statistics
 import subprocess
@@ -23,21 +22,19 @@ from pathlib import Path
 
 from tests.benchmarks.bench_small_reads import before_tree
 from tests.benchmarks.bench_stream import REPO
-from tests.benchmarks.bench_stream_send import CHUNKS, PIECE_SIZES, read
+from tests.benchmarks.bench_stream_send import (
+    CHUNKS,
+    PIECE_SIZES,
+    SERVER_HEAD,
+    SERVER_RUN,
+    read,
+    wait_listening,
+)
 from tests.serving import free_port
 
-SERVER = """
-import hashlib, os, queue, sys, threading, uvicorn
-from warden.core.http_protocol import PIECES, HttpProtocol
-SIZES, CHUNKS = eval(sys.argv[2]), int(sys.argv[3])
-pieces = [memoryview(os.urandom(size)) for size in SIZES]
-async def app(scope, receive, send):
-    if scope["type"] == "lifespan":
-        while (await receive())["type"] != "lifespan.shutdown":
-            await send({"type": "lifespan.startup.complete"})
-        await send({"type": "lifespan.shutdown.complete"})
-        return
-    todo, sha = queue.SimpleQueue(), hashlib.sha256()
+SERVER = (
+    SERVER_HEAD
+    + """    todo, sha = queue.SimpleQueue(), hashlib.sha256()
     def hashing():
         while (chunk := todo.get()) is not None:
             for piece in chunk:
@@ -51,9 +48,9 @@ async def app(scope, receive, send):
         await send({**body, PIECES: pieces})
     todo.put(None)
     hasher.join()
-    await send({"type": "http.response.body", "body": b"", "more_body": False})
-uvicorn.run(app, port=int(sys.argv[1]), log_level="warning", http=HttpProtocol)
-"""
+    await send({"type": "http.response.body", "body": b"", "more_body": False})"""
+    + SERVER_RUN
+)
 
 
 @contextlib.contextmanager
@@ -67,15 +64,7 @@ def serving(tree: Path) -> Iterator[int]:
         cwd=tree,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                http.client.HTTPConnection("127.0.0.1", port, timeout=1).connect()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("the server did not start") from None
-                time.sleep(0.1)
+        wait_listening(server, port)
         yield port
     finally:
         server.terminate()

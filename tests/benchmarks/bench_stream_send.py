@@ -25,8 +25,10 @@ from tests.serving import free_port
 # one batch of 256K rows of engagements' 7 columns, as LiveStream.next_chunk cuts it
 PIECE_SIZES = [464, 1 << 20, 1 << 20, 1 << 20, 2 << 20, 1 << 20, 2 << 20, 1 << 20] * 2
 CHUNKS = 40
-SERVER = """
-import os, sys, uvicorn
+# A server of the same pieces, CHUNKS times (argv: port, sizes, chunks); `app` goes on from
+# here (bench_send_beside_hash.py serves its own), then SERVER_RUN.
+SERVER_HEAD = """
+import hashlib, os, queue, sys, threading, uvicorn
 from warden.core.http_protocol import PIECES, HttpProtocol
 SIZES, CHUNKS = eval(sys.argv[2]), int(sys.argv[3])
 pieces = [memoryview(os.urandom(size)) for size in SIZES]
@@ -36,7 +38,13 @@ async def app(scope, receive, send):
             await send({"type": "lifespan.startup.complete"})
         await send({"type": "lifespan.shutdown.complete"})
         return
-    body = {"type": "http.response.body", "body": b"", "more_body": True}
+"""
+SERVER_RUN = """
+uvicorn.run(app, port=int(sys.argv[1]), log_level="warning", http=HttpProtocol)
+"""
+SERVER = (
+    SERVER_HEAD
+    + """    body = {"type": "http.response.body", "body": b"", "more_body": True}
     await send({"type": "http.response.start", "status": 200, "headers": []})
     for _ in range(CHUNKS):
         if scope["path"] == "/whole":
@@ -44,9 +52,9 @@ async def app(scope, receive, send):
         else:
             for piece in pieces:
                 await send({**body, "body": piece})
-    await send({"type": "http.response.body", "body": b"", "more_body": False})
-uvicorn.run(app, port=int(sys.argv[1]), log_level="warning", http=HttpProtocol)
-"""
+    await send({"type": "http.response.body", "body": b"", "more_body": False})"""
+    + SERVER_RUN
+)
 
 
 def read(port: int, path: str, buffer: bytearray) -> int:
@@ -62,21 +70,26 @@ def read(port: int, path: str, buffer: bytearray) -> int:
         connection.close()
 
 
+def wait_listening(server: subprocess.Popen[bytes], port: int) -> None:
+    """Until the server accepts connections on `port` (60 s at most)."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            http.client.HTTPConnection("127.0.0.1", port, timeout=1).connect()
+            return
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError("the server did not start") from None
+            time.sleep(0.1)
+
+
 def run(rounds: int) -> dict[str, Any]:
     port = free_port()
     server = subprocess.Popen(  # noqa: S603
         [sys.executable, "-c", SERVER, str(port), repr(PIECE_SIZES), str(CHUNKS)]
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                http.client.HTTPConnection("127.0.0.1", port, timeout=1).connect()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("the server did not start") from None
-                time.sleep(0.1)
+        wait_listening(server, port)
         cpu: dict[str, list[float]] = {"/pieces": [], "/whole": []}
         buffer = bytearray(4 << 20)
         for at in range(rounds):
