@@ -58,7 +58,8 @@ def test_peak_memory_of_a_large_streamed_read_is_bounded(tmp_path: Path) -> None
     assert sent > 200 << 20, sent  # the answer is far larger than any batch
     # Collecting the answer would take at least its Arrow bytes (and today's path twice that:
     # the frame and its IPC stream). Streaming peaks at a few batches in flight plus the scan's
-    # read-ahead (measured: about 95 MiB for 230 MiB and for 460 MiB answers alike).
-    assert grown < min(sent / 2, 160 << 20), (
+    # read-ahead (measured: about 95 MiB for 230 MiB and for 460 MiB answers alike; up to
+    # 116 MiB since a chunk may also wait in the sender thread while two wait to be hashed).
+    assert grown < min(sent * 0.6, 160 << 20), (
         f"peak RSS grew {grown >> 20} MiB for a {sent >> 20} MiB answer"
     )
