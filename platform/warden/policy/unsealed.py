@@ -20,9 +20,8 @@ from warden.audit.keys import keys_for
 from warden.db.sealed import digest_of
 from warden.policy import store
 from warden.policy.rules import Rule, format_rule
-from warden.policy.seal import SealBroken, Sealed, opened, rule_mac, rules_sum
+from warden.policy.seal import SealBroken, Sealed, moved, opened, rules_sum
 
-_MOD = 1 << 256
 # How far from the stored version a sealed sum is looked for (a MAC each: ~2 ms per thousand).
 NEAR_VERSIONS = 1000
 
@@ -85,9 +84,8 @@ def digest_now(session: Session) -> str:
 def _one_added(sealed: Sealed, rows: list[Row]) -> list[Row]:
     """The one row whose MAC is all the stored sum carries beyond the sealed one (the newest
     such row, when a rule was duplicated), or none."""
-    macs = [rule_mac(sealed.key, rule) for _, rule in rows]
-    total = sum(macs) % _MOD
-    for row, mac in reversed(list(zip(rows, macs, strict=True))):
-        if (total - mac) % _MOD == sealed.total:
+    total = rules_sum(sealed.key, [rule for _, rule in rows])
+    for row in reversed(rows):
+        if moved(sealed.key, total, (), (row[1],)) == sealed.total:
             return [row]
     return []
