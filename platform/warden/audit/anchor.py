@@ -52,6 +52,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("warden.audit.anchor")
 _WALK_BATCH = 2000
+# How long a checkpoint this process must take at once (after an ending, a raw read, a tail
+# past its bound) may wait for the folder's lock and walk the chain: past it, it fails
+# closed. A walk stalled on purpose would otherwise hold an ending in this process's memory
+# alone, raising no alarm, while every other process served on (red team 22).
+WITHIN_S = 30.0
 
 REVOKE = "token.revoke"
 DISABLE, ENABLE = "principal.disable", "principal.enable"
@@ -152,6 +157,7 @@ class Anchor:
         self.tail = Tail(checkpointer.cadence_s)
         self._catching_up = threading.Lock()
         self._tried_at = -SAMPLE_S
+        self.within_s = WITHIN_S
 
     def committed(self, engine: Any, events: Sequence[AuditEvent]) -> None:
         """Anchor what must not wait in the tail. AuditUnavailable when a read of raw
@@ -167,7 +173,7 @@ class Anchor:
             callback(engine, ending)
         try:
             # endings go in the alarm this process raises, else the checkpointer raises one
-            outcome = self.checkpointer.checkpoint_now(alarm=not ending)
+            outcome = self.checkpointer.checkpoint_now(alarm=not ending, within=self.within_s)
         except Exception as exc:
             log.exception("no checkpoint after an event that ends access")
             if ending:  # not anchored: the other processes would not hear of these either
@@ -216,7 +222,8 @@ class Anchor:
 
     def _checkpoint_the_tail(self) -> None:
         try:
-            outcome = self.checkpointer.checkpoint_now()  # refused: it raises the alarm
+            # refused: it raises the alarm
+            outcome = self.checkpointer.checkpoint_now(within=self.within_s)
         except Exception as exc:
             log.exception("the audit tail could not be checkpointed")
             why = self._stale(self._waited())

@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -279,12 +280,13 @@ class CheckpointStore:
     # --- writing -------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        """An exclusive lock on the folder, across processes (and, with `_thread_lock`, threads)."""
+    def locked(self, deadline: float | None = None) -> Iterator[None]:
+        """An exclusive lock on the folder, across processes (and, with `_thread_lock`, threads);
+        TimeoutError when it is not had by `deadline` (time.monotonic())."""
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(self.folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            _flock(fd, deadline)
             yield
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
@@ -306,6 +308,49 @@ class CheckpointStore:
     def append(self, checkpoint: Checkpoint) -> None:
         """Append one line and fsync it (and the folder, when the file is new)."""
         append_durably(self.path, canonical_json({**checkpoint.payload(), "sig": checkpoint.sig}))
+
+
+def _flock(fd: int, deadline: float | None) -> None:
+    if deadline is None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise TimeoutError("the checkpoint folder stayed locked past the bound") from None
+            time.sleep(0.01)
+
+
+@contextlib.contextmanager
+def _cancelled_at(db: Session, deadline: float | None) -> Iterator[None]:
+    """Cancel `db`'s database work at `deadline` (time.monotonic()), so that a walk stalled on
+    purpose (a sleep in a function of a view swapped in for the log) fails rather than holds
+    the folder's lock and whoever waits on it (red team 22)."""
+    if deadline is None:
+        yield
+        return
+    raw: Any = db.connection().connection.dbapi_connection
+    # sqlite3 interrupts; psycopg cancels the running query (both safe from another thread)
+    cancel = getattr(raw, "interrupt", None) or getattr(raw, "cancel_safe", None) or raw.cancel
+    guard, over = threading.Lock(), [False]
+
+    def fire() -> None:
+        with guard:  # never once the work is over: the connection may serve someone else then
+            if not over[0]:
+                cancel()
+
+    timer = threading.Timer(max(0.0, deadline - time.monotonic()), fire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        with guard:
+            over[0] = True
+        timer.cancel()
 
 
 def _int(value: Any) -> int:
@@ -384,43 +429,57 @@ class Checkpointer:
         actor_kind: str = "service",
         tenant: str | None = None,
         alarm: bool = True,
+        within: float | None = None,
     ) -> CheckpointOutcome:
         """Verify the chain since the last checkpoint, sign its head, record it; see module doc.
         Refused for tampering, it raises the alarm (`alarm=False`: the caller raises its own,
-        carrying what it holds: audit/anchor.py)."""
-        with self._lock, self.store.locked():
-            outcome = self._checkpoint_locked()
-            if outcome.checkpoint is None:
-                if outcome.findings:
-                    emit_checkpoint_log(
-                        {"refused": True, "findings": [f.detail for f in outcome.findings]},
-                        refused=True,
-                    )
-                    if alarm:
-                        self._alarm(outcome.findings)
-                return outcome
-            cp = outcome.checkpoint
-            self.store.append(cp)
-            emit_checkpoint_log(cp.as_dict())
-            event = record(
-                self.sessions,
-                AuditRecord(
-                    action=CHECKPOINT_ACTION,
-                    decision="allow",
-                    actor=actor,
-                    actor_kind=actor_kind,
-                    tenant=tenant,
-                    details={
-                        "store": cp.store,
-                        "checkpoint": cp.n,
-                        "seq": cp.seq,
-                        "hash": cp.hash,
-                        "digest": cp.digest,
-                    },
-                ),
-            )
-            self._written.set()
-            return CheckpointOutcome(cp, event_seq=event.seq)
+        carrying what it holds: audit/anchor.py). `within` seconds bound the wait for the
+        folder's lock and the walk (TimeoutError, or the database's error when cancelled);
+        the record of the checkpoint, once signed, is not bounded."""
+        deadline = None if within is None else time.monotonic() + within
+        if not self._lock.acquire(timeout=-1 if within is None else within):
+            raise TimeoutError("another checkpoint of this process held past the bound")
+        try:
+            with self.store.locked(deadline):
+                return self._checkpoint_and_record(actor, actor_kind, tenant, alarm, deadline)
+        finally:
+            self._lock.release()
+
+    def _checkpoint_and_record(
+        self, actor: str, actor_kind: str, tenant: str | None, alarm: bool, deadline: float | None
+    ) -> CheckpointOutcome:
+        outcome = self._checkpoint_locked(deadline)
+        if outcome.checkpoint is None:
+            if outcome.findings:
+                emit_checkpoint_log(
+                    {"refused": True, "findings": [f.detail for f in outcome.findings]},
+                    refused=True,
+                )
+                if alarm:
+                    self._alarm(outcome.findings)
+            return outcome
+        cp = outcome.checkpoint
+        self.store.append(cp)
+        emit_checkpoint_log(cp.as_dict())
+        event = record(
+            self.sessions,
+            AuditRecord(
+                action=CHECKPOINT_ACTION,
+                decision="allow",
+                actor=actor,
+                actor_kind=actor_kind,
+                tenant=tenant,
+                details={
+                    "store": cp.store,
+                    "checkpoint": cp.n,
+                    "seq": cp.seq,
+                    "hash": cp.hash,
+                    "digest": cp.digest,
+                },
+            ),
+        )
+        self._written.set()
+        return CheckpointOutcome(cp, event_seq=event.seq)
 
     def _alarm(self, findings: list[Finding]) -> None:
         """Every process refuses while the chain cannot be signed (audit/alarms.py): else it
@@ -432,12 +491,12 @@ class Checkpointer:
         except Exception:  # no signing key, folder unwritable: the ERROR log says why
             log.exception("could not raise the audit alarm")
 
-    def _checkpoint_locked(self) -> CheckpointOutcome:
+    def _checkpoint_locked(self, deadline: float | None = None) -> CheckpointOutcome:
         log_ = self.store.read()
         last = log_.newest(self.store.store)
         numbers = [c.n for c in log_.checkpoints if c.store == self.store.store]
         n = max([*numbers, *log_.forged_numbers, 0]) + 1
-        with self.sessions() as db:
+        with self.sessions() as db, _cancelled_at(db, deadline):
             head = load_head(db)
             if head is None:
                 return CheckpointOutcome(None, skipped="the audit chain has no head yet")
