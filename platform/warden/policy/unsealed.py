@@ -8,6 +8,9 @@ processes reload is looked past). Anything else (a row removed or edited, severa
 sum rewritten) the sum cannot name: the operator is
 shown the stored rules and seals them only by naming their digest, so a rule slipped in after
 they looked is never sealed with them (red team 21: a reseal blessed whatever was stored).
+A sum sealed under a version older than the newest rule change the audit log records is not
+Warden's own any more: an insider who wrote back an earlier state's sum and seal had the
+narrowing applied since named as the row added past Warden, and removed (red team 22).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from warden.audit.keys import keys_for
 from warden.db.sealed import digest_of
+from warden.identity.revocations import revocations_for
 from warden.policy import store
 from warden.policy.rules import Rule, format_rule
 from warden.policy.seal import SealBroken, Sealed, moved, opened, rules_sum
@@ -63,11 +67,14 @@ def restores(session: Session, found: Unsealed) -> bool:
 
 def _sealed_sum(session: Session) -> Sealed | None:
     """The stored rule sum when Warden sealed it: under the stored version, or one near it
-    (an insider bumps the version so that processes reload, leaving the sum as it was);
-    None when no version within NEAR_VERSIONS opens its seal."""
+    (an insider bumps the version so that processes reload, leaving the sum as it was), and
+    not older than the newest version a rule change or revocation in the log names; None when
+    no such version within NEAR_VERSIONS opens its seal."""
     keys = keys_for(session.get_bind())
     version, total, seal = store.stored_state(session)
-    for candidate in sorted(range(max(0, version - NEAR_VERSIONS), version + NEAR_VERSIONS),
+    logged = revocations_for(session).refresh(session).policy_version
+    lowest = max(0, logged, version - NEAR_VERSIONS)
+    for candidate in sorted(range(lowest, version + NEAR_VERSIONS),
                             key=lambda v: abs(v - version)):  # fmt: skip
         try:
             return opened(keys, candidate, total, seal)
