@@ -74,3 +74,27 @@ def test_an_auditor_finds_alices_read(postgres: Any) -> None:
     assert read.headers["x-warden-audit-event"] in {e["id"] for e in found}, (
         "alice's read is hidden from the auditor's search"
     )
+
+
+def test_the_audit_group_writer_runs_none_of_the_insiders_functions(postgres: Any) -> None:
+    """Red team 22: the audit log's group commits go over a connection of their own
+    (audit/pg_group.py), opened past the pool and its connect hook, so it kept the database's
+    search path: its `WHERE id = 1` ran the insider's `=` for integers inside every append's
+    transaction, where it can do what Warden's own session may (say, create a temporary
+    `audit_event` that takes the next inserts: a read served, its event gone at
+    disconnect)."""
+    w = postgres
+    sql(w, "CREATE SCHEMA evil", "CREATE TABLE evil.calls (q text)")
+    for kind in ("smallint", "integer", "bigint"):  # however the driver types a parameter
+        sql(w, f"CREATE FUNCTION evil.eq(a integer, b {kind}) RETURNS boolean LANGUAGE plpgsql"
+            " AS $$ BEGIN INSERT INTO evil.calls VALUES (current_query());"
+            " RETURN a OPERATOR(pg_catalog.=) b; END $$",
+            f"CREATE OPERATOR evil.= (LEFTARG = integer, RIGHTARG = {kind},"
+            " FUNCTION = evil.eq)")  # fmt: skip
+    database = one(w, "SELECT current_database()")[0]
+    sql(w, f'ALTER DATABASE "{database}" SET search_path = evil, pg_catalog, public')
+    w.state.engine.dispose()  # closes the group writer's connection too: the next one is new
+    read = w.read("alice", "engagements", purpose="training", columns=["action"], limit=3)
+    assert read.status_code == 200, read.text
+    called = one(w, "SELECT count(*), min(q) FROM evil.calls")
+    assert called[0] == 0, f"the insider's `=` ran in Warden's session: {called[1]}"

@@ -32,6 +32,7 @@ from sqlalchemy.dialects.postgresql import psycopg as sa_psycopg
 
 from warden.audit.models import HEAD_ID, AuditEvent
 from warden.db.per_engine import PerEngine
+from warden.db.session import catalog_first
 
 # Fixed statement texts: psycopg prepares each on a connection after a few uses.
 _ADVANCE = "UPDATE audit_head SET seq = seq + %s WHERE id = %s RETURNING seq, hash"
@@ -77,7 +78,13 @@ class GroupWriter:
     def _write(self, n: int, chain: Chain) -> Rows | None:
         raw = self.held[0]
         if raw is None or raw.closed:
-            raw = self.held[0] = psycopg.Connection.connect(*self.args, **self.params)
+            raw = psycopg.Connection.connect(*self.args, **self.params)
+            try:  # not the pool's: its connect hook never ran here
+                catalog_first(raw)
+            except BaseException:
+                raw.close()
+                raise
+            self.held[0] = raw
         try:
             with raw.pipeline():
                 cur = raw.cursor()

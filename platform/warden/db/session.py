@@ -59,7 +59,7 @@ def make_engine(url: str, *, sqlite_busy_timeout_s: float = 5.0, **kwargs: Any) 
         return engine
     engine = create_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW, **kwargs)
     if engine.dialect.name == "postgresql":
-        event.listen(engine, "connect", _catalog_first)
+        event.listen(engine, "connect", lambda dbapi_conn, _record: catalog_first(dbapi_conn))
     return engine
 
 
@@ -77,7 +77,9 @@ SCHEMAS_SQL = "SELECT pg_catalog.current_schemas(false)"
 CATALOG_FIRST_SQL = "SELECT pg_catalog.set_config('search_path', %s, false)"
 
 
-def _catalog_first(dbapi_conn: Any, _record: Any) -> None:
+def catalog_first(dbapi_conn: Any) -> None:
+    """Put `pg_catalog` first on a new PostgreSQL connection: every one Warden opens, the
+    pool's and those past it (the audit group writer's: red team 22)."""
     cur = dbapi_conn.cursor()
     try:
         cur.execute(SCHEMAS_SQL)
