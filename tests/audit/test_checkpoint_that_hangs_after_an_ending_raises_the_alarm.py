@@ -26,12 +26,14 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from tests.sealed_rows import live_token_id, one, sql
 from warden.api.app import create_app
 from warden.audit.alarms import Alarms
 from warden.audit.anchor import anchor_for
-from warden.audit.checkpoints import CheckpointStore
+from warden.audit.checkpoints import CheckpointStore, _cancelled_at
 
 BODY = {"purpose": "training", "columns": ["pin_id"], "limit": 1}
 BOUND_S = 0.5  # the anchoring checkpoint's bound in this test (the deployment's is longer)
@@ -148,3 +150,29 @@ def test_a_revocation_whose_checkpoint_hangs_is_carried_by_the_alarm(
     alarms.clear(alarm.id)  # the operator: `warden audit alarms --clear ID`
     assert _alices_read(replica, warden) == 401  # what ended stays ended
     assert one(warden, "SELECT count(*) FROM audit_event WHERE action = 'token.revoke'")[0] == 0
+
+
+def test_a_stall_that_starts_after_the_deadline_is_cancelled_too(warden: Any) -> None:
+    """The insider times the stall to begin in the statement after the deadline: a single
+    cancel at the deadline fell between two statements and cancelled nothing."""
+    endless = (
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+        if warden.settings.database_url.startswith("sqlite")
+        else "SELECT pg_sleep(600)"
+    )
+    raised: list[BaseException] = []
+
+    def stall() -> None:
+        try:
+            with warden.state.sessions() as db, _cancelled_at(db, time.monotonic() + 0.2):
+                db.execute(text("SELECT 1"))
+                time.sleep(0.5)  # past the deadline, between two statements
+                db.execute(text(endless))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            raised.append(exc)
+
+    stalled = threading.Thread(target=stall, daemon=True)
+    stalled.start()
+    stalled.join(30)
+    assert not stalled.is_alive(), "the statement begun after the deadline was never cancelled"
+    assert len(raised) == 1 and isinstance(raised[0], OperationalError), raised

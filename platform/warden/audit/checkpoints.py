@@ -335,22 +335,26 @@ def _cancelled_at(db: Session, deadline: float | None) -> Iterator[None]:
     raw: Any = db.connection().connection.dbapi_connection
     # sqlite3 interrupts; psycopg cancels the running query (both safe from another thread)
     cancel = getattr(raw, "interrupt", None) or getattr(raw, "cancel_safe", None) or raw.cancel
-    guard, over = threading.Lock(), [False]
+    guard, over = threading.Lock(), threading.Event()
 
     def fire() -> None:
-        with guard:  # never once the work is over: the connection may serve someone else then
-            if not over[0]:
-                cancel()
+        if over.wait(max(0.0, deadline - time.monotonic())):
+            return
+        while True:  # again and again: a cancel between two statements cancels nothing
+            with guard:  # never once the work is over: the connection may serve another then
+                if over.is_set():
+                    return
+                with contextlib.suppress(Exception):  # the work's own error says what failed
+                    cancel()
+            if over.wait(0.1):
+                return
 
-    timer = threading.Timer(max(0.0, deadline - time.monotonic()), fire)
-    timer.daemon = True
-    timer.start()
+    threading.Thread(target=fire, name="checkpoint-deadline", daemon=True).start()
     try:
         yield
     finally:
         with guard:
-            over[0] = True
-        timer.cancel()
+            over.set()
 
 
 def _int(value: Any) -> int:
