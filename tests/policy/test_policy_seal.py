@@ -70,9 +70,14 @@ def test_a_reseal_seals_only_the_rules_the_operator_was_shown(
     assert _reads(warden) == (503, 503)
     shown = operator_cli("policy", "seal")
     assert shown.exit_code != 0 and "stored rules (" in shown.output
-    digest = shown.output.split("digest: ")[1].split()[0]
     named = operator_cli("policy", "seal", "--remove-added")
     assert named.exit_code != 0 and "names no single row" in named.output
+    # erin's role, applied at bootstrap and deleted past Warden: put back before sealing
+    assert "g, erin, role:analyst_eu, acme  (added by" in shown.output
+    assert operator_cli("policy", "seal", "--restore-logged").exit_code == 0
+    shown = operator_cli("policy", "seal")
+    assert "contradict" not in shown.output, shown.output
+    digest = shown.output.split("digest: ")[1].split()[0]
     _sql(warden, MALLORY_RAW)  # after the operator looked
     stale = operator_cli("policy", "seal", "--accept", digest)
     assert stale.exit_code != 0 and "nothing sealed" in stale.output

@@ -127,6 +127,12 @@ def seal(
         bool,
         typer.Option(help="Delete the rule row shown as added past Warden (nothing new sealed)"),
     ] = False,
+    restore_logged: Annotated[
+        bool,
+        typer.Option(
+            help="Put the rules back as the audit log's rule changes record them (nothing sealed)"
+        ),
+    ] = False,
     actor: Annotated[str, typer.Option(help="Who seals it, for the audit log")] = "operator",
     reason: AuditReason = "",
 ) -> None:
@@ -136,19 +142,27 @@ def seal(
     shows what the seal can tell: the row added past Warden when it can name one (remove it
     with --remove-added: the sealed rules are back, nothing new is in force), and otherwise
     every stored rule with their digest; --accept DIGEST then seals them exactly as shown (a
-    rule written after you looked changes the digest, and nothing is sealed). Audited as
-    `policy.sealed` or `policy.restored`; runs against the database directly."""
+    rule written after you looked changes the digest, and nothing is sealed). Rules that
+    contradict the rule changes the audit log records (a rule applied and since deleted, one
+    removed and stored again) are shown too, and nothing is sealed while they stand:
+    --restore-logged puts them back as the log says. Audited as `policy.sealed` or
+    `policy.restored`; runs against the database directly."""
     from warden.audit.outcomes import by_operator
     from warden.audit.service import append
     from warden.policy import store, unsealed
 
-    if accept and remove_added:
-        fail("either --accept DIGEST or --remove-added, not both")
+    if sum(map(bool, (accept, remove_added, restore_logged))) > 1:
+        fail("one of --accept DIGEST, --remove-added or --restore-logged at a time")
     with direct_session() as db:
         found = unsealed.examine(db)
         if found is None:
+            if restore_logged:
+                fail("the stored rules contradict no rule change the audit log records")
             version, _ = store.load_rules(db)
             console.print(f"the stored rules match their seal (policy v{version})")
+            return
+        if restore_logged:
+            _restore_logged(db, found, actor, reason)
             return
         if remove_added:
             if not found.added:
@@ -170,6 +184,10 @@ def seal(
         if accept is None:
             _show(found)
             fail("nothing sealed: --remove-added or --accept DIGEST (see above)")
+        if found.contradicted:
+            _show(found)
+            fail("nothing sealed: the stored rules contradict the audit log (above); put them"
+                 " back with --restore-logged, then look again")  # fmt: skip
         if accept != found.digest:
             fail(f"nothing sealed: the stored rules' digest is {found.digest} now (changed since?)")
         after = store.reseal(db)
@@ -187,9 +205,38 @@ def seal(
     console.print(f"{sealed} (was: {found.broken})", markup=False)
 
 
+def _restore_logged(db: Any, found: Any, actor: str, reason: str) -> None:
+    """Store again what the log's rule changes applied, delete what they removed; the seal
+    stays broken until the operator looks again and seals (policy.restored, audited)."""
+    from warden.audit.outcomes import by_operator
+    from warden.audit.service import append
+    from warden.policy import store
+    from warden.policy.logged_rules import as_rule
+
+    if not found.contradicted:
+        fail("the stored rules contradict no rule change the audit log records (see above)")
+    missing = [as_rule(c) for c in found.contradicted if not c.stored]
+    extra = {as_rule(c) for c in found.contradicted if c.stored}
+    store.insert_rule_rows(db, missing)
+    store.delete_rule_rows(db, [row_id for row_id, rule in found.rows if rule in extra])
+    put = [str(c) for c in found.contradicted]
+    details = {"restored_from_log": put[:200], "was": found.broken[:300]}
+    append(db, by_operator(actor, "policy.restored", reason, details=details))
+    for line in put:
+        console.print(f"put back as the log records: {line}", markup=False, soft_wrap=True)
+    console.print("nothing sealed yet: run `warden policy seal` again and look", markup=False)
+
+
 def _show(found: Any) -> None:
     """What a broken seal can tell, one unwrapped line each (a digest is copied from here)."""
     console.print(found.broken, markup=False, soft_wrap=True)
+    if found.contradicted:
+        console.print(
+            f"the audit log's rule changes contradict {len(found.contradicted)} rule(s):",
+            markup=False,
+        )
+        for line in found.contradicted:
+            console.print(f"  {line}", markup=False, soft_wrap=True)
     for row in found.added:
         console.print(f"added past Warden: {found.shown(row)}", markup=False, soft_wrap=True)
     if not found.added:

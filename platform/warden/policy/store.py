@@ -247,6 +247,13 @@ def delete_rule_rows(session: Session, ids: Iterable[int]) -> None:
     session.execute(delete(CasbinRule).where(CasbinRule.id.in_(list(ids))))
 
 
+def insert_rule_rows(session: Session, rules: Sequence[Rule]) -> None:
+    """Store these rules as they are, the sealed sum left alone (an operator putting back
+    what the audit log records: policy/logged_rules.py); validated first."""
+    if rules:
+        session.execute(insert(CasbinRule), [_row_values(p, f) for p, f in _validate(rules)])
+
+
 def _value_columns() -> list[Any]:
     return [getattr(CasbinRule, name) for name in _VALUE_COLUMNS]
 

@@ -23,6 +23,7 @@ from warden.audit.keys import keys_for
 from warden.db.sealed import digest_of
 from warden.identity.revocations import revocations_for
 from warden.policy import store
+from warden.policy.logged_rules import Contradiction, contradictions
 from warden.policy.rules import Rule, format_rule
 from warden.policy.seal import SealBroken, Sealed, moved, opened, rules_sum
 
@@ -39,22 +40,31 @@ class Unsealed:
     added: list[Row]  # rows written past Warden; removing them restores the sealed set
     sealed: Sealed | None  # the sum Warden sealed, when its seal still opens
     digest: str  # of `rows`, as `warden policy seal --accept` names them
+    # where the rows contradict the rule changes the log records (put back before sealing)
+    contradicted: list[Contradiction]
 
     def shown(self, row: Row) -> str:
         return f"#{row[0]} {format_rule(*row[1])}"
 
 
 def examine(session: Session) -> Unsealed | None:
-    """None when the stored rules match their seal; what can be said of them otherwise."""
+    """None when the stored rules match their seal and the log's rule changes; what can be
+    said of them otherwise."""
     try:
-        store.load_sealed(session)
-        return None
+        version = store.load_sealed(session)[0].version
+        broken = ""
     except SealBroken as exc:
         broken = str(exc)
     rows = store.rule_rows(session)
+    contradicted = contradictions(session, [rule for _, rule in rows])
+    if not broken:
+        if not contradicted:
+            return None
+        # a whole earlier state written back (rules, sum, seal and version) opens its seal
+        broken = f"the stored rules match their seal (policy v{version}) but not the audit log"
     sealed = _sealed_sum(session)
     added = _one_added(sealed, rows) if sealed is not None else []
-    return Unsealed(broken, rows, added, sealed, digest_of(rows))
+    return Unsealed(broken, rows, added, sealed, digest_of(rows), contradicted)
 
 
 def restores(session: Session, found: Unsealed) -> bool:
