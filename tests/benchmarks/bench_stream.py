@@ -6,8 +6,9 @@ process's growth during the governed read against a fresh process's growth durin
 read, and the CPU seconds each side spent (API process and SDK client against the raw
 scan's process). On the local datasets folder, and on SeaweedFS when
 scripts/seaweedfs-up.sh can start one. With `--before REV`, REV's code (a detached worktree)
-serves the same registered version beside this checkout's: each round reads through both
-servers, in alternating order, and makes one raw scan, so both arms see the same machine.
+serves the same registered version beside this checkout's (`--before` again for more arms):
+each round reads through every server, in alternating order, and makes one raw scan, so all
+arms see the same machine.
 
 Run: .venv/bin/python -m tests.benchmarks.bench_stream [--rows 10000000] [--storage local]
      [--before REV]
@@ -306,17 +307,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--storage", choices=["local", "s3", "both"], default="both")
     parser.add_argument("--json", type=Path, default=Path("bench-results/stream.json"))
-    parser.add_argument("--before", default=None, help="git revision to serve beside this one")
+    parser.add_argument(
+        "--before",
+        action="append",
+        default=[],
+        help="a git revision to serve beside this one (again for several, each an arm)",
+    )
     args = parser.parse_args(argv)
     s3 = seaweedfs() if args.storage in ("s3", "both") else None
     kinds = ["local"] if args.storage == "local" else ["s3"] if args.storage == "s3" else ["local"]
     if args.storage == "both" and s3 is not None:
         kinds.append("s3")
     with contextlib.ExitStack() as stack:
-        trees = {"this checkout": REPO}
-        if args.before:
-            trees = {f"before {args.before[:10]}": stack.enter_context(before_tree(args.before))}
-            trees["after"] = REPO
+        trees = {f"before {rev[:10]}": stack.enter_context(before_tree(rev)) for rev in args.before}
+        trees["after" if trees else "this checkout"] = REPO
         results = [r for kind in kinds for r in measure(kind, args.rows, args.repeats, s3, trees)]
     print_table(results)
     args.json.parent.mkdir(parents=True, exist_ok=True)
