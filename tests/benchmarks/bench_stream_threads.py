@@ -32,6 +32,7 @@ from tests.benchmarks.bench_stream import (
     raw_read,
     seaweedfs,
     served,
+    store_pid,
 )
 from tests.benchmarks.harness import prepare
 from warden.catalog.storage import storage_for
@@ -102,15 +103,6 @@ def read_sampled(pid: int, client: Client, rows: int, store: int | None) -> tupl
         others["object store"] = cpu_seconds(store) - s0
     assert got == rows
     return wall, (sampler.stop(), others)
-
-
-def store_pid() -> int | None:
-    """The SeaweedFS process scripts/seaweedfs-up.sh started, if any."""
-    port = os.environ.get("WARDEN_SEAWEEDFS_PORT", "8333")
-    where = Path(os.environ.get("WARDEN_SEAWEEDFS_DIR", f"/tmp/warden-seaweedfs-{port}"))
-    with contextlib.suppress(OSError, ValueError):
-        return int((where / "weed.pid").read_text())
-    return None
 
 
 def main(argv: list[str] | None = None) -> int:
