@@ -22,7 +22,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.ipc as pa_ipc
 
-from warden.core.threads import lower_polars, name_this_thread
+from warden.core.threads import name_this_thread
 from warden.gateway.arrow import BATCH_ROWS, IPC_OPTIONS, _coalesce, _Collector, to_arrow
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,6 @@ class LiveStream:
         self._lock = threading.Lock()
         self.rows = 0
         self.bytes = 0
-        lower_polars()  # the hash, this stream's slowest stage, goes before polars' threads
 
     def next_chunk(self) -> Chunk | None:
         """Make the next bytes to send, or None after the chunk with the end marker."""
