@@ -4,11 +4,11 @@
 interleaved. Reports throughput and its ratio, time to first byte, and peak RSS: the API
 process's growth during the governed read against a fresh process's growth during the raw
 read, and the CPU seconds each side spent (API process and SDK client against the raw
-scan's process). On the local datasets folder, and on SeaweedFS when
-scripts/seaweedfs-up.sh can start one. With `--before REV`, REV's code (a detached worktree)
-serves the same registered version beside this checkout's (`--before` again for more arms):
-each round reads through every server, in alternating order, and makes one raw scan, so all
-arms see the same machine.
+scan's process; the object store's, SeaweedFS on this machine, counted apart). On the local
+datasets folder, and on SeaweedFS when scripts/seaweedfs-up.sh can start one. With `--before
+REV`, REV's code (a detached worktree) serves the same registered version beside this
+checkout's (`--before` again for more arms): each round reads through every server, in
+alternating order, and makes one raw scan, so all arms see the same machine.
 
 Run: .venv/bin/python -m tests.benchmarks.bench_stream [--rows 10000000] [--storage local]
      [--before REV]
@@ -77,7 +77,8 @@ def store_pid() -> int | None:
     port = os.environ.get("WARDEN_SEAWEEDFS_PORT", "8333")
     where = Path(os.environ.get("WARDEN_SEAWEEDFS_DIR", f"/tmp/warden-seaweedfs-{port}"))
     with contextlib.suppress(OSError, ValueError):
-        return int((where / "weed.pid").read_text())
+        pid = int((where / "weed.pid").read_text())
+        return pid if Path(f"/proc/{pid}").is_dir() else None
     return None
 
 
