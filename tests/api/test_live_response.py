@@ -136,3 +136,24 @@ def test_a_connection_lost_while_the_last_chunk_waits_to_drain_is_incomplete() -
     assert connection.delivered == [b"schema+batch", b"big1"]
     assert stream.finished == [{"complete": False, "reason": "the client went away"}]
     assert [c.rows for c in stream.counted] == [10, 5]
+
+
+def test_a_write_that_fails_while_the_next_chunk_waits_is_the_client_going_away() -> None:
+    # The sender thread's write raises OSError when the client left before uvicorn saw it go:
+    # the chunk made meanwhile, waiting to be taken, must not turn that into a failed stream
+    # (it did, about one run in twenty of tests/gateway/test_streaming.py on PostgreSQL).
+    stream = _Stream([Chunk([memoryview(b"one")], 1, False), *CHUNKS])
+    connection = _Connection()
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            await asyncio.sleep(0.2)  # the next chunk is made and waits to be taken
+            raise OSError(32, "Broken pipe")
+
+    async def run() -> None:
+        response = _LiveResponse(stream, headers={})  # type: ignore[arg-type]
+        await asyncio.wait_for(response({"type": "http"}, connection.receive, send), 30)
+
+    asyncio.run(run())
+    assert stream.finished == [{"complete": False, "reason": "the client went away"}]
+    assert [c.rows for c in stream.counted] == [1]

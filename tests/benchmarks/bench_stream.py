@@ -4,10 +4,11 @@
 interleaved. Reports throughput and its ratio, time to first byte, and peak RSS: the API
 process's growth during the governed read against a fresh process's growth during the raw
 read, and the CPU seconds each side spent (API process and SDK client against the raw
-scan's process). On the local datasets folder, and on SeaweedFS when
-scripts/seaweedfs-up.sh can start one. With `--before REV`, REV's code (a detached worktree)
-serves the same registered version beside this checkout's: each round reads through both
-servers, in alternating order, and makes one raw scan, so both arms see the same machine.
+scan's process; the object store's, SeaweedFS on this machine, counted apart). On the local
+datasets folder, and on SeaweedFS when scripts/seaweedfs-up.sh can start one. With `--before
+REV`, REV's code (a detached worktree) serves the same registered version beside this
+checkout's (`--before` again for more arms): each round reads through every server, in
+alternating order, and makes one raw scan, so all arms see the same machine.
 
 Run: .venv/bin/python -m tests.benchmarks.bench_stream [--rows 10000000] [--storage local]
      [--before REV]
@@ -68,6 +69,17 @@ def peak_rss(pid: int) -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
     raise RuntimeError("no VmHWM")
+
+
+def store_pid() -> int | None:
+    """The SeaweedFS process scripts/seaweedfs-up.sh started (its CPU is paid by both sides of
+    the comparison, on this machine's cores)."""
+    port = os.environ.get("WARDEN_SEAWEEDFS_PORT", "8333")
+    where = Path(os.environ.get("WARDEN_SEAWEEDFS_DIR", f"/tmp/warden-seaweedfs-{port}"))
+    with contextlib.suppress(OSError, ValueError):
+        pid = int((where / "weed.pid").read_text())
+        return pid if Path(f"/proc/{pid}").is_dir() else None
+    return None
 
 
 def seaweedfs() -> dict[str, str] | None:
@@ -165,19 +177,22 @@ def measure(
         options = dict(storage_for(settings).file(location).options)
         for path in [settings.data_dir, *settings.data_dir.rglob("*")]:
             path.chmod(path.stat().st_mode & 0o700)
+        store = store_pid() if storage == "s3" else None
         with contextlib.ExitStack() as stack:
             arms = {}
             for label, tree in trees.items():
                 proc, url = stack.enter_context(served(settings, tree, env))
                 client = stack.enter_context(Client(url=url, token=token))
                 client.read("engagements", purpose="training", columns=COLUMNS, limit=1000)
-                arms[label] = _Arm(proc.pid, url, client, baseline=peak_rss(proc.pid))
-            raw, raw_cpu, raw_grown, loads = [], [], [], []
+                arms[label] = _Arm(proc.pid, url, client, peak_rss(proc.pid), store)
+            raw, raw_cpu, raw_grown, loads, raw_store = [], [], [], [], []
             for round_ in range(repeats):  # interleaved: every arm sees the same machine noise
                 order = list(arms.values())
                 for arm in order if round_ % 2 == 0 else reversed(order):
                     arm.read(token, rows)
+                s0 = cpu_seconds(store) if store else 0.0
                 r = raw_read(location, options)
+                raw_store.append(cpu_seconds(store) - s0 if store else 0.0)
                 assert r["rows"] == rows
                 raw.append(r["s"])
                 raw_cpu.append(r["cpu"])
@@ -186,7 +201,7 @@ def measure(
             for arm in arms.values():
                 arm.peak = peak_rss(arm.pid)
     return [
-        arm.result(label, storage, rows, raw, raw_cpu, raw_grown, loads, steps)
+        arm.result(label, storage, rows, raw, raw_cpu, raw_grown, loads, steps, raw_store)
         for label, arm in arms.items()
     ]
 
@@ -205,22 +220,28 @@ def served(settings: Any, tree: Path, env: dict[str, str]) -> Any:
 class _Arm:
     """One server's governed reads: wall and CPU seconds (API, SDK client), first bytes."""
 
-    def __init__(self, pid: int, url: str, client: Client, baseline: int) -> None:
+    def __init__(
+        self, pid: int, url: str, client: Client, baseline: int, store: int | None
+    ) -> None:
         self.pid, self.url, self.client, self.baseline = pid, url, client, baseline
+        self.store = store
         self.peak = baseline
         self.wall: list[float] = []
         self.api_cpu: list[float] = []
         self.client_cpu: list[float] = []
+        self.store_cpu: list[float] = []
         self.ttfb: list[float] = []
 
     def read(self, token: str, rows: int) -> None:
         self.ttfb.append(first_byte(self.url, token))
+        s0 = cpu_seconds(self.store) if self.store else 0.0
         t0, a0, c0 = time.perf_counter(), cpu_seconds(self.pid), time.process_time()
         batches = self.client.iter_batches("engagements", purpose="training", columns=COLUMNS)
         got = sum(b.height for b in batches)
         self.wall.append(time.perf_counter() - t0)
         self.api_cpu.append(cpu_seconds(self.pid) - a0)
         self.client_cpu.append(time.process_time() - c0)
+        self.store_cpu.append(cpu_seconds(self.store) - s0 if self.store else 0.0)
         assert got == rows
 
     def result(
@@ -233,6 +254,7 @@ class _Arm:
         raw_grown: list[int],
         loads: list[float],
         steps: dict[str, Any],
+        raw_store: list[float],
     ) -> dict[str, Any]:
         g, r_s = statistics.median(self.wall), statistics.median(raw)
         raw_rss = statistics.median(raw_grown)
@@ -263,6 +285,17 @@ class _Arm:
             "client_cpu_s_median": round(statistics.median(self.client_cpu), 3),
             "raw_cpu_s_median": round(statistics.median(raw_cpu), 3),
             "cpu_ratio": round(statistics.median(raw_cpu) / g_cpu, 3),
+            # with the object store's CPU on this machine (SeaweedFS), each side's own
+            "store_cpu_s_median": round(statistics.median(self.store_cpu), 3),
+            "raw_store_cpu_s_median": round(statistics.median(raw_store), 3),
+            "cpu_ratio_with_store": round(
+                statistics.median(c + s for c, s in zip(raw_cpu, raw_store, strict=True))
+                / statistics.median(
+                    a + c + s
+                    for a, c, s in zip(self.api_cpu, self.client_cpu, self.store_cpu, strict=True)
+                ),
+                3,
+            ),
             "load_1min": [round(x, 1) for x in loads],
             **steps,
         }
@@ -296,7 +329,9 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             f"    {r['storage']}: source written in {r['write_source_s']}s"
             f" ({r['source_bytes'] / 2**20:,.0f} MiB), registered in {r['register_s']}s"
             f" (bench process peak {r['bench_process_peak_rss_mib']:,.0f} MiB);"
-            f" API CPU s per read {r['api_cpu_s']}, load {r['load_1min']}"
+            f" API CPU s per read {r['api_cpu_s']}, load {r['load_1min']}; object store CPU s"
+            f" {r['store_cpu_s_median']} (raw scan's {r['raw_store_cpu_s_median']}), CPU ratio"
+            f" with it {r['cpu_ratio_with_store']}"
         )
 
 
@@ -306,17 +341,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--storage", choices=["local", "s3", "both"], default="both")
     parser.add_argument("--json", type=Path, default=Path("bench-results/stream.json"))
-    parser.add_argument("--before", default=None, help="git revision to serve beside this one")
+    parser.add_argument(
+        "--before",
+        action="append",
+        default=[],
+        help="a git revision to serve beside this one (again for several, each an arm)",
+    )
     args = parser.parse_args(argv)
     s3 = seaweedfs() if args.storage in ("s3", "both") else None
     kinds = ["local"] if args.storage == "local" else ["s3"] if args.storage == "s3" else ["local"]
     if args.storage == "both" and s3 is not None:
         kinds.append("s3")
     with contextlib.ExitStack() as stack:
-        trees = {"this checkout": REPO}
-        if args.before:
-            trees = {f"before {args.before[:10]}": stack.enter_context(before_tree(args.before))}
-            trees["after"] = REPO
+        trees = {f"before {rev[:10]}": stack.enter_context(before_tree(rev)) for rev in args.before}
+        trees["after" if trees else "this checkout"] = REPO
         results = [r for kind in kinds for r in measure(kind, args.rows, args.repeats, s3, trees)]
     print_table(results)
     args.json.parent.mkdir(parents=True, exist_ok=True)

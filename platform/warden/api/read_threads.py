@@ -19,6 +19,8 @@ from collections.abc import Callable
 from queue import SimpleQueue
 from typing import Any, TypeVar
 
+from warden.core.threads import name_this_thread
+
 T = TypeVar("T")
 _Job = tuple[
     asyncio.AbstractEventLoop,
@@ -56,6 +58,7 @@ class ReadThreads:
         return await future
 
     def _work(self) -> None:
+        name_this_thread(self.name)
         while True:
             loop, future, context, fn, args = self.jobs.get()
             try:

@@ -38,6 +38,8 @@ from typing import Any, cast
 from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+from warden.core.threads import name_this_thread
+
 # Below this, a copy costs less than a writev of three buffers.
 FRAME_IN_PLACE_FROM = 64 * 1024
 # The scope's extension (and the body message's key) for a body given as several buffers.
@@ -45,7 +47,9 @@ PIECES = "warden.http.response.pieces"
 # Threads writing pieces to sockets, each busy while its client reads one chunk (as many as
 # the routes' worker threads, so slow readers do not hold up the others' sends).
 SEND_THREADS = 40
-_senders = ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="warden-send")
+_senders = ThreadPoolExecutor(
+    SEND_THREADS, "warden-send", initializer=name_this_thread, initargs=("warden-send",)
+)
 _WAIT_MS = 200  # how often a write waiting on a full socket looks whether the client left
 # At most this many buffers per writev (the kernel refuses more: IOV_MAX, 1024 on Linux).
 _IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024

@@ -22,6 +22,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.ipc as pa_ipc
 
+from warden.core.threads import name_this_thread
 from warden.gateway.arrow import BATCH_ROWS, IPC_OPTIONS, _coalesce, _Collector, to_arrow
 
 log = logging.getLogger(__name__)
@@ -147,6 +148,7 @@ class LiveStream:
         self._to_hash.put(chunk)
 
     def _hash(self) -> None:
+        name_this_thread("warden-hash")
         while (chunk := self._to_hash.get()) is not None:
             try:
                 for piece in chunk.pieces:

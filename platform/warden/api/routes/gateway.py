@@ -153,7 +153,10 @@ class _LiveResponse(Response):
     async def _make(self, made: MemoryObjectSendStream[Chunk]) -> None:
         async with made:
             while (chunk := await run_in_threadpool(self.stream.next_chunk)) is not None:
-                await made.send(chunk)
+                try:
+                    await made.send(chunk)
+                except anyio.BrokenResourceError:  # the sending stopped, and raises why
+                    return
 
 
 def _unwrap(exc: BaseException) -> BaseException:
