@@ -283,8 +283,11 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     harness, a copy of one already initialised and seeded the same way (built once)."""
     seed: Seeded | None = None
     if "warden" in request.fixturenames:
-        # the access harness's reviewers come seeded too (tests/access/conftest.py)
-        world = "seeded_access" if "access" in request.fixturenames else "seeded"
+        # the access harness's reviewers come seeded too (tests/access/conftest.py), and so
+        # does the streamed-read tests' large version (`big_world`)
+        names = request.fixturenames
+        world = "seeded_access" if "access" in names else "seeded"
+        world = "seeded_big" if "big_world" in names else world
         seed = request.getfixturevalue(f"{world}_{request.param}")
     if request.param == "sqlite":
         template = seed.sqlite if seed else request.getfixturevalue("sqlite_template")
@@ -343,6 +346,7 @@ class Seeded:
     chain_key: str | None  # WARDEN_AUDIT_CHAIN_KEY when it was seeded
     sqlite: Path | None = None  # the SQLite file to copy
     pg: str | None = None  # the PostgreSQL template database
+    adds: tuple[str, ...] = ()  # what it holds beyond the harness's seed (`SEEDED_BIG`)
 
 
 def _seed_settings(root: Path, database_url: str) -> Any:
@@ -410,41 +414,91 @@ def seeded_postgres(
 
 @pytest.fixture(scope="session")
 def seeded_access_sqlite(seeded_sqlite: Seeded, tmp_path_factory: pytest.TempPathFactory) -> Seeded:
-    assert seeded_sqlite.sqlite is not None
-    root = tmp_path_factory.mktemp("seeded-access-sqlite")
-    path = root / "seeded.db"
-    shutil.copyfile(seeded_sqlite.sqlite, path)
-    return _with_reviewers(seeded_sqlite, root, f"sqlite:///{path}", sqlite=path)
+    return _derived_sqlite(seeded_sqlite, tmp_path_factory, "seeded-access", _add_reviewers)
 
 
 @pytest.fixture(scope="session")
 def seeded_access_postgres(
     seeded_postgres: Seeded, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Seeded]:
-    name = f"warden_seed_access_{uuid.uuid4().hex[:8]}"
+    with _derived_postgres(
+        seeded_postgres, tmp_path_factory, "seeded-access", _add_reviewers
+    ) as seed:
+        yield seed
+
+
+@pytest.fixture(scope="session")
+def seeded_big_sqlite(seeded_sqlite: Seeded, tmp_path_factory: pytest.TempPathFactory) -> Seeded:
+    return _derived_sqlite(seeded_sqlite, tmp_path_factory, "seeded-big", _add_big_version)
+
+
+@pytest.fixture(scope="session")
+def seeded_big_postgres(
+    seeded_postgres: Seeded, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Seeded]:
+    with _derived_postgres(
+        seeded_postgres, tmp_path_factory, "seeded-big", _add_big_version
+    ) as seed:
+        yield seed
+
+
+@pytest.fixture
+def big_world() -> None:
+    """Asked for by a test whose database should already hold the large version of
+    `engagements` (tests/gateway/big.py): `db_url` then copies a seeded one that does."""
+
+
+def _add_reviewers(harness: WardenHarness, root: Path) -> str:
+    """The access harness's reviewers (`Access` bootstraps them when its database lacks
+    them): the same people, roles, tokens and audit events, made once."""
+    from tests.access.conftest import REVIEWERS, bootstrap_people
+
+    bootstrap_people(harness, REVIEWERS)
+    return "reviewers"
+
+
+def _add_big_version(harness: WardenHarness, root: Path) -> str:
+    from tests.gateway.big import SEEDED_BIG, register_big
+
+    register_big(harness.state.settings, harness.state.sessions, root)
+    return SEEDED_BIG
+
+
+def _derived_sqlite(
+    seed: Seeded, tmp_path_factory: pytest.TempPathFactory, label: str, add: Any
+) -> Seeded:
+    assert seed.sqlite is not None
+    root = tmp_path_factory.mktemp(f"{label}-sqlite")
+    path = root / "seeded.db"
+    shutil.copyfile(seed.sqlite, path)
+    return _derived(seed, root, f"sqlite:///{path}", add, sqlite=path)
+
+
+@contextmanager
+def _derived_postgres(
+    seed: Seeded, tmp_path_factory: pytest.TempPathFactory, label: str, add: Any
+) -> Iterator[Seeded]:
+    name = f"warden_{label.replace('-', '_')}_{uuid.uuid4().hex[:8]}"
     admin = _pg_admin()
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{seeded_postgres.pg}"'))
-    root = tmp_path_factory.mktemp("seeded-access-postgres")
-    seed = _with_reviewers(seeded_postgres, root, _pg_url(name), pg=name)
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{seed.pg}"'))
+    root = tmp_path_factory.mktemp(f"{label}-postgres")
+    derived = _derived(seed, root, _pg_url(name), add, pg=name)
     with _Copies.of(name):
-        yield seed
+        yield derived
     _drop(admin, name)
     admin.dispose()
 
 
-def _with_reviewers(seed: Seeded, root: Path, database_url: str, **template: Any) -> Seeded:
-    """The seeded state plus the access harness's reviewers (`Access` bootstraps them when its
-    database lacks them): the same people, roles, tokens and audit events, made once."""
-    from tests.access.conftest import REVIEWERS, bootstrap_people
-
+def _derived(seed: Seeded, root: Path, database_url: str, add: Any, **template: Any) -> Seeded:
+    """The seeded state plus what `add(harness, root)` writes and names, made once."""
     settings = _seed_settings(root, database_url)
     harness = open_seeded(seed, settings)
     try:
-        bootstrap_people(harness, REVIEWERS)
+        added = add(harness, root)
     finally:
         harness.close()  # disposes its engine: a template has no open connection
-    return Seeded(harness.tokens, *_seeded_dirs(settings), **template)
+    return Seeded(harness.tokens, *_seeded_dirs(settings), **template, adds=(*seed.adds, added))
 
 
 @pytest.fixture
@@ -477,7 +531,9 @@ def open_seeded(seed: Seeded, settings: Any) -> WardenHarness:
     if seed.config_dir.exists():
         shutil.copytree(seed.config_dir, settings.config_dir)
     _copy_audit_keys(seed, settings)
-    return WardenHarness.open(settings, dict(seed.tokens))
+    harness = WardenHarness.open(settings, dict(seed.tokens))
+    harness.seeded_with = seed.adds
+    return harness
 
 
 def _make_private(folder: Path) -> None:
@@ -495,6 +551,7 @@ class WardenHarness:
         self.app = app
         self.tokens = tokens
         self.http = TestClient(app)  # type: ignore[arg-type]
+        self.seeded_with: tuple[str, ...] = ()  # what its seeded copy held beyond the seed
 
     @classmethod
     def build(cls, settings: object, specs: list) -> WardenHarness:

@@ -73,6 +73,7 @@ def test_a_bad_shard_is_a_clear_4xx_and_audited(warden: Any, shard: dict[str, in
     assert warden.audit_events(actor="alice")[0]["decision"] == "deny"
 
 
+@pytest.mark.usefixtures("big_world")
 def test_shards_of_a_streamed_read_are_a_partition_too(live_warden: Any, tmp_path: Path) -> None:
     big_engagements(live_warden, tmp_path)
     with Client(url=live_warden.url, token=live_warden.tokens["alice"]) as client:

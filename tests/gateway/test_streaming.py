@@ -16,7 +16,7 @@ import pytest
 from httpcore._backends.sync import SyncStream
 from sqlalchemy import text
 
-from tests.serving import register_like
+from tests.gateway.big import BIG_ROWS, SEEDED_BIG, current_file, register_big
 from warden.audit.checkpoints import CheckpointStore
 from warden.audit.service import verify
 from warden.catalog.service import load_view
@@ -28,31 +28,18 @@ from warden.sdk.client import READ_AHEAD
 from warden.sdk.direct import reachable_directly as direct_reachable
 
 COLUMNS = ["pin_id", "action", "region", "dwell_ms"]
-# Large enough that the answer's frames pass STREAM_ABOVE_BYTES several times over.
-BIG_ROWS = 1_500_000
+# Every test here starts with the large version registered (once per session: ~1.5 CPU-s a
+# test); a test that wants another registers it.
+pytestmark = pytest.mark.usefixtures("big_world")
 
 
 def big_engagements(warden: Any, tmp_path: Path, rows: int = BIG_ROWS, salt: int = 0) -> Path:
-    return register_big(warden.state.settings, warden.state.sessions, tmp_path, rows, salt)
-
-
-def register_big(
-    settings: Any, sessions: Any, tmp_path: Path, rows: int = BIG_ROWS, salt: int = 0
-) -> Path:
-    """Register a new, large version of `engagements` (same columns and classes, so every
-    rule, mask and row filter is the one the small version has); returns its file."""
-    with unit_of_work(sessions) as db:
-        view = load_view(db, settings.datasets_dir, "acme", "engagements")
-    small = pl.read_parquet(view.path)
-    times = -(-rows // small.height)
-    big = pl.concat([small] * times).head(rows)
-    big = big.with_columns((pl.col("dwell_ms") + salt).alias("dwell_ms"))
-    source = tmp_path / f"big-{salt}.parquet"
-    big.write_parquet(source, row_group_size=64 * 1024)
-    with unit_of_work(sessions) as db:
-        register_like(db, settings.datasets_dir, view, source)
-    with unit_of_work(sessions) as db:
-        return load_view(db, settings.datasets_dir, "acme", "engagements").path
+    """The file of a large version of `engagements`: registered now, unless the test's seeded
+    database already holds this very one (the `big_world` fixture)."""
+    settings, sessions = warden.state.settings, warden.state.sessions
+    if (rows, salt) == (BIG_ROWS, 0) and SEEDED_BIG in getattr(warden, "seeded_with", ()):
+        return current_file(settings, sessions)
+    return register_big(settings, sessions, tmp_path, rows, salt)
 
 
 def events(warden: Any, **filters: str) -> list[dict[str, Any]]:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -262,6 +265,29 @@ def test_images_are_the_real_digits(frames: dict[str, pl.DataFrame]) -> None:
         assert real[image] == digit
     assert pins["digit"].n_unique() == 10
 
+
+def test_the_digits_are_scikit_learns_own_without_importing_it() -> None:
+    pixels, labels = load_digit_images()
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    assert np.array_equal(pixels, np.asarray(digits.data).round().astype(np.uint8))
+    assert np.array_equal(labels, digits.target) and labels.dtype == np.int64
+    done = subprocess.run(  # noqa: S603 - a fresh interpreter: nothing imported it before
+        [sys.executable, "-c", FRESH_LOAD],
+        env={**os.environ, "PYTHONPATH": str(PLATFORM)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0 and done.stdout.split() == ["1797", "False"], done.stderr
+
+
+PLATFORM = Path(__file__).resolve().parents[2] / "platform"
+FRESH_LOAD = (
+    "import sys; from warden.tastegraph import load_digit_images;"
+    "print(len(load_digit_images()[0]), 'sklearn' in sys.modules)"
+)
 
 # --------------------------------------------------------------------------- graph and gold
 
