@@ -158,3 +158,13 @@ def revoke_through_the_api(w: Any, who: str) -> tuple[str, str]:
     r = w.http.post(f"/v1/principals/{who}/tokens/{token_id}/revoke", headers=w.as_("admin"))
     assert r.status_code == 200, r.text
     return token_id, before
+
+
+def audit_columns(w: Any) -> list[str]:
+    """The columns of the table Warden's `audit_event` names now, in their order."""
+    if w.settings.database_url.startswith("sqlite"):
+        with w.state.engine.connect() as conn:
+            return [r[1] for r in conn.exec_driver_sql("PRAGMA table_info(audit_event)")]
+    names = "SELECT column_name FROM information_schema.columns WHERE table_name = 'audit_event'"
+    with w.state.engine.connect() as conn:
+        return [r[0] for r in conn.exec_driver_sql(names + " ORDER BY ordinal_position")]

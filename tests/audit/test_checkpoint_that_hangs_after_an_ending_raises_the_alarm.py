@@ -29,7 +29,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from tests.sealed_rows import live_token_id, one, sql
+from tests.sealed_rows import audit_columns, live_token_id, one, sql
 from warden.api.app import create_app
 from warden.audit.alarms import Alarms
 from warden.audit.anchor import anchor_for
@@ -41,17 +41,8 @@ BOUND_S = 0.5  # the anchoring checkpoint's bound in this test (the deployment's
 CHECKPOINTER = r"^SELECT audit_event\.id, audit_event\.hash\s+FROM"
 
 
-def _columns(w: Any) -> list[str]:
-    if w.settings.database_url.startswith("sqlite"):
-        with w.state.engine.connect() as conn:
-            return [r[1] for r in conn.exec_driver_sql("PRAGMA table_info(audit_event)")]
-    names = "SELECT column_name FROM information_schema.columns WHERE table_name = 'audit_event'"
-    with w.state.engine.connect() as conn:
-        return [r[0] for r in conn.exec_driver_sql(names + " ORDER BY ordinal_position")]
-
-
 def _stall_the_checkpointer_and_eat_revocations(w: Any, checkpointed: int) -> None:
-    columns = _columns(w)
+    columns = audit_columns(w)
     listed = ", ".join(columns)
     revive = (
         "CREATE TRIGGER revive AFTER UPDATE OF revoked_at ON api_token"

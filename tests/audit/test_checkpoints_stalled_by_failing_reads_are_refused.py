@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import WardenHarness
-from tests.sealed_rows import one, sql
+from tests.sealed_rows import audit_columns, one, sql
 from warden.audit.checkpoints import CheckpointStore
 from warden.audit.tail import STALE_ROUNDS
 
@@ -49,19 +49,10 @@ def read(w: WardenHarness) -> Any:
     return w.read("alice", "engagements", purpose="training", columns=COLUMNS, limit=3)
 
 
-def _columns(w: WardenHarness) -> list[str]:
-    if w.settings.database_url.startswith("sqlite"):
-        with w.state.engine.connect() as conn:
-            return [r[1] for r in conn.exec_driver_sql("PRAGMA table_info(audit_event)")]
-    names = "SELECT column_name FROM information_schema.columns WHERE table_name = 'audit_event'"
-    with w.state.engine.connect() as conn:
-        return [r[0] for r in conn.exec_driver_sql(names + " ORDER BY ordinal_position")]
-
-
 def blind_the_checkpointer(w: WardenHarness, past: int) -> None:
     """The log's table renamed and a view in its place: inserts go through, the checkpointer's
     walk over rows past `past` raises."""
-    columns = _columns(w)
+    columns = audit_columns(w)
     listed = ", ".join(columns)
     if w.settings.database_url.startswith("sqlite"):
         shown = ", ".join(

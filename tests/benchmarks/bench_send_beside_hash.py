@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.benchmarks.bench_small_reads import before_tree
+from tests.benchmarks.bench_small_reads import trees_to_compare
 from tests.benchmarks.bench_stream import REPO
 from tests.benchmarks.bench_stream_send import (
     CHUNKS,
@@ -77,10 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--before", default=None, help="git revision to serve beside this one")
     args = parser.parse_args(argv)
     with contextlib.ExitStack() as stack:
-        trees = {"this checkout": REPO}
-        if args.before:
-            trees = {f"before {args.before[:10]}": stack.enter_context(before_tree(args.before))}
-            trees["after"] = REPO
+        trees = trees_to_compare(stack, [args.before] if args.before else [], REPO)
         ports = {label: stack.enter_context(serving(tree)) for label, tree in trees.items()}
         walls: dict[str, list[float]] = {label: [] for label in ports}
         buffer, loads = bytearray(4 << 20), []

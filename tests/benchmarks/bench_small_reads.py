@@ -30,7 +30,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -233,6 +233,14 @@ def _split(pid: int, port: int) -> list[int]:
     processes = children(pid) | {pid}
     held = tcp_sockets_of(processes, port, ESTABLISHED)
     return sorted((len(conns) for conns in held.values()), reverse=True)
+
+
+def trees_to_compare(stack: ExitStack, before: list[str], repo: Path = REPO) -> dict[str, Path]:
+    """Label -> checkout whose code serves: each `before` revision checked out beside this one
+    ("after"), or this checkout alone."""
+    trees = {f"before {rev[:10]}": stack.enter_context(before_tree(rev)) for rev in before}
+    trees["after" if trees else "this checkout"] = repo
+    return trees
 
 
 @contextmanager

@@ -33,7 +33,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from tests.benchmarks.bench_read import COLUMNS, _seed
-from tests.benchmarks.bench_small_reads import before_tree
+from tests.benchmarks.bench_small_reads import trees_to_compare
 from tests.benchmarks.harness import prepare
 from tests.serving import bound_engine, register_like, serve_env, serve_process
 from warden.catalog.service import load_view
@@ -95,6 +95,20 @@ def seaweedfs() -> dict[str, str] | None:
         return None
     pairs = (line.removeprefix("export ").partition("=") for line in done.stdout.splitlines())
     return {name: value for name, _, value in pairs}
+
+
+def in_bucket(settings: Any, s3: dict[str, str], prefix: str) -> tuple[Any, dict[str, str]]:
+    """`settings` and a server's environment pointed at a fresh prefix of SeaweedFS's bucket."""
+    env = {**s3, "WARDEN_STORAGE_URL": s3["WARDEN_STORAGE_URL"] + f"/{prefix}"}
+    settings = settings.model_copy(
+        update={
+            "storage_url": env["WARDEN_STORAGE_URL"],
+            "s3_endpoint_url": env["WARDEN_S3_ENDPOINT_URL"],
+            "s3_access_key_id": env["WARDEN_S3_ACCESS_KEY_ID"],
+            "s3_secret_access_key": env["WARDEN_S3_SECRET_ACCESS_KEY"],
+        }
+    )
+    return settings, env
 
 
 def big_version(settings: Any, rows: int, store: Storage, tmp: Path) -> tuple[str, dict[str, Any]]:
@@ -161,18 +175,7 @@ def measure(
         env: dict[str, str] = {}
         if storage == "s3":
             assert s3 is not None
-            env = {
-                **s3,
-                "WARDEN_STORAGE_URL": s3["WARDEN_STORAGE_URL"] + f"/bench-{time.time_ns()}",
-            }
-            settings = settings.model_copy(
-                update={
-                    "storage_url": env["WARDEN_STORAGE_URL"],
-                    "s3_endpoint_url": env["WARDEN_S3_ENDPOINT_URL"],
-                    "s3_access_key_id": env["WARDEN_S3_ACCESS_KEY_ID"],
-                    "s3_secret_access_key": env["WARDEN_S3_SECRET_ACCESS_KEY"],
-                }
-            )
+            settings, env = in_bucket(settings, s3, f"bench-{time.time_ns()}")
         location, steps = big_version(settings, rows, storage_for(settings), tmp)
         options = dict(storage_for(settings).file(location).options)
         for path in [settings.data_dir, *settings.data_dir.rglob("*")]:
@@ -353,8 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.storage == "both" and s3 is not None:
         kinds.append("s3")
     with contextlib.ExitStack() as stack:
-        trees = {f"before {rev[:10]}": stack.enter_context(before_tree(rev)) for rev in args.before}
-        trees["after" if trees else "this checkout"] = REPO
+        trees = trees_to_compare(stack, args.before, REPO)
         results = [r for kind in kinds for r in measure(kind, args.rows, args.repeats, s3, trees)]
     print_table(results)
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from tests.benchmarks.bench_read import COLUMNS, _seed
-from tests.benchmarks.bench_small_reads import before_tree
+from tests.benchmarks.bench_small_reads import trees_to_compare
 from tests.benchmarks.bench_stream import (
     REPO,
     big_version,
     cpu_seconds,
+    in_bucket,
     raw_read,
     seaweedfs,
     served,
@@ -113,10 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--before", default=None, help="git revision to serve beside this one")
     args = parser.parse_args(argv)
     with contextlib.ExitStack() as stack:
-        trees = {"this checkout": REPO}
-        if args.before:
-            trees = {f"before {args.before[:10]}": stack.enter_context(before_tree(args.before))}
-            trees["after"] = REPO
+        trees = trees_to_compare(stack, [args.before] if args.before else [], REPO)
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="warden-bench-")))
         settings, token = prepare(tmp / "data", None)
         _seed(settings, "small")
@@ -124,15 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.storage == "s3":
             s3 = seaweedfs()
             assert s3 is not None, "no SeaweedFS"
-            env = {**s3, "WARDEN_STORAGE_URL": s3["WARDEN_STORAGE_URL"] + f"/t-{time.time_ns()}"}
-            settings = settings.model_copy(
-                update={
-                    "storage_url": env["WARDEN_STORAGE_URL"],
-                    "s3_endpoint_url": env["WARDEN_S3_ENDPOINT_URL"],
-                    "s3_access_key_id": env["WARDEN_S3_ACCESS_KEY_ID"],
-                    "s3_secret_access_key": env["WARDEN_S3_SECRET_ACCESS_KEY"],
-                }
-            )
+            settings, env = in_bucket(settings, s3, f"t-{time.time_ns()}")
         location, _ = big_version(settings, args.rows, storage_for(settings), tmp)
         options = dict(storage_for(settings).file(location).options)
         for path in [settings.data_dir, *settings.data_dir.rglob("*")]:
