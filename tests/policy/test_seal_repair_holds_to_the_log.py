@@ -55,7 +55,7 @@ def test_a_deny_deleted_with_an_old_seal_is_put_back_not_sealed_away(
         v=saved.version + bump, s=saved.rules_sum, seal=saved.seal)  # fmt: skip
     assert _alice(warden) == 503
     shown = operator_cli("policy", "seal")
-    assert "contradict 1 rule(s)" in shown.output, shown.output
+    assert "contradicts 1 stored or missing rule(s)" in shown.output, shown.output
     assert "  " + DENY in shown.output and "(added by the change at audit seq" in shown.output
     sealed = operator_cli("policy", "seal", "--accept", _digest(shown.output))
     assert sealed.exit_code != 0 and "nothing sealed" in sealed.output, sealed.output

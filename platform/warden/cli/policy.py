@@ -232,7 +232,7 @@ def _show(found: Any) -> None:
     console.print(found.broken, markup=False, soft_wrap=True)
     if found.contradicted:
         console.print(
-            f"the audit log's rule changes contradict {len(found.contradicted)} rule(s):",
+            f"the audit log contradicts {len(found.contradicted)} stored or missing rule(s):",
             markup=False,
         )
         for line in found.contradicted:

@@ -6,17 +6,19 @@ an earlier state's sum and seal left a listing that simply lacks it; one who sto
 rule a change removed (a role taken away) left one that looks ordinary. The log says
 otherwise: every rule change Warden applies is a keyed, chained event naming the rules it
 added and removed (`policy/changes.apply_change`). Replayed in the chain's order, the last
-change to name a rule says whether it should be stored. Only the chain's own events count
-(an insider cannot key one), and only rules of no grant (a grant's rules come and go with the
-grant, whose events do not list them). A change that named more rules than its event lists
-(over 200) is held to what it lists.
+change to name a rule says whether it should be stored. A grant's rules come and go with the
+grant, whose events do not list them but name the state it moved to: a rule of a grant the
+log last saw revoked or expired must not be stored (an insider who wrote a revoked grant's
+rule back had it sealed with the rest, and erin read on). Only the chain's own events count
+(an insider cannot key one). A change that named more rules than its event lists (over 200)
+is held to what it lists.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from warden.audit.chain import CHAIN_V1, expected_hash
@@ -26,6 +28,8 @@ from warden.policy.rules import ARITY, P_FIELDS, Rule, format_rule, split_line
 
 # The actions `apply_change` writes (its `action` argument), each with the rules it changed.
 RULE_CHANGES = ("policy.bootstrap", "policy.change", "policy.change.break_glass")
+GRANT_EVENTS = "access.grant."  # each names the grant and the state it moved to
+GRANT_ENDED = ("revoked", "expired")
 _GRANT = P_FIELDS.index("grant")
 
 
@@ -36,6 +40,8 @@ class Contradiction:
     stored: bool  # True: stored although that change removed it; False: added, not stored
 
     def __str__(self) -> str:
+        if self.stored and _of_a_grant(as_rule(self)):
+            return f"{self.rule}  (its grant ended at audit seq {self.seq}; it is stored)"
         said = "removed" if self.stored else "added"
         now = "is stored" if self.stored else "is not stored"
         return f"{self.rule}  ({said} by the change at audit seq {self.seq}; it {now})"
@@ -44,10 +50,15 @@ class Contradiction:
 def contradictions(session: Session, rules: list[Rule]) -> list[Contradiction]:
     """Rules the log's last change to name them says should (not) be stored, and are (not)."""
     stored = {_key(rule) for rule in rules}
+    said, grants = _last_said(session)
     found = []
-    for key, (seq, added) in sorted(_last_said(session).items(), key=lambda kv: kv[1][0]):
+    for key, (seq, added) in sorted(said.items(), key=lambda kv: kv[1][0]):
         if added != (key in stored):
             found.append(Contradiction(format_rule(key[0], key[1]), seq, stored=not added))
+    for key in sorted(stored):
+        seq, state = grants.get(key[1][_GRANT], (0, "")) if _of_a_grant(key) else (0, "")
+        if state in GRANT_ENDED:
+            found.append(Contradiction(format_rule(key[0], key[1]), seq, stored=True))
     return found
 
 
@@ -57,27 +68,38 @@ def as_rule(contradiction: Contradiction) -> Rule:
     return key
 
 
-def _last_said(session: Session) -> dict[Rule, tuple[int, bool]]:
-    """Each rule of no grant the log's rule changes name -> (seq, added?) of the last one."""
+def _last_said(
+    session: Session,
+) -> tuple[dict[Rule, tuple[int, bool]], dict[str, tuple[int, str]]]:
+    """Each rule of no grant the log's rule changes name -> (seq, added?) of the last one;
+    each grant its events name -> (seq, the state the last one moved it to)."""
     keys = keys_for(session.get_bind())
     table = AuditEvent.__table__
     events = session.connection().execute(
         select(table)
-        .where(table.c.action.in_(RULE_CHANGES), table.c.decision == "allow")
+        .where(
+            or_(table.c.action.in_(RULE_CHANGES), table.c.action.startswith(GRANT_EVENTS)),
+            table.c.decision == "allow",
+        )
         .order_by(table.c.seq)
     )
     said: dict[Rule, tuple[int, bool]] = {}
+    grants: dict[str, tuple[int, str]] = {}
     for event in events.mappings():
         if event["chain_v"] == CHAIN_V1 or event["hash"] != expected_hash(event, keys):
             continue  # not the chain's own (`audit verify` reports it)
         details = event["details"] if isinstance(event["details"], dict) else {}
+        if event["action"].startswith(GRANT_EVENTS):
+            if details.get("grant_id") and details.get("to"):
+                grants[str(details["grant_id"])] = (int(event["seq"]), str(details["to"]))
+            continue
         # `apply_change` adds, then removes: a rule both added and removed ends removed
         for name, added in (("added", True), ("removed", False)):
             for line in details.get(name) or ():
                 key = _parsed(line) if isinstance(line, str) else None
                 if key is not None and not _of_a_grant(key):
                     said[key] = (int(event["seq"]), added)
-    return said
+    return said, grants
 
 
 def _parsed(line: str) -> Rule | None:
