@@ -237,6 +237,23 @@ def usable(platform: Platform, db: Session, caller: Caller, model: Model) -> boo
     return True
 
 
+def usable_models(
+    platform: Platform, db: Session, caller: Caller, name: str | None, limit: int
+) -> list[Model]:
+    """The `limit` newest models of the caller's tenant that `caller` may use. The limit counts
+    only those: a listing cut before the decision would say, by falling short, how many
+    hidden models stand among the newest (red team 22b)."""
+    found: list[Model] = []
+    offset = 0
+    while len(found) < limit:
+        page = registry.list_models(db, caller.tenant, name, limit, offset)
+        found += [m for m in page if usable(platform, db, caller, m)]
+        if len(page) < limit:
+            break
+        offset += limit
+    return found[:limit]
+
+
 def _view(
     platform: Platform,
     db: Session,
