@@ -1,0 +1,35 @@
+"""A model's launcher is held to what they saw when they built it, as anyone else is.
+
+Red team 22b (an ML engineer's token, a grant approved by a steward and later revoked): who
+may use a model is held to what its builder read, but the check was skipped when the caller
+*is* the builder. So alice, whose job read `pins.merchant` raw under a right that then ended
+(a grant revoked, here a deny added), kept reading the model built on it (its metrics and
+reports, serving it, building on it) with rights that now show her no merchant at all, while
+mallory with exactly those rights is refused: the revocation took the data from her but not
+what was computed from it. A narrowed launcher must get the 403 the decision already words
+("may no longer use model …: a grant ended or a rule changed")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import WardenHarness
+from tests.conftest import db_url as db_url  # both backends: no job runs here (no Docker)
+from tests.registry.test_builder_narrowed_after_the_build_is_refused import (
+    _alice_model_from_pins,
+    _deny,
+)
+
+
+def test_a_launcher_whose_right_ended_may_no_longer_use_the_model(
+    warden: WardenHarness, tmp_path: Path
+) -> None:
+    ref = _alice_model_from_pins(warden, tmp_path)  # her job saw merchant raw at launch
+    assert warden.http.get(f"/v1/models/{ref}", headers=warden.as_("alice")).status_code == 200
+    _deny(warden, "alice", "merchant")  # her right to merchant ends after the build
+    for path in ("{}", "{}/lineage"):
+        got = warden.http.get("/v1/models/" + path.format(ref), headers=warden.as_("alice"))
+        assert got.status_code == 403, f"alice, denied merchant now, still uses {ref}: {got.text}"
+        assert "may no longer use model" in got.json()["detail"]
+    listed = warden.http.get("/v1/models", headers=warden.as_("alice")).json()["models"]
+    assert ref not in [m["ref"] for m in listed]
