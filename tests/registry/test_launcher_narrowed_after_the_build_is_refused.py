@@ -33,3 +33,21 @@ def test_a_launcher_whose_right_ended_may_no_longer_use_the_model(
         assert "may no longer use model" in got.json()["detail"]
     listed = warden.http.get("/v1/models", headers=warden.as_("alice")).json()["models"]
     assert ref not in [m["ref"] for m in listed]
+
+
+def test_a_launcher_whose_right_ended_may_no_longer_read_the_jobs_log(
+    warden: WardenHarness, tmp_path: Path
+) -> None:
+    """The same for the job's log, which may carry the rows it read: its launcher read it
+    whatever their rights had become."""
+    ref = _alice_model_from_pins(warden, tmp_path)
+    job_id = warden.http.get(f"/v1/models/{ref}", headers=warden.as_("alice")).json()["job_id"]
+    log = Path(warden.settings.data_dir) / "jobs" / job_id / "logs.txt"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("worker: started\nmerchant=ACME-1734\n")
+    logs = f"/v1/jobs/{job_id}/logs"
+    assert warden.http.get(logs, headers=warden.as_("alice")).status_code == 200
+    _deny(warden, "alice", "merchant")
+    got = warden.http.get(logs, headers=warden.as_("alice"))
+    assert got.status_code == 403, f"alice, denied merchant now, still reads the log: {got.text}"
+    assert "ACME-1734" not in got.text
