@@ -51,3 +51,24 @@ def test_a_launcher_whose_right_ended_may_no_longer_read_the_jobs_log(
     got = warden.http.get(logs, headers=warden.as_("alice"))
     assert got.status_code == 403, f"alice, denied merchant now, still reads the log: {got.text}"
     assert "ACME-1734" not in got.text
+
+
+def test_a_launcher_whose_right_ended_is_not_shown_the_jobs_last_line(
+    warden: WardenHarness, tmp_path: Path
+) -> None:
+    """The same for a failed job's last line (`last_line`: up to 500 characters of what the
+    workload printed last, a row it read among them), shown in the job's listing, its page
+    and a cancel's answer to the launcher without asking whether their rights still cover it."""
+    from warden.db.session import unit_of_work
+    from warden.jobs.models import Job
+
+    ref = _alice_model_from_pins(warden, tmp_path)
+    job_id = warden.http.get(f"/v1/models/{ref}", headers=warden.as_("alice")).json()["job_id"]
+    with unit_of_work(warden.state.sessions) as db:
+        db.get_one(Job, job_id).last_line = "ValueError: bad merchant 'ACME-1734'"
+    _deny(warden, "alice", "merchant")
+    one = warden.http.get(f"/v1/jobs/{job_id}", headers=warden.as_("alice"))
+    listed = warden.http.get("/v1/jobs", headers=warden.as_("alice"))
+    assert one.status_code == listed.status_code == 200, (one.text, listed.text)
+    for answer in (one.text, listed.text):
+        assert "ACME-1734" not in answer, f"alice, denied merchant now, is shown {answer}"
