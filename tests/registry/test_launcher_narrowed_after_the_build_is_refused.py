@@ -66,6 +66,8 @@ def test_a_launcher_whose_right_ended_is_not_shown_the_jobs_last_line(
     job_id = warden.http.get(f"/v1/models/{ref}", headers=warden.as_("alice")).json()["job_id"]
     with unit_of_work(warden.state.sessions) as db:
         db.get_one(Job, job_id).last_line = "ValueError: bad merchant 'ACME-1734'"
+    shown = warden.http.get(f"/v1/jobs/{job_id}", headers=warden.as_("alice")).json()
+    assert "ACME-1734" in shown["last_line"]  # to its launcher, while her rights cover it
     _deny(warden, "alice", "merchant")
     one = warden.http.get(f"/v1/jobs/{job_id}", headers=warden.as_("alice"))
     listed = warden.http.get("/v1/jobs", headers=warden.as_("alice"))
