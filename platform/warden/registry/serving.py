@@ -244,14 +244,18 @@ def usable_models(
     only those: a listing cut before the decision would say, by falling short, how many
     hidden models stand among the newest (red team 22b)."""
     found: list[Model] = []
-    offset = 0
+    offset, size = 0, max(limit, 100)  # pages of 100 at least: a query per model is too many
     while len(found) < limit:
-        page = registry.list_models(db, caller.tenant, name, limit, offset)
-        found += [m for m in page if usable(platform, db, caller, m)]
-        if len(page) < limit:
+        page = registry.list_models(db, caller.tenant, name, size, offset)
+        for model in page:
+            if len(found) == limit:
+                break
+            if usable(platform, db, caller, model):
+                found.append(model)
+        if len(page) < size:
             break
-        offset += limit
-    return found[:limit]
+        offset += size
+    return found
 
 
 def _view(
