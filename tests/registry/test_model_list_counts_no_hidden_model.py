@@ -36,3 +36,19 @@ def test_a_listing_limit_is_filled_with_usable_models_only(
     )
     mine = warden.http.get("/v1/models?limit=1000", headers=warden.as_("alice")).json()
     assert len(mine["models"]) == 4  # alice may use all four: nothing is hidden from her
+
+
+def test_a_usable_model_behind_more_than_a_page_of_hidden_ones_is_listed(
+    warden: WardenHarness, tmp_path: Path
+) -> None:
+    """The listing pages through hidden models (100 a page) until its limit is filled."""
+    source = tmp_path / "stack.pt"
+    source.write_bytes(b"weights")
+    seen = [register_artifact(warden, f"pins-{i}", source, read=("pins",)) for i in range(2)]
+    for i in range(101):
+        register_artifact(warden, f"latent-{i}", source, read=("pins", "latent_users"))
+    reads_pins(warden, "mallory")
+    for limit in (1, 2, 50):
+        got = warden.http.get(f"/v1/models?limit={limit}", headers=warden.as_("mallory"))
+        refs = [m["ref"] for m in got.json()["models"]]
+        assert len(refs) == min(limit, 2) and set(refs) <= set(seen), (limit, refs)
