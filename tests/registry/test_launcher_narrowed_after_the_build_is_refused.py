@@ -74,3 +74,22 @@ def test_a_launcher_whose_right_ended_is_not_shown_the_jobs_last_line(
     assert one.status_code == listed.status_code == 200, (one.text, listed.text)
     for answer in (one.text, listed.text):
         assert "ACME-1734" not in answer, f"alice, denied merchant now, is shown {answer}"
+
+
+def test_a_launcher_is_held_to_what_the_jobs_reads_showed_for_its_log(
+    warden: WardenHarness,
+) -> None:
+    """Red team 16c's case for the log: alice's job read merchant under a right given after
+    its launch (the launch records merchant denied) and taken away after the read. Her rights
+    now are her launch's, but the log holds what the read showed: the launcher is held to the
+    job's audited reads too (`registry.job_built_with`), not to the launch alone."""
+    from tests.registry.test_right_held_only_while_the_job_ran_is_counted import (
+        read_merchant_while_allowed,
+    )
+
+    _, job_id = read_merchant_while_allowed(warden, "pins-late")
+    log = Path(warden.settings.data_dir) / "jobs" / job_id / "logs.txt"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("merchant=ACME-1734\n")
+    got = warden.http.get(f"/v1/jobs/{job_id}/logs", headers=warden.as_("alice"))
+    assert got.status_code == 403, f"alice, denied merchant again, reads: {got.text}"
