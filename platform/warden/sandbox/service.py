@@ -160,7 +160,8 @@ def _still_covers(runtime: SandboxRuntime, caller: Caller, row: Sandbox) -> bool
         return True
     state = runtime.state
     with unit_of_work(state.sessions) as db:
-        seen = seen_in_reads(reads_by(db, f"job-{row.id}"))
+        reads = reads_by(db, f"job-{row.id}")
+        seen = seen_in_reads([e for e in reads if e.decision == "allow"])  # a refusal showed none
         views = [load_view(db, state.settings.datasets_dir, row.tenant, n) for n in row.datasets]
     return all(may_use(state, caller, v, built_by=row.launcher, built_with=seen) for v in views)
 
