@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -235,3 +236,35 @@ def test_a_rotation_deleted_in_sql_brings_no_old_pseudonyms_back(
         conn.execute(text("DELETE FROM mask_key_version"))
     answer = warden.read("alice", "engagements", purpose="training", limit=50)
     assert answer.status_code == 503 and "mask key version 2" in answer.text, answer.text
+
+
+def test_an_earlier_version_read_after_a_rotation_is_masked_with_todays_key(
+    warden: Any, operator_cli: Any
+) -> None:
+    """Red team 22b: a reader of masked `users` reads an earlier version (`--as-of`) after a
+    rotation, hoping its pseudonyms come out under the retired key (the one that leaked) while
+    today's come out under the new one, and a join of the two re-links them. A version is
+    masked with the key in force at the read's time, whatever version it is."""
+    from tests.gateway.test_row_order import register_users
+    from warden.catalog.service import load_view
+    from warden.catalog.tables import table_file
+    from warden.db.session import unit_of_work
+
+    first = warden.read("alice", "users", purpose="training", columns=["user_id"])
+    retired = set(frame(first)["user_id"].to_list())
+    old = first.headers["x-warden-dataset-version"]
+    with unit_of_work(warden.state.sessions) as db:
+        today = load_view(db, warden.state.settings.datasets_dir, "acme", "users")
+    newer = Path(warden.state.settings.data_dir) / "users-newer.parquet"
+    rows = table_file(warden.state.settings, today).scan().collect()
+    rows.with_columns(pl.col("region").reverse()).write_parquet(newer)
+    register_users(warden, newer, ["user_id"])
+    rotated = operator_cli("data", "rotate-mask-key", "--tenant", "acme", "--reason", "leak")
+    assert rotated.exit_code == 0, rotated.output
+
+    now = frame(warden.read("alice", "users", purpose="training", columns=["user_id"]))
+    as_of = warden.read("alice", "users", purpose="training", columns=["user_id"], version=old)
+    assert as_of.headers["x-warden-dataset-version"] == old
+    earlier = set(frame(as_of)["user_id"].to_list())
+    assert earlier.isdisjoint(retired), "the earlier version came out under the retired key"
+    assert earlier == set(now["user_id"].to_list())  # one user, one pseudonym, today's key

@@ -262,11 +262,10 @@ def get_visible(state: Platform, caller: Caller, job_id: str, act: str = "read")
 
 
 def may_see_output(state: Platform, caller: Caller, job: Job) -> bool:
-    """Whether `caller` may see what the job's workload printed (its log): its launcher, or
-    someone who may read every dataset it read and every dataset its parent models were
-    built from, for some purpose each allows; administering jobs alone is not enough."""
-    if caller.name == job.launcher:
-        return True
+    """Whether `caller` may see what the job's workload printed (its log): someone, its
+    launcher included, who may read every dataset it read and every dataset its parent models
+    were built from, for some purpose each allows, and no less than the launcher saw (a right
+    that ended since takes the log back); administering jobs alone is not enough."""
     with unit_of_work(state.sessions) as db:
         names = registry.inputs_of(db, job.tenant_id, job.datasets, job.model_in)
         views = [load_view(db, state.settings.datasets_dir, job.tenant, n) for n in names]

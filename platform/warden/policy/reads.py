@@ -158,19 +158,20 @@ def authorize_use(
 ) -> None:
     """Whether `caller` may use something built from `view` (a model's artifacts, a job's
     log): they may read it for `prefer` where the dataset allows that purpose, else for some
-    purpose it allows, and, when `built_by` (whose job built it) is someone else, at least
-    what that person could read of it for that purpose: no column denied or masked to the
-    caller that the builder read, no row filter the builder was not under. What was built
-    carries what the builder saw: what they may read now or could at their job's launch
-    (`built_with`: the job's `decisions["datasets"]`), whichever is more, so a deny added to
-    the builder, or their grant ending, after the build opens nothing. Raises the first
-    refusal (NotFound where hidden)."""
+    purpose it allows, and, given `built_by` (whose job built it), at least what that person
+    could read of it for that purpose: no column denied or masked to the caller that the
+    builder read, no row filter the builder was not under. What was built carries what the
+    builder saw: what they may read now or could at their job's launch (`built_with`: the
+    job's `decisions["datasets"]`), whichever is more, so a deny added to the builder, or
+    their grant ending, after the build opens nothing, and closes it to the builder too.
+    Raises the first refusal (NotFound where hidden)."""
     purposes = [prefer] if prefer in view.allowed_purposes else list(view.allowed_purposes)
     errors: list[WardenError] = []
     for purpose in purposes:
         try:
             decision = authorize_read(platform, caller, view, purpose).decision
-            if built_by is not None and built_by != caller.name:
+            # the builder too: a right that ended after the build takes back what it made
+            if built_by is not None:
                 seen = (built_with or {}).get(view.name, {}).get("seen")
                 _covers(platform, caller, view, purpose, decision, built_by, seen)
             return

@@ -55,11 +55,12 @@ def newest_version(db: Session, tenant_id: str, name: str) -> int:
     return newest
 
 
-def models(db: Session, tenant: str, name: str | None, limit: int) -> list[Model]:
+def models(db: Session, tenant: str, name: str | None, limit: int, offset: int = 0) -> list[Model]:
     query = select(Model).where(Model.tenant == tenant)
     if name:
         query = query.where(Model.name == name)
-    return list(db.scalars(query.order_by(Model.created_at.desc()).limit(limit)))
+    newest_first = query.order_by(Model.created_at.desc(), Model.id)  # id: pages never overlap
+    return list(db.scalars(newest_first.offset(offset).limit(limit)))
 
 
 def reads_by(db: Session, actor: str) -> list[AuditEvent]:

@@ -253,8 +253,10 @@ def _add(values: list[Any], value: Any) -> None:
         values.append(value)
 
 
-def list_models(db: Session, tenant: str, name: str | None, limit: int) -> list[Model]:
-    return [check(db, m) for m in repo.models(db, tenant, name, limit)]
+def list_models(
+    db: Session, tenant: str, name: str | None, limit: int, offset: int = 0
+) -> list[Model]:
+    return [check(db, m) for m in repo.models(db, tenant, name, limit, offset)]
 
 
 def get_model(db: Session, model_id: str | None, tenant_id: str) -> Model | None:

@@ -20,7 +20,9 @@ from warden.db.session import unit_of_work
 from warden.errors import Forbidden, NotFound
 from warden.identity.service import Caller, get_tenant
 from warden.policy.authz import allowed, require, sees_launched
-from warden.policy.reads import authorize_read
+from warden.policy.reads import authorize_read, may_use
+from warden.registry.repository import reads_by
+from warden.registry.service import seen_in_reads
 from warden.sandbox import repository as repo
 from warden.sandbox.models import Sandbox
 from warden.sandbox.profiles import LaunchRequest, resolve
@@ -151,6 +153,19 @@ def stop(runtime: SandboxRuntime, caller: Caller, sandbox_id: str) -> Sandbox:
     return runtime.stop(row.id, caller, f"stopped by {caller.name}")
 
 
+def _still_covers(runtime: SandboxRuntime, caller: Caller, row: Sandbox) -> bool:
+    """Whether the launcher's rights now cover what the sandbox's audited reads showed (the
+    chain's own events; a right that ended since takes its log back, as a job's)."""
+    if not row.datasets:
+        return True
+    state = runtime.state
+    with unit_of_work(state.sessions) as db:
+        reads = reads_by(db, f"job-{row.id}")
+        seen = seen_in_reads([e for e in reads if e.decision == "allow"])  # a refusal showed none
+        views = [load_view(db, state.settings.datasets_dir, row.tenant, n) for n in row.datasets]
+    return all(may_use(state, caller, v, built_by=row.launcher, built_with=seen) for v in views)
+
+
 def logs(runtime: SandboxRuntime, caller: Caller, sandbox_id: str, follow: bool) -> Iterator[bytes]:
     """Its output for `caller`; the refusal or the view audited (`sandbox.logs`) before the
     first byte: it may carry rows of the data the sandbox read."""
@@ -176,12 +191,13 @@ def logs(runtime: SandboxRuntime, caller: Caller, sandbox_id: str, follow: bool)
 
 
 def may_see_output(runtime: SandboxRuntime, caller: Caller, row: Sandbox) -> bool:
-    """Whether `caller` may see what the sandbox's workload printed: its launcher; for a
+    """Whether `caller` may see what the sandbox's workload printed: its launcher, while their
+    rights cover what it read (`_still_covers`); for a
     segment that reads no data, whoever may see the sandbox. A data segment's log may carry
     rows of what it read and of its job's parent models' data, so nobody else reads it here:
     a job's log is `/v1/jobs/{id}/logs`, held to the sealed job row (which job a sandbox ran,
     `job.sandbox_id`, is the worker's note, not sealed: it decides nothing)."""
     if caller.name == row.launcher:
-        return True
+        return _still_covers(runtime, caller, row)
     profile = runtime.profiles().get(row.segment)
     return profile is not None and not profile.data_access and not row.datasets

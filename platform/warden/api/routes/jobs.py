@@ -8,8 +8,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from warden.api.deps import CurrentCaller, Process, State, get_process
+from warden.core.platform import Platform
+from warden.identity.service import Caller
 from warden.jobs import service
-from warden.jobs.models import STATES
+from warden.jobs.models import STATES, Job
 from warden.jobs.schemas import JobCreate, JobOut
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -38,8 +40,13 @@ def list_(
     rows = service.list_jobs(
         state, caller, everyone=all, job_state=job_state, kind=kind, limit=limit
     )
-    # the log's right is decided per job only where it is the caller's own (a list stays cheap)
-    return {"jobs": [JobOut.shown(r, with_output=r.launcher == caller.name) for r in rows]}
+    # the log's right is decided only for the caller's own jobs (no one else's is ever shown)
+    return {"jobs": [JobOut.shown(r, with_output=_own_output(state, caller, r)) for r in rows]}
+
+
+def _own_output(state: Platform, caller: Caller, job: Job) -> bool:
+    """A listing shows a job's last line to its launcher, while their rights still cover it."""
+    return job.launcher == caller.name and service.may_see_output(state, caller, job)
 
 
 @router.get("/{job_id}", response_model=JobOut, summary="One job")
@@ -62,4 +69,4 @@ def logs(
 @router.post("/{job_id}/cancel", response_model=JobOut, summary="Cancel a job")
 def cancel(job_id: str, caller: CurrentCaller, state: State, request: Request) -> JobOut:
     job = service.cancel(state, caller, job_id, get_process(request).sandboxes)
-    return JobOut.shown(job, with_output=job.launcher == caller.name)
+    return JobOut.shown(job, with_output=_own_output(state, caller, job))

@@ -23,8 +23,7 @@ from warden.registry import service
 from warden.registry.models import Model
 from warden.registry.schemas import LineageOut, ModelOut
 from warden.registry.service import lineage_datasets
-from warden.registry.serving import authorize
-from warden.registry.serving import usable as usable_by
+from warden.registry.serving import authorize, usable_models
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 # Documents the form service.parse_ref accepts (anything else is 422); validation stays there.
@@ -78,8 +77,7 @@ def list_(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, list[ModelOut]]:
     _people_only(caller)
-    models = service.list_models(db, caller.tenant, name, limit)
-    usable = [m for m in models if usable_by(state, db, caller, m)]
+    usable = usable_models(state, db, caller, name, limit)
     metrics_shown(state, caller, "model.list", usable)
     return {"models": [ModelOut.of(m) for m in usable]}
 
