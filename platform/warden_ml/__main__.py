@@ -1,5 +1,4 @@
-import sys
-
 from warden_ml.cli import main
+from warden_ml.dist import exit_rank
 
-sys.exit(main())
+exit_rank(main())

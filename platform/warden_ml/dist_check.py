@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from warden_ml.common import Spec
-from warden_ml.dist import World, close_world, domain_step, init_world
+from warden_ml.dist import World, close_world, domain_step, exit_rank, init_world
 from warden_ml.models import CNNTower
 from warden_ml.shards import read_domain_data
 
@@ -66,3 +66,4 @@ def run(out: Path, mode: str = "steps") -> None:
 
 if __name__ == "__main__":
     run(Path(sys.argv[1]), *sys.argv[2:3])
+    exit_rank(0)
