@@ -45,8 +45,13 @@ def list_(
 
 
 def _own_output(state: Platform, caller: Caller, job: Job) -> bool:
-    """A listing shows a job's last line to its launcher, while their rights still cover it."""
-    return job.launcher == caller.name and service.may_see_output(state, caller, job)
+    """A listing shows a job's last line to its launcher, while their rights still cover it
+    (decided only where there is a line to show: most jobs have none)."""
+    return (
+        bool(job.last_line)
+        and job.launcher == caller.name
+        and service.may_see_output(state, caller, job)
+    )
 
 
 @router.get("/{job_id}", response_model=JobOut, summary="One job")
